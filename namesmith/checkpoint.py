@@ -1,0 +1,206 @@
+"""Self-describing model directories, written atomically, loaded without unpickling.
+
+A model directory holds:
+
+- `namesmith.json`: format version, model type and config, vocabulary, training config, data
+  fingerprint and split seed, evaluation results, loss history, and the name and sha256 of the
+  weights file (and of the resumable training state, if training was interrupted);
+- `weights-<hash>.safetensors`: the model's tensors (safetensors never runs code on load);
+- `train_state-<hash>.safetensors`: optimiser state etc. for `--resume`, while it applies.
+
+Saving writes the tensor files under new names first and replaces `namesmith.json` last, by
+rename: whatever moment a crash or a full disk strikes, the JSON names files that exist and
+match their hashes, so the previous checkpoint stays loadable until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from namesmith.errors import CheckpointError, NamesmithError
+from namesmith.models import MODEL_TYPES, model_class
+from namesmith.models.base import CharModel
+from namesmith.vocab import Vocab
+
+FORMAT = "namesmith-model"
+FORMAT_VERSION = 1
+META_FILE = "namesmith.json"
+MAX_META_BYTES = 64 << 20
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model with its vocabulary and everything recorded about it."""
+
+    model: CharModel
+    vocab: Vocab
+    meta: dict[str, Any] = field(default_factory=dict)
+    train_state: dict[str, Any] | None = None  # {"tensors", "meta"} when resumable
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a directory be opened
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_tensors(directory: Path, stem: str, tensors: dict[str, torch.Tensor]) -> tuple[str, str]:
+    """Save tensors under a content-addressed name; returns (file name, sha256)."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        sha = _sha256(Path(tmp))
+        name = f"{stem}-{sha[:16]}.safetensors"
+        os.replace(tmp, directory / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return name, sha
+
+
+def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta: dict[str, Any],
+                    train_state: dict[str, Any] | None = None) -> Path:
+    """Write a model directory atomically (see the module docstring); returns its path.
+
+    `meta` holds what the caller knows (data, training config, metrics, history); the model's
+    own type, config and vocabulary are added here. `train_state` makes the checkpoint resumable.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory}: exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        weights_file, weights_sha = _write_tensors(directory, "weights", model.weights())
+        record = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            **meta,
+            "model_type": model.model_type,
+            "model_config": model.config_dict(),
+            "vocab": list(vocab.chars),
+            "weights": {"file": weights_file, "sha256": weights_sha},
+        }
+        if train_state is not None:
+            state_file, state_sha = _write_tensors(directory, "train_state", train_state["tensors"])
+            record["train_state"] = {"file": state_file, "sha256": state_sha, "meta": train_state["meta"]}
+        atomic_write_bytes(directory / META_FILE, json.dumps(record, indent=2).encode())
+    except OSError as e:
+        raise CheckpointError(f"{directory}: could not save the model ({e.strerror or e}); "
+                              "the previous checkpoint, if any, is intact") from None
+    keep = {weights_file, record.get("train_state", {}).get("file")}
+    for stale in [*directory.glob("weights-*.safetensors"), *directory.glob("train_state-*.safetensors")]:
+        if stale.name not in keep:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    return directory
+
+
+def _load_tensors(directory: Path, entry: Any, what: str) -> dict[str, torch.Tensor]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
+        raise CheckpointError(f"{directory / META_FILE}: the {what} entry is malformed")
+    path = directory / entry["file"]
+    if Path(entry["file"]).name != entry["file"] or not path.is_file():
+        raise CheckpointError(f"{directory}: {what} file {entry['file']!r} is missing")
+    if _sha256(path) != entry["sha256"]:
+        raise CheckpointError(f"{path}: does not match its recorded sha256 (truncated or corrupted)")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from None
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """The checked contents of a model directory's namesmith.json."""
+    directory = Path(directory)
+    path = directory / META_FILE
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such model directory "
+                              f"(train one with `namesmith train --out {directory}`)")
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: not a namesmith model directory ({META_FILE} is missing)")
+    if path.stat().st_size > MAX_META_BYTES:
+        raise CheckpointError(f"{path}: too large to be a namesmith model description")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a namesmith model description")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {version!r} is newer than this namesmith reads "
+                              f"({FORMAT_VERSION}); upgrade namesmith")
+    if meta.get("model_type") not in MODEL_TYPES:
+        raise CheckpointError(f"{path}: unknown model type {meta.get('model_type')!r}")
+    vocab = meta.get("vocab")
+    if not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
+        raise CheckpointError(f"{path}: the vocabulary is malformed")
+    if not isinstance(meta.get("model_config"), dict):
+        raise CheckpointError(f"{path}: the model config is malformed")
+    return meta
+
+
+def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu", *,
+                    with_train_state: bool = False) -> Checkpoint:
+    """Load a model directory, checking format, hashes, vocabulary and weight shapes."""
+    directory = Path(directory)
+    meta = read_meta(directory)
+    try:
+        vocab = Vocab(tuple(meta["vocab"]))
+    except NamesmithError as e:
+        raise CheckpointError(f"{directory / META_FILE}: {e}") from None
+    cls = model_class(meta["model_type"])
+    try:
+        model = cls.from_config_dict(vocab.size, meta["model_config"])
+    except NamesmithError as e:
+        raise CheckpointError(f"{directory / META_FILE}: {e}") from None
+    model.load_weights(_load_tensors(directory, meta.get("weights"), "weights"))
+    model.to(device).eval()
+    train_state = None
+    if with_train_state and "train_state" in meta:
+        entry = meta["train_state"]
+        train_state = {"tensors": _load_tensors(directory, entry, "training state"), "meta": entry.get("meta", {})}
+    return Checkpoint(model, vocab, meta, train_state)

@@ -1,0 +1,60 @@
+"""Training options shared by every model type, validated when built.
+
+A field left as None takes the model type's own default (`CharModel.default_train_config`),
+so `TrainConfig()` means "train this model the way its README row says".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from namesmith.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+BIGRAM_MODES = ("full-batch", "one-hot", "per-example-nll", "per-example-l1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; None means "the model's default"."""
+
+    max_steps: int | None = None  # full-batch epochs for `bigram`, optimiser steps for neural models
+    learning_rate: float | None = None
+    learning_rate_end: float | None = None  # end of the bigram's linear decay / floor of the cosine
+    batch_size: int | None = None
+    weight_decay: float | None = None  # L2 penalty for `bigram`, AdamW decay for neural models
+    warmup_steps: int | None = None
+    grad_clip: float | None = None
+    eval_every: int | None = None  # steps between validation evaluations
+    patience: int | None = None  # evaluations without improvement before stopping early
+    time_budget: float | None = None  # seconds of training, then stop (and keep the best)
+    mode: str = "full-batch"  # `bigram` only: see BIGRAM_MODES
+    subset: int | None = None  # per-example `bigram` modes: use only the first N pairs
+    seed: int = 1337
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive = ("max_steps", "learning_rate", "batch_size", "eval_every", "patience", "subset",
+                    "time_budget", "grad_clip")
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        for name in ("learning_rate_end", "weight_decay", "warmup_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {value}")
+        if self.mode not in BIGRAM_MODES:
+            raise ConfigError(f"--mode must be one of {', '.join(BIGRAM_MODES)}; got {self.mode!r}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ConfigError(f"--device must be one of {', '.join(DEVICES)} (or cuda:N); got {self.device!r}")
+
+    def with_defaults(self, defaults: dict[str, Any]) -> TrainConfig:
+        """A copy where every None field takes its value from `defaults`."""
+        filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **filled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

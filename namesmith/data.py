@@ -1,0 +1,240 @@
+"""Word lists: reading them safely, the built-in data set, the train/val/test split, tensors.
+
+A word list is UTF-8 text with one name per line. Reading is strict about what it cannot use
+and says so in one line naming the file and line; see "Input format" in the README.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import unicodedata
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from namesmith.errors import ConfigError, DataError
+from namesmith.vocab import BOUNDARY, Vocab
+
+log = logging.getLogger("namesmith")
+
+BUILTIN = "builtin"  # the data path that names the built-in US baby-names set
+_BUILTIN_FILE = "us_names.tsv"
+# Characters that never belong in a name: controls, surrogates, private use, line separators.
+_BAD_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Zl", "Zp"})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the words come from and how each line becomes a word."""
+
+    path: str = BUILTIN  # a text file, or "builtin"
+    lowercase: bool = False
+    encoding: str = "utf-8"
+    max_line_length: int = 64  # longer lines are skipped with a warning
+    dedupe: bool = False
+    split_seed: int = 42
+    split: bool = True  # False: train and evaluate on every word (no held-out sets)
+
+    def __post_init__(self) -> None:
+        if self.max_line_length < 1:
+            raise ConfigError(f"--max-line-length must be at least 1, got {self.max_line_length}")
+        try:
+            "".encode(self.encoding)
+        except LookupError:
+            raise ConfigError(f"--encoding: unknown encoding {self.encoding!r}") from None
+
+
+def builtin_path() -> Path:
+    """Path of the built-in data set: US SSA baby names of one year (see scripts/)."""
+    return Path(str(resources.files("namesmith") / "builtin" / _BUILTIN_FILE))
+
+
+def read_builtin_table() -> list[tuple[str, int, int]]:
+    """Rows (name, female births, male births) of the built-in data set, most common first."""
+    lines = builtin_path().read_text(encoding="utf-8").splitlines()
+    rows = []
+    for line in lines[1:]:  # the first line is the header
+        name, female, male = line.split("\t")
+        rows.append((name, int(female), int(male)))
+    return rows
+
+
+def read_file_bytes(path: str | Path) -> bytes:
+    """The bytes of a data file, or a `DataError` saying why it cannot be read."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, not a word list")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise DataError(f"{p}: cannot read ({e.strerror})") from None
+
+
+def decode_text(raw: bytes, path: str | Path, encoding: str = "utf-8") -> str:
+    """Decode a word list, naming the line and byte offset of the first undecodable byte."""
+    if b"\x00" in raw[:65536] and encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
+        offset = raw.index(b"\x00")
+        raise DataError(f"{path}: looks like a binary file (NUL byte at offset {offset}), not a word list")
+    if encoding.lower().replace("-", "").replace("_", "") == "utf8":
+        encoding = "utf-8-sig"  # accept (and drop) a UTF-8 byte-order mark
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} is not valid {encoding.removesuffix('-sig')} "
+            f"(byte 0x{raw[e.start]:02x} at offset {e.start}); pass --encoding (e.g. latin-1) "
+            "if the file uses another encoding"
+        ) from None
+
+
+def parse_words(text: str, source: str = "<text>", *, lowercase: bool = False,
+                max_line_length: int = 64, dedupe: bool = False) -> list[str]:
+    """One word per line: NFC-normalised, stripped, blank lines skipped.
+
+    A tab ends the name (the first column of a spreadsheet export is kept). Lines longer than
+    `max_line_length` or holding control characters are skipped with one warning each kind.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    words: list[str] = []
+    too_long: list[int] = []
+    bad_chars: list[int] = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        word = unicodedata.normalize("NFC", line.split("\t", 1)[0].strip())
+        if not word:
+            continue
+        if len(word) > max_line_length:
+            too_long.append(lineno)
+            continue
+        if any(unicodedata.category(c) in _BAD_CATEGORIES for c in word):
+            bad_chars.append(lineno)
+            continue
+        words.append(word.lower() if lowercase else word)
+    if too_long:
+        log.warning(f"{source}: skipped {len(too_long)} line(s) longer than --max-line-length={max_line_length} "
+                    f"(first: line {too_long[0]})")
+    if bad_chars:
+        log.warning(f"{source}: skipped {len(bad_chars)} line(s) holding control characters "
+                    f"(first: line {bad_chars[0]})")
+    if dedupe:
+        words = list(dict.fromkeys(words))
+    if not words:
+        if not text.strip():
+            raise DataError(f"{source}: is empty (no names in it)")
+        raise DataError(f"{source}: has no usable names (every line was blank or skipped)")
+    return words
+
+
+def load_words(config: DataConfig | str | Path = BUILTIN, **options) -> list[str]:
+    """Read a word list (a path, "builtin", or a full `DataConfig`)."""
+    if not isinstance(config, DataConfig):
+        config = DataConfig(path=str(config), **options)
+    if config.path == BUILTIN:
+        words = [name for name, _, _ in read_builtin_table()]
+        return list(dict.fromkeys(words)) if config.dedupe else words
+    text = decode_text(read_file_bytes(config.path), config.path, config.encoding)
+    return parse_words(text, config.path, lowercase=config.lowercase,
+                       max_line_length=config.max_line_length, dedupe=config.dedupe)
+
+
+def fingerprint(path: str | Path) -> str:
+    """sha256 of a data file's bytes ("builtin" means the built-in file)."""
+    p = builtin_path() if str(path) == BUILTIN else Path(path)
+    digest = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Split:
+    """The train/validation/test words of one shuffled word list."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+    def parts(self) -> dict[str, list[str]]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def split_words(words: list[str], seed: int = 42, split: bool = True) -> Split:
+    """Shuffle with `random.Random(seed)`, then cut 80/10/10 at int(0.8n) and int(0.9n).
+
+    This is the split of the makemore lecture series, so figures compare with published ones.
+    The training set always keeps at least one word; tiny evaluation sets get a warning.
+    With `split=False` every word is for training and the evaluation sets are empty.
+    """
+    if not split:
+        return Split(list(words), [], [])
+    shuffled = list(words)
+    random.Random(seed).shuffle(shuffled)
+    n = len(shuffled)
+    a, b = max(int(0.8 * n), 1), max(int(0.9 * n), 1)
+    split = Split(shuffled[:a], shuffled[a:b], shuffled[b:])
+    if n < 20:
+        log.warning(f"only {n} word(s): validation has {len(split.val)} and test {len(split.test)}; "
+                    "their losses are missing or noisy")
+    return split
+
+
+def encode_words(words: list[str], vocab: Vocab) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets for next-character prediction, one row per word.
+
+    For "emma": x = [<b>, e, m, m, a, <b>...], y = [e, m, m, a, <b>, -1...]; -1 marks padding
+    (ignored by the loss). Shapes (N, L+1) where L is the longest word. Vectorised: the words
+    are joined, encoded as code points and looked up in the sorted vocabulary in one go.
+    """
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    width = int(lengths.max(initial=0)) + 1
+    codes = np.frombuffer("".join(words).encode("utf-32-le"), dtype="<u4")
+    vocab_codes = np.array([ord(c) for c in vocab.chars], dtype=np.uint32)  # sorted, like vocab.chars
+    ids = np.searchsorted(vocab_codes, codes).clip(max=max(len(vocab_codes) - 1, 0))
+    unknown = vocab_codes[ids] != codes if len(vocab_codes) else np.ones(len(codes), bool)
+    if unknown.any():
+        at = int(unknown.argmax())
+        word = words[int(np.searchsorted(np.cumsum(lengths), at, side="right"))]
+        vocab.encode(word)  # raises UnknownCharacterError naming the word and character
+    rows = np.repeat(np.arange(len(words)), lengths)
+    cols = np.arange(len(codes)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    x = np.zeros((len(words), width), dtype=np.int64)
+    y = np.full((len(words), width), -1, dtype=np.int64)
+    x[rows, cols + 1] = ids + 1
+    y[rows, cols] = ids + 1
+    y[np.arange(len(words)), lengths] = BOUNDARY
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+@dataclass
+class Corpus:
+    """A split word list with its vocabulary: what every model trains and evaluates on."""
+
+    split: Split
+    vocab: Vocab
+    _tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_words(cls, words: list[str], seed: int = 42, vocab: Vocab | None = None, split: bool = True) -> Corpus:
+        return cls(split_words(words, seed, split), vocab or Vocab.from_words(words))
+
+    @cached_property
+    def max_word_length(self) -> int:
+        return max(len(w) for part in self.split.parts().values() for w in part)
+
+    def words(self, part: str) -> list[str]:
+        return self.split.parts()[part]
+
+    def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of `encode_words` for "train", "val" or "test", built once."""
+        if part not in self._tensors:
+            self._tensors[part] = encode_words(self.words(part), self.vocab)
+        return self._tensors[part]

@@ -1,0 +1,32 @@
+"""The model registry: --model NAME → the class that implements it (imported on first use)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from namesmith.errors import ConfigError
+from namesmith.models.base import CharModel
+
+# name → (module, class). One model per file; a new model is one line here.
+MODEL_TYPES: dict[str, tuple[str, str]] = {
+    "bigram-counts": ("namesmith.models.bigram", "BigramCounts"),
+    "bigram": ("namesmith.models.bigram", "BigramLinear"),
+    "ngram": ("namesmith.models.ngram", "NGram"),
+    "mlp": ("namesmith.models.mlp", "MLP"),
+    "wavenet": ("namesmith.models.wavenet", "WaveNet"),
+    "rnn": ("namesmith.models.rnn", "RNN"),
+    "gru": ("namesmith.models.rnn", "GRU"),
+    "lstm": ("namesmith.models.rnn", "LSTM"),
+    "transformer": ("namesmith.models.transformer", "Transformer"),
+}
+
+
+def model_class(name: str) -> type[CharModel]:
+    """The class registered as `name`, or a ConfigError listing the known names."""
+    if name not in MODEL_TYPES:
+        raise ConfigError(f"unknown model type {name!r}; choose one of {', '.join(MODEL_TYPES)}")
+    module, cls = MODEL_TYPES[name]
+    return getattr(import_module(module), cls)
+
+
+__all__ = ["CharModel", "MODEL_TYPES", "model_class"]

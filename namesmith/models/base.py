@@ -1,0 +1,136 @@
+"""The one model interface: given the characters so far, what are the logits of the next one?
+
+Every model, from bigram counts to the Transformer, answers that question in two forms:
+
+- `forward(idx)`: for token ids (B, T) that start with the boundary token, the logits (B, T, V)
+  of the next token at every position. Training, evaluation and scoring use this.
+- `step(state, token)`: feed one token per row, get the logits (B, V) of the next one. Sampling
+  uses this, so a model can carry a recurrent state or a key/value cache instead of re-reading
+  the prefix. The default implementation keeps the prefix (cropped to `context_size`) as its
+  state and calls `forward`, which is correct for every model and fast for short contexts.
+
+Count models return log-probabilities as logits (-inf where the probability is 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from namesmith.errors import CheckpointError, ConfigError
+from namesmith.vocab import BOUNDARY
+
+State = Any
+
+
+class CharModel(nn.Module):
+    """Base class of every namesmith model; subclasses set the class attributes below."""
+
+    model_type: ClassVar[str]  # the name used by --model and in checkpoints
+    config_class: ClassVar[type]  # dataclass of the model's hyperparameters
+    # TrainConfig fields this model type uses when the user leaves them unset
+    default_train_config: ClassVar[dict[str, Any]] = {}
+    # True for models fitted in closed form (counting); they ignore optimiser settings
+    counts_only: ClassVar[bool] = False
+
+    def __init__(self, vocab_size: int, config: Any):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.config = config
+
+    @property
+    def context_size(self) -> int | None:
+        """How many previous tokens the next-token distribution depends on (None: all of them)."""
+        return None
+
+    @property
+    def max_length(self) -> int | None:
+        """Longest sequence (boundary included) the model can read, if it has a limit."""
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) of the next token after each prefix idx[:, :t+1]."""
+        raise NotImplementedError
+
+    def train_defaults(self, config: Any) -> dict[str, Any]:
+        """TrainConfig values for fields the user left unset (may depend on `config.mode`)."""
+        return self.default_train_config
+
+    def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
+            on_checkpoint: Any = None) -> Any:
+        """Train on the corpus' train split and return a `TrainHistory`.
+
+        `on_checkpoint(state)` receives resumable training state ({"tensors": ..., "meta": ...})
+        now and then; `resume=state` continues from it. Default: the gradient trainer.
+        """
+        from namesmith.trainer import fit_gradient
+
+        return fit_gradient(self, corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
+
+    # --- incremental generation -------------------------------------------------------------
+    def init_state(self, batch_size: int) -> State:
+        """The state before any token: an empty prefix."""
+        return torch.empty(batch_size, 0, dtype=torch.long, device=self.device)
+
+    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """Feed tokens (B,), return next-token logits (B, V) and the new state."""
+        prefix = torch.cat([state, token.view(-1, 1)], dim=1)
+        keep = self.context_size if self.context_size is not None else self.max_length
+        if keep is not None:
+            prefix = prefix[:, -keep:]
+        return self(prefix)[:, -1], prefix
+
+    def select_state(self, state: State, rows: torch.Tensor) -> State:
+        """The state of the given rows only (finished names leave the batch)."""
+        return state[rows]
+
+    # --- saving -----------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    @classmethod
+    def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> CharModel:
+        try:
+            return cls(vocab_size, cls.config_class(**config))
+        except TypeError as e:
+            raise CheckpointError(f"model config does not fit {cls.model_type}: {e}") from None
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Tensors to save (safetensors: contiguous, unshared)."""
+        return {k: v.detach().contiguous().cpu().clone() for k, v in self.state_dict().items()}
+
+    def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load what `weights()` saved; shapes must match exactly."""
+        expected = self.state_dict()
+        if set(expected) != set(tensors):
+            missing, extra = set(expected) - set(tensors), set(tensors) - set(expected)
+            raise CheckpointError(f"weights do not match {self.model_type}: missing {sorted(missing)}, "
+                                  f"unexpected {sorted(extra)}")
+        for name, tensor in tensors.items():
+            if tuple(tensor.shape) != tuple(expected[name].shape):
+                raise CheckpointError(f"weight {name!r} has shape {tuple(tensor.shape)}, expected "
+                                      f"{tuple(expected[name].shape)} (vocabulary or config mismatch)")
+        self.load_state_dict(tensors)
+
+    def extra_repr(self) -> str:
+        return f"vocab_size={self.vocab_size}, {self.config}"
+
+
+def check_config(condition: bool, message: str) -> None:
+    """Raise a ConfigError unless `condition` holds (for config dataclasses' __post_init__)."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def boundary_context(batch_size: int, length: int, device: torch.device) -> torch.Tensor:
+    """A (B, length) block of boundary tokens: the context before a name starts."""
+    return torch.full((batch_size, length), BOUNDARY, dtype=torch.long, device=device)

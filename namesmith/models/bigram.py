@@ -1,0 +1,246 @@
+"""Bigram models: the next character depends only on the previous one.
+
+Two ways to the same table, as in part 1 of the makemore lecture series:
+
+- `BigramCounts`: count every (previous, next) pair in the training words, add k to each count
+  (add-k / Laplace smoothing) and normalise the rows. Closed form, instant.
+- `BigramLinear`: the seed notebook's single linear layer. W (V×V) is applied to one-hot
+  characters and trained by gradient descent on the negative log-likelihood. Because the input
+  is one-hot, the loss and its gradient depend on the data only through the pair counts N:
+
+      loss = -Σ N ∘ log softmax(W) / n            grad = (softmax(W) ∘ rowsum(N) - N) / n
+
+  so a full-batch epoch costs O(V²) instead of O(pairs × V). That is the default `full-batch`
+  mode; `one-hot` runs the seed's literal formulation and must follow the same trajectory.
+  With enough epochs softmax(W) approaches the count model with k=0.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from namesmith.history import TrainHistory
+from namesmith.models.base import CharModel, State, check_config
+
+LOG_EVERY = 10  # full-batch epochs between loss-curve points
+
+
+def count_pairs(x: torch.Tensor, y: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Pair counts (V, V) from `encode_words` tensors: row = previous token, column = next."""
+    mask = y >= 0
+    flat = x[mask] * vocab_size + y[mask]
+    return torch.bincount(flat, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
+
+
+class _BigramTable(CharModel):
+    """Shared by both bigram models: logits come from one (V, V) table indexed by the last token."""
+
+    @property
+    def context_size(self) -> int:
+        return 1
+
+    def log_probs(self) -> torch.Tensor:
+        """(V, V) table of log P(next | previous)."""
+        raise NotImplementedError
+
+    def transition_probs(self) -> torch.Tensor:
+        """(V, V) table of P(next | previous); each row sums to 1."""
+        return self.log_probs().exp()
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.log_probs()[idx]  # (B, T, V)
+
+    def init_state(self, batch_size: int) -> State:
+        return None  # a bigram needs no memory beyond the token it is fed
+
+    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
+        return self.log_probs()[token], None
+
+    def select_state(self, state: State, rows: torch.Tensor) -> State:
+        return None
+
+
+@dataclass(frozen=True)
+class BigramCountsConfig:
+    smoothing: float = 1.0  # k of add-k smoothing; 0 gives the maximum-likelihood table
+
+    def __post_init__(self) -> None:
+        check_config(self.smoothing >= 0, f"--smoothing must not be negative, got {self.smoothing}")
+
+
+class BigramCounts(_BigramTable):
+    """Counted bigram table with add-k smoothing: P(b|a) = (N[a,b] + k) / Σ_c (N[a,c] + k)."""
+
+    model_type: ClassVar[str] = "bigram-counts"
+    config_class: ClassVar[type] = BigramCountsConfig
+    counts_only: ClassVar[bool] = True
+
+    def __init__(self, vocab_size: int, config: BigramCountsConfig | None = None):
+        super().__init__(vocab_size, config or BigramCountsConfig())
+        self.register_buffer("pair_counts", torch.zeros(vocab_size, vocab_size))
+
+    def log_probs(self) -> torch.Tensor:
+        counts = self.pair_counts + self.config.smoothing
+        totals = counts.sum(1, keepdim=True)
+        # A row never seen in training (k=0) has no estimate: make it uniform rather than 0/0.
+        counts = torch.where(totals > 0, counts, torch.ones_like(counts))
+        return (counts / counts.sum(1, keepdim=True)).log()
+
+    def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
+            on_checkpoint: Any = None) -> TrainHistory:
+        start = time.perf_counter()
+        x, y = corpus.tensors("train")
+        self.pair_counts.copy_(count_pairs(x, y, self.vocab_size).to(self.pair_counts))
+        if callback:
+            callback(1, 1, {})
+        return TrainHistory(steps=1, seconds=time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class BigramConfig:
+    init_seed: int = 0  # seed of the generator that draws the initial W ~ N(0, 1)
+
+
+class BigramLinear(_BigramTable):
+    """The seed's model: logits = one_hot(previous) @ W, trained by gradient descent."""
+
+    model_type: ClassVar[str] = "bigram"
+    config_class: ClassVar[type] = BigramConfig
+    # The seed's schedules: full batch decays 100 → 10 over 10,000 epochs; its per-example
+    # study loops run 2 epochs at a constant rate (100 for the L1 loss, 1 for the NLL).
+    mode_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "full-batch": {"max_steps": 10_000, "learning_rate": 100.0, "learning_rate_end": 10.0},
+        "one-hot": {"max_steps": 10_000, "learning_rate": 100.0, "learning_rate_end": 10.0},
+        "per-example-nll": {"max_steps": 2, "learning_rate": 1.0, "learning_rate_end": 1.0},
+        "per-example-l1": {"max_steps": 2, "learning_rate": 100.0, "learning_rate_end": 100.0},
+    }
+    default_train_config: ClassVar[dict[str, Any]] = {**mode_defaults["full-batch"], "weight_decay": 0.0}
+
+    def __init__(self, vocab_size: int, config: BigramConfig | None = None):
+        super().__init__(vocab_size, config or BigramConfig())
+        generator = torch.Generator().manual_seed(self.config.init_seed)
+        self.W = torch.nn.Parameter(torch.randn(vocab_size, vocab_size, generator=generator))
+
+    def log_probs(self) -> torch.Tensor:
+        return F.log_softmax(self.W, dim=1)
+
+    def train_defaults(self, config: Any) -> dict[str, Any]:
+        return {**self.default_train_config, **self.mode_defaults[config.mode]}
+
+    def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
+            on_checkpoint: Any = None) -> TrainHistory:
+        x, y = corpus.tensors("train")
+        history = TrainHistory.from_dict(resume["meta"]["history"]) if resume else TrainHistory()
+        first_epoch = resume["meta"]["epoch"] if resume else 0
+        if resume:
+            self.load_weights({"W": resume["tensors"]["W"]})
+        run = {"full-batch": self._fit_counts, "one-hot": self._fit_one_hot,
+               "per-example-nll": self._fit_per_example, "per-example-l1": self._fit_per_example}
+        start = time.perf_counter() - history.seconds
+        epoch = run[config.mode](x, y, config, callback, history, first_epoch)
+        history.seconds = time.perf_counter() - start
+        history.steps = epoch
+        if epoch < config.max_steps:
+            history.stop_reason = "interrupted"
+            if on_checkpoint:
+                on_checkpoint({"tensors": {"W": self.W.detach().cpu().clone()},
+                               "meta": {"epoch": epoch, "history": history.to_dict()}})
+        return history
+
+    @staticmethod
+    def _learning_rate(config: Any, epoch: int) -> float:
+        """The seed's linear decay from learning_rate to learning_rate_end over max_steps."""
+        lr, lr_end = config.learning_rate, config.learning_rate_end
+        return lr - (lr - lr_end) * epoch / config.max_steps
+
+    def _fit_counts(self, x, y, config, callback, history, epoch) -> int:  # noqa: ANN001
+        """Full-batch gradient descent from the pair counts alone: O(V²) per epoch.
+
+        Runs in float64 NumPy: for a 27×27 table the per-call overhead of torch ops dominates.
+        """
+        pair_counts = count_pairs(x, y, self.vocab_size).double().numpy()
+        n = pair_counts.sum()
+        row_totals = pair_counts.sum(1, keepdims=True)
+        W = self.W.detach().cpu().double().numpy().copy()
+        l2 = config.weight_decay
+        while epoch < config.max_steps:
+            lr = self._learning_rate(config, epoch)
+            shifted = W - W.max(1, keepdims=True)
+            exp = np.exp(shifted)
+            row_sums = exp.sum(1, keepdims=True)
+            grad = (exp / row_sums * row_totals - pair_counts) / n
+            if l2:
+                grad += 2 * l2 * W / W.size
+            if epoch % LOG_EVERY == 0 or epoch == config.max_steps - 1:
+                log_probs = shifted - np.log(row_sums)
+                loss = float(-(pair_counts * log_probs).sum() / n + (l2 * (W**2).mean() if l2 else 0.0))
+                history.train_loss.append((epoch, loss))
+                if callback and callback(epoch + 1, config.max_steps, {"loss": loss, "lr": lr}):
+                    W -= lr * grad
+                    epoch += 1
+                    break
+            W -= lr * grad
+            epoch += 1
+        with torch.no_grad():
+            self.W.copy_(torch.from_numpy(W).to(self.W))
+        return epoch
+
+    def _fit_one_hot(self, x, y, config, callback, history, epoch) -> int:  # noqa: ANN001
+        """The seed's literal full-batch loop: one_hot(xs) @ W over every pair, autograd."""
+        mask = y >= 0
+        xs, ys = x[mask].to(self.device), y[mask].to(self.device)
+        xenc = F.one_hot(xs, num_classes=self.vocab_size).to(self.W.dtype)  # (pairs, V)
+        rows = torch.arange(len(ys), device=self.device)
+        while epoch < config.max_steps:
+            lr = self._learning_rate(config, epoch)
+            logits = xenc @ self.W
+            probs = logits.softmax(dim=1)
+            loss = -probs[rows, ys].log().mean()
+            if config.weight_decay:
+                loss = loss + config.weight_decay * (self.W**2).mean()
+            self.W.grad = None
+            loss.backward()
+            with torch.no_grad():
+                self.W -= lr * self.W.grad
+            history.train_loss.append((epoch, loss.item()))
+            epoch += 1
+            if callback and callback(epoch, config.max_steps, {"loss": loss.item(), "lr": lr}):
+                break
+        return epoch
+
+    def _fit_per_example(self, x, y, config, callback, history, epoch) -> int:  # noqa: ANN001
+        """The seed's teaching loops: one example at a time, one update per epoch. For study only.
+
+        `per-example-l1` is the naive loss, mean |probs - one_hot(target)|; `per-example-nll`
+        is -log probs[target]. Both accumulate over every example before one gradient step.
+        """
+        mask = y >= 0
+        xs, ys = x[mask], y[mask]
+        if config.subset:
+            xs, ys = xs[: config.subset], ys[: config.subset]
+        xenc = F.one_hot(xs, num_classes=self.vocab_size).to(self.W)
+        yenc = F.one_hot(ys, num_classes=self.vocab_size).to(self.W)
+        naive = config.mode == "per-example-l1"
+        while epoch < config.max_steps:
+            lr = self._learning_rate(config, epoch)
+            loss = torch.zeros((), device=self.device)
+            for i in range(len(ys)):
+                counts = (xenc[i] @ self.W).exp()
+                probs = counts / counts.sum()
+                loss = loss + ((probs - yenc[i]).abs().mean() if naive else -probs[ys[i]].log())
+            loss = loss / len(ys)
+            self.W.grad = None
+            loss.backward()
+            with torch.no_grad():
+                self.W -= lr * self.W.grad
+            history.train_loss.append((epoch, loss.item()))
+            epoch += 1
+            if callback and callback(epoch, config.max_steps, {"loss": loss.item(), "lr": lr}):
+                break
+        return epoch

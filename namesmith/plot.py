@@ -1,0 +1,69 @@
+"""Figures: the bigram probability table as a heat map, and the training loss curve (PNG)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from namesmith.checkpoint import atomic_write_bytes  # noqa: E402
+from namesmith.history import TrainHistory  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def plot_heatmap(next_char_probs: torch.Tensor, labels: list[str], path: str | Path,
+                 pair_counts: torch.Tensor | None = None, title: str = "") -> Path:
+    """Heat map of P(next | previous): rows are the previous character, columns the next.
+
+    With `pair_counts`, every cell is annotated with its pair and training count, as in the
+    makemore lecture's figure (and shaded by the count).
+    """
+    size = len(labels)
+    annotate = pair_counts is not None
+    inches = max(6.0, 0.6 * size) if annotate else max(5.0, 0.28 * size + 2)
+    fig, ax = plt.subplots(figsize=(inches, inches))
+    shown = pair_counts if annotate else next_char_probs
+    image = ax.imshow(shown.cpu().numpy(), cmap="Blues")
+    if annotate:
+        for i in range(size):
+            for j in range(size):
+                ax.text(j, i, labels[i] + labels[j], ha="center", va="bottom", color="gray", fontsize=8)
+                ax.text(j, i, str(int(pair_counts[i, j])), ha="center", va="top", color="gray", fontsize=8)
+        ax.axis("off")
+    else:
+        ax.set_xticks(range(size), labels)
+        ax.set_yticks(range(size), labels)
+        ax.set_xlabel("next character")
+        ax.set_ylabel("previous character")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="P(next | previous)")
+    ax.set_title(title or ("pair counts" if annotate else "P(next | previous)"))
+    return _save(fig, path)
+
+
+def plot_loss_curve(history: TrainHistory, path: str | Path, title: str = "") -> Path:
+    """Training loss per step, with validation loss where it was evaluated."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if history.train_loss:
+        steps, losses = zip(*history.train_loss)
+        ax.plot(steps, losses, label="train", linewidth=1)
+    if history.val_loss:
+        steps, _, losses = zip(*history.val_loss)
+        ax.plot(steps, losses, label="validation", marker="o", markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per character)")
+    ax.set_title(title or "training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
