@@ -28,6 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from namesmith.data import has_bad_chars
 from namesmith.errors import CheckpointError, NamesmithError
 from namesmith.models import MODEL_TYPES, model_class
 from namesmith.models.base import CharModel
@@ -66,6 +67,13 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _umask_mode() -> int:
+    """The mode a plainly created file gets (mkstemp's temp files are 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +83,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -93,12 +102,28 @@ def _write_tensors(directory: Path, stem: str, tensors: dict[str, torch.Tensor])
             os.fsync(f.fileno())
         sha = _sha256(Path(tmp))
         name = f"{stem}-{sha[:16]}.safetensors"
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, directory / name)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return name, sha
+
+
+def check_writable(directory: str | Path) -> Path:
+    """Fail early (before hours of training) if a model directory cannot be written."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory}: exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".namesmith-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CheckpointError(f"{directory}: cannot write the model directory ({e.strerror or e})") from None
+    return directory
 
 
 def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta: dict[str, Any],
@@ -127,11 +152,13 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
             state_file, state_sha = _write_tensors(directory, "train_state", train_state["tensors"])
             record["train_state"] = {"file": state_file, "sha256": state_sha, "meta": train_state["meta"]}
         atomic_write_bytes(directory / META_FILE, json.dumps(record, indent=2).encode())
-    except OSError as e:
-        raise CheckpointError(f"{directory}: could not save the model ({e.strerror or e}); "
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{directory}: could not save the model ({getattr(e, 'strerror', None) or e}); "
                               "the previous checkpoint, if any, is intact") from None
     keep = {weights_file, record.get("train_state", {}).get("file")}
-    for stale in [*directory.glob("weights-*.safetensors"), *directory.glob("train_state-*.safetensors")]:
+    stale_files = [*directory.glob("weights-*.safetensors"), *directory.glob("train_state-*.safetensors"),
+                   *directory.glob(".weights.*.tmp"), *directory.glob(".train_state.*.tmp")]  # killed saves
+    for stale in stale_files:
         if stale.name not in keep:
             with contextlib.suppress(OSError):
                 stale.unlink()
@@ -147,9 +174,13 @@ def _load_tensors(directory: Path, entry: Any, what: str) -> dict[str, torch.Ten
     if _sha256(path) != entry["sha256"]:
         raise CheckpointError(f"{path}: does not match its recorded sha256 (truncated or corrupted)")
     try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and (tensor.isnan().any() or tensor.isposinf().any()):
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values")
+    return tensors
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
@@ -170,17 +201,62 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a namesmith model description")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {version!r} is newer than this namesmith reads "
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{path}: format version {version!r} is not valid")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {version} is newer than this namesmith reads "
                               f"({FORMAT_VERSION}); upgrade namesmith")
-    if meta.get("model_type") not in MODEL_TYPES:
+    if not isinstance(meta.get("model_type"), str) or meta["model_type"] not in MODEL_TYPES:
         raise CheckpointError(f"{path}: unknown model type {meta.get('model_type')!r}")
     vocab = meta.get("vocab")
-    if not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
-        raise CheckpointError(f"{path}: the vocabulary is malformed")
+    if (not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab)
+            or vocab != sorted(set(vocab)) or has_bad_chars("".join(vocab))):
+        raise CheckpointError(f"{path}: the vocabulary is malformed (it must be distinct, sorted, printable "
+                              "single characters)")
     if not isinstance(meta.get("model_config"), dict):
         raise CheckpointError(f"{path}: the model config is malformed")
+    _check_record(path, meta, "data", _DATA_FIELDS)
+    for key in ("train_config", "history", "metrics"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise CheckpointError(f"{path}: the {key} record is malformed")
     return meta
+
+
+# The data record's fields that commands rely on, with their types (bool is not an int here).
+_DATA_FIELDS: dict[str, tuple[type, ...]] = {
+    "path": (str,), "sha256": (str,), "lowercase": (bool,), "encoding": (str,), "max_line_length": (int,),
+    "dedupe": (bool,), "split_seed": (int,), "max_word_length": (int,),
+}
+
+
+def _check_record(path: Path, meta: dict[str, Any], key: str, fields: dict[str, tuple[type, ...]]) -> None:
+    record = meta.get(key)
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: the {key} record is missing or malformed")
+    for name, types in fields.items():
+        value = record.get(name)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise CheckpointError(f"{path}: {key}.{name} is missing or malformed")
+    if record["max_word_length"] < 0 or record["max_line_length"] < 1:
+        raise CheckpointError(f"{path}: {key} record holds impossible lengths")
+
+
+def _check_size(cls: type[CharModel], vocab_size: int, config: dict[str, Any],
+                tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a config and vocabulary that ask for far more weights than the file holds.
+
+    The model is built on the meta device (shapes, no memory), so an edited checkpoint cannot make
+    namesmith allocate a huge model before `load_weights` compares the shapes exactly.
+    """
+    try:
+        with torch.device("meta"):
+            wanted = sum(t.numel() for t in cls.from_config_dict(vocab_size, config).state_dict().values())
+    except (RuntimeError, NotImplementedError):
+        return  # this model cannot be built on the meta device; load_weights still checks shapes
+    stored = sum(t.numel() for t in tensors.values())
+    if wanted > 2 * stored + (1 << 20):
+        raise CheckpointError(f"the config and vocabulary ask for {wanted} weights but the weights file holds "
+                              f"{stored} (vocabulary or config mismatch)")
 
 
 def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu", *,
@@ -193,14 +269,18 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu", *
     except NamesmithError as e:
         raise CheckpointError(f"{directory / META_FILE}: {e}") from None
     cls = model_class(meta["model_type"])
+    tensors = _load_tensors(directory, meta.get("weights"), "weights")
     try:
+        _check_size(cls, vocab.size, meta["model_config"], tensors)
         model = cls.from_config_dict(vocab.size, meta["model_config"])
-    except NamesmithError as e:
+        model.load_weights(tensors)
+    except (NamesmithError, TypeError, ValueError, OverflowError, RuntimeError) as e:
         raise CheckpointError(f"{directory / META_FILE}: {e}") from None
-    model.load_weights(_load_tensors(directory, meta.get("weights"), "weights"))
     model.to(device).eval()
     train_state = None
     if with_train_state and "train_state" in meta:
         entry = meta["train_state"]
+        if not isinstance(entry, dict) or not isinstance(entry.get("meta", {}), dict):
+            raise CheckpointError(f"{directory / META_FILE}: the training state entry is malformed")
         train_state = {"tensors": _load_tensors(directory, entry, "training state"), "meta": entry.get("meta", {})}
     return Checkpoint(model, vocab, meta, train_state)

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -111,6 +112,9 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
                         "loop, same result, slower); per-example-nll and per-example-l1 are the seed's "
                         "one-example-at-a-time teaching loops, for study only (slow: use --subset)")
     t.add_argument("--subset", type=int, metavar="N", help="per-example modes: use only the first N pairs")
+    t.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="bigram models: count the word list in blocks instead of loading it (default: only for "
+                        "files of 256 MB or more); the split is then by a hash of each word's index, about 80/10/10")
     t.add_argument("--seed", type=int, default=1337, help="random seed of training")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu)")
     p.set_defaults(model_fields=_add_model_options(p, model_type))
@@ -131,16 +135,52 @@ def build_parser(model_type: str = "bigram") -> argparse.ArgumentParser:
     _train_parser(sub, model_type)
 
     s = sub.add_parser("sample", formatter_class=_Formatter, help="print generated names",
-                       description="Print names drawn from a trained model; the same --seed gives the same names.")
+                       description="Print names drawn from a trained model; the same --seed gives the same names. "
+                                   "Constraints hold on every name printed: bigram and small n-gram models are "
+                                   "conditioned on them exactly, other models are sampled and filtered within "
+                                   "the budget. A summary (how many names are training, held-out or new words) "
+                                   "goes to stderr.")
     _model_dir_option(s)
     s.add_argument("-n", "--num", type=int, default=20, help="how many names")
     s.add_argument("--seed", type=int, help="random seed (default: a new one each run)")
-    s.add_argument("--temperature", type=float, default=1.0, help="<1 likelier names, >1 wilder ones")
+    s.add_argument("--temperature", type=float, default=1.0,
+                   help="<1 likelier names (towards greedy as it nears 0), >1 wilder ones")
     s.add_argument("--top-k", type=int, help="draw only from the k likeliest next characters")
     s.add_argument("--top-p", type=float, help="draw only from the likeliest next characters holding this mass")
-    s.add_argument("--starts-with", default="", metavar="PREFIX", help="every name begins with PREFIX")
-    s.add_argument("--max-length", type=int, help="longest name (default: twice the longest training name)")
-    s.add_argument("--json", action="store_true", help="print a JSON object instead of one name per line")
+    c = s.add_argument_group("constraints (each holds on every name printed)")
+    c.add_argument("--starts-with", default="", metavar="PREFIX", help="every name begins with PREFIX")
+    c.add_argument("--ends-with", default="", metavar="SUFFIX", help="every name ends with SUFFIX")
+    c.add_argument("--contains", action="append", default=[], metavar="TEXT",
+                   help="every name contains TEXT (repeatable: all of them)")
+    c.add_argument("--excludes", action="append", default=[], metavar="TEXT",
+                   help="no name contains TEXT (repeatable: none of them)")
+    c.add_argument("--regex", metavar="PATTERN", help="Python regular expression found in every name (re.search; "
+                                                      "anchor with ^ and $ to match the whole name)")
+    c.add_argument("--min-len", type=int, metavar="N", help="shortest name, in characters")
+    c.add_argument("--max-len", "--max-length", dest="max_len", type=int, metavar="N",
+                   help="longest name (default: twice the longest training name, at least 32)")
+    c.add_argument("--novel", action="store_true", help="never print a word of the training data (any split)")
+    c.add_argument("--unique", action="store_true", help="never print the same name twice")
+    b = s.add_argument_group("budget (stop with a message when the constraints are too rare)")
+    b.add_argument("--max-tries", type=int, metavar="N",
+                   help="names drawn at most (default: 100 per requested name + 100,000)")
+    b.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop searching after this long")
+    s.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training "
+                                                  "(for --novel and the summary)")
+    s.add_argument("--json", action="store_true", help="print a JSON object (names and summary) instead of "
+                                                       "one name per line")
+
+    sc = sub.add_parser("score", formatter_class=_Formatter, help="how name-like are these names?",
+                        description="Per name: total log-probability (end token included), mean negative "
+                                    "log-likelihood per character, and the percentage of training names that "
+                                    "are at most as name-like (by NLL per character).")
+    _model_dir_option(sc)
+    sc.add_argument("names", nargs="*", metavar="NAME", help="names to score")
+    sc.add_argument("--file", metavar="LIST", help="also score every name of this file (one per line)")
+    sc.add_argument("--sort", action="store_true", help="rank from most to least name-like")
+    sc.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training "
+                                                   "(for percentiles)")
+    sc.add_argument("--json", action="store_true", help="print JSON")
 
     e = sub.add_parser("eval", formatter_class=_Formatter, help="held-out loss of a trained model",
                        description="Mean negative log-likelihood per character (end token included) and "
@@ -244,25 +284,30 @@ def cmd_train(args: argparse.Namespace) -> int:
             return flag["stop"]
 
         result = train(args.model, data, train_config, model_config, out=args.out, resume=args.resume,
-                       callback=progress)
+                       callback=progress, stream=args.stream)
     bar.close()
-    names = sample(result.model, result.vocab, SampleConfig(num=args.samples, seed=args.seed),
-                   result.corpus.max_word_length).names
+    samples = sample(result.model, result.vocab, SampleConfig(num=args.samples, seed=args.seed),
+                     result.meta["data"]["max_word_length"])
+    names = samples.names
     if args.json:
         _print_json({"model_dir": args.out, "model_type": args.model, "metrics": result.metrics,
                      "steps": result.history.steps, "seconds": result.history.seconds,
-                     "stop_reason": result.history.stop_reason, "samples": names})
+                     "stop_reason": result.history.stop_reason, "samples": names,
+                     "unfinished_samples": samples.unfinished})
     else:
         status = result.history.stop_reason
         print(f"trained {args.model} for {result.history.steps} steps in {result.history.seconds:.2f} s "
               f"({status}); saved to {args.out}")
         if status == "interrupted":
-            print(f"resume with: namesmith train --model {args.model} --out {args.out} --resume")
+            data_flag = "" if args.data == "builtin" else f" --data {shlex.quote(args.data)}"
+            print(f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} "
+                  "--resume")
         print(_format_metrics(result.metrics))
         if names:
             print("samples:")
             print("\n".join(names))
-    return 0
+    # interrupted (SIGINT/SIGTERM) but saved resumably: exit 130 so scripts do not mistake it for done
+    return EXIT_INTERRUPTED if result.history.stop_reason == "interrupted" else 0
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
@@ -272,19 +317,70 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     return load_checkpoint(args.model_dir, resolve_device(args.device))
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
-    from namesmith.sample import SampleConfig, sample
+def _training_split(ckpt: Any, data_path: str | None):  # noqa: ANN202
+    """The checkpoint's train/val/test words, or (None, why not) when the word list is unavailable."""
+    from namesmith.data import split_words
+    from namesmith.train import words_for_checkpoint
 
-    config = SampleConfig(num=args.num, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
-                          top_p=args.top_p, starts_with=args.starts_with, max_length=args.max_length)
+    record = ckpt.meta["data"]
+    try:
+        words = words_for_checkpoint(ckpt.meta, data_path)
+    except NamesmithError as e:
+        return None, str(e)
+    return split_words(words, record["split_seed"], record.get("split", True)), None
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from namesmith.generate import GenerateConfig, generate, novelty_summary
+
+    config = GenerateConfig(num=args.num, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, starts_with=args.starts_with, ends_with=args.ends_with,
+                            contains=tuple(args.contains), excludes=tuple(args.excludes), regex=args.regex,
+                            min_len=args.min_len, max_len=args.max_len, novel=args.novel, unique=args.unique,
+                            max_tries=args.max_tries, time_budget=args.time_budget)
     ckpt = _load(args)
-    result = sample(ckpt.model, ckpt.vocab, config, ckpt.meta["data"]["max_word_length"])
-    if result.unfinished:
-        log.warning(f"{result.unfinished} name(s) reached --max-length without ending and were dropped")
+    split, why = _training_split(ckpt, args.data)
+    if args.novel and split is None:
+        raise ConfigError(f"--novel needs the training word list: {why}")
+    known = None if split is None else {w for part in split.parts().values() for w in part}
+    result = generate(ckpt.model, ckpt.vocab, config, max_word_length=ckpt.meta["data"]["max_word_length"],
+                      known_words=known)
+    summary = novelty_summary(result.names, split, why)
     if args.json:
-        _print_json({"names": result.names, "unfinished": result.unfinished})
+        _print_json({"names": result.names, "summary": summary.to_dict(), "generation": result.to_dict()})
     else:
         sys.stdout.write("".join(name + "\n" for name in result.names))
+        sys.stdout.flush()
+        if not args.quiet:
+            print(summary.line(), file=sys.stderr)
+    if not result.complete:
+        raise NamesmithError(result.message())
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from namesmith.data import decode_text, parse_words, read_file_bytes
+    from namesmith.score import format_scores, rank, reference_scores, score_names
+
+    names = list(args.names)
+    if args.file:
+        names += parse_words(decode_text(read_file_bytes(args.file), args.file), args.file, max_line_length=10**9)
+    if not names:
+        raise ConfigError("score needs names: give them as arguments or with --file LIST")
+    ckpt = _load(args)
+    if ckpt.meta["data"].get("lowercase"):
+        names = [n.lower() for n in names]  # the model was trained on lowercased names
+    split, why = _training_split(ckpt, args.data)
+    reference = None if split is None else reference_scores(ckpt.model, split.train, ckpt.vocab)
+    scores = score_names(ckpt.model, ckpt.vocab, names, reference)
+    if args.sort:
+        scores = rank(scores)
+    if args.json:
+        _print_json({"scores": [s.to_dict() for s in scores], "percentiles_unavailable": why})
+    else:
+        print(format_scores(scores))
+        if why and not args.quiet:
+            print(f"percentiles not available: {why}", file=sys.stderr)
     return 0
 
 
@@ -303,7 +399,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from namesmith.train import evaluate_splits
 
     ckpt = _load(args)
-    if args.data is None or fingerprint(args.data) == ckpt.meta["data"]["sha256"]:
+    if ckpt.meta["data"].get("streamed") and (args.data is None or
+                                              fingerprint(args.data) == ckpt.meta["data"]["sha256"]):
+        from namesmith.counting import evaluate_streamed  # the hash split of a streamed list
+
+        metrics = evaluate_streamed(ckpt.model, ckpt.vocab, ckpt.meta, args.data)
+    elif args.data is None or fingerprint(args.data) == ckpt.meta["data"]["sha256"]:
         metrics = evaluate_splits(ckpt.model, _training_corpus(ckpt, args.data))
     else:
         words = load_words(args.data, lowercase=ckpt.meta["data"]["lowercase"])
@@ -352,7 +453,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         probs = _bigram_table(ckpt, "the heat map")
         labels = [ckpt.vocab.label(i) for i in range(ckpt.vocab.size)]
         counts = _train_pair_counts(ckpt, args.data) if args.annotate else None
-        plot_heatmap(probs, labels, output, counts, title=f"{ckpt.meta['model_type']}: P(next | previous)")
+        what = "training pair counts" if args.annotate else "P(next | previous)"
+        plot_heatmap(probs, labels, output, counts, title=f"{ckpt.meta['model_type']}: {what}")
     print(output)
     return 0
 
@@ -373,7 +475,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "plot": cmd_plot, "report": cmd_report}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "score": cmd_score, "eval": cmd_eval, "plot": cmd_plot,
+            "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

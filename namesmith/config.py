@@ -46,6 +46,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {value}")
+        if not -(2**63) <= self.seed < 2**63:
+            raise ConfigError(f"--seed must fit in 64 bits (-2**63 to 2**63-1), got {self.seed}")
         if self.mode not in BIGRAM_MODES:
             raise ConfigError(f"--mode must be one of {', '.join(BIGRAM_MODES)}; got {self.mode!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):

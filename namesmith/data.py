@@ -68,68 +68,131 @@ def read_builtin_table() -> list[tuple[str, int, int]]:
 def read_file_bytes(path: str | Path) -> bytes:
     """The bytes of a data file, or a `DataError` saying why it cannot be read."""
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such file")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory, not a word list")
     try:
+        if not p.exists():
+            raise DataError(f"{p}: no such file")
+        if p.is_dir():
+            raise DataError(f"{p}: is a directory, not a word list")
+        if not p.is_file():
+            raise DataError(f"{p}: is not a regular file (a device, pipe or socket), not a word list")
         return p.read_bytes()
     except OSError as e:
-        raise DataError(f"{p}: cannot read ({e.strerror})") from None
+        raise DataError(f"{p}: cannot read ({e.strerror or e})") from None
+
+
+_UTF16_32_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                  (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
 
 
 def decode_text(raw: bytes, path: str | Path, encoding: str = "utf-8") -> str:
-    """Decode a word list, naming the line and byte offset of the first undecodable byte."""
-    if b"\x00" in raw[:65536] and encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
-        offset = raw.index(b"\x00")
-        raise DataError(f"{path}: looks like a binary file (NUL byte at offset {offset}), not a word list")
-    if encoding.lower().replace("-", "").replace("_", "") == "utf8":
+    """Decode a word list, naming the line and byte offset of the first undecodable byte.
+
+    UTF-8 (the default) accepts and drops a byte-order mark. A UTF-16/32 byte-order mark or a
+    NUL byte is refused with a hint, since neither occurs in UTF-8 text.
+    """
+    if _is_utf8(encoding):
+        for bom, name in _UTF16_32_BOMS:
+            if raw.startswith(bom):
+                raise DataError(f"{path}: starts with a {name.upper()} byte-order mark, not UTF-8; "
+                                f"pass --encoding {name}")
+        nul = raw.find(b"\x00", 0, 1 << 16)
+        if nul >= 0:
+            line = raw[:nul].count(b"\n") + 1
+            raise DataError(f"{path}: looks like a binary file (NUL byte on line {line}, offset {nul}), "
+                            "not a UTF-8 word list; pass --encoding if it is text in another encoding")
         encoding = "utf-8-sig"  # accept (and drop) a UTF-8 byte-order mark
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
+        byte = f"byte 0x{raw[e.start]:02x}" if e.start < len(raw) else "truncated data"
         raise DataError(
             f"{path}: line {line} is not valid {encoding.removesuffix('-sig')} "
-            f"(byte 0x{raw[e.start]:02x} at offset {e.start}); pass --encoding (e.g. latin-1) "
+            f"({byte} at offset {e.start}); pass --encoding (e.g. latin-1) "
             "if the file uses another encoding"
         ) from None
+    except (UnicodeError, ValueError) as e:  # codecs such as idna fail without a position
+        raise DataError(f"{path}: cannot be decoded as {encoding} ({e})") from None
+
+
+def clean_line(line: str, lowercase: bool = False) -> str:
+    """The name on one line: the first tab-separated column, stripped, NFC-normalised.
+
+    A byte-order mark (U+FEFF) anywhere is dropped: it is an artefact of concatenated files.
+    """
+    word = line.replace("\ufeff", "").strip().split("\t", 1)[0].strip()
+    if lowercase:
+        word = word.lower()
+    return unicodedata.normalize("NFC", word)
+
+
+def has_bad_chars(word: str) -> bool:
+    """True if `word` holds a control, surrogate, private-use or line/paragraph-separator character."""
+    return any(unicodedata.category(c) in _BAD_CATEGORIES for c in word)
 
 
 def parse_words(text: str, source: str = "<text>", *, lowercase: bool = False,
                 max_line_length: int = 64, dedupe: bool = False) -> list[str]:
     """One word per line: NFC-normalised, stripped, blank lines skipped.
 
-    A tab ends the name (the first column of a spreadsheet export is kept). Lines longer than
-    `max_line_length` or holding control characters are skipped with one warning each kind.
+    Lines end at LF, CRLF or a lone CR. A tab ends the name (the first column of a spreadsheet
+    export is kept). Lines longer than `max_line_length` characters or holding control
+    characters are skipped, with one warning per kind naming the first such line.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     words: list[str] = []
     too_long: list[int] = []
     bad_chars: list[int] = []
     for lineno, line in enumerate(text.split("\n"), start=1):
-        word = unicodedata.normalize("NFC", line.split("\t", 1)[0].strip())
+        word = clean_line(line, lowercase)
         if not word:
             continue
         if len(word) > max_line_length:
             too_long.append(lineno)
             continue
-        if any(unicodedata.category(c) in _BAD_CATEGORIES for c in word):
+        if has_bad_chars(word):
             bad_chars.append(lineno)
             continue
-        words.append(word.lower() if lowercase else word)
+        words.append(word)
     if too_long:
         log.warning(f"{source}: skipped {len(too_long)} line(s) longer than --max-line-length={max_line_length} "
-                    f"(first: line {too_long[0]})")
+                    f"characters (first: line {too_long[0]})")
     if bad_chars:
         log.warning(f"{source}: skipped {len(bad_chars)} line(s) holding control characters "
                     f"(first: line {bad_chars[0]})")
     if dedupe:
         words = list(dict.fromkeys(words))
     if not words:
-        if not text.strip():
+        if not text:
             raise DataError(f"{source}: is empty (no names in it)")
+        if not text.replace("\ufeff", "").strip():
+            raise DataError(f"{source}: holds only blank lines (no names in it)")
         raise DataError(f"{source}: has no usable names (every line was blank or skipped)")
+    return words
+
+
+def check_words(words: list[str], source: str = "words") -> list[str]:
+    """Check a word list given through the API: what `parse_words` could have produced.
+
+    Words must be non-empty strings without line breaks or control characters; a `DataError`
+    names the first that is not.
+    """
+    if isinstance(words, (str, bytes)) or not hasattr(words, "__iter__"):
+        raise DataError(f"{source}: expected a list of words, got {type(words).__name__}")
+    words = list(words)
+    if not words:
+        raise DataError(f"{source}: is empty (no names in it)")
+    for i, word in enumerate(words):
+        if not isinstance(word, str):
+            raise DataError(f"{source}: item {i} is a {type(word).__name__}, not a string")
+        if not word:
+            raise DataError(f"{source}: item {i} is an empty string")
+        if has_bad_chars(word):
+            raise DataError(f"{source}: item {i} ({word!r}) holds a line break or control character")
     return words
 
 
@@ -139,6 +202,8 @@ def load_words(config: DataConfig | str | Path = BUILTIN, **options) -> list[str
         config = DataConfig(path=str(config), **options)
     if config.path == BUILTIN:
         words = [name for name, _, _ in read_builtin_table()]
+        if config.lowercase:
+            words = [w.lower() for w in words]
         return list(dict.fromkeys(words)) if config.dedupe else words
     text = decode_text(read_file_bytes(config.path), config.path, config.encoding)
     return parse_words(text, config.path, lowercase=config.lowercase,
@@ -153,6 +218,11 @@ def fingerprint(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def words_fingerprint(words: list[str]) -> str:
+    """sha256 of a word list as read (after normalisation), independent of the file's bytes."""
+    return hashlib.sha256("\n".join(words).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -182,8 +252,12 @@ def split_words(words: list[str], seed: int = 42, split: bool = True) -> Split:
     a, b = max(int(0.8 * n), 1), max(int(0.9 * n), 1)
     split = Split(shuffled[:a], shuffled[a:b], shuffled[b:])
     if n < 20:
-        log.warning(f"only {n} word(s): validation has {len(split.val)} and test {len(split.test)}; "
-                    "their losses are missing or noisy")
+        empty = [name for name, part in (("validation", split.val), ("test", split.test)) if not part]
+        log.warning(f"only {n} word(s) for the 80/10/10 split: {len(split.train)} train, {len(split.val)} "
+                    f"validation, {len(split.test)} test; "
+                    + (f"the {' and '.join(empty)} set{'s are' if len(empty) > 1 else ' is'} empty and "
+                       if empty else "")
+                    + "held-out losses are missing or noisy (--no-split trains and evaluates on every word)")
     return split
 
 

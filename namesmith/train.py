@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from namesmith import __version__
-from namesmith.checkpoint import load_checkpoint, save_checkpoint
+from namesmith.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from namesmith.config import TrainConfig
-from namesmith.data import BUILTIN, Corpus, DataConfig, fingerprint, load_words
+from namesmith.data import BUILTIN, Corpus, DataConfig, check_words, fingerprint, load_words, words_fingerprint
 from namesmith.device import resolve_device
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.evaluate import evaluate
@@ -37,7 +37,7 @@ class TrainResult:
 
     model: CharModel
     vocab: Vocab
-    corpus: Corpus
+    corpus: Corpus | None  # None when the word list was streamed (namesmith.counting)
     history: TrainHistory
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → Evaluation.to_dict()
     meta: dict[str, Any] = field(default_factory=dict)  # what the checkpoint records
@@ -74,12 +74,23 @@ def data_record(config: DataConfig, corpus: Corpus) -> dict[str, Any]:
         "split_seed": config.split_seed,
         "split": config.split,
         "n_words": {part: len(words) for part, words in corpus.split.parts().items()},
+        "words_sha256": words_fingerprint([w for words in corpus.split.parts().values() for w in words]),
         "max_word_length": corpus.max_word_length,
     }
 
 
 def evaluate_splits(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
     """NLL per character and perplexity on train, val and test."""
+    if hasattr(model, "pair_log_likelihood"):  # bigram tables: from pair counts (same figures, faster)
+        from namesmith.evaluate import Evaluation
+
+        metrics = {}
+        for part in ("train", "val", "test"):
+            x, y = corpus.tensors(part)
+            n_chars = int((y >= 0).sum())
+            nll = -model.pair_log_likelihood(x, y) / n_chars if n_chars else None
+            metrics[part] = Evaluation(nll, len(corpus.words(part)), n_chars).to_dict()
+        return metrics
     return {part: evaluate(model, corpus.words(part), corpus.vocab).to_dict() for part in ("train", "val", "test")}
 
 
@@ -93,17 +104,24 @@ def train(
     out: str | Path | None = None,
     resume: bool = False,
     callback: TrainCallback | None = None,
+    stream: bool | None = None,
 ) -> TrainResult:
     """Train `model_type` on `words` (or the word list `data` names) and save it to `out`.
 
     With `resume=True`, continue the interrupted run saved in `out` (same data, same model).
+    `stream`: count the file in blocks instead of loading it (bigram models; see namesmith.counting);
+    None streams files of at least counting.STREAM_THRESHOLD bytes. A streamed result has no corpus.
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
-    if words is None:
-        words = load_words(data)
+    if words is None and not resume:
+        from namesmith.counting import should_stream, train_streamed
+
+        if should_stream(model_type, data, stream):
+            return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback)
+    device = resolve_device(train_config.device)  # before reading data: fail fast on a bad --device
+    words = load_words(data) if words is None else check_words(words)
     corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
-    device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)
 
     resume_state = None
@@ -115,12 +133,19 @@ def train(
             raise CheckpointError(f"{out}: has nothing to resume (its training finished or never started)")
         if saved.meta["model_type"] != model_type:
             raise ConfigError(f"--resume: {out} holds a {saved.meta['model_type']} model, not {model_type}")
-        if saved.meta["data"]["sha256"] != fingerprint(data.path) or saved.vocab != corpus.vocab:
+        recorded = saved.meta["data"].get("words_sha256")
+        if (saved.meta["data"]["sha256"] != fingerprint(data.path) or saved.vocab != corpus.vocab
+                or recorded not in (None, data_record(data, corpus)["words_sha256"])):
             raise ConfigError(f"--resume: the data differs from the data {out} was trained on")
         model, resume_state = saved.model, saved.train_state
-        train_config = TrainConfig(**{**saved.meta["train_config"], "device": train_config.device})
+        try:
+            train_config = TrainConfig(**{**saved.meta.get("train_config", {}), "device": train_config.device})
+        except TypeError as e:
+            raise CheckpointError(f"{out}: the recorded training config is malformed ({e})") from None
     else:
         model = build_model(model_type, corpus.vocab.size, model_config, corpus)
+    if out is not None:
+        check_writable(out)  # now, not after training
     model.to(device).train()
     config = train_config.with_defaults(model.train_defaults(train_config))
 

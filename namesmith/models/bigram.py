@@ -65,6 +65,15 @@ class _BigramTable(CharModel):
     def select_state(self, state: State, rows: torch.Tensor) -> State:
         return None
 
+    @torch.no_grad()
+    def pair_log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Σ log P(next | previous) over the pairs of `encode_words` tensors, from their counts:
+        the sufficient statistics again, so evaluation is O(pairs + V²) with no (B, T, V) logits.
+        """
+        counts = count_pairs(x, y, self.vocab_size).double()
+        used = counts > 0  # 0 × log 0 would be nan
+        return float((counts[used] * self.log_probs().double().cpu()[used]).sum())
+
 
 @dataclass(frozen=True)
 class BigramCountsConfig:
@@ -137,9 +146,12 @@ class BigramLinear(_BigramTable):
             on_checkpoint: Any = None) -> TrainHistory:
         x, y = corpus.tensors("train")
         history = TrainHistory.from_dict(resume["meta"]["history"]) if resume else TrainHistory()
+        history.stop_reason = "finished"  # until this run is interrupted in turn
         first_epoch = resume["meta"]["epoch"] if resume else 0
         if resume:
             self.load_weights({"W": resume["tensors"]["W"]})
+        # full-batch descent runs in float64: resuming from the float32 W would not be exact
+        self._w64 = resume["tensors"].get("W64") if resume else None
         run = {"full-batch": self._fit_counts, "one-hot": self._fit_one_hot,
                "per-example-nll": self._fit_per_example, "per-example-l1": self._fit_per_example}
         start = time.perf_counter() - history.seconds
@@ -149,8 +161,10 @@ class BigramLinear(_BigramTable):
         if epoch < config.max_steps:
             history.stop_reason = "interrupted"
             if on_checkpoint:
-                on_checkpoint({"tensors": {"W": self.W.detach().cpu().clone()},
-                               "meta": {"epoch": epoch, "history": history.to_dict()}})
+                tensors = {"W": self.W.detach().cpu().clone()}
+                if self._w64 is not None:
+                    tensors["W64"] = self._w64
+                on_checkpoint({"tensors": tensors, "meta": {"epoch": epoch, "history": history.to_dict()}})
         return history
 
     @staticmethod
@@ -162,33 +176,56 @@ class BigramLinear(_BigramTable):
     def _fit_counts(self, x, y, config, callback, history, epoch) -> int:  # noqa: ANN001
         """Full-batch gradient descent from the pair counts alone: O(V²) per epoch.
 
-        Runs in float64 NumPy: for a 27×27 table the per-call overhead of torch ops dominates.
+        Runs in float64 NumPy on preallocated buffers: for a 27×27 table the per-call overhead
+        of torch ops would dominate. Same schedule and same updates as `_fit_one_hot`.
         """
-        pair_counts = count_pairs(x, y, self.vocab_size).double().numpy()
-        n = pair_counts.sum()
-        row_totals = pair_counts.sum(1, keepdims=True)
-        W = self.W.detach().cpu().double().numpy().copy()
+        return self.fit_pair_counts(count_pairs(x, y, self.vocab_size).double().numpy(), config, callback,
+                                    history, epoch)
+
+    def fit_pair_counts(self, pair_counts: np.ndarray, config: Any, callback: Any = None,
+                        history: TrainHistory | None = None, epoch: int = 0) -> int:
+        """Gradient descent on the loss of the pair counts (V, V); returns the epoch reached.
+
+        Streaming training (namesmith.counting) calls this with counts of a file too large to load.
+        """
+        history = history if history is not None else TrainHistory()
+        counts = np.asarray(pair_counts, dtype=np.float64)
+        n = counts.sum()
+        row_totals = counts.sum(1, keepdims=True)  # (V, 1)
+        start = getattr(self, "_w64", None)  # the exact float64 W of an interrupted run, when resuming
+        exact = (start is not None and start.shape == self.W.shape
+                 and torch.equal(start.to(self.W.dtype), self.W.detach().cpu()))  # not stale
+        start = start if exact else self.W
+        W = start.detach().cpu().double().numpy().copy()  # (V, V)
+        E = np.empty_like(W)  # exp(W - row max), then the gradient × n
+        top, norm = np.empty_like(row_totals), np.empty_like(row_totals)  # (V, 1)
         l2 = config.weight_decay
         while epoch < config.max_steps:
             lr = self._learning_rate(config, epoch)
-            shifted = W - W.max(1, keepdims=True)
-            exp = np.exp(shifted)
-            row_sums = exp.sum(1, keepdims=True)
-            grad = (exp / row_sums * row_totals - pair_counts) / n
-            if l2:
-                grad += 2 * l2 * W / W.size
+            np.maximum.reduce(W, axis=1, keepdims=True, out=top)  # ufunc.reduce: less overhead than np.max
+            np.subtract(W, top, out=E)
+            np.exp(E, out=E)
+            np.add.reduce(E, axis=1, keepdims=True, out=norm)
             if epoch % LOG_EVERY == 0 or epoch == config.max_steps - 1:
-                log_probs = shifted - np.log(row_sums)
-                loss = float(-(pair_counts * log_probs).sum() / n + (l2 * (W**2).mean() if l2 else 0.0))
+                log_probs = W - top - np.log(norm)
+                loss = float(-(counts * log_probs).sum() / n + (l2 * (W**2).mean() if l2 else 0.0))
                 history.train_loss.append((epoch, loss))
-                if callback and callback(epoch + 1, config.max_steps, {"loss": loss, "lr": lr}):
-                    W -= lr * grad
-                    epoch += 1
-                    break
-            W -= lr * grad
+                stop = bool(callback and callback(epoch + 1, config.max_steps, {"loss": loss, "lr": lr}))
+            else:
+                stop = False
+            np.divide(row_totals, norm, out=norm)
+            np.multiply(E, norm, out=E)  # expected counts softmax(W) ∘ rowsum(N)
+            E -= counts  # n × gradient of the mean NLL
+            if l2:
+                E += (2 * l2 * n / W.size) * W
+            E *= lr / n
+            W -= E
             epoch += 1
+            if stop:
+                break
         with torch.no_grad():
             self.W.copy_(torch.from_numpy(W).to(self.W))
+        self._w64 = torch.from_numpy(W)  # saved with a resumable checkpoint (see fit)
         return epoch
 
     def _fit_one_hot(self, x, y, config, callback, history, epoch) -> int:  # noqa: ANN001

@@ -1,0 +1,94 @@
+"""The multilayer perceptron language model of Bengio et al. 2003 ("A Neural Probabilistic
+Language Model"), as in part 2 of the makemore lecture series.
+
+The previous `block_size` tokens (left-padded with the boundary token) are embedded, their
+embeddings concatenated, passed through `n_layer` hidden layers (Linear + tanh) and a linear
+output layer. `forward` builds every position's context at once by unfolding the left-padded
+sequence; sampling keeps the last `block_size` tokens as its state.
+
+Initialisation keeps the first loss near log V: the output layer starts small (×0.1, zero bias),
+and the hidden layers' default uniform init keeps tanh out of saturation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from namesmith.models.base import CharModel, State, boundary_context, check_config
+from namesmith.vocab import BOUNDARY
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    block_size: int = 8  # tokens of context
+    n_embd: int = 32  # embedding size per token
+    n_hidden: int = 512  # width of each hidden layer
+    n_layer: int = 1  # hidden layers
+    dropout: float = 0.0  # on the hidden activations (training only)
+
+    def __post_init__(self) -> None:
+        for name in ("block_size", "n_embd", "n_hidden", "n_layer"):
+            value = getattr(self, name)
+            check_config(isinstance(value, int) and value >= 1,
+                         f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        check_config(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+class MLP(CharModel):
+    """Concatenated context embeddings -> tanh hidden layers -> next-token logits."""
+
+    model_type: ClassVar[str] = "mlp"
+    config_class: ClassVar[type] = MLPConfig
+    default_train_config: ClassVar[dict[str, Any]] = {
+        "max_steps": 10_000,  # ~5 min on an idle 2-core CPU; the time budget binds on a busy one
+        "learning_rate": 3e-3,
+        "learning_rate_end": 1e-4,
+        "warmup_steps": 100,
+        "batch_size": 128,
+        "weight_decay": 0.1,
+        "grad_clip": 1.0,
+        "eval_every": 500,
+        "patience": 6,
+        "time_budget": 270.0,
+    }
+
+    def __init__(self, vocab_size: int, config: MLPConfig | None = None):
+        config = config or MLPConfig()
+        super().__init__(vocab_size, config)
+        self.wte = nn.Embedding(vocab_size, config.n_embd)
+        layers: list[nn.Module] = []
+        width = config.block_size * config.n_embd
+        for _ in range(config.n_layer):
+            layers += [nn.Linear(width, config.n_hidden), nn.Tanh(), nn.Dropout(config.dropout)]
+            width = config.n_hidden
+        self.hidden = nn.Sequential(*layers)
+        self.lm_head = nn.Linear(width, vocab_size)
+        with torch.no_grad():
+            self.lm_head.weight.mul_(0.1)
+            self.lm_head.bias.zero_()
+
+    @property
+    def context_size(self) -> int:
+        return self.config.block_size
+
+    def _logits(self, context: torch.Tensor) -> torch.Tensor:
+        """context (..., block_size) token ids -> logits (..., V)."""
+        emb = self.wte(context)  # (..., block_size, n_embd)
+        return self.lm_head(self.hidden(emb.flatten(-2)))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(idx, (self.config.block_size - 1, 0), value=BOUNDARY)
+        context = padded.unfold(1, self.config.block_size, 1)  # (B, T, block_size)
+        return self._logits(context)  # (B, T, V)
+
+    def init_state(self, batch_size: int) -> State:
+        return boundary_context(batch_size, self.config.block_size, self.device)
+
+    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
+        state = torch.cat([state[:, 1:], token.view(-1, 1)], dim=1)  # (B, block_size)
+        return self._logits(state), state

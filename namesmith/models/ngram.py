@@ -1,0 +1,391 @@
+"""Character n-gram with interpolated modified Kneser-Ney smoothing (Chen & Goodman 1998).
+
+An order-N model predicts the next token from the previous N-1 tokens; the start of a name is
+left-padded with N-1 boundary tokens (0), as everywhere in namesmith. Counts of long contexts
+are sparse, so each order interpolates with the next lower one (Kneser & Ney 1995; Chen &
+Goodman, "An empirical study of smoothing techniques for language modeling", 1998):
+
+    P_k(w | h) = max(c_k(h w) - D_k(c_k(h w)), 0) / c_k(h)  +  γ_k(h) · P_{k-1}(w | h[1:])
+    γ_k(h)     = (D1·N1(h•) + D2·N2(h•) + D3+·N3+(h•)) / c_k(h)    (exactly the mass discounted)
+
+- c_N are raw counts. Lower orders use *continuation* counts, c_k(g) = |{x : x g was seen}|: a
+  lower order is consulted when the longer context was not decisive, so what matters there is
+  in how many contexts a character follows g, not how often. The boundary padding is treated
+  as ordinary tokens, so a lower-order n-gram at the very start of names has continuation count
+  1 (only the boundary precedes it). On names.txt this is slightly better (validation NLL 1.9740
+  against 1.9746) than KenLM's convention: raw counts for n-grams that start at the boundary, and
+  contexts with several boundaries merged into one.
+- Three discounts per order from the counts-of-counts n1..n4 of that order's counts:
+  Y = n1/(n1+2 n2), D1 = 1 - 2Y n2/n1, D2 = 2 - 3Y n3/n2, D3+ = 3 - 4Y n4/n3,
+  each clamped to its valid range 0 ≤ D_i ≤ i. On tiny data some n_i are 0 and the formulas
+  break down (n2 = 0 gives D1 = 1: every n-gram seen once is discounted away), so an order with
+  a zero among n1..n4 uses KenLM's fallback discounts D = (0.5, 1, 1.5) instead.
+- P_0 is uniform over all V tokens, the end token (0) included: token 0 is a valid *next* token
+  (it ends the name), so every name has probability > 0. A context h never seen at order k
+  passes straight through: P_k(w | h) = P_{k-1}(w | h[1:]).
+
+`discount` chooses how the D's are set:
+- "tuned" (the default): start from the formulas, then maximise (L-BFGS) the likelihood of every
+  10th training word under a model counted on the other nine tenths (Chen & Goodman also report
+  discounts optimised on held-out data); the tuned D's are then used with the counts of all
+  training words. With fewer than 1,000 training words there is too little to tune on, and the
+  formulas are used. On names.txt (order 6) it lowers validation NLL from 1.9740 to 1.9704 for
+  about a second more fitting.
+- "modified-kn": the formulas above.
+- "kn": one discount per order, D = Y.
+- a number 0 ≤ D ≤ 1 for every count: absolute discounting with Kneser-Ney lower orders. D = 0 is
+  maximum likelihood, which for order 2 is the `bigram-counts` table with smoothing 0.
+
+Training is counting with tensor ops: every n-gram becomes an int64 key whose digits, base V+1,
+are its tokens + 1 (so keys of different lengths never collide), counted with `torch.unique`.
+The fitted model stores, for every context seen at any order, the full distribution of the next
+token (log-probabilities (R, V)) under the sorted context keys (R,). A lookup is one
+`searchsorted` for all suffixes of a context at once: the longest suffix seen gives the exact
+interpolated distribution, since unseen contexts back off with weight 1. Sampling keeps that row
+as its state (KenLM's "longest match" state), so a step is one gather in an (R, V) table of
+transitions, built the first time a fitted model samples.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from namesmith.errors import CheckpointError, ConfigError
+from namesmith.history import TrainHistory
+from namesmith.models.base import CharModel, State, boundary_context, check_config
+
+DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
+MAX_KEY = 2**63 - 1  # n-gram keys are int64
+HELD_OUT_EVERY = 10  # "tuned": every 10th training word is held out to tune the discounts
+MIN_TUNING_WORDS = 1000  # "tuned" with fewer training words uses the formulas (too little to tune on)
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback, when some n_i is 0
+DISCOUNT_LIMITS = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # 0 ≤ D1 ≤ 1, D2 ≤ 2, D3+ ≤ 3
+
+
+@dataclass(frozen=True)
+class NGramConfig:
+    order: int = 6  # the next token depends on the previous order-1 tokens
+    discount: str | float = "tuned"  # "tuned", "modified-kn", "kn", or a fixed discount in [0, 1]
+
+    def __post_init__(self) -> None:
+        check_config(isinstance(self.order, int) and not isinstance(self.order, bool) and self.order >= 1,
+                     f"--order must be an integer of at least 1, got {self.order!r}")
+        message = (f"--discount must be one of {', '.join(DISCOUNT_METHODS)} or a number in [0, 1], "
+                   f"got {self.discount!r}")
+        discount = self.discount
+        if isinstance(discount, str) and discount not in DISCOUNT_METHODS:
+            try:
+                discount = float(discount)  # "0.75" from a command line or a JSON file
+            except ValueError:
+                raise ConfigError(message) from None
+        if not isinstance(discount, str):
+            check_config(isinstance(discount, (int, float)) and not isinstance(discount, bool)
+                         and 0 <= discount <= 1, message)
+            discount = float(discount)
+        object.__setattr__(self, "discount", discount)
+
+
+def modified_kn_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[float, float, float]:
+    """D1, D2, D3+ of Chen & Goodman from counts-of-counts, with KenLM's fallback for tiny data."""
+    if min(n1, n2, n3, n4) == 0:
+        return FALLBACK_DISCOUNTS
+    y = n1 / (n1 + 2 * n2)
+    d1, d2, d3 = 1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3
+    return min(max(d1, 0.0), 1.0), min(max(d2, 0.0), 2.0), min(max(d3, 0.0), 3.0)
+
+
+def _discount_of(counts: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
+    """The discount (D1, D2 or D3+) that applies to each count (all counts ≥ 1)."""
+    return discounts[(counts - 1).clamp(max=2)]
+
+
+def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+    """Sums (size, ...) of `values` (n, ...) by group index (n,), in float64."""
+    return torch.zeros(size, *values.shape[1:], dtype=torch.float64).index_add_(0, group, values.double())
+
+
+def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of `queries` in `sorted_keys` and whether each is there."""
+    pos = torch.searchsorted(sorted_keys, queries.contiguous()).clamp_(max=len(sorted_keys) - 1)
+    return pos, sorted_keys[pos] == queries
+
+
+class NGram(CharModel):
+    """Interpolated (modified) Kneser-Ney character n-gram, fitted by counting."""
+
+    model_type: ClassVar[str] = "ngram"
+    config_class: ClassVar[type] = NGramConfig
+    default_train_config: ClassVar[dict[str, Any]] = {}
+    counts_only: ClassVar[bool] = True
+
+    def __init__(self, vocab_size: int, config: NGramConfig | None = None):
+        super().__init__(vocab_size, config or NGramConfig())
+        order = self.config.order
+        self.base = vocab_size + 1  # token t is digit t+1 of a key, so digit 0 means "no token"
+        if self.base**order > MAX_KEY:
+            most = int(math.log(MAX_KEY) / math.log(self.base))
+            raise ConfigError(f"--order {order} is too high for a vocabulary of {vocab_size} tokens "
+                              f"(n-gram keys would overflow int64); use at most {most}")
+        # Before fitting there is only the empty context, with the uniform distribution.
+        self.register_buffer("context_keys", torch.zeros(1, dtype=torch.long))  # (R,) sorted
+        self.register_buffer("next_token_logprobs", torch.full((1, vocab_size), -math.log(vocab_size)))  # (R, V)
+        # (N, 3) D1, D2, D3+ per order, for the record (float32: MPS has no float64)
+        self.register_buffer("discounts", torch.zeros(order, 3))
+        # place value of each context digit, counted from the last token backwards
+        self.register_buffer("_place", self.base ** torch.arange(order - 1), persistent=False)
+        self._transition_cache: tuple[torch.Tensor, torch.Tensor] | None = None  # see `_transitions`
+
+    @property
+    def context_size(self) -> int:
+        return self.config.order - 1
+
+    # --- lookup -----------------------------------------------------------------------------
+    def _rows(self, contexts: torch.Tensor) -> torch.Tensor:
+        """Rows of `next_token_logprobs` for contexts (..., L ≤ K): those of their longest seen suffixes."""
+        digits = (contexts.flip(-1) + 1) * self._place[: contexts.size(-1)]  # (..., L)
+        suffix_keys = torch.cat([contexts.new_zeros(*contexts.shape[:-1], 1), digits.cumsum(-1)], -1)  # (..., L+1)
+        pos, found = _lookup(self.context_keys, suffix_keys)  # the empty suffix (key 0) is always found
+        lengths = torch.arange(suffix_keys.size(-1), device=contexts.device)
+        longest = torch.where(found, lengths, 0).amax(-1, keepdim=True)
+        return pos.gather(-1, longest).squeeze(-1)
+
+    def _contexts(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T, K): the K tokens up to and including each position, left-padded with the boundary."""
+        K = self.context_size
+        padded = torch.cat([boundary_context(len(idx), max(K - 1, 0), idx.device), idx], 1)  # (B, T+K-1)
+        if K == 0:
+            return padded.unsqueeze(-1)[..., :0]
+        return padded.unfold(1, K, 1)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.next_token_logprobs[self._rows(self._contexts(idx))]  # (B, T, V)
+
+    # --- incremental generation: the state is a row, as KenLM's state is its longest match ---
+    def _transitions(self) -> torch.Tensor:
+        """(R, V) the row after token w follows row r's context, built on first use after fitting.
+
+        The longest seen suffix of (history + w) is the longest seen suffix of (r's context + w),
+        since a seen context u w means u was seen too, so u is a suffix of r's context. Built by
+        context length: (context + w) if it was seen, else the parent's (context[1:]) transition.
+        """
+        cache = self._transition_cache
+        if cache is not None and cache[0] is self.context_keys:
+            return cache[1]
+        keys, B, V, K = self.context_keys, self.base, self.vocab_size, self.context_size
+        smallest_keys = torch.tensor([sum(B**i for i in range(j)) for j in range(K + 2)], device=keys.device)
+        starts = torch.searchsorted(keys, smallest_keys).tolist()  # rows of contexts of j tokens: starts[j]..
+        table = torch.zeros(len(keys), V, dtype=torch.long, device=keys.device)
+        digits = torch.arange(1, V + 1, device=keys.device)  # token w is digit w+1
+        for j in range(K + 1):
+            rows = slice(starts[j], starts[j + 1])
+            contexts = keys[rows]  # (C,) contexts of j tokens
+            if j == 0:
+                fallback = torch.zeros(len(contexts), V, dtype=torch.long, device=keys.device)
+            else:
+                fallback = table[_lookup(keys, contexts % B ** (j - 1))[0]]  # the parent's transitions
+            if j < K:
+                pos, found = _lookup(keys, contexts[:, None] * B + digits)  # (C, V): context + w, one token longer
+                table[rows] = torch.where(found, pos, fallback)
+            else:
+                table[rows] = fallback  # a full context drops its oldest token: the parent's transition
+        self._transition_cache = (keys, table)
+        return table
+
+    def init_state(self, batch_size: int) -> State:
+        """(B,) the row of the boundary padding, before the boundary token that starts a name."""
+        K = self.context_size
+        start = self._rows(boundary_context(1, K - 1, self.device))[0] if K > 0 else 0
+        return torch.full((batch_size,), int(start), dtype=torch.long, device=self.device)
+
+    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
+        state = self._transitions()[state, token]  # (B,)
+        return self.next_token_logprobs[state], state  # (B, V), (B,)
+
+    @torch.no_grad()
+    def nll(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Mean negative log-likelihood per target token of `encode_words` tensors (end tokens included)."""
+        x, y = x.to(self.device), y.to(self.device)
+        mask = y >= 0
+        if not mask.any():
+            return float("nan")
+        rows = self._rows(self._contexts(x)[mask])
+        return -self.next_token_logprobs[rows, y[mask]].cpu().double().mean().item()
+
+    # --- fitting ----------------------------------------------------------------------------
+    def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
+            on_checkpoint: Any = None) -> TrainHistory:
+        """Count the train split (closed form: nothing to resume or checkpoint) and report its losses."""
+        start = time.perf_counter()
+        assert corpus.vocab.size == self.vocab_size, "corpus and model vocabularies differ"
+        x, y = (t.cpu() for t in corpus.tensors("train"))
+        keys_by_order, counts_by_order = self._count(self._windows(x, y))
+        if self.config.discount == "tuned" and len(x) >= MIN_TUNING_WORDS:
+            discounts = self._tuned_discounts(x, y)
+        else:
+            discounts = self._estimated_discounts(counts_by_order)
+        keys, logprobs = self._distributions(keys_by_order, counts_by_order, discounts)
+        self.context_keys = keys.to(self.device)
+        self.next_token_logprobs = logprobs.to(self.device)
+        self.discounts = discounts.to(self.device, torch.float32)
+
+        history = TrainHistory(steps=1)
+        metrics = {"loss": self.nll(x, y)}
+        history.train_loss.append((1, metrics["loss"]))
+        history.seconds = time.perf_counter() - start
+        if corpus.words("val"):
+            metrics["val_loss"] = self.nll(*corpus.tensors("val"))
+            history.val_loss.append((1, history.seconds, metrics["val_loss"]))
+        if callback:
+            callback(1, 1, metrics)
+        return history
+
+    def _windows(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(M, N) every n-gram of `encode_words` tensors: N-1 context tokens, then the target."""
+        mask = y >= 0
+        return torch.cat([self._contexts(x), y.unsqueeze(-1)], -1)[mask]
+
+    def _gram_keys(self, windows: torch.Tensor) -> torch.Tensor:
+        """(M, N): column k-1 is the key of the k-gram ending at each target."""
+        N = self.config.order
+        return ((windows.flip(1) + 1) * self.base ** torch.arange(N, device=windows.device)).cumsum(1)
+
+    def _count(self, windows: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per order k = 1..N (index k-1): the sorted k-gram keys seen and their counts.
+
+        The top order keeps raw counts; lower orders get continuation counts, the number of
+        distinct tokens seen before the k-gram (= distinct (k+1)-grams that end with it).
+        """
+        N, B = self.config.order, self.base
+        keys_by_order: list[torch.Tensor] = [torch.empty(0)] * N
+        counts_by_order: list[torch.Tensor] = [torch.empty(0)] * N
+        keys, counts = torch.unique(self._gram_keys(windows)[:, N - 1], return_counts=True)
+        keys_by_order[N - 1], counts_by_order[N - 1] = keys, counts
+        for k in range(N - 1, 0, -1):
+            # every k-gram seen ends some (k+1)-gram seen (the padding sees to that): dropping the
+            # first token of each distinct (k+1)-gram and counting gives the continuation counts
+            keys, counts = torch.unique(keys % B**k, return_counts=True)
+            keys_by_order[k - 1], counts_by_order[k - 1] = keys, counts
+        return keys_by_order, counts_by_order
+
+    def _estimated_discounts(self, counts_by_order: list[torch.Tensor]) -> torch.Tensor:
+        """(N, 3) D1, D2, D3+ per order from the counts-of-counts (or the fixed discount)."""
+        method = self.config.discount
+        discounts = torch.zeros(self.config.order, 3, dtype=torch.float64)
+        for k, counts in enumerate(counts_by_order):
+            n1, n2, n3, n4 = (int((counts == i).sum()) for i in (1, 2, 3, 4))
+            if method in ("modified-kn", "tuned"):
+                discounts[k] = torch.tensor(modified_kn_discounts(n1, n2, n3, n4))
+            elif method == "kn":
+                discounts[k] = n1 / (n1 + 2 * n2) if n1 > 0 and n2 > 0 else FALLBACK_DISCOUNTS[0]
+            else:
+                discounts[k] = method
+        return discounts
+
+    def _distributions(self, keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor],
+                       discounts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context keys (R,) and next-token log-probabilities (R, V) of every context seen, all orders."""
+        V, B = self.vocab_size, self.base
+        all_keys, all_logprobs = [], []
+        lower_keys = torch.zeros(1, dtype=torch.long)  # order 0: the empty context, uniform
+        lower_probs = torch.full((1, V), 1.0 / V, dtype=torch.float64)
+        for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
+            context_keys, context_of = torch.unique(keys // B, return_inverse=True)  # contexts: k-1 tokens
+            target = keys % B - 1
+            kept = (counts - _discount_of(counts, discounts[k - 1])).clamp(min=0)
+            context_total = _sum_by(context_of, counts, len(context_keys))
+            context_kept = _sum_by(context_of, kept, len(context_keys))
+            backoff_weight = (context_total - context_kept) / context_total  # γ(h): the mass discounted
+            # the lower order's context is this one without its first (oldest) token
+            parent = torch.searchsorted(lower_keys, context_keys % B ** max(k - 2, 0))
+            probs = backoff_weight[:, None] * lower_probs[parent]  # (C, V)
+            probs[context_of, target] += kept / context_total[context_of]
+            lower_keys, lower_probs = context_keys, probs
+            all_keys.append(context_keys)
+            all_logprobs.append(probs.log().float())
+        # keys of contexts of j tokens lie in [B^(j-1), B^j), so concatenating by order keeps them sorted
+        return torch.cat(all_keys), torch.cat(all_logprobs)
+
+    def _tuned_discounts(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(N, 3) discounts maximising the likelihood of every 10th training word, counted on the rest."""
+        held_out = torch.zeros(len(x), dtype=torch.bool)
+        held_out[::HELD_OUT_EVERY] = True
+        keys_by_order, counts_by_order = self._count(self._windows(x[~held_out], y[~held_out]))
+        start = self._estimated_discounts(counts_by_order)
+        features = self._held_out_features(keys_by_order, counts_by_order, self._windows(x[held_out], y[held_out]))
+        # D = limit · sigmoid(θ) keeps every discount inside its valid range
+        theta = torch.logit((start / DISCOUNT_LIMITS).clamp(0.01, 0.99)).requires_grad_()
+        optimizer = torch.optim.LBFGS([theta], max_iter=50, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = self._held_out_nll(DISCOUNT_LIMITS * theta.sigmoid(), features)
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            optimizer.step(closure)
+        tuned = (DISCOUNT_LIMITS * theta.sigmoid()).detach()
+        # LBFGS can only go downhill from the start, but keep the formulas if it found nothing better
+        with torch.no_grad():
+            better = self._held_out_nll(tuned, features) < self._held_out_nll(start, features)
+        return tuned if better else start
+
+    def _held_out_features(self, keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor],
+                           windows: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """Per order, for each held-out n-gram: its count, which discount applies to it (one-hot),
+        whether its context was seen, and the context's total and numbers of tokens seen after
+        it once, twice and 3+ times."""
+        B = self.base
+        gram_keys = self._gram_keys(windows)
+        features = []
+        for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
+            context_keys, context_of = torch.unique(keys // B, return_inverse=True)
+            totals = _sum_by(context_of, torch.stack([counts, counts == 1, counts == 2, counts >= 3], 1),
+                             len(context_keys))  # (C, 4)
+            pos, found = _lookup(keys, gram_keys[:, k - 1])
+            context_pos, context_seen = _lookup(context_keys, gram_keys[:, k - 1] // B)
+            gram_count = torch.where(found, counts[pos], 0)
+            count_class = torch.stack([gram_count == 1, gram_count == 2, gram_count >= 3], 1).double()  # (M, 3)
+            features.append((gram_count.double(), count_class, context_seen, totals[context_pos]))
+        return features
+
+    def _held_out_nll(self, discounts: torch.Tensor, features: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """Mean -log P of the held-out tokens under the interpolated model with these discounts (differentiable)."""
+        prob = torch.full(features[0][0].shape, 1.0 / self.vocab_size, dtype=torch.float64)
+        for d, (gram_count, count_class, context_seen, totals) in zip(discounts, features):
+            kept = gram_count - count_class @ d  # 0 for n-grams not seen
+            discounted = totals[:, 1:] @ d  # D1·N1(h•) + D2·N2(h•) + D3+·N3+(h•)
+            interpolated = (kept + discounted * prob) / totals[:, 0].clamp(min=1)
+            prob = torch.where(context_seen, interpolated, prob)
+        return -prob.log().mean()
+
+    # --- saving -----------------------------------------------------------------------------
+    def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load what `weights()` saved: table sizes depend on the data, so any consistent size is accepted."""
+        names = ("context_keys", "next_token_logprobs", "discounts")
+        if set(tensors) != set(names):
+            raise CheckpointError(f"weights do not match ngram: expected {list(names)}, got {sorted(tensors)}")
+        keys, logprobs, discounts = (tensors[name] for name in names)
+        V, N = self.vocab_size, self.config.order
+        problem = None
+        if keys.dtype != torch.long or keys.dim() != 1 or len(keys) == 0:
+            problem = f"context_keys must be a non-empty int64 vector, got {keys.dtype} {tuple(keys.shape)}"
+        elif not logprobs.is_floating_point() or tuple(logprobs.shape) != (len(keys), V):
+            problem = (f"next_token_logprobs has shape {tuple(logprobs.shape)}, expected ({len(keys)}, {V}) "
+                       "(vocabulary mismatch?)")
+        elif tuple(discounts.shape) != (N, 3):
+            problem = f"discounts has shape {tuple(discounts.shape)}, expected ({N}, 3) (order mismatch?)"
+        elif keys[0] != 0 or not bool((keys[1:] > keys[:-1]).all()) or keys[-1] >= self.base ** (N - 1):
+            problem = f"context_keys are not the sorted keys of contexts of at most {N - 1} tokens (order mismatch?)"
+        elif not bool((logprobs.double().logsumexp(1).abs() < 1e-3).all()):
+            problem = "next_token_logprobs rows are not normalised distributions"
+        if problem:
+            raise CheckpointError(f"ngram weights: {problem}")
+        self.context_keys = keys.to(self.device)
+        self.next_token_logprobs = logprobs.to(self.device, torch.float32)
+        self.discounts = discounts.to(self.device, torch.float32)

@@ -1,0 +1,110 @@
+"""A hierarchical (WaveNet-like) model: neighbours are fused in pairs, level by level
+(van den Oord et al. 2016, "WaveNet"; part 5 of the makemore lecture series).
+
+The context of `block_size` = 2^L tokens is embedded; each level concatenates pairs of
+neighbouring vectors and applies Linear -> LayerNorm -> tanh, halving their number, until one
+vector remains after L levels; a linear head gives the logits. The lecture's
+FlattenConsecutive(2) tree for one context is the same computation as a stack of causal
+convolutions of kernel 2 and dilations 1, 2, 4, ..., which is how `forward` runs it on a whole
+sequence: a pair fused at level l is shared by every position whose tree contains it, so each
+level costs one Linear per position instead of 2^(L-l).
+
+LayerNorm rather than the lecture's BatchNorm: it normalises each vector on its own, so training
+and evaluation compute the same function and padded positions never leak into the statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from namesmith.models.base import CharModel, State, boundary_context, check_config
+from namesmith.vocab import BOUNDARY
+
+
+@dataclass(frozen=True)
+class WaveNetConfig:
+    block_size: int = 8  # tokens of context: a power of 2; log2(block_size) levels of fusion
+    n_embd: int = 32  # embedding size per token
+    n_hidden: int = 192  # width of every level
+    dropout: float = 0.0  # after each level (training only)
+
+    def __post_init__(self) -> None:
+        for name in ("block_size", "n_embd", "n_hidden"):
+            value = getattr(self, name)
+            check_config(isinstance(value, int) and value >= 1,
+                         f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        check_config(self.block_size >= 2 and self.block_size & (self.block_size - 1) == 0,
+                     f"--block-size must be a power of 2 (at least 2) for wavenet, got {self.block_size}")
+        check_config(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+
+
+class FusePairs(nn.Module):
+    """One level: h[t] = tanh(LayerNorm(W [x[t - dilation], x[t]])), shortening T by `dilation`."""
+
+    def __init__(self, n_in: int, n_out: int, dilation: int, dropout: float):
+        super().__init__()
+        self.dilation = dilation
+        self.linear = nn.Linear(2 * n_in, n_out, bias=False)  # LayerNorm's bias follows
+        self.norm = nn.LayerNorm(n_out)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.dilation
+        pairs = torch.cat([x[:, :-d], x[:, d:]], dim=-1)  # (B, T - d, 2 * n_in)
+        return self.dropout(torch.tanh(self.norm(self.linear(pairs))))
+
+
+class WaveNet(CharModel):
+    """Embeddings -> log2(block_size) levels of pairwise fusion -> next-token logits."""
+
+    model_type: ClassVar[str] = "wavenet"
+    config_class: ClassVar[type] = WaveNetConfig
+    default_train_config: ClassVar[dict[str, Any]] = {
+        "max_steps": 15_000,  # ~5-8 min on an idle 2-core CPU; on a busy one the time budget binds
+        "learning_rate": 3e-3,
+        "learning_rate_end": 1e-4,
+        "warmup_steps": 100,
+        "batch_size": 128,
+        "weight_decay": 0.1,
+        "grad_clip": 1.0,
+        "eval_every": 500,
+        "patience": 8,
+        "time_budget": 560.0,
+    }
+
+    def __init__(self, vocab_size: int, config: WaveNetConfig | None = None):
+        config = config or WaveNetConfig()
+        super().__init__(vocab_size, config)
+        self.wte = nn.Embedding(vocab_size, config.n_embd)
+        levels, width, dilation = [], config.n_embd, 1
+        while dilation < config.block_size:
+            levels.append(FusePairs(width, config.n_hidden, dilation, config.dropout))
+            width, dilation = config.n_hidden, dilation * 2
+        self.levels = nn.Sequential(*levels)
+        self.lm_head = nn.Linear(config.n_hidden, vocab_size)
+        with torch.no_grad():
+            self.lm_head.weight.mul_(0.1)
+            self.lm_head.bias.zero_()
+
+    @property
+    def context_size(self) -> int:
+        return self.config.block_size
+
+    def _logits(self, padded: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, T + block_size - 1) -> logits (B, T, V) of the last T positions."""
+        return self.lm_head(self.levels(self.wte(padded)))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self._logits(F.pad(idx, (self.config.block_size - 1, 0), value=BOUNDARY))
+
+    def init_state(self, batch_size: int) -> State:
+        return boundary_context(batch_size, self.config.block_size, self.device)
+
+    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
+        state = torch.cat([state[:, 1:], token.view(-1, 1)], dim=1)  # (B, block_size)
+        return self._logits(state)[:, -1], state

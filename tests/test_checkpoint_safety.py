@@ -1,0 +1,339 @@
+"""Issue #5, checkpoints: integrity checks, no unpickling, atomic writes.
+
+Every damaged or hostile model directory is a `CheckpointError` (one line, exit 1 in the CLI);
+a save that fails midway leaves the previous checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from namesmith import checkpoint as ckpt_mod
+from namesmith import cli
+from namesmith.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
+from namesmith.config import TrainConfig
+from namesmith.errors import CheckpointError
+from namesmith.train import train
+
+NAMES = ["anna", "bob", "carl", "dora", "emil", "fritz", "gina", "hugo", "ida", "jan", "kim", "lena"]
+CPU = TrainConfig(device="cpu", max_steps=30)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pristine") / "model"
+    train("bigram", words=NAMES, out=out, train_config=CPU)
+    return out
+
+
+@pytest.fixture
+def model_dir(pristine, tmp_path) -> Path:
+    out = tmp_path / "model"
+    shutil.copytree(pristine, out)
+    return out
+
+
+def meta_of(directory: Path) -> dict:
+    return json.loads((directory / META_FILE).read_text())
+
+
+def write_meta(directory: Path, meta: dict) -> None:
+    (directory / META_FILE).write_text(json.dumps(meta))
+
+
+def weights_path(directory: Path) -> Path:
+    return directory / meta_of(directory)["weights"]["file"]
+
+
+def replace_weights(directory: Path, tensors: dict[str, torch.Tensor] | bytes) -> None:
+    """Swap in other weights and record their sha256, as a deliberate editor would."""
+    path = weights_path(directory)
+    if isinstance(tensors, bytes):
+        path.write_bytes(tensors)
+    else:
+        save_file(tensors, str(path))
+    meta = meta_of(directory)
+    meta["weights"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    write_meta(directory, meta)
+
+
+def refused(directory: Path, *needles: str, capsys=None) -> None:
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(directory)
+    message = str(e.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+    if capsys is not None:  # and the CLI says it in one line, exit 1
+        rc = cli.main(["sample", "-m", str(directory), "-n", "3"])
+        err = capsys.readouterr().err
+        assert rc == cli.EXIT_ERROR and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_pristine_loads(model_dir):
+    ckpt = load_checkpoint(model_dir)
+    assert ckpt.meta["complete"] is True and ckpt.train_state is None
+
+
+def test_missing_directory(tmp_path, capsys):
+    refused(tmp_path / "nothing", "no such model directory", capsys=capsys)
+
+
+def test_missing_meta(model_dir, capsys):
+    (model_dir / META_FILE).unlink()
+    refused(model_dir, "namesmith.json is missing", capsys=capsys)
+
+
+def test_missing_weights_file(model_dir, capsys):
+    weights_path(model_dir).unlink()
+    refused(model_dir, "weights file", "missing", capsys=capsys)
+
+
+def test_truncated_weights(model_dir, capsys):
+    path = weights_path(model_dir)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    refused(model_dir, "sha256", "truncated or corrupted", capsys=capsys)
+
+
+def test_corrupted_weights(model_dir, capsys):
+    path = weights_path(model_dir)
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 0xFF
+    path.write_bytes(bytes(data))
+    refused(model_dir, "sha256", capsys=capsys)
+
+
+@pytest.mark.parametrize("cut", [0, 10, -5])
+def test_truncated_or_empty_meta(model_dir, capsys, cut):
+    path = model_dir / META_FILE
+    text = path.read_bytes()
+    path.write_bytes(text[:cut] if cut else b"")
+    refused(model_dir, "namesmith.json", capsys=capsys)
+
+
+def test_meta_not_utf8(model_dir):
+    (model_dir / META_FILE).write_bytes(b"\xff\xfe{}")
+    refused(model_dir, "not valid JSON")
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda m: m.update(format_version=2), "newer"),
+    (lambda m: m.update(format_version=0), "not valid"),
+    (lambda m: m.update(format_version="1"), "not valid"),
+    (lambda m: m.update(format_version=True), "not valid"),
+    (lambda m: m.pop("format_version"), "not valid"),
+    (lambda m: m.update(format="something-else"), "not a namesmith model"),
+    (lambda m: m.update(model_type="quantum"), "unknown model type 'quantum'"),
+    (lambda m: m.update(model_type=["bigram"]), "unknown model type"),
+    (lambda m: m.update(vocab=m["vocab"] + ["ñ"]), "shape"),  # vocabulary larger than the weights
+    (lambda m: m.update(vocab=m["vocab"][:-1]), "shape"),  # smaller
+    (lambda m: m.update(vocab=[*m["vocab"][:-1], "ab"]), "vocabulary is malformed"),
+    (lambda m: m.update(vocab=m["vocab"][::-1]), "vocabulary is malformed"),  # unsorted
+    (lambda m: m.update(vocab=[m["vocab"][0], *m["vocab"]]), "vocabulary is malformed"),  # repeated
+    (lambda m: m.update(vocab=["\n", *m["vocab"][1:]]), "vocabulary is malformed"),
+    (lambda m: m.update(vocab="abc"), "vocabulary is malformed"),
+    (lambda m: m.update(model_config={"init_seed": 0, "layers": 99}), "model config"),
+    (lambda m: m.update(model_config=[]), "model config is malformed"),
+    (lambda m: m.update(weights={"file": "../../etc/passwd", "sha256": "0"}), "missing"),
+    (lambda m: m.update(weights="weights.safetensors"), "weights entry is malformed"),
+    (lambda m: m.pop("weights"), "weights entry is malformed"),
+    (lambda m: m.pop("data"), "data record"),
+    (lambda m: m["data"].update(max_word_length="7"), "data.max_word_length"),
+    (lambda m: m["data"].update(split_seed=True), "data.split_seed"),
+    (lambda m: m.update(history=[1, 2]), "history record"),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_edited_meta(model_dir, capsys, edit, needle):
+    meta = meta_of(model_dir)
+    edit(meta)
+    write_meta(model_dir, meta)
+    refused(model_dir, needle, capsys=capsys)
+
+
+def test_meta_that_is_not_an_object(model_dir):
+    (model_dir / META_FILE).write_text("[1, 2, 3]")
+    refused(model_dir, "not a namesmith model description")
+
+
+def test_huge_vocabulary_is_refused_without_allocating(model_dir):
+    meta = meta_of(model_dir)
+    meta["vocab"] = [chr(c) for c in range(0x20000, 0x20000 + 40000)]  # a 40001² table: 6.4 GB
+    write_meta(model_dir, meta)
+    refused(model_dir, "ask for", "vocabulary or config mismatch")
+
+
+def test_edited_weights_with_matching_hash(model_dir, capsys):
+    V = len(meta_of(model_dir)["vocab"]) + 1
+    replace_weights(model_dir, {"W": torch.zeros(V + 1, V + 1)})
+    refused(model_dir, "shape", capsys=capsys)
+    replace_weights(model_dir, {"W": torch.zeros(V, V), "extra": torch.zeros(1)})
+    refused(model_dir, "unexpected", capsys=capsys)
+    replace_weights(model_dir, {"W": torch.full((V, V), float("nan"))})
+    refused(model_dir, "NaN", capsys=capsys)
+    replace_weights(model_dir, {"W": torch.zeros(V, V)})
+    assert load_checkpoint(model_dir).model.W.abs().sum() == 0  # a well-formed edit is the user's business
+
+
+def test_garbage_weights_with_matching_hash(model_dir):
+    replace_weights(model_dir, b"\x00" * 64)
+    refused(model_dir, "unreadable safetensors")
+    replace_weights(model_dir, b"")
+    refused(model_dir, "unreadable safetensors")
+
+
+class _Payload:
+    """Unpickling this would create a marker file: loading must never unpickle."""
+
+    marker: Path
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickle_in_place_of_the_weights_is_never_run(model_dir, tmp_path):
+    payload = _Payload()
+    payload.marker = tmp_path / "pwned"
+    replace_weights(model_dir, pickle.dumps({"W": payload}))
+    torch.save({"W": payload}, tmp_path / "torch.pt")
+    refused(model_dir, "unreadable safetensors")
+    replace_weights(model_dir, (tmp_path / "torch.pt").read_bytes())
+    refused(model_dir, "unreadable safetensors")
+    assert not payload.marker.exists()
+
+
+def test_loading_never_calls_pickle(model_dir, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    assert load_checkpoint(model_dir, with_train_state=True).vocab.size > 1
+
+
+# --- atomic writes ----------------------------------------------------------------------------
+
+def _other_model():
+    return train("bigram", words=NAMES + ["zelda", "quentin"], train_config=CPU)
+
+
+def _assert_previous_intact(model_dir: Path, before: dict[str, torch.Tensor]) -> None:
+    ckpt = load_checkpoint(model_dir)
+    for name, tensor in before.items():
+        assert torch.equal(ckpt.model.state_dict()[name], tensor)
+    assert not list(model_dir.glob(".*.tmp")), "a temporary file was left behind"
+
+
+def test_tensor_write_failing_midway_keeps_the_previous_checkpoint(model_dir, monkeypatch):
+    before = load_checkpoint(model_dir).model.weights()
+    other = _other_model()
+
+    def half_then_disk_full(tensors, filename, *args, **kwargs):
+        save_file(tensors, filename)
+        with open(filename, "r+b") as f:
+            f.truncate(os.path.getsize(filename) // 2)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt_mod, "save_file", half_then_disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint.*intact"):
+        save_checkpoint(model_dir, other.model, other.vocab, other.meta)
+    _assert_previous_intact(model_dir, before)
+
+
+def test_meta_write_failing_midway_keeps_the_previous_checkpoint(model_dir, monkeypatch):
+    before = load_checkpoint(model_dir).model.weights()
+    other = _other_model()
+    real_fdopen = os.fdopen
+
+    class HalfWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(errno.EIO, "Input/output error")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: HalfWriter(real_fdopen(fd, *a, **k)))
+    with pytest.raises(CheckpointError, match="Input/output error"):
+        save_checkpoint(model_dir, other.model, other.vocab, other.meta)
+    monkeypatch.undo()
+    _assert_previous_intact(model_dir, before)
+    # the next save succeeds and clears the orphaned weights of the failed one
+    save_checkpoint(model_dir, other.model, other.vocab, other.meta)
+    assert len(list(model_dir.glob("weights-*.safetensors"))) == 1
+    assert load_checkpoint(model_dir).vocab == other.vocab
+
+
+def test_crash_between_tensors_and_meta_keeps_the_previous_checkpoint(model_dir, monkeypatch):
+    before = load_checkpoint(model_dir).model.weights()
+    other = _other_model()
+
+    def killed(path, data):
+        raise KeyboardInterrupt  # a BaseException, as a kill or Ctrl-C mid-save would be
+
+    monkeypatch.setattr(ckpt_mod, "atomic_write_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(model_dir, other.model, other.vocab, other.meta)
+    _assert_previous_intact(model_dir, before)
+
+
+def test_replace_failing_keeps_the_previous_checkpoint(model_dir, monkeypatch):
+    before = load_checkpoint(model_dir).model.weights()
+    other = _other_model()
+
+    def no_replace(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(ckpt_mod.os, "replace", no_replace)
+    with pytest.raises(CheckpointError, match="Read-only"):
+        save_checkpoint(model_dir, other.model, other.vocab, other.meta)
+    monkeypatch.undo()
+    _assert_previous_intact(model_dir, before)
+
+
+def test_cli_train_with_failing_save_is_one_line_and_keeps_the_old_model(model_dir, tmp_path, capsys, monkeypatch):
+    before = load_checkpoint(model_dir).model.weights()
+    (tmp_path / "w.txt").write_text("\n".join(NAMES))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt_mod, "save_file", disk_full)
+    rc = cli.main(["train", "--model", "bigram", "--max-steps", "20", "--data", str(tmp_path / "w.txt"),
+                   "--out", str(model_dir)])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_ERROR and "No space left" in err and "Traceback" not in err
+    monkeypatch.undo()
+    _assert_previous_intact(model_dir, before)
+
+
+def test_unwritable_out_fails_before_training(tmp_path, capsys):
+    (tmp_path / "w.txt").write_text("\n".join(NAMES))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc = cli.main(["train", "--data", str(tmp_path / "w.txt"), "--out", str(blocker / "sub")])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_ERROR and "cannot write the model directory" in err and "Traceback" not in err
+
+
+def test_read_meta_is_cheap_and_checked(model_dir):
+    meta = read_meta(model_dir)
+    assert meta["model_type"] == "bigram" and meta["format_version"] == ckpt_mod.FORMAT_VERSION

@@ -1,0 +1,127 @@
+"""Vocabulary, split, encoding, evaluation and the bigram models against independent computations."""
+
+import math
+import random
+
+import pytest
+import torch
+
+import namesmith
+from namesmith.data import Corpus, encode_words, load_words, read_builtin_table, split_words
+from namesmith.evaluate import evaluate, word_log_probs
+from namesmith.models.bigram import BigramCounts, BigramCountsConfig, count_pairs
+from namesmith.vocab import BOUNDARY, Vocab
+
+WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
+
+
+def test_vocab_reserves_boundary_and_labels_it():
+    vocab = Vocab.from_words(["st. john", "ann"])
+    assert vocab.chars == (" ", ".", "a", "h", "j", "n", "o", "s", "t")
+    assert vocab.size == len(vocab.chars) + 1
+    assert BOUNDARY not in vocab.itos  # no character maps to the boundary id
+    assert vocab.boundary_label == "#"  # '.' is a data character here
+    assert Vocab.from_words(["ann"]).boundary_label == "."
+    assert vocab.decode(vocab.encode("st. john")) == "st. john"
+
+
+def test_split_reproduces_the_lecture_series_split():
+    words = [f"w{i}" for i in range(1000)]
+    split = split_words(words, seed=42)
+    expected = list(words)
+    random.Random(42).shuffle(expected)
+    assert split.train == expected[:800] and split.val == expected[800:900] and split.test == expected[900:]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 9])
+def test_split_keeps_training_words_for_tiny_lists(n):
+    split = split_words([f"w{i}" for i in range(n)])
+    assert split.train and sorted(split.train + split.val + split.test) == sorted(f"w{i}" for i in range(n))
+
+
+def test_encode_words_layout():
+    vocab = Vocab.from_words(["emma", "al"])
+    x, y = encode_words(["emma", "al"], vocab)
+    e, m, a, el = (vocab.stoi[c] for c in "emal")
+    assert x.tolist() == [[0, e, m, m, a], [0, a, el, 0, 0]]
+    assert y.tolist() == [[e, m, m, a, 0], [a, el, 0, -1, -1]]
+
+
+def test_count_pairs_matches_python_counting():
+    vocab = Vocab.from_words(WORDS)
+    x, y = encode_words(WORDS, vocab)
+    counts = count_pairs(x, y, vocab.size)
+    expected = torch.zeros(vocab.size, vocab.size, dtype=torch.long)
+    for w in WORDS:
+        ids = [0, *vocab.encode(w), 0]
+        for a, b in zip(ids, ids[1:]):
+            expected[a, b] += 1
+    assert torch.equal(counts, expected)
+
+
+@pytest.mark.parametrize("k", [0.0, 1.0, 0.5])
+def test_bigram_counts_nll_equals_formula(k):
+    corpus = Corpus.from_words(WORDS, split=False)
+    model = BigramCounts(corpus.vocab.size, BigramCountsConfig(smoothing=k))
+    model.fit(corpus, None)
+    counts = count_pairs(*corpus.tensors("train"), corpus.vocab.size).double()
+    probs = (counts + k) / (counts + k).sum(1, keepdim=True)
+    rows, cols = counts.nonzero(as_tuple=True)
+    expected = -(counts[rows, cols] * probs[rows, cols].log()).sum() / counts.sum()
+    assert evaluate(model, WORDS, corpus.vocab).nll == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_word_log_probs_is_sum_of_next_char_log_probs():
+    result = namesmith.train("bigram-counts", words=WORDS)
+    table = result.model.transition_probs()
+    ids = [0, *result.vocab.encode("emma"), 0]
+    expected = sum(math.log(table[a, b].item()) for a, b in zip(ids, ids[1:]))
+    assert word_log_probs(result.model, ["emma"], result.vocab).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_neural_bigram_converges_to_counts_model():
+    """The seed's trained linear layer equals the k=0 count model (its loss minimum)."""
+    counts = namesmith.train("bigram-counts", words=WORDS, model_config={"smoothing": 0.0},
+                             data=namesmith.DataConfig(split=False))
+    linear = namesmith.train("bigram", words=WORDS, data=namesmith.DataConfig(split=False),
+                             train_config=namesmith.TrainConfig(max_steps=3000))
+    assert linear.metrics["train"]["nll"] == pytest.approx(counts.metrics["train"]["nll"], abs=2e-3)
+
+
+def test_evaluation_of_empty_list_is_reported_not_crashed():
+    result = namesmith.train("bigram-counts", words=["ab", "ba", "aa"])
+    assert result.metrics["val"]["nll"] is None and result.metrics["val"]["n_words"] == 0
+    assert result.metrics["train"]["nll"] > 0
+
+
+def test_builtin_data_set():
+    rows = read_builtin_table()
+    assert len(rows) > 20_000
+    assert all(name.isalpha() and name == name.lower() for name, _, _ in rows[:1000])
+    assert load_words("builtin")[0] == rows[0][0]
+
+
+def test_train_is_reproducible():
+    a = namesmith.train("bigram", words=WORDS, train_config=namesmith.TrainConfig(max_steps=50))
+    b = namesmith.train("bigram", words=WORDS, train_config=namesmith.TrainConfig(max_steps=50))
+    assert torch.equal(a.model.W, b.model.W)
+
+
+def test_sampling_same_seed_same_names():
+    result = namesmith.train("bigram-counts", words=WORDS)
+    config = namesmith.SampleConfig(num=50, seed=7)
+    samples = namesmith.sample(result.model, result.vocab, config)
+    first = samples.names
+    assert first == namesmith.sample(result.model, result.vocab, config).names
+    assert len(first) + samples.unfinished == 50  # names over the length guard are dropped, and counted
+    assert all(set(n) <= set(result.vocab.chars) and len(n) <= 32 for n in first)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_sampling_seed_out_of_range_is_a_config_error(seed):
+    from namesmith.generate import GenerateConfig
+
+    with pytest.raises(namesmith.ConfigError, match="--seed"):
+        namesmith.SampleConfig(seed=seed)
+    with pytest.raises(namesmith.ConfigError, match="--seed"):
+        GenerateConfig(seed=seed)

@@ -1,0 +1,70 @@
+"""Scoring and ranking names: log-probabilities, NLL per character, percentiles, odd names."""
+
+import json
+import math
+
+import pytest
+
+import namesmith
+from namesmith.cli import main
+from namesmith.score import rank, reference_scores, score_names
+
+WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return namesmith.train("bigram-counts", words=WORDS, data=namesmith.data.DataConfig(split=False))
+
+
+def test_scores_match_the_transition_table(model):
+    probs = model.model.transition_probs().double()
+    stoi = model.vocab.stoi
+    [score] = score_names(model.model, model.vocab, ["mia"])
+    expected = math.log(probs[0, stoi["m"]] * probs[stoi["m"], stoi["i"]] * probs[stoi["i"], stoi["a"]]
+                        * probs[stoi["a"], 0])
+    assert score.log_prob == pytest.approx(expected)
+    assert score.nll_per_char == pytest.approx(-expected / 4) and score.percentile is None and score.error is None
+
+
+def test_percentiles_and_ranking(model):
+    reference = reference_scores(model.model, WORDS, model.vocab)
+    scores = score_names(model.model, model.vocab, ["emma", "xyz", "ava", "mmmmmmmmmm", "amelia"], reference)
+    by_name = {s.name: s for s in scores}
+    assert by_name["xyz"].error and by_name["xyz"].log_prob is None  # 'x' is not in the vocabulary
+    assert 0 <= by_name["mmmmmmmmmm"].percentile < by_name["ava"].percentile <= 100
+    ranked = [s.name for s in rank(scores)]
+    assert ranked[-1] == "xyz" and ranked[-2] == "mmmmmmmmmm"
+    nlls = [s.nll_per_char for s in rank(scores)[:-1]]
+    assert nlls == sorted(nlls)
+
+
+def test_zero_probability_is_minus_infinity_not_a_crash():
+    result = namesmith.train("bigram-counts", words=WORDS, model_config={"smoothing": 0})
+    [score, empty] = score_names(result.model, result.vocab, ["mmmm", ""])
+    assert score.log_prob == -math.inf and score.nll_per_char == math.inf
+    assert score.to_dict()["log_prob"] == "-inf" and empty.error == "empty name"
+
+
+def test_cli_score(tmp_path, capsys):
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    out = tmp_path / "m"
+    assert main(["-q", "train", "--model", "bigram-counts", "--data", str(data), "--out", str(out),
+                 "--samples", "0", "--no-split"]) == 0
+    capsys.readouterr()
+    listing = tmp_path / "list.txt"
+    listing.write_text("mmmm\nolivia\n", encoding="utf-8")
+    assert main(["score", "-m", str(out), "emma", "ñame", "--file", str(listing), "--sort"]) == 0
+    lines = capsys.readouterr()[0].splitlines()
+    assert lines[0].split() == ["name", "log-prob", "nll/char", "percentile"]
+    assert [line.split()[0] for line in lines[1:]][-1] == "ñame" and "not in the model's vocabulary" in lines[-1]
+    assert main(["score", "-m", str(out), "emma", "ava", "--json"]) == 0
+    payload = json.loads(capsys.readouterr()[0])
+    assert [s["name"] for s in payload["scores"]] == ["emma", "ava"]
+    assert payload["scores"][0]["percentile"] >= 10  # emma is one of the 10
+    data.unlink()
+    assert main(["score", "-m", str(out), "emma"]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert "n/a" in stdout and "percentiles not available" in stderr
+    assert main(["score", "-m", str(out)]) == 1

@@ -1,0 +1,157 @@
+"""The gradient trainer: stopping rules, schedule, best-weights restore, resumable state."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from namesmith.config import TrainConfig
+from namesmith.data import Corpus
+from namesmith.models.mlp import MLP, MLPConfig
+from namesmith.trainer import fit_gradient, learning_rate, make_optimizer, mean_nll
+
+WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
+         "abigail", "emily", "elizabeth", "mila", "ella", "avery", "sofia", "camila", "aria", "scarlett",
+         "victoria", "madison", "luna", "grace", "chloe", "penelope", "layla", "riley", "zoey", "nora",
+         "lily", "eleanor", "hannah", "lillian", "addison", "aubrey", "ellie", "stella", "natalie", "zoe",
+         "leah", "hazel", "violet", "aurora", "savannah", "audrey", "brooklyn", "bella", "claire", "skylar"]
+
+
+def base_config(**overrides) -> TrainConfig:
+    values = dict(max_steps=40, learning_rate=1e-2, learning_rate_end=1e-3, batch_size=8, weight_decay=0.01,
+                  warmup_steps=5, grad_clip=1.0, eval_every=10, patience=100, seed=3,
+                  time_budget=1e9)  # a budget that never binds keeps the schedule step-based (reproducible)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def tiny_mlp(seed: int = 0, dropout: float = 0.1) -> MLP:
+    torch.manual_seed(seed)
+    return MLP(27, MLPConfig(block_size=3, n_embd=8, n_hidden=32, dropout=dropout))
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    return Corpus.from_words(WORDS, seed=42)
+
+
+def test_max_steps_and_history(corpus):
+    model = tiny_mlp()
+    history = fit_gradient(model, corpus, base_config(max_steps=35))
+    assert history.steps == 35
+    assert history.stop_reason == "finished"
+    assert [s for s, _ in history.train_loss] == [10, 20, 30]
+    assert [s for s, _, _ in history.val_loss] == [10, 20, 30, 35]  # plus one at the end
+    assert history.seconds > 0
+
+
+def test_time_budget_stops():
+    corpus = Corpus.from_words(WORDS * 4, seed=1)
+    history = fit_gradient(tiny_mlp(), corpus, base_config(max_steps=10**9, time_budget=0.3, eval_every=50))
+    assert history.stop_reason == "time budget"
+    assert 0 < history.steps < 10**9
+    assert history.seconds < 10  # generous: the machine may be busy
+
+
+def test_callback_stops_and_sees_metrics(corpus):
+    seen = []
+
+    def callback(step, total, metrics):
+        seen.append((step, total, dict(metrics)))
+        return step == 7
+
+    history = fit_gradient(tiny_mlp(), corpus, base_config(eval_every=5), callback)
+    assert history.steps == 7 and history.stop_reason == "interrupted"
+    assert [s for s, _, _ in seen] == list(range(1, 8))
+    assert all(total == 40 and "loss" in m and "lr" in m for _, total, m in seen)
+    assert "val_loss" in seen[4][2] and "val_loss" not in seen[3][2]
+
+
+def test_best_weights_restored_and_early_stopping(corpus):
+    # A big learning rate on a few words overfits: validation loss rises after a while.
+    model = tiny_mlp(dropout=0.0)
+    config = base_config(max_steps=600, learning_rate=3e-2, learning_rate_end=3e-2, eval_every=20, patience=3,
+                         weight_decay=0.0)
+    history = fit_gradient(model, corpus, config)
+    assert history.stop_reason == "early stopping"
+    vals = [v for _, _, v in history.val_loss]
+    assert vals[-1] > min(vals)
+    x, y = corpus.tensors("val")
+    assert mean_nll(model, x, y) == pytest.approx(min(vals), abs=1e-6)
+
+
+def test_no_validation_words_keeps_last_weights(caplog):
+    corpus = Corpus.from_words(["ab", "ba", "abba"], seed=0)
+    assert corpus.words("val") == []
+    with caplog.at_level(logging.WARNING, logger="namesmith"):
+        history = fit_gradient(tiny_mlp(), corpus, base_config(max_steps=12, eval_every=4))
+    assert "no validation words" in caplog.text
+    assert history.steps == 12 and history.val_loss == []
+
+
+def test_learning_rate_schedule():
+    config = base_config(max_steps=110, learning_rate=1.0, learning_rate_end=0.1, warmup_steps=10)
+    rates = [learning_rate(s, config) for s in range(110)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert rates[10] == pytest.approx(1.0)
+    assert rates[60] == pytest.approx(0.55)  # half-way down the cosine
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert learning_rate(110, config) == pytest.approx(0.1)
+    # with a time budget, elapsed time also moves along the cosine
+    timed = base_config(max_steps=10**6, learning_rate=1.0, learning_rate_end=0.0, warmup_steps=0, time_budget=10)
+    assert learning_rate(5, timed, seconds=5.0) == pytest.approx(0.5)
+
+
+def test_weight_decay_only_on_matrices():
+    model = tiny_mlp()
+    optimizer = make_optimizer(model, base_config(weight_decay=0.5))
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.5 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def roundtrip(state: dict) -> dict:
+    """What a checkpoint file does to a state: safetensors for tensors, JSON for meta."""
+    tensors = st_load(st_save({k: v.contiguous() for k, v in state["tensors"].items()}))
+    return {"tensors": tensors, "meta": json.loads(json.dumps(state["meta"]))}
+
+
+@pytest.mark.parametrize("stop_at", [17, 20])
+def test_resume_gives_identical_weights(corpus, stop_at):
+    config = base_config(max_steps=40, eval_every=10)
+    reference = tiny_mlp(seed=0)
+    ref_history = fit_gradient(reference, corpus, config)
+
+    states = []
+    model = tiny_mlp(seed=0)
+    history = fit_gradient(model, corpus, config, lambda step, total, m: step == stop_at,
+                           on_checkpoint=states.append)
+    assert history.stop_reason == "interrupted" and history.steps == stop_at
+    state = roundtrip(states[-1])
+    assert state["meta"]["step"] == stop_at
+    assert {"rng.torch", "rng.batch"} <= set(state["tensors"])
+    assert any(k.startswith("optim.state.") and k.endswith(".exp_avg") for k in state["tensors"])
+
+    torch.manual_seed(123)  # the global RNG (dropout) must come from the state, not from here
+    resumed = tiny_mlp(seed=99)
+    resumed_history = fit_gradient(resumed, corpus, config, resume=state)
+    assert resumed_history.steps == 40 and resumed_history.stop_reason == "finished"
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert resumed_history.train_loss == ref_history.train_loss
+    assert [(s, v) for s, _, v in resumed_history.val_loss] == [(s, v) for s, _, v in ref_history.val_loss]
+
+
+def test_checkpoints_after_each_evaluation(corpus):
+    states = []
+    fit_gradient(tiny_mlp(), corpus, base_config(max_steps=30, eval_every=10), on_checkpoint=states.append)
+    assert [s["meta"]["step"] for s in states] == [10, 20, 30]
+    assert all(math.isfinite(s["meta"]["best_val"]) for s in states)
+    assert all(any(k.startswith("best.") for k in s["tensors"]) for s in states)
