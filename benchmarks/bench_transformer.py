@@ -6,7 +6,8 @@
 
 Speed is measured at makemore's default size (4 layers, 4 heads, 64 channels, batch 32,
 block_size 16 for names.txt): the median over `--steps` training steps (forward, backward and
-AdamW) after a warm-up, and names per second sampled with the key/value cache against the
+AdamW) after a warm-up; then, after a short training run on names (so that names end where
+names end), names per second through `namesmith.sample` with the key/value cache against the
 naive loop that re-reads the whole prefix for every character (the base class's `step`).
 
 `--train` uses namesmith.trainer.fit_gradient when it exists and a small loop of its own
@@ -30,6 +31,7 @@ from namesmith.config import TrainConfig
 from namesmith.data import Corpus, load_words
 from namesmith.models.base import CharModel
 from namesmith.models.transformer import Transformer, TransformerConfig
+from namesmith.sample import SampleConfig, sample
 
 NAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
 
@@ -68,47 +70,22 @@ def time_train_steps(model: Transformer, batch_size: int, steps: int, warmup: in
 
 
 # --- sampling speed ---------------------------------------------------------------------------
-@torch.inference_mode()
-def sample_tokens(model: CharModel, n: int, batch_size: int, max_chars: int, naive: bool = False,
-                  generator: torch.Generator | None = None) -> list[list[int]]:
-    """Sample n names, `batch_size` advancing together; finished rows leave via select_state.
+class NaiveTransformer(Transformer):
+    """The same model sampled the way makemore does: every step re-reads the whole prefix."""
 
-    naive=True uses the base class's step (re-run forward on the whole prefix every character).
-    """
-    model.eval()
-    init_state = CharModel.init_state if naive else type(model).init_state
-    step = CharModel.step if naive else type(model).step
-    select_state = CharModel.select_state if naive else type(model).select_state
-    names: list[list[int]] = []
-    while len(names) < n:
-        b = min(batch_size, n - len(names))
-        state = init_state(model, b)
-        token = torch.zeros(b, dtype=torch.long)
-        out = torch.zeros(b, max_chars, dtype=torch.long)  # 0 (the boundary) ends a name
-        alive = torch.arange(b)  # which output rows the batch rows are
-        for t in range(max_chars):
-            logits, state = step(model, state, token)
-            token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).view(-1)
-            out[alive, t] = token
-            going = token != 0
-            if not going.all():
-                keep = going.nonzero().view(-1)
-                if len(keep) == 0:
-                    break
-                state, token, alive = select_state(model, state, keep), token[keep], alive[keep]
-        for row in out.tolist():
-            names.append(row[: row.index(0)] if 0 in row else row)
-    return names
+    init_state = CharModel.init_state
+    step = CharModel.step
+    select_state = CharModel.select_state
 
 
-def names_per_second(model: CharModel, n: int, batch_size: int, naive: bool, repeats: int = 3) -> float:
-    max_chars = model.max_length - 1
-    sample_tokens(model, min(n, batch_size), batch_size, max_chars, naive)  # warm-up
+def names_per_second(model: CharModel, vocab, n: int, max_word_length: int, repeats: int = 3) -> float:  # noqa: ANN001
+    """Names per second through namesmith.sample.sample (the `namesmith sample` path)."""
+    sample(model, vocab, SampleConfig(num=min(n, 500), seed=0), max_word_length)  # warm-up
     rates = []
-    for _ in range(repeats):
+    for seed in range(1, repeats + 1):
         t0 = time.perf_counter()
-        sample_tokens(model, n, batch_size, max_chars, naive)
-        rates.append(n / (time.perf_counter() - t0))
+        result = sample(model, vocab, SampleConfig(num=n, seed=seed), max_word_length)
+        rates.append((len(result.names) + result.unfinished) / (time.perf_counter() - t0))
     return statistics.median(rates)
 
 
@@ -180,8 +157,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(NAMES))
     p.add_argument("--steps", type=int, default=200, help="timed training steps")
-    p.add_argument("--sample", type=int, default=5000, help="names sampled per timing")
-    p.add_argument("--sample-batch", type=int, default=1000)
+    p.add_argument("--sample", type=int, default=50_000, help="names sampled per timing")
+    p.add_argument("--sample-train-steps", type=int, default=1000,
+                   help="training steps before the sampling figure (so names end as real names do)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-speed", action="store_true", help="skip the speed figures")
     p.add_argument("--train", action="store_true", help="train with the defaults and print NLLs")
@@ -208,10 +186,19 @@ def main() -> None:
         ms = sorted(t * 1e3 for t in times)
         print(f"train step (makemore size {size}, batch 32): median {statistics.median(ms):.2f} ms, "
               f"p10 {ms[len(ms) // 10]:.2f}, p90 {ms[9 * len(ms) // 10]:.2f}")
-        fast = names_per_second(model, args.sample, args.sample_batch, naive=False)
-        slow = names_per_second(model, max(args.sample // 5, 1), args.sample_batch, naive=True)
-        print(f"sampling (batch {args.sample_batch}): KV cache {fast:,.0f} names/s, "
-              f"naive prefix re-run {slow:,.0f} names/s ({fast / slow:.1f}x)")
+        # sample from a model that has learned what names look like (where they end, above all):
+        # a short run of the trainer on the training split
+        from namesmith.trainer import fit_gradient
+
+        fit_gradient(model, corpus, TrainConfig(max_steps=args.sample_train_steps, batch_size=32)
+                     .with_defaults(Transformer.default_train_config))
+        model.eval()
+        naive = NaiveTransformer(corpus.vocab.size, size).eval()
+        naive.load_state_dict(model.state_dict())
+        fast = names_per_second(model, corpus.vocab, args.sample, corpus.max_word_length)
+        slow = names_per_second(naive, corpus.vocab, max(args.sample // 10, 1), corpus.max_word_length)
+        print(f"sampling through namesmith.sample (after {args.sample_train_steps} training steps): "
+              f"KV cache {fast:,.0f} names/s, naive prefix re-run {slow:,.0f} names/s ({fast / slow:.1f}x)")
 
     if args.train:
         overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TransformerConfig)

@@ -317,17 +317,22 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     return load_checkpoint(args.model_dir, resolve_device(args.device))
 
 
-def _training_split(ckpt: Any, data_path: str | None):  # noqa: ANN202
-    """The checkpoint's train/val/test words, or (None, why not) when the word list is unavailable."""
-    from namesmith.data import split_words
+def _training_corpus(ckpt: Any, data_path: str | None):  # noqa: ANN202
+    """The word list a checkpoint was trained on, split as it was (its fingerprint is checked)."""
+    from namesmith.data import Corpus
     from namesmith.train import words_for_checkpoint
 
     record = ckpt.meta["data"]
+    words = words_for_checkpoint(ckpt.meta, data_path)
+    return Corpus.from_words(words, seed=record["split_seed"], vocab=ckpt.vocab, split=record.get("split", True))
+
+
+def _training_split(ckpt: Any, data_path: str | None):  # noqa: ANN202
+    """The checkpoint's train/val/test words, or (None, why not) when the word list is unavailable."""
     try:
-        words = words_for_checkpoint(ckpt.meta, data_path)
+        return _training_corpus(ckpt, data_path).split, None
     except NamesmithError as e:
         return None, str(e)
-    return split_words(words, record["split_seed"], record.get("split", True)), None
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -382,15 +387,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         if why and not args.quiet:
             print(f"percentiles not available: {why}", file=sys.stderr)
     return 0
-
-
-def _training_corpus(ckpt: Any, data_path: str | None):  # noqa: ANN202
-    from namesmith.data import Corpus
-    from namesmith.train import words_for_checkpoint
-
-    record = ckpt.meta["data"]
-    words = words_for_checkpoint(ckpt.meta, data_path)
-    return Corpus.from_words(words, seed=record["split_seed"], vocab=ckpt.vocab, split=record.get("split", True))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

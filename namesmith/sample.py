@@ -21,6 +21,7 @@ from namesmith.models.base import CharModel
 from namesmith.vocab import BOUNDARY, Vocab
 
 CHUNK = 1 << 16  # names sampled together at most, which bounds memory for any -n
+COMPACT_BELOW = 0.75  # drop finished names from the batch once fewer than this share are going
 
 
 @dataclass(frozen=True)
@@ -208,22 +209,26 @@ class _Sampler:
         room = self.max_length - len(prefix)  # characters still allowed after the prefix
         tokens = np.zeros((batch, max(room, 0)), dtype=np.int64)
         lengths = np.full(batch, -1, dtype=np.int64)  # -1: not finished yet
-        active = torch.arange(batch)
+        rows = torch.arange(batch)  # the output row of each slot of the batch
+        alive = torch.ones(batch, dtype=torch.bool)  # slots whose name is still going
         state, cdf = self.first(batch, prefix)
         for t in range(room + 1):
-            nxt = draw(cdf, generator)
-            ended = nxt == BOUNDARY
-            ended_rows = active[ended.cpu()]
-            lengths[ended_rows.numpy()] = t
-            going = (~ended).nonzero().squeeze(1)
-            if t == room or len(going) == 0:
+            nxt = draw(cdf, generator).cpu()
+            ended = alive & (nxt == BOUNDARY)
+            lengths[rows[ended].numpy()] = t
+            alive &= ~ended
+            n_alive = int(alive.sum())
+            if t == room or n_alive == 0:
                 break
-            if len(going) < len(active):  # some names ended: they leave the batch and the state
-                active = active[going.cpu()]
-                nxt = nxt[going]
-                state = self.model.select_state(state, going)
-            tokens[active.numpy(), t] = nxt.cpu().numpy()
-            state, cdf = self.next(state, nxt)
+            tokens[rows[alive].numpy(), t] = nxt[alive].numpy()
+            # Finished names leave the batch, but lazily: compacting the state (a copy of every
+            # key/value cache, say) each time one name ends would cost more than carrying a few
+            # finished slots along. Their draws are ignored.
+            if n_alive <= COMPACT_BELOW * len(alive):
+                keep = alive.nonzero().squeeze(1)
+                rows, nxt, alive = rows[keep], nxt[keep], alive[keep]
+                state = self.model.select_state(state, keep.to(self.model.device))
+            state, cdf = self.next(state, nxt.to(self.model.device))
         done = lengths >= 0
         names = decode_batch(tokens[done], lengths[done], self.vocab)
         return [self.config.starts_with + name for name in names], int((~done).sum())

@@ -22,7 +22,7 @@ from namesmith.config import TrainConfig
 from namesmith.data import BUILTIN, Corpus, DataConfig, check_words, fingerprint, load_words, words_fingerprint
 from namesmith.device import resolve_device
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
-from namesmith.evaluate import evaluate
+from namesmith.evaluate import Evaluation, evaluate
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
@@ -82,8 +82,6 @@ def data_record(config: DataConfig, corpus: Corpus) -> dict[str, Any]:
 def evaluate_splits(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
     """NLL per character and perplexity on train, val and test."""
     if hasattr(model, "pair_log_likelihood"):  # bigram tables: from pair counts (same figures, faster)
-        from namesmith.evaluate import Evaluation
-
         metrics = {}
         for part in ("train", "val", "test"):
             x, y = corpus.tensors(part)

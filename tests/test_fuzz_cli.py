@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from namesmith import cli
 
@@ -48,12 +47,7 @@ GENERATORS = [random_bytes, random_bytes_without_nul, random_text, damaged_names
 CASES = [(gen, seed) for gen in GENERATORS for seed in range(8)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def check(rc: int, err: str, path: Path) -> None:

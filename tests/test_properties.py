@@ -31,12 +31,7 @@ word_lists = st.lists(st.text(chars, min_size=0, max_size=12), min_size=1, max_s
 line_ends = st.sampled_from(["\n", "\r\n", "\r"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def read(words: list[str], end: str, **options) -> list[str]:

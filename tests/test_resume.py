@@ -24,13 +24,7 @@ NAMES = ("anna bob carl dora emil fritz gina hugo ida jan kim lena mona nils ott
          "ulla vera wim xena yann zoe").split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: extra torch threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def stop_at(k: int):

@@ -25,6 +25,18 @@ from namesmith.vocab import BOUNDARY
 
 State = Any
 
+# The training recipe every neural model starts from (see namesmith.trainer); each model
+# overrides what differs: its step cap, patience and time budget at least.
+NEURAL_TRAIN_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 3e-3,
+    "learning_rate_end": 1e-4,
+    "warmup_steps": 100,
+    "batch_size": 128,
+    "weight_decay": 0.1,
+    "grad_clip": 1.0,
+    "eval_every": 500,
+}
+
 
 class CharModel(nn.Module):
     """Base class of every namesmith model; subclasses set the class attributes below."""

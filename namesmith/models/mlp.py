@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.models.base import CharModel, State, boundary_context, check_config
+from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, State, boundary_context, check_config
 from namesmith.vocab import BOUNDARY
 
 
@@ -45,14 +45,8 @@ class MLP(CharModel):
     model_type: ClassVar[str] = "mlp"
     config_class: ClassVar[type] = MLPConfig
     default_train_config: ClassVar[dict[str, Any]] = {
+        **NEURAL_TRAIN_DEFAULTS,
         "max_steps": 10_000,  # ~5 min on an idle 2-core CPU; the time budget binds on a busy one
-        "learning_rate": 3e-3,
-        "learning_rate_end": 1e-4,
-        "warmup_steps": 100,
-        "batch_size": 128,
-        "weight_decay": 0.1,
-        "grad_clip": 1.0,
-        "eval_every": 500,
         "patience": 6,
         "time_budget": 270.0,
     }

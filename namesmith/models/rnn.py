@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from namesmith.models.base import CharModel, State, check_config
+from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, State, check_config
 
 
 @dataclass(frozen=True)
@@ -72,15 +72,12 @@ class RNN(_Recurrent):
     model_type: ClassVar[str] = "rnn"
     cell = nn.RNN
     default_train_config: ClassVar[dict[str, Any]] = {
-        "max_steps": 12_000,  # 2-5 min on an idle 2-core CPU (rnn fastest); on a busy one the time budget binds
-        "learning_rate": 3e-3,
-        "learning_rate_end": 1e-4,
-        "warmup_steps": 100,
-        "batch_size": 128,
-        "weight_decay": 0.1,
-        "grad_clip": 1.0,
-        "eval_every": 500,
-        "patience": 6,
+        **NEURAL_TRAIN_DEFAULTS,
+        # The cosine anneals over max_steps or the time budget, whichever ends first: ~20 epochs
+        # of names.txt take under a minute on an idle 2-core CPU, and the budget binds on a busy
+        # one. No early stopping: the best weights by validation are restored at the end anyway.
+        "max_steps": 4_500,
+        "patience": None,
         "time_budget": 270.0,
     }
 
@@ -90,8 +87,8 @@ class GRU(_Recurrent):
 
     model_type: ClassVar[str] = "gru"
     cell = nn.GRU
-    default_train_config: ClassVar[dict[str, Any]] = {**RNN.default_train_config, "time_budget": 560.0,
-                                                      "patience": 8}
+    default_train_config: ClassVar[dict[str, Any]] = {**RNN.default_train_config, "max_steps": 4_000,
+                                                      "time_budget": 560.0}
 
 
 class LSTM(_Recurrent):
@@ -99,7 +96,7 @@ class LSTM(_Recurrent):
 
     model_type: ClassVar[str] = "lstm"
     cell = nn.LSTM
-    default_train_config: ClassVar[dict[str, Any]] = GRU.default_train_config
+    default_train_config: ClassVar[dict[str, Any]] = {**GRU.default_train_config, "max_steps": 4_500}
 
     def __init__(self, vocab_size: int, config: RNNConfig | None = None):
         super().__init__(vocab_size, config)

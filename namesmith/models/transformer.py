@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from namesmith.errors import DataError
-from namesmith.models.base import CharModel, check_config
+from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, check_config
 
 
 @dataclass(frozen=True)
@@ -152,14 +152,12 @@ class Transformer(CharModel):
     # ~800k parameters for 20 minutes on a 2-core CPU: the cosine follows the time budget, so the
     # rate is annealed when the budget ends however fast the machine is; max_steps caps fast ones.
     default_train_config: ClassVar[dict[str, Any]] = {
+        **NEURAL_TRAIN_DEFAULTS,
         "max_steps": 50_000,
         "learning_rate": 1e-3,
         "learning_rate_end": 5e-5,
         "warmup_steps": 200,
         "batch_size": 64,
-        "weight_decay": 0.1,
-        "grad_clip": 1.0,
-        "eval_every": 500,
         "patience": 10,
         "time_budget": 1140.0,
     }

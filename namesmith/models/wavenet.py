@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.models.base import CharModel, State, boundary_context, check_config
+from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, State, boundary_context, check_config
 from namesmith.vocab import BOUNDARY
 
 
@@ -65,15 +65,10 @@ class WaveNet(CharModel):
     model_type: ClassVar[str] = "wavenet"
     config_class: ClassVar[type] = WaveNetConfig
     default_train_config: ClassVar[dict[str, Any]] = {
-        "max_steps": 15_000,  # ~5-8 min on an idle 2-core CPU; on a busy one the time budget binds
-        "learning_rate": 3e-3,
-        "learning_rate_end": 1e-4,
-        "warmup_steps": 100,
-        "batch_size": 128,
-        "weight_decay": 0.1,
-        "grad_clip": 1.0,
-        "eval_every": 500,
-        "patience": 8,
+        **NEURAL_TRAIN_DEFAULTS,
+        # the cosine anneals over max_steps or the time budget, whichever ends first (see rnn.py)
+        "max_steps": 5_000,
+        "patience": None,  # no early stopping; the best weights by validation are restored
         "time_budget": 560.0,
     }
 
