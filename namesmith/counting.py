@@ -32,6 +32,7 @@ import numpy as np
 
 from namesmith.data import _BAD_CATEGORIES, BUILTIN, DataConfig, decode_text, parse_words
 from namesmith.errors import ConfigError, DataError
+from namesmith.evaluate import pair_nll
 from namesmith.vocab import BOUNDARY, Vocab
 
 log = logging.getLogger("namesmith")
@@ -236,15 +237,6 @@ def count_file(config: DataConfig, block_size: int = BLOCK) -> StreamCounts:
     pairs = counts[:, order][:, :, order]
     return StreamCounts(vocab, pairs, dict(zip(PARTS, n_words.tolist())), max_len, n_bytes,
                         time.perf_counter() - start, skipped_long)
-
-
-def pair_nll(log_probs: np.ndarray, pairs: np.ndarray) -> float | None:
-    """Mean NLL per character from pair counts: -Σ N ∘ log P / Σ N (None when there are none)."""
-    n = pairs.sum()
-    if not n:
-        return None
-    used = pairs > 0
-    return float(-(pairs[used] * log_probs[used]).sum() / n)
 
 
 def count_metrics(model: Any, counts: StreamCounts) -> dict[str, dict[str, Any]]:

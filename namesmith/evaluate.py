@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -63,3 +64,16 @@ def evaluate(model: CharModel, words: list[str], vocab: Vocab) -> Evaluation:
         return Evaluation(None, 0, 0)
     total = word_log_probs(model, words, vocab).sum().item()
     return Evaluation(-total / n_chars, len(words), n_chars)
+
+
+def pair_nll(log_probs: np.ndarray, pair_counts: np.ndarray) -> float | None:
+    """Mean NLL per character of a bigram table from pair counts: -Σ N ∘ log P / Σ N.
+
+    The counts are the sufficient statistics of a first-order model, so this equals `evaluate`
+    on the words they were counted from, in O(V²). None when there are no pairs.
+    """
+    n = pair_counts.sum()
+    if not n:
+        return None
+    used = pair_counts > 0  # 0 × log 0 would be nan
+    return float(-(pair_counts[used] * log_probs[used]).sum() / n)

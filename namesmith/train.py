@@ -22,10 +22,11 @@ from namesmith.config import TrainConfig
 from namesmith.data import BUILTIN, Corpus, DataConfig, check_words, fingerprint, load_words, words_fingerprint
 from namesmith.device import resolve_device
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
-from namesmith.evaluate import Evaluation, evaluate
+from namesmith.evaluate import Evaluation, evaluate, pair_nll
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
+from namesmith.models.bigram import BigramTable, count_pairs
 from namesmith.vocab import Vocab
 
 log = logging.getLogger("namesmith")
@@ -81,13 +82,14 @@ def data_record(config: DataConfig, corpus: Corpus) -> dict[str, Any]:
 
 def evaluate_splits(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
     """NLL per character and perplexity on train, val and test."""
-    if hasattr(model, "pair_log_likelihood"):  # bigram tables: from pair counts (same figures, faster)
+    if isinstance(model, BigramTable):  # from pair counts: the same figures without (B, T, V) logits
+        with torch.no_grad():
+            log_probs = model.log_probs().double().cpu().numpy()
         metrics = {}
         for part in ("train", "val", "test"):
-            x, y = corpus.tensors(part)
-            n_chars = int((y >= 0).sum())
-            nll = -model.pair_log_likelihood(x, y) / n_chars if n_chars else None
-            metrics[part] = Evaluation(nll, len(corpus.words(part)), n_chars).to_dict()
+            pair_counts = count_pairs(*corpus.tensors(part), model.vocab_size).double().numpy()
+            nll = pair_nll(log_probs, pair_counts)
+            metrics[part] = Evaluation(nll, len(corpus.words(part)), int(pair_counts.sum())).to_dict()
         return metrics
     return {part: evaluate(model, corpus.words(part), corpus.vocab).to_dict() for part in ("train", "val", "test")}
 

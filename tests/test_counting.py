@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from namesmith.config import TrainConfig
-from namesmith.counting import count_file, evaluate_streamed, pair_nll, should_stream, split_parts, train_streamed
+from namesmith.counting import count_file, evaluate_streamed, should_stream, split_parts, train_streamed
 from namesmith.data import Corpus, DataConfig, load_words
 from namesmith.errors import ConfigError
+from namesmith.evaluate import pair_nll
 from namesmith.models.bigram import count_pairs
 
 PLAIN = "\n".join(load_words("builtin")[:3000]) + "\n"

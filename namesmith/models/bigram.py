@@ -38,7 +38,7 @@ def count_pairs(x: torch.Tensor, y: torch.Tensor, vocab_size: int) -> torch.Tens
     return torch.bincount(flat, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
 
 
-class _BigramTable(CharModel):
+class BigramTable(CharModel):
     """Shared by both bigram models: logits come from one (V, V) table indexed by the last token."""
 
     @property
@@ -65,15 +65,6 @@ class _BigramTable(CharModel):
     def select_state(self, state: State, rows: torch.Tensor) -> State:
         return None
 
-    @torch.no_grad()
-    def pair_log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Σ log P(next | previous) over the pairs of `encode_words` tensors, from their counts:
-        the sufficient statistics again, so evaluation is O(pairs + V²) with no (B, T, V) logits.
-        """
-        counts = count_pairs(x, y, self.vocab_size).double()
-        used = counts > 0  # 0 × log 0 would be nan
-        return float((counts[used] * self.log_probs().double().cpu()[used]).sum())
-
 
 @dataclass(frozen=True)
 class BigramCountsConfig:
@@ -83,7 +74,7 @@ class BigramCountsConfig:
         check_config(self.smoothing >= 0, f"--smoothing must not be negative, got {self.smoothing}")
 
 
-class BigramCounts(_BigramTable):
+class BigramCounts(BigramTable):
     """Counted bigram table with add-k smoothing: P(b|a) = (N[a,b] + k) / Σ_c (N[a,c] + k)."""
 
     model_type: ClassVar[str] = "bigram-counts"
@@ -116,7 +107,7 @@ class BigramConfig:
     init_seed: int = 0  # seed of the generator that draws the initial W ~ N(0, 1)
 
 
-class BigramLinear(_BigramTable):
+class BigramLinear(BigramTable):
     """The seed's model: logits = one_hot(previous) @ W, trained by gradient descent."""
 
     model_type: ClassVar[str] = "bigram"
