@@ -137,6 +137,29 @@ class CharModel(nn.Module):
         return f"vocab_size={self.vocab_size}, {self.config}"
 
 
+class WindowModel(CharModel):
+    """A model of the last `config.block_size` tokens only (MLP, WaveNet).
+
+    Its sampling state is that window, (B, block_size), boundary tokens before the name starts;
+    a subclass says how a window becomes the next-token logits (`window_logits`).
+    """
+
+    @property
+    def context_size(self) -> int:
+        return self.config.block_size
+
+    def window_logits(self, window: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) of the token after the window (B, block_size)."""
+        raise NotImplementedError
+
+    def init_state(self, batch_size: int) -> State:
+        return boundary_context(batch_size, self.config.block_size, self.device)
+
+    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
+        window = torch.cat([state[:, 1:], token.view(-1, 1)], dim=1)  # (B, block_size)
+        return self.window_logits(window), window
+
+
 def check_config(condition: bool, message: str) -> None:
     """Raise a ConfigError unless `condition` holds (for config dataclasses' __post_init__)."""
     if not condition:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, State, boundary_context, check_config
+from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, WindowModel, check_config
 from namesmith.vocab import BOUNDARY
 
 
@@ -39,7 +39,7 @@ class MLPConfig:
         check_config(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
 
 
-class MLP(CharModel):
+class MLP(WindowModel):
     """Concatenated context embeddings -> tanh hidden layers -> next-token logits."""
 
     model_type: ClassVar[str] = "mlp"
@@ -66,10 +66,6 @@ class MLP(CharModel):
             self.lm_head.weight.mul_(0.1)
             self.lm_head.bias.zero_()
 
-    @property
-    def context_size(self) -> int:
-        return self.config.block_size
-
     def _logits(self, context: torch.Tensor) -> torch.Tensor:
         """context (..., block_size) token ids -> logits (..., V)."""
         emb = self.wte(context)  # (..., block_size, n_embd)
@@ -80,9 +76,5 @@ class MLP(CharModel):
         context = padded.unfold(1, self.config.block_size, 1)  # (B, T, block_size)
         return self._logits(context)  # (B, T, V)
 
-    def init_state(self, batch_size: int) -> State:
-        return boundary_context(batch_size, self.config.block_size, self.device)
-
-    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
-        state = torch.cat([state[:, 1:], token.view(-1, 1)], dim=1)  # (B, block_size)
-        return self._logits(state), state
+    def window_logits(self, window: torch.Tensor) -> torch.Tensor:
+        return self._logits(window)

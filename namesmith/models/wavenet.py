@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, State, boundary_context, check_config
+from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, WindowModel, check_config
 from namesmith.vocab import BOUNDARY
 
 
@@ -59,7 +59,7 @@ class FusePairs(nn.Module):
         return self.dropout(torch.tanh(self.norm(self.linear(pairs))))
 
 
-class WaveNet(CharModel):
+class WaveNet(WindowModel):
     """Embeddings -> log2(block_size) levels of pairwise fusion -> next-token logits."""
 
     model_type: ClassVar[str] = "wavenet"
@@ -86,10 +86,6 @@ class WaveNet(CharModel):
             self.lm_head.weight.mul_(0.1)
             self.lm_head.bias.zero_()
 
-    @property
-    def context_size(self) -> int:
-        return self.config.block_size
-
     def _logits(self, padded: torch.Tensor) -> torch.Tensor:
         """Tokens (B, T + block_size - 1) -> logits (B, T, V) of the last T positions."""
         return self.lm_head(self.levels(self.wte(padded)))
@@ -97,9 +93,5 @@ class WaveNet(CharModel):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self._logits(F.pad(idx, (self.config.block_size - 1, 0), value=BOUNDARY))
 
-    def init_state(self, batch_size: int) -> State:
-        return boundary_context(batch_size, self.config.block_size, self.device)
-
-    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
-        state = torch.cat([state[:, 1:], token.view(-1, 1)], dim=1)  # (B, block_size)
-        return self._logits(state)[:, -1], state
+    def window_logits(self, window: torch.Tensor) -> torch.Tensor:
+        return self._logits(window)[:, -1]
