@@ -47,6 +47,9 @@ def run_model(model_type: str, words: list[str], data_path: str) -> dict:
         "ms_per_step": 1000 * history.seconds / max(history.steps, 1),
         "stop_reason": history.stop_reason,
         "nll": {part: result.metrics[part]["nll"] for part in ("train", "val", "test")},
+        # neural models are combined with an n-gram after training (models/ngram_mix.py): the network alone
+        "nll_without_ngram": {part: m["nll"] for part, m in result.meta.get("metrics_without_ngram", {}).items()},
+        "ngram_mix_weights": result.model.config_dict().get("ngram_mix", {}).get("weights"),
         "val_curve": curve,
         "train_config": result.meta["resolved_train_config"],
         "model_config": result.model.config_dict(),
@@ -58,13 +61,15 @@ def run_model(model_type: str, words: list[str], data_path: str) -> dict:
 def report() -> list[dict]:
     """Print the table of every saved result, write models.json and the plot."""
     rows = [json.loads((RESULTS / f"{m}.json").read_text()) for m in LADDER if (RESULTS / f"{m}.json").exists()]
-    header = f"{'model':<14}{'params':>9}{'steps':>8}{'train s':>9}{'ms/step':>9}{'train':>8}{'val':>8}{'test':>8}"
+    header = (f"{'model':<14}{'params':>9}{'steps':>8}{'train s':>9}{'ms/step':>9}{'train':>8}{'val':>8}{'test':>8}"
+              f"{'alone':>8}")  # alone: the network's test NLL before it is combined with the n-gram
     print(header)
     print("-" * len(header))
     for r in rows:
-        nll = r["nll"]
+        nll, alone = r["nll"], r.get("nll_without_ngram") or {}
+        alone_test = f"{alone['test']:>8.4f}" if alone.get("test") is not None else f"{'':>8}"
         print(f"{r['model']:<14}{r['parameters']:>9,}{r['steps']:>8}{r['train_seconds']:>9.1f}{r['ms_per_step']:>9.2f}"
-              f"{nll['train']:>8.4f}{nll['val']:>8.4f}{nll['test']:>8.4f}")
+              f"{nll['train']:>8.4f}{nll['val']:>8.4f}{nll['test']:>8.4f}{alone_test}")
     table = [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]
     (RESULTS / "models.json").write_text(json.dumps(table, indent=2) + "\n")
 
@@ -81,7 +86,7 @@ def report() -> list[dict]:
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_ylim(1.85, 2.6)
     ax.set_xlabel("training time (s, 2-core CPU)")
-    ax.set_ylabel("validation NLL per character")
+    ax.set_ylabel("validation NLL per character (networks alone)")
     ax.set_title("namesmith models on names.txt (lecture split)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -84,7 +84,7 @@ def _data_config(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.ArgumentParser:
-    from namesmith.config import BIGRAM_MODES
+    from namesmith.config import BATCHINGS, BIGRAM_MODES
     from namesmith.models import MODEL_TYPES
 
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a model and save it",
@@ -107,6 +107,14 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
     t.add_argument("--eval-every", type=int, help="steps between validation evaluations")
     t.add_argument("--patience", type=int, help="stop after this many evaluations without improvement")
     t.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop training after this long")
+    t.add_argument("--ema", type=float, metavar="DECAY",
+                   help="evaluate and keep an exponential moving average of the weights (0: off)")
+    t.add_argument("--ngram-mix", type=int, metavar="ORDER",
+                   help="neural models: combine the trained network with a Kneser-Ney n-gram of this order, "
+                        "weights fitted on the validation split (0: the network alone)")
+    t.add_argument("--batching", choices=BATCHINGS,
+                   help="neural models: words drawn at random, or words of about the same length together "
+                        "(less padding, faster steps, same objective)")
     t.add_argument("--mode", default="full-batch", choices=BIGRAM_MODES,
                    help="bigram training: full-batch (fast, from pair counts), one-hot (the seed's literal "
                         "loop, same result, slower); per-example-nll and per-example-l1 are the seed's "
@@ -266,7 +274,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, learning_rate=args.learning_rate, learning_rate_end=args.learning_rate_end,
         batch_size=args.batch_size, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
         grad_clip=args.grad_clip, eval_every=args.eval_every, patience=args.patience,
-        time_budget=args.time_budget, mode=args.mode, subset=args.subset, seed=args.seed, device=args.device)
+        time_budget=args.time_budget, ema=args.ema, batching=args.batching, ngram_mix=args.ngram_mix,
+        mode=args.mode, subset=args.subset, seed=args.seed, device=args.device)
     model_config = {name: getattr(args, f"model_{name}") for name in args.model_fields
                     if getattr(args, f"model_{name}") is not None}
     data = _data_config(args)
@@ -293,7 +302,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_json({"model_dir": args.out, "model_type": args.model, "metrics": result.metrics,
                      "steps": result.history.steps, "seconds": result.history.seconds,
                      "stop_reason": result.history.stop_reason, "samples": names,
-                     "unfinished_samples": samples.unfinished})
+                     "unfinished_samples": samples.unfinished,
+                     "metrics_without_ngram": result.meta.get("metrics_without_ngram")})
     else:
         status = result.history.stop_reason
         print(f"trained {args.model} for {result.history.steps} steps in {result.history.seconds:.2f} s "
@@ -303,6 +313,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} "
                   "--resume")
         print(_format_metrics(result.metrics))
+        alone = result.meta.get("metrics_without_ngram")
+        if alone:  # see namesmith.models.ngram_mix
+            a, b = result.model.config_dict()["ngram_mix"]["weights"]
+            print(f"(the network combined with an order-{result.model.ngram.config.order} n-gram, weights {a:.2f} "
+                  f"and {b:.2f}; the network alone:\n{_format_metrics(alone)})")
         if names:
             print("samples:")
             print("\n".join(names))

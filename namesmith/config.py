@@ -14,6 +14,7 @@ from namesmith.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BIGRAM_MODES = ("full-batch", "one-hot", "per-example-nll", "per-example-l1")
+BATCHINGS = ("random", "by-length")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class TrainConfig:
     eval_every: int | None = None  # steps between validation evaluations
     patience: int | None = None  # evaluations without improvement before stopping early
     time_budget: float | None = None  # seconds of training, then stop (and keep the best)
+    ema: float | None = None  # decay of an exponential moving average of the weights (0: off)
+    batching: str | None = None  # neural models: see BATCHINGS and namesmith.trainer
+    ngram_mix: int | None = None  # neural models: combine with an n-gram of this order (0: off)
     mode: str = "full-batch"  # `bigram` only: see BIGRAM_MODES
     subset: int | None = None  # per-example `bigram` modes: use only the first N pairs
     seed: int = 1337
@@ -42,12 +46,18 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.ema is not None and not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"--ema must be in [0, 1) (0 turns it off), got {self.ema}")
         for name in ("learning_rate_end", "weight_decay", "warmup_steps"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {value}")
         if not -(2**63) <= self.seed < 2**63:
             raise ConfigError(f"--seed must fit in 64 bits (-2**63 to 2**63-1), got {self.seed}")
+        if self.ngram_mix is not None and (not isinstance(self.ngram_mix, int) or self.ngram_mix < 0):
+            raise ConfigError(f"--ngram-mix must be an n-gram order (1 or more) or 0 for none, got {self.ngram_mix}")
+        if self.batching is not None and self.batching not in BATCHINGS:
+            raise ConfigError(f"--batching must be one of {', '.join(BATCHINGS)}; got {self.batching!r}")
         if self.mode not in BIGRAM_MODES:
             raise ConfigError(f"--mode must be one of {', '.join(BIGRAM_MODES)}; got {self.mode!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):

@@ -144,6 +144,8 @@ def train(
             raise CheckpointError(f"{out}: the recorded training config is malformed ({e})") from None
     else:
         model = build_model(model_type, corpus.vocab.size, model_config, corpus)
+    if train_config.ngram_mix and (model.counts_only or isinstance(model, BigramTable)):
+        raise ConfigError(f"--ngram-mix applies to neural models; {model_type} is not one")
     if out is not None:
         check_writable(out)  # now, not after training
     model.to(device).train()
@@ -167,8 +169,14 @@ def train(
     log.info(f"training {model_type} on {len(corpus.split.train)} words, device {device}")
     history = model.fit(corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint)
     model.eval()
-    metrics = evaluate_splits(model, corpus)
     complete = history.stop_reason != "interrupted"
+    if complete and config.ngram_mix and not model.counts_only and not isinstance(model, BigramTable):
+        from namesmith.models.ngram_mix import mix_with_ngram
+
+        meta["metrics_without_ngram"] = evaluate_splits(model, corpus)
+        model = mix_with_ngram(model, corpus, config.ngram_mix)
+        model.eval()
+    metrics = evaluate_splits(model, corpus)
     meta.update(metrics=metrics, history=history.to_dict(), complete=complete)
     if out is not None:
         save_checkpoint(out, model, corpus.vocab, meta, train_state=None if complete else last_state.get("state"))

@@ -6,12 +6,20 @@ Training follows the recipe of nanoGPT (Karpathy 2022) applied to words:
   from `config.seed`, cropped to the longest word of the batch;
 - the loss is the mean cross-entropy over every real target token (end token included, padding
   -1 ignored): the NLL per character that evaluation reports;
+- `batching="by-length"` draws each batch from one bucket of words of (about) the same length
+  (`LengthBuckets`), so little of a batch is padding; a batch's summed loss is divided by
+  batch_size times the mean tokens per word, which keeps the objective the NLL per character;
 - AdamW (Loshchilov & Hutter 2019) with weight decay on matrices and embeddings only, never on
   biases or normalisation gains; gradient-norm clipping;
 - learning rate: linear warm-up over `warmup_steps`, then a cosine decay from `learning_rate`
   to `learning_rate_end`. Progress along the cosine is the larger of steps/`max_steps` and
   seconds/`time_budget`, so a run stopped by its time budget still ends with an annealed rate
   (such a run depends on the machine's speed; with a budget that never binds it is reproducible);
+- optionally (`ema` > 0) an exponential moving average of the weights (Polyak & Juditsky 1992)
+  is what gets evaluated, kept and returned. By-length batches each pull the weights their own
+  way (a batch of long names, then one of short ones); the average evens that out. Its decay
+  ramps up as min(ema, (1 + step) / (10 + step)), so early averages do not drag the random
+  initialisation along;
 - the full validation split is evaluated every `eval_every` steps; the best weights by
   validation loss are kept and restored at the end; `patience` evaluations without improvement
   stop the run early.
@@ -45,7 +53,8 @@ LOG_EVERY = 10  # steps per point of the train-loss curve (the mean over those s
 EVAL_CHUNK = 2048  # words per forward pass when evaluating
 # Used only when neither the user nor the model type chose a value.
 FALLBACK = {"max_steps": 10_000, "learning_rate": 1e-3, "learning_rate_end": 1e-4, "batch_size": 64,
-            "weight_decay": 0.01, "warmup_steps": 100, "eval_every": 500}
+            "weight_decay": 0.01, "warmup_steps": 100, "eval_every": 500, "ema": 0.0, "batching": "random",
+            "ngram_mix": 0}
 
 
 def learning_rate(step: int, config: TrainConfig, seconds: float = 0.0) -> float:
@@ -91,6 +100,74 @@ def mean_nll(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return total / max(count, 1)
 
 
+class LengthBuckets:
+    """Batches of words of about the same length, each word as likely as under uniform draws.
+
+    Words are grouped by length; a group with fewer than `min_words` words joins the next longer
+    one (the last joins the one before). A batch picks a word uniformly, then draws `batch_size`
+    words with replacement from that word's group: a group is chosen in proportion to its size,
+    so every word has the same chance as with uniform draws.
+    """
+
+    def __init__(self, lengths: torch.Tensor, batch_size: int, min_words: int | None = None):
+        min_words = 4 * batch_size if min_words is None else min_words
+        order = torch.argsort(lengths, stable=True)
+        groups: list[list[int]] = []
+        size = 0
+        for length in sorted(set(lengths.tolist())):
+            count = int((lengths == length).sum())
+            if not groups or size >= min_words:
+                groups.append([])
+                size = 0
+            groups[-1].append(count)
+            size += count
+        if len(groups) > 1 and size < min_words:  # a short last group joins the one before
+            groups[-2].extend(groups.pop())
+        sizes = torch.tensor([sum(g) for g in groups])
+        self.batch_size = batch_size
+        self.groups = list(torch.split(order, sizes.tolist()))
+        self.group_of = torch.empty_like(order)
+        self.group_of[order] = torch.repeat_interleave(torch.arange(len(groups)), sizes)
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """Row indices of one batch."""
+        group = self.groups[int(self.group_of[torch.randint(len(self.group_of), (1,), generator=generator)])]
+        return group[torch.randint(len(group), (self.batch_size,), generator=generator)]
+
+
+class WeightAverage:
+    """An exponential moving average of a model's floating-point state (parameters and buffers)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.live = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.average = {k: v.detach().clone() for k, v in self.live.items()}
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Fold in the weights after optimiser step `step` (1-based)."""
+        weight = 1.0 - min(self.decay, (1 + step) / (10 + step))
+        for name, live in self.live.items():
+            self.average[name].lerp_(live, weight)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange the model's weights and the average (call again to undo)."""
+        for name, live in self.live.items():
+            held = live.clone()
+            live.copy_(self.average[name])
+            self.average[name].copy_(held)
+
+
+def batch_loss(logits: torch.Tensor, targets: torch.Tensor, tokens_per_batch: float | None = None) -> torch.Tensor:
+    """NLL of targets (B, T) (-1: padding) under logits (B, T, V): the mean per target token, or
+    with `tokens_per_batch` the sum over that number (by-length batches; see the module docstring)."""
+    if tokens_per_batch is None:
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+    total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1, reduction="sum")
+    return total / tokens_per_batch
+
+
 def complete_config(model: Any, config: TrainConfig) -> TrainConfig:
     """Fill fields still None from the model's defaults, then from FALLBACK."""
     config = config.with_defaults(model.train_defaults(config))
@@ -99,10 +176,13 @@ def complete_config(model: Any, config: TrainConfig) -> TrainConfig:
 
 # --- resumable state -----------------------------------------------------------------------------
 def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_gen: torch.Generator,
-           best: dict[str, torch.Tensor] | None, meta: dict[str, Any]) -> dict[str, Any]:
+           best: dict[str, torch.Tensor] | None, average: WeightAverage | None,
+           meta: dict[str, Any]) -> dict[str, Any]:
     tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
     if best is not None:
         tensors.update({f"best.{k}": v.clone() for k, v in best.items()})
+    if average is not None:
+        tensors.update({f"average.{k}": v.clone() for k, v in average.average.items()})
     opt = optimizer.state_dict()
     for index, values in opt["state"].items():
         for key, value in values.items():
@@ -117,11 +197,16 @@ def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_gen: 
 
 
 def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             batch_gen: torch.Generator) -> dict[str, torch.Tensor] | None:
-    """Load a `_state` into the model, optimiser and generators; return the best weights."""
+             batch_gen: torch.Generator, average: WeightAverage | None) -> dict[str, torch.Tensor] | None:
+    """Load a `_state` into the model, optimiser, average and generators; return the best weights."""
     tensors, meta = state["tensors"], state["meta"]
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     best = {k[len("best."):]: v.to(model.device) for k, v in tensors.items() if k.startswith("best.")}
+    if average is not None:
+        for name, value in average.average.items():
+            saved = tensors.get(f"average.{name}")
+            # a run started without an average (or with another model) starts it from its weights
+            value.copy_(saved if saved is not None else average.live[name])
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         if name.startswith("optim.state."):
@@ -158,8 +243,9 @@ def fit_gradient(model: Any, corpus: Any, config: TrainConfig, callback: Any = N
     step, best_val, bad_evals, prior_seconds, eval_seconds = 0, None, 0, 0.0, 0.0
     best: dict[str, torch.Tensor] | None = None
     window: list[float] = []
+    average = WeightAverage(model, config.ema) if config.ema else None
     if resume is not None:
-        best = _restore(resume, model, optimizer, batch_gen)
+        best = _restore(resume, model, optimizer, batch_gen, average)
         meta = resume["meta"]
         step, best_val, bad_evals = meta["step"], meta["best_val"], meta["bad_evals"]
         prior_seconds, eval_seconds = meta["seconds"], meta["eval_seconds"]
@@ -177,7 +263,7 @@ def fit_gradient(model: Any, corpus: Any, config: TrainConfig, callback: Any = N
         history.steps, history.seconds = step, elapsed()
         meta = {"step": step, "best_val": best_val, "bad_evals": bad_evals, "seconds": elapsed(),
                 "eval_seconds": eval_seconds, "loss_window": list(window), "history": history.to_dict()}
-        on_checkpoint(_state(model, optimizer, batch_gen, best, meta))
+        on_checkpoint(_state(model, optimizer, batch_gen, best, average, meta))
 
     def evaluate() -> float | None:
         """Validation loss now; keeps the best weights and counts evaluations without progress."""
@@ -185,19 +271,25 @@ def fit_gradient(model: Any, corpus: Any, config: TrainConfig, callback: Any = N
         if not has_val:
             return None
         t0 = time.perf_counter()
+        if average is not None:
+            average.swap()
         val = mean_nll(model, x_val, y_val)
-        eval_seconds += time.perf_counter() - t0
-        history.val_loss.append((step, elapsed(), val))
         if best_val is None or val < best_val:
             best_val, bad_evals = val, 0
             best = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad_evals += 1
+        if average is not None:
+            average.swap()
+        eval_seconds += time.perf_counter() - t0
+        history.val_loss.append((step, elapsed(), val))
         return val
 
     stop_reason = "finished"
     last_eval = history.val_loss[-1][0] if history.val_loss else -1
     n_train = x_train.shape[0]
+    buckets = LengthBuckets(lengths, config.batch_size) if config.batching == "by-length" else None
+    tokens_per_batch = config.batch_size * float(lengths.float().mean()) if n_train else 1.0
     while True:
         if step >= config.max_steps:
             break
@@ -207,18 +299,22 @@ def fit_gradient(model: Any, corpus: Any, config: TrainConfig, callback: Any = N
         lr = learning_rate(step, config, elapsed())
         for group in optimizer.param_groups:
             group["lr"] = lr
-        rows = torch.randint(n_train, (config.batch_size,), generator=batch_gen)
+        if buckets is None:
+            rows = torch.randint(n_train, (config.batch_size,), generator=batch_gen)
+        else:
+            rows = buckets.draw(batch_gen)
         T = int(lengths[rows].max())
         rows = rows.to(device)
         xb, yb = x_train[rows, :T], y_train[rows, :T]
-        logits = model(xb)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), yb.flatten(), ignore_index=-1)
+        loss = batch_loss(model(xb), yb, tokens_per_batch if buckets is not None else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         step += 1
+        if average is not None:
+            average.update(step)
 
         loss_value = loss.item()
         window.append(loss_value)
@@ -245,6 +341,8 @@ def fit_gradient(model: Any, corpus: Any, config: TrainConfig, callback: Any = N
         checkpoint()
     if best is not None:
         model.load_state_dict(best)
+    elif average is not None:
+        average.swap()  # no validation: the average of the last weights
     history.steps, history.seconds, history.stop_reason = step, elapsed(), stop_reason
     log.info(f"trained {step} steps in {history.seconds:.1f}s ({eval_seconds:.1f}s evaluating), "
              f"stop: {stop_reason}, best val {best_val if best_val is None else round(best_val, 4)}")

@@ -283,6 +283,8 @@ def test_data_config_validation():
     (["--device", "tpu"], "--device"),
     (["--seed", str(2**70)], "--seed"),
     (["--model", "bigram-counts", "--smoothing", "-1"], "--smoothing"),
+    (["--model", "mlp", "--ema", "1"], "--ema"),
+    (["--model", "mlp", "--ngram-mix", "-1"], "--ngram-mix"),
 ])
 def test_bad_train_options(capsys, tmp_path, argv, needle):
     (tmp_path / "w.txt").write_text("\n".join(NAMES))

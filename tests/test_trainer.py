@@ -14,7 +14,15 @@ from safetensors.torch import save as st_save
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus
 from namesmith.models.mlp import MLP, MLPConfig
-from namesmith.trainer import fit_gradient, learning_rate, make_optimizer, mean_nll
+from namesmith.trainer import (
+    LengthBuckets,
+    WeightAverage,
+        batch_loss,
+    fit_gradient,
+    learning_rate,
+    make_optimizer,
+    mean_nll,
+)
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "elizabeth", "mila", "ella", "avery", "sofia", "camila", "aria", "scarlett",
@@ -123,9 +131,10 @@ def roundtrip(state: dict) -> dict:
     return {"tensors": tensors, "meta": json.loads(json.dumps(state["meta"]))}
 
 
-@pytest.mark.parametrize("stop_at", [17, 20])
-def test_resume_gives_identical_weights(corpus, stop_at):
-    config = base_config(max_steps=40, eval_every=10)
+@pytest.mark.parametrize("stop_at, options", [(17, {}), (20, {}),
+                                              (17, {"ema": 0.9, "batching": "by-length"})])
+def test_resume_gives_identical_weights(corpus, stop_at, options):
+    config = base_config(max_steps=40, eval_every=10, **options)
     reference = tiny_mlp(seed=0)
     ref_history = fit_gradient(reference, corpus, config)
 
@@ -137,6 +146,7 @@ def test_resume_gives_identical_weights(corpus, stop_at):
     state = roundtrip(states[-1])
     assert state["meta"]["step"] == stop_at
     assert {"rng.torch", "rng.batch"} <= set(state["tensors"])
+    assert any(k.startswith("average.") for k in state["tensors"]) == ("ema" in options)
     assert any(k.startswith("optim.state.") and k.endswith(".exp_avg") for k in state["tensors"])
 
     torch.manual_seed(123)  # the global RNG (dropout) must come from the state, not from here
@@ -155,3 +165,70 @@ def test_checkpoints_after_each_evaluation(corpus):
     assert [s["meta"]["step"] for s in states] == [10, 20, 30]
     assert all(math.isfinite(s["meta"]["best_val"]) for s in states)
     assert all(any(k.startswith("best.") for k in s["tensors"]) for s in states)
+
+
+def test_length_buckets_partition_words_by_length():
+    lengths = torch.tensor([3] * 5 + [4] * 30 + [5] * 40 + [6] * 3 + [9] * 2 + [7] * 25)
+    buckets = LengthBuckets(lengths, batch_size=4, min_words=20)
+    rows = torch.cat(buckets.groups)
+    assert sorted(rows.tolist()) == list(range(len(lengths)))  # every word in exactly one group
+    spans = [(int(lengths[g].min()), int(lengths[g].max()), len(g)) for g in buckets.groups]
+    assert spans == [(3, 4, 35), (5, 5, 40), (6, 9, 30)]  # 3 joins 4; 6, 7 and 9 join up to 20 words
+    for index, group in enumerate(buckets.groups):
+        assert (buckets.group_of[group] == index).all()
+    generator = torch.Generator().manual_seed(0)
+    counts = torch.zeros(len(lengths))
+    for _ in range(3000):
+        batch = buckets.draw(generator)
+        assert len(batch) == 4 and len(set(buckets.group_of[batch].tolist())) == 1  # one group per batch
+        counts += torch.bincount(batch, minlength=len(lengths))
+    share = counts / counts.sum()  # each word as likely as under uniform draws: 1/100 each
+    assert share.min() > 0.006 and share.max() < 0.014
+    assert LengthBuckets(torch.tensor([5, 6]), batch_size=8).groups[0].tolist() == [0, 1]  # all in one
+
+
+def test_by_length_loss_is_the_nll_per_character_on_average(corpus):
+    model = tiny_mlp(dropout=0.0).eval()
+    x, y = corpus.tensors("train")
+    lengths = (y >= 0).sum(1)
+    buckets = LengthBuckets(lengths, batch_size=4, min_words=8)
+    tokens_per_batch = 4 * float(lengths.float().mean())
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        losses = []
+        for _ in range(4000):
+            rows = buckets.draw(generator)
+            T = int(lengths[rows].max())
+            losses.append(batch_loss(model(x[rows, :T]), y[rows, :T], tokens_per_batch).item())
+    assert sum(losses) / len(losses) == pytest.approx(mean_nll(model, x, y), rel=0.01)
+
+
+def test_weight_average_update_and_swap():
+    model = torch.nn.Linear(2, 1)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    average = WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.add_(2.0)
+    average.update(step=100)  # decay min(0.5, 101/110) = 0.5: half-way to the new weights
+    assert torch.allclose(average.average["weight"], start["weight"] + 1.0)
+    live = model.weight.detach().clone()
+    average.swap()
+    assert torch.allclose(model.weight, start["weight"] + 1.0)
+    average.swap()
+    assert torch.equal(model.weight, live)
+    early = WeightAverage(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    early.update(step=1)  # the decay ramps up: (1 + 1) / (10 + 1) at the first step
+    assert torch.allclose(early.average["weight"], live + 9 / 11)
+
+
+def test_ema_weights_are_the_ones_evaluated_and_kept(corpus):
+    model = tiny_mlp()
+    history = fit_gradient(model, corpus, base_config(max_steps=60, ema=0.95, eval_every=20))
+    x, y = corpus.tensors("val")
+    assert mean_nll(model, x, y) == pytest.approx(min(v for _, _, v in history.val_loss), abs=1e-6)
+    # the same run without the average trains identically but evaluates (and keeps) the raw weights
+    raw = fit_gradient(tiny_mlp(), corpus, base_config(max_steps=60, ema=0.0, eval_every=20))
+    assert raw.train_loss == history.train_loss
+    assert all(a != b for (_, _, a), (_, _, b) in zip(raw.val_loss, history.val_loss))

@@ -35,6 +35,11 @@ NEURAL_TRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.1,
     "grad_clip": 1.0,
     "eval_every": 500,
+    # words of about the same length together: less padding, same objective; each such batch pulls
+    # the weights its own way, which the moving average of the weights evens out
+    "batching": "by-length",
+    "ema": 0.999,
+    "ngram_mix": 6,  # see namesmith.models.ngram_mix: trained, then combined with an order-6 n-gram
 }
 
 
@@ -111,6 +116,10 @@ class CharModel(nn.Module):
 
     @classmethod
     def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> CharModel:
+        if "ngram_mix" in config:  # saved with an n-gram (see namesmith.models.ngram_mix)
+            from namesmith.models.ngram_mix import from_config
+
+            return from_config(cls, vocab_size, config)
         try:
             return cls(vocab_size, cls.config_class(**config))
         except TypeError as e:
