@@ -316,8 +316,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         alone = result.meta.get("metrics_without_ngram")
         if alone:  # see namesmith.models.ngram_mix
             a, b = result.model.config_dict()["ngram_mix"]["weights"]
-            print(f"(the network combined with an order-{result.model.ngram.config.order} n-gram, weights {a:.2f} "
-                  f"and {b:.2f}; the network alone:\n{_format_metrics(alone)})")
+            print(f"the network alone, before it was combined with the order-{result.model.ngram.config.order} "
+                  f"n-gram (weights {a:.2f} and {b:.2f}; --ngram-mix 0 keeps it alone):\n{_format_metrics(alone)}")
         if names:
             print("samples:")
             print("\n".join(names))
