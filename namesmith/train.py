@@ -144,7 +144,8 @@ def train(
             raise CheckpointError(f"{out}: the recorded training config is malformed ({e})") from None
     else:
         model = build_model(model_type, corpus.vocab.size, model_config, corpus)
-    if train_config.ngram_mix and (model.counts_only or isinstance(model, BigramTable)):
+    neural = not (model.counts_only or isinstance(model, BigramTable))  # what --ngram-mix applies to
+    if train_config.ngram_mix and not neural:
         raise ConfigError(f"--ngram-mix applies to neural models; {model_type} is not one")
     if out is not None:
         check_writable(out)  # now, not after training
@@ -170,7 +171,7 @@ def train(
     history = model.fit(corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint)
     model.eval()
     complete = history.stop_reason != "interrupted"
-    if complete and config.ngram_mix and not model.counts_only and not isinstance(model, BigramTable):
+    if complete and config.ngram_mix and neural:
         from namesmith.models.ngram_mix import mix_with_ngram
 
         meta["metrics_without_ngram"] = evaluate_splits(model, corpus)

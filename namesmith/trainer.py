@@ -288,8 +288,10 @@ def fit_gradient(model: Any, corpus: Any, config: TrainConfig, callback: Any = N
     stop_reason = "finished"
     last_eval = history.val_loss[-1][0] if history.val_loss else -1
     n_train = x_train.shape[0]
-    buckets = LengthBuckets(lengths, config.batch_size) if config.batching == "by-length" else None
-    tokens_per_batch = config.batch_size * float(lengths.float().mean()) if n_train else 1.0
+    buckets, tokens_per_batch = None, None
+    if config.batching == "by-length":
+        buckets = LengthBuckets(lengths, config.batch_size)
+        tokens_per_batch = config.batch_size * float(lengths.float().mean())
     while True:
         if step >= config.max_steps:
             break
@@ -306,7 +308,7 @@ def fit_gradient(model: Any, corpus: Any, config: TrainConfig, callback: Any = N
         T = int(lengths[rows].max())
         rows = rows.to(device)
         xb, yb = x_train[rows, :T], y_train[rows, :T]
-        loss = batch_loss(model(xb), yb, tokens_per_batch if buckets is not None else None)
+        loss = batch_loss(model(xb), yb, tokens_per_batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
