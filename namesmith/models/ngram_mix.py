@@ -6,8 +6,8 @@ A product of experts (Hinton 2002) in its log-linear form, as language models ha
 combined (Klakow 1998): the n-gram (`namesmith.models.ngram`) remembers exactly which short
 contexts were seen how often and smooths the rest, the network generalises from character
 patterns; their errors differ, so together they predict held-out names better than either.
-On names.txt (benchmarks/bench_models.py) a Transformer with test NLL 1.9335 and the order-6
-n-gram (1.9728) make 1.8996; an LSTM with 1.9285 makes 1.8999.
+On names.txt (benchmarks/bench_models.py) a Transformer with test NLL 1.9221 and the order-6
+n-gram (1.9728) make 1.8928; an LSTM with 1.9285 makes 1.8999.
 
 The weights (a, b) are fitted on the validation split after training: the negative
 log-likelihood is convex in (a, b) (a log-sum-exp of linear functions minus a linear one), so
