@@ -112,22 +112,18 @@ class LengthBuckets:
     def __init__(self, lengths: torch.Tensor, batch_size: int, min_words: int | None = None):
         min_words = 4 * batch_size if min_words is None else min_words
         order = torch.argsort(lengths, stable=True)
-        groups: list[list[int]] = []
-        size = 0
-        for length in sorted(set(lengths.tolist())):
-            count = int((lengths == length).sum())
-            if not groups or size >= min_words:
-                groups.append([])
-                size = 0
-            groups[-1].append(count)
-            size += count
-        if len(groups) > 1 and size < min_words:  # a short last group joins the one before
-            groups[-2].extend(groups.pop())
-        sizes = torch.tensor([sum(g) for g in groups])
+        sizes: list[int] = []  # words per group
+        for count in torch.unique(lengths, return_counts=True)[1].tolist():  # words of each length, shortest first
+            if not sizes or sizes[-1] >= min_words:
+                sizes.append(0)
+            sizes[-1] += count
+        if len(sizes) > 1 and sizes[-1] < min_words:  # a short last group joins the one before
+            last = sizes.pop()
+            sizes[-1] += last
         self.batch_size = batch_size
-        self.groups = list(torch.split(order, sizes.tolist()))
+        self.groups = list(torch.split(order, sizes))
         self.group_of = torch.empty_like(order)
-        self.group_of[order] = torch.repeat_interleave(torch.arange(len(groups)), sizes)
+        self.group_of[order] = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:
         """Row indices of one batch."""

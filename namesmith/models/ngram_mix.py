@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError
+from namesmith.evaluate import EVAL_BATCH
 from namesmith.models.base import CharModel, State
 from namesmith.models.ngram import NGram, NGramConfig
 
@@ -105,13 +106,17 @@ def from_config(cls: type[CharModel], vocab_size: int, config: dict[str, Any]) -
 
 @torch.no_grad()
 def _validation_logprobs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Log-probabilities (N, V) of every real validation target position, and the targets (N,)."""
+    """Log-probabilities (N, V) of every real validation target position, and the targets (N,).
+
+    In chunks of EVAL_BATCH words, as evaluation runs, so a large validation split is not one
+    forward pass."""
     was_training = model.training
     model.eval()
-    logprobs = F.log_softmax(model(x.to(model.device)).float(), -1).cpu()
-    model.train(was_training)
     mask = y >= 0
-    return logprobs[mask], y[mask]
+    logprobs = [F.log_softmax(model(x[i : i + EVAL_BATCH].to(model.device)).float(), -1).cpu()[mask[i : i + EVAL_BATCH]]
+                for i in range(0, len(x), EVAL_BATCH)]
+    model.train(was_training)
+    return torch.cat(logprobs), y[mask]
 
 
 def fit_weights(model_logprobs: torch.Tensor, ngram_logprobs: torch.Tensor,
