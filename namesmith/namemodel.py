@@ -264,7 +264,7 @@ class NameModel:
         """(V, V) P(next | previous), rows = the previous token; ConfigError for models without one."""
         table = self.model.transition_table()
         if table is None:
-            raise ConfigError(f"a {self.describe()} model has no bigram table (use a bigram or bigram-counts model)",
+            raise ConfigError(f"this {self.describe()} model has no bigram table (use a bigram or bigram-counts model)",
                               field="model")
         return table.detach().cpu()
 
