@@ -50,11 +50,12 @@ class DataConfig:
             object.__setattr__(self, "case", "lower")
         object.__setattr__(self, "lowercase", self.case == "lower")
         if self.max_line_length < 1:
-            raise ConfigError(f"--max-line-length must be at least 1, got {self.max_line_length}")
+            raise ConfigError(f"max_line_length must be at least 1, got {self.max_line_length}",
+                              field="max_line_length")
         try:
             "".encode(self.encoding)
         except LookupError:
-            raise ConfigError(f"--encoding: unknown encoding {self.encoding!r}") from None
+            raise ConfigError(f"encoding: unknown encoding {self.encoding!r}", field="encoding") from None
 
 
 def builtin_path() -> Path:
