@@ -65,7 +65,8 @@ class TrainConfig:
             raise ConfigError(f"ngram_mix must be an n-gram order (1 or more) or 0 for none, got {self.ngram_mix}",
                               field="ngram_mix")
         if self.batching is not None and self.batching not in BATCHINGS:
-            raise ConfigError(f"batching must be one of {', '.join(BATCHINGS)}; got {self.batching!r}", field="batching")
+            raise ConfigError(f"batching must be one of {', '.join(BATCHINGS)}; got {self.batching!r}",
+                              field="batching")
         if self.mode not in BIGRAM_MODES:
             raise ConfigError(f"mode must be one of {', '.join(BIGRAM_MODES)}; got {self.mode!r}", field="mode")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
