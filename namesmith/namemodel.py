@@ -11,6 +11,7 @@ rule — the length guard, how novelty is checked, which split is evaluated — 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from namesmith.casing import fold, folds, restore
-from namesmith.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from namesmith.checkpoint import Checkpoint, load_checkpoint, model_record, save_checkpoint
 from namesmith.config import TrainConfig
 from namesmith.counting import count_pairs
 from namesmith.data import BUILTIN, Corpus, DataConfig, Split
@@ -30,10 +31,12 @@ from namesmith.generate import GenerateConfig, Generation, NoveltySummary, gener
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
+from namesmith.models.ensemble import build_ensemble
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
 from namesmith.train import train, words_for_checkpoint
+from namesmith.version import __version__
 from namesmith.vocab import Vocab
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
@@ -72,6 +75,31 @@ def split_options(model_type: str, options: dict[str, Any]) -> tuple[dict[str, A
             raise ConfigError(f"unknown option {name!r} for model {model_type} (options: {', '.join(known)})",
                               field=name)
     return data, training, model
+
+
+def describe(model_type: str, config: dict[str, Any]) -> str:
+    """'lstm', 'lstm + 6-gram' (a network combined with an n-gram) or 'ensemble of [lstm, ...]'."""
+    if model_type == "ngram-mix":
+        return f"{config['model_type']} + {config['ngram'].get('order', '?')}-gram"
+    if model_type == "ensemble":
+        return f"ensemble of [{', '.join(describe(m['model_type'], m['model']) for m in config['members'])}]"
+    return model_type
+
+
+# What ensemble members must agree on: the words they learned and how they were split.
+_SAME_DATA = ("sha256", "words_sha256", "split_seed", "split", "casing")
+
+
+def _check_same_data(first: NameModel, other: NameModel, position: int) -> None:
+    name = lambda m, i: str(m.directory) if m.directory is not None else f"model {i}"
+    if other.vocab != first.vocab:
+        raise ConfigError(f"models: {name(other, position)} has another vocabulary than {name(first, 1)}; "
+                          "ensemble members must share one", field="models")
+    for key in _SAME_DATA:
+        if other.meta["data"].get(key) != first.meta["data"].get(key):
+            raise ConfigError(f"models: {name(other, position)} was trained on other data than {name(first, 1)} "
+                              f"({key} differs); ensemble members must share their training data and split",
+                              field="models")
 
 
 class NameModel:
@@ -119,6 +147,36 @@ class NameModel:
     def _from(cls, checkpoint: Checkpoint, **kwargs: Any) -> NameModel:
         return cls(checkpoint.model, checkpoint.vocab, checkpoint.meta, **kwargs)
 
+    @classmethod
+    def ensemble(cls, models: Sequence[NameModel | str | Path], *, out: str | Path | None = None,
+                 combine: str = "mixture", overwrite: bool = False, device: str = "cpu",
+                 data: str | None = None) -> NameModel:
+        """Trained models (objects or directories) combined into one, saved to `out` if given.
+
+        The members must share their vocabulary, training data and split; the weights are fitted
+        on that split's validation words (see namesmith.models.ensemble; `combine` is "mixture"
+        or "product"). `data`: the training word list, if it moved since training.
+        """
+        members = [m if isinstance(m, NameModel) else cls.load(m, device=device, data=data) for m in models]
+        if len(members) < 2:
+            raise ConfigError("models: an ensemble needs at least two trained models", field="models")
+        first = members[0]
+        for i, other in enumerate(members[1:], 2):
+            _check_same_data(first, other, i)
+        corpus = first.corpus
+        combined = build_ensemble([m.model.to(first.model.device) for m in members], corpus, combine)
+        meta = {"namesmith_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "data": first.meta["data"], **model_record(combined, first.vocab),
+                "members": [{"directory": None if m.directory is None else str(m.directory.resolve()),
+                             "description": m.describe(), "metrics": m.metrics} for m in members],
+                "parameters": sum(p.numel() for p in combined.parameters()),
+                "metrics": evaluate_splits(combined, corpus)}
+        result = cls(combined, first.vocab, meta, corpus=corpus, data=first._data_path)
+        if out is not None:
+            result.save(out, overwrite=overwrite)
+            result.directory = Path(out)
+        return result
+
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model directory atomically; a directory holding another model needs `overwrite`."""
         directory = Path(directory)
@@ -149,15 +207,12 @@ class NameModel:
 
     def describe(self) -> str:
         """'lstm' or, for a network combined with an n-gram, 'lstm + 6-gram'."""
-        config = self.meta["model_config"]
-        if self.model_type == "ngram-mix":
-            return f"{config['model_type']} + {config['ngram'].get('order', '?')}-gram"
-        return self.model_type
+        return describe(self.model_type, self.meta["model_config"])
 
     def info(self) -> dict[str, Any]:
         """What the model is, what it was trained on, and how well it does (JSON-able)."""
         keys = ("namesmith_version", "created", "model_config", "data", "parameters", "metrics",
-                "metrics_without_ngram", "resolved_train_config", "complete")
+                "metrics_without_ngram", "members", "resolved_train_config", "complete")
         history = self.history
         return {"model_type": self.model_type, "description": self.describe(),
                 **{k: self.meta[k] for k in keys if k in self.meta},

@@ -16,7 +16,7 @@ from namesmith.evaluate import word_log_probs
 from namesmith.models.ngram_mix import NGramMix, fit_weights, mix_with_ngram
 from namesmith.models.transformer import Transformer, TransformerConfig
 from namesmith.sample import SampleConfig, sample
-from namesmith.train import train
+from namesmith.train import fit_model, train
 from namesmith.trainer import mean_nll
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
@@ -35,7 +35,7 @@ def corpus() -> Corpus:
 def mixed(corpus) -> NGramMix:
     torch.manual_seed(0)
     model = Transformer(corpus.vocab.size, TransformerConfig(block_size=16, **TINY_TRANSFORMER))
-    model.fit(corpus, TrainConfig(**QUICK))
+    fit_model(model, corpus, TrainConfig(**QUICK, ngram_mix=0))
     model.eval()
     mix = mix_with_ngram(model, corpus, order=3)
     assert isinstance(mix, NGramMix)
@@ -86,17 +86,17 @@ def test_fit_weights_finds_the_minimum():
 
 def test_checkpoint_round_trip_and_sampling(tmp_path):
     out = tmp_path / "m"
-    result = train("gru", words=WORDS * 3, out=out, model_config={"n_embd": 8, "n_hidden": 16},
+    result, _ = train("gru", words=WORDS * 3, out=out, model_config={"n_embd": 8, "n_hidden": 16},
                    train_config=TrainConfig(**QUICK, ngram_mix=4))
-    assert isinstance(result.model, NGramMix) and result.model.model_type == "gru"
+    assert isinstance(result.model, NGramMix) and result.model.model.model_type == "gru"
     assert set(result.meta["metrics_without_ngram"]) == {"train", "val", "test"}
     saved = load_checkpoint(out)
     assert isinstance(saved.model, NGramMix) and saved.model.ngram.config.order == 4
-    assert saved.meta["model_config"]["ngram_mix"]["weights"] == result.model.config_dict()["ngram_mix"]["weights"]
+    assert saved.meta["model_config"]["weights"] == result.model.config_dict()["weights"]
     names = ["emma", "zoey", "bella"] + sample(saved.model, saved.vocab, SampleConfig(num=20, seed=0), 12).names
     torch.testing.assert_close(word_log_probs(saved.model, names, saved.vocab),
                                word_log_probs(result.model, names, result.vocab))
-    alone = train("gru", words=WORDS * 3, model_config={"n_embd": 8, "n_hidden": 16},
+    alone, _ = train("gru", words=WORDS * 3, model_config={"n_embd": 8, "n_hidden": 16},
                   train_config=TrainConfig(**QUICK, ngram_mix=0))
     assert not isinstance(alone.model, NGramMix) and "metrics_without_ngram" not in alone.meta
 
@@ -111,9 +111,9 @@ def test_malformed_mix_in_a_checkpoint_is_refused():
 
 
 def test_refused_for_count_models_and_bad_orders():
-    with pytest.raises(ConfigError, match="--ngram-mix"):
+    with pytest.raises(ConfigError, match="ngram_mix applies to neural models"):
         train("bigram-counts", words=WORDS, train_config=TrainConfig(ngram_mix=3, device="cpu"))
-    with pytest.raises(ConfigError, match="--ngram-mix"):
+    with pytest.raises(ConfigError, match="ngram_mix must be"):
         TrainConfig(ngram_mix=-1)
 
 

@@ -20,6 +20,7 @@ MODEL_TYPES: dict[str, tuple[str, str]] = {
     "transformer": ("namesmith.models.transformer", "Transformer"),
     # wrappers: built from trained models, not trained with --model
     "ngram-mix": ("namesmith.models.ngram_mix", "NGramMix"),
+    "ensemble": ("namesmith.models.ensemble", "Ensemble"),
 }
 
 
