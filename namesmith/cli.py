@@ -302,8 +302,9 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     en.add_argument("-m", "--models", "--model-dir", dest="models", action="append", required=True, metavar="DIR",
                     help="a trained model directory (repeat: two or more)")
     en.add_argument("--out", required=True, metavar="DIR", help="directory for the combined model")
-    en.add_argument("--combine", choices=COMBINES, default="mixture",
-                    help="mixture: a weighted average of the probabilities (default); product: a weighted product")
+    en.add_argument("--combine", choices=COMBINES, default=COMBINES[0],
+                    help="product: a weighted product of the probabilities, renormalised (default); mixture: a "
+                         "weighted average")
     en.add_argument("--overwrite", action="store_true", help="replace a different model already saved in --out")
     en.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu)")
     en.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")

@@ -149,13 +149,13 @@ class NameModel:
 
     @classmethod
     def ensemble(cls, models: Sequence[NameModel | str | Path], *, out: str | Path | None = None,
-                 combine: str = "mixture", overwrite: bool = False, device: str = "cpu",
+                 combine: str = "product", overwrite: bool = False, device: str = "cpu",
                  data: str | None = None) -> NameModel:
         """Trained models (objects or directories) combined into one, saved to `out` if given.
 
         The members must share their vocabulary, training data and split; the weights are fitted
-        on that split's validation words (see namesmith.models.ensemble; `combine` is "mixture"
-        or "product"). `data`: the training word list, if it moved since training.
+        on that split's validation words (see namesmith.models.ensemble; `combine` is "product"
+        or "mixture"). `data`: the training word list, if it moved since training.
         """
         members = [m if isinstance(m, NameModel) else cls.load(m, device=device, data=data) for m in models]
         if len(members) < 2:

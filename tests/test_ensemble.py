@@ -123,7 +123,8 @@ def test_bad_weights_and_configs_are_refused(members):
     with pytest.raises(ConfigError, match="combine"):
         Ensemble(members[:2], [0.5, 0.5], "average")
     with pytest.raises(CheckpointError, match="malformed ensemble"):
-        Ensemble.from_config_dict(10, {"members": [{"model_type": "ngram", "model": {"order": 2}}], "weights": [2.0]})
+        Ensemble.from_config_dict(10, {"members": [{"model_type": "ngram", "model": {"order": 2}}], "weights": [2.0],
+                                     "combine": "mixture"})
     with pytest.raises(CheckpointError, match="malformed ensemble"):
         Ensemble.from_config_dict(10, {"weights": [1.0]})
 
