@@ -53,7 +53,7 @@ def test_block_size_for_corpus():
     assert Transformer.block_size_for(corpus) == 7
     assert Transformer.make_config({"n_layer": 1}, corpus) == TransformerConfig(block_size=7, n_layer=1)
     assert Transformer.make_config({"block_size": 20}, corpus).block_size == 20
-    with pytest.raises(ConfigError, match="block-size 5"):
+    with pytest.raises(ConfigError, match="block_size 5"):
         Transformer.make_config({"block_size": 5}, corpus)
 
 
