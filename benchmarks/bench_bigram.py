@@ -33,9 +33,9 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "names.txt"
 sys.path.insert(0, str(REPO))
 
 from namesmith.config import TrainConfig  # noqa: E402
-from namesmith.counting import count_file  # noqa: E402
+from namesmith.counting import count_file, count_pairs  # noqa: E402
 from namesmith.data import Corpus, DataConfig, load_words  # noqa: E402
-from namesmith.models.bigram import BigramConfig, BigramLinear, count_pairs  # noqa: E402
+from namesmith.models.bigram import BigramConfig, BigramLinear  # noqa: E402
 from namesmith.sample import SampleConfig, sample  # noqa: E402
 
 EPOCHS = 10_000

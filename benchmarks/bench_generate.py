@@ -15,9 +15,7 @@ import time
 
 import torch
 
-import namesmith
-from namesmith.data import DataConfig, load_words
-from namesmith.generate import GenerateConfig, generate
+from namesmith import NameModel
 
 CASES = {
     "unconstrained": {},
@@ -41,21 +39,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    words = load_words(DataConfig(path=args.data))
-    result = namesmith.train(args.model, words=words,
-                             train_config=namesmith.TrainConfig(max_steps=200) if args.model == "bigram" else None)
-    known = set(words)
-    print(f"{args.model} on {args.data} ({len(words)} words); {args.num:,} names per run, median of {args.repeats}, "
+    model = NameModel.train(args.data, args.model, **({"max_steps": 200} if args.model == "bigram" else {}))
+    words = sum(map(len, model.corpus.split.parts().values()))
+    print(f"{args.model} on {args.data} ({words} words); {args.num:,} names per run, median of {args.repeats}, "
           f"{args.threads} thread(s)")
     print(f"{'case':<30} {'names/s':>12} {'ratio':>7} {'acceptance':>11} {'method':>10}")
     base = None
     for label, options in CASES.items():
         rates, gen = [], None
         for repeat in range(args.repeats):
-            config = GenerateConfig(num=args.num, seed=repeat, **options)
             start = time.perf_counter()
-            gen = generate(result.model, result.vocab, config, max_word_length=result.corpus.max_word_length,
-                           known_words=known)
+            gen = model.generate(args.num, seed=repeat, **options).stats  # the `namesmith sample` path
             rates.append(len(gen.names) / (time.perf_counter() - start))
         rate = statistics.median(rates)
         base = base or rate
