@@ -246,6 +246,11 @@ def _stop_on_signals() -> Iterator[dict[str, bool]]:
             signal.signal(sig, old)
 
 
+def _flag(field: str) -> str:
+    """The option of a library parameter (library errors name the parameter, see NamesmithError.field)."""
+    return "-n/--num" if field == "num" else "--" + field.replace("_", "-")
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False))
 
@@ -265,7 +270,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from namesmith.config import TrainConfig
-    from namesmith.sample import SampleConfig, sample
+    from namesmith.generate import GenerateConfig, generate
     from namesmith.train import train
 
     if args.samples < 0:
@@ -295,8 +300,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(args.model, data, train_config, model_config, out=args.out, resume=args.resume,
                        callback=progress, stream=args.stream)
     bar.close()
-    samples = sample(result.model, result.vocab, SampleConfig(num=args.samples, seed=args.seed),
-                     result.meta["data"]["max_word_length"])
+    samples = generate(result.model, result.vocab, GenerateConfig(num=args.samples, seed=args.seed),
+                       max_word_length=result.meta["data"]["max_word_length"])
     names = samples.names
     if args.json:
         _print_json({"model_dir": args.out, "model_type": args.model, "metrics": result.metrics,
@@ -374,7 +379,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(summary.line(), file=sys.stderr)
     if not result.complete:
-        raise NamesmithError(result.message())
+        raise NamesmithError(result.message(_flag))
     return 0
 
 
@@ -498,7 +503,10 @@ def main(argv: list[str] | None = None) -> int:
         log.setLevel(logging.WARNING if args.quiet else logging.INFO)
         return COMMANDS[args.command](args)
     except NamesmithError as e:
-        print(f"namesmith: error: {e}", file=sys.stderr)
+        message = str(e)
+        if e.field and message.startswith(e.field):
+            message = _flag(e.field) + message[len(e.field):]
+        print(f"namesmith: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("namesmith: interrupted", file=sys.stderr)

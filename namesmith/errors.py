@@ -4,9 +4,22 @@ The CLI prints any `NamesmithError` as a single line on stderr and exits with st
 anything else escaping is a bug in namesmith.
 """
 
+from __future__ import annotations
+
 
 class NamesmithError(Exception):
-    """Base class of every error a user can cause (bad input, bad options, bad checkpoint)."""
+    """Base class of every error a user can cause (bad input, bad options, bad checkpoint).
+
+    `field` names the parameter at fault, when there is one (`"max_len"`), so that a caller can
+    point at its own spelling of it: the CLI at its flag, a web server at its JSON field.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self):  # noqa: ANN204 - keep `field` across pickling (e.g. from a worker process)
+        return type(self), (str(self), self.field)
 
 
 class DataError(NamesmithError):
