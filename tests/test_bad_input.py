@@ -19,7 +19,7 @@ from namesmith.checkpoint import load_checkpoint
 from namesmith.config import TrainConfig
 from namesmith.data import DataConfig, check_words, decode_text, load_words, parse_words, split_words
 from namesmith.errors import ConfigError, DataError
-from namesmith.sample import SampleConfig, sample
+from namesmith.generate import GenerateConfig, generate
 from namesmith.train import train
 from namesmith.vocab import BOUNDARY
 
@@ -203,7 +203,7 @@ def test_single_repeated_character(capsys, tmp_path):
     assert rc == 0, err
     ckpt = load_checkpoint(out_dir)
     assert ckpt.vocab.chars == ("a",)
-    names = sample(ckpt.model, ckpt.vocab, SampleConfig(num=50, seed=0), 4).names
+    names = generate(ckpt.model, ckpt.vocab, GenerateConfig(num=50, seed=0), max_word_length=4).names
     assert all(set(n) <= {"a"} for n in names)
 
 
@@ -239,7 +239,7 @@ def test_boundary_never_collides_with_a_data_character(model):
                    train_config=TrainConfig(max_steps=300, device="cpu"))
     assert BOUNDARY not in result.vocab.stoi.values()
     assert result.vocab.boundary_label == "<b>"
-    names = sample(result.model, result.vocab, SampleConfig(num=200, seed=3), 8).names
+    names = generate(result.model, result.vocab, GenerateConfig(num=200, seed=3), max_word_length=8).names
     assert all(set(n) <= set(result.vocab.chars) for n in names)
 
 
@@ -247,7 +247,7 @@ def test_deterministic_chain_through_a_period():
     # with no smoothing "a.b" is the only path: a '.' inside a name never ends it
     result = train("bigram-counts", DataConfig(split=False), model_config={"smoothing": 0.0}, words=["a.b"] * 4,
                    train_config=TrainConfig(device="cpu"))
-    assert sample(result.model, result.vocab, SampleConfig(num=30, seed=0), 3).names == ["a.b"] * 30
+    assert generate(result.model, result.vocab, GenerateConfig(num=30, seed=0), max_word_length=3).names == ["a.b"] * 30
 
 
 def test_decode_text_reports_the_line_of_a_bad_byte():
@@ -325,7 +325,7 @@ def model_dir(tmp_path_factory) -> Path:
     (["--top-k", "0"], "--top-k"),
     (["--top-p", "0"], "--top-p"),
     (["--top-p", "1.5"], "--top-p"),
-    (["--max-length", "0"], "--max-length"),
+    (["--max-length", "0"], "--max-len"),
     (["--device", "tpu"], "--device"),
     (["--starts-with", "Ω"], "--starts-with"),
 ])

@@ -13,9 +13,9 @@ from namesmith.config import TrainConfig
 from namesmith.data import Corpus
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.evaluate import word_log_probs
+from namesmith.generate import GenerateConfig, generate
 from namesmith.models.ngram_mix import NGramMix, fit_weights, mix_with_ngram
 from namesmith.models.transformer import Transformer, TransformerConfig
-from namesmith.sample import SampleConfig, sample
 from namesmith.train import train
 from namesmith.trainer import mean_nll
 
@@ -93,7 +93,8 @@ def test_checkpoint_round_trip_and_sampling(tmp_path):
     saved = load_checkpoint(out)
     assert isinstance(saved.model, NGramMix) and saved.model.ngram.config.order == 4
     assert saved.meta["model_config"]["ngram_mix"]["weights"] == result.model.config_dict()["ngram_mix"]["weights"]
-    names = ["emma", "zoey", "bella"] + sample(saved.model, saved.vocab, SampleConfig(num=20, seed=0), 12).names
+    names = ["emma", "zoey", "bella"] + generate(saved.model, saved.vocab, GenerateConfig(num=20, seed=0),
+                                               max_word_length=12).names
     torch.testing.assert_close(word_log_probs(saved.model, names, saved.vocab),
                                word_log_probs(result.model, names, result.vocab))
     alone = train("gru", words=WORDS * 3, model_config={"n_embd": 8, "n_hidden": 16},

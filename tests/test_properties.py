@@ -18,7 +18,7 @@ from namesmith.config import TrainConfig
 from namesmith.data import DataConfig, decode_text, has_bad_chars, load_words, parse_words
 from namesmith.errors import DataError, NamesmithError
 from namesmith.evaluate import word_log_probs
-from namesmith.sample import SampleConfig, sample
+from namesmith.generate import GenerateConfig, generate
 from namesmith.train import train
 from namesmith.vocab import BOUNDARY
 
@@ -81,8 +81,9 @@ def test_load_train_sample_score(words, end, model_type, seed, temperature, top_
                        words=data)
         vocab, model = result.vocab, result.model
         prefix = data[0][:1] if use_prefix else ""
-        names = sample(model, vocab, SampleConfig(num=25, seed=seed, temperature=temperature, top_k=top_k,
-                                                  starts_with=prefix), result.corpus.max_word_length).names
+        names = generate(model, vocab, GenerateConfig(num=25, seed=seed, temperature=temperature, top_k=top_k,
+                                                      starts_with=prefix),
+                         max_word_length=result.corpus.max_word_length).names
         scores = word_log_probs(model, data + [n for n in names if n], vocab)
     except NamesmithError as e:
         assert "\n" not in str(e)
