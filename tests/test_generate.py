@@ -8,13 +8,13 @@ from collections import Counter
 import pytest
 import torch
 
-import namesmith
 from namesmith.cli import main
 from namesmith.data import load_words, split_words
 from namesmith.errors import ConfigError
 from namesmith.evaluate import word_log_probs
 from namesmith.generate import GenerateConfig, build_automaton, generate, kmp_automaton, novelty_summary
 from namesmith.models.base import CharModel
+from namesmith.namemodel import NameModel
 from namesmith.vocab import Vocab
 
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
@@ -23,12 +23,12 @@ TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
 @pytest.fixture(scope="module")
 def builtin():
     words = load_words("builtin")
-    return namesmith.train("bigram-counts", words=words), words
+    return NameModel.train(model="bigram-counts", words=words), words
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return namesmith.train("bigram-counts", words=TINY)
+    return NameModel.train(model="bigram-counts", words=TINY)
 
 
 def chi_square_pvalue(observed: Counter, expected: dict[str, float], n: int) -> float:
@@ -208,7 +208,7 @@ def test_rejection_path_for_a_non_markov_model_is_exact():
 
 
 def test_ngram_model_is_conditioned_exactly_too():
-    model_result = namesmith.train("ngram", words=TINY, model_config={"order": 3})
+    model_result = NameModel.train(model="ngram", words=TINY, order=3)
     cfg = GenerateConfig(num=20_000, seed=2, ends_with="a", min_len=2, max_len=5)
     result = generate(model_result.model, model_result.vocab, cfg, max_word_length=5)
     assert result.method == "exact"
@@ -256,7 +256,7 @@ def test_constraints_the_model_cannot_meet(tiny):
     with pytest.raises(ConfigError, match="not in the model's vocabulary") as e:
         generate(tiny.model, tiny.vocab, GenerateConfig(ends_with="z"), max_word_length=5)
     assert e.value.field == "ends_with"
-    zero = namesmith.train("bigram-counts", words=["ab", "ab"], model_config={"smoothing": 0}, ).model
+    zero = NameModel.train(model="bigram-counts", words=["ab", "ab"], smoothing=0).model
     with pytest.raises(ConfigError, match="non-zero probability"):
         generate(zero, Vocab(("a", "b")), GenerateConfig(ends_with="a"), max_word_length=2)
     with pytest.raises(ConfigError, match="needs the training word list") as e:

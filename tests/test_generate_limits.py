@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-import namesmith
 from namesmith.data import load_words
 from namesmith.errors import ConfigError, NamesmithError
 from namesmith.evaluate import word_log_probs
@@ -28,6 +27,7 @@ from namesmith.generate import (
     markov_chain,
 )
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
+from namesmith.namemodel import NameModel
 from namesmith.sample import CHUNK, MAX_BATCH_TOKENS, batch_limit
 from namesmith.vocab import BOUNDARY, Vocab
 
@@ -38,12 +38,12 @@ A_NAMES = ["a" * n for n in range(20, 41)]  # names made only of 'a', as in the 
 
 @pytest.fixture(scope="module")
 def builtin_bigram():
-    return namesmith.train("bigram-counts", words=load_words("builtin"))
+    return NameModel.train(model="bigram-counts", words=load_words("builtin"))
 
 
 @pytest.fixture(scope="module")
 def a_model():
-    return namesmith.train("bigram-counts", words=A_NAMES)
+    return NameModel.train(model="bigram-counts", words=A_NAMES)
 
 
 def long_name_model(end_count: float = 1.0) -> tuple[BigramCounts, Vocab]:
@@ -58,10 +58,11 @@ def long_name_model(end_count: float = 1.0) -> tuple[BigramCounts, Vocab]:
 def test_pathological_regex_respects_the_time_budget_in_a_fresh_process(tmp_path):
     """The issue's case: `^(a+)+b$` on long runs of 'a' (Python's re backtracks for hours)."""
     script = textwrap.dedent(f"""
-        import time, namesmith
+        import time
+        from namesmith import NameModel
         from namesmith.generate import GenerateConfig, generate
         from namesmith.errors import ConfigError
-        result = namesmith.train("bigram-counts", words={A_NAMES!r})
+        result = NameModel.train(model="bigram-counts", words={A_NAMES!r})
         for pattern in ("^(a+)+b$", "^(a|a)+b$"):
             for budget in ({{"time_budget": 1.0}}, {{"max_tries": 1000}}):
                 start = time.perf_counter()
@@ -233,7 +234,7 @@ def test_both_ways_of_drawing_are_exact(monkeypatch, tabulated):
     per step or computed per draw from the log-messages (large chains)."""
     if not tabulated:
         monkeypatch.setattr(generate_module, "PRECOMPUTE_CDFS", 0)
-    tiny = namesmith.train("bigram-counts", words=TINY)
+    tiny = NameModel.train(model="bigram-counts", words=TINY)
     config = GenerateConfig(num=20_000, seed=3, max_len=5, ends_with="ab", contains=("c",), min_len=3,
                             method="exact")
     out = generate(tiny.model, tiny.vocab, config, max_word_length=5)
@@ -267,7 +268,7 @@ def assert_matches_enumeration(names: list[str], model, vocab: Vocab, valid, max
 
 def test_a_long_context_ngram_is_exact_over_its_rows():
     """Order 9 on 3 letters: 4^8 = 65,536 contexts, too many to enumerate, but few stored rows."""
-    result = namesmith.train("ngram", words=TINY, model_config={"order": 9})
+    result = NameModel.train(model="ngram", words=TINY, order=9)
     model, vocab = result.model, result.vocab
     chain = markov_chain(model, vocab.size, GenerateConfig())
     assert chain is not None and len(chain.probs) == len(model.context_keys) < vocab.size ** 8
@@ -279,7 +280,7 @@ def test_a_long_context_ngram_is_exact_over_its_rows():
 
 def test_the_chain_over_rows_is_the_model():
     """Walking the chain's states gives the model's own next-token distribution after every prefix."""
-    result = namesmith.train("ngram", words=load_words("builtin")[:3000], model_config={"order": 5})
+    result = NameModel.train(model="ngram", words=load_words("builtin")[:3000], order=5)
     model, vocab = result.model, result.vocab
     chain = markov_chain(model, vocab.size, GenerateConfig())
     for name in ["emma", "zzyzx", "olivia", "q"]:
@@ -292,7 +293,7 @@ def test_the_chain_over_rows_is_the_model():
 
 @pytest.fixture(scope="module")
 def default_ngram():
-    return namesmith.train("ngram", words=load_words("builtin"))  # order 6, tens of thousands of rows
+    return NameModel.train(model="ngram", words=load_words("builtin"))  # order 6, tens of thousands of rows
 
 
 def test_default_ngram_finds_every_ette_name_exactly(default_ngram):
