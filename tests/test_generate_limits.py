@@ -32,6 +32,7 @@ from namesmith.sample import CHUNK, MAX_BATCH_TOKENS, batch_limit
 from namesmith.vocab import BOUNDARY, Vocab
 
 generate_module = sys.modules["namesmith.generate"]  # `namesmith.generate` the attribute is the function
+sample_module = sys.modules["namesmith.sample"]
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
 A_NAMES = ["a" * n for n in range(20, 41)]  # names made only of 'a', as in the issue
 
@@ -113,6 +114,7 @@ def test_huge_num_streams_small_batches_first_and_stops_when_closed(builtin_bigr
     assert stream.generation.found == sum(sizes) and stream.generation.tries >= sum(sizes)
     stream.close()
     assert model.training and stream.generation.found == sum(sizes)
+    assert stream.generation.stop_reason == "closed" and not stream.generation.complete
     with pytest.raises(StopIteration):
         next(stream)
     model.eval()
@@ -162,23 +164,25 @@ def test_long_names_draw_small_batches():
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["table", "generic"])
-def test_rejection_of_long_names_stays_in_bounded_memory(generic):
+def test_rejection_of_long_names_stays_in_bounded_memory(generic, monkeypatch):
     """Names that never end before max_len: every draw fills the longest buffer a batch may have."""
+    tokens = 1 << 18
+    monkeypatch.setattr(sample_module, "MAX_BATCH_TOKENS", tokens)  # a smaller limit: a quicker test
     model, vocab = long_name_model()
     if generic:
         model.transition_probs = None  # the torch sampler over `step`, as a neural model
-    config = GenerateConfig(num=2, seed=0, min_len=5_000, max_len=MAX_NAME_LENGTH, method="rejection",
-                            max_tries=3000, time_budget=60)  # batches of 256, 1,024, then the limit (1,677)
+    config = GenerateConfig(num=2, seed=0, min_len=500, max_len=1_500, method="rejection",
+                            max_tries=400 if generic else 2_000, time_budget=60)  # batches of at most 174
     tracemalloc.start()
     try:
         out = generate(model, vocab, config, max_word_length=5)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 4 * MAX_BATCH_TOKENS  # the token buffer, its copies, and the names of one batch
+    assert peak < 4 * tokens  # the token buffer, its copies, and the names of one batch
     # 8. the names that hit the length guard are counted, and said in one line
     assert out.unfinished > 0 and out.unfinished + out.found <= out.tries  # the rest: finished too short
-    assert f"reached the length limit (max_len {MAX_NAME_LENGTH})" in out.unfinished_message()
+    assert "reached the length limit (max_len 1500)" in out.unfinished_message()
 
 
 def test_the_time_budget_binds_inside_a_batch_of_long_names():
@@ -218,7 +222,7 @@ def log_p_length_between(model: BigramCounts, lo: int, hi: int) -> float:
 def test_very_long_minimum_lengths_are_possible(builtin_bigram):
     """The issue's case: min_len 5000, max_len 6000 on bigram counts."""
     model, vocab = builtin_bigram.model, builtin_bigram.vocab
-    config = GenerateConfig(num=2, seed=0, min_len=5000, max_len=6000)
+    config = GenerateConfig(num=1, seed=0, min_len=5000, max_len=6000)
     out = generate(model, vocab, config, max_word_length=15)
     assert out.method == "exact" and out.complete and all(5000 <= len(n) <= 6000 for n in out.names)
     # the probability of that length under the model: tiny (e^-several thousand), and computed right
@@ -277,10 +281,14 @@ def test_a_long_context_ngram_is_exact_over_its_rows():
     assert_matches_enumeration(out.names, model, vocab, lambda n: n.endswith("a") and "b" in n and len(n) >= 2, 5)
 
 
-def test_the_chain_over_rows_is_the_model():
+@pytest.fixture(scope="module")
+def default_ngram():
+    return namesmith.train("ngram", words=load_words("builtin"))  # order 6, tens of thousands of rows
+
+
+def test_the_chain_over_rows_is_the_model(default_ngram):
     """Walking the chain's states gives the model's own next-token distribution after every prefix."""
-    result = namesmith.train("ngram", words=load_words("builtin")[:3000], model_config={"order": 5})
-    model, vocab = result.model, result.vocab
+    model, vocab = default_ngram.model, default_ngram.vocab
     chain = markov_chain(model, vocab.size, GenerateConfig())
     for name in ["emma", "zzyzx", "olivia", "q"]:
         tokens = vocab.encode(name)
@@ -288,11 +296,6 @@ def test_the_chain_over_rows_is_the_model():
         for t in range(len(tokens) + 1):
             state = chain.state_after(tokens[:t])
             torch.testing.assert_close(chain.probs[state].float(), logits[t].exp())
-
-
-@pytest.fixture(scope="module")
-def default_ngram():
-    return namesmith.train("ngram", words=load_words("builtin"))  # order 6, tens of thousands of rows
 
 
 def test_default_ngram_finds_every_ette_name_exactly(default_ngram):
