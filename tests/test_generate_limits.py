@@ -3,12 +3,14 @@ bounded batches, memory is bounded for any length request, exact sampling does n
 and the n-gram is steered exactly over the contexts it stores."""
 
 import math
+import os
 import pickle
 import subprocess
 import sys
 import textwrap
 import tracemalloc
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,8 +75,11 @@ def test_pathological_regex_respects_the_time_budget_in_a_fresh_process(tmp_path
                 except ConfigError as e:
                     print(pattern, budget, "error", e.field, round(time.perf_counter() - start, 2))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    root = str(Path(__file__).resolve().parent.parent)  # this checkout's namesmith, whatever is installed
+    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=env)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 4
@@ -279,6 +284,17 @@ def test_a_long_context_ngram_is_exact_over_its_rows():
     out = generate(model, vocab, config, max_word_length=5)
     assert out.method == "exact" and out.tries == 20_000
     assert_matches_enumeration(out.names, model, vocab, lambda n: n.endswith("a") and "b" in n and len(n) >= 2, 5)
+
+
+def test_a_short_window_model_is_exact_over_its_contexts():
+    """An MLP with a 2-token window on 3 letters: its 4^2 contexts, tabulated by running the network."""
+    result = namesmith.train("mlp", words=TINY, model_config={"block_size": 2, "n_embd": 4, "n_hidden": 8},
+                             train_config=namesmith.TrainConfig(max_steps=20, ngram_mix=0))
+    model, vocab = result.model.eval(), result.vocab
+    config = GenerateConfig(num=20_000, seed=5, ends_with="ba", excludes=("cc",), max_len=5)
+    out = generate(model, vocab, config, max_word_length=5)
+    assert out.method == "exact" and out.tries == 20_000
+    assert_matches_enumeration(out.names, model, vocab, lambda n: n.endswith("ba") and "cc" not in n, 5)
 
 
 @pytest.fixture(scope="module")
