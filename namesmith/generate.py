@@ -9,11 +9,11 @@ constraints:
   context row it stores, KenLM's "longest match": its back-off maps every longer history onto a
   stored row, and token c moves row r to `transitions[r, c]`), and window models (MLP, WaveNet)
   with at most `MAX_ENUMERATED_CONTEXTS` contexts V^k, tabulated once. Such a model is a finite
-  Markov chain. The constraints `ends_with`, `contains`, `excludes` form a finite automaton (one
-  Knuth–Morris–Pratt matcher per pattern, their product explored from the start state). On the
-  product chain, restricted to the (automaton state q, chain state s) pairs reachable from the
-  prefix by tokens of non-zero probability, the backward messages of a hidden Markov model
-  (Rabiner 1989)
+  Markov chain (the order-6 n-gram of the built-in list has 62,900 rows). The constraints
+  `ends_with`, `contains`, `excludes` form a finite automaton (one Knuth–Morris–Pratt matcher
+  per pattern, their product explored from the start state). On the product chain, restricted
+  to the (automaton state q, chain state s) pairs reachable from the prefix by tokens of
+  non-zero probability, the backward messages of a hidden Markov model (Rabiner 1989)
 
       β_ℓ(q, s) = P(end | s)·[q accepts, ℓ ≥ min_len] + Σ_c P(c | s)·β_{ℓ+1}(δ(q, c), s·c)
 
@@ -22,7 +22,8 @@ constraints:
   on the constraints, with no rejected draws. The messages are computed in log space and shifted
   per step (their scale kept aside), so a 5,000-character minimum does not underflow them into
   "impossible". P is the sampling distribution itself (after temperature, top-k and top-p), so
-  conditioning composes with them.
+  conditioning composes with them. (For that n-gram and `ends_with="ette"`, 59,498 (q, row)
+  states are reachable and the tables take about half a second; then names cost microseconds.)
 - Rejection sampling for every other model (or `method="rejection"`, or when the exact tables
   would pass the limits below): draw batches with `namesmith.sample` (the prefix is still
   conditioned exactly), keep the names that pass, size the next batch from the acceptance rate.
@@ -34,7 +35,7 @@ on one name (nested repetition such as `(a|a)+b`) is a `ConfigError`, so no patt
 request past its budget for long, and a request without a time budget still ends. The engine
 counts the process's CPU time, so on a busy machine one match may run past the wall-clock budget
 by up to `REGEX_TIMEOUT` × the load (and in a busy multi-threaded process it may stop sooner).
-A linear-time engine (RE2) was not used: its `\\w`, `\\d`, `\b` are ASCII-only, which would change
+A linear-time engine (RE2) was not used: its `\\w`, `\\d`, `\\b` are ASCII-only, which would change
 what a pattern means for most of the world's names.
 
 Budgets: `max_tries` (draws examined) and `time_budget` (seconds, checked between the steps of
