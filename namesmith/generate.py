@@ -9,11 +9,11 @@ constraints:
   context row it stores, KenLM's "longest match": its back-off maps every longer history onto a
   stored row, and token c moves row r to `transitions[r, c]`), and window models (MLP, WaveNet)
   with at most `MAX_ENUMERATED_CONTEXTS` contexts V^k, tabulated once. Such a model is a finite
-  Markov chain. The constraints `ends_with`, `contains`, `excludes` form a finite automaton (one
-  Knuth–Morris–Pratt matcher per pattern, their product explored from the start state). On the
-  product chain, restricted to the (automaton state q, chain state s) pairs reachable from the
-  prefix by tokens of non-zero probability, the backward messages of a hidden Markov model
-  (Rabiner 1989)
+  Markov chain (the order-6 n-gram of the built-in list has 62,900 rows). The constraints
+  `ends_with`, `contains`, `excludes` form a finite automaton (one Knuth–Morris–Pratt matcher
+  per pattern, their product explored from the start state). On the product chain, restricted
+  to the (automaton state q, chain state s) pairs reachable from the prefix by tokens of
+  non-zero probability, the backward messages of a hidden Markov model (Rabiner 1989)
 
       β_ℓ(q, s) = P(end | s)·[q accepts, ℓ ≥ min_len] + Σ_c P(c | s)·β_{ℓ+1}(δ(q, c), s·c)
 
@@ -22,7 +22,8 @@ constraints:
   on the constraints, with no rejected draws. The messages are computed in log space and shifted
   per step (their scale kept aside), so a 5,000-character minimum does not underflow them into
   "impossible". P is the sampling distribution itself (after temperature, top-k and top-p), so
-  conditioning composes with them.
+  conditioning composes with them. (For that n-gram and `ends_with="ette"`, 59,498 (q, row)
+  states are reachable and the tables take about half a second; then names cost microseconds.)
 - Rejection sampling for every other model (or `method="rejection"`, or when the exact tables
   would pass the limits below): draw batches with `namesmith.sample` (the prefix is still
   conditioned exactly), keep the names that pass, size the next batch from the acceptance rate.
@@ -34,7 +35,7 @@ on one name (nested repetition such as `(a|a)+b`) is a `ConfigError`, so no patt
 request past its budget for long, and a request without a time budget still ends. The engine
 counts the process's CPU time, so on a busy machine one match may run past the wall-clock budget
 by up to `REGEX_TIMEOUT` × the load (and in a busy multi-threaded process it may stop sooner).
-A linear-time engine (RE2) was not used: its `\\w`, `\\d`, `\b` are ASCII-only, which would change
+A linear-time engine (RE2) was not used: its `\\w`, `\\d`, `\\b` are ASCII-only, which would change
 what a pattern means for most of the world's names.
 
 Budgets: `max_tries` (draws examined) and `time_budget` (seconds, checked between the steps of
@@ -235,13 +236,13 @@ class Generation:
     tries: int = 0  # draws examined, the rejected and the unfinished included
     seconds: float = 0.0
     method: str = "plain"  # "exact", "rejection" or "plain"
-    stop_reason: str | None = None  # None when every requested name was found; else "max-tries" or "time-budget"
+    stop_reason: str | None = None  # None: every requested name was found; "max-tries", "time-budget", "closed"
     unfinished: int = 0  # draws that reached the length guard without ending (dropped, counted in tries)
     max_len: int | None = None  # the length guard in force (see `length_limit`)
 
     @property
     def complete(self) -> bool:
-        return self.stop_reason is None
+        return self.stop_reason is None and self.found == self.requested
 
     @property
     def acceptance(self) -> float | None:
@@ -253,7 +254,9 @@ class Generation:
         rate = "n/a" if self.acceptance is None else f"{100 * self.acceptance:.3g}%"
         text = (f"found {self.found} of {self.requested} names in {self.tries:,} tries "
                 f"({self.seconds:.2f} s, acceptance {rate}, {self.method} sampling)")
-        if self.stop_reason:
+        if self.stop_reason == "closed":
+            text += "; stopped early by its caller"
+        elif self.stop_reason:
             what = option("max_tries" if self.stop_reason == "max-tries" else "time_budget")
             text += (f"; stopped at the {what} limit: the constraints are impossible or too rare under this "
                      f"model; loosen them or raise {what}")
@@ -459,10 +462,13 @@ class ExactSampler:
                             "(namesmith.generate.MAX_EXACT_TABLE)")
         q_of, s_of = codes // S, codes % S
         nq, ns = automaton.delta[q_of], chain.next_state[s_of]  # (N, V)
-        self.step = torch.searchsorted(codes, (nq * S + ns).clamp_min(0))  # next product state
+        targets = (nq * S + ns).clamp_min(0)
+        self.step = torch.searchsorted(codes, targets).clamp_max(N - 1)  # next product state
         log_probs = chain.probs.log()[s_of]  # (N, V) float64
-        self.step[(nq < 0) | (log_probs == -math.inf)] = N  # the sentinel: impossible or excluded
-        self.step[:, BOUNDARY] = N
+        blocked = (nq < 0) | (log_probs == -math.inf)
+        blocked[:, BOUNDARY] = True
+        assert (codes[self.step] == targets)[~blocked].all(), "every possible step stays among the reachable states"
+        self.step[blocked] = N  # the sentinel: the end token, impossible tokens, excluded patterns
         end = torch.where(automaton.accept[q_of], log_probs[:, BOUNDARY], -math.inf)  # (N,)
         self.z0 = int(torch.searchsorted(codes, torch.tensor(start[0] * S + start[1])))
         self.log_probs, self.end = log_probs.float(), end  # end stays float64: it is shifted by log_scale
@@ -729,7 +735,7 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
             if drawn is None:
                 gen.stop_reason = "time-budget"
                 break
-            names, examined = drawn.names, len(drawn.names)
+            names, examined = drawn.names, len(drawn.names)  # unfiltered: at most `need`, all taken
             if filtering:
                 names, examined = [], 0
                 try:
@@ -744,8 +750,6 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
                                 break
                 except _OutOfTime:
                     gen.stop_reason = "time-budget"
-            names = names[:need]
-            examined = min(examined, need) if not filtering else examined
             # the draws examined: up to the last name looked at (all of them if every name was)
             draws = len(drawn.finished)
             if examined < len(drawn.names):
@@ -755,7 +759,12 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
             gen.found += len(names)
             gen.seconds = time.perf_counter() - start_time
             if names:
-                yield names
+                try:
+                    yield names
+                except GeneratorExit:  # the caller closed the stream
+                    if gen.found < config.num:
+                        gen.stop_reason = "closed"
+                    raise
             if gen.stop_reason:
                 break
     gen.seconds = time.perf_counter() - start_time

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from namesmith.casing import fold, folds, restore
-from namesmith.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, read_meta, save_checkpoint
 from namesmith.config import TrainConfig
 from namesmith.counting import count_pairs
 from namesmith.data import BUILTIN, Corpus, DataConfig, Split
@@ -172,12 +172,19 @@ class NameModel:
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model directory atomically; a directory holding another model needs `overwrite`."""
         directory = Path(directory)
-        same = self.directory is not None and directory.resolve() == self.directory.resolve()
-        if (directory / "namesmith.json").exists() and not (same or overwrite):
+        if (directory / META_FILE).exists() and not overwrite and not self._saved_in(directory):
             raise ConfigError(f"{directory}: already holds a trained model; pass overwrite=True to replace it",
                               field="directory")
         meta = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "weights", "train_state")}
         return save_checkpoint(directory, self.model, self.vocab, meta)
+
+    def _saved_in(self, directory: Path) -> bool:
+        """Whether `directory` holds this very model (so saving there again loses nothing)."""
+        try:
+            saved = read_meta(directory)
+        except NamesmithError:
+            return False
+        return all(saved.get(key) == self.meta.get(key) for key in ("created", "model_type", "model_config", "data"))
 
     # --- what it is ----------------------------------------------------------------------------
     @property
