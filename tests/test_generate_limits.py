@@ -300,17 +300,12 @@ def test_a_short_window_model_is_exact_over_its_contexts():
 
 @pytest.fixture(scope="module")
 def default_ngram():
-    return namesmith.train("ngram", words=load_words("builtin"))  # order 6, tens of thousands of rows
+    return NameModel.train(model="ngram", words=load_words("builtin"))  # order 6, tens of thousands of rows
 
 
 def test_the_chain_over_rows_is_the_model(default_ngram):
     """Walking the chain's states gives the model's own next-token distribution after every prefix."""
-<<<<<<< HEAD
-    result = NameModel.train(model="ngram", words=load_words("builtin")[:3000], order=5)
-    model, vocab = result.model, result.vocab
-=======
     model, vocab = default_ngram.model, default_ngram.vocab
->>>>>>> gen
     chain = markov_chain(model, vocab.size, GenerateConfig())
     for name in ["emma", "zzyzx", "olivia", "q"]:
         tokens = vocab.encode(name)
@@ -320,14 +315,6 @@ def test_the_chain_over_rows_is_the_model(default_ngram):
             torch.testing.assert_close(chain.probs[state].float(), logits[t].exp())
 
 
-<<<<<<< HEAD
-@pytest.fixture(scope="module")
-def default_ngram():
-    return NameModel.train(model="ngram", words=load_words("builtin"))  # order 6, tens of thousands of rows
-
-
-=======
->>>>>>> gen
 def test_default_ngram_finds_every_ette_name_exactly(default_ngram):
     """The issue's case: --ends-with ette --novel -n 200 found 199 of 200 by rejection."""
     words = set(load_words("builtin"))
