@@ -289,8 +289,7 @@ def test_a_long_context_ngram_is_exact_over_its_rows():
 
 def test_a_short_window_model_is_exact_over_its_contexts():
     """An MLP with a 2-token window on 3 letters: its 4^2 contexts, tabulated by running the network."""
-    result = namesmith.train("mlp", words=TINY, model_config={"block_size": 2, "n_embd": 4, "n_hidden": 8},
-                             train_config=namesmith.TrainConfig(max_steps=20, ngram_mix=0))
+    result = NameModel.train(model="mlp", words=TINY, block_size=2, n_embd=4, n_hidden=8, max_steps=20, ngram_mix=0)
     model, vocab = result.model.eval(), result.vocab
     config = GenerateConfig(num=20_000, seed=5, ends_with="ba", excludes=("cc",), max_len=5)
     out = generate(model, vocab, config, max_word_length=5)
