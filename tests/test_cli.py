@@ -44,7 +44,7 @@ def test_train_eval_report_plot(tmp_path, capsys, word_file, model):
                           "--max-steps", "500")
     assert code == 0
     result = json.loads(stdout)
-    assert result["metrics"]["train"]["nll"] > 0 and len(result["samples"]) + result["unfinished_samples"] == 10
+    assert result["metrics"]["train"]["nll"] > 0 and len(result["samples"]) == 10
     code, stdout, _ = run(capsys, "eval", "-m", out, "--json")
     assert code == 0 and json.loads(stdout)["train"]["nll"] == pytest.approx(result["metrics"]["train"]["nll"])
     code, stdout, _ = run(capsys, "report", "-m", out, "--top", "3")

@@ -127,6 +127,7 @@ def test_sampling_seed_out_of_range_is_a_config_error(seed):
 
     model = NameModel.train(model="bigram-counts", words=WORDS)
     for make in (lambda: GenerateConfig(seed=seed), lambda: model.generate(5, seed=seed)):
-        with pytest.raises(namesmith.ConfigError, match="^seed must be between 0 and 2\\*\\*63 - 1") as error:
+        message = "^seed must be an integer between 0 and 2\\*\\*63 - 1"
+        with pytest.raises(namesmith.ConfigError, match=message) as error:
             make()
         assert error.value.field == "seed"

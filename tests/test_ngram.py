@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus, Split, encode_words, load_words
 from namesmith.errors import CheckpointError, ConfigError
+from namesmith.generate import GenerateConfig, generate
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.sample import SampleConfig, sample
 from namesmith.vocab import Vocab
 
 TEN = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]
@@ -176,7 +176,8 @@ def test_tiny_data_does_not_crash():
             model, corpus = fit(words, discount=discount)
             probs = model(random_contexts(model, 50)).exp()
             torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]))
-            names = sample(model, corpus.vocab, SampleConfig(num=20, seed=0)).names
+            names = generate(model, corpus.vocab, GenerateConfig(num=20, seed=0),
+                             max_word_length=corpus.max_word_length).names
             assert all(set(name) <= set(corpus.vocab.chars) for name in names)
 
 
@@ -261,7 +262,8 @@ def test_load_weights_refuses_inconsistent_tables(builtin):
 
 def test_samples_through_the_generic_sampler(builtin):
     model, corpus = fit(builtin, discount="modified-kn")
-    names = sample(model, corpus.vocab, SampleConfig(num=500, seed=1)).names
+    names = generate(model, corpus.vocab, GenerateConfig(num=500, seed=1),
+                     max_word_length=corpus.max_word_length).names
     assert len(names) > 450 and len(set(names)) > 200
 
 
