@@ -78,7 +78,8 @@ MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: 
 MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float32), at most
 PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
 MIN_BATCH = 256  # the first batch (names come out at once), and the least a filtering search draws
-BATCH_GROWTH = 4  # each batch may be this many times the previous one, up to the sampler's limit
+BATCH_GROWTH = 16  # each batch may be this many times the previous one, up to the sampler's limit (few
+# large batches: the model sampler shares the states of common prefixes, cheaper per name the more names share)
 DEFAULT_TRIES_PER_NAME = 100  # default max_tries: this many per requested name, plus MIN_TRIES
 MIN_TRIES = 100_000
 METHODS = ("auto", "exact", "rejection")
