@@ -95,7 +95,7 @@ class PerNameSampler(ModelSampler):
             state, slot, n_slots = self.model.select_state(state, slot), torch.arange(len(slot)), len(slot)
         feed = torch.zeros(n_slots, dtype=torch.long).index_copy_(0, slot, token)  # finished slots: the boundary
         logits, state = self.model.step(state, feed)
-        return state, self._cdf(logits), slot
+        return state, self._probs(logits), slot, None, feed
 
 
 def names_per_second(model: CharModel, vocab, n: int, max_word_length: int, repeats: int = 3,  # noqa: ANN001

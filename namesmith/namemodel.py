@@ -31,15 +31,18 @@ from namesmith.generate import (
     GenerateConfig,
     Generation,
     GenerationStream,
+    NotAvailable,
     NoveltySummary,
     generate,
     iter_generate,
     novelty_summary,
 )
+from namesmith.guided import Guide, find_twist, fit_twist
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.ensemble import build_ensemble
+from namesmith.models.ngram import NGram
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
@@ -164,6 +167,7 @@ class NameModel:
         self._corpus = corpus  # the split training words, read on first use when None
         self._data_path = data  # where the training word list is, if it moved since training
         self._reference: Any = None  # sorted NLL per character of the training words (percentiles)
+        self._twist: NGram | None = None  # the n-gram that steers guided sampling (see `_guide`)
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
@@ -313,6 +317,21 @@ class NameModel:
         known = None if split is None else {w for part in split.parts().values() for w in part}
         return config, split, why, known
 
+    def _guide(self) -> Guide:
+        """Guided sampling's n-gram (namesmith.guided): the model's own, else one counted on its training
+        words the first time it is needed (and kept)."""
+        def twist() -> NGram:
+            if self._twist is None:
+                self._twist = find_twist(self.model)
+            if self._twist is None:
+                split, why = self.training_split()
+                if split is None:
+                    raise NotAvailable(f"no n-gram to steer by: the model holds none and {why}")
+                self._twist = fit_twist(self.corpus)
+            return self._twist
+
+        return Guide(self.model, twist)
+
     def _printed(self, names: list[str]) -> list[str]:
         """Model-space names in the casing the list uses."""
         casing = self.casing
@@ -332,7 +351,8 @@ class NameModel:
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
             time_budget=time_budget, method=method)
-        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length, known_words=known)
+        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length, known_words=known,
+                         guide=self._guide())
         return Names(self._printed(stats.names), novelty_summary(stats.names, split, why), stats)
 
     def iter_generate(self, n: int = 20, **options: Any) -> NameStream:
@@ -341,7 +361,7 @@ class NameModel:
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, split, why, known = self._generation(n, **options)
         stream = iter_generate(self.model, self.vocab, config, max_word_length=self.max_word_length,
-                               known_words=known)
+                               known_words=known, guide=self._guide())
         return NameStream(stream, self._printed, split, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------

@@ -49,11 +49,14 @@ class Batch:
 
     names: list[str]  # in draw order
     finished: np.ndarray  # (batch,) bool, in draw order: True for the draws that became `names`
+    rejected: np.ndarray | None = None  # (batch,) bool: draws the sampler itself dropped (namesmith.guided)
+    effective_sample_size: float | None = None  # of a weighted sampler's draws (namesmith.guided)
 
     @property
     def unfinished(self) -> int:
         """Draws that reached the length guard without ending (dropped)."""
-        return len(self.finished) - len(self.names)
+        dropped = 0 if self.rejected is None else int(self.rejected.sum())
+        return len(self.finished) - len(self.names) - dropped
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -209,20 +212,24 @@ class ModelSampler:
         self.decoding = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
 
-    def _cdf(self, logits: torch.Tensor) -> torch.Tensor:
-        return next_token_probs(logits, **self.decoding).cumsum(1)
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return next_token_probs(logits, **self.decoding)
 
     def first(self, prefix: list[int]):  # noqa: ANN202
-        """The one state, and its next-token CDF (1, V), after the boundary and the forced prefix."""
+        """The one state, and its next-token probabilities (1, V), after the boundary and the forced prefix."""
         model = self.model
         state = model.init_state(1)
         for t in [BOUNDARY, *prefix]:
             logits, state = model.step(state, torch.tensor([t], device=model.device))
-        return state, self._cdf(logits)
+        return state, self._probs(logits)
 
     def advance(self, state, slot: torch.Tensor, token: torch.Tensor, n_slots: int):  # noqa: ANN001, ANN202
-        """Feed each going name's token to its state slot; returns the new state, its CDFs
-        (slots, V) and each name's new slot. Names with the same slot and token share the new slot."""
+        """Feed each going name's token to its state slot.
+
+        Returns the new state, its next-token probabilities (slots, V), each name's new slot, and
+        for each new slot the old slot it continues and the token it was fed (a finished name's
+        slot is fed the boundary): what a caller carrying its own data per slot needs.
+        """
         V = self.vocab.size
         children, child = torch.unique(slot * V + token, return_inverse=True)  # sorted by parent slot
         parents, tokens = children // V, children % V
@@ -230,11 +237,11 @@ class ModelSampler:
             # a prefix branches, or most slots belong to finished names: one fresh slot per child
             state = self.model.select_state(state, parents)
             logits, state = self.model.step(state, tokens)
-            return state, self._cdf(logits), child
+            return state, self._probs(logits), child, parents, tokens
         # each child continues its parent's slot in place; finished names' slots are fed the boundary
         feed = torch.zeros(n_slots, dtype=torch.long, device=token.device).index_copy_(0, parents, tokens)
         logits, state = self.model.step(state, feed)
-        return state, self._cdf(logits), parents[child]
+        return state, self._probs(logits), parents[child], torch.arange(n_slots, device=token.device), feed
 
     @torch.inference_mode()
     def run(self, batch: int, deadline: float | None = None) -> Batch | None:
@@ -246,11 +253,11 @@ class ModelSampler:
         lengths = np.full(batch, -1, dtype=np.int64)  # -1: not finished yet
         rows = torch.arange(batch)  # the output row of each name still going
         slot = torch.zeros(batch, dtype=torch.long, device=device)  # its state slot
-        state, cdf = self.first(prefix)
+        state, probs = self.first(prefix)
         for t in range(room + 1):
             if deadline is not None and time.perf_counter() > deadline:
                 return None
-            nxt = draw(cdf.index_select(0, slot), self.generator)
+            nxt = draw(probs.cumsum(1).index_select(0, slot), self.generator)
             ended = (nxt == BOUNDARY).cpu()
             lengths[rows[ended].numpy()] = t
             going = (~ended).nonzero().squeeze(1)
@@ -259,7 +266,7 @@ class ModelSampler:
             rows, going = rows[going], going.to(device)
             nxt, slot = nxt[going], slot[going]
             tokens[rows.numpy(), t] = nxt.cpu().numpy()
-            state, cdf, slot = self.advance(state, slot, nxt, cdf.size(0))
+            state, probs, slot, _, _ = self.advance(state, slot, nxt, len(probs))
         return finish_batch(tokens, lengths, self.vocab, self.prefix)
 
 

@@ -79,8 +79,8 @@ class MixedUpSampler(ModelSampler):
     """A trie bookkeeping bug: names continue from other names' states."""
 
     def advance(self, state, slot, token, n_slots):  # noqa: ANN001, ANN201
-        state, cdf, new_slot = super().advance(state, slot, token, n_slots)
-        return state, cdf, new_slot.flip(0)
+        state, probs, new_slot, origin, fed = super().advance(state, slot, token, n_slots)
+        return state, probs, new_slot.flip(0), origin, fed
 
 
 @pytest.mark.parametrize("name", ["transformer", "gru", "mlp"])  # (the random LSTM's prefixes matter less)
