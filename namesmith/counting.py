@@ -25,7 +25,7 @@ import logging
 import multiprocessing
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ import torch
 from namesmith.data import _BAD_CATEGORIES, BUILTIN, DataConfig, Split, decode_text, parse_words
 from namesmith.errors import ConfigError, DataError
 from namesmith.evaluate import pair_nll
-from namesmith.models.ngram import HELD_OUT_EVERY, NGram, NGramConfig, NGramCounts
+from namesmith.models.ngram import NGram, NGramConfig, NGramCounts, held_out_every
 from namesmith.vocab import BOUNDARY, Vocab
 
 log = logging.getLogger("namesmith")
@@ -328,12 +328,13 @@ def _train_words(first: int, count: int, config: DataConfig) -> int:
                for i in range(first, first + count, step))
 
 
-def _word_parts(first_word: int, first_train: int, count: int, config: DataConfig) -> np.ndarray:
-    """(count,) FIT/HELD_OUT/VAL/TEST of words first_word.., whose first training word is training word first_train."""
+def _word_parts(first_word: int, first_train: int, count: int, config: DataConfig, every: int) -> np.ndarray:
+    """(count,) FIT/HELD_OUT/VAL/TEST of words first_word.., whose first training word is training word
+    first_train; training words 0, every, 2 × every, ... are held out."""
     split = split_parts(first_word, count, config.split_seed) if config.split else np.zeros(count, np.uint8)
     train = split == 0
     train_index = first_train + np.cumsum(train) - 1
-    held_out = train & (train_index % HELD_OUT_EVERY == 0)
+    held_out = train & (train_index % every == 0)
     return np.where(train, np.where(held_out, HELD_OUT, FIT), split + 1).astype(np.uint8)
 
 
@@ -480,9 +481,24 @@ class _Layout:
         return table
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No messages from namesmith's logger meanwhile."""
+    disabled, log.disabled = log.disabled, True
+    try:
+        yield
+    finally:
+        log.disabled = disabled
+
+
 def _count_shard(path: str, start: int, end: int, config: DataConfig, layout: _Layout, first_word: int,
-                 first_train: int, block_size: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """Second pass over a shard: (keys, counts) of each part and the number of words in each part."""
+                 first_train: int, every: int, block_size: int
+                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Second pass over a shard: (keys, counts) of each part and the number of words in each part.
+
+    Word first_word of the file comes first, and training word first_train; training words 0,
+    every, 2 × every, ... are held out to tune the discounts.
+    """
     digit_of = layout.digits()
     top = layout.base**layout.order
     part_offset = np.arange(4, dtype=layout.dtype) * layout.dtype(top) if layout.parts_in_key else None
@@ -493,10 +509,11 @@ def _count_shard(path: str, start: int, end: int, config: DataConfig, layout: _L
     n_words = np.zeros(4, np.int64)
     word, train = first_word, first_train
     for offset, raw in read_shard(path, start, end, block_size):
-        codes, lengths, _ = _clean_block(raw, offset, path, config)
+        with _quiet():  # the first pass warned about the lines it skipped
+            codes, lengths, _ = _clean_block(raw, offset, path, config)
         if not len(lengths):
             continue
-        parts = _word_parts(word, train, len(lengths), config)
+        parts = _word_parts(word, train, len(lengths), config, every)
         counted = np.bincount(parts, minlength=4)
         word, train = word + len(lengths), train + int(counted[FIT] + counted[HELD_OUT])
         n_words += counted
@@ -514,6 +531,18 @@ def _count_shard(path: str, start: int, end: int, config: DataConfig, layout: _L
     bounds = np.searchsorted(keys, np.arange(5, dtype=np.int64) * top).tolist()
     parts = enumerate(zip(bounds, bounds[1:]))
     return [(keys[a:b] - layout.dtype(part * top), counts[a:b]) for part, (a, b) in parts], n_words
+
+
+def _merge_shards(results: Iterable[tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]], layout: _Layout
+                  ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The (keys, counts) of each part and the words of each part, summed over shards' results."""
+    tallies = [_Tally(layout.base**layout.order, layout.dtype) for _ in range(4)]
+    words_by_part = np.zeros(4, np.int64)
+    for by_part, counted in results:
+        for tally, (keys, counts) in zip(tallies, by_part):
+            tally.add_counts(keys, counts)
+        words_by_part += counted
+    return [tally.result() for tally in tallies], words_by_part
 
 
 def _init_worker() -> None:
@@ -540,23 +569,35 @@ def _process_group(group: Any) -> Any:
     return dist.group.WORLD if dist.is_available() and dist.is_initialized() else None
 
 
-def _gather(value: Any, group: Any) -> list[Any]:
-    """Every rank's `value`, on every rank (just this one's without a group)."""
+def _gather(compute: Callable[[], Any], group: Any) -> list[Any]:
+    """Every rank's `compute()`, on every rank (just this one's without a group).
+
+    A rank whose `compute` fails still takes part in the exchange, sending its error, and every
+    rank raises it: the others do not wait for a rank that will never send.
+    """
     if group is None:
-        return [value]
+        return [compute()]
     import torch.distributed as dist
 
+    try:
+        value, error = compute(), None
+    except Exception as e:  # noqa: BLE001 (sent to the other ranks, then raised here too)
+        value, error = None, e
     gathered: list[Any] = [None] * dist.get_world_size(group)
-    dist.all_gather_object(gathered, value, group=group)
-    return gathered
+    dist.all_gather_object(gathered, (value, error), group=group)
+    if error is not None:
+        raise error
+    for _, other in gathered:
+        if other is not None:
+            raise other
+    return [value for value, _ in gathered]
 
 
 def _every_shard(pool: ProcessPoolExecutor | None, group: Any, mine: list[int], function: Callable[..., Any],
                  tasks: list[tuple]) -> list[Any]:
     """Results of `function` on every shard, in shard order: this rank runs `mine`, the ranks swap results."""
-    done = list(zip(mine, _run(pool, function, tasks)))
-    every = sorted((pair for rank in _gather(done, group) for pair in rank), key=lambda pair: pair[0])
-    return [result for _, result in every]
+    gathered = _gather(lambda: list(zip(mine, _run(pool, function, tasks))), group)
+    return [result for _, result in sorted((pair for rank in gathered for pair in rank), key=lambda pair: pair[0])]
 
 
 def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shards: int | None = None,
@@ -617,24 +658,15 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
         train_words = _every_shard(pool, group, mine, _train_words, [(first_word[s], n_words[s], config) for s in mine])
         first_train = np.cumsum([0, *train_words]).tolist()
         layout = _Layout(order, vocab.size + 1, chars)
-        tasks = [(path, *ranges[s], config, layout, first_word[s], first_train[s], block_size) for s in mine]
-        tallies = [_Tally(layout.base**order, layout.dtype) for _ in range(4)]
-        words_by_part = np.zeros(4, np.int64)
-        for by_part, counted in _run(pool, _count_shard, tasks):
-            for tally, (keys, counts) in zip(tallies, by_part):
-                tally.add_counts(keys, counts)
-            words_by_part += counted
-    if group is not None:  # every rank gets every rank's counts, and merges them as this one does
-        gathered = _gather(([tally.result() for tally in tallies], words_by_part), group)
-        tallies = [_Tally(layout.base**order, layout.dtype) for _ in range(4)]
-        for by_part, _ in gathered:
-            for tally, (keys, counts) in zip(tallies, by_part):
-                tally.add_counts(keys, counts)
-        words_by_part = sum(counted for _, counted in gathered)
+        every = held_out_every(first_train[-1])  # the training words held out to tune the discounts
+        tasks = [(path, *ranges[s], config, layout, first_word[s], first_train[s], every, block_size) for s in mine]
+        # every rank gets every rank's counts (shards merged locally first), and merges them as this one does
+        gathered = _gather(lambda: _merge_shards(_run(pool, _count_shard, tasks), layout), group)
+    by_part, words_by_part = _merge_shards(gathered, layout) if len(gathered) > 1 else gathered[0]
     fit, held_out, val, test = (
         NGramCounts(order, vocab.size, torch.from_numpy(keys.astype(np.int64)), torch.from_numpy(counts),
                     int(words_by_part[part]))
-        for part, (keys, counts) in enumerate(tally.result() for tally in tallies))
+        for part, (keys, counts) in enumerate(by_part))
     skipped_long = sum(scan.skipped_long for scan in scans)
     if skipped_long and rank == 0:
         log.warning(f"{path}: skipped {skipped_long} line(s) longer than --max-line-length={config.max_line_length}")
