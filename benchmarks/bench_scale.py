@@ -15,7 +15,9 @@ the tables must be equal, and so must the held-out NLL.
 
 Targets (issue 17): at least 20M characters/s per process, 2 processes at least 1.7x one, peak
 resident memory at most 2 GB. Each count runs in a fresh process (a spawned worker) so that its
-peak memory is its own.
+peak memory is its own. Characters are those of the words kept plus one newline per word. CPU
+seconds (the counting process and its workers, their start-up included) are printed too: on a
+shared machine wall time measures the neighbours as much as the code.
 """
 
 from __future__ import annotations
@@ -95,12 +97,18 @@ def sample_names(model: NGram, vocab: Vocab, num: int, seed: int = 0) -> list[st
     return names
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def count_job(path: str, workers: int, save: str | None, results: multiprocessing.Queue) -> None:
     """Count in a process of its own, so that its peak memory (and its workers') is this count's."""
     torch.set_num_threads(1)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     counts = count_ngrams_file(DataConfig(path=path), ORDER, workers=workers)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     digest = hashlib.sha256()
     for part in ("train", "held_out", "val", "test"):
         digest.update(counts.part(part).keys.numpy().tobytes())
@@ -109,6 +117,7 @@ def count_job(path: str, workers: int, save: str | None, results: multiprocessin
         torch.save(counts, save)
     results.put({
         "seconds": seconds,
+        "cpu_seconds": cpu,  # this process and its workers (their start-up included)
         "characters": sum(counts.part(p).n_tokens for p in PARTS),  # kept characters and one newline per word
         "bytes": counts.n_bytes,
         "distinct_train": len(counts.train.keys),
@@ -193,8 +202,10 @@ def main() -> None:
         rate = run["characters"] / run["seconds"]
         print(f"count, {workers} process{'es' if workers > 1 else ''}: {run['seconds']:.2f} s   "
               f"{rate / 1e6:.1f}M characters/s ({rate / workers / 1e6:.1f}M per process)   "
-              f"peak RSS: main {run['rss_main_mb']:.0f} MB, largest worker {run['rss_worker_mb']:.0f} MB   "
-              f"distinct 6-grams: train {run['distinct_train']:,}, all parts {run['distinct_all']:,}", flush=True)
+              f"CPU {run['cpu_seconds']:.2f} s ({run['characters'] / run['cpu_seconds'] / 1e6:.1f}M characters "
+              f"per CPU-second)\n  peak RSS: main {run['rss_main_mb']:.0f} MB, largest worker "
+              f"{run['rss_worker_mb']:.0f} MB   distinct 6-grams: train {run['distinct_train']:,}, all parts "
+              f"{run['distinct_all']:,}", flush=True)
     first = runs[args.workers[0]]
     for workers, run in runs.items():
         if workers != args.workers[0]:

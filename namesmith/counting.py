@@ -16,11 +16,20 @@ memory. Here word i (0-based, counting the words kept) goes to train/val/test by
 (i, split seed): hash mod 10 → 0-7 train, 8 val, 9 test; about 80/10/10 and deterministic.
 Streaming is used for files of at least `STREAM_THRESHOLD` bytes, or when asked (--stream), so
 names.txt and other small lists keep the exact lecture split.
+
+N-gram counts of any order, in shards (`count_ngrams_file`): a file is cut into byte ranges and
+each range owns the lines that start in it (`read_shard`), so ranges can be counted apart (in
+worker processes, on the ranks of torch.distributed) and their counts merged exactly: integer sums
+of sorted n-gram keys, the same whatever the cuts. A first pass counts the words and collects the
+characters of each shard, so the split is the one above (word i of the file, whichever shard
+reads it) and every shard counts in the same vocabulary. `count_pairs_file` gives `count_file`'s
+pair counts that way, and `streamed_split` gives the same split of a word list in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import time
@@ -396,10 +405,11 @@ class _Tally:
     A small key space is one dense table (`np.bincount`). Otherwise each block is counted on its
     own (`torch.unique`: a sort, fastest on int32 keys) and the sorted run is cut into PARTITIONS
     ranges of keys (quantiles of the first run); in each range the runs wait in a list, are merged
-    together once they outgrow the range's total (`_merge_sorted`) and join the total by binary
-    search and insertion (`_merge_into`), so a total is rewritten about as often as it doubles.
-    Ranges keep every array small: merges stay in cache, and memory freed by one is reused by the
-    next instead of being mapped afresh. At most about 3 × 12 bytes per distinct key (int32 keys).
+    together once they outgrow half the range's total (`_merge_sorted`) and join the total by
+    binary search and insertion (`_merge_into`), so a total is rewritten about as often as it grows
+    by half. Ranges keep every array small: merges stay in cache, and memory freed by one is reused
+    by the next instead of being mapped afresh. Live memory: at most about 1.5 × 12 bytes per
+    distinct key (int32 keys, int64 counts), plus the block being counted.
     """
 
     def __init__(self, space: int, dtype: type):
@@ -432,7 +442,7 @@ class _Tally:
                 continue
             self.pending[i].append((keys[a:b], counts[a:b]))
             self.pending_size[i] += b - a
-            if self.pending_size[i] >= max(PENDING_MIN, len(self.totals[i][0])):
+            if self.pending_size[i] >= max(PENDING_MIN, len(self.totals[i][0]) // 2):
                 self._flush(i)
 
     def _flush(self, i: int) -> None:
@@ -529,16 +539,22 @@ def _count_shard(path: str, start: int, end: int, config: DataConfig, layout: _L
         return [tally.result() for tally in tallies], n_words
     keys, counts = tallies[0].result()
     bounds = np.searchsorted(keys, np.arange(5, dtype=np.int64) * top).tolist()
-    parts = enumerate(zip(bounds, bounds[1:]))
-    return [(keys[a:b] - layout.dtype(part * top), counts[a:b]) for part, (a, b) in parts], n_words
+    for part, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        keys[a:b] -= layout.dtype(part * top)  # in place: the parts are views of one array
+    return [(keys[a:b], counts[a:b]) for a, b in zip(bounds, bounds[1:])], n_words
 
 
 def _merge_shards(results: Iterable[tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]], layout: _Layout
                   ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
     """The (keys, counts) of each part and the words of each part, summed over shards' results."""
+    results = iter(results)
+    first, second = next(results, None), next(results, None)
+    if second is None:  # nothing to merge
+        empty = (np.empty(0, layout.dtype), np.empty(0, np.int64))
+        return first if first is not None else ([empty] * 4, np.zeros(4, np.int64))
     tallies = [_Tally(layout.base**layout.order, layout.dtype) for _ in range(4)]
     words_by_part = np.zeros(4, np.int64)
-    for by_part, counted in results:
+    for by_part, counted in itertools.chain([first, second], results):
         for tally, (keys, counts) in zip(tallies, by_part):
             tally.add_counts(keys, counts)
         words_by_part += counted
@@ -662,15 +678,19 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
         tasks = [(path, *ranges[s], config, layout, first_word[s], first_train[s], every, block_size) for s in mine]
         # every rank gets every rank's counts (shards merged locally first), and merges them as this one does
         gathered = _gather(lambda: _merge_shards(_run(pool, _count_shard, tasks), layout), group)
-    by_part, words_by_part = _merge_shards(gathered, layout) if len(gathered) > 1 else gathered[0]
-    fit, held_out, val, test = (
+    by_part, words_by_part = _merge_shards(gathered, layout)
+    del gathered
+    by_part[FIT] = _merge_into(by_part[FIT], by_part[HELD_OUT])  # every training word: FIT + HELD_OUT
+    words_by_part[FIT] += words_by_part[HELD_OUT]
+    train, held_out, val, test = (
         NGramCounts(order, vocab.size, torch.from_numpy(keys.astype(np.int64)), torch.from_numpy(counts),
                     int(words_by_part[part]))
         for part, (keys, counts) in enumerate(by_part))
+    del by_part  # the int32 keys: only the int64 copies are kept
     skipped_long = sum(scan.skipped_long for scan in scans)
     if skipped_long and rank == 0:
         log.warning(f"{path}: skipped {skipped_long} line(s) longer than --max-line-length={config.max_line_length}")
-    return NGramFileCounts(vocab, order, fit.merge(held_out), held_out, val, test,
+    return NGramFileCounts(vocab, order, train, held_out, val, test,
                            max(scan.max_word_length for scan in scans), sum(scan.n_bytes for scan in scans),
                            time.perf_counter() - start_time, skipped_long, shards)
 
