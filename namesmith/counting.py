@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from namesmith.errors import ConfigError, DataError
 from namesmith.evaluate import pair_nll
 from namesmith.models.ngram import NGram, NGramConfig, NGramCounts, held_out_every
 from namesmith.vocab import BOUNDARY, Vocab
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 log = logging.getLogger("namesmith")
 
@@ -254,7 +257,8 @@ def streamed_split(words: list[str], seed: int = 42, split: bool = True) -> Spli
 
     The n-gram fitted on `Corpus(streamed_split(words), vocab)` in memory equals the one fitted
     from `count_ngrams_file` of a file holding these words, bit for bit: the same words in each
-    part, and the same training words held out to tune the discounts (every 10th, in this order).
+    part, and the same training words held out to tune the discounts (every 10th in this order,
+    see `models.ngram.held_out_every`).
     """
     if not split:
         return Split(list(words), [], [])
@@ -268,7 +272,7 @@ DENSE_LIMIT = 1 << 18  # key spaces up to this size are counted with bincount in
 PARTITIONS = 64  # key ranges of a tally (see _Tally)
 PENDING_MIN = 1 << 15  # keys of small runs in one range merged together before they join its total
 # Parts of a streamed word list as counted: HELD_OUT are the training words held out to tune the
-# n-gram's discounts (every 10th training word in file order); "train" below counts both.
+# n-gram's discounts (every 10th training word in file order: `held_out_every`); "train" counts both.
 FIT, HELD_OUT, VAL, TEST = range(4)
 
 
@@ -279,7 +283,7 @@ class NGramFileCounts:
     vocab: Vocab
     order: int
     train: NGramCounts  # every training word
-    held_out: NGramCounts  # the training words held out to tune "tuned" discounts: every 10th, in file order
+    held_out: NGramCounts  # training words held out to tune "tuned" discounts: every 10th in file order
     val: NGramCounts
     test: NGramCounts
     max_word_length: int
@@ -565,6 +569,21 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core: threads inside each would only contend
 
 
+@contextlib.contextmanager
+def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """`workers` spawned processes (None for 1: count here); on an error, work not started is dropped."""
+    if workers == 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
 def _call(task: tuple[Callable[..., Any], tuple]) -> Any:
     function, args = task
     return function(*args)
@@ -617,7 +636,7 @@ def _every_shard(pool: ProcessPoolExecutor | None, group: Any, mine: list[int], 
 
 
 def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shards: int | None = None,
-                      group: Any = None, block_size: int = NGRAM_BLOCK) -> NGramFileCounts:
+                      group: ProcessGroup | None = None, block_size: int = NGRAM_BLOCK) -> NGramFileCounts:
     """Count the order-`order` n-grams of a word-list file of any size, in shards, exactly.
 
     The file is cut into `shards` byte ranges (default: one per counting process, `workers` ×
@@ -628,7 +647,9 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
        any n-gram is counted (so every shard counts in the same keys) and each shard's first
        word index, so the split is that of `count_file`, whatever the shards: word i (counting
        the words kept, in file order) goes to train/val/test by `split_parts`, and every 10th
-       training word (in file order) is also held out to tune "tuned" discounts.
+       training word in file order (`held_out_every`: fewer above a million) is also counted
+       apart, to tune "tuned" discounts on. `NGram.fit` holds out the same words of its
+       training list, so `NGram.fit` on `streamed_split` of the words gives the same model.
     2. count: each shard, a block at a time, counts the keys of its n-grams (`NGramCounts`'
        keys, plus the part × base^N), and the counts are merged (`_merge_sorted`): integer sums
        of sorted keys, so the result does not depend on how the file was cut.
@@ -637,8 +658,16 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
     call this under `if __name__ == "__main__":` in a script). Under torch.distributed (an
     initialised default group, as `torchrun` sets up, or `group`) every rank must call this: each
     counts shards rank, rank + world size, ..., the results are exchanged with
-    `all_gather_object`, and every rank returns the same totals. Memory is bounded by the
-    distinct n-grams (a few times their number), not by the file.
+    `all_gather_object`, and every rank returns the same totals (an error on one rank is raised
+    on every rank). Memory is bounded by the distinct n-grams, not by the file: each counting
+    process holds about 20-40 bytes per distinct n-gram (all parts) plus a block being counted.
+
+    Fit and evaluate from the result::
+
+        counts = count_ngrams_file(DataConfig(path="words.txt"), 6, workers=4)
+        model = NGram(counts.vocab.size, NGramConfig(order=6))
+        model.fit_counts(counts.train, counts.held_out)
+        test_nll = model.nll_counts(counts.test)
     """
     start_time = time.perf_counter()
     if not isinstance(workers, int) or workers < 1:
@@ -659,9 +688,7 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
     shards = workers * world if shards is None else shards
     ranges = shard_ranges(size, shards)
     mine = list(range(rank, shards, world))
-    pool = None if workers == 1 else ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
-    with pool or contextlib.nullcontext():
+    with _worker_pool(workers) as pool:
         scans = _every_shard(pool, group, mine, _scan_shard, [(path, *ranges[s], config, block_size) for s in mine])
         n_words = [scan.n_words for scan in scans]
         if not sum(n_words):
@@ -695,8 +722,8 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
                            time.perf_counter() - start_time, skipped_long, shards)
 
 
-def count_pairs_file(config: DataConfig, *, workers: int = 1, shards: int | None = None, group: Any = None,
-                     block_size: int = NGRAM_BLOCK) -> StreamCounts:
+def count_pairs_file(config: DataConfig, *, workers: int = 1, shards: int | None = None,
+                     group: ProcessGroup | None = None, block_size: int = NGRAM_BLOCK) -> StreamCounts:
     """`count_file`'s pair counts (bigram), counted in shards, worker processes or ranks: equal to its, exactly.
 
     The pairs are the n-grams of order 2 (`count_ngrams_file`); the split is the same.

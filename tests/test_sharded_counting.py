@@ -179,9 +179,13 @@ def test_counts_of_disjoint_words_merge_and_subtract_exactly():
 
 # --- processes and ranks (slow: each process imports torch) ----------------------------------------------
 @pytest.mark.slow
-def test_worker_processes_count_the_same(words_file):
+def test_worker_processes_count_the_same(words_file, tmp_path):
     config = DataConfig(path=words_file)
     same_counts(count_ngrams_file(config, 6, workers=2, shards=3, block_size=5000), count_ngrams_file(config, 6))
+    binary = tmp_path / "binary.bin"
+    binary.write_bytes(b"ab\x00cd\n" + b"name\n" * 5000)
+    with pytest.raises(DataError, match="binary file"):  # raised in a worker, reported here
+        count_ngrams_file(DataConfig(path=str(binary)), 3, workers=2)
 
 
 def _count_on_rank(rank: int, world_size: int, init: str, path: str, out: str) -> None:
@@ -189,20 +193,26 @@ def _count_on_rank(rank: int, world_size: int, init: str, path: str, out: str) -
                                          timeout=datetime.timedelta(seconds=60))
     try:
         counts = count_ngrams_file(DataConfig(path=path), 6, shards=3, block_size=777)
-        torch.save({part: (counts.part(part).keys, counts.part(part).counts) for part in ("train", "held_out",
-                                                                                           "val", "test")},
-                   f"{out}/rank{rank}.pt")
+        result = {part: (counts.part(part).keys, counts.part(part).counts) for part in ("train", "held_out",
+                                                                                         "val", "test")}
+        try:  # the NUL byte is in rank 0's shard only: rank 1 must not wait for rank 0's counts
+            count_ngrams_file(DataConfig(path=f"{out}/binary.bin"), 3)
+        except DataError as e:
+            result["error"] = str(e)
+        torch.save(result, f"{out}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_two_gloo_ranks_count_the_same(words_file, tmp_path):
+    (tmp_path / "binary.bin").write_bytes(b"ab\x00cd\n" + b"name\n" * 5000)
     torch.multiprocessing.spawn(_count_on_rank, args=(2, f"file://{tmp_path}/rendezvous", words_file, str(tmp_path)),
                                 nprocs=2, join=True)
     expected = count_ngrams_file(DataConfig(path=words_file), 6)
     for rank in (0, 1):  # every rank gets the totals
         got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert "binary file" in got.pop("error")  # every rank raised rank 0's error
         for part, (keys, counts) in got.items():
             assert torch.equal(keys, expected.part(part).keys) and torch.equal(counts, expected.part(part).counts)
 
