@@ -399,8 +399,16 @@ def _merge_into(total: tuple[np.ndarray, np.ndarray], run: tuple[np.ndarray, np.
     pos = np.searchsorted(keys, new_keys)
     found = keys[np.minimum(pos, len(keys) - 1)] == new_keys
     counts[pos[found]] += new_counts[found]
-    fresh = ~found
-    return np.insert(keys, pos[fresh], new_keys[fresh]), np.insert(counts, pos[fresh], new_counts[fresh])
+    fresh = np.flatnonzero(~found)
+    if not len(fresh):
+        return keys, counts
+    at = pos[fresh] + np.arange(len(fresh))  # where the new keys go in the merged arrays
+    old = np.ones(len(keys) + len(fresh), dtype=bool)
+    old[at] = False
+    merged_keys, merged_counts = np.empty(len(old), keys.dtype), np.empty(len(old), counts.dtype)
+    merged_keys[at], merged_counts[at] = new_keys[fresh], new_counts[fresh]
+    merged_keys[old], merged_counts[old] = keys, counts
+    return merged_keys, merged_counts
 
 
 class _Tally:

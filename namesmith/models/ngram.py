@@ -356,13 +356,12 @@ class NGram(CharModel):
         if not len(counts.keys):
             return float("nan")
         B, K = self.base, self.context_size
-        place = self.base ** torch.arange(K - 1, -1, -1)  # oldest context token first
+        place = self.base ** torch.arange(K - 1, -1, -1, device=self.device)  # oldest context token first
         total = torch.zeros((), dtype=torch.float64)
         for chunk in range(0, len(counts.keys), EVAL_CHUNK):
-            keys = counts.keys[chunk : chunk + EVAL_CHUNK]
+            keys = counts.keys[chunk : chunk + EVAL_CHUNK].to(self.device)
             contexts = (keys[:, None] // B // place) % B - 1  # (M, K) tokens: the digits of the key
-            rows = self._rows(contexts.to(self.device)).cpu()
-            logprobs = self.next_token_logprobs.cpu()[rows, keys % B - 1].double()
+            logprobs = self.next_token_logprobs[self._rows(contexts), keys % B - 1].cpu().double()
             total -= (logprobs * counts.counts[chunk : chunk + EVAL_CHUNK]).sum()
         return (total / counts.counts.sum()).item()
 
