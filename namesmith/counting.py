@@ -667,8 +667,10 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
     initialised default group, as `torchrun` sets up, or `group`) every rank must call this: each
     counts shards rank, rank + world size, ..., the results are exchanged with
     `all_gather_object`, and every rank returns the same totals (an error on one rank is raised
-    on every rank). Memory is bounded by the distinct n-grams, not by the file: each counting
-    process holds about 20-40 bytes per distinct n-gram (all parts) plus a block being counted.
+    on every rank). Counts travel as pickled arrays, so under NCCL pass a gloo `group`
+    (`torch.distributed.new_group(backend="gloo")`) rather than send them through the GPUs.
+    Memory is bounded by the distinct n-grams, not by the file: each counting process holds
+    about 20-40 bytes per distinct n-gram (all parts) plus a block being counted.
 
     Fit and evaluate from the result::
 

@@ -76,6 +76,7 @@ MIN_TUNING_WORDS = 1000  # "tuned" with fewer training words uses the formulas (
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback, when some n_i is 0
 DISCOUNT_LIMITS = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # 0 ≤ D1 ≤ 1, D2 ≤ 2, D3+ ≤ 3
 EVAL_CHUNK = 1 << 20  # distinct n-grams scored at a time by `nll_counts` (bounds its memory)
+ROW_CHUNK = 1 << 16  # contexts whose distributions are built at a time when fitting (bounds its memory)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def modified_kn_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[float, fl
 
 
 def held_out_every(n_train: int) -> int:
-    """Every how many training words one is held out to tune "tuned" discounts: 10, or fewer on huge lists."""
+    """One training word in how many is held out to tune "tuned" discounts: 10, more above a million words."""
     return max(HELD_OUT_EVERY, -(-n_train // MAX_HELD_OUT))
 
 
@@ -294,8 +295,9 @@ class NGram(CharModel):
             on_checkpoint: Any = None) -> TrainHistory:
         """Count the train split and fit from the counts (closed form: nothing to resume or checkpoint).
 
-        For "tuned" discounts every 10th training word (in the order of the training list) is also
-        counted alone, as the held-out words the discounts are tuned on (see `fit_counts`).
+        For "tuned" discounts every 10th training word (in the order of the training list; see
+        `held_out_every`) is also counted alone, as the held-out words the discounts are tuned on
+        (see `fit_counts`).
         """
         start = time.perf_counter()
         assert corpus.vocab.size == self.vocab_size, "corpus and model vocabularies differ"
@@ -409,13 +411,19 @@ class NGram(CharModel):
 
     def _distributions(self, keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor],
                        discounts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Context keys (R,) and next-token log-probabilities (R, V) of every context seen, all orders."""
-        V, B = self.vocab_size, self.base
-        all_keys, all_logprobs = [], []
+        """Context keys (R,) and next-token log-probabilities (R, V) of every context seen, all orders.
+
+        Built a chunk of contexts at a time into the (R, V) float32 table, in float64; an order's
+        float64 probabilities are kept whole only while the next order needs them (its parents).
+        """
+        V, B, N = self.vocab_size, self.base, self.config.order
+        contexts = [torch.unique(keys // B, return_inverse=True) for keys in keys_by_order]  # contexts: k-1 tokens
+        logprobs = torch.empty(sum(len(context_keys) for context_keys, _ in contexts), V)  # (R, V), order by order
+        row = 0
         lower_keys = torch.zeros(1, dtype=torch.long)  # order 0: the empty context, uniform
         lower_probs = torch.full((1, V), 1.0 / V, dtype=torch.float64)
-        for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
-            context_keys, context_of = torch.unique(keys // B, return_inverse=True)  # contexts: k-1 tokens
+        for k, (keys, counts, (context_keys, context_of)) in enumerate(
+                zip(keys_by_order, counts_by_order, contexts), start=1):
             target = keys % B - 1
             kept = (counts - _discount_of(counts, discounts[k - 1])).clamp(min=0)
             context_total = _sum_by(context_of, counts, len(context_keys))
@@ -423,13 +431,22 @@ class NGram(CharModel):
             backoff_weight = (context_total - context_kept) / context_total  # γ(h): the mass discounted
             # the lower order's context is this one without its first (oldest) token
             parent = torch.searchsorted(lower_keys, context_keys % B ** max(k - 2, 0))
-            probs = backoff_weight[:, None] * lower_probs[parent]  # (C, V)
-            probs[context_of, target] += kept / context_total[context_of]
+            share = kept / context_total[context_of]
+            probs = torch.empty(len(context_keys), V, dtype=torch.float64) if k < N else None
+            # keys are sorted, so each chunk of contexts has a contiguous run of n-grams
+            starts = torch.arange(0, len(context_keys) + ROW_CHUNK, ROW_CHUNK).clamp_(max=len(context_keys))
+            grams = torch.searchsorted(context_of, starts).tolist()
+            for (c0, c1), (g0, g1) in zip(zip(starts.tolist(), starts[1:].tolist()), zip(grams, grams[1:])):
+                chunk = lower_probs[parent[c0:c1]]  # (c, V)
+                chunk *= backoff_weight[c0:c1, None]
+                chunk[context_of[g0:g1] - c0, target[g0:g1]] += share[g0:g1]
+                logprobs[row + c0 : row + c1] = chunk.log()  # float64 logs, stored as float32
+                if probs is not None:
+                    probs[c0:c1] = chunk
+            row += len(context_keys)
             lower_keys, lower_probs = context_keys, probs
-            all_keys.append(context_keys)
-            all_logprobs.append(probs.log().float())
         # keys of contexts of j tokens lie in [B^(j-1), B^j), so concatenating by order keeps them sorted
-        return torch.cat(all_keys), torch.cat(all_logprobs)
+        return torch.cat([context_keys for context_keys, _ in contexts]), logprobs
 
     def _tuned_discounts(self, rest: NGramCounts, held_out: NGramCounts) -> torch.Tensor:
         """(N, 3) discounts maximising the likelihood of the held-out words under a model counted on the rest."""
