@@ -75,7 +75,7 @@ MAX_HELD_OUT = 100_000  # ...or fewer on large lists, so that tuning takes the s
 MIN_TUNING_WORDS = 1000  # "tuned" with fewer training words uses the formulas (too little to tune on)
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback, when some n_i is 0
 DISCOUNT_LIMITS = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # 0 ≤ D1 ≤ 1, D2 ≤ 2, D3+ ≤ 3
-EVAL_CHUNK = 1 << 20  # distinct n-grams scored at a time by `nll_counts` (bounds its memory)
+EVAL_CHUNK = 1 << 18  # distinct n-grams scored at a time by `nll_counts` (bounds its memory)
 ROW_CHUNK = 1 << 16  # contexts whose distributions are built at a time when fitting (bounds its memory)
 
 
