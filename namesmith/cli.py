@@ -225,8 +225,12 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
     data_fields = _data_options(p, "word list, one name per line (UTF-8) (default: builtin, the US baby names of "
                                    "2017)", split=True)
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
-                   help="bigram models: count the word list in blocks instead of loading it (default: only for files "
-                        "of 256 MB or more); the split is then by a hash of each word's index, about 80/10/10")
+                   help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
+                        "only for files of 256 MB or more); the split is then by a hash of each word's index, about "
+                        "80/10/10")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes that count a streamed word list in shards (default: 1; under torchrun every "
+                        "rank counts its share)")
     cls = model_class(model_type)
     t = p.add_argument_group(f"training ({model_type} is fitted by counting: only --seed and --device apply)"
                              if cls.counts_only else f"training (defaults shown are {model_type}'s)")
@@ -428,7 +432,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             with _logs_through(progress):
                 model = NameModel.train(args.data or "builtin", args.model, out=args.out, resume=args.resume,
-                                        overwrite=args.overwrite, callback=progress, stream=args.stream, **options)
+                                        overwrite=args.overwrite, callback=progress, stream=args.stream,
+                                        workers=args.workers, **options)
         finally:
             progress.close()
     history = model.history

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from namesmith.counting import PARTS, StreamCounts, count_file, count_pairs
+from namesmith.counting import PARTS, NGramFileCounts, StreamCounts, count_file, count_ngrams_file, count_pairs
 from namesmith.data import Corpus, DataConfig, encode_words, fingerprint
 from namesmith.errors import DataError
 from namesmith.models.base import CharModel
@@ -152,14 +152,29 @@ def count_metrics(model: CharModel, counts: StreamCounts) -> dict[str, dict[str,
                              int(counts.part(part).sum())).to_dict() for part in PARTS}
 
 
+def ngram_count_metrics(model: Any, counts: NGramFileCounts) -> dict[str, dict[str, Any]]:
+    """NLL per character and perplexity of each part of a streamed list, from its n-gram counts."""
+    metrics = {}
+    for part in PARTS:
+        part_counts = counts.part(part)
+        nll = model.nll_counts(part_counts) if part_counts.n_tokens else None
+        metrics[part] = Evaluation(nll, part_counts.n_words, int(part_counts.n_tokens)).to_dict()
+    return metrics
+
+
 def evaluate_streamed(model: CharModel, vocab: Vocab, data: dict[str, Any], path: str | None = None) -> dict[str, Any]:
     """Evaluation of a model trained on a streamed word list (`data` is its data record): recount it."""
     source = path or data["path"]
     if fingerprint(source) != data["sha256"]:
         raise DataError(f"{source}: is not the word list this model was trained on (its sha256 differs)")
-    counts = count_file(DataConfig(path=source, lowercase=data["lowercase"], encoding=data["encoding"],
-                                   max_line_length=data["max_line_length"], split_seed=data["split_seed"],
-                                   split=data["split"]))
+    config = DataConfig(path=source, case="lower" if data["lowercase"] else "exact", encoding=data["encoding"],
+                        max_line_length=data["max_line_length"], split_seed=data["split_seed"], split=data["split"])
+    if model.model_type == "ngram":
+        counts = count_ngrams_file(config, model.config.order)
+        if counts.vocab != vocab:
+            raise DataError(f"{source}: its characters differ from the model's vocabulary")
+        return ngram_count_metrics(model, counts)
+    counts = count_file(config)
     if counts.vocab != vocab:
         raise DataError(f"{source}: its characters differ from the model's vocabulary")
     return count_metrics(model, counts)

@@ -141,20 +141,23 @@ class NameModel:
     @classmethod
     def train(cls, data: str | Path = BUILTIN, model: str = "ngram", *, words: Sequence[str] | None = None,
               out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-              callback: TrainCallback | None = None, stream: bool | None = None, **options: Any) -> NameModel:
+              callback: TrainCallback | None = None, stream: bool | None = None, workers: int = 1,
+              **options: Any) -> NameModel:
         """Train a `model` on the word list `data` ("builtin" or a path), or on `words`, and save it to `out`.
 
         `options` are any field of `DataConfig` (lowercase, split_seed, ...), `TrainConfig` (max_steps,
         time_budget, seed, ...) or the model type's config (order, n_embd, ...). With `resume`,
         continue the interrupted run saved in `out`. An `out` that holds a different trained model is
         refused unless `overwrite`. `callback(step, total, metrics)` returning True stops training
-        cleanly (the result is then resumable).
+        cleanly (the result is then resumable). `stream` counts a word-list file in blocks instead of
+        loading it (bigram models and the n-gram; by default for files of 256 MB or more), in `workers`
+        processes.
         """
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
                                    words=words, out=out, resume=resume,
-                                   overwrite=overwrite, callback=callback, stream=stream)
+                                   overwrite=overwrite, callback=callback, stream=stream, workers=workers)
         return cls._from(checkpoint, corpus=corpus, directory=out)
 
     @classmethod

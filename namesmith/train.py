@@ -28,14 +28,15 @@ from namesmith.checkpoint import (
     save_checkpoint,
 )
 from namesmith.config import TrainConfig
-from namesmith.counting import StreamCounts, count_file
+from namesmith.counting import count_file, count_ngrams_file, count_pairs_file
 from namesmith.data import Corpus, DataConfig, check_words, fingerprint, prepare_words, words_fingerprint
 from namesmith.device import resolve_device
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
-from namesmith.evaluate import count_metrics, evaluate_splits
+from namesmith.evaluate import count_metrics, evaluate_splits, ngram_count_metrics
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
+from namesmith.models.ngram import NGramConfig
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.sources import is_catalogue, read_source, source_fingerprint
 from namesmith.trainer import Trainer
@@ -129,7 +130,7 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
         if stream:
             raise ConfigError("stream needs a word-list file, not a built-in data set", field="stream")
         return False
-    streamable = model_class(model_type).streamable
+    streamable = model_type in STREAMERS
     if stream is None:
         try:
             large = Path(data.path).stat().st_size >= STREAM_THRESHOLD
@@ -137,7 +138,7 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
             return False  # the normal path reports the file problem
         return large and streamable
     if not streamable:
-        raise ConfigError(f"stream works for models that learn from pair counts alone (bigram, bigram-counts), "
+        raise ConfigError(f"stream works for models that learn from counts ({', '.join(STREAMERS)}), "
                           f"not {model_type}", field="stream")
     if data.dedupe:
         raise ConfigError("dedupe needs every word in memory; it cannot be combined with stream", field="dedupe")
@@ -159,22 +160,49 @@ def _base_meta(data_record: dict[str, Any], train_config: TrainConfig, resolved:
     }
 
 
-def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
-                   model_config: dict[str, Any] | None, *, out: str | Path | None = None,
-                   callback: TrainCallback | None = None, request: dict[str, Any] | None = None) -> Checkpoint:
-    """`train` for a streamed word list: count once, fit from the counts, evaluate from counts."""
-    counts: StreamCounts = count_file(data)
-    log.info(f"streamed {data.path}: {counts.n_bytes} bytes, {sum(counts.n_words.values())} words, "
-             f"vocabulary {counts.vocab.size} ({counts.seconds:.2f} s)")
+def _stream_bigram(model_type: str, data: DataConfig, model_config: dict[str, Any] | None, config: TrainConfig,
+                   callback: TrainCallback | None, workers: int) -> tuple[CharModel, Any, int, dict[str, Any]]:
+    """Bigram models learn a streamed list from its pair counts."""
+    counts = count_pairs_file(data, workers=workers) if workers > 1 else count_file(data)
     model = build_model(model_type, counts.vocab.size, model_config)
-    config = resolve_train_config(model, train_config)
+    config = resolve_train_config(model, config)
     if config.mode != "full-batch":
         raise ConfigError(f"mode {config.mode} needs every pair in memory; a streamed word list trains "
                           "full-batch from pair counts", field="mode")
+    steps = model.fit_pair_counts(counts.part("train"), config, callback, None)
+    return model, counts, steps, count_metrics(model, counts)
+
+
+def _stream_ngram(model_type: str, data: DataConfig, model_config: dict[str, Any] | None, config: TrainConfig,
+                  callback: TrainCallback | None, workers: int) -> tuple[CharModel, Any, int, dict[str, Any]]:
+    """The n-gram learns a streamed list from its n-gram counts, counted in shards (and processes, ranks)."""
+    model_config = dict(model_config or {})
+    order = NGramConfig(**model_config).order
+    counts = count_ngrams_file(data, order, workers=workers)
+    model = build_model(model_type, counts.vocab.size, model_config)
+    model.fit_counts(counts.train, counts.held_out)
+    if callback:
+        callback(1, 1, {})
+    return model, counts, 1, ngram_count_metrics(model, counts)
+
+
+# How each model type that can learn a streamed word list counts it, fits and evaluates from the counts.
+STREAMERS = {"bigram": _stream_bigram, "bigram-counts": _stream_bigram, "ngram": _stream_ngram}
+
+
+def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
+                   model_config: dict[str, Any] | None, *, out: str | Path | None = None,
+                   callback: TrainCallback | None = None, request: dict[str, Any] | None = None,
+                   workers: int = 1) -> Checkpoint:
+    """`train` for a streamed word list: count once (in `workers` processes), fit and evaluate from counts."""
     start = time.perf_counter()
-    history = TrainHistory()
-    history.steps = model.fit_pair_counts(counts.part("train"), config, callback, history)
-    if not model.counts_only and history.steps < config.max_steps:
+    model, counts, steps, metrics = STREAMERS[model_type](model_type, data, model_config, train_config, callback,
+                                                          workers)
+    log.info(f"streamed {data.path}: {counts.n_bytes} bytes, {sum(counts.n_words.values())} words, "
+             f"vocabulary {counts.vocab.size} ({counts.seconds:.2f} s)")
+    config = resolve_train_config(model, train_config)
+    history = TrainHistory(steps=steps)
+    if not model.counts_only and steps < config.max_steps:
         history.stop_reason = "interrupted"
     history.seconds = time.perf_counter() - start
     model.eval()
@@ -185,7 +213,7 @@ def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
               "split_method": "hash of word index" if data.split else "none",
               "n_words": counts.n_words, "max_word_length": counts.max_word_length}
     meta = _base_meta(record, train_config, config, model, request or {})
-    meta.update(model_record(model, counts.vocab), metrics=count_metrics(model, counts), history=history.to_dict(),
+    meta.update(model_record(model, counts.vocab), metrics=metrics, history=history.to_dict(),
                 complete=history.stop_reason != "interrupted")  # not resumable: train again to finish
     if out is not None:
         save_checkpoint(out, model, counts.vocab, meta)
@@ -204,18 +232,22 @@ def train(
     overwrite: bool = False,
     callback: TrainCallback | None = None,
     stream: bool | None = None,
+    workers: int = 1,
 ) -> tuple[Checkpoint, Corpus | None]:
     """Train `model_type` on `words` (or the word list `data` names) and save it to `out`.
 
     Returns the trained model as a `Checkpoint` record and the split corpus it was trained on (None
     when the word list was streamed). With `resume=True`, continue the interrupted run saved in
     `out` (same data, same model). `stream`: count the file in blocks instead of loading it (models
-    that learn from pair counts); None streams files of at least STREAM_THRESHOLD bytes. An `out`
-    holding a different trained model is refused unless `overwrite`.
+    that learn from counts: bigram models and the n-gram); None streams files of at least
+    STREAM_THRESHOLD bytes; `workers` processes count a streamed file in shards. An `out` holding
+    a different trained model is refused unless `overwrite`.
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
     device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ConfigError(f"workers must be an integer of at least 1, got {workers!r}", field="workers")
     request = _request(model_type, data, train_config, model_config) if words is None else None
     if out is not None and not resume:
         check_overwrite(out, request, overwrite)
@@ -223,7 +255,7 @@ def train(
         if out is not None:
             check_writable(out)
         return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback,
-                              request=request), None
+                              request=request, workers=workers), None
     words, casing = read_source(data) if words is None else prepare_words(check_words(words), data)
     corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)
