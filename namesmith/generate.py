@@ -51,8 +51,10 @@ before any sampling raise `ConfigError`, whose `field` names the parameter at fa
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -534,8 +536,63 @@ class ExactSampler:
         return finish_batch(tokens, lengths, self.vocab, self.prefix)
 
 
+class ExactCache:
+    """The exact samplers' tables of one trained model, reused across requests (a server's, say).
+
+    Building the tables is most of the cost of a small request (about 0.5 s for the default
+    n-gram and `ends_with="ette"`); they depend on the constraints, the decoding options and the
+    length limit, not on the seed or the number of names. Each use gets a shallow copy with its own
+    random generator, so concurrent requests share only read-only tables. The `size` most recently
+    used entries are kept; a model's answer "not exact here" is kept too. Only for models that no
+    longer change (a cache outliving training would serve stale tables).
+    """
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._entries: dict[tuple, ExactSampler | _NotExact] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(config: GenerateConfig, max_len: int) -> tuple:
+        return (config.starts_with, config.ends_with, config.contains, config.excludes, config.min_len,
+                config.temperature, config.top_k, config.top_p, max_len)
+
+    def get(self, key: tuple) -> ExactSampler | _NotExact | None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._entries[key] = entry  # most recently used last
+            return entry
+
+    def put(self, key: tuple, entry: ExactSampler | _NotExact) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            while len(self._entries) > self.size:
+                self._entries.pop(next(iter(self._entries)))
+
+
 def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
-                  deadline: float | None = None) -> ExactSampler:
+                  deadline: float | None = None, cache: ExactCache | None = None) -> ExactSampler:
+    """The exact sampler for this model and these constraints, from `cache` when it holds them."""
+    key = ExactCache.key(config, max_len)
+    entry = cache.get(key) if cache is not None else None
+    if entry is None:
+        try:
+            entry = _build_exact_sampler(model, vocab, config, max_len, seed, deadline)
+        except _NotExact as why:
+            entry = why
+        if cache is not None:
+            cache.put(key, entry)
+    elif isinstance(entry, ExactSampler):
+        entry = copy.copy(entry)  # the tables are shared and read-only; the generator is this request's
+        entry.generator = torch.Generator().manual_seed(seed)
+    if isinstance(entry, _NotExact):
+        raise entry
+    return entry
+
+
+def _build_exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
+                         deadline: float | None = None) -> ExactSampler:
     """The exact sampler for this model and these constraints (`_NotExact` says why there is none;
     `_OutOfTime` if the deadline passes while its tables are built)."""
     chain = markov_chain(model, vocab.size, config)
@@ -641,11 +698,13 @@ class GenerationStream:
 
 
 def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
-                  max_word_length: int, known_words: Collection[str] | None = None) -> GenerationStream:
+                  max_word_length: int, known_words: Collection[str] | None = None,
+                  cache: ExactCache | None = None) -> GenerationStream:
     """Generate `config.num` names satisfying every constraint, yielded as they are found.
 
     `max_word_length` is the longest training name (the default length guard is twice that);
-    `known_words` are the training data's words (all splits), needed for `novel`.
+    `known_words` are the training data's words (all splits), needed for `novel`; `cache` keeps
+    exact samplers' tables for later calls on the same (trained, unchanging) model.
 
     The contract, for the CLI and other streaming callers:
     - Everything that can be refused before sampling is refused here, before the first name:
@@ -685,7 +744,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
     if config.method == "exact" or (config.method == "auto" and config.structural):
         try:
             with _eval_mode(model):
-                exact = exact_sampler(model, vocab, config, max_len, seed, deadline)
+                exact = exact_sampler(model, vocab, config, max_len, seed, deadline, cache)
             if exact.log_p_valid == -math.inf:
                 raise ConfigError("no name satisfies these constraints with non-zero probability under this model "
                                   "(at this temperature, top-k and top-p)")
@@ -771,10 +830,12 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
 
 
 def generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
-             max_word_length: int, known_words: Collection[str] | None = None) -> Generation:
+             max_word_length: int, known_words: Collection[str] | None = None,
+             cache: ExactCache | None = None) -> Generation:
     """Draw `config.num` names that satisfy every constraint, within the budget (all at once;
     see `iter_generate` for the streamed form and the arguments)."""
-    stream = iter_generate(model, vocab, config, max_word_length=max_word_length, known_words=known_words)
+    stream = iter_generate(model, vocab, config, max_word_length=max_word_length, known_words=known_words,
+                           cache=cache)
     names = [name for batch in stream for name in batch]
     stream.generation.names = names
     return stream.generation

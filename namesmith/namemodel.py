@@ -27,6 +27,7 @@ from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
 from namesmith.evaluate import evaluate, evaluate_splits, evaluate_streamed
 from namesmith.generate import (
+    ExactCache,
     GenerateConfig,
     Generation,
     GenerationStream,
@@ -136,6 +137,7 @@ class NameModel:
         self._corpus = corpus  # the split training words, read on first use when None
         self._data_path = data  # where the training word list is, if it moved since training
         self._reference: Any = None  # sorted NLL per character of the training words (percentiles)
+        self._exact = ExactCache()  # exact samplers' tables, reused by later requests with the same constraints
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
@@ -280,7 +282,8 @@ class NameModel:
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
             time_budget=time_budget, method=method)
-        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length, known_words=known)
+        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length, known_words=known,
+                         cache=self._exact)
         return Names(self._printed(stats.names), novelty_summary(stats.names, split, why), stats)
 
     def iter_generate(self, n: int = 20, **options: Any) -> NameStream:
@@ -289,7 +292,7 @@ class NameModel:
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, split, why, known = self._generation(n, **options)
         stream = iter_generate(self.model, self.vocab, config, max_word_length=self.max_word_length,
-                               known_words=known)
+                               known_words=known, cache=self._exact)
         return NameStream(stream, self._printed, split, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------
