@@ -382,17 +382,17 @@ class Progress:
     is honest; log lines go through the bar (tqdm.write) so the two never share a line.
     """
 
-    def __init__(self, model_type: str, time_budget: float | None, stop: dict[str, bool]):
+    def __init__(self, model_type: str, time_budget: float | None, stop: dict[str, bool],
+                 clock: Any = time.perf_counter):
         from tqdm import tqdm
 
-        self.stop, self.time_budget = stop, time_budget
+        self.stop, self.time_budget, self.clock = stop, time_budget, clock
         self.bar = tqdm(total=None, desc=f"training {model_type}", unit="step", disable=None, leave=False)
-        self.start = self.last_line = time.perf_counter()
+        self.start = self.last_line = clock()
 
     def __call__(self, step: int, total: int, metrics: dict[str, float]) -> bool:
-        elapsed = time.perf_counter() - self.start
-        if self.time_budget and elapsed > 1 and step:  # the steps the budget will allow, if fewer
-            total = min(total, math.ceil(step * self.time_budget / elapsed))
+        elapsed = self.clock() - self.start
+        total = self.planned_steps(step, total, elapsed)
         losses = {k: f"{v:.4f}" for k, v in metrics.items() if k in ("loss", "val_loss")}
         if not self.bar.disable:
             if self.bar.total != total:
@@ -400,10 +400,16 @@ class Progress:
             self.bar.n = step
             self.bar.set_postfix(losses, refresh=False)
             self.bar.refresh()
-        elif time.perf_counter() - self.last_line >= PROGRESS_EVERY or step == total:
-            self.last_line = time.perf_counter()
+        elif self.clock() - self.last_line >= PROGRESS_EVERY or step == total:
+            self.last_line = self.clock()
             log.info(f"step {step:,}/{total:,} ({elapsed:.0f} s) " + " ".join(f"{k} {v}" for k, v in losses.items()))
         return self.stop["stop"]
+
+    def planned_steps(self, step: int, total: int, elapsed: float) -> int:
+        """The steps the run will take: max_steps, or what the time budget allows at this pace if fewer."""
+        if self.time_budget and elapsed > 1 and step:
+            return min(total, math.ceil(step * self.time_budget / elapsed))
+        return total
 
     def close(self) -> None:
         self.bar.close()
