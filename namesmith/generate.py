@@ -383,17 +383,14 @@ class MarkovChain:
 def markov_chain(model: CharModel, vocab_size: int, config: GenerateConfig) -> MarkovChain | None:
     """The model as a finite Markov chain, if it is one with few enough states (else None).
 
-    The n-gram's states are the context rows it stores (`NGram.markov_chain`); a first-order model's
-    the last token; a window model's (context k) the V^k contexts, tabulated by running the model.
+    A model that declares its chain (`CharModel.markov_chain`: the n-gram's stored context rows, a
+    bigram's last token) is that chain; a window model's (context k) states are the V^k contexts,
+    tabulated by running the model.
     """
     V, k = vocab_size, model.context_size
-    own_chain = getattr(model, "markov_chain", None)
-    transition_probs = getattr(model, "transition_probs", None)
+    own_chain = model.markov_chain()
     if own_chain is not None:
-        logits, next_state, start = own_chain()
-    elif k == 1 and transition_probs is not None:
-        logits = transition_probs().clamp_min(0).log()  # as the sampler's table fast path
-        next_state, start = torch.arange(V).expand(V, V), BOUNDARY
+        logits, next_state, start = own_chain
     elif k is not None and V**k <= MAX_ENUMERATED_CONTEXTS:
         S = V**k  # state = the last k tokens as base-V digits, oldest first; all boundaries at the start
         contexts = (torch.arange(S).unsqueeze(1) // V ** torch.arange(k - 1, -1, -1) % V) if k else \
