@@ -16,7 +16,6 @@ match their hashes, so the previous checkpoint stays loadable until the new one 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -30,12 +29,13 @@ from safetensors.torch import load_file, save_file
 
 from namesmith.data import has_bad_chars
 from namesmith.errors import CheckpointError, NamesmithError
+from namesmith.io import atomic_write_bytes, sha256_file, write_content_addressed
 from namesmith.models import MODEL_TYPES, model_class
 from namesmith.models.base import CharModel
 from namesmith.vocab import Vocab
 
 FORMAT = "namesmith-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the n-gram mix is its own model type, "ngram-mix" (format 1 is read too)
 META_FILE = "namesmith.json"
 MAX_META_BYTES = 64 << 20
 
@@ -50,65 +50,10 @@ class Checkpoint:
     train_state: dict[str, Any] | None = None  # {"tensors", "meta"} when resumable
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a directory be opened
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _umask_mode() -> int:
-    """The mode a plainly created file gets (mkstemp's temp files are 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _write_tensors(directory: Path, stem: str, tensors: dict[str, torch.Tensor]) -> tuple[str, str]:
     """Save tensors under a content-addressed name; returns (file name, sha256)."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        sha = _sha256(Path(tmp))
-        name = f"{stem}-{sha[:16]}.safetensors"
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, directory / name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return name, sha
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return write_content_addressed(directory, stem, lambda tmp: save_file(tensors, tmp))
 
 
 def check_writable(directory: str | Path) -> Path:
@@ -124,6 +69,11 @@ def check_writable(directory: str | Path) -> Path:
     except OSError as e:
         raise CheckpointError(f"{directory}: cannot write the model directory ({e.strerror or e})") from None
     return directory
+
+
+def model_record(model: CharModel, vocab: Vocab) -> dict[str, Any]:
+    """What a model directory says about the model itself: its type, config and vocabulary."""
+    return {"model_type": model.model_type, "model_config": model.config_dict(), "vocab": list(vocab.chars)}
 
 
 def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta: dict[str, Any],
@@ -143,9 +93,7 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             **meta,
-            "model_type": model.model_type,
-            "model_config": model.config_dict(),
-            "vocab": list(vocab.chars),
+            **model_record(model, vocab),
             "weights": {"file": weights_file, "sha256": weights_sha},
         }
         if train_state is not None:
@@ -171,7 +119,7 @@ def _load_tensors(directory: Path, entry: Any, what: str) -> dict[str, torch.Ten
     path = directory / entry["file"]
     if Path(entry["file"]).name != entry["file"] or not path.is_file():
         raise CheckpointError(f"{directory}: {what} file {entry['file']!r} is missing")
-    if _sha256(path) != entry["sha256"]:
+    if sha256_file(path) != entry["sha256"]:
         raise CheckpointError(f"{path}: does not match its recorded sha256 (truncated or corrupted)")
     try:
         tensors = load_file(path)
@@ -187,6 +135,9 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     """The checked contents of a model directory's namesmith.json."""
     directory = Path(directory)
     path = directory / META_FILE
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory}: is a file, not a model directory (give the directory that "
+                              f"`namesmith train --out DIR` wrote)")
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such model directory "
                               f"(train one with `namesmith train --out {directory}`)")
@@ -206,6 +157,8 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: format version {version} is newer than this namesmith reads "
                               f"({FORMAT_VERSION}); upgrade namesmith")
+    if version == 1:
+        _upgrade_format_1(meta)
     if not isinstance(meta.get("model_type"), str) or meta["model_type"] not in MODEL_TYPES:
         raise CheckpointError(f"{path}: unknown model type {meta.get('model_type')!r}")
     vocab = meta.get("vocab")
@@ -220,6 +173,18 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
         if key in meta and not isinstance(meta[key], dict):
             raise CheckpointError(f"{path}: the {key} record is malformed")
     return meta
+
+
+def _upgrade_format_1(meta: dict[str, Any]) -> None:
+    """Format 1 saved an n-gram mix as its inner type with an "ngram_mix" entry in the config."""
+    config = meta.get("model_config")
+    if not isinstance(config, dict) or not isinstance(config.get("ngram_mix"), dict):
+        return
+    inner = {k: v for k, v in config.items() if k != "ngram_mix"}
+    mix = config["ngram_mix"]
+    meta["model_config"] = {"model_type": meta.get("model_type"), "model": inner, "ngram": mix.get("ngram"),
+                            "weights": mix.get("weights")}
+    meta["model_type"] = "ngram-mix"
 
 
 # The data record's fields that commands rely on, with their types (bool is not an int here).

@@ -1,7 +1,8 @@
 """Training options shared by every model type, validated when built.
 
-A field left as None takes the model type's own default (`CharModel.default_train_config`),
-so `TrainConfig()` means "train this model the way its README row says".
+A field left as None takes the model type's own default (`CharModel.train_defaults`: its
+`default_train_config` over `TRAIN_DEFAULTS`), so `TrainConfig()` means "train this model the way
+its README row says". `namesmith.train.resolve_train_config` is the one place that fills them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from namesmith.errors import ConfigError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BIGRAM_MODES = ("full-batch", "one-hot", "per-example-nll", "per-example-l1")
 BATCHINGS = ("random", "by-length")
+# What a field left unset takes when the model type has no default of its own for it
+# (`CharModel.train_defaults` lays each model's `default_train_config` over these).
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "max_steps": 10_000, "learning_rate": 1e-3, "learning_rate_end": 1e-4, "batch_size": 64, "weight_decay": 0.01,
+    "warmup_steps": 100, "eval_every": 500, "ema": 0.0, "batching": "random", "ngram_mix": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,11 @@ class TrainConfig:
         """A copy where every None field takes its value from `defaults`."""
         filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return dataclasses.replace(self, **filled)
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every field the trainers read has a value."""
+        return all(getattr(self, name) is not None for name in TRAIN_DEFAULTS)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,4 +1,7 @@
-"""Streaming pair counts: bigram training on word lists too large to hold as Python strings.
+"""Counting: the pair counts of words in memory, and of word lists too large to hold as strings.
+
+This module only counts; training from the counts is in namesmith.train, evaluating from them
+in namesmith.evaluate.
 
 A bigram model needs only its sufficient statistics, the (V, V) counts of (previous, next)
 character pairs (see models/bigram.py), so a file of any size is read in binary blocks cut at
@@ -14,8 +17,8 @@ operations; any other block goes through `parse_words` itself, line by line.
 The split of a streamed file: the lecture split shuffles all words, which needs them all in
 memory. Here word i (0-based, counting the words kept) goes to train/val/test by a hash of
 (i, split seed): hash mod 10 → 0-7 train, 8 val, 9 test; about 80/10/10 and deterministic.
-Streaming is used for files of at least `STREAM_THRESHOLD` bytes, or when asked (--stream), so
-names.txt and other small lists keep the exact lecture split.
+Streaming is used for large files only (see namesmith.train), so names.txt and other small lists
+keep the exact lecture split.
 """
 
 from __future__ import annotations
@@ -29,42 +32,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from namesmith.data import _BAD_CATEGORIES, BUILTIN, DataConfig, decode_text, parse_words
-from namesmith.errors import ConfigError, DataError
-from namesmith.evaluate import pair_nll
+from namesmith.data import _BAD_CATEGORIES, DataConfig, decode_text, parse_words
+from namesmith.errors import DataError
 from namesmith.vocab import BOUNDARY, Vocab
 
 log = logging.getLogger("namesmith")
 
 BLOCK = 8 << 20  # bytes read and counted at a time: bounds memory (about 20 × this at peak)
-STREAM_THRESHOLD = 256 << 20  # files at least this large are streamed (count-based models)
-STREAM_MODELS = ("bigram", "bigram-counts")  # the models that need only pair counts
 PARTS = ("train", "val", "test")
 _NEWLINE = ord("\n")
 _ASCII_CONTROLS = bytes(c for c in range(128) if (c < 32 or c == 127) and c != _NEWLINE)
 
 
-def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> bool:
-    """Whether `train` streams: when asked, else for a count-based model on a large file."""
-    if stream is False or data.path == BUILTIN:
-        if stream:
-            raise ConfigError("--stream needs a word-list file, not the built-in data set")
-        return False
-    if stream is None:
-        try:
-            large = Path(data.path).stat().st_size >= STREAM_THRESHOLD
-        except OSError:
-            return False  # the normal path reports the file problem
-        return large and model_type in STREAM_MODELS
-    if model_type not in STREAM_MODELS:
-        raise ConfigError(f"--stream works for --model {' or '.join(STREAM_MODELS)} (they need only pair counts), "
-                          f"not {model_type}")
-    if data.dedupe:
-        raise ConfigError("--dedupe needs every word in memory; it cannot be combined with --stream")
-    if "\n".encode(data.encoding) != b"\n" or "a".encode(data.encoding) != b"a":
-        raise ConfigError(f"--stream reads ASCII-compatible encodings only, not {data.encoding}")
-    return True
+def count_pairs(x: torch.Tensor, y: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Pair counts (V, V) from `encode_words` tensors: row = previous token, column = next."""
+    mask = y >= 0
+    flat = x[mask] * vocab_size + y[mask]
+    return torch.bincount(flat, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
 
 
 def split_parts(first: int, count: int, seed: int) -> np.ndarray:
@@ -237,87 +223,3 @@ def count_file(config: DataConfig, block_size: int = BLOCK) -> StreamCounts:
     pairs = counts[:, order][:, :, order]
     return StreamCounts(vocab, pairs, dict(zip(PARTS, n_words.tolist())), max_len, n_bytes,
                         time.perf_counter() - start, skipped_long)
-
-
-def count_metrics(model: Any, counts: StreamCounts) -> dict[str, dict[str, Any]]:
-    """NLL per character (end token included) and perplexity of each part, from its pair counts."""
-    import math
-
-    import torch
-
-    with torch.no_grad():
-        log_probs = model.log_probs().double().cpu().numpy()
-    metrics = {}
-    for part in PARTS:
-        nll = pair_nll(log_probs, counts.part(part))
-        metrics[part] = {"nll": nll, "perplexity": None if nll is None else math.exp(nll),
-                         "n_words": counts.n_words[part], "n_chars": int(counts.part(part).sum())}
-    return metrics
-
-
-def evaluate_streamed(model: Any, vocab: Vocab, meta: dict[str, Any], path: str | None = None) -> dict[str, Any]:
-    """`namesmith eval` of a model trained on a streamed word list: recount it, same split."""
-    from namesmith.data import fingerprint
-
-    record = meta["data"]
-    source = path or record["path"]
-    if fingerprint(source) != record["sha256"]:
-        raise DataError(f"{source}: is not the word list this model was trained on (its sha256 differs)")
-    counts = count_file(DataConfig(path=source, lowercase=record["lowercase"], encoding=record["encoding"],
-                                   max_line_length=record["max_line_length"], split_seed=record["split_seed"],
-                                   split=record["split"]))
-    if counts.vocab != vocab:
-        raise DataError(f"{source}: its characters differ from the model's vocabulary")
-    return count_metrics(model, counts)
-
-
-def train_streamed(model_type: str, data: DataConfig, train_config: Any, model_config: dict[str, Any] | None,
-                   *, out: str | Path | None = None, callback: Any = None) -> Any:
-    """`train.train` for a streamed word list: count once, fit from the counts, evaluate from counts."""
-    import torch
-
-    from namesmith import __version__
-    from namesmith.checkpoint import save_checkpoint
-    from namesmith.data import fingerprint
-    from namesmith.history import TrainHistory
-    from namesmith.train import TrainResult, build_model
-
-    counts = count_file(data)
-    log.info(f"streamed {data.path}: {counts.n_bytes} bytes, {sum(counts.n_words.values())} words, "
-             f"vocabulary {counts.vocab.size} ({counts.seconds:.2f} s)")
-    model = build_model(model_type, counts.vocab.size, model_config)
-    config = train_config.with_defaults(model.train_defaults(train_config))
-    if config.mode != "full-batch":
-        raise ConfigError(f"--mode {config.mode} needs every pair in memory; a streamed word list trains "
-                          "full-batch from pair counts")
-    train_pairs = counts.part("train")
-    start = time.perf_counter()
-    history = TrainHistory()
-    if model_type == "bigram-counts":
-        model.pair_counts.copy_(torch.from_numpy(train_pairs).to(model.pair_counts))
-        history.steps = 1
-    else:
-        history.steps = model.fit_pair_counts(train_pairs, config, callback, history)
-        if history.steps < config.max_steps:
-            history.stop_reason = "interrupted"
-    history.seconds = time.perf_counter() - start
-    model.eval()
-    metrics = count_metrics(model, counts)
-    meta = {
-        "namesmith_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "data": {"path": str(Path(data.path).resolve()), "sha256": fingerprint(data.path),
-                 "lowercase": data.lowercase, "encoding": data.encoding, "max_line_length": data.max_line_length,
-                 "dedupe": False, "split_seed": data.split_seed, "split": data.split, "streamed": True,
-                 "split_method": "hash of word index" if data.split else "none",
-                 "n_words": counts.n_words, "max_word_length": counts.max_word_length},
-        "train_config": train_config.to_dict(),
-        "resolved_train_config": config.to_dict(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "metrics": metrics,
-        "history": history.to_dict(),
-        "complete": history.stop_reason != "interrupted",  # not resumable: train again to finish
-    }
-    if out is not None:
-        save_checkpoint(out, model, counts.vocab, meta)
-    return TrainResult(model, counts.vocab, None, history, metrics, meta)

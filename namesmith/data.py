@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from namesmith.casing import CASES, fold, resolve
 from namesmith.errors import ConfigError, DataError
 from namesmith.vocab import BOUNDARY, Vocab
 
@@ -34,7 +35,8 @@ class DataConfig:
     """Where the words come from and how each line becomes a word."""
 
     path: str = BUILTIN  # a text file, or "builtin"
-    lowercase: bool = False
+    case: str = "auto"  # "auto", "exact" or "lower": see namesmith.casing
+    lowercase: bool = False  # the same as case="lower"
     encoding: str = "utf-8"
     max_line_length: int = 64  # longer lines are skipped with a warning
     dedupe: bool = False
@@ -42,6 +44,11 @@ class DataConfig:
     split: bool = True  # False: train and evaluate on every word (no held-out sets)
 
     def __post_init__(self) -> None:
+        if self.case not in CASES:
+            raise ConfigError(f"case must be one of {', '.join(CASES)}, got {self.case!r}", field="case")
+        if self.lowercase:
+            object.__setattr__(self, "case", "lower")
+        object.__setattr__(self, "lowercase", self.case == "lower")
         if self.max_line_length < 1:
             raise ConfigError(f"--max-line-length must be at least 1, got {self.max_line_length}")
         try:
@@ -196,18 +203,28 @@ def check_words(words: list[str], source: str = "words") -> list[str]:
     return words
 
 
-def load_words(config: DataConfig | str | Path = BUILTIN, **options) -> list[str]:
-    """Read a word list (a path, "builtin", or a full `DataConfig`)."""
+def read_words(config: DataConfig | str | Path = BUILTIN, **options) -> tuple[list[str], str]:
+    """A word list as the model learns it (see namesmith.casing) and the casing it is printed in."""
     if not isinstance(config, DataConfig):
         config = DataConfig(path=str(config), **options)
     if config.path == BUILTIN:
         words = [name for name, _, _ in read_builtin_table()]
-        if config.lowercase:
-            words = [w.lower() for w in words]
-        return list(dict.fromkeys(words)) if config.dedupe else words
-    text = decode_text(read_file_bytes(config.path), config.path, config.encoding)
-    return parse_words(text, config.path, lowercase=config.lowercase,
-                       max_line_length=config.max_line_length, dedupe=config.dedupe)
+    else:
+        text = decode_text(read_file_bytes(config.path), config.path, config.encoding)
+        words = parse_words(text, config.path, max_line_length=config.max_line_length)
+    return prepare_words(words, config)
+
+
+def prepare_words(words: list[str], config: DataConfig) -> tuple[list[str], str]:
+    """Case-fold (see namesmith.casing) and optionally dedupe words that were read or given."""
+    casing = resolve(words, config.case)
+    words = fold(words, casing)
+    return (list(dict.fromkeys(words)) if config.dedupe else words), casing
+
+
+def load_words(config: DataConfig | str | Path = BUILTIN, **options) -> list[str]:
+    """Read a word list (a path, "builtin", or a full `DataConfig`), case-folded as the model learns it."""
+    return read_words(config, **options)[0]
 
 
 def fingerprint(path: str | Path) -> str:

@@ -1,12 +1,20 @@
 """namesmith's own errors: a user's mistake, said in one line with what to do about it.
 
-The CLI prints any `NamesmithError` as a single line on stderr and exits with status 1;
-anything else escaping is a bug in namesmith.
+The CLI prints any `NamesmithError` as a single line on stderr and exits with status 1; the web
+server answers it with a 4xx and the same message. `field` names the parameter at fault (as the
+Python API spells it: "num", "regex", "ends_with") when there is one, so that the CLI can name its
+flag and the server its JSON field. Anything else escaping is a bug in namesmith.
 """
+
+from __future__ import annotations
 
 
 class NamesmithError(Exception):
     """Base class of every error a user can cause (bad input, bad options, bad checkpoint)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class DataError(NamesmithError):

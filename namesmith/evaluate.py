@@ -1,19 +1,30 @@
-"""Held-out evaluation: mean negative log-likelihood per character, and per-name scores.
+"""Held-out evaluation: mean negative log-likelihood per character, and per-name log-probabilities.
 
 The figure is the one the lecture series quotes: the mean over every target token of every
 word, the end-of-name token included, in nats. Perplexity is its exponential.
+
+`chunked_log_probs` is the one path by which a model is run over many words: the trainer's
+validation loss, evaluation, scoring and the n-gram mix's weight fitting all use it, in chunks of
+`EVAL_BATCH` words, each cropped to its longest word. First-order models are evaluated from pair
+counts instead (`pair_nll`: the counts are their sufficient statistics), and streamed word lists
+from the counts of the file (`evaluate_streamed`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from namesmith.data import encode_words
+from namesmith.counting import PARTS, StreamCounts, count_file, count_pairs
+from namesmith.data import Corpus, DataConfig, encode_words, fingerprint
+from namesmith.errors import DataError
 from namesmith.models.base import CharModel
 from namesmith.vocab import Vocab
 
@@ -36,24 +47,55 @@ class Evaluation:
         return {"nll": self.nll, "perplexity": self.perplexity, "n_words": self.n_words, "n_chars": self.n_chars}
 
 
-@torch.inference_mode()
-def token_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """log P(y[b, t] | x[b, :t+1]) for every position; 0 where y is padding. Shape (B, T)."""
-    logits = model(x.to(model.device)).float()  # (B, T, V)
-    target = y.to(model.device)
-    logp = F.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return torch.where(target >= 0, logp, torch.zeros_like(logp)).cpu()
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """The model in eval mode (no dropout) for the block, then back to the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def chunked_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor,
+                      chunk: int = EVAL_BATCH) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(log-probabilities (B, T, V) float32, targets (B, T)) for each chunk of `encode_words` rows.
+
+    Each chunk is cropped to its longest word; targets are -1 at padding. Call it under `eval_mode`.
+    """
+    lengths = (y >= 0).sum(1)
+    for i in range(0, x.shape[0], chunk):
+        T = max(int(lengths[i : i + chunk].max()), 1)
+        xb, yb = x[i : i + chunk, :T].to(model.device), y[i : i + chunk, :T].to(model.device)
+        yield F.log_softmax(model(xb).float(), dim=-1), yb
+
+
+def target_log_probs(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log P(targets) (B, T) from log-probabilities (B, T, V); 0 where the target is padding (-1)."""
+    logp = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(targets >= 0, logp, torch.zeros_like(logp))
+
+
+def mean_nll(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean NLL per target token of `encode_words` tensors (padding ignored), in eval mode."""
+    total, count = 0.0, 0
+    with eval_mode(model):
+        for log_probs, targets in chunked_log_probs(model, x, y):
+            total += -target_log_probs(log_probs, targets).double().sum().item()
+            count += int((targets >= 0).sum())
+    return total / max(count, 1)
 
 
 def word_log_probs(model: CharModel, words: list[str], vocab: Vocab) -> torch.Tensor:
-    """Total log-probability of each whole word (end token included). Shape (len(words),)."""
-    was_training = model.training
-    model.eval()
+    """Total log-probability of each whole word (end token included). Shape (len(words),), float64."""
     totals = []
-    for i in range(0, len(words), EVAL_BATCH):
-        x, y = encode_words(words[i : i + EVAL_BATCH], vocab)
-        totals.append(token_log_probs(model, x, y).double().sum(1))
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(words), EVAL_BATCH):  # encode chunk by chunk: memory stays bounded
+            x, y = encode_words(words[i : i + EVAL_BATCH], vocab)
+            for log_probs, targets in chunked_log_probs(model, x, y):
+                totals.append(target_log_probs(log_probs, targets).double().sum(1).cpu())
     return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
 
 
@@ -66,14 +108,58 @@ def evaluate(model: CharModel, words: list[str], vocab: Vocab) -> Evaluation:
     return Evaluation(-total / n_chars, len(words), n_chars)
 
 
-def pair_nll(log_probs: np.ndarray, pair_counts: np.ndarray) -> float | None:
+def pair_nll(log_probs: np.ndarray, counts: np.ndarray) -> float | None:
     """Mean NLL per character of a bigram table from pair counts: -Σ N ∘ log P / Σ N.
 
     The counts are the sufficient statistics of a first-order model, so this equals `evaluate`
     on the words they were counted from, in O(V²). None when there are no pairs.
     """
-    n = pair_counts.sum()
+    n = counts.sum()
     if not n:
         return None
-    used = pair_counts > 0  # 0 × log 0 would be nan
-    return float(-(pair_counts[used] * log_probs[used]).sum() / n)
+    used = counts > 0  # 0 × log 0 would be nan
+    return float(-(counts[used] * log_probs[used]).sum() / n)
+
+
+def _table_log_probs(model: CharModel) -> np.ndarray | None:
+    """log P(next | previous) (V, V) in float64 for first-order models, else None."""
+    table = model.transition_table()
+    if table is None:
+        return None
+    with torch.no_grad():
+        return table.double().log().cpu().numpy()
+
+
+def evaluate_splits(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
+    """NLL per character and perplexity on train, val and test (from pair counts where that suffices)."""
+    log_probs = _table_log_probs(model)
+    metrics = {}
+    for part in PARTS:
+        if log_probs is None:
+            metrics[part] = evaluate(model, corpus.words(part), corpus.vocab).to_dict()
+            continue
+        counts = count_pairs(*corpus.tensors(part), model.vocab_size).double().numpy()
+        metrics[part] = Evaluation(pair_nll(log_probs, counts), len(corpus.words(part)), int(counts.sum())).to_dict()
+    return metrics
+
+
+def count_metrics(model: CharModel, counts: StreamCounts) -> dict[str, dict[str, Any]]:
+    """NLL per character (end token included) and perplexity of each part, from its pair counts."""
+    log_probs = _table_log_probs(model)
+    if log_probs is None:
+        raise DataError(f"a {model.model_type} model cannot be evaluated from pair counts")
+    return {part: Evaluation(pair_nll(log_probs, counts.part(part)), counts.n_words[part],
+                             int(counts.part(part).sum())).to_dict() for part in PARTS}
+
+
+def evaluate_streamed(model: CharModel, vocab: Vocab, data: dict[str, Any], path: str | None = None) -> dict[str, Any]:
+    """Evaluation of a model trained on a streamed word list (`data` is its data record): recount it."""
+    source = path or data["path"]
+    if fingerprint(source) != data["sha256"]:
+        raise DataError(f"{source}: is not the word list this model was trained on (its sha256 differs)")
+    counts = count_file(DataConfig(path=source, lowercase=data["lowercase"], encoding=data["encoding"],
+                                   max_line_length=data["max_line_length"], split_seed=data["split_seed"],
+                                   split=data["split"]))
+    if counts.vocab != vocab:
+        raise DataError(f"{source}: its characters differ from the model's vocabulary")
+    return count_metrics(model, counts)

@@ -17,7 +17,7 @@ import numpy as np
 
 from namesmith.evaluate import word_log_probs
 from namesmith.models.base import CharModel
-from namesmith.vocab import Vocab
+from namesmith.vocab import Vocab, describe_chars
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def score_names(model: CharModel, vocab: Vocab, names: Sequence[str],
         if not name:
             problems[i] = "empty name"
         elif unknown:
-            problems[i] = f"{''.join(unknown)!r} not in the model's vocabulary"
+            problems[i] = f"{describe_chars(unknown)} not in the model's vocabulary"
     good = [i for i in range(len(names)) if i not in problems]
     log_probs = word_log_probs(model, [names[i] for i in good], vocab).numpy() if good else np.zeros(0)
     scores: dict[int, NameScore] = {}

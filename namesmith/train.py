@@ -1,8 +1,10 @@
 """Training a model of any type on a word list: data → split → model → fit → evaluate → save.
 
-`train()` is what `namesmith train` runs. Each model type fits itself (`CharModel.fit`): count
-models count, the seed's bigram runs its gradient descent, neural models use the shared
-trainer. This module only wires data, configs, devices, evaluation and checkpoints together.
+`train()` is what `NameModel.train` and `namesmith train` run. Models that are not `neural` fit
+themselves (`CharModel.fit`: count models count, the seed's bigram runs its own descent); neural
+models are trained by namesmith.trainer, chosen here. Large word lists are streamed to models that
+learn from pair counts alone. This module wires data, configs, devices, evaluation and
+checkpoints together, and is the one place where training defaults are resolved.
 """
 
 from __future__ import annotations
@@ -10,65 +12,82 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from namesmith import __version__
-from namesmith.checkpoint import check_writable, load_checkpoint, save_checkpoint
+from namesmith.casing import folds
+from namesmith.checkpoint import (
+    META_FILE,
+    Checkpoint,
+    check_writable,
+    load_checkpoint,
+    model_record,
+    read_meta,
+    save_checkpoint,
+)
 from namesmith.config import TrainConfig
-from namesmith.data import BUILTIN, Corpus, DataConfig, check_words, fingerprint, load_words, words_fingerprint
+from namesmith.counting import StreamCounts, count_file
+from namesmith.data import Corpus, DataConfig, check_words, fingerprint, prepare_words, words_fingerprint
 from namesmith.device import resolve_device
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
-from namesmith.evaluate import Evaluation, evaluate, pair_nll
+from namesmith.evaluate import count_metrics, evaluate_splits
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
-from namesmith.models.bigram import BigramTable, count_pairs
-from namesmith.vocab import Vocab
+from namesmith.models.ngram_mix import mix_with_ngram
+from namesmith.sources import is_catalogue, read_source, source_fingerprint
+from namesmith.trainer import Trainer
+from namesmith.version import __version__
 
 log = logging.getLogger("namesmith")
 
+STREAM_THRESHOLD = 256 << 20  # files at least this large are streamed (to models that are `streamable`)
 
-@dataclass
-class TrainResult:
-    """A trained model with its data, history and held-out figures."""
 
-    model: CharModel
-    vocab: Vocab
-    corpus: Corpus | None  # None when the word list was streamed (namesmith.counting)
-    history: TrainHistory
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split → Evaluation.to_dict()
-    meta: dict[str, Any] = field(default_factory=dict)  # what the checkpoint records
+def resolve_train_config(model: CharModel, config: TrainConfig) -> TrainConfig:
+    """`config` with every unset field filled from the model type's defaults (the one place this happens)."""
+    return config.with_defaults(model.train_defaults(config))
 
 
 def build_model(model_type: str, vocab_size: int, overrides: dict[str, Any] | None = None,
                 corpus: Corpus | None = None) -> CharModel:
     """A fresh model; `overrides` are its config fields (unknown ones are a ConfigError)."""
     cls = model_class(model_type)
+    if cls.wrapper:
+        raise ConfigError(f"model {model_type!r} is built from trained models, not trained by itself", field="model")
     overrides = dict(overrides or {})
     known = {f.name for f in dataclasses.fields(cls.config_class)}
     for name in overrides:
         if name not in known:
-            raise ConfigError(f"--{name.replace('_', '-')} does not apply to --model {model_type} "
-                              f"(its options: {', '.join(sorted(known)) or 'none'})")
-    make_config = getattr(cls, "make_config", None)
+            raise ConfigError(f"{name} does not apply to model {model_type} "
+                              f"(its options: {', '.join(sorted(known)) or 'none'})", field=name)
     try:
-        config = make_config(overrides, corpus) if make_config else cls.config_class(**overrides)
+        config = cls.make_config(overrides, corpus)
     except TypeError as e:
-        raise ConfigError(f"--model {model_type}: {e}") from None
+        raise ConfigError(f"model {model_type}: {e}", field="model") from None
     return cls(vocab_size, config)
 
 
-def data_record(config: DataConfig, corpus: Corpus) -> dict[str, Any]:
+def fit_model(model: CharModel, corpus: Corpus, config: TrainConfig, callback: TrainCallback | None = None, *,
+              resume: dict[str, Any] | None = None, on_checkpoint: Any = None) -> TrainHistory:
+    """Fit `model` (on its device) on the corpus' train split: by itself, or with the gradient trainer."""
+    config = resolve_train_config(model, config)
+    if model.neural:
+        return Trainer(model, corpus, config, callback, on_checkpoint).fit(resume)
+    return model.fit(corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
+
+
+def data_record(config: DataConfig, corpus: Corpus, casing: str) -> dict[str, Any]:
     """What the checkpoint says about the data: enough to find and verify it again."""
-    path = config.path if config.path == BUILTIN else str(Path(config.path).resolve())
+    path = config.path if is_catalogue(config.path) else str(Path(config.path).resolve())
     return {
         "path": path,
-        "sha256": fingerprint(config.path),
-        "lowercase": config.lowercase,
+        "sha256": source_fingerprint(config.path),
+        "case": config.case,
+        "casing": casing,  # see namesmith.casing: how names were learned and are printed
+        "lowercase": folds(casing),  # names were lowercased for the model
         "encoding": config.encoding,
         "max_line_length": config.max_line_length,
         "dedupe": config.dedupe,
@@ -80,22 +99,101 @@ def data_record(config: DataConfig, corpus: Corpus) -> dict[str, Any]:
     }
 
 
-def evaluate_splits(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
-    """NLL per character and perplexity on train, val and test."""
-    if isinstance(model, BigramTable):  # from pair counts: the same figures without (B, T, V) logits
-        with torch.no_grad():
-            log_probs = model.log_probs().double().cpu().numpy()
-        metrics = {}
-        for part in ("train", "val", "test"):
-            pair_counts = count_pairs(*corpus.tensors(part), model.vocab_size).double().numpy()
-            nll = pair_nll(log_probs, pair_counts)
-            metrics[part] = Evaluation(nll, len(corpus.words(part)), int(pair_counts.sum())).to_dict()
-        return metrics
-    return {part: evaluate(model, corpus.words(part), corpus.vocab).to_dict() for part in ("train", "val", "test")}
+def _request(model_type: str, data: DataConfig, train_config: TrainConfig, model_config: dict[str, Any] | None
+             ) -> dict[str, Any]:
+    """What was asked for: a retrain with the same request may replace its own model directory."""
+    return {"model_type": model_type, "model_options": dict(sorted((model_config or {}).items())),
+            "train_config": train_config.to_dict(), "data_sha256": source_fingerprint(data.path),
+            "data": {k: v for k, v in dataclasses.asdict(data).items() if k != "path"}}
+
+
+def check_overwrite(out: str | Path, request: dict[str, Any], overwrite: bool) -> None:
+    """Refuse to replace a different trained model in `out` unless `overwrite` (nothing saved is lost silently)."""
+    if overwrite or not (Path(out) / META_FILE).is_file():
+        return
+    try:
+        meta = read_meta(out)
+    except CheckpointError:
+        raise CheckpointError(f"{out}: holds files that are not a readable namesmith model; choose another out "
+                              "directory (or pass overwrite to replace them)", field="out") from None
+    if meta.get("request") == request:
+        return  # the same command again: its result replaces itself
+    what = f"a trained {meta['model_type']} model" + ("" if meta.get("complete", True) else " (unfinished: resume it)")
+    raise CheckpointError(f"{out}: already holds {what}; choose another output directory, or allow overwriting "
+                          "(--overwrite, overwrite=True)", field="out")
+
+
+def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> bool:
+    """Whether `train` streams: when asked, else for a streamable model on a large file."""
+    if stream is False or is_catalogue(data.path):
+        if stream:
+            raise ConfigError("stream needs a word-list file, not a built-in data set", field="stream")
+        return False
+    streamable = model_class(model_type).streamable
+    if stream is None:
+        try:
+            large = Path(data.path).stat().st_size >= STREAM_THRESHOLD
+        except OSError:
+            return False  # the normal path reports the file problem
+        return large and streamable
+    if not streamable:
+        raise ConfigError(f"stream works for models that learn from pair counts alone (bigram, bigram-counts), "
+                          f"not {model_type}", field="stream")
+    if data.dedupe:
+        raise ConfigError("dedupe needs every word in memory; it cannot be combined with stream", field="dedupe")
+    if "\n".encode(data.encoding) != b"\n" or "a".encode(data.encoding) != b"a":
+        raise ConfigError(f"stream reads ASCII-compatible encodings only, not {data.encoding}", field="encoding")
+    return True
+
+
+def _base_meta(data_record: dict[str, Any], train_config: TrainConfig, resolved: TrainConfig, model: CharModel,
+               request: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "namesmith_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data": data_record,
+        "request": request,
+        "train_config": train_config.to_dict(),
+        "resolved_train_config": resolved.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
+                   model_config: dict[str, Any] | None, *, out: str | Path | None = None,
+                   callback: TrainCallback | None = None, request: dict[str, Any] | None = None) -> Checkpoint:
+    """`train` for a streamed word list: count once, fit from the counts, evaluate from counts."""
+    counts: StreamCounts = count_file(data)
+    log.info(f"streamed {data.path}: {counts.n_bytes} bytes, {sum(counts.n_words.values())} words, "
+             f"vocabulary {counts.vocab.size} ({counts.seconds:.2f} s)")
+    model = build_model(model_type, counts.vocab.size, model_config)
+    config = resolve_train_config(model, train_config)
+    if config.mode != "full-batch":
+        raise ConfigError(f"mode {config.mode} needs every pair in memory; a streamed word list trains "
+                          "full-batch from pair counts", field="mode")
+    start = time.perf_counter()
+    history = TrainHistory()
+    history.steps = model.fit_pair_counts(counts.part("train"), config, callback, history)
+    if not model.counts_only and history.steps < config.max_steps:
+        history.stop_reason = "interrupted"
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    record = {"path": str(Path(data.path).resolve()), "sha256": fingerprint(data.path),
+              "case": data.case, "casing": "lower" if data.lowercase else "exact",  # streamed: learned as written
+              "lowercase": data.lowercase, "encoding": data.encoding, "max_line_length": data.max_line_length,
+              "dedupe": False, "split_seed": data.split_seed, "split": data.split, "streamed": True,
+              "split_method": "hash of word index" if data.split else "none",
+              "n_words": counts.n_words, "max_word_length": counts.max_word_length}
+    meta = _base_meta(record, train_config, config, model, request or {})
+    meta.update(model_record(model, counts.vocab), metrics=count_metrics(model, counts), history=history.to_dict(),
+                complete=history.stop_reason != "interrupted")  # not resumable: train again to finish
+    if out is not None:
+        save_checkpoint(out, model, counts.vocab, meta)
+    return Checkpoint(model, counts.vocab, meta)
 
 
 def train(
-    model_type: str = "bigram",
+    model_type: str = "ngram",
     data: DataConfig | None = None,
     train_config: TrainConfig | None = None,
     model_config: dict[str, Any] | None = None,
@@ -103,63 +201,44 @@ def train(
     words: list[str] | None = None,
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     callback: TrainCallback | None = None,
     stream: bool | None = None,
-) -> TrainResult:
+) -> tuple[Checkpoint, Corpus | None]:
     """Train `model_type` on `words` (or the word list `data` names) and save it to `out`.
 
-    With `resume=True`, continue the interrupted run saved in `out` (same data, same model).
-    `stream`: count the file in blocks instead of loading it (bigram models; see namesmith.counting);
-    None streams files of at least counting.STREAM_THRESHOLD bytes. A streamed result has no corpus.
+    Returns the trained model as a `Checkpoint` record and the split corpus it was trained on (None
+    when the word list was streamed). With `resume=True`, continue the interrupted run saved in
+    `out` (same data, same model). `stream`: count the file in blocks instead of loading it (models
+    that learn from pair counts); None streams files of at least STREAM_THRESHOLD bytes. An `out`
+    holding a different trained model is refused unless `overwrite`.
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
-    if words is None and not resume:
-        from namesmith.counting import should_stream, train_streamed
-
-        if should_stream(model_type, data, stream):
-            return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback)
-    device = resolve_device(train_config.device)  # before reading data: fail fast on a bad --device
-    words = load_words(data) if words is None else check_words(words)
+    request = _request(model_type, data, train_config, model_config) if words is None else None
+    if out is not None and not resume:
+        check_overwrite(out, request, overwrite)
+    if words is None and not resume and should_stream(model_type, data, stream):
+        if out is not None:
+            check_writable(out)
+        return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback,
+                              request=request), None
+    device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
+    words, casing = read_source(data) if words is None else prepare_words(check_words(words), data)
     corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)
-
     resume_state = None
     if resume:
-        if out is None:
-            raise ConfigError("--resume needs --out, the model directory of the interrupted run")
-        saved = load_checkpoint(out, device, with_train_state=True)
-        if saved.train_state is None:
-            raise CheckpointError(f"{out}: has nothing to resume (its training finished or never started)")
-        if saved.meta["model_type"] != model_type:
-            raise ConfigError(f"--resume: {out} holds a {saved.meta['model_type']} model, not {model_type}")
-        recorded = saved.meta["data"].get("words_sha256")
-        if (saved.meta["data"]["sha256"] != fingerprint(data.path) or saved.vocab != corpus.vocab
-                or recorded not in (None, data_record(data, corpus)["words_sha256"])):
-            raise ConfigError(f"--resume: the data differs from the data {out} was trained on")
-        model, resume_state = saved.model, saved.train_state
-        try:
-            train_config = TrainConfig(**{**saved.meta.get("train_config", {}), "device": train_config.device})
-        except TypeError as e:
-            raise CheckpointError(f"{out}: the recorded training config is malformed ({e})") from None
+        model, train_config, resume_state = _resumable(out, model_type, data, corpus, casing, train_config)
     else:
         model = build_model(model_type, corpus.vocab.size, model_config, corpus)
-    neural = not (model.counts_only or isinstance(model, BigramTable))  # what --ngram-mix applies to
-    if train_config.ngram_mix and not neural:
-        raise ConfigError(f"--ngram-mix applies to neural models; {model_type} is not one")
+    if train_config.ngram_mix and not model.neural:
+        raise ConfigError(f"ngram_mix applies to neural models; {model_type} is not one", field="ngram_mix")
     if out is not None:
         check_writable(out)  # now, not after training
     model.to(device).train()
-    config = train_config.with_defaults(model.train_defaults(train_config))
-
-    meta: dict[str, Any] = {
-        "namesmith_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "data": data_record(data, corpus),
-        "train_config": train_config.to_dict(),
-        "resolved_train_config": config.to_dict(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
+    config = resolve_train_config(model, train_config)
+    meta = _base_meta(data_record(data, corpus, casing), train_config, config, model, request or {})
     last_state: dict[str, Any] = {}
 
     def on_checkpoint(state: dict[str, Any]) -> None:
@@ -168,33 +247,54 @@ def train(
             save_checkpoint(out, model, corpus.vocab, {**meta, "complete": False}, train_state=state)
 
     log.info(f"training {model_type} on {len(corpus.split.train)} words, device {device}")
-    history = model.fit(corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint)
+    history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint)
     model.eval()
     complete = history.stop_reason != "interrupted"
-    if complete and config.ngram_mix and neural:
-        from namesmith.models.ngram_mix import mix_with_ngram
-
+    if complete and config.ngram_mix and model.neural:
         meta["metrics_without_ngram"] = evaluate_splits(model, corpus)
         model = mix_with_ngram(model, corpus, config.ngram_mix)
         model.eval()
     metrics = evaluate_splits(model, corpus)
-    meta.update(metrics=metrics, history=history.to_dict(), complete=complete)
+    meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(), complete=complete)
     if out is not None:
         save_checkpoint(out, model, corpus.vocab, meta, train_state=None if complete else last_state.get("state"))
-    return TrainResult(model, corpus.vocab, corpus, history, metrics, meta)
+    return Checkpoint(model, corpus.vocab, meta), corpus
+
+
+def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus: Corpus, casing: str,
+               train_config: TrainConfig) -> tuple[CharModel, TrainConfig, dict[str, Any]]:
+    """The model, recorded training config and training state of the interrupted run in `out`."""
+    if out is None:
+        raise ConfigError("resume needs out, the model directory of the interrupted run", field="resume")
+    saved = load_checkpoint(out, resolve_device(train_config.device), with_train_state=True)
+    if saved.train_state is None:
+        raise CheckpointError(f"{out}: has nothing to resume (its training finished or never started)")
+    if saved.meta["model_type"] != model_type:
+        raise ConfigError(f"resume: {out} holds a {saved.meta['model_type']} model, not {model_type}", field="model")
+    recorded = saved.meta["data"].get("words_sha256")
+    if (saved.meta["data"]["sha256"] != source_fingerprint(data.path) or saved.vocab != corpus.vocab
+            or recorded not in (None, data_record(data, corpus, casing)["words_sha256"])):
+        raise ConfigError(f"resume: the data differs from the data {out} was trained on", field="data")
+    try:
+        config = TrainConfig(**{**saved.meta.get("train_config", {}), "device": train_config.device})
+    except TypeError as e:
+        raise CheckpointError(f"{out}: the recorded training config is malformed ({e})") from None
+    return saved.model, config, saved.train_state
 
 
 def words_for_checkpoint(meta: dict[str, Any], path: str | None = None) -> list[str]:
     """Re-read the word list a checkpoint was trained on, checking its fingerprint."""
     record = meta["data"]
     source = path or record["path"]
-    config = DataConfig(path=source, lowercase=record["lowercase"], encoding=record["encoding"],
+    config = DataConfig(path=source, case=record.get("case") or ("lower" if record["lowercase"] else "exact"),
+                        encoding=record["encoding"],
                         max_line_length=record["max_line_length"], dedupe=record["dedupe"],
                         split_seed=record["split_seed"], split=record.get("split", True))
     try:
-        words = load_words(config)
+        words, _ = read_source(config)
     except NamesmithError as e:
-        raise NamesmithError(f"{e} (pass --data with the word list the model was trained on)") from None
-    if fingerprint(source) != record["sha256"]:
+        raise NamesmithError(f"{e} (pass data= the word list the model was trained on)") from None
+    if source_fingerprint(source) != record["sha256"]:
         raise NamesmithError(f"{source}: is not the word list this model was trained on (its sha256 differs)")
     return words
+

@@ -27,9 +27,11 @@ Training follows the recipe of nanoGPT (Karpathy 2022) applied to words:
 The callback gets (step, max_steps, {"loss", "lr", "seconds"} plus "val_loss" after an
 evaluation) after every step; returning True stops the run ("interrupted").
 
+A `Trainer` (as minGPT's) holds the run: the model, optimiser, batch generator, weight average
+and a `TrainState` (step, best validation loss, history...), and reports through the callback.
 Training is resumable: `on_checkpoint(state)` receives {"tensors": flat name -> tensor,
 "meta": JSON-able dict} after every evaluation and when the run is interrupted, and
-`fit_gradient(..., resume=state)` continues from it. Weights, optimiser moments, the torch RNG and
+`Trainer(...).fit(resume=state)` continues from it. Weights, optimiser moments, the torch RNG and
 the batch generator are all restored, so an interrupted and resumed run ends with the same weights
 as an uninterrupted one, unless the time budget binds (wall time is not reproducible).
 """
@@ -39,22 +41,19 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from namesmith.config import TrainConfig
-from namesmith.history import TrainHistory
+from namesmith.evaluate import mean_nll
+from namesmith.history import TrainCallback, TrainHistory
 
 log = logging.getLogger("namesmith")
 
 LOG_EVERY = 10  # steps per point of the train-loss curve (the mean over those steps)
-EVAL_CHUNK = 2048  # words per forward pass when evaluating
-# Used only when neither the user nor the model type chose a value.
-FALLBACK = {"max_steps": 10_000, "learning_rate": 1e-3, "learning_rate_end": 1e-4, "batch_size": 64,
-            "weight_decay": 0.01, "warmup_steps": 100, "eval_every": 500, "ema": 0.0, "batching": "random",
-            "ngram_mix": 0}
 
 
 def learning_rate(step: int, config: TrainConfig, seconds: float = 0.0) -> float:
@@ -80,24 +79,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
         return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.99), fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.99))
-
-
-@torch.no_grad()
-def mean_nll(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean NLL per target token of (x, y) (padding ignored), in eval mode, in chunks."""
-    was_training = model.training
-    model.eval()
-    lengths = (y >= 0).sum(1)
-    total, count = 0.0, 0
-    for i in range(0, x.shape[0], EVAL_CHUNK):
-        T = int(lengths[i : i + EVAL_CHUNK].max())
-        xb, yb = x[i : i + EVAL_CHUNK, :T], y[i : i + EVAL_CHUNK, :T]
-        logits = model(xb)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), yb.flatten(), ignore_index=-1,
-                                 reduction="sum").item()
-        count += int((yb >= 0).sum())
-    model.train(was_training)
-    return total / max(count, 1)
 
 
 class LengthBuckets:
@@ -164,184 +145,212 @@ def batch_loss(logits: torch.Tensor, targets: torch.Tensor, tokens_per_batch: fl
     return total / tokens_per_batch
 
 
-def complete_config(model: Any, config: TrainConfig) -> TrainConfig:
-    """Fill fields still None from the model's defaults, then from FALLBACK."""
-    config = config.with_defaults(model.train_defaults(config))
-    return config.with_defaults(FALLBACK)
 
 
-# --- resumable state -----------------------------------------------------------------------------
-def _state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_gen: torch.Generator,
-           best: dict[str, torch.Tensor] | None, average: WeightAverage | None,
-           meta: dict[str, Any]) -> dict[str, Any]:
-    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
-    if best is not None:
-        tensors.update({f"best.{k}": v.clone() for k, v in best.items()})
-    if average is not None:
-        tensors.update({f"average.{k}": v.clone() for k, v in average.average.items()})
-    opt = optimizer.state_dict()
-    for index, values in opt["state"].items():
-        for key, value in values.items():
-            assert torch.is_tensor(value), f"optimizer state {key} is not a tensor"
-            tensors[f"optim.state.{index}.{key}"] = value.detach().clone()
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.batch"] = batch_gen.get_state()
-    if torch.cuda.is_available() and model.device.type == "cuda":
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(model.device)
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
-    return {"tensors": tensors, "meta": {**meta, "param_groups": groups}}
+@dataclass
+class TrainState:
+    """Where a run stands: everything besides tensors that resuming needs (saved as JSON)."""
+
+    step: int = 0
+    best_val: float | None = None
+    bad_evals: int = 0  # evaluations since the best one
+    seconds: float = 0.0  # training time so far, evaluation included
+    eval_seconds: float = 0.0
+    loss_window: list[float] = field(default_factory=list)  # losses of the steps since the last curve point
+    history: TrainHistory = field(default_factory=TrainHistory)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"step": self.step, "best_val": self.best_val, "bad_evals": self.bad_evals, "seconds": self.seconds,
+                "eval_seconds": self.eval_seconds, "loss_window": list(self.loss_window),
+                "history": self.history.to_dict()}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> TrainState:
+        return cls(step=meta["step"], best_val=meta["best_val"], bad_evals=meta["bad_evals"],
+                   seconds=meta["seconds"], eval_seconds=meta["eval_seconds"], loss_window=list(meta["loss_window"]),
+                   history=TrainHistory.from_dict(meta["history"]))
 
 
-def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             batch_gen: torch.Generator, average: WeightAverage | None) -> dict[str, torch.Tensor] | None:
-    """Load a `_state` into the model, optimiser, average and generators; return the best weights."""
-    tensors, meta = state["tensors"], state["meta"]
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    best = {k[len("best."):]: v.to(model.device) for k, v in tensors.items() if k.startswith("best.")}
-    if average is not None:
-        for name, value in average.average.items():
-            saved = tensors.get(f"average.{name}")
-            # a run started without an average (or with another model) starts it from its weights
-            value.copy_(saved if saved is not None else average.live[name])
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim.state."):
-            index, key = name[len("optim.state."):].split(".", 1)
-            opt_state.setdefault(int(index), {})[key] = value
-    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
-    optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
-    torch.set_rng_state(tensors["rng.torch"].cpu())
-    batch_gen.set_state(tensors["rng.batch"].cpu())
-    if "rng.cuda" in tensors and model.device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), model.device)
-    return best or None
+class Trainer:
+    """One training run of a neural model (already on its device) on a corpus' train split.
 
+    `config` must be resolved (every field set: see namesmith.train.resolve_train_config).
+    """
 
-# --- the training loop ---------------------------------------------------------------------------
-def fit_gradient(model: Any, corpus: Any, config: TrainConfig, callback: Any = None, *,
-                 resume: dict[str, Any] | None = None, on_checkpoint: Any = None) -> TrainHistory:
-    """Train `model` (already on its device) on corpus' train split; return its `TrainHistory`."""
-    config = complete_config(model, config)
-    device = model.device
-    x_train, y_train = corpus.tensors("train")
-    lengths = (y_train >= 0).sum(1)  # CPU: crop each batch to its longest word without a sync
-    x_train, y_train = x_train.to(device), y_train.to(device)
-    x_val, y_val = corpus.tensors("val")
-    has_val = x_val.shape[0] > 0
-    if not has_val:
-        log.warning("no validation words: training without evaluation or early stopping; "
-                    "the last weights are kept")
-    x_val, y_val = x_val.to(device), y_val.to(device)
+    def __init__(self, model: torch.nn.Module, corpus: Any, config: TrainConfig, callback: TrainCallback | None = None,
+                 on_checkpoint: Any = None):
+        assert config.resolved, "the trainer needs a resolved TrainConfig"
+        self.model, self.config, self.callback, self.on_checkpoint = model, config, callback, on_checkpoint
+        device = model.device
+        x_train, y_train = corpus.tensors("train")
+        self.lengths = (y_train >= 0).sum(1)  # CPU: crop each batch to its longest word without a sync
+        self.x_train, self.y_train = x_train.to(device), y_train.to(device)
+        x_val, y_val = corpus.tensors("val")
+        self.has_val = x_val.shape[0] > 0
+        if not self.has_val:
+            log.warning("no validation words: training without evaluation or early stopping; "
+                        "the last weights are kept")
+        self.x_val, self.y_val = x_val.to(device), y_val.to(device)
+        self.optimizer = make_optimizer(model, config)
+        self.batch_gen = torch.Generator().manual_seed(config.seed)
+        self.average = WeightAverage(model, config.ema) if config.ema else None
+        self.best: dict[str, torch.Tensor] | None = None  # weights of the best validation loss
+        self.state = TrainState()
+        self._start = time.perf_counter()
 
-    optimizer = make_optimizer(model, config)
-    batch_gen = torch.Generator().manual_seed(config.seed)
-    history = TrainHistory()
-    step, best_val, bad_evals, prior_seconds, eval_seconds = 0, None, 0, 0.0, 0.0
-    best: dict[str, torch.Tensor] | None = None
-    window: list[float] = []
-    average = WeightAverage(model, config.ema) if config.ema else None
-    if resume is not None:
-        best = _restore(resume, model, optimizer, batch_gen, average)
-        meta = resume["meta"]
-        step, best_val, bad_evals = meta["step"], meta["best_val"], meta["bad_evals"]
-        prior_seconds, eval_seconds = meta["seconds"], meta["eval_seconds"]
-        window = list(meta["loss_window"])
-        history = TrainHistory.from_dict(meta["history"])
-    model.train()
-    start = time.perf_counter() - prior_seconds
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
 
-    def elapsed() -> float:
-        return time.perf_counter() - start
+    # --- resumable state -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """{"tensors": flat name -> tensor, "meta": JSON-able}: enough to continue the run exactly."""
+        model, optimizer = self.model, self.optimizer
+        tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+        if self.best is not None:
+            tensors.update({f"best.{k}": v.clone() for k, v in self.best.items()})
+        if self.average is not None:
+            tensors.update({f"average.{k}": v.clone() for k, v in self.average.average.items()})
+        opt = optimizer.state_dict()
+        for index, values in opt["state"].items():
+            for key, value in values.items():
+                assert torch.is_tensor(value), f"optimizer state {key} is not a tensor"
+                tensors[f"optim.state.{index}.{key}"] = value.detach().clone()
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.batch"] = self.batch_gen.get_state()
+        if torch.cuda.is_available() and model.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(model.device)
+        groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
+        return {"tensors": tensors, "meta": {**self.state.to_meta(), "param_groups": groups}}
 
-    def checkpoint() -> None:
-        if on_checkpoint is None:
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Continue from a `state_dict()`: weights, optimiser moments, average, generators, progress."""
+        tensors, meta, model = saved["tensors"], saved["meta"], self.model
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.best = {k[len("best."):]: v.to(model.device) for k, v in tensors.items() if k.startswith("best.")} or None
+        if self.average is not None:
+            for name, value in self.average.average.items():
+                stored = tensors.get(f"average.{name}")
+                # a run started without an average (or with another model) starts it from its weights
+                value.copy_(stored if stored is not None else self.average.live[name])
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in tensors.items():
+            if name.startswith("optim.state."):
+                index, key = name[len("optim.state."):].split(".", 1)
+                opt_state.setdefault(int(index), {})[key] = value
+        groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        torch.set_rng_state(tensors["rng.torch"].cpu())
+        self.batch_gen.set_state(tensors["rng.batch"].cpu())
+        if "rng.cuda" in tensors and model.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), model.device)
+        self.state = TrainState.from_meta(meta)
+
+    def checkpoint(self) -> None:
+        """Hand the resumable state to `on_checkpoint`, if anyone listens."""
+        if self.on_checkpoint is None:
             return
-        history.steps, history.seconds = step, elapsed()
-        meta = {"step": step, "best_val": best_val, "bad_evals": bad_evals, "seconds": elapsed(),
-                "eval_seconds": eval_seconds, "loss_window": list(window), "history": history.to_dict()}
-        on_checkpoint(_state(model, optimizer, batch_gen, best, average, meta))
+        state = self.state
+        state.seconds = self.elapsed()
+        state.history.steps, state.history.seconds = state.step, state.seconds
+        self.on_checkpoint(self.state_dict())
 
-    def evaluate() -> float | None:
+    # --- evaluation ------------------------------------------------------------------------
+    def evaluate(self) -> float | None:
         """Validation loss now; keeps the best weights and counts evaluations without progress."""
-        nonlocal best_val, best, bad_evals, eval_seconds
-        if not has_val:
+        if not self.has_val:
             return None
-        t0 = time.perf_counter()
-        if average is not None:
-            average.swap()
-        val = mean_nll(model, x_val, y_val)
-        if best_val is None or val < best_val:
-            best_val, bad_evals = val, 0
-            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state, t0 = self.state, time.perf_counter()
+        if self.average is not None:
+            self.average.swap()
+        val = mean_nll(self.model, self.x_val, self.y_val)
+        if state.best_val is None or val < state.best_val:
+            state.best_val, state.bad_evals = val, 0
+            self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
-            bad_evals += 1
-        if average is not None:
-            average.swap()
-        eval_seconds += time.perf_counter() - t0
-        history.val_loss.append((step, elapsed(), val))
+            state.bad_evals += 1
+        if self.average is not None:
+            self.average.swap()
+        state.eval_seconds += time.perf_counter() - t0
+        state.history.val_loss.append((state.step, self.elapsed(), val))
         return val
 
-    stop_reason = "finished"
-    last_eval = history.val_loss[-1][0] if history.val_loss else -1
-    n_train = x_train.shape[0]
-    buckets, tokens_per_batch = None, None
-    if config.batching == "by-length":
-        buckets = LengthBuckets(lengths, config.batch_size)
-        tokens_per_batch = config.batch_size * float(lengths.float().mean())
-    while True:
-        if step >= config.max_steps:
-            break
-        if config.time_budget is not None and elapsed() >= config.time_budget:
-            stop_reason = "time budget"
-            break
-        lr = learning_rate(step, config, elapsed())
-        for group in optimizer.param_groups:
+    # --- the loop --------------------------------------------------------------------------
+    def train_step(self, lr: float, tokens_per_batch: float | None, buckets: LengthBuckets | None) -> float:
+        """One optimiser step at learning rate `lr` on a fresh batch; returns its loss."""
+        config, model = self.config, self.model
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
         if buckets is None:
-            rows = torch.randint(n_train, (config.batch_size,), generator=batch_gen)
+            rows = torch.randint(self.x_train.shape[0], (config.batch_size,), generator=self.batch_gen)
         else:
-            rows = buckets.draw(batch_gen)
-        T = int(lengths[rows].max())
-        rows = rows.to(device)
-        xb, yb = x_train[rows, :T], y_train[rows, :T]
-        loss = batch_loss(model(xb), yb, tokens_per_batch)
-        optimizer.zero_grad(set_to_none=True)
+            rows = buckets.draw(self.batch_gen)
+        T = int(self.lengths[rows].max())
+        rows = rows.to(model.device)
+        loss = batch_loss(model(self.x_train[rows, :T]), self.y_train[rows, :T], tokens_per_batch)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        step += 1
-        if average is not None:
-            average.update(step)
+        self.optimizer.step()
+        self.state.step += 1
+        if self.average is not None:
+            self.average.update(self.state.step)
+        return loss.item()
 
-        loss_value = loss.item()
-        window.append(loss_value)
-        if len(window) == LOG_EVERY:
-            history.train_loss.append((step, sum(window) / len(window)))
-            window.clear()
-        metrics = {"loss": loss_value, "lr": lr, "seconds": elapsed()}
-        if step % config.eval_every == 0:
-            val = evaluate()
-            last_eval = step
-            if val is not None:
-                metrics["val_loss"] = val
-            checkpoint()
-        if callback is not None and callback(step, config.max_steps, metrics):
-            stop_reason = "interrupted"
-            checkpoint()
-            break
-        if has_val and config.patience is not None and bad_evals >= config.patience:
-            stop_reason = "early stopping"
-            break
+    def fit(self, resume: dict[str, Any] | None = None) -> TrainHistory:
+        """Train until max_steps, the time budget, early stopping or the callback stops it."""
+        config, model = self.config, self.model
+        if resume is not None:
+            self.load_state_dict(resume)
+        state = self.state
+        model.train()
+        self._start = time.perf_counter() - state.seconds
+        stop_reason = "finished"
+        last_eval = state.history.val_loss[-1][0] if state.history.val_loss else -1
+        buckets, tokens_per_batch = None, None
+        if config.batching == "by-length":
+            buckets = LengthBuckets(self.lengths, config.batch_size)
+            tokens_per_batch = config.batch_size * float(self.lengths.float().mean())
+        while state.step < config.max_steps:
+            if config.time_budget is not None and self.elapsed() >= config.time_budget:
+                stop_reason = "time budget"
+                break
+            lr = learning_rate(state.step, config, self.elapsed())
+            loss = self.train_step(lr, tokens_per_batch, buckets)
+            state.loss_window.append(loss)
+            if len(state.loss_window) == LOG_EVERY:
+                state.history.train_loss.append((state.step, sum(state.loss_window) / LOG_EVERY))
+                state.loss_window.clear()
+            metrics = {"loss": loss, "lr": lr, "seconds": self.elapsed()}
+            if state.step % config.eval_every == 0:
+                val = self.evaluate()
+                last_eval = state.step
+                if val is not None:
+                    metrics["val_loss"] = val
+                self.checkpoint()
+            if self.callback is not None and self.callback(state.step, config.max_steps, metrics):
+                stop_reason = "interrupted"
+                self.checkpoint()
+                break
+            if self.has_val and config.patience is not None and state.bad_evals >= config.patience:
+                stop_reason = "early stopping"
+                break
+        if stop_reason != "interrupted" and last_eval != state.step and state.step > 0:
+            self.evaluate()
+            self.checkpoint()
+        if self.best is not None:
+            model.load_state_dict(self.best)
+        elif self.average is not None:
+            self.average.swap()  # no validation: the average of the last weights
+        history = state.history
+        history.steps, history.seconds, history.stop_reason = state.step, self.elapsed(), stop_reason
+        best = state.best_val if state.best_val is None else round(state.best_val, 4)
+        log.info(f"trained {state.step} steps in {history.seconds:.1f}s ({state.eval_seconds:.1f}s evaluating), "
+                 f"stop: {stop_reason}, best val {best}")
+        return history
 
-    if stop_reason != "interrupted" and last_eval != step and step > 0:
-        evaluate()
-        checkpoint()
-    if best is not None:
-        model.load_state_dict(best)
-    elif average is not None:
-        average.swap()  # no validation: the average of the last weights
-    history.steps, history.seconds, history.stop_reason = step, elapsed(), stop_reason
-    log.info(f"trained {step} steps in {history.seconds:.1f}s ({eval_seconds:.1f}s evaluating), "
-             f"stop: {stop_reason}, best val {best_val if best_val is None else round(best_val, 4)}")
-    return history
+
+def fit_gradient(model: torch.nn.Module, corpus: Any, config: TrainConfig, callback: TrainCallback | None = None, *,
+                 resume: dict[str, Any] | None = None, on_checkpoint: Any = None) -> TrainHistory:
+    """Train `model` with a `Trainer` and return its history (`config` resolved)."""
+    return Trainer(model, corpus, config, callback, on_checkpoint).fit(resume)

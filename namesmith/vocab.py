@@ -72,3 +72,10 @@ class Vocab:
 
     def unknown_chars(self, word: str) -> list[str]:
         return sorted({c for c in word if c not in self.stoi})
+
+
+def describe_chars(chars: Iterable[str]) -> str:
+    """Characters listed one by one for a message: "'-' (U+002D), 'J' is" / "... are"."""
+    chars = sorted(set(chars))
+    shown = ", ".join(repr(c) if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}" for c in chars)
+    return f"{shown} {'is' if len(chars) == 1 else 'are'}"

@@ -18,6 +18,8 @@ MODEL_TYPES: dict[str, tuple[str, str]] = {
     "gru": ("namesmith.models.rnn", "GRU"),
     "lstm": ("namesmith.models.rnn", "LSTM"),
     "transformer": ("namesmith.models.transformer", "Transformer"),
+    # wrappers: built from trained models, not trained with --model
+    "ngram-mix": ("namesmith.models.ngram_mix", "NGramMix"),
 }
 
 
@@ -29,4 +31,9 @@ def model_class(name: str) -> type[CharModel]:
     return getattr(import_module(module), cls)
 
 
-__all__ = ["CharModel", "MODEL_TYPES", "model_class"]
+def trainable_types() -> list[str]:
+    """The names `--model` accepts: every registered type but the wrappers."""
+    return [name for name in MODEL_TYPES if not model_class(name).wrapper]
+
+
+__all__ = ["CharModel", "MODEL_TYPES", "model_class", "trainable_types"]

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from namesmith.config import TRAIN_DEFAULTS
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.vocab import BOUNDARY
 
@@ -44,19 +45,38 @@ NEURAL_TRAIN_DEFAULTS: dict[str, Any] = {
 
 
 class CharModel(nn.Module):
-    """Base class of every namesmith model; subclasses set the class attributes below."""
+    """Base class of every namesmith model; subclasses set the class attributes below.
+
+    The contract a model type declares, so that callers never probe it with getattr/isinstance:
+
+    - `neural`: trained by the gradient trainer (namesmith.trainer, chosen by namesmith.train);
+      such models can be combined with an n-gram (namesmith.models.ngram_mix). Other models fit
+      themselves (`fit`): counting, or the seed bigram's own descent.
+    - `counts_only`: fitted in closed form from counts; training options do not apply.
+    - `wrapper`: built from other trained models (the n-gram mix), never trained by `--model`.
+    - `make_config(overrides, corpus)`: the model's config from user options and the data.
+    - `transition_table()`: the (V, V) table P(next | previous) of a first-order model, else None.
+    - `streamable` and `fit_pair_counts(...)`: fitting from (V, V) pair counts alone (streamed training).
+    """
 
     model_type: ClassVar[str]  # the name used by --model and in checkpoints
     config_class: ClassVar[type]  # dataclass of the model's hyperparameters
     # TrainConfig fields this model type uses when the user leaves them unset
     default_train_config: ClassVar[dict[str, Any]] = {}
-    # True for models fitted in closed form (counting); they ignore optimiser settings
     counts_only: ClassVar[bool] = False
+    neural: ClassVar[bool] = False
+    wrapper: ClassVar[bool] = False
+    streamable: ClassVar[bool] = False  # has `fit_pair_counts`, so it can learn a streamed word list
 
     def __init__(self, vocab_size: int, config: Any):
         super().__init__()
         self.vocab_size = vocab_size
         self.config = config
+
+    @classmethod
+    def make_config(cls, overrides: dict[str, Any], corpus: Any = None) -> Any:
+        """The config dataclass from user options (may read the data, e.g. its longest word)."""
+        return cls.config_class(**overrides)
 
     @property
     def context_size(self) -> int | None:
@@ -78,20 +98,27 @@ class CharModel(nn.Module):
         """Logits (B, T, V) of the next token after each prefix idx[:, :t+1]."""
         raise NotImplementedError
 
-    def train_defaults(self, config: Any) -> dict[str, Any]:
+    @classmethod
+    def train_defaults(cls, config: Any) -> dict[str, Any]:
         """TrainConfig values for fields the user left unset (may depend on `config.mode`)."""
-        return self.default_train_config
+        return {**TRAIN_DEFAULTS, **cls.default_train_config}
 
     def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
             on_checkpoint: Any = None) -> Any:
-        """Train on the corpus' train split and return a `TrainHistory`.
+        """Fit on the corpus' train split and return a `TrainHistory` (models that are not `neural`).
 
         `on_checkpoint(state)` receives resumable training state ({"tensors": ..., "meta": ...})
-        now and then; `resume=state` continues from it. Default: the gradient trainer.
+        now and then; `resume=state` continues from it.
         """
-        from namesmith.trainer import fit_gradient
+        raise NotImplementedError(f"{self.model_type} is trained by namesmith.trainer, not by itself")
 
-        return fit_gradient(self, corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
+    def fit_pair_counts(self, pair_counts: Any, config: Any, callback: Any = None, history: Any = None) -> int:
+        """Fit from (V, V) pair counts alone; returns the steps run (models that only need them)."""
+        raise NotImplementedError(f"{self.model_type} cannot be fitted from pair counts")
+
+    def transition_table(self) -> torch.Tensor | None:
+        """(V, V) P(next | previous) of a first-order model (rows sum to 1); None for other models."""
+        return None
 
     # --- incremental generation -------------------------------------------------------------
     def init_state(self, batch_size: int) -> State:
@@ -116,10 +143,6 @@ class CharModel(nn.Module):
 
     @classmethod
     def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> CharModel:
-        if "ngram_mix" in config:  # saved with an n-gram (see namesmith.models.ngram_mix)
-            from namesmith.models.ngram_mix import from_config
-
-            return from_config(cls, vocab_size, config)
         try:
             return cls(vocab_size, cls.config_class(**config))
         except TypeError as e:

@@ -25,21 +25,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from namesmith.counting import count_pairs
 from namesmith.history import TrainHistory
 from namesmith.models.base import CharModel, State, check_config
 
 LOG_EVERY = 10  # full-batch epochs between loss-curve points
 
 
-def count_pairs(x: torch.Tensor, y: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Pair counts (V, V) from `encode_words` tensors: row = previous token, column = next."""
-    mask = y >= 0
-    flat = x[mask] * vocab_size + y[mask]
-    return torch.bincount(flat, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
-
-
 class BigramTable(CharModel):
     """Shared by both bigram models: logits come from one (V, V) table indexed by the last token."""
+
+    streamable: ClassVar[bool] = True
 
     @property
     def context_size(self) -> int:
@@ -52,6 +48,9 @@ class BigramTable(CharModel):
     def transition_probs(self) -> torch.Tensor:
         """(V, V) table of P(next | previous); each row sums to 1."""
         return self.log_probs().exp()
+
+    def transition_table(self) -> torch.Tensor:
+        return self.transition_probs()
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.log_probs()[idx]  # (B, T, V)
@@ -96,10 +95,16 @@ class BigramCounts(BigramTable):
             on_checkpoint: Any = None) -> TrainHistory:
         start = time.perf_counter()
         x, y = corpus.tensors("train")
-        self.pair_counts.copy_(count_pairs(x, y, self.vocab_size).to(self.pair_counts))
+        self.fit_pair_counts(count_pairs(x, y, self.vocab_size), config, callback)
+        return TrainHistory(steps=1, seconds=time.perf_counter() - start)
+
+    def fit_pair_counts(self, pair_counts: Any, config: Any = None, callback: Any = None,
+                        history: TrainHistory | None = None) -> int:
+        """The counts are the model: store them (one step)."""
+        self.pair_counts.copy_(torch.as_tensor(pair_counts).to(self.pair_counts))
         if callback:
             callback(1, 1, {})
-        return TrainHistory(steps=1, seconds=time.perf_counter() - start)
+        return 1
 
 
 @dataclass(frozen=True)
@@ -130,8 +135,9 @@ class BigramLinear(BigramTable):
     def log_probs(self) -> torch.Tensor:
         return F.log_softmax(self.W, dim=1)
 
-    def train_defaults(self, config: Any) -> dict[str, Any]:
-        return {**self.default_train_config, **self.mode_defaults[config.mode]}
+    @classmethod
+    def train_defaults(cls, config: Any) -> dict[str, Any]:
+        return {**super().train_defaults(config), **cls.mode_defaults[config.mode]}
 
     def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
             on_checkpoint: Any = None) -> TrainHistory:

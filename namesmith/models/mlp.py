@@ -44,6 +44,7 @@ class MLP(WindowModel):
 
     model_type: ClassVar[str] = "mlp"
     config_class: ClassVar[type] = MLPConfig
+    neural: ClassVar[bool] = True
     default_train_config: ClassVar[dict[str, Any]] = {
         **NEURAL_TRAIN_DEFAULTS,
         "max_steps": 10_000,  # ~5 min on an idle 2-core CPU; the time budget binds on a busy one

@@ -14,35 +14,51 @@ log-likelihood is convex in (a, b) (a log-sum-exp of linear functions minus a li
 L-BFGS finds its minimum. `train(..., TrainConfig(ngram_mix=ORDER))` builds one of these around
 any neural model (`mix_with_ngram`); ngram_mix=0 keeps the network alone.
 
-Saved as the inner model's type and config plus an "ngram_mix" entry ({"ngram": its config,
-"weights": [a, b]}) and the n-gram's tables under "ngram.*" (see CharModel.from_config_dict).
+A registered wrapper type ("ngram-mix"): saved with a nested config, {"model_type": the inner
+model's type, "model": its config, "ngram": the n-gram's config, "weights": [a, b]}, the inner
+model's tensors as they are and the n-gram's under "ngram.*". (Checkpoints of format 1 stored the
+inner type with an "ngram_mix" entry in its config; namesmith.checkpoint reads them as this type.)
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError
-from namesmith.evaluate import EVAL_BATCH
+from namesmith.evaluate import chunked_log_probs, eval_mode
+from namesmith.models import model_class
 from namesmith.models.base import CharModel, State
 from namesmith.models.ngram import NGram, NGramConfig
 
 log = logging.getLogger("namesmith")
 
 
+@dataclass(frozen=True)
+class NGramMixConfig:
+    """The inner model's type and config, the n-gram's config and the two weights."""
+
+    model_type: str
+    model: dict[str, Any]
+    ngram: dict[str, Any]
+    weights: tuple[float, float] = (1.0, 0.0)
+
+
 class NGramMix(CharModel):
     """`model` and `ngram` combined as a weighted product of experts (see the module docstring)."""
 
+    model_type: ClassVar[str] = "ngram-mix"
+    config_class: ClassVar[type] = NGramMixConfig
+    wrapper: ClassVar[bool] = True
+
     def __init__(self, model: CharModel, ngram: NGram, weights: tuple[float, float] = (1.0, 0.0)):
-        super().__init__(model.vocab_size, model.config)
-        self.model_type = model.model_type  # saved as the inner model, plus the "ngram_mix" entry
-        self.config_class = model.config_class
-        self.default_train_config = model.default_train_config
+        config = NGramMixConfig(model.model_type, model.config_dict(), ngram.config_dict(), tuple(weights))
+        super().__init__(model.vocab_size, config)
         self.model = model
         self.ngram = ngram
         self.register_buffer("mix_weights", torch.tensor(weights, dtype=torch.float32, device=model.device))
@@ -74,13 +90,25 @@ class NGramMix(CharModel):
     def select_state(self, state: State, rows: torch.Tensor) -> State:
         return self.model.select_state(state[0], rows), self.ngram.select_state(state[1], rows)
 
-    def fit(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("train the inner model, then build the mix with mix_with_ngram")
-
     # --- saving -----------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
-        mix = {"ngram": self.ngram.config_dict(), "weights": [float(w) for w in self.mix_weights]}
-        return {**self.model.config_dict(), "ngram_mix": mix}
+        c = self.config
+        return {"model_type": c.model_type, "model": self.model.config_dict(), "ngram": self.ngram.config_dict(),
+                "weights": [float(w) for w in self.mix_weights]}
+
+    @classmethod
+    def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> NGramMix:
+        """An unfitted mix as saved by `config_dict` (the weights are loaded as they were saved)."""
+        try:
+            inner = model_class(config["model_type"])
+            weights = tuple(float(w) for w in config["weights"])
+            ngram = NGram(vocab_size, NGramConfig(**config["ngram"]))
+            model = inner.from_config_dict(vocab_size, config["model"])
+        except (TypeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"malformed ngram-mix model config: {e}") from None
+        if len(weights) != 2 or inner.wrapper:
+            raise CheckpointError(f"malformed ngram-mix model config: {config!r:.200}")
+        return cls(model, ngram, weights)  # type: ignore[arg-type]
 
     def weights(self) -> dict[str, torch.Tensor]:
         return {**self.model.weights(), **{f"ngram.{k}": v for k, v in self.ngram.weights().items()}}
@@ -90,33 +118,15 @@ class NGramMix(CharModel):
         self.ngram.load_weights({k[len("ngram."):]: v for k, v in tensors.items() if k.startswith("ngram.")})
 
 
-def from_config(cls: type[CharModel], vocab_size: int, config: dict[str, Any]) -> NGramMix:
-    """An unfitted NGramMix of a `cls` model, as saved by `NGramMix.config_dict`."""
-    config = dict(config)
-    mix = config.pop("ngram_mix")
-    try:
-        weights = tuple(float(w) for w in mix["weights"])
-        ngram = NGram(vocab_size, NGramConfig(**mix["ngram"]))
-    except (TypeError, KeyError, ValueError) as e:
-        raise CheckpointError(f"malformed ngram_mix entry in the model config: {e}") from None
-    if len(weights) != 2:
-        raise CheckpointError(f"ngram_mix weights must be two numbers, got {mix['weights']!r}")
-    return NGramMix(cls.from_config_dict(vocab_size, config), ngram, weights)  # type: ignore[arg-type]
-
-
-@torch.no_grad()
 def _validation_logprobs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Log-probabilities (N, V) of every real validation target position, and the targets (N,).
-
-    In chunks of EVAL_BATCH words, as evaluation runs, so a large validation split is not one
-    forward pass."""
-    was_training = model.training
-    model.eval()
-    mask = y >= 0
-    logprobs = [F.log_softmax(model(x[i : i + EVAL_BATCH].to(model.device)).float(), -1).cpu()[mask[i : i + EVAL_BATCH]]
-                for i in range(0, len(x), EVAL_BATCH)]
-    model.train(was_training)
-    return torch.cat(logprobs), y[mask]
+    """Log-probabilities (N, V) of every real validation target position, and the targets (N,)."""
+    logprobs, targets = [], []
+    with eval_mode(model):
+        for chunk_logprobs, chunk_targets in chunked_log_probs(model, x, y):
+            mask = chunk_targets >= 0
+            logprobs.append(chunk_logprobs[mask].cpu())
+            targets.append(chunk_targets[mask].cpu())
+    return torch.cat(logprobs), torch.cat(targets)
 
 
 def fit_weights(model_logprobs: torch.Tensor, ngram_logprobs: torch.Tensor,

@@ -154,6 +154,7 @@ class Transformer(CharModel):
     # 26,500 (1e-3 ended 0.011 higher, test 1.9335 alone, after the whole budget). On a slower
     # machine the time budget binds, and the cosine follows it, so the rate is annealed when the
     # budget ends.
+    neural: ClassVar[bool] = True
     default_train_config: ClassVar[dict[str, Any]] = {
         **NEURAL_TRAIN_DEFAULTS,
         "max_steps": 31_000,

@@ -64,6 +64,7 @@ class WaveNet(WindowModel):
 
     model_type: ClassVar[str] = "wavenet"
     config_class: ClassVar[type] = WaveNetConfig
+    neural: ClassVar[bool] = True
     default_train_config: ClassVar[dict[str, Any]] = {
         **NEURAL_TRAIN_DEFAULTS,
         # the cosine anneals over max_steps or the time budget, whichever ends first (see rnn.py)

@@ -1,0 +1,285 @@
+"""`NameModel`: one object for a trained model, and every question a user asks of it.
+
+As litgpt's `LLM` or a scikit-learn estimator: `NameModel.train(...)` or `NameModel.load(dir)`
+gives an object holding the network or count model, its vocabulary and its metadata (type,
+configs, data record, metrics, history); the training words, needed only for novelty and
+percentiles, are read lazily the first time they are needed (and checked against the recorded
+fingerprint). The CLI, the web server and the benchmarks are thin callers of this object, so each
+rule — the length guard, how novelty is checked, which split is evaluated — lives in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from namesmith.casing import fold, folds, restore
+from namesmith.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from namesmith.config import TrainConfig
+from namesmith.counting import count_pairs
+from namesmith.data import BUILTIN, Corpus, DataConfig, Split
+from namesmith.device import resolve_device
+from namesmith.errors import ConfigError, DataError, NamesmithError
+from namesmith.evaluate import evaluate, evaluate_splits, evaluate_streamed
+from namesmith.generate import GenerateConfig, Generation, NoveltySummary, generate, novelty_summary
+from namesmith.history import TrainCallback, TrainHistory
+from namesmith.models import model_class
+from namesmith.models.base import CharModel
+from namesmith.report import Transition, strongest_transitions
+from namesmith.score import NameScore, reference_scores, score_names
+from namesmith.sources import read_source, source_fingerprint
+from namesmith.train import train, words_for_checkpoint
+from namesmith.vocab import Vocab
+
+_DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+@dataclass
+class Names:
+    """What `NameModel.generate` found: the names, where they come from, and how hard the search was."""
+
+    names: list[str]
+    novelty: NoveltySummary  # how many are training, held-out or new words
+    stats: Generation  # tries, acceptance, method, why it stopped early (if it did)
+
+    @property
+    def complete(self) -> bool:
+        return self.stats.complete
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": self.names, "summary": self.novelty.to_dict(), "generation": self.stats.to_dict()}
+
+
+def split_options(model_type: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """`NameModel.train`'s keyword options sorted into data, training and model options."""
+    model_fields = {f.name for f in dataclasses.fields(model_class(model_type).config_class)}
+    data, training, model = {}, {}, {}
+    for name, value in options.items():
+        if name in _DATA_FIELDS:
+            data[name] = value
+        elif name in _TRAIN_FIELDS:
+            training[name] = value
+        elif name in model_fields:
+            model[name] = value
+        else:
+            known = sorted(_DATA_FIELDS | _TRAIN_FIELDS | model_fields)
+            raise ConfigError(f"unknown option {name!r} for model {model_type} (options: {', '.join(known)})",
+                              field=name)
+    return data, training, model
+
+
+class NameModel:
+    """A trained model with its vocabulary and everything recorded about it."""
+
+    def __init__(self, model: CharModel, vocab: Vocab, meta: dict[str, Any], *, corpus: Corpus | None = None,
+                 directory: str | Path | None = None, data: str | None = None):
+        self.model = model.eval()
+        self.vocab = vocab
+        self.meta = meta
+        self.directory = None if directory is None else Path(directory)
+        self._corpus = corpus  # the split training words, read on first use when None
+        self._data_path = data  # where the training word list is, if it moved since training
+        self._reference: Any = None  # sorted NLL per character of the training words (percentiles)
+
+    # --- making one --------------------------------------------------------------------------
+    @classmethod
+    def train(cls, data: str | Path = BUILTIN, model: str = "ngram", *, words: Sequence[str] | None = None,
+              out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+              callback: TrainCallback | None = None, stream: bool | None = None, **options: Any) -> NameModel:
+        """Train a `model` on the word list `data` ("builtin" or a path), or on `words`, and save it to `out`.
+
+        `options` are any field of `DataConfig` (lowercase, split_seed, ...), `TrainConfig` (max_steps,
+        time_budget, seed, ...) or the model type's config (order, n_embd, ...). With `resume`,
+        continue the interrupted run saved in `out`. An `out` that holds a different trained model is
+        refused unless `overwrite`. `callback(step, total, metrics)` returning True stops training
+        cleanly (the result is then resumable).
+        """
+        data_options, train_options, model_options = split_options(model, options)
+        data_config = DataConfig(path=str(data), **data_options)
+        checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
+                                   words=None if words is None else list(words), out=out, resume=resume,
+                                   overwrite=overwrite, callback=callback, stream=stream)
+        return cls._from(checkpoint, corpus=corpus, directory=out)
+
+    @classmethod
+    def load(cls, directory: str | Path, *, device: str = "cpu", data: str | None = None) -> NameModel:
+        """Load a model directory (checked: format, hashes, vocabulary, weight shapes; nothing unpickled).
+
+        `data`: the training word list, if it moved since training (for novelty and percentiles).
+        """
+        return cls._from(load_checkpoint(directory, resolve_device(device)), directory=directory, data=data)
+
+    @classmethod
+    def _from(cls, checkpoint: Checkpoint, **kwargs: Any) -> NameModel:
+        return cls(checkpoint.model, checkpoint.vocab, checkpoint.meta, **kwargs)
+
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model directory atomically; a directory holding another model needs `overwrite`."""
+        directory = Path(directory)
+        same = self.directory is not None and directory.resolve() == self.directory.resolve()
+        if (directory / "namesmith.json").exists() and not (same or overwrite):
+            raise ConfigError(f"{directory}: already holds a trained model; pass overwrite=True to replace it",
+                              field="directory")
+        meta = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "weights", "train_state")}
+        return save_checkpoint(directory, self.model, self.vocab, meta)
+
+    # --- what it is ----------------------------------------------------------------------------
+    @property
+    def model_type(self) -> str:
+        return self.meta["model_type"]
+
+    @property
+    def history(self) -> TrainHistory:
+        return TrainHistory.from_dict(self.meta.get("history", {}))
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        return self.meta.get("metrics", {})
+
+    @property
+    def max_word_length(self) -> int:
+        """The longest training name: the default length guard is twice this (see namesmith.generate)."""
+        return self.meta["data"]["max_word_length"]
+
+    def describe(self) -> str:
+        """'lstm' or, for a network combined with an n-gram, 'lstm + 6-gram'."""
+        config = self.meta["model_config"]
+        if self.model_type == "ngram-mix":
+            return f"{config['model_type']} + {config['ngram'].get('order', '?')}-gram"
+        return self.model_type
+
+    def info(self) -> dict[str, Any]:
+        """What the model is, what it was trained on, and how well it does (JSON-able)."""
+        keys = ("namesmith_version", "created", "model_config", "data", "parameters", "metrics",
+                "metrics_without_ngram", "resolved_train_config", "complete")
+        history = self.history
+        return {"model_type": self.model_type, "description": self.describe(),
+                **{k: self.meta[k] for k in keys if k in self.meta},
+                "vocab": "".join(self.vocab.chars),
+                "history": {"steps": history.steps, "seconds": history.seconds, "stop_reason": history.stop_reason}}
+
+    # --- the training words, read lazily -----------------------------------------------------------
+    @property
+    def corpus(self) -> Corpus:
+        """The words the model was trained on, split as they were (fingerprint checked)."""
+        if self._corpus is None:
+            record = self.meta["data"]
+            if record.get("streamed"):
+                raise DataError(f"{record['path']}: was streamed in training; its words are not held in memory")
+            words = words_for_checkpoint(self.meta, self._data_path)
+            self._corpus = Corpus.from_words(words, seed=record["split_seed"], vocab=self.vocab,
+                                             split=record.get("split", True))
+        return self._corpus
+
+    def training_split(self) -> tuple[Split | None, str | None]:
+        """The train/val/test words, or (None, why not) when the word list is unavailable."""
+        try:
+            return self.corpus.split, None
+        except NamesmithError as e:
+            return None, str(e)
+
+    # --- generating ------------------------------------------------------------------------------
+    def generate(self, n: int = 20, *, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
+                 excludes: Sequence[str] = (), regex: str | None = None, min_len: int | None = None,
+                 max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 max_tries: int | None = None, time_budget: float | None = None, method: str = "auto") -> Names:
+        """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
+
+        Every returned name meets every constraint. If the budget ends the search first, the result
+        holds the names found and `complete` is False (`stats.message()` says why).
+        """
+        casing = self.casing
+        if folds(casing):  # the model knows lowercased names: constraints hold whatever their case
+            starts_with, ends_with = starts_with.lower(), ends_with.lower()
+            contains, excludes = [c.lower() for c in contains], [e.lower() for e in excludes]
+            regex = None if regex is None else "(?i)" + regex
+        config = GenerateConfig(num=n, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
+                                starts_with=starts_with, ends_with=ends_with, contains=tuple(contains),
+                                excludes=tuple(excludes), regex=regex, min_len=min_len, max_len=max_len, novel=novel,
+                                unique=unique, max_tries=max_tries, time_budget=time_budget, method=method)
+        split, why = self.training_split()
+        if novel and split is None:
+            raise ConfigError(f"novel needs the training word list: {why}", field="novel")
+        known = None if split is None else {w for part in split.parts().values() for w in part}
+        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length, known_words=known)
+        names = [restore(name, casing) for name in stats.names] if casing in ("title", "upper") else stats.names
+        return Names(names, novelty_summary(stats.names, split, why), stats)
+
+    # --- scoring and evaluating --------------------------------------------------------------------
+    @property
+    def casing(self) -> str:
+        """How names were learned and are printed (see namesmith.casing): lower, title, upper or exact."""
+        record = self.meta["data"]
+        return record.get("casing") or ("lower" if record["lowercase"] else "exact")
+
+    def _prepare(self, names: Sequence[str]) -> list[str]:
+        """Names as the model reads them (lowercased when it learned lowercased names)."""
+        return fold(list(names), self.casing)
+
+    def score(self, names: Sequence[str]) -> list[NameScore]:
+        """Each name's log-probability, NLL per character and percentile among the training names.
+
+        A name the model cannot read gets an `error` instead; percentiles are None when the training
+        words are unavailable (`training_split()` says why).
+        """
+        if isinstance(names, str):
+            raise ConfigError("names must be a list of names, not one string", field="names")
+        if self._reference is None:
+            split, _ = self.training_split()
+            if split is not None:
+                self._reference = reference_scores(self.model, split.train, self.vocab)
+        scores = score_names(self.model, self.vocab, self._prepare(names), self._reference)
+        return [dataclasses.replace(score, name=name) for score, name in zip(scores, names)]
+
+    def evaluate(self, words: Sequence[str] | None = None, *, data: str | Path | None = None,
+                 data_options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """NLL per character and perplexity: on the split the model was trained with by default, on
+        `words`, or on the word list `data` (its own split when it is the training list; `data_options`
+        are DataConfig fields for reading it, e.g. encoding)."""
+        if words is None and data is not None:
+            record = self.meta["data"]
+            if source_fingerprint(data) != record["sha256"]:
+                words = read_source(DataConfig(path=str(data), case="exact", **(data_options or {})))[0]
+            else:
+                self._data_path = str(data)
+        if words is not None:
+            words = self._prepare(words)
+            unknown = sorted({c for w in words for c in self.vocab.unknown_chars(w)})
+            if unknown:
+                raise DataError(f"{data or 'words'}: characters {''.join(unknown)!r} are not in the model's vocabulary")
+            return {"all": evaluate(self.model, words, self.vocab).to_dict()}
+        if self.meta["data"].get("streamed"):
+            return evaluate_streamed(self.model, self.vocab, self.meta["data"], self._data_path)
+        return evaluate_splits(self.model, self.corpus)
+
+    # --- the first-order table (bigram models) -----------------------------------------------------
+    def transition_table(self) -> torch.Tensor:
+        """(V, V) P(next | previous), rows = the previous token; ConfigError for models without one."""
+        table = self.model.transition_table()
+        if table is None:
+            raise ConfigError(f"a {self.describe()} model has no bigram table (use a bigram or bigram-counts model)",
+                              field="model")
+        return table.detach().cpu()
+
+    def pair_counts(self) -> torch.Tensor:
+        """(V, V) counts of (previous, next) pairs in the training split."""
+        return count_pairs(*self.corpus.tensors("train"), self.vocab.size)
+
+    def transitions(self, top: int = 10) -> list[Transition]:
+        """The seed's sanity check: the strongest transitions beside their training frequency."""
+        if top < 1:
+            raise ConfigError(f"top must be at least 1, got {top}", field="top")
+        return strongest_transitions(self.transition_table(), self.pair_counts(), self.vocab, top)
+
+    def __repr__(self) -> str:
+        where = f", directory={str(self.directory)!r}" if self.directory else ""
+        return f"NameModel({self.describe()}, vocab={self.vocab.size}{where})"
+
+

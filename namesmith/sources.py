@@ -1,0 +1,62 @@
+"""Where words come from: the catalogue's built-in sets, table files, and plain word lists.
+
+`DataConfig.path` names one of:
+- a built-in set of the catalogue (`builtin`, `us`, `israel`, `world`: namesmith.catalogue); to
+  read a file that happens to have such a name, write it as a path (`./us`);
+- a table file: a header row naming a `name` column (see namesmith.tables), then rows; the
+  header is never taken for a name;
+- a plain word list, one name per line (namesmith.data).
+
+Tables and the catalogue's sets may list a name on many rows (per sex, decade...); learned
+without conditions, each distinct name counts once, in order of first appearance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from namesmith.catalogue import DATASETS, load_dataset
+from namesmith.data import BUILTIN, DataConfig, decode_text, fingerprint, prepare_words, read_words
+from namesmith.errors import DataError
+from namesmith.io import sha256_file
+from namesmith.tables import aggregate, is_table, read_table
+
+SNIFF_BYTES = 1 << 16  # how much of a file is read to see whether it starts with a table header
+
+
+def is_catalogue(path: str | Path) -> bool:
+    """Whether `path` names a built-in set rather than a file."""
+    return str(path) in DATASETS
+
+
+def is_table_file(path: str | Path, encoding: str = "utf-8") -> bool:
+    """Whether a file starts with a table header (a line naming a `name` column)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return False  # reading it as a word list reports the problem
+    try:
+        text = decode_text(head, path, encoding)
+    except DataError:
+        return False
+    return is_table(text.split("\n", 1)[0])
+
+
+def read_source(config: DataConfig) -> tuple[list[str], str]:
+    """The words of `config.path` as the model learns them, and their casing (see namesmith.casing)."""
+    path = config.path
+    if path == BUILTIN or not (is_catalogue(path) or is_table_file(path, config.encoding)):
+        return read_words(config)
+    if is_catalogue(path):
+        table = load_dataset(path, max_line_length=config.max_line_length)
+    else:
+        table = read_table(path, encoding=config.encoding, max_line_length=config.max_line_length)
+    return prepare_words(aggregate(table).names, config)
+
+
+def source_fingerprint(path: str | Path) -> str:
+    """sha256 of the file behind a data path (a built-in set's own file for its name)."""
+    if is_catalogue(path) and str(path) != BUILTIN:
+        return sha256_file(DATASETS[str(path)].path())
+    return fingerprint(path)
