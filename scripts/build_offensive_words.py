@@ -165,8 +165,9 @@ def main() -> None:
     whole = "\n".join(f"- `{k}`: {v}" for k, v in sorted(WHOLE_WORD_ONLY.items()))
     card = f"""# Offensive words
 
-`offensive_words.txt` is the word list of the PyPI package `{PACKAGE}` {version} (MIT licence, see `offensive_words.LICENSE`;
-upstream file `profanity_wordlist.txt`, {len(entries)} entries, sha256 `{hashlib.sha256(raw).hexdigest()}`),
+`offensive_words.txt` is the word list of the PyPI package `{PACKAGE}` {version} (MIT licence, see
+`offensive_words.LICENSE`; upstream file `profanity_wordlist.txt`, {len(entries)} entries, sha256
+`{hashlib.sha256(raw).hexdigest()}`),
 normalised as `namesmith.offensive.normalise` does (case folded, accents dropped, letter substitutions
 undone, separators removed) and deduplicated: {len(words)} words, sha256
 `{hashlib.sha256(body.encode()).hexdigest()}`. Built by `scripts/build_offensive_words.py`.
