@@ -81,14 +81,19 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def _where(loc: tuple) -> list:
+    """A pydantic error location without its first part (body, path, query or header)."""
+    return list(loc[1:]) if loc and loc[0] in ("body", "path", "query", "header") else list(loc)
+
+
 def _field(loc: tuple) -> str | None:
     """The request field at fault, from a pydantic error location ("body", "contains", 0) → "contains"."""
-    parts = [p for p in loc if p not in ("body", "path", "query", "header")]
+    parts = _where(loc)
     return str(parts[0]) if parts and isinstance(parts[0], str) else None
 
 
 def _validation_message(error: dict) -> str:
-    field = ".".join(str(p) for p in error["loc"] if p not in ("body", "path", "query", "header"))
+    field = ".".join(str(p) for p in _where(tuple(error["loc"])))
     message = "unknown field (not part of this request)" if error["type"] == "extra_forbidden" else error["msg"]
     return f"{field}: {message}" if field else message
 
