@@ -148,15 +148,14 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
                               description="needed only when the server was started with --api-key")
 
     def check_key(request: Request, key: str | None = Depends(key_header)) -> None:
-        if api_key is None:
-            return
         bearer = request.headers.get("authorization", "")
         given = key or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
         if not hmac.compare_digest(given.encode(), api_key.encode()):
             raise HTTPException(401, f"this server needs an API key: send it in the {API_KEY_HEADER} header",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(check_key)], responses=ERRORS)
+    # the key check (and its entry in the OpenAPI schema) only when there is a key
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(check_key)] if api_key else [], responses=ERRORS)
 
     def summary(entry: ModelEntry, model: NameModel | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"id": entry.id, "source": entry.source, "dataset": entry.dataset,

@@ -8,12 +8,22 @@ guess). Their bounds come from the server's `Limits`, so request models are made
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from namesmith.serve.limits import Limits
 
 MAX_SEED = 2**53 - 1  # seeds stay exact in JavaScript numbers (the page keeps them in share links)
 Number = float | Literal["inf", "-inf"]  # JSON has no infinity: a name of probability 0 has log_prob "-inf"
+
+
+def _whole(value: object) -> object:
+    """2.0 is an integer in JSON Schema: take it as 2 (and leave "2", True and 2.5 to be refused)."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+def whole(lo: int, hi: int) -> object:
+    """An integer field of a request, from `lo` to `hi`."""
+    return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_whole)]
 
 
 class Strict(BaseModel):
@@ -151,7 +161,7 @@ def request_models(limits: Limits) -> RequestModels:
     class GenerateRequest(Strict):
         """Every option of `namesmith sample`; names come back with their scores."""
 
-        n: int = Field(20, ge=1, le=limits.max_names, description="how many names")
+        n: whole(1, limits.max_names) = Field(20, description="how many names")
         where: Where = {}
         starts_with: str = Field("", max_length=limits.max_pattern_length)
         ends_with: str = Field("", max_length=limits.max_pattern_length)
@@ -159,15 +169,15 @@ def request_models(limits: Limits) -> RequestModels:
         excludes: list[Pattern] = Field([], max_length=limits.max_patterns, description="none of these")
         regex: str | None = Field(None, max_length=limits.max_pattern_length,
                                   description="Python regular expression searched in each name (time-limited)")
-        min_len: int | None = Field(None, ge=0, le=limits.max_name_length)
-        max_len: int | None = Field(None, ge=1, le=limits.max_name_length)
+        min_len: whole(0, limits.max_name_length) | None = None
+        max_len: whole(1, limits.max_name_length) | None = None
         novel: bool = Field(False, description="never a word of the training data")
         unique: bool = Field(False, description="no name twice")
         temperature: float = Field(1.0, gt=0, le=10)
-        top_k: int | None = Field(None, ge=1, le=100_000)
+        top_k: whole(1, 100_000) | None = None
         top_p: float | None = Field(None, gt=0, le=1)
-        seed: int | None = Field(None, ge=0, le=MAX_SEED, description="same seed, same names; drawn when absent")
-        max_tries: int | None = Field(None, ge=1, le=limits.max_tries)
+        seed: whole(0, MAX_SEED) | None = Field(None, description="same seed, same names; drawn when absent")
+        max_tries: whole(1, limits.max_tries) | None = None
         time_budget: float | None = Field(None, gt=0, le=limits.time_budget,
                                           description=f"seconds of search, at most {limits.time_budget}")
         method: Literal["auto", "exact", "rejection"] = "auto"
