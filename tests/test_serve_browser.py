@@ -32,8 +32,8 @@ from namesmith.serve import ModelRegistry, create_app  # noqa: E402
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
-                       reason="Chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver)"),
+    pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason="Chromium and chromedriver are not installed "
+                       "(apt-get install -y chromium chromium-driver)"),
     pytest.mark.usefixtures("one_thread"),
 ]
 
@@ -121,7 +121,8 @@ def test_generate_shortlist_export_share_score_and_model(browser, server, downlo
     press_name(browser, 1)
     kept = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#shortlist li")]
     assert kept == names[:2]
-    assert browser.find_elements(By.CSS_SELECTOR, "#results tbody button.name")[0].get_attribute("aria-pressed") == "true"
+    first_button = browser.find_elements(By.CSS_SELECTOR, "#results tbody button.name")[0]
+    assert first_button.get_attribute("aria-pressed") == "true"
 
     # CSV export of the results, as downloaded
     browser.find_element(By.ID, "csv-results").click()
@@ -164,7 +165,8 @@ def test_generate_shortlist_export_share_score_and_model(browser, server, downlo
     fill(browser, "score-names", "zzqx\nemma\nsophia")
     browser.find_element(By.CSS_SELECTOR, "#score-form button").click()
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#scores tbody tr")) == 3)
-    ranked = [r.find_elements(By.TAG_NAME, "td")[1].text for r in browser.find_elements(By.CSS_SELECTOR, "#scores tbody tr")]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#scores tbody tr")
+    ranked = [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows]
     assert ranked[-1] == "zzqx"
 
     # the model tab: metrics and the heat map
