@@ -14,6 +14,7 @@ import secrets
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from typing import Any
 import torch
 from rapidfuzz.distance import DamerauLevenshtein
 
+from namesmith.casing import fold
 from namesmith.errors import ConfigError
-from namesmith.generate import Generation, novelty_summary
+from namesmith.generate import Generation, NoveltySummary
 from namesmith.namemodel import NameModel
 from namesmith.offensive import default_filter
 from namesmith.serve.limits import Limits
@@ -31,6 +33,7 @@ from namesmith.serve.schemas import MAX_SEED
 MAX_ROUNDS = 8  # generate calls per request when offensive names were hidden and more are needed
 HEATMAP_CHARS = 40  # a heat map of a larger vocabulary shows its most frequent characters only
 _PLOT_LOCK = threading.Lock()  # matplotlib's pyplot is not thread-safe
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → (train set, held-out set) or why not
 
 
 def supports(model: NameModel, method: str, parameter: str) -> bool:
@@ -52,6 +55,21 @@ def condition(model: NameModel, labels: dict[str, list[str]], where: dict[str, s
 def round_seed(seed: int, k: int) -> int:
     """The seed of the k-th generate call of one request (k = 0: the request's own)."""
     return seed if k == 0 else (seed + k * 0x9E3779B97F4A7C15) % (MAX_SEED + 1)
+
+
+def novelty(model: NameModel, names: Sequence[str]) -> NoveltySummary:
+    """How many of `names` are training, held-out or new words (the word sets built once per model)."""
+    if model not in _SPLITS:
+        split, why = model.training_split()
+        _SPLITS[model] = why if split is None else (frozenset(split.train),
+                                                      frozenset(split.val + split.test) - frozenset(split.train))
+    sets = _SPLITS[model]
+    if isinstance(sets, str):
+        return NoveltySummary(len(names), unavailable=sets)
+    train, heldout = sets
+    words = fold(list(names), model.casing)  # as the training words are kept (lowercased for most models)
+    in_train, in_heldout = sum(n in train for n in words), sum(n in heldout for n in words)
+    return NoveltySummary(len(names), in_train, in_heldout, len(names) - in_train - in_heldout)
 
 
 def finite(x: float | None) -> float | str | None:
@@ -104,11 +122,10 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
         stop_reason = stop_reason or "max-tries"
     stats = Generation(names, n, tries, time.perf_counter() - start, method,
                        None if len(names) >= n else (stop_reason or "time-budget"))
-    split, why = model.training_split()
     scores = model.score(names, **condition(model, labels, where, "score")) if names else []
     return {"seed": seed, "names": [score_dict(s) for s in scores], "complete": stats.complete,
             "message": None if stats.complete else stats.message(), "generation": stats.to_dict(),
-            "summary": novelty_summary(names, split, why).to_dict(), "offensive_hidden": hidden}
+            "summary": novelty(model, names).to_dict(), "offensive_hidden": hidden}
 
 
 def score_dict(score: Any) -> dict[str, Any]:
