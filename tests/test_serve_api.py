@@ -228,11 +228,13 @@ def test_scrub_removes_paths():
 
 
 def test_novelty_summary_counts_title_case_names_as_the_model_does(tmp_path):
-    words = ["Anna", "Emma", "Ella", "Bella", "Hannah", "Lena", "Nora", "Mara", "Ada", "Alma"] * 4
-    model = NameModel.train(words=words, model="bigram-counts", out=tmp_path / "titled")
+    words = tmp_path / "titled.txt"
+    words.write_text("\n".join(["Anna", "Emma", "Ella", "Bella", "Hannah", "Lena", "Nora", "Mara", "Ada", "Alma"] * 4))
+    NameModel.train(data=words, model="bigram-counts", out=tmp_path / "titled")
+    model = NameModel.load(tmp_path / "titled")
     assert model.casing == "title"
     client = TestClient(create_app(ModelRegistry.from_directories([tmp_path / "titled"])))
-    served = client.post("/api/v1/models/titled/generate", json={"n": 30, "seed": 5, "filter_offensive": False}).json()
-    direct = model.generate(30, seed=5)
+    served = client.post("/api/v1/models/titled/generate", json={"n": 150, "seed": 5, "filter_offensive": False}).json()
+    direct = model.generate(150, seed=5)
     assert [r["name"] for r in served["names"]] == direct.names and direct.names[0][0].isupper()
     assert served["summary"] == direct.novelty.to_dict() and served["summary"]["in_train"] > 0
