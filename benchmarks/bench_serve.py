@@ -92,7 +92,8 @@ def start_server(port: int, args: argparse.Namespace, cache: str) -> subprocess.
     code = ("import sys; from namesmith.serve import run_server; "
             f"run_server({[args.model_dir] if args.model_dir else []!r}, datasets={[args.dataset]!r}, port={port}, "
             "preload=True, log_level='warning')")
-    env = {**os.environ, "NAMESMITH_CACHE": cache, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "NAMESMITH_CACHE": cache, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     return subprocess.Popen([sys.executable, "-c", code], env=env)
 
 
