@@ -39,10 +39,18 @@ def free_port() -> int:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of a process and its children (the worker processes), in MB."""
+    total = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += rss_mb(int(child))
+    except (OSError, ValueError):
+        pass
+    return total
 
 
 async def request(reader, writer, path: str, body: bytes) -> tuple[int, bytes]:
@@ -91,7 +99,7 @@ async def level(port: int, path: str, body: bytes, clients: int, seconds: float)
 def start_server(port: int, args: argparse.Namespace, cache: str) -> subprocess.Popen:
     code = ("import sys; from namesmith.serve import run_server; "
             f"run_server({[args.model_dir] if args.model_dir else []!r}, datasets={[args.dataset]!r}, port={port}, "
-            "preload=True, log_level='warning')")
+            f"preload=True, workers={args.workers}, log_level='warning')")
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "NAMESMITH_CACHE": cache, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     return subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -163,6 +171,7 @@ def main() -> None:
     parser.add_argument("--model-dir", help="serve this trained model directory instead (e.g. a neural model)")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds per concurrency level (default: 30)")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32], help="concurrent clients")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
