@@ -580,8 +580,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "score": cmd_score, "eval": cmd_eval, "plot": cmd_plot,
-            "report": cmd_report}
+COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "score": cmd_score, "eval": cmd_eval,
+            "plot": cmd_plot, "report": cmd_report}
 
 
 def error_line(e: NamesmithError) -> str:

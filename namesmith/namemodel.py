@@ -103,7 +103,7 @@ class NameModel:
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
-                                   words=None if words is None else list(words), out=out, resume=resume,
+                                   words=words, out=out, resume=resume,
                                    overwrite=overwrite, callback=callback, stream=stream)
         return cls._from(checkpoint, corpus=corpus, directory=out)
 
@@ -264,7 +264,7 @@ class NameModel:
         """(V, V) P(next | previous), rows = the previous token; ConfigError for models without one."""
         table = self.model.transition_table()
         if table is None:
-            raise ConfigError(f"a {self.describe()} model has no bigram table (use a bigram or bigram-counts model)",
+            raise ConfigError(f"this {self.describe()} model has no bigram table (use a bigram or bigram-counts model)",
                               field="model")
         return table.detach().cpu()
 

@@ -185,11 +185,12 @@ def test_tuned_discounts_score_held_out_words_as_the_fitted_tables_do(builtin):
     vocab = Vocab.from_words(builtin)
     model = NGram(vocab.size, NGramConfig(order=4))
     rest, held_out = encode_words(builtin[:1500], vocab), encode_words(builtin[1500:], vocab)
-    keys_by_order, counts_by_order = model._count(model._windows(*rest))
+    keys_by_order, counts_by_order = model._orders(model.count(*rest))
     discounts = torch.tensor([[0.3, 0.9, 1.7]] * 4, dtype=torch.float64)
     model.context_keys, model.next_token_logprobs = model._distributions(keys_by_order, counts_by_order, discounts)
-    features = model._held_out_features(keys_by_order, counts_by_order, model._windows(*held_out))
+    features = model._held_out_features(keys_by_order, counts_by_order, model.count(*held_out))
     assert model._held_out_nll(discounts, features).item() == pytest.approx(model.nll(*held_out), abs=1e-5)
+    assert model.nll_counts(model.count(*held_out)) == pytest.approx(model.nll(*held_out), abs=1e-6)
 
 
 def test_tuning_changes_the_discounts_only_with_enough_words(builtin):
