@@ -22,9 +22,9 @@ from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+import namesmith.serve.service as service
 from namesmith.errors import NamesmithError
 from namesmith.namemodel import NameModel
-from namesmith.serve import service
 from namesmith.serve.limits import Limits
 from namesmith.serve.registry import ID_PATTERN, ModelEntry, ModelRegistry, model_labels, public_info, scrub
 from namesmith.serve.schemas import (
