@@ -199,3 +199,19 @@ def test_readable_on_a_phone_and_saves_the_screenshot(browser, server):
     overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"the page is {overflow}px wider than a phone's screen"
     browser.set_window_size(1280, 1400)
+
+
+def test_the_page_asks_for_the_api_key_when_one_is_set(browser, tmp_path_factory):
+    from serve_support import train_bigram
+
+    app = create_app(ModelRegistry.from_directories([train_bigram(tmp_path_factory.mktemp("keyed"))]), api_key="k3y")
+    with running(app) as url:
+        browser.get("about:blank")
+        browser.get(url + "/")
+        wait(browser, lambda d: d.find_element(By.ID, "key-box").is_displayed())
+        assert "API key" in browser.find_element(By.ID, "message").text
+        fill(browser, "api-key", "k3y").send_keys(Keys.TAB)  # the change event stores it for this tab
+        wait(browser, lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+        fill(browser, "n", "3").send_keys(Keys.ENTER)
+        wait(browser, lambda d: len(shown_names(d)) == 3)
+        browser.execute_script("sessionStorage.clear()")
