@@ -57,10 +57,12 @@ def model_labels(model: NameModel) -> dict[str, list[str]]:
 
 
 def warm_up(model: NameModel) -> NameModel:
-    """Read what the model loads lazily (training words, percentile table) before requests share it."""
+    """Read and build what the model makes lazily (training words, percentile table, the sampler's tables)
+    before requests share it, so that no request pays for it (or runs out of its time budget doing it)."""
     model.training_split()
     if model.vocab.chars:
         model.score([model.vocab.chars[0]])
+    model.generate(1, seed=0)
     return model
 
 
