@@ -261,6 +261,13 @@ class NGram(CharModel):
         self._transition_cache = (keys, table)
         return table
 
+    def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The model as a finite Markov chain over its rows (for exact conditioning, namesmith.generate):
+        next-token log-probabilities (R, V), the next row (R, V), and the row after the boundary that
+        starts a name."""
+        start = self._transitions()[self.init_state(1), 0]  # token 0: the boundary
+        return self.next_token_logprobs, self._transitions(), int(start)
+
     def init_state(self, batch_size: int) -> State:
         """(B,) the row of the boundary padding, before the boundary token that starts a name."""
         K = self.context_size
