@@ -100,7 +100,7 @@ def test_impossible_constraints_are_400_with_the_libraries_text(client, model_di
 def test_a_search_stopped_by_its_budget_says_so(client):
     result = generate(client, n=5, seed=0, regex="^q.*z.*x$", max_tries=2000)
     assert not result["complete"] and len(result["names"]) < 5
-    assert "max-tries" in result["message"] and result["generation"]["stop_reason"] == "max-tries"
+    assert "max_tries" in result["message"] and result["generation"]["stop_reason"] == "max-tries"
     assert result["generation"]["tries"] <= 2000
 
 

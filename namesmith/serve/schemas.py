@@ -93,6 +93,8 @@ class GenerationStats(BaseModel):
     method: str  # exact, rejection or plain
     complete: bool
     stop_reason: str | None  # max-tries or time-budget when the search stopped early
+    unfinished: int = 0  # draws that reached the length guard without ending (dropped)
+    max_len: int | None = None  # the length guard in force
 
 
 class NoveltySummary(BaseModel):

@@ -94,8 +94,8 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
     conditions = condition(model, labels, where, "generate")
     start = time.perf_counter()
     names: list[str] = []
-    hidden = tries = 0
-    stop_reason = None
+    hidden = tries = unfinished = 0
+    stop_reason = max_len = None
     method = "plain"
     for k in range(MAX_ROUNDS):
         left = budget - (time.perf_counter() - start)
@@ -108,8 +108,8 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
             break
         found = model.generate(n - len(names), seed=round_seed(seed, k), time_budget=left, max_tries=tries_left,
                                **options, **conditions)
-        tries += found.stats.tries
-        method = found.stats.method
+        tries, unfinished = tries + found.stats.tries, unfinished + found.stats.unfinished
+        method, max_len = found.stats.method, found.stats.max_len
         for name in found.names:
             if hide is not None and hide(name):
                 hidden += 1
@@ -120,8 +120,9 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
             break
     else:
         stop_reason = stop_reason or "max-tries"
-    stats = Generation(names, n, tries, time.perf_counter() - start, method,
-                       None if len(names) >= n else (stop_reason or "time-budget"))
+    stats = Generation(names, n, found=len(names), tries=tries, seconds=time.perf_counter() - start, method=method,
+                       stop_reason=None if len(names) >= n else (stop_reason or "time-budget"),
+                       unfinished=unfinished, max_len=max_len)
     scores = model.score(names, **condition(model, labels, where, "score")) if names else []
     return {"seed": seed, "names": [score_dict(s) for s in scores], "complete": stats.complete,
             "message": None if stats.complete else stats.message(), "generation": stats.to_dict(),
