@@ -175,9 +175,10 @@ def request_models(limits: Limits) -> RequestModels:
         max_len: whole(1, limits.max_name_length) | None = None
         novel: bool = Field(False, description="never a word of the training data")
         unique: bool = Field(False, description="no name twice")
-        temperature: float = Field(1.0, gt=0, le=10)
+        # below 0.01 the library's softmax of logits / temperature overflows (uniform, not greedy, names)
+        temperature: float = Field(1.0, ge=0.01, le=10)
         top_k: whole(1, 100_000) | None = None
-        top_p: float | None = Field(None, gt=0, le=1)
+        top_p: float | None = Field(None, ge=0.001, le=1)
         seed: whole(0, MAX_SEED) | None = Field(None, description="same seed, same names; drawn when absent")
         max_tries: whole(1, limits.max_tries) | None = None
         time_budget: float | None = Field(None, gt=0, le=limits.time_budget,
