@@ -172,6 +172,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds per concurrency level (default: 30)")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32], help="concurrent clients")
     parser.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
+    parser.add_argument("--method", choices=("auto", "exact", "rejection"), default="auto",
+                        help="the request's sampling method (default: auto, the library's choice)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -181,6 +183,8 @@ def main() -> None:
         try:
             wait_ready(port, server)
             path, body, condition = model_request(port)
+            if args.method != "auto":
+                body["method"] = args.method
             payload = json.dumps(body).encode()
             print(f"server pid {server.pid}, {path}, body {body}, condition: {condition}")
             asyncio.run(level(port, path, payload, 4, 3.0))  # warm-up, not reported

@@ -230,3 +230,22 @@ def test_limits_are_configurable_and_reported(model_dir):
     assert client.post(GENERATE, json={"n": 6}).status_code == 422
     assert client.post(GENERATE, json={"n": 1, "time_budget": 0.6}).json()["field"] == "time_budget"
     assert client.post("/api/v1/models/bigram/score", json={"names": ["emma"] * 400}).status_code == 413
+
+
+def test_generation_slots_bound_concurrent_work(model_dir, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    real = service.generate
+
+    def slow(*args, **kwargs):  # holds its slot for a while, as a heavy search would
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "generate", slow)
+    limits = Limits(max_concurrent=1, time_budget=0.3)
+    client = TestClient(create_app(ModelRegistry.from_directories([model_dir]), limits=limits))
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(lambda s: client.post(GENERATE, json={"n": 2, "seed": s}), [1, 2]))
+    assert sorted(r.status_code for r in responses) == [200, 503]
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "busy" in assert_clean(busy)["error"]

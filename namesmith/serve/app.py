@@ -3,7 +3,8 @@
 Safe by default: requests name models by id only (never a path), every request is bounded by the
 server's `Limits`, errors are JSON `{"error": message, "field": name}` with no traceback or file
 path (422 for a request that does not validate, 400 for constraints no name can meet, 404 for an
-unknown model, 413 for an oversized body, 401 for a missing or wrong API key), and the page is
+unknown model, 413 for an oversized body, 401 for a missing or wrong API key, 503 when every
+generation slot stays busy for the time budget), and the page is
 served with a strict content-security policy (its own files only: no CDN, nothing inline).
 """
 
@@ -113,6 +114,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     adapted: OrderedDict[tuple, NameModel] = OrderedDict()
     adapted_lock = threading.Lock()
     heatmaps: dict[str, bytes] = {}
+    slots = threading.BoundedSemaphore(limits.max_concurrent)  # bounds the CPU and memory of generation
 
     app = FastAPI(title="namesmith", version=__version__, summary="Generate, steer, score and compare names.",
                   description="A JSON API over namesmith's character models. Errors are "
@@ -193,14 +195,26 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         model = entry.get()
         return {**summary(entry, model), "info": _jsonable(public_info(model))}
 
+    def generating(model: NameModel, options: dict[str, Any], labels: dict[str, list[str]]) -> dict[str, Any]:
+        """service.generate in one of the max_concurrent slots (503 when none frees up within the budget)."""
+        if not slots.acquire(timeout=limits.time_budget):
+            raise HTTPException(503, f"the server is busy ({limits.max_concurrent} generate requests running); "
+                                     f"try again shortly", headers={"Retry-After": "1"})
+        try:
+            return service.generate(model, options, limits, labels)
+        finally:
+            slots.release()
+
     @api.post("/models/{model_id}/generate", response_model=GenerateResponse,
-              summary="Generate names meeting every constraint, with their scores")
+              summary="Generate names meeting every constraint, with their scores",
+              responses={503: {"model": ErrorResponse, "description": "every generation slot is busy"}})
     def generate(body: requests.Generate, model_id: str = _path(model_path)) -> dict[str, Any]:
         model, labels = model_for(model_id)
-        return {"model": model_id, **service.generate(model, body.model_dump(), limits, labels)}
+        return {"model": model_id, **generating(model, body.model_dump(), labels)}
 
     @api.post("/models/{model_id}/more-like-these", response_model=GenerateResponse,
-              summary="Names in the style of a short list (the model adapted to it)")
+              summary="Names in the style of a short list (the model adapted to it)",
+              responses={503: {"model": ErrorResponse, "description": "every generation slot is busy"}})
     def more_like_these(body: requests.MoreLikeThese, model_id: str = _path(model_path)) -> dict[str, Any]:
         model, labels = model_for(model_id)
         if not service.can_adapt():
@@ -217,7 +231,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
                 adapted[key] = tuned
                 while len(adapted) > ADAPTED_CACHE:
                     adapted.popitem(last=False)
-        return {"model": model_id, **service.generate(tuned, options, limits, labels)}
+        return {"model": model_id, **generating(tuned, options, labels)}
 
     @api.post("/models/{model_id}/score", response_model=ScoreResponse, summary="Score and rank names")
     def score(body: requests.Score, model_id: str = _path(model_path)) -> dict[str, Any]:
