@@ -26,7 +26,7 @@ class Limits:
     time_budget: float = 2.0  # seconds of search per request, at most (a request may ask for less)
     max_tries: int = 1_000_000  # names drawn per generate request, at most
     max_adapt_words: int = 200  # names sent for "more like these"
-    max_concurrent: int = 8  # generate requests running at once (each may hold a model's sampling tables);
+    max_concurrent: int = 4  # generate requests running at once (each may hold a model's sampling tables);
     #                          more wait for a free slot up to time_budget, then get a 503
 
     def __post_init__(self) -> None:
