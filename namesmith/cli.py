@@ -302,6 +302,24 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
                     help="heat map of training pair counts, each cell labelled with its pair and count")
     pl.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")
 
+    sv = sub.add_parser("serve", help="the web page and JSON API",
+                        description="Serve a web page and a JSON API (/api/v1, OpenAPI at /docs) to generate, steer, "
+                                    "score and compare names. With no -m, a count model of each built-in data set, "
+                                    "trained on first use and cached. Needs the serve extra: pip install "
+                                    "'namesmith[serve]'.")
+    _common(sv)
+    sv.add_argument("-m", "--model-dir", dest="model_dirs", action="append", default=[], metavar="DIR",
+                    help="a trained model directory to serve (repeatable; default: the built-in data sets' models)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                                                        "only; another address needs --api-key to be safe)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    sv.add_argument("--api-key", metavar="KEY", help="require this key in the X-API-Key header of every API request "
+                                                     "(or set NAMESMITH_API_KEY)")
+    sv.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                    help="change a per-request limit (repeatable), e.g. max_names=500 or time_budget=1; see "
+                         "namesmith/serve/limits.py for all")
+    sv.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default: 1)")
+
     d = sub.add_parser("data", help="list the built-in data sets",
                        description="The built-in data sets (--data NAME): rows, distinct names, labels, licence and "
                                    "source. See namesmith/catalogue/DATA_CARD.md for how each was built.")
@@ -583,6 +601,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from namesmith.serve.limits import Limits
+        from namesmith.serve.server import run_server
+    except ImportError as e:
+        raise ConfigError(f"serve needs the serve extra ({e.name} is missing): "
+                          "pip install 'namesmith[serve]'") from None
+    run_server(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, limits=Limits.parse(args.limit),
+               workers=args.workers, log_level="warning" if args.quiet else "info")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from namesmith.catalogue import list_datasets
 
@@ -598,8 +628,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "score": cmd_score, "eval": cmd_eval,
-            "plot": cmd_plot, "report": cmd_report}
+COMMANDS = {"data": cmd_data, "serve": cmd_serve, "train": cmd_train, "sample": cmd_sample, "score": cmd_score,
+            "eval": cmd_eval, "plot": cmd_plot, "report": cmd_report}
 
 
 def error_line(e: NamesmithError) -> str:

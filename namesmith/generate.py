@@ -79,6 +79,7 @@ MAX_AUTOMATON_STATES = 2_000  # states of the constraints' automaton, at most
 MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: the exact sampler's step table
 MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float32), at most
 PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
+EXACT_BUILD_SHARE = 0.5  # of the time budget, that method "auto" may spend building exact tables
 MIN_BATCH = 256  # the first batch (names come out at once), and the least a filtering search draws
 BATCH_GROWTH = 4  # each batch may be this many times the previous one, up to the sampler's limit
 DEFAULT_TRIES_PER_NAME = 100  # default max_tries: this many per requested name, plus MIN_TRIES
@@ -547,6 +548,7 @@ class ExactCache:
     def __init__(self, size: int = 8):
         self.size = size
         self._entries: dict[tuple, ExactSampler | _NotExact] = {}
+        self._building: set[tuple] = set()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -564,8 +566,29 @@ class ExactCache:
     def put(self, key: tuple, entry: ExactSampler | _NotExact) -> None:
         with self._lock:
             self._entries[key] = entry
+            self._building.discard(key)
             while len(self._entries) > self.size:
                 self._entries.pop(next(iter(self._entries)))
+
+    def build_later(self, key: tuple, build: Callable[[], ExactSampler]) -> None:
+        """Build an entry in a background thread (once per key), for the requests that come after."""
+        with self._lock:
+            if key in self._building or key in self._entries:
+                return
+            self._building.add(key)
+
+        def work() -> None:
+            try:
+                entry: ExactSampler | _NotExact = build()
+            except _NotExact as why:
+                entry = why
+            except Exception:  # noqa: BLE001 - a failed background build only means no cached tables
+                with self._lock:
+                    self._building.discard(key)
+                return
+            self.put(key, entry)
+
+        threading.Thread(target=work, name="namesmith-exact-tables", daemon=True).start()
 
 
 def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
@@ -739,9 +762,13 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
     gen = Generation([], config.num, method="plain", max_len=max_len)
     run: Callable[[int, float | None], Batch | None] | None = None
     if config.method == "exact" or (config.method == "auto" and config.structural):
+        # "auto" spends at most half the budget building exact tables, then samples by rejection in the rest
+        # (with a cache, the tables go on being built in the background for the next request)
+        build_deadline = deadline if deadline is None or config.method == "exact" else \
+            start_time + EXACT_BUILD_SHARE * config.time_budget
         try:
             with _eval_mode(model):
-                exact = exact_sampler(model, vocab, config, max_len, seed, deadline, cache)
+                exact = exact_sampler(model, vocab, config, max_len, seed, build_deadline, cache)
             if exact.log_p_valid == -math.inf:
                 raise ConfigError("no name satisfies these constraints with non-zero probability under this model "
                                   "(at this temperature, top-k and top-p)")
@@ -751,7 +778,11 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
                 raise ConfigError(f"method 'exact' is not available here: {why}; use 'auto' or 'rejection'",
                                   field="method") from None
         except _OutOfTime:
-            gen.method, gen.stop_reason = "exact", "time-budget"
+            if config.method == "exact":
+                gen.method, gen.stop_reason = "exact", "time-budget"
+            elif cache is not None:
+                cache.build_later(ExactCache.key(config, max_len),
+                                  lambda: _build_exact_sampler(model, vocab, config, max_len, seed))
     if run is None and gen.stop_reason is None:
         run = plain_sampler(model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed,
                             **config.decoding).run

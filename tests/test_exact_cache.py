@@ -39,3 +39,23 @@ def test_concurrent_requests_share_tables_but_not_random_state():
     for thread in threads:
         thread.join()
     assert results == expected
+
+
+def test_tables_too_slow_for_the_budget_fall_back_to_rejection_and_are_built_for_later(monkeypatch):
+    from namesmith import generate as generation
+
+    build = generation._build_exact_sampler
+
+    def slow(model, vocab, config, max_len, seed, deadline=None):  # noqa: ANN001, ANN202
+        if deadline is not None:
+            raise generation._OutOfTime  # as if the tables took longer than half the budget
+        return build(model, vocab, config, max_len, seed)
+
+    monkeypatch.setattr(generation, "_build_exact_sampler", slow)
+    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    first = model.generate(10, ends_with="a", seed=1, time_budget=5.0)
+    assert first.stats.method == "rejection" and first.complete and all(n.endswith("a") for n in first.names)
+    for thread in [t for t in threading.enumerate() if t.name == "namesmith-exact-tables"]:
+        thread.join(timeout=30)
+    later = model.generate(10, ends_with="a", seed=1, time_budget=5.0)
+    assert later.stats.method == "exact" and later.complete
