@@ -153,7 +153,11 @@ def setup(device: torch.device) -> World | None:
                           field="device")
     seconds = timeout()
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        local_rank, gpus = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+        if local_rank >= gpus:
+            raise ConfigError(f"device cuda: local rank {local_rank} has no GPU of its own ({gpus} here); start at "
+                              f"most {gpus} ranks per machine, or train on cpu", field="device")
+        device = torch.device("cuda", local_rank)
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

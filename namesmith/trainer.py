@@ -36,6 +36,11 @@ Training is resumable: `on_checkpoint(state)` receives {"tensors": flat name -> 
 `Trainer(...).fit(resume=state)` continues from it. Weights, optimiser moments, the torch RNG and
 the batch generator are all restored, so an interrupted and resumed run ends with the same weights
 as an uninterrupted one, unless the time budget binds (wall time is not reproducible).
+
+A `DistributedTrainer` is the same run as one rank of several (DistributedDataParallel, launched
+by torchrun: see namesmith.distributed): it overrides the trainer's hooks (the step's loss, the
+reported loss, the clock, the stop decision, the validation loss, the random states) and nothing
+else, so the recipe above is the same for both.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
@@ -431,6 +437,9 @@ class DistributedTrainer(Trainer):
         self._share: torch.Tensor | None = None  # this rank's part of the step's loss
         self._stop_requested = self._stop_agreed = False
         self._clock: float | None = None  # rank 0's seconds, as of the last step
+        if world.is_main:
+            log.info(f"DistributedDataParallel on {world.size} ranks ({dist.get_backend()}): each trains on its share "
+                     f"of every batch of {config.batch_size} words")
 
     def fit(self, resume: dict[str, Any] | None = None) -> TrainHistory:
         try:

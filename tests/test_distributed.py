@@ -36,7 +36,7 @@ RUNS = {  # name: (model type, training options, model options)
                     {"n_layer": 1, "n_head": 2, "n_embd": 16, "dropout": 0.0}),
 }
 STOP_AT = 7  # rank 1's callback asks to stop after this step
-TIMEOUT = 5.0  # NAMESMITH_DIST_TIMEOUT for the hung-rank test
+TIMEOUT = 3.0  # NAMESMITH_DIST_TIMEOUT for the hung-rank test
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
