@@ -229,12 +229,16 @@ def load_words(config: DataConfig | str | Path = BUILTIN, **options) -> list[str
 
 
 def fingerprint(path: str | Path) -> str:
-    """sha256 of a data file's bytes ("builtin" means the built-in file)."""
+    """sha256 of a data file's bytes ("builtin" means the built-in file); DataError if it cannot be read."""
     p = builtin_path() if str(path) == BUILTIN else Path(path)
     digest = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        read_file_bytes(p)  # says why in one line (no such file, a directory, ...)
+        raise
     return digest.hexdigest()
 
 

@@ -245,6 +245,7 @@ def train(
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
+    device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
     request = _request(model_type, data, train_config, model_config) if words is None else None
     if out is not None and not resume:
         check_overwrite(out, request, overwrite)
@@ -253,7 +254,6 @@ def train(
             check_writable(out)
         return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback,
                               request=request), None
-    device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
     # one rank of several (torchrun) trains a neural model with the others; count models: see _counted_by_rank_zero
     world = setup_distributed(device) if model_class(model_type).neural else None
     device = device if world is None else world.device

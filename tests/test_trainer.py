@@ -34,7 +34,7 @@ WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "ame
 def base_config(**overrides) -> TrainConfig:
     values = dict(max_steps=40, learning_rate=1e-2, learning_rate_end=1e-3, batch_size=8, weight_decay=0.01,
                   warmup_steps=5, grad_clip=1.0, eval_every=10, patience=100, seed=3, ema=0.0, batching="random",
-                  ngram_mix=0, time_budget=1e9)  # a budget that never binds keeps the schedule step-based (reproducible)
+                  ngram_mix=0, time_budget=1e9)  # a budget that never binds keeps the schedule step-based
     values.update(overrides)
     return TrainConfig(**values)
 
