@@ -36,6 +36,10 @@ RUNS = {  # name: (model type, training options, model options)
                     {"n_layer": 1, "n_head": 2, "n_embd": 16, "dropout": 0.0}),
 }
 STOP_AT = 7  # rank 1's callback asks to stop after this step
+AGREE = {  # runs whose end each rank could see differently: its own clock, its own share of the validation split
+    "budget": {"max_steps": 10**6, "time_budget": 1.0, "eval_every": 50},
+    "patience": {"learning_rate": 0.3, "warmup_steps": 0, "eval_every": 2, "patience": 1},  # stops at step 6
+}
 TIMEOUT = 3.0  # NAMESMITH_DIST_TIMEOUT for the hung-rank test
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,6 +87,12 @@ def _rank_main(rank: int, size: int, port: int, tmp: str) -> None:
         checkpoint, _ = train(model_type, DataConfig(), config(**options), model_options, words=WORDS,
                               out=tmp_path / name)
         _record(tmp_path, rank, name, checkpoint)
+    for name, options in AGREE.items():
+        checkpoint, _ = train("lstm", DataConfig(), config(**options), LSTM, words=WORDS)
+        _record(tmp_path, rank, name, checkpoint)
+    checkpoint, _ = train("ngram", DataConfig(), TrainConfig(device="cpu"), {"order": 3}, words=WORDS,
+                          out=tmp_path / "ngram")  # rank 0 counts, rank 1 waits and loads
+    _record(tmp_path, rank, "ngram", checkpoint)
     stop = (lambda step, total, metrics: step >= STOP_AT) if rank == 1 else None  # as Ctrl-C on rank 1 would
     checkpoint, _ = train("lstm", DataConfig(), config(), LSTM, words=WORDS, out=tmp_path / "cut", callback=stop)
     _record(tmp_path, rank, "cut", checkpoint)
@@ -133,12 +143,30 @@ def test_two_ranks_end_with_the_weights_of_one_process_on_the_same_batches(two_r
     assert saved.meta["metrics"]["val"]["nll"] == pytest.approx(reference.meta["metrics"]["val"]["nll"], abs=1e-5)
 
 
+def test_ranks_agree_when_the_time_budget_or_early_stopping_ends_the_run(two_ranks):
+    reference, _ = train("lstm", DataConfig(), config(**AGREE["patience"]), LSTM, words=WORDS)
+    for name, stop_reason in (("budget", "time budget"), ("patience", "early stopping")):
+        records = [json.loads((two_ranks / f"{name}-{rank}.json").read_text()) for rank in (0, 1)]
+        assert records[0] == records[1] and records[0]["stop_reason"] == stop_reason
+        rank0, rank1 = weights(two_ranks / f"{name}-0.safetensors"), weights(two_ranks / f"{name}-1.safetensors")
+        assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert records[0]["steps"] == reference.meta["history"]["steps"] == 6
+
+
 def test_rank_zero_alone_writes_each_checkpoint_once(two_ranks):
     assert not (two_ranks / "saves-1.txt").exists()
     saves = (two_ranks / "saves-0.txt").read_text().split()
     for name in RUNS:  # one per evaluation (steps 10, 20, 30) and the final model
         assert saves.count(name) == 4
     assert saves.count("cut") == 2 + 4  # the interrupt, the interrupted model; then the resumed run's 3 + 1
+    assert saves.count("ngram") == 1
+
+
+def test_a_count_model_is_fitted_by_rank_zero_and_loaded_by_the_others(two_ranks):
+    rank0, rank1 = weights(two_ranks / "ngram-0.safetensors"), weights(two_ranks / "ngram-1.safetensors")
+    assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    reference, _ = train("ngram", DataConfig(), TrainConfig(device="cpu"), {"order": 3}, words=WORDS)
+    assert all(torch.equal(rank0[k], v) for k, v in reference.model.state_dict().items())
     assert not list((two_ranks / "lstm").glob(".*.tmp"))
 
 
