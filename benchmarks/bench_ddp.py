@@ -2,12 +2,14 @@
 
     python3 benchmarks/bench_ddp.py [--models lstm transformer] [--steps 1500 800] [--json OUT]
 
-Each configuration trains the model type with its default size and recipe (no n-gram mix, no time
-budget) for the same number of steps of the same global batch size, so every configuration sees
-the same number of examples (the 2-rank run draws the very same batches and splits each between
-its ranks). It reports steps/s and examples/s of the training loop (evaluation excluded) and the
-validation NLL per character at the end. The LSTM's result is the same whatever the configuration,
-up to rounding; the Transformer's differs a little because its dropout draws differ per rank.
+Each configuration trains the model type with its default size and recipe (no n-gram mix) for the
+same number of steps of the same global batch size, so every configuration sees the same number
+of examples (the 2-rank run draws the very same batches and splits each between its ranks). It
+reports steps/s and examples/s of the training loop (evaluation excluded) and the validation NLL
+per character at the end. A configuration that would run longer than `--cap` seconds is stopped
+there by the time budget, and flagged: it saw fewer examples. The LSTM's result is the same
+whatever the configuration, up to rounding; the Transformer's differs a little because its
+dropout draws differ per rank.
 
 Every configuration runs in fresh processes (torch.multiprocessing "spawn"); the 2 ranks meet
 over gloo through the environment variables torchrun would set. Data: ../shared/data/names.txt
@@ -52,7 +54,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_rank(rank: int, ranks: int, threads: int, port: int, model_type: str, steps: int, data: str,
+def run_rank(rank: int, ranks: int, threads: int, port: int, model_type: str, steps: int, cap: float, data: str,
              result_file: str) -> None:
     """One process of a configuration: train, and (rank 0) write the figures to `result_file`."""
     torch.set_num_threads(threads)
@@ -62,7 +64,7 @@ def run_rank(rank: int, ranks: int, threads: int, port: int, model_type: str, st
     corpus = Corpus.from_words(load_words(data), seed=42)
     torch.manual_seed(1337)
     model = build_model(model_type, corpus.vocab.size, {}, corpus)
-    config = resolve_train_config(model, TrainConfig(max_steps=steps, eval_every=steps, time_budget=1e9, ngram_mix=0,
+    config = resolve_train_config(model, TrainConfig(max_steps=steps, eval_every=steps, time_budget=cap, ngram_mix=0,
                                                      device="cpu"))
     world = setup(torch.device("cpu"))
     trainer = (Trainer(model, corpus, config) if world is None
@@ -71,17 +73,18 @@ def run_rank(rank: int, ranks: int, threads: int, port: int, model_type: str, st
     if rank == 0:
         seconds = history.seconds - trainer.state.eval_seconds
         Path(result_file).write_text(json.dumps({
-            "steps": history.steps, "train_seconds": seconds, "steps_per_s": history.steps / seconds,
+            "steps": history.steps, "capped": history.stop_reason == "time budget", "train_seconds": seconds,
+            "steps_per_s": history.steps / seconds,
             "examples_per_s": history.steps * config.batch_size / seconds, "batch_size": config.batch_size,
             "examples": history.steps * config.batch_size, "val_nll": history.val_loss[-1][2],
             "parameters": sum(p.numel() for p in model.parameters())}))
 
 
-def run_config(model_type: str, steps: int, ranks: int, threads: int, data: str, scratch: Path) -> dict:
+def run_config(model_type: str, steps: int, cap: float, ranks: int, threads: int, data: str, scratch: Path) -> dict:
     result_file = scratch / f"{model_type}-{ranks}-{threads}.json"
     context = torch.multiprocessing.get_context("spawn")
     port = free_port()
-    processes = [context.Process(target=run_rank, args=(rank, ranks, threads, port, model_type, steps, data,
+    processes = [context.Process(target=run_rank, args=(rank, ranks, threads, port, model_type, steps, cap, data,
                                                          str(result_file))) for rank in range(ranks)]
     start = time.perf_counter()
     for process in processes:
@@ -98,6 +101,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_STEPS), choices=list(DEFAULT_STEPS))
     parser.add_argument("--steps", nargs="+", type=int, help="steps per model (default: 1500 lstm, 800 transformer)")
     parser.add_argument("--data", default=str(NAMES) if NAMES else "builtin")
+    parser.add_argument("--cap", type=float, default=120.0,
+                        help="seconds of training per configuration at most (a capped run sees fewer examples)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     steps = dict(zip(args.models, args.steps)) if args.steps else DEFAULT_STEPS
@@ -110,11 +115,12 @@ def main() -> None:
     for model_type in args.models:
         results[model_type] = {}
         for name, ranks, threads in CONFIGS:
-            r = run_config(model_type, steps[model_type], ranks, threads, args.data, scratch)
+            r = run_config(model_type, steps[model_type], args.cap, ranks, threads, args.data, scratch)
             results[model_type][name] = r
             print(f"{model_type:>11} {name:>19}: {r['steps']} steps x {r['batch_size']} words in "
                   f"{r['train_seconds']:6.1f} s  {r['steps_per_s']:6.1f} steps/s  {r['examples_per_s']:8.0f} examples/s"
-                  f"  val NLL {r['val_nll']:.4f}  (wall {r['wall_seconds']:.1f} s)", flush=True)
+                  f"  val NLL {r['val_nll']:.4f}  (wall {r['wall_seconds']:.1f} s)"
+                  + ("  CAPPED: fewer examples, time-annealed" if r["capped"] else ""), flush=True)
         one = results[model_type]["1 rank x 1 thread"]["examples_per_s"]
         for r in results[model_type].values():
             r["speed_vs_1x1"] = r["examples_per_s"] / one

@@ -48,13 +48,6 @@ def active() -> bool:
     return launched() or (dist.is_available() and dist.is_initialized())
 
 
-def rank() -> int:
-    """This process's rank: 0 when it trains alone."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    return int(os.environ["RANK"]) if launched() else 0
-
-
 def timeout() -> float:
     """Seconds a collective waits for the other ranks (NAMESMITH_DIST_TIMEOUT, default 600)."""
     text = os.environ.get(TIMEOUT_ENV)
@@ -76,7 +69,7 @@ def rank_seed(seed: int, rank: int) -> int:
 
 def collective_failure(error: BaseException) -> bool:
     """Whether `error` is a collective that failed: a rank died, hung past the timeout, or the group broke."""
-    if isinstance(error, dist.DistError):
+    if isinstance(error, getattr(dist, "DistError", ())):  # torch's own class for them (recent versions)
         return True
     text = str(error)
     return isinstance(error, RuntimeError) and any(word in text for word in ("gloo", "Gloo", "NCCL", "c10d"))
