@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shlex
 import signal
 import sys
@@ -220,6 +221,9 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
                                                                             f"{DEFAULT_MODEL_DIR})")
     p.add_argument("--overwrite", action="store_true", help="replace a different model already saved in --out")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in --out")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N processes of this machine with DistributedDataParallel, launched by torchrun's "
+                        "elastic agent (neural models; README: Training on several processes)")
     p.add_argument("--samples", type=int, default=10, metavar="N", help="names to print after training (default: 10)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
     data_fields = _data_options(p, "word list, one name per line (UTF-8) (default: builtin, the US baby names of "
@@ -405,7 +409,8 @@ class Progress:
         from tqdm import tqdm
 
         self.stop, self.time_budget, self.clock = stop, time_budget, clock
-        self.bar = tqdm(total=None, desc=f"training {model_type}", unit="step", disable=None, leave=False)
+        self.bar = tqdm(total=None, desc=f"training {model_type}", unit="step", disable=None if _rank() == 0 else True,
+                        leave=False)
         self.start = self.last_line = clock()
 
     def __call__(self, step: int, total: int, metrics: dict[str, float]) -> bool:
@@ -444,11 +449,32 @@ def _logs_through(progress: Progress) -> Iterator[None]:
             yield
 
 
+def _rank() -> int:
+    """This process's rank when torchrun started it, else 0: only rank 0 prints progress and results."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line without its --nproc option (argparse also takes an abbreviation such as --np)."""
+    kept, skip = [], False
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if skip or (len(name) > 3 and "--nproc".startswith(name)):
+            skip = not skip and "=" not in token  # its value is the next token
+            continue
+        kept.append(token)
+    return kept
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from namesmith.namemodel import NameModel
 
     if args.samples < 0:
         raise ConfigError(f"--samples must not be negative, got {args.samples}")
+    if args.nproc is not None:  # this process launches the ranks, which run this command without --nproc
+        from namesmith.distributed import launch
+
+        return launch(args.nproc, _without_nproc(args.argv))
     options = {**given(args, args.data_fields, "data_"), **given(args, args.train_fields, "train_"),
                **given(args, args.model_fields, "model_")}
     with _stop_on_signals() as stop:
@@ -461,6 +487,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             progress.close()
     history = model.history
+    if _rank() != 0:  # rank 0 reports for every rank
+        return EXIT_INTERRUPTED if history.stop_reason == "interrupted" else 0
     names = model.generate(args.samples, seed=options.get("seed", 1337)) if args.samples else None
     if args.json:
         _print_json({"model_dir": args.out, "model_type": model.model_type, "description": model.describe(),
@@ -474,8 +502,9 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"({status}); saved to {args.out}")
         if status == "interrupted":
             data_flag = "" if not args.data else f" --data {shlex.quote(args.data)}"
+            ranks = int(os.environ.get("WORLD_SIZE", "1"))
             print(f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} "
-                  "--resume")
+                  "--resume" + (f" --nproc {ranks}" if ranks > 1 else ""))
         print(_format_metrics(model.metrics))
         alone = model.meta.get("metrics_without_ngram")
         if alone:  # see namesmith.models.ngram_mix
@@ -651,6 +680,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         if owner:
             command.error(f"{extra[0].split('=')[0]} is an option of --model {owner}, not of --model {args.model}")
         command.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = argv
     return args
 
 
@@ -660,10 +690,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse(argv)
         args.quiet = getattr(args, "quiet", False)
-        log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+        level = logging.WARNING if args.quiet else logging.INFO
+        log.setLevel(level if _rank() == 0 else logging.ERROR)  # under torchrun rank 0 speaks for every rank
         return COMMANDS[args.command](args)
     except NamesmithError as e:
-        print(f"namesmith: error: {error_line(e)}", file=sys.stderr)
+        where = f"rank {_rank()}: " if _rank() and not str(e).startswith("rank ") else ""
+        print(f"namesmith: error: {where}{error_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("namesmith: interrupted", file=sys.stderr)

@@ -78,13 +78,21 @@ def target_log_probs(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return torch.where(targets >= 0, logp, torch.zeros_like(logp))
 
 
-def mean_nll(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean NLL per target token of `encode_words` tensors (padding ignored), in eval mode."""
+def nll_sum(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """Summed NLL and number of target tokens of `encode_words` tensors (padding ignored), in eval mode.
+
+    Sums, not a mean, so that shares of a split (one per rank) add up to the whole."""
     total, count = 0.0, 0
     with eval_mode(model):
         for log_probs, targets in chunked_log_probs(model, x, y):
             total += -target_log_probs(log_probs, targets).double().sum().item()
             count += int((targets >= 0).sum())
+    return total, count
+
+
+def mean_nll(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean NLL per target token of `encode_words` tensors (padding ignored), in eval mode."""
+    total, count = nll_sum(model, x, y)
     return total / max(count, 1)
 
 

@@ -10,6 +10,8 @@ checkpoints together, and is the one place where training defaults are resolved.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -31,6 +33,8 @@ from namesmith.config import TrainConfig
 from namesmith.counting import count_file, count_ngrams_file, count_pairs_file
 from namesmith.data import Corpus, DataConfig, check_words, fingerprint, prepare_words, words_fingerprint
 from namesmith.device import resolve_device
+from namesmith.distributed import World, active
+from namesmith.distributed import setup as setup_distributed
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.evaluate import count_metrics, evaluate_splits, ngram_count_metrics
 from namesmith.history import TrainCallback, TrainHistory
@@ -39,7 +43,7 @@ from namesmith.models.base import CharModel
 from namesmith.models.ngram import NGramConfig
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.sources import is_catalogue, read_source, source_fingerprint
-from namesmith.trainer import Trainer
+from namesmith.trainer import DistributedTrainer, Trainer
 from namesmith.version import __version__
 
 log = logging.getLogger("namesmith")
@@ -72,9 +76,13 @@ def build_model(model_type: str, vocab_size: int, overrides: dict[str, Any] | No
 
 
 def fit_model(model: CharModel, corpus: Corpus, config: TrainConfig, callback: TrainCallback | None = None, *,
-              resume: dict[str, Any] | None = None, on_checkpoint: Any = None) -> TrainHistory:
-    """Fit `model` (on its device) on the corpus' train split: by itself, or with the gradient trainer."""
+              resume: dict[str, Any] | None = None, on_checkpoint: Any = None, world: World | None = None
+              ) -> TrainHistory:
+    """Fit `model` (on its device) on the corpus' train split: by itself, or with the gradient trainer
+    (as one rank of `world`, when given: see namesmith.distributed)."""
     config = resolve_train_config(model, config)
+    if model.neural and world is not None:
+        return DistributedTrainer(model, corpus, config, callback, on_checkpoint, world=world).fit(resume)
     if model.neural:
         return Trainer(model, corpus, config, callback, on_checkpoint).fit(resume)
     return model.fit(corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
@@ -220,6 +228,28 @@ def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
     return Checkpoint(model, counts.vocab, meta)
 
 
+def _counted_by_rank_zero(train_fn: Any) -> Any:
+    """Under torchrun, rank 0 alone fits a model that is not neural (count models; sharded counting
+    is to come) and saves it to `out`; the other ranks wait for it, then load what it saved. Without
+    an `out` to share the result through, every rank fits its own."""
+
+    @functools.wraps(train_fn)
+    def train_on_rank_zero(*args: Any, **kwargs: Any) -> Any:
+        call = inspect.signature(train_fn).bind(*args, **kwargs)
+        call.apply_defaults()
+        given = call.arguments
+        if not active() or given["out"] is None or model_class(given["model_type"]).neural:
+            return train_fn(*args, **kwargs)
+        device = resolve_device((given["train_config"] or TrainConfig()).device)
+        world = setup_distributed(device)
+        result = train_fn(*args, **kwargs) if world.is_main else None
+        world.barrier("waiting for rank 0 to fit the model")
+        return result or (load_checkpoint(given["out"], world.device), None)
+
+    return train_on_rank_zero
+
+
+@_counted_by_rank_zero
 def train(
     model_type: str = "ngram",
     data: DataConfig | None = None,
@@ -256,6 +286,10 @@ def train(
             check_writable(out)
         return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback,
                               request=request, workers=workers), None
+    # one rank of several (torchrun) trains a neural model with the others; count models: see _counted_by_rank_zero
+    world = setup_distributed(device) if model_class(model_type).neural else None
+    device = device if world is None else world.device
+    writes = out is not None and (world is None or world.is_main)  # rank 0 alone writes the model directory
     words, casing = read_source(data) if words is None else prepare_words(check_words(words), data)
     corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)
@@ -266,7 +300,7 @@ def train(
         model = build_model(model_type, corpus.vocab.size, model_config, corpus)
     if train_config.ngram_mix and not model.neural:
         raise ConfigError(f"ngram_mix applies to neural models; {model_type} is not one", field="ngram_mix")
-    if out is not None:
+    if writes:
         check_writable(out)  # now, not after training
     model.to(device).train()
     config = resolve_train_config(model, train_config)
@@ -279,7 +313,8 @@ def train(
             save_checkpoint(out, model, corpus.vocab, {**meta, "complete": False}, train_state=state)
 
     log.info(f"training {model_type} on {len(corpus.split.train)} words, device {device}")
-    history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint)
+    history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint,
+                        world=world)
     model.eval()
     complete = history.stop_reason != "interrupted"
     if complete and config.ngram_mix and model.neural:
@@ -288,8 +323,10 @@ def train(
         model.eval()
     metrics = evaluate_splits(model, corpus)
     meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(), complete=complete)
-    if out is not None:
+    if writes:
         save_checkpoint(out, model, corpus.vocab, meta, train_state=None if complete else last_state.get("state"))
+    if world is not None:  # every rank returns once the model is saved
+        world.barrier("waiting for rank 0 to save the model")
     return Checkpoint(model, corpus.vocab, meta), corpus
 
 
