@@ -52,6 +52,7 @@ before any sampling raise `ConfigError`, whose `field` names the parameter at fa
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 import threading
@@ -891,12 +892,37 @@ class NoveltySummary:
                 "unavailable": self.unavailable}
 
 
-def novelty_summary(names: list[str], split: Split | None, unavailable: str | None = None) -> NoveltySummary:
+@dataclass(frozen=True)
+class KnownWords:
+    """The words of a split as sets, built once per trained model: what novelty is checked against."""
+
+    train: frozenset[str]
+    heldout: frozenset[str]  # validation and test words that are not training words
+
+    @classmethod
+    def of(cls, split: Split) -> KnownWords:
+        train = frozenset(split.train)
+        return cls(train, frozenset(itertools.chain(split.val, split.test)) - train)
+
+    @functools.cached_property
+    def all(self) -> frozenset[str]:
+        return self.train | self.heldout
+
+    def add(self, summary: NoveltySummary, names: list[str]) -> None:
+        """Count `names` into `summary` (one batch of a stream, or all the names)."""
+        in_train = sum(n in self.train for n in names)
+        in_heldout = sum(n in self.heldout for n in names)
+        summary.total += len(names)
+        summary.in_train += in_train
+        summary.in_heldout += in_heldout
+        summary.new += len(names) - in_train - in_heldout
+
+
+def novelty_summary(names: list[str], split: Split | KnownWords | None,
+                    unavailable: str | None = None) -> NoveltySummary:
     """Count names found in the train split, in validation/test (only), and nowhere."""
     if split is None:
         return NoveltySummary(len(names), unavailable=unavailable or "unknown")
-    train = set(split.train)
-    heldout = set(itertools.chain(split.val, split.test)) - train
-    in_train = sum(n in train for n in names)
-    in_heldout = sum(n in heldout for n in names)
-    return NoveltySummary(len(names), in_train, in_heldout, len(names) - in_train - in_heldout)
+    summary = NoveltySummary(0, 0, 0, 0)
+    (split if isinstance(split, KnownWords) else KnownWords.of(split)).add(summary, names)
+    return summary

@@ -31,6 +31,7 @@ from namesmith.generate import (
     GenerateConfig,
     Generation,
     GenerationStream,
+    KnownWords,
     NoveltySummary,
     generate,
     iter_generate,
@@ -72,11 +73,9 @@ class NameStream:
     (nothing is kept), and `stats` is the search's `Generation` (final once the iteration ends).
     """
 
-    def __init__(self, stream: GenerationStream, printed: Any, split: Split | None, why: str | None):
-        self._stream, self._printed, self._split = stream, printed, split
-        self._train = set(split.train) if split is not None else set()
-        self._heldout = (set(split.val) | set(split.test)) - self._train if split is not None else set()
-        self.novelty = NoveltySummary(0, *((0, 0, 0) if split is not None else ()), unavailable=why)
+    def __init__(self, stream: GenerationStream, printed: Any, known: KnownWords | None, why: str | None):
+        self._stream, self._printed, self._known = stream, printed, known
+        self.novelty = NoveltySummary(0, *((0, 0, 0) if known is not None else ()), unavailable=why)
 
     @property
     def stats(self) -> Generation:
@@ -87,14 +86,10 @@ class NameStream:
 
     def __next__(self) -> list[str]:
         names = next(self._stream)
-        novelty = self.novelty
-        novelty.total += len(names)
-        if self._split is not None:
-            in_train = sum(n in self._train for n in names)
-            in_heldout = sum(n in self._heldout for n in names)
-            novelty.in_train += in_train
-            novelty.in_heldout += in_heldout
-            novelty.new += len(names) - in_train - in_heldout
+        if self._known is not None:
+            self._known.add(self.novelty, names)
+        else:
+            self.novelty.total += len(names)
         return self._printed(names)
 
     def close(self) -> None:
@@ -137,6 +132,7 @@ class NameModel:
         self._corpus = corpus  # the split training words, read on first use when None
         self._data_path = data  # where the training word list is, if it moved since training
         self._reference: Any = None  # sorted NLL per character of the training words (percentiles)
+        self._known: KnownWords | None = None  # the training words as sets, for novelty
         self._exact = ExactCache()  # exact samplers' tables, reused by later requests with the same constraints
 
     # --- making one --------------------------------------------------------------------------
@@ -239,6 +235,12 @@ class NameModel:
                                              split=record.get("split", True))
         return self._corpus
 
+    def _known_words(self) -> KnownWords:
+        """The training words (all splits) as sets, built once: what `novel` and the novelty summary check."""
+        if self._known is None:
+            self._known = KnownWords.of(self.corpus.split)
+        return self._known
+
     def training_split(self) -> tuple[Split | None, str | None]:
         """The train/val/test words, or (None, why not) when the word list is unavailable."""
         try:
@@ -260,8 +262,7 @@ class NameModel:
         split, why = self.training_split()
         if novel and split is None:
             raise ConfigError(f"novel needs the training word list: {why}", field="novel")
-        known = None if split is None else {w for part in split.parts().values() for w in part}
-        return config, split, why, known
+        return config, split, why, None if split is None else self._known_words()
 
     def _printed(self, names: list[str]) -> list[str]:
         """Model-space names in the casing the list uses."""
@@ -282,9 +283,9 @@ class NameModel:
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
             time_budget=time_budget, method=method)
-        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length, known_words=known,
-                         cache=self._exact)
-        return Names(self._printed(stats.names), novelty_summary(stats.names, split, why), stats)
+        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length,
+                         known_words=None if known is None else known.all, cache=self._exact)
+        return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
     def iter_generate(self, n: int = 20, **options: Any) -> NameStream:
         """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
@@ -292,8 +293,8 @@ class NameModel:
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, split, why, known = self._generation(n, **options)
         stream = iter_generate(self.model, self.vocab, config, max_word_length=self.max_word_length,
-                               known_words=known, cache=self._exact)
-        return NameStream(stream, self._printed, split, why)
+                               known_words=None if known is None else known.all, cache=self._exact)
+        return NameStream(stream, self._printed, known, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------
     @property

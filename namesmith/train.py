@@ -31,7 +31,15 @@ from namesmith.checkpoint import (
 )
 from namesmith.config import TrainConfig
 from namesmith.counting import count_file, count_ngrams_file, count_pairs_file
-from namesmith.data import Corpus, DataConfig, check_words, fingerprint, prepare_words, words_fingerprint
+from namesmith.data import (
+    Corpus,
+    DataConfig,
+    check_words,
+    fingerprint,
+    prepare_words,
+    split_words,
+    words_fingerprint,
+)
 from namesmith.device import resolve_device
 from namesmith.distributed import World, active
 from namesmith.distributed import setup as setup_distributed
@@ -48,6 +56,7 @@ from namesmith.version import __version__
 
 log = logging.getLogger("namesmith")
 
+GIVEN_WORDS = "<words given in Python>"  # the data path recorded for NameModel.train(words=...)
 STREAM_THRESHOLD = 256 << 20  # files at least this large are streamed (to models that are `streamable`)
 
 
@@ -304,7 +313,10 @@ def train(
         check_writable(out)  # now, not after training
     model.to(device).train()
     config = resolve_train_config(model, train_config)
-    meta = _base_meta(data_record(data, corpus, casing), train_config, config, model, request or {})
+    record = data_record(data, corpus, casing)
+    if request is None:  # words given in Python, not read from `data.path`
+        record.update(path=GIVEN_WORDS, sha256=record["words_sha256"])
+    meta = _base_meta(record, train_config, config, model, request or {})
     last_state: dict[str, Any] = {}
 
     def on_checkpoint(state: dict[str, Any]) -> None:
@@ -354,6 +366,9 @@ def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus
 def words_for_checkpoint(meta: dict[str, Any], path: str | None = None) -> list[str]:
     """Re-read the word list a checkpoint was trained on, checking its fingerprint."""
     record = meta["data"]
+    if record["path"] == GIVEN_WORDS and path is None:
+        raise NamesmithError("the model was trained on words given in Python, not on a file: pass data= a file of "
+                             "those words for novelty and percentiles")
     source = path or record["path"]
     config = DataConfig(path=source, case=record.get("case") or ("lower" if record["lowercase"] else "exact"),
                         encoding=record["encoding"],
@@ -363,7 +378,12 @@ def words_for_checkpoint(meta: dict[str, Any], path: str | None = None) -> list[
         words, _ = read_source(config)
     except NamesmithError as e:
         raise NamesmithError(f"{e} (pass data= the word list the model was trained on)") from None
-    if source_fingerprint(source) != record["sha256"]:
+    if record["path"] == GIVEN_WORDS:  # the recorded fingerprint is of the split words, in split order
+        parts = split_words(words, record["split_seed"], record.get("split", True)).parts().values()
+        same = words_fingerprint([w for part in parts for w in part]) == record["words_sha256"]
+    else:
+        same = source_fingerprint(source) == record["sha256"]
+    if not same:
         raise NamesmithError(f"{source}: is not the word list this model was trained on (its sha256 differs)")
     return words
 
