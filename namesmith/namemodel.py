@@ -106,7 +106,7 @@ class NameModel:
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
-                                   words=None if words is None else list(words), out=out, resume=resume,
+                                   words=words, out=out, resume=resume,
                                    overwrite=overwrite, callback=callback, stream=stream)
         return cls._from(checkpoint, corpus=corpus, directory=out)
 

@@ -41,6 +41,7 @@ from namesmith.models.conditional_counts import ConditionalCounts, ConditionalCo
 from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, ConditionalNetwork
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.sources import is_catalogue, read_labelled_source, read_source, source_fingerprint
+from namesmith.tables import WEIGHTINGS
 from namesmith.trainer import Trainer
 from namesmith.version import __version__
 
@@ -121,6 +122,9 @@ def evaluate_corpus(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any
 def read_corpus(data: DataConfig, vocab: Any = None) -> tuple[Corpus, str]:
     """The split corpus of a data source and the casing its names are learned in: the rows of a table
     (split by distinct name; namesmith.labelled), or the words of a plain list (today's split)."""
+    if data.weighting not in WEIGHTINGS:
+        raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {data.weighting!r}",
+                          field="weighting")
     labelled = read_labelled_source(data)
     if labelled is not None:
         table, casing = labelled
@@ -282,6 +286,7 @@ def train(
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
+    device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
     request = _request(model_type, data, train_config, model_config) if words is None else None
     if out is not None and not resume:
         check_overwrite(out, request, overwrite)
@@ -290,7 +295,6 @@ def train(
             check_writable(out)
         return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback,
                               request=request), None
-    device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
     if words is None:
         corpus, casing = read_corpus(data)
     else:

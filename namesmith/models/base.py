@@ -132,8 +132,8 @@ class CharModel(nn.Module):
     def given(self, where: Any = None) -> CharModel:
         """The plain model P(name | where) of a conditional model; a plain model is its own (where empty)."""
         if where:
-            raise ConfigError(f"where: a {self.model_type} model is not conditioned on any label "
-                              "(train it with condition=..., --condition LABEL)", field="where")
+            raise ConfigError(f"where: this {self.model_type} model is not conditioned on any label "
+                              "(train one on a table with labels: condition=..., --condition LABEL)", field="where")
         return self
 
     # --- incremental generation -------------------------------------------------------------
@@ -208,10 +208,13 @@ class WindowModel(CharModel):
         return self.window_logits(window), window
 
 
-def check_config(condition: bool, message: str) -> None:
-    """Raise a ConfigError unless `condition` holds (for config dataclasses' __post_init__)."""
+def check_config(condition: bool, message: str, field: str | None = None) -> None:
+    """Raise a ConfigError unless `condition` holds (for config dataclasses' __post_init__).
+
+    The message starts with the parameter at fault (`order must be ...`); it is the error's field
+    unless `field` says otherwise."""
     if not condition:
-        raise ConfigError(message)
+        raise ConfigError(message, field=field or message.split(" ", 1)[0].rstrip(":"))
 
 
 def boundary_context(batch_size: int, length: int, device: torch.device) -> torch.Tensor:

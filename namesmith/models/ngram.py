@@ -70,7 +70,7 @@ DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
 MAX_KEY = 2**63 - 1  # n-gram keys are int64
 HELD_OUT_EVERY = 10  # "tuned": every 10th training word is held out to tune the discounts
 MIN_TUNING_WORDS = 1000  # "tuned" with fewer training words uses the formulas (too little to tune on)
-FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback, when some n_i is 0
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's discount_fallback, when some n_i is 0
 DISCOUNT_LIMITS = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # 0 ≤ D1 ≤ 1, D2 ≤ 2, D3+ ≤ 3
 EVAL_CHUNK = 1 << 20  # distinct n-grams scored at a time by `nll_counts` (bounds its memory)
 
@@ -82,15 +82,15 @@ class NGramConfig:
 
     def __post_init__(self) -> None:
         check_config(isinstance(self.order, int) and not isinstance(self.order, bool) and self.order >= 1,
-                     f"--order must be an integer of at least 1, got {self.order!r}")
-        message = (f"--discount must be one of {', '.join(DISCOUNT_METHODS)} or a number in [0, 1], "
+                     f"order must be an integer of at least 1, got {self.order!r}")
+        message = (f"discount must be one of {', '.join(DISCOUNT_METHODS)} or a number in [0, 1], "
                    f"got {self.discount!r}")
         discount = self.discount
         if isinstance(discount, str) and discount not in DISCOUNT_METHODS:
             try:
                 discount = float(discount)  # "0.75" from a command line or a JSON file
             except ValueError:
-                raise ConfigError(message) from None
+                raise ConfigError(message, field="discount") from None
         if not isinstance(discount, str):
             check_config(isinstance(discount, (int, float)) and not isinstance(discount, bool)
                          and 0 <= discount <= 1, message)
@@ -194,8 +194,8 @@ class NGram(CharModel):
         self.base = vocab_size + 1  # token t is digit t+1 of a key, so digit 0 means "no token"
         if self.base**order > MAX_KEY:
             most = int(math.log(MAX_KEY) / math.log(self.base))
-            raise ConfigError(f"--order {order} is too high for a vocabulary of {vocab_size} tokens "
-                              f"(n-gram keys would overflow int64); use at most {most}")
+            raise ConfigError(f"order {order} is too high for a vocabulary of {vocab_size} tokens "
+                              f"(n-gram keys would overflow int64); use at most {most}", field="order")
         # Before fitting there is only the empty context, with the uniform distribution.
         self.register_buffer("context_keys", torch.zeros(1, dtype=torch.long))  # (R,) sorted
         self.register_buffer("next_token_logprobs", torch.full((1, vocab_size), -math.log(vocab_size)))  # (R, V)
