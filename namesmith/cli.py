@@ -482,8 +482,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"the network alone, before it was combined with the order-{order} n-gram "
                   f"(weights {a:.2f} and {b:.2f}; --ngram-mix 0 keeps it alone):\n{_format_metrics(alone)}")
         if by_value:
+            print("samples:")
             for where, found in by_value.items():
-                print(f"samples ({where}): {', '.join(found.names)}")
+                print(f"{where}: {', '.join(found.names)}")
         elif names and names.names:
             print("samples:")
             print("\n".join(names.names))
