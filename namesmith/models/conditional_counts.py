@@ -61,6 +61,7 @@ from namesmith.models.base import CharModel, State
 from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear, BigramTable
 from namesmith.models.ngram import (
     DISCOUNT_LIMITS,
+    FALLBACK_DISCOUNTS,
     MIN_TUNING_WORDS,
     NGram,
     NGramConfig,
@@ -140,6 +141,7 @@ class ConditionalCounts(CharModel):
         self.register_buffer("node_discounts", torch.zeros(1, self.order, 3))  # (S, N, 3) n-gram components
         self._index_nodes()
         self._components: OrderedDict[int, CharModel] = OrderedDict()
+        self._aligned_probs: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._given: OrderedDict[tuple, CharModel] = OrderedDict()
 
     @property
@@ -152,7 +154,7 @@ class ConditionalCounts(CharModel):
 
     def _index_nodes(self) -> None:
         self._node_of = {tuple(c): i for i, c in enumerate(self.node_codes.tolist())}
-        self._components, self._given = OrderedDict(), OrderedDict()
+        self._components, self._aligned_probs, self._given = OrderedDict(), OrderedDict(), OrderedDict()
 
     def _is_ancestor(self, ancestor: tuple[int, ...], node: tuple[int, ...]) -> bool:
         unknown = self.condition.unknown()
@@ -249,7 +251,13 @@ class ConditionalCounts(CharModel):
         if (self.component_config.discount == "tuned" and all_counts.n_words >= MIN_TUNING_WORDS
                 and len(held.keys) and len(rest.keys)):
             return tune_discounts(model, rest, held).float()
-        return model._estimated_discounts(model._orders(all_counts)[1]).float()
+        discounts = model._estimated_discounts(model._orders(all_counts)[1])
+        if self.component_config.discount in ("tuned", "modified-kn"):
+            # on few names the formulas can clamp a discount to 0, which leaves a context no mass for
+            # what it has not seen (probability 0): such an order takes the tiny-data fallback instead
+            degenerate = (discounts <= 0).any(1)
+            discounts[degenerate] = torch.tensor(FALLBACK_DISCOUNTS, dtype=discounts.dtype)
+        return discounts.float()
 
     def _component(self, counts: NGramCounts, discounts: torch.Tensor) -> CharModel:
         """A fitted component model of the base type from counts (n-gram: with these discounts)."""
@@ -309,30 +317,36 @@ class ConditionalCounts(CharModel):
         return model
 
     def _aligned(self, node: int) -> torch.Tensor:
-        """(R, V) log-probabilities of a node's component for each context of the root model."""
+        """(R, V) probabilities (float32) of a node's component for each context of the root model, cached."""
+        cache = self._aligned_probs
+        if node in cache:
+            cache.move_to_end(node)
+            return cache[node]
         model = self.component(node)
         if self.component_type != "ngram":
-            return model.log_probs().double()
-        root = self.component(0)
-        if node == 0:
-            return root.next_token_logprobs.double()
-        K = self.context_size
-        keys = root.context_keys
-        B = self.base
-        place = B ** torch.arange(K - 1, -1, -1, device=keys.device)
-        digits = (keys[:, None] // place) % B  # (R, K), 0 = no token (the context is shorter)
-        # the root's context keys as token rows for `_rows`: a shorter context is left-padded with
-        # boundary tokens, which is a different context, so look up each context at its own length
-        lengths = (digits > 0).sum(1)
-        rows = torch.empty(len(keys), dtype=torch.long, device=keys.device)
-        for length in range(K + 1):
-            at = (lengths == length).nonzero().squeeze(1)
-            if len(at):
-                rows[at] = model._rows(digits[at, K - length:] - 1)
-        return model.next_token_logprobs[rows].double()
+            probs = model.log_probs().exp().float()
+        elif node == 0:
+            probs = model.next_token_logprobs.exp()
+        else:
+            K, B = self.context_size, self.base
+            keys = self.component(0).context_keys
+            place = B ** torch.arange(K - 1, -1, -1, device=keys.device)
+            digits = (keys[:, None] // place) % B  # (R, K), 0 = no token (the context is shorter)
+            # a shorter context is not a boundary-padded one: look each context up at its own length
+            lengths = (digits > 0).sum(1)
+            rows = torch.empty(len(keys), dtype=torch.long, device=keys.device)
+            for length in range(K + 1):
+                at = (lengths == length).nonzero().squeeze(1)
+                if len(at):
+                    rows[at] = model._rows(digits[at, K - length:] - 1)
+            probs = model.next_token_logprobs[rows].exp()
+        cache[node] = probs
+        if len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
+        return probs
 
     def _node_mixture(self, codes: tuple[int, ...]) -> torch.Tensor:
-        """(R, V) log P(next | context, node) of the interpolated model of one combination of codes."""
+        """(R, V) log P(next | context, node) (float32) of the interpolated model of one combination of codes."""
         node = self._node_of.get(codes)
         if node is not None:
             weights = self.node_weights[node].double()
@@ -340,7 +354,7 @@ class ConditionalCounts(CharModel):
         else:  # a combination no training row has: its ancestors that exist, in equal parts
             present = [a for a, c in enumerate(self.node_codes.tolist()) if self._is_ancestor(tuple(c), codes)]
             parts = [(a, torch.tensor(1.0 / len(present), dtype=torch.float64)) for a in present]
-        probs = sum(w * self._aligned(a).exp() for a, w in parts)
+        probs = sum(float(w) * self._aligned(a) for a, w in parts)
         return probs.log()
 
     def given_codes(self, combinations: list[tuple[int, ...]]) -> CharModel:
@@ -352,7 +366,9 @@ class ConditionalCounts(CharModel):
         if len(combinations) == 1 and combinations[0] == self.condition.unknown():
             model = self.component(0)  # no label asked: the pooled model itself
         else:
-            logprobs = torch.log_softmax(sum(self._node_mixture(c) for c in combinations), -1)
+            logprobs = self._node_mixture(combinations[0])
+            if len(combinations) > 1:  # a product of experts: multiply, then renormalise
+                logprobs = torch.log_softmax(sum(self._node_mixture(c) for c in combinations), -1)
             if self.component_type == "ngram":
                 root = self.component(0)
                 model = NGram(self.vocab_size, self.component_config)
