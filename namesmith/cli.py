@@ -46,7 +46,8 @@ DATA_HELP = {
     "condition": "tables: the label columns to condition on, e.g. sex,decade (repeatable; default: every label "
                  "column of the table; none: no label)",
     "weighting": "tables: how rows weigh in training: none (each distinct name, or name and labels, once), count "
-                 "(by its count: births), log (1 + ln count)",
+                 "(by its count: births), log (1 + ln count), share (each distinct name weighs 1, shared among the "
+                 "label values it was given under in proportion to its counts)",
 }
 TRAIN_HELP = {
     "max_steps": "epochs (bigram) or optimiser steps (neural models)",

@@ -10,9 +10,10 @@ unseen in training under every label and held-out figures are honest.
 per part, each row's label codes, raw count and training weight:
 
 - `weighting` (tables.weights): `none` counts each row once, `count` by its count (births:
-  realistic frequencies), `log` by 1 + ln(count). Neural models draw training rows in proportion
-  to their weights (`row_weights`); count models count each row's n-grams that many times
-  (`count_weights`: whole numbers, so `log` weights are rounded to the nearest integer).
+  realistic frequencies), `log` by 1 + ln(count), `share` by its share of its name's count (each
+  distinct name weighs 1 in all, split among its label values by births). Neural models draw
+  training rows in proportion to their weights (`row_weights`); count models count each row's
+  n-grams with its weight (namesmith.models.weighted_kn).
 - Label codes (see namesmith.conditional): a row's value index per conditioned label. The values
   are those of the training rows; a held-out row with a value no training row has gets the
   "unknown" code, so it is scored with that label marginalised.
@@ -74,9 +75,6 @@ class LabelledCorpus(Corpus):
             return None
         return torch.from_numpy(w)
 
-    def count_weights(self, part: str) -> torch.Tensor:
-        """Whole-number weights for count models (int64): 1, the count, or round(1 + ln count)."""
-        return torch.from_numpy(np.rint(self.weights[part]).astype(np.int64))
 
 
 def labelled_corpus(table: Table, condition: Sequence[str] | None = None, weighting: str = "none", *,

@@ -133,16 +133,20 @@ def test_split_is_by_distinct_name_and_rows_are_name_and_labels():
 
 
 def test_weightings():
-    rows = [("ana", "F", 1), ("bea", "F", 10), ("cid", "M", 100), ("bea", "F", 5)]
-    for weighting, expected in (("none", [1, 1, 1]), ("count", [1, 15, 100]),
-                                ("log", [1, 1 + math.log(15), 1 + math.log(100)])):
+    rows = [("ana", "F", 1), ("bea", "F", 10), ("cid", "M", 100), ("bea", "F", 5), ("kim", "F", 30), ("kim", "M", 10)]
+    for weighting, expected in (("none", [1, 1, 1, 1, 1]), ("count", [1, 15, 100, 30, 10]),
+                                ("log", [1, 1 + math.log(15), 1 + math.log(100), 1 + math.log(30), 1 + math.log(10)]),
+                                ("share", [1, 1, 1, 0.75, 0.25])):
         corpus = labelled_corpus(table(rows), ("sex",), weighting, split=False)
-        by_name = dict(zip(corpus.words("train"), corpus.weights["train"]))
-        assert [by_name[n] for n in ("ana", "bea", "cid")] == pytest.approx(expected)
+        sexes = [corpus.condition.labels["sex"][c] for c in corpus.codes["train"][:, 0].tolist()]
+        by_row = dict(zip(zip(corpus.words("train"), sexes), corpus.weights["train"]))
+        keys = [("ana", "F"), ("bea", "F"), ("cid", "M"), ("kim", "F"), ("kim", "M")]
+        assert [by_row[k] for k in keys] == pytest.approx(expected)
         assert (corpus.row_weights("train") is None) == (weighting == "none")
-        assert corpus.count_weights("train").tolist() == [round(w) for w in corpus.weights["train"]]
     corpus = labelled_corpus(table(rows), ("sex",), "count", split=False)
-    assert corpus.condition.priors == {"sex": [16.0, 100.0]}  # each value's share of the training weight
+    assert corpus.condition.priors == {"sex": [46.0, 110.0]}  # each value's share of the training weight
+    plain = labelled_corpus(table(rows), (), "share", split=False)  # one row per name: share is none
+    assert plain.weights["train"].tolist() == [1.0] * 4
 
 
 def test_a_count_model_counts_a_row_as_often_as_it_weighs():
@@ -219,8 +223,10 @@ def test_classify_is_bayes_rule_on_a_bigram_computed_by_hand(tmp_path):
         return counts / counts.sum(1, keepdim=True)
 
     pooled = table_of([n for n, _, _ in rows])
-    by_sex = {s: 0.5 * pooled + 0.5 * table_of([n for n, t, _ in rows if t == s]) for s in ("F", "M")}
-    # fewer than 20 names: nothing is held out, so each sex mixes itself and the pool in equal parts
+    # fewer than 20 names: nothing is held out, so each sex mixes itself and the pool in equal parts:
+    # the normalised geometric mean of the two tables, row by row
+    by_sex = {s: torch.softmax(0.5 * pooled.log() + 0.5 * table_of([n for n, t, _ in rows if t == s]).log(), 1)
+              for s in ("F", "M")}
 
     def likelihood(name: str, sex: str) -> float:
         tokens = [BOUNDARY, *model.vocab.encode(name), BOUNDARY]
@@ -235,15 +241,16 @@ def test_classify_is_bayes_rule_on_a_bigram_computed_by_hand(tmp_path):
 
 
 def test_a_node_model_is_the_mixture_of_its_components(ngram):
-    """given(where) is one n-gram table; its predictions are Σ λ_a P_a of the components, everywhere."""
+    """given(where) is one n-gram table; its predictions are softmax(Σ θ_a log P_a) of the components, everywhere."""
     model = ngram.model
     node = model._node_of[(0,)]  # sex=F
     weights = model.node_weights[node]
     given = model.given({"sex": "F"})
     assert isinstance(given, NGram)
     x, _ = encode_words(["malisa", "tobuko", "ma", "gudrisa"], ngram.vocab)
-    mixed = sum(float(weights[a]) * model.component(a)(x).double().exp() for a in weights.nonzero().flatten().tolist())
-    assert torch.allclose(given(x).double().exp(), mixed, atol=1e-5)
+    mixed = torch.log_softmax(sum(float(weights[a]) * model.component(a)(x).double()
+                                  for a in weights.nonzero().flatten().tolist()), -1)
+    assert torch.allclose(given(x).double(), mixed, atol=1e-4)
     assert torch.allclose(given(x).exp().sum(-1), torch.ones(x.shape), atol=1e-4)
 
 
@@ -347,13 +354,17 @@ def test_damaged_conditional_weights_are_refused(ngram, tmp_path):
     meta_path = tmp_path / "m" / "namesmith.json"
     meta = json.loads(meta_path.read_text())
     weights_path = tmp_path / "m" / meta["weights"]["file"]
-    tensors = load_file(weights_path)
-    tensors["node_weights"] = tensors["node_weights"] * 2  # rows no longer sum to 1
-    save_file(tensors, weights_path)
-    meta["weights"]["sha256"] = sha256_file(weights_path)
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="interpolation weights"):
-        load_checkpoint(tmp_path / "m")
+    original = load_file(weights_path)
+    for name, damage, message in (("node_weights", lambda t: t.fill_(1e6), "mixture weights"),
+                                  ("node_codes", lambda t: t.fill_(7), "label codes out of range"),
+                                  ("gram_counts", lambda t: t.neg_(), "n-gram keys or counts")):
+        tensors = {k: v.clone() for k, v in original.items()}
+        damage(tensors[name])
+        save_file(tensors, weights_path)
+        meta["weights"]["sha256"] = sha256_file(weights_path)
+        meta_path.write_text(json.dumps(meta))
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(tmp_path / "m")
 
 
 def test_evaluation_per_count_weighs_rows_by_their_counts(ngram):

@@ -1,4 +1,4 @@
-"""Conditional count models: a bigram or n-gram per label combination, interpolated with the pooled one.
+"""Conditional count models: a bigram or n-gram per label combination, combined with its marginals.
 
 P(name | sex=F, decade=1950s) from counts alone. Counting the names of one combination gives a
 model that knows that combination well but is sparse (a rare combination has few names);
@@ -7,44 +7,50 @@ models of the partial combinations (sex=F in every decade, 1950s of either sex).
 *node* — every combination of values of a subset of the conditioned labels that occurs in the
 training rows, from the root (no label: the pooled model) to the full combinations — gets a
 component model of the base type (`bigram-counts`, `bigram` or `ngram`) counted on its rows, and
-a node's model is the linear interpolation of the components of all its ancestors:
+a node's model is the log-linear interpolation (Klakow 1998) of the components of its ancestors,
+itself and the root included:
 
-    P(c | h, node) = Σ_a λ[node, a] · P_a(c | h)      over the ancestors a of node, itself and the root included
+    log P(c | h, node) = Σ_a θ[node, a] · log P_a(c | h) - log Z(h)
 
-(Jelinek & Mercer 1980; the mixture of a domain's model with a general one, as in LM adaptation,
-Bellegarda 2004). The weights λ are fitted by EM (Dempster et al. 1977) to the likelihood of
-held-out *training* names, as the n-gram's discounts are tuned: every 10th distinct training name
-is held out, each component is counted on the rest, and λ[node] maximises the likelihood of the
-node's held-out rows (with a pseudo-count of EM_PRIOR tokens per component, so a node without
-held-out names mixes its ancestors equally). Then every component is counted on all training rows.
-A rare combination thus leans on its marginals and the pooled model; a large one on itself.
+a weighted product of experts (Hinton 2002), as namesmith.models.ngram_mix combines a network
+with an n-gram. Against a linear interpolation Σ_a λ_a P_a it fits held-out names as well, and
+it keeps the node's character: a next character has to be likely under the node's own model to
+be likely under the mixture, so names generated for sex=M are names of boys, where a linear
+mixture lets the pooled model add a share of girls' endings at every step (on `us`, of the
+generated names that exist, 64% were boys' names with linear weights fitted by EM).
+
+The weights θ are fitted to the likelihood of held-out *training* names, as the n-gram's
+discounts are tuned: every 10th distinct training name is held out, each component is counted on
+the rest, and θ[node] maximises the likelihood of the node's held-out rows (convex; BFGS), with a
+pull of PRIOR_TOKENS tokens towards equal weights (a node without held-out names keeps them).
+Then every component is counted on all training rows. A rare combination thus leans on its
+marginals and the pooled model; a large one on itself.
 
 A mixture of n-gram models of one order is again an n-gram model of that order, so `given(where)`
 is a plain, fitted `NGram` (or a bigram table) — a finite Markov chain on which the sampler's
 exact constraints stay exact, that scores, evaluates and samples like any model:
 
 - its contexts are the pooled model's (every context of every component is one of them), and
-  each context's row is the mixture of the components' rows for their longest suffixes of it,
-  which is exactly the mixture of the components' predictions for any history that ends in it;
+  each context's row mixes the components' rows for their longest suffixes of it, which is
+  exactly what the components predict for any history that ends in it;
 - a label left out is marginalised: the request's node is the partial combination (sex=F alone);
 - several values (unisex: sex=F and sex=M) multiply their nodes' distributions at every step
   and renormalise (see namesmith.conditional).
 
-A combination of values that no training row has is mixed from those of its ancestors that exist,
-in equal parts.
+A combination of values that no training row has mixes those of its ancestors that exist, in
+equal parts.
 
-Stored: the raw counts (order-N n-grams, the weighting applied: `NGramCounts`) of each full
-combination, each node's discounts (n-gram components) and λ. Components are rebuilt from the
+Stored: the counts (order-N n-grams, each weighing its row's weight: `WeightedCounts`) of each full
+combination, each node's discounts (n-gram components) and θ. Components are rebuilt from the
 counts when first needed (a few hundredths of a second each) and cached; so a checkpoint holds
-counts rather than one table per node (for `us`, 2 sexes × 14 decades, 6-grams: 45 nodes, about 12 MB).
+counts rather than one table per node (for `us`, 2 sexes × 14 decades, 6-grams: 45 nodes, 12 MB).
 
-Counting a row with weight w counts its n-grams w times (`LabelledCorpus.count_weights`).
+Each occurrence of an n-gram counts its row's training weight (namesmith.labelled, namesmith.tables.weights).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -57,25 +63,19 @@ from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError, ConfigError, DataError
 from namesmith.evaluate import mean_nll
 from namesmith.history import TrainHistory
+from namesmith.minimize import minimize
 from namesmith.models.base import CharModel, State
 from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear, BigramTable
-from namesmith.models.ngram import (
-    DISCOUNT_LIMITS,
-    FALLBACK_DISCOUNTS,
-    MIN_TUNING_WORDS,
-    NGram,
-    NGramConfig,
-    NGramCounts,
-)
+from namesmith.models.ngram import DISCOUNT_LIMITS, MIN_TUNING_WORDS, NGram, NGramConfig
+from namesmith.models.weighted_kn import WeightedCounts, estimated_discounts, fit_tables, orders, tune_discounts
 from namesmith.vocab import BOUNDARY
 
-HELD_OUT_EVERY = 10  # every 10th distinct training name is held out to fit λ (and tune discounts)
-MIN_HELD_OUT_NAMES = 20  # with fewer distinct training names nothing is held out: λ is uniform
-EM_ITERATIONS = 200
-EM_TOLERANCE = 1e-6  # stop when no weight moves more than this
-EM_PRIOR = 1.0  # pseudo-tokens per component in EM: a node without held-out rows mixes its ancestors equally
+HELD_OUT_EVERY = 10  # every 10th distinct training name is held out to fit θ (and tune discounts)
+MIN_HELD_OUT_NAMES = 20  # with fewer distinct training names nothing is held out: θ is uniform
+PRIOR_TOKENS = 10.0  # pull of the equal-weights prior on a node's mixture weights, in held-out tokens
+MAX_WEIGHT = 20.0  # mixture weights are kept within ±MAX_WEIGHT
 CACHE_SIZE = 8  # component models and conditioned models kept in memory
-KEY_CHUNK = 1 << 16  # n-grams scored at a time when fitting λ
+KEY_CHUNK = 1 << 16  # n-grams scored at a time when fitting θ
 # The component types, with the class that fits each and its config class.
 COMPONENTS: dict[str, tuple[type[CharModel], type]] = {
     "bigram-counts": (BigramCounts, BigramCountsConfig),
@@ -113,7 +113,7 @@ class BigramTableModel(BigramTable):
 
 
 class ConditionalCounts(CharModel):
-    """A count model per node of the label combinations, interpolated (see the module docstring)."""
+    """A count model per node of the label combinations, mixed log-linearly (see the module docstring)."""
 
     model_type: ClassVar[str] = "conditional-counts"
     config_class: ClassVar[type] = ConditionalCountsConfig
@@ -135,9 +135,9 @@ class ConditionalCounts(CharModel):
         self.register_buffer("combo_codes", torch.zeros(0, k, dtype=torch.long))  # (C, k) full combinations
         self.register_buffer("combo_offsets", torch.zeros(1, dtype=torch.long))  # (C+1,) into gram_keys
         self.register_buffer("gram_keys", torch.zeros(0, dtype=torch.long))  # (M,) sorted within each combination
-        self.register_buffer("gram_counts", torch.zeros(0, dtype=torch.long))  # (M,) ≥ 1
+        self.register_buffer("gram_counts", torch.zeros(0, dtype=torch.float64))  # (M,) > 0: summed row weights
         self.register_buffer("node_codes", torch.tensor([self.condition.unknown()], dtype=torch.long).view(1, k))
-        self.register_buffer("node_weights", torch.ones(1, 1))  # (S, S): λ[node, component]
+        self.register_buffer("node_weights", torch.ones(1, 1))  # (S, S): θ[node, component]
         self.register_buffer("node_discounts", torch.zeros(1, self.order, 3))  # (S, N, 3) n-gram components
         self._index_nodes()
         self._components: OrderedDict[int, CharModel] = OrderedDict()
@@ -163,7 +163,7 @@ class ConditionalCounts(CharModel):
     # --- fitting -------------------------------------------------------------------------------
     def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
             on_checkpoint: Any = None) -> TrainHistory:
-        """Count each full combination, fit the discounts and λ on held-out training names, keep the counts."""
+        """Count each full combination, fit the discounts and θ on held-out training names, keep the counts."""
         start = time.perf_counter()
         if self.component_type == "bigram":
             keys = ("max_steps", "learning_rate", "learning_rate_end", "weight_decay", "mode", "seed")
@@ -177,7 +177,7 @@ class ConditionalCounts(CharModel):
         if len(x) == 0:
             raise DataError("no training words to fit on (the training part of the split is empty)")
         codes = corpus.codes["train"]
-        weights = corpus.count_weights("train")
+        weights = torch.from_numpy(corpus.weights["train"])
         held = _held_out_rows(corpus.words("train"))
         starts, combo_of = torch.unique(self.condition.start_tokens(codes, self.vocab_size), return_inverse=True)
         combos = self.condition.codes_of(starts, self.vocab_size)  # (C, k) the full combinations present
@@ -194,21 +194,23 @@ class ConditionalCounts(CharModel):
         ancestors = [[a for a in range(S) if self._is_ancestor(node_list[a], node_list[n])] for n in range(S)]
         node_held = [_merge([held_counts[c] for c in members[n]], self._empty()) for n in range(S)]
         discounts = torch.zeros(S, self.order, 3)
-        held_log_probs: dict[tuple[int, int], torch.Tensor] = {}  # (node, component) -> (M_node,)
+        held_log_probs: dict[tuple[int, int], torch.Tensor] = {}  # (node, component) -> (M_node, V)
         for a in range(S):
             all_a = _merge([all_counts[c] for c in members[a]], self._empty())
             rest_a = all_a.without(node_held[a])
             discounts[a] = self._discounts(all_a, rest_a, node_held[a])
             if not len(rest_a.keys):
-                continue  # every name of this node is held out: it cannot predict them (λ will say so)
+                continue  # every name of this node is held out: it cannot predict them (weight 0)
             rest_model = self._component(rest_a, discounts[a])
             for n in range(S):
-                if a in ancestors[n] and len(node_held[n].keys):
-                    held_log_probs[(n, a)] = self._key_log_probs(rest_model, node_held[n].keys)
+                if a in ancestors[n] and n > 0 and len(node_held[n].keys):
+                    held_log_probs[(n, a)] = self._context_log_probs(rest_model, node_held[n].keys)
         weights_matrix = torch.zeros(S, S)
-        for n in range(S):
-            weights_matrix[n, ancestors[n]] = _fit_mixture(
-                [held_log_probs.get((n, a)) for a in ancestors[n]], node_held[n].counts).float()
+        weights_matrix[0, 0] = 1.0  # the root is its own component
+        for n in range(1, S):
+            targets = node_held[n].keys % self.base - 1
+            weights_matrix[n, ancestors[n]] = fit_log_linear(
+                [held_log_probs.get((n, a)) for a in ancestors[n]], targets, node_held[n].counts).float()
         self.combo_codes = combos
         self.combo_offsets = torch.tensor([0, *itertools.accumulate(len(c.keys) for c in all_counts)])
         self.gram_keys = torch.cat([c.keys for c in all_counts])
@@ -226,12 +228,11 @@ class ConditionalCounts(CharModel):
             callback(1, 1, metrics)
         return history
 
-    def _empty(self) -> NGramCounts:
-        return NGramCounts(self.order, self.vocab_size, torch.zeros(0, dtype=torch.long),
-                           torch.zeros(0, dtype=torch.long), 0)
+    def _empty(self) -> WeightedCounts:
+        return WeightedCounts.empty(self.order, self.vocab_size)
 
-    def _count(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> NGramCounts:
-        """The order-N n-grams of these rows, each row counted `weights` times (rows of weight 0 skipped)."""
+    def _count(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> WeightedCounts:
+        """The order-N n-grams of these rows, each occurrence weighing its row's weight (rows of weight 0 skipped)."""
         keep = weights > 0
         x, y, weights = x[keep], y[keep], weights[keep]
         if not len(x):
@@ -239,38 +240,25 @@ class ConditionalCounts(CharModel):
         template = NGram(self.vocab_size, NGramConfig(order=self.order))  # it turns rows into n-gram keys
         row_of_target = (y >= 0).nonzero()[:, 0]  # the row of each target, in the order _windows lists them
         keys = template._gram_keys(template._windows(x, y))[:, -1]
-        unique, inverse = torch.unique(keys, return_inverse=True)
-        counts = torch.zeros(len(unique), dtype=torch.long).index_add_(0, inverse, weights[row_of_target])
-        return NGramCounts(self.order, self.vocab_size, unique, counts, len(x))
+        return WeightedCounts.of(self.order, self.vocab_size, keys, weights[row_of_target], len(x))
 
-    def _discounts(self, all_counts: NGramCounts, rest: NGramCounts, held: NGramCounts) -> torch.Tensor:
+    def _discounts(self, all_counts: WeightedCounts, rest: WeightedCounts, held: WeightedCounts) -> torch.Tensor:
         """(N, 3) discounts of a node's n-gram component: tuned on its held-out names where it has enough."""
         if self.component_type != "ngram" or not len(all_counts.keys):
             return torch.zeros(self.order, 3)
-        model = NGram(self.vocab_size, self.component_config)
-        if (self.component_config.discount == "tuned" and all_counts.n_words >= MIN_TUNING_WORDS
-                and len(held.keys) and len(rest.keys)):
-            return tune_discounts(model, rest, held).float()
-        discounts = model._estimated_discounts(model._orders(all_counts)[1])
-        if self.component_config.discount in ("tuned", "modified-kn"):
-            # on few names the formulas can clamp a discount to 0, which leaves a context no mass for
-            # what it has not seen (probability 0): such an order takes the tiny-data fallback instead
-            degenerate = (discounts <= 0).any(1)
-            discounts[degenerate] = torch.tensor(FALLBACK_DISCOUNTS, dtype=discounts.dtype)
-        return discounts.float()
+        method = self.component_config.discount
+        if method == "tuned" and all_counts.n_words >= MIN_TUNING_WORDS and len(held.keys) and len(rest.keys):
+            return tune_discounts(rest, held, minimize).float()
+        return estimated_discounts(orders(all_counts)[1], method).float()
 
-    def _component(self, counts: NGramCounts, discounts: torch.Tensor) -> CharModel:
+    def _component(self, counts: WeightedCounts, discounts: torch.Tensor) -> CharModel:
         """A fitted component model of the base type from counts (n-gram: with these discounts)."""
         V = self.vocab_size
         if self.component_type == "ngram":
-            model = NGram(V, self.component_config)
-            keys_by_order, counts_by_order = model._orders(counts)
-            keys, logprobs = model._distributions(keys_by_order, counts_by_order, discounts.double())
-            model.context_keys, model.next_token_logprobs, model.discounts = keys, logprobs, discounts.float()
-            return model.eval()
+            return fit_tables(NGram(V, self.component_config), counts, discounts.double()).eval()
         pairs = torch.zeros(V * V, dtype=torch.float64)
         B = self.base
-        pairs.index_add_(0, (counts.keys // B - 1) * V + counts.keys % B - 1, counts.counts.double())
+        pairs.index_add_(0, (counts.keys // B - 1) * V + counts.keys % B - 1, counts.counts)
         pairs = pairs.view(V, V)
         if self.component_type == "bigram-counts":
             model = BigramCounts(V, self.component_config)
@@ -282,25 +270,23 @@ class ConditionalCounts(CharModel):
         return model.eval()
 
     @torch.no_grad()
-    def _key_log_probs(self, model: CharModel, keys: torch.Tensor) -> torch.Tensor:
-        """log P(target | context) of order-N n-gram keys under `model` (float64)."""
+    def _context_log_probs(self, model: CharModel, keys: torch.Tensor) -> torch.Tensor:
+        """(M, V) log P(· | context) under `model` of the context of each order-N n-gram key (float32)."""
         B, K = self.base, self.context_size
         place = B ** torch.arange(K - 1, -1, -1)  # oldest context token first
         out = []
         for i in range(0, len(keys), KEY_CHUNK):
-            chunk = keys[i : i + KEY_CHUNK]
-            contexts = (chunk[:, None] // B // place) % B - 1  # (M, K)
-            logits = model(contexts)[:, -1].double()
-            out.append(torch.log_softmax(logits, -1).gather(1, (chunk % B - 1)[:, None]).squeeze(1))
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+            contexts = (keys[i : i + KEY_CHUNK, None] // B // place) % B - 1  # (M, K)
+            out.append(torch.log_softmax(model(contexts)[:, -1].float(), -1))
+        return torch.cat(out) if out else torch.zeros(0, self.vocab_size)
 
     # --- components and conditioned models ----------------------------------------------------------
-    def _node_counts(self, node: int) -> NGramCounts:
+    def _node_counts(self, node: int) -> WeightedCounts:
         combos = [c for c, combo in enumerate(self.combo_codes.tolist())
                   if self._is_ancestor(tuple(self.node_codes[node].tolist()), tuple(combo))]
         offsets = self.combo_offsets.tolist()
-        parts = [NGramCounts(self.order, self.vocab_size, self.gram_keys[offsets[c]:offsets[c + 1]],
-                             self.gram_counts[offsets[c]:offsets[c + 1]], 0) for c in combos]
+        parts = [WeightedCounts(self.order, self.vocab_size, self.gram_keys[offsets[c]:offsets[c + 1]],
+                                self.gram_counts[offsets[c]:offsets[c + 1]], 0) for c in combos]
         return _merge(parts, self._empty())
 
     def component(self, node: int = 0) -> CharModel:
@@ -317,16 +303,16 @@ class ConditionalCounts(CharModel):
         return model
 
     def _aligned(self, node: int) -> torch.Tensor:
-        """(R, V) probabilities (float32) of a node's component for each context of the root model, cached."""
+        """(R, V) log-probabilities (float32) of a node's component for each context of the root model, cached."""
         cache = self._aligned_probs
         if node in cache:
             cache.move_to_end(node)
             return cache[node]
         model = self.component(node)
         if self.component_type != "ngram":
-            probs = model.log_probs().exp().float()
+            probs = model.log_probs().float()
         elif node == 0:
-            probs = model.next_token_logprobs.exp()
+            probs = model.next_token_logprobs
         else:
             K, B = self.context_size, self.base
             keys = self.component(0).context_keys
@@ -339,23 +325,24 @@ class ConditionalCounts(CharModel):
                 at = (lengths == length).nonzero().squeeze(1)
                 if len(at):
                     rows[at] = model._rows(digits[at, K - length:] - 1)
-            probs = model.next_token_logprobs[rows].exp()
+            probs = model.next_token_logprobs[rows]
         cache[node] = probs
         if len(cache) > CACHE_SIZE:
             cache.popitem(last=False)
         return probs
 
     def _node_mixture(self, codes: tuple[int, ...]) -> torch.Tensor:
-        """(R, V) log P(next | context, node) (float32) of the interpolated model of one combination of codes."""
+        """(R, V) log P(next | context, node) (float32) of the log-linear mixture of one combination of codes."""
         node = self._node_of.get(codes)
         if node is not None:
-            weights = self.node_weights[node].double()
-            parts = [(a, weights[a]) for a in weights.nonzero().squeeze(1).tolist()]
+            weights = self.node_weights[node]
+            parts = [(a, float(weights[a])) for a in weights.nonzero().squeeze(1).tolist()]
         else:  # a combination no training row has: its ancestors that exist, in equal parts
             present = [a for a, c in enumerate(self.node_codes.tolist()) if self._is_ancestor(tuple(c), codes)]
-            parts = [(a, torch.tensor(1.0 / len(present), dtype=torch.float64)) for a in present]
-        probs = sum(float(w) * self._aligned(a) for a, w in parts)
-        return probs.log()
+            parts = [(a, 1.0 / len(present)) for a in present]
+        if len(parts) == 1 and parts[0][1] == 1.0:
+            return self._aligned(parts[0][0])
+        return torch.log_softmax(sum(w * self._aligned(a) for a, w in parts), -1)
 
     def given_codes(self, combinations: list[tuple[int, ...]]) -> CharModel:
         """The plain model of these code combinations (their product when several), cached."""
@@ -367,7 +354,7 @@ class ConditionalCounts(CharModel):
             model = self.component(0)  # no label asked: the pooled model itself
         else:
             logprobs = self._node_mixture(combinations[0])
-            if len(combinations) > 1:  # a product of experts: multiply, then renormalise
+            if len(combinations) > 1:  # several values: multiply their distributions, then renormalise
                 logprobs = torch.log_softmax(sum(self._node_mixture(c) for c in combinations), -1)
             if self.component_type == "ngram":
                 root = self.component(0)
@@ -444,10 +431,10 @@ class ConditionalCounts(CharModel):
         k, N = len(self.condition), self.order
         C, S, M = len(t["combo_codes"]), len(t["node_codes"]), len(t["gram_keys"])
         radix = torch.tensor(self.condition.radix)
-        integer = all(t[n].dtype == torch.long for n in names[:5])
+        integer = all(t[n].dtype == torch.long for n in ("combo_codes", "combo_offsets", "gram_keys", "node_codes"))
         problem = None
         if not integer:
-            problem = "counts and codes must be int64"
+            problem = "keys and codes must be int64"
         elif t["combo_codes"].shape != (C, k) or t["node_codes"].shape != (S, k) or S == 0:
             problem = f"label codes do not fit the {k} conditioned labels"
         elif bool((t["combo_codes"] < 0).any() or (t["combo_codes"] >= radix - 1).any()
@@ -456,13 +443,13 @@ class ConditionalCounts(CharModel):
         elif (t["combo_offsets"].shape != (C + 1,) or t["combo_offsets"][0] != 0 or t["combo_offsets"][-1] != M
               or bool((t["combo_offsets"][1:] < t["combo_offsets"][:-1]).any())):
             problem = "combination offsets are inconsistent with the n-gram counts"
-        elif t["gram_counts"].shape != (M,) or bool((t["gram_counts"] < 1).any()) or bool(
+        elif (t["gram_counts"].shape != (M,) or not t["gram_counts"].is_floating_point()
+              or not bool(torch.isfinite(t["gram_counts"]).all()) or bool((t["gram_counts"] <= 0).any())) or bool(
                 (t["gram_keys"] < 0).any() or (t["gram_keys"] >= self.base**N).any()):
             problem = f"n-gram keys or counts are not those of order-{N} n-grams over {self.vocab_size} tokens"
         elif (t["node_weights"].shape != (S, S) or not bool(torch.isfinite(t["node_weights"]).all())
-              or bool((t["node_weights"] < 0).any())
-              or not bool(((t["node_weights"].double().sum(1) - 1).abs() < 1e-3).all())):
-            problem = "interpolation weights must be (nodes, nodes), non-negative, rows summing to 1"
+              or not bool((t["node_weights"].abs() <= MAX_WEIGHT).all())):
+            problem = f"mixture weights must be (nodes, nodes), finite, at most {MAX_WEIGHT} in size"
         elif t["node_discounts"].shape != (S, N, 3) or bool((t["node_discounts"] < 0).any()
                                                               or (t["node_discounts"] > DISCOUNT_LIMITS.float()).any()):
             problem = "discounts out of range"
@@ -471,7 +458,7 @@ class ConditionalCounts(CharModel):
         if problem:
             raise CheckpointError(f"conditional-counts weights: {problem}")
         for name in names:
-            setattr(self, name, t[name].to(self.device))
+            setattr(self, name, t[name].to(self.device, torch.float64 if name == "gram_counts" else t[name].dtype))
         self._index_nodes()
 
 
@@ -498,86 +485,46 @@ def _nodes(combos: torch.Tensor, unknown: tuple[int, ...]) -> torch.Tensor:
     return torch.tensor(list(seen), dtype=torch.long).view(len(seen), k)
 
 
-def _merge(parts: list[NGramCounts], empty: NGramCounts) -> NGramCounts:
+def _merge(parts: list[WeightedCounts], empty: WeightedCounts) -> WeightedCounts:
     parts = [p for p in parts if len(p.keys)]
     if not parts:
         return empty
     return parts[0].merge(*parts[1:]) if len(parts) > 1 else parts[0]
 
 
-def _fit_mixture(log_probs: list[torch.Tensor | None], weights: torch.Tensor) -> torch.Tensor:
-    """Mixture weights λ maximising Σ w·log Σ_a λ_a P_a of held-out n-grams (EM with EM_PRIOR pseudo-tokens).
+def fit_log_linear(log_probs: list[torch.Tensor | None], targets: torch.Tensor, weights: torch.Tensor
+                   ) -> torch.Tensor:
+    """Weights θ of the log-linear mixture log P ∝ Σ_a θ_a log P_a maximising the weighted likelihood of
+    held-out n-grams (`targets` after the contexts whose rows are `log_probs[a]`, (M, V) each).
 
-    `log_probs[a]` holds log P_a of each held-out n-gram, or None when component a could not be
-    counted without them (it then gets the prior's share only, as if it predicted nothing).
-    EM's update λ_a ← (λ_a Σ_m w_m P_ma / (P λ)_m + prior) / (Σ w + prior·A) is one product with P
-    per iteration; each row of P is scaled by its largest entry, which the ratio cancels.
+    The negative log-likelihood is convex in θ (a log-sum-exp of linear functions minus a linear
+    one), so BFGS finds its minimum. A penalty of PRIOR_TOKENS pseudo-tokens pulls θ towards equal
+    weights summing to 1 (the geometric mean), which a node without held-out rows keeps. A
+    component that could not be counted without the held-out names (None) gets weight 0.
     """
     A = len(log_probs)
-    if not len(weights):
-        return torch.full((A,), 1.0 / A, dtype=torch.float64)
-    floor = torch.full(weights.shape, -math.inf, dtype=torch.float64)
-    L = torch.stack([floor if lp is None else lp for lp in log_probs], 1)  # (M, A)
-    top = L.max(1, keepdim=True).values
-    usable = torch.isfinite(top.squeeze(1))  # an n-gram no component can predict tells nothing about λ
-    P, w = (L[usable] - top[usable]).exp(), weights.double()[usable]  # (M, A), (M,)
-    lam = torch.full((A,), 1.0 / A, dtype=torch.float64)
-    for _ in range(EM_ITERATIONS):
-        new = (lam * (P.T @ (w / (P @ lam))) + EM_PRIOR) / (w.sum() + EM_PRIOR * A)
-        done = (new - lam).abs().max() < EM_TOLERANCE
-        lam = new
-        if done:
-            break
-    return lam
+    usable = [a for a, lp in enumerate(log_probs) if lp is not None]
+    theta = torch.zeros(A, dtype=torch.float64)
+    if not usable:
+        theta[:] = 1.0 / A
+        return theta
+    prior = torch.full((len(usable),), 1.0 / len(usable), dtype=torch.float64)
+    if not len(targets):
+        theta[usable] = prior
+        return theta
+    L = torch.stack([log_probs[a] for a in usable]).double()  # (A', M, V)
+    target_log_probs = L.gather(2, targets.view(1, -1, 1).expand(len(usable), -1, 1)).squeeze(2)  # (A', M)
+    w = weights.double() / weights.double().sum()
+    strength = PRIOR_TOKENS / float(weights.double().sum())
 
-
-def tune_discounts(model: NGram, rest: NGramCounts, held: NGramCounts, iterations: int = 40) -> torch.Tensor:
-    """(N, 3) discounts maximising the likelihood of `held` under a model counted on `rest`.
-
-    The n-gram's own objective (`NGram._held_out_nll`), minimised by BFGS with a backtracking line
-    search over θ, D = limit · sigmoid(θ): 18 parameters, so a dense inverse Hessian is cheap, and
-    unlike `torch.optim` nothing imports torch's compiler (1.4 s here on first use).
-    """
-    keys_by_order, counts_by_order = model._orders(rest)
-    start = model._estimated_discounts(counts_by_order)
-    features = model._held_out_features(keys_by_order, counts_by_order, held)
-
-    def loss_and_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        theta = theta.detach().requires_grad_()
+    def loss_and_grad(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = t.detach().requires_grad_()
         with torch.enable_grad():
-            loss = model._held_out_nll(DISCOUNT_LIMITS * theta.sigmoid(), features)
-            (grad,) = torch.autograd.grad(loss, theta)
-        return loss.detach(), grad.flatten()
+            mixed = torch.einsum("a,amv->mv", t, L)
+            nll = -(w * (t @ target_log_probs - torch.logsumexp(mixed, 1))).sum()
+            loss = nll + strength * ((t - prior) ** 2).sum()
+            (grad,) = torch.autograd.grad(loss, t)
+        return loss.detach(), grad
 
-    theta = torch.logit((start / DISCOUNT_LIMITS).clamp(0.01, 0.99))
-    loss, grad = loss_and_grad(theta)
-    first = loss
-    inverse_hessian = torch.eye(theta.numel(), dtype=torch.float64)
-    for _ in range(iterations):
-        direction = -(inverse_hessian @ grad)
-        slope = float(grad @ direction)
-        if slope >= 0:  # not a descent direction: restart from the gradient
-            inverse_hessian = torch.eye(theta.numel(), dtype=torch.float64)
-            direction, slope = -grad, -float(grad @ grad)
-        step = 1.0
-        while True:
-            candidate = theta + step * direction.view_as(theta)
-            new_loss, new_grad = loss_and_grad(candidate)
-            if new_loss <= loss + 1e-4 * step * slope or step < 1e-6:
-                break
-            step /= 2
-        if not new_loss < loss:
-            break
-        s, yk = (candidate - theta).flatten(), new_grad - grad
-        sy = float(s @ yk)
-        if sy > 1e-12:
-            rho = 1.0 / sy
-            eye = torch.eye(len(s), dtype=torch.float64)
-            inverse_hessian = ((eye - rho * torch.outer(s, yk)) @ inverse_hessian @ (eye - rho * torch.outer(yk, s))
-                               + rho * torch.outer(s, s))
-        improvement = float(loss - new_loss)
-        theta, loss, grad = candidate, new_loss, new_grad
-        if improvement < 1e-9 or float(grad.abs().max()) < 1e-7:
-            break
-    tuned = DISCOUNT_LIMITS * theta.sigmoid()
-    return tuned if loss < first else start
+    theta[usable] = minimize(loss_and_grad, prior.clone()).clamp(-MAX_WEIGHT, MAX_WEIGHT)
+    return theta
