@@ -46,6 +46,7 @@ from namesmith.casing import fold  # noqa: E402
 from namesmith.data import DataConfig  # noqa: E402
 from namesmith.evaluate import row_log_probs  # noqa: E402
 from namesmith.sources import read_labelled_source  # noqa: E402
+from namesmith.tables import WEIGHTINGS  # noqa: E402
 
 CONDITION = ("sex", "decade")
 GRU = {"n_embd": 32, "n_hidden": 128, "batch_size": 64, "eval_every": 250}
@@ -163,7 +164,7 @@ def report(title: str, figures: dict, seconds: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="us")
-    parser.add_argument("--weighting", default="none", choices=["none", "count", "log"])
+    parser.add_argument("--weighting", default="none", choices=WEIGHTINGS)
     parser.add_argument("--order", type=int, default=6)
     parser.add_argument("--neural-budget", type=float, default=180.0, help="seconds per GRU (0: skip the GRU)")
     parser.add_argument("--generate", type=int, default=10_000)

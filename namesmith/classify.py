@@ -2,10 +2,17 @@
 
     P(value | name) = P(name | value) · P(value) / Σ_v P(name | v) · P(v)
 
-P(name | value) is the conditional model with that one label given and the others marginalised
-(`model.given({label: value})`), the end token included; P(value) is the value's share of the
-training weight (`Condition.prior`: with weighting `none`, of the distinct training rows; with
-`count`, of the births). Each label gets its own posterior.
+computed from the joint posterior over the combinations of values the training rows have,
+
+    P(combination | name) ∝ P(name | combination) · P(combination),
+
+summed over the combinations that have the value: P(name | value) is then the mixture of the
+value's combinations, each in proportion to its prior (the other labels marginalised exactly),
+and names are judged by the most specific models (a girl's name of the 1950s is told from a
+boy's by the 1950s' names). P(combination) is its share of the training weight (with weighting
+`none`, of the distinct training rows; with `share`, of the distinct names; with `count`, of the
+births). With more than MAX_JOINT combinations each label is judged alone, by the model with that
+one label given (`model.given({label: value})`) and the value's share of the training weight.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from namesmith.errors import ConfigError, DataError
 from namesmith.evaluate import word_log_probs
 from namesmith.models.base import CharModel
 from namesmith.vocab import Vocab, describe_chars
+
+MAX_JOINT = 64  # combinations of values up to which names are classified by the joint posterior
 
 
 def label_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[str], label: str) -> torch.Tensor:
@@ -38,9 +47,19 @@ def posteriors(model: CharModel, vocab: Vocab, names: Sequence[str]) -> dict[str
         if not name or unknown:
             why = "is empty" if not name else f"has {describe_chars(unknown)} not in the model's vocabulary"
             raise DataError(f"names: {name!r} {why}", field="names")
+    condition = model.condition
+    combinations = [(codes, weight) for codes, weight in condition.joint if weight > 0]
     out = {}
+    if 0 < len(combinations) <= MAX_JOINT:
+        joint = torch.stack([word_log_probs(model.given(condition.where_of(codes)), list(names), vocab)
+                             + torch.tensor(weight, dtype=torch.float64).log() for codes, weight in combinations], 1)
+        posterior = torch.softmax(joint, 1)  # (N, combinations)
+        for j, (label, values) in enumerate(condition.labels.items()):
+            of = torch.tensor([codes[j] for codes, _ in combinations])
+            out[label] = torch.zeros(len(names), len(values), dtype=torch.float64).index_add_(1, of, posterior)
+        return out
     for label in model.labels:
-        joint = label_log_likelihoods(model, vocab, names, label) + model.condition.prior(label).log()
+        joint = label_log_likelihoods(model, vocab, names, label) + condition.prior(label).log()
         out[label] = torch.softmax(joint, 1)
     return out
 

@@ -41,6 +41,8 @@ class Condition:
 
     labels: dict[str, list[str]]  # label -> sorted values
     priors: dict[str, list[float]]  # label -> training weight of each value (same order)
+    # the training weight of each combination of values that training rows have: ((code, ...), weight)
+    joint: tuple[tuple[tuple[int, ...], float], ...] = ()
 
     def __post_init__(self) -> None:
         for label, values in self.labels.items():
@@ -135,6 +137,10 @@ class Condition:
             choices.append([values.index(v) for v in asked] if asked else [len(values)])
         return list(itertools.product(*choices))
 
+    def where_of(self, codes: tuple[int, ...]) -> dict[str, str]:
+        """The `where` of a combination of codes (unknown codes left out)."""
+        return {label: values[c] for (label, values), c in zip(self.labels.items(), codes) if c < len(values)}
+
     def prior(self, label: str) -> torch.Tensor:
         """P(value) of one label (float64, sums to 1): its values' share of the training weight."""
         weights = torch.tensor(self.priors[label], dtype=torch.float64)
@@ -144,7 +150,8 @@ class Condition:
     # --- saving --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"labels": {k: list(v) for k, v in self.labels.items()},
-                "priors": {k: [float(p) for p in v] for k, v in self.priors.items()}}
+                "priors": {k: [float(p) for p in v] for k, v in self.priors.items()},
+                "joint": [[list(codes), float(weight)] for codes, weight in self.joint]}
 
     @classmethod
     def from_dict(cls, record: Any) -> Condition:
@@ -160,7 +167,17 @@ class Condition:
                   and all(isinstance(p, (int, float)) and p >= 0 for p in priors[label]))
             if not ok:
                 raise ValueError(f"the condition record's label {label!r} is malformed")
-        return cls({k: list(v) for k, v in labels.items()}, {k: [float(p) for p in priors[k]] for k in labels})
+        joint = []
+        radix = [len(v) for v in labels.values()]
+        for item in record.get("joint", []):
+            ok = (isinstance(item, list) and len(item) == 2 and isinstance(item[0], list) and len(item[0]) == len(radix)
+                  and all(isinstance(c, int) and 0 <= c < r for c, r in zip(item[0], radix))
+                  and isinstance(item[1], (int, float)) and item[1] >= 0)
+            if not ok:
+                raise ValueError(f"the condition record's joint entry {item!r:.80} is malformed")
+            joint.append((tuple(item[0]), float(item[1])))
+        return cls({k: list(v) for k, v in labels.items()}, {k: [float(p) for p in priors[k]] for k in labels},
+                   tuple(joint))
 
 
 def parse_where_args(items: Sequence[str] | None) -> dict[str, list[str]]:

@@ -108,8 +108,13 @@ def labelled_corpus(table: Table, condition: Sequence[str] | None = None, weight
         labels[column] = values
         column_codes = np.searchsorted(values, train.labels[column])
         priors[column] = np.bincount(column_codes, weights=train_weights, minlength=len(values)).tolist()
-    cond = Condition(labels, priors)
-    codes = {part: _codes(parts[part], cond) for part in PARTS}
+    codes = {part: _codes(parts[part], Condition(labels, priors)) for part in PARTS}
+    joint: tuple = ()
+    if columns and len(train):  # the training weight of each combination of values present
+        combos, combo_of = np.unique(codes["train"].numpy(), axis=0, return_inverse=True)
+        totals = np.bincount(combo_of.reshape(-1), weights=train_weights, minlength=len(combos))
+        joint = tuple((tuple(int(c) for c in combo), float(t)) for combo, t in zip(combos, totals))
+    cond = Condition(labels, priors, joint)
     split_words = Split(*(list(parts[part].names) for part in PARTS))
     characters = set().union(*(set("".join(parts[part].names)) for part in PARTS))
     return LabelledCorpus(split=split_words, vocab=vocab or Vocab(tuple(sorted(characters))), condition=cond,
