@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from namesmith import NameModel
 from namesmith.checkpoint import load_checkpoint
+from namesmith.cli import main
 from namesmith.conditional import Condition, parse_where_args
 from namesmith.data import encode_words
 from namesmith.errors import CheckpointError, ConfigError, DataError
@@ -376,3 +378,49 @@ def test_evaluation_per_count_weighs_rows_by_their_counts(ngram):
     expected = -(counts * log_probs).sum() / (counts * chars).sum()
     assert ngram.metrics["test"]["nll_per_count"] == pytest.approx(expected, rel=1e-6)
     assert np.isfinite(ngram.metrics["val"]["nll"])
+
+
+def test_a_conditional_network_resumes_exactly(one_thread, table_path, tmp_path):
+    options = {**TINY["gru"], "max_steps": 30, "eval_every": 10, "device": "cpu"}
+    reference = NameModel.train(table_path, "gru", condition=("sex",), weighting="share", **options)
+    first = NameModel.train(table_path, "gru", condition=("sex",), weighting="share", out=tmp_path, **options,
+                            callback=lambda step, total, metrics: step >= 13)
+    assert first.history.stop_reason == "interrupted"
+    resumed = NameModel.train(table_path, "gru", condition=("sex",), weighting="share", out=tmp_path, resume=True,
+                              **options)
+    assert resumed.history.steps == 30
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+# --- the command line ----------------------------------------------------------------------------------
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_condition_where_classify(one_thread, capsys, table_path, tmp_path):
+    out = tmp_path / "m"
+    code, stdout, _ = run(capsys, "train", "--data", table_path, "--order", "3", "--condition", "sex",
+                          "--weighting", "share", "--out", out, "--samples", "4")
+    assert code == 0 and "ngram | sex" in stdout and "per count" in stdout
+    assert "samples:\nsex=F: " in stdout and "\nsex=M: " in stdout
+    code, stdout, _ = run(capsys, "sample", "-m", out, "-n", "5", "--where", "sex=F", "--seed", "1", "-q")
+    assert code == 0 and len(stdout.split()) == 5
+    code, stdout, _ = run(capsys, "classify", "-m", out, "malisa", "tobuko")
+    assert code == 0 and stdout.startswith("malisa: sex F ") and "\ntobuko: sex M " in stdout
+    code, stdout, _ = run(capsys, "score", "-m", out, "malisa", "--where", "sex=F,M", "--json")
+    assert code == 0 and json.loads(stdout)["scores"][0]["error"] is None
+    for argv, message in ((["sample", "-m", out, "--where", "decade=1950s"], "--where: unknown label 'decade'"),
+                          (["sample", "-m", out, "--where", "sex"], "--where: expected LABEL=VALUE"),
+                          (["score", "-m", out, "malisa", "--where", "sex=X"], "'X' is not a value of 'sex'"),
+                          (["train", "--data", table_path, "--condition", "era", "--out", tmp_path / "e"],
+                           "condition: .* has no label column 'era'")):
+        code, stdout, stderr = run(capsys, *argv)
+        assert code == 1 and stdout == "" and len(stderr.strip().splitlines()) == 1
+        assert re.search(message, stderr), stderr
+    code, stdout, _ = run(capsys, "train", "--data", table_path, "--order", "3", "--condition", "none", "--out",
+                          tmp_path / "plain", "--json")
+    assert code == 0 and json.loads(stdout)["labels"] == {} and json.loads(stdout)["description"] == "ngram"
