@@ -107,6 +107,37 @@ def word_log_probs(model: CharModel, words: list[str], vocab: Vocab) -> torch.Te
     return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
 
 
+def row_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Total log-probability (float64) of each row of `encode_words`-style tensors (a labelled corpus's
+    rows carry their labels in their start token)."""
+    totals = []
+    with eval_mode(model):
+        for log_probs, targets in chunked_log_probs(model, x, y):
+            totals.append(target_log_probs(log_probs, targets).double().sum(1).cpu())
+    return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
+
+
+def evaluate_labelled(model: CharModel, corpus: Any) -> dict[str, dict[str, Any]]:
+    """Per part of a labelled corpus (namesmith.labelled): the NLL per character of its rows, each
+    distinct (name, conditioned labels) once, and, for tables with counts, `nll_per_count`: each row
+    weighted by its count (births), the NLL per character of a name drawn as the data draws them."""
+    metrics = {}
+    for part in PARTS:
+        x, y = corpus.tensors(part)
+        if not len(x):
+            metrics[part] = {**Evaluation(None, 0, 0).to_dict(), "nll_per_count": None}
+            continue
+        log_probs = row_log_probs(model, x, y)
+        chars = (y >= 0).sum(1).double()
+        result = Evaluation(float(-log_probs.sum() / chars.sum()), len(x), int(chars.sum())).to_dict()
+        counts = torch.from_numpy(corpus.counts[part]).double()
+        weighted = float((counts * chars).sum())
+        result["nll_per_count"] = float(-(counts * log_probs).sum() / weighted) if corpus.has_counts and weighted \
+            else None
+        metrics[part] = result
+    return metrics
+
+
 def evaluate(model: CharModel, words: list[str], vocab: Vocab) -> Evaluation:
     """Mean NLL per character of `words` under `model`."""
     n_chars = sum(len(w) + 1 for w in words)

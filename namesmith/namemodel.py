@@ -20,12 +20,14 @@ import torch
 
 from namesmith.casing import fold, folds, restore
 from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, read_meta, save_checkpoint
+from namesmith.classify import classify
+from namesmith.conditional import Where, where_key
 from namesmith.config import TrainConfig
 from namesmith.counting import count_pairs
 from namesmith.data import BUILTIN, Corpus, DataConfig, Split
 from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
-from namesmith.evaluate import evaluate, evaluate_splits, evaluate_streamed
+from namesmith.evaluate import evaluate, evaluate_streamed
 from namesmith.generate import (
     ExactCache,
     GenerateConfig,
@@ -38,12 +40,13 @@ from namesmith.generate import (
     novelty_summary,
 )
 from namesmith.history import TrainCallback, TrainHistory
+from namesmith.labelled import LabelledCorpus
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
-from namesmith.train import train, words_for_checkpoint
+from namesmith.train import corpus_for_checkpoint, evaluate_corpus, train
 from namesmith.vocab import Vocab
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
@@ -131,9 +134,9 @@ class NameModel:
         self.directory = None if directory is None else Path(directory)
         self._corpus = corpus  # the split training words, read on first use when None
         self._data_path = data  # where the training word list is, if it moved since training
-        self._reference: Any = None  # sorted NLL per character of the training words (percentiles)
+        self._reference: dict[tuple, Any] = {}  # per `where`: sorted NLL per character of the training words
         self._known: KnownWords | None = None  # the training words as sets, for novelty
-        self._exact = ExactCache()  # exact samplers' tables, reused by later requests with the same constraints
+        self._exact: dict[tuple, ExactCache] = {}  # per `where`: exact samplers' tables, reused by later requests
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
@@ -206,18 +209,28 @@ class NameModel:
         return self.meta["data"]["max_word_length"]
 
     def describe(self) -> str:
-        """'lstm' or, for a network combined with an n-gram, 'lstm + 6-gram'."""
+        """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, '... | sex, decade' when conditioned."""
         config = self.meta["model_config"]
-        if self.model_type == "ngram-mix":
-            return f"{config['model_type']} + {config['ngram'].get('order', '?')}-gram"
-        return self.model_type
+        kind = self.model_type
+        if kind == "ngram-mix":
+            ngram = config["ngram"].get("model", config["ngram"])  # a conditional n-gram nests its config
+            inner = config["model"].get("model_type") if self.model.labels else config["model_type"]
+            kind = f"{inner} + {ngram.get('order', '?')}-gram"
+        elif self.model.labels:
+            kind = config["model_type"]
+        return kind + (f" | {', '.join(self.model.labels)}" if self.model.labels else "")
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """The labels the model is conditioned on, each with its values ({} for a plain model)."""
+        return self.model.labels
 
     def info(self) -> dict[str, Any]:
         """What the model is, what it was trained on, and how well it does (JSON-able)."""
         keys = ("namesmith_version", "created", "model_config", "data", "parameters", "metrics",
                 "metrics_without_ngram", "resolved_train_config", "complete")
         history = self.history
-        return {"model_type": self.model_type, "description": self.describe(),
+        return {"model_type": self.model_type, "description": self.describe(), "labels": self.labels,
                 **{k: self.meta[k] for k in keys if k in self.meta},
                 "vocab": "".join(self.vocab.chars),
                 "history": {"steps": history.steps, "seconds": history.seconds, "stop_reason": history.stop_reason}}
@@ -230,9 +243,7 @@ class NameModel:
             record = self.meta["data"]
             if record.get("streamed"):
                 raise DataError(f"{record['path']}: was streamed in training; its words are not held in memory")
-            words = words_for_checkpoint(self.meta, self._data_path)
-            self._corpus = Corpus.from_words(words, seed=record["split_seed"], vocab=self.vocab,
-                                             split=record.get("split", True))
+            self._corpus = corpus_for_checkpoint(self.meta, self.vocab, self._data_path)
         return self._corpus
 
     def _known_words(self) -> KnownWords:
@@ -273,27 +284,38 @@ class NameModel:
                  excludes: Sequence[str] = (), regex: str | None = None, min_len: int | None = None,
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                 max_tries: int | None = None, time_budget: float | None = None, method: str = "auto") -> Names:
+                 max_tries: int | None = None, time_budget: float | None = None, method: str = "auto",
+                 where: Where | None = None) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
-        holds the names found and `complete` is False (`stats.message()` says why).
+        holds the names found and `complete` is False (`stats.message()` says why). `where` asks a
+        conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names of
+        both at once (see namesmith.conditional); labels left out are marginalised.
         """
         config, split, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
             time_budget=time_budget, method=method)
-        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length,
-                         known_words=None if known is None else known.all, cache=self._exact)
+        model, cache = self._conditioned(where)
+        stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
+                         known_words=None if known is None else known.all, cache=cache)
         return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
-    def iter_generate(self, n: int = 20, **options: Any) -> NameStream:
+    def _conditioned(self, where: Where | None) -> tuple[CharModel, ExactCache]:
+        """The plain model of `where` (the model itself without conditions) and its exact tables' cache."""
+        model = self.model.given(where)
+        key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
+        return model, self._exact.setdefault(key, ExactCache())
+
+    def iter_generate(self, n: int = 20, *, where: Where | None = None, **options: Any) -> NameStream:
         """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
         a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, split, why, known = self._generation(n, **options)
-        stream = iter_generate(self.model, self.vocab, config, max_word_length=self.max_word_length,
-                               known_words=None if known is None else known.all, cache=self._exact)
+        model, cache = self._conditioned(where)
+        stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
+                               known_words=None if known is None else known.all, cache=cache)
         return NameStream(stream, self._printed, known, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------
@@ -307,20 +329,51 @@ class NameModel:
         """Names as the model reads them (lowercased when it learned lowercased names)."""
         return fold(list(names), self.casing)
 
-    def score(self, names: Sequence[str]) -> list[NameScore]:
+    def score(self, names: Sequence[str], *, where: Where | None = None) -> list[NameScore]:
         """Each name's log-probability, NLL per character and percentile among the training names.
 
         A name the model cannot read gets an `error` instead; percentiles are None when the training
-        words are unavailable (`training_split()` says why).
+        words are unavailable (`training_split()` says why). `where` scores under some labels of a
+        conditional model, P(name | where), and places each name among the training names of those
+        labels.
         """
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
-        if self._reference is None:
+        model = self.model.given(where)
+        key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
+        if key not in self._reference:
             split, _ = self.training_split()
             if split is not None:
-                self._reference = reference_scores(self.model, split.train, self.vocab)
-        scores = score_names(self.model, self.vocab, self._prepare(names), self._reference)
+                self._reference[key] = reference_scores(model, self._reference_words(where), self.vocab)
+        scores = score_names(model, self.vocab, self._prepare(names), self._reference.get(key))
         return [dataclasses.replace(score, name=name) for score, name in zip(scores, names)]
+
+    def _reference_words(self, where: Where | None) -> list[str]:
+        """The training names of the labels `where` asks for (all of them without `where`)."""
+        corpus = self.corpus
+        if not where or not isinstance(corpus, LabelledCorpus):
+            return corpus.split.train
+        codes, wanted = corpus.codes["train"], self.model.condition.where_codes(where)
+        unknown = self.model.condition.unknown()
+        keep = torch.zeros(len(codes), dtype=torch.bool)
+        for combination in wanted:
+            match = torch.ones(len(codes), dtype=torch.bool)
+            for j, (code, missing) in enumerate(zip(combination, unknown)):
+                if code != missing:
+                    match &= codes[:, j] == code
+            keep |= match
+        return [w for w, k in zip(corpus.split.train, keep.tolist()) if k]
+
+    def classify(self, names: Sequence[str]) -> list[dict[str, dict[str, float]]]:
+        """Per name, the posterior over each conditioned label: {label: {value: P(value | name)}}.
+
+        P(value | name) ∝ P(name | value) · P(value) (see namesmith.classify); values from most to
+        least likely, each label's probabilities summing to 1. A ConfigError for a model without
+        labels, a DataError for a name it cannot read.
+        """
+        if isinstance(names, str):
+            raise ConfigError("names must be a list of names, not one string", field="names")
+        return classify(self.model, self.vocab, self._prepare(names))
 
     def evaluate(self, words: Sequence[str] | None = None, *, data: str | Path | None = None,
                  data_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -341,7 +394,7 @@ class NameModel:
             return {"all": evaluate(self.model, words, self.vocab).to_dict()}
         if self.meta["data"].get("streamed"):
             return evaluate_streamed(self.model, self.vocab, self.meta["data"], self._data_path)
-        return evaluate_splits(self.model, self.corpus)
+        return evaluate_corpus(self.model, self.corpus)
 
     # --- the first-order table (bigram models) -----------------------------------------------------
     def transition_table(self) -> torch.Tensor:
@@ -354,7 +407,7 @@ class NameModel:
 
     def pair_counts(self) -> torch.Tensor:
         """(V, V) counts of (previous, next) pairs in the training split."""
-        return count_pairs(*self.corpus.tensors("train"), self.vocab.size)
+        return count_pairs(*self.corpus.word_tensors("train"), self.vocab.size)
 
     def transitions(self, top: int = 10) -> list[Transition]:
         """The seed's sanity check: the strongest transitions beside their training frequency."""

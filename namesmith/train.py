@@ -44,13 +44,17 @@ from namesmith.device import resolve_device
 from namesmith.distributed import World, active
 from namesmith.distributed import setup as setup_distributed
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
-from namesmith.evaluate import count_metrics, evaluate_splits, ngram_count_metrics
+from namesmith.evaluate import count_metrics, evaluate_labelled, evaluate_splits, ngram_count_metrics
 from namesmith.history import TrainCallback, TrainHistory
+from namesmith.labelled import LabelledCorpus, labelled_corpus
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
+from namesmith.models.conditional_counts import ConditionalCounts, ConditionalCountsConfig
+from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, ConditionalNetwork
 from namesmith.models.ngram import NGramConfig
 from namesmith.models.ngram_mix import mix_with_ngram
-from namesmith.sources import is_catalogue, read_source, source_fingerprint
+from namesmith.sources import is_catalogue, read_labelled_source, read_source, source_fingerprint
+from namesmith.tables import WEIGHTINGS
 from namesmith.trainer import DistributedTrainer, Trainer
 from namesmith.version import __version__
 
@@ -84,6 +88,71 @@ def build_model(model_type: str, vocab_size: int, overrides: dict[str, Any] | No
     return cls(vocab_size, config)
 
 
+def condition_model(model: CharModel, corpus: Corpus, config: TrainConfig) -> CharModel:
+    """`model` made conditional on the corpus's labels (and count models weighted), where that applies.
+
+    Count models on a conditioned or weighted table become `ConditionalCounts` of their type;
+    neural models on a conditioned one a `ConditionalNetwork` (weights reach them through the
+    trainer's draws). Plain word lists, and unconditioned, unweighted tables, keep the model as is.
+    """
+    if not isinstance(corpus, LabelledCorpus) or model.wrapper:
+        return model
+    if model.neural:
+        if not corpus.conditioned:
+            return model
+        dropout = DEFAULT_LABEL_DROPOUT if config.label_dropout is None else config.label_dropout
+        return ConditionalNetwork(model, corpus.condition, dropout)
+    if not corpus.conditioned and corpus.weighting == "none":
+        return model
+    config_record = ConditionalCountsConfig(model.model_type, model.config_dict(), corpus.condition.to_dict())
+    return ConditionalCounts(model.vocab_size, config_record)
+
+
+def unwrap(model: CharModel) -> CharModel:
+    """A weighted count model without labels is saved as its plain type: its pooled component."""
+    if isinstance(model, ConditionalCounts) and not model.labels:
+        return model.component(0)
+    return model
+
+
+def mix_ngram(corpus: Corpus, order: int) -> CharModel | None:
+    """The n-gram a neural model is mixed with, fitted here for tables (conditioned and weighted as the
+    network), or None for plain word lists (the mix counts its own)."""
+    if not isinstance(corpus, LabelledCorpus) or (not corpus.conditioned and corpus.weighting == "none"):
+        return None
+    config = ConditionalCountsConfig("ngram", {"order": order}, corpus.condition.to_dict())
+    ngram = ConditionalCounts(corpus.vocab.size, config)
+    ngram.fit(corpus, TrainConfig())
+    return unwrap(ngram)
+
+
+def evaluate_corpus(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
+    """Train/val/test metrics: per row and per count for tables, as `evaluate_splits` for word lists."""
+    if isinstance(corpus, LabelledCorpus):
+        return evaluate_labelled(model, corpus)
+    return evaluate_splits(model, corpus)
+
+
+def read_corpus(data: DataConfig, vocab: Any = None) -> tuple[Corpus, str]:
+    """The split corpus of a data source and the casing its names are learned in: the rows of a table
+    (split by distinct name; namesmith.labelled), or the words of a plain list (today's split)."""
+    if data.weighting not in WEIGHTINGS:
+        raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {data.weighting!r}",
+                          field="weighting")
+    labelled = read_labelled_source(data)
+    if labelled is not None:
+        table, casing = labelled
+        return labelled_corpus(table, data.condition, data.weighting, seed=data.split_seed, split=data.split,
+                               vocab=vocab), casing
+    if data.condition:
+        raise ConfigError(f"condition: {data.path} is a plain word list, without label columns to condition on "
+                          "(a table has a header row naming a 'name' column and its labels)", field="condition")
+    if data.weighting != "none":
+        raise ConfigError(f"weighting: {data.path} is a plain word list, without counts to weigh by", field="weighting")
+    words, casing = read_source(data)
+    return Corpus.from_words(words, seed=data.split_seed, vocab=vocab, split=data.split), casing
+
+
 def fit_model(model: CharModel, corpus: Corpus, config: TrainConfig, callback: TrainCallback | None = None, *,
               resume: dict[str, Any] | None = None, on_checkpoint: Any = None, world: World | None = None
               ) -> TrainHistory:
@@ -114,6 +183,8 @@ def data_record(config: DataConfig, corpus: Corpus, casing: str) -> dict[str, An
         "n_words": {part: len(words) for part, words in corpus.split.parts().items()},
         "words_sha256": words_fingerprint([w for words in corpus.split.parts().values() for w in words]),
         "max_word_length": corpus.max_word_length,
+        **({"split_method": "by distinct name", "condition": corpus.condition.names, "weighting": corpus.weighting}
+           if isinstance(corpus, LabelledCorpus) else {}),
     }
 
 
@@ -299,14 +370,18 @@ def train(
     world = setup_distributed(device) if model_class(model_type).neural else None
     device = device if world is None else world.device
     writes = out is not None and (world is None or world.is_main)  # rank 0 alone writes the model directory
-    words, casing = read_source(data) if words is None else prepare_words(check_words(words), data)
-    corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
+    if words is None:
+        corpus, casing = read_corpus(data)
+    else:
+        words, casing = prepare_words(check_words(words), data)
+        corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)
     resume_state = None
     if resume:
         model, train_config, resume_state = _resumable(out, model_type, data, corpus, casing, train_config)
     else:
-        model = build_model(model_type, corpus.vocab.size, model_config, corpus)
+        model = condition_model(build_model(model_type, corpus.vocab.size, model_config, corpus), corpus,
+                                train_config)
     if train_config.ngram_mix and not model.neural:
         raise ConfigError(f"ngram_mix applies to neural models; {model_type} is not one", field="ngram_mix")
     if writes:
@@ -327,13 +402,13 @@ def train(
     log.info(f"training {model_type} on {len(corpus.split.train)} words, device {device}")
     history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint,
                         world=world)
-    model.eval()
+    model = unwrap(model).eval()
     complete = history.stop_reason != "interrupted"
     if complete and config.ngram_mix and model.neural:
-        meta["metrics_without_ngram"] = evaluate_splits(model, corpus)
-        model = mix_with_ngram(model, corpus, config.ngram_mix)
+        meta["metrics_without_ngram"] = evaluate_corpus(model, corpus)
+        model = mix_with_ngram(model, corpus, config.ngram_mix, mix_ngram(corpus, config.ngram_mix))
         model.eval()
-    metrics = evaluate_splits(model, corpus)
+    metrics = evaluate_corpus(model, corpus)
     meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(), complete=complete)
     if writes:
         save_checkpoint(out, model, corpus.vocab, meta, train_state=None if complete else last_state.get("state"))
@@ -350,8 +425,11 @@ def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus
     saved = load_checkpoint(out, resolve_device(train_config.device), with_train_state=True)
     if saved.train_state is None:
         raise CheckpointError(f"{out}: has nothing to resume (its training finished or never started)")
-    if saved.meta["model_type"] != model_type:
-        raise ConfigError(f"resume: {out} holds a {saved.meta['model_type']} model, not {model_type}", field="model")
+    saved_type = saved.meta["model_type"]
+    if saved.model.labels:  # a conditional model: the type it was asked as is its inner one
+        saved_type = saved.meta["model_config"].get("model_type", saved_type)
+    if saved_type != model_type:
+        raise ConfigError(f"resume: {out} holds a {saved_type} model, not {model_type}", field="model")
     recorded = saved.meta["data"].get("words_sha256")
     if (saved.meta["data"]["sha256"] != source_fingerprint(data.path) or saved.vocab != corpus.vocab
             or recorded not in (None, data_record(data, corpus, casing)["words_sha256"])):
@@ -361,6 +439,26 @@ def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus
     except TypeError as e:
         raise CheckpointError(f"{out}: the recorded training config is malformed ({e})") from None
     return saved.model, config, saved.train_state
+
+
+def corpus_for_checkpoint(meta: dict[str, Any], vocab: Any, path: str | None = None) -> Corpus:
+    """The split corpus a checkpoint was trained on, read again (fingerprint checked)."""
+    record = meta["data"]
+    if record.get("split_method") != "by distinct name":  # a plain word list, or a checkpoint from before tables
+        words = words_for_checkpoint(meta, path)
+        return Corpus.from_words(words, seed=record["split_seed"], vocab=vocab, split=record.get("split", True))
+    source = path or record["path"]
+    config = DataConfig(path=source, case=record.get("case") or "auto", encoding=record["encoding"],
+                        max_line_length=record["max_line_length"], split_seed=record["split_seed"],
+                        split=record.get("split", True), condition=tuple(record.get("condition") or ()),
+                        weighting=record.get("weighting", "none"))
+    try:
+        if source_fingerprint(source) != record["sha256"]:
+            raise NamesmithError(f"{source}: is not the table this model was trained on (its sha256 differs)")
+        corpus, _ = read_corpus(config, vocab)
+    except (NamesmithError, OSError) as e:
+        raise NamesmithError(f"{e} (pass data= the table the model was trained on)") from None
+    return corpus
 
 
 def words_for_checkpoint(meta: dict[str, Any], path: str | None = None) -> list[str]:

@@ -102,7 +102,8 @@ class LengthBuckets:
     so every word has the same chance as with uniform draws.
     """
 
-    def __init__(self, lengths: torch.Tensor, batch_size: int, min_words: int | None = None):
+    def __init__(self, lengths: torch.Tensor, batch_size: int, min_words: int | None = None,
+                 weights: torch.Tensor | None = None):
         min_words = 4 * batch_size if min_words is None else min_words
         order = torch.argsort(lengths, stable=True)
         sizes: list[int] = []  # words per group
@@ -117,11 +118,23 @@ class LengthBuckets:
         self.groups = list(torch.split(order, sizes))
         self.group_of = torch.empty_like(order)
         self.group_of[order] = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        # weighted rows (namesmith.labelled): a group in proportion to its weight, then rows by theirs
+        self.weighted = None if weights is None else (weights.double().cumsum(0),
+                                                      [weights[g].double().cumsum(0) for g in self.groups])
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:
         """Row indices of one batch."""
+        if self.weighted is not None:
+            row_cdf, group_cdfs = self.weighted
+            group = int(self.group_of[draw_weighted(row_cdf, 1, generator)])
+            return self.groups[group][draw_weighted(group_cdfs[group], self.batch_size, generator)]
         group = self.groups[int(self.group_of[torch.randint(len(self.group_of), (1,), generator=generator)])]
         return group[torch.randint(len(group), (self.batch_size,), generator=generator)]
+
+
+def draw_weighted(cdf: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n indices drawn with replacement, index i with probability ∝ its weight (cdf: cumulative weights)."""
+    return torch.searchsorted(cdf, torch.rand(n, dtype=torch.float64, generator=generator) * cdf[-1], right=True)
 
 
 class WeightAverage:
@@ -194,6 +207,8 @@ class Trainer:
         device = model.device
         x_train, y_train = corpus.tensors("train")
         self.lengths = (y_train >= 0).sum(1)  # CPU: crop each batch to its longest word without a sync
+        self.row_weights = corpus.row_weights("train")  # None: every row as likely (namesmith.labelled)
+        self.row_weights_cdf = None if self.row_weights is None else self.row_weights.double().cumsum(0)
         self.x_train, self.y_train = x_train.to(device), y_train.to(device)
         x_val, y_val = corpus.tensors("val")
         self.has_val = x_val.shape[0] > 0
@@ -321,7 +336,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if buckets is None:
-            rows = torch.randint(self.x_train.shape[0], (config.batch_size,), generator=self.batch_gen)
+            if self.row_weights is None:
+                rows = torch.randint(self.x_train.shape[0], (config.batch_size,), generator=self.batch_gen)
+            else:
+                rows = draw_weighted(self.row_weights_cdf, config.batch_size, self.batch_gen)
         else:
             rows = buckets.draw(self.batch_gen)
         loss = self.step_loss(rows, tokens_per_batch)
@@ -347,8 +365,10 @@ class Trainer:
         last_eval = state.history.val_loss[-1][0] if state.history.val_loss else -1
         buckets, tokens_per_batch = None, None
         if config.batching == "by-length":
-            buckets = LengthBuckets(self.lengths, config.batch_size)
-            tokens_per_batch = config.batch_size * float(self.lengths.float().mean())
+            buckets = LengthBuckets(self.lengths, config.batch_size, weights=self.row_weights)
+            w = self.row_weights
+            mean_length = self.lengths.float().mean() if w is None else (self.lengths * w).sum() / w.sum()
+            tokens_per_batch = config.batch_size * float(mean_length)
         while state.step < config.max_steps:
             if config.time_budget is not None and self.clock() >= config.time_budget:
                 stop_reason = "time budget"

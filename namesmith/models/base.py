@@ -58,6 +58,7 @@ class CharModel(nn.Module):
     - `transition_table()`: the (V, V) table P(next | previous) of a first-order model, else None;
       `markov_chain()`: the model as a finite Markov chain over its own states, else None.
     - `streamable` and `fit_pair_counts(...)`: fitting from (V, V) pair counts alone (streamed training).
+    - `labels` and `given(where)`: a conditional model's labels, and the plain model of some of them.
     """
 
     model_type: ClassVar[str]  # the name used by --model and in checkpoints
@@ -126,6 +127,21 @@ class CharModel(nn.Module):
         the n-gram): next-token log-probabilities (S, V), the next state (S, V), and the state after
         the boundary that starts a name. None for other models (see namesmith.generate)."""
         return None
+
+    # --- conditions (namesmith.conditional) -----------------------------------------------------
+    condition: Any = None  # a conditional model's `namesmith.conditional.Condition` (labels, values, priors)
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """The labels the model is conditioned on, each with its values; {} for a plain model."""
+        return {} if self.condition is None else dict(self.condition.labels)
+
+    def given(self, where: Any = None) -> CharModel:
+        """The plain model P(name | where) of a conditional model; a plain model is its own (where empty)."""
+        if where:
+            raise ConfigError(f"where: this {self.model_type} model is not conditioned on any label "
+                              "(train one on a table with labels: condition=..., --condition LABEL)", field="where")
+        return self
 
     # --- incremental generation -------------------------------------------------------------
     def init_state(self, batch_size: int) -> State:
