@@ -168,7 +168,8 @@ class _Cached:
         return (str(self.directory), str(self.directory.resolve()))
 
     def current(self, model: NameModel) -> bool:
-        return (model.meta.get("namesmith_version") == __version__ and model.model_type == self.model_type
+        asked = model.meta.get("request", {}).get("model_type")  # "ngram" stays asked for when it is conditioned
+        return (model.meta.get("namesmith_version") == __version__ and asked == self.model_type
                 and model.meta.get("data", {}).get("sha256") == source_fingerprint(self.dataset))
 
     def __call__(self) -> NameModel:
