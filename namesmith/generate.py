@@ -543,11 +543,13 @@ class ExactCache:
     length limit, not on the seed or the number of names. Each use gets a shallow copy with its own
     random generator, so concurrent requests share only read-only tables. The `size` most recently
     used entries are kept; a model's answer "not exact here" is kept too. Only for models that no
-    longer change (a cache outliving training would serve stale tables).
+    longer change (a cache outliving training would serve stale tables). With `background`, tables a
+    request could not build within its budget are built in a daemon thread for the next requests
+    (for a long-running server; a short-lived process would only be slowed by it).
     """
 
-    def __init__(self, size: int = 8):
-        self.size = size
+    def __init__(self, size: int = 8, background: bool = False):
+        self.size, self.background = size, background  # background: build tables a request gave up on
         self._entries: dict[tuple, ExactSampler | _NotExact] = {}
         self._building: set[tuple] = set()
         self._lock = threading.Lock()
@@ -781,7 +783,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
         except _OutOfTime:
             if config.method == "exact":
                 gen.method, gen.stop_reason = "exact", "time-budget"
-            elif cache is not None:
+            elif cache is not None and cache.background:
                 cache.build_later(ExactCache.key(config, max_len),
                                   lambda: _build_exact_sampler(model, vocab, config, max_len, seed))
     if run is None and gen.stop_reason is None:

@@ -137,6 +137,7 @@ class NameModel:
         self._reference: dict[tuple, Any] = {}  # per `where`: sorted NLL per character of the training words
         self._known: KnownWords | None = None  # the training words as sets, for novelty
         self._exact: dict[tuple, ExactCache] = {}  # per `where`: exact samplers' tables, reused by later requests
+        self.background_tables = False  # a server sets this: tables a request gave up on are built for the next
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
@@ -306,7 +307,7 @@ class NameModel:
         """The plain model of `where` (the model itself without conditions) and its exact tables' cache."""
         model = self.model.given(where)
         key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
-        return model, self._exact.setdefault(key, ExactCache())
+        return model, self._exact.setdefault(key, ExactCache(background=self.background_tables))
 
     def iter_generate(self, n: int = 20, *, where: Where | None = None, **options: Any) -> NameStream:
         """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
