@@ -110,7 +110,7 @@ MODEL_HELP = {
     "bias": "biases in linear layers and layer norms",
     "tie_weights": "share the input embedding with the output layer",
 }
-SHORT_FLAGS = {"num": "-n"}
+SHORT_FLAGS = {"num": "-n", "models": "-m"}
 METAVARS = {"starts_with": "PREFIX", "ends_with": "SUFFIX", "contains": "TEXT", "excludes": "TEXT",
             "regex": "PATTERN", "time_budget": "SECONDS", "condition": "LABEL"}
 WHERE_HELP = ("conditional models: names of these labels, LABEL=VALUE (repeatable: --where sex=F --where "
@@ -270,6 +270,7 @@ def _model_dir_option(p: argparse.ArgumentParser) -> None:
 
 def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     from namesmith.generate import GenerateConfig
+    from namesmith.models.ensemble import COMBINES
 
     parser = argparse.ArgumentParser(prog="namesmith", description="Learn what words of a kind look like, one "
                                                                    "character at a time, and make more of them.")
@@ -351,6 +352,22 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     c.add_argument("--file", metavar="LIST", help="also classify every name of this word list (one per line)")
     c.add_argument("--top", type=int, default=3, metavar="N", help="values shown per label (default: 3)")
     c.add_argument("--json", action="store_true", help="print JSON: every value's probability")
+
+    en = sub.add_parser("ensemble", help="combine trained models into one",
+                        description="Combine models trained on one word list (same vocabulary, data and split) into "
+                                    "one model directory: their predictions are combined with weights fitted on the "
+                                    "validation split. The result samples, scores and evaluates like any model.")
+    _common(en)
+    en.add_argument("-m", "--models", "--model-dir", dest="models", action="append", required=True, metavar="DIR",
+                    help="a trained model directory (repeat: two or more)")
+    en.add_argument("--out", required=True, metavar="DIR", help="directory for the combined model")
+    en.add_argument("--combine", choices=COMBINES, default=COMBINES[0],
+                    help="product: a weighted product of the probabilities, renormalised (default); mixture: a "
+                         "weighted average")
+    en.add_argument("--overwrite", action="store_true", help="replace a different model already saved in --out")
+    en.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu)")
+    en.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")
+    en.add_argument("--json", action="store_true", help="print JSON")
 
     d = sub.add_parser("data", help="list the built-in data sets",
                        description="The built-in data sets (--data NAME): rows, distinct names, labels, licence and "
@@ -718,6 +735,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from namesmith.namemodel import NameModel
+
+    model = NameModel.ensemble(args.models, out=args.out, combine=args.combine, overwrite=args.overwrite,
+                               device=args.device, data=args.data)
+    if args.json:
+        _print_json({"model_dir": args.out, **model.info()})
+        return 0
+    weights = model.meta["model_config"]["weights"]
+    print(f"combined {len(weights)} models ({args.combine}); saved to {args.out}")
+    for member, weight in zip(model.meta["members"], weights):
+        val = member["metrics"].get("val", {}).get("nll")
+        print(f"  weight {weight:7.3f}  {member['description']:<24} val {'n/a' if val is None else f'{val:.4f}'}"
+              f"  {member['directory'] or ''}")
+    print(_format_metrics(model.metrics))
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from namesmith.catalogue import list_datasets
 
@@ -733,8 +768,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data, "serve": cmd_serve, "train": cmd_train, "sample": cmd_sample, "score": cmd_score,
-            "eval": cmd_eval, "plot": cmd_plot, "report": cmd_report, "classify": cmd_classify}
+COMMANDS = {"data": cmd_data, "serve": cmd_serve, "train": cmd_train, "ensemble": cmd_ensemble, "sample": cmd_sample,
+            "score": cmd_score, "eval": cmd_eval, "plot": cmd_plot, "report": cmd_report, "classify": cmd_classify}
 
 
 def error_line(e: NamesmithError) -> str:

@@ -11,6 +11,7 @@ rule — the length guard, how novelty is checked, which split is evaluated — 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from namesmith.casing import fold, folds, restore
-from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, read_meta, save_checkpoint
+from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, model_record, read_meta, save_checkpoint
 from namesmith.classify import classify
 from namesmith.conditional import Where, where_key
 from namesmith.config import TrainConfig
@@ -27,26 +28,31 @@ from namesmith.counting import count_pairs
 from namesmith.data import BUILTIN, Corpus, DataConfig, Split
 from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
-from namesmith.evaluate import evaluate, evaluate_streamed
+from namesmith.evaluate import evaluate, evaluate_splits, evaluate_streamed
 from namesmith.generate import (
     ExactCache,
     GenerateConfig,
     Generation,
     GenerationStream,
     KnownWords,
+    NotAvailable,
     NoveltySummary,
     generate,
     iter_generate,
     novelty_summary,
 )
+from namesmith.guided import Guide, find_twist, fit_twist
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.labelled import LabelledCorpus
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
+from namesmith.models.ensemble import build_ensemble
+from namesmith.models.ngram import NGram
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
 from namesmith.train import corpus_for_checkpoint, evaluate_corpus, train
+from namesmith.version import __version__
 from namesmith.vocab import Vocab
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
@@ -123,6 +129,31 @@ def split_options(model_type: str, options: dict[str, Any]) -> tuple[dict[str, A
     return data, training, model
 
 
+def describe(model_type: str, config: dict[str, Any]) -> str:
+    """'lstm', 'lstm + 6-gram' (a network combined with an n-gram) or 'ensemble of [lstm, ...]'."""
+    if model_type == "ngram-mix":
+        return f"{config['model_type']} + {config['ngram'].get('order', '?')}-gram"
+    if model_type == "ensemble":
+        return f"ensemble of [{', '.join(describe(m['model_type'], m['model']) for m in config['members'])}]"
+    return model_type
+
+
+# What ensemble members must agree on: the words they learned and how they were split.
+_SAME_DATA = ("sha256", "words_sha256", "split_seed", "split", "casing")
+
+
+def _check_same_data(first: NameModel, other: NameModel, position: int) -> None:
+    name = lambda m, i: str(m.directory) if m.directory is not None else f"model {i}"
+    if other.vocab != first.vocab:
+        raise ConfigError(f"models: {name(other, position)} has another vocabulary than {name(first, 1)}; "
+                          "ensemble members must share one", field="models")
+    for key in _SAME_DATA:
+        if other.meta["data"].get(key) != first.meta["data"].get(key):
+            raise ConfigError(f"models: {name(other, position)} was trained on other data than {name(first, 1)} "
+                              f"({key} differs); ensemble members must share their training data and split",
+                              field="models")
+
+
 class NameModel:
     """A trained model with its vocabulary and everything recorded about it."""
 
@@ -138,6 +169,7 @@ class NameModel:
         self._known: KnownWords | None = None  # the training words as sets, for novelty
         self._exact: dict[tuple, ExactCache] = {}  # per `where`: exact samplers' tables, reused by later requests
         self.background_tables = False  # a server sets this: tables a request gave up on are built for the next
+        self._twist: NGram | None = None  # the n-gram that steers guided sampling (see `_guide`)
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
@@ -173,6 +205,36 @@ class NameModel:
     @classmethod
     def _from(cls, checkpoint: Checkpoint, **kwargs: Any) -> NameModel:
         return cls(checkpoint.model, checkpoint.vocab, checkpoint.meta, **kwargs)
+
+    @classmethod
+    def ensemble(cls, models: Sequence[NameModel | str | Path], *, out: str | Path | None = None,
+                 combine: str = "product", overwrite: bool = False, device: str = "cpu",
+                 data: str | None = None) -> NameModel:
+        """Trained models (objects or directories) combined into one, saved to `out` if given.
+
+        The members must share their vocabulary, training data and split; the weights are fitted
+        on that split's validation words (see namesmith.models.ensemble; `combine` is "product"
+        or "mixture"). `data`: the training word list, if it moved since training.
+        """
+        members = [m if isinstance(m, NameModel) else cls.load(m, device=device, data=data) for m in models]
+        if len(members) < 2:
+            raise ConfigError("models: an ensemble needs at least two trained models", field="models")
+        first = members[0]
+        for i, other in enumerate(members[1:], 2):
+            _check_same_data(first, other, i)
+        corpus = first.corpus
+        combined = build_ensemble([m.model.to(first.model.device) for m in members], corpus, combine)
+        meta = {"namesmith_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "data": first.meta["data"], **model_record(combined, first.vocab),
+                "members": [{"directory": None if m.directory is None else str(m.directory.resolve()),
+                             "description": m.describe(), "metrics": m.metrics} for m in members],
+                "parameters": sum(p.numel() for p in combined.parameters()),
+                "metrics": evaluate_splits(combined, corpus)}
+        result = cls(combined, first.vocab, meta, corpus=corpus, data=first._data_path)
+        if out is not None:
+            result.save(out, overwrite=overwrite)
+            result.directory = Path(out)
+        return result
 
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model directory atomically; a directory holding another model needs `overwrite`."""
@@ -210,9 +272,12 @@ class NameModel:
         return self.meta["data"]["max_word_length"]
 
     def describe(self) -> str:
-        """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, '... | sex, decade' when conditioned."""
+        """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, 'ensemble of [...]', and
+        '... | sex, decade' when conditioned."""
         config = self.meta["model_config"]
         kind = self.model_type
+        if kind == "ensemble":
+            return describe(kind, config)
         if kind == "ngram-mix":
             ngram = config["ngram"].get("model", config["ngram"])  # a conditional n-gram nests its config
             inner = config["model"].get("model_type") if self.model.labels else config["model_type"]
@@ -229,7 +294,7 @@ class NameModel:
     def info(self) -> dict[str, Any]:
         """What the model is, what it was trained on, and how well it does (JSON-able)."""
         keys = ("namesmith_version", "created", "model_config", "data", "parameters", "metrics",
-                "metrics_without_ngram", "resolved_train_config", "complete")
+                "metrics_without_ngram", "members", "resolved_train_config", "complete")
         history = self.history
         return {"model_type": self.model_type, "description": self.describe(), "labels": self.labels,
                 **{k: self.meta[k] for k in keys if k in self.meta},
@@ -276,6 +341,22 @@ class NameModel:
             raise ConfigError(f"novel needs the training word list: {why}", field="novel")
         return config, split, why, None if split is None else self._known_words()
 
+    def _guide(self, model: CharModel) -> Guide:
+        """Guided sampling of `model` (this model, or its plain model of a condition) steered by an n-gram
+        (namesmith.guided): the model's own, else one counted on its training words the first time it is
+        needed (and kept)."""
+        def twist() -> NGram:
+            if self._twist is None:
+                self._twist = find_twist(self.model)
+            if self._twist is None:
+                split, why = self.training_split()
+                if split is None:
+                    raise NotAvailable(f"no n-gram to steer by: the model holds none and {why}")
+                self._twist = fit_twist(self.corpus)
+            return self._twist
+
+        return Guide(model, twist)
+
     def _printed(self, names: list[str]) -> list[str]:
         """Model-space names in the casing the list uses."""
         casing = self.casing
@@ -300,7 +381,7 @@ class NameModel:
             time_budget=time_budget, method=method)
         model, cache = self._conditioned(where)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
-                         known_words=None if known is None else known.all, cache=cache)
+                         known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
         return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
     def _conditioned(self, where: Where | None) -> tuple[CharModel, ExactCache]:
@@ -316,7 +397,8 @@ class NameModel:
         config, split, why, known = self._generation(n, **options)
         model, cache = self._conditioned(where)
         stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
-                               known_words=None if known is None else known.all, cache=cache)
+                               known_words=None if known is None else known.all, cache=cache,
+                               guide=self._guide(model))
         return NameStream(stream, self._printed, known, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------

@@ -22,6 +22,7 @@ MODEL_TYPES: dict[str, tuple[str, str]] = {
     "ngram-mix": ("namesmith.models.ngram_mix", "NGramMix"),
     "conditional-counts": ("namesmith.models.conditional_counts", "ConditionalCounts"),
     "conditional-network": ("namesmith.models.conditional_network", "ConditionalNetwork"),
+    "ensemble": ("namesmith.models.ensemble", "Ensemble"),
 }
 
 
