@@ -430,8 +430,10 @@ def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus
         saved_type = saved.meta["model_config"].get("model_type", saved_type)
     if saved_type != model_type:
         raise ConfigError(f"resume: {out} holds a {saved_type} model, not {model_type}", field="model")
-    recorded = saved.meta["data"].get("words_sha256")
-    if (saved.meta["data"]["sha256"] != source_fingerprint(data.path) or saved.vocab != corpus.vocab
+    record = saved.meta["data"]
+    recorded = record.get("words_sha256")
+    same_file = record["path"] == GIVEN_WORDS or record["sha256"] == source_fingerprint(data.path)
+    if (not same_file or saved.vocab != corpus.vocab
             or recorded not in (None, data_record(data, corpus, casing)["words_sha256"])):
         raise ConfigError(f"resume: the data differs from the data {out} was trained on", field="data")
     try:
