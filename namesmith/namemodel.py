@@ -21,6 +21,8 @@ import torch
 
 from namesmith.casing import fold, folds, restore
 from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, model_record, read_meta, save_checkpoint
+from namesmith.classify import classify
+from namesmith.conditional import Where, where_key
 from namesmith.config import TrainConfig
 from namesmith.counting import count_pairs
 from namesmith.data import BUILTIN, Corpus, DataConfig, Split
@@ -28,9 +30,11 @@ from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
 from namesmith.evaluate import evaluate, evaluate_splits, evaluate_streamed
 from namesmith.generate import (
+    ExactCache,
     GenerateConfig,
     Generation,
     GenerationStream,
+    KnownWords,
     NotAvailable,
     NoveltySummary,
     generate,
@@ -39,6 +43,7 @@ from namesmith.generate import (
 )
 from namesmith.guided import Guide, find_twist, fit_twist
 from namesmith.history import TrainCallback, TrainHistory
+from namesmith.labelled import LabelledCorpus
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.ensemble import build_ensemble
@@ -46,7 +51,7 @@ from namesmith.models.ngram import NGram
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
-from namesmith.train import train, words_for_checkpoint
+from namesmith.train import corpus_for_checkpoint, evaluate_corpus, train
 from namesmith.version import __version__
 from namesmith.vocab import Vocab
 
@@ -77,11 +82,9 @@ class NameStream:
     (nothing is kept), and `stats` is the search's `Generation` (final once the iteration ends).
     """
 
-    def __init__(self, stream: GenerationStream, printed: Any, split: Split | None, why: str | None):
-        self._stream, self._printed, self._split = stream, printed, split
-        self._train = set(split.train) if split is not None else set()
-        self._heldout = (set(split.val) | set(split.test)) - self._train if split is not None else set()
-        self.novelty = NoveltySummary(0, *((0, 0, 0) if split is not None else ()), unavailable=why)
+    def __init__(self, stream: GenerationStream, printed: Any, known: KnownWords | None, why: str | None):
+        self._stream, self._printed, self._known = stream, printed, known
+        self.novelty = NoveltySummary(0, *((0, 0, 0) if known is not None else ()), unavailable=why)
 
     @property
     def stats(self) -> Generation:
@@ -92,14 +95,10 @@ class NameStream:
 
     def __next__(self) -> list[str]:
         names = next(self._stream)
-        novelty = self.novelty
-        novelty.total += len(names)
-        if self._split is not None:
-            in_train = sum(n in self._train for n in names)
-            in_heldout = sum(n in self._heldout for n in names)
-            novelty.in_train += in_train
-            novelty.in_heldout += in_heldout
-            novelty.new += len(names) - in_train - in_heldout
+        if self._known is not None:
+            self._known.add(self.novelty, names)
+        else:
+            self.novelty.total += len(names)
         return self._printed(names)
 
     def close(self) -> None:
@@ -166,27 +165,33 @@ class NameModel:
         self.directory = None if directory is None else Path(directory)
         self._corpus = corpus  # the split training words, read on first use when None
         self._data_path = data  # where the training word list is, if it moved since training
-        self._reference: Any = None  # sorted NLL per character of the training words (percentiles)
+        self._reference: dict[tuple, Any] = {}  # per `where`: sorted NLL per character of the training words
+        self._known: KnownWords | None = None  # the training words as sets, for novelty
+        self._exact: dict[tuple, ExactCache] = {}  # per `where`: exact samplers' tables, reused by later requests
+        self.background_tables = False  # a server sets this: tables a request gave up on are built for the next
         self._twist: NGram | None = None  # the n-gram that steers guided sampling (see `_guide`)
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
     def train(cls, data: str | Path = BUILTIN, model: str = "ngram", *, words: Sequence[str] | None = None,
               out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-              callback: TrainCallback | None = None, stream: bool | None = None, **options: Any) -> NameModel:
+              callback: TrainCallback | None = None, stream: bool | None = None, workers: int = 1,
+              **options: Any) -> NameModel:
         """Train a `model` on the word list `data` ("builtin" or a path), or on `words`, and save it to `out`.
 
         `options` are any field of `DataConfig` (lowercase, split_seed, ...), `TrainConfig` (max_steps,
         time_budget, seed, ...) or the model type's config (order, n_embd, ...). With `resume`,
         continue the interrupted run saved in `out`. An `out` that holds a different trained model is
         refused unless `overwrite`. `callback(step, total, metrics)` returning True stops training
-        cleanly (the result is then resumable).
+        cleanly (the result is then resumable). `stream` counts a word-list file in blocks instead of
+        loading it (bigram models and the n-gram; by default for files of 256 MB or more), in `workers`
+        processes.
         """
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
                                    words=words, out=out, resume=resume,
-                                   overwrite=overwrite, callback=callback, stream=stream)
+                                   overwrite=overwrite, callback=callback, stream=stream, workers=workers)
         return cls._from(checkpoint, corpus=corpus, directory=out)
 
     @classmethod
@@ -267,15 +272,31 @@ class NameModel:
         return self.meta["data"]["max_word_length"]
 
     def describe(self) -> str:
-        """'lstm' or, for a network combined with an n-gram, 'lstm + 6-gram'."""
-        return describe(self.model_type, self.meta["model_config"])
+        """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, 'ensemble of [...]', and
+        '... | sex, decade' when conditioned."""
+        config = self.meta["model_config"]
+        kind = self.model_type
+        if kind == "ensemble":
+            return describe(kind, config)
+        if kind == "ngram-mix":
+            ngram = config["ngram"].get("model", config["ngram"])  # a conditional n-gram nests its config
+            inner = config["model"].get("model_type") if self.model.labels else config["model_type"]
+            kind = f"{inner} + {ngram.get('order', '?')}-gram"
+        elif self.model.labels:
+            kind = config["model_type"]
+        return kind + (f" | {', '.join(self.model.labels)}" if self.model.labels else "")
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """The labels the model is conditioned on, each with its values ({} for a plain model)."""
+        return self.model.labels
 
     def info(self) -> dict[str, Any]:
         """What the model is, what it was trained on, and how well it does (JSON-able)."""
         keys = ("namesmith_version", "created", "model_config", "data", "parameters", "metrics",
                 "metrics_without_ngram", "members", "resolved_train_config", "complete")
         history = self.history
-        return {"model_type": self.model_type, "description": self.describe(),
+        return {"model_type": self.model_type, "description": self.describe(), "labels": self.labels,
                 **{k: self.meta[k] for k in keys if k in self.meta},
                 "vocab": "".join(self.vocab.chars),
                 "history": {"steps": history.steps, "seconds": history.seconds, "stop_reason": history.stop_reason}}
@@ -288,10 +309,14 @@ class NameModel:
             record = self.meta["data"]
             if record.get("streamed"):
                 raise DataError(f"{record['path']}: was streamed in training; its words are not held in memory")
-            words = words_for_checkpoint(self.meta, self._data_path)
-            self._corpus = Corpus.from_words(words, seed=record["split_seed"], vocab=self.vocab,
-                                             split=record.get("split", True))
+            self._corpus = corpus_for_checkpoint(self.meta, self.vocab, self._data_path)
         return self._corpus
+
+    def _known_words(self) -> KnownWords:
+        """The training words (all splits) as sets, built once: what `novel` and the novelty summary check."""
+        if self._known is None:
+            self._known = KnownWords.of(self.corpus.split)
+        return self._known
 
     def training_split(self) -> tuple[Split | None, str | None]:
         """The train/val/test words, or (None, why not) when the word list is unavailable."""
@@ -314,12 +339,12 @@ class NameModel:
         split, why = self.training_split()
         if novel and split is None:
             raise ConfigError(f"novel needs the training word list: {why}", field="novel")
-        known = None if split is None else {w for part in split.parts().values() for w in part}
-        return config, split, why, known
+        return config, split, why, None if split is None else self._known_words()
 
-    def _guide(self) -> Guide:
-        """Guided sampling's n-gram (namesmith.guided): the model's own, else one counted on its training
-        words the first time it is needed (and kept)."""
+    def _guide(self, model: CharModel) -> Guide:
+        """Guided sampling of `model` (this model, or its plain model of a condition) steered by an n-gram
+        (namesmith.guided): the model's own, else one counted on its training words the first time it is
+        needed (and kept)."""
         def twist() -> NGram:
             if self._twist is None:
                 self._twist = find_twist(self.model)
@@ -330,7 +355,7 @@ class NameModel:
                 self._twist = fit_twist(self.corpus)
             return self._twist
 
-        return Guide(self.model, twist)
+        return Guide(model, twist)
 
     def _printed(self, names: list[str]) -> list[str]:
         """Model-space names in the casing the list uses."""
@@ -341,28 +366,40 @@ class NameModel:
                  excludes: Sequence[str] = (), regex: str | None = None, min_len: int | None = None,
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                 max_tries: int | None = None, time_budget: float | None = None, method: str = "auto") -> Names:
+                 max_tries: int | None = None, time_budget: float | None = None, method: str = "auto",
+                 where: Where | None = None) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
-        holds the names found and `complete` is False (`stats.message()` says why).
+        holds the names found and `complete` is False (`stats.message()` says why). `where` asks a
+        conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names of
+        both at once (see namesmith.conditional); labels left out are marginalised.
         """
         config, split, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
             time_budget=time_budget, method=method)
-        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length, known_words=known,
-                         guide=self._guide())
-        return Names(self._printed(stats.names), novelty_summary(stats.names, split, why), stats)
+        model, cache = self._conditioned(where)
+        stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
+                         known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
+        return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
-    def iter_generate(self, n: int = 20, **options: Any) -> NameStream:
+    def _conditioned(self, where: Where | None) -> tuple[CharModel, ExactCache]:
+        """The plain model of `where` (the model itself without conditions) and its exact tables' cache."""
+        model = self.model.given(where)
+        key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
+        return model, self._exact.setdefault(key, ExactCache(background=self.background_tables))
+
+    def iter_generate(self, n: int = 20, *, where: Where | None = None, **options: Any) -> NameStream:
         """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
         a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, split, why, known = self._generation(n, **options)
-        stream = iter_generate(self.model, self.vocab, config, max_word_length=self.max_word_length,
-                               known_words=known, guide=self._guide())
-        return NameStream(stream, self._printed, split, why)
+        model, cache = self._conditioned(where)
+        stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
+                               known_words=None if known is None else known.all, cache=cache,
+                               guide=self._guide(model))
+        return NameStream(stream, self._printed, known, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------
     @property
@@ -375,20 +412,51 @@ class NameModel:
         """Names as the model reads them (lowercased when it learned lowercased names)."""
         return fold(list(names), self.casing)
 
-    def score(self, names: Sequence[str]) -> list[NameScore]:
+    def score(self, names: Sequence[str], *, where: Where | None = None) -> list[NameScore]:
         """Each name's log-probability, NLL per character and percentile among the training names.
 
         A name the model cannot read gets an `error` instead; percentiles are None when the training
-        words are unavailable (`training_split()` says why).
+        words are unavailable (`training_split()` says why). `where` scores under some labels of a
+        conditional model, P(name | where), and places each name among the training names of those
+        labels.
         """
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
-        if self._reference is None:
+        model = self.model.given(where)
+        key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
+        if key not in self._reference:
             split, _ = self.training_split()
             if split is not None:
-                self._reference = reference_scores(self.model, split.train, self.vocab)
-        scores = score_names(self.model, self.vocab, self._prepare(names), self._reference)
+                self._reference[key] = reference_scores(model, self._reference_words(where), self.vocab)
+        scores = score_names(model, self.vocab, self._prepare(names), self._reference.get(key))
         return [dataclasses.replace(score, name=name) for score, name in zip(scores, names)]
+
+    def _reference_words(self, where: Where | None) -> list[str]:
+        """The training names of the labels `where` asks for (all of them without `where`)."""
+        corpus = self.corpus
+        if not where or not isinstance(corpus, LabelledCorpus):
+            return corpus.split.train
+        codes, wanted = corpus.codes["train"], self.model.condition.where_codes(where)
+        unknown = self.model.condition.unknown()
+        keep = torch.zeros(len(codes), dtype=torch.bool)
+        for combination in wanted:
+            match = torch.ones(len(codes), dtype=torch.bool)
+            for j, (code, missing) in enumerate(zip(combination, unknown)):
+                if code != missing:
+                    match &= codes[:, j] == code
+            keep |= match
+        return [w for w, k in zip(corpus.split.train, keep.tolist()) if k]
+
+    def classify(self, names: Sequence[str]) -> list[dict[str, dict[str, float]]]:
+        """Per name, the posterior over each conditioned label: {label: {value: P(value | name)}}.
+
+        P(value | name) ∝ P(name | value) · P(value) (see namesmith.classify); values from most to
+        least likely, each label's probabilities summing to 1. A ConfigError for a model without
+        labels, a DataError for a name it cannot read.
+        """
+        if isinstance(names, str):
+            raise ConfigError("names must be a list of names, not one string", field="names")
+        return classify(self.model, self.vocab, self._prepare(names))
 
     def evaluate(self, words: Sequence[str] | None = None, *, data: str | Path | None = None,
                  data_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -409,7 +477,7 @@ class NameModel:
             return {"all": evaluate(self.model, words, self.vocab).to_dict()}
         if self.meta["data"].get("streamed"):
             return evaluate_streamed(self.model, self.vocab, self.meta["data"], self._data_path)
-        return evaluate_splits(self.model, self.corpus)
+        return evaluate_corpus(self.model, self.corpus)
 
     # --- the first-order table (bigram models) -----------------------------------------------------
     def transition_table(self) -> torch.Tensor:
@@ -422,7 +490,7 @@ class NameModel:
 
     def pair_counts(self) -> torch.Tensor:
         """(V, V) counts of (previous, next) pairs in the training split."""
-        return count_pairs(*self.corpus.tensors("train"), self.vocab.size)
+        return count_pairs(*self.corpus.word_tensors("train"), self.vocab.size)
 
     def transitions(self, top: int = 10) -> list[Transition]:
         """The seed's sanity check: the strongest transitions beside their training frequency."""

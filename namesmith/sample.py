@@ -272,11 +272,11 @@ class ModelSampler:
 
 def _table_probs(model: CharModel, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray | None:
     """The (V, V) next-token table of a first-order model after temperature/top-k/top-p, else None."""
-    transition_probs = getattr(model, "transition_probs", None)
-    if transition_probs is None or model.context_size != 1:
+    table = model.transition_table()
+    if table is None or model.context_size != 1:
         return None
     with torch.inference_mode():
-        logits = transition_probs().clamp_min(0).log()
+        logits = table.clamp_min(0).log()
         return next_token_probs(logits, temperature, top_k, top_p).double().cpu().numpy()
 
 

@@ -90,11 +90,24 @@ class NGramMix(CharModel):
     def select_state(self, state: State, rows: torch.Tensor) -> State:
         return self.model.select_state(state[0], rows), self.ngram.select_state(state[1], rows)
 
+    @property
+    def condition(self) -> Any:
+        return self.model.condition
+
+    def given(self, where: Any = None) -> CharModel:
+        """Both models under the same labels, combined with the same weights."""
+        if not self.labels:
+            return super().given(where)
+        return NGramMix(self.model.given(where), self.ngram.given(where), tuple(float(w) for w in self.mix_weights))
+
     # --- saving -----------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         c = self.config
-        return {"model_type": c.model_type, "model": self.model.config_dict(), "ngram": self.ngram.config_dict(),
-                "weights": [float(w) for w in self.mix_weights]}
+        config = {"model_type": c.model_type, "model": self.model.config_dict(), "ngram": self.ngram.config_dict(),
+                  "weights": [float(w) for w in self.mix_weights]}
+        if self.ngram.model_type != NGram.model_type:  # a conditional n-gram beside a conditional network
+            config["ngram_type"] = self.ngram.model_type
+        return config
 
     @classmethod
     def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> NGramMix:
@@ -102,11 +115,14 @@ class NGramMix(CharModel):
         try:
             inner = model_class(config["model_type"])
             weights = tuple(float(w) for w in config["weights"])
-            ngram = NGram(vocab_size, NGramConfig(**config["ngram"]))
+            ngram_type = config.get("ngram_type", NGram.model_type)
+            if ngram_type not in (NGram.model_type, "conditional-counts"):
+                raise ValueError(f"ngram_type {ngram_type!r} is not an n-gram")
+            ngram = model_class(ngram_type).from_config_dict(vocab_size, config["ngram"])
             model = inner.from_config_dict(vocab_size, config["model"])
         except (TypeError, KeyError, ValueError) as e:
             raise CheckpointError(f"malformed ngram-mix model config: {e}") from None
-        if len(weights) != 2 or inner.wrapper:
+        if len(weights) != 2 or not inner.neural:  # a network (a conditional one too), never another mix
             raise CheckpointError(f"malformed ngram-mix model config: {config!r:.200}")
         return cls(model, ngram, weights)  # type: ignore[arg-type]
 
@@ -137,20 +153,22 @@ def fit_weights(model_logprobs: torch.Tensor, ngram_logprobs: torch.Tensor,
     return a, b
 
 
-def mix_with_ngram(model: CharModel, corpus: Any, order: int) -> CharModel:
+def mix_with_ngram(model: CharModel, corpus: Any, order: int, ngram: CharModel | None = None) -> CharModel:
     """`model` (trained) combined with an order-`order` n-gram counted on the corpus' train split.
 
     The weights are fitted on the validation split; without validation words the model is
-    returned alone (there is nothing to fit the weights on).
+    returned alone (there is nothing to fit the weights on). `ngram`: an n-gram already fitted
+    (a conditional one, for a conditional network: namesmith.train fits it).
     """
     x_val, y_val = corpus.tensors("val")
     if x_val.shape[0] == 0:
         log.warning("no validation words to fit the n-gram mix on: keeping the model alone")
         return model
-    ngram = NGram(model.vocab_size, NGramConfig(order=order)).to(model.device)
-    ngram.fit(corpus, TrainConfig())  # counting: no training options apply
+    if ngram is None:
+        ngram = NGram(model.vocab_size, NGramConfig(order=order)).to(model.device)
+        ngram.fit(corpus, TrainConfig())  # counting: no training options apply
     model_logprobs, targets = position_log_probs(model, x_val, y_val)
     ngram_logprobs, _ = position_log_probs(ngram, x_val, y_val)
     a, b = fit_weights(model_logprobs, ngram_logprobs, targets)
     log.info(f"mixed with an order-{order} n-gram: weights {a:.3f} (model), {b:.3f} (n-gram)")
-    return NGramMix(model, ngram, (a, b))
+    return NGramMix(model, ngram.to(model.device), (a, b))

@@ -71,7 +71,7 @@ class _Recurrent(CharModel):
         return torch.zeros(self.config.n_layer, batch_size, self.config.n_hidden, device=self.device)
 
     def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
-        if self.training:  # dropout between layers: the module's own path
+        if self.training or torch.is_grad_enabled():  # dropout, or gradients wanted: the module's own path
             out, state = self.rnn(self.wte(token.view(-1, 1)), state)  # out (B, 1, n_hidden)
             return self.lm_head(self.drop(out[:, 0])), state
         token = token.view(-1)
