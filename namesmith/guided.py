@@ -94,7 +94,6 @@ class FlooredChain:
     of 0 at some order gives unseen continuations probability 0."""
 
     model_type = "ngram"
-    transition_probs = None
 
     def __init__(self, ngram: NGram, floor: float = TWIST_FLOOR):
         self.ngram, self.floor = ngram, floor
