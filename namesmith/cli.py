@@ -112,6 +112,11 @@ def flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def option_name(field: str) -> str:
+    """How a Python parameter is spelled for a user of the command line: `-n/--num`, `--max-len`."""
+    return f"{SHORT_FLAGS[field]}/{flag(field)}" if field in SHORT_FLAGS else flag(field)
+
+
 def _parse_scalar(text: str) -> Any:
     """A model option given on the command line: int, float, or string."""
     for convert in (int, float):
@@ -432,7 +437,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_json({"model_dir": args.out, "model_type": model.model_type, "description": model.describe(),
                      "metrics": model.metrics, "steps": history.steps, "seconds": history.seconds,
                      "stop_reason": history.stop_reason, "samples": names.names if names else [],
-                     "unfinished_samples": names.stats.to_dict().get("unfinished", 0) if names else 0,
+                     "unfinished_samples": names.stats.unfinished if names else 0,
                      "metrics_without_ngram": model.meta.get("metrics_without_ngram")})
     else:
         status = history.stop_reason
@@ -460,11 +465,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _warn_unfinished(stats: Any, quiet: bool) -> None:
     """Say on stderr how many drawn names hit the length limit and were dropped (never silently)."""
-    unfinished = stats.to_dict().get("unfinished", 0)
-    if unfinished and not quiet:
-        verb = "was" if unfinished == 1 else "were"
-        print(f"namesmith: {plural(unfinished, 'name')} reached the length limit before ending and {verb} dropped "
-              "(--max-len raises the limit)", file=sys.stderr)
+    line = stats.unfinished_message(option_name)
+    if line and not quiet:
+        print(f"namesmith: {line}", file=sys.stderr)
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
@@ -477,17 +480,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = _load(args)
     options = given(args, args.generate_fields, "gen_")
     n = options.pop("num", 20)
-    result = model.generate(n, **options)
-    if args.json:
+    if args.json:  # one JSON object: every name is held
+        result = model.generate(n, **options)
         _print_json(result.to_dict())
-    else:
-        sys.stdout.write("".join(name + "\n" for name in result.names))
-        sys.stdout.flush()
+        stats, novelty = result.stats, result.novelty
+    else:  # names stream out as they are found; memory stays bounded by a batch
+        with model.iter_generate(n, **options) as stream:
+            for names in stream:
+                sys.stdout.write("".join(name + "\n" for name in names))
+                sys.stdout.flush()
+            stats, novelty = stream.stats, stream.novelty
         if not args.quiet:
-            print(result.novelty.line(), file=sys.stderr)
-    _warn_unfinished(result.stats, args.quiet)
-    if not result.complete:
-        raise NamesmithError(result.stats.message())
+            print(novelty.line(), file=sys.stderr)
+    _warn_unfinished(stats, args.quiet)
+    if not stats.complete:
+        raise NamesmithError(stats.message(option_name))
     return 0
 
 
@@ -580,16 +587,15 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "score": cmd_score, "eval": cmd_eval, "plot": cmd_plot,
-            "report": cmd_report}
+COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "score": cmd_score, "eval": cmd_eval,
+            "plot": cmd_plot, "report": cmd_report}
 
 
 def error_line(e: NamesmithError) -> str:
     """The message, with the Python parameter it starts with replaced by the flag that sets it."""
     message, field = str(e), getattr(e, "field", None)
     if field and (message.startswith(field + " ") or message.startswith(field + ":")):
-        option = f"{SHORT_FLAGS[field]}/{flag(field)}" if field in SHORT_FLAGS else flag(field)
-        message = option + message[len(field):]
+        message = option_name(field) + message[len(field):]
     return message
 
 

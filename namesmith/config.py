@@ -52,23 +52,26 @@ class TrainConfig:
         for name in positive:
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+                raise ConfigError(f"{name} must be positive, got {value}", field=name)
         if self.ema is not None and not 0.0 <= self.ema < 1.0:
-            raise ConfigError(f"--ema must be in [0, 1) (0 turns it off), got {self.ema}")
+            raise ConfigError(f"ema must be in [0, 1) (0 turns it off), got {self.ema}", field="ema")
         for name in ("learning_rate_end", "weight_decay", "warmup_steps"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {value}")
+                raise ConfigError(f"{name} must not be negative, got {value}", field=name)
         if not -(2**63) <= self.seed < 2**63:
-            raise ConfigError(f"--seed must fit in 64 bits (-2**63 to 2**63-1), got {self.seed}")
+            raise ConfigError(f"seed must fit in 64 bits (-2**63 to 2**63-1), got {self.seed}", field="seed")
         if self.ngram_mix is not None and (not isinstance(self.ngram_mix, int) or self.ngram_mix < 0):
-            raise ConfigError(f"--ngram-mix must be an n-gram order (1 or more) or 0 for none, got {self.ngram_mix}")
+            raise ConfigError(f"ngram_mix must be an n-gram order (1 or more) or 0 for none, got {self.ngram_mix}",
+                              field="ngram_mix")
         if self.batching is not None and self.batching not in BATCHINGS:
-            raise ConfigError(f"--batching must be one of {', '.join(BATCHINGS)}; got {self.batching!r}")
+            raise ConfigError(f"batching must be one of {', '.join(BATCHINGS)}; got {self.batching!r}",
+                              field="batching")
         if self.mode not in BIGRAM_MODES:
-            raise ConfigError(f"--mode must be one of {', '.join(BIGRAM_MODES)}; got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {', '.join(BIGRAM_MODES)}; got {self.mode!r}", field="mode")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise ConfigError(f"--device must be one of {', '.join(DEVICES)} (or cuda:N); got {self.device!r}")
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)} (or cuda:N); got {self.device!r}",
+                              field="device")
 
     def with_defaults(self, defaults: dict[str, Any]) -> TrainConfig:
         """A copy where every None field takes its value from `defaults`."""

@@ -50,11 +50,12 @@ class DataConfig:
             object.__setattr__(self, "case", "lower")
         object.__setattr__(self, "lowercase", self.case == "lower")
         if self.max_line_length < 1:
-            raise ConfigError(f"--max-line-length must be at least 1, got {self.max_line_length}")
+            raise ConfigError(f"max_line_length must be at least 1, got {self.max_line_length}",
+                              field="max_line_length")
         try:
             "".encode(self.encoding)
         except LookupError:
-            raise ConfigError(f"--encoding: unknown encoding {self.encoding!r}") from None
+            raise ConfigError(f"encoding: unknown encoding {self.encoding!r}", field="encoding") from None
 
 
 def builtin_path() -> Path:
@@ -228,12 +229,16 @@ def load_words(config: DataConfig | str | Path = BUILTIN, **options) -> list[str
 
 
 def fingerprint(path: str | Path) -> str:
-    """sha256 of a data file's bytes ("builtin" means the built-in file)."""
+    """sha256 of a data file's bytes ("builtin" means the built-in file); DataError if it cannot be read."""
     p = builtin_path() if str(path) == BUILTIN else Path(path)
     digest = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        read_file_bytes(p)  # says why in one line (no such file, a directory, ...)
+        raise
     return digest.hexdigest()
 
 

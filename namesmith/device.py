@@ -17,13 +17,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available on this machine (try --device cpu)")
+            raise ConfigError(f"device {name}: CUDA is not available on this machine; use cpu", field="device")
         index = torch.device(name).index
         if index is not None and index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise ConfigError(f"device {name}: only {torch.cuda.device_count()} CUDA device(s) here", field="device")
         return torch.device(name)
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps: Apple MPS is not available on this machine (try --device cpu)")
+        raise ConfigError("device mps: Apple MPS is not available on this machine; use cpu", field="device")
     if name not in ("cpu", "mps"):
-        raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {name!r}")
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {name!r}", field="device")
     return torch.device(name)

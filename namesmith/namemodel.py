@@ -19,14 +19,22 @@ from typing import Any
 import torch
 
 from namesmith.casing import fold, folds, restore
-from namesmith.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, read_meta, save_checkpoint
 from namesmith.config import TrainConfig
 from namesmith.counting import count_pairs
 from namesmith.data import BUILTIN, Corpus, DataConfig, Split
 from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
 from namesmith.evaluate import evaluate, evaluate_splits, evaluate_streamed
-from namesmith.generate import GenerateConfig, Generation, NoveltySummary, generate, novelty_summary
+from namesmith.generate import (
+    GenerateConfig,
+    Generation,
+    GenerationStream,
+    NoveltySummary,
+    generate,
+    iter_generate,
+    novelty_summary,
+)
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
@@ -54,6 +62,48 @@ class Names:
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": self.names, "summary": self.novelty.to_dict(), "generation": self.stats.to_dict()}
+
+
+class NameStream:
+    """Names of one generation as they are found (see `NameModel.iter_generate`).
+
+    Iterating yields lists of names (in the list's casing); `novelty` counts them as they pass
+    (nothing is kept), and `stats` is the search's `Generation` (final once the iteration ends).
+    """
+
+    def __init__(self, stream: GenerationStream, printed: Any, split: Split | None, why: str | None):
+        self._stream, self._printed, self._split = stream, printed, split
+        self._train = set(split.train) if split is not None else set()
+        self._heldout = (set(split.val) | set(split.test)) - self._train if split is not None else set()
+        self.novelty = NoveltySummary(0, *((0, 0, 0) if split is not None else ()), unavailable=why)
+
+    @property
+    def stats(self) -> Generation:
+        return self._stream.generation
+
+    def __iter__(self) -> NameStream:
+        return self
+
+    def __next__(self) -> list[str]:
+        names = next(self._stream)
+        novelty = self.novelty
+        novelty.total += len(names)
+        if self._split is not None:
+            in_train = sum(n in self._train for n in names)
+            in_heldout = sum(n in self._heldout for n in names)
+            novelty.in_train += in_train
+            novelty.in_heldout += in_heldout
+            novelty.new += len(names) - in_train - in_heldout
+        return self._printed(names)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> NameStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def split_options(model_type: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -103,7 +153,7 @@ class NameModel:
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
-                                   words=None if words is None else list(words), out=out, resume=resume,
+                                   words=words, out=out, resume=resume,
                                    overwrite=overwrite, callback=callback, stream=stream)
         return cls._from(checkpoint, corpus=corpus, directory=out)
 
@@ -122,12 +172,19 @@ class NameModel:
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model directory atomically; a directory holding another model needs `overwrite`."""
         directory = Path(directory)
-        same = self.directory is not None and directory.resolve() == self.directory.resolve()
-        if (directory / "namesmith.json").exists() and not (same or overwrite):
+        if (directory / META_FILE).exists() and not overwrite and not self._saved_in(directory):
             raise ConfigError(f"{directory}: already holds a trained model; pass overwrite=True to replace it",
                               field="directory")
         meta = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "weights", "train_state")}
         return save_checkpoint(directory, self.model, self.vocab, meta)
+
+    def _saved_in(self, directory: Path) -> bool:
+        """Whether `directory` holds this very model (so saving there again loses nothing)."""
+        try:
+            saved = read_meta(directory)
+        except NamesmithError:
+            return False
+        return all(saved.get(key) == self.meta.get(key) for key in ("created", "model_type", "model_config", "data"))
 
     # --- what it is ----------------------------------------------------------------------------
     @property
@@ -185,6 +242,27 @@ class NameModel:
             return None, str(e)
 
     # --- generating ------------------------------------------------------------------------------
+    def _generation(self, n: int, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
+                    excludes: Sequence[str] = (), regex: str | None = None, novel: bool = False,
+                    **options: Any) -> tuple[GenerateConfig, Split | None, str | None, set[str] | None]:
+        """The generation config in the model's own case, the training split (or why not) and its words."""
+        if folds(self.casing):  # the model knows lowercased names: constraints hold whatever their case
+            starts_with, ends_with = starts_with.lower(), ends_with.lower()
+            contains, excludes = [c.lower() for c in contains], [e.lower() for e in excludes]
+            regex = None if regex is None else "(?i)" + regex
+        config = GenerateConfig(num=n, starts_with=starts_with, ends_with=ends_with, contains=tuple(contains),
+                                excludes=tuple(excludes), regex=regex, novel=novel, **options)
+        split, why = self.training_split()
+        if novel and split is None:
+            raise ConfigError(f"novel needs the training word list: {why}", field="novel")
+        known = None if split is None else {w for part in split.parts().values() for w in part}
+        return config, split, why, known
+
+    def _printed(self, names: list[str]) -> list[str]:
+        """Model-space names in the casing the list uses."""
+        casing = self.casing
+        return [restore(name, casing) for name in names] if casing in ("title", "upper") else names
+
     def generate(self, n: int = 20, *, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
                  excludes: Sequence[str] = (), regex: str | None = None, min_len: int | None = None,
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
@@ -195,22 +273,21 @@ class NameModel:
         Every returned name meets every constraint. If the budget ends the search first, the result
         holds the names found and `complete` is False (`stats.message()` says why).
         """
-        casing = self.casing
-        if folds(casing):  # the model knows lowercased names: constraints hold whatever their case
-            starts_with, ends_with = starts_with.lower(), ends_with.lower()
-            contains, excludes = [c.lower() for c in contains], [e.lower() for e in excludes]
-            regex = None if regex is None else "(?i)" + regex
-        config = GenerateConfig(num=n, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
-                                starts_with=starts_with, ends_with=ends_with, contains=tuple(contains),
-                                excludes=tuple(excludes), regex=regex, min_len=min_len, max_len=max_len, novel=novel,
-                                unique=unique, max_tries=max_tries, time_budget=time_budget, method=method)
-        split, why = self.training_split()
-        if novel and split is None:
-            raise ConfigError(f"novel needs the training word list: {why}", field="novel")
-        known = None if split is None else {w for part in split.parts().values() for w in part}
+        config, split, why, known = self._generation(
+            n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
+            unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
+            time_budget=time_budget, method=method)
         stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length, known_words=known)
-        names = [restore(name, casing) for name in stats.names] if casing in ("title", "upper") else stats.names
-        return Names(names, novelty_summary(stats.names, split, why), stats)
+        return Names(self._printed(stats.names), novelty_summary(stats.names, split, why), stats)
+
+    def iter_generate(self, n: int = 20, **options: Any) -> NameStream:
+        """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
+        a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
+        options as `generate`; `close()` (or a `with` block) stops early."""
+        config, split, why, known = self._generation(n, **options)
+        stream = iter_generate(self.model, self.vocab, config, max_word_length=self.max_word_length,
+                               known_words=known)
+        return NameStream(stream, self._printed, split, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------
     @property
@@ -264,7 +341,7 @@ class NameModel:
         """(V, V) P(next | previous), rows = the previous token; ConfigError for models without one."""
         table = self.model.transition_table()
         if table is None:
-            raise ConfigError(f"a {self.describe()} model has no bigram table (use a bigram or bigram-counts model)",
+            raise ConfigError(f"this {self.describe()} model has no bigram table (use a bigram or bigram-counts model)",
                               field="model")
         return table.detach().cpu()
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,8 +14,40 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from namesmith.checkpoint import atomic_write_bytes  # noqa: E402
 from namesmith.history import TrainHistory  # noqa: E402
+from namesmith.io import atomic_write_bytes  # noqa: E402
+
+log = logging.getLogger("namesmith")
+
+
+@functools.cache
+def _font_charmaps() -> list[tuple[str, frozenset[int]]]:
+    """(font file, code points it has) of every font matplotlib knows, the default font first."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    default = font_manager.findfont(font_manager.FontProperties())
+    paths = [default] + sorted({f.fname for f in font_manager.fontManager.ttflist} - {default})
+    fonts = []
+    for path in paths:
+        try:
+            fonts.append((path, frozenset(FT2Font(path).get_charmap())))
+        except (OSError, RuntimeError):
+            continue
+    return fonts
+
+
+def label_font(labels: list[str]) -> tuple[list[str], Any]:
+    """Tick labels and a font that has all their glyphs; without one, labels become code points (said once)."""
+    from matplotlib import font_manager
+
+    wanted = {ord(c) for label in labels for c in label}
+    for path, charmap in _font_charmaps():
+        if wanted <= charmap:
+            return labels, font_manager.FontProperties(fname=path)
+    log.warning("no installed font has every character of this vocabulary; the heat map labels characters by "
+                "code point (install a font such as Noto for the script to see the characters)")
+    return [label if label.isascii() else f"U+{ord(label[0]):04X}" for label in labels], None
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
@@ -31,6 +66,7 @@ def plot_heatmap(next_char_probs: torch.Tensor, labels: list[str], path: str | P
     makemore lecture's figure (and shaded by the count).
     """
     size = len(labels)
+    labels, font = label_font(labels)
     annotate = pair_counts is not None
     inches = max(6.0, 0.6 * size) if annotate else max(5.0, 0.28 * size + 2)
     fig, ax = plt.subplots(figsize=(inches, inches))
@@ -39,12 +75,13 @@ def plot_heatmap(next_char_probs: torch.Tensor, labels: list[str], path: str | P
     if annotate:
         for i in range(size):
             for j in range(size):
-                ax.text(j, i, labels[i] + labels[j], ha="center", va="bottom", color="gray", fontsize=8)
+                ax.text(j, i, labels[i] + labels[j], ha="center", va="bottom", color="gray", fontsize=8,
+                        fontproperties=font)
                 ax.text(j, i, str(int(pair_counts[i, j])), ha="center", va="top", color="gray", fontsize=8)
         ax.axis("off")
     else:
-        ax.set_xticks(range(size), labels)
-        ax.set_yticks(range(size), labels)
+        ax.set_xticks(range(size), labels, fontproperties=font)
+        ax.set_yticks(range(size), labels, fontproperties=font)
         ax.set_xlabel("next character")
         ax.set_ylabel("previous character")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="P(next | previous)")

@@ -215,6 +215,7 @@ def train(
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
+    device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
     request = _request(model_type, data, train_config, model_config) if words is None else None
     if out is not None and not resume:
         check_overwrite(out, request, overwrite)
@@ -223,7 +224,6 @@ def train(
             check_writable(out)
         return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback,
                               request=request), None
-    device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
     words, casing = read_source(data) if words is None else prepare_words(check_words(words), data)
     corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)

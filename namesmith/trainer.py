@@ -13,8 +13,10 @@ Training follows the recipe of nanoGPT (Karpathy 2022) applied to words:
   biases or normalisation gains; gradient-norm clipping;
 - learning rate: linear warm-up over `warmup_steps`, then a cosine decay from `learning_rate`
   to `learning_rate_end`. Progress along the cosine is the larger of steps/`max_steps` and
-  seconds/`time_budget`, so a run stopped by its time budget still ends with an annealed rate
-  (such a run depends on the machine's speed; with a budget that never binds it is reproducible);
+  seconds/`time_budget` once the pace so far says the budget will end the run before `max_steps`,
+  so a run stopped by its time budget still ends with an annealed rate. Such a run depends on the
+  machine's speed; a run whose pace stays within its budget is step-based only, and reproducible
+  bit for bit for a given seed, thread count and torch build (tests/test_determinism.py);
 - optionally (`ema` > 0) an exponential moving average of the weights (Polyak & Juditsky 1992)
   is what gets evaluated, kept and returned. By-length batches each pull the weights their own
   way (a batch of long names, then one of short ones); the average evens that out. Its decay
@@ -62,7 +64,8 @@ def learning_rate(step: int, config: TrainConfig, seconds: float = 0.0) -> float
     if step < warmup:
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(config.max_steps - warmup, 1)
-    if config.time_budget is not None:
+    if config.time_budget is not None and seconds * config.max_steps > config.time_budget * max(step, 1):
+        # at this pace the budget ends the run before max_steps: anneal on time instead
         progress = max(progress, seconds / config.time_budget)
     progress = min(progress, 1.0)
     return lr_end + 0.5 * (lr - lr_end) * (1.0 + math.cos(math.pi * progress))

@@ -192,10 +192,13 @@ class WindowModel(CharModel):
         return self.window_logits(window), window
 
 
-def check_config(condition: bool, message: str) -> None:
-    """Raise a ConfigError unless `condition` holds (for config dataclasses' __post_init__)."""
+def check_config(condition: bool, message: str, field: str | None = None) -> None:
+    """Raise a ConfigError unless `condition` holds (for config dataclasses' __post_init__).
+
+    The message starts with the parameter at fault (`order must be ...`); it is the error's field
+    unless `field` says otherwise."""
     if not condition:
-        raise ConfigError(message)
+        raise ConfigError(message, field=field or message.split(" ", 1)[0].rstrip(":"))
 
 
 def boundary_context(batch_size: int, length: int, device: torch.device) -> torch.Tensor:

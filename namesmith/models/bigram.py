@@ -70,7 +70,7 @@ class BigramCountsConfig:
     smoothing: float = 1.0  # k of add-k smoothing; 0 gives the maximum-likelihood table
 
     def __post_init__(self) -> None:
-        check_config(self.smoothing >= 0, f"--smoothing must not be negative, got {self.smoothing}")
+        check_config(self.smoothing >= 0, f"smoothing must not be negative, got {self.smoothing}")
 
 
 class BigramCounts(BigramTable):

@@ -35,8 +35,8 @@ class MLPConfig:
         for name in ("block_size", "n_embd", "n_hidden", "n_layer"):
             value = getattr(self, name)
             check_config(isinstance(value, int) and value >= 1,
-                         f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        check_config(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+                         f"{name} must be a positive integer, got {value!r}")
+        check_config(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class MLP(WindowModel):

@@ -28,9 +28,11 @@ Goodman, "An empirical study of smoothing techniques for language modeling", 199
 - "tuned" (the default): start from the formulas, then maximise (L-BFGS) the likelihood of every
   10th training word under a model counted on the other nine tenths (Chen & Goodman also report
   discounts optimised on held-out data); the tuned D's are then used with the counts of all
-  training words. With fewer than 1,000 training words there is too little to tune on, and the
-  formulas are used. On names.txt (order 6) it lowers validation NLL from 1.9740 to 1.9704 for
-  about a second more fitting.
+  training words. "Every 10th" is by position in the training list: words 0, 10, 20, ... of the
+  shuffled split in memory, of the training words in file order when a file is streamed. With
+  fewer than 1,000 training words there is too little to tune on, and the formulas are used. On
+  names.txt (order 6) it lowers validation NLL from 1.9740 to 1.9704 for a tenth of a second more
+  fitting.
 - "modified-kn": the formulas above.
 - "kn": one discount per order, D = Y.
 - a number 0 ≤ D ≤ 1 for every count: absolute discounting with Kneser-Ney lower orders. D = 0 is
@@ -38,6 +40,11 @@ Goodman, "An empirical study of smoothing techniques for language modeling", 199
 
 Training is counting with tensor ops: every n-gram becomes an int64 key whose digits, base V+1,
 are its tokens + 1 (so keys of different lengths never collide), counted with `torch.unique`.
+Fitting is count → merge counts → fit from counts: `count` gives the raw top-order counts of some
+words (`NGramCounts`), counts of disjoint word sets `merge` exactly, and `fit_counts` derives the
+lower orders and the tables from the merged counts alone. So a word list counted in shards, in
+worker processes or on the ranks of `torch.distributed` (`namesmith.counting.count_ngrams_file`)
+gives the same tables, bit for bit, as `fit` on the same words in memory.
 The fitted model stores, for every context seen at any order, the full distribution of the next
 token (log-probabilities (R, V)) under the sorted context keys (R,). A lookup is one
 `searchsorted` for all suffixes of a context at once: the longest suffix seen gives the exact
@@ -51,11 +58,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from namesmith.errors import CheckpointError, ConfigError
+from namesmith.errors import CheckpointError, ConfigError, DataError
 from namesmith.history import TrainHistory
 from namesmith.models.base import CharModel, State, boundary_context, check_config
 
@@ -63,8 +70,9 @@ DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
 MAX_KEY = 2**63 - 1  # n-gram keys are int64
 HELD_OUT_EVERY = 10  # "tuned": every 10th training word is held out to tune the discounts
 MIN_TUNING_WORDS = 1000  # "tuned" with fewer training words uses the formulas (too little to tune on)
-FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback, when some n_i is 0
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's discount_fallback, when some n_i is 0
 DISCOUNT_LIMITS = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # 0 ≤ D1 ≤ 1, D2 ≤ 2, D3+ ≤ 3
+EVAL_CHUNK = 1 << 20  # distinct n-grams scored at a time by `nll_counts` (bounds its memory)
 
 
 @dataclass(frozen=True)
@@ -74,15 +82,15 @@ class NGramConfig:
 
     def __post_init__(self) -> None:
         check_config(isinstance(self.order, int) and not isinstance(self.order, bool) and self.order >= 1,
-                     f"--order must be an integer of at least 1, got {self.order!r}")
-        message = (f"--discount must be one of {', '.join(DISCOUNT_METHODS)} or a number in [0, 1], "
+                     f"order must be an integer of at least 1, got {self.order!r}")
+        message = (f"discount must be one of {', '.join(DISCOUNT_METHODS)} or a number in [0, 1], "
                    f"got {self.discount!r}")
         discount = self.discount
         if isinstance(discount, str) and discount not in DISCOUNT_METHODS:
             try:
                 discount = float(discount)  # "0.75" from a command line or a JSON file
             except ValueError:
-                raise ConfigError(message) from None
+                raise ConfigError(message, field="discount") from None
         if not isinstance(discount, str):
             check_config(isinstance(discount, (int, float)) and not isinstance(discount, bool)
                          and 0 <= discount <= 1, message)
@@ -115,6 +123,63 @@ def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Ten
     return pos, sorted_keys[pos] == queries
 
 
+@dataclass(frozen=True)
+class NGramCounts:
+    """How often each order-N n-gram occurs in some words: all an n-gram is fitted from.
+
+    An n-gram is an int64 key whose digits, base vocab_size + 1, are its tokens + 1, oldest first
+    (see `NGram`); a word of L characters gives L + 1 of them, its first left-padded with N - 1
+    boundary tokens. Only the top order is stored: every lower-order n-gram seen ends some top-order
+    n-gram seen (the padding sees to that), so its continuation count follows from the distinct
+    top-order keys. Counts of disjoint sets of words add up (`merge`), which is what lets counting
+    be split over shards, processes and machines and still give exactly the counts of one pass.
+    """
+
+    order: int
+    vocab_size: int  # tokens, the boundary included (`Vocab.size`)
+    keys: torch.Tensor  # (M,) int64, sorted and distinct: the n-grams seen
+    counts: torch.Tensor  # (M,) int64 ≥ 1: how often each was seen
+    n_words: int  # words counted
+
+    @property
+    def n_tokens(self) -> int:
+        """Target tokens counted: characters plus one end token per word."""
+        return int(self.counts.sum())
+
+    def _check_fits(self, other: NGramCounts) -> None:
+        if (other.order, other.vocab_size) != (self.order, self.vocab_size):
+            raise ValueError(f"counts of order {other.order} over {other.vocab_size} tokens cannot be combined "
+                             f"with counts of order {self.order} over {self.vocab_size} tokens")
+
+    def merge(self, *others: NGramCounts) -> NGramCounts:
+        """The counts of these disjoint sets of words together (exact: integer sums)."""
+        for other in others:
+            self._check_fits(other)
+        keys, inverse = torch.unique(torch.cat([self.keys, *(o.keys for o in others)]), return_inverse=True)
+        counts = torch.zeros(len(keys), dtype=torch.long).index_add_(
+            0, inverse, torch.cat([self.counts, *(o.counts for o in others)]))
+        return NGramCounts(self.order, self.vocab_size, keys, counts, self.n_words + sum(o.n_words for o in others))
+
+    def without(self, subset: NGramCounts) -> NGramCounts:
+        """These counts less those of a subset of the same words: the counts of the other words."""
+        self._check_fits(subset)
+        pos = torch.searchsorted(self.keys, subset.keys).clamp_(max=max(len(self.keys) - 1, 0))
+        if len(subset.keys) and not (len(self.keys) and bool((self.keys[pos] == subset.keys).all()
+                                                             and (self.counts[pos] >= subset.counts).all())):
+            raise ValueError("subset: holds n-grams these counts do not (not counted from a subset of the words)")
+        counts = self.counts.clone()
+        counts[pos] -= subset.counts
+        kept = counts > 0
+        return NGramCounts(self.order, self.vocab_size, self.keys[kept], counts[kept], self.n_words - subset.n_words)
+
+
+class HeldOut(NamedTuple):
+    """What "tuned" discounts are scored on: per distinct held-out n-gram, its weight and its features by order."""
+
+    weights: torch.Tensor  # (M,) float64: how often each held-out n-gram occurs
+    features: list[tuple[torch.Tensor, ...]]
+
+
 class NGram(CharModel):
     """Interpolated (modified) Kneser-Ney character n-gram, fitted by counting."""
 
@@ -129,8 +194,8 @@ class NGram(CharModel):
         self.base = vocab_size + 1  # token t is digit t+1 of a key, so digit 0 means "no token"
         if self.base**order > MAX_KEY:
             most = int(math.log(MAX_KEY) / math.log(self.base))
-            raise ConfigError(f"--order {order} is too high for a vocabulary of {vocab_size} tokens "
-                              f"(n-gram keys would overflow int64); use at most {most}")
+            raise ConfigError(f"order {order} is too high for a vocabulary of {vocab_size} tokens "
+                              f"(n-gram keys would overflow int64); use at most {most}", field="order")
         # Before fitting there is only the empty context, with the uniform distribution.
         self.register_buffer("context_keys", torch.zeros(1, dtype=torch.long))  # (R,) sorted
         self.register_buffer("next_token_logprobs", torch.full((1, vocab_size), -math.log(vocab_size)))  # (R, V)
@@ -196,6 +261,13 @@ class NGram(CharModel):
         self._transition_cache = (keys, table)
         return table
 
+    def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The model as a finite Markov chain over its rows (for exact conditioning, namesmith.generate):
+        next-token log-probabilities (R, V), the next row (R, V), and the row after the boundary that
+        starts a name."""
+        start = self._transitions()[self.init_state(1), 0]  # token 0: the boundary
+        return self.next_token_logprobs, self._transitions(), int(start)
+
     def init_state(self, batch_size: int) -> State:
         """(B,) the row of the boundary padding, before the boundary token that starts a name."""
         K = self.context_size
@@ -216,22 +288,20 @@ class NGram(CharModel):
         rows = self._rows(self._contexts(x)[mask])
         return -self.next_token_logprobs[rows, y[mask]].cpu().double().mean().item()
 
-    # --- fitting ----------------------------------------------------------------------------
+    # --- fitting: count, merge counts, fit from counts -----------------------------------------
     def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
             on_checkpoint: Any = None) -> TrainHistory:
-        """Count the train split (closed form: nothing to resume or checkpoint) and report its losses."""
+        """Count the train split and fit from the counts (closed form: nothing to resume or checkpoint).
+
+        For "tuned" discounts every 10th training word (in the order of the training list) is also
+        counted alone, as the held-out words the discounts are tuned on (see `fit_counts`).
+        """
         start = time.perf_counter()
         assert corpus.vocab.size == self.vocab_size, "corpus and model vocabularies differ"
         x, y = (t.cpu() for t in corpus.tensors("train"))
-        keys_by_order, counts_by_order = self._count(self._windows(x, y))
-        if self.config.discount == "tuned" and len(x) >= MIN_TUNING_WORDS:
-            discounts = self._tuned_discounts(x, y)
-        else:
-            discounts = self._estimated_discounts(counts_by_order)
-        keys, logprobs = self._distributions(keys_by_order, counts_by_order, discounts)
-        self.context_keys = keys.to(self.device)
-        self.next_token_logprobs = logprobs.to(self.device)
-        self.discounts = discounts.to(self.device, torch.float32)
+        tuning = self.config.discount == "tuned"
+        held_out = self.count(x[::HELD_OUT_EVERY], y[::HELD_OUT_EVERY]) if tuning else None
+        self.fit_counts(self.count(x, y), held_out)
 
         history = TrainHistory(steps=1)
         metrics = {"loss": self.nll(x, y)}
@@ -244,6 +314,57 @@ class NGram(CharModel):
             callback(1, 1, metrics)
         return history
 
+    def count(self, x: torch.Tensor, y: torch.Tensor) -> NGramCounts:
+        """Raw counts of the order-N n-grams of `encode_words` tensors: one n-gram per target token."""
+        keys, counts = torch.unique(self._gram_keys(self._windows(x.cpu(), y.cpu()))[:, -1], return_counts=True)
+        return NGramCounts(self.config.order, self.vocab_size, keys, counts, len(x))
+
+    def fit_counts(self, train: NGramCounts, held_out: NGramCounts | None = None) -> None:
+        """Fit the tables from the raw counts of the training words, however they were counted and merged.
+
+        The result depends on the counts alone, so counts merged from shards, processes or ranks
+        give the same tables, bit for bit, as counting every word in one go. With discount "tuned",
+        `held_out` counts the subset of the training words to tune on (every 10th training word:
+        `fit` and the streamed counting hold out the same ones); the discounts are tuned under a
+        model counted on the rest, then used with all of `train`. Without it, or with fewer than
+        MIN_TUNING_WORDS training words, the formulas set the discounts.
+        """
+        for counts in (train, held_out):
+            if counts is not None and (counts.order, counts.vocab_size) != (self.config.order, self.vocab_size):
+                raise ValueError(f"counts of order {counts.order} over {counts.vocab_size} tokens do not fit an "
+                                 f"order-{self.config.order} n-gram over {self.vocab_size} tokens")
+        if not len(train.keys):
+            raise DataError("no training words to fit the n-gram on (the training part of the split is empty)")
+        keys_by_order, counts_by_order = self._orders(train)
+        if self.config.discount == "tuned" and held_out is not None and train.n_words >= MIN_TUNING_WORDS:
+            discounts = self._tuned_discounts(train.without(held_out), held_out)
+        else:
+            discounts = self._estimated_discounts(counts_by_order)
+        keys, logprobs = self._distributions(keys_by_order, counts_by_order, discounts)
+        self.context_keys = keys.to(self.device)
+        self.next_token_logprobs = logprobs.to(self.device)
+        self.discounts = discounts.to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def nll_counts(self, counts: NGramCounts) -> float:
+        """Mean negative log-likelihood per token of the words `counts` counted (as `nll` of their tensors).
+
+        Each distinct n-gram is scored once and weighted by its count, so a word list of any size
+        is evaluated from its counts (a streamed validation or test part).
+        """
+        if not len(counts.keys):
+            return float("nan")
+        B, K = self.base, self.context_size
+        place = self.base ** torch.arange(K - 1, -1, -1)  # oldest context token first
+        total = torch.zeros((), dtype=torch.float64)
+        for chunk in range(0, len(counts.keys), EVAL_CHUNK):
+            keys = counts.keys[chunk : chunk + EVAL_CHUNK]
+            contexts = (keys[:, None] // B // place) % B - 1  # (M, K) tokens: the digits of the key
+            rows = self._rows(contexts.to(self.device)).cpu()
+            logprobs = self.next_token_logprobs.cpu()[rows, keys % B - 1].double()
+            total -= (logprobs * counts.counts[chunk : chunk + EVAL_CHUNK]).sum()
+        return (total / counts.counts.sum()).item()
+
     def _windows(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(M, N) every n-gram of `encode_words` tensors: N-1 context tokens, then the target."""
         mask = y >= 0
@@ -254,7 +375,7 @@ class NGram(CharModel):
         N = self.config.order
         return ((windows.flip(1) + 1) * self.base ** torch.arange(N, device=windows.device)).cumsum(1)
 
-    def _count(self, windows: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _orders(self, counts: NGramCounts) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per order k = 1..N (index k-1): the sorted k-gram keys seen and their counts.
 
         The top order keeps raw counts; lower orders get continuation counts, the number of
@@ -263,13 +384,13 @@ class NGram(CharModel):
         N, B = self.config.order, self.base
         keys_by_order: list[torch.Tensor] = [torch.empty(0)] * N
         counts_by_order: list[torch.Tensor] = [torch.empty(0)] * N
-        keys, counts = torch.unique(self._gram_keys(windows)[:, N - 1], return_counts=True)
-        keys_by_order[N - 1], counts_by_order[N - 1] = keys, counts
+        keys = counts.keys
+        keys_by_order[N - 1], counts_by_order[N - 1] = counts.keys, counts.counts
         for k in range(N - 1, 0, -1):
             # every k-gram seen ends some (k+1)-gram seen (the padding sees to that): dropping the
             # first token of each distinct (k+1)-gram and counting gives the continuation counts
-            keys, counts = torch.unique(keys % B**k, return_counts=True)
-            keys_by_order[k - 1], counts_by_order[k - 1] = keys, counts
+            keys, continuation = torch.unique(keys % B**k, return_counts=True)
+            keys_by_order[k - 1], counts_by_order[k - 1] = keys, continuation
         return keys_by_order, counts_by_order
 
     def _estimated_discounts(self, counts_by_order: list[torch.Tensor]) -> torch.Tensor:
@@ -310,13 +431,11 @@ class NGram(CharModel):
         # keys of contexts of j tokens lie in [B^(j-1), B^j), so concatenating by order keeps them sorted
         return torch.cat(all_keys), torch.cat(all_logprobs)
 
-    def _tuned_discounts(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(N, 3) discounts maximising the likelihood of every 10th training word, counted on the rest."""
-        held_out = torch.zeros(len(x), dtype=torch.bool)
-        held_out[::HELD_OUT_EVERY] = True
-        keys_by_order, counts_by_order = self._count(self._windows(x[~held_out], y[~held_out]))
+    def _tuned_discounts(self, rest: NGramCounts, held_out: NGramCounts) -> torch.Tensor:
+        """(N, 3) discounts maximising the likelihood of the held-out words under a model counted on the rest."""
+        keys_by_order, counts_by_order = self._orders(rest)
         start = self._estimated_discounts(counts_by_order)
-        features = self._held_out_features(keys_by_order, counts_by_order, self._windows(x[held_out], y[held_out]))
+        features = self._held_out_features(keys_by_order, counts_by_order, held_out)
         # D = limit · sigmoid(θ) keeps every discount inside its valid range
         theta = torch.logit((start / DISCOUNT_LIMITS).clamp(0.01, 0.99)).requires_grad_()
         optimizer = torch.optim.LBFGS([theta], max_iter=50, line_search_fn="strong_wolfe")
@@ -336,33 +455,33 @@ class NGram(CharModel):
         return tuned if better else start
 
     def _held_out_features(self, keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor],
-                           windows: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-        """Per order, for each held-out n-gram: its count, which discount applies to it (one-hot),
-        whether its context was seen, and the context's total and numbers of tokens seen after
-        it once, twice and 3+ times."""
+                           held_out: NGramCounts) -> HeldOut:
+        """Per order, for each distinct held-out n-gram: its count in the rest, which discount applies to
+        it (one-hot), whether its context was seen, and the context's total and numbers of tokens seen
+        after it once, twice and 3+ times; each n-gram weighs as often as it was held out."""
         B = self.base
-        gram_keys = self._gram_keys(windows)
         features = []
         for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
             context_keys, context_of = torch.unique(keys // B, return_inverse=True)
             totals = _sum_by(context_of, torch.stack([counts, counts == 1, counts == 2, counts >= 3], 1),
                              len(context_keys))  # (C, 4)
-            pos, found = _lookup(keys, gram_keys[:, k - 1])
-            context_pos, context_seen = _lookup(context_keys, gram_keys[:, k - 1] // B)
+            gram_keys = held_out.keys % B**k  # the k-gram ending at each held-out target
+            pos, found = _lookup(keys, gram_keys)
+            context_pos, context_seen = _lookup(context_keys, gram_keys // B)
             gram_count = torch.where(found, counts[pos], 0)
             count_class = torch.stack([gram_count == 1, gram_count == 2, gram_count >= 3], 1).double()  # (M, 3)
             features.append((gram_count.double(), count_class, context_seen, totals[context_pos]))
-        return features
+        return HeldOut(held_out.counts.double(), features)
 
-    def _held_out_nll(self, discounts: torch.Tensor, features: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+    def _held_out_nll(self, discounts: torch.Tensor, held_out: HeldOut) -> torch.Tensor:
         """Mean -log P of the held-out tokens under the interpolated model with these discounts (differentiable)."""
-        prob = torch.full(features[0][0].shape, 1.0 / self.vocab_size, dtype=torch.float64)
-        for d, (gram_count, count_class, context_seen, totals) in zip(discounts, features):
+        prob = torch.full(held_out.weights.shape, 1.0 / self.vocab_size, dtype=torch.float64)
+        for d, (gram_count, count_class, context_seen, totals) in zip(discounts, held_out.features):
             kept = gram_count - count_class @ d  # 0 for n-grams not seen
             discounted = totals[:, 1:] @ d  # D1·N1(h•) + D2·N2(h•) + D3+·N3+(h•)
             interpolated = (kept + discounted * prob) / totals[:, 0].clamp(min=1)
             prob = torch.where(context_seen, interpolated, prob)
-        return -prob.log().mean()
+        return -(held_out.weights * prob.log()).sum() / held_out.weights.sum()
 
     # --- saving -----------------------------------------------------------------------------
     def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:

@@ -29,8 +29,8 @@ class RNNConfig:
         for name in ("n_embd", "n_hidden", "n_layer"):
             value = getattr(self, name)
             check_config(isinstance(value, int) and value >= 1,
-                         f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        check_config(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+                         f"{name} must be a positive integer, got {value!r}")
+        check_config(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class _Recurrent(CharModel):
@@ -38,6 +38,7 @@ class _Recurrent(CharModel):
 
     cell: ClassVar[type[nn.Module]]
     config_class: ClassVar[type] = RNNConfig
+    neural: ClassVar[bool] = True
 
     def __init__(self, vocab_size: int, config: RNNConfig | None = None):
         config = config or RNNConfig()
@@ -71,7 +72,6 @@ class RNN(_Recurrent):
 
     model_type: ClassVar[str] = "rnn"
     cell = nn.RNN
-    neural: ClassVar[bool] = True
     default_train_config: ClassVar[dict[str, Any]] = {
         **NEURAL_TRAIN_DEFAULTS,
         # The cosine anneals over max_steps or the time budget, whichever ends first: ~20 epochs

@@ -46,11 +46,11 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         for name in ("block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
-            check_config(isinstance(value, int) and value >= 1, f"--{name.replace('_', '-')} must be a positive "
+            check_config(isinstance(value, int) and value >= 1, f"{name} must be a positive "
                          f"integer, got {value!r}")
         check_config(self.n_embd % self.n_head == 0,
-                     f"--n-embd ({self.n_embd}) must be a multiple of --n-head ({self.n_head})")
-        check_config(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+                     f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        check_config(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class KVCache(NamedTuple):
@@ -203,7 +203,7 @@ class Transformer(CharModel):
         if corpus is not None:
             needed = cls.block_size_for(corpus)
             given = overrides.setdefault("block_size", needed)
-            check_config(given >= needed, f"--block-size {given} is too small for the longest word "
+            check_config(given >= needed, f"block_size {given} is too small for the longest word "
                          f"({corpus.max_word_length} characters + the boundary token); use at least {needed}")
         return TransformerConfig(**overrides)
 
@@ -215,7 +215,7 @@ class Transformer(CharModel):
         if length > self.config.block_size:
             raise DataError(f"a sequence of {length} tokens (boundary included) is longer than the transformer's "
                             f"block_size={self.config.block_size}; words may have at most "
-                            f"{self.config.block_size - 1} characters (train with a larger --block-size)")
+                            f"{self.config.block_size - 1} characters (train with a larger block_size)")
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape

@@ -37,10 +37,10 @@ class WaveNetConfig:
         for name in ("block_size", "n_embd", "n_hidden"):
             value = getattr(self, name)
             check_config(isinstance(value, int) and value >= 1,
-                         f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+                         f"{name} must be a positive integer, got {value!r}")
         check_config(self.block_size >= 2 and self.block_size & (self.block_size - 1) == 0,
-                     f"--block-size must be a power of 2 (at least 2) for wavenet, got {self.block_size}")
-        check_config(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+                     f"block_size must be a power of 2 (at least 2) for wavenet, got {self.block_size}")
+        check_config(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class FusePairs(nn.Module):

@@ -1,0 +1,48 @@
+"""Checkpoints written before the n-gram mix became its own model type (format 1) still load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from namesmith.checkpoint import FORMAT_VERSION, META_FILE
+from namesmith.data import load_words
+from namesmith.errors import CheckpointError
+from namesmith.namemodel import NameModel
+
+
+def as_format_1(directory) -> dict:
+    """Rewrite a saved ngram-mix directory the way namesmith wrote it before format 2."""
+    path = directory / META_FILE
+    meta = json.loads(path.read_text())
+    config = meta["model_config"]
+    meta.update(format_version=1, model_type=config["model_type"],
+                model_config={**config["model"], "ngram_mix": {"ngram": config["ngram"], "weights": config["weights"]}})
+    path.write_text(json.dumps(meta))
+    return meta
+
+
+def test_a_format_1_mix_loads_as_an_ngram_mix(one_thread, tmp_path):
+    words = load_words("builtin")[:300]
+    trained = NameModel.train(model="gru", words=words, out=tmp_path / "m", max_steps=20, eval_every=10,
+                              n_hidden=16, n_embd=8, ngram_mix=3)
+    assert trained.model_type == "ngram-mix" and FORMAT_VERSION == 2
+    old = as_format_1(tmp_path / "m")
+    assert old["model_type"] == "gru" and "ngram_mix" in old["model_config"]
+    loaded = NameModel.load(tmp_path / "m")
+    assert loaded.model_type == "ngram-mix" and loaded.describe() == "gru + 3-gram"
+    x = torch.tensor([[0, 1, 2, 3]])
+    torch.testing.assert_close(loaded.model(x), trained.model(x), rtol=0, atol=0)
+    assert loaded.generate(5, seed=3).names == trained.generate(5, seed=3).names
+
+
+def test_a_newer_format_is_refused_with_its_version(tmp_path):
+    NameModel.train(model="bigram-counts", words=["ab", "ba"], out=tmp_path / "m")
+    path = tmp_path / "m" / META_FILE
+    meta = json.loads(path.read_text())
+    meta["format_version"] = FORMAT_VERSION + 1
+    path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=f"format version {FORMAT_VERSION + 1} is newer"):
+        NameModel.load(tmp_path / "m")

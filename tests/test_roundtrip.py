@@ -1,0 +1,86 @@
+"""Every registered model type, end to end through the CLI: train → load → constrained sample →
+score → eval → plot (where the model has the figure). Tiny configs, seconds each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from namesmith.cli import main
+from namesmith.data import load_words
+from namesmith.models import MODEL_TYPES, trainable_types
+from namesmith.namemodel import NameModel
+
+NEURAL = ["--max-steps", "30", "--eval-every", "10", "--batch-size", "16", "--ngram-mix", "0"]
+TINY = {
+    "bigram-counts": [],
+    "bigram": ["--max-steps", "50"],
+    "ngram": ["--order", "3"],
+    "mlp": [*NEURAL, "--n-embd", "8", "--n-hidden", "16", "--block-size", "3"],
+    "wavenet": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
+    "rnn": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
+    "gru": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
+    "lstm": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
+    "transformer": [*NEURAL, "--n-layer", "1", "--n-head", "2", "--n-embd", "16"],
+}
+# wrappers are built from trained models: the n-gram mix by training a network with --ngram-mix
+WRAPPERS = {"ngram-mix": ("gru", [*TINY["gru"][:-2], "--ngram-mix", "3", "--n-embd", "8", "--n-hidden", "16"])}
+
+
+def test_every_registered_type_is_covered():
+    assert set(TINY) == set(trainable_types())
+    assert set(TINY) | set(WRAPPERS) == set(MODEL_TYPES)
+
+
+@pytest.fixture(scope="module")
+def words_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "names.txt"
+    path.write_text("\n".join(load_words("builtin")[:400]) + "\n")
+    return path
+
+
+def run_json(capsys, argv: list[str]) -> object:
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", [*TINY, *WRAPPERS])
+def test_train_load_sample_score_eval_plot(one_thread, tmp_path, capsys, words_file, name):
+    model_type, options = WRAPPERS[name] if name in WRAPPERS else (name, TINY[name])
+    out = str(tmp_path / "model")
+    trained = run_json(capsys, ["train", "--model", model_type, "--data", str(words_file), "--out", out,
+                                "--samples", "3", "--seed", "1", *options])
+    loaded = NameModel.load(out)
+    assert loaded.model_type == name and trained["metrics"] == loaded.metrics
+    assert trained["metrics"]["test"]["nll"] == pytest.approx(loaded.evaluate()["test"]["nll"], rel=1e-5)
+
+    sampled = run_json(capsys, ["sample", "-m", out, "-n", "5", "--starts-with", "a", "--ends-with", "a",
+                                "--min-len", "3", "--seed", "2"])
+    names = sampled["names"]
+    assert len(names) == 5 and all(n.startswith("a") and n.endswith("a") and len(n) >= 3 for n in names)
+    again = run_json(capsys, ["sample", "-m", out, "-n", "5", "--starts-with", "a", "--ends-with", "a",
+                              "--min-len", "3", "--seed", "2"])
+    assert again["names"] == names  # same seed, same names
+
+    scores = run_json(capsys, ["score", "-m", out, "emma", names[0], "--sort"])["scores"]
+    assert {s["name"] for s in scores} == {"emma", names[0]}
+    assert all(s["error"] is None and s["percentile"] is not None for s in scores)
+    api = loaded.score(["emma"])[0]
+    assert next(s for s in scores if s["name"] == "emma")["log_prob"] == pytest.approx(api.log_prob, rel=1e-6)
+
+    metrics = run_json(capsys, ["eval", "-m", out])
+    expected = loaded.evaluate()
+    assert set(metrics) == set(expected) == {"train", "val", "test"}
+    for part, values in expected.items():
+        assert metrics[part] == pytest.approx(values)
+
+    if loaded.model.transition_table() is not None:
+        assert main(["plot", "heatmap", "-m", out]) == 0
+        assert (tmp_path / "model" / "heatmap.png").read_bytes().startswith(b"\x89PNG")
+    else:
+        assert main(["plot", "heatmap", "-m", out]) == 1  # one clear line: no bigram table
+    has_curve = len(loaded.history.train_loss) + len(loaded.history.val_loss) >= 2
+    assert main(["plot", "loss", "-m", out]) == (0 if has_curve else 1)
+    assert (tmp_path / "model" / "loss.png").exists() == has_curve
