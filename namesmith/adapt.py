@@ -53,16 +53,19 @@ import math
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from namesmith.checkpoint import Checkpoint
 from namesmith.data import encode_words
 from namesmith.errors import ConfigError
 from namesmith.evaluate import EVAL_BATCH, chunked_log_probs, eval_mode, target_log_probs
 from namesmith.models.base import CharModel
 from namesmith.models.sparse_ngram import BackoffTable, SparseNGram, ngram_windows, suffix_keys
+from namesmith.prior import load_prior
 from namesmith.vocab import BOUNDARY, Vocab
 
 log = logging.getLogger("namesmith")
@@ -135,7 +138,8 @@ def background_parts(model: CharModel) -> tuple[list[BackoffTable], list[Backoff
     backoff = torch.zeros(R)
     if model.model_type != "ngram":
         backoff[0] = 1.0
-    table = BackoffTable().set(keys, backoff, torch.arange(R + 1) * V, torch.arange(V).repeat(R), probs.reshape(-1))
+    table = BackoffTable().set(keys, backoff, None, torch.arange(R + 1) * V, torch.arange(V).repeat(R),
+                               probs.reshape(-1))
     return [], [table], torch.ones(1)
 
 
@@ -164,7 +168,8 @@ def remap_table(table: BackoffTable, old: Vocab, new: Vocab, max_context: int) -
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
     new_keys = new_keys[keep]
     assert bool((new_keys[1:] > new_keys[:-1]).all()), "a monotone character map keeps keys sorted"
-    return BackoffTable().set(new_keys, table.backoff[keep], offsets, next_tokens[keep_entry], table.alpha[keep_entry])
+    return BackoffTable().set(new_keys, table.backoff[keep], table.to_base[keep], offsets, next_tokens[keep_entry],
+                              table.alpha[keep_entry])
 
 
 def background_model(model: CharModel, vocab: Vocab, new_vocab: Vocab, order: int) -> SparseNGram:
@@ -256,22 +261,44 @@ def _features(level: dict[str, torch.Tensor], fold_of: torch.Tensor) -> dict[str
 
 
 def _adapted_prob(background_prob: torch.Tensor, levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor,
-                  strengths: torch.Tensor) -> torch.Tensor:
+                  strengths: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
     """P of each held-out token: the recursion of the module docstring on the other folds' counts."""
     prob = background_prob
-    for j, level in enumerate(levels):
-        seen = level["held_context"] > 0
-        d, b = discounts[j], strengths[j]
-        mixed = ((level["held_gram"] - d).clamp(min=0) + (d * level["held_types"] + b) * prob) / (
+    for j, level in enumerate(levels):  # shortest first
+        d, b, rho = discounts[j], strengths[j], shares[j]
+        below = rho * prob + (1 - rho) * background_prob
+        mixed = ((level["held_gram"] - d).clamp(min=0) + (d * level["held_types"] + b) * below) / (
             level["held_context"] + b)
-        prob = torch.where(seen, mixed, prob)
+        prob = torch.where(level["held_context"] > 0, mixed, prob)
     return prob
 
 
-def _weights(theta: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per level, a discount D in (0, 1) and a strength β in STRENGTH_RANGE, from 2n unbounded parameters."""
+def _weights(theta: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per level, a discount D in (0, 1), a strength β in STRENGTH_RANGE and a share ρ in (0, 1) from
+    3n unbounded parameters."""
     low, high = (math.log(v) for v in STRENGTH_RANGE)
-    return theta[:n].sigmoid(), (low + (high - low) * theta[n:].sigmoid()).exp()
+    return theta[:n].sigmoid(), (low + (high - low) * theta[n : 2 * n].sigmoid()).exp(), theta[2 * n :].sigmoid()
+
+
+def minimise(loss_of: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor, steps: int = 300,
+             lr: float = 0.2) -> torch.Tensor:
+    """The parameters (a few) minimising a smooth loss: Adam (Kingma & Ba 2015) with a cosine-decayed
+    step, written out because torch.optim's classes import torch._dynamo on first use, which takes
+    seconds, longer than the whole adaptation. Keeps the best parameters seen."""
+    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    best, best_loss = theta.clone(), math.inf
+    for t in range(1, steps + 1):
+        theta = theta.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = loss_of(theta)
+            (grad,) = torch.autograd.grad(loss, theta)
+        if loss.item() < best_loss:
+            best, best_loss = theta.detach().clone(), loss.item()
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        step = lr * 0.5 * (1 + math.cos(math.pi * t / steps))
+        theta = theta.detach() - step * (m / (1 - 0.9**t)) / ((v / (1 - 0.999**t)).sqrt() + 1e-8)
+    return best
 
 
 def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, background_prob: torch.Tensor,
@@ -295,45 +322,38 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, backgro
     for j in range(n - 2, -1, -1):  # below the longest level, continuation counts, as Kneser-Ney's
         _continuation(counts[j], _level_counts(gram_keys[:, j + 1], base, fold_of, k), base, j)
     levels = [_features(level, fold_of) for level in counts]
-    theta = torch.zeros(2 * n, dtype=torch.float64, requires_grad=True)
 
     def loss_of(theta: torch.Tensor) -> torch.Tensor:
         return -_adapted_prob(background_prob, levels, *_weights(theta, n)).log().mean()
 
-    optimizer = torch.optim.LBFGS([theta], max_iter=200, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = loss_of(theta)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        if n:
-            optimizer.step(closure)
+    theta = minimise(loss_of, torch.zeros(3 * n, dtype=torch.float64))
     with torch.no_grad():
-        discounts, strengths = _weights(theta, n)
+        discounts, strengths, shares = _weights(theta, n)
         cv_nll = loss_of(theta).item()
-        table = _table(levels, discounts, strengths, base)
+        table = _table(levels, discounts, strengths, shares, base)
     record = {"folds": k, "levels": n, "discounts": [round(v, 4) for v in discounts.tolist()],
-              "strengths": [round(v, 4) for v in strengths.tolist()], "cv_nll": round(cv_nll, 4),
+              "strengths": [round(v, 4) for v in strengths.tolist()],
+              "shares": [round(v, 4) for v in shares.tolist()], "cv_nll": round(cv_nll, 4),
               "cv_nll_background": round(-background_prob.log().mean().item(), 4), "tokens": len(windows)}
     return table, record
 
 
 def _table(levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor, strengths: torch.Tensor,
-           base: int) -> BackoffTable:
+           shares: torch.Tensor, base: int) -> BackoffTable:
     """The list's table from the whole list's counts and the chosen weights."""
-    keys, backoff, gram_keys, alpha = [], [], [], []
+    keys, backoff, to_base, gram_keys, alpha = [], [], [], [], []
     for j, level in enumerate(levels):  # contexts of j tokens: keys stay sorted level after level
-        d, b, total = discounts[j], strengths[j], level["all_context"]
+        d, b, rho, total = discounts[j], strengths[j], shares[j], level["all_context"]
+        left = (d * level["all_types"] + b) / (total + b)  # the mass the list leaves to what is below it
         keys.append(level["contexts"])
-        backoff.append((d * level["all_types"] + b) / (total + b))
+        backoff.append(left * rho if j else left)  # the shortest context's "shorter" is the background
+        to_base.append(left * (1 - rho) if j else torch.zeros_like(left))
         gram_keys.append(level["grams"])
         alpha.append((level["all_gram"] - d).clamp(min=0) / (total[level["gram_context"]] + b))
     if not levels:  # no level validated: the empty context passes everything to the background
         return BackoffTable()
-    return BackoffTable.from_parts(torch.cat(keys), torch.cat(backoff), torch.cat(gram_keys), torch.cat(alpha), base)
+    return BackoffTable.from_parts(torch.cat(keys), torch.cat(backoff), torch.cat(gram_keys), torch.cat(alpha), base,
+                                   torch.cat(to_base))
 
 
 def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, background_vocab: Vocab, *,
@@ -483,3 +503,66 @@ def open_word_log_probs(model: CharModel, words: Sequence[str], vocab: Vocab,
             log_probs = torch.where(unknown[:, : log_probs.size(1)], unknown_log_prob, log_probs)
             totals.append(log_probs.double().sum(1))
     return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
+
+
+# --- choosing and running an adaptation ---------------------------------------------------------------
+COUNT_BACKGROUNDS = ("ngram", "sparse-ngram", "bigram-counts", "bigram")  # an n-gram adapts from these
+
+
+def choose_background(prior: str | Path | None, model_type: str, n_train: int, *,
+                      device: str | torch.device = "cpu") -> Checkpoint | None:
+    """The background a `model_type` trained on `n_train` names adapts from, or None to train it as
+    usual (the rule of the module docstring: "auto" adapts short lists of the model types that have
+    a catalogue prior; "none" never adapts; a model directory always does)."""
+    if prior is None or str(prior) == "none":
+        return None
+    if str(prior) == "auto":
+        kind = AUTO_PRIOR.get(model_type)
+        if kind is None or n_train >= ADAPT_BELOW:
+            return None
+        log.info(f"{n_train} training names (fewer than {ADAPT_BELOW:,}): adapting the catalogue's {kind} prior "
+                 "to them (prior='none' trains on them alone)")
+        return load_prior("auto", kind, device=device)
+    if model_type not in NGRAM_TYPES + NEURAL_TYPES:
+        raise ConfigError(f"prior: a {model_type} model cannot be adapted to a list (adapted: "
+                          f"{', '.join(NGRAM_TYPES + NEURAL_TYPES)}); use prior none", field="prior")
+    background = load_prior(prior, device=device)
+    check_background(background.meta["model_type"], model_type, str(prior))
+    return background
+
+
+def check_background(background_type: str, model_type: str, where: str) -> None:
+    """Refuse a background of a kind that `model_type` cannot adapt from."""
+    if model_type in NGRAM_TYPES and background_type not in COUNT_BACKGROUNDS:
+        raise ConfigError(f"prior: {where} holds a {background_type} model; an n-gram adapts from a count model "
+                          f"({', '.join(COUNT_BACKGROUNDS)})", field="prior")
+    if model_type in NEURAL_TYPES and background_type != model_type:
+        raise ConfigError(f"prior: {where} holds a {background_type} model; a {model_type} is fine-tuned from a "
+                          f"pretrained {model_type}", field="prior")
+
+
+def describe_background(background: Checkpoint, where: str | Path | None = None) -> dict[str, Any]:
+    """What an adapted model records about its background (enough to know it again)."""
+    meta = background.meta
+    record = {"model_type": meta["model_type"], "created": meta.get("created"),
+              "data": meta.get("data", {}).get("path")}
+    if "prior" in meta:
+        record.update(source=meta["prior"].get("source"), key=meta["data"].get("sha256"))
+    if where is not None and str(where) not in ("auto", "catalogue"):
+        record["directory"] = str(Path(where).resolve())
+    return record
+
+
+def adapt(words: Sequence[str], vocab: Vocab, background: Checkpoint, model_options: dict[str, Any], *,
+          seed: int = 0, callback: Callable[[int, float], None] | None = None) -> tuple[CharModel, dict[str, Any]]:
+    """A model of `words` (in `vocab`) adapted from `background`: an n-gram over a count model, a
+    fine-tuned copy of a network. `model_options`: only `order` applies, to an n-gram."""
+    extra = sorted(set(model_options) - ({"order"} if not background.model.neural else set()))
+    if extra:
+        raise ConfigError(f"{extra[0]} does not apply when adapting to a prior (the model's form is the prior's; "
+                          "its weights are chosen by cross-validation); use prior none to set it", field=extra[0])
+    if background.model.neural:
+        return adapt_neural(words, vocab, background.model, background.vocab, seed=seed, callback=callback)
+    labels = background.meta.get("prior", {}).get("components")
+    return adapt_ngram(words, vocab, background.model, background.vocab, order=model_options.get("order", 6),
+                       seed=seed, labels=labels)

@@ -42,7 +42,7 @@ import torch
 
 from namesmith.casing import fold, resolve
 from namesmith.catalogue import DATASETS, load_dataset
-from namesmith.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from namesmith.checkpoint import Checkpoint, load_checkpoint, model_record, save_checkpoint
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus, check_words, encode_words, words_fingerprint
 from namesmith.errors import CheckpointError, ConfigError
@@ -61,7 +61,7 @@ PRIOR_SETS = ("us", "world", "israel")  # the catalogue sets the prior learns (a
 # values make a group ("era": the decade as before 1950, 1950-1989 or from 1990).
 GROUPS: dict[str, tuple[str, ...]] = {"us": ("sex", "era"), "world": ("locale",), "israel": ("sector",)}
 PRIOR_ORDER = 6
-PRIOR_RECIPE_VERSION = 1  # bump when a recipe below changes: cached priors are then rebuilt
+PRIOR_RECIPE_VERSION = 2  # bump when a recipe below changes: cached priors are then rebuilt
 KINDS = ("ngram", "gru")
 NEURAL_PRIOR_CONFIG: dict[str, Any] = {"n_embd": 64, "n_hidden": 256, "n_layer": 1, "dropout": 0.0}
 # Every field set (nothing left to a model's defaults): the prior is the same wherever it is built,
@@ -148,7 +148,7 @@ def build_ngram_prior(groups: dict[str, list[str]], *, order: int = PRIOR_ORDER,
                       "recipe_version": PRIOR_RECIPE_VERSION, "seconds": round(seconds, 2)},
             "metrics": {}, "history": TrainHistory(steps=1, seconds=seconds).to_dict(), "complete": True,
             "parameters": 0}
-    return Checkpoint(model, corpus.vocab, meta)
+    return Checkpoint(model, corpus.vocab, {**meta, **model_record(model, corpus.vocab)})
 
 
 def build_neural_prior(words: Sequence[str], *, model_type: str = "gru", config: dict[str, Any] | None = None,
@@ -174,12 +174,12 @@ def build_neural_prior(words: Sequence[str], *, model_type: str = "gru", config:
             "train_config": config_.to_dict(), "resolved_train_config": config_.to_dict(),
             "metrics": evaluate_splits(model, corpus), "history": history.to_dict(), "complete": True,
             "parameters": sum(p.numel() for p in model.parameters())}
-    return Checkpoint(model, corpus.vocab, meta)
+    return Checkpoint(model, corpus.vocab, {**meta, **model_record(model, corpus.vocab)})
 
 
 def catalogue_key(kind: str) -> str:
     """What a cached prior depends on: the catalogue files, the recipe and its version."""
-    recipe = {"kind": kind, "sets": PRIOR_SETS, "version": PRIOR_RECIPE_VERSION, "order": PRIOR_ORDER,
+    recipe = {"kind": kind, "sets": PRIOR_SETS, "groups": GROUPS, "version": PRIOR_RECIPE_VERSION, "order": PRIOR_ORDER,
               "files": {name: sha256_file(DATASETS[name].path()) for name in PRIOR_SETS}}
     if kind != "ngram":
         recipe.update(config=NEURAL_PRIOR_CONFIG, train=NEURAL_PRIOR_TRAIN.to_dict())

@@ -44,7 +44,7 @@ from namesmith.models.ngram import modified_kn_discounts
 
 MAX_KEY = 2**63 - 1  # keys are int64
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)
-TABLE_FIELDS = ("keys", "backoff", "offsets", "next", "alpha")
+TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
 
 
 @dataclass(frozen=True)
@@ -100,43 +100,48 @@ class BackoffTable(nn.Module):
         super().__init__()
         self.register_buffer("keys", torch.zeros(1, dtype=torch.long))  # (R,) sorted context keys
         self.register_buffer("backoff", torch.ones(1))  # (R,) γ: the weight of the shorter context
+        self.register_buffer("to_base", torch.zeros(1))  # (R,) weight of the base directly (adapted lists only)
         self.register_buffer("offsets", torch.zeros(2, dtype=torch.long))  # (R+1,) row r: next[offsets[r]:offsets[r+1]]
         self.register_buffer("next", torch.zeros(0, dtype=torch.int32))  # (M,) tokens seen after each context
         self.register_buffer("alpha", torch.zeros(0))  # (M,) their α
         self._dense_cache: tuple[torch.Tensor, ...] | None = None  # see `_dense_levels`
 
-    def set(self, keys: torch.Tensor, backoff: torch.Tensor, offsets: torch.Tensor, next_tokens: torch.Tensor,
-            alpha: torch.Tensor) -> BackoffTable:
+    def set(self, keys: torch.Tensor, backoff: torch.Tensor, to_base: torch.Tensor | None, offsets: torch.Tensor,
+            next_tokens: torch.Tensor, alpha: torch.Tensor) -> BackoffTable:
         device = self.keys.device
         self.keys, self.offsets = keys.to(device, torch.long), offsets.to(device, torch.long)
         self.backoff, self.alpha = backoff.to(device, torch.float32), alpha.to(device, torch.float32)
+        self.to_base = torch.zeros_like(self.backoff) if to_base is None else to_base.to(device, torch.float32)
         self.next = next_tokens.to(device, torch.int32)
         return self
 
     @classmethod
     def from_parts(cls, keys: torch.Tensor, backoff: torch.Tensor, gram_keys: torch.Tensor, alpha: torch.Tensor,
-                   base: int) -> BackoffTable:
+                   base: int, to_base: torch.Tensor | None = None) -> BackoffTable:
         """A table from sorted context keys and sorted (context, token) keys (context · base + token + 1)."""
         offsets = torch.cat([torch.searchsorted(gram_keys, keys * base), keys.new_tensor([len(gram_keys)])])
-        return cls().set(keys, backoff, offsets, gram_keys % base - 1, alpha)
+        return cls().set(keys, backoff, to_base, offsets, gram_keys % base - 1, alpha)
 
     @property
     def contexts(self) -> int:
         return len(self.keys)
 
-    def add_rows(self, out: torch.Tensor, keys: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    def add_rows(self, out: torch.Tensor, keys: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
         """Assemble distributions into `out` (N, V), which holds the base rows; `keys` (N, L) are the
         suffix keys of each history, shortest first, and `last` (N,) its latest token. Returns the rows
         normalised.
 
-        The empty and one-token contexts are followed by many tokens (every character follows the
-        empty context), so their α's are kept as dense (V,) and (V, V) tables and added with one
-        multiply each; longer contexts, followed by a few tokens each, are scattered in."""
+        A stored context gives its α's, passes `backoff` to the next shorter stored context (the
+        shortest to the base) and `to_base` straight to the base. The empty and one-token contexts
+        are followed by many tokens (every character follows the empty context), so their α's are kept
+        as dense (V,) and (V, V) tables and added with one multiply each; longer contexts, followed by a
+        few tokens each, are scattered in."""
         pos, found = _lookup(self.keys, keys)
         gamma = torch.where(found, self.backoff[pos], 1.0)  # unseen contexts pass everything down
         weight_below = gamma.flip(-1).cumprod(-1).flip(-1)  # (N, L): product of γ over this suffix and longer
         weight = torch.where(found, torch.cat([weight_below[:, 1:], torch.ones_like(gamma[:, :1])], -1), 0.0)
-        out.mul_(weight_below[:, :1])  # the base gets what every stored suffix left
+        direct = (weight * torch.where(found, self.to_base[pos], 0.0)).sum(-1)
+        out.mul_((weight_below[:, 0] + direct).unsqueeze(1))  # the base: what the stored suffixes left it
         alpha0, alpha1 = self._dense_levels(out.size(1))
         out.add_(weight[:, :1] * alpha0)
         if keys.size(1) > 1:
@@ -169,15 +174,16 @@ class BackoffTable(nn.Module):
 
     def check(self, vocab_size: int, order: int, where: str) -> None:
         """Refuse tensors that are not a well-formed table (CheckpointError naming the problem)."""
-        keys, backoff, offsets, next_tokens, alpha = (getattr(self, name) for name in TABLE_FIELDS)
+        keys, backoff, to_base, offsets, next_tokens, alpha = (getattr(self, name) for name in TABLE_FIELDS)
         R, M = len(keys), len(next_tokens)
         problem = None
         if keys.dtype != torch.long or keys.dim() != 1 or R == 0 or keys[0] != 0:
             problem = "keys must be a non-empty sorted int64 vector starting with the empty context (0)"
         elif not bool((keys[1:] > keys[:-1]).all()) or keys[-1] >= (vocab_size + 1) ** max(order - 1, 0):
             problem = f"keys are not sorted keys of contexts of at most {order - 1} tokens (order mismatch?)"
-        elif tuple(backoff.shape) != (R,) or not bool(((backoff >= 0) & (backoff <= 1 + 1e-4)).all()):
-            problem = "backoff must hold one weight in [0, 1] per context"
+        elif (tuple(backoff.shape) != (R,) or tuple(to_base.shape) != (R,)
+              or not bool(((backoff >= 0) & (backoff <= 1 + 1e-4) & (to_base >= 0) & (to_base <= 1 + 1e-4)).all())):
+            problem = "backoff and to_base must hold one weight in [0, 1] per context"
         elif (offsets.dtype != torch.long or tuple(offsets.shape) != (R + 1,) or offsets[0] != 0
               or offsets[-1] != M or not bool((offsets[1:] >= offsets[:-1]).all())):
             problem = "offsets must run from 0 to the number of entries, never decreasing"
@@ -187,7 +193,7 @@ class BackoffTable(nn.Module):
             problem = f"next tokens must be in [0, {vocab_size}) and alpha not negative (vocabulary mismatch?)"
         else:
             owner = torch.repeat_interleave(torch.arange(R), offsets[1:] - offsets[:-1])
-            mass = _sum_by(owner, alpha, R) + backoff.double()
+            mass = _sum_by(owner, alpha, R) + backoff.double() + to_base.double()
             if not bool((mass <= 1 + 1e-3).all()):
                 problem = "a context's weights add up to more than 1"
         if problem:
@@ -333,9 +339,11 @@ class SparseNGram(CharModel):
         expected = {f"{group}.{i}.{name}" for group, tables in groups for i in range(len(tables))
                     for name in TABLE_FIELDS} | {"mixture"}
         if set(tensors) != expected:
+            missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
             raise CheckpointError(f"weights do not match sparse-ngram with {self.config.tables} table(s) and "
-                                  f"{self.config.components} component(s): expected {sorted(expected)}, "
-                                  f"got {sorted(tensors)}")
+                                  f"{self.config.components} component(s): {len(missing)} missing "
+                                  f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), {len(extra)} "
+                                  f"unexpected ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})")
         mixture = tensors["mixture"]
         if (tuple(mixture.shape) != (self.config.components,) or not mixture.is_floating_point()
                 or float(mixture.min()) < 0 or abs(float(mixture.sum()) - 1) > 1e-3):
