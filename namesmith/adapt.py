@@ -4,24 +4,39 @@ Thirty names are too few to learn which letters follow which; a model of names i
 (namesmith.prior: the catalogue's 122,000 names, or any trained model) knows that already, and the
 list says how its names differ. This module builds such adapted models.
 
-**N-gram.** The list's counts sit on top of the background as a hierarchical Dirichlet /
-Pitman-Yor-style smoother (MacKay & Peto 1995; Teh 2006), the background's prediction at the full
-context taking the place of the uniform distribution at the bottom:
+**N-gram**, in two steps.
 
-    P_0(w | h) = P_background(w | h)
-    P_j(w | h) = (max(c(h_j w) - D_j, 0) + (D_j · u(h_j) + β_j) · P_{j-1}(w | h)) / (c(h_j) + β_j)
+1. *Which names does the list resemble?* The catalogue prior is a mixture of Kneser-Ney n-grams:
+   one of all its names and one per group (US names by sex and era, Israeli names by sector, each
+   `world` locale: namesmith.prior). The mixture weights are re-fitted to the list by EM (with a
+   small Dirichlet pull towards the all-names model), so a list of Turkish names leans on the
+   Azerbaijani and Turkish-like groups, a list of US surnames on the boys' names of recent decades
+   (they are often surnames). A background that is a single model keeps it as it is.
+2. *How does the list differ?* The list's counts sit on top of that background as a hierarchical
+   Dirichlet / Pitman-Yor-style smoother (MacKay & Peto 1995; Teh 2006), the background's
+   prediction at the full context taking the place of the uniform distribution at the bottom:
 
-for j = 0 .. order-1, where h_j is the last j tokens of the history, c are the list's counts,
-u(h_j) the number of distinct tokens seen after h_j in the list, and a context the list never saw
-passes P_{j-1} through. A level with a large strength β_j trusts the background, a small one the
-list. The 2·order weights (D_j, β_j) are chosen by **cross-validation on the list itself**:
-leave-one-out for lists of at most `LOO_BELOW` names, else `FOLDS`-fold; every held-out token is
-predicted from the counts of the other folds and the weights minimise their total negative
-log-likelihood (L-BFGS; the counts of every fold are computed at once). A level at which fewer than
-`MIN_EVIDENCE` held-out tokens had their context seen in the other folds cannot be validated, so it
-and the levels above it are left out. The result is a `SparseNGram` (namesmith.models.sparse_ngram)
-with the list's table over the background's: still a Markov chain of order `order`, so temperature,
-top-k/p, exact constraints (where its contexts are few), novelty and scoring work as for any n-gram.
+       P_(-1)(w | h) = P_background(w | h)
+       P_j(w | h) = (max(c(h_j w) - D_j, 0) + (D_j · u(h_j) + β_j) · B_j(w | h)) / (c(h_j) + β_j)
+       B_j(w | h) = ρ_j · P_(j-1)(w | h) + (1 - ρ_j) · P_background(w | h)
+
+   for j = 0 .. order-1, where h_j is the last j tokens of the history, c are the list's counts
+   (continuation counts below the longest level, as Kneser-Ney's), u(h_j) the number of distinct
+   tokens seen after h_j in the list, and a context the list never saw passes P_(j-1) through. A
+   large strength β_j trusts what is below, a small one the list; the share ρ_j says whether what
+   is below is the list's shorter context (which knows the list, but not where in the name it is)
+   or the background at the full context. The 3·order weights (D_j, β_j, ρ_j) are chosen by
+   **cross-validation on the list itself**: leave-one-out for lists of at most `LOO_BELOW` names,
+   else `FOLDS`-fold; every held-out token is predicted from the counts of the other folds (the
+   counts of every fold are computed at once, from differences) and the weights minimise their
+   total negative log-likelihood. A level at which fewer than `MIN_EVIDENCE` held-out tokens had
+   their context seen in the other folds cannot be validated, so it and the levels above it are
+   left out.
+
+The result is a `SparseNGram` (namesmith.models.sparse_ngram): the list's table over the mixture,
+still a Markov chain of order `order`, so temperature, top-k/p, exact constraints (where the chain
+is small enough), novelty and scoring work as for any n-gram. Measured by
+benchmarks/bench_small_lists.py; see the README.
 
 **Neural.** A pretrained recurrent network (the catalogue's GRU prior, or any trained rnn/gru/lstm)
 is fine-tuned on the list: its embedding and output rows are cut to the adapted vocabulary (new
@@ -301,6 +316,25 @@ def minimise(loss_of: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tenso
     return best
 
 
+def list_levels(windows: torch.Tensor, fold_of: torch.Tensor, k: int, base: int,
+                max_levels: int | None = None) -> list[dict[str, torch.Tensor]]:
+    """The list's counts, level by level (contexts of 0, 1, ... tokens), for the whole list and for
+    each token without its fold (see `_features`); levels with too little held-out evidence
+    (MIN_EVIDENCE) and those above them are left out, or all beyond `max_levels`. Below the longest
+    level the counts are continuation counts, as Kneser-Ney's."""
+    order = windows.size(1)
+    gram_keys = ((windows.flip(1) + 1) * base ** torch.arange(order)).cumsum(1)  # column j: j context tokens
+    counts = []
+    for j in range(order if max_levels is None else min(order, max_levels)):
+        level = _level_counts(gram_keys[:, j], base, fold_of, k)
+        if max_levels is None and int((_features(level, fold_of)["held_context"] > 0).sum()) < MIN_EVIDENCE:
+            break  # nothing to validate this level's weights on: it and longer contexts are left out
+        counts.append(level)
+    for j in range(len(counts) - 2, -1, -1):
+        _continuation(counts[j], _level_counts(gram_keys[:, j + 1], base, fold_of, k), base, j)
+    return [_features(level, fold_of) for level in counts]
+
+
 def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, background_prob: torch.Tensor,
                    base: int) -> tuple[BackoffTable, dict[str, Any]]:
     """The list's table (see the module docstring), its weights chosen by cross-validation.
@@ -310,18 +344,8 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, backgro
     base (V + 1). Returns the table and a record of the cross-validation (folds, weights, held-out
     NLL per character of the adapted model and of the background alone).
     """
-    order = windows.size(1)
-    gram_keys = ((windows.flip(1) + 1) * base ** torch.arange(order)).cumsum(1)  # column j: j context tokens
-    counts = []
-    for j in range(order):
-        level = _level_counts(gram_keys[:, j], base, fold_of, k)
-        if int((_features(level, fold_of)["held_context"] > 0).sum()) < MIN_EVIDENCE:
-            break  # nothing to validate this level's weights on: it and longer contexts are left out
-        counts.append(level)
-    n = len(counts)
-    for j in range(n - 2, -1, -1):  # below the longest level, continuation counts, as Kneser-Ney's
-        _continuation(counts[j], _level_counts(gram_keys[:, j + 1], base, fold_of, k), base, j)
-    levels = [_features(level, fold_of) for level in counts]
+    levels = list_levels(windows, fold_of, k, base)
+    n = len(levels)
 
     def loss_of(theta: torch.Tensor) -> torch.Tensor:
         return -_adapted_prob(background_prob, levels, *_weights(theta, n)).log().mean()
@@ -453,10 +477,12 @@ def _fine_tune(model: CharModel, x: torch.Tensor, y: torch.Tensor, steps: int, s
 
 
 def adapt_neural(words: Sequence[str], vocab: Vocab, pretrained: CharModel, pretrained_vocab: Vocab, *,
-                 seed: int = 0, max_steps: int = NEURAL_MAX_STEPS,
+                 seed: int = 0, max_steps: int | None = None,
                  callback: Callable[[int, float], None] | None = None) -> tuple[CharModel, dict[str, Any]]:
-    """The pretrained network fine-tuned on `words`, for a number of steps chosen by cross-validation."""
+    """The pretrained network fine-tuned on `words`, for a number of steps chosen by cross-validation
+    (at most `max_steps`, default NEURAL_MAX_STEPS)."""
     start = time.perf_counter()
+    max_steps = NEURAL_MAX_STEPS if max_steps is None else max_steps
     base = resize_vocab(pretrained, pretrained_vocab, vocab).eval()
     x, y = encode_words(list(words), vocab)
     k = min(NEURAL_FOLDS, len(words))

@@ -42,7 +42,7 @@ from namesmith.models.base import CharModel
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, percentile, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
-from namesmith.train import adapt_words, check_overwrite, train, words_for_checkpoint
+from namesmith.train import adapt_words, train, words_for_checkpoint
 from namesmith.vocab import Vocab
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
@@ -172,8 +172,8 @@ class NameModel:
         `overwrite`).
         """
         words = check_words(words, "words")
-        if out is not None:
-            check_overwrite(out, {}, overwrite)
+        if out is not None and (Path(out) / META_FILE).exists() and not overwrite:
+            raise ConfigError(f"{out}: already holds a trained model; pass overwrite=True to replace it", field="out")
         checkpoint, corpus = adapt_words(Checkpoint(self.model, self.vocab, self.meta), self._prepare(words),
                                          self.casing, {} if order is None else {"order": order}, seed=seed, out=out)
         return type(self)._from(checkpoint, corpus=corpus, directory=out)

@@ -122,12 +122,14 @@ def _data_record(words: list[str], source: str, fingerprint: str, split: bool) -
 
 
 def build_ngram_prior(groups: dict[str, list[str]], *, order: int = PRIOR_ORDER, source: str = "words",
-                      fingerprint: str | None = None) -> Checkpoint:
+                      fingerprint: str | None = None, check: bool = True) -> Checkpoint:
     """Sparse Kneser-Ney n-grams of order `order`: one of all the groups' names together, and one of
     each group's (nothing is held out). The model is the first alone (mixture weights 1, 0, ...);
-    namesmith.adapt re-weighs the mixture to fit a list."""
+    namesmith.adapt re-weighs the mixture to fit a list. `check`: refuse words that are not names
+    (off for the catalogue's, checked when it is built)."""
     for label, words in groups.items():
-        check_words(words, f"prior group {label!r}")
+        if check:
+            check_words(words, f"prior group {label!r}")
     start = time.perf_counter()
     words = list(dict.fromkeys(word for group in groups.values() for word in group))
     corpus = Corpus.from_words(words, split=False)
@@ -177,31 +179,38 @@ def build_neural_prior(words: Sequence[str], *, model_type: str = "gru", config:
     return Checkpoint(model, corpus.vocab, {**meta, **model_record(model, corpus.vocab)})
 
 
-def catalogue_key(kind: str) -> str:
+def catalogue_key(kind: str, sets: Sequence[str] = PRIOR_SETS) -> str:
     """What a cached prior depends on: the catalogue files, the recipe and its version."""
-    recipe = {"kind": kind, "sets": PRIOR_SETS, "groups": GROUPS, "version": PRIOR_RECIPE_VERSION, "order": PRIOR_ORDER,
-              "files": {name: sha256_file(DATASETS[name].path()) for name in PRIOR_SETS}}
+    recipe = {"kind": kind, "sets": list(sets), "groups": GROUPS, "version": PRIOR_RECIPE_VERSION,
+              "order": PRIOR_ORDER, "files": {name: sha256_file(DATASETS[name].path()) for name in sets}}
     if kind != "ngram":
         recipe.update(config=NEURAL_PRIOR_CONFIG, train=NEURAL_PRIOR_TRAIN.to_dict())
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
-def catalogue_prior(kind: str = "ngram", *, device: str | torch.device = "cpu") -> Checkpoint:
-    """The prior of the catalogue (see the module docstring), from the cache or built and cached now."""
+def catalogue_prior(kind: str = "ngram", *, sets: Sequence[str] = PRIOR_SETS,
+                    device: str | torch.device = "cpu") -> Checkpoint:
+    """The prior of the catalogue (see the module docstring), from the cache or built and cached now.
+
+    `sets`: the catalogue sets it learns (PRIOR_SETS unless a study asks for fewer)."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", field="kind")
-    key = catalogue_key(kind)
+    unknown = [name for name in sets if name not in DATASETS]
+    if unknown or not sets:
+        raise ConfigError(f"sets must name catalogue sets ({', '.join(DATASETS)}), got {list(sets)!r}", field="sets")
+    key = catalogue_key(kind, sets)
     directory = cache_dir() / f"prior-{kind}-{key[:16]}"
     if (directory / "namesmith.json").is_file():
         try:
             return load_checkpoint(directory, device)
         except CheckpointError as e:
             log.warning(f"the cached prior {directory} is unusable ({e}); building it again")
-    source = "catalogue:" + "+".join(PRIOR_SETS)
+    source = "catalogue:" + "+".join(sets)
     if kind == "ngram":
-        prior = build_ngram_prior(catalogue_groups(), source=source, fingerprint=key)
+        prior = build_ngram_prior(catalogue_groups(sets), source=source, fingerprint=key, check=False)
     else:
-        prior = build_neural_prior(catalogue_words(), model_type=kind, source=source, fingerprint=key, device=device)
+        prior = build_neural_prior(catalogue_words(sets), model_type=kind, source=source, fingerprint=key,
+                                   device=device)
     _save_into_cache(directory, prior)
     log.info(f"cached the {kind} prior in {directory}")
     return prior

@@ -197,7 +197,6 @@ SURNAME_LISTS = ("last_names", "last_names_female", "last_names_male", "last_nam
 def build_surnames() -> DataSet:
     import faker.providers.person as person
 
-    base = person.Provider
     locales = sorted(m.name for m in pkgutil.iter_modules(person.__path__) if m.ispkg)
     rows: set[tuple[str, str]] = set()
     skipped: list[str] = []

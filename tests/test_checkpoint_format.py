@@ -26,7 +26,7 @@ def as_format_1(directory) -> dict:
 
 def test_a_format_1_mix_loads_as_an_ngram_mix(one_thread, tmp_path):
     words = load_words("builtin")[:300]
-    trained = NameModel.train(model="gru", words=words, out=tmp_path / "m", max_steps=20, eval_every=10,
+    trained = NameModel.train(model="gru", words=words, prior="none", out=tmp_path / "m", max_steps=20, eval_every=10,
                               n_hidden=16, n_embd=8, ngram_mix=3)
     assert trained.model_type == "ngram-mix" and FORMAT_VERSION == 2
     old = as_format_1(tmp_path / "m")

@@ -17,6 +17,7 @@ TINY = {
     "bigram-counts": [],
     "bigram": ["--max-steps", "50"],
     "ngram": ["--order", "3"],
+    "sparse-ngram": ["--order", "3"],
     "mlp": [*NEURAL, "--n-embd", "8", "--n-hidden", "16", "--block-size", "3"],
     "wavenet": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
     "rnn": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
@@ -51,7 +52,7 @@ def test_train_load_sample_score_eval_plot(one_thread, tmp_path, capsys, words_f
     model_type, options = WRAPPERS[name] if name in WRAPPERS else (name, TINY[name])
     out = str(tmp_path / "model")
     trained = run_json(capsys, ["train", "--model", model_type, "--data", str(words_file), "--out", out,
-                                "--samples", "3", "--seed", "1", *options])
+                                "--samples", "3", "--seed", "1", "--prior", "none", *options])
     loaded = NameModel.load(out)
     assert loaded.model_type == name and trained["metrics"] == loaded.metrics
     assert trained["metrics"]["test"]["nll"] == pytest.approx(loaded.evaluate()["test"]["nll"], rel=1e-5)

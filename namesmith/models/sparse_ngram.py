@@ -16,21 +16,31 @@ the γ's of the longer suffixes, plus what is left for the base distribution bel
 
 A `BackoffTable` holds one such model: the sorted keys of its contexts (the same int64 keys as the
 dense n-gram: token t is digit t+1, base V+1, the latest token least significant), each context's γ,
-and in compressed-sparse-row form the tokens seen after it with their α's. A `SparseNGram` is a
-chain of tables: the base of each table is the distribution of the next one, and the last one's base
-is uniform over the V tokens (the end token included, so no name has probability 0). One table is a
-plain Kneser-Ney n-gram (`--model sparse-ngram`, or the catalogue prior); namesmith.adapt puts a
-table counted on a small list on top of a prior's (its weights chosen by cross-validation). Each
-table's rows are renormalised, so a prior restricted to fewer characters (namesmith.adapt drops the
-scripts a list does not use) is still a distribution. Whatever the chain, the next token depends on
-the last order-1 tokens only: the model is a finite Markov chain, and exact constraints
-(namesmith.generate) apply where its V^(order-1) contexts are few enough.
+and in compressed-sparse-row form the tokens seen after it with their α's. A table may also pass
+part of a context's mass straight to its base (`to_base`, used by adapted lists).
+
+A `SparseNGram` is tables chained over a mixture of tables:
+
+- the *components*, each a table over the uniform distribution of the V tokens (the end token
+  included, so no name has probability 0), mixed with fixed weights. One component is a plain
+  Kneser-Ney n-gram (`--model sparse-ngram`); the catalogue prior (namesmith.prior) has one of all
+  its names and one per group of names, weighted 1, 0, ... until a list re-weighs them;
+- the *tables*, each sitting on the distribution of the next one, the last on the mixture:
+  namesmith.adapt puts the table of a small list's counts there (its weights chosen by
+  cross-validation), and "more like these" another one on top.
+
+Each table's rows are renormalised, so a prior restricted to fewer characters (namesmith.adapt drops
+the scripts a list does not use) is still a distribution. Whatever the tables, the next token
+depends on the last order-1 tokens only, through the longest of them that some table stores: the
+model is a finite Markov chain over its stored contexts (`markov_chain`), so exact constraints
+(namesmith.generate) apply where the chain is small enough.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +54,7 @@ from namesmith.models.ngram import modified_kn_discounts
 
 MAX_KEY = 2**63 - 1  # keys are int64
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)
+MAX_CHAIN_CELLS = 1 << 23  # states × tokens up to which the model gives itself as a Markov chain
 TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
 
 
@@ -245,6 +256,7 @@ class SparseNGram(CharModel):
         self.tables = nn.ModuleList(BackoffTable() for _ in range(self.config.tables))
         self.components = nn.ModuleList(BackoffTable() for _ in range(self.config.components))
         self.register_buffer("mixture", torch.full((self.config.components,), 1.0 / self.config.components))
+        self._chain_cache: list | None = None  # see `markov_chain`
 
     @classmethod
     def from_tables(cls, vocab_size: int, order: int, tables: list[BackoffTable], components: list[BackoffTable],
@@ -265,13 +277,16 @@ class SparseNGram(CharModel):
         """(N, V) P(next | the last order-1 tokens) for contexts (N, order-1)."""
         out = []
         for i in range(0, len(contexts), ROWS_CHUNK):
-            keys = suffix_keys(contexts[i : i + ROWS_CHUNK], self.base)
-            last = contexts[i : i + ROWS_CHUNK, -1] if self.context_size else None
-            rows = self.mixture_probs(keys, last)
-            for table in reversed(self.tables):  # each table sits on the one after it, the last on the mixture
-                rows = table.add_rows(rows, keys, last)
-            out.append(rows)
+            chunk = contexts[i : i + ROWS_CHUNK]
+            out.append(self._probs(suffix_keys(chunk, self.base), chunk[:, -1] if self.context_size else None))
         return torch.cat(out) if out else torch.zeros(0, self.vocab_size, device=contexts.device)
+
+    def _probs(self, keys: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
+        """(N, V) the distributions after histories given by their suffix keys (N, L) and latest tokens."""
+        rows = self.mixture_probs(keys, last)
+        for table in reversed(self.tables):  # each table sits on the one after it, the last on the mixture
+            rows = table.add_rows(rows, keys, last)
+        return rows
 
     def mixture_probs(self, keys: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
         """(N, V) the mixture of the components' distributions, each over the uniform base."""
@@ -281,6 +296,69 @@ class SparseNGram(CharModel):
                 uniform = torch.full_like(rows, 1.0 / self.vocab_size)
                 rows.add_(table.add_rows(uniform, keys, last), alpha=weight)
         return rows
+
+    # --- the model as a finite Markov chain (exact constraints: namesmith.generate) ---------------
+    @property
+    def markov_chain(self) -> Callable[[], tuple[torch.Tensor, torch.Tensor, int]] | None:
+        """`chain()` gives the model as a finite Markov chain over its stored contexts, or None when
+        that chain would have more than MAX_CHAIN_CELLS states × tokens (namesmith.generate then
+        samples and filters).
+
+        The state is the longest suffix of the history that any table stores. Every table's own
+        longest stored suffix of the history is a suffix of it (a shorter stored suffix is stored in
+        the union too), so the state fixes the next-token distribution, and the state after token c
+        is the longest stored suffix of (state, c): that one token longer if stored, else the
+        parent's (the state without its oldest token) transition, since the stored contexts are
+        closed under taking suffixes. Built by context length, as the dense n-gram's transitions.
+        """
+        states = self._states()
+        return None if len(states) * self.vocab_size > MAX_CHAIN_CELLS else self._chain
+
+    def _states(self) -> torch.Tensor:
+        """Sorted keys of every context stored in any table or component (kept until the tables change)."""
+        keys = [t.keys for t in (*self.tables, *self.components)]
+        cache = self._chain_cache
+        if cache is None or len(cache[0]) != len(keys) or any(a is not b for a, b in zip(cache[0], keys)):
+            self._chain_cache = cache = [keys, torch.unique(torch.cat(keys)), None]
+        return cache[1]
+
+    def _chain(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(log-probabilities (S, V), next state (S, V), the state after the boundary starting a name)."""
+        states = self._states()
+        if self._chain_cache[2] is not None:
+            return self._chain_cache[2]
+        B, K, V, S = self.base, self.context_size, self.vocab_size, len(states)
+        device = states.device
+        length = torch.zeros(S, dtype=torch.long, device=device)  # tokens in each state
+        rest = states.clone()
+        while bool((rest > 0).any()):
+            length += (rest > 0).long()
+            rest //= B
+        lengths = torch.arange(K + 1, device=device)
+        place = B ** lengths  # the suffix of i tokens of a key is key % B^i
+        keys = torch.where(lengths <= length.unsqueeze(1), states.unsqueeze(1) % place, -1)  # (S, K+1): -1 never found
+        last = (states % B - 1).clamp(min=0)
+        log_probs = torch.cat([self._probs(keys[i : i + ROWS_CHUNK], last[i : i + ROWS_CHUNK]).log()
+                               for i in range(0, S, ROWS_CHUNK)])
+        next_state = torch.zeros(S, V, dtype=torch.long, device=device)
+        digits = torch.arange(1, V + 1, device=device)  # token c is digit c + 1
+        for j in range(K + 1):
+            rows = (length == j).nonzero().squeeze(1)
+            if j == 0:
+                fallback = torch.zeros(len(rows), V, dtype=torch.long, device=device)
+            else:
+                fallback = next_state[_lookup(states, states[rows] % B ** (j - 1))[0]]  # the parent's
+            if j < K:
+                pos, found = _lookup(states, states[rows, None] * B + digits)  # one token longer
+                next_state[rows] = torch.where(found, pos, fallback)
+            else:
+                next_state[rows] = fallback  # a full context drops its oldest token: the parent's transition
+        boundary = suffix_keys(boundary_context(1, K, device), B)  # K boundary tokens before a name
+        pos, found = _lookup(states, boundary)
+        before = int(pos[0, int(torch.where(found[0], lengths, 0).max())])
+        chain = (log_probs, next_state, int(next_state[before, 0]))
+        self._chain_cache[2] = chain
+        return chain
 
     def _contexts(self, idx: torch.Tensor) -> torch.Tensor:
         """(B, T, K): the K tokens up to and including each position, left-padded with the boundary."""
