@@ -174,12 +174,12 @@ class BackoffTable(nn.Module):
         if cache is not None and cache[0] is self.keys:
             return cache[1], cache[2]
         V, device = vocab_size, self.keys.device
-        lengths = self.offsets[1:] - self.offsets[:-1]
-        owner = torch.repeat_interleave(torch.arange(self.contexts, device=device), lengths)
-        key = self.keys[owner]  # the context key of every entry
-        short = key <= V  # the empty context (0) and one-token contexts (token t: key t + 1)
+        short = int(torch.searchsorted(self.keys, torch.tensor(V + 1, device=device)))  # keys 0..V come first
+        end = int(self.offsets[short])  # and so do their entries
+        lengths = self.offsets[1 : short + 1] - self.offsets[:short]
+        key = torch.repeat_interleave(self.keys[:short], lengths)  # the context key of each of those entries
         dense = torch.zeros(V + 1, V, device=device)  # row 0: the empty context; row t + 1: after token t
-        dense.index_put_((key[short], self.next[short].long()), self.alpha[short], accumulate=True)
+        dense.index_put_((key, self.next[:end].long()), self.alpha[:end], accumulate=True)
         self._dense_cache = (self.keys, dense[0], dense[1:])
         return dense[0], dense[1:]
 
