@@ -243,6 +243,10 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
     data_fields = _data_options(p, "word list (one name per line, UTF-8), table (a header row naming a 'name' "
                                    "column), or built-in data set (namesmith data lists them) (default: builtin, the "
                                    "US baby names of 2017, with their sex)", split=True)
+    p.add_argument("--prior", default="auto", metavar="none|auto|DIR",
+                   help="auto: a list of fewer than 1,000 training names is adapted onto the catalogue's prior of "
+                        "names (ngram, sparse-ngram, gru; built once and cached); none: the list alone; DIR: adapt "
+                        "onto the trained model in DIR (default: auto)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
                         "only for files of 256 MB or more); the split is then by a hash of each word's index, about "
@@ -529,7 +533,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             with _logs_through(progress):
                 model = NameModel.train(args.data or "builtin", args.model, out=args.out, resume=args.resume,
                                         overwrite=args.overwrite, callback=progress, stream=args.stream,
-                                        workers=args.workers, **options)
+                                        workers=args.workers, prior=args.prior, **options)
         finally:
             progress.close()
     history = model.history
@@ -544,7 +548,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                      "stop_reason": history.stop_reason, "samples": names.names if names else [],
                      "samples_by_value": {k: v.names for k, v in by_value.items()}, "labels": model.labels,
                      "unfinished_samples": names.stats.unfinished if names else 0,
-                     "metrics_without_ngram": model.meta.get("metrics_without_ngram")})
+                     "metrics_without_ngram": model.meta.get("metrics_without_ngram"),
+                     "adaptation": model.meta.get("adaptation")})
     else:
         status = history.stop_reason
         print(f"trained {model.describe()} for {plural(history.steps, 'step')} in {history.seconds:.2f} s "
@@ -554,6 +559,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             ranks = int(os.environ.get("WORLD_SIZE", "1"))
             print(f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} "
                   "--resume" + (f" --nproc {ranks}" if ranks > 1 else ""))
+        adaptation = model.meta.get("adaptation")
+        if adaptation:  # see namesmith.adapt
+            print(_format_adaptation(adaptation))
         print(_format_metrics(model.metrics))
         alone = model.meta.get("metrics_without_ngram")
         if alone:  # see namesmith.models.ngram_mix
@@ -586,6 +594,20 @@ def _samples_by_value(model: Any, n: int, seed: int) -> dict[str, Any]:
         return {}
     per_value = max(1, math.ceil(n / len(values)))
     return {f"{label}={v}": model.generate(per_value, seed=seed, where={label: v}) for v in values}
+
+
+def _format_adaptation(record: dict[str, Any]) -> str:
+    """One line on how a short list was adapted onto its prior (namesmith.adapt)."""
+    prior = record["prior"].get("source") or record["prior"].get("directory") or "a trained model"
+    how = (f"{record['steps']} fine-tuning steps" if record["method"] == "fine-tune" else
+           f"an order-{record['order']} n-gram over it")
+    line = (f"adapted {prior} to the list: {how}, chosen by {record['folds']}-fold cross-validation (held-out NLL "
+            f"{record['cv_nll']:.4f} per character; the prior alone {record['cv_nll_background']:.4f})")
+    mixture = record.get("mixture")
+    if mixture and len(mixture) > 1:
+        top = sorted(mixture.items(), key=lambda kv: -kv[1])[:4]
+        line += "; most like " + ", ".join(f"{name} {weight:.0%}" for name, weight in top)
+    return line
 
 
 def _warn_unfinished(stats: Any, quiet: bool) -> None:
