@@ -45,9 +45,9 @@ DATA_HELP = {
     "split_seed": "seed of the 80/10/10 train/val/test shuffle",
     "condition": "tables: the label columns to condition on, e.g. sex,decade (repeatable; default: every label "
                  "column of the table; none: no label)",
-    "weighting": "tables: how rows weigh in training: none (each distinct name, or name and labels, once), count "
-                 "(by its count: births), log (1 + ln count), share (each distinct name weighs 1, shared among the "
-                 "label values it was given under in proportion to its counts)",
+    "weighting": "tables: how rows weigh in training: share (each distinct name weighs 1 in all, shared among the "
+                 "label values it was given under in proportion to its counts), none (each distinct name and its "
+                 "labels once), count (by its count: births), log (1 + ln count)",
 }
 TRAIN_HELP = {
     "max_steps": "epochs (bigram) or optimiser steps (neural models)",
@@ -276,6 +276,9 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     s.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training "
                                                   "(for --novel and the summary)")
     s.add_argument("--where", action="append", metavar="LABEL=VALUE", help=WHERE_HELP)
+    s.add_argument("--guidance", type=float, default=0.0, metavar="G",
+                   help="with --where: names more typical of those labels, drawn from P(c | where)^(1+G) / "
+                        "P(c)^G at every step (classifier-free guidance; default: 0, the model's own P(name | where))")
     s.add_argument("--json", action="store_true", help="print a JSON object (names and summary)")
 
     sc = sub.add_parser("score", help="how name-like are these names?",
@@ -529,7 +532,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = _load(args)
     options = given(args, args.generate_fields, "gen_")
     n = options.pop("num", 20)
-    result = model.generate(n, where=parse_where_args(args.where), **options)
+    result = model.generate(n, where=parse_where_args(args.where), guidance=args.guidance, **options)
     if args.json:
         _print_json(result.to_dict())
     else:

@@ -201,13 +201,14 @@ class NameModel:
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  max_tries: int | None = None, time_budget: float | None = None, method: str = "auto",
-                 where: Where | None = None) -> Names:
+                 where: Where | None = None, guidance: float = 0.0) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
         holds the names found and `complete` is False (`stats.message()` says why). `where` asks a
         conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names of
-        both at once (see namesmith.conditional); labels left out are marginalised.
+        both at once (see namesmith.conditional); labels left out are marginalised. `guidance` > 0
+        draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
         """
         casing = self.casing
         if folds(casing):  # the model knows lowercased names: constraints hold whatever their case
@@ -222,7 +223,7 @@ class NameModel:
         if novel and split is None:
             raise ConfigError(f"novel needs the training word list: {why}", field="novel")
         known = None if split is None else {w for part in split.parts().values() for w in part}
-        stats = generate(self.model.given(where), self.vocab, config, max_word_length=self.max_word_length,
+        stats = generate(self.model.given(where, guidance), self.vocab, config, max_word_length=self.max_word_length,
                          known_words=known)
         names = [restore(name, casing) for name in stats.names] if casing in ("title", "upper") else stats.names
         return Names(names, novelty_summary(stats.names, split, why), stats)

@@ -94,11 +94,13 @@ class NGramMix(CharModel):
     def condition(self) -> Any:
         return self.model.condition
 
-    def given(self, where: Any = None) -> CharModel:
-        """Both models under the same labels, combined with the same weights."""
+    def given(self, where: Any = None, guidance: float = 0.0) -> CharModel:
+        """Both models under the same labels and guidance, combined with the same weights (a weighted product
+        of guided models is the guided product)."""
         if not self.labels:
-            return super().given(where)
-        return NGramMix(self.model.given(where), self.ngram.given(where), tuple(float(w) for w in self.mix_weights))
+            return super().given(where, guidance)
+        return NGramMix(self.model.given(where, guidance), self.ngram.given(where, guidance),
+                        tuple(float(w) for w in self.mix_weights))
 
     # --- saving -----------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
