@@ -33,10 +33,10 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "names.txt"
 sys.path.insert(0, str(REPO))
 
 from namesmith.config import TrainConfig  # noqa: E402
-from namesmith.counting import count_file  # noqa: E402
+from namesmith.counting import count_file, count_pairs  # noqa: E402
 from namesmith.data import Corpus, DataConfig, load_words  # noqa: E402
-from namesmith.models.bigram import BigramConfig, BigramLinear, count_pairs  # noqa: E402
-from namesmith.sample import SampleConfig, sample  # noqa: E402
+from namesmith.generate import GenerateConfig, generate  # noqa: E402
+from namesmith.models.bigram import BigramConfig, BigramLinear  # noqa: E402
 
 EPOCHS = 10_000
 rows: list[tuple[str, str, str, str]] = []  # (figure, seed algorithm, namesmith, namesmith / seed)
@@ -182,7 +182,8 @@ def main() -> None:
     seed_rate = args.seed_names / median_time(lambda: seed_sample(W_seed, chars, args.seed_names), 1)
     seeds = iter(range(1000))
     ours_rate = args.names / median_time(
-        lambda: sample(model, corpus.vocab, SampleConfig(num=args.names, seed=next(seeds)), 15), args.repeats)
+        lambda: generate(model, corpus.vocab, GenerateConfig(num=args.names, seed=next(seeds)), max_word_length=15),
+        args.repeats)
     report("names sampled per second", seed_rate, ours_rate, "names/s")
 
     # 3. counting pairs: names.txt in memory and streamed, then a large synthetic list
@@ -200,7 +201,8 @@ def main() -> None:
             start, written, chunk = time.perf_counter(), 0, 0
             with open(path, "w") as f:
                 while written < args.synthetic_chars:
-                    names = sample(model, corpus.vocab, SampleConfig(num=1_000_000, seed=10_000 + chunk), 15).names
+                    names = generate(model, corpus.vocab, GenerateConfig(num=1_000_000, seed=10_000 + chunk),
+                                     max_word_length=15).names
                     text = "\n".join(names) + "\n"
                     f.write(text)
                     written += len(text)

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 import namesmith
-from namesmith.models import MODEL_TYPES
+from namesmith import NameModel
+from namesmith.models import trainable_types
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "names.txt"
@@ -32,7 +33,7 @@ LADDER = ["bigram-counts", "bigram", "ngram", "mlp", "wavenet", "rnn", "gru", "l
 def run_model(model_type: str, words: list[str], data_path: str) -> dict:
     """Train one model with its defaults; return its figures and validation curve."""
     start = time.perf_counter()
-    result = namesmith.train(model_type, namesmith.DataConfig(path=data_path), words=words)
+    result = NameModel.train(data_path, model_type, words=words)
     wall = time.perf_counter() - start
     history = result.history
     curve = [(seconds, loss) for _, seconds, loss in history.val_loss]
@@ -49,7 +50,7 @@ def run_model(model_type: str, words: list[str], data_path: str) -> dict:
         "nll": {part: result.metrics[part]["nll"] for part in ("train", "val", "test")},
         # neural models are combined with an n-gram after training (models/ngram_mix.py): the network alone
         "nll_without_ngram": {part: m["nll"] for part, m in result.meta.get("metrics_without_ngram", {}).items()},
-        "ngram_mix_weights": result.model.config_dict().get("ngram_mix", {}).get("weights"),
+        "ngram_mix_weights": result.meta["model_config"]["weights"] if result.model_type == "ngram-mix" else None,
         "val_curve": curve,
         "train_config": result.meta["resolved_train_config"],
         "model_config": result.model.config_dict(),
@@ -97,7 +98,7 @@ def report() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="word list (default ../shared/data/names.txt)")
-    parser.add_argument("--models", nargs="+", choices=list(MODEL_TYPES), help="models to train (default: all)")
+    parser.add_argument("--models", nargs="+", choices=trainable_types(), help="models to train (default: all)")
     parser.add_argument("--report", action="store_true", help="only print the report of saved results")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)

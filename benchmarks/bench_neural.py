@@ -24,7 +24,7 @@ from namesmith.config import TrainConfig  # noqa: E402
 from namesmith.data import Corpus, load_words  # noqa: E402
 from namesmith.evaluate import evaluate  # noqa: E402
 from namesmith.models import model_class  # noqa: E402
-from namesmith.trainer import complete_config  # noqa: E402
+from namesmith.train import fit_model, resolve_train_config  # noqa: E402
 
 DEFAULT_DATA = "/work/shared/data/names.txt"
 
@@ -60,7 +60,7 @@ def main() -> None:
     model = cls(corpus.vocab.size, cls.config_class(**{k: parse_value(v) for k, v in overrides.items()}))
     config = TrainConfig(time_budget=args.time_budget, max_steps=args.max_steps, learning_rate=args.learning_rate,
                          batch_size=args.batch_size, weight_decay=args.weight_decay, seed=args.seed, device="cpu")
-    config = complete_config(model, config)
+    config = resolve_train_config(model, config)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.model}: {n_params:,} parameters, {model.config}")
     print(f"train config: {config}")
@@ -74,7 +74,7 @@ def main() -> None:
                   f"lr {metrics['lr']:.2e}  ({now - last[0]:.1f}s)", flush=True)
             last[0] = now
 
-    history = model.fit(corpus, config, progress)
+    history = fit_model(model, corpus, config, progress)
     nll = {part: evaluate(model, corpus.words(part), corpus.vocab).nll for part in ("train", "val", "test")}
     result = {
         "model": args.model, "params": n_params, "model_config": model.config_dict(),

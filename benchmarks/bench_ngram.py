@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus, load_words
+from namesmith.generate import GenerateConfig, generate
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.sample import SampleConfig, decode_batch, sample
+from namesmith.sample import decode_batch
 from namesmith.vocab import BOUNDARY
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names.txt"
@@ -98,6 +99,7 @@ def main() -> None:
     print(f"data: {args.data}  words: {sizes}  vocab: {corpus.vocab.size}  torch threads: {torch.get_num_threads()}")
     max_length = 2 * corpus.max_word_length
 
+    config = GenerateConfig(num=args.num, seed=0)
     for discount in args.discounts:
         fit_seconds, model = timed(lambda discount=discount: fitted(corpus, 6, discount), args.repeats)
         losses = {part: nll(model, corpus, part) for part in ("train", "val", "test")}
@@ -105,8 +107,8 @@ def main() -> None:
         table_seconds, _ = timed(model._transitions, 1)  # built once, on the first sampling step
         step_seconds, names = timed(lambda model=model: sample_with_steps(model, corpus, args.num, max_length, 0),
                                     args.repeats)
-        generic_seconds, _ = timed(lambda model=model: sample(model, corpus.vocab, SampleConfig(num=args.num, seed=0),
-                                                              corpus.max_word_length), args.repeats)
+        generic_seconds, _ = timed(lambda model=model: generate(model, corpus.vocab, config,
+                                                                max_word_length=corpus.max_word_length), args.repeats)
         discounts = [[round(d, 3) for d in row] for row in model.discounts.tolist()]
         print(f"\norder 6, discount {discount}: D1/D2/D3+ per order {discounts}")
         print(f"  NLL train {losses['train']:.4f}  val {losses['val']:.4f}  test {losses['test']:.4f}")

@@ -10,8 +10,8 @@ AdamW) after a warm-up; then, after a short training run on names (so that names
 names end), names per second through `namesmith.sample` with the key/value cache against the
 naive loop that re-reads the whole prefix for every character (the base class's `step`).
 
-`--train` uses namesmith.trainer.fit_gradient when it exists and a small loop of its own
-otherwise (AdamW, warm-up + cosine, gradient clipping, best-by-validation, early stopping,
+`--train` uses namesmith's trainer (`namesmith.train.fit_model`) unless `--own-loop` asks for a
+small loop of its own (AdamW, warm-up + cosine, gradient clipping, best-by-validation, early stopping,
 time budget), then reports the train/val/test NLL per character of the best weights.
 """
 
@@ -29,9 +29,10 @@ import torch.nn.functional as F
 
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus, load_words
+from namesmith.generate import GenerateConfig, generate
 from namesmith.models.base import CharModel
 from namesmith.models.transformer import Transformer, TransformerConfig
-from namesmith.sample import SampleConfig, sample
+from namesmith.train import fit_model, resolve_train_config
 
 NAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
 
@@ -79,13 +80,13 @@ class NaiveTransformer(Transformer):
 
 
 def names_per_second(model: CharModel, vocab, n: int, max_word_length: int, repeats: int = 3) -> float:  # noqa: ANN001
-    """Names per second through namesmith.sample.sample (the `namesmith sample` path)."""
-    sample(model, vocab, SampleConfig(num=min(n, 500), seed=0), max_word_length)  # warm-up
+    """Names per second through namesmith.generate.generate (the `namesmith sample` path)."""
+    generate(model, vocab, GenerateConfig(num=min(n, 500), seed=0), max_word_length=max_word_length)  # warm-up
     rates = []
     for seed in range(1, repeats + 1):
         t0 = time.perf_counter()
-        result = sample(model, vocab, SampleConfig(num=n, seed=seed), max_word_length)
-        rates.append((len(result.names) + result.unfinished) / (time.perf_counter() - t0))
+        result = generate(model, vocab, GenerateConfig(num=n, seed=seed), max_word_length=max_word_length)
+        rates.append(result.tries / (time.perf_counter() - t0))  # names drawn, those over the length guard too
     return statistics.median(rates)
 
 
@@ -188,10 +189,7 @@ def main() -> None:
               f"p10 {ms[len(ms) // 10]:.2f}, p90 {ms[9 * len(ms) // 10]:.2f}")
         # sample from a model that has learned what names look like (where they end, above all):
         # a short run of the trainer on the training split
-        from namesmith.trainer import fit_gradient
-
-        fit_gradient(model, corpus, TrainConfig(max_steps=args.sample_train_steps, batch_size=32)
-                     .with_defaults(Transformer.default_train_config))
+        fit_model(model, corpus, TrainConfig(max_steps=args.sample_train_steps, batch_size=32))
         model.eval()
         naive = NaiveTransformer(corpus.vocab.size, size).eval()
         naive.load_state_dict(model.state_dict())
@@ -207,22 +205,17 @@ def main() -> None:
         torch.manual_seed(1337)
         model = Transformer(corpus.vocab.size, TransformerConfig(**overrides))
         train_over = {k: getattr(args, k) for k in Transformer.default_train_config if getattr(args, k) is not None}
-        cfg = TrainConfig(**train_over).with_defaults(Transformer.default_train_config)
+        cfg = resolve_train_config(model, TrainConfig(**train_over))
         n_params = sum(p.numel() for p in model.parameters())
         print(f"training {model.config} ({n_params:,} parameters) with {cfg}")
-        try:
-            import namesmith.trainer  # noqa: F401
-            have_trainer = not args.own_loop
-        except ImportError:
-            have_trainer = False
         t0 = time.perf_counter()
-        if have_trainer:
+        if not args.own_loop:
             def report(step: int, total: int, metrics: dict) -> None:
                 if "val_loss" in metrics:
                     print(f"step {step:6d}  {metrics['seconds']:7.1f}s  lr {metrics['lr']:.2e}  "
                           f"train loss {metrics['loss']:.4f}  val {metrics['val_loss']:.4f}", flush=True)
 
-            history = model.fit(corpus, cfg, report)
+            history = fit_model(model, corpus, cfg, report)
             print(f"trainer: {history.steps} steps, stopped: {history.stop_reason}")
         else:
             fit_simple(model, corpus, cfg)

@@ -213,6 +213,8 @@ def _check_size(cls: type[CharModel], vocab_size: int, config: dict[str, Any],
     The model is built on the meta device (shapes, no memory), so an edited checkpoint cannot make
     namesmith allocate a huge model before `load_weights` compares the shapes exactly.
     """
+    if cls.counts_only:
+        return  # count tables are sized by the data, not the config: load_weights checks them
     try:
         with torch.device("meta"):
             wanted = sum(t.numel() for t in cls.from_config_dict(vocab_size, config).state_dict().values())

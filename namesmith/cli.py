@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shlex
 import signal
 import sys
@@ -120,6 +121,11 @@ WHERE_HELP = ("conditional models: names of these labels, LABEL=VALUE (repeatabl
 def flag(field: str) -> str:
     """The command-line flag that sets a Python parameter."""
     return "--" + field.replace("_", "-")
+
+
+def option_name(field: str) -> str:
+    """How a Python parameter is spelled for a user of the command line: `-n/--num`, `--max-len`."""
+    return f"{SHORT_FLAGS[field]}/{flag(field)}" if field in SHORT_FLAGS else flag(field)
 
 
 def _parse_scalar(text: str) -> Any:
@@ -229,14 +235,21 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
                                                                             f"{DEFAULT_MODEL_DIR})")
     p.add_argument("--overwrite", action="store_true", help="replace a different model already saved in --out")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in --out")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N processes of this machine with DistributedDataParallel, launched by torchrun's "
+                        "elastic agent (neural models; README: Training on several processes)")
     p.add_argument("--samples", type=int, default=10, metavar="N", help="names to print after training (default: 10)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
     data_fields = _data_options(p, "word list (one name per line, UTF-8), table (a header row naming a 'name' "
                                    "column), or built-in data set (namesmith data lists them) (default: builtin, the "
                                    "US baby names of 2017, with their sex)", split=True)
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
-                   help="bigram models: count the word list in blocks instead of loading it (default: only for files "
-                        "of 256 MB or more); the split is then by a hash of each word's index, about 80/10/10")
+                   help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
+                        "only for files of 256 MB or more); the split is then by a hash of each word's index, about "
+                        "80/10/10")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes that count a streamed word list in shards (default: 1; under torchrun every "
+                        "rank counts its share)")
     cls = model_class(model_type)
     t = p.add_argument_group(f"training ({model_type} is fitted by counting: only --seed and --device apply)"
                              if cls.counts_only else f"training (defaults shown are {model_type}'s)")
@@ -313,6 +326,24 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     pl.add_argument("--annotate", action="store_true",
                     help="heat map of training pair counts, each cell labelled with its pair and count")
     pl.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")
+
+    sv = sub.add_parser("serve", help="the web page and JSON API",
+                        description="Serve a web page and a JSON API (/api/v1, OpenAPI at /docs) to generate, steer, "
+                                    "score and compare names. With no -m, a count model of each built-in data set, "
+                                    "trained on first use and cached. Needs the serve extra: pip install "
+                                    "'namesmith[serve]'.")
+    _common(sv)
+    sv.add_argument("-m", "--model-dir", dest="model_dirs", action="append", default=[], metavar="DIR",
+                    help="a trained model directory to serve (repeatable; default: the built-in data sets' models)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                                                        "only; another address needs --api-key to be safe)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    sv.add_argument("--api-key", metavar="KEY", help="require this key in the X-API-Key header of every API request "
+                                                     "(or set NAMESMITH_API_KEY)")
+    sv.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                    help="change a per-request limit (repeatable), e.g. max_names=500 or time_budget=1; see "
+                         "namesmith/serve/limits.py for all")
+    sv.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default: 1)")
 
     c = sub.add_parser("classify", help="which label values fit these names (conditional models)",
                        description="For each name, the posterior over each label the model is conditioned on: "
@@ -405,17 +436,18 @@ class Progress:
     is honest; log lines go through the bar (tqdm.write) so the two never share a line.
     """
 
-    def __init__(self, model_type: str, time_budget: float | None, stop: dict[str, bool]):
+    def __init__(self, model_type: str, time_budget: float | None, stop: dict[str, bool],
+                 clock: Any = time.perf_counter):
         from tqdm import tqdm
 
-        self.stop, self.time_budget = stop, time_budget
-        self.bar = tqdm(total=None, desc=f"training {model_type}", unit="step", disable=None, leave=False)
-        self.start = self.last_line = time.perf_counter()
+        self.stop, self.time_budget, self.clock = stop, time_budget, clock
+        self.bar = tqdm(total=None, desc=f"training {model_type}", unit="step", disable=None if _rank() == 0 else True,
+                        leave=False)
+        self.start = self.last_line = clock()
 
     def __call__(self, step: int, total: int, metrics: dict[str, float]) -> bool:
-        elapsed = time.perf_counter() - self.start
-        if self.time_budget and elapsed > 1 and step:  # the steps the budget will allow, if fewer
-            total = min(total, math.ceil(step * self.time_budget / elapsed))
+        elapsed = self.clock() - self.start
+        total = self.planned_steps(step, total, elapsed)
         losses = {k: f"{v:.4f}" for k, v in metrics.items() if k in ("loss", "val_loss")}
         if not self.bar.disable:
             if self.bar.total != total:
@@ -423,10 +455,16 @@ class Progress:
             self.bar.n = step
             self.bar.set_postfix(losses, refresh=False)
             self.bar.refresh()
-        elif time.perf_counter() - self.last_line >= PROGRESS_EVERY or step == total:
-            self.last_line = time.perf_counter()
+        elif self.clock() - self.last_line >= PROGRESS_EVERY or step == total:
+            self.last_line = self.clock()
             log.info(f"step {step:,}/{total:,} ({elapsed:.0f} s) " + " ".join(f"{k} {v}" for k, v in losses.items()))
         return self.stop["stop"]
+
+    def planned_steps(self, step: int, total: int, elapsed: float) -> int:
+        """The steps the run will take: max_steps, or what the time budget allows at this pace if fewer."""
+        if self.time_budget and elapsed > 1 and step:
+            return min(total, math.ceil(step * self.time_budget / elapsed))
+        return total
 
     def close(self) -> None:
         self.bar.close()
@@ -443,11 +481,32 @@ def _logs_through(progress: Progress) -> Iterator[None]:
             yield
 
 
+def _rank() -> int:
+    """This process's rank when torchrun started it, else 0: only rank 0 prints progress and results."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line without its --nproc option (argparse also takes an abbreviation such as --np)."""
+    kept, skip = [], False
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if skip or (len(name) > 3 and "--nproc".startswith(name)):
+            skip = not skip and "=" not in token  # its value is the next token
+            continue
+        kept.append(token)
+    return kept
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from namesmith.namemodel import NameModel
 
     if args.samples < 0:
         raise ConfigError(f"--samples must not be negative, got {args.samples}")
+    if args.nproc is not None:  # this process launches the ranks, which run this command without --nproc
+        from namesmith.distributed import launch
+
+        return launch(args.nproc, _without_nproc(args.argv))
     options = {**given(args, args.data_fields, "data_"), **given(args, args.train_fields, "train_"),
                **given(args, args.model_fields, "model_")}
     with _stop_on_signals() as stop:
@@ -455,10 +514,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             with _logs_through(progress):
                 model = NameModel.train(args.data or "builtin", args.model, out=args.out, resume=args.resume,
-                                        overwrite=args.overwrite, callback=progress, stream=args.stream, **options)
+                                        overwrite=args.overwrite, callback=progress, stream=args.stream,
+                                        workers=args.workers, **options)
         finally:
             progress.close()
     history = model.history
+    if _rank() != 0:  # rank 0 reports for every rank
+        return EXIT_INTERRUPTED if history.stop_reason == "interrupted" else 0
     seed = options.get("seed", 1337)
     names = model.generate(args.samples, seed=seed) if args.samples else None
     by_value = _samples_by_value(model, args.samples, seed) if args.samples else {}
@@ -467,7 +529,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      "metrics": model.metrics, "steps": history.steps, "seconds": history.seconds,
                      "stop_reason": history.stop_reason, "samples": names.names if names else [],
                      "samples_by_value": {k: v.names for k, v in by_value.items()}, "labels": model.labels,
-                     "unfinished_samples": names.stats.to_dict().get("unfinished", 0) if names else 0,
+                     "unfinished_samples": names.stats.unfinished if names else 0,
                      "metrics_without_ngram": model.meta.get("metrics_without_ngram")})
     else:
         status = history.stop_reason
@@ -475,8 +537,9 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"({status}); saved to {args.out}")
         if status == "interrupted":
             data_flag = "" if not args.data else f" --data {shlex.quote(args.data)}"
+            ranks = int(os.environ.get("WORLD_SIZE", "1"))
             print(f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} "
-                  "--resume")
+                  "--resume" + (f" --nproc {ranks}" if ranks > 1 else ""))
         print(_format_metrics(model.metrics))
         alone = model.meta.get("metrics_without_ngram")
         if alone:  # see namesmith.models.ngram_mix
@@ -513,11 +576,9 @@ def _samples_by_value(model: Any, n: int, seed: int) -> dict[str, Any]:
 
 def _warn_unfinished(stats: Any, quiet: bool) -> None:
     """Say on stderr how many drawn names hit the length limit and were dropped (never silently)."""
-    unfinished = stats.to_dict().get("unfinished", 0)
-    if unfinished and not quiet:
-        verb = "was" if unfinished == 1 else "were"
-        print(f"namesmith: {plural(unfinished, 'name')} reached the length limit before ending and {verb} dropped "
-              "(--max-len raises the limit)", file=sys.stderr)
+    line = stats.unfinished_message(option_name)
+    if line and not quiet:
+        print(f"namesmith: {line}", file=sys.stderr)
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
@@ -532,17 +593,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = _load(args)
     options = given(args, args.generate_fields, "gen_")
     n = options.pop("num", 20)
-    result = model.generate(n, where=parse_where_args(args.where), guidance=args.guidance, **options)
-    if args.json:
+    where = parse_where_args(args.where)
+    if args.json:  # one JSON object: every name is held
+        result = model.generate(n, where=where, guidance=args.guidance, **options)
         _print_json(result.to_dict())
-    else:
-        sys.stdout.write("".join(name + "\n" for name in result.names))
-        sys.stdout.flush()
+        stats, novelty = result.stats, result.novelty
+    else:  # names stream out as they are found; memory stays bounded by a batch
+        with model.iter_generate(n, where=where, guidance=args.guidance, **options) as stream:
+            for names in stream:
+                sys.stdout.write("".join(name + "\n" for name in names))
+                sys.stdout.flush()
+            stats, novelty = stream.stats, stream.novelty
         if not args.quiet:
-            print(result.novelty.line(), file=sys.stderr)
-    _warn_unfinished(result.stats, args.quiet)
-    if not result.complete:
-        raise NamesmithError(result.stats.message())
+            print(novelty.line(), file=sys.stderr)
+    _warn_unfinished(stats, args.quiet)
+    if not stats.complete:
+        raise NamesmithError(stats.message(option_name))
     return 0
 
 
@@ -643,6 +709,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from namesmith.serve.limits import Limits
+        from namesmith.serve.server import run_server
+    except ImportError as e:
+        raise ConfigError(f"serve needs the serve extra ({e.name} is missing): "
+                          "pip install 'namesmith[serve]'") from None
+    run_server(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, limits=Limits.parse(args.limit),
+               workers=args.workers, log_level="warning" if args.quiet else "info")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from namesmith.catalogue import list_datasets
 
@@ -658,16 +736,15 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "score": cmd_score, "eval": cmd_eval,
-            "plot": cmd_plot, "report": cmd_report, "classify": cmd_classify}
+COMMANDS = {"data": cmd_data, "serve": cmd_serve, "train": cmd_train, "sample": cmd_sample, "score": cmd_score,
+            "eval": cmd_eval, "plot": cmd_plot, "report": cmd_report, "classify": cmd_classify}
 
 
 def error_line(e: NamesmithError) -> str:
     """The message, with the Python parameter it starts with replaced by the flag that sets it."""
     message, field = str(e), getattr(e, "field", None)
     if field and (message.startswith(field + " ") or message.startswith(field + ":")):
-        option = f"{SHORT_FLAGS[field]}/{flag(field)}" if field in SHORT_FLAGS else flag(field)
-        message = option + message[len(field):]
+        message = option_name(field) + message[len(field):]
     return message
 
 
@@ -682,6 +759,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         if owner:
             command.error(f"{extra[0].split('=')[0]} is an option of --model {owner}, not of --model {args.model}")
         command.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = argv
     return args
 
 
@@ -691,10 +769,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse(argv)
         args.quiet = getattr(args, "quiet", False)
-        log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+        level = logging.WARNING if args.quiet else logging.INFO
+        log.setLevel(level if _rank() == 0 else logging.ERROR)  # under torchrun rank 0 speaks for every rank
         return COMMANDS[args.command](args)
     except NamesmithError as e:
-        print(f"namesmith: error: {error_line(e)}", file=sys.stderr)
+        where = f"rank {_rank()}: " if _rank() and not str(e).startswith("rank ") else ""
+        print(f"namesmith: error: {where}{error_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("namesmith: interrupted", file=sys.stderr)

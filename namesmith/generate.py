@@ -1,163 +1,283 @@
-"""Steerable generation: constraints, novelty, dedupe and a budget, for every model type.
+"""Steerable generation: constraints, novelty, dedupe and budgets, for every model type, streamed.
 
-Two ways to make every printed name satisfy the constraints:
+One config (`GenerateConfig`) says what to generate; `iter_generate` yields the names batch by
+batch as they are found, and `generate` collects them. Two ways make every name satisfy the
+constraints:
 
-- Exact conditioning, for models whose next-token distribution depends on a bounded context
-  of k tokens with few enough contexts (bigram: k = 1, V states; n-gram: V^k states). Such a
-  model is a finite Markov chain. The constraints `--ends-with`, `--contains`, `--excludes`
-  and the length limits form a finite automaton (one Knuth–Morris–Pratt matcher per pattern,
-  their product explored from the start state). On the product chain (automaton state q,
-  context s, length ℓ), the backward messages of a hidden Markov model (Rabiner 1989)
+- Exact conditioning, for models with finitely many states whose next-token distribution
+  depends on the state only: the bigram models (state = last token), the n-gram (state = the
+  context row it stores, KenLM's "longest match": its back-off maps every longer history onto a
+  stored row, and token c moves row r to `transitions[r, c]`), and window models (MLP, WaveNet)
+  with at most `MAX_ENUMERATED_CONTEXTS` contexts V^k, tabulated once. Such a model is a finite
+  Markov chain (the order-6 n-gram of the built-in list has 62,900 rows). The constraints
+  `ends_with`, `contains`, `excludes` form a finite automaton (one Knuth–Morris–Pratt matcher
+  per pattern, their product explored from the start state). On the product chain, restricted
+  to the (automaton state q, chain state s) pairs reachable from the prefix by tokens of
+  non-zero probability, the backward messages of a hidden Markov model (Rabiner 1989)
 
       β_ℓ(q, s) = P(end | s)·[q accepts, ℓ ≥ min_len] + Σ_c P(c | s)·β_{ℓ+1}(δ(q, c), s·c)
 
-  are the probabilities of finishing validly, with β_{max_len+1} = 0. Drawing each next token
-  from P(c | s)·β_{ℓ+1}(...) (normalised) samples exactly from the model conditioned on the
-  constraints, with no rejected draws. P is the sampling distribution itself (after
-  temperature, top-k and top-p), so conditioning composes with them.
-- Rejection sampling for every other model (or `method="rejection"`): draw batches with
-  `namesmith.sample.sample` (the prefix is still conditioned exactly), keep the names that
-  pass, size the next batch from the acceptance rate so far.
+  are the probabilities of finishing validly from length ℓ, with β_{max_len+1} = 0. Drawing each
+  next token from P(c | s)·β_{ℓ+1}(...) (normalised) samples exactly from the model conditioned
+  on the constraints, with no rejected draws. The messages are computed in log space and shifted
+  per step (their scale kept aside), so a 5,000-character minimum does not underflow them into
+  "impossible". P is the sampling distribution itself (after temperature, top-k and top-p), so
+  conditioning composes with them. (For that n-gram and `ends_with="ette"`, 59,498 (q, row)
+  states are reachable and the tables take about half a second; then names cost microseconds.)
+- Rejection sampling for every other model (or `method="rejection"`, or when the exact tables
+  would pass the limits below): draw batches with `namesmith.sample` (the prefix is still
+  conditioned exactly), keep the names that pass, size the next batch from the acceptance rate.
 
-`--regex`, `--novel` and `--unique` are always filters. A budget (`max_tries` names drawn,
-`time_budget` seconds) ends any search; the result then says how many were found and the
-acceptance rate. Constraints that are impossible before any sampling raise `ConfigError`.
+`regex`, `novel` and `unique` are always filters. The regex runs on the `regex` engine (the
+syntax and Unicode classes of Python's `re`, which backtracks too, but takes a timeout per match):
+min(`REGEX_TIMEOUT`, the time left). A pattern that backtracks for longer than `REGEX_TIMEOUT`
+on one name (nested repetition such as `(a|a)+b`) is a `ConfigError`, so no pattern holds a
+request past its budget for long, and a request without a time budget still ends. The engine
+counts the process's CPU time, so on a busy machine one match may run past the wall-clock budget
+by up to `REGEX_TIMEOUT` × the load (and in a busy multi-threaded process it may stop sooner).
+A linear-time engine (RE2) was not used: its `\\w`, `\\d`, `\\b` are ASCII-only, which would change
+what a pattern means for most of the world's names.
+
+Budgets: `max_tries` (draws examined) and `time_budget` (seconds, checked between the steps of
+every sampler, while building the exact tables and inside each regex match) end any search; the
+result then says how many names were found, the acceptance rate, and how many draws reached the
+length guard. Memory is bounded whatever the request: names are at most `MAX_NAME_LENGTH`
+characters (longer `max_len`/`min_len` are refused), a batch's token buffer is at most
+`namesmith.sample.MAX_BATCH_TOKENS`, the exact tables at most `MAX_EXACT_CELLS`/`MAX_EXACT_TABLE`
+entries (else rejection, or a `ConfigError` for `method="exact"`); `unique` keeps the names found
+and `novel` the training words, nothing else grows with `num`. Constraints that are impossible
+before any sampling raise `ConfigError`, whose `field` names the parameter at fault.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import math
-import re
+import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import regex as regex_engine
 import torch
 
 from namesmith.data import Split
 from namesmith.errors import ConfigError
 from namesmith.models.base import CharModel
-from namesmith.sample import CHUNK, SampleConfig, decode_batch, draw, next_token_probs, sample
+from namesmith.sample import Batch, batch_limit, draw, finish_batch, next_token_probs, plain_sampler, token_dtype
 from namesmith.vocab import BOUNDARY, Vocab
 
-MAX_CHAIN_STATES = 20_000  # contexts (V^k) up to which a model counts as a finite Markov chain
-MAX_AUTOMATON_STATES = 2_000  # product-automaton states up to which constraints are exact
-MAX_TABLE = 1 << 24  # entries of the (length, q, s, V) sampling table, at most
-MIN_BATCH = 256
-DEFAULT_TRIES_PER_NAME = 100  # default --max-tries: this many per requested name, plus MIN_TRIES
+MAX_NAME_LENGTH = 10_000  # max_len and min_len at most: longer requests are refused, not attempted
+GUARD_AT_LEAST = 32  # the default length guard is max(2 × the longest training name, this)
+REGEX_TIMEOUT = 0.25  # CPU seconds one regex match may take; longer is a ConfigError (see the docstring)
+MAX_ENUMERATED_CONTEXTS = 20_000  # window models: contexts (V^k) up to which the model is tabulated as a chain
+MAX_AUTOMATON_STATES = 2_000  # states of the constraints' automaton, at most
+MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: the exact sampler's step table
+MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float32), at most
+PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
+EXACT_BUILD_SHARE = 0.5  # of the time budget, that method "auto" may spend building exact tables
+MIN_BATCH = 256  # the first batch (names come out at once), and the least a filtering search draws
+BATCH_GROWTH = 4  # each batch may be this many times the previous one, up to the sampler's limit
+DEFAULT_TRIES_PER_NAME = 100  # default max_tries: this many per requested name, plus MIN_TRIES
 MIN_TRIES = 100_000
 METHODS = ("auto", "exact", "rejection")
 
 
+class _OutOfTime(Exception):
+    """The time budget ended (inside a table build or a regex match)."""
+
+
+class _NotExact(Exception):
+    """This model and these constraints cannot be conditioned exactly (the message says why)."""
+
+
+# --- the one generation config ------------------------------------------------------------------
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _check(condition: bool, field: str, message: str) -> None:
+    """Raise a ConfigError naming `field` unless `condition` holds."""
+    if not condition:
+        raise ConfigError(f"{field} {message}", field=field)
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
-    """What to generate; checks that need no model are done when it is built (`ConfigError`)."""
+    """What to generate, for every model and every caller; validated when built (`ConfigError`,
+    its `field` the parameter at fault)."""
 
     num: int = 20
-    seed: int | None = None
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    starts_with: str = ""  # exact: the chain is conditioned on the prefix
+    seed: int | None = None  # None: a fresh random seed each run
+    temperature: float = 1.0  # < 1 sharpens towards the likeliest names, > 1 flattens
+    top_k: int | None = None  # keep only the k likeliest next characters
+    top_p: float | None = None  # keep the smallest set of next characters with this much probability
+    starts_with: str = ""  # exact for every model: the chain is conditioned on the prefix
     ends_with: str = ""
-    contains: tuple[str, ...] = ()  # every one of these substrings
+    contains: tuple[str, ...] = ()  # every one of these substrings (a single string is one substring)
     excludes: tuple[str, ...] = ()  # none of these substrings
-    regex: str | None = None  # re.search on the whole name (anchor with ^ and $)
+    regex: str | None = None  # `regex.search` on the whole name (anchor with ^ and $)
     min_len: int | None = None  # None: 1 (an empty name is never printed)
-    max_len: int | None = None  # None: the sampler's guard (twice the longest training name, at least 32)
+    max_len: int | None = None  # None: the length guard (see `length_limit`); at most MAX_NAME_LENGTH
     novel: bool = False  # never a word of the training data (any split)
     unique: bool = False  # no name twice
-    max_tries: int | None = None  # names drawn at most; None: 100 per requested name + 100,000
+    max_tries: int | None = None  # draws examined at most; None: 100 per requested name + 100,000
     time_budget: float | None = None  # seconds at most
     method: str = "auto"  # "exact" (fail if unavailable), "rejection", or "auto"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "contains", tuple(self.contains))
-        object.__setattr__(self, "excludes", tuple(self.excludes))
-        self.sample_config(self.num, self.seed)  # validates num, seed, temperature, top-k, top-p, max_len
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.min_len is not None and self.min_len < 0:
-            raise ConfigError(f"--min-len must not be negative, got {self.min_len}")
-        if self.max_tries is not None and self.max_tries < 1:
-            raise ConfigError(f"--max-tries must be at least 1, got {self.max_tries}")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ConfigError(f"--time-budget must be positive, got {self.time_budget}")
-        for option, patterns in (("--contains", self.contains), ("--excludes", self.excludes)):
-            if any(p == "" for p in patterns):
-                raise ConfigError(f"{option} needs a non-empty string")
+        for name in ("contains", "excludes"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        _check(_is_int(self.num), "num", f"must be an integer, got {self.num!r}")
+        _check(self.num >= 0, "num", f"must not be negative, got {self.num}")
+        if self.seed is not None:
+            _check(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed",
+                   f"must be an integer between 0 and 2**63 - 1, got {self.seed!r}")
+        _check(_is_number(self.temperature) and self.temperature > 0, "temperature",
+               f"must be positive, got {self.temperature!r}")
+        if self.top_k is not None:
+            _check(_is_int(self.top_k) and self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k!r}")
+        if self.top_p is not None:
+            _check(_is_number(self.top_p) and 0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p!r}")
+        for name in ("starts_with", "ends_with"):
+            _check(isinstance(getattr(self, name), str), name, f"must be a string, got {getattr(self, name)!r}")
+        for name in ("contains", "excludes"):
+            patterns = getattr(self, name)
+            _check(all(isinstance(p, str) and p for p in patterns), name,
+                   f"needs non-empty strings, got {list(patterns)!r}")
+        for name in ("min_len", "max_len"):
+            value, least = getattr(self, name), 0 if name == "min_len" else 1
+            if value is not None:
+                _check(_is_int(value) and value >= least, name, f"must be at least {least}, got {value!r}")
+                _check(value <= MAX_NAME_LENGTH, name,
+                       f"must be at most {MAX_NAME_LENGTH:,} (namesmith.generate.MAX_NAME_LENGTH), got {value:,}")
+        for name in ("novel", "unique"):
+            _check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
+        if self.max_tries is not None:
+            _check(_is_int(self.max_tries) and self.max_tries >= 1, "max_tries",
+                   f"must be at least 1, got {self.max_tries!r}")
+        if self.time_budget is not None:
+            _check(_is_number(self.time_budget) and self.time_budget > 0, "time_budget",
+                   f"must be positive, got {self.time_budget!r}")
+        _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as e:
-                raise ConfigError(f"--regex {self.regex!r}: {e}") from None
-        self._check_compatible()
-
-    def _check_compatible(self) -> None:
-        """Impossible combinations that need no model: lengths, prefix/suffix overlap, excludes."""
-        lo, hi = self.min_len or 0, self.max_len
-        if hi is not None and lo > hi:
-            raise ConfigError(f"--min-len {lo} is greater than --max-len {hi}")
-        for option, text in (("--starts-with", self.starts_with), ("--ends-with", self.ends_with),
-                             *(("--contains", c) for c in self.contains)):
-            if hi is not None and len(text) > hi:
-                raise ConfigError(f"{option} {text!r} is {len(text)} characters; --max-len is {hi}")
-            for bad in self.excludes:
-                if bad in text:
-                    raise ConfigError(f"{option} {text!r} contains {bad!r}, which --excludes forbids")
-        p, s = self.starts_with, self.ends_with
-        if p and s and hi is not None:
-            # a name of length n starts with p and ends with s iff they agree where they overlap
-            lengths = range(max(len(p), len(s), lo), hi + 1)
-            if not any(n >= len(p) + len(s) or p[n - len(s):] == s[: len(p) + len(s) - n] for n in lengths):
-                raise ConfigError(f"no name of at most {hi} characters starts with {p!r} and ends with {s!r}")
+            _check(isinstance(self.regex, str), "regex", f"must be a string, got {self.regex!r}")
+            compile_regex(self.regex)
+        check_lengths(self, self.max_len, "max_len")
 
     @property
     def structural(self) -> bool:
         """Whether there are constraints the plain sampler cannot satisfy by itself."""
         return bool(self.ends_with or self.contains or self.excludes or self.min_len)
 
-    def sample_config(self, num: int, seed: int | None = None) -> SampleConfig:
-        return SampleConfig(num=num, seed=seed, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                            starts_with=self.starts_with, max_length=self.max_len)
+    @property
+    def decoding(self) -> dict[str, Any]:
+        """How logits become the sampling distribution: temperature, top_k, top_p."""
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
 
 
+def compile_regex(pattern: str) -> Any:
+    try:
+        return regex_engine.compile(pattern)
+    except regex_engine.error as e:
+        raise ConfigError(f"regex {pattern!r}: {e}", field="regex") from None
+
+
+def check_lengths(config: GenerateConfig, hi: int | None, limit: str) -> None:
+    """Impossible combinations that need no model, for a longest name `hi` (None: no limit yet);
+    `limit` names where `hi` comes from in messages ("max_len")."""
+    lo = config.min_len or 0
+    if hi is not None and lo > hi:
+        raise ConfigError(f"min_len {lo} is greater than {limit} ({hi})", field="min_len")
+    for name, text in (("starts_with", config.starts_with), ("ends_with", config.ends_with),
+                       *(("contains", c) for c in config.contains)):
+        if hi is not None and len(text) > hi:
+            raise ConfigError(f"{name} {text!r} is {len(text)} characters, more than {limit} ({hi})", field=name)
+        for bad in config.excludes:
+            if bad in text:
+                raise ConfigError(f"{name} {text!r} contains {bad!r}, which excludes forbids", field=name)
+    p, s = config.starts_with, config.ends_with
+    if p and s and hi is not None:
+        # a name of length n starts with p and ends with s iff they agree where they overlap
+        lengths = range(max(len(p), len(s), lo), hi + 1)
+        if not any(n >= len(p) + len(s) or p[n - len(s):] == s[: len(p) + len(s) - n] for n in lengths):
+            raise ConfigError(f"no name of at most {hi} characters starts with {p!r} and ends with {s!r}",
+                              field="ends_with")
+
+
+def length_limit(model: CharModel, max_len: int | None, max_word_length: int) -> int:
+    """The longest name a generation allows: the one length guard of every path.
+
+    `max_len` if given, else max(2 × the longest training name, 32) (at most MAX_NAME_LENGTH),
+    and never more than the model can read (its `max_length` - 1: the boundary takes a position).
+    """
+    if max_len is None:
+        max_len = min(max(2 * max_word_length, GUARD_AT_LEAST), MAX_NAME_LENGTH)
+    if model.max_length is not None:
+        max_len = min(max_len, model.max_length - 1)
+    return max_len
+
+
+# --- what a generation found --------------------------------------------------------------------
 @dataclass
 class Generation:
     """Names found, and how hard they were to find."""
 
-    names: list[str]
+    names: list[str]  # from `generate`; a stream's statistics keep none (its names were yielded)
     requested: int
-    tries: int  # names drawn, the rejected and the unfinished included
-    seconds: float
-    method: str  # "exact", "rejection" or "plain"
-    stop_reason: str | None = None  # None when every requested name was found; else "max-tries" or "time-budget"
+    found: int = 0
+    tries: int = 0  # draws examined, the rejected and the unfinished included
+    seconds: float = 0.0
+    method: str = "plain"  # "exact", "rejection" or "plain"
+    stop_reason: str | None = None  # None: every requested name was found; "max-tries", "time-budget", "closed"
+    unfinished: int = 0  # draws that reached the length guard without ending (dropped, counted in tries)
+    max_len: int | None = None  # the length guard in force (see `length_limit`)
 
     @property
     def complete(self) -> bool:
-        return self.stop_reason is None
+        return self.stop_reason is None and self.found == self.requested
 
     @property
     def acceptance(self) -> float | None:
-        return len(self.names) / self.tries if self.tries else None
+        return self.found / self.tries if self.tries else None
 
-    def message(self) -> str:
+    def message(self, option: Callable[[str], str] = str) -> str:
+        """One line on the search; `option` spells a parameter as the caller's user knows it
+        (the CLI passes its flags)."""
         rate = "n/a" if self.acceptance is None else f"{100 * self.acceptance:.3g}%"
-        text = (f"found {len(self.names)} of {self.requested} names in {self.tries:,} tries "
+        text = (f"found {self.found} of {self.requested} names in {self.tries:,} tries "
                 f"({self.seconds:.2f} s, acceptance {rate}, {self.method} sampling)")
-        if self.stop_reason:
-            what = "--max-tries" if self.stop_reason == "max-tries" else "--time-budget"
+        if self.stop_reason == "closed":
+            text += "; stopped early by its caller"
+        elif self.stop_reason:
+            what = option("max_tries" if self.stop_reason == "max-tries" else "time_budget")
             text += (f"; stopped at the {what} limit: the constraints are impossible or too rare under this "
                      f"model; loosen them or raise {what}")
         return text
 
+    def unfinished_message(self, option: Callable[[str], str] = str) -> str | None:
+        """One line on the draws that hit the length guard, if any (None: there were none)."""
+        if not self.unfinished:
+            return None
+        return (f"{self.unfinished:,} of {self.tries:,} draws reached the length limit ({option('max_len')} "
+                f"{self.max_len}) without ending and were dropped")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"requested": self.requested, "found": len(self.names), "tries": self.tries,
+        return {"requested": self.requested, "found": self.found, "tries": self.tries,
                 "acceptance": self.acceptance, "seconds": self.seconds, "method": self.method,
-                "complete": self.complete, "stop_reason": self.stop_reason}
+                "complete": self.complete, "stop_reason": self.stop_reason, "unfinished": self.unfinished,
+                "max_len": self.max_len}
 
 
 # --- the constraints as a finite automaton ----------------------------------------------------
@@ -183,7 +303,10 @@ def kmp_automaton(pattern: list[int], vocab_size: int) -> np.ndarray:
 
 @dataclass
 class Automaton:
-    """Deterministic automaton of the constraints: delta (Q, V), accept (Q,), start state."""
+    """Deterministic automaton of the constraints: delta (Q, V), accept (Q,), start state.
+
+    delta is -1 where a token completes an excluded pattern: no valid name goes on from there.
+    """
 
     delta: torch.Tensor
     accept: torch.Tensor
@@ -203,11 +326,8 @@ def build_automaton(vocab: Vocab, config: GenerateConfig,
     patterns = [ends, *contains, *excludes]
     tables = [kmp_automaton(p, V) for p in patterns]
     n_contains = len(contains)
-    dead = (-1,)
 
-    def step(state: tuple, c: int) -> tuple:
-        if state == dead:
-            return dead
+    def step(state: tuple, c: int) -> tuple | None:
         new = []
         for i, (j, table, p) in enumerate(zip(state, tables, patterns)):
             if 1 <= i <= n_contains and j == len(p):
@@ -215,20 +335,24 @@ def build_automaton(vocab: Vocab, config: GenerateConfig,
                 continue
             j = int(table[j, c])
             if i > n_contains and j == len(p):
-                return dead
+                return None  # an excluded pattern
             new.append(j)
         return tuple(new)
 
-    start = tuple(0 for _ in patterns)
+    start: tuple | None = tuple(0 for _ in patterns)
     for c in vocab.encode(config.starts_with):
         start = step(start, c)
+    assert start is not None, "check_lengths refuses a prefix with an excluded pattern"
     index = {start: 0}
     order = [start]
     rows: list[list[int]] = []
     for state in order:  # breadth-first; `order` grows as states are found
-        row = [index[state]]  # column 0: unused, stay
+        row = [-1]  # column 0: the end token, unused
         for c in range(1, V):
             nxt = step(state, c)
+            if nxt is None:
+                row.append(-1)
+                continue
             if nxt not in index:
                 if len(index) >= max_states:
                     return None
@@ -236,96 +360,169 @@ def build_automaton(vocab: Vocab, config: GenerateConfig,
                 order.append(nxt)
             row.append(index[nxt])
         rows.append(row)
-    accept = [s != dead and s[0] == len(ends) and all(s[1 + i] == len(contains[i]) for i in range(n_contains))
-              for s in order]
+    accept = [s[0] == len(ends) and all(s[1 + i] == len(contains[i]) for i in range(n_contains)) for s in order]
     return Automaton(torch.tensor(rows, dtype=torch.long), torch.tensor(accept), 0)
 
 
 # --- the model as a finite Markov chain --------------------------------------------------------
 @dataclass
 class MarkovChain:
-    """A bounded-context model: state = the last k tokens (base-V digits, oldest first)."""
+    """A model with finitely many states: in state s the next token is c with probability
+    probs[s, c], and the state becomes next_state[s, c]."""
 
-    probs: torch.Tensor  # (S, V) float64 sampling distribution of the next token per context
-    next_state: torch.Tensor  # (S, V) long: the context after appending a token
-    k: int
+    probs: torch.Tensor  # (S, V) float64 sampling distribution (after temperature, top-k, top-p)
+    next_state: torch.Tensor  # (S, V) long
+    start: int  # the state after the boundary token that starts every name
 
-    def state_of(self, tokens: list[int]) -> int:
-        """The context after the boundary and `tokens` (left-padded with boundaries)."""
-        V = self.probs.size(1)
-        context = ([BOUNDARY] * self.k + [BOUNDARY, *tokens])[len(tokens) + 1:] if self.k else []
-        return sum(t * V ** (self.k - 1 - i) for i, t in enumerate(context))
+    def state_after(self, tokens: list[int]) -> int:
+        state = self.start
+        for t in tokens:
+            state = int(self.next_state[state, t])
+        return state
 
 
 @torch.inference_mode()
-def markov_chain(model: CharModel, vocab_size: int, sample_config: SampleConfig,
-                 max_states: int = MAX_CHAIN_STATES) -> MarkovChain | None:
-    """The model's next-token table over every context, if its context is bounded and small."""
-    k = model.context_size
-    if k is None or vocab_size**k > max_states:
-        return None
-    V, S = vocab_size, vocab_size**k
-    transition_probs = getattr(model, "transition_probs", None)
-    if k == 1 and transition_probs is not None:
-        logits = transition_probs().clamp_min(0).log()  # as the sampler's table fast path
-    else:
-        digits = torch.arange(S).unsqueeze(1) // V ** torch.arange(k - 1, -1, -1) % V if k else None
-        contexts = digits if k else torch.zeros(1, 1, dtype=torch.long)  # (S, k)
+def markov_chain(model: CharModel, vocab_size: int, config: GenerateConfig) -> MarkovChain | None:
+    """The model as a finite Markov chain, if it is one with few enough states (else None).
+
+    A model that declares its chain (`CharModel.markov_chain`: the n-gram's stored context rows, a
+    bigram's last token) is that chain; a window model's (context k) states are the V^k contexts,
+    tabulated by running the model.
+    """
+    V, k = vocab_size, model.context_size
+    own_chain = model.markov_chain()
+    if own_chain is not None:
+        logits, next_state, start = own_chain
+    elif k is not None and V**k <= MAX_ENUMERATED_CONTEXTS:
+        S = V**k  # state = the last k tokens as base-V digits, oldest first; all boundaries at the start
+        contexts = (torch.arange(S).unsqueeze(1) // V ** torch.arange(k - 1, -1, -1) % V) if k else \
+            torch.zeros(1, 1, dtype=torch.long)  # (S, k)
         logits = torch.cat([model(contexts[i:i + 4096].to(model.device))[:, -1].float().cpu()
                             for i in range(0, S, 4096)])
-    probs = next_token_probs(logits.cpu(), sample_config).double()
-    next_state = (torch.arange(S).unsqueeze(1) * V + torch.arange(V)) % S  # (S, V)
-    return MarkovChain(probs, next_state, k)
+        next_state, start = (torch.arange(S).unsqueeze(1) * V + torch.arange(V)) % S, 0
+    else:
+        return None
+    probs = next_token_probs(logits.float().cpu(), **config.decoding).double()
+    return MarkovChain(probs, next_state.cpu().long(), int(start))
+
+
+def reachable_states(chain: MarkovChain, automaton: Automaton, start: tuple[int, int],
+                     max_states: int) -> torch.Tensor | None:
+    """Sorted codes q·S + s of the (automaton, chain) states reachable from `start` by tokens of
+    non-zero probability that no excluded pattern forbids (None: more than max_states)."""
+    S = chain.probs.size(0)
+    possible = chain.probs[:, 1:] > 0  # (S, V-1): the end token leads nowhere
+    seen = frontier = torch.tensor([start[0] * S + start[1]])
+    while len(frontier):
+        q, s = frontier // S, frontier % S
+        nq, ns = automaton.delta[q, 1:], chain.next_state[s, 1:]  # (F, V-1)
+        nxt = torch.unique((nq * S + ns)[(nq >= 0) & possible[s]])
+        frontier = nxt[~torch.isin(nxt, seen)]
+        seen = torch.cat([seen, frontier])
+        if len(seen) > max_states:
+            return None
+    return seen.sort().values
+
+
+def _log_weights(log_probs: torch.Tensor, end: torch.Tensor, step: torch.Tensor, beta_next: torch.Tensor,
+                 can_end: bool) -> torch.Tensor:
+    """Log-weights (n, V) of the next token from n product states: token c ≥ 1 continues into
+    β_{ℓ+1} of the state it leads to (`step`, the sentinel slot where it cannot); the end token
+    ends here if the name may end (`end`: on β_{ℓ+1}'s scale, -inf where the automaton rejects)."""
+    w = log_probs + beta_next.index_select(0, step.view(-1)).view_as(step)  # index_select: faster than [step]
+    w[:, BOUNDARY] = end if can_end else -math.inf
+    return w
+
+
+def _normalised_cdf(log_weights: torch.Tensor) -> torch.Tensor:
+    """Row-wise CDF (unnormalised is fine for `draw`) of log-weights; rows that are all -inf give 0s."""
+    top = log_weights.amax(1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return (log_weights - top).exp_().cumsum(1)
 
 
 class ExactSampler:
     """Samples the chain conditioned on the automaton accepting and min_len ≤ length ≤ max_len."""
 
-    def __init__(self, chain: MarkovChain, automaton: Automaton, vocab: Vocab, prefix: str, max_len: int,
-                 min_len: int = 0):
-        self.chain, self.automaton, self.vocab = chain, automaton, vocab
-        self.prefix, self.max_len, self.min_len = prefix, max_len, min_len
-        # cdf: (max_len - |prefix| + 1, Q*S, V) float32, rows normalised; p_valid: the probability,
-        # under the model, that a name with this prefix satisfies the constraints
-        self.cdf, self.p_valid = self._tables()
+    def __init__(self, chain: MarkovChain, automaton: Automaton, vocab: Vocab, prefix: str, min_len: int,
+                 max_len: int, seed: int, deadline: float | None = None):
+        self.vocab, self.prefix, self.min_len, self.max_len = vocab, prefix, min_len, max_len
+        S, V = chain.probs.shape
+        self.p0 = len(prefix)
+        room = max_len - self.p0
+        if room < 0:
+            raise _NotExact("the prefix is longer than the longest name allowed")
+        start = (automaton.start, chain.state_after(vocab.encode(prefix)))
+        codes = reachable_states(chain, automaton, start, MAX_EXACT_CELLS // V)
+        if codes is None:
+            raise _NotExact(f"more than {MAX_EXACT_CELLS // V:,} (constraint, model) states "
+                            "(namesmith.generate.MAX_EXACT_CELLS)")
+        N = len(codes)
+        if (room + 2) * (N + 1) > MAX_EXACT_TABLE:
+            raise _NotExact(f"{N:,} states × {room + 1} lengths is more than {MAX_EXACT_TABLE:,} "
+                            "(namesmith.generate.MAX_EXACT_TABLE)")
+        q_of, s_of = codes // S, codes % S
+        nq, ns = automaton.delta[q_of], chain.next_state[s_of]  # (N, V)
+        targets = (nq * S + ns).clamp_min(0)
+        self.step = torch.searchsorted(codes, targets).clamp_max(N - 1)  # next product state
+        log_probs = chain.probs.log()[s_of]  # (N, V) float64
+        blocked = (nq < 0) | (log_probs == -math.inf)
+        blocked[:, BOUNDARY] = True
+        assert (codes[self.step] == targets)[~blocked].all(), "every possible step stays among the reachable states"
+        self.step[blocked] = N  # the sentinel: the end token, impossible tokens, excluded patterns
+        end = torch.where(automaton.accept[q_of], log_probs[:, BOUNDARY], -math.inf)  # (N,)
+        self.z0 = int(torch.searchsorted(codes, torch.tensor(start[0] * S + start[1])))
+        self.log_probs, self.end = log_probs.float(), end  # end stays float64: it is shifted by log_scale
+        self.generator = torch.Generator().manual_seed(seed)
+        self._backward(log_probs, end, room, deadline)
 
-    @staticmethod
-    def table_size(chain: MarkovChain, automaton: Automaton, prefix_len: int, max_len: int) -> int:
-        return (max_len - prefix_len + 1) * automaton.delta.size(0) * chain.probs.numel()
+    def _backward(self, log_probs: torch.Tensor, end: torch.Tensor, room: int, deadline: float | None) -> None:
+        """β̃ (room + 2, N + 1) float32: row t holds log β at length |prefix| + t, shifted so its
+        largest entry is 0 (the shift in `log_scale`); the last row and column are the -inf sentinels."""
+        N = len(end)
+        self.beta = torch.full((room + 2, N + 1), -math.inf)
+        self.log_scale = torch.zeros(room + 2, dtype=torch.float64)
+        tabulate = (room + 1) * N * log_probs.size(1) <= PRECOMPUTE_CDFS
+        self.cdf = torch.empty(room + 1, *log_probs.shape) if tabulate else None
+        beta_next = torch.full((N + 1,), -math.inf, dtype=torch.float64)
+        for t in range(room, -1, -1):
+            if deadline is not None and time.perf_counter() > deadline:
+                raise _OutOfTime
+            w = _log_weights(log_probs, end - self.log_scale[t + 1], self.step, beta_next,
+                             self.p0 + t >= self.min_len)  # relative to β_{ℓ+1}'s scale
+            beta = torch.logsumexp(w, 1)
+            shift = float(beta.max())
+            shift = shift if math.isfinite(shift) else 0.0
+            beta_next[:N] = beta - shift
+            self.beta[t, :N] = beta_next[:N].float()
+            self.log_scale[t] = self.log_scale[t + 1] + shift
+            if self.cdf is not None:
+                self.cdf[t] = _normalised_cdf(w).float()
 
-    def _tables(self) -> tuple[torch.Tensor, float]:
-        P, NS = self.chain.probs, self.chain.next_state  # (S, V)
-        delta, accept = self.automaton.delta, self.automaton.accept.double()  # (Q, V), (Q,)
-        Q, (S, V) = delta.size(0), P.shape
-        p0 = len(self.prefix)
-        min_len = self.min_len
-        beta = torch.zeros(Q, S, dtype=torch.float64)  # β_{ℓ+1}; zero beyond max_len
-        cdfs = []
-        for length in range(self.max_len, p0 - 1, -1):
-            # weights (Q, S, V) of each next token: continue (c ≥ 1) into β_{ℓ+1}, or end here
-            flat = beta.view(-1)[delta.unsqueeze(1) * S + NS.unsqueeze(0)]  # β_{ℓ+1}(δ(q, c), s·c)
-            w = P.unsqueeze(0) * flat
-            w[..., BOUNDARY] = P[:, BOUNDARY].unsqueeze(0) * accept.unsqueeze(1) * (length >= min_len)
-            beta = w.sum(-1)  # β_ℓ (Q, S)
-            cdf = w.cumsum(-1)
-            cdfs.append((cdf / cdf[..., -1:].clamp_min(1e-300)).float().view(Q * S, V))
-        cdfs.reverse()
-        start = self.automaton.start * S + self.chain.state_of(self.vocab.encode(self.prefix))
-        return torch.stack(cdfs), float(beta.view(-1)[start])
+    @property
+    def log_p_valid(self) -> float:
+        """log P(the model's name with this prefix satisfies the constraints)."""
+        return float(self.beta[0, self.z0].double() + self.log_scale[0])
 
     @torch.inference_mode()
-    def run(self, batch: int, generator: torch.Generator) -> list[str]:
-        S, V = self.chain.probs.shape
-        # one combined state z = q·S + s per row; step_table[z, c] is the state after token c
-        step_table = (self.automaton.delta.unsqueeze(1) * S + self.chain.next_state.unsqueeze(0)).view(-1)
-        room = self.max_len - len(self.prefix)
-        tokens = np.zeros((batch, max(room, 0)), dtype=np.int64)
+    def run(self, batch: int, deadline: float | None = None) -> Batch | None:
+        """Draw `batch` names, every one valid (None: the deadline passed first)."""
+        room = self.max_len - self.p0
+        tokens = np.zeros((batch, max(room, 0)), dtype=token_dtype(self.vocab.size))
         lengths = np.full(batch, -1, dtype=np.int64)
         active = torch.arange(batch)
-        z0 = self.automaton.start * S + self.chain.state_of(self.vocab.encode(self.prefix))
-        z = torch.full((batch,), z0, dtype=torch.long)
+        z = torch.full((batch,), self.z0, dtype=torch.long)
         for t in range(room + 1):
-            nxt = draw(self.cdf[t].index_select(0, z), generator)  # index_select: much faster than [z]
+            if deadline is not None and time.perf_counter() > deadline:
+                return None
+            if self.cdf is not None:
+                cdf = self.cdf[t].index_select(0, z)  # index_select: much faster than [z]
+            else:
+                end = (self.end.index_select(0, z) - self.log_scale[t + 1]).float()
+                w = _log_weights(self.log_probs.index_select(0, z), end, self.step.index_select(0, z),
+                                 self.beta[t + 1], self.p0 + t >= self.min_len)
+                cdf = _normalised_cdf(w)
+            nxt = draw(cdf, self.generator)
             ended = nxt == BOUNDARY
             lengths[active[ended].numpy()] = t
             going = (~ended).nonzero().squeeze(1)
@@ -333,46 +530,117 @@ class ExactSampler:
                 break
             active, nxt, z = active[going], nxt[going], z[going]
             tokens[active.numpy(), t] = nxt.numpy()
-            z = step_table.index_select(0, z * V + nxt)
+            z = self.step[z, nxt]
         assert (lengths >= 0).all(), "the last step can only end the name"
-        return [self.prefix + name for name in decode_batch(tokens, lengths, self.vocab)]
+        return finish_batch(tokens, lengths, self.vocab, self.prefix)
+
+
+class ExactCache:
+    """The exact samplers' tables of one trained model, reused across requests (a server's, say).
+
+    Building the tables is most of the cost of a small request (about 0.5 s for the default
+    n-gram and `ends_with="ette"`); they depend on the constraints, the decoding options and the
+    length limit, not on the seed or the number of names. Each use gets a shallow copy with its own
+    random generator, so concurrent requests share only read-only tables. The `size` most recently
+    used entries are kept; a model's answer "not exact here" is kept too. Only for models that no
+    longer change (a cache outliving training would serve stale tables).
+    """
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._entries: dict[tuple, ExactSampler | _NotExact] = {}
+        self._building: set[tuple] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(config: GenerateConfig, max_len: int) -> tuple:
+        return (config.starts_with, config.ends_with, config.contains, config.excludes, config.min_len,
+                config.temperature, config.top_k, config.top_p, max_len)
+
+    def get(self, key: tuple) -> ExactSampler | _NotExact | None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._entries[key] = entry  # most recently used last
+            return entry
+
+    def put(self, key: tuple, entry: ExactSampler | _NotExact) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._building.discard(key)
+            while len(self._entries) > self.size:
+                self._entries.pop(next(iter(self._entries)))
+
+    def build_later(self, key: tuple, build: Callable[[], ExactSampler]) -> None:
+        """Build an entry in a background thread (once per key), for the requests that come after."""
+        with self._lock:
+            if key in self._building or key in self._entries:
+                return
+            self._building.add(key)
+
+        def work() -> None:
+            try:
+                entry: ExactSampler | _NotExact = build()
+            except _NotExact as why:
+                entry = why
+            except Exception:  # noqa: BLE001 - a failed background build only means no cached tables
+                with self._lock:
+                    self._building.discard(key)
+                return
+            self.put(key, entry)
+
+        threading.Thread(target=work, name="namesmith-exact-tables", daemon=True).start()
+
+
+def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
+                  deadline: float | None = None, cache: ExactCache | None = None) -> ExactSampler:
+    """The exact sampler for this model and these constraints, from `cache` when it holds them."""
+    key = ExactCache.key(config, max_len)
+    entry = cache.get(key) if cache is not None else None
+    if entry is None:
+        try:
+            entry = _build_exact_sampler(model, vocab, config, max_len, seed, deadline)
+        except _NotExact as why:
+            entry = why
+        if cache is not None:
+            cache.put(key, entry)
+    elif isinstance(entry, ExactSampler):
+        entry = copy.copy(entry)  # the tables are shared and read-only; the generator is this request's
+        entry.generator = torch.Generator().manual_seed(seed)
+    if isinstance(entry, _NotExact):
+        raise entry
+    return entry
+
+
+def _build_exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
+                         deadline: float | None = None) -> ExactSampler:
+    """The exact sampler for this model and these constraints (`_NotExact` says why there is none;
+    `_OutOfTime` if the deadline passes while its tables are built)."""
+    chain = markov_chain(model, vocab.size, config)
+    if chain is None:
+        raise _NotExact(f"a {model.model_type} model is not a finite Markov chain with at most "
+                        f"{MAX_ENUMERATED_CONTEXTS:,} contexts")
+    automaton = build_automaton(vocab, config)
+    if automaton is None:
+        raise _NotExact(f"the constraints need more than {MAX_AUTOMATON_STATES:,} automaton states")
+    return ExactSampler(chain, automaton, vocab, config.starts_with, max(config.min_len or 0, 1), max_len, seed,
+                        deadline)
 
 
 # --- the search loop ----------------------------------------------------------------------------
 def _check_vocab(vocab: Vocab, config: GenerateConfig) -> None:
-    for option, text in (("--starts-with", config.starts_with), ("--ends-with", config.ends_with),
-                         *(("--contains", c) for c in config.contains)):
+    for name, text in (("starts_with", config.starts_with), ("ends_with", config.ends_with),
+                       *(("contains", c) for c in config.contains)):
         unknown = vocab.unknown_chars(text)
         if unknown:
-            raise ConfigError(f"{option} {text!r}: {''.join(unknown)!r} not in the model's vocabulary, "
-                              "so no name can satisfy it")
+            raise ConfigError(f"{name} {text!r}: {', '.join(map(repr, dict.fromkeys(unknown)))} not in the model's "
+                              "vocabulary, so no name can satisfy it", field=name)
 
 
-def resolve_max_len(model: CharModel, config: GenerateConfig, max_word_length: int) -> int:
-    """The longest name allowed: --max-len, else the sampler's guard; capped by the model's limit."""
-    max_len = config.max_len or max(2 * max_word_length, 32)
-    if model.max_length is not None:
-        max_len = min(max_len, model.max_length - 1)
-    return max_len
-
-
-def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig,
-                  max_word_length: int = 16) -> ExactSampler | None:
-    """The exact sampler for this model and these constraints, or None if the model is not a
-    small finite chain or the constraints' automaton or table would be too big."""
-    chain = markov_chain(model, vocab.size, config.sample_config(1))
-    if chain is None:
-        return None
-    automaton = build_automaton(vocab, config)
-    max_len = resolve_max_len(model, config, max_word_length)
-    if automaton is None or ExactSampler.table_size(chain, automaton, len(config.starts_with), max_len) > MAX_TABLE:
-        return None
-    return ExactSampler(chain, automaton, vocab, config.starts_with, max_len, max(config.min_len or 0, 1))
-
-
-def _filter(config: GenerateConfig, exact: bool, known: Collection[str] | None) -> Any:
-    """The per-name test of the constraints the sampler did not already enforce (None: no test)."""
-    checks = []
+def _name_test(config: GenerateConfig, exact: bool, known: Collection[str] | None) -> Callable[[str], bool] | None:
+    """The cheap per-name test of what the sampler did not already enforce (None: nothing to test).
+    `unique` and `regex` are checked by the search loop."""
+    checks: list[Callable[[str], bool]] = []
     if not exact:
         lo = max(config.min_len or 0, 1)
         checks.append(lambda n: len(n) >= lo)
@@ -382,81 +650,224 @@ def _filter(config: GenerateConfig, exact: bool, known: Collection[str] | None) 
             checks.append(lambda n, c=c: c in n)
         for e in config.excludes:
             checks.append(lambda n, e=e: e not in n)
-    if config.regex is not None:
-        search = re.compile(config.regex).search
-        checks.append(lambda n: search(n) is not None)
     if config.novel:
         checks.append(lambda n: n not in known)
     if not checks:
         return None
+    if len(checks) == 1:
+        return checks[0]
     return lambda n: all(check(n) for check in checks)
 
 
-def generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
-             max_word_length: int = 16, known_words: Collection[str] | None = None) -> Generation:
-    """Draw `config.num` names that satisfy every constraint, within the budget.
+def _regex_test(pattern: str) -> Callable[[str, float | None], bool]:
+    """`search(name, deadline)`: whether the name matches, each match bounded in time."""
+    search = compile_regex(pattern).search
 
-    `known_words` are the training data's words (all splits), needed for `novel`.
-    `max_word_length` is the longest training name (the default length guard is twice that).
-    """
-    start_time = time.perf_counter()
-    _check_vocab(vocab, config)
-    if config.novel and known_words is None:
-        raise ConfigError("--novel needs the training word list (pass --data with the list the model was trained on)")
-    known = known_words if known_words is None or isinstance(known_words, (set, frozenset)) else set(known_words)
+    def matches(name: str, deadline: float | None) -> bool:
+        timeout = REGEX_TIMEOUT
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.perf_counter())
+            if timeout <= 0:
+                raise _OutOfTime
+        try:
+            return search(name, timeout=timeout) is not None
+        except TimeoutError:
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise _OutOfTime from None
+            raise ConfigError(f"regex {pattern!r} took more than {REGEX_TIMEOUT:g} s (CPU) to match one name "
+                              f"({len(name)} characters): it backtracks exponentially (nested repetition "
+                              "such as (a+)+ or (a|a)+); simplify it", field="regex") from None
+
+    return matches
+
+
+@contextmanager
+def _eval_mode(model: CharModel) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
-        exact = None
-        if config.method == "exact" or (config.method == "auto" and config.structural):
-            exact = exact_sampler(model, vocab, config, max_word_length)
-            if exact is None and config.method == "exact":
-                raise ConfigError(f"exact conditioning needs a model with a small bounded context and small "
-                                  f"constraint automaton; a {model.model_type} model here needs rejection sampling")
-            if exact is not None and exact.p_valid <= 0:
-                raise ConfigError("no name satisfies these constraints with non-zero probability under this model "
-                                  "(at this temperature, top-k and top-p)")
-        method = "exact" if exact else ("rejection" if config.structural or config.regex else "plain")
-        accept = _filter(config, exact is not None, known)
-        max_tries = config.max_tries or DEFAULT_TRIES_PER_NAME * config.num + MIN_TRIES
-        seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, ()).item())
-        generator = torch.Generator().manual_seed(seed)
-        seeds = np.random.default_rng(seed)
-        names: list[str] = []
-        seen: set[str] = set()
-        tries = 0
-        stop_reason = None
-        while len(names) < config.num:
-            if tries >= max_tries:
-                stop_reason = "max-tries"
-                break
-            if config.time_budget is not None and time.perf_counter() - start_time > config.time_budget:
-                stop_reason = "time-budget"
-                break
-            need = config.num - len(names)
-            rate = (len(names) + 1) / (tries + 1) if tries else 1.0
-            batch = min(CHUNK, max_tries - tries, max(MIN_BATCH, math.ceil(1.1 * need / rate)))
-            if exact is not None:
-                drawn = exact.run(batch, generator)
-            else:
-                drawn = sample(model, vocab, config.sample_config(batch, int(seeds.integers(2**62))),
-                               max_word_length).names
-            examined = 0  # tries count the names looked at, so the acceptance rate is fair
-            if accept is None and not config.unique:  # nothing to filter
-                examined = min(len(drawn), config.num - len(names))
-                names += drawn[:examined]
-                drawn = []
-            for name in drawn:
-                examined += 1
-                if (accept is None or accept(name)) and not (config.unique and name in seen):
-                    names.append(name)
-                    seen.add(name)
-                    if len(names) == config.num:
-                        break
-            tries += examined if len(names) == config.num else batch  # unfinished names were tries too
+        yield
     finally:
         model.train(was_training)
-    return Generation(names, config.num, tries, time.perf_counter() - start_time, method, stop_reason)
+
+
+class GenerationStream:
+    """The names of one generation as they are found, batch by batch (see `iter_generate`).
+
+    Iterate it for lists of names; `generation` holds the statistics so far (final once the
+    iteration ends). `close()` (or leaving a `with` block) stops the search early.
+    """
+
+    def __init__(self, batches: Iterator[list[str]], generation: Generation):
+        self._batches = batches
+        self.generation = generation
+
+    def __iter__(self) -> GenerationStream:
+        return self
+
+    def __next__(self) -> list[str]:
+        return next(self._batches)
+
+    def close(self) -> None:
+        self._batches.close()
+
+    def __enter__(self) -> GenerationStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
+                  max_word_length: int, known_words: Collection[str] | None = None,
+                  cache: ExactCache | None = None) -> GenerationStream:
+    """Generate `config.num` names satisfying every constraint, yielded as they are found.
+
+    `max_word_length` is the longest training name (the default length guard is twice that);
+    `known_words` are the training data's words (all splits), needed for `novel`; `cache` keeps
+    exact samplers' tables for later calls on the same (trained, unchanging) model.
+
+    The contract, for the CLI and other streaming callers:
+    - Everything that can be refused before sampling is refused here, before the first name:
+      a `ConfigError` (its `field` the parameter) for characters outside the vocabulary, `novel`
+      without `known_words`, lengths the guard makes impossible, constraints of probability 0
+      under an exactly conditioned model, or `method="exact"` where it is not available. Exact
+      tables are built here too (within the time budget).
+    - Iterating yields non-empty lists of names, in order, as each batch is examined: the first
+      batch is small (`MIN_BATCH` draws), later ones grow up to the sampler's limit, so the first
+      names come at once and memory is bounded by a batch (`namesmith.sample.CHUNK` names,
+      `MAX_BATCH_TOKENS` tokens), not by `num`. At most `num` names in all; the same seed gives
+      the same names however they are consumed.
+    - The iteration ends when `num` names were yielded or a budget ran out; `stream.generation`
+      then holds the final statistics (`complete`, `stop_reason`, `tries`, `unfinished`, ...;
+      its `names` stay empty). During iteration it holds the statistics so far.
+    - A regex that backtracks for more than `REGEX_TIMEOUT` s on one name raises `ConfigError`
+      (field "regex") from the iteration, after the names already yielded.
+    - To stop early (e.g. on `BrokenPipeError` when stdout's reader has gone), call
+      `stream.close()` or use `with iter_generate(...) as stream:`; nothing else is needed. The
+      model is in eval mode while the stream runs and its mode is restored when it ends or closes.
+    """
+    start_time = time.perf_counter()
+    deadline = None if config.time_budget is None else start_time + config.time_budget
+    _check_vocab(vocab, config)
+    if config.novel and known_words is None:
+        raise ConfigError("novel needs the training word list (known_words)", field="novel")
+    known = known_words if known_words is None or isinstance(known_words, (set, frozenset)) else set(known_words)
+    max_len = length_limit(model, config.max_len, max_word_length)
+    if config.max_len is None:
+        check_lengths(config, max_len, f"the length guard (twice the longest training name, at least "
+                                       f"{GUARD_AT_LEAST}; set max_len)")
+    elif max_len < config.max_len:
+        check_lengths(config, max_len, f"the longest name a {model.model_type} model can read")
+    seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, ()).item())
+    gen = Generation([], config.num, method="plain", max_len=max_len)
+    run: Callable[[int, float | None], Batch | None] | None = None
+    if config.method == "exact" or (config.method == "auto" and config.structural):
+        # "auto" spends at most half the budget building exact tables, then samples by rejection in the rest
+        # (with a cache, the tables go on being built in the background for the next request)
+        build_deadline = deadline if deadline is None or config.method == "exact" else \
+            start_time + EXACT_BUILD_SHARE * config.time_budget
+        try:
+            with _eval_mode(model):
+                exact = exact_sampler(model, vocab, config, max_len, seed, build_deadline, cache)
+            if exact.log_p_valid == -math.inf:
+                raise ConfigError("no name satisfies these constraints with non-zero probability under this model "
+                                  "(at this temperature, top-k and top-p)")
+            run, gen.method = exact.run, "exact"
+        except _NotExact as why:
+            if config.method == "exact":
+                raise ConfigError(f"method 'exact' is not available here: {why}; use 'auto' or 'rejection'",
+                                  field="method") from None
+        except _OutOfTime:
+            if config.method == "exact":
+                gen.method, gen.stop_reason = "exact", "time-budget"
+            elif cache is not None:
+                cache.build_later(ExactCache.key(config, max_len),
+                                  lambda: _build_exact_sampler(model, vocab, config, max_len, seed))
+    if run is None and gen.stop_reason is None:
+        run = plain_sampler(model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed,
+                            **config.decoding).run
+        gen.method = "rejection" if config.structural or config.regex is not None else "plain"
+    batches = _search(model, run, config, gen, known, max_len, start_time, deadline)
+    return GenerationStream(batches, gen)
+
+
+def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] | None, config: GenerateConfig,
+            gen: Generation, known: Collection[str] | None, max_len: int, start_time: float,
+            deadline: float | None) -> Iterator[list[str]]:
+    """The search loop behind `iter_generate`: draw, examine, yield, until done or out of budget."""
+    test = _name_test(config, gen.method == "exact", known)
+    matches = None if config.regex is None else _regex_test(config.regex)
+    filtering = test is not None or matches is not None or config.unique
+    max_tries = config.max_tries or DEFAULT_TRIES_PER_NAME * config.num + MIN_TRIES
+    largest = batch_limit(max_len)
+    cap = min(MIN_BATCH, largest)
+    seen: set[str] = set()
+    with _eval_mode(model):
+        while run is not None and gen.found < config.num:
+            if gen.tries >= max_tries:
+                gen.stop_reason = "max-tries"
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                gen.stop_reason = "time-budget"
+                break
+            need = config.num - gen.found
+            if filtering:  # enough draws for what is missing at the acceptance rate so far
+                rate = (gen.found + 1) / (gen.tries + 1) if gen.tries else 1.0
+                size = max(MIN_BATCH, math.ceil(1.1 * need / rate))
+            else:
+                size = need
+            size = min(size, cap, max_tries - gen.tries)
+            cap = min(cap * BATCH_GROWTH, largest)
+            drawn = run(size, deadline)
+            if drawn is None:
+                gen.stop_reason = "time-budget"
+                break
+            names, examined = drawn.names, len(drawn.names)  # unfiltered: at most `need`, all taken
+            if filtering:
+                names, examined = [], 0
+                try:
+                    for name in drawn.names:
+                        examined += 1
+                        if (test is None or test(name)) and not (config.unique and name in seen) \
+                                and (matches is None or matches(name, deadline)):
+                            names.append(name)
+                            if config.unique:
+                                seen.add(name)
+                            if len(names) == need:
+                                break
+                except _OutOfTime:
+                    gen.stop_reason = "time-budget"
+            # the draws examined: up to the last name looked at (all of them if every name was)
+            draws = len(drawn.finished)
+            if examined < len(drawn.names):
+                draws = int(np.flatnonzero(drawn.finished)[examined - 1]) + 1 if examined else 0
+            gen.tries += draws
+            gen.unfinished += draws - examined
+            gen.found += len(names)
+            gen.seconds = time.perf_counter() - start_time
+            if names:
+                try:
+                    yield names
+                except GeneratorExit:  # the caller closed the stream
+                    if gen.found < config.num:
+                        gen.stop_reason = "closed"
+                    raise
+            if gen.stop_reason:
+                break
+    gen.seconds = time.perf_counter() - start_time
+
+
+def generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
+             max_word_length: int, known_words: Collection[str] | None = None,
+             cache: ExactCache | None = None) -> Generation:
+    """Draw `config.num` names that satisfy every constraint, within the budget (all at once;
+    see `iter_generate` for the streamed form and the arguments)."""
+    stream = iter_generate(model, vocab, config, max_word_length=max_word_length, known_words=known_words,
+                           cache=cache)
+    names = [name for batch in stream for name in batch]
+    stream.generation.names = names
+    return stream.generation
 
 
 # --- where the names come from -------------------------------------------------------------------
@@ -481,12 +892,37 @@ class NoveltySummary:
                 "unavailable": self.unavailable}
 
 
-def novelty_summary(names: list[str], split: Split | None, unavailable: str | None = None) -> NoveltySummary:
+@dataclass(frozen=True)
+class KnownWords:
+    """The words of a split as sets, built once per trained model: what novelty is checked against."""
+
+    train: frozenset[str]
+    heldout: frozenset[str]  # validation and test words that are not training words
+
+    @classmethod
+    def of(cls, split: Split) -> KnownWords:
+        train = frozenset(split.train)
+        return cls(train, frozenset(itertools.chain(split.val, split.test)) - train)
+
+    @functools.cached_property
+    def all(self) -> frozenset[str]:
+        return self.train | self.heldout
+
+    def add(self, summary: NoveltySummary, names: list[str]) -> None:
+        """Count `names` into `summary` (one batch of a stream, or all the names)."""
+        in_train = sum(n in self.train for n in names)
+        in_heldout = sum(n in self.heldout for n in names)
+        summary.total += len(names)
+        summary.in_train += in_train
+        summary.in_heldout += in_heldout
+        summary.new += len(names) - in_train - in_heldout
+
+
+def novelty_summary(names: list[str], split: Split | KnownWords | None,
+                    unavailable: str | None = None) -> NoveltySummary:
     """Count names found in the train split, in validation/test (only), and nowhere."""
     if split is None:
         return NoveltySummary(len(names), unavailable=unavailable or "unknown")
-    train = set(split.train)
-    heldout = set(itertools.chain(split.val, split.test)) - train
-    in_train = sum(n in train for n in names)
-    in_heldout = sum(n in heldout for n in names)
-    return NoveltySummary(len(names), in_train, in_heldout, len(names) - in_train - in_heldout)
+    summary = NoveltySummary(0, 0, 0, 0)
+    (split if isinstance(split, KnownWords) else KnownWords.of(split)).add(summary, names)
+    return summary

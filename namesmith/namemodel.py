@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from namesmith.casing import fold, folds, restore
-from namesmith.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, read_meta, save_checkpoint
 from namesmith.classify import classify
 from namesmith.conditional import Where, where_key
 from namesmith.config import TrainConfig
@@ -28,7 +28,17 @@ from namesmith.data import BUILTIN, Corpus, DataConfig, Split
 from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
 from namesmith.evaluate import evaluate, evaluate_streamed
-from namesmith.generate import GenerateConfig, Generation, NoveltySummary, generate, novelty_summary
+from namesmith.generate import (
+    ExactCache,
+    GenerateConfig,
+    Generation,
+    GenerationStream,
+    KnownWords,
+    NoveltySummary,
+    generate,
+    iter_generate,
+    novelty_summary,
+)
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.labelled import LabelledCorpus
 from namesmith.models import model_class
@@ -57,6 +67,42 @@ class Names:
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": self.names, "summary": self.novelty.to_dict(), "generation": self.stats.to_dict()}
+
+
+class NameStream:
+    """Names of one generation as they are found (see `NameModel.iter_generate`).
+
+    Iterating yields lists of names (in the list's casing); `novelty` counts them as they pass
+    (nothing is kept), and `stats` is the search's `Generation` (final once the iteration ends).
+    """
+
+    def __init__(self, stream: GenerationStream, printed: Any, known: KnownWords | None, why: str | None):
+        self._stream, self._printed, self._known = stream, printed, known
+        self.novelty = NoveltySummary(0, *((0, 0, 0) if known is not None else ()), unavailable=why)
+
+    @property
+    def stats(self) -> Generation:
+        return self._stream.generation
+
+    def __iter__(self) -> NameStream:
+        return self
+
+    def __next__(self) -> list[str]:
+        names = next(self._stream)
+        if self._known is not None:
+            self._known.add(self.novelty, names)
+        else:
+            self.novelty.total += len(names)
+        return self._printed(names)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> NameStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def split_options(model_type: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -89,25 +135,30 @@ class NameModel:
         self._corpus = corpus  # the split training words, read on first use when None
         self._data_path = data  # where the training word list is, if it moved since training
         self._reference: dict[tuple, Any] = {}  # per `where`: sorted NLL per character of the training words
+        self._known: KnownWords | None = None  # the training words as sets, for novelty
+        self._exact: dict[tuple, ExactCache] = {}  # per `where`: exact samplers' tables, reused by later requests
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
     def train(cls, data: str | Path = BUILTIN, model: str = "ngram", *, words: Sequence[str] | None = None,
               out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-              callback: TrainCallback | None = None, stream: bool | None = None, **options: Any) -> NameModel:
+              callback: TrainCallback | None = None, stream: bool | None = None, workers: int = 1,
+              **options: Any) -> NameModel:
         """Train a `model` on the word list `data` ("builtin" or a path), or on `words`, and save it to `out`.
 
         `options` are any field of `DataConfig` (lowercase, split_seed, ...), `TrainConfig` (max_steps,
         time_budget, seed, ...) or the model type's config (order, n_embd, ...). With `resume`,
         continue the interrupted run saved in `out`. An `out` that holds a different trained model is
         refused unless `overwrite`. `callback(step, total, metrics)` returning True stops training
-        cleanly (the result is then resumable).
+        cleanly (the result is then resumable). `stream` counts a word-list file in blocks instead of
+        loading it (bigram models and the n-gram; by default for files of 256 MB or more), in `workers`
+        processes.
         """
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
                                    words=words, out=out, resume=resume,
-                                   overwrite=overwrite, callback=callback, stream=stream)
+                                   overwrite=overwrite, callback=callback, stream=stream, workers=workers)
         return cls._from(checkpoint, corpus=corpus, directory=out)
 
     @classmethod
@@ -125,12 +176,19 @@ class NameModel:
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model directory atomically; a directory holding another model needs `overwrite`."""
         directory = Path(directory)
-        same = self.directory is not None and directory.resolve() == self.directory.resolve()
-        if (directory / "namesmith.json").exists() and not (same or overwrite):
+        if (directory / META_FILE).exists() and not overwrite and not self._saved_in(directory):
             raise ConfigError(f"{directory}: already holds a trained model; pass overwrite=True to replace it",
                               field="directory")
         meta = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "weights", "train_state")}
         return save_checkpoint(directory, self.model, self.vocab, meta)
+
+    def _saved_in(self, directory: Path) -> bool:
+        """Whether `directory` holds this very model (so saving there again loses nothing)."""
+        try:
+            saved = read_meta(directory)
+        except NamesmithError:
+            return False
+        return all(saved.get(key) == self.meta.get(key) for key in ("created", "model_type", "model_config", "data"))
 
     # --- what it is ----------------------------------------------------------------------------
     @property
@@ -188,6 +246,12 @@ class NameModel:
             self._corpus = corpus_for_checkpoint(self.meta, self.vocab, self._data_path)
         return self._corpus
 
+    def _known_words(self) -> KnownWords:
+        """The training words (all splits) as sets, built once: what `novel` and the novelty summary check."""
+        if self._known is None:
+            self._known = KnownWords.of(self.corpus.split)
+        return self._known
+
     def training_split(self) -> tuple[Split | None, str | None]:
         """The train/val/test words, or (None, why not) when the word list is unavailable."""
         try:
@@ -196,6 +260,26 @@ class NameModel:
             return None, str(e)
 
     # --- generating ------------------------------------------------------------------------------
+    def _generation(self, n: int, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
+                    excludes: Sequence[str] = (), regex: str | None = None, novel: bool = False,
+                    **options: Any) -> tuple[GenerateConfig, Split | None, str | None, set[str] | None]:
+        """The generation config in the model's own case, the training split (or why not) and its words."""
+        if folds(self.casing):  # the model knows lowercased names: constraints hold whatever their case
+            starts_with, ends_with = starts_with.lower(), ends_with.lower()
+            contains, excludes = [c.lower() for c in contains], [e.lower() for e in excludes]
+            regex = None if regex is None else "(?i)" + regex
+        config = GenerateConfig(num=n, starts_with=starts_with, ends_with=ends_with, contains=tuple(contains),
+                                excludes=tuple(excludes), regex=regex, novel=novel, **options)
+        split, why = self.training_split()
+        if novel and split is None:
+            raise ConfigError(f"novel needs the training word list: {why}", field="novel")
+        return config, split, why, None if split is None else self._known_words()
+
+    def _printed(self, names: list[str]) -> list[str]:
+        """Model-space names in the casing the list uses."""
+        casing = self.casing
+        return [restore(name, casing) for name in names] if casing in ("title", "upper") else names
+
     def generate(self, n: int = 20, *, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
                  excludes: Sequence[str] = (), regex: str | None = None, min_len: int | None = None,
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
@@ -210,23 +294,31 @@ class NameModel:
         both at once (see namesmith.conditional); labels left out are marginalised. `guidance` > 0
         draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
         """
-        casing = self.casing
-        if folds(casing):  # the model knows lowercased names: constraints hold whatever their case
-            starts_with, ends_with = starts_with.lower(), ends_with.lower()
-            contains, excludes = [c.lower() for c in contains], [e.lower() for e in excludes]
-            regex = None if regex is None else "(?i)" + regex
-        config = GenerateConfig(num=n, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
-                                starts_with=starts_with, ends_with=ends_with, contains=tuple(contains),
-                                excludes=tuple(excludes), regex=regex, min_len=min_len, max_len=max_len, novel=novel,
-                                unique=unique, max_tries=max_tries, time_budget=time_budget, method=method)
-        split, why = self.training_split()
-        if novel and split is None:
-            raise ConfigError(f"novel needs the training word list: {why}", field="novel")
-        known = None if split is None else {w for part in split.parts().values() for w in part}
-        stats = generate(self.model.given(where, guidance), self.vocab, config, max_word_length=self.max_word_length,
-                         known_words=known)
-        names = [restore(name, casing) for name in stats.names] if casing in ("title", "upper") else stats.names
-        return Names(names, novelty_summary(stats.names, split, why), stats)
+        config, split, why, known = self._generation(
+            n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
+            unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
+            time_budget=time_budget, method=method)
+        model, cache = self._conditioned(where, guidance)
+        stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
+                         known_words=None if known is None else known.all, cache=cache)
+        return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
+
+    def _conditioned(self, where: Where | None, guidance: float = 0.0) -> tuple[CharModel, ExactCache]:
+        """The plain model of `where` (the model itself without conditions), guided, and its exact tables' cache."""
+        model = self.model.given(where, guidance)
+        key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
+        return model, self._exact.setdefault((key, float(guidance)), ExactCache())
+
+    def iter_generate(self, n: int = 20, *, where: Where | None = None, guidance: float = 0.0,
+                      **options: Any) -> NameStream:
+        """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
+        a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
+        options as `generate`; `close()` (or a `with` block) stops early."""
+        config, split, why, known = self._generation(n, **options)
+        model, cache = self._conditioned(where, guidance)
+        stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
+                               known_words=None if known is None else known.all, cache=cache)
+        return NameStream(stream, self._printed, known, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------
     @property

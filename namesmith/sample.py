@@ -1,4 +1,9 @@
-"""Sampling names from any model, all names of a batch advancing together.
+"""Plain sampling from any model, all names of a batch advancing together.
+
+This is the bottom layer of `namesmith.generate`: it draws names from the model's own
+distribution (after temperature, top-k and top-p), conditioned only on a prefix, and drops the
+names that reach the length guard without ending. Constraints, budgets and the one generation
+config (`GenerateConfig`) live in `namesmith.generate`, which calls the samplers made here.
 
 Each step asks the model for the next-token logits of every unfinished name (`CharModel.step`),
 draws one token per name by inverse-CDF lookup (`searchsorted` on the cumulative distribution),
@@ -7,76 +12,70 @@ take a shortcut in NumPy: the (V, V) transition table (after temperature/top-k/t
 alias tables once (Walker 1977, "An efficient method for generating discrete random variables
 with general distributions"; Vose 1991), so drawing the next character of every name is a
 handful of O(1) array operations, and names are decoded to strings in one `bytes.decode`.
+
+Memory: a batch holds a (names × longest name) token buffer, so a batch of names that may be
+long holds fewer names: `batch_limit` keeps every buffer under `MAX_BATCH_TOKENS` tokens.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from namesmith.errors import ConfigError
 from namesmith.models.base import CharModel
 from namesmith.vocab import BOUNDARY, Vocab
 
-CHUNK = 1 << 16  # names sampled together at most, which bounds memory for any -n
+CHUNK = 1 << 16  # names drawn together at most
+MAX_BATCH_TOKENS = 1 << 24  # (names × longest name) tokens in one batch's buffer at most, for any max length
 COMPACT_BELOW = 0.75  # drop finished names from the batch once fewer than this share are going
 
 
-@dataclass(frozen=True)
-class SampleConfig:
-    """How to draw names; validated when built."""
+def batch_limit(max_length: int) -> int:
+    """The most names one batch may draw when each may be `max_length` characters long (at least 1)."""
+    return max(1, min(CHUNK, MAX_BATCH_TOKENS // (max_length + 1)))
 
-    num: int = 20
-    seed: int | None = None  # None: a fresh random seed each run
-    temperature: float = 1.0  # < 1 sharpens towards the likeliest names, > 1 flattens
-    top_k: int | None = None  # keep only the k likeliest next characters
-    top_p: float | None = None  # keep the smallest set of next characters with this much probability
-    starts_with: str = ""  # the chain is conditioned on this prefix, not filtered after
-    max_length: int | None = None  # longest name; None: the data's longest name × 2 (at least 32)
 
-    def __post_init__(self) -> None:
-        if self.num < 0:
-            raise ConfigError(f"-n/--num must not be negative, got {self.num}")
-        if not self.temperature > 0:
-            raise ConfigError(f"--temperature must be positive, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError(f"--top-k must be at least 1, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.max_length is not None and self.max_length < 1:
-            raise ConfigError(f"--max-length must be at least 1, got {self.max_length}")
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise ConfigError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
+def token_dtype(vocab_size: int) -> type:
+    """The narrowest integer type that holds every token id."""
+    return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.int32
 
 
 @dataclass
-class Samples:
-    """Sampled names, plus how many hit the length guard before ending (they are dropped)."""
+class Batch:
+    """One batch of draws: the names that ended within the length guard, and which draws they are."""
 
-    names: list[str]
-    unfinished: int = 0
+    names: list[str]  # in draw order
+    finished: np.ndarray  # (batch,) bool, in draw order: True for the draws that became `names`
+
+    @property
+    def unfinished(self) -> int:
+        """Draws that reached the length guard without ending (dropped)."""
+        return len(self.finished) - len(self.names)
 
 
-def next_token_probs(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
-    """Probabilities (..., V) after temperature, top-k and top-p."""
-    logits = logits.float() / config.temperature
-    if config.top_k is not None and config.top_k < logits.size(-1):
-        kth = torch.topk(logits, config.top_k, dim=-1).values[..., -1:]
+def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                     top_p: float | None = None) -> torch.Tensor:
+    """Probabilities (..., V) after temperature, top-k and top-p (the kept mass is renormalised
+    by the sampler's inverse CDF, so top-p rows may sum to less than 1)."""
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
-    if config.top_p is not None and config.top_p < 1:
+    if top_p is not None and top_p < 1:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         # drop a token when the tokens more likely than it already reach top_p
-        drop_sorted = sorted_probs.cumsum(-1) - sorted_probs >= config.top_p
+        drop_sorted = sorted_probs.cumsum(-1) - sorted_probs >= top_p
         probs = probs.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), 0.0)
     return probs
 
 
 def draw(cdf: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One index per row of an (unnormalised) cumulative distribution (B, V), by inverse CDF."""
-    u = torch.rand(cdf.size(0), 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+    u = torch.rand(cdf.size(0), 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.size(1) - 1)
 
 
@@ -111,6 +110,13 @@ def decode_batch(tokens: np.ndarray, lengths: np.ndarray, vocab: Vocab) -> list[
     return _join_split(padded, keep, vocab)
 
 
+def finish_batch(tokens: np.ndarray, lengths: np.ndarray, vocab: Vocab, prefix: str) -> Batch:
+    """The Batch of a sampler's (B, room) tokens and lengths (-1: did not end within the room)."""
+    finished = lengths >= 0
+    names = decode_batch(tokens[finished], lengths[finished], vocab)
+    return Batch([prefix + name for name in names] if prefix else names, finished)
+
+
 def alias_tables(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Walker/Vose alias tables of each row of `probs` (R, V): draw k uniformly, keep it with
     probability accept[r, k], else take alias[r, k]. Exact up to float64 rounding.
@@ -134,28 +140,32 @@ def alias_tables(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return accept, alias
 
 
-class _TableSampler:
+class TableSampler:
     """First-order Markov models: every name advances one character per step in NumPy.
 
     Memory per step is O(batch); the token buffer is (batch, max_length + 1) small integers.
     """
 
-    def __init__(self, probs: np.ndarray, vocab: Vocab, config: SampleConfig, max_length: int):
-        self.vocab, self.config, self.max_length = vocab, config, max_length
+    def __init__(self, probs: np.ndarray, vocab: Vocab, prefix: str, max_length: int, seed: int):
+        self.vocab, self.prefix, self.max_length = vocab, prefix, max_length
         self.size = probs.shape[0]
         accept, alias = alias_tables(probs)
         self.accept, self.alias = accept.ravel(), alias.ravel()  # cell = previous * V + k
-        self.dtype = np.uint8 if self.size <= 256 else np.int32
+        self.dtype = token_dtype(self.size)
+        self.rng = np.random.default_rng(seed)
 
-    def run(self, batch: int, rng: np.random.Generator) -> tuple[list[str], int]:
-        prefix = self.vocab.encode(self.config.starts_with)
+    def run(self, batch: int, deadline: float | None = None) -> Batch | None:
+        """Draw `batch` names (None: the deadline passed first; the batch is dropped)."""
+        prefix = self.vocab.encode(self.prefix)
         room = self.max_length - len(prefix)  # characters still allowed after the prefix
         tokens = np.zeros((batch, room + 1), dtype=self.dtype)  # zeros after the end = boundary
         lengths = np.full(batch, -1, dtype=np.intp)  # -1: not finished yet
         rows = np.arange(batch)  # the unfinished names
         prev = np.full(batch, prefix[-1] if prefix else BOUNDARY, dtype=np.intp)
         for t in range(room + 1):
-            x = rng.random(len(rows))
+            if deadline is not None and time.perf_counter() > deadline:
+                return None
+            x = self.rng.random(len(rows))
             x *= self.size
             k = x.astype(np.intp)  # uniform column, and x - k a fresh uniform in [0, 1)
             x -= k
@@ -170,24 +180,26 @@ class _TableSampler:
                 break
             tokens[rows, t] = nxt
             prev = nxt
-        done = lengths >= 0
-        unfinished = batch - int(done.sum())
-        if unfinished:
-            tokens, lengths = tokens[done], lengths[done]
+        finished = lengths >= 0
+        if not finished.all():
+            tokens, lengths = tokens[finished], lengths[finished]
         keep = tokens != BOUNDARY
         keep[np.arange(len(lengths)), lengths] = True  # the end token separates the names
         names = _join_split(tokens, keep, self.vocab)
-        if self.config.starts_with:
-            names = [self.config.starts_with + name for name in names]
-        return names, unfinished
+        return Batch([self.prefix + name for name in names] if self.prefix else names, finished)
 
 
-class _Sampler:
+class ModelSampler:
     """Any model: the batch loop over `CharModel.step`, in torch on the model's device."""
 
-    def __init__(self, model: CharModel, vocab: Vocab, config: SampleConfig, max_length: int):
-        self.model, self.vocab, self.config = model, vocab, config
-        self.max_length = max_length
+    def __init__(self, model: CharModel, vocab: Vocab, prefix: str, max_length: int, seed: int,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None):
+        self.model, self.vocab, self.prefix, self.max_length = model, vocab, prefix, max_length
+        self.decoding = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+        self.generator = torch.Generator(device=model.device).manual_seed(seed)
+
+    def _cdf(self, logits: torch.Tensor) -> torch.Tensor:
+        return next_token_probs(logits, **self.decoding).cumsum(1)
 
     def first(self, batch: int, prefix: list[int]):  # noqa: ANN202
         """State and next-token CDF after the boundary and the forced prefix."""
@@ -197,23 +209,22 @@ class _Sampler:
         for t in [BOUNDARY, *prefix][:-1]:
             _, state = model.step(state, token.fill_(t))
         logits, state = model.step(state, token.fill_(([BOUNDARY, *prefix])[-1]))
-        return state, next_token_probs(logits, self.config).cumsum(1)
-
-    def next(self, state, token: torch.Tensor):  # noqa: ANN001, ANN202
-        logits, state = self.model.step(state, token)
-        return state, next_token_probs(logits, self.config).cumsum(1)
+        return state, self._cdf(logits)
 
     @torch.inference_mode()
-    def run(self, batch: int, generator: torch.Generator) -> tuple[list[str], int]:
-        prefix = self.vocab.encode(self.config.starts_with)
+    def run(self, batch: int, deadline: float | None = None) -> Batch | None:
+        """Draw `batch` names (None: the deadline passed first; the batch is dropped)."""
+        prefix = self.vocab.encode(self.prefix)
         room = self.max_length - len(prefix)  # characters still allowed after the prefix
-        tokens = np.zeros((batch, max(room, 0)), dtype=np.int64)
+        tokens = np.zeros((batch, max(room, 0)), dtype=token_dtype(self.vocab.size))
         lengths = np.full(batch, -1, dtype=np.int64)  # -1: not finished yet
         rows = torch.arange(batch)  # the output row of each slot of the batch
         alive = torch.ones(batch, dtype=torch.bool)  # slots whose name is still going
         state, cdf = self.first(batch, prefix)
         for t in range(room + 1):
-            nxt = draw(cdf, generator).cpu()
+            if deadline is not None and time.perf_counter() > deadline:
+                return None
+            nxt = draw(cdf, self.generator).cpu()
             ended = alive & (nxt == BOUNDARY)
             lengths[rows[ended].numpy()] = t
             alive &= ~ended
@@ -228,50 +239,28 @@ class _Sampler:
                 keep = alive.nonzero().squeeze(1)
                 rows, nxt, alive = rows[keep], nxt[keep], alive[keep]
                 state = self.model.select_state(state, keep.to(self.model.device))
-            state, cdf = self.next(state, nxt.to(self.model.device))
-        done = lengths >= 0
-        names = decode_batch(tokens[done], lengths[done], self.vocab)
-        return [self.config.starts_with + name for name in names], int((~done).sum())
+            logits, state = self.model.step(state, nxt.to(self.model.device))
+            cdf = self._cdf(logits)
+        return finish_batch(tokens, lengths, self.vocab, self.prefix)
 
 
-def _table_probs(model: CharModel, config: SampleConfig) -> np.ndarray | None:
+def _table_probs(model: CharModel, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray | None:
     """The (V, V) next-token table of a first-order model after temperature/top-k/top-p, else None."""
-    transition_probs = getattr(model, "transition_probs", None)
-    if transition_probs is None or model.context_size != 1:
+    table = model.transition_table()
+    if table is None or model.context_size != 1:
         return None
     with torch.inference_mode():
-        return next_token_probs(transition_probs().clamp_min(0).log(), config).double().cpu().numpy()
+        logits = table.clamp_min(0).log()
+        return next_token_probs(logits, temperature, top_k, top_p).double().cpu().numpy()
 
 
-def sample(model: CharModel, vocab: Vocab, config: SampleConfig = SampleConfig(),
-           max_word_length: int = 16) -> Samples:
-    """Draw `config.num` names (fewer if some hit the length guard; see `Samples.unfinished`).
-
-    `max_word_length` is the longest training name; the default length guard is twice that.
-    """
-    unknown = vocab.unknown_chars(config.starts_with)
-    if unknown:
-        raise ConfigError(f"--starts-with {config.starts_with!r}: {''.join(unknown)!r} not in the model's vocabulary")
-    max_length = config.max_length or max(2 * max_word_length, 32)
-    if model.max_length is not None:
-        max_length = min(max_length, model.max_length - 1)  # the boundary takes one position
-    if len(config.starts_with) > max_length:
-        raise ConfigError(f"--starts-with is {len(config.starts_with)} characters; the longest name allowed is "
-                          f"{max_length}")
-    seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, ()).item())
-    was_training = model.training
-    model.eval()
-    table = _table_probs(model, config)
+def plain_sampler(model: CharModel, vocab: Vocab, *, prefix: str, max_length: int, seed: int,
+                  temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None) -> TableSampler | ModelSampler:
+    """The fastest sampler of the model's names that start with `prefix` and have at most
+    `max_length` characters (the caller checks the prefix fits and is in the vocabulary).
+    Its `run(batch, deadline)` draws one batch; the model should be in eval mode."""
+    table = _table_probs(model, temperature, top_k, top_p)
     if table is not None:
-        sampler, generator = _TableSampler(table, vocab, config, max_length), np.random.default_rng(seed)
-    else:
-        sampler = _Sampler(model, vocab, config, max_length)
-        generator = torch.Generator(device=model.device).manual_seed(seed)
-    names: list[str] = []
-    unfinished = 0
-    for start in range(0, config.num, CHUNK):
-        batch_names, batch_unfinished = sampler.run(min(CHUNK, config.num - start), generator)
-        names += batch_names
-        unfinished += batch_unfinished
-    model.train(was_training)
-    return Samples(names, unfinished)
+        return TableSampler(table, vocab, prefix, max_length, seed)
+    return ModelSampler(model, vocab, prefix, max_length, seed, temperature, top_k, top_p)

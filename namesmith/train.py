@@ -10,6 +10,8 @@ checkpoints together, and is the one place where training defaults are resolved.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -28,25 +30,37 @@ from namesmith.checkpoint import (
     save_checkpoint,
 )
 from namesmith.config import TrainConfig
-from namesmith.counting import StreamCounts, count_file
-from namesmith.data import Corpus, DataConfig, check_words, fingerprint, prepare_words, words_fingerprint
+from namesmith.counting import count_file, count_ngrams_file, count_pairs_file
+from namesmith.data import (
+    Corpus,
+    DataConfig,
+    check_words,
+    fingerprint,
+    prepare_words,
+    split_words,
+    words_fingerprint,
+)
 from namesmith.device import resolve_device
+from namesmith.distributed import World, active
+from namesmith.distributed import setup as setup_distributed
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
-from namesmith.evaluate import count_metrics, evaluate_labelled, evaluate_splits
+from namesmith.evaluate import count_metrics, evaluate_labelled, evaluate_splits, ngram_count_metrics
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.labelled import LabelledCorpus, labelled_corpus
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts, ConditionalCountsConfig
 from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, ConditionalNetwork
+from namesmith.models.ngram import NGramConfig
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.sources import is_catalogue, read_labelled_source, read_source, source_fingerprint
 from namesmith.tables import WEIGHTINGS
-from namesmith.trainer import Trainer
+from namesmith.trainer import DistributedTrainer, Trainer
 from namesmith.version import __version__
 
 log = logging.getLogger("namesmith")
 
+GIVEN_WORDS = "<words given in Python>"  # the data path recorded for NameModel.train(words=...)
 STREAM_THRESHOLD = 256 << 20  # files at least this large are streamed (to models that are `streamable`)
 
 
@@ -140,9 +154,13 @@ def read_corpus(data: DataConfig, vocab: Any = None) -> tuple[Corpus, str]:
 
 
 def fit_model(model: CharModel, corpus: Corpus, config: TrainConfig, callback: TrainCallback | None = None, *,
-              resume: dict[str, Any] | None = None, on_checkpoint: Any = None) -> TrainHistory:
-    """Fit `model` (on its device) on the corpus' train split: by itself, or with the gradient trainer."""
+              resume: dict[str, Any] | None = None, on_checkpoint: Any = None, world: World | None = None
+              ) -> TrainHistory:
+    """Fit `model` (on its device) on the corpus' train split: by itself, or with the gradient trainer
+    (as one rank of `world`, when given: see namesmith.distributed)."""
     config = resolve_train_config(model, config)
+    if model.neural and world is not None:
+        return DistributedTrainer(model, corpus, config, callback, on_checkpoint, world=world).fit(resume)
     if model.neural:
         return Trainer(model, corpus, config, callback, on_checkpoint).fit(resume)
     return model.fit(corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
@@ -200,7 +218,7 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
         if stream:
             raise ConfigError("stream needs a word-list file, not a built-in data set", field="stream")
         return False
-    streamable = model_class(model_type).streamable
+    streamable = model_type in STREAMERS
     if stream is None:
         try:
             large = Path(data.path).stat().st_size >= STREAM_THRESHOLD
@@ -208,7 +226,7 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
             return False  # the normal path reports the file problem
         return large and streamable
     if not streamable:
-        raise ConfigError(f"stream works for models that learn from pair counts alone (bigram, bigram-counts), "
+        raise ConfigError(f"stream works for models that learn from counts ({', '.join(STREAMERS)}), "
                           f"not {model_type}", field="stream")
     if data.dedupe:
         raise ConfigError("dedupe needs every word in memory; it cannot be combined with stream", field="dedupe")
@@ -230,22 +248,49 @@ def _base_meta(data_record: dict[str, Any], train_config: TrainConfig, resolved:
     }
 
 
-def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
-                   model_config: dict[str, Any] | None, *, out: str | Path | None = None,
-                   callback: TrainCallback | None = None, request: dict[str, Any] | None = None) -> Checkpoint:
-    """`train` for a streamed word list: count once, fit from the counts, evaluate from counts."""
-    counts: StreamCounts = count_file(data)
-    log.info(f"streamed {data.path}: {counts.n_bytes} bytes, {sum(counts.n_words.values())} words, "
-             f"vocabulary {counts.vocab.size} ({counts.seconds:.2f} s)")
+def _stream_bigram(model_type: str, data: DataConfig, model_config: dict[str, Any] | None, config: TrainConfig,
+                   callback: TrainCallback | None, workers: int) -> tuple[CharModel, Any, int, dict[str, Any]]:
+    """Bigram models learn a streamed list from its pair counts."""
+    counts = count_pairs_file(data, workers=workers) if workers > 1 else count_file(data)
     model = build_model(model_type, counts.vocab.size, model_config)
-    config = resolve_train_config(model, train_config)
+    config = resolve_train_config(model, config)
     if config.mode != "full-batch":
         raise ConfigError(f"mode {config.mode} needs every pair in memory; a streamed word list trains "
                           "full-batch from pair counts", field="mode")
+    steps = model.fit_pair_counts(counts.part("train"), config, callback, None)
+    return model, counts, steps, count_metrics(model, counts)
+
+
+def _stream_ngram(model_type: str, data: DataConfig, model_config: dict[str, Any] | None, config: TrainConfig,
+                  callback: TrainCallback | None, workers: int) -> tuple[CharModel, Any, int, dict[str, Any]]:
+    """The n-gram learns a streamed list from its n-gram counts, counted in shards (and processes, ranks)."""
+    model_config = dict(model_config or {})
+    order = NGramConfig(**model_config).order
+    counts = count_ngrams_file(data, order, workers=workers)
+    model = build_model(model_type, counts.vocab.size, model_config)
+    model.fit_counts(counts.train, counts.held_out)
+    if callback:
+        callback(1, 1, {})
+    return model, counts, 1, ngram_count_metrics(model, counts)
+
+
+# How each model type that can learn a streamed word list counts it, fits and evaluates from the counts.
+STREAMERS = {"bigram": _stream_bigram, "bigram-counts": _stream_bigram, "ngram": _stream_ngram}
+
+
+def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
+                   model_config: dict[str, Any] | None, *, out: str | Path | None = None,
+                   callback: TrainCallback | None = None, request: dict[str, Any] | None = None,
+                   workers: int = 1) -> Checkpoint:
+    """`train` for a streamed word list: count once (in `workers` processes), fit and evaluate from counts."""
     start = time.perf_counter()
-    history = TrainHistory()
-    history.steps = model.fit_pair_counts(counts.part("train"), config, callback, history)
-    if not model.counts_only and history.steps < config.max_steps:
+    model, counts, steps, metrics = STREAMERS[model_type](model_type, data, model_config, train_config, callback,
+                                                          workers)
+    log.info(f"streamed {data.path}: {counts.n_bytes} bytes, {sum(counts.n_words.values())} words, "
+             f"vocabulary {counts.vocab.size} ({counts.seconds:.2f} s)")
+    config = resolve_train_config(model, train_config)
+    history = TrainHistory(steps=steps)
+    if not model.counts_only and steps < config.max_steps:
         history.stop_reason = "interrupted"
     history.seconds = time.perf_counter() - start
     model.eval()
@@ -256,13 +301,35 @@ def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
               "split_method": "hash of word index" if data.split else "none",
               "n_words": counts.n_words, "max_word_length": counts.max_word_length}
     meta = _base_meta(record, train_config, config, model, request or {})
-    meta.update(model_record(model, counts.vocab), metrics=count_metrics(model, counts), history=history.to_dict(),
+    meta.update(model_record(model, counts.vocab), metrics=metrics, history=history.to_dict(),
                 complete=history.stop_reason != "interrupted")  # not resumable: train again to finish
     if out is not None:
         save_checkpoint(out, model, counts.vocab, meta)
     return Checkpoint(model, counts.vocab, meta)
 
 
+def _counted_by_rank_zero(train_fn: Any) -> Any:
+    """Under torchrun, rank 0 alone fits a model that is not neural (count models; sharded counting
+    is to come) and saves it to `out`; the other ranks wait for it, then load what it saved. Without
+    an `out` to share the result through, every rank fits its own."""
+
+    @functools.wraps(train_fn)
+    def train_on_rank_zero(*args: Any, **kwargs: Any) -> Any:
+        call = inspect.signature(train_fn).bind(*args, **kwargs)
+        call.apply_defaults()
+        given = call.arguments
+        if not active() or given["out"] is None or model_class(given["model_type"]).neural:
+            return train_fn(*args, **kwargs)
+        device = resolve_device((given["train_config"] or TrainConfig()).device)
+        world = setup_distributed(device)
+        result = train_fn(*args, **kwargs) if world.is_main else None
+        world.barrier("waiting for rank 0 to fit the model")
+        return result or (load_checkpoint(given["out"], world.device), None)
+
+    return train_on_rank_zero
+
+
+@_counted_by_rank_zero
 def train(
     model_type: str = "ngram",
     data: DataConfig | None = None,
@@ -275,18 +342,22 @@ def train(
     overwrite: bool = False,
     callback: TrainCallback | None = None,
     stream: bool | None = None,
+    workers: int = 1,
 ) -> tuple[Checkpoint, Corpus | None]:
     """Train `model_type` on `words` (or the word list `data` names) and save it to `out`.
 
     Returns the trained model as a `Checkpoint` record and the split corpus it was trained on (None
     when the word list was streamed). With `resume=True`, continue the interrupted run saved in
     `out` (same data, same model). `stream`: count the file in blocks instead of loading it (models
-    that learn from pair counts); None streams files of at least STREAM_THRESHOLD bytes. An `out`
-    holding a different trained model is refused unless `overwrite`.
+    that learn from counts: bigram models and the n-gram); None streams files of at least
+    STREAM_THRESHOLD bytes; `workers` processes count a streamed file in shards. An `out` holding
+    a different trained model is refused unless `overwrite`.
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
     device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ConfigError(f"workers must be an integer of at least 1, got {workers!r}", field="workers")
     request = _request(model_type, data, train_config, model_config) if words is None else None
     if out is not None and not resume:
         check_overwrite(out, request, overwrite)
@@ -294,7 +365,11 @@ def train(
         if out is not None:
             check_writable(out)
         return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback,
-                              request=request), None
+                              request=request, workers=workers), None
+    # one rank of several (torchrun) trains a neural model with the others; count models: see _counted_by_rank_zero
+    world = setup_distributed(device) if model_class(model_type).neural else None
+    device = device if world is None else world.device
+    writes = out is not None and (world is None or world.is_main)  # rank 0 alone writes the model directory
     if words is None:
         corpus, casing = read_corpus(data)
     else:
@@ -309,11 +384,14 @@ def train(
                                 train_config)
     if train_config.ngram_mix and not model.neural:
         raise ConfigError(f"ngram_mix applies to neural models; {model_type} is not one", field="ngram_mix")
-    if out is not None:
+    if writes:
         check_writable(out)  # now, not after training
     model.to(device).train()
     config = resolve_train_config(model, train_config)
-    meta = _base_meta(data_record(data, corpus, casing), train_config, config, model, request or {})
+    record = data_record(data, corpus, casing)
+    if request is None:  # words given in Python, not read from `data.path`
+        record.update(path=GIVEN_WORDS, sha256=record["words_sha256"])
+    meta = _base_meta(record, train_config, config, model, request or {})
     last_state: dict[str, Any] = {}
 
     def on_checkpoint(state: dict[str, Any]) -> None:
@@ -322,7 +400,8 @@ def train(
             save_checkpoint(out, model, corpus.vocab, {**meta, "complete": False}, train_state=state)
 
     log.info(f"training {model_type} on {len(corpus.split.train)} words, device {device}")
-    history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint)
+    history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint,
+                        world=world)
     model = unwrap(model).eval()
     complete = history.stop_reason != "interrupted"
     if complete and config.ngram_mix and model.neural:
@@ -331,8 +410,10 @@ def train(
         model.eval()
     metrics = evaluate_corpus(model, corpus)
     meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(), complete=complete)
-    if out is not None:
+    if writes:
         save_checkpoint(out, model, corpus.vocab, meta, train_state=None if complete else last_state.get("state"))
+    if world is not None:  # every rank returns once the model is saved
+        world.barrier("waiting for rank 0 to save the model")
     return Checkpoint(model, corpus.vocab, meta), corpus
 
 
@@ -383,6 +464,9 @@ def corpus_for_checkpoint(meta: dict[str, Any], vocab: Any, path: str | None = N
 def words_for_checkpoint(meta: dict[str, Any], path: str | None = None) -> list[str]:
     """Re-read the word list a checkpoint was trained on, checking its fingerprint."""
     record = meta["data"]
+    if record["path"] == GIVEN_WORDS and path is None:
+        raise NamesmithError("the model was trained on words given in Python, not on a file: pass data= a file of "
+                             "those words for novelty and percentiles")
     source = path or record["path"]
     config = DataConfig(path=source, case=record.get("case") or ("lower" if record["lowercase"] else "exact"),
                         encoding=record["encoding"],
@@ -392,7 +476,12 @@ def words_for_checkpoint(meta: dict[str, Any], path: str | None = None) -> list[
         words, _ = read_source(config)
     except NamesmithError as e:
         raise NamesmithError(f"{e} (pass data= the word list the model was trained on)") from None
-    if source_fingerprint(source) != record["sha256"]:
+    if record["path"] == GIVEN_WORDS:  # the recorded fingerprint is of the split words, in split order
+        parts = split_words(words, record["split_seed"], record.get("split", True)).parts().values()
+        same = words_fingerprint([w for part in parts for w in part]) == record["words_sha256"]
+    else:
+        same = source_fingerprint(source) == record["sha256"]
+    if not same:
         raise NamesmithError(f"{source}: is not the word list this model was trained on (its sha256 differs)")
     return words
 

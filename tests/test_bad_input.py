@@ -14,13 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from namesmith import cli
+from namesmith import NameModel, cli
 from namesmith.checkpoint import load_checkpoint
-from namesmith.config import TrainConfig
 from namesmith.data import DataConfig, check_words, decode_text, load_words, parse_words, split_words
 from namesmith.errors import ConfigError, DataError
-from namesmith.sample import SampleConfig, sample
-from namesmith.train import train
 from namesmith.vocab import BOUNDARY
 
 NAMES = ["anna", "bob", "carl", "dora", "emil", "fritz", "gina", "hugo", "ida", "jan", "kim", "lena"]
@@ -131,7 +128,7 @@ def test_line_longer_than_max_line_length_is_skipped_with_a_warning(capsys, capl
     assert "x" not in load_checkpoint(out_dir).vocab.chars
     assert any("skipped 1 line(s) longer than --max-line-length=64" in r.message and "line 2" in r.message
                for r in caplog.records), caplog.text
-    rc, _, err, out_dir = train_file(capsys, tmp_path, data, "--max-line-length", "1000")
+    rc, _, err, out_dir = train_file(capsys, tmp_path, data, "--max-line-length", "1000", "--overwrite")
     assert rc == 0, err
     assert "x" in load_checkpoint(out_dir).vocab.chars
 
@@ -170,7 +167,7 @@ def test_duplicates_kept_by_default_and_dropped_with_dedupe(capsys, tmp_path):
     rc, _, err, out_dir = train_file(capsys, tmp_path, data, "--no-split")
     assert rc == 0, err
     assert load_checkpoint(out_dir).meta["data"]["n_words"]["train"] == 5
-    rc, _, err, out_dir = train_file(capsys, tmp_path, data, "--no-split", "--dedupe")
+    rc, _, err, out_dir = train_file(capsys, tmp_path, data, "--no-split", "--dedupe", "--overwrite")
     assert rc == 0, err
     assert load_checkpoint(out_dir).meta["data"]["n_words"]["train"] == 3
 
@@ -201,10 +198,10 @@ def test_tiny_split_warning_is_precise():
 def test_single_repeated_character(capsys, tmp_path):
     rc, out, err, out_dir = train_file(capsys, tmp_path, b"a\naa\naaaa\n", "--no-split")
     assert rc == 0, err
-    ckpt = load_checkpoint(out_dir)
-    assert ckpt.vocab.chars == ("a",)
-    names = sample(ckpt.model, ckpt.vocab, SampleConfig(num=50, seed=0), 4).names
-    assert all(set(n) <= {"a"} for n in names)
+    model = NameModel.load(out_dir)
+    assert model.vocab.chars == ("a",)
+    names = model.generate(50, seed=0).names
+    assert len(names) == 50 and all(set(n) <= {"a"} for n in names)
 
 
 def test_names_with_spaces_hyphens_apostrophes_periods(capsys, tmp_path):
@@ -235,19 +232,17 @@ def test_lowercase_result_is_nfc():
 def test_boundary_never_collides_with_a_data_character(model):
     # every label the boundary could be shown as is a data character here; the token id stays apart
     words = [".", "a.b", "#$|^~·", "<b>", "x.", ".y", "\u00b7.\u00b7"] * 3
-    result = train(model, DataConfig(split=False), words=words,
-                   train_config=TrainConfig(max_steps=300, device="cpu"))
+    result = NameModel.train(model=model, words=words, split=False, max_steps=300, device="cpu")
     assert BOUNDARY not in result.vocab.stoi.values()
     assert result.vocab.boundary_label == "<b>"
-    names = sample(result.model, result.vocab, SampleConfig(num=200, seed=3), 8).names
+    names = result.generate(200, seed=3).names
     assert all(set(n) <= set(result.vocab.chars) for n in names)
 
 
 def test_deterministic_chain_through_a_period():
     # with no smoothing "a.b" is the only path: a '.' inside a name never ends it
-    result = train("bigram-counts", DataConfig(split=False), model_config={"smoothing": 0.0}, words=["a.b"] * 4,
-                   train_config=TrainConfig(device="cpu"))
-    assert sample(result.model, result.vocab, SampleConfig(num=30, seed=0), 3).names == ["a.b"] * 30
+    result = NameModel.train(model="bigram-counts", words=["a.b"] * 4, split=False, smoothing=0.0, device="cpu")
+    assert result.generate(30, seed=0).names == ["a.b"] * 30
 
 
 def test_decode_text_reports_the_line_of_a_bad_byte():
@@ -261,14 +256,16 @@ def test_api_word_lists_are_checked():
         with pytest.raises(DataError, match=needle):
             check_words(bad)
         with pytest.raises(DataError, match=needle):
-            train("bigram-counts", words=bad)
+            NameModel.train(model="bigram-counts", words=bad)
 
 
 def test_data_config_validation():
-    with pytest.raises(ConfigError, match="--max-line-length"):
+    with pytest.raises(ConfigError, match="^max_line_length must be at least 1") as error:
         DataConfig(max_line_length=0)
-    with pytest.raises(ConfigError, match="--encoding"):
+    assert error.value.field == "max_line_length"
+    with pytest.raises(ConfigError, match="^encoding: .*rot-99") as error:
         DataConfig(encoding="rot-99")
+    assert error.value.field == "encoding"
 
 
 # --- options validated up front ----------------------------------------------------------------
@@ -314,7 +311,7 @@ def test_usage_errors_exit_2(capsys):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model")
-    train("bigram-counts", words=NAMES, out=out, train_config=TrainConfig(device="cpu"))
+    NameModel.train(model="bigram-counts", words=NAMES, out=out, device="cpu")
     return out
 
 
@@ -325,7 +322,7 @@ def model_dir(tmp_path_factory) -> Path:
     (["--top-k", "0"], "--top-k"),
     (["--top-p", "0"], "--top-p"),
     (["--top-p", "1.5"], "--top-p"),
-    (["--max-length", "0"], "--max-length"),
+    (["--max-len", "0"], "--max-len must be at least 1"),
     (["--device", "tpu"], "--device"),
     (["--starts-with", "Ω"], "--starts-with"),
 ])

@@ -46,3 +46,19 @@ def test_a_newer_format_is_refused_with_its_version(tmp_path):
     path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=f"format version {FORMAT_VERSION + 1} is newer"):
         NameModel.load(tmp_path / "m")
+
+
+def test_a_model_of_words_given_in_python_does_not_claim_the_builtin_list(tmp_path):
+    words = ["anna", "bella", "carla", "dora", "emma"] * 5
+    NameModel.train(model="ngram", words=words, order=3, out=tmp_path / "m")
+    loaded = NameModel.load(tmp_path / "m")
+    assert loaded.meta["data"]["path"] == "<words given in Python>"
+    assert "words given in Python" in loaded.generate(3, seed=1).novelty.line()
+    with pytest.raises(Exception, match="novel needs the training word list"):
+        loaded.generate(3, novel=True)
+    (tmp_path / "words.txt").write_text("\n".join(words) + "\n")
+    with_data = NameModel.load(tmp_path / "m", data=str(tmp_path / "words.txt"))
+    assert with_data.generate(3, seed=1).novelty.unavailable is None
+    (tmp_path / "other.txt").write_text("\n".join(words[:-1]) + "\n")
+    other = NameModel.load(tmp_path / "m", data=str(tmp_path / "other.txt"))
+    assert "is not the word list" in other.generate(3, seed=1).novelty.line()

@@ -18,21 +18,19 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from namesmith import NameModel, cli
 from namesmith import checkpoint as ckpt_mod
-from namesmith import cli
 from namesmith.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
-from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError
-from namesmith.train import train
 
 NAMES = ["anna", "bob", "carl", "dora", "emil", "fritz", "gina", "hugo", "ida", "jan", "kim", "lena"]
-CPU = TrainConfig(device="cpu", max_steps=30)
+CPU = {"device": "cpu", "max_steps": 30}
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pristine") / "model"
-    train("bigram", words=NAMES, out=out, train_config=CPU)
+    NameModel.train(model="bigram", words=NAMES, out=out, **CPU)
     return out
 
 
@@ -127,7 +125,7 @@ def test_meta_not_utf8(model_dir):
 
 
 @pytest.mark.parametrize("edit, needle", [
-    (lambda m: m.update(format_version=2), "newer"),
+    (lambda m: m.update(format_version=ckpt_mod.FORMAT_VERSION + 1), "newer"),
     (lambda m: m.update(format_version=0), "not valid"),
     (lambda m: m.update(format_version="1"), "not valid"),
     (lambda m: m.update(format_version=True), "not valid"),
@@ -223,7 +221,7 @@ def test_loading_never_calls_pickle(model_dir, monkeypatch):
 # --- atomic writes ----------------------------------------------------------------------------
 
 def _other_model():
-    return train("bigram", words=NAMES + ["zelda", "quentin"], train_config=CPU)
+    return NameModel.train(model="bigram", words=NAMES + ["zelda", "quentin"], **CPU)
 
 
 def _assert_previous_intact(model_dir: Path, before: dict[str, torch.Tensor]) -> None:
@@ -252,29 +250,19 @@ def test_tensor_write_failing_midway_keeps_the_previous_checkpoint(model_dir, mo
 def test_meta_write_failing_midway_keeps_the_previous_checkpoint(model_dir, monkeypatch):
     before = load_checkpoint(model_dir).model.weights()
     other = _other_model()
-    real_fdopen = os.fdopen
+    real_write_bytes = Path.write_bytes
+    written = []
 
-    class HalfWriter:
-        def __init__(self, f):
-            self.f = f
+    def half_then_io_error(path, data):  # the JSON is written to its temporary file (namesmith.io) this way
+        real_write_bytes(path, data[: len(data) // 2])
+        written.append(path)
+        raise OSError(errno.EIO, "Input/output error")
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            raise OSError(errno.EIO, "Input/output error")
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: HalfWriter(real_fdopen(fd, *a, **k)))
+    monkeypatch.setattr(Path, "write_bytes", half_then_io_error)
     with pytest.raises(CheckpointError, match="Input/output error"):
         save_checkpoint(model_dir, other.model, other.vocab, other.meta)
     monkeypatch.undo()
+    assert [p.parent for p in written] == [model_dir] and written[0].name.startswith(f".{META_FILE}.")
     _assert_previous_intact(model_dir, before)
     # the next save succeeds and clears the orphaned weights of the failed one
     save_checkpoint(model_dir, other.model, other.vocab, other.meta)
@@ -318,7 +306,7 @@ def test_cli_train_with_failing_save_is_one_line_and_keeps_the_old_model(model_d
 
     monkeypatch.setattr(ckpt_mod, "save_file", disk_full)
     rc = cli.main(["train", "--model", "bigram", "--max-steps", "20", "--data", str(tmp_path / "w.txt"),
-                   "--out", str(model_dir)])
+                   "--out", str(model_dir), "--overwrite"])
     err = capsys.readouterr().err
     assert rc == cli.EXIT_ERROR and "No space left" in err and "Traceback" not in err
     monkeypatch.undo()

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from namesmith.config import TrainConfig
-from namesmith.counting import count_file, evaluate_streamed, should_stream, split_parts, train_streamed
+from namesmith.counting import count_file, count_pairs, split_parts
 from namesmith.data import Corpus, DataConfig, load_words
 from namesmith.errors import ConfigError
-from namesmith.evaluate import pair_nll
-from namesmith.models.bigram import count_pairs
+from namesmith.evaluate import evaluate_streamed, pair_nll
+from namesmith.namemodel import NameModel
+from namesmith.train import should_stream, train_streamed
 
 PLAIN = "\n".join(load_words("builtin")[:3000]) + "\n"
 TRICKY = ("emma\r\nOlivia\n\n  ava  \nzoë\nzoe\u0308\nmary\tann\nx" + "y" * 80 + "\nbad\x07line\n"
@@ -29,7 +30,8 @@ def reference(path, **options) -> tuple[np.ndarray, Corpus]:
 def test_streamed_counts_equal_in_memory_counts(tmp_path, text, block_size, lowercase):
     path = tmp_path / "words.txt"
     path.write_bytes(text.encode("utf-8"))
-    expected, corpus = reference(path, lowercase=lowercase)
+    # a streamed list is learned as written (or lowercased): no automatic choice of casing
+    expected, corpus = reference(path, case="lower" if lowercase else "exact")
     counts = count_file(DataConfig(path=str(path), split=False, lowercase=lowercase), block_size=block_size)
     assert counts.vocab == corpus.vocab
     np.testing.assert_array_equal(counts.part("train"), expected)
@@ -65,21 +67,20 @@ def test_pair_nll_equals_word_evaluation(tmp_path):
 
 @pytest.mark.parametrize("model_type", ["bigram", "bigram-counts"])
 def test_train_streamed_matches_in_memory_training(tmp_path, model_type):
-    import namesmith
-
     path = tmp_path / "words.txt"
     path.write_text(PLAIN)
     data = DataConfig(path=str(path), split=False)
     config = TrainConfig(max_steps=30, device="cpu")
     streamed = train_streamed(model_type, data, config, None, out=tmp_path / "m")
-    normal = namesmith.train(model_type, data, config)
+    normal = NameModel.train(str(path), model_type, split=False, max_steps=30, device="cpu")
     torch.testing.assert_close(streamed.model.log_probs(), normal.model.log_probs(), rtol=1e-5, atol=1e-5)
-    assert streamed.metrics["train"]["nll"] == pytest.approx(normal.metrics["train"]["nll"], rel=1e-5)
-    ckpt = namesmith.load_checkpoint(tmp_path / "m")
-    assert ckpt.meta["data"]["streamed"] is True
-    again = evaluate_streamed(ckpt.model, ckpt.vocab, ckpt.meta)
-    assert again["train"]["nll"] == pytest.approx(streamed.metrics["train"]["nll"], rel=1e-6)  # float32 weights
-    assert again["train"]["n_chars"] == streamed.metrics["train"]["n_chars"]
+    assert streamed.meta["metrics"]["train"]["nll"] == pytest.approx(normal.metrics["train"]["nll"], rel=1e-5)
+    loaded = NameModel.load(tmp_path / "m")
+    assert loaded.meta["data"]["streamed"] is True
+    again = loaded.evaluate()
+    assert again == evaluate_streamed(loaded.model, loaded.vocab, loaded.meta["data"])
+    assert again["train"]["nll"] == pytest.approx(streamed.meta["metrics"]["train"]["nll"], rel=1e-6)  # float32
+    assert again["train"]["n_chars"] == streamed.meta["metrics"]["train"]["n_chars"]
 
 
 def test_streaming_is_only_for_count_models_and_large_files(tmp_path):
@@ -88,7 +89,9 @@ def test_streaming_is_only_for_count_models_and_large_files(tmp_path):
     data = DataConfig(path=str(path))
     assert not should_stream("bigram", data, None)  # small file: the exact lecture split
     assert should_stream("bigram", data, True)
-    with pytest.raises(ConfigError, match="--stream"):
+    assert should_stream("ngram", data, True)
+    with pytest.raises(ConfigError, match="^stream works for models that learn from counts .*, not mlp") as error:
         should_stream("mlp", data, True)
+    assert error.value.field == "stream"
     with pytest.raises(ConfigError, match="dedupe"):
         should_stream("bigram", DataConfig(path=str(path), dedupe=True), True)

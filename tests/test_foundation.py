@@ -7,9 +7,11 @@ import pytest
 import torch
 
 import namesmith
+from namesmith import NameModel
+from namesmith.counting import count_pairs
 from namesmith.data import Corpus, encode_words, load_words, read_builtin_table, split_words
 from namesmith.evaluate import evaluate, word_log_probs
-from namesmith.models.bigram import BigramCounts, BigramCountsConfig, count_pairs
+from namesmith.models.bigram import BigramCounts, BigramCountsConfig
 from namesmith.vocab import BOUNDARY, Vocab
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
@@ -72,8 +74,9 @@ def test_bigram_counts_nll_equals_formula(k):
 
 
 def test_word_log_probs_is_sum_of_next_char_log_probs():
-    result = namesmith.train("bigram-counts", words=WORDS)
+    result = NameModel.train(model="bigram-counts", words=WORDS)
     table = result.model.transition_probs()
+    torch.testing.assert_close(result.transition_table(), table, rtol=0, atol=0)
     ids = [0, *result.vocab.encode("emma"), 0]
     expected = sum(math.log(table[a, b].item()) for a, b in zip(ids, ids[1:]))
     assert word_log_probs(result.model, ["emma"], result.vocab).item() == pytest.approx(expected, rel=1e-5)
@@ -81,15 +84,13 @@ def test_word_log_probs_is_sum_of_next_char_log_probs():
 
 def test_neural_bigram_converges_to_counts_model():
     """The seed's trained linear layer equals the k=0 count model (its loss minimum)."""
-    counts = namesmith.train("bigram-counts", words=WORDS, model_config={"smoothing": 0.0},
-                             data=namesmith.DataConfig(split=False))
-    linear = namesmith.train("bigram", words=WORDS, data=namesmith.DataConfig(split=False),
-                             train_config=namesmith.TrainConfig(max_steps=3000))
+    counts = NameModel.train(model="bigram-counts", words=WORDS, smoothing=0.0, split=False)
+    linear = NameModel.train(model="bigram", words=WORDS, split=False, max_steps=3000)
     assert linear.metrics["train"]["nll"] == pytest.approx(counts.metrics["train"]["nll"], abs=2e-3)
 
 
 def test_evaluation_of_empty_list_is_reported_not_crashed():
-    result = namesmith.train("bigram-counts", words=["ab", "ba", "aa"])
+    result = NameModel.train(model="bigram-counts", words=["ab", "ba", "aa"])
     assert result.metrics["val"]["nll"] is None and result.metrics["val"]["n_words"] == 0
     assert result.metrics["train"]["nll"] > 0
 
@@ -102,26 +103,31 @@ def test_builtin_data_set():
 
 
 def test_train_is_reproducible():
-    a = namesmith.train("bigram", words=WORDS, train_config=namesmith.TrainConfig(max_steps=50))
-    b = namesmith.train("bigram", words=WORDS, train_config=namesmith.TrainConfig(max_steps=50))
+    a = NameModel.train(model="bigram", words=WORDS, max_steps=50)
+    b = NameModel.train(model="bigram", words=WORDS, max_steps=50)
     assert torch.equal(a.model.W, b.model.W)
+    assert a.history.steps == b.history.steps == 50
 
 
 def test_sampling_same_seed_same_names():
-    result = namesmith.train("bigram-counts", words=WORDS)
-    config = namesmith.SampleConfig(num=50, seed=7)
-    samples = namesmith.sample(result.model, result.vocab, config)
+    result = NameModel.train(model="bigram-counts", words=WORDS)
+    samples = result.generate(50, seed=7)
     first = samples.names
-    assert first == namesmith.sample(result.model, result.vocab, config).names
-    assert len(first) + samples.unfinished == 50  # names over the length guard are dropped, and counted
-    assert all(set(n) <= set(result.vocab.chars) and len(n) <= 32 for n in first)
+    assert first == result.generate(50, seed=7).names
+    assert first != result.generate(50, seed=8).names
+    assert len(first) == 50 and samples.complete  # names over the length guard are dropped and drawn again
+    assert all(set(n) <= set(result.vocab.chars) and len(n) <= 32 for n in first)  # guard: max(2 × 8, 32)
+    short = result.generate(50, seed=7, max_len=3).names
+    assert len(short) == 50 and all(1 <= len(n) <= 3 for n in short)
 
 
 @pytest.mark.parametrize("seed", [-1, 2**64])
 def test_sampling_seed_out_of_range_is_a_config_error(seed):
     from namesmith.generate import GenerateConfig
 
-    with pytest.raises(namesmith.ConfigError, match="--seed"):
-        namesmith.SampleConfig(seed=seed)
-    with pytest.raises(namesmith.ConfigError, match="--seed"):
-        GenerateConfig(seed=seed)
+    model = NameModel.train(model="bigram-counts", words=WORDS)
+    for make in (lambda: GenerateConfig(seed=seed), lambda: model.generate(5, seed=seed)):
+        message = "^seed must be an integer between 0 and 2\\*\\*63 - 1"
+        with pytest.raises(namesmith.ConfigError, match=message) as error:
+            make()
+        assert error.value.field == "seed"

@@ -8,13 +8,13 @@ from collections import Counter
 import pytest
 import torch
 
-import namesmith
 from namesmith.cli import main
 from namesmith.data import load_words, split_words
 from namesmith.errors import ConfigError
 from namesmith.evaluate import word_log_probs
 from namesmith.generate import GenerateConfig, build_automaton, generate, kmp_automaton, novelty_summary
 from namesmith.models.base import CharModel
+from namesmith.namemodel import NameModel
 from namesmith.vocab import Vocab
 
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
@@ -23,12 +23,12 @@ TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
 @pytest.fixture(scope="module")
 def builtin():
     words = load_words("builtin")
-    return namesmith.train("bigram-counts", words=words), words
+    return NameModel.train(model="bigram-counts", words=words), words
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return namesmith.train("bigram-counts", words=TINY)
+    return NameModel.train(model="bigram-counts", words=TINY)
 
 
 def chi_square_pvalue(observed: Counter, expected: dict[str, float], n: int) -> float:
@@ -86,14 +86,16 @@ def test_every_constraint_holds_on_every_name(builtin, method):
 
 def test_exact_sampling_draws_no_rejected_names(builtin):
     result, _ = builtin
-    out = generate(result.model, result.vocab, GenerateConfig(num=500, seed=1, ends_with="lyn", min_len=7))
+    out = generate(result.model, result.vocab, GenerateConfig(num=500, seed=1, ends_with="lyn", min_len=7),
+                   max_word_length=16)
     assert out.method == "exact" and out.tries == 500 and out.acceptance == 1.0
 
 
 def test_same_seed_same_names(builtin):
     result, _ = builtin
     config = GenerateConfig(num=50, seed=7, ends_with="ie", contains=("r",))
-    assert generate(result.model, result.vocab, config).names == generate(result.model, result.vocab, config).names
+    first = generate(result.model, result.vocab, config, max_word_length=16).names
+    assert first == generate(result.model, result.vocab, config, max_word_length=16).names
 
 
 # --- exact conditioning is exact -------------------------------------------------------------------
@@ -121,7 +123,8 @@ def test_exact_conditioning_matches_enumeration(tiny, config):
 def test_starts_with_next_character_matches_the_model(builtin):
     """After the prefix, the next token is drawn from the model's row for the prefix's last character."""
     result, _ = builtin
-    out = generate(result.model, result.vocab, GenerateConfig(num=20_000, seed=5, starts_with="br"))
+    out = generate(result.model, result.vocab, GenerateConfig(num=20_000, seed=5, starts_with="br"),
+                   max_word_length=16)
     after = Counter(name[2] if len(name) > 2 else "<end>" for name in out.names)
     row = result.model.transition_probs()[result.vocab.stoi["r"]].double()
     expected = {"<end>": float(row[0]), **{c: float(row[i]) for c, i in result.vocab.stoi.items()}}
@@ -132,7 +135,8 @@ def test_ends_with_first_character_matches_markov_algebra(builtin):
     """P(first = c | ends with S, length ≤ L) from matrix powers of the transition table."""
     result, _ = builtin
     vocab, L, suffix = result.vocab, 12, "lyn"
-    out = generate(result.model, vocab, GenerateConfig(num=20_000, seed=6, ends_with=suffix, max_len=L))
+    out = generate(result.model, vocab, GenerateConfig(num=20_000, seed=6, ends_with=suffix, max_len=L),
+                   max_word_length=16)
     P = result.model.transition_probs().double()
     M = P[1:, 1:]  # character → character
     s = [vocab.stoi[c] - 1 for c in suffix]
@@ -165,9 +169,9 @@ def test_automaton_accepts_exactly_the_valid_names(tiny):
         for chars in itertools.product(vocab.chars, repeat=n):
             name, q = "".join(chars), automaton.start
             for t in vocab.encode(name):
-                q = int(automaton.delta[q, t])
+                q = int(automaton.delta[q, t]) if q >= 0 else q  # -1: an excluded pattern, for good
             valid = name.endswith("ab") and "ca" in name and "bb" not in name
-            assert bool(automaton.accept[q]) == valid, name
+            assert (q >= 0 and bool(automaton.accept[q])) == valid, name
 
 
 # --- models without a small Markov state: rejection ------------------------------------------------
@@ -198,12 +202,13 @@ def test_rejection_path_for_a_non_markov_model_is_exact():
     assert result.method == "rejection" and result.complete and result.acceptance < 1
     expected = exact_distribution(model, vocab, lambda n: n.endswith("b") and "a" in n and len(n) >= 2, 5)
     assert chi_square_pvalue(Counter(result.names), expected, cfg.num) > 1e-3
-    with pytest.raises(ConfigError, match="exact conditioning"):
-        generate(model, vocab, GenerateConfig(num=1, ends_with="b", method="exact"))
+    with pytest.raises(ConfigError, match="method 'exact' is not available here") as e:
+        generate(model, vocab, GenerateConfig(num=1, ends_with="b", method="exact"), max_word_length=5)
+    assert e.value.field == "method"
 
 
 def test_ngram_model_is_conditioned_exactly_too():
-    model_result = namesmith.train("ngram", words=TINY, model_config={"order": 3})
+    model_result = NameModel.train(model="ngram", words=TINY, order=3)
     cfg = GenerateConfig(num=20_000, seed=2, ends_with="a", min_len=2, max_len=5)
     result = generate(model_result.model, model_result.vocab, cfg, max_word_length=5)
     assert result.method == "exact"
@@ -213,44 +218,63 @@ def test_ngram_model_is_conditioned_exactly_too():
 
 
 # --- errors and budgets -------------------------------------------------------------------------------
-@pytest.mark.parametrize("options, message", [
-    (dict(min_len=6, max_len=4), "greater than --max-len"),
-    (dict(ends_with="abcdef", max_len=4), "--ends-with 'abcdef' is 6 characters"),
-    (dict(starts_with="ab", ends_with="ca", max_len=3), "starts with 'ab' and ends with 'ca'"),
-    (dict(contains=("abc",), excludes=("b",)), "which --excludes forbids"),
-    (dict(regex="a("), "--regex"),
-    (dict(contains=("",)), "non-empty"),
-    (dict(max_tries=0), "--max-tries"),
+@pytest.mark.parametrize("options, field, message", [
+    (dict(min_len=6, max_len=4), "min_len", "min_len 6 is greater than max_len (4)"),
+    (dict(ends_with="abcdef", max_len=4), "ends_with", "ends_with 'abcdef' is 6 characters, more than max_len (4)"),
+    (dict(starts_with="ab", ends_with="ca", max_len=3), "ends_with", "starts with 'ab' and ends with 'ca'"),
+    (dict(contains=("abc",), excludes=("b",)), "contains", "which excludes forbids"),
+    (dict(regex="a("), "regex", "regex 'a(': "),
+    (dict(contains=("",)), "contains", "contains needs non-empty strings"),
+    (dict(max_tries=0), "max_tries", "max_tries must be at least 1"),
+    (dict(num=-1), "num", "num must not be negative"),
+    (dict(num="5"), "num", "num must be an integer"),
+    (dict(max_len=0), "max_len", "max_len must be at least 1"),
+    (dict(max_len=10**6), "max_len", "max_len must be at most 10,000"),
+    (dict(min_len=50_000), "min_len", "min_len must be at most 10,000"),
+    (dict(temperature=0), "temperature", "temperature must be positive"),
+    (dict(temperature=float("nan")), "temperature", "temperature must be positive"),
+    (dict(top_k=0), "top_k", "top_k must be at least 1"),
+    (dict(top_p=1.5), "top_p", "top_p must be in (0, 1]"),
+    (dict(time_budget=-1), "time_budget", "time_budget must be positive"),
+    (dict(method="fast"), "method", "method must be one of auto, exact, rejection"),
+    (dict(novel=1), "novel", "novel must be true or false"),
 ])
-def test_impossible_constraints_are_config_errors(options, message):
-    with pytest.raises(ConfigError, match=re.escape(message)):
+def test_impossible_constraints_are_config_errors(options, field, message):
+    """Each names the Python parameter, in the message and in `field` (the CLI maps it to its flag)."""
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
         GenerateConfig(**options)
+    assert e.value.field == field and "--" not in str(e.value)
 
 
 def test_compatible_prefix_and_suffix_may_overlap(tiny):
-    out = generate(tiny.model, tiny.vocab, GenerateConfig(num=20, seed=0, starts_with="ab", ends_with="ba", max_len=3))
+    out = generate(tiny.model, tiny.vocab, GenerateConfig(num=20, seed=0, starts_with="ab", ends_with="ba", max_len=3),
+                   max_word_length=5)
     assert set(out.names) == {"aba"}
 
 
 def test_constraints_the_model_cannot_meet(tiny):
-    with pytest.raises(ConfigError, match="not in the model's vocabulary"):
-        generate(tiny.model, tiny.vocab, GenerateConfig(ends_with="z"))
-    zero = namesmith.train("bigram-counts", words=["ab", "ab"], model_config={"smoothing": 0}, ).model
+    with pytest.raises(ConfigError, match="not in the model's vocabulary") as e:
+        generate(tiny.model, tiny.vocab, GenerateConfig(ends_with="z"), max_word_length=5)
+    assert e.value.field == "ends_with"
+    zero = NameModel.train(model="bigram-counts", words=["ab", "ab"], smoothing=0).model
     with pytest.raises(ConfigError, match="non-zero probability"):
-        generate(zero, Vocab(("a", "b")), GenerateConfig(ends_with="a"))
-    with pytest.raises(ConfigError, match="needs the training word list"):
-        generate(tiny.model, tiny.vocab, GenerateConfig(novel=True))
+        generate(zero, Vocab(("a", "b")), GenerateConfig(ends_with="a"), max_word_length=2)
+    with pytest.raises(ConfigError, match="needs the training word list") as e:
+        generate(tiny.model, tiny.vocab, GenerateConfig(novel=True), max_word_length=5)
+    assert e.value.field == "novel"
 
 
 def test_budget_stops_a_hopeless_search_with_a_message(tiny):
-    out = generate(tiny.model, tiny.vocab, GenerateConfig(num=5, seed=0, regex="^z", max_tries=3000))
+    out = generate(tiny.model, tiny.vocab, GenerateConfig(num=5, seed=0, regex="^z", max_tries=3000),
+                   max_word_length=5)
     assert not out.complete and out.stop_reason == "max-tries" and out.names == [] and out.tries == 3000
     assert "found 0 of 5 names in 3,000 tries" in out.message() and "acceptance 0%" in out.message()
     out = generate(tiny.model, tiny.vocab, GenerateConfig(num=5, seed=0, regex="^z", time_budget=0.2,
-                                                          max_tries=10**12))
+                                                          max_tries=10**12), max_word_length=5)
     assert out.stop_reason == "time-budget" and out.seconds < 5
     # --unique asks for more distinct names than exist: stops too
-    out = generate(tiny.model, tiny.vocab, GenerateConfig(num=10, seed=0, unique=True, max_len=1, max_tries=10_000))
+    out = generate(tiny.model, tiny.vocab, GenerateConfig(num=10, seed=0, unique=True, max_len=1, max_tries=10_000),
+                   max_word_length=5)
     assert sorted(out.names) == ["a", "b", "c"] and out.stop_reason == "max-tries"
 
 

@@ -8,11 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from namesmith.checkpoint import load_checkpoint, save_checkpoint
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus
 from namesmith.errors import CheckpointError, ConfigError
+from namesmith.evaluate import mean_nll
 from namesmith.models import model_class
-from namesmith.trainer import mean_nll
+from namesmith.train import fit_model
+from namesmith.vocab import Vocab
 
 TINY = {
     "mlp": {"block_size": 3, "n_embd": 8, "n_hidden": 64},
@@ -94,21 +97,52 @@ def test_overfits_ten_words(name):
     model = cls(corpus.vocab.size, cls.config_class(**TINY[name]))
     config = TrainConfig(max_steps=120, learning_rate=3e-2, learning_rate_end=3e-3, batch_size=10,
                          weight_decay=0.0, warmup_steps=10, grad_clip=1.0, eval_every=1000, patience=100, seed=0)
-    history = model.fit(corpus, config)
+    history = fit_model(model, corpus, config)
     x, y = corpus.tensors("train")
     assert history.steps == 120
     assert mean_nll(model, x, y) < 0.5 * math.log(corpus.vocab.size)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_weights_round_trip(name):
-    model, other = make(name, seed=0), make(name, seed=1)
-    other.load_weights(model.weights())
+def step_logits(model, idx: torch.Tensor) -> torch.Tensor:
+    """(B, T, V) logits fed one token at a time through `step` (the sampling path)."""
+    with torch.no_grad():
+        state, steps = model.init_state(idx.shape[0]), []
+        for t in range(idx.shape[1]):
+            logits, state = model.step(state, idx[:, t])
+            steps.append(logits)
+    return torch.stack(steps, 1)
+
+
+def assert_same_outputs(model, other) -> None:
+    """Bit for bit the same logits, through forward and through step."""
     idx = sequences()
+    model.eval()
+    other.eval()
     with torch.no_grad():
         assert torch.equal(model(idx), other(idx))
+    assert torch.equal(step_logits(model, idx), step_logits(other, idx))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_weights_round_trip(name, tmp_path):
+    model, other = make(name, seed=0), make(name, seed=1)
+    with torch.no_grad():  # different initial weights: the comparisons below can fail
+        assert not torch.equal(model.eval()(sequences()), other.eval()(sequences()))
+    other.load_weights(model.weights())
+    assert_same_outputs(model, other)
     rebuilt = type(model).from_config_dict(V, model.config_dict())
+    assert rebuilt.config == model.config
     rebuilt.load_weights(model.weights())
+    assert_same_outputs(model, rebuilt)
+    # and through a model directory on disk
+    vocab = Vocab.from_words(["abcdefghijk"])
+    assert vocab.size == V
+    data = {"path": "words.txt", "sha256": "0" * 64, "lowercase": True, "encoding": "utf-8", "max_line_length": 64,
+            "dedupe": False, "split_seed": 42, "max_word_length": 11}  # what load_checkpoint checks
+    save_checkpoint(tmp_path / "m", model, vocab, {"data": data})
+    loaded = load_checkpoint(tmp_path / "m")
+    assert type(loaded.model) is type(model) and loaded.model.config == model.config
+    assert_same_outputs(model, loaded.model)
     with pytest.raises(CheckpointError):
         make(name, n_hidden=16).load_weights(model.weights())
 

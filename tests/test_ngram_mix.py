@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from namesmith.checkpoint import load_checkpoint
+from namesmith import NameModel
+from namesmith.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus
 from namesmith.errors import CheckpointError, ConfigError
-from namesmith.evaluate import word_log_probs
+from namesmith.evaluate import mean_nll, word_log_probs
 from namesmith.models.ngram_mix import NGramMix, fit_weights, mix_with_ngram
 from namesmith.models.transformer import Transformer, TransformerConfig
-from namesmith.sample import SampleConfig, sample
-from namesmith.train import train
-from namesmith.trainer import mean_nll
+from namesmith.train import fit_model
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "elizabeth", "mila", "ella", "avery", "sofia", "camila", "aria", "scarlett",
@@ -35,7 +35,7 @@ def corpus() -> Corpus:
 def mixed(corpus) -> NGramMix:
     torch.manual_seed(0)
     model = Transformer(corpus.vocab.size, TransformerConfig(block_size=16, **TINY_TRANSFORMER))
-    model.fit(corpus, TrainConfig(**QUICK))
+    fit_model(model, corpus, TrainConfig(**QUICK))
     model.eval()
     mix = mix_with_ngram(model, corpus, order=3)
     assert isinstance(mix, NGramMix)
@@ -86,35 +86,61 @@ def test_fit_weights_finds_the_minimum():
 
 def test_checkpoint_round_trip_and_sampling(tmp_path):
     out = tmp_path / "m"
-    result = train("gru", words=WORDS * 3, out=out, model_config={"n_embd": 8, "n_hidden": 16},
-                   train_config=TrainConfig(**QUICK, ngram_mix=4))
-    assert isinstance(result.model, NGramMix) and result.model.model_type == "gru"
+    result = NameModel.train(model="gru", words=WORDS * 3, out=out, n_embd=8, n_hidden=16, **QUICK, ngram_mix=4)
+    assert isinstance(result.model, NGramMix) and result.model_type == result.model.model_type == "ngram-mix"
+    assert result.model.model.model_type == "gru" and result.model.config.model_type == "gru"
+    assert result.describe() == "gru + 4-gram"
     assert set(result.meta["metrics_without_ngram"]) == {"train", "val", "test"}
-    saved = load_checkpoint(out)
+    saved = NameModel.load(out)
     assert isinstance(saved.model, NGramMix) and saved.model.ngram.config.order == 4
-    assert saved.meta["model_config"]["ngram_mix"]["weights"] == result.model.config_dict()["ngram_mix"]["weights"]
-    names = ["emma", "zoey", "bella"] + sample(saved.model, saved.vocab, SampleConfig(num=20, seed=0), 12).names
+    assert saved.meta["model_type"] == "ngram-mix" and saved.meta["model_config"]["model_type"] == "gru"
+    assert saved.meta["model_config"]["weights"] == result.model.config_dict()["weights"]
+    assert saved.model.weights().keys() == result.model.weights().keys()
+    for name, tensor in result.model.weights().items():
+        assert torch.equal(saved.model.weights()[name], tensor), name
+    generated = saved.generate(20, seed=0)
+    assert len(generated.names) == 20 and generated.names == saved.generate(20, seed=0).names
+    names = ["emma", "zoey", "bella"] + generated.names
     torch.testing.assert_close(word_log_probs(saved.model, names, saved.vocab),
                                word_log_probs(result.model, names, result.vocab))
-    alone = train("gru", words=WORDS * 3, model_config={"n_embd": 8, "n_hidden": 16},
-                  train_config=TrainConfig(**QUICK, ngram_mix=0))
+    alone = NameModel.train(model="gru", words=WORDS * 3, n_embd=8, n_hidden=16, **QUICK, ngram_mix=0)
     assert not isinstance(alone.model, NGramMix) and "metrics_without_ngram" not in alone.meta
+    assert alone.model_type == "gru" and alone.describe() == "gru"
 
 
-def test_malformed_mix_in_a_checkpoint_is_refused():
+def test_malformed_mix_in_a_checkpoint_is_refused(mixed, corpus, tmp_path):
+    # format 2: the mix is its own type, "ngram-mix", with a nested config
+    data = {"path": "words.txt", "sha256": "0" * 64, "lowercase": True, "encoding": "utf-8", "max_line_length": 64,
+            "dedupe": False, "split_seed": 42, "max_word_length": corpus.max_word_length}
+    save_checkpoint(tmp_path / "m", mixed, corpus.vocab, {"data": data})
+    good = read_meta(tmp_path / "m")
+    assert good["model_type"] == "ngram-mix" and good["model_config"]["model_type"] == "transformer"
+    assert good["model_config"]["weights"] == [float(w) for w in mixed.mix_weights]
+    x, _ = corpus.tensors("val")
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(tmp_path / "m").model(x), mixed(x))
+    config = good["model_config"]
+    for bad in ({**config, "weights": [1.0]}, {k: v for k, v in config.items() if k != "ngram"},
+                {**config, "model_type": "quantum"}, {**config, "model_type": "ngram-mix", "model": config},
+                {**config, "ngram": {"order": 3, "smoothing": 1}}):
+        (tmp_path / "m" / META_FILE).write_text(json.dumps({**good, "model_config": bad}))
+        with pytest.raises(CheckpointError, match="namesmith.json: .*(ngram-mix|quantum)"):
+            load_checkpoint(tmp_path / "m")
+    # an inner model's config with a format-1 style "ngram_mix" entry is not that model's config
     config = {**TINY_TRANSFORMER, "block_size": 8, "ngram_mix": {"ngram": {"order": 3}, "weights": [1.0]}}
-    with pytest.raises(CheckpointError, match="ngram_mix"):
-        Transformer.from_config_dict(10, config)
-    config["ngram_mix"] = {"weights": [1.0, 0.5]}
     with pytest.raises(CheckpointError, match="ngram_mix"):
         Transformer.from_config_dict(10, config)
 
 
 def test_refused_for_count_models_and_bad_orders():
-    with pytest.raises(ConfigError, match="--ngram-mix"):
-        train("bigram-counts", words=WORDS, train_config=TrainConfig(ngram_mix=3, device="cpu"))
-    with pytest.raises(ConfigError, match="--ngram-mix"):
+    with pytest.raises(ConfigError, match="^ngram_mix applies to neural models; bigram-counts") as error:
+        NameModel.train(model="bigram-counts", words=WORDS, ngram_mix=3, device="cpu")
+    assert error.value.field == "ngram_mix"
+    with pytest.raises(ConfigError, match="^ngram_mix must be") as error:
         TrainConfig(ngram_mix=-1)
+    assert error.value.field == "ngram_mix"
+    with pytest.raises(ConfigError, match="not trained by itself") as error:
+        NameModel.train(model="ngram-mix", words=WORDS, device="cpu")
 
 
 def test_without_validation_words_the_network_stays_alone(caplog):

@@ -14,12 +14,11 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from namesmith.config import TrainConfig
+from namesmith import NameModel
+from namesmith.casing import fold, resolve, restore
 from namesmith.data import DataConfig, decode_text, has_bad_chars, load_words, parse_words
 from namesmith.errors import DataError, NamesmithError
 from namesmith.evaluate import word_log_probs
-from namesmith.sample import SampleConfig, sample
-from namesmith.train import train
 from namesmith.vocab import BOUNDARY
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
@@ -73,29 +72,38 @@ def test_arbitrary_bytes_give_clean_words_or_a_data_error(raw, encoding):
 
 @SETTINGS
 @given(word_lists, line_ends, st.sampled_from(["bigram-counts", "bigram"]), st.integers(0, 2**31),
-       st.sampled_from([0.5, 1.0, 3.0]), st.one_of(st.none(), st.integers(1, 5)), st.booleans())
-def test_load_train_sample_score(words, end, model_type, seed, temperature, top_k, use_prefix):
+       st.sampled_from([0.5, 1.0, 3.0]), st.one_of(st.none(), st.integers(1, 5)), st.booleans(),
+       st.sampled_from(["exact", "auto", "lower"]), st.sampled_from([None, str.title, str.upper]))
+def test_load_train_sample_score(words, end, model_type, seed, temperature, top_k, use_prefix, case, recase):
     try:
-        data = read(words, end)
-        result = train(model_type, DataConfig(split_seed=seed % 100), TrainConfig(max_steps=5, device="cpu"),
-                       words=data)
+        data = read([recase(w) for w in words] if recase else words, end)
+        casing = resolve(data, case)
+        learned = fold(data, casing)  # the words as the model learns them
+        result = NameModel.train(model=model_type, words=data, case=case, split_seed=seed % 100, max_steps=5,
+                                 device="cpu")
         vocab, model = result.vocab, result.model
         prefix = data[0][:1] if use_prefix else ""
-        names = sample(model, vocab, SampleConfig(num=25, seed=seed, temperature=temperature, top_k=top_k,
-                                                  starts_with=prefix), result.corpus.max_word_length).names
-        scores = word_log_probs(model, data + [n for n in names if n], vocab)
+        generated = result.generate(25, seed=seed, temperature=temperature, top_k=top_k, starts_with=prefix,
+                                    max_tries=1000)  # a barely trained bigram may rarely end a name
+        names = generated.stats.names  # as the model spelled them (printed: restored to the list's casing)
+        scores = word_log_probs(model, learned + [n for n in names if n], vocab)
     except NamesmithError as e:
         assert "\n" not in str(e)
         event(f"refused: {type(e).__name__}")
         return
-    event("trained and sampled")
-    assert set(vocab.chars) == set().union(*map(set, data)) and BOUNDARY not in vocab.stoi.values()
+    event(f"trained and sampled ({casing})")
+    assert result.casing == casing
+    assert set(vocab.chars) == set().union(*map(set, learned)) and BOUNDARY not in vocab.stoi.values()
+    assert len(names) == 25 or generated.stats.stop_reason == "max-tries"
+    assert generated.names == [restore(n, casing) if casing in ("title", "upper") else n for n in names]
     for name in names:
         assert set(name) <= set(vocab.chars), name
-        assert name.startswith(prefix)
+        assert name.startswith(fold([prefix], casing)[0])
+    if casing == "exact":
+        assert generated.names == names and all(name.startswith(prefix) for name in names)
     probs = model.transition_probs()  # (V, V), row = previous token
     assert torch.allclose(probs.sum(1), torch.ones(vocab.size), atol=1e-5)
-    x = torch.tensor([[BOUNDARY, *vocab.encode(data[0])]])
+    x = torch.tensor([[BOUNDARY, *vocab.encode(learned[0])]])
     assert torch.allclose(model(x).float().softmax(-1).sum(-1), torch.ones(x.shape), atol=1e-5)
     assert all(math.isfinite(s) and s <= 1e-9 for s in scores.tolist())
     for m in result.metrics.values():

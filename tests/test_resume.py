@@ -13,12 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from namesmith import cli
+from namesmith import NameModel, cli
 from namesmith.checkpoint import load_checkpoint
-from namesmith.config import TrainConfig
-from namesmith.data import DataConfig
 from namesmith.errors import CheckpointError, ConfigError
-from namesmith.train import train
 
 NAMES = ("anna bob carl dora emil fritz gina hugo ida jan kim lena mona nils otto paul quinn rosa sven tina "  # noqa: SIM905
          "ulla vera wim xena yann zoe").split()
@@ -41,15 +38,15 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 @pytest.mark.parametrize("mode, k", [("full-batch", 51), ("full-batch", 1), ("one-hot", 7),
                                      ("per-example-nll", 2)])
 def test_bigram_api_resume_is_exact(tmp_path, mode, k):
-    config = TrainConfig(max_steps={"full-batch": 120, "one-hot": 20}.get(mode, 4), mode=mode, subset=40, device="cpu")
-    data = DataConfig(split_seed=3)
-    reference = train("bigram", data, config, words=NAMES)
-    first = train("bigram", data, config, words=NAMES, out=tmp_path, callback=stop_at(k))
-    assert first.history.stop_reason == "interrupted" and first.history.steps < config.max_steps
+    max_steps = {"full-batch": 120, "one-hot": 20}.get(mode, 4)
+    config = {"max_steps": max_steps, "mode": mode, "subset": 40, "device": "cpu", "split_seed": 3}
+    reference = NameModel.train(model="bigram", words=NAMES, **config)
+    first = NameModel.train(model="bigram", words=NAMES, out=tmp_path, callback=stop_at(k), **config)
+    assert first.history.stop_reason == "interrupted" and first.history.steps == k < max_steps
     saved = load_checkpoint(tmp_path, with_train_state=True)
     assert saved.meta["complete"] is False and saved.train_state is not None
-    resumed = train("bigram", data, TrainConfig(device="cpu"), words=NAMES, out=tmp_path, resume=True)
-    assert resumed.history.steps == config.max_steps and resumed.history.stop_reason == "finished"
+    resumed = NameModel.train(model="bigram", words=NAMES, split_seed=3, device="cpu", out=tmp_path, resume=True)
+    assert resumed.history.steps == max_steps and resumed.history.stop_reason == "finished"
     assert_same_weights(resumed.model, reference.model)
     final = load_checkpoint(tmp_path, with_train_state=True)
     assert final.meta["complete"] is True and final.train_state is None
@@ -58,39 +55,44 @@ def test_bigram_api_resume_is_exact(tmp_path, mode, k):
 
 
 def test_mlp_api_resume_is_exact(tmp_path):
-    pytest.importorskip("namesmith.models.mlp")
-    config = TrainConfig(max_steps=30, batch_size=8, eval_every=10, device="cpu", seed=5)
+    config = {"max_steps": 30, "batch_size": 8, "eval_every": 10, "device": "cpu", "seed": 5}
     model_config = {"n_embd": 4, "n_hidden": 16, "block_size": 2}
-    try:
-        reference = train("mlp", DataConfig(), config, model_config, words=NAMES)
-    except ConfigError as e:  # the mlp's option names changed: not what this test is about
-        pytest.skip(str(e))
-    first = train("mlp", DataConfig(), config, model_config, words=NAMES, out=tmp_path, callback=stop_at(13))
-    assert first.history.stop_reason == "interrupted"
-    resumed = train("mlp", DataConfig(), TrainConfig(device="cpu"), words=NAMES, out=tmp_path, resume=True)
-    assert resumed.history.steps == 30
+    reference = NameModel.train(model="mlp", words=NAMES, **config, **model_config)
+    assert reference.model.model_type == "ngram-mix" and reference.model.model.model_type == "mlp"  # the default
+    first = NameModel.train(model="mlp", words=NAMES, out=tmp_path, callback=stop_at(13), **config, **model_config)
+    assert first.history.stop_reason == "interrupted" and first.history.steps == 13
+    assert first.model.model_type == "mlp"  # an unfinished network is not mixed with the n-gram yet
+    resumed = NameModel.train(model="mlp", words=NAMES, device="cpu", out=tmp_path, resume=True)
+    assert resumed.history.steps == 30 and resumed.history.stop_reason == "finished"
     assert_same_weights(resumed.model, reference.model)
+    assert resumed.metrics == reference.metrics
+    assert_same_weights(NameModel.load(tmp_path).model, reference.model)
 
 
 def test_resume_refusals(tmp_path):
-    config = TrainConfig(max_steps=50, device="cpu")
-    with pytest.raises(ConfigError, match="--resume needs --out"):
-        train("bigram", train_config=config, words=NAMES, resume=True)
+    config = {"max_steps": 50, "device": "cpu"}
+    with pytest.raises(ConfigError, match="^resume needs out") as error:
+        NameModel.train(model="bigram", words=NAMES, resume=True, **config)
+    assert error.value.field == "resume"
     with pytest.raises(CheckpointError, match="no such model directory"):
-        train("bigram", train_config=config, words=NAMES, out=tmp_path / "none", resume=True)
-    train("bigram", train_config=config, words=NAMES, out=tmp_path / "done")
+        NameModel.train(model="bigram", words=NAMES, out=tmp_path / "none", resume=True, **config)
+    NameModel.train(model="bigram", words=NAMES, out=tmp_path / "done", **config)
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        train("bigram", train_config=config, words=NAMES, out=tmp_path / "done", resume=True)
-    train("bigram", train_config=config, words=NAMES, out=tmp_path / "cut", callback=stop_at(11))
-    with pytest.raises(ConfigError, match="holds a bigram model"):
-        train("bigram-counts", train_config=config, words=NAMES, out=tmp_path / "cut", resume=True)
-    with pytest.raises(ConfigError, match="data differs"):
-        train("bigram", train_config=config, words=NAMES + ["zygmunt"], out=tmp_path / "cut", resume=True)
+        NameModel.train(model="bigram", words=NAMES, out=tmp_path / "done", resume=True, **config)
+    NameModel.train(model="bigram", words=NAMES, out=tmp_path / "cut", callback=stop_at(11), **config)
+    with pytest.raises(ConfigError, match="holds a bigram model, not bigram-counts") as error:
+        NameModel.train(model="bigram-counts", words=NAMES, out=tmp_path / "cut", resume=True, **config)
+    assert error.value.field == "model"
+    with pytest.raises(ConfigError, match="data differs") as error:
+        NameModel.train(model="bigram", words=NAMES + ["zygmunt"], out=tmp_path / "cut", resume=True, **config)
+    assert error.value.field == "data"
+    # the refusals left the interrupted run as it was: it still resumes
+    resumed = NameModel.train(model="bigram", words=NAMES, out=tmp_path / "cut", resume=True, device="cpu")
+    assert resumed.history.steps == 50 and resumed.history.stop_reason == "finished"
 
 
 def test_interrupted_checkpoint_is_a_usable_model(tmp_path, capsys):
-    train("bigram", train_config=TrainConfig(max_steps=100, device="cpu"), words=NAMES, out=tmp_path,
-          callback=stop_at(21))
+    NameModel.train(model="bigram", words=NAMES, out=tmp_path, callback=stop_at(21), max_steps=100, device="cpu")
     assert cli.main(["sample", "-m", str(tmp_path), "-n", "5", "--seed", "1"]) == 0
     assert len(capsys.readouterr().out.splitlines()) <= 5
 
@@ -138,8 +140,8 @@ def test_cli_sigint_saves_and_resume_matches_uninterrupted(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "namesmith.cli", "-q", *argv, "--resume"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"trained bigram for {steps} steps" in resumed.stdout
-    reference = train("bigram", DataConfig(path=argv[4]), TrainConfig(max_steps=steps, seed=7, device="cpu"))
+    assert f"trained bigram for {steps:,} steps" in resumed.stdout
+    reference = NameModel.train(argv[4], "bigram", max_steps=steps, seed=7, device="cpu")
     assert_same_weights(load_checkpoint(tmp_path / "model").model, reference.model)
 
 

@@ -1,4 +1,4 @@
-"""Sampling: the batched samplers draw from exactly the model's distribution.
+"""Plain sampling: the batched samplers draw from exactly the model's distribution.
 
 The exact first-letter and length distributions of a bigram model follow from its transition
 matrix P: with s = P[start] and Q the character-to-character block, P(length = l) = s Q^(l-1) r
@@ -8,7 +8,6 @@ Sampled counts are compared with them by a chi-square test at a fixed seed.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 
 import numpy as np
@@ -16,11 +15,10 @@ import pytest
 import torch
 
 from namesmith.data import Corpus, load_words
+from namesmith.generate import GenerateConfig, generate
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
-from namesmith.sample import SampleConfig, Samples, alias_tables, decode_batch, next_token_probs, sample
+from namesmith.sample import CHUNK, Batch, alias_tables, decode_batch, next_token_probs, plain_sampler
 from namesmith.vocab import BOUNDARY, Vocab
-
-sample_module = sys.modules["namesmith.sample"]  # `namesmith.sample` the attribute is the function
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +32,29 @@ def bigram() -> tuple[BigramCounts, Vocab]:
 class HiddenTable(BigramCounts):
     """The same model seen as an arbitrary CharModel: forces the generic (torch) sampler."""
 
-    transition_probs = None
+    def transition_table(self) -> None:
+        return None
+
+    def markov_chain(self) -> None:
+        return None
 
     @property
     def context_size(self) -> None:
         return None
 
 
-def table(model: BigramCounts, config: SampleConfig) -> np.ndarray:
+def table(model: BigramCounts, **decoding) -> np.ndarray:
     with torch.no_grad():
-        probs = next_token_probs(BigramCounts.transition_probs(model).log(), config).double().numpy()
+        probs = next_token_probs(BigramCounts.transition_probs(model).log(), **decoding).double().numpy()
     return probs / probs.sum(1, keepdims=True)  # top-p leaves the kept mass unnormalised
+
+
+def draw_names(model, vocab: Vocab, num: int, seed: int, prefix: str = "", max_length: int = 32,
+               **decoding) -> Batch:
+    """`num` draws of the plain sampler, in batches of at most CHUNK."""
+    sampler = plain_sampler(model, vocab, prefix=prefix, max_length=max_length, seed=seed, **decoding)
+    batches = [sampler.run(min(CHUNK, num - start)) for start in range(0, num, CHUNK)]
+    return Batch([n for b in batches for n in b.names], np.concatenate([b.finished for b in batches]))
 
 
 def chi_square_p(observed: np.ndarray, expected_probs: np.ndarray, min_expected: float = 5.0) -> float:
@@ -84,7 +94,7 @@ def exact_distributions(P: np.ndarray, start: int, room: int) -> tuple[np.ndarra
     return first, length
 
 
-def observed_distributions(samples: Samples, vocab: Vocab, prefix: str, room: int) -> tuple[np.ndarray, np.ndarray]:
+def observed_distributions(samples: Batch, vocab: Vocab, prefix: str, room: int) -> tuple[np.ndarray, np.ndarray]:
     first = np.zeros(vocab.size + 1)
     length = np.zeros(room + 2)
     for name, count in Counter(name[len(prefix):] for name in samples.names).items():
@@ -98,7 +108,7 @@ def observed_distributions(samples: Samples, vocab: Vocab, prefix: str, room: in
 @pytest.mark.parametrize("options", [
     {},
     {"temperature": 0.7, "top_k": 8},
-    {"top_p": 0.8, "starts_with": "ma"},
+    {"top_p": 0.8, "prefix": "ma"},
     {"max_length": 4},  # a tight guard: many names are unfinished
 ])
 def test_first_letter_and_length_follow_the_exact_distribution(bigram, generic, options):
@@ -107,15 +117,15 @@ def test_first_letter_and_length_follow_the_exact_distribution(bigram, generic, 
         hidden = HiddenTable(vocab.size, model.config)
         hidden.load_state_dict(model.state_dict())
         model = hidden.eval()
-    config = SampleConfig(num=20_000 if generic else 200_000, seed=12345, **options)
-    max_length = config.max_length or 32
-    result = sample(model, vocab, config, max_word_length=16)
-    prefix = config.starts_with
+    num = 20_000 if generic else 200_000
+    options = {"prefix": "", "max_length": 32, **options}
+    result = draw_names(model, vocab, num, 12345, **options)
+    prefix, max_length = options.pop("prefix"), options.pop("max_length")
     room = max_length - len(prefix)
-    assert len(result.names) + result.unfinished == config.num
+    assert len(result.names) + result.unfinished == num
     assert all(name.startswith(prefix) and len(name) <= max_length for name in result.names)
     start = vocab.encode(prefix)[-1] if prefix else BOUNDARY
-    exact_first, exact_length = exact_distributions(table(model, config), start, room)
+    exact_first, exact_length = exact_distributions(table(model, **options), start, room)
     first, length = observed_distributions(result, vocab, prefix, room)
     assert chi_square_p(first, exact_first) > 1e-3
     assert chi_square_p(length, exact_length) > 1e-3
@@ -124,9 +134,9 @@ def test_first_letter_and_length_follow_the_exact_distribution(bigram, generic, 
 def test_a_wrong_distribution_is_detected(bigram):
     # the test above has power: a sampler at temperature 1.1 fails it against the exact table at 1.0
     model, vocab = bigram
-    result = sample(model, vocab, SampleConfig(num=200_000, seed=12345, temperature=1.1), 16)
+    result = draw_names(model, vocab, 200_000, 12345, temperature=1.1)
     first, length = observed_distributions(result, vocab, "", 32)
-    exact_first, exact_length = exact_distributions(table(model, SampleConfig()), BOUNDARY, 32)
+    exact_first, exact_length = exact_distributions(table(model), BOUNDARY, 32)
     assert min(chi_square_p(first, exact_first), chi_square_p(length, exact_length)) < 1e-6
 
 
@@ -137,25 +147,16 @@ def test_same_seed_same_names(bigram, generic):
         hidden = HiddenTable(vocab.size, model.config)
         hidden.load_state_dict(model.state_dict())
         model = hidden
-    a = sample(model, vocab, SampleConfig(num=500, seed=7), 16).names
-    assert a == sample(model, vocab, SampleConfig(num=500, seed=7), 16).names
-    assert a != sample(model, vocab, SampleConfig(num=500, seed=8), 16).names
-
-
-def test_many_names_are_drawn_in_bounded_chunks(bigram, monkeypatch):
-    model, vocab = bigram
-    monkeypatch.setattr(sample_module, "CHUNK", 1000)
-    result = sample(model, vocab, SampleConfig(num=2_500, seed=0, max_length=6), 16)
-    assert len(result.names) + result.unfinished == 2_500
-    assert result.unfinished > 0 and all(len(name) <= 6 for name in result.names)
-    assert sample(model, vocab, SampleConfig(num=0, seed=0), 16).names == []
+    a = generate(model, vocab, GenerateConfig(num=500, seed=7), max_word_length=16).names
+    assert a == generate(model, vocab, GenerateConfig(num=500, seed=7), max_word_length=16).names
+    assert a != generate(model, vocab, GenerateConfig(num=500, seed=8), max_word_length=16).names
 
 
 def test_zero_probability_tokens_are_never_drawn():
     vocab = Vocab(tuple("abc"))
     model = BigramCounts(vocab.size, BigramCountsConfig(smoothing=0))
     model.pair_counts.copy_(torch.tensor([[0, 5, 0, 1], [3, 0, 2, 0], [1, 0, 0, 4], [1, 1, 0, 0]]))
-    names = sample(model, vocab, SampleConfig(num=20_000, seed=0), 8).names
+    names = generate(model, vocab, GenerateConfig(num=20_000, seed=0), max_word_length=8).names
     pairs = {(a, b) for name in names for a, b in zip("^" + name, name + "$")}
     assert pairs <= {("^", "a"), ("^", "c"), ("a", "$"), ("a", "b"), ("b", "$"), ("b", "c"), ("c", "$"), ("c", "a")}
 

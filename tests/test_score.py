@@ -6,6 +6,7 @@ import math
 import pytest
 
 import namesmith
+from namesmith import NameModel
 from namesmith.cli import main
 from namesmith.score import rank, reference_scores, score_names
 
@@ -14,7 +15,7 @@ WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper
 
 @pytest.fixture(scope="module")
 def model():
-    return namesmith.train("bigram-counts", words=WORDS, data=namesmith.data.DataConfig(split=False))
+    return NameModel.train(model="bigram-counts", words=WORDS, split=False)
 
 
 def test_scores_match_the_transition_table(model):
@@ -37,10 +38,19 @@ def test_percentiles_and_ranking(model):
     assert ranked[-1] == "xyz" and ranked[-2] == "mmmmmmmmmm"
     nlls = [s.nll_per_char for s in rank(scores)[:-1]]
     assert nlls == sorted(nlls)
+    # NameModel.score: the same scores, percentiles among the words it was trained on (all of them here)
+    api = model.score(["emma", "xyz", "ava", "mmmmmmmmmm", "amelia"])
+    assert [s.to_dict() for s in api] == [s.to_dict() for s in scores]
+    assert [s.to_dict() for s in model.score(["EMMA", "Ava"])] == [
+        {**s.to_dict(), "name": name} for s, name in zip(score_names(model.model, model.vocab, ["emma", "ava"],
+                                                                     reference), ["EMMA", "Ava"])]
+    with pytest.raises(namesmith.ConfigError, match="^names must be a list") as error:
+        model.score("emma")
+    assert error.value.field == "names"
 
 
 def test_zero_probability_is_minus_infinity_not_a_crash():
-    result = namesmith.train("bigram-counts", words=WORDS, model_config={"smoothing": 0})
+    result = NameModel.train(model="bigram-counts", words=WORDS, smoothing=0)
     [score, empty] = score_names(result.model, result.vocab, ["mmmm", ""])
     assert score.log_prob == -math.inf and score.nll_per_char == math.inf
     assert score.to_dict()["log_prob"] == "-inf" and empty.error == "empty name"

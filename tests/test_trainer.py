@@ -13,16 +13,10 @@ from safetensors.torch import save as st_save
 
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus
+from namesmith.evaluate import mean_nll
 from namesmith.models.mlp import MLP, MLPConfig
-from namesmith.trainer import (
-    LengthBuckets,
-    WeightAverage,
-        batch_loss,
-    fit_gradient,
-    learning_rate,
-    make_optimizer,
-    mean_nll,
-)
+from namesmith.train import fit_model, resolve_train_config
+from namesmith.trainer import LengthBuckets, Trainer, WeightAverage, batch_loss, learning_rate, make_optimizer
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "elizabeth", "mila", "ella", "avery", "sofia", "camila", "aria", "scarlett",
@@ -33,8 +27,8 @@ WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "ame
 
 def base_config(**overrides) -> TrainConfig:
     values = dict(max_steps=40, learning_rate=1e-2, learning_rate_end=1e-3, batch_size=8, weight_decay=0.01,
-                  warmup_steps=5, grad_clip=1.0, eval_every=10, patience=100, seed=3,
-                  time_budget=1e9)  # a budget that never binds keeps the schedule step-based (reproducible)
+                  warmup_steps=5, grad_clip=1.0, eval_every=10, patience=100, seed=3, ema=0.0, batching="random",
+                  ngram_mix=0, time_budget=1e9)  # a budget that never binds keeps the schedule step-based
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -51,7 +45,7 @@ def corpus() -> Corpus:
 
 def test_max_steps_and_history(corpus):
     model = tiny_mlp()
-    history = fit_gradient(model, corpus, base_config(max_steps=35))
+    history = fit_model(model, corpus, base_config(max_steps=35))
     assert history.steps == 35
     assert history.stop_reason == "finished"
     assert [s for s, _ in history.train_loss] == [10, 20, 30]
@@ -61,7 +55,7 @@ def test_max_steps_and_history(corpus):
 
 def test_time_budget_stops():
     corpus = Corpus.from_words(WORDS * 4, seed=1)
-    history = fit_gradient(tiny_mlp(), corpus, base_config(max_steps=10**9, time_budget=0.3, eval_every=50))
+    history = fit_model(tiny_mlp(), corpus, base_config(max_steps=10**9, time_budget=0.3, eval_every=50))
     assert history.stop_reason == "time budget"
     assert 0 < history.steps < 10**9
     assert history.seconds < 10  # generous: the machine may be busy
@@ -74,7 +68,7 @@ def test_callback_stops_and_sees_metrics(corpus):
         seen.append((step, total, dict(metrics)))
         return step == 7
 
-    history = fit_gradient(tiny_mlp(), corpus, base_config(eval_every=5), callback)
+    history = fit_model(tiny_mlp(), corpus, base_config(eval_every=5), callback)
     assert history.steps == 7 and history.stop_reason == "interrupted"
     assert [s for s, _, _ in seen] == list(range(1, 8))
     assert all(total == 40 and "loss" in m and "lr" in m for _, total, m in seen)
@@ -86,7 +80,7 @@ def test_best_weights_restored_and_early_stopping(corpus):
     model = tiny_mlp(dropout=0.0)
     config = base_config(max_steps=600, learning_rate=3e-2, learning_rate_end=3e-2, eval_every=20, patience=3,
                          weight_decay=0.0)
-    history = fit_gradient(model, corpus, config)
+    history = fit_model(model, corpus, config)
     assert history.stop_reason == "early stopping"
     vals = [v for _, _, v in history.val_loss]
     assert vals[-1] > min(vals)
@@ -98,7 +92,7 @@ def test_no_validation_words_keeps_last_weights(caplog):
     corpus = Corpus.from_words(["ab", "ba", "abba"], seed=0)
     assert corpus.words("val") == []
     with caplog.at_level(logging.WARNING, logger="namesmith"):
-        history = fit_gradient(tiny_mlp(), corpus, base_config(max_steps=12, eval_every=4))
+        history = fit_model(tiny_mlp(), corpus, base_config(max_steps=12, eval_every=4))
     assert "no validation words" in caplog.text
     assert history.steps == 12 and history.val_loss == []
 
@@ -138,11 +132,11 @@ PLAIN = {"ema": 0.0, "batching": "random"}
 def test_resume_gives_identical_weights(corpus, stop_at, options):
     config = base_config(max_steps=40, eval_every=10, **options)
     reference = tiny_mlp(seed=0)
-    ref_history = fit_gradient(reference, corpus, config)
+    ref_history = fit_model(reference, corpus, config)
 
     states = []
     model = tiny_mlp(seed=0)
-    history = fit_gradient(model, corpus, config, lambda step, total, m: step == stop_at,
+    history = fit_model(model, corpus, config, lambda step, total, m: step == stop_at,
                            on_checkpoint=states.append)
     assert history.stop_reason == "interrupted" and history.steps == stop_at
     state = roundtrip(states[-1])
@@ -153,7 +147,7 @@ def test_resume_gives_identical_weights(corpus, stop_at, options):
 
     torch.manual_seed(123)  # the global RNG (dropout) must come from the state, not from here
     resumed = tiny_mlp(seed=99)
-    resumed_history = fit_gradient(resumed, corpus, config, resume=state)
+    resumed_history = fit_model(resumed, corpus, config, resume=state)
     assert resumed_history.steps == 40 and resumed_history.stop_reason == "finished"
     for name, tensor in reference.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
@@ -163,7 +157,7 @@ def test_resume_gives_identical_weights(corpus, stop_at, options):
 
 def test_checkpoints_after_each_evaluation(corpus):
     states = []
-    fit_gradient(tiny_mlp(), corpus, base_config(max_steps=30, eval_every=10), on_checkpoint=states.append)
+    fit_model(tiny_mlp(), corpus, base_config(max_steps=30, eval_every=10), on_checkpoint=states.append)
     assert [s["meta"]["step"] for s in states] == [10, 20, 30]
     assert all(math.isfinite(s["meta"]["best_val"]) for s in states)
     assert all(any(k.startswith("best.") for k in s["tensors"]) for s in states)
@@ -227,10 +221,26 @@ def test_weight_average_update_and_swap():
 
 def test_ema_weights_are_the_ones_evaluated_and_kept(corpus):
     model = tiny_mlp()
-    history = fit_gradient(model, corpus, base_config(max_steps=60, ema=0.95, eval_every=20))
+    history = fit_model(model, corpus, base_config(max_steps=60, ema=0.95, eval_every=20))
     x, y = corpus.tensors("val")
     assert mean_nll(model, x, y) == pytest.approx(min(v for _, _, v in history.val_loss), abs=1e-6)
     # the same run without the average trains identically but evaluates (and keeps) the raw weights
-    raw = fit_gradient(tiny_mlp(), corpus, base_config(max_steps=60, ema=0.0, eval_every=20))
+    raw = fit_model(tiny_mlp(), corpus, base_config(max_steps=60, ema=0.0, eval_every=20))
     assert raw.train_loss == history.train_loss
     assert all(a != b for (_, _, a), (_, _, b) in zip(raw.val_loss, history.val_loss))
+
+
+def test_fit_model_resolves_the_config_and_runs_the_trainer(corpus):
+    config = base_config(max_steps=25, ema=None, batching=None, ngram_mix=None)  # left to the model type
+    resolved = resolve_train_config(tiny_mlp(), config)
+    assert resolved.resolved and not config.resolved
+    assert (resolved.ema, resolved.batching) == (0.999, "by-length")  # the neural defaults fill what was unset
+    assert resolved.max_steps == 25 and resolved.learning_rate == 1e-2  # what was set stays
+    with pytest.raises(AssertionError, match="resolved"):
+        Trainer(tiny_mlp(), corpus, config)
+    by_trainer = tiny_mlp()
+    history = Trainer(by_trainer, corpus, resolved).fit()
+    by_fit_model = tiny_mlp()
+    assert fit_model(by_fit_model, corpus, config).train_loss == history.train_loss
+    for name, tensor in by_trainer.state_dict().items():
+        assert torch.equal(tensor, by_fit_model.state_dict()[name]), name

@@ -53,8 +53,9 @@ def test_block_size_for_corpus():
     assert Transformer.block_size_for(corpus) == 7
     assert Transformer.make_config({"n_layer": 1}, corpus) == TransformerConfig(block_size=7, n_layer=1)
     assert Transformer.make_config({"block_size": 20}, corpus).block_size == 20
-    with pytest.raises(ConfigError, match="block-size 5"):
+    with pytest.raises(ConfigError, match="^block_size 5 is too small .* at least 7") as error:
         Transformer.make_config({"block_size": 5}, corpus)
+    assert error.value.field == "block_size"
 
 
 def test_hand_written_attention_equals_sdpa():

@@ -55,7 +55,8 @@ class CharModel(nn.Module):
     - `counts_only`: fitted in closed form from counts; training options do not apply.
     - `wrapper`: built from other trained models (the n-gram mix), never trained by `--model`.
     - `make_config(overrides, corpus)`: the model's config from user options and the data.
-    - `transition_table()`: the (V, V) table P(next | previous) of a first-order model, else None.
+    - `transition_table()`: the (V, V) table P(next | previous) of a first-order model, else None;
+      `markov_chain()`: the model as a finite Markov chain over its own states, else None.
     - `streamable` and `fit_pair_counts(...)`: fitting from (V, V) pair counts alone (streamed training).
     - `labels` and `given(where)`: a conditional model's labels, and the plain model of some of them.
     """
@@ -119,6 +120,12 @@ class CharModel(nn.Module):
 
     def transition_table(self) -> torch.Tensor | None:
         """(V, V) P(next | previous) of a first-order model (rows sum to 1); None for other models."""
+        return None
+
+    def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """The model as a finite Markov chain over the states it stores, if it is one (bigram models,
+        the n-gram): next-token log-probabilities (S, V), the next state (S, V), and the state after
+        the boundary that starts a name. None for other models (see namesmith.generate)."""
         return None
 
     # --- conditions (namesmith.conditional) -----------------------------------------------------

@@ -1,0 +1,355 @@
+"""Generation under pressure (issue 12): every budget binds whatever the regex, names stream in
+bounded batches, memory is bounded for any length request, exact sampling does not underflow,
+and the n-gram is steered exactly over the contexts it stores."""
+
+import math
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from namesmith.data import load_words
+from namesmith.errors import ConfigError, NamesmithError
+from namesmith.evaluate import word_log_probs
+from namesmith.generate import (
+    MAX_NAME_LENGTH,
+    MIN_BATCH,
+    GenerateConfig,
+    build_automaton,
+    generate,
+    iter_generate,
+    markov_chain,
+)
+from namesmith.models.bigram import BigramCounts, BigramCountsConfig
+from namesmith.namemodel import NameModel
+from namesmith.sample import CHUNK, MAX_BATCH_TOKENS, batch_limit
+from namesmith.vocab import BOUNDARY, Vocab
+
+generate_module = sys.modules["namesmith.generate"]  # `namesmith.generate` the attribute is the function
+sample_module = sys.modules["namesmith.sample"]
+TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
+A_NAMES = ["a" * n for n in range(20, 41)]  # names made only of 'a', as in the issue
+
+
+@pytest.fixture(scope="module")
+def builtin_bigram():
+    return NameModel.train(model="bigram-counts", words=load_words("builtin"))
+
+
+@pytest.fixture(scope="module")
+def a_model():
+    return NameModel.train(model="bigram-counts", words=A_NAMES)
+
+
+def long_name_model(end_count: float = 1.0) -> tuple[BigramCounts, Vocab]:
+    """A bigram over {a} whose names almost never end: P(end | a) = end_count / 10^6."""
+    vocab = Vocab(("a",))
+    model = BigramCounts(vocab.size, BigramCountsConfig(smoothing=0))
+    model.pair_counts.copy_(torch.tensor([[0.0, 1.0], [end_count, 1e6]]))
+    return model.eval(), vocab
+
+
+# --- 1. a pathological regex cannot outlast the budgets ---------------------------------------------
+def test_pathological_regex_respects_the_time_budget_in_a_fresh_process(tmp_path):
+    """The issue's case: `^(a+)+b$` on long runs of 'a' (Python's re backtracks for hours)."""
+    script = textwrap.dedent(f"""
+        import time
+        from namesmith import NameModel
+        from namesmith.generate import GenerateConfig, generate
+        from namesmith.errors import ConfigError
+        result = NameModel.train(model="bigram-counts", words={A_NAMES!r})
+        for pattern in ("^(a+)+b$", "^(a|a)+b$"):
+            for budget in ({{"time_budget": 1.0}}, {{"max_tries": 1000}}):
+                start = time.perf_counter()
+                try:
+                    out = generate(result.model, result.vocab, GenerateConfig(num=5, seed=0, regex=pattern,
+                                   max_len=60, **budget), max_word_length=40)
+                    print(pattern, budget, out.stop_reason, round(time.perf_counter() - start, 2))
+                except ConfigError as e:
+                    print(pattern, budget, "error", e.field, round(time.perf_counter() - start, 2))
+    """)
+    root = str(Path(__file__).resolve().parent.parent)  # this checkout's namesmith, whatever is installed
+    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        *_, outcome, seconds = line.split()
+        assert float(seconds) < 10, line  # the budget (1 s) or one regex timeout (0.25 CPU s), plus slack
+        assert outcome in ("time-budget", "max-tries", "regex"), line
+
+
+def test_a_regex_that_backtracks_too_long_is_refused_naming_the_field(a_model, monkeypatch):
+    monkeypatch.setattr(generate_module, "REGEX_TIMEOUT", 0.1)
+    config = GenerateConfig(num=5, seed=0, regex="^(a|a)+b$", max_len=60, max_tries=1000)
+    with pytest.raises(ConfigError, match=r"regex '\^\(a\|a\)\+b\$' took more than 0.1 s \(CPU\)") as e:
+        generate(a_model.model, a_model.vocab, config, max_word_length=40)
+    assert e.value.field == "regex"
+
+
+def test_the_time_budget_ends_a_regex_match(a_model):
+    config = GenerateConfig(num=5, seed=0, regex="^(a|a)+b$", max_len=60, time_budget=0.3)
+    out = generate(a_model.model, a_model.vocab, config, max_word_length=40)
+    assert out.stop_reason == "time-budget" and out.names == [] and out.seconds < 3
+
+
+def test_a_normal_regex_filters_as_before(builtin_bigram):
+    out = generate(builtin_bigram.model, builtin_bigram.vocab, GenerateConfig(num=200, seed=0, regex="^[^aeiou]{2}"),
+                   max_word_length=15)
+    assert out.complete and all(len(n) >= 2 and not set(n[:2]) & set("aeiou") for n in out.names)
+
+
+# --- 2. streaming -----------------------------------------------------------------------------------
+def test_huge_num_streams_small_batches_first_and_stops_when_closed(builtin_bigram):
+    model = builtin_bigram.model.train()  # the stream puts it in eval mode, and back when closed
+    stream = iter_generate(model, builtin_bigram.vocab, GenerateConfig(num=50_000_000, seed=0), max_word_length=15)
+    sizes = [len(next(stream)) for _ in range(8)]
+    assert sizes[0] <= MIN_BATCH < sizes[1] < sizes[2] and max(sizes) <= CHUNK  # names that ended, of each batch
+    assert not model.training
+    assert stream.generation.found == sum(sizes) and stream.generation.tries >= sum(sizes)
+    stream.close()
+    assert model.training and stream.generation.found == sum(sizes)
+    assert stream.generation.stop_reason == "closed" and not stream.generation.complete
+    with pytest.raises(StopIteration):
+        next(stream)
+    model.eval()
+
+
+def test_streaming_memory_is_bounded_by_the_batch_not_by_num(builtin_bigram):
+    """400,000 names pass through in batches; what is alive at once is one batch."""
+    config = GenerateConfig(num=400_000, seed=1)
+    tracemalloc.start()
+    try:
+        count = 0
+        with iter_generate(builtin_bigram.model, builtin_bigram.vocab, config, max_word_length=15) as stream:
+            for names in stream:
+                count += len(names)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 400_000 and stream.generation.complete
+    assert peak < 20e6  # the names alone take 26 MB (str objects and a list); one batch of 65,536 about 5 MB
+
+
+@pytest.mark.parametrize("options", [{}, {"unique": True, "novel": True}, {"ends_with": "na", "regex": "^[a-m]"}])
+def test_generate_is_the_stream_collected(builtin_bigram, options):
+    words = set(load_words("builtin"))
+    config = GenerateConfig(num=3000, seed=4, **options)
+    args = (builtin_bigram.model, builtin_bigram.vocab, config)
+    streamed = [n for batch in iter_generate(*args, max_word_length=15, known_words=words) for n in batch]
+    collected = generate(*args, max_word_length=15, known_words=words)
+    assert streamed == collected.names and len(streamed) == 3000 and collected.found == 3000
+
+
+def test_errors_come_before_the_first_name(builtin_bigram):
+    with pytest.raises(ConfigError, match="not in the model's vocabulary"):
+        iter_generate(builtin_bigram.model, builtin_bigram.vocab, GenerateConfig(contains="ß"), max_word_length=15)
+
+
+# --- 3. memory is bounded for any length request -------------------------------------------------------
+def test_lengths_beyond_the_limit_are_refused_in_one_line():
+    for options in ({"max_len": 100_000}, {"min_len": 50_000, "max_len": 100_000}):
+        with pytest.raises(ConfigError, match=f"must be at most {MAX_NAME_LENGTH:,}") as e:
+            GenerateConfig(num=2, **options)
+        assert "\n" not in str(e.value)
+
+
+def test_long_names_draw_small_batches():
+    assert batch_limit(10) == CHUNK and batch_limit(MAX_NAME_LENGTH) * (MAX_NAME_LENGTH + 1) <= MAX_BATCH_TOKENS
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["table", "generic"])
+def test_rejection_of_long_names_stays_in_bounded_memory(generic, monkeypatch):
+    """Names that never end before max_len: every draw fills the longest buffer a batch may have."""
+    tokens = 1 << 18
+    monkeypatch.setattr(sample_module, "MAX_BATCH_TOKENS", tokens)  # a smaller limit: a quicker test
+    model, vocab = long_name_model()
+    if generic:
+        model.transition_table = model.markov_chain = lambda: None  # the torch sampler over `step`, as a neural model
+    config = GenerateConfig(num=2, seed=0, min_len=500, max_len=1_500, method="rejection",
+                            max_tries=400 if generic else 2_000, time_budget=60)  # batches of at most 174
+    tracemalloc.start()
+    try:
+        out = generate(model, vocab, config, max_word_length=5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * tokens  # the token buffer, its copies, and the names of one batch
+    # 8. the names that hit the length guard are counted, and said in one line
+    assert out.unfinished > 0 and out.unfinished + out.found <= out.tries  # the rest: finished too short
+    assert "reached the length limit (max_len 1500)" in out.unfinished_message()
+
+
+def test_the_time_budget_binds_inside_a_batch_of_long_names():
+    model, vocab = long_name_model(end_count=0.0)
+    model.transition_table = model.markov_chain = lambda: None  # one model step per character: a batch is slow
+    config = GenerateConfig(num=1, seed=0, max_len=MAX_NAME_LENGTH, method="rejection", time_budget=0.3)
+    out = generate(model, vocab, config, max_word_length=5)
+    assert out.stop_reason == "time-budget" and out.seconds < 3
+
+
+def test_exact_tables_past_their_limit_fall_back_or_are_refused(builtin_bigram, monkeypatch):
+    monkeypatch.setattr(generate_module, "MAX_EXACT_TABLE", 1000)
+    args = (builtin_bigram.model, builtin_bigram.vocab)
+    out = generate(*args, GenerateConfig(num=20, seed=0, ends_with="na", max_len=100), max_word_length=15)
+    assert out.method == "rejection" and all(n.endswith("na") for n in out.names)
+    with pytest.raises(ConfigError, match="MAX_EXACT_TABLE") as e:
+        generate(*args, GenerateConfig(num=20, ends_with="na", max_len=100, method="exact"), max_word_length=15)
+    assert e.value.field == "method"
+
+
+# --- 4. exact sampling does not underflow ------------------------------------------------------------
+def log_p_length_between(model: BigramCounts, lo: int, hi: int) -> float:
+    """log P(lo ≤ length ≤ hi) of a bigram's names, by the absorbing-chain recursion P(length = l) =
+    s Q^(l-1) r, with the row vector renormalised every step (its log scale kept aside)."""
+    P = model.transition_probs().double()
+    s, Q, r = P[BOUNDARY, 1:], P[1:, 1:], P[1:, BOUNDARY]
+    v, log_scale, terms = s.clone(), 0.0, []
+    for length in range(1, hi + 1):
+        if length >= lo:
+            terms.append(math.log(float(v @ r)) + log_scale)
+        v = v @ Q
+        total = float(v.sum())
+        v, log_scale = v / total, log_scale + math.log(total)
+    return float(torch.logsumexp(torch.tensor(terms, dtype=torch.float64), 0))
+
+
+def test_very_long_minimum_lengths_are_possible(builtin_bigram):
+    """The issue's case: min_len 5000, max_len 6000 on bigram counts."""
+    model, vocab = builtin_bigram.model, builtin_bigram.vocab
+    config = GenerateConfig(num=1, seed=0, min_len=5000, max_len=6000)
+    out = generate(model, vocab, config, max_word_length=15)
+    assert out.method == "exact" and out.complete and all(5000 <= len(n) <= 6000 for n in out.names)
+    # the probability of that length under the model: tiny (e^-several thousand), and computed right
+    sampler = generate_module.exact_sampler(model, vocab, config, 6000, seed=0)
+    expected = log_p_length_between(model, 5000, 6000)
+    assert expected < -500 and sampler.log_p_valid == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("tabulated", [True, False], ids=["cdf-tables", "per-draw"])
+def test_both_ways_of_drawing_are_exact(monkeypatch, tabulated):
+    """Whole-name frequencies match P(name | constraints) by enumeration, with the CDFs tabulated
+    per step or computed per draw from the log-messages (large chains)."""
+    if not tabulated:
+        monkeypatch.setattr(generate_module, "PRECOMPUTE_CDFS", 0)
+    tiny = NameModel.train(model="bigram-counts", words=TINY)
+    config = GenerateConfig(num=20_000, seed=3, max_len=5, ends_with="ab", contains=("c",), min_len=3,
+                            method="exact")
+    out = generate(tiny.model, tiny.vocab, config, max_word_length=5)
+    assert_matches_enumeration(out.names, tiny.model, tiny.vocab,
+                               lambda n: n.endswith("ab") and "c" in n and len(n) >= 3, 5)
+
+
+# --- 5. the n-gram is steered exactly over the states it stores -----------------------------------------
+def enumerate_names(vocab: Vocab, max_len: int) -> list[str]:
+    import itertools
+
+    return ["".join(t) for n in range(1, max_len + 1) for t in itertools.product(vocab.chars, repeat=n)]
+
+
+def assert_matches_enumeration(names: list[str], model, vocab: Vocab, valid, max_len: int) -> None:
+    """Pearson's test of the names' frequencies against P(name | valid) found by listing every name."""
+    candidates = [n for n in enumerate_names(vocab, max_len) if valid(n)]
+    weights = word_log_probs(model, candidates, vocab).double().exp()
+    expected = dict(zip(candidates, (weights / weights.sum()).tolist()))
+    counts = Counter(names)
+    assert set(counts) <= {n for n, p in expected.items() if p > 0}
+    big = [(counts.get(n, 0), len(names) * p) for n, p in expected.items() if len(names) * p >= 5]
+    rest_obs = len(names) - sum(o for o, _ in big)
+    rest_exp = len(names) - sum(e for _, e in big)
+    cells = big + ([(rest_obs, rest_exp)] if rest_exp > 1e-9 else [])
+    stat = sum((o - e) ** 2 / e for o, e in cells)
+    p_value = float(torch.special.gammaincc(torch.tensor((len(cells) - 1) / 2, dtype=torch.float64),
+                                            torch.tensor(stat / 2, dtype=torch.float64)))
+    assert p_value > 1e-3
+
+
+def test_a_long_context_ngram_is_exact_over_its_rows():
+    """Order 9 on 3 letters: 4^8 = 65,536 contexts, too many to enumerate, but few stored rows."""
+    result = NameModel.train(model="ngram", words=TINY, order=9)
+    model, vocab = result.model, result.vocab
+    chain = markov_chain(model, vocab.size, GenerateConfig())
+    assert chain is not None and len(chain.probs) == len(model.context_keys) < vocab.size ** 8
+    config = GenerateConfig(num=20_000, seed=2, ends_with="a", contains=("b",), min_len=2, max_len=5)
+    out = generate(model, vocab, config, max_word_length=5)
+    assert out.method == "exact" and out.tries == 20_000
+    assert_matches_enumeration(out.names, model, vocab, lambda n: n.endswith("a") and "b" in n and len(n) >= 2, 5)
+
+
+def test_a_short_window_model_is_exact_over_its_contexts():
+    """An MLP with a 2-token window on 3 letters: its 4^2 contexts, tabulated by running the network."""
+    result = NameModel.train(model="mlp", words=TINY, block_size=2, n_embd=4, n_hidden=8, max_steps=20, ngram_mix=0)
+    model, vocab = result.model.eval(), result.vocab
+    config = GenerateConfig(num=20_000, seed=5, ends_with="ba", excludes=("cc",), max_len=5)
+    out = generate(model, vocab, config, max_word_length=5)
+    assert out.method == "exact" and out.tries == 20_000
+    assert_matches_enumeration(out.names, model, vocab, lambda n: n.endswith("ba") and "cc" not in n, 5)
+
+
+@pytest.fixture(scope="module")
+def default_ngram():
+    return NameModel.train(model="ngram", words=load_words("builtin"))  # order 6, tens of thousands of rows
+
+
+def test_the_chain_over_rows_is_the_model(default_ngram):
+    """Walking the chain's states gives the model's own next-token distribution after every prefix."""
+    model, vocab = default_ngram.model, default_ngram.vocab
+    chain = markov_chain(model, vocab.size, GenerateConfig())
+    for name in ["emma", "zzyzx", "olivia", "q"]:
+        tokens = vocab.encode(name)
+        logits = model(torch.tensor([[BOUNDARY, *tokens]]))[0]  # (T, V): after each prefix
+        for t in range(len(tokens) + 1):
+            state = chain.state_after(tokens[:t])
+            torch.testing.assert_close(chain.probs[state].float(), logits[t].exp())
+
+
+def test_default_ngram_finds_every_ette_name_exactly(default_ngram):
+    """The issue's case: --ends-with ette --novel -n 200 found 199 of 200 by rejection."""
+    words = set(load_words("builtin"))
+    config = GenerateConfig(num=200, seed=0, ends_with="ette", novel=True)
+    out = generate(default_ngram.model, default_ngram.vocab, config, max_word_length=15, known_words=words)
+    assert out.method == "exact" and out.complete and len(out.names) == 200
+    assert all(n.endswith("ette") and n not in words for n in out.names)
+
+
+def test_default_ngram_lengths_and_excludes_are_exact(default_ngram):
+    config = GenerateConfig(num=500, seed=1, contains=("ri",), excludes=("e",), min_len=6)
+    out = generate(default_ngram.model, default_ngram.vocab, config, max_word_length=15)
+    assert out.method == "exact" and out.acceptance == 1.0
+    assert all("ri" in n and "e" not in n and len(n) >= 6 for n in out.names)
+    assert len(build_automaton(default_ngram.vocab, config).delta) == 3
+
+
+# --- errors carry the parameter ----------------------------------------------------------------------
+def test_errors_name_their_field_and_survive_pickling():
+    e = ConfigError("max_len must be at least 1, got 0", field="max_len")
+    again = pickle.loads(pickle.dumps(e))
+    assert type(again) is ConfigError and str(again) == str(e) and again.field == "max_len"
+    assert NamesmithError("plain").field is None and str(NamesmithError("plain")) == "plain"
+
+
+def test_the_cli_names_its_flag(tmp_path, capsys):
+    from namesmith.cli import main
+
+    out = tmp_path / "m"
+    assert main(["-q", "train", "--model", "bigram-counts", "--out", str(out), "--samples", "0"]) == 0
+    capsys.readouterr()
+    assert main(["sample", "-m", str(out), "--max-len", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "namesmith: error: --max-len must be at least 1, got 0"
+    assert main(["sample", "-m", str(out), "-n", "3", "--min-len", "40"]) == 1
+    assert "--min-len 40 is greater than the length guard" in capsys.readouterr().err
+
+
+def test_numpy_integers_are_accepted():
+    assert GenerateConfig(num=np.int64(3), max_len=np.int32(7)).num == 3
