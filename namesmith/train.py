@@ -147,7 +147,7 @@ def read_corpus(data: DataConfig, vocab: Any = None) -> tuple[Corpus, str]:
     if data.condition:
         raise ConfigError(f"condition: {data.path} is a plain word list, without label columns to condition on "
                           "(a table has a header row naming a 'name' column and its labels)", field="condition")
-    if data.weighting != "none":
+    if data.weighting in ("count", "log"):  # share and none count each word as it is listed
         raise ConfigError(f"weighting: {data.path} is a plain word list, without counts to weigh by", field="weighting")
     words, casing = read_source(data)
     return Corpus.from_words(words, seed=data.split_seed, vocab=vocab, split=data.split), casing

@@ -122,7 +122,7 @@ class NGramMix(CharModel):
                 raise ValueError(f"ngram_type {ngram_type!r} is not an n-gram")
             ngram = model_class(ngram_type).from_config_dict(vocab_size, config["ngram"])
             model = inner.from_config_dict(vocab_size, config["model"])
-        except (TypeError, KeyError, ValueError) as e:
+        except (TypeError, KeyError, ValueError, CheckpointError) as e:
             raise CheckpointError(f"malformed ngram-mix model config: {e}") from None
         if len(weights) != 2 or not inner.neural:  # a network (a conditional one too), never another mix
             raise CheckpointError(f"malformed ngram-mix model config: {config!r:.200}")
