@@ -571,7 +571,7 @@ def _samples_by_value(model: Any, n: int, seed: int) -> dict[str, Any]:
     if len(values) > 4:
         return {}
     per_value = max(1, math.ceil(n / len(values)))
-    return {f"{label}={v}": model.generate(per_value, seed=seed, where={label: v}) for v in values}
+    return {f"{label}={v}": model.generate(per_value, seed=seed + i, where={label: v}) for i, v in enumerate(values)}
 
 
 def _warn_unfinished(stats: Any, quiet: bool) -> None:
