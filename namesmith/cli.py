@@ -44,8 +44,8 @@ DATA_HELP = {
     "max_line_length": "skip (with a warning) lines longer than this many characters",
     "dedupe": "drop repeated names (the first is kept)",
     "split_seed": "seed of the 80/10/10 train/val/test shuffle",
-    "condition": "tables: the label columns to condition on, e.g. sex,decade (repeatable; default: every label "
-                 "column of the table; none: no label)",
+    "condition": "tables: the label columns to condition on, e.g. sex,decade (repeatable; unless given, every "
+                 "label column of the table; none: no label)",
     "weighting": "tables: how rows weigh in training: share (each distinct name weighs 1 in all, shared among the "
                  "label values it was given under in proportion to its counts), none (each distinct name and its "
                  "labels once), count (by its count: births), log (1 + ln count)",
@@ -291,7 +291,8 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     s.add_argument("--where", action="append", metavar="LABEL=VALUE", help=WHERE_HELP)
     s.add_argument("--guidance", type=float, default=0.0, metavar="G",
                    help="with --where: names more typical of those labels, drawn from P(c | where)^(1+G) / "
-                        "P(c)^G at every step (classifier-free guidance; default: 0, the model's own P(name | where))")
+                        "P(c)^G at every step (classifier-free guidance; 0, the model's own P(name | where), unless "
+                        "given)")
     s.add_argument("--json", action="store_true", help="print a JSON object (names and summary)")
 
     sc = sub.add_parser("score", help="how name-like are these names?",
