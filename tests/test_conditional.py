@@ -456,3 +456,10 @@ def test_a_guided_network_steps_as_it_reads(one_thread, table_path):
     expected = torch.log_softmax(2.5 * torch.log_softmax(conditional, -1) - 1.5 * torch.log_softmax(unconditional, -1),
                                  -1)
     assert torch.allclose(network.given({"sex": ["F", "M"]}, guidance=1.5)(x), expected, atol=1e-5)
+
+
+def test_a_conditional_seed_bigram_descends_on_the_seed_schedule(one_thread, table_path):
+    descended = NameModel.train(table_path, "bigram", condition=("sex",))
+    counted = NameModel.train(table_path, "bigram-counts", condition=("sex",), smoothing=0.1)
+    assert descended.meta["resolved_train_config"]["learning_rate"] == 100.0  # the seed's, not the default 1e-3
+    assert descended.metrics["test"]["nll"] == pytest.approx(counted.metrics["test"]["nll"], abs=0.05)

@@ -148,6 +148,9 @@ class ConditionalCounts(CharModel):
     def context_size(self) -> int:
         return self.order - 1
 
+    def train_defaults(self, config: Any) -> dict[str, Any]:  # type: ignore[override]
+        return self.component_class.train_defaults(config)  # the seed bigram's descent schedule, for one
+
     @property
     def component_type(self) -> str:
         return self.config.model_type
