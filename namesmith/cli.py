@@ -44,11 +44,11 @@ DATA_HELP = {
     "max_line_length": "skip (with a warning) lines longer than this many characters",
     "dedupe": "drop repeated names (the first is kept)",
     "split_seed": "seed of the 80/10/10 train/val/test shuffle",
-    "condition": "tables: the label columns to condition on, e.g. sex,decade (repeatable; default: every label "
-                 "column of the table; none: no label)",
-    "weighting": "tables: how rows weigh in training: none (each distinct name, or name and labels, once), count "
-                 "(by its count: births), log (1 + ln count), share (each distinct name weighs 1, shared among the "
-                 "label values it was given under in proportion to its counts)",
+    "condition": "tables: the label columns to condition on, e.g. sex,decade (repeatable; unless given, every "
+                 "label column of the table; none: no label)",
+    "weighting": "tables: how rows weigh in training: share (each distinct name weighs 1 in all, shared among the "
+                 "label values it was given under in proportion to its counts), none (each distinct name and its "
+                 "labels once), count (by its count: births), log (1 + ln count)",
 }
 TRAIN_HELP = {
     "max_steps": "epochs (bigram) or optimiser steps (neural models)",
@@ -294,6 +294,10 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     s.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training "
                                                   "(for --novel and the summary)")
     s.add_argument("--where", action="append", metavar="LABEL=VALUE", help=WHERE_HELP)
+    s.add_argument("--guidance", type=float, default=0.0, metavar="G",
+                   help="with --where: names more typical of those labels, drawn from P(c | where)^(1+G) / "
+                        "P(c)^G at every step (classifier-free guidance; 0, the model's own P(name | where), unless "
+                        "given)")
     s.add_argument("--json", action="store_true", help="print a JSON object (names and summary)")
 
     sc = sub.add_parser("score", help="how name-like are these names?",
@@ -593,7 +597,7 @@ def _samples_by_value(model: Any, n: int, seed: int) -> dict[str, Any]:
     if len(values) > 4:
         return {}
     per_value = max(1, math.ceil(n / len(values)))
-    return {f"{label}={v}": model.generate(per_value, seed=seed, where={label: v}) for v in values}
+    return {f"{label}={v}": model.generate(per_value, seed=seed + i, where={label: v}) for i, v in enumerate(values)}
 
 
 def _format_adaptation(record: dict[str, Any]) -> str:
@@ -631,11 +635,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     n = options.pop("num", 20)
     where = parse_where_args(args.where)
     if args.json:  # one JSON object: every name is held
-        result = model.generate(n, where=where, **options)
+        result = model.generate(n, where=where, guidance=args.guidance, **options)
         _print_json(result.to_dict())
         stats, novelty = result.stats, result.novelty
     else:  # names stream out as they are found; memory stays bounded by a batch
-        with model.iter_generate(n, where=where, **options) as stream:
+        with model.iter_generate(n, where=where, guidance=args.guidance, **options) as stream:
             for names in stream:
                 sys.stdout.write("".join(name + "\n" for name in names))
                 sys.stdout.flush()

@@ -393,35 +393,37 @@ class NameModel:
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  max_tries: int | None = None, time_budget: float | None = None, method: str = "auto",
-                 where: Where | None = None) -> Names:
+                 where: Where | None = None, guidance: float = 0.0) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
         holds the names found and `complete` is False (`stats.message()` says why). `where` asks a
         conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names of
-        both at once (see namesmith.conditional); labels left out are marginalised.
+        both at once (see namesmith.conditional); labels left out are marginalised. `guidance` > 0
+        draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
         """
         config, split, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
             time_budget=time_budget, method=method)
-        model, cache = self._conditioned(where)
+        model, cache = self._conditioned(where, guidance)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
                          known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
         return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
-    def _conditioned(self, where: Where | None) -> tuple[CharModel, ExactCache]:
-        """The plain model of `where` (the model itself without conditions) and its exact tables' cache."""
-        model = self.model.given(where)
+    def _conditioned(self, where: Where | None, guidance: float = 0.0) -> tuple[CharModel, ExactCache]:
+        """The plain model of `where` (the model itself without conditions), guided, and its exact tables' cache."""
+        model = self.model.given(where, guidance)
         key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
-        return model, self._exact.setdefault(key, ExactCache(background=self.background_tables))
+        return model, self._exact.setdefault((key, float(guidance)), ExactCache(background=self.background_tables))
 
-    def iter_generate(self, n: int = 20, *, where: Where | None = None, **options: Any) -> NameStream:
+    def iter_generate(self, n: int = 20, *, where: Where | None = None, guidance: float = 0.0,
+                      **options: Any) -> NameStream:
         """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
         a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, split, why, known = self._generation(n, **options)
-        model, cache = self._conditioned(where)
+        model, cache = self._conditioned(where, guidance)
         stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
                                known_words=None if known is None else known.all, cache=cache,
                                guide=self._guide(model))

@@ -104,8 +104,8 @@ def condition_model(model: CharModel, corpus: Corpus, config: TrainConfig) -> Ch
             return model
         dropout = DEFAULT_LABEL_DROPOUT if config.label_dropout is None else config.label_dropout
         return ConditionalNetwork(model, corpus.condition, dropout)
-    if not corpus.conditioned and corpus.weighting == "none":
-        return model
+    if not corpus.conditioned and corpus.row_weights("train") is None:
+        return model  # every row weighs the same: the model's own fitting
     config_record = ConditionalCountsConfig(model.model_type, model.config_dict(), corpus.condition.to_dict())
     return ConditionalCounts(model.vocab_size, config_record)
 
@@ -120,7 +120,7 @@ def unwrap(model: CharModel) -> CharModel:
 def mix_ngram(corpus: Corpus, order: int) -> CharModel | None:
     """The n-gram a neural model is mixed with, fitted here for tables (conditioned and weighted as the
     network), or None for plain word lists (the mix counts its own)."""
-    if not isinstance(corpus, LabelledCorpus) or (not corpus.conditioned and corpus.weighting == "none"):
+    if not isinstance(corpus, LabelledCorpus) or (not corpus.conditioned and corpus.row_weights("train") is None):
         return None
     config = ConditionalCountsConfig("ngram", {"order": order}, corpus.condition.to_dict())
     ngram = ConditionalCounts(corpus.vocab.size, config)
@@ -149,7 +149,7 @@ def read_corpus(data: DataConfig, vocab: Any = None) -> tuple[Corpus, str]:
     if data.condition:
         raise ConfigError(f"condition: {data.path} is a plain word list, without label columns to condition on "
                           "(a table has a header row naming a 'name' column and its labels)", field="condition")
-    if data.weighting != "none":
+    if data.weighting in ("count", "log"):  # share and none count each word as it is listed
         raise ConfigError(f"weighting: {data.path} is a plain word list, without counts to weigh by", field="weighting")
     words, casing = read_source(data)
     return Corpus.from_words(words, seed=data.split_seed, vocab=vocab, split=data.split), casing
