@@ -93,7 +93,8 @@ GENERATE_HELP = {
     "unique": "never print the same name twice",
     "max_tries": "names drawn at most (default: 100 per requested name + 100,000)",
     "time_budget": "stop searching after this many seconds",
-    "method": "exact conditioning (models with a bounded context), rejection sampling, or auto",
+    "method": "exact conditioning (models with a bounded context), guided (networks steered by an n-gram, "
+              "importance weights corrected), rejection sampling, or auto",
 }
 MODEL_HELP = {
     "smoothing": "k of add-k smoothing (0: maximum likelihood)",

@@ -136,3 +136,27 @@ def test_statistics_and_refusals(network, twist):
 def test_find_twist_looks_inside_mixes_and_ensembles(network, twist):
     assert find_twist(network) is None and find_twist(twist) is twist
     assert find_twist(Ensemble([network, twist], [1.0, 1.0])) is twist
+
+
+def test_through_name_model_and_the_cli(tmp_path, capsys):
+    import json
+
+    from namesmith.cli import main
+    from namesmith.data import load_words
+    from namesmith.namemodel import NameModel
+
+    words = tmp_path / "names.txt"
+    words.write_text("\n".join(load_words("builtin")[:400]) + "\n")
+    out = tmp_path / "gru"
+    model = NameModel.train(words, "gru", out=out, n_embd=8, n_hidden=16, max_steps=30, eval_every=10,
+                            batch_size=16, ngram_mix=0, seed=1, device="cpu")
+    found = model.generate(10, ends_with="lyn", min_len=5, method="guided", seed=3)
+    assert found.stats.method == "guided" and found.complete and found.stats.particles >= found.stats.tries
+    assert all(n.endswith("lyn") and len(n) >= 5 for n in found.names)
+    assert model._twist is not None and model._twist.config.order == 6  # counted on the training words, kept
+    capsys.readouterr()
+    assert main(["sample", "-m", str(out), "-n", "5", "--ends-with", "lyn", "--method", "guided", "--seed", "3",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["generation"]["method"] == "guided" and result["generation"]["effective_sample_size"] > 0
+    assert all(n.endswith("lyn") for n in result["names"])
