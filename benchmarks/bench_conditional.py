@@ -46,7 +46,7 @@ from namesmith.casing import fold  # noqa: E402
 from namesmith.data import DataConfig  # noqa: E402
 from namesmith.evaluate import row_log_probs  # noqa: E402
 from namesmith.sources import read_labelled_source  # noqa: E402
-from namesmith.tables import WEIGHTINGS  # noqa: E402
+from namesmith.tables import WEIGHTINGS, aggregate, weights  # noqa: E402
 
 CONDITION = ("sex", "decade")
 GRU = {"n_embd": 32, "n_hidden": 128, "batch_size": 64, "eval_every": 250}
@@ -72,6 +72,25 @@ def truths(data: str) -> tuple[dict[str, str], dict[str, float]]:
     return sex, mean_year
 
 
+def fidelity_ceiling(data: str, weighting: str, held_out: set[str]) -> dict[str, float]:
+    """What a perfect model of the training weighting would score on fidelity: of held-out names drawn with
+    the probability the weighting gives their rows of one sex, the share mostly of that sex by births."""
+    table, _ = read_labelled_source(DataConfig(path=data))
+    rows = aggregate(table, CONDITION)
+    births: dict[str, Counter] = defaultdict(Counter)
+    for name, s, count in zip(rows.names, rows.labels["sex"], rows.counts.tolist()):
+        births[name][s] += count
+    weight = dict(zip(zip(rows.names, rows.labels["sex"], rows.labels["decade"]), weights(rows, weighting)))
+    ceiling = {}
+    for value in ("F", "M"):
+        mass = Counter()
+        for (name, s, _), w in weight.items():
+            if s == value and name in held_out:
+                mass[(births[name]["F"] >= births[name]["M"]) == (value == "F")] += w
+        ceiling[value] = mass[True] / max(mass[True] + mass[False], 1e-12)
+    return ceiling
+
+
 def suffix_rule(train: list[str], sex: dict[str, str]) -> callable:
     """The baseline: the majority sex of the training names ending in the same two letters (then one)."""
     votes: dict[str, Counter] = defaultdict(Counter)
@@ -91,7 +110,7 @@ def suffix_rule(train: list[str], sex: dict[str, str]) -> callable:
 
 
 def conditional_figures(model: NameModel, plain: NameModel, sex: dict[str, str], mean_year: dict[str, float],
-                        seed: int, n_generate: int) -> dict:
+                        seed: int, n_generate: int, guidances: list[float], data: str, weighting: str) -> dict:
     corpus = model.corpus
     split = corpus.split
     x, y = corpus.tensors("test")
@@ -124,13 +143,15 @@ def conditional_figures(model: NameModel, plain: NameModel, sex: dict[str, str],
 
     held_out = set(split.val) | set(split.test)
     fidelity = {}
-    for value in ("F", "M"):
-        names = model.generate(n_generate, where={"sex": value}, seed=seed).names
-        found = [n for n in fold(names, model.casing) if n in held_out]  # as the model reads them
-        fidelity[value] = {"generated": len(names), "held_out": len(found),
-                           "share_of_that_sex": float(np.mean([sex[n] == value for n in found])) if found else None,
-                           "examples": names[:8]}
+    for guidance in guidances:
+        for value in ("F", "M"):
+            names = model.generate(n_generate, where={"sex": value}, guidance=guidance, seed=seed).names
+            found = [n for n in fold(names, model.casing) if n in held_out]  # as the model reads them
+            share = float(np.mean([sex[n] == value for n in found])) if found else None
+            fidelity[f"{value} guidance {guidance:g}"] = {"generated": len(names), "held_out": len(found),
+                                                         "share_of_that_sex": share, "examples": names[:8]}
     return {
+        "fidelity_ceiling": fidelity_ceiling(data, weighting, held_out),
         "nll_test": nll, "nll_test_gain": nll["unconditional"] - nll["conditional"],
         "nll_test_per_count": per_count,
         "nll_test_per_count_gain": per_count["unconditional"] - per_count["conditional"],
@@ -155,19 +176,23 @@ def report(title: str, figures: dict, seconds: dict) -> None:
           f"{100 * f['sex_accuracy_suffix_rule']:.1f}%; target >= 90%) [classify {f['classify_seconds']:.1f} s]")
     print(f"decade: MAE {f['decade_mae_years']:.2f} years vs {f['decade_mae_mean_baseline']:.2f} predicting the mean "
           f"({f['overall_mean_year']:.1f}): {100 * f['decade_mae_reduction']:.1f}% lower (target >= 30%)")
-    for value, fid in f["fidelity"].items():
+    for key, fid in f["fidelity"].items():
+        value, guidance = key.split(" guidance ")
         share = "n/a" if fid["share_of_that_sex"] is None else f"{100 * fid['share_of_that_sex']:.1f}%"
-        print(f"sex={value}: {fid['held_out']:,} of {fid['generated']:,} generated names are held-out names, {share} "
-              f"of them mostly {value} by births (target >= 95%); e.g. {', '.join(fid['examples'])}")
+        print(f"sex={value}, guidance {guidance}: {fid['held_out']:,} of {fid['generated']:,} generated names are "
+              f"held-out names, {share} of them mostly {value} by births (target >= 95%; a perfect model of this "
+              f"weighting: {100 * f['fidelity_ceiling'][value]:.1f}%); e.g. {', '.join(fid['examples'])}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="us")
-    parser.add_argument("--weighting", default="none", choices=WEIGHTINGS)
+    parser.add_argument("--weighting", default="share", choices=WEIGHTINGS)
     parser.add_argument("--order", type=int, default=6)
     parser.add_argument("--neural-budget", type=float, default=180.0, help="seconds per GRU (0: skip the GRU)")
     parser.add_argument("--generate", type=int, default=10_000)
+    parser.add_argument("--guidance", type=float, nargs="+", default=[0.0, 1.0, 2.0],
+                        help="fidelity at each of these guidances (default: 0 1 2)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
@@ -188,7 +213,8 @@ def main() -> None:
         conditional, t_cond = fit(model_type, CONDITION, **options)
         plain, t_plain = fit(model_type, (), **options)
         seconds = {"conditional": t_cond, "unconditional": t_plain}
-        figures = conditional_figures(conditional, plain, sex, mean_year, args.seed, args.generate)
+        figures = conditional_figures(conditional, plain, sex, mean_year, args.seed, args.generate, args.guidance,
+                                      args.data, args.weighting)
         figures["describe"] = conditional.describe()
         figures["seconds"] = seconds
         if model_type != "ngram":

@@ -44,11 +44,11 @@ DATA_HELP = {
     "max_line_length": "skip (with a warning) lines longer than this many characters",
     "dedupe": "drop repeated names (the first is kept)",
     "split_seed": "seed of the 80/10/10 train/val/test shuffle",
-    "condition": "tables: the label columns to condition on, e.g. sex,decade (repeatable; default: every label "
-                 "column of the table; none: no label)",
-    "weighting": "tables: how rows weigh in training: none (each distinct name, or name and labels, once), count "
-                 "(by its count: births), log (1 + ln count), share (each distinct name weighs 1, shared among the "
-                 "label values it was given under in proportion to its counts)",
+    "condition": "tables: the label columns to condition on, e.g. sex,decade (repeatable; unless given, every "
+                 "label column of the table; none: no label)",
+    "weighting": "tables: how rows weigh in training: share (each distinct name weighs 1 in all, shared among the "
+                 "label values it was given under in proportion to its counts), none (each distinct name and its "
+                 "labels once), count (by its count: births), log (1 + ln count)",
 }
 TRAIN_HELP = {
     "max_steps": "epochs (bigram) or optimiser steps (neural models)",
@@ -244,6 +244,10 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
     data_fields = _data_options(p, "word list (one name per line, UTF-8), table (a header row naming a 'name' "
                                    "column), or built-in data set (namesmith data lists them) (default: builtin, the "
                                    "US baby names of 2017, with their sex)", split=True)
+    p.add_argument("--prior", default="auto", metavar="none|auto|DIR",
+                   help="auto: a list of fewer than 1,000 training names is adapted onto the catalogue's prior of "
+                        "names (ngram, sparse-ngram, gru; built once and cached); none: the list alone; DIR: adapt "
+                        "onto the trained model in DIR (default: auto)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
                         "only for files of 256 MB or more); the split is then by a hash of each word's index, about "
@@ -291,6 +295,10 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     s.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training "
                                                   "(for --novel and the summary)")
     s.add_argument("--where", action="append", metavar="LABEL=VALUE", help=WHERE_HELP)
+    s.add_argument("--guidance", type=float, default=0.0, metavar="G",
+                   help="with --where: names more typical of those labels, drawn from P(c | where)^(1+G) / "
+                        "P(c)^G at every step (classifier-free guidance; 0, the model's own P(name | where), unless "
+                        "given)")
     s.add_argument("--json", action="store_true", help="print a JSON object (names and summary)")
 
     sc = sub.add_parser("score", help="how name-like are these names?",
@@ -530,7 +538,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             with _logs_through(progress):
                 model = NameModel.train(args.data or "builtin", args.model, out=args.out, resume=args.resume,
                                         overwrite=args.overwrite, callback=progress, stream=args.stream,
-                                        workers=args.workers, **options)
+                                        workers=args.workers, prior=args.prior, **options)
         finally:
             progress.close()
     history = model.history
@@ -545,7 +553,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                      "stop_reason": history.stop_reason, "samples": names.names if names else [],
                      "samples_by_value": {k: v.names for k, v in by_value.items()}, "labels": model.labels,
                      "unfinished_samples": names.stats.unfinished if names else 0,
-                     "metrics_without_ngram": model.meta.get("metrics_without_ngram")})
+                     "metrics_without_ngram": model.meta.get("metrics_without_ngram"),
+                     "adaptation": model.meta.get("adaptation")})
     else:
         status = history.stop_reason
         print(f"trained {model.describe()} for {plural(history.steps, 'step')} in {history.seconds:.2f} s "
@@ -555,6 +564,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             ranks = int(os.environ.get("WORLD_SIZE", "1"))
             print(f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} "
                   "--resume" + (f" --nproc {ranks}" if ranks > 1 else ""))
+        adaptation = model.meta.get("adaptation")
+        if adaptation:  # see namesmith.adapt
+            print(_format_adaptation(adaptation))
         print(_format_metrics(model.metrics))
         alone = model.meta.get("metrics_without_ngram")
         if alone:  # see namesmith.models.ngram_mix
@@ -586,7 +598,21 @@ def _samples_by_value(model: Any, n: int, seed: int) -> dict[str, Any]:
     if len(values) > 4:
         return {}
     per_value = max(1, math.ceil(n / len(values)))
-    return {f"{label}={v}": model.generate(per_value, seed=seed, where={label: v}) for v in values}
+    return {f"{label}={v}": model.generate(per_value, seed=seed + i, where={label: v}) for i, v in enumerate(values)}
+
+
+def _format_adaptation(record: dict[str, Any]) -> str:
+    """One line on how a short list was adapted onto its prior (namesmith.adapt)."""
+    prior = record["prior"].get("source") or record["prior"].get("directory") or "a trained model"
+    how = (f"{record['steps']} fine-tuning steps" if record["method"] == "fine-tune" else
+           f"an order-{record['order']} n-gram over it")
+    line = (f"adapted {prior} to the list: {how}, chosen by {record['folds']}-fold cross-validation (held-out NLL "
+            f"{record['cv_nll']:.4f} per character; the prior alone {record['cv_nll_background']:.4f})")
+    mixture = record.get("mixture")
+    if mixture and len(mixture) > 1:
+        top = sorted(mixture.items(), key=lambda kv: -kv[1])[:4]
+        line += "; most like " + ", ".join(f"{name} {weight:.0%}" for name, weight in top)
+    return line
 
 
 def _warn_unfinished(stats: Any, quiet: bool) -> None:
@@ -610,11 +636,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     n = options.pop("num", 20)
     where = parse_where_args(args.where)
     if args.json:  # one JSON object: every name is held
-        result = model.generate(n, where=where, **options)
+        result = model.generate(n, where=where, guidance=args.guidance, **options)
         _print_json(result.to_dict())
         stats, novelty = result.stats, result.novelty
     else:  # names stream out as they are found; memory stays bounded by a batch
-        with model.iter_generate(n, where=where, **options) as stream:
+        with model.iter_generate(n, where=where, guidance=args.guidance, **options) as stream:
             for names in stream:
                 sys.stdout.write("".join(name + "\n" for name in names))
                 sys.stdout.flush()

@@ -18,6 +18,11 @@ what every conditional model shares, whatever its type:
   combination are multiplied at every step and renormalised (a product of experts, Hinton 2002),
   so a character has to be likely under every value to be likely under the product. Several
   labels with several values each multiply every combination of them.
+- `guidance` g ≥ 0 (classifier-free guidance, Ho & Salimans 2022): generate from
+  P(c | h, where)^(1+g) · P(c | h)^(-g), renormalised at every step, instead of P(c | h, where):
+  characters more likely under the labels than without them gain, so names come out more typical
+  of the labels (a boy's name that is clearly a boy's), at some cost in variety and, for large g,
+  in name-likeness. g = 0 is the model's own P(name | where).
 """
 
 from __future__ import annotations
@@ -178,6 +183,14 @@ class Condition:
             joint.append((tuple(item[0]), float(item[1])))
         return cls({k: list(v) for k, v in labels.items()}, {k: [float(p) for p in priors[k]] for k in labels},
                    tuple(joint))
+
+
+def check_guidance(guidance: float) -> float:
+    """`guidance` as a float ≥ 0, or a ConfigError naming it."""
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 <= guidance < float("inf"):
+        raise ConfigError(f"guidance must be a number >= 0 (0: the model's own P(name | where)), got {guidance!r}",
+                          field="guidance")
+    return float(guidance)
 
 
 def parse_where_args(items: Sequence[str] | None) -> dict[str, list[str]]:

@@ -44,7 +44,7 @@ class DataConfig:
     split: bool = True  # False: train and evaluate on every word (no held-out sets)
     # tables (namesmith.labelled): the label columns to condition on (None: all of them; (): none)
     condition: tuple[str, ...] | None = None
-    weighting: str = "none"  # tables: how rows weigh in training: none, count, log or share (namesmith.tables)
+    weighting: str = "share"  # tables: how rows weigh in training: share, none, count or log (namesmith.tables)
 
     def __post_init__(self) -> None:
         if self.condition is not None:  # "sex,decade" and ["sex", "decade"] alike; "none" for no label

@@ -49,7 +49,7 @@ class LabelledCorpus(Corpus):
     codes: dict[str, torch.Tensor] = field(default_factory=dict)  # part -> (N, k) int64
     counts: dict[str, np.ndarray] = field(default_factory=dict)  # part -> (N,) int64 raw counts
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # part -> (N,) float64 training weights
-    weighting: str = "none"
+    weighting: str = "share"
     has_counts: bool = False  # the table had a count column
 
     @property
@@ -77,7 +77,7 @@ class LabelledCorpus(Corpus):
 
 
 
-def labelled_corpus(table: Table, condition: Sequence[str] | None = None, weighting: str = "none", *,
+def labelled_corpus(table: Table, condition: Sequence[str] | None = None, weighting: str = "share", *,
                     seed: int = 42, split: bool = True, vocab: Vocab | None = None) -> LabelledCorpus:
     """The table's rows aggregated by (name, `condition` labels), split by distinct name.
 

@@ -19,16 +19,17 @@ from typing import Any
 
 import torch
 
+from namesmith.adapt import open_word_log_probs
 from namesmith.casing import fold, folds, restore
 from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, model_record, read_meta, save_checkpoint
 from namesmith.classify import classify
 from namesmith.conditional import Where, where_key
 from namesmith.config import TrainConfig
 from namesmith.counting import count_pairs
-from namesmith.data import BUILTIN, Corpus, DataConfig, Split
+from namesmith.data import BUILTIN, Corpus, DataConfig, Split, check_words
 from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
-from namesmith.evaluate import evaluate, evaluate_splits, evaluate_streamed
+from namesmith.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
 from namesmith.generate import (
     ExactCache,
     GenerateConfig,
@@ -49,9 +50,9 @@ from namesmith.models.base import CharModel
 from namesmith.models.ensemble import build_ensemble
 from namesmith.models.ngram import NGram
 from namesmith.report import Transition, strongest_transitions
-from namesmith.score import NameScore, reference_scores, score_names
+from namesmith.score import NameScore, percentile, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
-from namesmith.train import corpus_for_checkpoint, evaluate_corpus, train
+from namesmith.train import adapt_words, corpus_for_checkpoint, evaluate_corpus, train
 from namesmith.version import __version__
 from namesmith.vocab import Vocab
 
@@ -176,6 +177,7 @@ class NameModel:
     def train(cls, data: str | Path = BUILTIN, model: str = "ngram", *, words: Sequence[str] | None = None,
               out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
               callback: TrainCallback | None = None, stream: bool | None = None, workers: int = 1,
+              prior: str | Path = "auto",
               **options: Any) -> NameModel:
         """Train a `model` on the word list `data` ("builtin" or a path), or on `words`, and save it to `out`.
 
@@ -185,14 +187,33 @@ class NameModel:
         refused unless `overwrite`. `callback(step, total, metrics)` returning True stops training
         cleanly (the result is then resumable). `stream` counts a word-list file in blocks instead of
         loading it (bigram models and the n-gram; by default for files of 256 MB or more), in `workers`
-        processes.
+        processes. `prior`: "auto" adapts the catalogue's prior to a list of fewer than 1,000 training
+        names (ngram, sparse-ngram, gru), "none" never, a model directory always (see namesmith.adapt).
         """
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
                                    words=words, out=out, resume=resume,
-                                   overwrite=overwrite, callback=callback, stream=stream, workers=workers)
+                                   overwrite=overwrite, callback=callback, stream=stream, workers=workers,
+                                   prior=prior)
         return cls._from(checkpoint, corpus=corpus, directory=out)
+
+    def adapt(self, words: Sequence[str], *, order: int | None = None, seed: int = 1337,
+              out: str | Path | None = None, overwrite: bool = False) -> NameModel:
+        """A new model of names like `words`, with this one as the background ("more like these").
+
+        An n-gram or bigram model gives an n-gram of `words` over it (order `order`, default 6), its
+        weights chosen by cross-validation on `words`; an rnn, gru or lstm is fine-tuned on them for
+        a number of steps chosen by cross-validation (namesmith.adapt). Every word is for training;
+        `novel` then means "none of `words`". Saved to `out` if given (another model there needs
+        `overwrite`).
+        """
+        words = check_words(words, "words")
+        if out is not None and (Path(out) / META_FILE).exists() and not overwrite:
+            raise ConfigError(f"{out}: already holds a trained model; pass overwrite=True to replace it", field="out")
+        checkpoint, corpus = adapt_words(Checkpoint(self.model, self.vocab, self.meta), self._prepare(words),
+                                         self.casing, {} if order is None else {"order": order}, seed=seed, out=out)
+        return type(self)._from(checkpoint, corpus=corpus, directory=out)
 
     @classmethod
     def load(cls, directory: str | Path, *, device: str = "cpu", data: str | None = None) -> NameModel:
@@ -272,12 +293,16 @@ class NameModel:
         return self.meta["data"]["max_word_length"]
 
     def describe(self) -> str:
-        """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, 'ensemble of [...]', and
-        '... | sex, decade' when conditioned."""
+        """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, 'ensemble of [...]',
+        'sparse-ngram adapted to 30 names' (namesmith.adapt), and '... | sex, decade' when conditioned."""
         config = self.meta["model_config"]
         kind = self.model_type
         if kind == "ensemble":
             return describe(kind, config)
+        if "adaptation" in self.meta:
+            n_words = self.meta["data"].get("n_words", {})
+            count = n_words.get("train", "?") if isinstance(n_words, dict) else n_words
+            return f"{kind} adapted to {count} names"
         if kind == "ngram-mix":
             ngram = config["ngram"].get("model", config["ngram"])  # a conditional n-gram nests its config
             inner = config["model"].get("model_type") if self.model.labels else config["model_type"]
@@ -294,7 +319,8 @@ class NameModel:
     def info(self) -> dict[str, Any]:
         """What the model is, what it was trained on, and how well it does (JSON-able)."""
         keys = ("namesmith_version", "created", "model_config", "data", "parameters", "metrics",
-                "metrics_without_ngram", "members", "resolved_train_config", "complete")
+                "metrics_without_ngram", "members", "resolved_train_config", "complete", "adaptation",
+                "open_vocabulary")
         history = self.history
         return {"model_type": self.model_type, "description": self.describe(), "labels": self.labels,
                 **{k: self.meta[k] for k in keys if k in self.meta},
@@ -367,35 +393,37 @@ class NameModel:
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  max_tries: int | None = None, time_budget: float | None = None, method: str = "auto",
-                 where: Where | None = None) -> Names:
+                 where: Where | None = None, guidance: float = 0.0) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
         holds the names found and `complete` is False (`stats.message()` says why). `where` asks a
         conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names of
-        both at once (see namesmith.conditional); labels left out are marginalised.
+        both at once (see namesmith.conditional); labels left out are marginalised. `guidance` > 0
+        draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
         """
         config, split, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
             time_budget=time_budget, method=method)
-        model, cache = self._conditioned(where)
+        model, cache = self._conditioned(where, guidance)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
                          known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
         return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
-    def _conditioned(self, where: Where | None) -> tuple[CharModel, ExactCache]:
-        """The plain model of `where` (the model itself without conditions) and its exact tables' cache."""
-        model = self.model.given(where)
+    def _conditioned(self, where: Where | None, guidance: float = 0.0) -> tuple[CharModel, ExactCache]:
+        """The plain model of `where` (the model itself without conditions), guided, and its exact tables' cache."""
+        model = self.model.given(where, guidance)
         key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
-        return model, self._exact.setdefault(key, ExactCache(background=self.background_tables))
+        return model, self._exact.setdefault((key, float(guidance)), ExactCache(background=self.background_tables))
 
-    def iter_generate(self, n: int = 20, *, where: Where | None = None, **options: Any) -> NameStream:
+    def iter_generate(self, n: int = 20, *, where: Where | None = None, guidance: float = 0.0,
+                      **options: Any) -> NameStream:
         """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
         a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, split, why, known = self._generation(n, **options)
-        model, cache = self._conditioned(where)
+        model, cache = self._conditioned(where, guidance)
         stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
                                known_words=None if known is None else known.all, cache=cache,
                                guide=self._guide(model))
@@ -428,8 +456,21 @@ class NameModel:
             split, _ = self.training_split()
             if split is not None:
                 self._reference[key] = reference_scores(model, self._reference_words(where), self.vocab)
-        scores = score_names(model, self.vocab, self._prepare(names), self._reference.get(key))
+        prepared = self._prepare(names)
+        reference = self._reference.get(key)
+        scores = score_names(model, self.vocab, prepared, reference)
+        if self.open_vocabulary:  # characters outside the vocabulary get the fallback of namesmith.adapt
+            unknown = [i for i, name in enumerate(prepared) if name and self.vocab.unknown_chars(name)]
+            log_probs = open_word_log_probs(model, [prepared[i] for i in unknown], self.vocab)
+            for i, lp in zip(unknown, log_probs.tolist()):
+                scores[i] = NameScore(prepared[i], lp, -lp / (len(prepared[i]) + 1),
+                                      percentile(reference, -lp / (len(prepared[i]) + 1)))
         return [dataclasses.replace(score, name=name) for score, name in zip(scores, names)]
+
+    @property
+    def open_vocabulary(self) -> bool:
+        """Whether names with characters outside the vocabulary are scored (adapted models: namesmith.adapt)."""
+        return "open_vocabulary" in self.meta
 
     def _reference_words(self, where: Where | None) -> list[str]:
         """The training names of the labels `where` asks for (all of them without `where`)."""
@@ -472,6 +513,11 @@ class NameModel:
         if words is not None:
             words = self._prepare(words)
             unknown = sorted({c for w in words for c in self.vocab.unknown_chars(w)})
+            if self.open_vocabulary:  # unknown characters cost the fallback of namesmith.adapt
+                n_chars = sum(len(w) + 1 for w in words)
+                total = open_word_log_probs(self.model, words, self.vocab).sum().item()
+                result = Evaluation(-total / n_chars if words else None, len(words), n_chars).to_dict()
+                return {"all": {**result, "unknown_chars": sum(c not in self.vocab.stoi for w in words for c in w)}}
             if unknown:
                 raise DataError(f"{data or 'words'}: characters {''.join(unknown)!r} are not in the model's vocabulary")
             return {"all": evaluate(self.model, words, self.vocab).to_dict()}

@@ -54,7 +54,7 @@ log = logging.getLogger("namesmith")
 
 NAME_COLUMN = "name"
 COUNT_COLUMNS = ("count", "n")  # the default count column: the first of these in the header
-WEIGHTINGS = ("none", "count", "log", "share")
+WEIGHTINGS = ("share", "none", "count", "log")
 PARTS = ("train", "val", "test")
 
 _COUNT_RE = re.compile(r"[0-9]+")

@@ -424,3 +424,42 @@ def test_cli_condition_where_classify(one_thread, capsys, table_path, tmp_path):
     code, stdout, _ = run(capsys, "train", "--data", table_path, "--order", "3", "--condition", "none", "--out",
                           tmp_path / "plain", "--json")
     assert code == 0 and json.loads(stdout)["labels"] == {} and json.loads(stdout)["description"] == "ngram"
+
+
+def test_guidance_sharpens_towards_the_labels(ngram):
+    x, _ = encode_words(["malisa", "tobuko", "kim"], ngram.vocab)
+    model = ngram.model
+    guided = model.given({"sex": "F"}, guidance=2.0)
+    expected = torch.log_softmax(3.0 * model.given({"sex": "F"})(x) - 2.0 * model.given()(x), -1)
+    assert isinstance(guided, NGram) and torch.allclose(guided(x), expected, atol=1e-4)
+    assert model.given({"sex": "F"}, guidance=0) is model.given({"sex": "F"})
+    plain = sum(n.endswith("a") for n in ngram.generate(300, where={"sex": "F"}, seed=3).names)
+    sharp = sum(n.endswith("a") for n in ngram.generate(300, where={"sex": "F"}, guidance=3, seed=3).names)
+    assert sharp >= plain
+    for bad in (-1, float("inf"), "2"):
+        with pytest.raises(ConfigError, match="guidance must be a number >= 0") as e:
+            ngram.generate(1, where={"sex": "F"}, guidance=bad)
+        assert e.value.field == "guidance"
+
+
+def test_a_guided_network_steps_as_it_reads(one_thread, table_path):
+    trained = NameModel.train(table_path, "gru", condition=("sex",), **{**TINY["gru"], "ngram_mix": 3})
+    x, _ = encode_words(["malisa", "tob"], trained.vocab)
+    guided = trained.model.given({"sex": ["F", "M"]}, guidance=1.5)
+    full = guided(x)
+    state = guided.init_state(len(x))
+    for t in range(x.shape[1]):
+        logits, state = guided.step(state, x[:, t])
+        assert torch.allclose(torch.log_softmax(logits, -1), torch.log_softmax(full[:, t], -1), atol=1e-4)
+    network = trained.model.model
+    conditional, unconditional = network.given({"sex": ["F", "M"]})(x), network.given()(x)
+    expected = torch.log_softmax(2.5 * torch.log_softmax(conditional, -1) - 1.5 * torch.log_softmax(unconditional, -1),
+                                 -1)
+    assert torch.allclose(network.given({"sex": ["F", "M"]}, guidance=1.5)(x), expected, atol=1e-5)
+
+
+def test_a_conditional_seed_bigram_descends_on_the_seed_schedule(one_thread, table_path):
+    descended = NameModel.train(table_path, "bigram", condition=("sex",))
+    counted = NameModel.train(table_path, "bigram-counts", condition=("sex",), smoothing=0.1)
+    assert descended.meta["resolved_train_config"]["learning_rate"] == 100.0  # the seed's, not the default 1e-3
+    assert descended.metrics["test"]["nll"] == pytest.approx(counted.metrics["test"]["nll"], abs=0.05)

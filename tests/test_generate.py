@@ -208,7 +208,7 @@ def test_rejection_path_for_a_non_markov_model_is_exact():
 
 
 def test_ngram_model_is_conditioned_exactly_too():
-    model_result = NameModel.train(model="ngram", words=TINY, order=3)
+    model_result = NameModel.train(model="ngram", words=TINY, order=3, prior="none")
     cfg = GenerateConfig(num=20_000, seed=2, ends_with="a", min_len=2, max_len=5)
     result = generate(model_result.model, model_result.vocab, cfg, max_word_length=5)
     assert result.method == "exact"

@@ -18,7 +18,7 @@ def help_text(capsys, argv: list[str]) -> str:
     return capsys.readouterr().out
 
 
-COMMANDS = ("sample", "score", "eval", "plot", "report", "data")
+COMMANDS = ("sample", "score", "eval", "plot", "report", "data", "classify")
 
 
 @pytest.mark.parametrize("argv", [["train", "--model", m, "--help"] for m in trainable_types()]

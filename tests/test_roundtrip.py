@@ -17,6 +17,7 @@ TINY = {
     "bigram-counts": [],
     "bigram": ["--max-steps", "50"],
     "ngram": ["--order", "3"],
+    "sparse-ngram": ["--order", "3"],
     "mlp": [*NEURAL, "--n-embd", "8", "--n-hidden", "16", "--block-size", "3"],
     "wavenet": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
     "rnn": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
@@ -72,11 +73,11 @@ def test_train_load_sample_score_eval_plot(one_thread, tmp_path, capsys, words_f
         for member in options:
             members += ["-m", str(tmp_path / member)]
             assert main(["train", "--model", member, "--data", str(words_file), "--out", str(tmp_path / member),
-                         "--samples", "0", "--seed", "1", "-q", *TINY[member]]) == 0
+                         "--samples", "0", "--seed", "1", "-q", "--prior", "none", *TINY[member]]) == 0
         trained = run_json(capsys, ["ensemble", *members, "--out", out])
     else:
         trained = run_json(capsys, ["train", "--model", model_type, "--data", str(data), "--out", out,
-                                    "--samples", "3", "--seed", "1", *options])
+                                    "--samples", "3", "--seed", "1", "--prior", "none", *options])
     loaded = NameModel.load(out)
     assert loaded.model_type == name and trained["metrics"] == loaded.metrics
     assert trained["metrics"]["test"]["nll"] == pytest.approx(loaded.evaluate()["test"]["nll"], rel=1e-5)

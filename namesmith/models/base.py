@@ -136,8 +136,9 @@ class CharModel(nn.Module):
         """The labels the model is conditioned on, each with its values; {} for a plain model."""
         return {} if self.condition is None else dict(self.condition.labels)
 
-    def given(self, where: Any = None) -> CharModel:
-        """The plain model P(name | where) of a conditional model; a plain model is its own (where empty)."""
+    def given(self, where: Any = None, guidance: float = 0.0) -> CharModel:
+        """The plain model P(name | where) of a conditional model, guided by `guidance` (namesmith.conditional);
+        a plain model is its own (where empty)."""
         if where:
             raise ConfigError(f"where: this {self.model_type} model is not conditioned on any label "
                               "(train one on a table with labels: condition=..., --condition LABEL)", field="where")

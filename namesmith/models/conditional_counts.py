@@ -58,7 +58,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from namesmith.conditional import Condition, Where
+from namesmith.conditional import Condition, Where, check_guidance
 from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError, ConfigError, DataError
 from namesmith.evaluate import mean_nll
@@ -147,6 +147,9 @@ class ConditionalCounts(CharModel):
     @property
     def context_size(self) -> int:
         return self.order - 1
+
+    def train_defaults(self, config: Any) -> dict[str, Any]:  # type: ignore[override]
+        return self.component_class.train_defaults(config)  # the seed bigram's descent schedule, for one
 
     @property
     def component_type(self) -> str:
@@ -344,18 +347,20 @@ class ConditionalCounts(CharModel):
             return self._aligned(parts[0][0])
         return torch.log_softmax(sum(w * self._aligned(a) for a, w in parts), -1)
 
-    def given_codes(self, combinations: list[tuple[int, ...]]) -> CharModel:
-        """The plain model of these code combinations (their product when several), cached."""
-        key = tuple(sorted(combinations))
+    def given_codes(self, combinations: list[tuple[int, ...]], guidance: float = 0.0) -> CharModel:
+        """The plain model of these code combinations (their product when several), guided, cached."""
+        key = (tuple(sorted(combinations)), guidance)
         if key in self._given:
             self._given.move_to_end(key)
             return self._given[key]
         if len(combinations) == 1 and combinations[0] == self.condition.unknown():
-            model = self.component(0)  # no label asked: the pooled model itself
+            model = self.component(0)  # no label asked: the pooled model itself (guidance changes nothing)
         else:
             logprobs = self._node_mixture(combinations[0])
             if len(combinations) > 1:  # several values: multiply their distributions, then renormalise
                 logprobs = torch.log_softmax(sum(self._node_mixture(c) for c in combinations), -1)
+            if guidance:  # P(c | h, where)^(1+g) / P(c | h)^g, renormalised
+                logprobs = torch.log_softmax((1 + guidance) * logprobs - guidance * self._aligned(0), -1)
             if self.component_type == "ngram":
                 root = self.component(0)
                 model = NGram(self.vocab_size, self.component_config)
@@ -370,9 +375,10 @@ class ConditionalCounts(CharModel):
             self._given.popitem(last=False)
         return model
 
-    def given(self, where: Where | None = None) -> CharModel:
-        """The plain model P(name | where): an `NGram` (n-gram components) or a bigram table."""
-        return self.given_codes(self.condition.where_codes(where))
+    def given(self, where: Where | None = None, guidance: float = 0.0) -> CharModel:
+        """The plain model P(name | where): an `NGram` (n-gram components) or a bigram table; with `guidance`,
+        the guided one (namesmith.conditional)."""
+        return self.given_codes(self.condition.where_codes(where), check_guidance(guidance))
 
     # --- the model interface: rows say their labels with their start token --------------------------
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.conditional import Condition, Where
+from namesmith.conditional import Condition, Where, check_guidance
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.models import model_class
 from namesmith.models.base import CharModel, State
@@ -127,9 +127,10 @@ class ConditionalNetwork(CharModel):
         with self.conditioned(codes):
             return self.model(idx)
 
-    def given(self, where: Where | None = None) -> CharModel:
-        """The network with the labels of `where` fixed (the others unknown): a plain model."""
-        return Conditioned(self, self.condition.where_codes(where))
+    def given(self, where: Where | None = None, guidance: float = 0.0) -> CharModel:
+        """The network with the labels of `where` fixed (the others unknown): a plain model; with `guidance`,
+        guided by the network with every label unknown (namesmith.conditional)."""
+        return Conditioned(self, self.condition.where_codes(where), check_guidance(guidance))
 
     # sampling the conditional network itself samples the unconditional one (every label unknown)
     def init_state(self, batch_size: int) -> State:
@@ -164,17 +165,21 @@ class Conditioned(CharModel):
     """A conditional network with its labels fixed: forward and step as any plain model.
 
     With several code combinations (several values of a label) the next-token distribution is
-    the renormalised product of the network's distributions under each.
+    the renormalised product of the network's distributions under each; with `guidance` g it is
+    then raised to 1 + g and divided by the network's distribution with every label unknown to g.
     """
 
     model_type: ClassVar[str] = "conditioned-network"
     config_class: ClassVar[type] = dict
 
-    def __init__(self, network: ConditionalNetwork, combinations: list[tuple[int, ...]]):
+    def __init__(self, network: ConditionalNetwork, combinations: list[tuple[int, ...]], guidance: float = 0.0):
         super().__init__(network.vocab_size, {})
         self.network = network
         self.training = network.training  # the network's mode (train(mode) would set the network's too)
+        self.guidance = guidance
         self.codes = [torch.tensor([c], dtype=torch.long) for c in combinations]  # each (1, k)
+        if guidance:  # the last pass: every label unknown
+            self.codes.append(torch.tensor([network.condition.unknown()], dtype=torch.long))
 
     @property
     def context_size(self) -> int | None:
@@ -185,12 +190,16 @@ class Conditioned(CharModel):
         return self.network.max_length
 
     def config_dict(self) -> dict[str, Any]:
-        return {"where_codes": [c.tolist()[0] for c in self.codes]}
+        return {"where_codes": [c.tolist()[0] for c in self.codes], "guidance": self.guidance}
 
     def _combine(self, logits: list[torch.Tensor]) -> torch.Tensor:
-        if len(logits) == 1:
-            return logits[0]
-        return F.log_softmax(sum(F.log_softmax(lg.float(), -1) for lg in logits), -1)
+        if self.guidance:
+            *logits, unconditional = logits
+        combined = logits[0] if len(logits) == 1 else sum(F.log_softmax(lg.float(), -1) for lg in logits)
+        if self.guidance:
+            g = self.guidance
+            combined = (1 + g) * F.log_softmax(combined.float(), -1) - g * F.log_softmax(unconditional.float(), -1)
+        return combined if len(logits) == 1 and not self.guidance else F.log_softmax(combined, -1)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         outputs = []

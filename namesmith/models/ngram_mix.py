@@ -94,11 +94,13 @@ class NGramMix(CharModel):
     def condition(self) -> Any:
         return self.model.condition
 
-    def given(self, where: Any = None) -> CharModel:
-        """Both models under the same labels, combined with the same weights."""
+    def given(self, where: Any = None, guidance: float = 0.0) -> CharModel:
+        """Both models under the same labels and guidance, combined with the same weights (a weighted product
+        of guided models is the guided product)."""
         if not self.labels:
-            return super().given(where)
-        return NGramMix(self.model.given(where), self.ngram.given(where), tuple(float(w) for w in self.mix_weights))
+            return super().given(where, guidance)
+        return NGramMix(self.model.given(where, guidance), self.ngram.given(where, guidance),
+                        tuple(float(w) for w in self.mix_weights))
 
     # --- saving -----------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -120,7 +122,7 @@ class NGramMix(CharModel):
                 raise ValueError(f"ngram_type {ngram_type!r} is not an n-gram")
             ngram = model_class(ngram_type).from_config_dict(vocab_size, config["ngram"])
             model = inner.from_config_dict(vocab_size, config["model"])
-        except (TypeError, KeyError, ValueError) as e:
+        except (TypeError, KeyError, ValueError, CheckpointError) as e:
             raise CheckpointError(f"malformed ngram-mix model config: {e}") from None
         if len(weights) != 2 or not inner.neural:  # a network (a conditional one too), never another mix
             raise CheckpointError(f"malformed ngram-mix model config: {config!r:.200}")
