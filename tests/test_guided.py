@@ -149,7 +149,7 @@ def test_through_name_model_and_the_cli(tmp_path, capsys):
     words.write_text("\n".join(load_words("builtin")[:400]) + "\n")
     out = tmp_path / "gru"
     model = NameModel.train(words, "gru", out=out, n_embd=8, n_hidden=16, max_steps=30, eval_every=10,
-                            batch_size=16, ngram_mix=0, seed=1, device="cpu")
+                            batch_size=16, ngram_mix=0, seed=1, device="cpu", prior="none")
     found = model.generate(10, ends_with="lyn", min_len=5, method="guided", seed=3)
     assert found.stats.method == "guided" and found.complete and found.stats.particles >= found.stats.tries
     assert all(n.endswith("lyn") and len(n) >= 5 for n in found.names)
