@@ -214,6 +214,19 @@ def test_prior_options(prior_dir, tmp_path):
     assert e.value.field == "discount"
 
 
+def test_prior_flag_of_the_cli(prior_dir, tmp_path, capsys):
+    from namesmith.cli import main
+
+    (tmp_path / "list.txt").write_text("\n".join(LIST) + "\n", encoding="utf-8")
+    base = ["-q", "train", "--data", str(tmp_path / "list.txt"), "--samples", "0", "--json"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--prior", str(prior_dir), "--order", "4"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model_type"] == "sparse-ngram" and result["adaptation"]["method"] == "ngram"
+    assert main([*base, "--out", str(tmp_path / "b"), "--model", "mlp", "--prior", str(prior_dir)]) == 1
+    assert capsys.readouterr().err.strip() == ("namesmith: error: --prior: a mlp model cannot be adapted to a list "
+                                               "(adapted: ngram, sparse-ngram, rnn, gru, lstm); use prior none")
+
+
 def test_adapted_model_round_trips(adapted, tmp_path):
     adapted.save(tmp_path / "m")
     loaded = NameModel.load(tmp_path / "m")
