@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shlex
 import signal
 import sys
@@ -43,6 +44,11 @@ DATA_HELP = {
     "max_line_length": "skip (with a warning) lines longer than this many characters",
     "dedupe": "drop repeated names (the first is kept)",
     "split_seed": "seed of the 80/10/10 train/val/test shuffle",
+    "condition": "tables: the label columns to condition on, e.g. sex,decade (repeatable; unless given, every "
+                 "label column of the table; none: no label)",
+    "weighting": "tables: how rows weigh in training: share (each distinct name weighs 1 in all, shared among the "
+                 "label values it was given under in proportion to its counts), none (each distinct name and its "
+                 "labels once), count (by its count: births), log (1 + ln count)",
 }
 TRAIN_HELP = {
     "max_steps": "epochs (bigram) or optimiser steps (neural models)",
@@ -64,6 +70,8 @@ TRAIN_HELP = {
             "result, slower); per-example-nll and per-example-l1 are the seed's one-example-at-a-time "
             "teaching loops, for study only (slow: use --subset)",
     "subset": "per-example bigram modes: use only the first N pairs",
+    "label_dropout": "conditional neural models: probability that a row's label is hidden in training, so "
+                     "that any label can be left out when generating",
     "seed": "random seed of training",
     "device": "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu)",
 }
@@ -85,7 +93,8 @@ GENERATE_HELP = {
     "unique": "never print the same name twice",
     "max_tries": "names drawn at most (default: 100 per requested name + 100,000)",
     "time_budget": "stop searching after this many seconds",
-    "method": "exact conditioning (models with a bounded context), rejection sampling, or auto",
+    "method": "exact conditioning (models with a bounded context), guided (networks steered by an n-gram, "
+              "importance weights corrected), rejection sampling, or auto",
 }
 MODEL_HELP = {
     "smoothing": "k of add-k smoothing (0: maximum likelihood)",
@@ -102,9 +111,12 @@ MODEL_HELP = {
     "bias": "biases in linear layers and layer norms",
     "tie_weights": "share the input embedding with the output layer",
 }
-SHORT_FLAGS = {"num": "-n"}
+SHORT_FLAGS = {"num": "-n", "models": "-m"}
 METAVARS = {"starts_with": "PREFIX", "ends_with": "SUFFIX", "contains": "TEXT", "excludes": "TEXT",
-            "regex": "PATTERN", "time_budget": "SECONDS"}
+            "regex": "PATTERN", "time_budget": "SECONDS", "condition": "LABEL"}
+WHERE_HELP = ("conditional models: names of these labels, LABEL=VALUE (repeatable: --where sex=F --where "
+              "decade=1950s); LABEL=V1,V2 for names that fit both values (unisex: sex=F,M); labels left out are "
+              "marginalised")
 
 
 def flag(field: str) -> str:
@@ -132,8 +144,10 @@ def _choices(name: str) -> tuple[str, ...] | None:
     from namesmith.casing import CASES
     from namesmith.config import BATCHINGS, BIGRAM_MODES
     from namesmith.generate import METHODS
+    from namesmith.tables import WEIGHTINGS
 
-    return {"mode": BIGRAM_MODES, "batching": BATCHINGS, "method": METHODS, "case": CASES}.get(name)
+    return {"mode": BIGRAM_MODES, "batching": BATCHINGS, "method": METHODS, "case": CASES,
+            "weighting": WEIGHTINGS}.get(name)
 
 
 def _show(value: Any) -> str | None:
@@ -194,12 +208,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_options(parser: argparse.ArgumentParser, what: str, split: bool = False) -> list[str]:
-    """--data and the options of how its lines become words (the same for every command that reads one)."""
+    """--data and the options of how its lines become words (the same for every command that reads one);
+    training also chooses the table's condition and weighting."""
     from namesmith.data import DataConfig
 
     group = parser.add_argument_group("data")
     group.add_argument("--data", metavar="PATH", default=None, help=what)
-    fields = add_field_options(group, DataConfig, DATA_HELP, prefix="data_", skip=("path", "split"))
+    skip = ("path", "split") if split else ("path", "split", "condition", "weighting")
+    fields = add_field_options(group, DataConfig, DATA_HELP, prefix="data_", skip=skip)
     if split:
         group.add_argument("--no-split", dest="data_split", action="store_false", default=None,
                            help="train and evaluate on every word: no held-out validation/test sets")
@@ -220,17 +236,25 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
                                                                             f"{DEFAULT_MODEL_DIR})")
     p.add_argument("--overwrite", action="store_true", help="replace a different model already saved in --out")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in --out")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N processes of this machine with DistributedDataParallel, launched by torchrun's "
+                        "elastic agent (neural models; README: Training on several processes)")
     p.add_argument("--samples", type=int, default=10, metavar="N", help="names to print after training (default: 10)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
-    data_fields = _data_options(p, "word list, one name per line (UTF-8) (default: builtin, the US baby names of "
-                                   "2017)", split=True)
+    data_fields = _data_options(p, "word list (one name per line, UTF-8), table (a header row naming a 'name' "
+                                   "column), or built-in data set (namesmith data lists them) (default: builtin, the "
+                                   "US baby names of 2017, with their sex)", split=True)
     p.add_argument("--prior", default="auto", metavar="none|auto|DIR",
                    help="auto: a list of fewer than 1,000 training names is adapted onto the catalogue's prior of "
                         "names (ngram, sparse-ngram, gru; built once and cached); none: the list alone; DIR: adapt "
                         "onto the trained model in DIR (default: auto)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
-                   help="bigram models: count the word list in blocks instead of loading it (default: only for files "
-                        "of 256 MB or more); the split is then by a hash of each word's index, about 80/10/10")
+                   help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
+                        "only for files of 256 MB or more); the split is then by a hash of each word's index, about "
+                        "80/10/10")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes that count a streamed word list in shards (default: 1; under torchrun every "
+                        "rank counts its share)")
     cls = model_class(model_type)
     t = p.add_argument_group(f"training ({model_type} is fitted by counting: only --seed and --device apply)"
                              if cls.counts_only else f"training (defaults shown are {model_type}'s)")
@@ -251,6 +275,7 @@ def _model_dir_option(p: argparse.ArgumentParser) -> None:
 
 def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     from namesmith.generate import GenerateConfig
+    from namesmith.models.ensemble import COMBINES
 
     parser = argparse.ArgumentParser(prog="namesmith", description="Learn what words of a kind look like, one "
                                                                    "character at a time, and make more of them.")
@@ -269,6 +294,11 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     s.set_defaults(generate_fields=add_field_options(g, GenerateConfig, GENERATE_HELP, prefix="gen_"))
     s.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training "
                                                   "(for --novel and the summary)")
+    s.add_argument("--where", action="append", metavar="LABEL=VALUE", help=WHERE_HELP)
+    s.add_argument("--guidance", type=float, default=0.0, metavar="G",
+                   help="with --where: names more typical of those labels, drawn from P(c | where)^(1+G) / "
+                        "P(c)^G at every step (classifier-free guidance; 0, the model's own P(name | where), unless "
+                        "given)")
     s.add_argument("--json", action="store_true", help="print a JSON object (names and summary)")
 
     sc = sub.add_parser("score", help="how name-like are these names?",
@@ -279,6 +309,8 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     sc.add_argument("names", nargs="*", metavar="NAME", help="names to score")
     sc.add_argument("--file", metavar="LIST", help="also score every name of this word list (one per line)")
     sc.add_argument("--sort", action="store_true", help="rank from most to least name-like")
+    sc.add_argument("--where", action="append", metavar="LABEL=VALUE",
+                    help="score P(name | labels) and place it among the training names of those labels; " + WHERE_HELP)
     sc.add_argument("--json", action="store_true", help="print JSON")
     sc.set_defaults(data_fields=_data_options(sc, "the training word list, if it moved since training "
                                                   "(for percentiles)"))
@@ -301,6 +333,50 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     pl.add_argument("--annotate", action="store_true",
                     help="heat map of training pair counts, each cell labelled with its pair and count")
     pl.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")
+
+    sv = sub.add_parser("serve", help="the web page and JSON API",
+                        description="Serve a web page and a JSON API (/api/v1, OpenAPI at /docs) to generate, steer, "
+                                    "score and compare names. With no -m, a count model of each built-in data set, "
+                                    "trained on first use and cached. Needs the serve extra: pip install "
+                                    "'namesmith[serve]'.")
+    _common(sv)
+    sv.add_argument("-m", "--model-dir", dest="model_dirs", action="append", default=[], metavar="DIR",
+                    help="a trained model directory to serve (repeatable; default: the built-in data sets' models)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                                                        "only; another address needs --api-key to be safe)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    sv.add_argument("--api-key", metavar="KEY", help="require this key in the X-API-Key header of every API request "
+                                                     "(or set NAMESMITH_API_KEY)")
+    sv.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                    help="change a per-request limit (repeatable), e.g. max_names=500 or time_budget=1; see "
+                         "namesmith/serve/limits.py for all")
+    sv.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default: 1)")
+
+    c = sub.add_parser("classify", help="which label values fit these names (conditional models)",
+                       description="For each name, the posterior over each label the model is conditioned on: "
+                                   "P(value | name) ∝ P(name | value) · P(value), P(value) being the value's share of "
+                                   "the training data. Prints e.g. 'leslie: sex F 61% M 39%; decade 1950s 18% ...'.")
+    _model_dir_option(c)
+    c.add_argument("names", nargs="*", metavar="NAME", help="names to classify")
+    c.add_argument("--file", metavar="LIST", help="also classify every name of this word list (one per line)")
+    c.add_argument("--top", type=int, default=3, metavar="N", help="values shown per label (default: 3)")
+    c.add_argument("--json", action="store_true", help="print JSON: every value's probability")
+
+    en = sub.add_parser("ensemble", help="combine trained models into one",
+                        description="Combine models trained on one word list (same vocabulary, data and split) into "
+                                    "one model directory: their predictions are combined with weights fitted on the "
+                                    "validation split. The result samples, scores and evaluates like any model.")
+    _common(en)
+    en.add_argument("-m", "--models", "--model-dir", dest="models", action="append", required=True, metavar="DIR",
+                    help="a trained model directory (repeat: two or more)")
+    en.add_argument("--out", required=True, metavar="DIR", help="directory for the combined model")
+    en.add_argument("--combine", choices=COMBINES, default=COMBINES[0],
+                    help="product: a weighted product of the probabilities, renormalised (default); mixture: a "
+                         "weighted average")
+    en.add_argument("--overwrite", action="store_true", help="replace a different model already saved in --out")
+    en.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu)")
+    en.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")
+    en.add_argument("--json", action="store_true", help="print JSON")
 
     d = sub.add_parser("data", help="list the built-in data sets",
                        description="The built-in data sets (--data NAME): rows, distinct names, labels, licence and "
@@ -370,7 +446,8 @@ def _format_metrics(metrics: dict[str, dict[str, Any]]) -> str:
         if m["nll"] is None:
             lines.append(f"{part:>5}: (no words)")
         else:
-            lines.append(f"{part:>5}: nll {m['nll']:.4f}  perplexity {m['perplexity']:.3f}  "
+            per_count = f"  per count {m['nll_per_count']:.4f}" if m.get("nll_per_count") is not None else ""
+            lines.append(f"{part:>5}: nll {m['nll']:.4f}  perplexity {m['perplexity']:.3f}{per_count}  "
                          f"({plural(m['n_words'], 'word')}, {plural(m['n_chars'], 'character')})")
     return "\n".join(lines)
 
@@ -382,17 +459,18 @@ class Progress:
     is honest; log lines go through the bar (tqdm.write) so the two never share a line.
     """
 
-    def __init__(self, model_type: str, time_budget: float | None, stop: dict[str, bool]):
+    def __init__(self, model_type: str, time_budget: float | None, stop: dict[str, bool],
+                 clock: Any = time.perf_counter):
         from tqdm import tqdm
 
-        self.stop, self.time_budget = stop, time_budget
-        self.bar = tqdm(total=None, desc=f"training {model_type}", unit="step", disable=None, leave=False)
-        self.start = self.last_line = time.perf_counter()
+        self.stop, self.time_budget, self.clock = stop, time_budget, clock
+        self.bar = tqdm(total=None, desc=f"training {model_type}", unit="step", disable=None if _rank() == 0 else True,
+                        leave=False)
+        self.start = self.last_line = clock()
 
     def __call__(self, step: int, total: int, metrics: dict[str, float]) -> bool:
-        elapsed = time.perf_counter() - self.start
-        if self.time_budget and elapsed > 1 and step:  # the steps the budget will allow, if fewer
-            total = min(total, math.ceil(step * self.time_budget / elapsed))
+        elapsed = self.clock() - self.start
+        total = self.planned_steps(step, total, elapsed)
         losses = {k: f"{v:.4f}" for k, v in metrics.items() if k in ("loss", "val_loss")}
         if not self.bar.disable:
             if self.bar.total != total:
@@ -400,10 +478,16 @@ class Progress:
             self.bar.n = step
             self.bar.set_postfix(losses, refresh=False)
             self.bar.refresh()
-        elif time.perf_counter() - self.last_line >= PROGRESS_EVERY or step == total:
-            self.last_line = time.perf_counter()
+        elif self.clock() - self.last_line >= PROGRESS_EVERY or step == total:
+            self.last_line = self.clock()
             log.info(f"step {step:,}/{total:,} ({elapsed:.0f} s) " + " ".join(f"{k} {v}" for k, v in losses.items()))
         return self.stop["stop"]
+
+    def planned_steps(self, step: int, total: int, elapsed: float) -> int:
+        """The steps the run will take: max_steps, or what the time budget allows at this pace if fewer."""
+        if self.time_budget and elapsed > 1 and step:
+            return min(total, math.ceil(step * self.time_budget / elapsed))
+        return total
 
     def close(self) -> None:
         self.bar.close()
@@ -420,11 +504,32 @@ def _logs_through(progress: Progress) -> Iterator[None]:
             yield
 
 
+def _rank() -> int:
+    """This process's rank when torchrun started it, else 0: only rank 0 prints progress and results."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line without its --nproc option (argparse also takes an abbreviation such as --np)."""
+    kept, skip = [], False
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if skip or (len(name) > 3 and "--nproc".startswith(name)):
+            skip = not skip and "=" not in token  # its value is the next token
+            continue
+        kept.append(token)
+    return kept
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from namesmith.namemodel import NameModel
 
     if args.samples < 0:
         raise ConfigError(f"--samples must not be negative, got {args.samples}")
+    if args.nproc is not None:  # this process launches the ranks, which run this command without --nproc
+        from namesmith.distributed import launch
+
+        return launch(args.nproc, _without_nproc(args.argv))
     options = {**given(args, args.data_fields, "data_"), **given(args, args.train_fields, "train_"),
                **given(args, args.model_fields, "model_")}
     with _stop_on_signals() as stop:
@@ -433,15 +538,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             with _logs_through(progress):
                 model = NameModel.train(args.data or "builtin", args.model, out=args.out, resume=args.resume,
                                         overwrite=args.overwrite, callback=progress, stream=args.stream,
-                                        prior=args.prior, **options)
+                                        workers=args.workers, prior=args.prior, **options)
         finally:
             progress.close()
     history = model.history
-    names = model.generate(args.samples, seed=options.get("seed", 1337)) if args.samples else None
+    if _rank() != 0:  # rank 0 reports for every rank
+        return EXIT_INTERRUPTED if history.stop_reason == "interrupted" else 0
+    seed = options.get("seed", 1337)
+    names = model.generate(args.samples, seed=seed) if args.samples else None
+    by_value = _samples_by_value(model, args.samples, seed) if args.samples else {}
     if args.json:
         _print_json({"model_dir": args.out, "model_type": model.model_type, "description": model.describe(),
                      "metrics": model.metrics, "steps": history.steps, "seconds": history.seconds,
                      "stop_reason": history.stop_reason, "samples": names.names if names else [],
+                     "samples_by_value": {k: v.names for k, v in by_value.items()}, "labels": model.labels,
                      "unfinished_samples": names.stats.unfinished if names else 0,
                      "metrics_without_ngram": model.meta.get("metrics_without_ngram"),
                      "adaptation": model.meta.get("adaptation")})
@@ -451,8 +561,9 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"({status}); saved to {args.out}")
         if status == "interrupted":
             data_flag = "" if not args.data else f" --data {shlex.quote(args.data)}"
+            ranks = int(os.environ.get("WORLD_SIZE", "1"))
             print(f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} "
-                  "--resume")
+                  "--resume" + (f" --nproc {ranks}" if ranks > 1 else ""))
         adaptation = model.meta.get("adaptation")
         if adaptation:  # see namesmith.adapt
             print(_format_adaptation(adaptation))
@@ -461,15 +572,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         if alone:  # see namesmith.models.ngram_mix
             config = model.meta["model_config"]
             a, b = config["weights"]
-            print(f"the network alone, before it was combined with the order-{config['ngram']['order']} n-gram "
+            order = config["ngram"].get("model", config["ngram"]).get("order", "?")
+            print(f"the network alone, before it was combined with the order-{order} n-gram "
                   f"(weights {a:.2f} and {b:.2f}; --ngram-mix 0 keeps it alone):\n{_format_metrics(alone)}")
-        if names and names.names:
+        if by_value:
+            print("samples:")
+            for where, found in by_value.items():
+                print(f"{where}: {', '.join(found.names)}")
+        elif names and names.names:
             print("samples:")
             print("\n".join(names.names))
     if names is not None:
         _warn_unfinished(names.stats, args.quiet)
     # interrupted (SIGINT/SIGTERM) but saved resumably: exit 130 so scripts do not mistake it for done
     return EXIT_INTERRUPTED if history.stop_reason == "interrupted" else 0
+
+
+def _samples_by_value(model: Any, n: int, seed: int) -> dict[str, Any]:
+    """Sample names per value of a conditional model's one label, when it has one with few values
+    (sex: F, M): {"sex=F": names, ...}; else {} (the plain samples are shown)."""
+    labels = model.labels
+    if len(labels) != 1:
+        return {}
+    (label, values), = labels.items()
+    if len(values) > 4:
+        return {}
+    per_value = max(1, math.ceil(n / len(values)))
+    return {f"{label}={v}": model.generate(per_value, seed=seed + i, where={label: v}) for i, v in enumerate(values)}
 
 
 def _format_adaptation(record: dict[str, Any]) -> str:
@@ -500,15 +629,18 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from namesmith.conditional import parse_where_args
+
     model = _load(args)
     options = given(args, args.generate_fields, "gen_")
     n = options.pop("num", 20)
+    where = parse_where_args(args.where)
     if args.json:  # one JSON object: every name is held
-        result = model.generate(n, **options)
+        result = model.generate(n, where=where, guidance=args.guidance, **options)
         _print_json(result.to_dict())
         stats, novelty = result.stats, result.novelty
     else:  # names stream out as they are found; memory stays bounded by a batch
-        with model.iter_generate(n, **options) as stream:
+        with model.iter_generate(n, where=where, guidance=args.guidance, **options) as stream:
             for names in stream:
                 sys.stdout.write("".join(name + "\n" for name in names))
                 sys.stdout.flush()
@@ -531,8 +663,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         names += load_words(DataConfig(path=args.file, **{"max_line_length": 10**6, "case": "exact", **data_options}))
     if not names:
         raise ConfigError("score needs names: give them as arguments or with --file LIST")
+    from namesmith.conditional import parse_where_args
+
     model = _load(args)
-    scores = model.score(names)
+    scores = model.score(names, where=parse_where_args(args.where))
     if args.sort:
         scores = rank(scores)
     _, why = model.training_split()
@@ -542,6 +676,27 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(format_scores(scores))
         if why and not args.quiet:
             print(f"percentiles not available: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from namesmith.classify import format_classification
+    from namesmith.data import DataConfig, load_words
+
+    if args.top < 1:
+        raise ConfigError(f"--top must be at least 1, got {args.top}")
+    names = list(args.names)
+    if args.file:
+        names += load_words(DataConfig(path=args.file, max_line_length=10**6, case="exact"))
+    if not names:
+        raise ConfigError("classify needs names: give them as arguments or with --file LIST")
+    model = _load(args)
+    results = model.classify(names)
+    if args.json:
+        _print_json({"labels": model.labels, "names": [{"name": name, "posterior": result}
+                                                       for name, result in zip(names, results)]})
+    else:
+        print(format_classification(names, results, args.top))
     return 0
 
 
@@ -595,6 +750,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from namesmith.serve.limits import Limits
+        from namesmith.serve.server import run_server
+    except ImportError as e:
+        raise ConfigError(f"serve needs the serve extra ({e.name} is missing): "
+                          "pip install 'namesmith[serve]'") from None
+    run_server(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, limits=Limits.parse(args.limit),
+               workers=args.workers, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from namesmith.namemodel import NameModel
+
+    model = NameModel.ensemble(args.models, out=args.out, combine=args.combine, overwrite=args.overwrite,
+                               device=args.device, data=args.data)
+    if args.json:
+        _print_json({"model_dir": args.out, **model.info()})
+        return 0
+    weights = model.meta["model_config"]["weights"]
+    print(f"combined {len(weights)} models ({args.combine}); saved to {args.out}")
+    for member, weight in zip(model.meta["members"], weights):
+        val = member["metrics"].get("val", {}).get("nll")
+        print(f"  weight {weight:7.3f}  {member['description']:<24} val {'n/a' if val is None else f'{val:.4f}'}"
+              f"  {member['directory'] or ''}")
+    print(_format_metrics(model.metrics))
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from namesmith.catalogue import list_datasets
 
@@ -610,8 +795,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "score": cmd_score, "eval": cmd_eval,
-            "plot": cmd_plot, "report": cmd_report}
+COMMANDS = {"data": cmd_data, "serve": cmd_serve, "train": cmd_train, "ensemble": cmd_ensemble, "sample": cmd_sample,
+            "score": cmd_score, "eval": cmd_eval, "plot": cmd_plot, "report": cmd_report, "classify": cmd_classify}
 
 
 def error_line(e: NamesmithError) -> str:
@@ -633,6 +818,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         if owner:
             command.error(f"{extra[0].split('=')[0]} is an option of --model {owner}, not of --model {args.model}")
         command.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = argv
     return args
 
 
@@ -642,10 +828,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse(argv)
         args.quiet = getattr(args, "quiet", False)
-        log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+        level = logging.WARNING if args.quiet else logging.INFO
+        log.setLevel(level if _rank() == 0 else logging.ERROR)  # under torchrun rank 0 speaks for every rank
         return COMMANDS[args.command](args)
     except NamesmithError as e:
-        print(f"namesmith: error: {error_line(e)}", file=sys.stderr)
+        where = f"rank {_rank()}: " if _rank() and not str(e).startswith("rank ") else ""
+        print(f"namesmith: error: {where}{error_line(e)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("namesmith: interrupted", file=sys.stderr)

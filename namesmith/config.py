@@ -41,6 +41,7 @@ class TrainConfig:
     ema: float | None = None  # decay of an exponential moving average of the weights (0: off)
     batching: str | None = None  # neural models: see BATCHINGS and namesmith.trainer
     ngram_mix: int | None = None  # neural models: combine with an n-gram of this order (0: off)
+    label_dropout: float | None = None  # conditional neural models: P(a label is hidden) per row and label
     mode: str = "full-batch"  # `bigram` only: see BIGRAM_MODES
     subset: int | None = None  # per-example `bigram` modes: use only the first N pairs
     seed: int = 1337
@@ -61,6 +62,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must not be negative, got {value}", field=name)
         if not -(2**63) <= self.seed < 2**63:
             raise ConfigError(f"seed must fit in 64 bits (-2**63 to 2**63-1), got {self.seed}", field="seed")
+        if self.label_dropout is not None and not 0.0 <= self.label_dropout < 1.0:
+            raise ConfigError(f"label_dropout must be in [0, 1), got {self.label_dropout}", field="label_dropout")
         if self.ngram_mix is not None and (not isinstance(self.ngram_mix, int) or self.ngram_mix < 0):
             raise ConfigError(f"ngram_mix must be an n-gram order (1 or more) or 0 for none, got {self.ngram_mix}",
                               field="ngram_mix")

@@ -1,4 +1,4 @@
-"""Counting: the pair counts of words in memory, and of word lists too large to hold as strings.
+"""Counting: pair and n-gram counts of words in memory and of word lists too large to hold as strings.
 
 This module only counts; training from the counts is in namesmith.train, evaluating from them
 in namesmith.evaluate.
@@ -19,24 +19,40 @@ memory. Here word i (0-based, counting the words kept) goes to train/val/test by
 (i, split seed): hash mod 10 → 0-7 train, 8 val, 9 test; about 80/10/10 and deterministic.
 Streaming is used for large files only (see namesmith.train), so names.txt and other small lists
 keep the exact lecture split.
+
+N-gram counts of any order, in shards (`count_ngrams_file`): a file is cut into byte ranges and
+each range owns the lines that start in it (`read_shard`), so ranges can be counted apart (in
+worker processes, on the ranks of torch.distributed) and their counts merged exactly: integer sums
+of sorted n-gram keys, the same whatever the cuts. A first pass counts the words and collects the
+characters of each shard, so the split is the one above (word i of the file, whichever shard
+reads it) and every shard counts in the same vocabulary. `count_pairs_file` gives `count_file`'s
+pair counts that way, and `streamed_split` gives the same split of a word list in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
+import multiprocessing
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from namesmith.data import _BAD_CATEGORIES, DataConfig, decode_text, parse_words
-from namesmith.errors import DataError
+from namesmith.data import _BAD_CATEGORIES, BUILTIN, DataConfig, Split, decode_text, parse_words
+from namesmith.errors import ConfigError, DataError
+from namesmith.models.ngram import NGram, NGramConfig, NGramCounts, held_out_every
 from namesmith.vocab import BOUNDARY, Vocab
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 log = logging.getLogger("namesmith")
 
@@ -102,7 +118,8 @@ def _plain_codes(raw: bytes, offset: int, path: str, config: DataConfig) -> np.n
             raw = raw.lower()
         if len(raw.translate(None, _ASCII_CONTROLS)) != len(raw):  # tab, CR, other controls
             return None
-        text_has_edge_space = raw.startswith(b" ") or b"\n " in raw or b" \n" in raw
+        # (a two-byte search is slow where newlines are frequent: look for a space first)
+        text_has_edge_space = b" " in raw and (raw.startswith(b" ") or b"\n " in raw or b" \n" in raw)
         return None if text_has_edge_space else np.frombuffer(raw, dtype=np.uint8)
     source = path if offset == 0 else f"{path} (block at byte {offset})"
     text = unicodedata.normalize("NFC", decode_text(raw, source, config.encoding))
@@ -113,9 +130,9 @@ def _plain_codes(raw: bytes, offset: int, path: str, config: DataConfig) -> np.n
         text = lowered
     codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
     for c in map(chr, _distinct(codes)):
-        if c != "\n" and (unicodedata.category(c) in _BAD_CATEGORIES or (c.isspace() and c != " ")):
+        if c != "\n" and (unicodedata.category(c) in _BAD_CATEGORIES or (c.isspace() and c != " ") or c == "\ufeff"):
             return None
-    if text.startswith(" ") or "\n " in text or " \n" in text:
+    if " " in text and (text.startswith(" ") or "\n " in text or " \n" in text):
         return None
     return codes
 
@@ -133,6 +150,587 @@ def _block_codes(raw: bytes, offset: int, path: str, config: DataConfig) -> np.n
         joined = "".join(w + "\n" for w in words)
         codes = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
     return codes
+
+
+def _clean_block(raw: bytes, offset: int, path: str, config: DataConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """The words kept from one block: their code points (each word followed by a newline), their
+    lengths, and how many lines were skipped as longer than `config.max_line_length`."""
+    if offset == 0 and b"\x00" in raw[:65536]:
+        decode_text(raw[:65536], path, config.encoding)  # raises the binary-file error
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n")
+    codes = _block_codes(raw, offset, path, config)
+    ends = np.flatnonzero(codes == _NEWLINE)
+    lengths = np.diff(ends, prepend=-1) - 1  # characters of each line
+    keep_line = (lengths > 0) & (lengths <= config.max_line_length)
+    skipped_long = 0
+    if not keep_line.all():  # blank lines and lines too long leave
+        skipped_long = int((lengths > config.max_line_length).sum())
+        codes = codes[np.repeat(keep_line, lengths + 1)]
+        lengths = lengths[keep_line]
+    return codes, lengths, skipped_long
+
+
+# --- shards: byte ranges of one file, counted apart and merged exactly ----------------------------
+def file_size(path: str | Path) -> int:
+    """Size in bytes of a word-list file, or a `DataError` saying why it cannot be read."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, not a word list")
+    if not p.is_file():
+        raise DataError(f"{p}: is not a regular file (a device, pipe or socket), not a word list")
+    return p.stat().st_size
+
+
+def shard_ranges(size: int, shards: int) -> list[tuple[int, int]]:
+    """`shards` byte ranges [start, end) of about equal size that cover a file of `size` bytes."""
+    if shards < 1:
+        raise ConfigError(f"shards must be at least 1, got {shards}")
+    return [(size * i // shards, size * (i + 1) // shards) for i in range(shards)]
+
+
+def read_shard(path: str | Path, start: int, end: int, block_size: int = BLOCK) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, block) pairs of the lines that *start* in bytes [start, end) of a file.
+
+    A shard owns each line that starts in it, so cutting a file anywhere (inside a line, inside a
+    UTF-8 character) loses and repeats nothing: a shard skips the end of the line it starts in
+    (unless it starts at 0 or just after a newline) and reads past `end` to finish its last line.
+    A newline byte never occurs inside a multi-byte UTF-8 character, so every cut it makes is
+    between characters. Blocks end with a newline (one is added at the end of the file), as
+    `read_blocks`' do.
+    """
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        offset = start
+        if start > 0:  # the first line that starts here begins after the first newline at or after start - 1
+            f.seek(start - 1)
+            while True:
+                chunk = f.read(block_size)
+                if not chunk:
+                    return
+                newline = chunk.find(b"\n")
+                if newline >= 0:
+                    offset += newline
+                    f.seek(offset)
+                    break
+                offset += len(chunk)
+        data = b""  # bytes from `offset`, a line start, not yet given out
+        while offset < end:
+            chunk = f.read(block_size)
+            if not chunk:  # end of file: the last line has no newline
+                if data:
+                    yield offset, data + b"\n"
+                return
+            data += chunk
+            last = data.find(b"\n", end - offset - 1)  # the newline that ends the line holding byte end - 1
+            if last >= 0:
+                yield offset, data[: last + 1]
+                return
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield offset, data[:cut]
+                offset, data = offset + cut, data[cut:]
+
+
+def streamed_split(words: list[str], seed: int = 42, split: bool = True) -> Split:
+    """The split a streamed word list gets (`split_parts`), of words in memory, in file order.
+
+    The n-gram fitted on `Corpus(streamed_split(words), vocab)` in memory equals the one fitted
+    from `count_ngrams_file` of a file holding these words, bit for bit: the same words in each
+    part, and the same training words held out to tune the discounts (every 10th in this order,
+    see `models.ngram.held_out_every`).
+    """
+    if not split:
+        return Split(list(words), [], [])
+    parts = split_parts(0, len(words), seed)
+    return Split(*([w for w, p in zip(words, parts) if p == i] for i in range(3)))
+
+
+# --- n-gram counts of a file, in shards, in worker processes, across torch.distributed ranks --------
+NGRAM_BLOCK = 2 << 20  # bytes per block when counting n-grams: arrays stay small (no page faults)
+DENSE_LIMIT = 1 << 18  # key spaces up to this size are counted with bincount in one dense table
+PARTITIONS = 64  # key ranges of a tally (see _Tally)
+PENDING_MIN = 1 << 15  # keys of small runs in one range merged together before they join its total
+# Parts of a streamed word list as counted: HELD_OUT are the training words held out to tune the
+# n-gram's discounts (every 10th training word in file order: `held_out_every`); "train" counts both.
+FIT, HELD_OUT, VAL, TEST = range(4)
+
+
+@dataclass
+class NGramFileCounts:
+    """The n-gram counts of a streamed word list, per part of its split (see `count_ngrams_file`)."""
+
+    vocab: Vocab
+    order: int
+    train: NGramCounts  # every training word
+    held_out: NGramCounts  # training words held out to tune "tuned" discounts: every 10th in file order
+    val: NGramCounts
+    test: NGramCounts
+    max_word_length: int
+    n_bytes: int  # bytes read (a newline added to a last line without one counts)
+    seconds: float
+    skipped_long: int = 0
+    shards: int = 1
+
+    @property
+    def n_words(self) -> dict[str, int]:
+        return {part: self.part(part).n_words for part in PARTS}
+
+    def part(self, name: str) -> NGramCounts:
+        """The counts of "train", "val", "test" or "held_out"."""
+        if name not in (*PARTS, "held_out"):
+            raise ValueError(f"part must be one of {', '.join(PARTS)} or held_out, got {name!r}")
+        return getattr(self, name)
+
+
+@dataclass
+class _Scan:
+    """What the first pass learns of a shard: its words and characters."""
+
+    n_words: int
+    chars: list[int]  # code points, sorted
+    max_word_length: int
+    skipped_long: int
+    n_bytes: int
+
+
+def _scan_shard(path: str, start: int, end: int, config: DataConfig, block_size: int) -> _Scan:
+    """First pass over a shard: count the words kept and collect the characters (no n-grams yet)."""
+    n_words = max_len = skipped_long = n_bytes = 0
+    chars: set[int] = {_NEWLINE}
+    for offset, raw in read_shard(path, start, end, block_size):
+        n_bytes += len(raw)
+        codes, lengths, skipped = _clean_block(raw, offset, path, config)
+        skipped_long += skipped
+        if len(lengths):
+            n_words += len(lengths)
+            max_len = max(max_len, int(lengths.max()))
+            if codes.dtype == np.uint8:  # ASCII: drop the characters seen already (fast), look at the rest
+                codes = np.frombuffer(codes.tobytes().translate(None, bytes(c for c in chars if c < 128)), np.uint8)
+            chars.update(_distinct(codes))
+    chars.discard(_NEWLINE)
+    return _Scan(n_words, sorted(chars), max_len, skipped_long, n_bytes)
+
+
+def _train_words(first: int, count: int, config: DataConfig) -> int:
+    """How many of words first..first+count-1 go to the training part."""
+    if not config.split:
+        return count
+    step = 1 << 22  # bounds memory for a shard of any size
+    return sum(int((split_parts(i, min(step, first + count - i), config.split_seed) == 0).sum())
+               for i in range(first, first + count, step))
+
+
+def _word_parts(first_word: int, first_train: int, count: int, config: DataConfig, every: int) -> np.ndarray:
+    """(count,) FIT/HELD_OUT/VAL/TEST of words first_word.., whose first training word is training word
+    first_train; training words 0, every, 2 × every, ... are held out."""
+    split = split_parts(first_word, count, config.split_seed) if config.split else np.zeros(count, np.uint8)
+    train = split == 0
+    train_index = first_train + np.cumsum(train) - 1
+    held_out = train & (train_index % every == 0)
+    return np.where(train, np.where(held_out, HELD_OUT, FIT), split + 1).astype(np.uint8)
+
+
+def _ngram_keys(digits: np.ndarray, lengths: np.ndarray, order: int, base: int) -> np.ndarray:
+    """Key of the order-N n-gram ending at every token of a block, as `NGram` counts them.
+
+    `digits` are token + 1 (the end token, a newline, is 1) of words each followed by its end
+    token; `lengths` are the words' lengths. Horner's rule over the block gives the key of the
+    N tokens up to each one, oldest first. That is the n-gram for every token but the first N-2
+    of a word, whose window reaches back into the word before: there every digit older than the
+    end token of the previous word becomes the boundary's, 1 (`NGram` pads names so).
+    """
+    n, dtype = len(digits), digits.dtype.type
+    padded = np.ones(n + order - 1, dtype=digits.dtype)  # the block starts after N-1 boundary tokens
+    padded[order - 1 :] = digits
+    keys = padded[:n].copy()
+    for i in range(1, order):
+        keys *= dtype(base)
+        keys += padded[i : i + n]
+    word_start = np.cumsum(lengths + 1) - (lengths + 1)
+    for position in range(order - 2):  # the token at this position of each word that has one (the end token too)
+        at = word_start[lengths >= position] + position
+        kept = base ** (position + 2)  # its own tokens and the end token before them
+        keys[at] = keys[at] % dtype(kept) + dtype(sum(base**j for j in range(position + 2, order)))
+    return keys
+
+
+def _merge_sorted(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and summed counts of a few runs of (sorted distinct keys, counts)."""
+    runs = [run for run in runs if len(run[0])]
+    if len(runs) <= 1:
+        return runs[0] if runs else (np.empty(0, np.int64), np.empty(0, np.int64))
+    keys = np.concatenate([k for k, _ in runs])
+    counts = np.concatenate([c for _, c in runs])
+    order = np.argsort(keys, kind="stable")  # timsort: merges the sorted runs rather than sorting anew
+    keys, counts = keys[order], counts[order]
+    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return keys[first], np.add.reduceat(counts, first)
+
+
+def _merge_into(total: tuple[np.ndarray, np.ndarray], run: tuple[np.ndarray, np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """`total` (sorted distinct keys, counts: updated in place) plus a run: keys found add their
+    counts, new keys are inserted. Memory: about twice the total, not the run's sort of it."""
+    keys, counts = total
+    new_keys, new_counts = run
+    if not len(keys):
+        return new_keys.copy(), new_counts.copy()
+    pos = np.searchsorted(keys, new_keys)
+    found = keys[np.minimum(pos, len(keys) - 1)] == new_keys
+    counts[pos[found]] += new_counts[found]
+    fresh = np.flatnonzero(~found)
+    if not len(fresh):
+        return keys, counts
+    at = pos[fresh] + np.arange(len(fresh))  # where the new keys go in the merged arrays
+    old = np.ones(len(keys) + len(fresh), dtype=bool)
+    old[at] = False
+    merged_keys, merged_counts = np.empty(len(old), keys.dtype), np.empty(len(old), counts.dtype)
+    merged_keys[at], merged_counts[at] = new_keys[fresh], new_counts[fresh]
+    merged_keys[old], merged_counts[old] = keys, counts
+    return merged_keys, merged_counts
+
+
+class _Tally:
+    """Counts of integer keys, added a block at a time: memory grows with the distinct keys only.
+
+    A small key space is one dense table (`np.bincount`). Otherwise each block is counted on its
+    own (`torch.unique`: a sort, fastest on int32 keys) and the sorted run is cut into PARTITIONS
+    ranges of keys (quantiles of the first run); in each range the runs wait in a list, are merged
+    together once they outgrow half the range's total (`_merge_sorted`) and join the total by
+    binary search and insertion (`_merge_into`), so a total is rewritten about as often as it grows
+    by half. Ranges keep every array small: merges stay in cache, and memory freed by one is reused
+    by the next instead of being mapped afresh. Live memory: at most about 1.5 × 12 bytes per
+    distinct key (int32 keys, int64 counts), plus the block being counted.
+    """
+
+    def __init__(self, space: int, dtype: type):
+        self.dense = np.zeros(space, np.int64) if space <= DENSE_LIMIT else None
+        self.dtype = dtype
+        self.bounds: np.ndarray | None = None  # the first key of each range but the first: set by the first run
+        empty = (np.empty(0, dtype), np.empty(0, np.int64))
+        self.totals: list[tuple[np.ndarray, np.ndarray]] = [empty] * PARTITIONS
+        self.pending: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(PARTITIONS)]
+        self.pending_size = [0] * PARTITIONS
+
+    def add_keys(self, keys: np.ndarray) -> None:
+        if self.dense is not None:
+            self.dense += np.bincount(keys, minlength=len(self.dense))
+            return
+        distinct, counts = torch.unique(torch.from_numpy(keys), return_counts=True)
+        self.add_counts(distinct.numpy(), counts.numpy())
+
+    def add_counts(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        """Add (sorted distinct keys, counts)."""
+        keys = keys.astype(self.dtype, copy=False)
+        if self.dense is not None:
+            self.dense[keys] += counts
+            return
+        if self.bounds is None:  # ranges of about as many keys of the first run each (keys are far from uniform)
+            self.bounds = np.unique(keys[np.linspace(0, len(keys), PARTITIONS + 1)[1:-1].astype(np.int64)])
+        cuts = [0, *np.searchsorted(keys, self.bounds).tolist(), len(keys)]
+        for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+            if a == b:
+                continue
+            self.pending[i].append((keys[a:b], counts[a:b]))
+            self.pending_size[i] += b - a
+            if self.pending_size[i] >= max(PENDING_MIN, len(self.totals[i][0]) // 2):
+                self._flush(i)
+
+    def _flush(self, i: int) -> None:
+        self.totals[i] = _merge_into(self.totals[i], _merge_sorted(self.pending[i]))
+        self.pending[i], self.pending_size[i] = [], 0
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct keys and their counts."""
+        if self.dense is not None:
+            keys = np.flatnonzero(self.dense)
+            return keys.astype(self.dtype), self.dense[keys]
+        for i in range(PARTITIONS):
+            if self.pending[i]:
+                self._flush(i)
+        keys = np.concatenate([k for k, _ in self.totals])
+        counts = np.concatenate([c for _, c in self.totals])
+        self.totals = [(keys[:0], counts[:0])] * PARTITIONS  # the arrays now live in the result only
+        return keys, counts
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the keys of one count are built: N-gram key + part × base^N, int32 where that fits."""
+
+    order: int
+    base: int
+    chars: tuple[int, ...]  # code points of the vocabulary's characters, sorted
+
+    @property
+    def space(self) -> int:
+        return 4 * self.base**self.order  # four parts
+
+    @property
+    def dtype(self) -> type:
+        return np.int32 if self.space <= 2**31 else np.int64
+
+    @property
+    def parts_in_key(self) -> bool:
+        return self.space <= 2**63  # else each part is counted in a table of its own
+
+    def digits(self) -> np.ndarray:
+        """Code point → digit (token + 1; a newline, the end token, is 1)."""
+        table = np.zeros(max(*self.chars, _NEWLINE) + 1, self.dtype)
+        table[_NEWLINE] = 1
+        table[list(self.chars)] = np.arange(2, len(self.chars) + 2)
+        return table
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No messages from namesmith's logger meanwhile."""
+    disabled, log.disabled = log.disabled, True
+    try:
+        yield
+    finally:
+        log.disabled = disabled
+
+
+def _count_shard(path: str, start: int, end: int, config: DataConfig, layout: _Layout, first_word: int,
+                 first_train: int, every: int, block_size: int
+                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Second pass over a shard: (keys, counts) of each part and the number of words in each part.
+
+    Word first_word of the file comes first, and training word first_train; training words 0,
+    every, 2 × every, ... are held out to tune the discounts.
+    """
+    digit_of = layout.digits()
+    top = layout.base**layout.order
+    part_offset = np.arange(4, dtype=layout.dtype) * layout.dtype(top) if layout.parts_in_key else None
+    if layout.parts_in_key:
+        tallies = [_Tally(layout.space, layout.dtype)]
+    else:
+        tallies = [_Tally(top, layout.dtype) for _ in range(4)]
+    n_words = np.zeros(4, np.int64)
+    word, train = first_word, first_train
+    for offset, raw in read_shard(path, start, end, block_size):
+        with _quiet():  # the first pass warned about the lines it skipped
+            codes, lengths, _ = _clean_block(raw, offset, path, config)
+        if not len(lengths):
+            continue
+        parts = _word_parts(word, train, len(lengths), config, every)
+        counted = np.bincount(parts, minlength=4)
+        word, train = word + len(lengths), train + int(counted[FIT] + counted[HELD_OUT])
+        n_words += counted
+        keys = _ngram_keys(digit_of[codes], lengths, layout.order, layout.base)
+        if layout.parts_in_key:
+            keys += np.repeat(part_offset[parts], lengths + 1)
+            tallies[0].add_keys(keys)
+        else:
+            token_parts = np.repeat(parts, lengths + 1)
+            for part, tally in enumerate(tallies):
+                tally.add_keys(keys[token_parts == part])
+    if not layout.parts_in_key:
+        return [tally.result() for tally in tallies], n_words
+    keys, counts = tallies[0].result()
+    bounds = np.searchsorted(keys, np.arange(5, dtype=np.int64) * top).tolist()
+    for part, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        keys[a:b] -= layout.dtype(part * top)  # in place: the parts are views of one array
+    return [(keys[a:b], counts[a:b]) for a, b in zip(bounds, bounds[1:])], n_words
+
+
+def _merge_shards(results: Iterable[tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]], layout: _Layout
+                  ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The (keys, counts) of each part and the words of each part, summed over shards' results."""
+    results = iter(results)
+    first, second = next(results, None), next(results, None)
+    if second is None:  # nothing to merge
+        empty = (np.empty(0, layout.dtype), np.empty(0, np.int64))
+        return first if first is not None else ([empty] * 4, np.zeros(4, np.int64))
+    tallies = [_Tally(layout.base**layout.order, layout.dtype) for _ in range(4)]
+    words_by_part = np.zeros(4, np.int64)
+    for by_part, counted in itertools.chain([first, second], results):
+        for tally, (keys, counts) in zip(tallies, by_part):
+            tally.add_counts(keys, counts)
+        words_by_part += counted
+    return [tally.result() for tally in tallies], words_by_part
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # one process per core: threads inside each would only contend
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """`workers` spawned processes (None for 1: count here); on an error, work not started is dropped."""
+    if workers == 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _call(task: tuple[Callable[..., Any], tuple]) -> Any:
+    function, args = task
+    return function(*args)
+
+
+def _run(pool: ProcessPoolExecutor | None, function: Callable[..., Any], tasks: list[tuple]) -> Iterator[Any]:
+    """`function(*args)` of each task, in order: in this process, or spread over the pool's workers."""
+    calls = [(function, args) for args in tasks]
+    return map(_call, calls) if pool is None else pool.map(_call, calls)
+
+
+def _process_group(group: Any) -> Any:
+    """The torch.distributed group to count across: `group`, else the default one if initialised."""
+    if group is not None:
+        return group
+    import torch.distributed as dist
+
+    return dist.group.WORLD if dist.is_available() and dist.is_initialized() else None
+
+
+def _gather(compute: Callable[[], Any], group: Any) -> list[Any]:
+    """Every rank's `compute()`, on every rank (just this one's without a group).
+
+    A rank whose `compute` fails still takes part in the exchange, sending its error, and every
+    rank raises it: the others do not wait for a rank that will never send.
+    """
+    if group is None:
+        return [compute()]
+    import torch.distributed as dist
+
+    try:
+        value, error = compute(), None
+    except Exception as e:  # noqa: BLE001 (sent to the other ranks, then raised here too)
+        value, error = None, e
+    gathered: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, (value, error), group=group)
+    if error is not None:
+        raise error
+    for _, other in gathered:
+        if other is not None:
+            raise other
+    return [value for value, _ in gathered]
+
+
+def _every_shard(pool: ProcessPoolExecutor | None, group: Any, mine: list[int], function: Callable[..., Any],
+                 tasks: list[tuple]) -> list[Any]:
+    """Results of `function` on every shard, in shard order: this rank runs `mine`, the ranks swap results."""
+    gathered = _gather(lambda: list(zip(mine, _run(pool, function, tasks))), group)
+    return [result for _, result in sorted((pair for rank in gathered for pair in rank), key=lambda pair: pair[0])]
+
+
+def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shards: int | None = None,
+                      group: ProcessGroup | None = None, block_size: int = NGRAM_BLOCK) -> NGramFileCounts:
+    """Count the order-`order` n-grams of a word-list file of any size, in shards, exactly.
+
+    The file is cut into `shards` byte ranges (default: one per counting process, `workers` ×
+    the ranks of `group`); each shard owns the lines that start in it (`read_shard`). Lines are
+    cleaned as `data.parse_words` cleans them. Two passes, each over every shard:
+
+    1. scan: the words kept and the characters of each shard. This gives the vocabulary before
+       any n-gram is counted (so every shard counts in the same keys) and each shard's first
+       word index, so the split is that of `count_file`, whatever the shards: word i (counting
+       the words kept, in file order) goes to train/val/test by `split_parts`, and every 10th
+       training word in file order (`held_out_every`: fewer above a million) is also counted
+       apart, to tune "tuned" discounts on. `NGram.fit` holds out the same words of its
+       training list, so `NGram.fit` on `streamed_split` of the words gives the same model.
+    2. count: each shard, a block at a time, counts the keys of its n-grams (`NGramCounts`'
+       keys, plus the part × base^N), and the counts are merged (`_merge_sorted`): integer sums
+       of sorted keys, so the result does not depend on how the file was cut.
+
+    `workers` > 1 counts the shards in that many processes (multiprocessing's "spawn" context:
+    call this under `if __name__ == "__main__":` in a script). Under torch.distributed (an
+    initialised default group, as `torchrun` sets up, or `group`) every rank must call this: each
+    counts shards rank, rank + world size, ..., the results are exchanged with
+    `all_gather_object`, and every rank returns the same totals (an error on one rank is raised
+    on every rank). Counts travel as pickled arrays, so under NCCL pass a gloo `group`
+    (`torch.distributed.new_group(backend="gloo")`) rather than send them through the GPUs.
+    Memory is bounded by the distinct n-grams, not by the file: each counting process holds
+    about 20-40 bytes per distinct n-gram (all parts) plus a block being counted.
+
+    Fit and evaluate from the result::
+
+        counts = count_ngrams_file(DataConfig(path="words.txt"), 6, workers=4)
+        model = NGram(counts.vocab.size, NGramConfig(order=6))
+        model.fit_counts(counts.train, counts.held_out)
+        test_nll = model.nll_counts(counts.test)
+    """
+    start_time = time.perf_counter()
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be an integer of at least 1, got {workers!r}")
+    if str(config.path) == BUILTIN:
+        raise ConfigError("counting a file needs a word-list file, not the built-in data set")
+    NGramConfig(order=order)  # a ConfigError for a bad order
+    if "\n".encode(config.encoding) != b"\n" or "a".encode(config.encoding) != b"a":
+        raise ConfigError(f"--encoding: counting a file reads ASCII-compatible encodings only, not {config.encoding}")
+    path = str(config.path)
+    size = file_size(path)
+    group = _process_group(group)
+    rank, world = (0, 1)
+    if group is not None:
+        import torch.distributed as dist
+
+        rank, world = dist.get_rank(group), dist.get_world_size(group)
+    shards = workers * world if shards is None else shards
+    ranges = shard_ranges(size, shards)
+    mine = list(range(rank, shards, world))
+    with _worker_pool(workers) as pool:
+        scans = _every_shard(pool, group, mine, _scan_shard, [(path, *ranges[s], config, block_size) for s in mine])
+        n_words = [scan.n_words for scan in scans]
+        if not sum(n_words):
+            raise DataError(f"{path}: has no usable names (every line was blank or skipped)" if size
+                            else f"{path}: is empty (no names in it)")
+        chars = tuple(sorted(set().union(*(scan.chars for scan in scans))))
+        vocab = Vocab(tuple(map(chr, chars)))
+        NGram(vocab.size, NGramConfig(order=order))  # a ConfigError if the keys would overflow int64
+        first_word = np.cumsum([0, *n_words]).tolist()
+        train_words = _every_shard(pool, group, mine, _train_words, [(first_word[s], n_words[s], config) for s in mine])
+        first_train = np.cumsum([0, *train_words]).tolist()
+        layout = _Layout(order, vocab.size + 1, chars)
+        every = held_out_every(first_train[-1])  # the training words held out to tune the discounts
+        tasks = [(path, *ranges[s], config, layout, first_word[s], first_train[s], every, block_size) for s in mine]
+        # every rank gets every rank's counts (shards merged locally first), and merges them as this one does
+        gathered = _gather(lambda: _merge_shards(_run(pool, _count_shard, tasks), layout), group)
+    by_part, words_by_part = _merge_shards(gathered, layout)
+    del gathered
+    by_part[FIT] = _merge_into(by_part[FIT], by_part[HELD_OUT])  # every training word: FIT + HELD_OUT
+    words_by_part[FIT] += words_by_part[HELD_OUT]
+    train, held_out, val, test = (
+        NGramCounts(order, vocab.size, torch.from_numpy(keys.astype(np.int64)), torch.from_numpy(counts),
+                    int(words_by_part[part]))
+        for part, (keys, counts) in enumerate(by_part))
+    del by_part  # the int32 keys: only the int64 copies are kept
+    skipped_long = sum(scan.skipped_long for scan in scans)
+    if skipped_long and rank == 0:
+        log.warning(f"{path}: skipped {skipped_long} line(s) longer than --max-line-length={config.max_line_length}")
+    return NGramFileCounts(vocab, order, train, held_out, val, test,
+                           max(scan.max_word_length for scan in scans), sum(scan.n_bytes for scan in scans),
+                           time.perf_counter() - start_time, skipped_long, shards)
+
+
+def count_pairs_file(config: DataConfig, *, workers: int = 1, shards: int | None = None,
+                     group: ProcessGroup | None = None, block_size: int = NGRAM_BLOCK) -> StreamCounts:
+    """`count_file`'s pair counts (bigram), counted in shards, worker processes or ranks: equal to its, exactly.
+
+    The pairs are the n-grams of order 2 (`count_ngrams_file`); the split is the same.
+    """
+    counts = count_ngrams_file(config, 2, workers=workers, shards=shards, group=group, block_size=block_size)
+    V = counts.vocab.size
+    pairs = np.zeros((3, V, V), dtype=np.int64)
+    for table, part in zip(pairs, PARTS):
+        keys = counts.part(part).keys.numpy()
+        table[keys // (V + 1) - 1, keys % (V + 1) - 1] = counts.part(part).counts.numpy()  # digits are token + 1
+    return StreamCounts(counts.vocab, pairs, counts.n_words, counts.max_word_length, counts.n_bytes,
+                        counts.seconds, counts.skipped_long)
 
 
 @dataclass
@@ -186,18 +784,8 @@ def count_file(config: DataConfig, block_size: int = BLOCK) -> StreamCounts:
     max_len = skipped_long = n_bytes = 0
     for offset, raw in read_blocks(path, block_size):
         n_bytes += len(raw)
-        if offset == 0 and b"\x00" in raw[:65536]:
-            decode_text(raw[:65536], path, config.encoding)  # raises the binary-file error
-        if b"\r" in raw:
-            raw = raw.replace(b"\r\n", b"\n")
-        codes = _block_codes(raw, offset, path, config)
-        ends = np.flatnonzero(codes == _NEWLINE)
-        lengths = np.diff(ends, prepend=-1) - 1  # characters of each line
-        keep_line = (lengths > 0) & (lengths <= config.max_line_length)
-        if not keep_line.all():  # blank lines and lines too long leave
-            skipped_long += int((lengths > config.max_line_length).sum())
-            codes = codes[np.repeat(keep_line, lengths + 1)]
-            lengths = lengths[keep_line]
+        codes, lengths, skipped = _clean_block(raw, offset, path, config)
+        skipped_long += skipped
         if not len(lengths):
             continue
         max_len = max(max_len, int(lengths.max()))

@@ -42,8 +42,16 @@ class DataConfig:
     dedupe: bool = False
     split_seed: int = 42
     split: bool = True  # False: train and evaluate on every word (no held-out sets)
+    # tables (namesmith.labelled): the label columns to condition on (None: all of them; (): none)
+    condition: tuple[str, ...] | None = None
+    weighting: str = "share"  # tables: how rows weigh in training: share, none, count or log (namesmith.tables)
 
     def __post_init__(self) -> None:
+        if self.condition is not None:  # "sex,decade" and ["sex", "decade"] alike; "none" for no label
+            if isinstance(self.condition, str):
+                object.__setattr__(self, "condition", (self.condition,))
+            labels = tuple(c.strip() for item in self.condition for c in str(item).split(",") if c.strip())
+            object.__setattr__(self, "condition", () if labels == ("none",) else labels)
         if self.case not in CASES:
             raise ConfigError(f"case must be one of {', '.join(CASES)}, got {self.case!r}", field="case")
         if self.lowercase:
@@ -334,3 +342,11 @@ class Corpus:
         if part not in self._tensors:
             self._tensors[part] = encode_words(self.words(part), self.vocab)
         return self._tensors[part]
+
+    def word_tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of the words alone (a labelled corpus's `tensors` also carry each row's labels)."""
+        return Corpus.tensors(self, part)
+
+    def row_weights(self, part: str) -> torch.Tensor | None:
+        """How much each word weighs in training, or None when all weigh the same (see namesmith.labelled)."""
+        return None

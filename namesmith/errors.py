@@ -33,3 +33,7 @@ class ConfigError(NamesmithError):
 
 class CheckpointError(NamesmithError):
     """A model directory is missing, corrupted, or from an incompatible version."""
+
+
+class DistributedError(NamesmithError):
+    """The ranks of a distributed run lost one another (one died, failed or hung past the timeout)."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from namesmith.counting import PARTS, StreamCounts, count_file, count_pairs
+from namesmith.counting import PARTS, NGramFileCounts, StreamCounts, count_file, count_ngrams_file, count_pairs
 from namesmith.data import Corpus, DataConfig, encode_words, fingerprint
 from namesmith.errors import DataError
 from namesmith.models.base import CharModel
@@ -78,13 +78,35 @@ def target_log_probs(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return torch.where(targets >= 0, logp, torch.zeros_like(logp))
 
 
-def mean_nll(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean NLL per target token of `encode_words` tensors (padding ignored), in eval mode."""
+def position_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities (N, V) of every real target position of `encode_words` tensors, and the
+    targets (N,), on the CPU: what the combining weights of several models are fitted on."""
+    log_probs, targets = [], []
+    with eval_mode(model):
+        for chunk_log_probs, chunk_targets in chunked_log_probs(model, x, y):
+            mask = chunk_targets >= 0
+            log_probs.append(chunk_log_probs[mask].cpu())
+            targets.append(chunk_targets[mask].cpu())
+    if not log_probs:
+        return torch.zeros(0, model.vocab_size), torch.zeros(0, dtype=torch.long)
+    return torch.cat(log_probs), torch.cat(targets)
+
+
+def nll_sum(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """Summed NLL and number of target tokens of `encode_words` tensors (padding ignored), in eval mode.
+
+    Sums, not a mean, so that shares of a split (one per rank) add up to the whole."""
     total, count = 0.0, 0
     with eval_mode(model):
         for log_probs, targets in chunked_log_probs(model, x, y):
             total += -target_log_probs(log_probs, targets).double().sum().item()
             count += int((targets >= 0).sum())
+    return total, count
+
+
+def mean_nll(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean NLL per target token of `encode_words` tensors (padding ignored), in eval mode."""
+    total, count = nll_sum(model, x, y)
     return total / max(count, 1)
 
 
@@ -97,6 +119,37 @@ def word_log_probs(model: CharModel, words: list[str], vocab: Vocab) -> torch.Te
             for log_probs, targets in chunked_log_probs(model, x, y):
                 totals.append(target_log_probs(log_probs, targets).double().sum(1).cpu())
     return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
+
+
+def row_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Total log-probability (float64) of each row of `encode_words`-style tensors (a labelled corpus's
+    rows carry their labels in their start token)."""
+    totals = []
+    with eval_mode(model):
+        for log_probs, targets in chunked_log_probs(model, x, y):
+            totals.append(target_log_probs(log_probs, targets).double().sum(1).cpu())
+    return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
+
+
+def evaluate_labelled(model: CharModel, corpus: Any) -> dict[str, dict[str, Any]]:
+    """Per part of a labelled corpus (namesmith.labelled): the NLL per character of its rows, each
+    distinct (name, conditioned labels) once, and, for tables with counts, `nll_per_count`: each row
+    weighted by its count (births), the NLL per character of a name drawn as the data draws them."""
+    metrics = {}
+    for part in PARTS:
+        x, y = corpus.tensors(part)
+        if not len(x):
+            metrics[part] = {**Evaluation(None, 0, 0).to_dict(), "nll_per_count": None}
+            continue
+        log_probs = row_log_probs(model, x, y)
+        chars = (y >= 0).sum(1).double()
+        result = Evaluation(float(-log_probs.sum() / chars.sum()), len(x), int(chars.sum())).to_dict()
+        counts = torch.from_numpy(corpus.counts[part]).double()
+        weighted = float((counts * chars).sum())
+        result["nll_per_count"] = float(-(counts * log_probs).sum() / weighted) if corpus.has_counts and weighted \
+            else None
+        metrics[part] = result
+    return metrics
 
 
 def evaluate(model: CharModel, words: list[str], vocab: Vocab) -> Evaluation:
@@ -152,14 +205,29 @@ def count_metrics(model: CharModel, counts: StreamCounts) -> dict[str, dict[str,
                              int(counts.part(part).sum())).to_dict() for part in PARTS}
 
 
+def ngram_count_metrics(model: Any, counts: NGramFileCounts) -> dict[str, dict[str, Any]]:
+    """NLL per character and perplexity of each part of a streamed list, from its n-gram counts."""
+    metrics = {}
+    for part in PARTS:
+        part_counts = counts.part(part)
+        nll = model.nll_counts(part_counts) if part_counts.n_tokens else None
+        metrics[part] = Evaluation(nll, part_counts.n_words, int(part_counts.n_tokens)).to_dict()
+    return metrics
+
+
 def evaluate_streamed(model: CharModel, vocab: Vocab, data: dict[str, Any], path: str | None = None) -> dict[str, Any]:
     """Evaluation of a model trained on a streamed word list (`data` is its data record): recount it."""
     source = path or data["path"]
     if fingerprint(source) != data["sha256"]:
         raise DataError(f"{source}: is not the word list this model was trained on (its sha256 differs)")
-    counts = count_file(DataConfig(path=source, lowercase=data["lowercase"], encoding=data["encoding"],
-                                   max_line_length=data["max_line_length"], split_seed=data["split_seed"],
-                                   split=data["split"]))
+    config = DataConfig(path=source, case="lower" if data["lowercase"] else "exact", encoding=data["encoding"],
+                        max_line_length=data["max_line_length"], split_seed=data["split_seed"], split=data["split"])
+    if model.model_type == "ngram":
+        counts = count_ngrams_file(config, model.config.order)
+        if counts.vocab != vocab:
+            raise DataError(f"{source}: its characters differ from the model's vocabulary")
+        return ngram_count_metrics(model, counts)
+    counts = count_file(config)
     if counts.vocab != vocab:
         raise DataError(f"{source}: its characters differ from the model's vocabulary")
     return count_metrics(model, counts)

@@ -24,6 +24,9 @@ constraints:
   "impossible". P is the sampling distribution itself (after temperature, top-k and top-p), so
   conditioning composes with them. (For that n-gram and `ends_with="ette"`, 59,498 (q, row)
   states are reachable and the tables take about half a second; then names cost microseconds.)
+- Guided sampling (namesmith.guided), for networks when the caller passes a `guide` (as
+  `NameModel` does) or `method="guided"`: the network's draws steered by an n-gram's exact
+  backward messages, every draw valid, importance weights corrected by rejection.
 - Rejection sampling for every other model (or `method="rejection"`, or when the exact tables
   would pass the limits below): draw batches with `namesmith.sample` (the prefix is still
   conditioned exactly), keep the names that pass, size the next batch from the acceptance rate.
@@ -51,8 +54,11 @@ before any sampling raise `ConfigError`, whose `field` names the parameter at fa
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import math
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -77,19 +83,27 @@ MAX_AUTOMATON_STATES = 2_000  # states of the constraints' automaton, at most
 MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: the exact sampler's step table
 MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float32), at most
 PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
+EXACT_BUILD_SHARE = 0.5  # of the time budget, that method "auto" may spend building exact tables
+GUIDE_BELOW = 0.05  # method "auto" guides a network when the n-gram gives valid names less probability than this
 MIN_BATCH = 256  # the first batch (names come out at once), and the least a filtering search draws
-BATCH_GROWTH = 4  # each batch may be this many times the previous one, up to the sampler's limit
+BATCH_GROWTH = 16  # each batch may be this many times the previous one, up to the sampler's limit (few
+# large batches: the model sampler shares the states of common prefixes, cheaper per name the more names share)
 DEFAULT_TRIES_PER_NAME = 100  # default max_tries: this many per requested name, plus MIN_TRIES
 MIN_TRIES = 100_000
-METHODS = ("auto", "exact", "rejection")
+METHODS = ("auto", "exact", "guided", "rejection")
+
+
+# What `iter_generate` calls to steer a model that is not a finite chain (namesmith.guided.Guide):
+# guide(vocab, config, max_len, seed, deadline) -> a sampler with `run` and `twist` (its ExactSampler).
+Guide = Callable[..., Any]
 
 
 class _OutOfTime(Exception):
     """The time budget ended (inside a table build or a regex match)."""
 
 
-class _NotExact(Exception):
-    """This model and these constraints cannot be conditioned exactly (the message says why)."""
+class NotAvailable(Exception):
+    """This sampling method is not available for this model and these constraints (the message says why)."""
 
 
 # --- the one generation config ------------------------------------------------------------------
@@ -239,6 +253,8 @@ class Generation:
     stop_reason: str | None = None  # None: every requested name was found; "max-tries", "time-budget", "closed"
     unfinished: int = 0  # draws that reached the length guard without ending (dropped, counted in tries)
     max_len: int | None = None  # the length guard in force (see `length_limit`)
+    particles: int = 0  # guided sampling: draws made (see namesmith.guided)
+    effective_sample_size: float | None = None  # guided sampling: Kish's ESS of their importance weights
 
     @property
     def complete(self) -> bool:
@@ -253,7 +269,10 @@ class Generation:
         (the CLI passes its flags)."""
         rate = "n/a" if self.acceptance is None else f"{100 * self.acceptance:.3g}%"
         text = (f"found {self.found} of {self.requested} names in {self.tries:,} tries "
-                f"({self.seconds:.2f} s, acceptance {rate}, {self.method} sampling)")
+                f"({self.seconds:.2f} s, acceptance {rate}, {self.method} sampling")
+        if self.effective_sample_size is not None:
+            text += f", effective sample size {self.effective_sample_size:,.0f} of {self.particles:,} particles"
+        text += ")"
         if self.stop_reason == "closed":
             text += "; stopped early by its caller"
         elif self.stop_reason:
@@ -273,7 +292,8 @@ class Generation:
         return {"requested": self.requested, "found": self.found, "tries": self.tries,
                 "acceptance": self.acceptance, "seconds": self.seconds, "method": self.method,
                 "complete": self.complete, "stop_reason": self.stop_reason, "unfinished": self.unfinished,
-                "max_len": self.max_len}
+                "max_len": self.max_len, "particles": self.particles,
+                "effective_sample_size": self.effective_sample_size}
 
 
 # --- the constraints as a finite automaton ----------------------------------------------------
@@ -381,17 +401,14 @@ class MarkovChain:
 def markov_chain(model: CharModel, vocab_size: int, config: GenerateConfig) -> MarkovChain | None:
     """The model as a finite Markov chain, if it is one with few enough states (else None).
 
-    The n-gram's states are the context rows it stores (`NGram.markov_chain`); a first-order model's
-    the last token; a window model's (context k) the V^k contexts, tabulated by running the model.
+    A model that declares its chain (`CharModel.markov_chain`: the n-gram's stored context rows, a
+    bigram's last token) is that chain; a window model's (context k) states are the V^k contexts,
+    tabulated by running the model.
     """
     V, k = vocab_size, model.context_size
-    own_chain = getattr(model, "markov_chain", None)
-    transition_probs = getattr(model, "transition_probs", None)
+    own_chain = model.markov_chain()
     if own_chain is not None:
-        logits, next_state, start = own_chain()
-    elif k == 1 and transition_probs is not None:
-        logits = transition_probs().clamp_min(0).log()  # as the sampler's table fast path
-        next_state, start = torch.arange(V).expand(V, V), BOUNDARY
+        logits, next_state, start = own_chain
     elif k is not None and V**k <= MAX_ENUMERATED_CONTEXTS:
         S = V**k  # state = the last k tokens as base-V digits, oldest first; all boundaries at the start
         contexts = (torch.arange(S).unsqueeze(1) // V ** torch.arange(k - 1, -1, -1) % V) if k else \
@@ -450,15 +467,15 @@ class ExactSampler:
         self.p0 = len(prefix)
         room = max_len - self.p0
         if room < 0:
-            raise _NotExact("the prefix is longer than the longest name allowed")
+            raise NotAvailable("the prefix is longer than the longest name allowed")
         start = (automaton.start, chain.state_after(vocab.encode(prefix)))
         codes = reachable_states(chain, automaton, start, MAX_EXACT_CELLS // V)
         if codes is None:
-            raise _NotExact(f"more than {MAX_EXACT_CELLS // V:,} (constraint, model) states "
+            raise NotAvailable(f"more than {MAX_EXACT_CELLS // V:,} (constraint, model) states "
                             "(namesmith.generate.MAX_EXACT_CELLS)")
         N = len(codes)
         if (room + 2) * (N + 1) > MAX_EXACT_TABLE:
-            raise _NotExact(f"{N:,} states × {room + 1} lengths is more than {MAX_EXACT_TABLE:,} "
+            raise NotAvailable(f"{N:,} states × {room + 1} lengths is more than {MAX_EXACT_TABLE:,} "
                             "(namesmith.generate.MAX_EXACT_TABLE)")
         q_of, s_of = codes // S, codes % S
         nq, ns = automaton.delta[q_of], chain.next_state[s_of]  # (N, V)
@@ -534,17 +551,96 @@ class ExactSampler:
         return finish_batch(tokens, lengths, self.vocab, self.prefix)
 
 
+class ExactCache:
+    """The exact samplers' tables of one trained model, reused across requests (a server's, say).
+
+    Building the tables is most of the cost of a small request (about 0.5 s for the default
+    n-gram and `ends_with="ette"`); they depend on the constraints, the decoding options and the
+    length limit, not on the seed or the number of names. Each use gets a shallow copy with its own
+    random generator, so concurrent requests share only read-only tables. The `size` most recently
+    used entries are kept; a model's answer "not exact here" is kept too. Only for models that no
+    longer change (a cache outliving training would serve stale tables). With `background`, tables a
+    request could not build within its budget are built in a daemon thread for the next requests
+    (for a long-running server; a short-lived process would only be slowed by it).
+    """
+
+    def __init__(self, size: int = 8, background: bool = False):
+        self.size, self.background = size, background  # background: build tables a request gave up on
+        self._entries: dict[tuple, ExactSampler | NotAvailable] = {}
+        self._building: set[tuple] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(config: GenerateConfig, max_len: int) -> tuple:
+        return (config.starts_with, config.ends_with, config.contains, config.excludes, config.min_len,
+                config.temperature, config.top_k, config.top_p, max_len)
+
+    def get(self, key: tuple) -> ExactSampler | NotAvailable | None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._entries[key] = entry  # most recently used last
+            return entry
+
+    def put(self, key: tuple, entry: ExactSampler | NotAvailable) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._building.discard(key)
+            while len(self._entries) > self.size:
+                self._entries.pop(next(iter(self._entries)))
+
+    def build_later(self, key: tuple, build: Callable[[], ExactSampler]) -> None:
+        """Build an entry in a background thread (once per key), for the requests that come after."""
+        with self._lock:
+            if key in self._building or key in self._entries:
+                return
+            self._building.add(key)
+
+        def work() -> None:
+            try:
+                entry: ExactSampler | NotAvailable = build()
+            except NotAvailable as why:
+                entry = why
+            except Exception:  # noqa: BLE001 - a failed background build only means no cached tables
+                with self._lock:
+                    self._building.discard(key)
+                return
+            self.put(key, entry)
+
+        threading.Thread(target=work, name="namesmith-exact-tables", daemon=True).start()
+
+
 def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
-                  deadline: float | None = None) -> ExactSampler:
-    """The exact sampler for this model and these constraints (`_NotExact` says why there is none;
+                  deadline: float | None = None, cache: ExactCache | None = None) -> ExactSampler:
+    """The exact sampler for this model and these constraints, from `cache` when it holds them."""
+    key = ExactCache.key(config, max_len)
+    entry = cache.get(key) if cache is not None else None
+    if entry is None:
+        try:
+            entry = _build_exact_sampler(model, vocab, config, max_len, seed, deadline)
+        except NotAvailable as why:
+            entry = why
+        if cache is not None:
+            cache.put(key, entry)
+    elif isinstance(entry, ExactSampler):
+        entry = copy.copy(entry)  # the tables are shared and read-only; the generator is this request's
+        entry.generator = torch.Generator().manual_seed(seed)
+    if isinstance(entry, NotAvailable):
+        raise entry
+    return entry
+
+
+def _build_exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
+                         deadline: float | None = None) -> ExactSampler:
+    """The exact sampler for this model and these constraints (`NotAvailable` says why there is none;
     `_OutOfTime` if the deadline passes while its tables are built)."""
     chain = markov_chain(model, vocab.size, config)
     if chain is None:
-        raise _NotExact(f"a {model.model_type} model is not a finite Markov chain with at most "
+        raise NotAvailable(f"a {model.model_type} model is not a finite Markov chain with at most "
                         f"{MAX_ENUMERATED_CONTEXTS:,} contexts")
     automaton = build_automaton(vocab, config)
     if automaton is None:
-        raise _NotExact(f"the constraints need more than {MAX_AUTOMATON_STATES:,} automaton states")
+        raise NotAvailable(f"the constraints need more than {MAX_AUTOMATON_STATES:,} automaton states")
     return ExactSampler(chain, automaton, vocab, config.starts_with, max(config.min_len or 0, 1), max_len, seed,
                         deadline)
 
@@ -641,18 +737,22 @@ class GenerationStream:
 
 
 def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
-                  max_word_length: int, known_words: Collection[str] | None = None) -> GenerationStream:
+                  max_word_length: int, known_words: Collection[str] | None = None,
+                  cache: ExactCache | None = None, guide: Guide | None = None) -> GenerationStream:
     """Generate `config.num` names satisfying every constraint, yielded as they are found.
 
     `max_word_length` is the longest training name (the default length guard is twice that);
-    `known_words` are the training data's words (all splits), needed for `novel`.
+    `known_words` are the training data's words (all splits), needed for `novel`; `cache` keeps
+    exact samplers' tables for later calls on the same (trained, unchanging) model. `guide` steers
+    a model that is not a finite chain (`namesmith.guided.Guide`): with it, method "auto" uses
+    guided sampling where exact conditioning is not available, and "guided" asks for it.
 
     The contract, for the CLI and other streaming callers:
     - Everything that can be refused before sampling is refused here, before the first name:
       a `ConfigError` (its `field` the parameter) for characters outside the vocabulary, `novel`
       without `known_words`, lengths the guard makes impossible, constraints of probability 0
-      under an exactly conditioned model, or `method="exact"` where it is not available. Exact
-      tables are built here too (within the time budget).
+      under an exactly conditioned model, or `method="exact"` (or "guided") where it is not
+      available. Exact tables (and a guide's twist tables) are built here too (within the time budget).
     - Iterating yields non-empty lists of names, in order, as each batch is examined: the first
       batch is small (`MIN_BATCH` draws), later ones grow up to the sampler's limit, so the first
       names come at once and memory is bounded by a batch (`namesmith.sample.CHUNK` names,
@@ -682,20 +782,50 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
     seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, ()).item())
     gen = Generation([], config.num, method="plain", max_len=max_len)
     run: Callable[[int, float | None], Batch | None] | None = None
+    exact_too_slow = False
     if config.method == "exact" or (config.method == "auto" and config.structural):
+        # "auto" spends at most half the budget building exact tables, then samples by rejection in the rest
+        # (with a cache, the tables go on being built in the background for the next request)
+        build_deadline = deadline if deadline is None or config.method == "exact" else \
+            start_time + EXACT_BUILD_SHARE * config.time_budget
         try:
             with _eval_mode(model):
-                exact = exact_sampler(model, vocab, config, max_len, seed, deadline)
+                exact = exact_sampler(model, vocab, config, max_len, seed, build_deadline, cache)
             if exact.log_p_valid == -math.inf:
                 raise ConfigError("no name satisfies these constraints with non-zero probability under this model "
                                   "(at this temperature, top-k and top-p)")
             run, gen.method = exact.run, "exact"
-        except _NotExact as why:
+        except NotAvailable as why:
             if config.method == "exact":
                 raise ConfigError(f"method 'exact' is not available here: {why}; use 'auto' or 'rejection'",
                                   field="method") from None
         except _OutOfTime:
-            gen.method, gen.stop_reason = "exact", "time-budget"
+            exact_too_slow = True  # a finite chain after all: rejection, not guidance, for the rest of the budget
+            if config.method == "exact":
+                gen.method, gen.stop_reason = "exact", "time-budget"
+            elif cache is not None and cache.background:
+                cache.build_later(ExactCache.key(config, max_len),
+                                  lambda: _build_exact_sampler(model, vocab, config, max_len, seed))
+    if run is None and gen.stop_reason is None and (config.method == "guided" or (
+            config.method == "auto" and config.structural and guide is not None and not exact_too_slow)):
+        if guide is None:
+            raise ConfigError("method 'guided' needs an n-gram to steer by (the model's training words or an n-gram "
+                              "inside it); use 'auto' or 'rejection'", field="method")
+        try:
+            with _eval_mode(model):
+                guided = guide(vocab, config, max_len, seed, deadline)
+            if guided.twist.log_p_valid == -math.inf:
+                raise ConfigError("no name satisfies these constraints (within the length limits)")
+            # rejection keeps about P(valid) of its draws; guided sampling about as many whatever P(valid) is
+            # (namesmith.guided): "auto" guides only constraints the n-gram finds rare
+            if config.method == "guided" or guided.twist.log_p_valid < math.log(GUIDE_BELOW):
+                run, gen.method, gen.effective_sample_size = guided.run, "guided", 0.0
+        except NotAvailable as why:
+            if config.method == "guided":
+                raise ConfigError(f"method 'guided' is not available here: {why}; use 'auto' or 'rejection'",
+                                  field="method") from None
+        except _OutOfTime:
+            gen.method, gen.stop_reason = "guided", "time-budget"
     if run is None and gen.stop_reason is None:
         run = plain_sampler(model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed,
                             **config.decoding).run
@@ -755,7 +885,10 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
             if examined < len(drawn.names):
                 draws = int(np.flatnonzero(drawn.finished)[examined - 1]) + 1 if examined else 0
             gen.tries += draws
-            gen.unfinished += draws - examined
+            gen.unfinished += draws - examined - (0 if drawn.rejected is None else int(drawn.rejected[:draws].sum()))
+            if drawn.effective_sample_size is not None:  # a weighted sampler: its draws and their worth
+                gen.particles += len(drawn.finished)
+                gen.effective_sample_size += drawn.effective_sample_size
             gen.found += len(names)
             gen.seconds = time.perf_counter() - start_time
             if names:
@@ -771,10 +904,12 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
 
 
 def generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
-             max_word_length: int, known_words: Collection[str] | None = None) -> Generation:
+             max_word_length: int, known_words: Collection[str] | None = None,
+             cache: ExactCache | None = None, guide: Guide | None = None) -> Generation:
     """Draw `config.num` names that satisfy every constraint, within the budget (all at once;
     see `iter_generate` for the streamed form and the arguments)."""
-    stream = iter_generate(model, vocab, config, max_word_length=max_word_length, known_words=known_words)
+    stream = iter_generate(model, vocab, config, max_word_length=max_word_length, known_words=known_words,
+                           cache=cache, guide=guide)
     names = [name for batch in stream for name in batch]
     stream.generation.names = names
     return stream.generation
@@ -802,12 +937,37 @@ class NoveltySummary:
                 "unavailable": self.unavailable}
 
 
-def novelty_summary(names: list[str], split: Split | None, unavailable: str | None = None) -> NoveltySummary:
+@dataclass(frozen=True)
+class KnownWords:
+    """The words of a split as sets, built once per trained model: what novelty is checked against."""
+
+    train: frozenset[str]
+    heldout: frozenset[str]  # validation and test words that are not training words
+
+    @classmethod
+    def of(cls, split: Split) -> KnownWords:
+        train = frozenset(split.train)
+        return cls(train, frozenset(itertools.chain(split.val, split.test)) - train)
+
+    @functools.cached_property
+    def all(self) -> frozenset[str]:
+        return self.train | self.heldout
+
+    def add(self, summary: NoveltySummary, names: list[str]) -> None:
+        """Count `names` into `summary` (one batch of a stream, or all the names)."""
+        in_train = sum(n in self.train for n in names)
+        in_heldout = sum(n in self.heldout for n in names)
+        summary.total += len(names)
+        summary.in_train += in_train
+        summary.in_heldout += in_heldout
+        summary.new += len(names) - in_train - in_heldout
+
+
+def novelty_summary(names: list[str], split: Split | KnownWords | None,
+                    unavailable: str | None = None) -> NoveltySummary:
     """Count names found in the train split, in validation/test (only), and nowhere."""
     if split is None:
         return NoveltySummary(len(names), unavailable=unavailable or "unknown")
-    train = set(split.train)
-    heldout = set(itertools.chain(split.val, split.test)) - train
-    in_train = sum(n in train for n in names)
-    in_heldout = sum(n in heldout for n in names)
-    return NoveltySummary(len(names), in_train, in_heldout, len(names) - in_train - in_heldout)
+    summary = NoveltySummary(0, 0, 0, 0)
+    (split if isinstance(split, KnownWords) else KnownWords.of(split)).add(summary, names)
+    return summary

@@ -11,6 +11,7 @@ rule — the length guard, how novelty is checked, which split is evaluated — 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,9 @@ import torch
 
 from namesmith.adapt import open_word_log_probs
 from namesmith.casing import fold, folds, restore
-from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, read_meta, save_checkpoint
+from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, model_record, read_meta, save_checkpoint
+from namesmith.classify import classify
+from namesmith.conditional import Where, where_key
 from namesmith.config import TrainConfig
 from namesmith.counting import count_pairs
 from namesmith.data import BUILTIN, Corpus, DataConfig, Split, check_words
@@ -28,21 +31,29 @@ from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
 from namesmith.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
 from namesmith.generate import (
+    ExactCache,
     GenerateConfig,
     Generation,
     GenerationStream,
+    KnownWords,
+    NotAvailable,
     NoveltySummary,
     generate,
     iter_generate,
     novelty_summary,
 )
+from namesmith.guided import Guide, find_twist, fit_twist
 from namesmith.history import TrainCallback, TrainHistory
+from namesmith.labelled import LabelledCorpus
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
+from namesmith.models.ensemble import build_ensemble
+from namesmith.models.ngram import NGram
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, percentile, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
-from namesmith.train import adapt_words, train, words_for_checkpoint
+from namesmith.train import adapt_words, corpus_for_checkpoint, evaluate_corpus, train
+from namesmith.version import __version__
 from namesmith.vocab import Vocab
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
@@ -72,11 +83,9 @@ class NameStream:
     (nothing is kept), and `stats` is the search's `Generation` (final once the iteration ends).
     """
 
-    def __init__(self, stream: GenerationStream, printed: Any, split: Split | None, why: str | None):
-        self._stream, self._printed, self._split = stream, printed, split
-        self._train = set(split.train) if split is not None else set()
-        self._heldout = (set(split.val) | set(split.test)) - self._train if split is not None else set()
-        self.novelty = NoveltySummary(0, *((0, 0, 0) if split is not None else ()), unavailable=why)
+    def __init__(self, stream: GenerationStream, printed: Any, known: KnownWords | None, why: str | None):
+        self._stream, self._printed, self._known = stream, printed, known
+        self.novelty = NoveltySummary(0, *((0, 0, 0) if known is not None else ()), unavailable=why)
 
     @property
     def stats(self) -> Generation:
@@ -87,14 +96,10 @@ class NameStream:
 
     def __next__(self) -> list[str]:
         names = next(self._stream)
-        novelty = self.novelty
-        novelty.total += len(names)
-        if self._split is not None:
-            in_train = sum(n in self._train for n in names)
-            in_heldout = sum(n in self._heldout for n in names)
-            novelty.in_train += in_train
-            novelty.in_heldout += in_heldout
-            novelty.new += len(names) - in_train - in_heldout
+        if self._known is not None:
+            self._known.add(self.novelty, names)
+        else:
+            self.novelty.total += len(names)
         return self._printed(names)
 
     def close(self) -> None:
@@ -125,6 +130,31 @@ def split_options(model_type: str, options: dict[str, Any]) -> tuple[dict[str, A
     return data, training, model
 
 
+def describe(model_type: str, config: dict[str, Any]) -> str:
+    """'lstm', 'lstm + 6-gram' (a network combined with an n-gram) or 'ensemble of [lstm, ...]'."""
+    if model_type == "ngram-mix":
+        return f"{config['model_type']} + {config['ngram'].get('order', '?')}-gram"
+    if model_type == "ensemble":
+        return f"ensemble of [{', '.join(describe(m['model_type'], m['model']) for m in config['members'])}]"
+    return model_type
+
+
+# What ensemble members must agree on: the words they learned and how they were split.
+_SAME_DATA = ("sha256", "words_sha256", "split_seed", "split", "casing")
+
+
+def _check_same_data(first: NameModel, other: NameModel, position: int) -> None:
+    name = lambda m, i: str(m.directory) if m.directory is not None else f"model {i}"
+    if other.vocab != first.vocab:
+        raise ConfigError(f"models: {name(other, position)} has another vocabulary than {name(first, 1)}; "
+                          "ensemble members must share one", field="models")
+    for key in _SAME_DATA:
+        if other.meta["data"].get(key) != first.meta["data"].get(key):
+            raise ConfigError(f"models: {name(other, position)} was trained on other data than {name(first, 1)} "
+                              f"({key} differs); ensemble members must share their training data and split",
+                              field="models")
+
+
 class NameModel:
     """A trained model with its vocabulary and everything recorded about it."""
 
@@ -136,13 +166,18 @@ class NameModel:
         self.directory = None if directory is None else Path(directory)
         self._corpus = corpus  # the split training words, read on first use when None
         self._data_path = data  # where the training word list is, if it moved since training
-        self._reference: Any = None  # sorted NLL per character of the training words (percentiles)
+        self._reference: dict[tuple, Any] = {}  # per `where`: sorted NLL per character of the training words
+        self._known: KnownWords | None = None  # the training words as sets, for novelty
+        self._exact: dict[tuple, ExactCache] = {}  # per `where`: exact samplers' tables, reused by later requests
+        self.background_tables = False  # a server sets this: tables a request gave up on are built for the next
+        self._twist: NGram | None = None  # the n-gram that steers guided sampling (see `_guide`)
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
     def train(cls, data: str | Path = BUILTIN, model: str = "ngram", *, words: Sequence[str] | None = None,
               out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-              callback: TrainCallback | None = None, stream: bool | None = None, prior: str | Path = "auto",
+              callback: TrainCallback | None = None, stream: bool | None = None, workers: int = 1,
+              prior: str | Path = "auto",
               **options: Any) -> NameModel:
         """Train a `model` on the word list `data` ("builtin" or a path), or on `words`, and save it to `out`.
 
@@ -150,15 +185,17 @@ class NameModel:
         time_budget, seed, ...) or the model type's config (order, n_embd, ...). With `resume`,
         continue the interrupted run saved in `out`. An `out` that holds a different trained model is
         refused unless `overwrite`. `callback(step, total, metrics)` returning True stops training
-        cleanly (the result is then resumable). `prior`: "auto" adapts the catalogue's prior to a list
-        of fewer than 1,000 training names (ngram, sparse-ngram, gru), "none" never, a model directory
-        always (see namesmith.adapt).
+        cleanly (the result is then resumable). `stream` counts a word-list file in blocks instead of
+        loading it (bigram models and the n-gram; by default for files of 256 MB or more), in `workers`
+        processes. `prior`: "auto" adapts the catalogue's prior to a list of fewer than 1,000 training
+        names (ngram, sparse-ngram, gru), "none" never, a model directory always (see namesmith.adapt).
         """
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
                                    words=words, out=out, resume=resume,
-                                   overwrite=overwrite, callback=callback, stream=stream, prior=prior)
+                                   overwrite=overwrite, callback=callback, stream=stream, workers=workers,
+                                   prior=prior)
         return cls._from(checkpoint, corpus=corpus, directory=out)
 
     def adapt(self, words: Sequence[str], *, order: int | None = None, seed: int = 1337,
@@ -189,6 +226,36 @@ class NameModel:
     @classmethod
     def _from(cls, checkpoint: Checkpoint, **kwargs: Any) -> NameModel:
         return cls(checkpoint.model, checkpoint.vocab, checkpoint.meta, **kwargs)
+
+    @classmethod
+    def ensemble(cls, models: Sequence[NameModel | str | Path], *, out: str | Path | None = None,
+                 combine: str = "product", overwrite: bool = False, device: str = "cpu",
+                 data: str | None = None) -> NameModel:
+        """Trained models (objects or directories) combined into one, saved to `out` if given.
+
+        The members must share their vocabulary, training data and split; the weights are fitted
+        on that split's validation words (see namesmith.models.ensemble; `combine` is "product"
+        or "mixture"). `data`: the training word list, if it moved since training.
+        """
+        members = [m if isinstance(m, NameModel) else cls.load(m, device=device, data=data) for m in models]
+        if len(members) < 2:
+            raise ConfigError("models: an ensemble needs at least two trained models", field="models")
+        first = members[0]
+        for i, other in enumerate(members[1:], 2):
+            _check_same_data(first, other, i)
+        corpus = first.corpus
+        combined = build_ensemble([m.model.to(first.model.device) for m in members], corpus, combine)
+        meta = {"namesmith_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "data": first.meta["data"], **model_record(combined, first.vocab),
+                "members": [{"directory": None if m.directory is None else str(m.directory.resolve()),
+                             "description": m.describe(), "metrics": m.metrics} for m in members],
+                "parameters": sum(p.numel() for p in combined.parameters()),
+                "metrics": evaluate_splits(combined, corpus)}
+        result = cls(combined, first.vocab, meta, corpus=corpus, data=first._data_path)
+        if out is not None:
+            result.save(out, overwrite=overwrite)
+            result.directory = Path(out)
+        return result
 
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model directory atomically; a directory holding another model needs `overwrite`."""
@@ -226,23 +293,36 @@ class NameModel:
         return self.meta["data"]["max_word_length"]
 
     def describe(self) -> str:
-        """'lstm'; for a network combined with an n-gram, 'lstm + 6-gram'; for a model adapted to a
-        short list (namesmith.adapt), 'sparse-ngram adapted to 30 names'."""
+        """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, 'ensemble of [...]',
+        'sparse-ngram adapted to 30 names' (namesmith.adapt), and '... | sex, decade' when conditioned."""
         config = self.meta["model_config"]
-        if self.model_type == "ngram-mix":
-            return f"{config['model_type']} + {config['ngram'].get('order', '?')}-gram"
+        kind = self.model_type
+        if kind == "ensemble":
+            return describe(kind, config)
         if "adaptation" in self.meta:
             n_words = self.meta["data"].get("n_words", {})
             count = n_words.get("train", "?") if isinstance(n_words, dict) else n_words
-            return f"{self.model_type} adapted to {count} names"
-        return self.model_type
+            return f"{kind} adapted to {count} names"
+        if kind == "ngram-mix":
+            ngram = config["ngram"].get("model", config["ngram"])  # a conditional n-gram nests its config
+            inner = config["model"].get("model_type") if self.model.labels else config["model_type"]
+            kind = f"{inner} + {ngram.get('order', '?')}-gram"
+        elif self.model.labels:
+            kind = config["model_type"]
+        return kind + (f" | {', '.join(self.model.labels)}" if self.model.labels else "")
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """The labels the model is conditioned on, each with its values ({} for a plain model)."""
+        return self.model.labels
 
     def info(self) -> dict[str, Any]:
         """What the model is, what it was trained on, and how well it does (JSON-able)."""
         keys = ("namesmith_version", "created", "model_config", "data", "parameters", "metrics",
-                "metrics_without_ngram", "resolved_train_config", "complete", "adaptation", "open_vocabulary")
+                "metrics_without_ngram", "members", "resolved_train_config", "complete", "adaptation",
+                "open_vocabulary")
         history = self.history
-        return {"model_type": self.model_type, "description": self.describe(),
+        return {"model_type": self.model_type, "description": self.describe(), "labels": self.labels,
                 **{k: self.meta[k] for k in keys if k in self.meta},
                 "vocab": "".join(self.vocab.chars),
                 "history": {"steps": history.steps, "seconds": history.seconds, "stop_reason": history.stop_reason}}
@@ -255,10 +335,14 @@ class NameModel:
             record = self.meta["data"]
             if record.get("streamed"):
                 raise DataError(f"{record['path']}: was streamed in training; its words are not held in memory")
-            words = words_for_checkpoint(self.meta, self._data_path)
-            self._corpus = Corpus.from_words(words, seed=record["split_seed"], vocab=self.vocab,
-                                             split=record.get("split", True))
+            self._corpus = corpus_for_checkpoint(self.meta, self.vocab, self._data_path)
         return self._corpus
+
+    def _known_words(self) -> KnownWords:
+        """The training words (all splits) as sets, built once: what `novel` and the novelty summary check."""
+        if self._known is None:
+            self._known = KnownWords.of(self.corpus.split)
+        return self._known
 
     def training_split(self) -> tuple[Split | None, str | None]:
         """The train/val/test words, or (None, why not) when the word list is unavailable."""
@@ -281,8 +365,23 @@ class NameModel:
         split, why = self.training_split()
         if novel and split is None:
             raise ConfigError(f"novel needs the training word list: {why}", field="novel")
-        known = None if split is None else {w for part in split.parts().values() for w in part}
-        return config, split, why, known
+        return config, split, why, None if split is None else self._known_words()
+
+    def _guide(self, model: CharModel) -> Guide:
+        """Guided sampling of `model` (this model, or its plain model of a condition) steered by an n-gram
+        (namesmith.guided): the model's own, else one counted on its training words the first time it is
+        needed (and kept)."""
+        def twist() -> NGram:
+            if self._twist is None:
+                self._twist = find_twist(self.model)
+            if self._twist is None:
+                split, why = self.training_split()
+                if split is None:
+                    raise NotAvailable(f"no n-gram to steer by: the model holds none and {why}")
+                self._twist = fit_twist(self.corpus)
+            return self._twist
+
+        return Guide(model, twist)
 
     def _printed(self, names: list[str]) -> list[str]:
         """Model-space names in the casing the list uses."""
@@ -293,27 +392,42 @@ class NameModel:
                  excludes: Sequence[str] = (), regex: str | None = None, min_len: int | None = None,
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                 max_tries: int | None = None, time_budget: float | None = None, method: str = "auto") -> Names:
+                 max_tries: int | None = None, time_budget: float | None = None, method: str = "auto",
+                 where: Where | None = None, guidance: float = 0.0) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
-        holds the names found and `complete` is False (`stats.message()` says why).
+        holds the names found and `complete` is False (`stats.message()` says why). `where` asks a
+        conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names of
+        both at once (see namesmith.conditional); labels left out are marginalised. `guidance` > 0
+        draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
         """
         config, split, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
             time_budget=time_budget, method=method)
-        stats = generate(self.model, self.vocab, config, max_word_length=self.max_word_length, known_words=known)
-        return Names(self._printed(stats.names), novelty_summary(stats.names, split, why), stats)
+        model, cache = self._conditioned(where, guidance)
+        stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
+                         known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
+        return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
-    def iter_generate(self, n: int = 20, **options: Any) -> NameStream:
+    def _conditioned(self, where: Where | None, guidance: float = 0.0) -> tuple[CharModel, ExactCache]:
+        """The plain model of `where` (the model itself without conditions), guided, and its exact tables' cache."""
+        model = self.model.given(where, guidance)
+        key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
+        return model, self._exact.setdefault((key, float(guidance)), ExactCache(background=self.background_tables))
+
+    def iter_generate(self, n: int = 20, *, where: Where | None = None, guidance: float = 0.0,
+                      **options: Any) -> NameStream:
         """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
         a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, split, why, known = self._generation(n, **options)
-        stream = iter_generate(self.model, self.vocab, config, max_word_length=self.max_word_length,
-                               known_words=known)
-        return NameStream(stream, self._printed, split, why)
+        model, cache = self._conditioned(where, guidance)
+        stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
+                               known_words=None if known is None else known.all, cache=cache,
+                               guide=self._guide(model))
+        return NameStream(stream, self._printed, known, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------
     @property
@@ -326,32 +440,64 @@ class NameModel:
         """Names as the model reads them (lowercased when it learned lowercased names)."""
         return fold(list(names), self.casing)
 
-    def score(self, names: Sequence[str]) -> list[NameScore]:
+    def score(self, names: Sequence[str], *, where: Where | None = None) -> list[NameScore]:
         """Each name's log-probability, NLL per character and percentile among the training names.
 
         A name the model cannot read gets an `error` instead; percentiles are None when the training
-        words are unavailable (`training_split()` says why).
+        words are unavailable (`training_split()` says why). `where` scores under some labels of a
+        conditional model, P(name | where), and places each name among the training names of those
+        labels.
         """
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
-        if self._reference is None:
+        model = self.model.given(where)
+        key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
+        if key not in self._reference:
             split, _ = self.training_split()
             if split is not None:
-                self._reference = reference_scores(self.model, split.train, self.vocab)
+                self._reference[key] = reference_scores(model, self._reference_words(where), self.vocab)
         prepared = self._prepare(names)
-        scores = score_names(self.model, self.vocab, prepared, self._reference)
+        reference = self._reference.get(key)
+        scores = score_names(model, self.vocab, prepared, reference)
         if self.open_vocabulary:  # characters outside the vocabulary get the fallback of namesmith.adapt
             unknown = [i for i, name in enumerate(prepared) if name and self.vocab.unknown_chars(name)]
-            log_probs = open_word_log_probs(self.model, [prepared[i] for i in unknown], self.vocab)
+            log_probs = open_word_log_probs(model, [prepared[i] for i in unknown], self.vocab)
             for i, lp in zip(unknown, log_probs.tolist()):
                 scores[i] = NameScore(prepared[i], lp, -lp / (len(prepared[i]) + 1),
-                                      percentile(self._reference, -lp / (len(prepared[i]) + 1)))
+                                      percentile(reference, -lp / (len(prepared[i]) + 1)))
         return [dataclasses.replace(score, name=name) for score, name in zip(scores, names)]
 
     @property
     def open_vocabulary(self) -> bool:
         """Whether names with characters outside the vocabulary are scored (adapted models: namesmith.adapt)."""
         return "open_vocabulary" in self.meta
+
+    def _reference_words(self, where: Where | None) -> list[str]:
+        """The training names of the labels `where` asks for (all of them without `where`)."""
+        corpus = self.corpus
+        if not where or not isinstance(corpus, LabelledCorpus):
+            return corpus.split.train
+        codes, wanted = corpus.codes["train"], self.model.condition.where_codes(where)
+        unknown = self.model.condition.unknown()
+        keep = torch.zeros(len(codes), dtype=torch.bool)
+        for combination in wanted:
+            match = torch.ones(len(codes), dtype=torch.bool)
+            for j, (code, missing) in enumerate(zip(combination, unknown)):
+                if code != missing:
+                    match &= codes[:, j] == code
+            keep |= match
+        return [w for w, k in zip(corpus.split.train, keep.tolist()) if k]
+
+    def classify(self, names: Sequence[str]) -> list[dict[str, dict[str, float]]]:
+        """Per name, the posterior over each conditioned label: {label: {value: P(value | name)}}.
+
+        P(value | name) ∝ P(name | value) · P(value) (see namesmith.classify); values from most to
+        least likely, each label's probabilities summing to 1. A ConfigError for a model without
+        labels, a DataError for a name it cannot read.
+        """
+        if isinstance(names, str):
+            raise ConfigError("names must be a list of names, not one string", field="names")
+        return classify(self.model, self.vocab, self._prepare(names))
 
     def evaluate(self, words: Sequence[str] | None = None, *, data: str | Path | None = None,
                  data_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -377,7 +523,7 @@ class NameModel:
             return {"all": evaluate(self.model, words, self.vocab).to_dict()}
         if self.meta["data"].get("streamed"):
             return evaluate_streamed(self.model, self.vocab, self.meta["data"], self._data_path)
-        return evaluate_splits(self.model, self.corpus)
+        return evaluate_corpus(self.model, self.corpus)
 
     # --- the first-order table (bigram models) -----------------------------------------------------
     def transition_table(self) -> torch.Tensor:
@@ -390,7 +536,7 @@ class NameModel:
 
     def pair_counts(self) -> torch.Tensor:
         """(V, V) counts of (previous, next) pairs in the training split."""
-        return count_pairs(*self.corpus.tensors("train"), self.vocab.size)
+        return count_pairs(*self.corpus.word_tensors("train"), self.vocab.size)
 
     def transitions(self, top: int = 10) -> list[Transition]:
         """The seed's sanity check: the strongest transitions beside their training frequency."""

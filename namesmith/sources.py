@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from namesmith.casing import fold, resolve
 from namesmith.catalogue import DATASETS, load_dataset
 from namesmith.data import BUILTIN, DataConfig, decode_text, fingerprint, prepare_words, read_words
 from namesmith.errors import DataError
 from namesmith.io import sha256_file
-from namesmith.tables import aggregate, is_table, read_table
+from namesmith.tables import Table, aggregate, is_table, read_table
 
 SNIFF_BYTES = 1 << 16  # how much of a file is read to see whether it starts with a table header
 
@@ -53,6 +54,23 @@ def read_source(config: DataConfig) -> tuple[list[str], str]:
     else:
         table = read_table(path, encoding=config.encoding, max_line_length=config.max_line_length)
     return prepare_words(aggregate(table).names, config)
+
+
+def read_labelled_source(config: DataConfig) -> tuple[Table, str] | None:
+    """A table source's rows with their names as the model learns them (and their casing), or None
+    for a plain word list. Conditioned and weighted training, and every table, read rows this way
+    (namesmith.labelled): the same name may be on many rows."""
+    path = config.path
+    if not (is_catalogue(path) or is_table_file(path, config.encoding)):
+        return None
+    if is_catalogue(path):
+        table = load_dataset(path, max_line_length=config.max_line_length)
+    else:
+        table = read_table(path, encoding=config.encoding, max_line_length=config.max_line_length)
+    casing = resolve(table.names, config.case)
+    folded = Table(names=fold(table.names, casing), counts=table.counts, labels=table.labels, source=table.source,
+                   count_column=table.count_column)
+    return folded, casing
 
 
 def source_fingerprint(path: str | Path) -> str:

@@ -54,7 +54,7 @@ log = logging.getLogger("namesmith")
 
 NAME_COLUMN = "name"
 COUNT_COLUMNS = ("count", "n")  # the default count column: the first of these in the header
-WEIGHTINGS = ("none", "count", "log")
+WEIGHTINGS = ("share", "none", "count", "log")
 PARTS = ("train", "val", "test")
 
 _COUNT_RE = re.compile(r"[0-9]+")
@@ -291,8 +291,14 @@ def weights(table: Table, weighting: str) -> np.ndarray:
     - `count`: the row's count (births: realistic frequencies).
     - `log`: 1 + ln(count), a middle way that keeps rare names audible.
 
-    A row whose count is 0 weighs 0 under `count` and `log` (and 1 under `none`). Tables without
-    a count column count 1 per row, so all three give 1.
+    - `share`: the row's share of its name's count (its count over the total count of the rows of
+      that name): every distinct name weighs 1 in all, shared among the label values it was given
+      under. Without a condition it is `none`; conditioned on sex, a name given to 10,000 girls and
+      5 boys is a girl's name, where `none` makes it a boy's name as much as a girl's.
+
+    A row whose count is 0 weighs 0 under `count`, `log` and `share` (a name whose rows all count
+    0 shares 1 equally among them) and 1 under `none`. Tables without a count column count 1 per
+    row, so `none`, `count` and `log` give 1 and `share` splits each name equally among its rows.
     """
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"weighting: unknown {weighting!r} (choose {', '.join(WEIGHTINGS)})")
@@ -301,6 +307,11 @@ def weights(table: Table, weighting: str) -> np.ndarray:
         return np.ones(len(table), dtype=np.float64)
     if weighting == "count":
         return counts
+    if weighting == "share":
+        names, of = np.unique(np.array(table.names, dtype=object), return_inverse=True)
+        totals = np.bincount(of, weights=counts, minlength=len(names))
+        rows = np.bincount(of, minlength=len(names))
+        return np.where(totals[of] > 0, counts / np.where(totals[of] > 0, totals[of], 1), 1.0 / rows[of])
     out = np.zeros(len(table), dtype=np.float64)
     positive = counts > 0
     out[positive] = 1.0 + np.log(counts[positive])

@@ -10,6 +10,8 @@ checkpoints together, and is the one place where training defaults are resolved.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -29,17 +31,32 @@ from namesmith.checkpoint import (
     save_checkpoint,
 )
 from namesmith.config import TrainConfig
-from namesmith.counting import StreamCounts, count_file
-from namesmith.data import Corpus, DataConfig, check_words, fingerprint, prepare_words, words_fingerprint
+from namesmith.counting import count_file, count_ngrams_file, count_pairs_file
+from namesmith.data import (
+    Corpus,
+    DataConfig,
+    check_words,
+    fingerprint,
+    prepare_words,
+    split_words,
+    words_fingerprint,
+)
 from namesmith.device import resolve_device
+from namesmith.distributed import World, active
+from namesmith.distributed import setup as setup_distributed
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
-from namesmith.evaluate import count_metrics, evaluate_splits
+from namesmith.evaluate import count_metrics, evaluate_labelled, evaluate_splits, ngram_count_metrics
 from namesmith.history import TrainCallback, TrainHistory
+from namesmith.labelled import LabelledCorpus, labelled_corpus
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
+from namesmith.models.conditional_counts import ConditionalCounts, ConditionalCountsConfig
+from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, ConditionalNetwork
+from namesmith.models.ngram import NGramConfig
 from namesmith.models.ngram_mix import mix_with_ngram
-from namesmith.sources import is_catalogue, read_source, source_fingerprint
-from namesmith.trainer import Trainer
+from namesmith.sources import is_catalogue, read_labelled_source, read_source, source_fingerprint
+from namesmith.tables import WEIGHTINGS
+from namesmith.trainer import DistributedTrainer, Trainer
 from namesmith.version import __version__
 
 log = logging.getLogger("namesmith")
@@ -73,10 +90,79 @@ def build_model(model_type: str, vocab_size: int, overrides: dict[str, Any] | No
     return cls(vocab_size, config)
 
 
+def condition_model(model: CharModel, corpus: Corpus, config: TrainConfig) -> CharModel:
+    """`model` made conditional on the corpus's labels (and count models weighted), where that applies.
+
+    Count models on a conditioned or weighted table become `ConditionalCounts` of their type;
+    neural models on a conditioned one a `ConditionalNetwork` (weights reach them through the
+    trainer's draws). Plain word lists, and unconditioned, unweighted tables, keep the model as is.
+    """
+    if not isinstance(corpus, LabelledCorpus) or model.wrapper:
+        return model
+    if model.neural:
+        if not corpus.conditioned:
+            return model
+        dropout = DEFAULT_LABEL_DROPOUT if config.label_dropout is None else config.label_dropout
+        return ConditionalNetwork(model, corpus.condition, dropout)
+    if not corpus.conditioned and corpus.row_weights("train") is None:
+        return model  # every row weighs the same: the model's own fitting
+    config_record = ConditionalCountsConfig(model.model_type, model.config_dict(), corpus.condition.to_dict())
+    return ConditionalCounts(model.vocab_size, config_record)
+
+
+def unwrap(model: CharModel) -> CharModel:
+    """A weighted count model without labels is saved as its plain type: its pooled component."""
+    if isinstance(model, ConditionalCounts) and not model.labels:
+        return model.component(0)
+    return model
+
+
+def mix_ngram(corpus: Corpus, order: int) -> CharModel | None:
+    """The n-gram a neural model is mixed with, fitted here for tables (conditioned and weighted as the
+    network), or None for plain word lists (the mix counts its own)."""
+    if not isinstance(corpus, LabelledCorpus) or (not corpus.conditioned and corpus.row_weights("train") is None):
+        return None
+    config = ConditionalCountsConfig("ngram", {"order": order}, corpus.condition.to_dict())
+    ngram = ConditionalCounts(corpus.vocab.size, config)
+    ngram.fit(corpus, TrainConfig())
+    return unwrap(ngram)
+
+
+def evaluate_corpus(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
+    """Train/val/test metrics: per row and per count for tables, as `evaluate_splits` for word lists."""
+    if isinstance(corpus, LabelledCorpus):
+        return evaluate_labelled(model, corpus)
+    return evaluate_splits(model, corpus)
+
+
+def read_corpus(data: DataConfig, vocab: Any = None) -> tuple[Corpus, str]:
+    """The split corpus of a data source and the casing its names are learned in: the rows of a table
+    (split by distinct name; namesmith.labelled), or the words of a plain list (today's split)."""
+    if data.weighting not in WEIGHTINGS:
+        raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {data.weighting!r}",
+                          field="weighting")
+    labelled = read_labelled_source(data)
+    if labelled is not None:
+        table, casing = labelled
+        return labelled_corpus(table, data.condition, data.weighting, seed=data.split_seed, split=data.split,
+                               vocab=vocab), casing
+    if data.condition:
+        raise ConfigError(f"condition: {data.path} is a plain word list, without label columns to condition on "
+                          "(a table has a header row naming a 'name' column and its labels)", field="condition")
+    if data.weighting in ("count", "log"):  # share and none count each word as it is listed
+        raise ConfigError(f"weighting: {data.path} is a plain word list, without counts to weigh by", field="weighting")
+    words, casing = read_source(data)
+    return Corpus.from_words(words, seed=data.split_seed, vocab=vocab, split=data.split), casing
+
+
 def fit_model(model: CharModel, corpus: Corpus, config: TrainConfig, callback: TrainCallback | None = None, *,
-              resume: dict[str, Any] | None = None, on_checkpoint: Any = None) -> TrainHistory:
-    """Fit `model` (on its device) on the corpus' train split: by itself, or with the gradient trainer."""
+              resume: dict[str, Any] | None = None, on_checkpoint: Any = None, world: World | None = None
+              ) -> TrainHistory:
+    """Fit `model` (on its device) on the corpus' train split: by itself, or with the gradient trainer
+    (as one rank of `world`, when given: see namesmith.distributed)."""
     config = resolve_train_config(model, config)
+    if model.neural and world is not None:
+        return DistributedTrainer(model, corpus, config, callback, on_checkpoint, world=world).fit(resume)
     if model.neural:
         return Trainer(model, corpus, config, callback, on_checkpoint).fit(resume)
     return model.fit(corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
@@ -106,6 +192,8 @@ def data_record(config: DataConfig, corpus: Corpus, casing: str, given: list[str
         "n_words": {part: len(words) for part, words in corpus.split.parts().items()},
         "words_sha256": words_fingerprint([w for words in corpus.split.parts().values() for w in words]),
         "max_word_length": corpus.max_word_length,
+        **({"split_method": "by distinct name", "condition": corpus.condition.names, "weighting": corpus.weighting}
+           if isinstance(corpus, LabelledCorpus) else {}),
     }
 
 
@@ -142,7 +230,7 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
         if stream:
             raise ConfigError("stream needs a word-list file, not a built-in data set", field="stream")
         return False
-    streamable = model_class(model_type).streamable
+    streamable = model_type in STREAMERS
     if stream is None:
         try:
             large = Path(data.path).stat().st_size >= STREAM_THRESHOLD
@@ -150,7 +238,7 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
             return False  # the normal path reports the file problem
         return large and streamable
     if not streamable:
-        raise ConfigError(f"stream works for models that learn from pair counts alone (bigram, bigram-counts), "
+        raise ConfigError(f"stream works for models that learn from counts ({', '.join(STREAMERS)}), "
                           f"not {model_type}", field="stream")
     if data.dedupe:
         raise ConfigError("dedupe needs every word in memory; it cannot be combined with stream", field="dedupe")
@@ -172,22 +260,49 @@ def _base_meta(data_record: dict[str, Any], train_config: TrainConfig, resolved:
     }
 
 
-def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
-                   model_config: dict[str, Any] | None, *, out: str | Path | None = None,
-                   callback: TrainCallback | None = None, request: dict[str, Any] | None = None) -> Checkpoint:
-    """`train` for a streamed word list: count once, fit from the counts, evaluate from counts."""
-    counts: StreamCounts = count_file(data)
-    log.info(f"streamed {data.path}: {counts.n_bytes} bytes, {sum(counts.n_words.values())} words, "
-             f"vocabulary {counts.vocab.size} ({counts.seconds:.2f} s)")
+def _stream_bigram(model_type: str, data: DataConfig, model_config: dict[str, Any] | None, config: TrainConfig,
+                   callback: TrainCallback | None, workers: int) -> tuple[CharModel, Any, int, dict[str, Any]]:
+    """Bigram models learn a streamed list from its pair counts."""
+    counts = count_pairs_file(data, workers=workers) if workers > 1 else count_file(data)
     model = build_model(model_type, counts.vocab.size, model_config)
-    config = resolve_train_config(model, train_config)
+    config = resolve_train_config(model, config)
     if config.mode != "full-batch":
         raise ConfigError(f"mode {config.mode} needs every pair in memory; a streamed word list trains "
                           "full-batch from pair counts", field="mode")
+    steps = model.fit_pair_counts(counts.part("train"), config, callback, None)
+    return model, counts, steps, count_metrics(model, counts)
+
+
+def _stream_ngram(model_type: str, data: DataConfig, model_config: dict[str, Any] | None, config: TrainConfig,
+                  callback: TrainCallback | None, workers: int) -> tuple[CharModel, Any, int, dict[str, Any]]:
+    """The n-gram learns a streamed list from its n-gram counts, counted in shards (and processes, ranks)."""
+    model_config = dict(model_config or {})
+    order = NGramConfig(**model_config).order
+    counts = count_ngrams_file(data, order, workers=workers)
+    model = build_model(model_type, counts.vocab.size, model_config)
+    model.fit_counts(counts.train, counts.held_out)
+    if callback:
+        callback(1, 1, {})
+    return model, counts, 1, ngram_count_metrics(model, counts)
+
+
+# How each model type that can learn a streamed word list counts it, fits and evaluates from the counts.
+STREAMERS = {"bigram": _stream_bigram, "bigram-counts": _stream_bigram, "ngram": _stream_ngram}
+
+
+def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
+                   model_config: dict[str, Any] | None, *, out: str | Path | None = None,
+                   callback: TrainCallback | None = None, request: dict[str, Any] | None = None,
+                   workers: int = 1) -> Checkpoint:
+    """`train` for a streamed word list: count once (in `workers` processes), fit and evaluate from counts."""
     start = time.perf_counter()
-    history = TrainHistory()
-    history.steps = model.fit_pair_counts(counts.part("train"), config, callback, history)
-    if not model.counts_only and history.steps < config.max_steps:
+    model, counts, steps, metrics = STREAMERS[model_type](model_type, data, model_config, train_config, callback,
+                                                          workers)
+    log.info(f"streamed {data.path}: {counts.n_bytes} bytes, {sum(counts.n_words.values())} words, "
+             f"vocabulary {counts.vocab.size} ({counts.seconds:.2f} s)")
+    config = resolve_train_config(model, train_config)
+    history = TrainHistory(steps=steps)
+    if not model.counts_only and steps < config.max_steps:
         history.stop_reason = "interrupted"
     history.seconds = time.perf_counter() - start
     model.eval()
@@ -198,13 +313,35 @@ def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
               "split_method": "hash of word index" if data.split else "none",
               "n_words": counts.n_words, "max_word_length": counts.max_word_length}
     meta = _base_meta(record, train_config, config, model, request or {})
-    meta.update(model_record(model, counts.vocab), metrics=count_metrics(model, counts), history=history.to_dict(),
+    meta.update(model_record(model, counts.vocab), metrics=metrics, history=history.to_dict(),
                 complete=history.stop_reason != "interrupted")  # not resumable: train again to finish
     if out is not None:
         save_checkpoint(out, model, counts.vocab, meta)
     return Checkpoint(model, counts.vocab, meta)
 
 
+def _counted_by_rank_zero(train_fn: Any) -> Any:
+    """Under torchrun, rank 0 alone fits a model that is not neural (count models; sharded counting
+    is to come) and saves it to `out`; the other ranks wait for it, then load what it saved. Without
+    an `out` to share the result through, every rank fits its own."""
+
+    @functools.wraps(train_fn)
+    def train_on_rank_zero(*args: Any, **kwargs: Any) -> Any:
+        call = inspect.signature(train_fn).bind(*args, **kwargs)
+        call.apply_defaults()
+        given = call.arguments
+        if not active() or given["out"] is None or model_class(given["model_type"]).neural:
+            return train_fn(*args, **kwargs)
+        device = resolve_device((given["train_config"] or TrainConfig()).device)
+        world = setup_distributed(device)
+        result = train_fn(*args, **kwargs) if world.is_main else None
+        world.barrier("waiting for rank 0 to fit the model")
+        return result or (load_checkpoint(given["out"], world.device), None)
+
+    return train_on_rank_zero
+
+
+@_counted_by_rank_zero
 def train(
     model_type: str = "ngram",
     data: DataConfig | None = None,
@@ -217,6 +354,7 @@ def train(
     overwrite: bool = False,
     callback: TrainCallback | None = None,
     stream: bool | None = None,
+    workers: int = 1,
     prior: str | Path | None = "auto",
 ) -> tuple[Checkpoint, Corpus | None]:
     """Train `model_type` on `words` (or the word list `data` names) and save it to `out`.
@@ -224,13 +362,16 @@ def train(
     Returns the trained model as a `Checkpoint` record and the split corpus it was trained on (None
     when the word list was streamed). With `resume=True`, continue the interrupted run saved in
     `out` (same data, same model). `stream`: count the file in blocks instead of loading it (models
-    that learn from pair counts); None streams files of at least STREAM_THRESHOLD bytes. An `out`
-    holding a different trained model is refused unless `overwrite`. `prior`: "auto" adapts a
-    prior to a short list, "none" never does, a model directory is the prior (namesmith.adapt).
+    that learn from counts: bigram models and the n-gram); None streams files of at least
+    STREAM_THRESHOLD bytes; `workers` processes count a streamed file in shards. An `out` holding
+    a different trained model is refused unless `overwrite`. `prior`: "auto" adapts a prior to a
+    short list, "none" never does, a model directory is the prior (namesmith.adapt).
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
     device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
+    if not (isinstance(workers, int) and workers >= 1):
+        raise ConfigError(f"workers must be an integer of at least 1, got {workers!r}", field="workers")
     request = _request(model_type, data, train_config, model_config, prior) if words is None else None
     if out is not None and not resume:
         check_overwrite(out, request, overwrite)
@@ -238,10 +379,17 @@ def train(
         if out is not None:
             check_writable(out)
         return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback,
-                              request=request), None
+                              request=request, workers=workers), None
+    # one rank of several (torchrun) trains a neural model with the others; count models: see _counted_by_rank_zero
+    world = setup_distributed(device) if model_class(model_type).neural else None
+    device = device if world is None else world.device
+    writes = out is not None and (world is None or world.is_main)  # rank 0 alone writes the model directory
     given = words is not None
-    words, casing = read_source(data) if words is None else prepare_words(check_words(words), data)
-    corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
+    if words is None:
+        corpus, casing = read_corpus(data)
+    else:
+        words, casing = prepare_words(check_words(words), data)
+        corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)
     background = None if resume else choose_background(prior, model_type, len(corpus.split.train), device=device)
     if background is not None:
@@ -253,10 +401,11 @@ def train(
         model, train_config, resume_state = _resumable(out, model_type, data, corpus, casing, train_config,
                                                        words if given else None)
     else:
-        model = build_model(model_type, corpus.vocab.size, model_config, corpus)
+        model = condition_model(build_model(model_type, corpus.vocab.size, model_config, corpus), corpus,
+                                train_config)
     if train_config.ngram_mix and not model.neural:
         raise ConfigError(f"ngram_mix applies to neural models; {model_type} is not one", field="ngram_mix")
-    if out is not None:
+    if writes:
         check_writable(out)  # now, not after training
     model.to(device).train()
     config = resolve_train_config(model, train_config)
@@ -270,17 +419,20 @@ def train(
             save_checkpoint(out, model, corpus.vocab, {**meta, "complete": False}, train_state=state)
 
     log.info(f"training {model_type} on {len(corpus.split.train)} words, device {device}")
-    history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint)
-    model.eval()
+    history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint,
+                        world=world)
+    model = unwrap(model).eval()
     complete = history.stop_reason != "interrupted"
     if complete and config.ngram_mix and model.neural:
-        meta["metrics_without_ngram"] = evaluate_splits(model, corpus)
-        model = mix_with_ngram(model, corpus, config.ngram_mix)
+        meta["metrics_without_ngram"] = evaluate_corpus(model, corpus)
+        model = mix_with_ngram(model, corpus, config.ngram_mix, mix_ngram(corpus, config.ngram_mix))
         model.eval()
-    metrics = evaluate_splits(model, corpus)
+    metrics = evaluate_corpus(model, corpus)
     meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(), complete=complete)
-    if out is not None:
+    if writes:
         save_checkpoint(out, model, corpus.vocab, meta, train_state=None if complete else last_state.get("state"))
+    if world is not None:  # every rank returns once the model is saved
+        world.barrier("waiting for rank 0 to save the model")
     return Checkpoint(model, corpus.vocab, meta), corpus
 
 
@@ -331,8 +483,11 @@ def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus
     saved = load_checkpoint(out, resolve_device(train_config.device), with_train_state=True)
     if saved.train_state is None:
         raise CheckpointError(f"{out}: has nothing to resume (its training finished or never started)")
-    if saved.meta["model_type"] != model_type:
-        raise ConfigError(f"resume: {out} holds a {saved.meta['model_type']} model, not {model_type}", field="model")
+    saved_type = saved.meta["model_type"]
+    if saved.model.labels:  # a conditional model: the type it was asked as is its inner one
+        saved_type = saved.meta["model_config"].get("model_type", saved_type)
+    if saved_type != model_type:
+        raise ConfigError(f"resume: {out} holds a {saved_type} model, not {model_type}", field="model")
     recorded = saved.meta["data"].get("words_sha256")
     expected = data_record(data, corpus, casing, given)
     if (saved.meta["data"]["sha256"] != expected["sha256"] or saved.vocab != corpus.vocab
@@ -345,11 +500,34 @@ def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus
     return saved.model, config, saved.train_state
 
 
+def corpus_for_checkpoint(meta: dict[str, Any], vocab: Any, path: str | None = None) -> Corpus:
+    """The split corpus a checkpoint was trained on, read again (fingerprint checked)."""
+    record = meta["data"]
+    if record.get("split_method") != "by distinct name":  # a plain word list, or a checkpoint from before tables
+        words = words_for_checkpoint(meta, path)
+        return Corpus.from_words(words, seed=record["split_seed"], vocab=vocab, split=record.get("split", True))
+    source = path or record["path"]
+    config = DataConfig(path=source, case=record.get("case") or "auto", encoding=record["encoding"],
+                        max_line_length=record["max_line_length"], split_seed=record["split_seed"],
+                        split=record.get("split", True), condition=tuple(record.get("condition") or ()),
+                        weighting=record.get("weighting", "none"))
+    try:
+        if source_fingerprint(source) != record["sha256"]:
+            raise NamesmithError(f"{source}: is not the table this model was trained on (its sha256 differs)")
+        corpus, _ = read_corpus(config, vocab)
+    except (NamesmithError, OSError) as e:
+        raise NamesmithError(f"{e} (pass data= the table the model was trained on)") from None
+    return corpus
+
+
 def words_for_checkpoint(meta: dict[str, Any], path: str | None = None) -> list[str]:
     """Re-read the word list a checkpoint was trained on, checking its fingerprint."""
     record = meta["data"]
     if path is None and isinstance(record.get("words"), list) and all(isinstance(w, str) for w in record["words"]):
         return list(record["words"])  # given in Python and kept in the model directory
+    if record["path"] == GIVEN_WORDS and path is None:
+        raise NamesmithError("the model was trained on words given in Python (too many to keep in the model "
+                             "directory): pass data= a file of those words for novelty and percentiles")
     source = path or record["path"]
     if source == GIVEN_WORDS:
         raise NamesmithError(f"the model was trained on words given in Python (more than {INLINE_WORDS:,}, so not "
@@ -362,7 +540,12 @@ def words_for_checkpoint(meta: dict[str, Any], path: str | None = None) -> list[
         words, _ = read_source(config)
     except NamesmithError as e:
         raise NamesmithError(f"{e} (pass data= the word list the model was trained on)") from None
-    if source_fingerprint(source) != record["sha256"]:
+    if record["path"] == GIVEN_WORDS:  # the recorded fingerprint is of the split words, in split order
+        parts = split_words(words, record["split_seed"], record.get("split", True)).parts().values()
+        same = words_fingerprint([w for part in parts for w in part]) == record["words_sha256"]
+    else:
+        same = source_fingerprint(source) == record["sha256"]
+    if not same:
         raise NamesmithError(f"{source}: is not the word list this model was trained on (its sha256 differs)")
     return words
 

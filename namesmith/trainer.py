@@ -36,6 +36,11 @@ Training is resumable: `on_checkpoint(state)` receives {"tensors": flat name -> 
 `Trainer(...).fit(resume=state)` continues from it. Weights, optimiser moments, the torch RNG and
 the batch generator are all restored, so an interrupted and resumed run ends with the same weights
 as an uninterrupted one, unless the time budget binds (wall time is not reproducible).
+
+A `DistributedTrainer` is the same run as one rank of several (DistributedDataParallel, launched
+by torchrun: see namesmith.distributed): it overrides the trainer's hooks (the step's loss, the
+reported loss, the clock, the stop decision, the validation loss, the random states) and nothing
+else, so the recipe above is the same for both.
 """
 
 from __future__ import annotations
@@ -47,10 +52,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from namesmith.config import TrainConfig
-from namesmith.evaluate import mean_nll
+from namesmith.distributed import World, collective_failure, rank_seed
+from namesmith.errors import ConfigError
+from namesmith.evaluate import mean_nll, nll_sum
 from namesmith.history import TrainCallback, TrainHistory
 
 log = logging.getLogger("namesmith")
@@ -93,7 +102,8 @@ class LengthBuckets:
     so every word has the same chance as with uniform draws.
     """
 
-    def __init__(self, lengths: torch.Tensor, batch_size: int, min_words: int | None = None):
+    def __init__(self, lengths: torch.Tensor, batch_size: int, min_words: int | None = None,
+                 weights: torch.Tensor | None = None):
         min_words = 4 * batch_size if min_words is None else min_words
         order = torch.argsort(lengths, stable=True)
         sizes: list[int] = []  # words per group
@@ -108,11 +118,23 @@ class LengthBuckets:
         self.groups = list(torch.split(order, sizes))
         self.group_of = torch.empty_like(order)
         self.group_of[order] = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        # weighted rows (namesmith.labelled): a group in proportion to its weight, then rows by theirs
+        self.weighted = None if weights is None else (weights.double().cumsum(0),
+                                                      [weights[g].double().cumsum(0) for g in self.groups])
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:
         """Row indices of one batch."""
+        if self.weighted is not None:
+            row_cdf, group_cdfs = self.weighted
+            group = int(self.group_of[draw_weighted(row_cdf, 1, generator)])
+            return self.groups[group][draw_weighted(group_cdfs[group], self.batch_size, generator)]
         group = self.groups[int(self.group_of[torch.randint(len(self.group_of), (1,), generator=generator)])]
         return group[torch.randint(len(group), (self.batch_size,), generator=generator)]
+
+
+def draw_weighted(cdf: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n indices drawn with replacement, index i with probability ∝ its weight (cdf: cumulative weights)."""
+    return torch.searchsorted(cdf, torch.rand(n, dtype=torch.float64, generator=generator) * cdf[-1], right=True)
 
 
 class WeightAverage:
@@ -146,8 +168,6 @@ def batch_loss(logits: torch.Tensor, targets: torch.Tensor, tokens_per_batch: fl
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
     total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1, reduction="sum")
     return total / tokens_per_batch
-
-
 
 
 @dataclass
@@ -187,6 +207,8 @@ class Trainer:
         device = model.device
         x_train, y_train = corpus.tensors("train")
         self.lengths = (y_train >= 0).sum(1)  # CPU: crop each batch to its longest word without a sync
+        self.row_weights = corpus.row_weights("train")  # None: every row as likely (namesmith.labelled)
+        self.row_weights_cdf = None if self.row_weights is None else self.row_weights.double().cumsum(0)
         self.x_train, self.y_train = x_train.to(device), y_train.to(device)
         x_val, y_val = corpus.tensors("val")
         self.has_val = x_val.shape[0] > 0
@@ -218,10 +240,7 @@ class Trainer:
             for key, value in values.items():
                 assert torch.is_tensor(value), f"optimizer state {key} is not a tensor"
                 tensors[f"optim.state.{index}.{key}"] = value.detach().clone()
-        tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.batch"] = self.batch_gen.get_state()
-        if torch.cuda.is_available() and model.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(model.device)
+        tensors.update(self.rng_states())
         groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
         return {"tensors": tensors, "meta": {**self.state.to_meta(), "param_groups": groups}}
 
@@ -242,11 +261,22 @@ class Trainer:
                 opt_state.setdefault(int(index), {})[key] = value
         groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
         self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        self.state = TrainState.from_meta(meta)
+        self.load_rng_states(tensors, meta)
+
+    def rng_states(self) -> dict[str, torch.Tensor]:
+        """The random generators' states: the batch generator's, torch's (dropout), CUDA's."""
+        states = {"rng.torch": torch.get_rng_state(), "rng.batch": self.batch_gen.get_state()}
+        if torch.cuda.is_available() and self.model.device.type == "cuda":
+            states["rng.cuda"] = torch.cuda.get_rng_state(self.model.device)
+        return states
+
+    def load_rng_states(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Restore what `rng_states` saved."""
         torch.set_rng_state(tensors["rng.torch"].cpu())
         self.batch_gen.set_state(tensors["rng.batch"].cpu())
-        if "rng.cuda" in tensors and model.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), model.device)
-        self.state = TrainState.from_meta(meta)
+        if "rng.cuda" in tensors and self.model.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), self.model.device)
 
     def checkpoint(self) -> None:
         """Hand the resumable state to `on_checkpoint`, if anyone listens."""
@@ -265,7 +295,7 @@ class Trainer:
         state, t0 = self.state, time.perf_counter()
         if self.average is not None:
             self.average.swap()
-        val = mean_nll(self.model, self.x_val, self.y_val)
+        val = self.val_loss()
         if state.best_val is None or val < state.best_val:
             state.best_val, state.bad_evals = val, 0
             self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -277,19 +307,42 @@ class Trainer:
         state.history.val_loss.append((state.step, self.elapsed(), val))
         return val
 
+    def val_loss(self) -> float:
+        """NLL per character of the validation split under the current weights."""
+        return mean_nll(self.model, self.x_val, self.y_val)
+
     # --- the loop --------------------------------------------------------------------------
+    def step_loss(self, rows: torch.Tensor, tokens_per_batch: float | None) -> torch.Tensor:
+        """The loss to back-propagate for the batch of training rows `rows` (CPU indices)."""
+        T = int(self.lengths[rows].max())
+        rows = rows.to(self.model.device)
+        return batch_loss(self.model(self.x_train[rows, :T]), self.y_train[rows, :T], tokens_per_batch)
+
+    def reported_loss(self, loss: torch.Tensor) -> float:
+        """The batch's loss as a number, for the history and the callback."""
+        return loss.item()
+
+    def clock(self) -> float:
+        """Seconds of training so far, for the time budget and the schedule."""
+        return self.elapsed()
+
+    def agree_stop(self, requested: bool) -> bool:
+        """Whether to stop now, given whether the callback asked to."""
+        return requested
+
     def train_step(self, lr: float, tokens_per_batch: float | None, buckets: LengthBuckets | None) -> float:
         """One optimiser step at learning rate `lr` on a fresh batch; returns its loss."""
         config, model = self.config, self.model
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if buckets is None:
-            rows = torch.randint(self.x_train.shape[0], (config.batch_size,), generator=self.batch_gen)
+            if self.row_weights is None:
+                rows = torch.randint(self.x_train.shape[0], (config.batch_size,), generator=self.batch_gen)
+            else:
+                rows = draw_weighted(self.row_weights_cdf, config.batch_size, self.batch_gen)
         else:
             rows = buckets.draw(self.batch_gen)
-        T = int(self.lengths[rows].max())
-        rows = rows.to(model.device)
-        loss = batch_loss(model(self.x_train[rows, :T]), self.y_train[rows, :T], tokens_per_batch)
+        loss = self.step_loss(rows, tokens_per_batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
@@ -298,7 +351,7 @@ class Trainer:
         self.state.step += 1
         if self.average is not None:
             self.average.update(self.state.step)
-        return loss.item()
+        return self.reported_loss(loss)
 
     def fit(self, resume: dict[str, Any] | None = None) -> TrainHistory:
         """Train until max_steps, the time budget, early stopping or the callback stops it."""
@@ -312,13 +365,15 @@ class Trainer:
         last_eval = state.history.val_loss[-1][0] if state.history.val_loss else -1
         buckets, tokens_per_batch = None, None
         if config.batching == "by-length":
-            buckets = LengthBuckets(self.lengths, config.batch_size)
-            tokens_per_batch = config.batch_size * float(self.lengths.float().mean())
+            buckets = LengthBuckets(self.lengths, config.batch_size, weights=self.row_weights)
+            w = self.row_weights
+            mean_length = self.lengths.float().mean() if w is None else (self.lengths * w).sum() / w.sum()
+            tokens_per_batch = config.batch_size * float(mean_length)
         while state.step < config.max_steps:
-            if config.time_budget is not None and self.elapsed() >= config.time_budget:
+            if config.time_budget is not None and self.clock() >= config.time_budget:
                 stop_reason = "time budget"
                 break
-            lr = learning_rate(state.step, config, self.elapsed())
+            lr = learning_rate(state.step, config, self.clock())
             loss = self.train_step(lr, tokens_per_batch, buckets)
             state.loss_window.append(loss)
             if len(state.loss_window) == LOG_EVERY:
@@ -331,7 +386,8 @@ class Trainer:
                 if val is not None:
                     metrics["val_loss"] = val
                 self.checkpoint()
-            if self.callback is not None and self.callback(state.step, config.max_steps, metrics):
+            requested = self.callback is not None and bool(self.callback(state.step, config.max_steps, metrics))
+            if self.agree_stop(requested):
                 stop_reason = "interrupted"
                 self.checkpoint()
                 break
@@ -351,6 +407,123 @@ class Trainer:
         log.info(f"trained {state.step} steps in {history.seconds:.1f}s ({state.eval_seconds:.1f}s evaluating), "
                  f"stop: {stop_reason}, best val {best}")
         return history
+
+
+class DistributedTrainer(Trainer):
+    """A `Trainer` that is one rank of several: DistributedDataParallel (Li et al. 2020) under torchrun.
+
+    Every rank holds the whole word list and draws the same global batch of `batch_size` words
+    from the same seeded generator, then trains on its own contiguous share of those rows
+    (`World.shard`); DDP averages the ranks' gradients while back-propagating. A share's summed
+    loss is divided by the token count of the whole global batch (by-length: `tokens_per_batch`)
+    and multiplied by the number of ranks, so the averaged gradient is the gradient of the global
+    batch's 1-process loss. A run thus follows the same batches and schedule whatever the number of
+    ranks, and equals a 1-process run up to the order of floating-point sums
+    (tests/test_distributed.py); for a given number of ranks it is reproducible.
+
+    What the ranks must agree on, they agree on by construction or by one all-reduce per step:
+    - weights, optimiser moments and the weight average: every rank applies the same gradient;
+    - the validation loss (so the best weights and early stopping): each rank evaluates its share
+      of the validation split and the sums are all-reduced;
+    - the step's loss, any rank's request to stop (its callback saw Ctrl-C or SIGTERM) and rank
+      0's clock travel in one all-reduce after each step: every rank stops after the same step
+      (the one after the request), and the time budget and schedule follow rank 0's clock.
+    Dropout draws from a generator per rank (`rank_seed`). For a checkpoint every rank builds the
+    state (each rank's random generators are gathered into it) and rank 0 alone hands it to
+    `on_checkpoint`. Resuming on as many ranks is bit-exact; on another number of ranks the run
+    continues with the same batches and schedule, but fresh dropout draws and other rounding.
+    A collective that fails (another rank died or hung past the timeout) raises DistributedError.
+    """
+
+    def __init__(self, model: torch.nn.Module, corpus: Any, config: TrainConfig, callback: TrainCallback | None = None,
+                 on_checkpoint: Any = None, *, world: World):
+        if config.batch_size < world.size:
+            raise ConfigError(f"batch_size {config.batch_size} is smaller than the number of ranks ({world.size}); "
+                              "every rank needs a share of each batch", field="batch_size")
+        super().__init__(model, corpus, config, callback, on_checkpoint)
+        self.world = world
+        if on_checkpoint is not None and not world.is_main:
+            self.on_checkpoint = lambda state: None  # it still builds the state: gathering it takes every rank
+        share = world.shard(self.x_val.shape[0])
+        self.x_val, self.y_val = self.x_val[share], self.y_val[share]
+        torch.manual_seed(rank_seed(config.seed, world.rank))
+        try:  # DDP starts by checking that every rank holds the same parameters: a collective
+            self.ddp = DistributedDataParallel(model, device_ids=[model.device.index] if model.device.type == "cuda"
+                                               else None)
+        except RuntimeError as e:
+            if not collective_failure(e):
+                raise
+            raise world.lost_contact(e, "starting to train") from None
+        self._share: torch.Tensor | None = None  # this rank's part of the step's loss
+        self._stop_requested = self._stop_agreed = False
+        self._clock: float | None = None  # rank 0's seconds, as of the last step
+        if world.is_main:
+            log.info(f"DistributedDataParallel on {world.size} ranks ({dist.get_backend()}): each trains on its share "
+                     f"of every batch of {config.batch_size} words")
+
+    def fit(self, resume: dict[str, Any] | None = None) -> TrainHistory:
+        try:
+            return super().fit(resume)
+        except RuntimeError as e:
+            if not collective_failure(e):
+                raise
+            raise self.world.lost_contact(e, f"training step {self.state.step + 1}",
+                                          "; the last checkpoint saved, if any, can be resumed") from None
+
+    def step_loss(self, rows: torch.Tensor, tokens_per_batch: float | None) -> torch.Tensor:
+        share = rows[self.world.shard(len(rows))]
+        T = int(self.lengths[share].max())
+        tokens = tokens_per_batch if tokens_per_batch is not None else float(self.lengths[rows].sum())
+        share = share.to(self.model.device)
+        loss = batch_loss(self.ddp(self.x_train[share, :T]), self.y_train[share, :T], tokens)
+        self._share = loss.detach()
+        return loss * self.world.size  # DDP averages the ranks' gradients; the shares' gradients add up
+
+    def reported_loss(self, loss: torch.Tensor) -> float:
+        # the step's one all-reduce: the global batch's loss, stop requests, rank 0's clock
+        clock = self.elapsed() if self.world.is_main else 0.0
+        total, stops, self._clock = self.world.sum([self._share.item(), float(self._stop_requested), clock])
+        self._stop_agreed = stops > 0
+        return total
+
+    def clock(self) -> float:
+        return self.state.seconds if self._clock is None else self._clock
+
+    def agree_stop(self, requested: bool) -> bool:
+        self._stop_requested = self._stop_requested or requested  # the next step's all-reduce carries it
+        return self._stop_agreed
+
+    def val_loss(self) -> float:
+        total, count = nll_sum(self.model, self.x_val, self.y_val)
+        total, count = self.world.sum([total, count])
+        return total / max(count, 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        saved = super().state_dict()
+        saved["meta"]["world_size"] = self.world.size
+        return saved
+
+    def rng_states(self) -> dict[str, torch.Tensor]:
+        # rank 0's states under the plain names too: a 1-process resume reads those
+        states = super().rng_states()
+        for name in [n for n in states if n != "rng.batch"]:  # the batch generator is the same on every rank
+            for rank, state in enumerate(self.world.gather(states[name])):
+                states[f"{name}.{rank}"] = state
+            states[name] = states[f"{name}.0"].clone()  # safetensors saves no shared tensors
+        return states
+
+    def load_rng_states(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        super().load_rng_states(tensors, meta)
+        rank, saved_size = self.world.rank, meta.get("world_size", 1)
+        if saved_size == self.world.size and f"rng.torch.{rank}" in tensors:
+            torch.set_rng_state(tensors[f"rng.torch.{rank}"].cpu())
+            if f"rng.cuda.{rank}" in tensors and self.model.device.type == "cuda":
+                torch.cuda.set_rng_state(tensors[f"rng.cuda.{rank}"].cpu(), self.model.device)
+            return
+        torch.manual_seed(rank_seed(self.config.seed + self.state.step, rank))
+        if self.world.is_main:
+            log.info(f"resuming a run of {saved_size} rank(s) on {self.world.size}: same batches and schedule, "
+                     "new dropout draws")
 
 
 def fit_gradient(model: torch.nn.Module, corpus: Any, config: TrainConfig, callback: TrainCallback | None = None, *,

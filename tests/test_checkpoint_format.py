@@ -46,3 +46,18 @@ def test_a_newer_format_is_refused_with_its_version(tmp_path):
     path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=f"format version {FORMAT_VERSION + 1} is newer"):
         NameModel.load(tmp_path / "m")
+
+
+def test_a_model_of_words_given_in_python_does_not_claim_the_builtin_list(tmp_path):
+    words = ["anna", "bella", "carla", "dora", "emma"] * 5
+    NameModel.train(model="ngram", words=words, order=3, out=tmp_path / "m", prior="none")
+    loaded = NameModel.load(tmp_path / "m")
+    assert loaded.meta["data"]["path"] == "<words>" and loaded.meta["data"]["words"] == words
+    assert loaded.generate(3, seed=1).novelty.unavailable is None  # the words are kept in the directory
+    assert not set(loaded.generate(3, novel=True, seed=1).names) & set(words)
+    (tmp_path / "words.txt").write_text("\n".join(words) + "\n")
+    with_data = NameModel.load(tmp_path / "m", data=str(tmp_path / "words.txt"))
+    assert with_data.generate(3, seed=1).novelty.unavailable is None
+    (tmp_path / "other.txt").write_text("\n".join(words[:-1]) + "\n")
+    other = NameModel.load(tmp_path / "m", data=str(tmp_path / "other.txt"))
+    assert "is not the word list" in other.generate(3, seed=1).novelty.line()

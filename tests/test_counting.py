@@ -89,7 +89,8 @@ def test_streaming_is_only_for_count_models_and_large_files(tmp_path):
     data = DataConfig(path=str(path))
     assert not should_stream("bigram", data, None)  # small file: the exact lecture split
     assert should_stream("bigram", data, True)
-    with pytest.raises(ConfigError, match="^stream works for models that learn from pair counts") as error:
+    assert should_stream("ngram", data, True)
+    with pytest.raises(ConfigError, match="^stream works for models that learn from counts .*, not mlp") as error:
         should_stream("mlp", data, True)
     assert error.value.field == "stream"
     with pytest.raises(ConfigError, match="dedupe"):

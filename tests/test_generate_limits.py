@@ -176,7 +176,7 @@ def test_rejection_of_long_names_stays_in_bounded_memory(generic, monkeypatch):
     monkeypatch.setattr(sample_module, "MAX_BATCH_TOKENS", tokens)  # a smaller limit: a quicker test
     model, vocab = long_name_model()
     if generic:
-        model.transition_probs = None  # the torch sampler over `step`, as a neural model
+        model.transition_table = model.markov_chain = lambda: None  # the torch sampler over `step`, as a neural model
     config = GenerateConfig(num=2, seed=0, min_len=500, max_len=1_500, method="rejection",
                             max_tries=400 if generic else 2_000, time_budget=60)  # batches of at most 174
     tracemalloc.start()
@@ -193,7 +193,7 @@ def test_rejection_of_long_names_stays_in_bounded_memory(generic, monkeypatch):
 
 def test_the_time_budget_binds_inside_a_batch_of_long_names():
     model, vocab = long_name_model(end_count=0.0)
-    model.transition_probs = None  # one model step per character: a batch takes long
+    model.transition_table = model.markov_chain = lambda: None  # one model step per character: a batch is slow
     config = GenerateConfig(num=1, seed=0, max_len=MAX_NAME_LENGTH, method="rejection", time_budget=0.3)
     out = generate(model, vocab, config, max_word_length=5)
     assert out.stop_reason == "time-budget" and out.seconds < 3

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from namesmith.cli import main
-from namesmith.data import load_words
+from namesmith.data import load_words, read_builtin_table
 from namesmith.models import MODEL_TYPES, trainable_types
 from namesmith.namemodel import NameModel
 
@@ -25,8 +25,14 @@ TINY = {
     "lstm": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
     "transformer": [*NEURAL, "--n-layer", "1", "--n-head", "2", "--n-embd", "16"],
 }
-# wrappers are built from trained models: the n-gram mix by training a network with --ngram-mix
-WRAPPERS = {"ngram-mix": ("gru", [*TINY["gru"][:-2], "--ngram-mix", "3", "--n-embd", "8", "--n-hidden", "16"])}
+# wrappers are built from trained models: the n-gram mix by training a network with --ngram-mix, the
+# conditional models by training a count model or a network on a table with --condition, and the
+# ensemble by combining trained models with `namesmith ensemble`
+WRAPPERS = {"ngram-mix": ("gru", [*TINY["gru"][:-2], "--ngram-mix", "3", "--n-embd", "8", "--n-hidden", "16"]),
+            "conditional-counts": ("ngram", [*TINY["ngram"], "--condition", "sex"]),
+            "conditional-network": ("gru", [*TINY["gru"], "--condition", "sex"]),
+            "ensemble": ("ensemble", ["gru", "ngram"])}
+ON_TABLE = {"conditional-counts", "conditional-network"}
 
 
 def test_every_registered_type_is_covered():
@@ -41,6 +47,16 @@ def words_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def table_file(tmp_path_factory):
+    """The first 400 built-in names as a table: name, sex, count (a unisex name on two rows)."""
+    path = tmp_path_factory.mktemp("data") / "names.tsv"
+    rows = [f"{name}\t{sex}\t{births}" for name, female, male in read_builtin_table()[:400]
+            for sex, births in (("F", female), ("M", male)) if births]
+    path.write_text("name\tsex\tcount\n" + "\n".join(rows) + "\n")
+    return path
+
+
 def run_json(capsys, argv: list[str]) -> object:
     capsys.readouterr()
     assert main([*argv, "--json"]) == 0
@@ -48,11 +64,20 @@ def run_json(capsys, argv: list[str]) -> object:
 
 
 @pytest.mark.parametrize("name", [*TINY, *WRAPPERS])
-def test_train_load_sample_score_eval_plot(one_thread, tmp_path, capsys, words_file, name):
+def test_train_load_sample_score_eval_plot(one_thread, tmp_path, capsys, words_file, table_file, name):
     model_type, options = WRAPPERS[name] if name in WRAPPERS else (name, TINY[name])
     out = str(tmp_path / "model")
-    trained = run_json(capsys, ["train", "--model", model_type, "--data", str(words_file), "--out", out,
-                                "--samples", "3", "--seed", "1", "--prior", "none", *options])
+    data = table_file if name in ON_TABLE else words_file
+    if model_type == "ensemble":  # its members first, then the command that combines them
+        members = []
+        for member in options:
+            members += ["-m", str(tmp_path / member)]
+            assert main(["train", "--model", member, "--data", str(words_file), "--out", str(tmp_path / member),
+                         "--samples", "0", "--seed", "1", "-q", "--prior", "none", *TINY[member]]) == 0
+        trained = run_json(capsys, ["ensemble", *members, "--out", out])
+    else:
+        trained = run_json(capsys, ["train", "--model", model_type, "--data", str(data), "--out", out,
+                                    "--samples", "3", "--seed", "1", "--prior", "none", *options])
     loaded = NameModel.load(out)
     assert loaded.model_type == name and trained["metrics"] == loaded.metrics
     assert trained["metrics"]["test"]["nll"] == pytest.approx(loaded.evaluate()["test"]["nll"], rel=1e-5)
@@ -76,6 +101,14 @@ def test_train_load_sample_score_eval_plot(one_thread, tmp_path, capsys, words_f
     assert set(metrics) == set(expected) == {"train", "val", "test"}
     for part, values in expected.items():
         assert metrics[part] == pytest.approx(values)
+
+    if name in ON_TABLE:  # the labels: where, classify
+        assert loaded.labels == {"sex": ["F", "M"]}
+        girls = run_json(capsys, ["sample", "-m", out, "-n", "3", "--where", "sex=F", "--ends-with", "a",
+                                  "--seed", "2"])
+        assert len(girls["names"]) == 3 and all(n.endswith("a") for n in girls["names"])
+        posterior = run_json(capsys, ["classify", "-m", out, "emma"])["names"][0]["posterior"]["sex"]
+        assert set(posterior) == {"F", "M"} and sum(posterior.values()) == pytest.approx(1.0)
 
     if loaded.model.transition_table() is not None:
         assert main(["plot", "heatmap", "-m", out]) == 0

@@ -229,7 +229,7 @@ def test_weights():
     assert log_weights.tolist() == [0.0, 1.0, pytest.approx(1 + math.log(10))]
     no_counts = parse_table("name,sex\na,F\nb,M\n", "t")
     assert all(weights(no_counts, w).tolist() == [1.0, 1.0] for w in ("none", "count", "log"))
-    with pytest.raises(ConfigError, match="weighting: unknown 'births' \\(choose none, count, log\\)"):
+    with pytest.raises(ConfigError, match="weighting: unknown 'births' \\(choose share, none, count, log\\)"):
         weights(table, "births")
 
 

@@ -27,8 +27,8 @@ WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "ame
 
 def base_config(**overrides) -> TrainConfig:
     values = dict(max_steps=40, learning_rate=1e-2, learning_rate_end=1e-3, batch_size=8, weight_decay=0.01,
-                  warmup_steps=5, grad_clip=1.0, eval_every=10, patience=100, seed=3,
-                  time_budget=1e9)  # a budget that never binds keeps the schedule step-based (reproducible)
+                  warmup_steps=5, grad_clip=1.0, eval_every=10, patience=100, seed=3, ema=0.0, batching="random",
+                  ngram_mix=0, time_budget=1e9)  # a budget that never binds keeps the schedule step-based
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -231,7 +231,7 @@ def test_ema_weights_are_the_ones_evaluated_and_kept(corpus):
 
 
 def test_fit_model_resolves_the_config_and_runs_the_trainer(corpus):
-    config = base_config(max_steps=25)
+    config = base_config(max_steps=25, ema=None, batching=None, ngram_mix=None)  # left to the model type
     resolved = resolve_train_config(tiny_mlp(), config)
     assert resolved.resolved and not config.resolved
     assert (resolved.ema, resolved.batching) == (0.999, "by-length")  # the neural defaults fill what was unset

@@ -21,6 +21,9 @@ MODEL_TYPES: dict[str, tuple[str, str]] = {
     "transformer": ("namesmith.models.transformer", "Transformer"),
     # wrappers: built from trained models, not trained with --model
     "ngram-mix": ("namesmith.models.ngram_mix", "NGramMix"),
+    "conditional-counts": ("namesmith.models.conditional_counts", "ConditionalCounts"),
+    "conditional-network": ("namesmith.models.conditional_network", "ConditionalNetwork"),
+    "ensemble": ("namesmith.models.ensemble", "Ensemble"),
 }
 
 

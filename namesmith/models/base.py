@@ -55,8 +55,10 @@ class CharModel(nn.Module):
     - `counts_only`: fitted in closed form from counts; training options do not apply.
     - `wrapper`: built from other trained models (the n-gram mix), never trained by `--model`.
     - `make_config(overrides, corpus)`: the model's config from user options and the data.
-    - `transition_table()`: the (V, V) table P(next | previous) of a first-order model, else None.
+    - `transition_table()`: the (V, V) table P(next | previous) of a first-order model, else None;
+      `markov_chain()`: the model as a finite Markov chain over its own states, else None.
     - `streamable` and `fit_pair_counts(...)`: fitting from (V, V) pair counts alone (streamed training).
+    - `labels` and `given(where)`: a conditional model's labels, and the plain model of some of them.
     """
 
     model_type: ClassVar[str]  # the name used by --model and in checkpoints
@@ -119,6 +121,28 @@ class CharModel(nn.Module):
     def transition_table(self) -> torch.Tensor | None:
         """(V, V) P(next | previous) of a first-order model (rows sum to 1); None for other models."""
         return None
+
+    def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """The model as a finite Markov chain over the states it stores, if it is one (bigram models,
+        the n-gram): next-token log-probabilities (S, V), the next state (S, V), and the state after
+        the boundary that starts a name. None for other models (see namesmith.generate)."""
+        return None
+
+    # --- conditions (namesmith.conditional) -----------------------------------------------------
+    condition: Any = None  # a conditional model's `namesmith.conditional.Condition` (labels, values, priors)
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """The labels the model is conditioned on, each with its values; {} for a plain model."""
+        return {} if self.condition is None else dict(self.condition.labels)
+
+    def given(self, where: Any = None, guidance: float = 0.0) -> CharModel:
+        """The plain model P(name | where) of a conditional model, guided by `guidance` (namesmith.conditional);
+        a plain model is its own (where empty)."""
+        if where:
+            raise ConfigError(f"where: this {self.model_type} model is not conditioned on any label "
+                              "(train one on a table with labels: condition=..., --condition LABEL)", field="where")
+        return self
 
     # --- incremental generation -------------------------------------------------------------
     def init_state(self, batch_size: int) -> State:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from namesmith.counting import count_pairs
 from namesmith.history import TrainHistory
 from namesmith.models.base import CharModel, State, check_config
+from namesmith.vocab import BOUNDARY
 
 LOG_EVERY = 10  # full-batch epochs between loss-curve points
 
@@ -51,6 +52,11 @@ class BigramTable(CharModel):
 
     def transition_table(self) -> torch.Tensor:
         return self.transition_probs()
+
+    def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """State = the last token."""
+        V = self.vocab_size
+        return self.transition_probs().clamp_min(0).log(), torch.arange(V).expand(V, V), BOUNDARY
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.log_probs()[idx]  # (B, T, V)

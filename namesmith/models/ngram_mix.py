@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError
-from namesmith.evaluate import chunked_log_probs, eval_mode
+from namesmith.evaluate import position_log_probs
 from namesmith.models import model_class
 from namesmith.models.base import CharModel, State
 from namesmith.models.ngram import NGram, NGramConfig
@@ -90,11 +90,26 @@ class NGramMix(CharModel):
     def select_state(self, state: State, rows: torch.Tensor) -> State:
         return self.model.select_state(state[0], rows), self.ngram.select_state(state[1], rows)
 
+    @property
+    def condition(self) -> Any:
+        return self.model.condition
+
+    def given(self, where: Any = None, guidance: float = 0.0) -> CharModel:
+        """Both models under the same labels and guidance, combined with the same weights (a weighted product
+        of guided models is the guided product)."""
+        if not self.labels:
+            return super().given(where, guidance)
+        return NGramMix(self.model.given(where, guidance), self.ngram.given(where, guidance),
+                        tuple(float(w) for w in self.mix_weights))
+
     # --- saving -----------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         c = self.config
-        return {"model_type": c.model_type, "model": self.model.config_dict(), "ngram": self.ngram.config_dict(),
-                "weights": [float(w) for w in self.mix_weights]}
+        config = {"model_type": c.model_type, "model": self.model.config_dict(), "ngram": self.ngram.config_dict(),
+                  "weights": [float(w) for w in self.mix_weights]}
+        if self.ngram.model_type != NGram.model_type:  # a conditional n-gram beside a conditional network
+            config["ngram_type"] = self.ngram.model_type
+        return config
 
     @classmethod
     def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> NGramMix:
@@ -102,11 +117,14 @@ class NGramMix(CharModel):
         try:
             inner = model_class(config["model_type"])
             weights = tuple(float(w) for w in config["weights"])
-            ngram = NGram(vocab_size, NGramConfig(**config["ngram"]))
+            ngram_type = config.get("ngram_type", NGram.model_type)
+            if ngram_type not in (NGram.model_type, "conditional-counts"):
+                raise ValueError(f"ngram_type {ngram_type!r} is not an n-gram")
+            ngram = model_class(ngram_type).from_config_dict(vocab_size, config["ngram"])
             model = inner.from_config_dict(vocab_size, config["model"])
-        except (TypeError, KeyError, ValueError) as e:
+        except (TypeError, KeyError, ValueError, CheckpointError) as e:
             raise CheckpointError(f"malformed ngram-mix model config: {e}") from None
-        if len(weights) != 2 or inner.wrapper:
+        if len(weights) != 2 or not inner.neural:  # a network (a conditional one too), never another mix
             raise CheckpointError(f"malformed ngram-mix model config: {config!r:.200}")
         return cls(model, ngram, weights)  # type: ignore[arg-type]
 
@@ -116,17 +134,6 @@ class NGramMix(CharModel):
     def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
         self.model.load_weights({k: v for k, v in tensors.items() if not k.startswith("ngram.")})
         self.ngram.load_weights({k[len("ngram."):]: v for k, v in tensors.items() if k.startswith("ngram.")})
-
-
-def _validation_logprobs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Log-probabilities (N, V) of every real validation target position, and the targets (N,)."""
-    logprobs, targets = [], []
-    with eval_mode(model):
-        for chunk_logprobs, chunk_targets in chunked_log_probs(model, x, y):
-            mask = chunk_targets >= 0
-            logprobs.append(chunk_logprobs[mask].cpu())
-            targets.append(chunk_targets[mask].cpu())
-    return torch.cat(logprobs), torch.cat(targets)
 
 
 def fit_weights(model_logprobs: torch.Tensor, ngram_logprobs: torch.Tensor,
@@ -148,20 +155,22 @@ def fit_weights(model_logprobs: torch.Tensor, ngram_logprobs: torch.Tensor,
     return a, b
 
 
-def mix_with_ngram(model: CharModel, corpus: Any, order: int) -> CharModel:
+def mix_with_ngram(model: CharModel, corpus: Any, order: int, ngram: CharModel | None = None) -> CharModel:
     """`model` (trained) combined with an order-`order` n-gram counted on the corpus' train split.
 
     The weights are fitted on the validation split; without validation words the model is
-    returned alone (there is nothing to fit the weights on).
+    returned alone (there is nothing to fit the weights on). `ngram`: an n-gram already fitted
+    (a conditional one, for a conditional network: namesmith.train fits it).
     """
     x_val, y_val = corpus.tensors("val")
     if x_val.shape[0] == 0:
         log.warning("no validation words to fit the n-gram mix on: keeping the model alone")
         return model
-    ngram = NGram(model.vocab_size, NGramConfig(order=order)).to(model.device)
-    ngram.fit(corpus, TrainConfig())  # counting: no training options apply
-    model_logprobs, targets = _validation_logprobs(model, x_val, y_val)
-    ngram_logprobs, _ = _validation_logprobs(ngram, x_val, y_val)
+    if ngram is None:
+        ngram = NGram(model.vocab_size, NGramConfig(order=order)).to(model.device)
+        ngram.fit(corpus, TrainConfig())  # counting: no training options apply
+    model_logprobs, targets = position_log_probs(model, x_val, y_val)
+    ngram_logprobs, _ = position_log_probs(ngram, x_val, y_val)
     a, b = fit_weights(model_logprobs, ngram_logprobs, targets)
     log.info(f"mixed with an order-{order} n-gram: weights {a:.3f} (model), {b:.3f} (n-gram)")
-    return NGramMix(model, ngram, (a, b))
+    return NGramMix(model, ngram.to(model.device), (a, b))

@@ -1,0 +1,92 @@
+"""Which label values fit a name: the posterior over each conditioned label, by Bayes' rule.
+
+    P(value | name) = P(name | value) · P(value) / Σ_v P(name | v) · P(v)
+
+computed from the joint posterior over the combinations of values the training rows have,
+
+    P(combination | name) ∝ P(name | combination) · P(combination),
+
+summed over the combinations that have the value: P(name | value) is then the mixture of the
+value's combinations, each in proportion to its prior (the other labels marginalised exactly),
+and names are judged by the most specific models (a girl's name of the 1950s is told from a
+boy's by the 1950s' names). P(combination) is its share of the training weight (with weighting
+`none`, of the distinct training rows; with `share`, of the distinct names; with `count`, of the
+births). With more than MAX_JOINT combinations each label is judged alone, by the model with that
+one label given (`model.given({label: value})`) and the value's share of the training weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from namesmith.errors import ConfigError, DataError
+from namesmith.evaluate import word_log_probs
+from namesmith.models.base import CharModel
+from namesmith.vocab import Vocab, describe_chars
+
+MAX_JOINT = 64  # combinations of values up to which names are classified by the joint posterior
+
+
+def label_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[str], label: str) -> torch.Tensor:
+    """(N, values) log P(name | label=value) of each name under each value of one label (float64)."""
+    values = model.condition.labels[label]
+    return torch.stack([word_log_probs(model.given({label: value}), list(names), vocab) for value in values], 1)
+
+
+def posteriors(model: CharModel, vocab: Vocab, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """{label: (N, values) P(value | name)} for every conditioned label; each row sums to 1."""
+    if model.condition is None or not model.labels:
+        raise ConfigError("classify needs a conditional model: this one is not conditioned on any label "
+                          "(train it on a table with condition=..., --condition LABEL)", field="model")
+    if isinstance(names, str):
+        raise ConfigError("names must be a list of names, not one string", field="names")
+    for name in names:
+        unknown = vocab.unknown_chars(name)
+        if not name or unknown:
+            why = "is empty" if not name else f"has {describe_chars(unknown)} not in the model's vocabulary"
+            raise DataError(f"names: {name!r} {why}", field="names")
+    condition = model.condition
+    combinations = [(codes, weight) for codes, weight in condition.joint if weight > 0]
+    out = {}
+    if 0 < len(combinations) <= MAX_JOINT:
+        joint = torch.stack([word_log_probs(model.given(condition.where_of(codes)), list(names), vocab)
+                             + torch.tensor(weight, dtype=torch.float64).log() for codes, weight in combinations], 1)
+        posterior = torch.softmax(joint, 1)  # (N, combinations)
+        for j, (label, values) in enumerate(condition.labels.items()):
+            of = torch.tensor([codes[j] for codes, _ in combinations])
+            out[label] = torch.zeros(len(names), len(values), dtype=torch.float64).index_add_(1, of, posterior)
+        return out
+    for label in model.labels:
+        joint = label_log_likelihoods(model, vocab, names, label) + condition.prior(label).log()
+        out[label] = torch.softmax(joint, 1)
+    return out
+
+
+def classify(model: CharModel, vocab: Vocab, names: Sequence[str]) -> list[dict[str, dict[str, float]]]:
+    """Per name: {label: {value: P(value | name)}}, values from most to least likely."""
+    posterior = posteriors(model, vocab, names)
+    result = []
+    for i in range(len(names)):
+        row = {}
+        for label, probs in posterior.items():
+            values = model.condition.labels[label]
+            order = torch.argsort(probs[i], descending=True, stable=True).tolist()
+            row[label] = {values[j]: float(probs[i, j]) for j in order}
+        result.append(row)
+    return result
+
+
+def format_classification(names: Sequence[str], results: Sequence[dict[str, dict[str, float]]],
+                          top: int = 3) -> str:
+    """`leslie: sex F 61% M 39%; decade 1950s 18% 1960s 15% 1940s 12% ...`, one line per name."""
+    lines = []
+    for name, result in zip(names, results):
+        parts = []
+        for label, probs in result.items():
+            shown = list(probs.items())[:top]
+            text = " ".join(f"{value} {100 * p:.0f}%" for value, p in shown)
+            parts.append(f"{label} {text}" + (" ..." if len(probs) > top else ""))
+        lines.append(f"{name}: " + "; ".join(parts))
+    return "\n".join(lines)

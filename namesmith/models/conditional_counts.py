@@ -1,0 +1,536 @@
+"""Conditional count models: a bigram or n-gram per label combination, combined with its marginals.
+
+P(name | sex=F, decade=1950s) from counts alone. Counting the names of one combination gives a
+model that knows that combination well but is sparse (a rare combination has few names);
+counting every name gives the pooled model, dense but blind to labels. Between the two lie the
+models of the partial combinations (sex=F in every decade, 1950s of either sex). So every
+*node* — every combination of values of a subset of the conditioned labels that occurs in the
+training rows, from the root (no label: the pooled model) to the full combinations — gets a
+component model of the base type (`bigram-counts`, `bigram` or `ngram`) counted on its rows, and
+a node's model is the log-linear interpolation (Klakow 1998) of the components of its ancestors,
+itself and the root included:
+
+    log P(c | h, node) = Σ_a θ[node, a] · log P_a(c | h) - log Z(h)
+
+a weighted product of experts (Hinton 2002), as namesmith.models.ngram_mix combines a network
+with an n-gram. Against a linear interpolation Σ_a λ_a P_a it fits held-out names as well, and
+it keeps the node's character: a next character has to be likely under the node's own model to
+be likely under the mixture, so names generated for sex=M are names of boys, where a linear
+mixture lets the pooled model add a share of girls' endings at every step (on `us`, of the
+generated names that exist, 64% were boys' names with linear weights fitted by EM).
+
+The weights θ are fitted to the likelihood of held-out *training* names, as the n-gram's
+discounts are tuned: every 10th distinct training name is held out, each component is counted on
+the rest, and θ[node] maximises the likelihood of the node's held-out rows (convex; BFGS), with a
+pull of PRIOR_TOKENS tokens towards equal weights (a node without held-out names keeps them).
+Then every component is counted on all training rows. A rare combination thus leans on its
+marginals and the pooled model; a large one on itself.
+
+A mixture of n-gram models of one order is again an n-gram model of that order, so `given(where)`
+is a plain, fitted `NGram` (or a bigram table) — a finite Markov chain on which the sampler's
+exact constraints stay exact, that scores, evaluates and samples like any model:
+
+- its contexts are the pooled model's (every context of every component is one of them), and
+  each context's row mixes the components' rows for their longest suffixes of it, which is
+  exactly what the components predict for any history that ends in it;
+- a label left out is marginalised: the request's node is the partial combination (sex=F alone);
+- several values (unisex: sex=F and sex=M) multiply their nodes' distributions at every step
+  and renormalise (see namesmith.conditional).
+
+A combination of values that no training row has mixes those of its ancestors that exist, in
+equal parts.
+
+Stored: the counts (order-N n-grams, each weighing its row's weight: `WeightedCounts`) of each full
+combination, each node's discounts (n-gram components) and θ. Components are rebuilt from the
+counts when first needed (a few hundredths of a second each) and cached; so a checkpoint holds
+counts rather than one table per node (for `us`, 2 sexes × 14 decades, 6-grams: 45 nodes, 12 MB).
+
+Each occurrence of an n-gram counts its row's training weight (namesmith.labelled, namesmith.tables.weights).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from namesmith.conditional import Condition, Where, check_guidance
+from namesmith.config import TrainConfig
+from namesmith.errors import CheckpointError, ConfigError, DataError
+from namesmith.evaluate import mean_nll
+from namesmith.history import TrainHistory
+from namesmith.minimize import minimize
+from namesmith.models.base import CharModel, State
+from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear, BigramTable
+from namesmith.models.ngram import DISCOUNT_LIMITS, MIN_TUNING_WORDS, NGram, NGramConfig
+from namesmith.models.weighted_kn import WeightedCounts, estimated_discounts, fit_tables, orders, tune_discounts
+from namesmith.vocab import BOUNDARY
+
+HELD_OUT_EVERY = 10  # every 10th distinct training name is held out to fit θ (and tune discounts)
+MIN_HELD_OUT_NAMES = 20  # with fewer distinct training names nothing is held out: θ is uniform
+PRIOR_TOKENS = 10.0  # pull of the equal-weights prior on a node's mixture weights, in held-out tokens
+MAX_WEIGHT = 20.0  # mixture weights are kept within ±MAX_WEIGHT
+CACHE_SIZE = 8  # component models and conditioned models kept in memory
+KEY_CHUNK = 1 << 16  # n-grams scored at a time when fitting θ
+# The component types, with the class that fits each and its config class.
+COMPONENTS: dict[str, tuple[type[CharModel], type]] = {
+    "bigram-counts": (BigramCounts, BigramCountsConfig),
+    "bigram": (BigramLinear, BigramConfig),
+    "ngram": (NGram, NGramConfig),
+}
+
+
+@dataclass(frozen=True)
+class ConditionalCountsConfig:
+    """The component type and config, the condition (labels and priors), and the bigram's descent settings."""
+
+    model_type: str
+    model: dict[str, Any]
+    condition: dict[str, Any]
+    train_config: dict[str, Any] | None = None  # `bigram` components: the resolved TrainConfig of their descent
+
+
+class BigramTableModel(BigramTable):
+    """A fixed (V, V) table of log P(next | previous): a conditioned bigram (never saved by itself)."""
+
+    model_type: ClassVar[str] = "bigram-table"
+    config_class: ClassVar[type] = dict
+    counts_only: ClassVar[bool] = True
+
+    def __init__(self, log_probs: torch.Tensor):
+        super().__init__(log_probs.shape[0], {})
+        self.register_buffer("table", log_probs.float())
+
+    def log_probs(self) -> torch.Tensor:
+        return self.table
+
+    def config_dict(self) -> dict[str, Any]:
+        return {}
+
+
+class ConditionalCounts(CharModel):
+    """A count model per node of the label combinations, mixed log-linearly (see the module docstring)."""
+
+    model_type: ClassVar[str] = "conditional-counts"
+    config_class: ClassVar[type] = ConditionalCountsConfig
+    wrapper: ClassVar[bool] = True  # built by namesmith.train around a count model type, not by --model
+    counts_only: ClassVar[bool] = True
+
+    def __init__(self, vocab_size: int, config: ConditionalCountsConfig):
+        super().__init__(vocab_size, config)
+        if config.model_type not in COMPONENTS:
+            raise ConfigError(f"conditional count models are built on {', '.join(COMPONENTS)}, "
+                              f"not {config.model_type}", field="model")
+        component_class, component_config = COMPONENTS[config.model_type]
+        self.component_class = component_class
+        self.component_config = component_config(**config.model)
+        self.condition = Condition.from_dict(config.condition)
+        self.order = self.component_config.order if config.model_type == "ngram" else 2
+        self.base = vocab_size + 1
+        k = len(self.condition)
+        self.register_buffer("combo_codes", torch.zeros(0, k, dtype=torch.long))  # (C, k) full combinations
+        self.register_buffer("combo_offsets", torch.zeros(1, dtype=torch.long))  # (C+1,) into gram_keys
+        self.register_buffer("gram_keys", torch.zeros(0, dtype=torch.long))  # (M,) sorted within each combination
+        self.register_buffer("gram_counts", torch.zeros(0, dtype=torch.float64))  # (M,) > 0: summed row weights
+        self.register_buffer("node_codes", torch.tensor([self.condition.unknown()], dtype=torch.long).view(1, k))
+        self.register_buffer("node_weights", torch.ones(1, 1))  # (S, S): θ[node, component]
+        self.register_buffer("node_discounts", torch.zeros(1, self.order, 3))  # (S, N, 3) n-gram components
+        self._index_nodes()
+        self._components: OrderedDict[int, CharModel] = OrderedDict()
+        self._aligned_probs: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._given: OrderedDict[tuple, CharModel] = OrderedDict()
+
+    @property
+    def context_size(self) -> int:
+        return self.order - 1
+
+    def train_defaults(self, config: Any) -> dict[str, Any]:  # type: ignore[override]
+        return self.component_class.train_defaults(config)  # the seed bigram's descent schedule, for one
+
+    @property
+    def component_type(self) -> str:
+        return self.config.model_type
+
+    def _index_nodes(self) -> None:
+        self._node_of = {tuple(c): i for i, c in enumerate(self.node_codes.tolist())}
+        self._components, self._aligned_probs, self._given = OrderedDict(), OrderedDict(), OrderedDict()
+
+    def _is_ancestor(self, ancestor: tuple[int, ...], node: tuple[int, ...]) -> bool:
+        unknown = self.condition.unknown()
+        return all(a in (u, n) for a, n, u in zip(ancestor, node, unknown))
+
+    # --- fitting -------------------------------------------------------------------------------
+    def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
+            on_checkpoint: Any = None) -> TrainHistory:
+        """Count each full combination, fit the discounts and θ on held-out training names, keep the counts."""
+        start = time.perf_counter()
+        if self.component_type == "bigram":
+            keys = ("max_steps", "learning_rate", "learning_rate_end", "weight_decay", "mode", "seed")
+            self.config = ConditionalCountsConfig(self.config.model_type, self.config.model, self.config.condition,
+                                                  {k: getattr(config, k) for k in keys})
+            if config.mode != "full-batch":
+                raise ConfigError(f"mode {config.mode}: a conditioned or weighted bigram trains full-batch from "
+                                  "pair counts only (train with condition=() and weighting none for the seed's "
+                                  "other loops)", field="mode")
+        x, y = corpus.word_tensors("train")
+        if len(x) == 0:
+            raise DataError("no training words to fit on (the training part of the split is empty)")
+        codes = corpus.codes["train"]
+        weights = torch.from_numpy(corpus.weights["train"])
+        held = _held_out_rows(corpus.words("train"))
+        starts, combo_of = torch.unique(self.condition.start_tokens(codes, self.vocab_size), return_inverse=True)
+        combos = self.condition.codes_of(starts, self.vocab_size)  # (C, k) the full combinations present
+        all_counts, held_counts = [], []
+        for c in range(len(combos)):
+            rows = combo_of == c
+            all_counts.append(self._count(x[rows], y[rows], weights[rows]))
+            held_counts.append(self._count(x[rows & held], y[rows & held], weights[rows & held]))
+        nodes = _nodes(combos, self.condition.unknown())  # (S, k), the root first
+        S = len(nodes)
+        node_list = [tuple(n) for n in nodes.tolist()]
+        members = [[c for c, combo in enumerate(combos.tolist()) if self._is_ancestor(node, tuple(combo))]
+                   for node in node_list]
+        ancestors = [[a for a in range(S) if self._is_ancestor(node_list[a], node_list[n])] for n in range(S)]
+        node_held = [_merge([held_counts[c] for c in members[n]], self._empty()) for n in range(S)]
+        discounts = torch.zeros(S, self.order, 3)
+        held_log_probs: dict[tuple[int, int], torch.Tensor] = {}  # (node, component) -> (M_node, V)
+        for a in range(S):
+            all_a = _merge([all_counts[c] for c in members[a]], self._empty())
+            rest_a = all_a.without(node_held[a])
+            discounts[a] = self._discounts(all_a, rest_a, node_held[a])
+            if not len(rest_a.keys):
+                continue  # every name of this node is held out: it cannot predict them (weight 0)
+            rest_model = self._component(rest_a, discounts[a])
+            for n in range(S):
+                if a in ancestors[n] and n > 0 and len(node_held[n].keys):
+                    held_log_probs[(n, a)] = self._context_log_probs(rest_model, node_held[n].keys)
+        weights_matrix = torch.zeros(S, S)
+        weights_matrix[0, 0] = 1.0  # the root is its own component
+        for n in range(1, S):
+            targets = node_held[n].keys % self.base - 1
+            weights_matrix[n, ancestors[n]] = fit_log_linear(
+                [held_log_probs.get((n, a)) for a in ancestors[n]], targets, node_held[n].counts).float()
+        self.combo_codes = combos
+        self.combo_offsets = torch.tensor([0, *itertools.accumulate(len(c.keys) for c in all_counts)])
+        self.gram_keys = torch.cat([c.keys for c in all_counts])
+        self.gram_counts = torch.cat([c.counts for c in all_counts])
+        self.node_codes, self.node_weights, self.node_discounts = nodes, weights_matrix, discounts
+        self._index_nodes()
+
+        history = TrainHistory(steps=1)  # the training loss is evaluated with the other parts, once
+        metrics = {}
+        history.seconds = time.perf_counter() - start
+        if corpus.words("val"):
+            metrics["val_loss"] = self._nll(corpus, "val")
+            history.val_loss.append((1, history.seconds, metrics["val_loss"]))
+        if callback:
+            callback(1, 1, metrics)
+        return history
+
+    def _empty(self) -> WeightedCounts:
+        return WeightedCounts.empty(self.order, self.vocab_size)
+
+    def _count(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> WeightedCounts:
+        """The order-N n-grams of these rows, each occurrence weighing its row's weight (rows of weight 0 skipped)."""
+        keep = weights > 0
+        x, y, weights = x[keep], y[keep], weights[keep]
+        if not len(x):
+            return self._empty()
+        template = NGram(self.vocab_size, NGramConfig(order=self.order))  # it turns rows into n-gram keys
+        row_of_target = (y >= 0).nonzero()[:, 0]  # the row of each target, in the order _windows lists them
+        keys = template._gram_keys(template._windows(x, y))[:, -1]
+        return WeightedCounts.of(self.order, self.vocab_size, keys, weights[row_of_target], len(x))
+
+    def _discounts(self, all_counts: WeightedCounts, rest: WeightedCounts, held: WeightedCounts) -> torch.Tensor:
+        """(N, 3) discounts of a node's n-gram component: tuned on its held-out names where it has enough."""
+        if self.component_type != "ngram" or not len(all_counts.keys):
+            return torch.zeros(self.order, 3)
+        method = self.component_config.discount
+        if method == "tuned" and all_counts.n_words >= MIN_TUNING_WORDS and len(held.keys) and len(rest.keys):
+            return tune_discounts(rest, held, minimize).float()
+        return estimated_discounts(orders(all_counts)[1], method).float()
+
+    def _component(self, counts: WeightedCounts, discounts: torch.Tensor) -> CharModel:
+        """A fitted component model of the base type from counts (n-gram: with these discounts)."""
+        V = self.vocab_size
+        if self.component_type == "ngram":
+            return fit_tables(NGram(V, self.component_config), counts, discounts.double()).eval()
+        pairs = torch.zeros(V * V, dtype=torch.float64)
+        B = self.base
+        pairs.index_add_(0, (counts.keys // B - 1) * V + counts.keys % B - 1, counts.counts)
+        pairs = pairs.view(V, V)
+        if self.component_type == "bigram-counts":
+            model = BigramCounts(V, self.component_config)
+            model.fit_pair_counts(pairs.float())
+        else:
+            model = BigramLinear(V, self.component_config)
+            settings = dict(self.config.train_config or {})
+            model.fit_pair_counts(pairs.numpy(), TrainConfig(**{**settings, "device": "cpu"}))
+        return model.eval()
+
+    @torch.no_grad()
+    def _context_log_probs(self, model: CharModel, keys: torch.Tensor) -> torch.Tensor:
+        """(M, V) log P(· | context) under `model` of the context of each order-N n-gram key (float32)."""
+        B, K = self.base, self.context_size
+        place = B ** torch.arange(K - 1, -1, -1)  # oldest context token first
+        out = []
+        for i in range(0, len(keys), KEY_CHUNK):
+            contexts = (keys[i : i + KEY_CHUNK, None] // B // place) % B - 1  # (M, K)
+            out.append(torch.log_softmax(model(contexts)[:, -1].float(), -1))
+        return torch.cat(out) if out else torch.zeros(0, self.vocab_size)
+
+    # --- components and conditioned models ----------------------------------------------------------
+    def _node_counts(self, node: int) -> WeightedCounts:
+        combos = [c for c, combo in enumerate(self.combo_codes.tolist())
+                  if self._is_ancestor(tuple(self.node_codes[node].tolist()), tuple(combo))]
+        offsets = self.combo_offsets.tolist()
+        parts = [WeightedCounts(self.order, self.vocab_size, self.gram_keys[offsets[c]:offsets[c + 1]],
+                                self.gram_counts[offsets[c]:offsets[c + 1]], 0) for c in combos]
+        return _merge(parts, self._empty())
+
+    def component(self, node: int = 0) -> CharModel:
+        """The fitted component model of one node (0: the root, the pooled model), cached."""
+        if node in self._components:
+            self._components.move_to_end(node)
+            return self._components[node]
+        if not len(self.gram_keys):
+            raise ConfigError("this conditional model has not been fitted", field="model")
+        model = self._component(self._node_counts(node), self.node_discounts[node].cpu()).to(self.device)
+        self._components[node] = model
+        if len(self._components) > CACHE_SIZE:
+            self._components.popitem(last=False)
+        return model
+
+    def _aligned(self, node: int) -> torch.Tensor:
+        """(R, V) log-probabilities (float32) of a node's component for each context of the root model, cached."""
+        cache = self._aligned_probs
+        if node in cache:
+            cache.move_to_end(node)
+            return cache[node]
+        model = self.component(node)
+        if self.component_type != "ngram":
+            probs = model.log_probs().float()
+        elif node == 0:
+            probs = model.next_token_logprobs
+        else:
+            K, B = self.context_size, self.base
+            keys = self.component(0).context_keys
+            place = B ** torch.arange(K - 1, -1, -1, device=keys.device)
+            digits = (keys[:, None] // place) % B  # (R, K), 0 = no token (the context is shorter)
+            # a shorter context is not a boundary-padded one: look each context up at its own length
+            lengths = (digits > 0).sum(1)
+            rows = torch.empty(len(keys), dtype=torch.long, device=keys.device)
+            for length in range(K + 1):
+                at = (lengths == length).nonzero().squeeze(1)
+                if len(at):
+                    rows[at] = model._rows(digits[at, K - length:] - 1)
+            probs = model.next_token_logprobs[rows]
+        cache[node] = probs
+        if len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
+        return probs
+
+    def _node_mixture(self, codes: tuple[int, ...]) -> torch.Tensor:
+        """(R, V) log P(next | context, node) (float32) of the log-linear mixture of one combination of codes."""
+        node = self._node_of.get(codes)
+        if node is not None:
+            weights = self.node_weights[node]
+            parts = [(a, float(weights[a])) for a in weights.nonzero().squeeze(1).tolist()]
+        else:  # a combination no training row has: its ancestors that exist, in equal parts
+            present = [a for a, c in enumerate(self.node_codes.tolist()) if self._is_ancestor(tuple(c), codes)]
+            parts = [(a, 1.0 / len(present)) for a in present]
+        if len(parts) == 1 and parts[0][1] == 1.0:
+            return self._aligned(parts[0][0])
+        return torch.log_softmax(sum(w * self._aligned(a) for a, w in parts), -1)
+
+    def given_codes(self, combinations: list[tuple[int, ...]], guidance: float = 0.0) -> CharModel:
+        """The plain model of these code combinations (their product when several), guided, cached."""
+        key = (tuple(sorted(combinations)), guidance)
+        if key in self._given:
+            self._given.move_to_end(key)
+            return self._given[key]
+        if len(combinations) == 1 and combinations[0] == self.condition.unknown():
+            model = self.component(0)  # no label asked: the pooled model itself (guidance changes nothing)
+        else:
+            logprobs = self._node_mixture(combinations[0])
+            if len(combinations) > 1:  # several values: multiply their distributions, then renormalise
+                logprobs = torch.log_softmax(sum(self._node_mixture(c) for c in combinations), -1)
+            if guidance:  # P(c | h, where)^(1+g) / P(c | h)^g, renormalised
+                logprobs = torch.log_softmax((1 + guidance) * logprobs - guidance * self._aligned(0), -1)
+            if self.component_type == "ngram":
+                root = self.component(0)
+                model = NGram(self.vocab_size, self.component_config)
+                model.context_keys = root.context_keys
+                model.next_token_logprobs = logprobs.float()
+                model.discounts = root.discounts
+            else:
+                model = BigramTableModel(logprobs)
+            model = model.to(self.device).eval()
+        self._given[key] = model
+        if len(self._given) > CACHE_SIZE // 2:
+            self._given.popitem(last=False)
+        return model
+
+    def given(self, where: Where | None = None, guidance: float = 0.0) -> CharModel:
+        """The plain model P(name | where): an `NGram` (n-gram components) or a bigram table; with `guidance`,
+        the guided one (namesmith.conditional)."""
+        return self.given_codes(self.condition.where_codes(where), check_guidance(guidance))
+
+    # --- the model interface: rows say their labels with their start token --------------------------
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V); each row is conditioned on the labels its start token carries."""
+        start = idx[:, 0].clamp(min=BOUNDARY)
+        plain = start < self.vocab_size  # the boundary token: every label unknown
+        start = torch.where(plain, self.condition.start_tokens(self._unknown_codes(1), self.vocab_size), start)
+        idx = idx.clone()
+        idx[:, 0] = BOUNDARY
+        out = torch.empty(*idx.shape, self.vocab_size, device=idx.device)
+        groups, group_of = torch.unique(start, return_inverse=True)
+        for g, codes in enumerate(self.condition.codes_of(groups, self.vocab_size).tolist()):
+            rows = (group_of == g).nonzero().squeeze(1)
+            out[rows] = self.given_codes([tuple(codes)])(idx[rows]).float()
+        return out
+
+    def _unknown_codes(self, n: int) -> torch.Tensor:
+        return torch.tensor([self.condition.unknown()], dtype=torch.long, device=self.device).expand(n, -1)
+
+    def init_state(self, batch_size: int) -> State:
+        return self.given().init_state(batch_size)  # the pooled model: every label marginalised
+
+    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
+        return self.given().step(state, token)
+
+    def select_state(self, state: State, rows: torch.Tensor) -> State:
+        return self.given().select_state(state, rows)
+
+    def transition_table(self) -> torch.Tensor | None:
+        return self.given().transition_table()
+
+    def _nll(self, corpus: Any, part: str) -> float:
+        return mean_nll(self, *corpus.tensors(part))
+
+    # --- saving --------------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        c = self.config
+        return {"model_type": c.model_type, "model": dict(c.model), "condition": c.condition,
+                "train_config": c.train_config}
+
+    @classmethod
+    def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> ConditionalCounts:
+        try:
+            return cls(vocab_size, ConditionalCountsConfig(**config))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"malformed conditional-counts model config: {e}") from None
+
+    def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load what `weights()` saved: sizes depend on the data, so any consistent size is accepted."""
+        names = ("combo_codes", "combo_offsets", "gram_keys", "gram_counts", "node_codes", "node_weights",
+                 "node_discounts")
+        if set(tensors) != set(names):
+            raise CheckpointError(f"weights do not match conditional-counts: expected {list(names)}, "
+                                  f"got {sorted(tensors)}")
+        t = {name: tensors[name] for name in names}
+        k, N = len(self.condition), self.order
+        C, S, M = len(t["combo_codes"]), len(t["node_codes"]), len(t["gram_keys"])
+        radix = torch.tensor(self.condition.radix)
+        integer = all(t[n].dtype == torch.long for n in ("combo_codes", "combo_offsets", "gram_keys", "node_codes"))
+        problem = None
+        if not integer:
+            problem = "keys and codes must be int64"
+        elif t["combo_codes"].shape != (C, k) or t["node_codes"].shape != (S, k) or S == 0:
+            problem = f"label codes do not fit the {k} conditioned labels"
+        elif bool((t["combo_codes"] < 0).any() or (t["combo_codes"] >= radix - 1).any()
+                  or (t["node_codes"] < 0).any() or (t["node_codes"] >= radix).any()):
+            problem = "label codes out of range"
+        elif (t["combo_offsets"].shape != (C + 1,) or t["combo_offsets"][0] != 0 or t["combo_offsets"][-1] != M
+              or bool((t["combo_offsets"][1:] < t["combo_offsets"][:-1]).any())):
+            problem = "combination offsets are inconsistent with the n-gram counts"
+        elif (t["gram_counts"].shape != (M,) or not t["gram_counts"].is_floating_point()
+              or not bool(torch.isfinite(t["gram_counts"]).all()) or bool((t["gram_counts"] <= 0).any())) or bool(
+                (t["gram_keys"] < 0).any() or (t["gram_keys"] >= self.base**N).any()):
+            problem = f"n-gram keys or counts are not those of order-{N} n-grams over {self.vocab_size} tokens"
+        elif (t["node_weights"].shape != (S, S) or not bool(torch.isfinite(t["node_weights"]).all())
+              or not bool((t["node_weights"].abs() <= MAX_WEIGHT).all())):
+            problem = f"mixture weights must be (nodes, nodes), finite, at most {MAX_WEIGHT} in size"
+        elif t["node_discounts"].shape != (S, N, 3) or bool((t["node_discounts"] < 0).any()
+                                                              or (t["node_discounts"] > DISCOUNT_LIMITS.float()).any()):
+            problem = "discounts out of range"
+        elif tuple(t["node_codes"][0].tolist()) != self.condition.unknown():
+            problem = "the first node must be the root (every label unknown)"
+        if problem:
+            raise CheckpointError(f"conditional-counts weights: {problem}")
+        for name in names:
+            setattr(self, name, t[name].to(self.device, torch.float64 if name == "gram_counts" else t[name].dtype))
+        self._index_nodes()
+
+
+def _held_out_rows(words: list[str]) -> torch.Tensor:
+    """(N,) bool: the rows of every 10th distinct name (in order of first appearance), if there are enough."""
+    first: dict[str, int] = {}
+    index = [first.setdefault(w, len(first)) for w in words]
+    if len(first) < MIN_HELD_OUT_NAMES:
+        return torch.zeros(len(words), dtype=torch.bool)
+    return torch.tensor(index, dtype=torch.long) % HELD_OUT_EVERY == 0
+
+
+def _nodes(combos: torch.Tensor, unknown: tuple[int, ...]) -> torch.Tensor:
+    """(S, k) every projection of the full combinations onto a subset of the labels; the root first."""
+    k = len(unknown)
+    seen: dict[tuple[int, ...], None] = {}
+    for size in range(k + 1):  # the root, then one fixed label, two, ...
+        for fixed in itertools.combinations(range(k), size):
+            for combo in combos.tolist():
+                node = tuple(combo[j] if j in fixed else unknown[j] for j in range(k))
+                seen.setdefault(node, None)
+    if not seen:
+        seen[tuple(unknown)] = None
+    return torch.tensor(list(seen), dtype=torch.long).view(len(seen), k)
+
+
+def _merge(parts: list[WeightedCounts], empty: WeightedCounts) -> WeightedCounts:
+    parts = [p for p in parts if len(p.keys)]
+    if not parts:
+        return empty
+    return parts[0].merge(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def fit_log_linear(log_probs: list[torch.Tensor | None], targets: torch.Tensor, weights: torch.Tensor
+                   ) -> torch.Tensor:
+    """Weights θ of the log-linear mixture log P ∝ Σ_a θ_a log P_a maximising the weighted likelihood of
+    held-out n-grams (`targets` after the contexts whose rows are `log_probs[a]`, (M, V) each).
+
+    The negative log-likelihood is convex in θ (a log-sum-exp of linear functions minus a linear
+    one), so BFGS finds its minimum. A penalty of PRIOR_TOKENS pseudo-tokens pulls θ towards equal
+    weights summing to 1 (the geometric mean), which a node without held-out rows keeps. A
+    component that could not be counted without the held-out names (None) gets weight 0.
+    """
+    A = len(log_probs)
+    usable = [a for a, lp in enumerate(log_probs) if lp is not None]
+    theta = torch.zeros(A, dtype=torch.float64)
+    if not usable:
+        theta[:] = 1.0 / A
+        return theta
+    prior = torch.full((len(usable),), 1.0 / len(usable), dtype=torch.float64)
+    if not len(targets):
+        theta[usable] = prior
+        return theta
+    L = torch.stack([log_probs[a] for a in usable]).double()  # (A', M, V)
+    target_log_probs = L.gather(2, targets.view(1, -1, 1).expand(len(usable), -1, 1)).squeeze(2)  # (A', M)
+    w = weights.double() / weights.double().sum()
+    strength = PRIOR_TOKENS / float(weights.double().sum())
+
+    def loss_and_grad(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = t.detach().requires_grad_()
+        with torch.enable_grad():
+            mixed = torch.einsum("a,amv->mv", t, L)
+            nll = -(w * (t @ target_log_probs - torch.logsumexp(mixed, 1))).sum()
+            loss = nll + strength * ((t - prior) ** 2).sum()
+            (grad,) = torch.autograd.grad(loss, t)
+        return loss.detach(), grad
+
+    theta[usable] = minimize(loss_and_grad, prior.clone()).clamp(-MAX_WEIGHT, MAX_WEIGHT)
+    return theta

@@ -1,0 +1,206 @@
+"""Kneser-Ney on weighted counts: the n-gram of namesmith.models.ngram, fitted from fractional counts.
+
+`NGram` counts every n-gram occurrence once. The rows of a labelled table weigh what the weighting
+says (namesmith.tables.weights: a name's share of its births in one label combination, 1 + ln of
+its count, its count), so an n-gram's count is the sum of the weights of the rows it occurs in: a
+real number. This module fits interpolated modified Kneser-Ney (Chen & Goodman 1998) from such
+counts, and gives exactly `NGram`'s tables for whole counts:
+
+- Discount classes: D1 applies to counts in (0, 1], D2 to (1, 2], D3+ above 2 (for whole counts:
+  1, 2 and 3+). A count keeps max(c - D, 0), and a context's back-off weight is exactly the mass
+  taken away, Σ min(c, D(c)) / c(h), so a fraction of a name smaller than its discount is all
+  backed off.
+- Continuation counts: a lower-order n-gram g counts each distinct token x seen before it by the
+  weight of x g, capped at 1 (for whole counts: the number of distinct left contexts, as KN
+  counts them). A left context seen only in a fraction of a name counts that fraction.
+- The closed-form discounts use the counts of counts of the counts rounded up; "tuned"
+  discounts maximise the likelihood of held-out counts (`tune_discounts`), as `NGram` does.
+
+Keys are `NGram`'s: an n-gram's tokens + 1 as the digits of an int64 in base vocab_size + 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from namesmith.models.ngram import DISCOUNT_LIMITS, FALLBACK_DISCOUNTS, NGram, modified_kn_discounts
+
+
+@dataclass(frozen=True)
+class WeightedCounts:
+    """The order-N n-grams of some weighted words: sorted distinct keys and their summed weights."""
+
+    order: int
+    vocab_size: int
+    keys: torch.Tensor  # (M,) int64, sorted, distinct
+    counts: torch.Tensor  # (M,) float64 > 0
+    n_words: int  # rows counted (whatever their weight)
+
+    @classmethod
+    def empty(cls, order: int, vocab_size: int) -> WeightedCounts:
+        return cls(order, vocab_size, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.float64), 0)
+
+    @classmethod
+    def of(cls, order: int, vocab_size: int, keys: torch.Tensor, weights: torch.Tensor, n_words: int
+           ) -> WeightedCounts:
+        """Counts of n-gram occurrences `keys` (M,), each weighing `weights` (M,)."""
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        counts = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse, weights.double())
+        kept = counts > 0
+        return cls(order, vocab_size, unique[kept], counts[kept], n_words)
+
+    def merge(self, *others: WeightedCounts) -> WeightedCounts:
+        """The counts of these disjoint sets of words together."""
+        parts = [self, *others]
+        return WeightedCounts.of(self.order, self.vocab_size, torch.cat([p.keys for p in parts]),
+                                 torch.cat([p.counts for p in parts]), sum(p.n_words for p in parts))
+
+    def without(self, subset: WeightedCounts) -> WeightedCounts:
+        """These counts less those of a subset of the same words (what is left is at least 0)."""
+        if not len(subset.keys):
+            return self
+        pos = torch.searchsorted(self.keys, subset.keys).clamp_(max=max(len(self.keys) - 1, 0))
+        assert bool((self.keys[pos] == subset.keys).all()), "subset: n-grams these counts do not hold"
+        counts = self.counts.clone()
+        counts[pos] -= subset.counts
+        kept = counts > 1e-9 * self.counts.clamp(min=1)  # what rounding leaves of a removed n-gram is 0
+        return WeightedCounts(self.order, self.vocab_size, self.keys[kept], counts[kept],
+                              self.n_words - subset.n_words)
+
+
+def discount_class(counts: torch.Tensor) -> torch.Tensor:
+    """0, 1 or 2: which of D1, D2, D3+ applies to each count (> 0)."""
+    return (torch.ceil(counts) - 1).clamp(0, 2).long()
+
+
+def orders(counts: WeightedCounts) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per order k = 1..N (index k-1): the sorted k-gram keys seen and their (continuation) counts."""
+    N, B = counts.order, counts.vocab_size + 1
+    keys_by_order: list[torch.Tensor] = [torch.empty(0)] * N
+    counts_by_order: list[torch.Tensor] = [torch.empty(0)] * N
+    keys, values = counts.keys, counts.counts
+    keys_by_order[N - 1], counts_by_order[N - 1] = keys, values
+    for k in range(N - 1, 0, -1):
+        # each distinct (k+1)-gram x g adds min(1, its count) to g: the padding sees to it that every
+        # k-gram seen ends some (k+1)-gram seen
+        lower, inverse = torch.unique(keys % B**k, return_inverse=True)
+        values = torch.zeros(len(lower), dtype=torch.float64).index_add_(0, inverse, values.clamp(max=1.0))
+        keys = lower
+        keys_by_order[k - 1], counts_by_order[k - 1] = keys, values
+    return keys_by_order, counts_by_order
+
+
+def estimated_discounts(counts_by_order: list[torch.Tensor], method: str | float) -> torch.Tensor:
+    """(N, 3) D1, D2, D3+ per order from the counts of counts (counts rounded up), or the fixed discount.
+
+    As `NGram`'s, except that an order whose formulas clamp a discount to 0 takes the fallback: a
+    discount of 0 leaves its contexts no mass for what they have not seen (probability 0).
+    """
+    discounts = torch.zeros(len(counts_by_order), 3, dtype=torch.float64)
+    for k, counts in enumerate(counts_by_order):
+        rounded = torch.ceil(counts)
+        n1, n2, n3, n4 = (int((rounded == i).sum()) for i in (1, 2, 3, 4))
+        if method in ("modified-kn", "tuned"):
+            discounts[k] = torch.tensor(modified_kn_discounts(n1, n2, n3, n4))
+            if bool((discounts[k] <= 0).any()):
+                discounts[k] = torch.tensor(FALLBACK_DISCOUNTS)
+        elif method == "kn":
+            discounts[k] = n1 / (n1 + 2 * n2) if n1 > 0 and n2 > 0 else FALLBACK_DISCOUNTS[0]
+        else:
+            discounts[k] = float(method)
+    return discounts
+
+
+def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.zeros(size, *values.shape[1:], dtype=values.dtype).index_add_(0, group, values)
+
+
+def distributions(keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor], discounts: torch.Tensor,
+                  vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context keys (R,) and next-token log-probabilities (R, V) float32 of every context seen, all orders."""
+    V, B = vocab_size, vocab_size + 1
+    all_keys, all_logprobs = [], []
+    lower_keys = torch.zeros(1, dtype=torch.long)  # order 0: the empty context, uniform
+    lower_probs = torch.full((1, V), 1.0 / V, dtype=torch.float64)
+    for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
+        context_keys, context_of = torch.unique(keys // B, return_inverse=True)  # contexts: k-1 tokens
+        target = keys % B - 1
+        kept = (counts - discounts[k - 1].double()[discount_class(counts)]).clamp(min=0)
+        context_total = _sum_by(context_of, counts, len(context_keys))
+        context_kept = _sum_by(context_of, kept, len(context_keys))
+        backoff_weight = (context_total - context_kept) / context_total  # the mass discounted
+        parent = torch.searchsorted(lower_keys, context_keys % B ** max(k - 2, 0))
+        probs = backoff_weight[:, None] * lower_probs[parent]  # (C, V)
+        probs[context_of, target] += kept / context_total[context_of]
+        lower_keys, lower_probs = context_keys, probs
+        all_keys.append(context_keys)
+        all_logprobs.append(probs.log().float())
+    return torch.cat(all_keys), torch.cat(all_logprobs)
+
+
+def fit_tables(model: NGram, counts: WeightedCounts, discounts: torch.Tensor) -> NGram:
+    """`model` (an `NGram` of the counts' order and vocabulary) fitted from weighted counts and discounts."""
+    assert (model.config.order, model.vocab_size) == (counts.order, counts.vocab_size)
+    keys_by_order, counts_by_order = orders(counts)
+    keys, logprobs = distributions(keys_by_order, counts_by_order, discounts, counts.vocab_size)
+    model.context_keys, model.next_token_logprobs = keys.to(model.device), logprobs.to(model.device)
+    model.discounts = discounts.to(model.device, torch.float32)
+    return model
+
+
+def tune_discounts(rest: WeightedCounts, held: WeightedCounts,
+                   minimize: Callable[[Callable, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """(N, 3) discounts maximising the likelihood of the held-out counts under a model of the rest.
+
+    Started from the formulas; D = limit · sigmoid(θ) keeps each discount in its range; `minimize`
+    is a smooth minimiser of (loss, grad) functions of θ. The formulas are kept if nothing is better.
+    """
+    keys_by_order, counts_by_order = orders(rest)
+    start = estimated_discounts(counts_by_order, "modified-kn")
+    B, V = rest.vocab_size + 1, rest.vocab_size
+    features = []
+    for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
+        context_keys, context_of = torch.unique(keys // B, return_inverse=True)
+        grams = held.keys % B**k  # the k-gram ending at each held-out target
+        pos, found = _lookup(keys, grams)
+        context_pos, context_seen = _lookup(context_keys, grams // B)
+        gram_count = torch.where(found, counts[pos], torch.zeros((), dtype=torch.float64))
+        # only the contexts the held-out n-grams use matter for their discounted mass
+        used = torch.zeros(len(context_keys), dtype=torch.bool)
+        used[context_pos[context_seen]] = True
+        in_used = used[context_of]
+        features.append((gram_count, discount_class(gram_count.clamp(min=1e-12)), context_seen,
+                         _sum_by(context_of, counts, len(context_keys))[context_pos], context_pos,
+                         context_of[in_used], counts[in_used], discount_class(counts[in_used]), len(context_keys)))
+    weights = held.counts / held.counts.sum()
+
+    def held_out_nll(discounts: torch.Tensor) -> torch.Tensor:
+        prob = torch.full(weights.shape, 1.0 / V, dtype=torch.float64)
+        for d, (gram_count, gram_class, seen, total, context_pos, of, counts, classes, n) in zip(discounts, features):
+            kept = (gram_count - d[gram_class]).clamp(min=0)
+            mass = torch.zeros(n, dtype=torch.float64).index_add(0, of, torch.minimum(counts, d[classes]))
+            interpolated = (kept + mass[context_pos] * prob) / total.clamp(min=1e-12)
+            prob = torch.where(seen, interpolated, prob)
+        return -(weights * prob.log()).sum()
+
+    def loss_and_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        theta = theta.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = held_out_nll(DISCOUNT_LIMITS * theta.view(-1, 3).sigmoid())
+            (grad,) = torch.autograd.grad(loss, theta)
+        return loss.detach(), grad
+
+    theta = minimize(loss_and_grad, torch.logit((start / DISCOUNT_LIMITS).clamp(0.01, 0.99)).flatten())
+    tuned = DISCOUNT_LIMITS * theta.view(-1, 3).sigmoid()
+    with torch.no_grad():
+        return tuned if held_out_nll(tuned) < held_out_nll(start) else start
+
+
+def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if not len(sorted_keys):
+        return torch.zeros_like(queries), torch.zeros(queries.shape, dtype=torch.bool)
+    pos = torch.searchsorted(sorted_keys, queries.contiguous()).clamp_(max=len(sorted_keys) - 1)
+    return pos, sorted_keys[pos] == queries

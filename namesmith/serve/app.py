@@ -1,0 +1,298 @@
+"""The FastAPI app: the JSON API under /api/v1, the page at /, OpenAPI at /docs.
+
+Safe by default: requests name models by id only (never a path), every request is bounded by the
+server's `Limits`, errors are JSON `{"error": message, "field": name}` with no traceback or file
+path (422 for a request that does not validate, 400 for constraints no name can meet, 404 for an
+unknown model, 413 for an oversized body, 401 for a missing or wrong API key, 503 when every
+generation slot stays busy for the time budget), and the page is
+served with a strict content-security policy (its own files only: no CDN, nothing inline).
+"""
+
+import hmac
+import logging
+import threading
+from collections import OrderedDict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+import namesmith.serve.service as service
+from namesmith.errors import NamesmithError
+from namesmith.namemodel import NameModel
+from namesmith.serve.limits import Limits
+from namesmith.serve.registry import ID_PATTERN, ModelEntry, ModelRegistry, model_labels, public_info, scrub
+from namesmith.serve.schemas import (
+    ClassifyResponse,
+    ErrorResponse,
+    GenerateResponse,
+    ModelDetail,
+    ModelList,
+    ScoreResponse,
+    ServerInfo,
+    SimilarityResponse,
+    request_models,
+)
+from namesmith.version import __version__
+
+log = logging.getLogger("namesmith")
+
+API_KEY_HEADER = "X-API-Key"
+ADAPTED_CACHE = 8  # adapted models ("more like these") kept, most recent first
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422)}
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+                               "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` is a 413, by its Content-Length or as it arrives."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            response = JSONResponse({"error": f"the request body is over the server's limit of {self.max_bytes} "
+                                              f"bytes (max_body_bytes)", "field": None}, status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def limited() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:  # FastAPI re-raises HTTPException while reading the body
+                raise HTTPException(413, f"the request body is over the server's limit of {self.max_bytes} bytes "
+                                         f"(max_body_bytes)")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _where(loc: tuple) -> list:
+    """A pydantic error location without its first part (body, path, query or header)."""
+    return list(loc[1:]) if loc and loc[0] in ("body", "path", "query", "header") else list(loc)
+
+
+def _field(loc: tuple) -> str | None:
+    """The request field at fault, from a pydantic error location ("body", "contains", 0) → "contains"."""
+    parts = _where(loc)
+    return str(parts[0]) if parts and isinstance(parts[0], str) else None
+
+
+def _validation_message(error: dict) -> str:
+    field = ".".join(str(p) for p in _where(tuple(error["loc"])))
+    message = "unknown field (not part of this request)" if error["type"] == "extra_forbidden" else error["msg"]
+    return f"{field}: {message}" if field else message
+
+
+def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None = None,
+               api_key: str | None = None, default_model: str | None = None) -> FastAPI:
+    """The app serving `registry` (by default, one n-gram per built-in data set, trained on first use).
+
+    `api_key`: when set, every /api request needs it in the X-API-Key header (or as a Bearer token).
+    """
+    registry = registry or ModelRegistry.builtin()
+    limits = limits or Limits()
+    default_model = default_model or ("us-ngram" if "us-ngram" in registry else next(iter(registry)).id)
+    registry.get(default_model)
+    requests = request_models(limits)
+    hidden_paths = registry.paths()
+    adapted: OrderedDict[tuple, NameModel] = OrderedDict()
+    adapted_lock = threading.Lock()
+    heatmaps: dict[str, bytes] = {}
+    slots = threading.BoundedSemaphore(limits.max_concurrent)  # bounds the CPU and memory of generation
+
+    app = FastAPI(title="namesmith", version=__version__, summary="Generate, steer, score and compare names.",
+                  description="A JSON API over namesmith's character models. Errors are "
+                              "`{\"error\": message, \"field\": name}`.")
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+
+    def error(status: int, message: str, field: str | None = None) -> JSONResponse:
+        return JSONResponse({"error": scrub(message, hidden_paths), "field": field}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request", "type": ""}
+        return error(422, _validation_message(first), _field(tuple(first["loc"])))
+
+    @app.exception_handler(NamesmithError)
+    async def refused(request: Request, exc: NamesmithError) -> JSONResponse:
+        field = getattr(exc, "field", None)
+        return error(404 if field == "model_id" else 400, str(exc), field)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return JSONResponse({"error": message, "field": None}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error serving %s", request.url.path)  # the server's log has the traceback
+        return JSONResponse({"error": "internal error (the server's log has the details)", "field": None},
+                            status_code=500)
+
+    key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
+                              description="needed only when the server was started with --api-key")
+
+    def check_key(request: Request, key: str | None = Depends(key_header)) -> None:
+        bearer = request.headers.get("authorization", "")
+        given = key or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(401, f"this server needs an API key: send it in the {API_KEY_HEADER} header",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    # the key check (and its entry in the OpenAPI schema) only when there is a key
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(check_key)] if api_key else [], responses=ERRORS)
+
+    def summary(entry: ModelEntry, model: NameModel | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": entry.id, "source": entry.source, "dataset": entry.dataset,
+                               "loaded": entry.loaded}
+        model = model or entry.model
+        if model is not None:
+            info = public_info(model)
+            labels = model_labels(model)
+            out.update(model_type=info["model_type"], description=info.get("description"), labels=labels,
+                       metrics=info.get("metrics") or {}, parameters=info.get("parameters"),
+                       vocab=info.get("vocab"), casing=model.casing,
+                       capabilities={"classify": bool(labels) and hasattr(model, "classify"), "heatmap": True,
+                                     "adapt": service.can_adapt()})
+        return out
+
+    def model_for(model_id: str) -> tuple[NameModel, dict[str, list[str]]]:
+        model = registry.get(model_id).get()
+        return model, model_labels(model)
+
+    model_path = {"pattern": ID_PATTERN}
+
+    @api.get("", response_model=ServerInfo, summary="Server version, limits and whether a key is needed")
+    def server_info() -> dict[str, Any]:
+        return {"version": __version__, "api_key_required": api_key is not None, "limits": limits.to_dict(),
+                "default_model": default_model}
+
+    @api.get("/models", response_model=ModelList, summary="The served models")
+    def list_models() -> dict[str, Any]:
+        return {"models": [summary(entry) for entry in registry]}
+
+    @api.get("/models/{model_id}", response_model=ModelDetail,
+             summary="One model: type, data, labels, metrics (loads or trains it on first use)")
+    def get_model(model_id: str = _path(model_path)) -> dict[str, Any]:
+        entry = registry.get(model_id)
+        model = entry.get()
+        return {**summary(entry, model), "info": _jsonable(public_info(model))}
+
+    def generating(model: NameModel, options: dict[str, Any], labels: dict[str, list[str]]) -> dict[str, Any]:
+        """service.generate in one of the max_concurrent slots (503 when none frees up within the budget)."""
+        if not slots.acquire(timeout=limits.time_budget):
+            raise HTTPException(503, f"the server is busy ({limits.max_concurrent} generate requests running); "
+                                     f"try again shortly", headers={"Retry-After": "1"})
+        try:
+            return service.generate(model, options, limits, labels)
+        finally:
+            slots.release()
+
+    @api.post("/models/{model_id}/generate", response_model=GenerateResponse,
+              summary="Generate names meeting every constraint, with their scores",
+              responses={503: {"model": ErrorResponse, "description": "every generation slot is busy"}})
+    def generate(body: requests.Generate, model_id: str = _path(model_path)) -> dict[str, Any]:
+        model, labels = model_for(model_id)
+        return {"model": model_id, **generating(model, body.model_dump(), labels)}
+
+    @api.post("/models/{model_id}/more-like-these", response_model=GenerateResponse,
+              summary="Names in the style of a short list (the model adapted to it)",
+              responses={503: {"model": ErrorResponse, "description": "every generation slot is busy"}})
+    def more_like_these(body: requests.MoreLikeThese, model_id: str = _path(model_path)) -> dict[str, Any]:
+        model, labels = model_for(model_id)
+        if not service.can_adapt():
+            raise HTTPException(404, "more like these is not available: this namesmith cannot adapt models")
+        options = body.model_dump()
+        key = (model_id, tuple(sorted(set(options.pop("words")))))
+        with adapted_lock:
+            tuned = adapted.get(key)
+            if tuned is not None:
+                adapted.move_to_end(key)
+        if tuned is None:
+            tuned = model.adapt(list(key[1]))
+            with adapted_lock:
+                adapted[key] = tuned
+                while len(adapted) > ADAPTED_CACHE:
+                    adapted.popitem(last=False)
+        return {"model": model_id, **generating(tuned, options, labels)}
+
+    @api.post("/models/{model_id}/score", response_model=ScoreResponse, summary="Score and rank names")
+    def score(body: requests.Score, model_id: str = _path(model_path)) -> dict[str, Any]:
+        model, labels = model_for(model_id)
+        return {"model": model_id, "scores": service.score(model, body.names, labels, body.where, body.sort)}
+
+    @api.post("/models/{model_id}/classify", response_model=ClassifyResponse,
+              summary="P(label value | name) for each label of a conditional model")
+    def classify(body: requests.Classify, model_id: str = _path(model_path)) -> dict[str, Any]:
+        model, labels = model_for(model_id)
+        return {"model": model_id, "results": service.classify(model, body.names, labels)}
+
+    @api.get("/models/{model_id}/heatmap.png", summary="P(next | previous) as a PNG heat map",
+             responses={200: {"content": {"image/png": {}}, "description": "the heat map"}},
+             response_class=Response)
+    def heatmap(model_id: str = _path(model_path)) -> Response:
+        model, _ = model_for(model_id)
+        if model_id not in heatmaps:
+            heatmaps[model_id] = service.heatmap_png(model)
+        return Response(heatmaps[model_id], media_type="image/png",
+                        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+    @api.post("/similarity", response_model=SimilarityResponse,
+              summary="Damerau-Levenshtein similarity of names to a target name")
+    def similarity(body: requests.Similarity) -> dict[str, Any]:
+        return {"target": body.target, "results": service.similarity(body.target, body.names)}
+
+    app.include_router(api)
+
+    static = Path(str(resources.files("namesmith.serve") / "static"))
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(static / "index.html", headers=PAGE_HEADERS)
+
+    app.mount("/static", PageFiles(directory=static), name="static")
+    return app
+
+
+class PageFiles(StaticFiles):
+    """The page's files, with the page's security headers."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+
+def _path(extra: dict) -> Any:
+    from fastapi import Path as PathParam
+
+    return PathParam(..., **extra, description="a model id from /api/v1/models")
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values (numpy numbers to floats, infinities to strings)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) or hasattr(value, "item"):
+        number = value.item() if hasattr(value, "item") else value
+        return service.finite(float(number)) if isinstance(number, float) else number
+    return value

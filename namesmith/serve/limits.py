@@ -1,0 +1,58 @@
+"""What one request may ask of the server: every limit documented, and configurable at start.
+
+A name server is asked for work by strangers; each limit bounds one way a request could take more
+than its share (memory, CPU time, response size). The defaults suit one person's laptop and a
+small public deployment alike; `namesmith serve --limit NAME=VALUE` (or `Limits(...)`) changes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from namesmith.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits. A request over one gets a 422 naming the field (413 for the body size)."""
+
+    max_names: int = 200  # names one generate request may ask for (`n`)
+    max_score_names: int = 1000  # names one score, classify or similarity request may send
+    max_body_bytes: int = 64 * 1024  # bytes of a request body
+    max_pattern_length: int = 64  # characters of starts_with, ends_with, each contains/excludes, regex
+    max_patterns: int = 16  # entries of contains and of excludes
+    max_name_length: int = 64  # characters of a name sent to be scored, and of max_len
+    time_budget: float = 2.0  # seconds of search per request, at most (a request may ask for less)
+    max_tries: int = 1_000_000  # names drawn per generate request, at most
+    max_adapt_words: int = 200  # names sent for "more like these"
+    max_concurrent: int = 4  # generate requests running at once (each may hold a model's sampling tables);
+    #                          more wait for a free slot up to time_budget, then get a 503
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"limit {f.name} must be a positive number, got {value!r}", field=f.name)
+            if f.type == "int" and not isinstance(value, int):
+                raise ConfigError(f"limit {f.name} must be a whole number, got {value!r}", field=f.name)
+
+    @classmethod
+    def parse(cls, items: list[str] | tuple[str, ...]) -> Limits:
+        """Limits from `NAME=VALUE` strings (the `--limit` option), the rest at their defaults."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, int | float] = {}
+        for item in items:
+            name, sep, text = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in fields:
+                raise ConfigError(f"--limit {item!r}: expected NAME=VALUE with NAME one of {', '.join(fields)}",
+                                  field="limit")
+            try:
+                values[name] = float(text) if fields[name].type == "float" else int(text)
+            except ValueError:
+                raise ConfigError(f"--limit {item!r}: {text!r} is not a number", field="limit") from None
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, int | float]:
+        return dataclasses.asdict(self)

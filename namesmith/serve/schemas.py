@@ -1,0 +1,206 @@
+"""The JSON API's requests and responses, as pydantic models (the OpenAPI schema at /docs is built from them).
+
+Requests forbid unknown fields and take values strictly (a number sent as a string is a 422, not a
+guess). Their bounds come from the server's `Limits`, so request models are made per app by
+`request_models(limits)`; responses do not depend on the limits and are plain classes.
+"""
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from namesmith.serve.limits import Limits
+
+MAX_SEED = 2**53 - 1  # seeds stay exact in JavaScript numbers (the page keeps them in share links)
+Number = float | Literal["inf", "-inf"]  # JSON has no infinity: a name of probability 0 has log_prob "-inf"
+
+
+def _whole(value: object) -> object:
+    """2.0 is an integer in JSON Schema: take it as 2 (and leave "2", True and 2.5 to be refused)."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+def whole(lo: int, hi: int) -> object:
+    """An integer field of a request, from `lo` to `hi`."""
+    return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_whole)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --- responses ----------------------------------------------------------------------------------
+class ErrorResponse(BaseModel):
+    """Every error: one line for a person, and the request field at fault when there is one."""
+
+    error: str
+    field: str | None = None
+
+
+class Capabilities(BaseModel):
+    classify: bool  # the model is conditional: names can be classified by its labels
+    heatmap: bool  # a P(next | previous) heat map can be drawn (the model's own table or its data's)
+    adapt: bool  # "more like these": the model can be adapted to a short list of names
+
+
+class ModelSummary(BaseModel):
+    id: str
+    source: str  # "data set us" or "model directory NAME"
+    dataset: str | None  # the built-in data set it was trained on, for the default models
+    loaded: bool  # False until first used (the default models are trained on first use)
+    model_type: str | None = None
+    description: str | None = None
+    labels: dict[str, list[str]] = {}  # {label: [values]} of a conditional model
+    metrics: dict[str, dict[str, float | int | None]] = {}  # split → {nll, perplexity, n_words, n_chars}
+    parameters: int | None = None
+    vocab: str | None = None  # the characters the model knows
+    casing: str | None = None  # how names are printed: lower, title, upper or exact
+    capabilities: Capabilities | None = None
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    info: dict  # everything `NameModel.info()` says (configs, data record, history), file paths removed
+
+
+class ServerInfo(BaseModel):
+    name: Literal["namesmith"] = "namesmith"
+    version: str
+    api: Literal["v1"] = "v1"
+    api_key_required: bool
+    limits: dict[str, int | float]
+    default_model: str
+
+
+class NameResult(BaseModel):
+    name: str
+    log_prob: Number | None = None  # total log-probability in nats, end token included
+    nll_per_char: Number | None = None  # lower is more name-like
+    percentile: float | None = None  # % of training names at most as name-like
+    error: str | None = None  # why the name has no score (a character the model does not know)
+
+
+class GenerationStats(BaseModel):
+    requested: int
+    found: int
+    tries: int
+    acceptance: float | None
+    seconds: float
+    method: str  # exact, rejection or plain
+    complete: bool
+    stop_reason: str | None  # max-tries or time-budget when the search stopped early
+    unfinished: int = 0  # draws that reached the length guard without ending (dropped)
+    max_len: int | None = None  # the length guard in force
+
+
+class NoveltySummary(BaseModel):
+    total: int
+    in_train: int | None
+    in_heldout: int | None
+    new: int | None
+    unavailable: str | None
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    seed: int  # the seed used (drawn by the server when the request gave none): same seed, same names
+    names: list[NameResult]
+    complete: bool
+    message: str | None  # why fewer names than asked for came back, as the CLI says it
+    generation: GenerationStats
+    summary: NoveltySummary
+    offensive_hidden: int  # names drawn but not shown because they hold an offensive word
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    scores: list[NameResult]
+
+
+class Classification(BaseModel):
+    name: str
+    labels: dict[str, dict[str, float]] = {}  # {label: {value: probability}}
+    error: str | None = None
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    results: list[Classification]
+
+
+class Similarity(BaseModel):
+    name: str
+    similarity: float  # 1 - Damerau-Levenshtein distance / the longer length (case-insensitive)
+    distance: int  # Damerau-Levenshtein edits (insert, delete, substitute, swap neighbours)
+
+
+class SimilarityResponse(BaseModel):
+    target: str
+    results: list[Similarity]
+
+
+# --- requests (bounded by the server's limits) ------------------------------------------------------
+@dataclass(frozen=True)
+class RequestModels:
+    Generate: type[BaseModel]
+    MoreLikeThese: type[BaseModel]
+    Score: type[BaseModel]
+    Classify: type[BaseModel]
+    Similarity: type[BaseModel]
+
+
+def request_models(limits: Limits) -> RequestModels:
+    """The request models of a server with these limits."""
+    Pattern = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_pattern_length)]
+    Name = Annotated[str, StringConstraints(max_length=limits.max_name_length)]
+    Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    Where = Annotated[dict[Label, Label], Field(max_length=16, description="{label: value} of a conditional model")]
+
+    class GenerateRequest(Strict):
+        """Every option of `namesmith sample`; names come back with their scores."""
+
+        n: whole(1, limits.max_names) = Field(20, description="how many names")
+        where: Where = {}
+        starts_with: str = Field("", max_length=limits.max_pattern_length)
+        ends_with: str = Field("", max_length=limits.max_pattern_length)
+        contains: list[Pattern] = Field([], max_length=limits.max_patterns, description="every one of these")
+        excludes: list[Pattern] = Field([], max_length=limits.max_patterns, description="none of these")
+        regex: str | None = Field(None, max_length=limits.max_pattern_length,
+                                  description="Python regular expression searched in each name (time-limited)")
+        min_len: whole(0, limits.max_name_length) | None = None
+        max_len: whole(1, limits.max_name_length) | None = None
+        novel: bool = Field(False, description="never a word of the training data")
+        unique: bool = Field(False, description="no name twice")
+        # below 0.01 the library's softmax of logits / temperature overflows (uniform, not greedy, names)
+        temperature: float = Field(1.0, ge=0.01, le=10)
+        top_k: whole(1, 100_000) | None = None
+        top_p: float | None = Field(None, ge=0.001, le=1)
+        seed: whole(0, MAX_SEED) | None = Field(None, description="same seed, same names; drawn when absent")
+        max_tries: whole(1, limits.max_tries) | None = None
+        time_budget: float | None = Field(None, gt=0, le=limits.time_budget,
+                                          description=f"seconds of search, at most {limits.time_budget}")
+        method: Literal["auto", "exact", "rejection"] = "auto"
+        filter_offensive: bool = Field(True, description="hide names that hold an offensive word")
+
+    class MoreLikeTheseRequest(GenerateRequest):
+        """Names in the style of `words` (the shortlist): the model adapted to them, then generate."""
+
+        words: list[Annotated[Name, StringConstraints(min_length=1)]] = Field(min_length=1,
+                                                                               max_length=limits.max_adapt_words)
+
+    class ScoreRequest(Strict):
+        names: list[Name] = Field(min_length=1, max_length=limits.max_score_names)
+        where: Where = {}
+        sort: bool = Field(True, description="most name-like first; names without a score last")
+
+    class ClassifyRequest(Strict):
+        names: list[Name] = Field(min_length=1, max_length=limits.max_score_names)
+
+    class SimilarityRequest(Strict):
+        target: Name
+        names: list[Name] = Field(min_length=1, max_length=limits.max_score_names)
+    return RequestModels(GenerateRequest, MoreLikeTheseRequest, ScoreRequest, ClassifyRequest, SimilarityRequest)

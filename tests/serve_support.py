@@ -1,0 +1,45 @@
+"""What the serve tests share: small trained models in a temporary folder, and a real uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from pathlib import Path
+
+from namesmith import NameModel
+
+
+def train_bigram(folder: Path) -> Path:
+    """An unconditioned bigram-counts model of the built-in names (a tenth of a second), in `folder/bigram`."""
+    out = folder / "bigram"
+    NameModel.train(data="builtin", model="bigram-counts", out=out, condition="none")  # labels: see test_serve_where
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app, port: int | None = None):
+    """A real uvicorn serving `app` on 127.0.0.1 in a thread; yields its base URL; stops it after."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

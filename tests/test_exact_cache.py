@@ -1,0 +1,62 @@
+"""A trained model's exact samplers are built once per constraints and reused: same names, shared safely."""
+
+from __future__ import annotations
+
+import threading
+
+from namesmith.generate import ExactCache, GenerateConfig, generate
+from namesmith.namemodel import NameModel
+
+WORDS = ["anna", "annette", "bella", "colette", "danielle", "emma", "juliette", "lynette", "mia", "nora"] * 3
+
+
+def test_cached_tables_give_the_names_a_fresh_build_gives():
+    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    cache = ExactCache(size=2)
+    args = {"max_word_length": 8}
+    config = GenerateConfig(num=30, seed=4, ends_with="ette")
+    first = generate(model.model, model.vocab, config, cache=cache, **args)
+    again = generate(model.model, model.vocab, config, cache=cache, **args)  # from the cache
+    fresh = generate(model.model, model.vocab, config, **args)
+    assert first.method == again.method == "exact"
+    assert first.names == again.names == fresh.names
+    for suffix in ("a", "le", "ette"):  # least recently used entries leave
+        generate(model.model, model.vocab, GenerateConfig(num=1, seed=0, ends_with=suffix), cache=cache, **args)
+    assert len(cache._entries) == 2
+
+
+def test_concurrent_requests_share_tables_but_not_random_state():
+    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    expected = {seed: model.generate(50, ends_with="a", seed=seed).names for seed in range(6)}
+    results: dict[int, list[str]] = {}
+
+    def request(seed: int) -> None:
+        results[seed] = model.generate(50, ends_with="a", seed=seed).names
+
+    threads = [threading.Thread(target=request, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == expected
+
+
+def test_tables_too_slow_for_the_budget_fall_back_to_rejection_and_are_built_for_later(monkeypatch):
+    from namesmith import generate as generation
+
+    build = generation._build_exact_sampler
+
+    def slow(model, vocab, config, max_len, seed, deadline=None):  # noqa: ANN001, ANN202
+        if deadline is not None:
+            raise generation._OutOfTime  # as if the tables took longer than half the budget
+        return build(model, vocab, config, max_len, seed)
+
+    monkeypatch.setattr(generation, "_build_exact_sampler", slow)
+    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    model.background_tables = True  # as a server's models
+    first = model.generate(10, ends_with="a", seed=1, time_budget=5.0)
+    assert first.stats.method == "rejection" and first.complete and all(n.endswith("a") for n in first.names)
+    for thread in [t for t in threading.enumerate() if t.name == "namesmith-exact-tables"]:
+        thread.join(timeout=30)
+    later = model.generate(10, ends_with="a", seed=1, time_budget=5.0)
+    assert later.stats.method == "exact" and later.complete

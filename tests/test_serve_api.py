@@ -1,0 +1,240 @@
+"""The JSON API through the ASGI test client: every endpoint, against the library's own answers."""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+from rapidfuzz.distance import DamerauLevenshtein  # noqa: E402
+from serve_support import train_bigram  # noqa: E402
+
+from namesmith import NameModel  # noqa: E402
+from namesmith.errors import ConfigError  # noqa: E402
+from namesmith.offensive import is_offensive  # noqa: E402
+from namesmith.serve import Limits, ModelRegistry, create_app  # noqa: E402
+from namesmith.serve.registry import scrub  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return train_bigram(tmp_path_factory.mktemp("serve-api"))
+
+
+@pytest.fixture(scope="module")
+def client(model_dir):
+    return TestClient(create_app(ModelRegistry.from_directories([model_dir])))
+
+
+def generate(client, **request):
+    response = client.post("/api/v1/models/bigram/generate", json=request)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_server_info_and_model_list(client, model_dir):
+    info = client.get("/api/v1").json()
+    assert info["api"] == "v1" and info["default_model"] == "bigram" and not info["api_key_required"]
+    assert info["limits"] == Limits().to_dict()
+    models = client.get("/api/v1/models").json()["models"]
+    assert [m["id"] for m in models] == ["bigram"]
+    assert models[0]["loaded"] and models[0]["model_type"] == "bigram-counts"
+    detail = client.get("/api/v1/models/bigram")
+    assert detail.status_code == 200
+    body = detail.json()
+    expected = NameModel.load(model_dir).metrics
+    assert body["metrics"]["test"]["nll"] == pytest.approx(expected["test"]["nll"])
+    assert body["vocab"] == "abcdefghijklmnopqrstuvwxyz" and body["labels"] == {}
+    assert str(model_dir.parent) not in detail.text  # no server path in any response
+
+
+def test_generate_meets_every_constraint_and_scores_each_name(client, model_dir):
+    result = generate(client, n=15, seed=3, ends_with="na", contains=["r"], excludes=["e"], min_len=5, max_len=9,
+                      unique=True)
+    names = [r["name"] for r in result["names"]]
+    assert len(names) == 15 and result["complete"] and result["message"] is None
+    assert len(set(names)) == 15
+    for name in names:
+        assert name.endswith("na") and "r" in name and "e" not in name and 5 <= len(name) <= 9
+    expected = {s.name: s for s in NameModel.load(model_dir).score(names)}
+    for r in result["names"]:
+        assert r["nll_per_char"] == pytest.approx(expected[r["name"]].nll_per_char)
+        assert r["percentile"] == pytest.approx(expected[r["name"]].percentile)
+    assert result["generation"]["found"] == 15 and result["generation"]["method"] == "exact"
+    summary = result["summary"]
+    assert summary["total"] == 15 and summary["in_train"] + summary["in_heldout"] + summary["new"] == 15
+
+
+def test_same_seed_same_names_and_the_drawn_seed_reproduces(client):
+    first = generate(client, n=10, seed=42, starts_with="ma")
+    again = generate(client, n=10, seed=42, starts_with="ma")
+    other = generate(client, n=10, seed=43, starts_with="ma")
+    assert first["names"] == again["names"] and first["names"] != other["names"]
+    drawn = generate(client, n=10)
+    assert generate(client, n=10, seed=drawn["seed"])["names"] == drawn["names"]
+
+
+def test_novel_names_are_not_training_words(client, model_dir):
+    result = generate(client, n=20, seed=1, novel=True)
+    split, _ = NameModel.load(model_dir).training_split()
+    known = set(split.train) | set(split.val) | set(split.test)
+    assert result["summary"]["new"] == 20 and not {r["name"] for r in result["names"]} & known
+
+
+def test_impossible_constraints_are_400_with_the_libraries_text(client, model_dir):
+    model = NameModel.load(model_dir)
+    for request in ({"min_len": 8, "max_len": 4}, {"ends_with": "é"}, {"starts_with": "ab", "excludes": ["b"]}):
+        with pytest.raises(ConfigError) as raised:
+            model.generate(5, **request)
+        response = client.post("/api/v1/models/bigram/generate", json={"n": 5, **request})
+        assert response.status_code == 400
+        assert response.json()["error"] == str(raised.value)
+
+
+def test_a_search_stopped_by_its_budget_says_so(client):
+    result = generate(client, n=5, seed=0, regex="^q.*z.*x$", max_tries=2000)
+    assert not result["complete"] and len(result["names"]) < 5
+    assert "max_tries" in result["message"] and result["generation"]["stop_reason"] == "max-tries"
+    assert result["generation"]["tries"] <= 2000
+
+
+def test_offensive_names_are_hidden_unless_asked(tmp_path):
+    words = ["shitake", "shita", "ashit", "fuckle", "fucka", "anna", "emma", "hannah", "bella", "ella"] * 5
+    NameModel.train(words=words, model="bigram-counts", out=tmp_path / "rude")
+    client = TestClient(create_app(ModelRegistry.from_directories([tmp_path / "rude"])))
+    shown = client.post("/api/v1/models/rude/generate", json={"n": 60, "seed": 0}).json()
+    assert shown["offensive_hidden"] > 0 and len(shown["names"]) == 60
+    assert not any(is_offensive(r["name"]) for r in shown["names"])
+    raw = client.post("/api/v1/models/rude/generate", json={"n": 60, "seed": 0, "filter_offensive": False}).json()
+    assert raw["offensive_hidden"] == 0 and any(is_offensive(r["name"]) for r in raw["names"])
+
+
+def test_score_ranks_and_reports_unreadable_names(client, model_dir):
+    response = client.post("/api/v1/models/bigram/score", json={"names": ["zzqx", "emma", "olivié", "kaylee"]})
+    scores = response.json()["scores"]
+    assert [s["name"] for s in scores][-1] == "olivié" and "é" in scores[-1]["error"]
+    nll = [s["nll_per_char"] for s in scores[:-1]]
+    assert nll == sorted(nll)
+    expected = {s.name: s.log_prob for s in NameModel.load(model_dir).score(["zzqx", "emma", "kaylee"])}
+    assert {s["name"]: s["log_prob"] for s in scores[:-1]} == pytest.approx(expected)
+    unsorted = client.post("/api/v1/models/bigram/score", json={"names": ["zzqx", "emma"], "sort": False}).json()
+    assert [s["name"] for s in unsorted["scores"]] == ["zzqx", "emma"]
+
+
+def test_similarity_is_damerau_levenshtein_case_insensitive(client):
+    response = client.post("/api/v1/similarity", json={"target": "Emma", "names": ["emam", "emily", "EMMA"]})
+    results = {r["name"]: r for r in response.json()["results"]}
+    assert results["emam"]["distance"] == 1  # one swap of neighbours, where Levenshtein counts 2
+    assert results["EMMA"]["similarity"] == 1.0
+    assert results["emily"]["similarity"] == pytest.approx(DamerauLevenshtein.normalized_similarity("emma", "emily"))
+
+
+def test_heatmap_png_for_a_bigram_and_for_a_model_without_a_table(client, tmp_path):
+    png = client.get("/api/v1/models/bigram/heatmap.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    NameModel.train(data="builtin", model="ngram", out=tmp_path / "ngram", order=3)
+    ngram = TestClient(create_app(ModelRegistry.from_directories([tmp_path / "ngram"])))
+    assert ngram.get("/api/v1/models/ngram/heatmap.png").content.startswith(b"\x89PNG")
+
+
+def test_conditions_and_classification_need_a_conditional_model(client):
+    response = client.post("/api/v1/models/bigram/generate", json={"n": 3, "where": {"sex": "F"}})
+    assert response.status_code == 400 and response.json()["field"] == "where"
+    response = client.post("/api/v1/models/bigram/classify", json={"names": ["emma"]})
+    assert response.status_code == 400 and "labels" in response.json()["error"]
+
+
+def test_more_like_these_matches_the_capability(client):
+    capable = client.get("/api/v1/models/bigram").json()["capabilities"]["adapt"]
+    response = client.post("/api/v1/models/bigram/more-like-these", json={"words": ["emma", "ella"], "n": 5, "seed": 1})
+    if capable:
+        assert response.status_code == 200 and len(response.json()["names"]) == 5
+    else:
+        assert response.status_code == 404 and "not available" in response.json()["error"]
+
+
+def test_concurrent_requests_share_no_random_state(client):
+    seeds = list(range(24))
+    alone = [generate(client, n=8, seed=s, ends_with="a")["names"] for s in seeds]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda s: generate(client, n=8, seed=s, ends_with="a")["names"], seeds))
+    assert together == alone
+
+
+def test_builtin_models_are_trained_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAMESMITH_CACHE", str(tmp_path / "cache"))
+    registry = ModelRegistry.builtin(["builtin"])
+    client = TestClient(create_app(registry))
+    assert client.get("/api/v1/models").json()["models"][0]["loaded"] is False
+    first = client.post("/api/v1/models/builtin-ngram/generate", json={"n": 5, "seed": 2}).json()["names"]
+    assert (tmp_path / "cache" / "models" / "builtin-ngram" / "namesmith.json").exists()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of loading the cache")
+
+    monkeypatch.setattr(NameModel, "train", no_training)
+    again = TestClient(create_app(ModelRegistry.builtin(["builtin"])))
+    assert again.post("/api/v1/models/builtin-ngram/generate", json={"n": 5, "seed": 2}).json()["names"] == first
+    monkeypatch.undo()
+    monkeypatch.setenv("NAMESMITH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "models" / "builtin-ngram" / "namesmith.json").write_text("{not json")
+    retrained = TestClient(create_app(ModelRegistry.builtin(["builtin"])))
+    assert retrained.post("/api/v1/models/builtin-ngram/generate", json={"n": 5, "seed": 2}).json()["names"] == first
+
+
+def test_the_page_and_its_files_are_served_with_a_strict_policy(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>namesmith</title>" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert not re.search(r"https?://", page.text.replace("http-equiv", ""))  # no CDN
+    for name in ("app.js", "style.css"):
+        file = client.get(f"/static/{name}")
+        assert file.status_code == 200 and "default-src 'self'" in file.headers["content-security-policy"]
+        assert not re.search(r"https?://", file.text)
+
+
+def test_openapi_lists_every_endpoint(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/v1", "/api/v1/models", "/api/v1/models/{model_id}", "/api/v1/models/{model_id}/generate",
+                 "/api/v1/models/{model_id}/score", "/api/v1/models/{model_id}/classify",
+                 "/api/v1/models/{model_id}/heatmap.png", "/api/v1/models/{model_id}/more-like-these",
+                 "/api/v1/similarity"):
+        assert path in paths
+
+
+def test_limits_parse_and_refuse_nonsense(model_dir):
+    limits = Limits.parse(["max_names=10", "time-budget=0.5"])
+    assert limits.max_names == 10 and limits.time_budget == 0.5
+    for bad in (["max_names"], ["nope=3"], ["max_names=many"], ["max_names=0"]):
+        with pytest.raises(ConfigError):
+            Limits.parse(bad)
+    small = TestClient(create_app(ModelRegistry.from_directories([model_dir]), limits=limits))
+    response = small.post("/api/v1/models/bigram/generate", json={"n": 11})
+    assert response.status_code == 422 and response.json()["field"] == "n"
+    assert small.post("/api/v1/models/bigram/generate", json={"n": 10}).status_code == 200
+
+
+def test_scrub_removes_paths():
+    text = "names.txt: /home/someone/data/names.txt: not found (C:\\Users\\x\\names.txt)"
+    assert scrub(text) == "names.txt: names.txt: not found (names.txt)"
+    assert json.dumps(scrub("/srv/models/tf is broken", ["/srv/models/tf"])) == '"tf is broken"'
+
+
+def test_novelty_summary_counts_title_case_names_as_the_model_does(tmp_path):
+    words = tmp_path / "titled.txt"
+    words.write_text("\n".join(["Anna", "Emma", "Ella", "Bella", "Hannah", "Lena", "Nora", "Mara", "Ada", "Alma"] * 4))
+    NameModel.train(data=words, model="bigram-counts", out=tmp_path / "titled")
+    model = NameModel.load(tmp_path / "titled")
+    assert model.casing == "title"
+    client = TestClient(create_app(ModelRegistry.from_directories([tmp_path / "titled"])))
+    served = client.post("/api/v1/models/titled/generate", json={"n": 150, "seed": 5, "filter_offensive": False}).json()
+    direct = model.generate(150, seed=5)
+    assert [r["name"] for r in served["names"]] == direct.names and direct.names[0][0].isupper()
+    assert served["summary"] == direct.novelty.to_dict() and served["summary"]["in_train"] > 0

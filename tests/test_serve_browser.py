@@ -1,0 +1,217 @@
+"""The page in a real browser: system Chromium driven by Selenium against a real uvicorn on 127.0.0.1.
+
+Loads the page, sets constraints (and conditions, when the model has labels), generates with the
+keyboard, checks every shown name meets the constraints, builds a shortlist, exports CSV, opens the
+share link in a new tab and gets the same names, scores names, shows the model tab's heat map, and
+checks the page fits a phone's width. Set NAMESMITH_SCREENSHOT=docs/serve.png to save the README's
+screenshot. Skips only when Chromium or its driver is not installed (`.ci/run` installs them with
+`apt-get install -y chromium chromium-driver`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+selenium = pytest.importorskip("selenium")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from serve_support import running  # noqa: E402
+
+from namesmith.serve import ModelRegistry, create_app  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason="Chromium and chromedriver are not installed "
+                       "(apt-get install -y chromium chromium-driver)"),
+    pytest.mark.usefixtures("one_thread"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("serve-browser-cache")
+    app = create_app(ModelRegistry.builtin(["builtin"], cache=cache))
+    with running(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory):
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400",
+                     "--disable-gpu", "--no-first-run"):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager look for a browser online
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, condition, seconds=30):
+    return WebDriverWait(driver, seconds).until(lambda d: condition(d))
+
+
+def shown_names(driver) -> list[str]:
+    """The names in the results table, read in one step (the table may be redrawn at any moment)."""
+    return driver.execute_script("return Array.from(document.querySelectorAll('#results tbody button.name'))"
+                                 ".map(b => b.textContent)")
+
+
+def press_name(driver, i):
+    """Press the i-th name of the results (the table is redrawn after each press)."""
+    driver.find_elements(By.CSS_SELECTOR, "#results tbody button.name")[i].click()
+
+
+def open_page(driver, url):
+    driver.get("about:blank")  # a fresh document, even when only the #settings differ
+    driver.get(url)
+    wait(driver, lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+
+
+def fill(driver, field, value):
+    element = driver.find_element(By.ID, field)
+    element.clear()
+    element.send_keys(value)
+    return element
+
+
+def test_generate_shortlist_export_share_score_and_model(browser, server, downloads, tmp_path):
+    open_page(browser, server + "/")
+    browser.execute_script("localStorage.clear()")
+    for label in browser.find_elements(By.CSS_SELECTOR, "#label-selects select"):  # conditions, where there are
+        options = label.find_elements(By.TAG_NAME, "option")
+        options[1].click()
+
+    fill(browser, "ends_with", "a")
+    fill(browser, "contains", "r")
+    fill(browser, "excludes", "e")
+    fill(browser, "min_len", "5")
+    fill(browser, "max_len", "8")
+    fill(browser, "n", "12")
+    fill(browser, "starts_with", "").send_keys(Keys.ENTER)  # the keyboard submits the form
+    wait(browser, lambda d: len(shown_names(d)) == 12)
+    names = shown_names(browser)
+    for name in names:
+        assert name.endswith("a") and "r" in name and "e" not in name and 5 <= len(name) <= 8, name
+    assert len(set(names)) == 12  # "no repeats" is on by default
+    assert "seed" in browser.find_element(By.ID, "results-status").text
+
+    # the shortlist: press two names; it lives in localStorage and survives a reload
+    press_name(browser, 0)
+    press_name(browser, 1)
+    kept = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#shortlist li")]
+    assert kept == names[:2]
+    first_button = browser.find_elements(By.CSS_SELECTOR, "#results tbody button.name")[0]
+    assert first_button.get_attribute("aria-pressed") == "true"
+
+    # CSV export of the results, as downloaded
+    browser.find_element(By.ID, "csv-results").click()
+    exported = downloads / "namesmith-names.csv"
+    wait(browser, lambda d: exported.exists() and exported.stat().st_size > 0, 10)
+    with exported.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["name"] for r in rows] == names
+    assert all(float(r["nll_per_char"]) > 0 and 0 <= float(r["percentile"]) <= 100 for r in rows)
+
+    # sort by similarity to a typed name
+    fill(browser, "similar_to", names[3])
+    wait(browser, lambda d: shown_names(d)[0] == names[3])
+    assert browser.find_element(By.ID, "sort").get_attribute("value") == "similarity"
+
+    # the share link, opened in a new tab, gives the same names in the same order
+    link = browser.find_element(By.ID, "share-link").get_attribute("value")
+    assert "seed=" in link and "ends_with=a" in link
+    first = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    open_page(browser, link)
+    wait(browser, lambda d: len(shown_names(d)) == 12)
+    assert sorted(shown_names(browser)) == sorted(names)
+    assert shown_names(browser)[0] == names[3]  # the sort came along too
+    assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#shortlist li")] == names[:2]
+    browser.close()
+    browser.switch_to.window(first)
+
+    # an impossible request: the server's message, and the field marked
+    fill(browser, "min_len", "8")
+    fill(browser, "max_len", "4").send_keys(Keys.ENTER)
+    wait(browser, lambda d: d.find_element(By.ID, "message").is_displayed())
+    assert "min" in browser.find_element(By.ID, "message").text and "4" in browser.find_element(By.ID, "message").text
+    fill(browser, "min_len", "5")
+    fill(browser, "max_len", "8")
+
+    # the score tab, reached with the arrow key
+    browser.find_element(By.ID, "tab-generate").send_keys(Keys.ARROW_RIGHT)
+    assert browser.find_element(By.ID, "panel-score").is_displayed()
+    fill(browser, "score-names", "zzqx\nemma\nsophia")
+    browser.find_element(By.CSS_SELECTOR, "#score-form button").click()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#scores tbody tr")) == 3)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#scores tbody tr")
+    ranked = [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows]
+    assert ranked[-1] == "zzqx"
+
+    # the model tab: metrics and the heat map
+    browser.find_element(By.ID, "tab-model").click()
+    wait(browser, lambda d: d.execute_script("const i = document.getElementById('heatmap'); "
+                                             "return !i.hidden && i.complete && i.naturalWidth > 0"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#metrics tbody tr")) == 3
+
+    # every input has a label
+    unlabelled = browser.execute_script(
+        "return Array.from(document.querySelectorAll('input, select, textarea')).filter(e => !e.labels || "
+        "!e.labels.length).map(e => e.id)")
+    assert unlabelled == []
+
+
+def test_readable_on_a_phone_and_saves_the_screenshot(browser, server):
+    browser.set_window_size(1280, 1400)
+    open_page(browser, server + "/#model=builtin-ngram&ends_with=lyn&n=12&seed=7&temperature=0.8&unique=1")
+    wait(browser, lambda d: len(shown_names(d)) == 12)
+    assert all(name.endswith("lyn") for name in shown_names(browser))
+    browser.execute_script("localStorage.clear()")
+    for i in (2, 3, 4):
+        press_name(browser, i)
+    time.sleep(0.2)
+    shot = os.environ.get("NAMESMITH_SCREENSHOT")
+    if shot:
+        Path(shot).parent.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(shot)
+    browser.set_window_size(390, 844)  # a phone
+    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the page is {overflow}px wider than a phone's screen"
+    browser.set_window_size(1280, 1400)
+
+
+def test_the_page_asks_for_the_api_key_when_one_is_set(browser, tmp_path_factory):
+    from serve_support import train_bigram
+
+    app = create_app(ModelRegistry.from_directories([train_bigram(tmp_path_factory.mktemp("keyed"))]), api_key="k3y")
+    with running(app) as url:
+        browser.get("about:blank")
+        browser.get(url + "/")
+        wait(browser, lambda d: d.find_element(By.ID, "key-box").is_displayed())
+        assert "API key" in browser.find_element(By.ID, "message").text
+        fill(browser, "api-key", "k3y").send_keys(Keys.TAB)  # the change event stores it for this tab
+        wait(browser, lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+        fill(browser, "n", "3").send_keys(Keys.ENTER)
+        wait(browser, lambda d: len(shown_names(d)) == 3)
+        browser.execute_script("sessionStorage.clear()")
