@@ -367,7 +367,9 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, backgro
     def loss_of(theta: torch.Tensor) -> torch.Tensor:
         return -_adapted_prob(background_prob, levels, *_weights(theta, n)).log().mean()
 
-    theta = minimise(loss_of, torch.zeros(3 * n, dtype=torch.float64))
+    theta = torch.zeros(3 * n, dtype=torch.float64)
+    if n:  # else no level could be validated: the list's table stays empty, the background alone
+        theta = minimise(loss_of, theta)
     with torch.no_grad():
         discounts, strengths, shares = _weights(theta, n)
         cv_nll = loss_of(theta).item()

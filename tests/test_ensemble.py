@@ -138,7 +138,7 @@ def trained(tmp_path_factory):
     options = dict(max_steps=30, eval_every=10, batch_size=16, ngram_mix=0, seed=1, device="cpu")
     NameModel.train(words, "gru", out=root / "gru", n_embd=8, n_hidden=16, **options)
     NameModel.train(words, "transformer", out=root / "tf", n_layer=1, n_head=2, n_embd=16, **options)
-    NameModel.train(words, "ngram", out=root / "ngram", order=3)
+    NameModel.train(words, "ngram", out=root / "ngram", order=3, prior="none")
     return root
 
 
@@ -165,7 +165,7 @@ def test_round_trip_sample_score_eval_constraints(trained, tmp_path):
 def test_members_must_share_vocabulary_and_data(trained, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text("\n".join(load_words("builtin")[500:900]) + "\n")
-    NameModel.train(other, "ngram", out=tmp_path / "other", order=3)
+    NameModel.train(other, "ngram", out=tmp_path / "other", order=3, prior="none")
     with pytest.raises(ConfigError, match=r"other data .* ensemble members must share|another vocabulary"):
         NameModel.ensemble([trained / "ngram", tmp_path / "other"])
     with pytest.raises(ConfigError, match="at least two"):
