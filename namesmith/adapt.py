@@ -54,15 +54,17 @@ when scoring and evaluating (`open_word_log_probs`): each costs log(NEW_CHAR_PRO
 nats, and the model reads it as a break in the name (the boundary token), so what follows is
 predicted as the start of a name. Generation never produces such characters.
 
-**When.** `NameModel.train(..., prior="auto")` (the default; `--prior auto`) adapts when the list has
-fewer than `ADAPT_BELOW` training names and the model type can be adapted (ngram and sparse-ngram
-from the catalogue's n-gram prior, gru from its GRU prior); `prior="none"` never adapts, and
-`prior=DIR` always adapts, from the trained model in DIR.
+**When.** `NameModel.train(..., prior="auto")` (the default; `--prior auto`) adapts an ngram of
+fewer than `ADAPT_BELOW` training names onto the catalogue's n-gram prior (built in seconds);
+`prior="catalogue"` adapts always, an ngram onto that prior and a gru onto the catalogue's GRU
+prior (built once, in minutes, so never unasked); `prior=DIR` always adapts, onto the trained model
+in DIR; `prior="none"` never adapts. A table conditioned on labels or weighted is not adapted.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
@@ -79,6 +81,7 @@ from namesmith.data import encode_words
 from namesmith.errors import ConfigError
 from namesmith.evaluate import EVAL_BATCH, chunked_log_probs, eval_mode, target_log_probs
 from namesmith.models.base import CharModel
+from namesmith.models.conditional_counts import ConditionalCounts
 from namesmith.models.sparse_ngram import BackoffTable, SparseNGram, ngram_windows, suffix_keys
 from namesmith.prior import load_prior
 from namesmith.vocab import BOUNDARY, Vocab
@@ -86,12 +89,13 @@ from namesmith.vocab import BOUNDARY, Vocab
 log = logging.getLogger("namesmith")
 
 ADAPT_BELOW = 1000  # prior="auto" adapts lists with fewer training names than this
-NGRAM_TYPES = ("ngram", "sparse-ngram")  # adapted as n-grams, from an n-gram background
+NGRAM_TYPES = ("ngram",)  # adapted as n-grams (a sparse-ngram), from a count-model background
 NEURAL_TYPES = ("rnn", "gru", "lstm")  # adapted by fine-tuning a pretrained network of the same type
-AUTO_PRIOR = {"ngram": "ngram", "sparse-ngram": "ngram", "gru": "gru"}  # model type -> catalogue prior kind
+CATALOGUE_PRIOR = {"ngram": "ngram", "gru": "gru"}  # model type -> its catalogue prior (prior="catalogue")
+AUTO_PRIOR = ("ngram",)  # prior="auto" adapts these: their prior builds in seconds (the GRU's in minutes)
 LOO_BELOW = 100  # lists of at most this many names are cross-validated leave-one-out
 FOLDS = 10  # else k-fold with this many folds
-STRENGTH_RANGE = (0.01, 1e6)  # β: from "trust the list" to "trust the background" (bounded: L-BFGS stays finite)
+STRENGTH_RANGE = (0.01, 1e6)  # β: from "trust the list" to "trust what is below" (bounded: the search stays finite)
 MIN_EVIDENCE = 10  # held-out tokens whose context was seen, for a level's weights to be validated
 MIXTURE_PSEUDO_COUNT = 5.0  # tokens of the whole prior in the mixture's Dirichlet prior
 EM_STEPS = 300
@@ -108,6 +112,17 @@ NEURAL_LR = 1e-3
 NEW_CHAR_PROB = 2.5e-4
 NEW_CHAR_CHOICES = 50_000
 UNKNOWN_CHAR_LOG_PROB = math.log(NEW_CHAR_PROB / NEW_CHAR_CHOICES)  # ≈ -19.1 nats per such character
+
+
+def with_autograd(fit: Callable) -> Callable:
+    """Run `fit` with autograd on: adapting fits weights by gradient, and may be asked for under
+    torch.inference_mode or no_grad (a server answering a request)."""
+    @functools.wraps(fit)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.enable_grad():
+            return fit(*args, **kwargs)
+
+    return run
 
 
 # --- vocabulary ------------------------------------------------------------------------------------
@@ -136,6 +151,8 @@ def background_parts(model: CharModel) -> tuple[list[BackoffTable], list[Backoff
     A sparse n-gram is made of them already; a dense n-gram stores every seen context's whole
     distribution (back-off weight 0); a bigram model its (V, V) table.
     """
+    if isinstance(model, ConditionalCounts):
+        model = model.given()  # conditioned on labels: its model of every name, the labels marginalised
     if isinstance(model, SparseNGram):
         return ([copy.deepcopy(t).cpu() for t in model.tables], [copy.deepcopy(t).cpu() for t in model.components],
                 model.mixture.detach().cpu().clone())
@@ -350,7 +367,9 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, backgro
     def loss_of(theta: torch.Tensor) -> torch.Tensor:
         return -_adapted_prob(background_prob, levels, *_weights(theta, n)).log().mean()
 
-    theta = minimise(loss_of, torch.zeros(3 * n, dtype=torch.float64))
+    theta = torch.zeros(3 * n, dtype=torch.float64)
+    if n:  # else no level could be validated: the list's table stays empty, the background alone
+        theta = minimise(loss_of, theta)
     with torch.no_grad():
         discounts, strengths, shares = _weights(theta, n)
         cv_nll = loss_of(theta).item()
@@ -380,6 +399,7 @@ def _table(levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor, stren
                                    torch.cat(to_base))
 
 
+@with_autograd
 def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, background_vocab: Vocab, *,
                 order: int = 6, seed: int = 0, labels: Sequence[str] | None = None
                 ) -> tuple[SparseNGram, dict[str, Any]]:
@@ -476,6 +496,7 @@ def _fine_tune(model: CharModel, x: torch.Tensor, y: torch.Tensor, steps: int, s
     return curve
 
 
+@with_autograd
 def adapt_neural(words: Sequence[str], vocab: Vocab, pretrained: CharModel, pretrained_vocab: Vocab, *,
                  seed: int = 0, max_steps: int | None = None,
                  callback: Callable[[int, float], None] | None = None) -> tuple[CharModel, dict[str, Any]]:
@@ -536,19 +557,30 @@ COUNT_BACKGROUNDS = ("ngram", "sparse-ngram", "bigram-counts", "bigram")  # an n
 
 
 def choose_background(prior: str | Path | None, model_type: str, n_train: int, *,
-                      device: str | torch.device = "cpu") -> Checkpoint | None:
+                      device: str | torch.device = "cpu", plain: bool = True) -> Checkpoint | None:
     """The background a `model_type` trained on `n_train` names adapts from, or None to train it as
     usual (the rule of the module docstring: "auto" adapts short lists of the model types that have
-    a catalogue prior; "none" never adapts; a model directory always does)."""
+    a catalogue prior; "none" never adapts; a model directory always does). A list that is not
+    `plain` (a table conditioned on labels, or weighted) is not adapted: adaptation learns one
+    distribution of names."""
     if prior is None or str(prior) == "none":
         return None
-    if str(prior) == "auto":
-        kind = AUTO_PRIOR.get(model_type)
-        if kind is None or n_train >= ADAPT_BELOW:
+    if not plain:
+        if str(prior) == "auto":
             return None
-        log.info(f"{n_train} training names (fewer than {ADAPT_BELOW:,}): adapting the catalogue's {kind} prior "
-                 "to them (prior='none' trains on them alone)")
-        return load_prior("auto", kind, device=device)
+        raise ConfigError("prior: a table conditioned on labels or weighted by counts cannot be adapted onto a "
+                          "prior (yet); use prior none, or condition none with weighting none", field="prior")
+    if str(prior) == "auto":
+        if model_type not in AUTO_PRIOR or n_train >= ADAPT_BELOW:
+            return None
+        log.info(f"{n_train} training names (fewer than {ADAPT_BELOW:,}): adapting the catalogue's "
+                 f"{CATALOGUE_PRIOR[model_type]} prior to them (prior='none' trains on them alone)")
+        return load_prior("catalogue", CATALOGUE_PRIOR[model_type], device=device)
+    if str(prior) == "catalogue":
+        if model_type not in CATALOGUE_PRIOR:
+            raise ConfigError(f"prior: the catalogue has priors for {', '.join(CATALOGUE_PRIOR)} models, not "
+                              f"{model_type}", field="prior")
+        return load_prior("catalogue", CATALOGUE_PRIOR[model_type], device=device)
     if model_type not in NGRAM_TYPES + NEURAL_TYPES:
         raise ConfigError(f"prior: a {model_type} model cannot be adapted to a list (adapted: "
                           f"{', '.join(NGRAM_TYPES + NEURAL_TYPES)}); use prior none", field="prior")

@@ -244,10 +244,11 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
     data_fields = _data_options(p, "word list (one name per line, UTF-8), table (a header row naming a 'name' "
                                    "column), or built-in data set (namesmith data lists them) (default: builtin, the "
                                    "US baby names of 2017, with their sex)", split=True)
-    p.add_argument("--prior", default="auto", metavar="none|auto|DIR",
-                   help="auto: a list of fewer than 1,000 training names is adapted onto the catalogue's prior of "
-                        "names (ngram, sparse-ngram, gru; built once and cached); none: the list alone; DIR: adapt "
-                        "onto the trained model in DIR (default: auto)")
+    p.add_argument("--prior", default="auto", metavar="none|auto|catalogue|DIR",
+                   help="auto: an ngram of fewer than 1,000 training names is adapted onto the catalogue's prior of "
+                        "names (built once, in seconds, and cached); catalogue: adapt an ngram or gru onto the "
+                        "catalogue's prior whatever the list's size (the GRU prior is built once, in minutes); DIR: "
+                        "adapt onto the trained model in DIR; none: the list alone (default: auto)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
                         "only for files of 256 MB or more); the split is then by a hash of each word's index, about "

@@ -187,8 +187,9 @@ class NameModel:
         refused unless `overwrite`. `callback(step, total, metrics)` returning True stops training
         cleanly (the result is then resumable). `stream` counts a word-list file in blocks instead of
         loading it (bigram models and the n-gram; by default for files of 256 MB or more), in `workers`
-        processes. `prior`: "auto" adapts the catalogue's prior to a list of fewer than 1,000 training
-        names (ngram, sparse-ngram, gru), "none" never, a model directory always (see namesmith.adapt).
+        processes. `prior`: "auto" adapts an ngram of fewer than 1,000 training names onto the
+        catalogue's prior, "catalogue" an ngram or gru whatever the size, a model directory onto that
+        model, "none" never (see namesmith.adapt).
         """
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)

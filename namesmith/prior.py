@@ -61,7 +61,7 @@ PRIOR_SETS = ("us", "world", "israel")  # the catalogue sets the prior learns (a
 # values make a group ("era": the decade as before 1950, 1950-1989 or from 1990).
 GROUPS: dict[str, tuple[str, ...]] = {"us": ("sex", "era"), "world": ("locale",), "israel": ("sector",)}
 PRIOR_ORDER = 6
-PRIOR_RECIPE_VERSION = 2  # bump when a recipe below changes: cached priors are then rebuilt
+PRIOR_RECIPE_VERSION = 3  # bump when a recipe below changes: cached priors are then rebuilt
 KINDS = ("ngram", "gru")
 NEURAL_PRIOR_CONFIG: dict[str, Any] = {"n_embd": 64, "n_hidden": 256, "n_layer": 1, "dropout": 0.0}
 # Every field set (nothing left to a model's defaults): the prior is the same wherever it is built,
@@ -237,7 +237,7 @@ def _save_into_cache(directory: Path, prior: Checkpoint) -> None:
 
 
 def load_prior(spec: str | Path, kind: str = "ngram", *, device: str | torch.device = "cpu") -> Checkpoint:
-    """`spec` "auto" (or "catalogue"): the catalogue's prior of this kind; else a model directory."""
+    """`spec` "catalogue" (or "auto"): the catalogue's prior of this kind; else a model directory."""
     if str(spec) in ("auto", "catalogue"):
         return catalogue_prior(kind, device=device)
     return load_checkpoint(spec, device)

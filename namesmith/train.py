@@ -391,7 +391,9 @@ def train(
         words, casing = prepare_words(check_words(words), data)
         corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)
-    background = None if resume else choose_background(prior, model_type, len(corpus.split.train), device=device)
+    plain = not isinstance(corpus, LabelledCorpus) or (not corpus.conditioned and corpus.row_weights("train") is None)
+    background = None if resume else choose_background(prior, model_type, len(corpus.split.train), device=device,
+                                                       plain=plain)
     if background is not None:
         record = data_record(data, corpus, casing, words if given else None)
         return train_adapted(background, corpus, record, train_config, model_config, out=out, callback=callback,

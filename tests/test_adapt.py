@@ -31,12 +31,13 @@ from namesmith.adapt import (
     remap_table,
     resize_vocab,
 )
+from namesmith.checkpoint import save_checkpoint
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus, encode_words
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.models.sparse_ngram import SparseNGram, SparseNGramConfig, ngram_windows
-from namesmith.prior import cache_dir, catalogue_prior
+from namesmith.models.sparse_ngram import SparseNGram, kn_table, ngram_windows
+from namesmith.prior import build_ngram_prior, cache_dir, catalogue_prior
 from namesmith.vocab import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,9 +58,10 @@ LIST, HELD_OUT = ELVISH[:40], ELVISH[40:]
 
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory):
-    """A sparse n-gram of the background names, saved as a model directory."""
+    """A prior of the background names (one group), saved as a model directory."""
     out = tmp_path_factory.mktemp("prior")
-    NameModel.train(words=BACKGROUND, model="sparse-ngram", order=4, prior="none", split=False, out=out)
+    prior = build_ngram_prior({"all": BACKGROUND}, order=4)
+    save_checkpoint(out, prior.model, prior.vocab, prior.meta)
     return out
 
 
@@ -84,9 +86,9 @@ def test_sparse_ngram_equals_the_dense_kneser_ney_ngram():
     x, y = corpus.tensors("val")
     for order in (1, 3, 5):
         dense = NGram(corpus.vocab.size, NGramConfig(order=order, discount="modified-kn"))
-        sparse = SparseNGram(corpus.vocab.size, SparseNGramConfig(order=order))
         dense.fit(corpus, TrainConfig())
-        sparse.fit(corpus, TrainConfig())
+        table = kn_table(ngram_windows(*corpus.tensors("train"), order), corpus.vocab.size)
+        sparse = SparseNGram.from_tables(corpus.vocab.size, order, [], [table])
         mask = y >= 0
         assert torch.allclose(dense(x)[mask], sparse(x)[mask], atol=1e-5)
 
@@ -212,6 +214,19 @@ def test_prior_options(prior_dir, tmp_path):
     with pytest.raises(ConfigError, match="discount does not apply when adapting") as e:
         NameModel.train(words=LIST, model="ngram", discount="kn", prior=prior_dir)
     assert e.value.field == "discount"
+
+
+def test_prior_flag_of_the_cli(prior_dir, tmp_path, capsys):
+    from namesmith.cli import main
+
+    (tmp_path / "list.txt").write_text("\n".join(LIST) + "\n", encoding="utf-8")
+    base = ["-q", "train", "--data", str(tmp_path / "list.txt"), "--samples", "0", "--json"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--prior", str(prior_dir), "--order", "4"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model_type"] == "sparse-ngram" and result["adaptation"]["method"] == "ngram"
+    assert main([*base, "--out", str(tmp_path / "b"), "--model", "mlp", "--prior", str(prior_dir)]) == 1
+    assert capsys.readouterr().err.strip() == ("namesmith: error: --prior: a mlp model cannot be adapted to a list "
+                                               "(adapted: ngram, rnn, gru, lstm); use prior none")
 
 
 def test_adapted_model_round_trips(adapted, tmp_path):

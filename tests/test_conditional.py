@@ -422,7 +422,7 @@ def test_cli_condition_where_classify(one_thread, capsys, table_path, tmp_path):
         assert code == 1 and stdout == "" and len(stderr.strip().splitlines()) == 1
         assert re.search(message, stderr), stderr
     code, stdout, _ = run(capsys, "train", "--data", table_path, "--order", "3", "--condition", "none", "--out",
-                          tmp_path / "plain", "--json")
+                          tmp_path / "plain", "--json", "--prior", "none")
     assert code == 0 and json.loads(stdout)["labels"] == {} and json.loads(stdout)["description"] == "ngram"
 
 

@@ -17,7 +17,6 @@ TINY = {
     "bigram-counts": [],
     "bigram": ["--max-steps", "50"],
     "ngram": ["--order", "3"],
-    "sparse-ngram": ["--order", "3"],
     "mlp": [*NEURAL, "--n-embd", "8", "--n-hidden", "16", "--block-size", "3"],
     "wavenet": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
     "rnn": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
@@ -26,12 +25,15 @@ TINY = {
     "transformer": [*NEURAL, "--n-layer", "1", "--n-head", "2", "--n-embd", "16"],
 }
 # wrappers are built from trained models: the n-gram mix by training a network with --ngram-mix, the
-# conditional models by training a count model or a network on a table with --condition, and the
-# ensemble by combining trained models with `namesmith ensemble`
+# conditional models by training a count model or a network on a table with --condition, the
+# ensemble by combining trained models with `namesmith ensemble`, the sparse n-gram by adapting an
+# n-gram of a short list onto the catalogue's prior
 WRAPPERS = {"ngram-mix": ("gru", [*TINY["gru"][:-2], "--ngram-mix", "3", "--n-embd", "8", "--n-hidden", "16"]),
             "conditional-counts": ("ngram", [*TINY["ngram"], "--condition", "sex"]),
             "conditional-network": ("gru", [*TINY["gru"], "--condition", "sex"]),
-            "ensemble": ("ensemble", ["gru", "ngram"])}
+            "ensemble": ("ensemble", ["gru", "ngram"]),
+            # an n-gram of a short list adapted onto the catalogue's prior (namesmith.adapt)
+            "sparse-ngram": ("ngram", ["--order", "3", "--prior", "auto"])}
 ON_TABLE = {"conditional-counts", "conditional-network"}
 
 

@@ -23,7 +23,7 @@ A `SparseNGram` is tables chained over a mixture of tables:
 
 - the *components*, each a table over the uniform distribution of the V tokens (the end token
   included, so no name has probability 0), mixed with fixed weights. One component is a plain
-  Kneser-Ney n-gram (`--model sparse-ngram`); the catalogue prior (namesmith.prior) has one of all
+  Kneser-Ney n-gram; the catalogue prior (namesmith.prior) has one of all
   its names and one per group of names, weighted 1, 0, ... until a list re-weighs them;
 - the *tables*, each sitting on the distribution of the next one, the last on the mixture:
   namesmith.adapt puts the table of a small list's counts there (its weights chosen by
@@ -39,16 +39,14 @@ model is a finite Markov chain over its stored contexts (`markov_chain`), so exa
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from namesmith.errors import CheckpointError, ConfigError
-from namesmith.history import TrainHistory
 from namesmith.models.base import CharModel, State, boundary_context, check_config
 from namesmith.models.ngram import modified_kn_discounts
 
@@ -61,7 +59,6 @@ TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
 @dataclass(frozen=True)
 class SparseNGramConfig:
     order: int = 6  # the next token depends on the previous order-1 tokens
-    discount: str | float = "modified-kn"  # fitting: Chen & Goodman's formulas, or a fixed discount in [0, 1]
     tables: int = 0  # back-off tables chained over the mixture (an adapted model's lists)
     components: int = 1  # back-off tables mixed at the bottom (1: a plain n-gram; the prior has one per name group)
 
@@ -72,16 +69,6 @@ class SparseNGramConfig:
             value = getattr(self, name)
             check_config(isinstance(value, int) and not isinstance(value, bool) and value >= least,
                          f"{name} must be an integer of at least {least}, got {value!r}")
-        discount = self.discount
-        if isinstance(discount, str) and discount != "modified-kn":
-            try:
-                discount = float(discount)
-            except ValueError:
-                raise ConfigError(f"--discount must be modified-kn or a number in [0, 1], got {discount!r}") from None
-        if not isinstance(discount, str):
-            check_config(isinstance(discount, (int, float)) and not isinstance(discount, bool) and 0 <= discount <= 1,
-                         f"--discount must be modified-kn or a number in [0, 1], got {discount!r}")
-            object.__setattr__(self, "discount", float(discount))
 
 
 def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,6 +232,7 @@ class SparseNGram(CharModel):
     model_type: ClassVar[str] = "sparse-ngram"
     config_class: ClassVar[type] = SparseNGramConfig
     counts_only: ClassVar[bool] = True
+    wrapper: ClassVar[bool] = True  # built by namesmith.prior and namesmith.adapt, not trained with --model
 
     def __init__(self, vocab_size: int, config: SparseNGramConfig | None = None):
         super().__init__(vocab_size, config or SparseNGramConfig())
@@ -377,38 +365,6 @@ class SparseNGram(CharModel):
     def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
         window = torch.cat([state[:, 1:], token.view(-1, 1)], 1) if self.context_size else state
         return self.next_token_probs(window).log(), window
-
-    # --- fitting ----------------------------------------------------------------------------
-    def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
-            on_checkpoint: Any = None) -> TrainHistory:
-        """Count the train split into one Kneser-Ney table (closed form: nothing to resume)."""
-        start = time.perf_counter()
-        assert corpus.vocab.size == self.vocab_size, "corpus and model vocabularies differ"
-        x, y = (t.cpu() for t in corpus.tensors("train"))
-        table = kn_table(ngram_windows(x, y, self.config.order), self.vocab_size, self.config.discount)
-        self.tables, self.components = nn.ModuleList(), nn.ModuleList([table.to(self.device)])
-        self.mixture = torch.ones(1, device=self.device)
-        self.config = SparseNGramConfig(self.config.order, self.config.discount, tables=0, components=1)
-        history = TrainHistory(steps=1)
-        metrics = {"loss": self.nll(x, y)}
-        history.train_loss.append((1, metrics["loss"]))
-        history.seconds = time.perf_counter() - start
-        if corpus.words("val"):
-            metrics["val_loss"] = self.nll(*corpus.tensors("val"))
-            history.val_loss.append((1, history.seconds, metrics["val_loss"]))
-        if callback:
-            callback(1, 1, metrics)
-        return history
-
-    @torch.no_grad()
-    def nll(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Mean negative log-likelihood per target token of `encode_words` tensors (end tokens included)."""
-        mask = y >= 0
-        if not mask.any():
-            return float("nan")
-        contexts = self._contexts(x.to(self.device))[mask.to(self.device)]
-        probs = self.next_token_probs(contexts)
-        return -probs.gather(1, y[mask].to(self.device).unsqueeze(1)).log().double().mean().item()
 
     # --- saving -----------------------------------------------------------------------------
     def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
