@@ -61,7 +61,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +70,7 @@ import torch
 
 from namesmith.data import Split
 from namesmith.errors import ConfigError
+from namesmith.evaluate import eval_mode
 from namesmith.models.base import CharModel
 from namesmith.sample import Batch, batch_limit, draw, finish_batch, next_token_probs, plain_sampler, token_dtype
 from namesmith.vocab import BOUNDARY, Vocab
@@ -699,16 +699,6 @@ def _regex_test(pattern: str) -> Callable[[str, float | None], bool]:
     return matches
 
 
-@contextmanager
-def _eval_mode(model: CharModel) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 class GenerationStream:
     """The names of one generation as they are found, batch by batch (see `iter_generate`).
 
@@ -789,7 +779,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
         build_deadline = deadline if deadline is None or config.method == "exact" else \
             start_time + EXACT_BUILD_SHARE * config.time_budget
         try:
-            with _eval_mode(model):
+            with eval_mode(model):
                 exact = exact_sampler(model, vocab, config, max_len, seed, build_deadline, cache)
             if exact.log_p_valid == -math.inf:
                 raise ConfigError("no name satisfies these constraints with non-zero probability under this model "
@@ -812,7 +802,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
             raise ConfigError("method 'guided' needs an n-gram to steer by (the model's training words or an n-gram "
                               "inside it); use 'auto' or 'rejection'", field="method")
         try:
-            with _eval_mode(model):
+            with eval_mode(model):
                 guided = guide(vocab, config, max_len, seed, deadline)
             if guided.twist.log_p_valid == -math.inf:
                 raise ConfigError("no name satisfies these constraints (within the length limits)")
@@ -845,7 +835,7 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
     largest = batch_limit(max_len)
     cap = min(MIN_BATCH, largest)
     seen: set[str] = set()
-    with _eval_mode(model):
+    with eval_mode(model):
         while run is not None and gen.found < config.num:
             if gen.tries >= max_tries:
                 gen.stop_reason = "max-tries"
