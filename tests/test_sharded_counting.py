@@ -201,6 +201,7 @@ def _count_on_rank(rank: int, world_size: int, init: str, path: str, out: str) -
         except DataError as e:
             result["error"] = str(e)
         torch.save(result, f"{out}/rank{rank}.pt")
+        torch.distributed.barrier()  # both ranks done before either tears gloo down (else it may abort)
     finally:
         torch.distributed.destroy_process_group()
 
