@@ -3,11 +3,21 @@
     python benchmarks/bench_models.py                      # every model, then the report
     python benchmarks/bench_models.py --models mlp gru     # some models (results are kept per model)
     python benchmarks/bench_models.py --report             # table + JSON + plot from saved results
+    python benchmarks/bench_models.py --ensemble transformer:1 transformer:2 lstm:1 lstm:2 gru:1 ngram
 
 Each run writes benchmarks/results/<model>.json (figures and the validation curve). The report
 prints a table (model, parameters, steps, wall time, ms/step, train/val/test NLL), writes it to
 benchmarks/results/models.json, and plots validation loss against wall time for all models
 in docs/val_loss_vs_time.png. The split is the lecture series' (seed 42, 80/10/10).
+
+`--ensemble TYPE[:SEED[:OPTION=VALUE,...]] ...` is the ensemble recipe (namesmith.models.ensemble):
+it trains each member with its defaults, networks alone (`ngram_mix=0`: an `ngram` member brings
+the n-gram into the product with its own weight), the given seed and options (e.g.
+`transformer:2:weight_decay=0.2,time_budget=900`), into runs/ensemble/ (a member already trained
+there with the same request is reused), then combines them with weights fitted on the validation
+split and writes benchmarks/results/ensemble.json: each member's and the ensemble's NLLs with the
+test figure's standard error over words, the members' summed training time (the budget the
+issue counts), and the weights.
 """
 
 from __future__ import annotations
@@ -95,13 +105,65 @@ def report() -> list[dict]:
     return rows
 
 
+def ensemble_recipe(specs: list[str], data_path: str, combine: str) -> dict:
+    """Train (or reuse) each member in runs/ensemble/, combine them, return the figures."""
+    from bench_ensemble import nll_and_error  # benchmarks/ is on sys.path when run as a script
+
+    runs = ROOT / "runs" / "ensemble"
+    members, rows, seconds = [], [], 0.0
+    for spec in specs:
+        model_type, seed, options = (spec.split(":") + ["", ""])[:3]
+        extra = {k: namesmith_value(v) for k, v in (o.split("=", 1) for o in options.split(",") if o)}
+        if model_type != "ngram":
+            extra.setdefault("ngram_mix", 0)
+        if seed:
+            extra["seed"] = int(seed)
+        out = runs / spec.replace(":", "_").replace(",", "_").replace("=", "-")
+        start = time.perf_counter()
+        model = NameModel.train(data_path, model_type, out=out, **extra) if not (out / "namesmith.json").exists() \
+            else NameModel.load(out)
+        seconds += model.history.seconds
+        members.append(model)
+        test, err = nll_and_error(model.model, model.corpus.split.test, model.vocab)
+        rows.append({"member": spec, "val": model.metrics["val"]["nll"], "test": test, "test_se": err,
+                     "train_seconds": model.history.seconds, "wall_seconds": time.perf_counter() - start})
+        print(f"{spec:<40} val {rows[-1]['val']:.4f}  test {test:.4f} ± {err:.4f}  "
+              f"({model.history.seconds:.0f} s training)", flush=True)
+    combined = NameModel.ensemble(members, out=runs / "combined", combine=combine, overwrite=True)
+    test, err = nll_and_error(combined.model, combined.corpus.split.test, combined.vocab)
+    result = {"members": rows, "combine": combine, "weights": combined.meta["model_config"]["weights"],
+              "val": combined.metrics["val"]["nll"], "test": test, "test_se": err,
+              "training_minutes": seconds / 60,
+              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}
+    print(f"{'ensemble (' + combine + ')':<40} val {result['val']:.4f}  test {test:.4f} ± {err:.4f}  "
+          f"({seconds / 60:.1f} training minutes in all); weights {result['weights']}")
+    return result
+
+
+def namesmith_value(text: str) -> int | float | str:
+    """An option value from the command line: int, float or string."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="word list (default ../shared/data/names.txt)")
     parser.add_argument("--models", nargs="+", choices=trainable_types(), help="models to train (default: all)")
     parser.add_argument("--report", action="store_true", help="only print the report of saved results")
+    parser.add_argument("--ensemble", nargs="+", metavar="TYPE[:SEED[:OPT=VAL,...]]",
+                        help="train these members and combine them (see the module docstring)")
+    parser.add_argument("--combine", default="product", choices=["product", "mixture"])
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.ensemble:
+        result = ensemble_recipe(args.ensemble, args.data, args.combine)
+        (RESULTS / "ensemble.json").write_text(json.dumps(result, indent=2) + "\n")
+        return
     if not args.report:
         words = namesmith.load_words(args.data)
         for model_type in args.models or LADDER:

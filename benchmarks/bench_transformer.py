@@ -7,8 +7,14 @@
 Speed is measured at makemore's default size (4 layers, 4 heads, 64 channels, batch 32,
 block_size 16 for names.txt): the median over `--steps` training steps (forward, backward and
 AdamW) after a warm-up; then, after a short training run on names (so that names end where
-names end), names per second through `namesmith.sample` with the key/value cache against the
-naive loop that re-reads the whole prefix for every character (the base class's `step`).
+names end), names per second of `namesmith sample -n N` (namesmith.generate, whose model sampler
+shares one state among the names with the same prefix) against two baselines measured in the
+same run: the sampler before prefix sharing (one key/value cache slot per name, the finished
+ones compacted lazily) and the naive loop that re-reads the whole prefix for every character
+(the base class's `step`). The same figures follow for the LSTM at its default size (64-wide
+embeddings, 256 hidden units), which has no naive baseline. Each figure is names per second of
+wall time and, in brackets, per second of this process's CPU time (`time.process_time`: the
+fairer figure on a machine shared with other work; with several threads it adds theirs up).
 
 `--train` uses namesmith's trainer (`namesmith.train.fit_model`) unless `--own-loop` asks for a
 small loop of its own (AdamW, warm-up + cosine, gradient clipping, best-by-validation, early stopping,
@@ -31,7 +37,9 @@ from namesmith.config import TrainConfig
 from namesmith.data import Corpus, load_words
 from namesmith.generate import GenerateConfig, generate
 from namesmith.models.base import CharModel
+from namesmith.models.rnn import LSTM, RNNConfig
 from namesmith.models.transformer import Transformer, TransformerConfig
+from namesmith.sample import CHUNK, COMPACT_BELOW, ModelSampler
 from namesmith.train import fit_model, resolve_train_config
 
 NAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
@@ -79,15 +87,47 @@ class NaiveTransformer(Transformer):
     select_state = CharModel.select_state
 
 
-def names_per_second(model: CharModel, vocab, n: int, max_word_length: int, repeats: int = 3) -> float:  # noqa: ANN001
-    """Names per second through namesmith.generate.generate (the `namesmith sample` path)."""
-    generate(model, vocab, GenerateConfig(num=min(n, 500), seed=0), max_word_length=max_word_length)  # warm-up
+class PerNameSampler(ModelSampler):
+    """The model sampler before prefix sharing: each name its own state slot from the start."""
+
+    def advance(self, state, slot, token, n_slots):  # noqa: ANN001, ANN201
+        if n_slots == 1 or len(slot) <= COMPACT_BELOW * n_slots:  # the batch's first step, or compaction
+            state, slot, n_slots = self.model.select_state(state, slot), torch.arange(len(slot)), len(slot)
+        feed = torch.zeros(n_slots, dtype=torch.long).index_copy_(0, slot, token)  # finished slots: the boundary
+        logits, state = self.model.step(state, feed)
+        return state, self._probs(logits), slot, None, feed
+
+
+def names_per_second(model: CharModel, vocab, n: int, max_word_length: int, repeats: int = 3,  # noqa: ANN001
+                     sampler: type[ModelSampler] | None = None) -> tuple[float, float]:
+    """(names per wall second, per CPU second) of `namesmith sample -n n` (namesmith.generate), or
+    of `sampler`'s batches of CHUNK names run directly (a baseline); the median of `repeats`."""
+    def draw(num: int, seed: int) -> int:
+        if sampler is None:  # names drawn, those over the length guard too
+            return generate(model, vocab, GenerateConfig(num=num, seed=seed), max_word_length=max_word_length).tries
+        run = sampler(model, vocab, "", max(2 * max_word_length, 32), seed).run
+        return sum(len(run(min(CHUNK, num - start)).finished) for start in range(0, num, CHUNK))
+
+    draw(min(n, 500), 0)  # warm-up
     rates = []
     for seed in range(1, repeats + 1):
-        t0 = time.perf_counter()
-        result = generate(model, vocab, GenerateConfig(num=n, seed=seed), max_word_length=max_word_length)
-        rates.append(result.tries / (time.perf_counter() - t0))  # names drawn, those over the length guard too
-    return statistics.median(rates)
+        t0, c0 = time.perf_counter(), time.process_time()
+        drawn = draw(n, seed)
+        rates.append((drawn / (time.perf_counter() - t0), drawn / (time.process_time() - c0)))
+    return statistics.median(r[0] for r in rates), statistics.median(r[1] for r in rates)
+
+
+def sampling_figures(label: str, model: CharModel, vocab, n: int, max_word_length: int,  # noqa: ANN001
+                     naive: CharModel | None = None) -> None:
+    """Print names/s of the `namesmith sample` path against the baselines measured now."""
+    figures = {"namesmith sample": names_per_second(model, vocab, n, max_word_length),
+               "one state per name": names_per_second(model, vocab, n, max_word_length, sampler=PerNameSampler)}
+    if naive is not None:
+        figures["naive prefix re-run"] = names_per_second(naive, vocab, max(n // 10, 1), max_word_length)
+    fast = figures["namesmith sample"]
+    for name, (wall, cpu) in figures.items():
+        ratio = "" if name == "namesmith sample" else f"  (namesmith sample {fast[0] / wall:.1f}x)"
+        print(f"  {label} {name:<22} {wall:>9,.0f} names/s  [{cpu:>9,.0f} per CPU second]{ratio}", flush=True)
 
 
 # --- training quality -------------------------------------------------------------------------
@@ -193,10 +233,12 @@ def main() -> None:
         model.eval()
         naive = NaiveTransformer(corpus.vocab.size, size).eval()
         naive.load_state_dict(model.state_dict())
-        fast = names_per_second(model, corpus.vocab, args.sample, corpus.max_word_length)
-        slow = names_per_second(naive, corpus.vocab, max(args.sample // 10, 1), corpus.max_word_length)
-        print(f"sampling through namesmith.sample (after {args.sample_train_steps} training steps): "
-              f"KV cache {fast:,.0f} names/s, naive prefix re-run {slow:,.0f} names/s ({fast / slow:.1f}x)")
+        print(f"sampling {args.sample:,} names (after {args.sample_train_steps} training steps):")
+        sampling_figures("transformer", model, corpus.vocab, args.sample, corpus.max_word_length, naive)
+        torch.manual_seed(1337)
+        lstm = LSTM(corpus.vocab.size, RNNConfig())
+        fit_model(lstm, corpus, TrainConfig(max_steps=args.sample_train_steps, batch_size=32, ngram_mix=0))
+        sampling_figures("lstm       ", lstm.eval(), corpus.vocab, args.sample, corpus.max_word_length)
 
     if args.train:
         overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TransformerConfig)

@@ -59,6 +59,9 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("world", "catalogue/world.tsv.gz",
             "first names of 82 locales in many scripts: name, locale, sex (F, M or unknown); no counts",
             "MIT", "faker person providers"),
+    Dataset("surnames", "catalogue/surnames.tsv.gz",
+            "last names of 81 locales in many scripts: name, locale; no counts (not learned by the prior)",
+            "MIT", "faker person providers"),
 )}
 
 

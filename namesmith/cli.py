@@ -93,7 +93,8 @@ GENERATE_HELP = {
     "unique": "never print the same name twice",
     "max_tries": "names drawn at most (default: 100 per requested name + 100,000)",
     "time_budget": "stop searching after this many seconds",
-    "method": "exact conditioning (models with a bounded context), rejection sampling, or auto",
+    "method": "exact conditioning (models with a bounded context), guided (networks steered by an n-gram, "
+              "importance weights corrected), rejection sampling, or auto",
 }
 MODEL_HELP = {
     "smoothing": "k of add-k smoothing (0: maximum likelihood)",
@@ -110,7 +111,7 @@ MODEL_HELP = {
     "bias": "biases in linear layers and layer norms",
     "tie_weights": "share the input embedding with the output layer",
 }
-SHORT_FLAGS = {"num": "-n"}
+SHORT_FLAGS = {"num": "-n", "models": "-m"}
 METAVARS = {"starts_with": "PREFIX", "ends_with": "SUFFIX", "contains": "TEXT", "excludes": "TEXT",
             "regex": "PATTERN", "time_budget": "SECONDS", "condition": "LABEL"}
 WHERE_HELP = ("conditional models: names of these labels, LABEL=VALUE (repeatable: --where sex=F --where "
@@ -243,6 +244,10 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
     data_fields = _data_options(p, "word list (one name per line, UTF-8), table (a header row naming a 'name' "
                                    "column), or built-in data set (namesmith data lists them) (default: builtin, the "
                                    "US baby names of 2017, with their sex)", split=True)
+    p.add_argument("--prior", default="auto", metavar="none|auto|DIR",
+                   help="auto: a list of fewer than 1,000 training names is adapted onto the catalogue's prior of "
+                        "names (ngram, sparse-ngram, gru; built once and cached); none: the list alone; DIR: adapt "
+                        "onto the trained model in DIR (default: auto)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
                         "only for files of 256 MB or more); the split is then by a hash of each word's index, about "
@@ -270,6 +275,7 @@ def _model_dir_option(p: argparse.ArgumentParser) -> None:
 
 def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     from namesmith.generate import GenerateConfig
+    from namesmith.models.ensemble import COMBINES
 
     parser = argparse.ArgumentParser(prog="namesmith", description="Learn what words of a kind look like, one "
                                                                    "character at a time, and make more of them.")
@@ -355,6 +361,22 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     c.add_argument("--file", metavar="LIST", help="also classify every name of this word list (one per line)")
     c.add_argument("--top", type=int, default=3, metavar="N", help="values shown per label (default: 3)")
     c.add_argument("--json", action="store_true", help="print JSON: every value's probability")
+
+    en = sub.add_parser("ensemble", help="combine trained models into one",
+                        description="Combine models trained on one word list (same vocabulary, data and split) into "
+                                    "one model directory: their predictions are combined with weights fitted on the "
+                                    "validation split. The result samples, scores and evaluates like any model.")
+    _common(en)
+    en.add_argument("-m", "--models", "--model-dir", dest="models", action="append", required=True, metavar="DIR",
+                    help="a trained model directory (repeat: two or more)")
+    en.add_argument("--out", required=True, metavar="DIR", help="directory for the combined model")
+    en.add_argument("--combine", choices=COMBINES, default=COMBINES[0],
+                    help="product: a weighted product of the probabilities, renormalised (default); mixture: a "
+                         "weighted average")
+    en.add_argument("--overwrite", action="store_true", help="replace a different model already saved in --out")
+    en.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu)")
+    en.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")
+    en.add_argument("--json", action="store_true", help="print JSON")
 
     d = sub.add_parser("data", help="list the built-in data sets",
                        description="The built-in data sets (--data NAME): rows, distinct names, labels, licence and "
@@ -516,7 +538,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             with _logs_through(progress):
                 model = NameModel.train(args.data or "builtin", args.model, out=args.out, resume=args.resume,
                                         overwrite=args.overwrite, callback=progress, stream=args.stream,
-                                        workers=args.workers, **options)
+                                        workers=args.workers, prior=args.prior, **options)
         finally:
             progress.close()
     history = model.history
@@ -531,7 +553,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                      "stop_reason": history.stop_reason, "samples": names.names if names else [],
                      "samples_by_value": {k: v.names for k, v in by_value.items()}, "labels": model.labels,
                      "unfinished_samples": names.stats.unfinished if names else 0,
-                     "metrics_without_ngram": model.meta.get("metrics_without_ngram")})
+                     "metrics_without_ngram": model.meta.get("metrics_without_ngram"),
+                     "adaptation": model.meta.get("adaptation")})
     else:
         status = history.stop_reason
         print(f"trained {model.describe()} for {plural(history.steps, 'step')} in {history.seconds:.2f} s "
@@ -541,6 +564,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             ranks = int(os.environ.get("WORLD_SIZE", "1"))
             print(f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} "
                   "--resume" + (f" --nproc {ranks}" if ranks > 1 else ""))
+        adaptation = model.meta.get("adaptation")
+        if adaptation:  # see namesmith.adapt
+            print(_format_adaptation(adaptation))
         print(_format_metrics(model.metrics))
         alone = model.meta.get("metrics_without_ngram")
         if alone:  # see namesmith.models.ngram_mix
@@ -573,6 +599,20 @@ def _samples_by_value(model: Any, n: int, seed: int) -> dict[str, Any]:
         return {}
     per_value = max(1, math.ceil(n / len(values)))
     return {f"{label}={v}": model.generate(per_value, seed=seed + i, where={label: v}) for i, v in enumerate(values)}
+
+
+def _format_adaptation(record: dict[str, Any]) -> str:
+    """One line on how a short list was adapted onto its prior (namesmith.adapt)."""
+    prior = record["prior"].get("source") or record["prior"].get("directory") or "a trained model"
+    how = (f"{record['steps']} fine-tuning steps" if record["method"] == "fine-tune" else
+           f"an order-{record['order']} n-gram over it")
+    line = (f"adapted {prior} to the list: {how}, chosen by {record['folds']}-fold cross-validation (held-out NLL "
+            f"{record['cv_nll']:.4f} per character; the prior alone {record['cv_nll_background']:.4f})")
+    mixture = record.get("mixture")
+    if mixture and len(mixture) > 1:
+        top = sorted(mixture.items(), key=lambda kv: -kv[1])[:4]
+        line += "; most like " + ", ".join(f"{name} {weight:.0%}" for name, weight in top)
+    return line
 
 
 def _warn_unfinished(stats: Any, quiet: bool) -> None:
@@ -722,6 +762,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from namesmith.namemodel import NameModel
+
+    model = NameModel.ensemble(args.models, out=args.out, combine=args.combine, overwrite=args.overwrite,
+                               device=args.device, data=args.data)
+    if args.json:
+        _print_json({"model_dir": args.out, **model.info()})
+        return 0
+    weights = model.meta["model_config"]["weights"]
+    print(f"combined {len(weights)} models ({args.combine}); saved to {args.out}")
+    for member, weight in zip(model.meta["members"], weights):
+        val = member["metrics"].get("val", {}).get("nll")
+        print(f"  weight {weight:7.3f}  {member['description']:<24} val {'n/a' if val is None else f'{val:.4f}'}"
+              f"  {member['directory'] or ''}")
+    print(_format_metrics(model.metrics))
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from namesmith.catalogue import list_datasets
 
@@ -737,8 +795,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data, "serve": cmd_serve, "train": cmd_train, "sample": cmd_sample, "score": cmd_score,
-            "eval": cmd_eval, "plot": cmd_plot, "report": cmd_report, "classify": cmd_classify}
+COMMANDS = {"data": cmd_data, "serve": cmd_serve, "train": cmd_train, "ensemble": cmd_ensemble, "sample": cmd_sample,
+            "score": cmd_score, "eval": cmd_eval, "plot": cmd_plot, "report": cmd_report, "classify": cmd_classify}
 
 
 def error_line(e: NamesmithError) -> str:

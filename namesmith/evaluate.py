@@ -78,6 +78,20 @@ def target_log_probs(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return torch.where(targets >= 0, logp, torch.zeros_like(logp))
 
 
+def position_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities (N, V) of every real target position of `encode_words` tensors, and the
+    targets (N,), on the CPU: what the combining weights of several models are fitted on."""
+    log_probs, targets = [], []
+    with eval_mode(model):
+        for chunk_log_probs, chunk_targets in chunked_log_probs(model, x, y):
+            mask = chunk_targets >= 0
+            log_probs.append(chunk_log_probs[mask].cpu())
+            targets.append(chunk_targets[mask].cpu())
+    if not log_probs:
+        return torch.zeros(0, model.vocab_size), torch.zeros(0, dtype=torch.long)
+    return torch.cat(log_probs), torch.cat(targets)
+
+
 def nll_sum(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
     """Summed NLL and number of target tokens of `encode_words` tensors (padding ignored), in eval mode.
 

@@ -24,6 +24,9 @@ constraints:
   "impossible". P is the sampling distribution itself (after temperature, top-k and top-p), so
   conditioning composes with them. (For that n-gram and `ends_with="ette"`, 59,498 (q, row)
   states are reachable and the tables take about half a second; then names cost microseconds.)
+- Guided sampling (namesmith.guided), for networks when the caller passes a `guide` (as
+  `NameModel` does) or `method="guided"`: the network's draws steered by an n-gram's exact
+  backward messages, every draw valid, importance weights corrected by rejection.
 - Rejection sampling for every other model (or `method="rejection"`, or when the exact tables
   would pass the limits below): draw batches with `namesmith.sample` (the prefix is still
   conditioned exactly), keep the names that pass, size the next batch from the acceptance rate.
@@ -81,19 +84,26 @@ MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: 
 MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float32), at most
 PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
 EXACT_BUILD_SHARE = 0.5  # of the time budget, that method "auto" may spend building exact tables
+GUIDE_BELOW = 0.05  # method "auto" guides a network when the n-gram gives valid names less probability than this
 MIN_BATCH = 256  # the first batch (names come out at once), and the least a filtering search draws
-BATCH_GROWTH = 4  # each batch may be this many times the previous one, up to the sampler's limit
+BATCH_GROWTH = 16  # each batch may be this many times the previous one, up to the sampler's limit (few
+# large batches: the model sampler shares the states of common prefixes, cheaper per name the more names share)
 DEFAULT_TRIES_PER_NAME = 100  # default max_tries: this many per requested name, plus MIN_TRIES
 MIN_TRIES = 100_000
-METHODS = ("auto", "exact", "rejection")
+METHODS = ("auto", "exact", "guided", "rejection")
+
+
+# What `iter_generate` calls to steer a model that is not a finite chain (namesmith.guided.Guide):
+# guide(vocab, config, max_len, seed, deadline) -> a sampler with `run` and `twist` (its ExactSampler).
+Guide = Callable[..., Any]
 
 
 class _OutOfTime(Exception):
     """The time budget ended (inside a table build or a regex match)."""
 
 
-class _NotExact(Exception):
-    """This model and these constraints cannot be conditioned exactly (the message says why)."""
+class NotAvailable(Exception):
+    """This sampling method is not available for this model and these constraints (the message says why)."""
 
 
 # --- the one generation config ------------------------------------------------------------------
@@ -243,6 +253,8 @@ class Generation:
     stop_reason: str | None = None  # None: every requested name was found; "max-tries", "time-budget", "closed"
     unfinished: int = 0  # draws that reached the length guard without ending (dropped, counted in tries)
     max_len: int | None = None  # the length guard in force (see `length_limit`)
+    particles: int = 0  # guided sampling: draws made (see namesmith.guided)
+    effective_sample_size: float | None = None  # guided sampling: Kish's ESS of their importance weights
 
     @property
     def complete(self) -> bool:
@@ -257,7 +269,10 @@ class Generation:
         (the CLI passes its flags)."""
         rate = "n/a" if self.acceptance is None else f"{100 * self.acceptance:.3g}%"
         text = (f"found {self.found} of {self.requested} names in {self.tries:,} tries "
-                f"({self.seconds:.2f} s, acceptance {rate}, {self.method} sampling)")
+                f"({self.seconds:.2f} s, acceptance {rate}, {self.method} sampling")
+        if self.effective_sample_size is not None:
+            text += f", effective sample size {self.effective_sample_size:,.0f} of {self.particles:,} particles"
+        text += ")"
         if self.stop_reason == "closed":
             text += "; stopped early by its caller"
         elif self.stop_reason:
@@ -277,7 +292,8 @@ class Generation:
         return {"requested": self.requested, "found": self.found, "tries": self.tries,
                 "acceptance": self.acceptance, "seconds": self.seconds, "method": self.method,
                 "complete": self.complete, "stop_reason": self.stop_reason, "unfinished": self.unfinished,
-                "max_len": self.max_len}
+                "max_len": self.max_len, "particles": self.particles,
+                "effective_sample_size": self.effective_sample_size}
 
 
 # --- the constraints as a finite automaton ----------------------------------------------------
@@ -451,15 +467,15 @@ class ExactSampler:
         self.p0 = len(prefix)
         room = max_len - self.p0
         if room < 0:
-            raise _NotExact("the prefix is longer than the longest name allowed")
+            raise NotAvailable("the prefix is longer than the longest name allowed")
         start = (automaton.start, chain.state_after(vocab.encode(prefix)))
         codes = reachable_states(chain, automaton, start, MAX_EXACT_CELLS // V)
         if codes is None:
-            raise _NotExact(f"more than {MAX_EXACT_CELLS // V:,} (constraint, model) states "
+            raise NotAvailable(f"more than {MAX_EXACT_CELLS // V:,} (constraint, model) states "
                             "(namesmith.generate.MAX_EXACT_CELLS)")
         N = len(codes)
         if (room + 2) * (N + 1) > MAX_EXACT_TABLE:
-            raise _NotExact(f"{N:,} states × {room + 1} lengths is more than {MAX_EXACT_TABLE:,} "
+            raise NotAvailable(f"{N:,} states × {room + 1} lengths is more than {MAX_EXACT_TABLE:,} "
                             "(namesmith.generate.MAX_EXACT_TABLE)")
         q_of, s_of = codes // S, codes % S
         nq, ns = automaton.delta[q_of], chain.next_state[s_of]  # (N, V)
@@ -543,12 +559,14 @@ class ExactCache:
     length limit, not on the seed or the number of names. Each use gets a shallow copy with its own
     random generator, so concurrent requests share only read-only tables. The `size` most recently
     used entries are kept; a model's answer "not exact here" is kept too. Only for models that no
-    longer change (a cache outliving training would serve stale tables).
+    longer change (a cache outliving training would serve stale tables). With `background`, tables a
+    request could not build within its budget are built in a daemon thread for the next requests
+    (for a long-running server; a short-lived process would only be slowed by it).
     """
 
-    def __init__(self, size: int = 8):
-        self.size = size
-        self._entries: dict[tuple, ExactSampler | _NotExact] = {}
+    def __init__(self, size: int = 8, background: bool = False):
+        self.size, self.background = size, background  # background: build tables a request gave up on
+        self._entries: dict[tuple, ExactSampler | NotAvailable] = {}
         self._building: set[tuple] = set()
         self._lock = threading.Lock()
 
@@ -557,14 +575,14 @@ class ExactCache:
         return (config.starts_with, config.ends_with, config.contains, config.excludes, config.min_len,
                 config.temperature, config.top_k, config.top_p, max_len)
 
-    def get(self, key: tuple) -> ExactSampler | _NotExact | None:
+    def get(self, key: tuple) -> ExactSampler | NotAvailable | None:
         with self._lock:
             entry = self._entries.pop(key, None)
             if entry is not None:
                 self._entries[key] = entry  # most recently used last
             return entry
 
-    def put(self, key: tuple, entry: ExactSampler | _NotExact) -> None:
+    def put(self, key: tuple, entry: ExactSampler | NotAvailable) -> None:
         with self._lock:
             self._entries[key] = entry
             self._building.discard(key)
@@ -580,8 +598,8 @@ class ExactCache:
 
         def work() -> None:
             try:
-                entry: ExactSampler | _NotExact = build()
-            except _NotExact as why:
+                entry: ExactSampler | NotAvailable = build()
+            except NotAvailable as why:
                 entry = why
             except Exception:  # noqa: BLE001 - a failed background build only means no cached tables
                 with self._lock:
@@ -600,29 +618,29 @@ def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_le
     if entry is None:
         try:
             entry = _build_exact_sampler(model, vocab, config, max_len, seed, deadline)
-        except _NotExact as why:
+        except NotAvailable as why:
             entry = why
         if cache is not None:
             cache.put(key, entry)
     elif isinstance(entry, ExactSampler):
         entry = copy.copy(entry)  # the tables are shared and read-only; the generator is this request's
         entry.generator = torch.Generator().manual_seed(seed)
-    if isinstance(entry, _NotExact):
+    if isinstance(entry, NotAvailable):
         raise entry
     return entry
 
 
 def _build_exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
                          deadline: float | None = None) -> ExactSampler:
-    """The exact sampler for this model and these constraints (`_NotExact` says why there is none;
+    """The exact sampler for this model and these constraints (`NotAvailable` says why there is none;
     `_OutOfTime` if the deadline passes while its tables are built)."""
     chain = markov_chain(model, vocab.size, config)
     if chain is None:
-        raise _NotExact(f"a {model.model_type} model is not a finite Markov chain with at most "
+        raise NotAvailable(f"a {model.model_type} model is not a finite Markov chain with at most "
                         f"{MAX_ENUMERATED_CONTEXTS:,} contexts")
     automaton = build_automaton(vocab, config)
     if automaton is None:
-        raise _NotExact(f"the constraints need more than {MAX_AUTOMATON_STATES:,} automaton states")
+        raise NotAvailable(f"the constraints need more than {MAX_AUTOMATON_STATES:,} automaton states")
     return ExactSampler(chain, automaton, vocab, config.starts_with, max(config.min_len or 0, 1), max_len, seed,
                         deadline)
 
@@ -720,19 +738,21 @@ class GenerationStream:
 
 def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
                   max_word_length: int, known_words: Collection[str] | None = None,
-                  cache: ExactCache | None = None) -> GenerationStream:
+                  cache: ExactCache | None = None, guide: Guide | None = None) -> GenerationStream:
     """Generate `config.num` names satisfying every constraint, yielded as they are found.
 
     `max_word_length` is the longest training name (the default length guard is twice that);
     `known_words` are the training data's words (all splits), needed for `novel`; `cache` keeps
-    exact samplers' tables for later calls on the same (trained, unchanging) model.
+    exact samplers' tables for later calls on the same (trained, unchanging) model. `guide` steers
+    a model that is not a finite chain (`namesmith.guided.Guide`): with it, method "auto" uses
+    guided sampling where exact conditioning is not available, and "guided" asks for it.
 
     The contract, for the CLI and other streaming callers:
     - Everything that can be refused before sampling is refused here, before the first name:
       a `ConfigError` (its `field` the parameter) for characters outside the vocabulary, `novel`
       without `known_words`, lengths the guard makes impossible, constraints of probability 0
-      under an exactly conditioned model, or `method="exact"` where it is not available. Exact
-      tables are built here too (within the time budget).
+      under an exactly conditioned model, or `method="exact"` (or "guided") where it is not
+      available. Exact tables (and a guide's twist tables) are built here too (within the time budget).
     - Iterating yields non-empty lists of names, in order, as each batch is examined: the first
       batch is small (`MIN_BATCH` draws), later ones grow up to the sampler's limit, so the first
       names come at once and memory is bounded by a batch (`namesmith.sample.CHUNK` names,
@@ -762,6 +782,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
     seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, ()).item())
     gen = Generation([], config.num, method="plain", max_len=max_len)
     run: Callable[[int, float | None], Batch | None] | None = None
+    exact_too_slow = False
     if config.method == "exact" or (config.method == "auto" and config.structural):
         # "auto" spends at most half the budget building exact tables, then samples by rejection in the rest
         # (with a cache, the tables go on being built in the background for the next request)
@@ -774,16 +795,37 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
                 raise ConfigError("no name satisfies these constraints with non-zero probability under this model "
                                   "(at this temperature, top-k and top-p)")
             run, gen.method = exact.run, "exact"
-        except _NotExact as why:
+        except NotAvailable as why:
             if config.method == "exact":
                 raise ConfigError(f"method 'exact' is not available here: {why}; use 'auto' or 'rejection'",
                                   field="method") from None
         except _OutOfTime:
+            exact_too_slow = True  # a finite chain after all: rejection, not guidance, for the rest of the budget
             if config.method == "exact":
                 gen.method, gen.stop_reason = "exact", "time-budget"
-            elif cache is not None:
+            elif cache is not None and cache.background:
                 cache.build_later(ExactCache.key(config, max_len),
                                   lambda: _build_exact_sampler(model, vocab, config, max_len, seed))
+    if run is None and gen.stop_reason is None and (config.method == "guided" or (
+            config.method == "auto" and config.structural and guide is not None and not exact_too_slow)):
+        if guide is None:
+            raise ConfigError("method 'guided' needs an n-gram to steer by (the model's training words or an n-gram "
+                              "inside it); use 'auto' or 'rejection'", field="method")
+        try:
+            with _eval_mode(model):
+                guided = guide(vocab, config, max_len, seed, deadline)
+            if guided.twist.log_p_valid == -math.inf:
+                raise ConfigError("no name satisfies these constraints (within the length limits)")
+            # rejection keeps about P(valid) of its draws; guided sampling about as many whatever P(valid) is
+            # (namesmith.guided): "auto" guides only constraints the n-gram finds rare
+            if config.method == "guided" or guided.twist.log_p_valid < math.log(GUIDE_BELOW):
+                run, gen.method, gen.effective_sample_size = guided.run, "guided", 0.0
+        except NotAvailable as why:
+            if config.method == "guided":
+                raise ConfigError(f"method 'guided' is not available here: {why}; use 'auto' or 'rejection'",
+                                  field="method") from None
+        except _OutOfTime:
+            gen.method, gen.stop_reason = "guided", "time-budget"
     if run is None and gen.stop_reason is None:
         run = plain_sampler(model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed,
                             **config.decoding).run
@@ -843,7 +885,10 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
             if examined < len(drawn.names):
                 draws = int(np.flatnonzero(drawn.finished)[examined - 1]) + 1 if examined else 0
             gen.tries += draws
-            gen.unfinished += draws - examined
+            gen.unfinished += draws - examined - (0 if drawn.rejected is None else int(drawn.rejected[:draws].sum()))
+            if drawn.effective_sample_size is not None:  # a weighted sampler: its draws and their worth
+                gen.particles += len(drawn.finished)
+                gen.effective_sample_size += drawn.effective_sample_size
             gen.found += len(names)
             gen.seconds = time.perf_counter() - start_time
             if names:
@@ -860,11 +905,11 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
 
 def generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
              max_word_length: int, known_words: Collection[str] | None = None,
-             cache: ExactCache | None = None) -> Generation:
+             cache: ExactCache | None = None, guide: Guide | None = None) -> Generation:
     """Draw `config.num` names that satisfy every constraint, within the budget (all at once;
     see `iter_generate` for the streamed form and the arguments)."""
     stream = iter_generate(model, vocab, config, max_word_length=max_word_length, known_words=known_words,
-                           cache=cache)
+                           cache=cache, guide=guide)
     names = [name for batch in stream for name in batch]
     stream.generation.names = names
     return stream.generation

@@ -11,6 +11,7 @@ rule — the length guard, how novelty is checked, which split is evaluated — 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,35 +19,41 @@ from typing import Any
 
 import torch
 
+from namesmith.adapt import open_word_log_probs
 from namesmith.casing import fold, folds, restore
-from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, read_meta, save_checkpoint
+from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, model_record, read_meta, save_checkpoint
 from namesmith.classify import classify
 from namesmith.conditional import Where, where_key
 from namesmith.config import TrainConfig
 from namesmith.counting import count_pairs
-from namesmith.data import BUILTIN, Corpus, DataConfig, Split
+from namesmith.data import BUILTIN, Corpus, DataConfig, Split, check_words
 from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
-from namesmith.evaluate import evaluate, evaluate_streamed
+from namesmith.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
 from namesmith.generate import (
     ExactCache,
     GenerateConfig,
     Generation,
     GenerationStream,
     KnownWords,
+    NotAvailable,
     NoveltySummary,
     generate,
     iter_generate,
     novelty_summary,
 )
+from namesmith.guided import Guide, find_twist, fit_twist
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.labelled import LabelledCorpus
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
+from namesmith.models.ensemble import build_ensemble
+from namesmith.models.ngram import NGram
 from namesmith.report import Transition, strongest_transitions
-from namesmith.score import NameScore, reference_scores, score_names
+from namesmith.score import NameScore, percentile, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
-from namesmith.train import corpus_for_checkpoint, evaluate_corpus, train
+from namesmith.train import adapt_words, corpus_for_checkpoint, evaluate_corpus, train
+from namesmith.version import __version__
 from namesmith.vocab import Vocab
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
@@ -123,6 +130,31 @@ def split_options(model_type: str, options: dict[str, Any]) -> tuple[dict[str, A
     return data, training, model
 
 
+def describe(model_type: str, config: dict[str, Any]) -> str:
+    """'lstm', 'lstm + 6-gram' (a network combined with an n-gram) or 'ensemble of [lstm, ...]'."""
+    if model_type == "ngram-mix":
+        return f"{config['model_type']} + {config['ngram'].get('order', '?')}-gram"
+    if model_type == "ensemble":
+        return f"ensemble of [{', '.join(describe(m['model_type'], m['model']) for m in config['members'])}]"
+    return model_type
+
+
+# What ensemble members must agree on: the words they learned and how they were split.
+_SAME_DATA = ("sha256", "words_sha256", "split_seed", "split", "casing")
+
+
+def _check_same_data(first: NameModel, other: NameModel, position: int) -> None:
+    name = lambda m, i: str(m.directory) if m.directory is not None else f"model {i}"
+    if other.vocab != first.vocab:
+        raise ConfigError(f"models: {name(other, position)} has another vocabulary than {name(first, 1)}; "
+                          "ensemble members must share one", field="models")
+    for key in _SAME_DATA:
+        if other.meta["data"].get(key) != first.meta["data"].get(key):
+            raise ConfigError(f"models: {name(other, position)} was trained on other data than {name(first, 1)} "
+                              f"({key} differs); ensemble members must share their training data and split",
+                              field="models")
+
+
 class NameModel:
     """A trained model with its vocabulary and everything recorded about it."""
 
@@ -137,12 +169,15 @@ class NameModel:
         self._reference: dict[tuple, Any] = {}  # per `where`: sorted NLL per character of the training words
         self._known: KnownWords | None = None  # the training words as sets, for novelty
         self._exact: dict[tuple, ExactCache] = {}  # per `where`: exact samplers' tables, reused by later requests
+        self.background_tables = False  # a server sets this: tables a request gave up on are built for the next
+        self._twist: NGram | None = None  # the n-gram that steers guided sampling (see `_guide`)
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
     def train(cls, data: str | Path = BUILTIN, model: str = "ngram", *, words: Sequence[str] | None = None,
               out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
               callback: TrainCallback | None = None, stream: bool | None = None, workers: int = 1,
+              prior: str | Path = "auto",
               **options: Any) -> NameModel:
         """Train a `model` on the word list `data` ("builtin" or a path), or on `words`, and save it to `out`.
 
@@ -152,14 +187,33 @@ class NameModel:
         refused unless `overwrite`. `callback(step, total, metrics)` returning True stops training
         cleanly (the result is then resumable). `stream` counts a word-list file in blocks instead of
         loading it (bigram models and the n-gram; by default for files of 256 MB or more), in `workers`
-        processes.
+        processes. `prior`: "auto" adapts the catalogue's prior to a list of fewer than 1,000 training
+        names (ngram, sparse-ngram, gru), "none" never, a model directory always (see namesmith.adapt).
         """
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
                                    words=words, out=out, resume=resume,
-                                   overwrite=overwrite, callback=callback, stream=stream, workers=workers)
+                                   overwrite=overwrite, callback=callback, stream=stream, workers=workers,
+                                   prior=prior)
         return cls._from(checkpoint, corpus=corpus, directory=out)
+
+    def adapt(self, words: Sequence[str], *, order: int | None = None, seed: int = 1337,
+              out: str | Path | None = None, overwrite: bool = False) -> NameModel:
+        """A new model of names like `words`, with this one as the background ("more like these").
+
+        An n-gram or bigram model gives an n-gram of `words` over it (order `order`, default 6), its
+        weights chosen by cross-validation on `words`; an rnn, gru or lstm is fine-tuned on them for
+        a number of steps chosen by cross-validation (namesmith.adapt). Every word is for training;
+        `novel` then means "none of `words`". Saved to `out` if given (another model there needs
+        `overwrite`).
+        """
+        words = check_words(words, "words")
+        if out is not None and (Path(out) / META_FILE).exists() and not overwrite:
+            raise ConfigError(f"{out}: already holds a trained model; pass overwrite=True to replace it", field="out")
+        checkpoint, corpus = adapt_words(Checkpoint(self.model, self.vocab, self.meta), self._prepare(words),
+                                         self.casing, {} if order is None else {"order": order}, seed=seed, out=out)
+        return type(self)._from(checkpoint, corpus=corpus, directory=out)
 
     @classmethod
     def load(cls, directory: str | Path, *, device: str = "cpu", data: str | None = None) -> NameModel:
@@ -172,6 +226,36 @@ class NameModel:
     @classmethod
     def _from(cls, checkpoint: Checkpoint, **kwargs: Any) -> NameModel:
         return cls(checkpoint.model, checkpoint.vocab, checkpoint.meta, **kwargs)
+
+    @classmethod
+    def ensemble(cls, models: Sequence[NameModel | str | Path], *, out: str | Path | None = None,
+                 combine: str = "product", overwrite: bool = False, device: str = "cpu",
+                 data: str | None = None) -> NameModel:
+        """Trained models (objects or directories) combined into one, saved to `out` if given.
+
+        The members must share their vocabulary, training data and split; the weights are fitted
+        on that split's validation words (see namesmith.models.ensemble; `combine` is "product"
+        or "mixture"). `data`: the training word list, if it moved since training.
+        """
+        members = [m if isinstance(m, NameModel) else cls.load(m, device=device, data=data) for m in models]
+        if len(members) < 2:
+            raise ConfigError("models: an ensemble needs at least two trained models", field="models")
+        first = members[0]
+        for i, other in enumerate(members[1:], 2):
+            _check_same_data(first, other, i)
+        corpus = first.corpus
+        combined = build_ensemble([m.model.to(first.model.device) for m in members], corpus, combine)
+        meta = {"namesmith_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "data": first.meta["data"], **model_record(combined, first.vocab),
+                "members": [{"directory": None if m.directory is None else str(m.directory.resolve()),
+                             "description": m.describe(), "metrics": m.metrics} for m in members],
+                "parameters": sum(p.numel() for p in combined.parameters()),
+                "metrics": evaluate_splits(combined, corpus)}
+        result = cls(combined, first.vocab, meta, corpus=corpus, data=first._data_path)
+        if out is not None:
+            result.save(out, overwrite=overwrite)
+            result.directory = Path(out)
+        return result
 
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model directory atomically; a directory holding another model needs `overwrite`."""
@@ -209,9 +293,16 @@ class NameModel:
         return self.meta["data"]["max_word_length"]
 
     def describe(self) -> str:
-        """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, '... | sex, decade' when conditioned."""
+        """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, 'ensemble of [...]',
+        'sparse-ngram adapted to 30 names' (namesmith.adapt), and '... | sex, decade' when conditioned."""
         config = self.meta["model_config"]
         kind = self.model_type
+        if kind == "ensemble":
+            return describe(kind, config)
+        if "adaptation" in self.meta:
+            n_words = self.meta["data"].get("n_words", {})
+            count = n_words.get("train", "?") if isinstance(n_words, dict) else n_words
+            return f"{kind} adapted to {count} names"
         if kind == "ngram-mix":
             ngram = config["ngram"].get("model", config["ngram"])  # a conditional n-gram nests its config
             inner = config["model"].get("model_type") if self.model.labels else config["model_type"]
@@ -228,7 +319,8 @@ class NameModel:
     def info(self) -> dict[str, Any]:
         """What the model is, what it was trained on, and how well it does (JSON-able)."""
         keys = ("namesmith_version", "created", "model_config", "data", "parameters", "metrics",
-                "metrics_without_ngram", "resolved_train_config", "complete")
+                "metrics_without_ngram", "members", "resolved_train_config", "complete", "adaptation",
+                "open_vocabulary")
         history = self.history
         return {"model_type": self.model_type, "description": self.describe(), "labels": self.labels,
                 **{k: self.meta[k] for k in keys if k in self.meta},
@@ -275,6 +367,22 @@ class NameModel:
             raise ConfigError(f"novel needs the training word list: {why}", field="novel")
         return config, split, why, None if split is None else self._known_words()
 
+    def _guide(self, model: CharModel) -> Guide:
+        """Guided sampling of `model` (this model, or its plain model of a condition) steered by an n-gram
+        (namesmith.guided): the model's own, else one counted on its training words the first time it is
+        needed (and kept)."""
+        def twist() -> NGram:
+            if self._twist is None:
+                self._twist = find_twist(self.model)
+            if self._twist is None:
+                split, why = self.training_split()
+                if split is None:
+                    raise NotAvailable(f"no n-gram to steer by: the model holds none and {why}")
+                self._twist = fit_twist(self.corpus)
+            return self._twist
+
+        return Guide(model, twist)
+
     def _printed(self, names: list[str]) -> list[str]:
         """Model-space names in the casing the list uses."""
         casing = self.casing
@@ -300,14 +408,14 @@ class NameModel:
             time_budget=time_budget, method=method)
         model, cache = self._conditioned(where, guidance)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
-                         known_words=None if known is None else known.all, cache=cache)
+                         known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
         return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
     def _conditioned(self, where: Where | None, guidance: float = 0.0) -> tuple[CharModel, ExactCache]:
         """The plain model of `where` (the model itself without conditions), guided, and its exact tables' cache."""
         model = self.model.given(where, guidance)
         key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
-        return model, self._exact.setdefault((key, float(guidance)), ExactCache())
+        return model, self._exact.setdefault((key, float(guidance)), ExactCache(background=self.background_tables))
 
     def iter_generate(self, n: int = 20, *, where: Where | None = None, guidance: float = 0.0,
                       **options: Any) -> NameStream:
@@ -317,7 +425,8 @@ class NameModel:
         config, split, why, known = self._generation(n, **options)
         model, cache = self._conditioned(where, guidance)
         stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
-                               known_words=None if known is None else known.all, cache=cache)
+                               known_words=None if known is None else known.all, cache=cache,
+                               guide=self._guide(model))
         return NameStream(stream, self._printed, known, why)
 
     # --- scoring and evaluating --------------------------------------------------------------------
@@ -347,8 +456,21 @@ class NameModel:
             split, _ = self.training_split()
             if split is not None:
                 self._reference[key] = reference_scores(model, self._reference_words(where), self.vocab)
-        scores = score_names(model, self.vocab, self._prepare(names), self._reference.get(key))
+        prepared = self._prepare(names)
+        reference = self._reference.get(key)
+        scores = score_names(model, self.vocab, prepared, reference)
+        if self.open_vocabulary:  # characters outside the vocabulary get the fallback of namesmith.adapt
+            unknown = [i for i, name in enumerate(prepared) if name and self.vocab.unknown_chars(name)]
+            log_probs = open_word_log_probs(model, [prepared[i] for i in unknown], self.vocab)
+            for i, lp in zip(unknown, log_probs.tolist()):
+                scores[i] = NameScore(prepared[i], lp, -lp / (len(prepared[i]) + 1),
+                                      percentile(reference, -lp / (len(prepared[i]) + 1)))
         return [dataclasses.replace(score, name=name) for score, name in zip(scores, names)]
+
+    @property
+    def open_vocabulary(self) -> bool:
+        """Whether names with characters outside the vocabulary are scored (adapted models: namesmith.adapt)."""
+        return "open_vocabulary" in self.meta
 
     def _reference_words(self, where: Where | None) -> list[str]:
         """The training names of the labels `where` asks for (all of them without `where`)."""
@@ -391,6 +513,11 @@ class NameModel:
         if words is not None:
             words = self._prepare(words)
             unknown = sorted({c for w in words for c in self.vocab.unknown_chars(w)})
+            if self.open_vocabulary:  # unknown characters cost the fallback of namesmith.adapt
+                n_chars = sum(len(w) + 1 for w in words)
+                total = open_word_log_probs(self.model, words, self.vocab).sum().item()
+                result = Evaluation(-total / n_chars if words else None, len(words), n_chars).to_dict()
+                return {"all": {**result, "unknown_chars": sum(c not in self.vocab.stoi for w in words for c in w)}}
             if unknown:
                 raise DataError(f"{data or 'words'}: characters {''.join(unknown)!r} are not in the model's vocabulary")
             return {"all": evaluate(self.model, words, self.vocab).to_dict()}

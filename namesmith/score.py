@@ -50,6 +50,14 @@ def reference_scores(model: CharModel, words: Sequence[str], vocab: Vocab) -> np
     return np.sort(nll_per_char(model, usable, vocab))
 
 
+def percentile(reference: np.ndarray | None, nll: float) -> float | None:
+    """% of the reference NLLs per character (sorted) at least `nll`: how many training names are at
+    most as name-like; None without a reference."""
+    if reference is None or not len(reference):
+        return None
+    return 100.0 * (len(reference) - np.searchsorted(reference, nll, side="left")) / len(reference)
+
+
 def score_names(model: CharModel, vocab: Vocab, names: Sequence[str],
                 reference: np.ndarray | None = None) -> list[NameScore]:
     """Score each name; names the model cannot read get an `error` instead of a crash.
@@ -69,10 +77,7 @@ def score_names(model: CharModel, vocab: Vocab, names: Sequence[str],
     for i, lp in zip(good, log_probs):
         lp = float(lp)
         nll = -lp / (len(names[i]) + 1)
-        pct = None
-        if reference is not None and len(reference):
-            pct = 100.0 * (len(reference) - np.searchsorted(reference, nll, side="left")) / len(reference)
-        scores[i] = NameScore(names[i], lp, nll, pct)
+        scores[i] = NameScore(names[i], lp, nll, percentile(reference, nll))
     return [scores.get(i) or NameScore(names[i], error=problems[i]) for i in range(len(names))]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from namesmith.adapt import UNKNOWN_CHAR_LOG_PROB, adapt, adapted_vocab, choose_background, describe_background
 from namesmith.casing import folds
 from namesmith.checkpoint import (
     META_FILE,
@@ -60,8 +61,9 @@ from namesmith.version import __version__
 
 log = logging.getLogger("namesmith")
 
-GIVEN_WORDS = "<words given in Python>"  # the data path recorded for NameModel.train(words=...)
 STREAM_THRESHOLD = 256 << 20  # files at least this large are streamed (to models that are `streamable`)
+GIVEN_WORDS = "<words>"  # the data path recorded for words given in Python
+INLINE_WORDS = 10_000  # such word lists up to this long are kept in the model directory
 
 
 def resolve_train_config(model: CharModel, config: TrainConfig) -> TrainConfig:
@@ -166,12 +168,19 @@ def fit_model(model: CharModel, corpus: Corpus, config: TrainConfig, callback: T
     return model.fit(corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
 
 
-def data_record(config: DataConfig, corpus: Corpus, casing: str) -> dict[str, Any]:
-    """What the checkpoint says about the data: enough to find and verify it again."""
+def data_record(config: DataConfig, corpus: Corpus, casing: str, given: list[str] | None = None) -> dict[str, Any]:
+    """What the checkpoint says about the data: enough to find and verify it again.
+
+    Words `given` in Python (not read from `config.path`) are recorded as such ("<words>", their
+    sha256), and kept in the record when there are at most INLINE_WORDS of them, so novelty and
+    percentiles work after loading (a small list, the usual case for adaptation, costs little).
+    """
     path = config.path if is_catalogue(config.path) else str(Path(config.path).resolve())
+    inline = {"words": given} if given is not None and len(given) <= INLINE_WORDS else {}
     return {
-        "path": path,
-        "sha256": source_fingerprint(config.path),
+        "path": GIVEN_WORDS if given is not None else path,
+        "sha256": words_fingerprint(given) if given is not None else source_fingerprint(config.path),
+        **inline,
         "case": config.case,
         "casing": casing,  # see namesmith.casing: how names were learned and are printed
         "lowercase": folds(casing),  # names were lowercased for the model
@@ -188,12 +197,15 @@ def data_record(config: DataConfig, corpus: Corpus, casing: str) -> dict[str, An
     }
 
 
-def _request(model_type: str, data: DataConfig, train_config: TrainConfig, model_config: dict[str, Any] | None
-             ) -> dict[str, Any]:
+def _request(model_type: str, data: DataConfig, train_config: TrainConfig, model_config: dict[str, Any] | None,
+             prior: str | Path | None = "auto") -> dict[str, Any]:
     """What was asked for: a retrain with the same request may replace its own model directory."""
-    return {"model_type": model_type, "model_options": dict(sorted((model_config or {}).items())),
-            "train_config": train_config.to_dict(), "data_sha256": source_fingerprint(data.path),
-            "data": {k: v for k, v in dataclasses.asdict(data).items() if k != "path"}}
+    request = {"model_type": model_type, "model_options": dict(sorted((model_config or {}).items())),
+               "train_config": train_config.to_dict(), "data_sha256": source_fingerprint(data.path),
+               "data": {k: v for k, v in dataclasses.asdict(data).items() if k != "path"}}
+    if str(prior) != "auto":  # the default is left out: requests recorded before priors existed still match
+        request["prior"] = str(prior)
+    return request
 
 
 def check_overwrite(out: str | Path, request: dict[str, Any], overwrite: bool) -> None:
@@ -343,6 +355,7 @@ def train(
     callback: TrainCallback | None = None,
     stream: bool | None = None,
     workers: int = 1,
+    prior: str | Path | None = "auto",
 ) -> tuple[Checkpoint, Corpus | None]:
     """Train `model_type` on `words` (or the word list `data` names) and save it to `out`.
 
@@ -351,14 +364,15 @@ def train(
     `out` (same data, same model). `stream`: count the file in blocks instead of loading it (models
     that learn from counts: bigram models and the n-gram); None streams files of at least
     STREAM_THRESHOLD bytes; `workers` processes count a streamed file in shards. An `out` holding
-    a different trained model is refused unless `overwrite`.
+    a different trained model is refused unless `overwrite`. `prior`: "auto" adapts a prior to a
+    short list, "none" never does, a model directory is the prior (namesmith.adapt).
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
     device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
     if not (isinstance(workers, int) and workers >= 1):
         raise ConfigError(f"workers must be an integer of at least 1, got {workers!r}", field="workers")
-    request = _request(model_type, data, train_config, model_config) if words is None else None
+    request = _request(model_type, data, train_config, model_config, prior) if words is None else None
     if out is not None and not resume:
         check_overwrite(out, request, overwrite)
     if words is None and not resume and should_stream(model_type, data, stream):
@@ -370,15 +384,22 @@ def train(
     world = setup_distributed(device) if model_class(model_type).neural else None
     device = device if world is None else world.device
     writes = out is not None and (world is None or world.is_main)  # rank 0 alone writes the model directory
+    given = words is not None
     if words is None:
         corpus, casing = read_corpus(data)
     else:
         words, casing = prepare_words(check_words(words), data)
         corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)
+    background = None if resume else choose_background(prior, model_type, len(corpus.split.train), device=device)
+    if background is not None:
+        record = data_record(data, corpus, casing, words if given else None)
+        return train_adapted(background, corpus, record, train_config, model_config, out=out, callback=callback,
+                             request=request or {}, prior=prior)
     resume_state = None
     if resume:
-        model, train_config, resume_state = _resumable(out, model_type, data, corpus, casing, train_config)
+        model, train_config, resume_state = _resumable(out, model_type, data, corpus, casing, train_config,
+                                                       words if given else None)
     else:
         model = condition_model(build_model(model_type, corpus.vocab.size, model_config, corpus), corpus,
                                 train_config)
@@ -388,10 +409,8 @@ def train(
         check_writable(out)  # now, not after training
     model.to(device).train()
     config = resolve_train_config(model, train_config)
-    record = data_record(data, corpus, casing)
-    if request is None:  # words given in Python, not read from `data.path`
-        record.update(path=GIVEN_WORDS, sha256=record["words_sha256"])
-    meta = _base_meta(record, train_config, config, model, request or {})
+    meta = _base_meta(data_record(data, corpus, casing, words if given else None), train_config, config, model,
+                      request or {})
     last_state: dict[str, Any] = {}
 
     def on_checkpoint(state: dict[str, Any]) -> None:
@@ -417,8 +436,47 @@ def train(
     return Checkpoint(model, corpus.vocab, meta), corpus
 
 
+def train_adapted(background: Checkpoint, corpus: Corpus, record: dict[str, Any], train_config: TrainConfig,
+                  model_config: dict[str, Any] | None, *, out: str | Path | None = None,
+                  callback: TrainCallback | None = None, request: dict[str, Any] | None = None,
+                  prior: str | Path | None = None) -> tuple[Checkpoint, Corpus]:
+    """A model of the corpus' training words adapted from `background` (namesmith.adapt), evaluated
+    on its split and saved like any other; `record` is its data record. Not resumable: the n-gram
+    is closed-form and fine-tuning on a short list takes seconds."""
+    words = [w for part in corpus.split.parts().values() for w in part]
+    corpus = Corpus(corpus.split, adapted_vocab(words, background.vocab))
+    if out is not None:
+        check_writable(out)
+
+    def progress(step: int, loss: float) -> None:
+        if callback:
+            callback(step, step, {"loss": loss})
+
+    start = time.perf_counter()
+    model, adaptation = adapt(corpus.split.train, corpus.vocab, background, model_config or {},
+                              seed=train_config.seed, callback=progress)
+    adaptation["prior"] = describe_background(background, prior)
+    history = TrainHistory(steps=adaptation.get("steps", 1), seconds=time.perf_counter() - start)
+    meta = _base_meta(record, train_config, train_config, model, request or {})
+    meta.update(model_record(model, corpus.vocab), metrics=evaluate_splits(model, corpus), history=history.to_dict(),
+                complete=True, adaptation=adaptation, open_vocabulary={"unknown_char_log_prob": UNKNOWN_CHAR_LOG_PROB})
+    if out is not None:
+        save_checkpoint(out, model, corpus.vocab, meta)
+    return Checkpoint(model, corpus.vocab, meta), corpus
+
+
+def adapt_words(background: Checkpoint, words: list[str], casing: str, model_config: dict[str, Any] | None = None,
+                *, seed: int = 1337, out: str | Path | None = None) -> tuple[Checkpoint, Corpus]:
+    """A model of `words` (as the background reads them: `casing`) adapted from a trained model, all
+    of them for training ("more like these": namesmith.namemodel.NameModel.adapt)."""
+    words = check_words(words)
+    corpus = Corpus.from_words(words, split=False)
+    record = data_record(DataConfig(split=False), corpus, casing, words)
+    return train_adapted(background, corpus, record, TrainConfig(seed=seed), model_config, out=out)
+
+
 def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus: Corpus, casing: str,
-               train_config: TrainConfig) -> tuple[CharModel, TrainConfig, dict[str, Any]]:
+               train_config: TrainConfig, given: list[str] | None) -> tuple[CharModel, TrainConfig, dict[str, Any]]:
     """The model, recorded training config and training state of the interrupted run in `out`."""
     if out is None:
         raise ConfigError("resume needs out, the model directory of the interrupted run", field="resume")
@@ -431,8 +489,9 @@ def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus
     if saved_type != model_type:
         raise ConfigError(f"resume: {out} holds a {saved_type} model, not {model_type}", field="model")
     recorded = saved.meta["data"].get("words_sha256")
-    if (saved.meta["data"]["sha256"] != source_fingerprint(data.path) or saved.vocab != corpus.vocab
-            or recorded not in (None, data_record(data, corpus, casing)["words_sha256"])):
+    expected = data_record(data, corpus, casing, given)
+    if (saved.meta["data"]["sha256"] != expected["sha256"] or saved.vocab != corpus.vocab
+            or recorded not in (None, expected["words_sha256"])):
         raise ConfigError(f"resume: the data differs from the data {out} was trained on", field="data")
     try:
         config = TrainConfig(**{**saved.meta.get("train_config", {}), "device": train_config.device})
@@ -464,10 +523,15 @@ def corpus_for_checkpoint(meta: dict[str, Any], vocab: Any, path: str | None = N
 def words_for_checkpoint(meta: dict[str, Any], path: str | None = None) -> list[str]:
     """Re-read the word list a checkpoint was trained on, checking its fingerprint."""
     record = meta["data"]
+    if path is None and isinstance(record.get("words"), list) and all(isinstance(w, str) for w in record["words"]):
+        return list(record["words"])  # given in Python and kept in the model directory
     if record["path"] == GIVEN_WORDS and path is None:
-        raise NamesmithError("the model was trained on words given in Python, not on a file: pass data= a file of "
-                             "those words for novelty and percentiles")
+        raise NamesmithError("the model was trained on words given in Python (too many to keep in the model "
+                             "directory): pass data= a file of those words for novelty and percentiles")
     source = path or record["path"]
+    if source == GIVEN_WORDS:
+        raise NamesmithError(f"the model was trained on words given in Python (more than {INLINE_WORDS:,}, so not "
+                             "kept in its directory); pass data= a file holding them")
     config = DataConfig(path=source, case=record.get("case") or ("lower" if record["lowercase"] else "exact"),
                         encoding=record["encoding"],
                         max_line_length=record["max_line_length"], dedupe=record["dedupe"],

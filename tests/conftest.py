@@ -1,5 +1,7 @@
 """Shared test fixtures."""
 
+import os
+
 import pytest
 import torch
 
@@ -11,3 +13,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prior_cache(tmp_path_factory):
+    """Priors (namesmith.prior) are built into a temporary cache, shared by the session (and by the
+    CLI runs it starts), never into the user's ~/.cache."""
+    previous = os.environ.get("NAMESMITH_CACHE")
+    os.environ["NAMESMITH_CACHE"] = str(tmp_path_factory.mktemp("namesmith-cache"))
+    yield os.environ["NAMESMITH_CACHE"]
+    if previous is None:
+        os.environ.pop("NAMESMITH_CACHE", None)
+    else:
+        os.environ["NAMESMITH_CACHE"] = previous

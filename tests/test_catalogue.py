@@ -23,7 +23,7 @@ from namesmith.tables import parse_table, split_by_name
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = ROOT / "namesmith" / "catalogue"
-SHIPPED = ("us", "israel", "world")
+SHIPPED = ("us", "israel", "world", "surnames")
 
 
 def data_card() -> dict[str, dict]:
@@ -40,8 +40,9 @@ def data_card() -> dict[str, dict]:
 
 
 def test_registry_and_unknown_name():
-    assert sorted(DATASETS) == ["builtin", "israel", "us", "world"]
-    with pytest.raises(ConfigError, match=r"name: unknown data set 'usa' \(known: builtin, israel, us, world\)"):
+    assert sorted(DATASETS) == ["builtin", "israel", "surnames", "us", "world"]
+    with pytest.raises(ConfigError, match=r"name: unknown data set 'usa' \(known: builtin, israel, surnames, us, "
+                                          r"world\)"):
         load_dataset("usa")
 
 
@@ -64,6 +65,7 @@ def test_listing_matches_the_data_card_and_files():
     assert listing["israel"]["labels"]["sector"] == ["Christian-Arab", "Druze", "Jewish", "Muslim"]
     assert listing["world"]["labels"]["sex"] == ["F", "M", "unknown"] and listing["world"]["total_count"] is None
     assert len(listing["world"]["labels"]["locale"]) >= 80
+    assert set(listing["surnames"]["labels"]) == {"locale"} and listing["surnames"]["distinct_names"] > 20_000
     assert listing["builtin"]["labels"] == {"sex": ["F", "M"]}
     total = sum(DATASETS[n].path().stat().st_size for n in SHIPPED)
     assert total <= 10 * 1024 * 1024  # the package-data budget

@@ -317,7 +317,7 @@ def test_unwritable_out_fails_before_training(tmp_path, capsys):
     (tmp_path / "w.txt").write_text("\n".join(NAMES))
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    rc = cli.main(["train", "--data", str(tmp_path / "w.txt"), "--out", str(blocker / "sub")])
+    rc = cli.main(["train", "--data", str(tmp_path / "w.txt"), "--prior", "none", "--out", str(blocker / "sub")])
     err = capsys.readouterr().err
     assert rc == cli.EXIT_ERROR and "cannot write the model directory" in err and "Traceback" not in err
 

@@ -106,7 +106,7 @@ def test_heatmap_of_non_bigram_model_is_a_clear_error(tmp_path, capsys, word_fil
 
     assert "ngram" in MODEL_TYPES
     out = tmp_path / "m"
-    assert run(capsys, "train", "--data", word_file, "--model", "ngram", "--out", out)[0] == 0
+    assert run(capsys, "train", "--data", word_file, "--model", "ngram", "--prior", "none", "--out", out)[0] == 0
     code, _, err = run(capsys, "plot", "heatmap", "-m", out)
     assert code == 1 and "bigram table" in err
 

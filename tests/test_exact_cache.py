@@ -53,6 +53,7 @@ def test_tables_too_slow_for_the_budget_fall_back_to_rejection_and_are_built_for
 
     monkeypatch.setattr(generation, "_build_exact_sampler", slow)
     model = NameModel.train(model="ngram", words=WORDS, order=3)
+    model.background_tables = True  # as a server's models
     first = model.generate(10, ends_with="a", seed=1, time_budget=5.0)
     assert first.stats.method == "rejection" and first.complete and all(n.endswith("a") for n in first.names)
     for thread in [t for t in threading.enumerate() if t.name == "namesmith-exact-tables"]:

@@ -208,7 +208,7 @@ def test_rejection_path_for_a_non_markov_model_is_exact():
 
 
 def test_ngram_model_is_conditioned_exactly_too():
-    model_result = NameModel.train(model="ngram", words=TINY, order=3)
+    model_result = NameModel.train(model="ngram", words=TINY, order=3, prior="none")
     cfg = GenerateConfig(num=20_000, seed=2, ends_with="a", min_len=2, max_len=5)
     result = generate(model_result.model, model_result.vocab, cfg, max_word_length=5)
     assert result.method == "exact"
@@ -236,7 +236,7 @@ def test_ngram_model_is_conditioned_exactly_too():
     (dict(top_k=0), "top_k", "top_k must be at least 1"),
     (dict(top_p=1.5), "top_p", "top_p must be in (0, 1]"),
     (dict(time_budget=-1), "time_budget", "time_budget must be positive"),
-    (dict(method="fast"), "method", "method must be one of auto, exact, rejection"),
+    (dict(method="fast"), "method", "method must be one of auto, exact, guided, rejection"),
     (dict(novel=1), "novel", "novel must be true or false"),
 ])
 def test_impossible_constraints_are_config_errors(options, field, message):

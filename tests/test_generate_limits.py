@@ -277,7 +277,7 @@ def assert_matches_enumeration(names: list[str], model, vocab: Vocab, valid, max
 
 def test_a_long_context_ngram_is_exact_over_its_rows():
     """Order 9 on 3 letters: 4^8 = 65,536 contexts, too many to enumerate, but few stored rows."""
-    result = NameModel.train(model="ngram", words=TINY, order=9)
+    result = NameModel.train(model="ngram", words=TINY, order=9, prior="none")
     model, vocab = result.model, result.vocab
     chain = markov_chain(model, vocab.size, GenerateConfig())
     assert chain is not None and len(chain.probs) == len(model.context_keys) < vocab.size ** 8

@@ -64,6 +64,26 @@ def test_step_equals_forward(name):
     torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["rnn", "gru", "lstm"])
+def test_recurrent_step_in_blocks_of_rows_equals_forward(name, monkeypatch):
+    import namesmith.models.rnn as rnn
+
+    monkeypatch.setattr(rnn, "STEP_ROWS", 2)  # 5 rows: blocks of 2, 2 and 1
+    model = make(name).eval()
+    idx = sequences()
+    with torch.inference_mode():
+        full = model(idx)
+        state, steps = model.init_state(idx.shape[0]), []
+        for t in range(idx.shape[1]):
+            logits, state = model.step(state, idx[:, t])
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+    model.train()  # training mode (dropout between layers) steps through the torch module: the same numbers
+    with torch.no_grad():
+        logits, _ = model.step(model.init_state(5), idx[:, 0])
+    torch.testing.assert_close(logits, full[:, 0], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_select_state_keeps_rows(name):
     model = make(name).eval()

@@ -86,7 +86,8 @@ def test_fit_weights_finds_the_minimum():
 
 def test_checkpoint_round_trip_and_sampling(tmp_path):
     out = tmp_path / "m"
-    result = NameModel.train(model="gru", words=WORDS * 3, out=out, n_embd=8, n_hidden=16, **QUICK, ngram_mix=4)
+    result = NameModel.train(model="gru", words=WORDS * 3, out=out, n_embd=8, n_hidden=16, **QUICK, ngram_mix=4,
+                             prior="none")
     assert isinstance(result.model, NGramMix) and result.model_type == result.model.model_type == "ngram-mix"
     assert result.model.model.model_type == "gru" and result.model.config.model_type == "gru"
     assert result.describe() == "gru + 4-gram"
@@ -103,7 +104,7 @@ def test_checkpoint_round_trip_and_sampling(tmp_path):
     names = ["emma", "zoey", "bella"] + generated.names
     torch.testing.assert_close(word_log_probs(saved.model, names, saved.vocab),
                                word_log_probs(result.model, names, result.vocab))
-    alone = NameModel.train(model="gru", words=WORDS * 3, n_embd=8, n_hidden=16, **QUICK, ngram_mix=0)
+    alone = NameModel.train(model="gru", words=WORDS * 3, n_embd=8, n_hidden=16, **QUICK, ngram_mix=0, prior="none")
     assert not isinstance(alone.model, NGramMix) and "metrics_without_ngram" not in alone.meta
     assert alone.model_type == "gru" and alone.describe() == "gru"
 

@@ -17,6 +17,7 @@ TINY = {
     "bigram-counts": [],
     "bigram": ["--max-steps", "50"],
     "ngram": ["--order", "3"],
+    "sparse-ngram": ["--order", "3"],
     "mlp": [*NEURAL, "--n-embd", "8", "--n-hidden", "16", "--block-size", "3"],
     "wavenet": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
     "rnn": [*NEURAL, "--n-embd", "8", "--n-hidden", "16"],
@@ -25,10 +26,12 @@ TINY = {
     "transformer": [*NEURAL, "--n-layer", "1", "--n-head", "2", "--n-embd", "16"],
 }
 # wrappers are built from trained models: the n-gram mix by training a network with --ngram-mix, the
-# conditional models by training a count model or a network on a table with --condition
+# conditional models by training a count model or a network on a table with --condition, and the
+# ensemble by combining trained models with `namesmith ensemble`
 WRAPPERS = {"ngram-mix": ("gru", [*TINY["gru"][:-2], "--ngram-mix", "3", "--n-embd", "8", "--n-hidden", "16"]),
             "conditional-counts": ("ngram", [*TINY["ngram"], "--condition", "sex"]),
-            "conditional-network": ("gru", [*TINY["gru"], "--condition", "sex"])}
+            "conditional-network": ("gru", [*TINY["gru"], "--condition", "sex"]),
+            "ensemble": ("ensemble", ["gru", "ngram"])}
 ON_TABLE = {"conditional-counts", "conditional-network"}
 
 
@@ -65,8 +68,16 @@ def test_train_load_sample_score_eval_plot(one_thread, tmp_path, capsys, words_f
     model_type, options = WRAPPERS[name] if name in WRAPPERS else (name, TINY[name])
     out = str(tmp_path / "model")
     data = table_file if name in ON_TABLE else words_file
-    trained = run_json(capsys, ["train", "--model", model_type, "--data", str(data), "--out", out,
-                                "--samples", "3", "--seed", "1", *options])
+    if model_type == "ensemble":  # its members first, then the command that combines them
+        members = []
+        for member in options:
+            members += ["-m", str(tmp_path / member)]
+            assert main(["train", "--model", member, "--data", str(words_file), "--out", str(tmp_path / member),
+                         "--samples", "0", "--seed", "1", "-q", "--prior", "none", *TINY[member]]) == 0
+        trained = run_json(capsys, ["ensemble", *members, "--out", out])
+    else:
+        trained = run_json(capsys, ["train", "--model", model_type, "--data", str(data), "--out", out,
+                                    "--samples", "3", "--seed", "1", "--prior", "none", *options])
     loaded = NameModel.load(out)
     assert loaded.model_type == name and trained["metrics"] == loaded.metrics
     assert trained["metrics"]["test"]["nll"] == pytest.approx(loaded.evaluate()["test"]["nll"], rel=1e-5)

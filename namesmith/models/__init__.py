@@ -12,6 +12,7 @@ MODEL_TYPES: dict[str, tuple[str, str]] = {
     "bigram-counts": ("namesmith.models.bigram", "BigramCounts"),
     "bigram": ("namesmith.models.bigram", "BigramLinear"),
     "ngram": ("namesmith.models.ngram", "NGram"),
+    "sparse-ngram": ("namesmith.models.sparse_ngram", "SparseNGram"),
     "mlp": ("namesmith.models.mlp", "MLP"),
     "wavenet": ("namesmith.models.wavenet", "WaveNet"),
     "rnn": ("namesmith.models.rnn", "RNN"),
@@ -22,6 +23,7 @@ MODEL_TYPES: dict[str, tuple[str, str]] = {
     "ngram-mix": ("namesmith.models.ngram_mix", "NGramMix"),
     "conditional-counts": ("namesmith.models.conditional_counts", "ConditionalCounts"),
     "conditional-network": ("namesmith.models.conditional_network", "ConditionalNetwork"),
+    "ensemble": ("namesmith.models.ensemble", "Ensemble"),
 }
 
 

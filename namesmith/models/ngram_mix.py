@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError
-from namesmith.evaluate import chunked_log_probs, eval_mode
+from namesmith.evaluate import position_log_probs
 from namesmith.models import model_class
 from namesmith.models.base import CharModel, State
 from namesmith.models.ngram import NGram, NGramConfig
@@ -136,17 +136,6 @@ class NGramMix(CharModel):
         self.ngram.load_weights({k[len("ngram."):]: v for k, v in tensors.items() if k.startswith("ngram.")})
 
 
-def _validation_logprobs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Log-probabilities (N, V) of every real validation target position, and the targets (N,)."""
-    logprobs, targets = [], []
-    with eval_mode(model):
-        for chunk_logprobs, chunk_targets in chunked_log_probs(model, x, y):
-            mask = chunk_targets >= 0
-            logprobs.append(chunk_logprobs[mask].cpu())
-            targets.append(chunk_targets[mask].cpu())
-    return torch.cat(logprobs), torch.cat(targets)
-
-
 def fit_weights(model_logprobs: torch.Tensor, ngram_logprobs: torch.Tensor,
                 targets: torch.Tensor) -> tuple[float, float]:
     """The (a, b) minimising the NLL of targets under the product (convex: L-BFGS finds it)."""
@@ -180,8 +169,8 @@ def mix_with_ngram(model: CharModel, corpus: Any, order: int, ngram: CharModel |
     if ngram is None:
         ngram = NGram(model.vocab_size, NGramConfig(order=order)).to(model.device)
         ngram.fit(corpus, TrainConfig())  # counting: no training options apply
-    model_logprobs, targets = _validation_logprobs(model, x_val, y_val)
-    ngram_logprobs, _ = _validation_logprobs(ngram, x_val, y_val)
+    model_logprobs, targets = position_log_probs(model, x_val, y_val)
+    ngram_logprobs, _ = position_log_probs(ngram, x_val, y_val)
     a, b = fit_weights(model_logprobs, ngram_logprobs, targets)
     log.info(f"mixed with an order-{order} n-gram: weights {a:.3f} (model), {b:.3f} (n-gram)")
     return NGramMix(model, ngram.to(model.device), (a, b))

@@ -5,6 +5,14 @@ Embeddings -> `n_layer` recurrent layers (torch.nn.RNN / GRU / LSTM, batch first
 head. The hidden state summarises the whole prefix, so sampling carries it from step to step:
 `step` feeds one token and never re-reads the prefix. States are (n_layer, B, n_hidden) tensors
 (a pair of them, hidden and cell, for the LSTM); `select_state` indexes their batch dimension 1.
+
+`step` (sampling, in eval mode) computes the cells by hand instead of calling the torch.nn
+module: torch's one-step CPU path (oneDNN) builds a new primitive for every new batch size,
+and a sampler's batch shrinks at every step. The first layer's input projection depends on the
+token only, so it is one (V, gates) table, computed once per step and gathered; the rest runs
+in blocks of `STEP_ROWS` rows, so that the (rows, gates) activations stay in the CPU's cache
+between the matrix product and the gate nonlinearities. Same arithmetic, same results (to float
+rounding: tests/test_neural_models.py compares step with forward).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import torch
 from torch import nn
 
 from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, State, check_config
+
+STEP_ROWS = 256  # rows per block of a CPU sampling step: (256, 4 x 256) float32 gates fit in a 1 MiB L2 cache
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class _Recurrent(CharModel):
     cell: ClassVar[type[nn.Module]]
     config_class: ClassVar[type] = RNNConfig
     neural: ClassVar[bool] = True
+    fold_hidden_bias: ClassVar[bool] = True  # b_hh only ever adds to the input gates (not the GRU's)
 
     def __init__(self, vocab_size: int, config: RNNConfig | None = None):
         config = config or RNNConfig()
@@ -60,8 +71,38 @@ class _Recurrent(CharModel):
         return torch.zeros(self.config.n_layer, batch_size, self.config.n_hidden, device=self.device)
 
     def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
-        out, state = self.rnn(self.wte(token.view(-1, 1)), state)  # out (B, 1, n_hidden)
-        return self.lm_head(self.drop(out[:, 0])), state
+        if self.training or torch.is_grad_enabled():  # dropout, or gradients wanted: the module's own path
+            out, state = self.rnn(self.wte(token.view(-1, 1)), state)  # out (B, 1, n_hidden)
+            return self.lm_head(self.drop(out[:, 0])), state
+        token = token.view(-1)
+        layers = [self._layer_weights(layer) for layer in range(self.config.n_layer)]
+        if self.fold_hidden_bias:  # b_ih + b_hh once, into the input side
+            layers = [(w_ih, w_hh, b_ih + b_hh, None) for w_ih, w_hh, b_ih, b_hh in layers]
+        w_ih, w_hh, b_ih, b_hh = layers[0]
+        # first layer: x W_ih^T + b_ih for every token at once (V, gates), gathered block by block
+        input_table = torch.addmm(b_ih, self.wte.weight, w_ih.t())
+        states = state if isinstance(state, tuple) else (state,)
+        new_states = tuple(torch.empty_like(s) for s in states)
+        logits = torch.empty(len(token), self.vocab_size, device=token.device)
+        rows = STEP_ROWS if token.device.type == "cpu" else len(token)
+        for start in range(0, len(token), rows):
+            block = slice(start, start + rows)
+            x = None
+            for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+                gates_x = input_table[token[block]] if layer == 0 else torch.addmm(b_ih, x, w_ih.t())
+                x = self._cell(gates_x, w_hh, b_hh, [s[layer, block] for s in states],
+                               [s[layer, block] for s in new_states])
+            torch.addmm(self.lm_head.bias, x, self.lm_head.weight.t(), out=logits[block])
+        return logits, new_states if isinstance(state, tuple) else new_states[0]
+
+    def _layer_weights(self, layer: int) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+    def _cell(self, gates_x: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
+              old: list[torch.Tensor], new: list[torch.Tensor]) -> torch.Tensor:
+        """One layer on one block of rows: input gates (b, gates) and the old state → `new` (written);
+        returns the layer's output (b, n_hidden). b_hh is None when `fold_hidden_bias` put it in gates_x."""
+        raise NotImplementedError
 
     def select_state(self, state: State, rows: torch.Tensor) -> State:
         return state[:, rows]
@@ -84,14 +125,33 @@ class RNN(_Recurrent):
         "time_budget": 270.0,
     }
 
+    def _cell(self, gates_x: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
+              old: list[torch.Tensor], new: list[torch.Tensor]) -> torch.Tensor:
+        (h,), (h_new,) = old, new
+        torch.addmm(gates_x, h, w_hh.t(), out=h_new).tanh_()  # h' = tanh(W x + b + U h + b')
+        return h_new
+
 
 class GRU(_Recurrent):
     """Gated recurrent unit: update and reset gates decide how much of the state to keep."""
 
     model_type: ClassVar[str] = "gru"
     cell = nn.GRU
+    fold_hidden_bias: ClassVar[bool] = False  # r multiplies U_n h + b'_n
     default_train_config: ClassVar[dict[str, Any]] = {**RNN.default_train_config, "max_steps": 4_000,
                                                       "time_budget": 560.0}
+
+    def _cell(self, gates_x: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
+              old: list[torch.Tensor], new: list[torch.Tensor]) -> torch.Tensor:
+        # torch's gate order: reset r, update z, new n; n = tanh(W_n x + b_n + r * (U_n h + b'_n))
+        (h,), (h_new,) = old, new
+        H = h.size(1)
+        gates_h = torch.addmm(b_hh, h, w_hh.t())
+        rz = torch.sigmoid(gates_x[:, : 2 * H] + gates_h[:, : 2 * H])
+        r, z = rz[:, :H], rz[:, H:]
+        n = torch.addcmul(gates_x[:, 2 * H :], r, gates_h[:, 2 * H :]).tanh_()
+        torch.addcmul(n, z, h - n, out=h_new)  # (1 - z) n + z h
+        return h_new
 
 
 class LSTM(_Recurrent):
@@ -114,6 +174,20 @@ class LSTM(_Recurrent):
     def init_state(self, batch_size: int) -> State:
         h = super().init_state(batch_size)
         return h, torch.zeros_like(h)
+
+    def _cell(self, gates_x: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
+              old: list[torch.Tensor], new: list[torch.Tensor]) -> torch.Tensor:
+        # gates in torch's order: input i, forget f, cell g, output o; c' = f c + i g, h' = o tanh(c')
+        (h, c), (h_new, c_new) = old, new
+        H = h.size(1)
+        gates = torch.addmm(gates_x, h, w_hh.t())
+        gates[:, : 2 * H].sigmoid_()
+        gates[:, 2 * H : 3 * H].tanh_()
+        gates[:, 3 * H :].sigmoid_()
+        i, f, g, o = gates.chunk(4, 1)
+        torch.addcmul(f * c, i, g, out=c_new)
+        torch.mul(o, c_new.tanh(), out=h_new)
+        return h_new
 
     def select_state(self, state: State, rows: torch.Tensor) -> State:
         h, c = state

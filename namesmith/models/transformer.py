@@ -10,7 +10,10 @@ Training uses `F.scaled_dot_product_attention(..., is_causal=True)` on a fused q
 projection. Sampling keeps a key/value cache: `step` feeds one token per row, computes that
 position's query, key and value only, writes the key and value into a preallocated buffer and
 attends over the buffer, so a name of n characters costs n single-position passes instead of
-n passes over its whole prefix, and no step copies the past.
+n passes over its whole prefix, and no step copies the past. On the CPU a step runs in blocks of
+`STEP_ROWS` rows through every layer, so that the activations, the attention's (positions, rows,
+heads) temporaries and the MLP's hidden layer stay in the cache instead of streaming through
+memory between operations (at makemore's size that is about 1.5x faster than whole batches).
 
 `block_size` is the longest sequence the model can read: the boundary token plus the longest
 word. `Transformer.make_config(overrides, corpus)` (used by namesmith.train.build_model) sets it
@@ -29,6 +32,8 @@ from torch import nn
 
 from namesmith.errors import DataError
 from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, check_config
+
+STEP_ROWS = 256  # rows per block of a CPU sampling step (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -246,9 +251,16 @@ class Transformer(CharModel):
         if t >= self.config.block_size:
             return self(tokens[:, -self.config.block_size:])[:, -1], KVCache(state.kv, tokens)
         x = self.drop(self.wte(token.view(-1)) + self.wpe.weight[t])  # (B, C)
-        for block, cache in zip(self.blocks, state.kv):
-            x = block.forward_cached(x, cache, t)
-        return self.lm_head(self.ln_f(x)), KVCache(state.kv, tokens)
+        B = x.size(0)
+        rows = STEP_ROWS if x.device.type == "cpu" and not torch.is_grad_enabled() else B
+        logits = torch.empty(B, self.vocab_size, device=x.device, dtype=x.dtype)
+        for start in range(0, B, rows):
+            part = slice(start, start + rows)
+            h = x[part]
+            for block, cache in zip(self.blocks, state.kv):
+                h = block.forward_cached(h, cache[:, part], t)
+            logits[part] = self.lm_head(self.ln_f(h))
+        return logits, KVCache(state.kv, tokens)
 
     def select_state(self, state: KVCache, rows: torch.Tensor) -> KVCache:
         t = state.tokens.shape[1]

@@ -58,7 +58,9 @@ def model_labels(model: NameModel) -> dict[str, list[str]]:
 
 def warm_up(model: NameModel) -> NameModel:
     """Read and build what the model makes lazily (training words, percentile table, the sampler's tables)
-    before requests share it, so that no request pays for it (or runs out of its time budget doing it)."""
+    before requests share it, so that no request pays for it (or runs out of its time budget doing it).
+    Exact tables that a request cannot build within its budget are built in the background for the next."""
+    model.background_tables = True
     model.training_split()
     if model.vocab.chars:
         model.score([model.vocab.chars[0]])

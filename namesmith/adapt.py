@@ -1,0 +1,594 @@
+"""Names in the style of a few examples: a small list adapted onto a background prior.
+
+Thirty names are too few to learn which letters follow which; a model of names in general
+(namesmith.prior: the catalogue's 122,000 names, or any trained model) knows that already, and the
+list says how its names differ. This module builds such adapted models.
+
+**N-gram**, in two steps.
+
+1. *Which names does the list resemble?* The catalogue prior is a mixture of Kneser-Ney n-grams:
+   one of all its names and one per group (US names by sex and era, Israeli names by sector, each
+   `world` locale: namesmith.prior). The mixture weights are re-fitted to the list by EM (with a
+   small Dirichlet pull towards the all-names model), so a list of Turkish names leans on the
+   Azerbaijani and Turkish-like groups, a list of US surnames on the boys' names of recent decades
+   (they are often surnames). A background that is a single model keeps it as it is.
+2. *How does the list differ?* The list's counts sit on top of that background as a hierarchical
+   Dirichlet / Pitman-Yor-style smoother (MacKay & Peto 1995; Teh 2006), the background's
+   prediction at the full context taking the place of the uniform distribution at the bottom:
+
+       P_(-1)(w | h) = P_background(w | h)
+       P_j(w | h) = (max(c(h_j w) - D_j, 0) + (D_j · u(h_j) + β_j) · B_j(w | h)) / (c(h_j) + β_j)
+       B_j(w | h) = ρ_j · P_(j-1)(w | h) + (1 - ρ_j) · P_background(w | h)
+
+   for j = 0 .. order-1, where h_j is the last j tokens of the history, c are the list's counts
+   (continuation counts below the longest level, as Kneser-Ney's), u(h_j) the number of distinct
+   tokens seen after h_j in the list, and a context the list never saw passes P_(j-1) through. A
+   large strength β_j trusts what is below, a small one the list; the share ρ_j says whether what
+   is below is the list's shorter context (which knows the list, but not where in the name it is)
+   or the background at the full context. The 3·order weights (D_j, β_j, ρ_j) are chosen by
+   **cross-validation on the list itself**: leave-one-out for lists of at most `LOO_BELOW` names,
+   else `FOLDS`-fold; every held-out token is predicted from the counts of the other folds (the
+   counts of every fold are computed at once, from differences) and the weights minimise their
+   total negative log-likelihood. A level at which fewer than `MIN_EVIDENCE` held-out tokens had
+   their context seen in the other folds cannot be validated, so it and the levels above it are
+   left out.
+
+The result is a `SparseNGram` (namesmith.models.sparse_ngram): the list's table over the mixture,
+still a Markov chain of order `order`, so temperature, top-k/p, exact constraints (where the chain
+is small enough), novelty and scoring work as for any n-gram. Measured by
+benchmarks/bench_small_lists.py; see the README.
+
+**Neural.** A pretrained recurrent network (the catalogue's GRU prior, or any trained rnn/gru/lstm)
+is fine-tuned on the list: its embedding and output rows are cut to the adapted vocabulary (new
+characters start from the mean row), then AdamW runs on the list. How many steps is chosen by
+cross-validation (`NEURAL_FOLDS` folds: each fine-tunes on the other folds and is evaluated on its own
+every `NEURAL_EVAL_EVERY` steps; the step with the lowest mean held-out loss wins, 0 meaning the prior
+itself), then the network is fine-tuned on the whole list for that many steps.
+
+**Vocabulary.** The adapted model reads the list's characters and every background character of
+the scripts the list uses (Latin for an elvish list, Cyrillic for a Russian one; script = the first
+word of the Unicode name of a letter or mark), plus the background's punctuation and spaces. Names
+with characters the list never had are thus scored by the background's knowledge of them, and
+constraints may use them. Other characters — ones no model has seen — get a documented fallback
+when scoring and evaluating (`open_word_log_probs`): each costs log(NEW_CHAR_PROB / NEW_CHAR_CHOICES)
+nats, and the model reads it as a break in the name (the boundary token), so what follows is
+predicted as the start of a name. Generation never produces such characters.
+
+**When.** `NameModel.train(..., prior="auto")` (the default; `--prior auto`) adapts when the list has
+fewer than `ADAPT_BELOW` training names and the model type can be adapted (ngram and sparse-ngram
+from the catalogue's n-gram prior, gru from its GRU prior); `prior="none"` never adapts, and
+`prior=DIR` always adapts, from the trained model in DIR.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from namesmith.checkpoint import Checkpoint
+from namesmith.data import encode_words
+from namesmith.errors import ConfigError
+from namesmith.evaluate import EVAL_BATCH, chunked_log_probs, eval_mode, target_log_probs
+from namesmith.models.base import CharModel
+from namesmith.models.sparse_ngram import BackoffTable, SparseNGram, ngram_windows, suffix_keys
+from namesmith.prior import load_prior
+from namesmith.vocab import BOUNDARY, Vocab
+
+log = logging.getLogger("namesmith")
+
+ADAPT_BELOW = 1000  # prior="auto" adapts lists with fewer training names than this
+NGRAM_TYPES = ("ngram", "sparse-ngram")  # adapted as n-grams, from an n-gram background
+NEURAL_TYPES = ("rnn", "gru", "lstm")  # adapted by fine-tuning a pretrained network of the same type
+AUTO_PRIOR = {"ngram": "ngram", "sparse-ngram": "ngram", "gru": "gru"}  # model type -> catalogue prior kind
+LOO_BELOW = 100  # lists of at most this many names are cross-validated leave-one-out
+FOLDS = 10  # else k-fold with this many folds
+STRENGTH_RANGE = (0.01, 1e6)  # β: from "trust the list" to "trust the background" (bounded: L-BFGS stays finite)
+MIN_EVIDENCE = 10  # held-out tokens whose context was seen, for a level's weights to be validated
+MIXTURE_PSEUDO_COUNT = 5.0  # tokens of the whole prior in the mixture's Dirichlet prior
+EM_STEPS = 300
+MIN_COMPONENT_WEIGHT = 1e-3  # lighter mixture components are dropped from an adapted model
+NEURAL_FOLDS = 5
+NEURAL_EVAL_EVERY = 25
+NEURAL_MAX_STEPS = 1000
+NEURAL_PATIENCE = 4  # evaluations without a better held-out loss end a fold
+NEURAL_BATCH = 32
+NEURAL_LR = 1e-3
+# Characters no model has seen: the chance that the next character is a new one, by Good-Turing on
+# the catalogue (228 of its 1,004 characters occur once among 907,439 character tokens), spread
+# evenly over about as many characters as the Basic Multilingual Plane has letters and marks.
+NEW_CHAR_PROB = 2.5e-4
+NEW_CHAR_CHOICES = 50_000
+UNKNOWN_CHAR_LOG_PROB = math.log(NEW_CHAR_PROB / NEW_CHAR_CHOICES)  # ≈ -19.1 nats per such character
+
+
+# --- vocabulary ------------------------------------------------------------------------------------
+def script_of(char: str) -> str:
+    """The script of a letter or mark (first word of its Unicode name: LATIN, CYRILLIC, CJK...);
+    "COMMON" for punctuation, spaces, digits and other characters shared by every script."""
+    if unicodedata.category(char)[0] not in "LM":
+        return "COMMON"
+    word = unicodedata.name(char, "UNKNOWN").split(" ")[0]
+    return "COMMON" if word in ("COMBINING", "MODIFIER") else word
+
+
+def adapted_vocab(words: Sequence[str], background: Vocab) -> Vocab:
+    """The list's characters and the background's characters of the scripts the list uses (and its
+    punctuation and spaces)."""
+    own = set().union(*map(set, words))
+    scripts = {script_of(c) for c in own} | {"COMMON"}
+    return Vocab(tuple(sorted(own | {c for c in background.chars if script_of(c) in scripts})))
+
+
+# --- the background as back-off tables --------------------------------------------------------------
+def background_parts(model: CharModel) -> tuple[list[BackoffTable], list[BackoffTable], torch.Tensor]:
+    """A trained count model as (chained tables, mixture components, mixture weights) of back-off
+    tables in its own token ids (see namesmith.models.sparse_ngram).
+
+    A sparse n-gram is made of them already; a dense n-gram stores every seen context's whole
+    distribution (back-off weight 0); a bigram model its (V, V) table.
+    """
+    if isinstance(model, SparseNGram):
+        return ([copy.deepcopy(t).cpu() for t in model.tables], [copy.deepcopy(t).cpu() for t in model.components],
+                model.mixture.detach().cpu().clone())
+    V = model.vocab_size
+    if model.model_type == "ngram":
+        keys = model.context_keys.cpu()
+        probs = model.next_token_logprobs.detach().cpu().exp()
+    elif model.transition_table() is not None:
+        keys = torch.arange(V + 1)  # the empty context (nothing stored), then one row per previous token
+        probs = torch.cat([torch.zeros(1, V), model.transition_table().detach().cpu()])
+    else:
+        raise ConfigError(f"a {model.model_type} model cannot be the background of an n-gram (use an ngram, "
+                          "sparse-ngram or bigram model)", field="prior")
+    R = len(keys)
+    backoff = torch.zeros(R)
+    if model.model_type != "ngram":
+        backoff[0] = 1.0
+    table = BackoffTable().set(keys, backoff, None, torch.arange(R + 1) * V, torch.arange(V).repeat(R),
+                               probs.reshape(-1))
+    return [], [table], torch.ones(1)
+
+
+def remap_table(table: BackoffTable, old: Vocab, new: Vocab, max_context: int) -> BackoffTable:
+    """`table` in the ids of vocabulary `new`: contexts holding a character `new` lacks, or longer
+    than `max_context` tokens, are dropped, as are entries of characters it lacks (rows are
+    renormalised when used). Both vocabularies are sorted, so the keys stay sorted."""
+    token_map = torch.tensor([BOUNDARY] + [new.stoi.get(c, -1) for c in old.chars])
+    B_old, B_new = old.size + 1, new.size + 1
+    keys, new_keys = table.keys.clone(), torch.zeros_like(table.keys)
+    keep = torch.ones(len(keys), dtype=torch.bool)
+    place, length = 1, 0
+    while bool((keys > 0).any()):
+        length += 1
+        digit = keys % B_old
+        present = digit > 0
+        token = token_map[(digit - 1).clamp(min=0)]
+        keep &= ~present | ((token >= 0) & (length <= max_context))
+        new_keys += torch.where(present, (token + 1) * place, 0)
+        keys //= B_old
+        place *= B_new
+    owner = torch.repeat_interleave(torch.arange(len(keep)), table.offsets[1:] - table.offsets[:-1])
+    next_tokens = token_map[table.next.long()]
+    keep_entry = keep[owner] & (next_tokens >= 0)
+    counts = torch.zeros(len(keep), dtype=torch.long).index_add_(0, owner, keep_entry.long())[keep]
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    new_keys = new_keys[keep]
+    assert bool((new_keys[1:] > new_keys[:-1]).all()), "a monotone character map keeps keys sorted"
+    return BackoffTable().set(new_keys, table.backoff[keep], table.to_base[keep], offsets, next_tokens[keep_entry],
+                              table.alpha[keep_entry])
+
+
+def background_model(model: CharModel, vocab: Vocab, new_vocab: Vocab, order: int) -> SparseNGram:
+    """The background `model` (vocabulary `vocab`) over `new_vocab`, at most order `order`."""
+    tables, components, mixture = background_parts(model)
+    tables = [remap_table(t, vocab, new_vocab, order - 1) for t in tables]
+    components = [remap_table(t, vocab, new_vocab, order - 1) for t in components]
+    return SparseNGram.from_tables(new_vocab.size, order, tables, components, mixture).eval()
+
+
+def component_probs(background: SparseNGram, windows: torch.Tensor) -> torch.Tensor:
+    """(M, C) the probability of each n-gram's target (windows (M, order)) under each mixture component."""
+    K = background.context_size
+    keys = suffix_keys(windows[:, windows.size(1) - 1 - K : -1], background.base)
+    last = windows[:, -2] if K else None
+    probs = []
+    with torch.no_grad():
+        for table in background.components:
+            uniform = torch.full((len(windows), background.vocab_size), 1.0 / background.vocab_size)
+            probs.append(table.add_rows(uniform, keys, last).gather(1, windows[:, -1:]).squeeze(1))
+    return torch.stack(probs, 1).double()
+
+
+def fit_mixture(probs: torch.Tensor) -> torch.Tensor:
+    """Mixture weights (C,) that best predict the list's tokens, from the components' probabilities (M, C).
+
+    EM (Dempster et al. 1977) for the weights of a fixed mixture, with MIXTURE_PSEUDO_COUNT tokens
+    of the first component (all the prior's names) as a Dirichlet prior, so a short list does not
+    put all its weight on one small group by chance. The components never saw the list, so its
+    tokens are held-out data for them; the weights are fitted once, on every token (fitting them
+    again without each cross-validation fold changed the benchmark's figures by less than 0.003
+    nats, at 50 times the cost). Weights below MIN_COMPONENT_WEIGHT are dropped.
+    """
+    pseudo = torch.zeros(probs.size(1), dtype=torch.float64)
+    pseudo[0] = MIXTURE_PSEUDO_COUNT
+    weights = torch.full((probs.size(1),), 1.0 / probs.size(1), dtype=torch.float64)
+    for _ in range(EM_STEPS):
+        responsibility = probs * weights
+        responsibility /= responsibility.sum(1, keepdim=True)
+        weights = responsibility.sum(0) + pseudo
+        weights /= weights.sum()
+    weights = torch.where(weights >= MIN_COMPONENT_WEIGHT, weights, 0.0)
+    return weights / weights.sum()
+
+
+# --- the n-gram: the list's counts over the background -----------------------------------------------
+def _folds(n_words: int, seed: int) -> tuple[torch.Tensor, int]:
+    """Each word's fold: leave-one-out for short lists, else FOLDS folds (a seeded shuffle)."""
+    k = n_words if n_words <= LOO_BELOW else FOLDS
+    order = torch.randperm(n_words, generator=torch.Generator().manual_seed(seed))
+    fold = torch.empty(n_words, dtype=torch.long)
+    fold[order] = torch.arange(n_words) % k
+    return fold, k
+
+
+def _level_counts(gram_keys: torch.Tensor, base: int, fold_of: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """The distinct grams and contexts of one level (contexts of j tokens) and the grams' counts in
+    each fold (k, G)."""
+    grams, gram_of = torch.unique(gram_keys, return_inverse=True)
+    contexts, context_of = torch.unique(gram_keys // base, return_inverse=True)
+    per_fold = torch.zeros(k, len(grams)).index_put_((fold_of, gram_of), torch.ones(len(gram_keys)), accumulate=True)
+    return {"grams": grams, "gram_of": gram_of, "contexts": contexts, "context_of": context_of,
+            "gram_context": torch.searchsorted(contexts, grams // base), "total": per_fold.sum(0),
+            "others": per_fold.sum(0) - per_fold}  # (k, G): counts of the other folds
+
+
+def _continuation(level: dict[str, torch.Tensor], longer: dict[str, torch.Tensor], base: int, j: int) -> None:
+    """Replace a level's counts by continuation counts (Kneser & Ney 1995): for each gram, the number
+    of distinct tokens seen before it, i.e. of distinct grams one level up that end with it."""
+    suffix = torch.searchsorted(level["grams"], longer["grams"] % base ** (j + 1))
+    level["others"] = torch.zeros_like(level["others"]).index_add_(1, suffix, (longer["others"] > 0).float())
+    level["total"] = torch.zeros_like(level["total"]).index_add_(0, suffix, (longer["total"] > 0).float())
+
+
+def _features(level: dict[str, torch.Tensor], fold_of: torch.Tensor) -> dict[str, torch.Tensor]:
+    """For each token: c(h w), c(h) and u(h) (distinct tokens after h) of the *other* folds (`held_*`),
+    and for the distinct grams and contexts those of the whole list (`all_*`)."""
+    others, total, gram_context = level["others"], level["total"], level["gram_context"]
+    k, C = others.size(0), len(level["contexts"])
+    context_others = torch.zeros(k, C).index_add_(1, gram_context, others)
+    types_others = torch.zeros(k, C).index_add_(1, gram_context, (others > 0).float())
+    gram_of, context_of = level["gram_of"], level["context_of"]
+    features = {"held_gram": others[fold_of, gram_of], "held_context": context_others[fold_of, context_of],
+                "held_types": types_others[fold_of, context_of], "all_gram": total,
+                "all_context": torch.zeros(C).index_add_(0, gram_context, total),
+                "all_types": torch.zeros(C).index_add_(0, gram_context, (total > 0).float())}
+    return {**{name: t.double() for name, t in features.items()},
+            **{name: level[name] for name in ("grams", "contexts", "gram_context")}}
+
+
+def _adapted_prob(background_prob: torch.Tensor, levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor,
+                  strengths: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
+    """P of each held-out token: the recursion of the module docstring on the other folds' counts."""
+    prob = background_prob
+    for j, level in enumerate(levels):  # shortest first
+        d, b, rho = discounts[j], strengths[j], shares[j]
+        below = rho * prob + (1 - rho) * background_prob
+        mixed = ((level["held_gram"] - d).clamp(min=0) + (d * level["held_types"] + b) * below) / (
+            level["held_context"] + b)
+        prob = torch.where(level["held_context"] > 0, mixed, prob)
+    return prob
+
+
+def _weights(theta: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per level, a discount D in (0, 1), a strength β in STRENGTH_RANGE and a share ρ in (0, 1) from
+    3n unbounded parameters."""
+    low, high = (math.log(v) for v in STRENGTH_RANGE)
+    return theta[:n].sigmoid(), (low + (high - low) * theta[n : 2 * n].sigmoid()).exp(), theta[2 * n :].sigmoid()
+
+
+def minimise(loss_of: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor, steps: int = 300,
+             lr: float = 0.2) -> torch.Tensor:
+    """The parameters (a few) minimising a smooth loss: Adam (Kingma & Ba 2015) with a cosine-decayed
+    step, written out because torch.optim's classes import torch._dynamo on first use, which takes
+    seconds, longer than the whole adaptation. Keeps the best parameters seen."""
+    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    best, best_loss = theta.clone(), math.inf
+    for t in range(1, steps + 1):
+        theta = theta.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = loss_of(theta)
+            (grad,) = torch.autograd.grad(loss, theta)
+        if loss.item() < best_loss:
+            best, best_loss = theta.detach().clone(), loss.item()
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        step = lr * 0.5 * (1 + math.cos(math.pi * t / steps))
+        theta = theta.detach() - step * (m / (1 - 0.9**t)) / ((v / (1 - 0.999**t)).sqrt() + 1e-8)
+    return best
+
+
+def list_levels(windows: torch.Tensor, fold_of: torch.Tensor, k: int, base: int,
+                max_levels: int | None = None) -> list[dict[str, torch.Tensor]]:
+    """The list's counts, level by level (contexts of 0, 1, ... tokens), for the whole list and for
+    each token without its fold (see `_features`); levels with too little held-out evidence
+    (MIN_EVIDENCE) and those above them are left out, or all beyond `max_levels`. Below the longest
+    level the counts are continuation counts, as Kneser-Ney's."""
+    order = windows.size(1)
+    gram_keys = ((windows.flip(1) + 1) * base ** torch.arange(order)).cumsum(1)  # column j: j context tokens
+    counts = []
+    for j in range(order if max_levels is None else min(order, max_levels)):
+        level = _level_counts(gram_keys[:, j], base, fold_of, k)
+        if max_levels is None and int((_features(level, fold_of)["held_context"] > 0).sum()) < MIN_EVIDENCE:
+            break  # nothing to validate this level's weights on: it and longer contexts are left out
+        counts.append(level)
+    for j in range(len(counts) - 2, -1, -1):
+        _continuation(counts[j], _level_counts(gram_keys[:, j + 1], base, fold_of, k), base, j)
+    return [_features(level, fold_of) for level in counts]
+
+
+def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, background_prob: torch.Tensor,
+                   base: int) -> tuple[BackoffTable, dict[str, Any]]:
+    """The list's table (see the module docstring), its weights chosen by cross-validation.
+
+    `windows` (M, order) are the list's n-grams, `fold_of` (M,) the fold of each one's word (k
+    folds), `background_prob` (M,) each target's probability under the background, `base` the key
+    base (V + 1). Returns the table and a record of the cross-validation (folds, weights, held-out
+    NLL per character of the adapted model and of the background alone).
+    """
+    levels = list_levels(windows, fold_of, k, base)
+    n = len(levels)
+
+    def loss_of(theta: torch.Tensor) -> torch.Tensor:
+        return -_adapted_prob(background_prob, levels, *_weights(theta, n)).log().mean()
+
+    theta = minimise(loss_of, torch.zeros(3 * n, dtype=torch.float64))
+    with torch.no_grad():
+        discounts, strengths, shares = _weights(theta, n)
+        cv_nll = loss_of(theta).item()
+        table = _table(levels, discounts, strengths, shares, base)
+    record = {"folds": k, "levels": n, "discounts": [round(v, 4) for v in discounts.tolist()],
+              "strengths": [round(v, 4) for v in strengths.tolist()],
+              "shares": [round(v, 4) for v in shares.tolist()], "cv_nll": round(cv_nll, 4),
+              "cv_nll_background": round(-background_prob.log().mean().item(), 4), "tokens": len(windows)}
+    return table, record
+
+
+def _table(levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor, strengths: torch.Tensor,
+           shares: torch.Tensor, base: int) -> BackoffTable:
+    """The list's table from the whole list's counts and the chosen weights."""
+    keys, backoff, to_base, gram_keys, alpha = [], [], [], [], []
+    for j, level in enumerate(levels):  # contexts of j tokens: keys stay sorted level after level
+        d, b, rho, total = discounts[j], strengths[j], shares[j], level["all_context"]
+        left = (d * level["all_types"] + b) / (total + b)  # the mass the list leaves to what is below it
+        keys.append(level["contexts"])
+        backoff.append(left * rho if j else left)  # the shortest context's "shorter" is the background
+        to_base.append(left * (1 - rho) if j else torch.zeros_like(left))
+        gram_keys.append(level["grams"])
+        alpha.append((level["all_gram"] - d).clamp(min=0) / (total[level["gram_context"]] + b))
+    if not levels:  # no level validated: the empty context passes everything to the background
+        return BackoffTable()
+    return BackoffTable.from_parts(torch.cat(keys), torch.cat(backoff), torch.cat(gram_keys), torch.cat(alpha), base,
+                                   torch.cat(to_base))
+
+
+def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, background_vocab: Vocab, *,
+                order: int = 6, seed: int = 0, labels: Sequence[str] | None = None
+                ) -> tuple[SparseNGram, dict[str, Any]]:
+    """An n-gram of `words` (in `vocab`) over the background model (see the module docstring).
+
+    A background that is a bare mixture (the catalogue prior) has its mixture re-weighed for the
+    list first; one with lists already chained on it keeps its weights. `labels` name the
+    background's components in the record.
+    """
+    start = time.perf_counter()
+    base_model = background_model(background, background_vocab, vocab, order)
+    x, y = encode_words(list(words), vocab)
+    windows = ngram_windows(x, y, order)
+    word_of = torch.arange(len(x)).unsqueeze(1).expand_as(y)[y >= 0]
+    fold_of_word, k = _folds(len(x), seed)
+    fold_of = fold_of_word[word_of]
+    record: dict[str, Any] = {}
+    if not base_model.tables and len(base_model.components) > 1:  # a bare mixture: re-weigh it for the list
+        probs = component_probs(base_model, windows)
+        mixture = fit_mixture(probs)
+        background_prob = probs @ mixture
+        keep = mixture > 0
+        names = list(labels) if labels is not None else [str(i) for i in range(len(keep))]
+        record["mixture"] = {name: round(w, 4) for name, w, on in zip(names, mixture.tolist(), keep.tolist()) if on}
+        components = [c for c, on in zip(base_model.components, keep) if on]
+        base_model = SparseNGram.from_tables(vocab.size, order, [], components, mixture[keep]).eval()
+    else:  # one model (or lists already chained on a mixture): its weights stay
+        with torch.no_grad():
+            probs = base_model.next_token_probs(windows[:, :-1])
+        background_prob = probs.gather(1, windows[:, -1:]).squeeze(1).double()
+    table, cv = fit_list_table(windows, fold_of, k, background_prob, vocab.size + 1)
+    model = SparseNGram.from_tables(vocab.size, order, [table, *base_model.tables], list(base_model.components),
+                                    base_model.mixture).eval()
+    record = {"method": "ngram", "order": order, **cv, **record, "seconds": round(time.perf_counter() - start, 3)}
+    log.info(f"adapted an order-{order} n-gram to {len(words)} names: cross-validated NLL {record['cv_nll']:.4f} "
+             f"per character ({record['folds']} folds; the background alone {record['cv_nll_background']:.4f})")
+    return model, record
+
+
+# --- the neural model: fine-tuning a pretrained network ------------------------------------------------
+def resize_vocab(model: CharModel, old: Vocab, new: Vocab) -> CharModel:
+    """A copy of a recurrent network over vocabulary `new`: embedding and output rows of the shared
+    characters are kept, new characters start from the mean row (and the lowest output bias)."""
+    if model.model_type not in NEURAL_TYPES:
+        raise ConfigError(f"fine-tuning works for {', '.join(NEURAL_TYPES)} networks, not {model.model_type}",
+                          field="prior")
+    resized = type(model)(new.size, model.config).to(model.device)
+    index = torch.tensor([BOUNDARY] + [old.stoi.get(c, -1) for c in new.chars], device=model.device)
+    known = index >= 0
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for name in ("wte.weight", "lm_head.weight", "lm_head.bias"):
+        rows = state[name]
+        fill = rows.min(0).values if name == "lm_head.bias" else rows.mean(0)
+        state[name] = torch.where(known.view(-1, *[1] * (rows.dim() - 1)), rows[index.clamp(min=0)], fill)
+    resized.load_state_dict(state)
+    return resized
+
+
+def _fine_tune(model: CharModel, x: torch.Tensor, y: torch.Tensor, steps: int, seed: int,
+               held_out: tuple[torch.Tensor, torch.Tensor] | None = None,
+               callback: Callable[[int, float], None] | None = None) -> list[tuple[int, float]]:
+    """AdamW on batches of the list for `steps` steps; with `held_out`, its NLL every
+    NEURAL_EVAL_EVERY steps (and at step 0), stopping after NEURAL_PATIENCE evaluations without a
+    better one. Returns [(step, held-out NLL)]."""
+    from namesmith.evaluate import mean_nll
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=NEURAL_LR, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    device = model.device
+    x, y = x.to(device), y.to(device)
+    curve: list[tuple[int, float]] = []
+    best, since_best = math.inf, 0
+    for step in range(steps + 1):
+        if held_out is not None and step % NEURAL_EVAL_EVERY == 0:
+            loss = mean_nll(model, *held_out)
+            curve.append((step, loss))
+            best, since_best = (loss, 0) if loss < best else (best, since_best + 1)
+            if since_best >= NEURAL_PATIENCE:
+                break
+        if step == steps:
+            break
+        model.train()
+        rows = torch.randint(len(x), (min(NEURAL_BATCH, len(x)),), generator=generator).to(device)
+        T = int((y[rows] >= 0).sum(1).max())
+        logits = model(x[rows, :T])
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y[rows, :T].reshape(-1), ignore_index=-1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if callback:
+            callback(step + 1, loss.item())
+    model.eval()
+    return curve
+
+
+def adapt_neural(words: Sequence[str], vocab: Vocab, pretrained: CharModel, pretrained_vocab: Vocab, *,
+                 seed: int = 0, max_steps: int | None = None,
+                 callback: Callable[[int, float], None] | None = None) -> tuple[CharModel, dict[str, Any]]:
+    """The pretrained network fine-tuned on `words`, for a number of steps chosen by cross-validation
+    (at most `max_steps`, default NEURAL_MAX_STEPS)."""
+    start = time.perf_counter()
+    max_steps = NEURAL_MAX_STEPS if max_steps is None else max_steps
+    base = resize_vocab(pretrained, pretrained_vocab, vocab).eval()
+    x, y = encode_words(list(words), vocab)
+    k = min(NEURAL_FOLDS, len(words))
+    fold = torch.randperm(len(words), generator=torch.Generator().manual_seed(seed)) % k
+    curves = []
+    for f in range(k):
+        model = copy.deepcopy(base)
+        curves.append(dict(_fine_tune(model, x[fold != f], y[fold != f], max_steps, seed + f,
+                                      held_out=(x[fold == f], y[fold == f]))))
+    # the mean held-out loss at each evaluated step; a fold that stopped early keeps its last loss
+    steps = sorted(set().union(*curves))
+    mean = [sum(c.get(s, c[max(c)]) for c in curves) / k for s in steps]
+    best = steps[min(range(len(steps)), key=mean.__getitem__)]
+    model = copy.deepcopy(base)
+    if best:
+        _fine_tune(model, x, y, best, seed, callback=callback)
+    record = {"method": "fine-tune", "folds": k, "steps": best, "learning_rate": NEURAL_LR, "batch_size": NEURAL_BATCH,
+              "cv_curve": [[s, round(v, 4)] for s, v in zip(steps, mean)], "cv_nll": round(min(mean), 4),
+              "cv_nll_background": round(mean[0], 4), "seconds": round(time.perf_counter() - start, 3)}
+    log.info(f"fine-tuned the {pretrained.model_type} prior on {len(words)} names for {best} steps (chosen by "
+             f"{k}-fold cross-validation: held-out NLL {record['cv_nll']:.4f}, the prior alone {mean[0]:.4f})")
+    return model, record
+
+
+# --- open vocabulary -------------------------------------------------------------------------------
+@torch.no_grad()
+def open_word_log_probs(model: CharModel, words: Sequence[str], vocab: Vocab,
+                        unknown_log_prob: float = UNKNOWN_CHAR_LOG_PROB) -> torch.Tensor:
+    """Total log-probability of each word (end token included), characters outside the vocabulary
+    included: each costs `unknown_log_prob` and is read as the boundary (see the module docstring)."""
+    known_char = vocab.chars[0]
+    totals = []
+    with eval_mode(model):
+        for i in range(0, len(words), EVAL_BATCH):
+            chunk = list(words[i : i + EVAL_BATCH])
+            x, y = encode_words(["".join(c if c in vocab.stoi else known_char for c in w) for w in chunk], vocab)
+            unknown = torch.zeros_like(y, dtype=torch.bool)
+            for row, word in enumerate(chunk):
+                for col, c in enumerate(word):
+                    if c not in vocab.stoi:
+                        unknown[row, col] = True
+                        x[row, col + 1] = BOUNDARY
+            log_probs = torch.cat([target_log_probs(lp, t).cpu() for lp, t in chunked_log_probs(model, x, y)])
+            log_probs = torch.where(unknown[:, : log_probs.size(1)], unknown_log_prob, log_probs)
+            totals.append(log_probs.double().sum(1))
+    return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
+
+
+# --- choosing and running an adaptation ---------------------------------------------------------------
+COUNT_BACKGROUNDS = ("ngram", "sparse-ngram", "bigram-counts", "bigram")  # an n-gram adapts from these
+
+
+def choose_background(prior: str | Path | None, model_type: str, n_train: int, *,
+                      device: str | torch.device = "cpu") -> Checkpoint | None:
+    """The background a `model_type` trained on `n_train` names adapts from, or None to train it as
+    usual (the rule of the module docstring: "auto" adapts short lists of the model types that have
+    a catalogue prior; "none" never adapts; a model directory always does)."""
+    if prior is None or str(prior) == "none":
+        return None
+    if str(prior) == "auto":
+        kind = AUTO_PRIOR.get(model_type)
+        if kind is None or n_train >= ADAPT_BELOW:
+            return None
+        log.info(f"{n_train} training names (fewer than {ADAPT_BELOW:,}): adapting the catalogue's {kind} prior "
+                 "to them (prior='none' trains on them alone)")
+        return load_prior("auto", kind, device=device)
+    if model_type not in NGRAM_TYPES + NEURAL_TYPES:
+        raise ConfigError(f"prior: a {model_type} model cannot be adapted to a list (adapted: "
+                          f"{', '.join(NGRAM_TYPES + NEURAL_TYPES)}); use prior none", field="prior")
+    background = load_prior(prior, device=device)
+    check_background(background.meta["model_type"], model_type, str(prior))
+    return background
+
+
+def check_background(background_type: str, model_type: str, where: str) -> None:
+    """Refuse a background of a kind that `model_type` cannot adapt from."""
+    if model_type in NGRAM_TYPES and background_type not in COUNT_BACKGROUNDS:
+        raise ConfigError(f"prior: {where} holds a {background_type} model; an n-gram adapts from a count model "
+                          f"({', '.join(COUNT_BACKGROUNDS)})", field="prior")
+    if model_type in NEURAL_TYPES and background_type != model_type:
+        raise ConfigError(f"prior: {where} holds a {background_type} model; a {model_type} is fine-tuned from a "
+                          f"pretrained {model_type}", field="prior")
+
+
+def describe_background(background: Checkpoint, where: str | Path | None = None) -> dict[str, Any]:
+    """What an adapted model records about its background (enough to know it again)."""
+    meta = background.meta
+    record = {"model_type": meta["model_type"], "created": meta.get("created"),
+              "data": meta.get("data", {}).get("path")}
+    if "prior" in meta:
+        record.update(source=meta["prior"].get("source"), key=meta["data"].get("sha256"))
+    if where is not None and str(where) not in ("auto", "catalogue"):
+        record["directory"] = str(Path(where).resolve())
+    return record
+
+
+def adapt(words: Sequence[str], vocab: Vocab, background: Checkpoint, model_options: dict[str, Any], *,
+          seed: int = 0, callback: Callable[[int, float], None] | None = None) -> tuple[CharModel, dict[str, Any]]:
+    """A model of `words` (in `vocab`) adapted from `background`: an n-gram over a count model, a
+    fine-tuned copy of a network. `model_options`: only `order` applies, to an n-gram."""
+    extra = sorted(set(model_options) - ({"order"} if not background.model.neural else set()))
+    if extra:
+        raise ConfigError(f"{extra[0]} does not apply when adapting to a prior (the model's form is the prior's; "
+                          "its weights are chosen by cross-validation); use prior none to set it", field=extra[0])
+    if background.model.neural:
+        return adapt_neural(words, vocab, background.model, background.vocab, seed=seed, callback=callback)
+    labels = background.meta.get("prior", {}).get("components")
+    return adapt_ngram(words, vocab, background.model, background.vocab, order=model_options.get("order", 6),
+                       seed=seed, labels=labels)

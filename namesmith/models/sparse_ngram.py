@@ -1,0 +1,445 @@
+"""A character n-gram stored sparsely: for large vocabularies, and for a small list over a prior.
+
+`namesmith.models.ngram` keeps, for every context it saw, the whole next-token distribution: an
+(R, V) table. That is fast and fine for one alphabet, but the catalogue's names (namesmith.prior)
+hold about 1,000 characters in 20 scripts and 290,000 contexts of up to 5 characters: 290,000 ×
+1,000 floats would be more than a gigabyte. Interpolated Kneser-Ney (Chen & Goodman 1998; see
+namesmith.models.ngram) has a sparse form: for a context h seen at order k,
+
+    P_k(w | h) = α_k(h, w) + γ_k(h) · P_{k-1}(w | h[1:])
+
+where α_k(h, w) = max(c(h w) - D, 0) / c(h) is non-zero only for the tokens w seen after h, and
+γ_k(h) is the mass discounted from them; an unseen context passes straight through (weight 1).
+So a context costs one weight γ plus one α per token seen after it, and the distribution after any
+history is assembled when it is asked for: the α's of each stored suffix of the history, weighted by
+the γ's of the longer suffixes, plus what is left for the base distribution below them all.
+
+A `BackoffTable` holds one such model: the sorted keys of its contexts (the same int64 keys as the
+dense n-gram: token t is digit t+1, base V+1, the latest token least significant), each context's γ,
+and in compressed-sparse-row form the tokens seen after it with their α's. A table may also pass
+part of a context's mass straight to its base (`to_base`, used by adapted lists).
+
+A `SparseNGram` is tables chained over a mixture of tables:
+
+- the *components*, each a table over the uniform distribution of the V tokens (the end token
+  included, so no name has probability 0), mixed with fixed weights. One component is a plain
+  Kneser-Ney n-gram (`--model sparse-ngram`); the catalogue prior (namesmith.prior) has one of all
+  its names and one per group of names, weighted 1, 0, ... until a list re-weighs them;
+- the *tables*, each sitting on the distribution of the next one, the last on the mixture:
+  namesmith.adapt puts the table of a small list's counts there (its weights chosen by
+  cross-validation), and "more like these" another one on top.
+
+Each table's rows are renormalised, so a prior restricted to fewer characters (namesmith.adapt drops
+the scripts a list does not use) is still a distribution. Whatever the tables, the next token
+depends on the last order-1 tokens only, through the longest of them that some table stores: the
+model is a finite Markov chain over its stored contexts (`markov_chain`), so exact constraints
+(namesmith.generate) apply where the chain is small enough.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from namesmith.errors import CheckpointError, ConfigError
+from namesmith.history import TrainHistory
+from namesmith.models.base import CharModel, State, boundary_context, check_config
+from namesmith.models.ngram import modified_kn_discounts
+
+MAX_KEY = 2**63 - 1  # keys are int64
+ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)
+MAX_CHAIN_CELLS = 1 << 23  # states × tokens up to which the model gives itself as a Markov chain
+TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
+
+
+@dataclass(frozen=True)
+class SparseNGramConfig:
+    order: int = 6  # the next token depends on the previous order-1 tokens
+    discount: str | float = "modified-kn"  # fitting: Chen & Goodman's formulas, or a fixed discount in [0, 1]
+    tables: int = 0  # back-off tables chained over the mixture (an adapted model's lists)
+    components: int = 1  # back-off tables mixed at the bottom (1: a plain n-gram; the prior has one per name group)
+
+    def __post_init__(self) -> None:
+        check_config(isinstance(self.order, int) and not isinstance(self.order, bool) and self.order >= 1,
+                     f"--order must be an integer of at least 1, got {self.order!r}")
+        for name, least in (("tables", 0), ("components", 1)):
+            value = getattr(self, name)
+            check_config(isinstance(value, int) and not isinstance(value, bool) and value >= least,
+                         f"{name} must be an integer of at least {least}, got {value!r}")
+        discount = self.discount
+        if isinstance(discount, str) and discount != "modified-kn":
+            try:
+                discount = float(discount)
+            except ValueError:
+                raise ConfigError(f"--discount must be modified-kn or a number in [0, 1], got {discount!r}") from None
+        if not isinstance(discount, str):
+            check_config(isinstance(discount, (int, float)) and not isinstance(discount, bool) and 0 <= discount <= 1,
+                         f"--discount must be modified-kn or a number in [0, 1], got {discount!r}")
+            object.__setattr__(self, "discount", float(discount))
+
+
+def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of `queries` in `sorted_keys` and whether each is there."""
+    pos = torch.searchsorted(sorted_keys, queries.contiguous()).clamp_(max=len(sorted_keys) - 1)
+    return pos, sorted_keys[pos] == queries
+
+
+def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.zeros(size, dtype=torch.float64).index_add_(0, group, values.double())
+
+
+def suffix_keys(contexts: torch.Tensor, base: int) -> torch.Tensor:
+    """(N, K+1) keys of the suffixes of length 0..K of contexts (N, K): the empty one (key 0) first."""
+    K = contexts.size(-1)
+    place = base ** torch.arange(K, device=contexts.device)
+    digits = (contexts.flip(-1) + 1) * place  # the latest token is the least significant digit
+    return torch.cat([contexts.new_zeros(contexts.size(0), 1), digits.cumsum(-1)], -1)
+
+
+class BackoffTable(nn.Module):
+    """One interpolated model in sparse form: per context its back-off weight γ and the α's of the
+    tokens seen after it (see the module docstring). Built empty: the empty context, passing
+    everything to the base."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("keys", torch.zeros(1, dtype=torch.long))  # (R,) sorted context keys
+        self.register_buffer("backoff", torch.ones(1))  # (R,) γ: the weight of the shorter context
+        self.register_buffer("to_base", torch.zeros(1))  # (R,) weight of the base directly (adapted lists only)
+        self.register_buffer("offsets", torch.zeros(2, dtype=torch.long))  # (R+1,) row r: next[offsets[r]:offsets[r+1]]
+        self.register_buffer("next", torch.zeros(0, dtype=torch.int32))  # (M,) tokens seen after each context
+        self.register_buffer("alpha", torch.zeros(0))  # (M,) their α
+        self._dense_cache: tuple[torch.Tensor, ...] | None = None  # see `_dense_levels`
+
+    def set(self, keys: torch.Tensor, backoff: torch.Tensor, to_base: torch.Tensor | None, offsets: torch.Tensor,
+            next_tokens: torch.Tensor, alpha: torch.Tensor) -> BackoffTable:
+        device = self.keys.device
+        self.keys, self.offsets = keys.to(device, torch.long), offsets.to(device, torch.long)
+        self.backoff, self.alpha = backoff.to(device, torch.float32), alpha.to(device, torch.float32)
+        self.to_base = torch.zeros_like(self.backoff) if to_base is None else to_base.to(device, torch.float32)
+        self.next = next_tokens.to(device, torch.int32)
+        return self
+
+    @classmethod
+    def from_parts(cls, keys: torch.Tensor, backoff: torch.Tensor, gram_keys: torch.Tensor, alpha: torch.Tensor,
+                   base: int, to_base: torch.Tensor | None = None) -> BackoffTable:
+        """A table from sorted context keys and sorted (context, token) keys (context · base + token + 1)."""
+        offsets = torch.cat([torch.searchsorted(gram_keys, keys * base), keys.new_tensor([len(gram_keys)])])
+        return cls().set(keys, backoff, to_base, offsets, gram_keys % base - 1, alpha)
+
+    @property
+    def contexts(self) -> int:
+        return len(self.keys)
+
+    def add_rows(self, out: torch.Tensor, keys: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
+        """Assemble distributions into `out` (N, V), which holds the base rows; `keys` (N, L) are the
+        suffix keys of each history, shortest first, and `last` (N,) its latest token. Returns the rows
+        normalised.
+
+        A stored context gives its α's, passes `backoff` to the next shorter stored context (the
+        shortest to the base) and `to_base` straight to the base. The empty and one-token contexts
+        are followed by many tokens (every character follows the empty context), so their α's are kept
+        as dense (V,) and (V, V) tables and added with one multiply each; longer contexts, followed by a
+        few tokens each, are scattered in."""
+        pos, found = _lookup(self.keys, keys)
+        gamma = torch.where(found, self.backoff[pos], 1.0)  # unseen contexts pass everything down
+        weight_below = gamma.flip(-1).cumprod(-1).flip(-1)  # (N, L): product of γ over this suffix and longer
+        weight = torch.where(found, torch.cat([weight_below[:, 1:], torch.ones_like(gamma[:, :1])], -1), 0.0)
+        direct = (weight * torch.where(found, self.to_base[pos], 0.0)).sum(-1)
+        out.mul_((weight_below[:, 0] + direct).unsqueeze(1))  # the base: what the stored suffixes left it
+        alpha0, alpha1 = self._dense_levels(out.size(1))
+        out.add_(weight[:, :1] * alpha0)
+        if keys.size(1) > 1:
+            out.add_(weight[:, 1:2] * alpha1[last])
+        rows, level = found[:, 2:].nonzero(as_tuple=True)
+        ctx = pos[:, 2:][rows, level]
+        starts, lengths = self.offsets[ctx], self.offsets[ctx + 1] - self.offsets[ctx]
+        entry = torch.repeat_interleave(torch.arange(len(ctx), device=out.device), lengths)
+        first = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        gram = starts[entry] + torch.arange(len(entry), device=out.device) - first
+        values = weight[:, 2:][rows, level][entry] * self.alpha[gram]
+        out.index_put_((rows[entry], self.next[gram].long()), values, accumulate=True)
+        return out / out.sum(-1, keepdim=True)
+
+    def _dense_levels(self, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(V,) α's after the empty context and (V, V) after each one-token context (row: that token),
+        built on first use after the tables are set."""
+        cache = self._dense_cache
+        if cache is not None and cache[0] is self.keys:
+            return cache[1], cache[2]
+        V, device = vocab_size, self.keys.device
+        short = int(torch.searchsorted(self.keys, torch.tensor(V + 1, device=device)))  # keys 0..V come first
+        end = int(self.offsets[short])  # and so do their entries
+        lengths = self.offsets[1 : short + 1] - self.offsets[:short]
+        key = torch.repeat_interleave(self.keys[:short], lengths)  # the context key of each of those entries
+        dense = torch.zeros(V + 1, V, device=device)  # row 0: the empty context; row t + 1: after token t
+        dense.index_put_((key, self.next[:end].long()), self.alpha[:end], accumulate=True)
+        self._dense_cache = (self.keys, dense[0], dense[1:])
+        return dense[0], dense[1:]
+
+    def check(self, vocab_size: int, order: int, where: str) -> None:
+        """Refuse tensors that are not a well-formed table (CheckpointError naming the problem)."""
+        keys, backoff, to_base, offsets, next_tokens, alpha = (getattr(self, name) for name in TABLE_FIELDS)
+        R, M = len(keys), len(next_tokens)
+        problem = None
+        if keys.dtype != torch.long or keys.dim() != 1 or R == 0 or keys[0] != 0:
+            problem = "keys must be a non-empty sorted int64 vector starting with the empty context (0)"
+        elif not bool((keys[1:] > keys[:-1]).all()) or keys[-1] >= (vocab_size + 1) ** max(order - 1, 0):
+            problem = f"keys are not sorted keys of contexts of at most {order - 1} tokens (order mismatch?)"
+        elif (tuple(backoff.shape) != (R,) or tuple(to_base.shape) != (R,)
+              or not bool(((backoff >= 0) & (backoff <= 1 + 1e-4) & (to_base >= 0) & (to_base <= 1 + 1e-4)).all())):
+            problem = "backoff and to_base must hold one weight in [0, 1] per context"
+        elif (offsets.dtype != torch.long or tuple(offsets.shape) != (R + 1,) or offsets[0] != 0
+              or offsets[-1] != M or not bool((offsets[1:] >= offsets[:-1]).all())):
+            problem = "offsets must run from 0 to the number of entries, never decreasing"
+        elif next_tokens.dtype != torch.int32 or tuple(alpha.shape) != (M,) or not alpha.is_floating_point():
+            problem = "next (int32) and alpha must be vectors of the same length"
+        elif M and (int(next_tokens.min()) < 0 or int(next_tokens.max()) >= vocab_size or float(alpha.min()) < 0):
+            problem = f"next tokens must be in [0, {vocab_size}) and alpha not negative (vocabulary mismatch?)"
+        else:
+            owner = torch.repeat_interleave(torch.arange(R), offsets[1:] - offsets[:-1])
+            mass = _sum_by(owner, alpha, R) + backoff.double() + to_base.double()
+            if not bool((mass <= 1 + 1e-3).all()):
+                problem = "a context's weights add up to more than 1"
+        if problem:
+            raise CheckpointError(f"{where}: {problem}")
+
+
+def kn_table(windows: torch.Tensor, vocab_size: int, discount: str | float = "modified-kn") -> BackoffTable:
+    """Interpolated (modified) Kneser-Ney from every n-gram (M, N) of the data: N-1 tokens of context
+    (boundary-padded), then the target. Raw counts at the top order, continuation counts below."""
+    B, N = vocab_size + 1, windows.size(1)
+    gram_keys = ((windows.flip(1) + 1) * B ** torch.arange(N)).cumsum(1)  # column k-1: the k-gram's key
+    keys, counts = torch.unique(gram_keys[:, N - 1], return_counts=True)
+    by_order = [(keys, counts)]
+    for k in range(N - 1, 0, -1):  # drop the oldest token of each distinct (k+1)-gram: continuation counts
+        keys, counts = torch.unique(keys % B**k, return_counts=True)
+        by_order.append((keys, counts))
+    context_keys, backoffs, all_gram_keys, alphas = [], [], [], []
+    for keys, counts in reversed(by_order):  # order 1 (the empty context) first: keys stay sorted
+        if discount == "modified-kn":
+            n1, n2, n3, n4 = (int((counts == i).sum()) for i in (1, 2, 3, 4))
+            discounts = torch.tensor(modified_kn_discounts(n1, n2, n3, n4), dtype=torch.float64)
+        else:
+            discounts = torch.full((3,), float(discount), dtype=torch.float64)
+        contexts, context_of = torch.unique(keys // B, return_inverse=True)
+        kept = (counts - discounts[(counts - 1).clamp(max=2)]).clamp(min=0)
+        total = _sum_by(context_of, counts, len(contexts))
+        context_keys.append(contexts)
+        backoffs.append((total - _sum_by(context_of, kept, len(contexts))) / total)
+        all_gram_keys.append(keys)
+        alphas.append(kept / total[context_of])
+    return BackoffTable.from_parts(torch.cat(context_keys), torch.cat(backoffs), torch.cat(all_gram_keys),
+                                   torch.cat(alphas), B)
+
+
+class SparseNGram(CharModel):
+    """A chain of sparse back-off tables over a uniform base (see the module docstring)."""
+
+    model_type: ClassVar[str] = "sparse-ngram"
+    config_class: ClassVar[type] = SparseNGramConfig
+    counts_only: ClassVar[bool] = True
+
+    def __init__(self, vocab_size: int, config: SparseNGramConfig | None = None):
+        super().__init__(vocab_size, config or SparseNGramConfig())
+        self.base = vocab_size + 1
+        if self.base ** self.config.order > MAX_KEY:
+            most = int(math.log(MAX_KEY) / math.log(self.base))
+            raise ConfigError(f"--order {self.config.order} is too high for a vocabulary of {vocab_size} tokens "
+                              f"(n-gram keys would overflow int64); use at most {most}")
+        self.tables = nn.ModuleList(BackoffTable() for _ in range(self.config.tables))
+        self.components = nn.ModuleList(BackoffTable() for _ in range(self.config.components))
+        self.register_buffer("mixture", torch.full((self.config.components,), 1.0 / self.config.components))
+        self._chain_cache: list | None = None  # see `markov_chain`
+
+    @classmethod
+    def from_tables(cls, vocab_size: int, order: int, tables: list[BackoffTable], components: list[BackoffTable],
+                    mixture: torch.Tensor | None = None) -> SparseNGram:
+        """A model of `tables` chained over the mixture of `components` (weights `mixture`; default: equal)."""
+        model = cls(vocab_size, SparseNGramConfig(order=order, tables=len(tables), components=len(components)))
+        model.tables, model.components = nn.ModuleList(tables), nn.ModuleList(components)
+        if mixture is not None:
+            model.mixture = mixture.to(torch.float32)
+        return model
+
+    @property
+    def context_size(self) -> int:
+        return self.config.order - 1
+
+    # --- the distributions ------------------------------------------------------------------
+    def next_token_probs(self, contexts: torch.Tensor) -> torch.Tensor:
+        """(N, V) P(next | the last order-1 tokens) for contexts (N, order-1)."""
+        out = []
+        for i in range(0, len(contexts), ROWS_CHUNK):
+            chunk = contexts[i : i + ROWS_CHUNK]
+            out.append(self._probs(suffix_keys(chunk, self.base), chunk[:, -1] if self.context_size else None))
+        return torch.cat(out) if out else torch.zeros(0, self.vocab_size, device=contexts.device)
+
+    def _probs(self, keys: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
+        """(N, V) the distributions after histories given by their suffix keys (N, L) and latest tokens."""
+        rows = self.mixture_probs(keys, last)
+        for table in reversed(self.tables):  # each table sits on the one after it, the last on the mixture
+            rows = table.add_rows(rows, keys, last)
+        return rows
+
+    def mixture_probs(self, keys: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
+        """(N, V) the mixture of the components' distributions, each over the uniform base."""
+        rows = torch.zeros(len(keys), self.vocab_size, device=keys.device)
+        for weight, table in zip(self.mixture.tolist(), self.components):
+            if weight > 0:
+                uniform = torch.full_like(rows, 1.0 / self.vocab_size)
+                rows.add_(table.add_rows(uniform, keys, last), alpha=weight)
+        return rows
+
+    # --- the model as a finite Markov chain (exact constraints: namesmith.generate) ---------------
+    @property
+    def markov_chain(self) -> Callable[[], tuple[torch.Tensor, torch.Tensor, int]] | None:
+        """`chain()` gives the model as a finite Markov chain over its stored contexts, or None when
+        that chain would have more than MAX_CHAIN_CELLS states × tokens (namesmith.generate then
+        samples and filters).
+
+        The state is the longest suffix of the history that any table stores. Every table's own
+        longest stored suffix of the history is a suffix of it (a shorter stored suffix is stored in
+        the union too), so the state fixes the next-token distribution, and the state after token c
+        is the longest stored suffix of (state, c): that one token longer if stored, else the
+        parent's (the state without its oldest token) transition, since the stored contexts are
+        closed under taking suffixes. Built by context length, as the dense n-gram's transitions.
+        """
+        states = self._states()
+        return None if len(states) * self.vocab_size > MAX_CHAIN_CELLS else self._chain
+
+    def _states(self) -> torch.Tensor:
+        """Sorted keys of every context stored in any table or component (kept until the tables change)."""
+        keys = [t.keys for t in (*self.tables, *self.components)]
+        cache = self._chain_cache
+        if cache is None or len(cache[0]) != len(keys) or any(a is not b for a, b in zip(cache[0], keys)):
+            self._chain_cache = cache = [keys, torch.unique(torch.cat(keys)), None]
+        return cache[1]
+
+    def _chain(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(log-probabilities (S, V), next state (S, V), the state after the boundary starting a name)."""
+        states = self._states()
+        if self._chain_cache[2] is not None:
+            return self._chain_cache[2]
+        B, K, V, S = self.base, self.context_size, self.vocab_size, len(states)
+        device = states.device
+        length = torch.zeros(S, dtype=torch.long, device=device)  # tokens in each state
+        rest = states.clone()
+        while bool((rest > 0).any()):
+            length += (rest > 0).long()
+            rest //= B
+        lengths = torch.arange(K + 1, device=device)
+        place = B ** lengths  # the suffix of i tokens of a key is key % B^i
+        keys = torch.where(lengths <= length.unsqueeze(1), states.unsqueeze(1) % place, -1)  # (S, K+1): -1 never found
+        last = (states % B - 1).clamp(min=0)
+        log_probs = torch.cat([self._probs(keys[i : i + ROWS_CHUNK], last[i : i + ROWS_CHUNK]).log()
+                               for i in range(0, S, ROWS_CHUNK)])
+        next_state = torch.zeros(S, V, dtype=torch.long, device=device)
+        digits = torch.arange(1, V + 1, device=device)  # token c is digit c + 1
+        for j in range(K + 1):
+            rows = (length == j).nonzero().squeeze(1)
+            if j == 0:
+                fallback = torch.zeros(len(rows), V, dtype=torch.long, device=device)
+            else:
+                fallback = next_state[_lookup(states, states[rows] % B ** (j - 1))[0]]  # the parent's
+            if j < K:
+                pos, found = _lookup(states, states[rows, None] * B + digits)  # one token longer
+                next_state[rows] = torch.where(found, pos, fallback)
+            else:
+                next_state[rows] = fallback  # a full context drops its oldest token: the parent's transition
+        boundary = suffix_keys(boundary_context(1, K, device), B)  # K boundary tokens before a name
+        pos, found = _lookup(states, boundary)
+        before = int(pos[0, int(torch.where(found[0], lengths, 0).max())])
+        chain = (log_probs, next_state, int(next_state[before, 0]))
+        self._chain_cache[2] = chain
+        return chain
+
+    def _contexts(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T, K): the K tokens up to and including each position, left-padded with the boundary."""
+        K = self.context_size
+        padded = torch.cat([boundary_context(len(idx), max(K - 1, 0), idx.device), idx], 1)
+        return padded.unsqueeze(-1)[..., :0] if K == 0 else padded.unfold(1, K, 1)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        contexts = self._contexts(idx)  # (B, T, K)
+        probs = self.next_token_probs(contexts.reshape(idx.numel(), contexts.size(-1)))
+        return probs.log().view(*idx.shape, self.vocab_size)  # (B, T, V) log-probabilities
+
+    def init_state(self, batch_size: int) -> State:
+        return boundary_context(batch_size, self.context_size, self.device)  # (B, K): the last K tokens
+
+    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
+        window = torch.cat([state[:, 1:], token.view(-1, 1)], 1) if self.context_size else state
+        return self.next_token_probs(window).log(), window
+
+    # --- fitting ----------------------------------------------------------------------------
+    def fit(self, corpus: Any, config: Any, callback: Any = None, *, resume: dict | None = None,
+            on_checkpoint: Any = None) -> TrainHistory:
+        """Count the train split into one Kneser-Ney table (closed form: nothing to resume)."""
+        start = time.perf_counter()
+        assert corpus.vocab.size == self.vocab_size, "corpus and model vocabularies differ"
+        x, y = (t.cpu() for t in corpus.tensors("train"))
+        table = kn_table(ngram_windows(x, y, self.config.order), self.vocab_size, self.config.discount)
+        self.tables, self.components = nn.ModuleList(), nn.ModuleList([table.to(self.device)])
+        self.mixture = torch.ones(1, device=self.device)
+        self.config = SparseNGramConfig(self.config.order, self.config.discount, tables=0, components=1)
+        history = TrainHistory(steps=1)
+        metrics = {"loss": self.nll(x, y)}
+        history.train_loss.append((1, metrics["loss"]))
+        history.seconds = time.perf_counter() - start
+        if corpus.words("val"):
+            metrics["val_loss"] = self.nll(*corpus.tensors("val"))
+            history.val_loss.append((1, history.seconds, metrics["val_loss"]))
+        if callback:
+            callback(1, 1, metrics)
+        return history
+
+    @torch.no_grad()
+    def nll(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Mean negative log-likelihood per target token of `encode_words` tensors (end tokens included)."""
+        mask = y >= 0
+        if not mask.any():
+            return float("nan")
+        contexts = self._contexts(x.to(self.device))[mask.to(self.device)]
+        probs = self.next_token_probs(contexts)
+        return -probs.gather(1, y[mask].to(self.device).unsqueeze(1)).log().double().mean().item()
+
+    # --- saving -----------------------------------------------------------------------------
+    def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load what `weights()` saved: table sizes depend on the data, so any consistent size is accepted."""
+        groups = [("tables", self.tables), ("components", self.components)]
+        expected = {f"{group}.{i}.{name}" for group, tables in groups for i in range(len(tables))
+                    for name in TABLE_FIELDS} | {"mixture"}
+        if set(tensors) != expected:
+            missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+            raise CheckpointError(f"weights do not match sparse-ngram with {self.config.tables} table(s) and "
+                                  f"{self.config.components} component(s): {len(missing)} missing "
+                                  f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), {len(extra)} "
+                                  f"unexpected ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})")
+        mixture = tensors["mixture"]
+        if (tuple(mixture.shape) != (self.config.components,) or not mixture.is_floating_point()
+                or float(mixture.min()) < 0 or abs(float(mixture.sum()) - 1) > 1e-3):
+            raise CheckpointError("sparse-ngram mixture weights must be one non-negative weight per component, "
+                                  "adding up to 1")
+        for group, tables in groups:
+            for i, table in enumerate(tables):
+                if tensors[f"{group}.{i}.next"].dtype != torch.int32:
+                    raise CheckpointError(f"sparse-ngram {group} {i}: next must be int32")
+                table.set(*(tensors[f"{group}.{i}.{name}"] for name in TABLE_FIELDS))
+                table.check(self.vocab_size, self.config.order, f"sparse-ngram {group} {i}")
+        self.mixture = mixture.to(self.device, torch.float32)
+
+
+def ngram_windows(x: torch.Tensor, y: torch.Tensor, order: int) -> torch.Tensor:
+    """(M, order) every n-gram of `encode_words` tensors: order-1 boundary-padded context tokens, then the target."""
+    K = order - 1
+    padded = torch.cat([boundary_context(len(x), max(K - 1, 0), x.device), x], 1)
+    contexts = padded.unsqueeze(-1)[..., :0] if K == 0 else padded.unfold(1, K, 1)  # (B, T, K)
+    mask = y >= 0
+    return torch.cat([contexts, y.unsqueeze(-1)], -1)[mask]

@@ -1,0 +1,308 @@
+"""Small lists over a background prior (namesmith.adapt, namesmith.prior, models/sparse_ngram.py).
+
+The backgrounds here are tiny models trained in the tests on made-up names (syllables of one
+"language"), the lists names of another; only the end-to-end CLI test builds the catalogue prior.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from namesmith import NameModel
+from namesmith.adapt import (
+    UNKNOWN_CHAR_LOG_PROB,
+    _adapted_prob,
+    _folds,
+    _table,
+    _weights,
+    adapted_vocab,
+    background_model,
+    list_levels,
+    open_word_log_probs,
+    remap_table,
+    resize_vocab,
+)
+from namesmith.config import TrainConfig
+from namesmith.data import Corpus, encode_words
+from namesmith.errors import CheckpointError, ConfigError
+from namesmith.models.ngram import NGram, NGramConfig
+from namesmith.models.sparse_ngram import SparseNGram, SparseNGramConfig, ngram_windows
+from namesmith.prior import cache_dir, catalogue_prior
+from namesmith.vocab import Vocab
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def made_up(syllables: list[str], n: int, seed: int) -> list[str]:
+    """`n` distinct names of 2-4 syllables."""
+    rng, names = random.Random(seed), {}
+    while len(names) < n:
+        names["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))] = None
+    return list(names)
+
+
+BACKGROUND = made_up(["ka", "ri", "to", "ma", "ne", "lo", "sa", "ku", "mi", "ta"], 600, 0)
+ELVISH = made_up(["el", "ri", "dor", "an", "il", "wen", "gal", "thi", "ro", "las"], 140, 1)
+LIST, HELD_OUT = ELVISH[:40], ELVISH[40:]
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory):
+    """A sparse n-gram of the background names, saved as a model directory."""
+    out = tmp_path_factory.mktemp("prior")
+    NameModel.train(words=BACKGROUND, model="sparse-ngram", order=4, prior="none", split=False, out=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapted(prior_dir):
+    return NameModel.train(words=LIST, model="ngram", order=4, prior=prior_dir, split=False)
+
+
+def nll(model: NameModel, words: list[str]) -> float:
+    return model.evaluate(words)["all"]["nll"]
+
+
+def background_nll(background: NameModel, vocab: Vocab, words: list[str]) -> float:
+    """NLL per character of the background alone, over the adapted model's vocabulary (as the
+    benchmark compares them)."""
+    restricted = background_model(background.model, background.vocab, vocab, 4)
+    return -open_word_log_probs(restricted, words, vocab).sum().item() / sum(len(w) + 1 for w in words)
+
+
+def test_sparse_ngram_equals_the_dense_kneser_ney_ngram():
+    corpus = Corpus.from_words(BACKGROUND)
+    x, y = corpus.tensors("val")
+    for order in (1, 3, 5):
+        dense = NGram(corpus.vocab.size, NGramConfig(order=order, discount="modified-kn"))
+        sparse = SparseNGram(corpus.vocab.size, SparseNGramConfig(order=order))
+        dense.fit(corpus, TrainConfig())
+        sparse.fit(corpus, TrainConfig())
+        mask = y >= 0
+        assert torch.allclose(dense(x)[mask], sparse(x)[mask], atol=1e-5)
+
+
+def test_cross_validation_equals_refitting_without_each_name(prior_dir):
+    """The held-out probabilities the weights are chosen on (all folds at once, from count
+    differences) equal those of tables counted again without each name."""
+    background = NameModel.load(prior_dir)
+    vocab = adapted_vocab(LIST, background.vocab)
+    bg = background_model(background.model, background.vocab, vocab, 4)
+    words = LIST[:12]
+    x, y = encode_words(words, vocab)
+    windows = ngram_windows(x, y, 4)
+    word_of = torch.arange(len(words)).unsqueeze(1).expand_as(y)[y >= 0]
+    fold_of_word, k = _folds(len(words), seed=0)
+    assert k == len(words)  # leave-one-out for a short list
+    with torch.no_grad():
+        background_prob = bg.next_token_probs(windows[:, :-1]).gather(1, windows[:, -1:]).squeeze(1).double()
+    base = vocab.size + 1
+    levels = list_levels(windows, fold_of_word[word_of], k, base, max_levels=3)
+    theta = torch.randn(9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    weights = _weights(theta, 3)
+    held_out = _adapted_prob(background_prob, levels, *weights)
+    for i, word in enumerate(words):
+        others = [w for j, w in enumerate(words) if j != i]
+        xo, yo = encode_words(others, vocab)
+        table = _table(list_levels(ngram_windows(xo, yo, 4), torch.zeros(int((yo >= 0).sum()), dtype=torch.long), 1,
+                                   base, max_levels=3), *weights, base)
+        model = SparseNGram.from_tables(vocab.size, 4, [table], list(bg.components), bg.mixture)
+        xi, yi = encode_words([word], vocab)
+        expected = model(xi)[0].exp().gather(1, yi[0].clamp(min=0).unsqueeze(1)).squeeze(1)[yi[0] >= 0]
+        assert torch.allclose(held_out[word_of == i].float(), expected, rtol=1e-4), word
+
+
+def test_adaptation_beats_the_list_alone_and_the_background_alone(prior_dir, adapted):
+    alone = NameModel.train(words=LIST, model="ngram", order=4, prior="none", split=False)
+    background = NameModel.load(prior_dir)
+    record = adapted.meta["adaptation"]
+    assert record["folds"] == len(LIST) and record["cv_nll"] < record["cv_nll_background"]
+    assert nll(adapted, HELD_OUT) < background_nll(background, adapted.vocab, HELD_OUT) - 0.3  # the list differs
+    assert nll(adapted, HELD_OUT) < nll(alone, HELD_OUT)
+    # a list drawn from the background itself: the weights trust the background
+    same = NameModel.train(words=BACKGROUND[:40], model="ngram", order=4, prior=prior_dir, split=False)
+    assert same.meta["adaptation"]["cv_nll"] == pytest.approx(same.meta["adaptation"]["cv_nll_background"], abs=0.05)
+
+
+def test_vocabulary_follows_the_scripts_of_the_list():
+    background = Vocab(tuple(sorted("abcdeйиква-'")))
+    assert set(adapted_vocab(["иван"], background).chars) == set("йиква-'н")  # Cyrillic, punctuation, its own
+    assert set(adapted_vocab(["abe"], background).chars) == set("abcde-'")
+
+
+def test_remapping_onto_the_same_vocabulary_changes_nothing(prior_dir):
+    background = NameModel.load(prior_dir)
+    model = background.model
+    same = SparseNGram.from_tables(model.vocab_size, 4, [], [remap_table(model.components[0], background.vocab,
+                                                                         background.vocab, 3)], model.mixture)
+    x, _ = encode_words(BACKGROUND[:50], background.vocab)
+    assert torch.allclose(model(x), same(x), atol=1e-6)
+
+
+def test_open_vocabulary_scores_characters_the_list_never_had(adapted):
+    assert set(adapted.vocab.chars) - set("".join(LIST)) == {"k", "m", "u"}  # from the background
+    known, snowman = adapted.score(["kumaki", "el☃"])
+    assert known.error is None and math.isfinite(known.log_prob)
+    assert snowman.error is None
+    # by hand: e, l; then ☃ costs the fallback and is read as the boundary; then the end
+    v = adapted.vocab
+    log_probs = adapted.model(torch.tensor([[0, v.stoi["e"], v.stoi["l"], 0]]))[0]
+    expected = (log_probs[0, v.stoi["e"]] + log_probs[1, v.stoi["l"]] + UNKNOWN_CHAR_LOG_PROB + log_probs[3, 0]).item()
+    assert snowman.log_prob == pytest.approx(expected, rel=1e-5)
+    result = adapted.evaluate(["el☃", "kumaki", "galas"])["all"]
+    assert result["unknown_chars"] == 1 and math.isfinite(result["nll"])
+    plain = NameModel.train(words=LIST, model="ngram", order=4, prior="none", split=False)
+    assert plain.score(["kumaki"])[0].error  # a model without a prior keeps its closed vocabulary
+
+
+def test_prior_is_built_once_and_cached(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("NAMESMITH_CACHE", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache"
+    first = catalogue_prior("ngram", sets=("israel",))
+    (directory,) = (tmp_path / "cache").iterdir()
+    assert directory.name.startswith("prior-ngram-") and (directory / "namesmith.json").is_file()
+    assert first.meta["prior"]["components"][:2] == ["all", "israel:Christian-Arab"]
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("built again instead of read from the cache")
+
+    monkeypatch.setattr("namesmith.prior.build_ngram_prior", no_build)
+    again = catalogue_prior("ngram", sets=("israel",))
+    assert torch.equal(again.model.components[0].keys, first.model.components[0].keys)
+    monkeypatch.undo()
+    monkeypatch.setenv("NAMESMITH_CACHE", str(tmp_path / "cache"))
+    weights = next(directory.glob("weights-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])  # a truncated cache file is rebuilt, with a warning
+    with caplog.at_level(logging.WARNING, logger="namesmith"):
+        rebuilt = catalogue_prior("ngram", sets=("israel",))
+    assert "building it again" in caplog.text
+    assert torch.equal(rebuilt.model.components[0].alpha, first.model.components[0].alpha)
+    monkeypatch.delenv("NAMESMITH_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "namesmith"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "namesmith"
+
+
+def test_prior_options(prior_dir, tmp_path):
+    assert NameModel.train(words=LIST, model="ngram", prior="none").model_type == "ngram"
+    assert NameModel.train(words=LIST, model="bigram-counts").model_type == "bigram-counts"  # auto: no prior for it
+    many = made_up(["el", "ri", "dor", "an", "il", "wen", "gal", "thi", "ro", "las", "mo"], 1300, 2)
+    assert NameModel.train(words=many, model="ngram", order=3).model_type == "ngram"  # >= 1,000 training names
+    model = NameModel.train(words=LIST, model="ngram", prior=prior_dir)
+    assert model.model_type == "sparse-ngram" and model.describe() == "sparse-ngram adapted to 32 names"
+    assert model.meta["adaptation"]["prior"]["directory"] == str(prior_dir.resolve())
+    with pytest.raises(ConfigError, match="prior: a mlp model cannot be adapted") as e:
+        NameModel.train(words=LIST, model="mlp", prior=prior_dir)
+    assert e.value.field == "prior"
+    with pytest.raises(ConfigError, match="holds a sparse-ngram model; a gru is fine-tuned from a pretrained gru"):
+        NameModel.train(words=LIST, model="gru", prior=prior_dir)
+    with pytest.raises(CheckpointError, match="no such model directory"):
+        NameModel.train(words=LIST, model="ngram", prior=tmp_path / "missing")
+    with pytest.raises(ConfigError, match="discount does not apply when adapting") as e:
+        NameModel.train(words=LIST, model="ngram", discount="kn", prior=prior_dir)
+    assert e.value.field == "discount"
+
+
+def test_adapted_model_round_trips(adapted, tmp_path):
+    adapted.save(tmp_path / "m")
+    loaded = NameModel.load(tmp_path / "m")
+    assert loaded.model_type == "sparse-ngram" and loaded.vocab == adapted.vocab
+    x, _ = encode_words(HELD_OUT[:20], adapted.vocab)
+    assert torch.equal(loaded.model(x), adapted.model(x))
+    assert loaded.generate(30, seed=3).names == adapted.generate(30, seed=3).names
+    assert loaded.meta["adaptation"] == adapted.meta["adaptation"] and loaded.open_vocabulary
+    names = loaded.generate(300, seed=1, novel=True).names  # the list's words come back from the directory
+    assert names and not set(names) & set(LIST)
+    assert loaded.score(["el☃"])[0].log_prob == pytest.approx(adapted.score(["el☃"])[0].log_prob)
+    meta = json.loads((tmp_path / "m" / "namesmith.json").read_text())
+    assert meta["data"]["words"] == LIST and meta["data"]["path"] == "<words>"
+
+
+def test_exact_constraints_on_the_adapted_ngram(adapted):
+    model, vocab = adapted.model, adapted.vocab
+    chain = model.markov_chain
+    assert chain is not None
+    log_probs, next_state, start = chain()
+    rng = random.Random(0)
+    for _ in range(200):  # the chain's state gives the model's own distribution after any history
+        tokens = [rng.randrange(1, vocab.size) for _ in range(rng.randrange(0, 7))]
+        state = start
+        for t in tokens:
+            state = int(next_state[state, t])
+        assert torch.allclose(model(torch.tensor([[0, *tokens]]))[0, -1], log_probs[state], atol=1e-5)
+    exact = adapted.generate(4000, ends_with="il", max_len=7, seed=1, method="exact")
+    assert exact.stats.method == "exact" and all(n.endswith("il") and len(n) <= 7 for n in exact.names)
+    filtered = adapted.generate(4000, ends_with="il", max_len=7, seed=2, method="rejection")
+    a, b = collections.Counter(exact.names), collections.Counter(filtered.names)
+    for name, count in a.most_common(5):  # the same conditional distribution, within sampling noise
+        assert abs(count - b[name]) < 5 * math.sqrt(count + b[name]) + 5, name
+
+
+def test_more_like_these(prior_dir, tmp_path):
+    base = NameModel.load(prior_dir)
+    more = base.adapt(LIST[:10], order=4, out=tmp_path / "more")
+    assert more.model_type == "sparse-ngram" and more.meta["adaptation"]["folds"] == 10
+    assert nll(more, HELD_OUT) < background_nll(base, more.vocab, HELD_OUT)
+    names = more.generate(50, seed=0, novel=True).names
+    assert len(names) == 50 and not set(names) & set(LIST[:10])
+    again = more.adapt(LIST[10:20])  # a chain: the new list over the first over the background
+    assert again.model.config.tables == 2 and nll(again, HELD_OUT) < background_nll(base, again.vocab, HELD_OUT)
+    with pytest.raises(ConfigError, match="already holds a trained model"):
+        base.adapt(LIST[:5], out=tmp_path / "more")
+
+
+def test_fine_tuning_a_pretrained_network(tmp_path, monkeypatch):
+    monkeypatch.setattr("namesmith.adapt.NEURAL_MAX_STEPS", 100)
+    pretrained = tmp_path / "gru"
+    NameModel.train(words=BACKGROUND, model="gru", n_embd=8, n_hidden=32, max_steps=150, eval_every=50,
+                    ngram_mix=0, prior="none", out=pretrained)
+    tuned = NameModel.train(words=LIST, model="gru", prior=pretrained, split=False)
+    record = tuned.meta["adaptation"]
+    assert tuned.model_type == "gru" and record["method"] == "fine-tune" and record["folds"] == 5
+    curve = dict(record["cv_curve"])
+    assert record["steps"] == min(curve, key=curve.get) > 0  # the step with the lowest held-out loss
+    prior = NameModel.load(pretrained)
+    resized = resize_vocab(prior.model, prior.vocab, tuned.vocab)  # the prior over the list's characters
+    n_chars = sum(len(w) + 1 for w in HELD_OUT)
+    assert nll(tuned, HELD_OUT) < -open_word_log_probs(resized, HELD_OUT, tuned.vocab).sum().item() / n_chars
+    tuned.save(tmp_path / "tuned")
+    loaded = NameModel.load(tmp_path / "tuned")
+    x, _ = encode_words(HELD_OUT[:10], tuned.vocab)
+    assert torch.equal(loaded.model(x), tuned.model(x))
+    with pytest.raises(ConfigError, match="n_hidden does not apply when adapting"):
+        NameModel.train(words=LIST, model="gru", n_hidden=8, prior=pretrained)
+
+
+@pytest.mark.slow
+def test_cli_adapts_a_short_list_onto_the_catalogue_prior(tmp_path):
+    """The default path: `namesmith train` on 30 names builds the catalogue prior (once, into the
+    session's cache) and adapts to them; `eval` reads characters the list never had."""
+    (tmp_path / "list.txt").write_text("\n".join(n.title() for n in ELVISH[:30]) + "\n", encoding="utf-8")
+    (tmp_path / "other.txt").write_text("Jax\nQuinn\nZoë\n", encoding="utf-8")
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "namesmith.cli", *argv], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=600)
+
+    trained = run("train", "--data", "list.txt", "--out", "m", "--no-split", "--samples", "5")
+    assert trained.returncode == 0, trained.stderr
+    assert "adapted catalogue:us+world+israel to the list" in trained.stdout
+    assert all(name[0].isupper() for name in trained.stdout.split("samples:\n")[1].split())  # title case kept
+    evaluated = run("eval", "-m", "m", "--data", "other.txt", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["all"]["n_words"] == 3
+    alone = run("train", "--data", "list.txt", "--out", "alone", "--prior", "none", "--json")
+    assert alone.returncode == 0 and json.loads(alone.stdout)["model_type"] == "ngram"
+    bad = run("train", "--data", "list.txt", "--out", "x", "--prior", "nowhere")
+    assert bad.returncode == 1 and "no such model directory" in bad.stderr
