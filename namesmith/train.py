@@ -106,7 +106,11 @@ def condition_model(model: CharModel, corpus: Corpus, config: TrainConfig) -> Ch
         return ConditionalNetwork(model, corpus.condition, dropout)
     if not corpus.conditioned and corpus.row_weights("train") is None:
         return model  # every row weighs the same: the model's own fitting
-    config_record = ConditionalCountsConfig(model.model_type, model.config_dict(), corpus.condition.to_dict())
+    model_type, model_config = model.model_type, model.config_dict()
+    if model_type == "sparse-ngram":  # the same Kneser-Ney n-gram; conditioned, its components are dense tables
+        model_type, model_config = "ngram", {"order": model_config["order"], "discount": model_config["discount"]}
+        log.info("a conditioned or weighted sparse-ngram is a conditional n-gram of dense component tables")
+    config_record = ConditionalCountsConfig(model_type, model_config, corpus.condition.to_dict())
     return ConditionalCounts(model.vocab_size, config_record)
 
 
@@ -391,7 +395,13 @@ def train(
         words, casing = prepare_words(check_words(words), data)
         corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)
-    background = None if resume else choose_background(prior, model_type, len(corpus.split.train), device=device)
+    # labels and weights are learned by conditional models (namesmith.labelled); adaptation learns plain lists
+    labelled = isinstance(corpus, LabelledCorpus) and (corpus.conditioned or corpus.row_weights("train") is not None)
+    if labelled and str(prior) not in ("auto", "none", "None"):
+        raise ConfigError("prior: adapting a prior learns a plain list; this table is conditioned or weighted "
+                          "(train it with condition none and weighting none to adapt, or without prior)", field="prior")
+    background = None if resume or labelled else choose_background(prior, model_type, len(corpus.split.train),
+                                                                    device=device)
     if background is not None:
         record = data_record(data, corpus, casing, words if given else None)
         return train_adapted(background, corpus, record, train_config, model_config, out=out, callback=callback,

@@ -278,7 +278,7 @@ def test_rows_start_with_their_labels(ngram):
 # --- every model type -------------------------------------------------------------------------------
 NEURAL = {"max_steps": 40, "eval_every": 20, "batch_size": 16, "ngram_mix": 0}
 TINY = {
-    "bigram-counts": {}, "bigram": {"max_steps": 200}, "ngram": {"order": 3},
+    "bigram-counts": {}, "bigram": {"max_steps": 200}, "ngram": {"order": 3}, "sparse-ngram": {"order": 3},
     "mlp": {**NEURAL, "n_embd": 8, "n_hidden": 16, "block_size": 3},
     "wavenet": {**NEURAL, "n_embd": 8, "n_hidden": 16, "block_size": 4},
     "rnn": {**NEURAL, "n_embd": 8, "n_hidden": 16}, "gru": {**NEURAL, "n_embd": 8, "n_hidden": 16},
@@ -422,7 +422,7 @@ def test_cli_condition_where_classify(one_thread, capsys, table_path, tmp_path):
         assert code == 1 and stdout == "" and len(stderr.strip().splitlines()) == 1
         assert re.search(message, stderr), stderr
     code, stdout, _ = run(capsys, "train", "--data", table_path, "--order", "3", "--condition", "none", "--out",
-                          tmp_path / "plain", "--json")
+                          tmp_path / "plain", "--json", "--prior", "none")  # a short plain list: not adapted
     assert code == 0 and json.loads(stdout)["labels"] == {} and json.loads(stdout)["description"] == "ngram"
 
 
@@ -463,3 +463,11 @@ def test_a_conditional_seed_bigram_descends_on_the_seed_schedule(one_thread, tab
     counted = NameModel.train(table_path, "bigram-counts", condition=("sex",), smoothing=0.1)
     assert descended.meta["resolved_train_config"]["learning_rate"] == 100.0  # the seed's, not the default 1e-3
     assert descended.metrics["test"]["nll"] == pytest.approx(counted.metrics["test"]["nll"], abs=0.05)
+
+
+def test_a_conditioned_table_is_learned_not_adapted(ngram, table_path, tmp_path):
+    """Short lists are adapted from a prior (namesmith.adapt); a conditioned table keeps its labels."""
+    assert ngram.describe() == "ngram | sex" and "adaptation" not in ngram.meta
+    with pytest.raises(ConfigError, match="prior: adapting a prior learns a plain list") as e:
+        NameModel.train(table_path, "ngram", order=3, condition=("sex",), prior=str(tmp_path / "other"))
+    assert e.value.field == "prior"
