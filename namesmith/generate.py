@@ -522,31 +522,37 @@ class ExactSampler:
 
     @torch.inference_mode()
     def run(self, batch: int, deadline: float | None = None) -> Batch | None:
-        """Draw `batch` names, every one valid (None: the deadline passed first)."""
+        """Draw `batch` names, every one valid (None: the deadline passed first).
+
+        The loop runs in NumPy (a request's batch is small, and NumPy's calls cost a fraction of
+        torch's); the uniforms come from the torch generator, so a seed draws what it always has."""
         room = self.max_len - self.p0
         tokens = np.zeros((batch, max(room, 0)), dtype=token_dtype(self.vocab.size))
         lengths = np.full(batch, -1, dtype=np.int64)
-        active = torch.arange(batch)
-        z = torch.full((batch,), self.z0, dtype=torch.long)
+        active = np.arange(batch)
+        z = np.full(batch, self.z0, dtype=np.int64)
+        step = self.step.numpy()
         for t in range(room + 1):
             if deadline is not None and time.perf_counter() > deadline:
                 return None
             if self.cdf is not None:
-                cdf = self.cdf[t].index_select(0, z)  # index_select: much faster than [z]
+                cdf = self.cdf[t].numpy()[z]
             else:
-                end = (self.end.index_select(0, z) - self.log_scale[t + 1]).float()
-                w = _log_weights(self.log_probs.index_select(0, z), end, self.step.index_select(0, z),
+                zt = torch.from_numpy(z)
+                end = (self.end.index_select(0, zt) - self.log_scale[t + 1]).float()
+                w = _log_weights(self.log_probs.index_select(0, zt), end, self.step.index_select(0, zt),
                                  self.beta[t + 1], self.p0 + t >= self.min_len)
-                cdf = _normalised_cdf(w)
-            nxt = draw(cdf, self.generator)
+                cdf = _normalised_cdf(w).numpy()
+            u = torch.rand(len(z), 1, generator=self.generator).numpy() * cdf[:, -1:]
+            nxt = np.minimum((cdf <= u).sum(1), cdf.shape[1] - 1)  # searchsorted(right=True), row by row
             ended = nxt == BOUNDARY
-            lengths[active[ended].numpy()] = t
-            going = (~ended).nonzero().squeeze(1)
+            lengths[active[ended]] = t
+            going = np.flatnonzero(~ended)
             if len(going) == 0:
                 break
             active, nxt, z = active[going], nxt[going], z[going]
-            tokens[active.numpy(), t] = nxt.numpy()
-            z = self.step[z, nxt]
+            tokens[active, t] = nxt
+            z = step[z, nxt]
         assert (lengths >= 0).all(), "the last step can only end the name"
         return finish_batch(tokens, lengths, self.vocab, self.prefix)
 

@@ -34,6 +34,7 @@ SUBSTITUTIONS = {"0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "7": "t", "8
 SEPARATORS = re.compile(r"[\s\-_'’.·,/]+")
 LONG_RUN = re.compile(r"(\w)\1{2,}")
 WORDS_FILE = "offensive_words.txt"
+CACHED_NAMES = 100_000  # verdicts remembered per filter (a server checks the same names again and again)
 
 
 def _fold(text: str) -> str:
@@ -69,6 +70,7 @@ class OffensiveFilter:
         self.whole = frozenset(inside | whole)  # every word, for whole names and whole parts
         long_words = sorted((w for w in inside - whole if len(w) >= MIN_SUBSTRING), key=len, reverse=True)
         self._inside = re.compile("|".join(map(re.escape, long_words))) if long_words else None
+        self.is_offensive = lru_cache(maxsize=CACHED_NAMES)(self.is_offensive)  # names recur: check each once
 
     def __call__(self, name: str) -> bool:
         return self.is_offensive(name)

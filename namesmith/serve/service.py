@@ -8,6 +8,7 @@ requests share no random state and the same seed gives the same names.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import secrets
@@ -38,8 +39,13 @@ _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → (t
 
 def supports(model: NameModel, method: str, parameter: str) -> bool:
     """Whether `model.method` takes `parameter` (conditional options arrive with conditional models)."""
-    function = getattr(model, method, None)
-    return function is not None and parameter in inspect.signature(function).parameters
+    function = getattr(type(model), method, None)
+    return function is not None and parameter in _parameters(function)
+
+
+@functools.lru_cache(maxsize=None)
+def _parameters(function: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(inspect.signature(function).parameters)
 
 
 def condition(model: NameModel, labels: dict[str, list[str]], where: dict[str, str], method: str) -> dict[str, Any]:
