@@ -81,17 +81,23 @@ def read_builtin_table() -> list[tuple[str, int, int]]:
     return rows
 
 
+def check_data_file(path: str | Path) -> Path:
+    """`path` as a Path, or a `DataError` saying why it is not a file a word list can be read from."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, not a word list")
+    if not p.is_file():
+        raise DataError(f"{p}: is not a regular file (a device, pipe or socket), not a word list")
+    return p
+
+
 def read_file_bytes(path: str | Path) -> bytes:
     """The bytes of a data file, or a `DataError` saying why it cannot be read."""
     p = Path(path)
     try:
-        if not p.exists():
-            raise DataError(f"{p}: no such file")
-        if p.is_dir():
-            raise DataError(f"{p}: is a directory, not a word list")
-        if not p.is_file():
-            raise DataError(f"{p}: is not a regular file (a device, pipe or socket), not a word list")
-        return p.read_bytes()
+        return check_data_file(p).read_bytes()
     except OSError as e:
         raise DataError(f"{p}: cannot read ({e.strerror or e})") from None
 
