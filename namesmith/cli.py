@@ -129,8 +129,8 @@ def option_name(field: str) -> str:
     return f"{SHORT_FLAGS[field]}/{flag(field)}" if field in SHORT_FLAGS else flag(field)
 
 
-def _parse_scalar(text: str) -> Any:
-    """A model option given on the command line: int, float, or string."""
+def parse_scalar(text: str) -> Any:
+    """A model option given on the command line: int, float, or string (benchmarks' options too)."""
     for convert in (int, float):
         try:
             return convert(text)
@@ -185,7 +185,7 @@ def add_field_options(group: argparse._ArgumentGroup, cls: type, help_text: dict
                                help=text)
         else:
             convert = int if kind.startswith("int") else float if kind.startswith("float") else (
-                _parse_scalar if "str" in kind and "float" in kind else str)
+                parse_scalar if "str" in kind and "float" in kind else str)
             if kind.startswith("str") and "float" not in kind:
                 convert = str
             group.add_argument(*flags, dest=dest, type=convert, choices=_choices(f.name),
