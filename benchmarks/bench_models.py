@@ -32,6 +32,7 @@ import torch
 
 import namesmith
 from namesmith import NameModel
+from namesmith.cli import parse_scalar
 from namesmith.models import trainable_types
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +114,7 @@ def ensemble_recipe(specs: list[str], data_path: str, combine: str) -> dict:
     members, rows, seconds = [], [], 0.0
     for spec in specs:
         model_type, seed, options = (spec.split(":") + ["", ""])[:3]
-        extra = {k: namesmith_value(v) for k, v in (o.split("=", 1) for o in options.split(",") if o)}
+        extra = {k: parse_scalar(v) for k, v in (o.split("=", 1) for o in options.split(",") if o)}
         if model_type != "ngram":
             extra.setdefault("ngram_mix", 0)
         if seed:
@@ -138,16 +139,6 @@ def ensemble_recipe(specs: list[str], data_path: str, combine: str) -> dict:
     print(f"{'ensemble (' + combine + ')':<40} val {result['val']:.4f}  test {test:.4f} ± {err:.4f}  "
           f"({seconds / 60:.1f} training minutes in all); weights {result['weights']}")
     return result
-
-
-def namesmith_value(text: str) -> int | float | str:
-    """An option value from the command line: int, float or string."""
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from namesmith.cli import parse_scalar  # noqa: E402
 from namesmith.config import TrainConfig  # noqa: E402
 from namesmith.data import Corpus, load_words  # noqa: E402
 from namesmith.evaluate import evaluate  # noqa: E402
@@ -27,15 +28,6 @@ from namesmith.models import model_class  # noqa: E402
 from namesmith.train import fit_model, resolve_train_config  # noqa: E402
 
 DEFAULT_DATA = "/work/shared/data/names.txt"
-
-
-def parse_value(text: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def main() -> None:
@@ -57,7 +49,7 @@ def main() -> None:
     corpus = Corpus.from_words(load_words(args.data), seed=42)
     cls = model_class(args.model)
     overrides = dict(item.split("=", 1) for item in args.set)
-    model = cls(corpus.vocab.size, cls.config_class(**{k: parse_value(v) for k, v in overrides.items()}))
+    model = cls(corpus.vocab.size, cls.config_class(**{k: parse_scalar(v) for k, v in overrides.items()}))
     config = TrainConfig(time_budget=args.time_budget, max_steps=args.max_steps, learning_rate=args.learning_rate,
                          batch_size=args.batch_size, weight_decay=args.weight_decay, seed=args.seed, device="cpu")
     config = resolve_train_config(model, config)

@@ -129,8 +129,8 @@ def option_name(field: str) -> str:
     return f"{SHORT_FLAGS[field]}/{flag(field)}" if field in SHORT_FLAGS else flag(field)
 
 
-def _parse_scalar(text: str) -> Any:
-    """A model option given on the command line: int, float, or string."""
+def parse_scalar(text: str) -> Any:
+    """A model option given on the command line: int, float, or string (benchmarks' options too)."""
     for convert in (int, float):
         try:
             return convert(text)
@@ -185,7 +185,7 @@ def add_field_options(group: argparse._ArgumentGroup, cls: type, help_text: dict
                                help=text)
         else:
             convert = int if kind.startswith("int") else float if kind.startswith("float") else (
-                _parse_scalar if "str" in kind and "float" in kind else str)
+                parse_scalar if "str" in kind and "float" in kind else str)
             if kind.startswith("str") and "float" not in kind:
                 convert = str
             group.add_argument(*flags, dest=dest, type=convert, choices=_choices(f.name),
@@ -274,6 +274,17 @@ def _model_dir_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu)")
 
 
+def _names_arguments(p: argparse.ArgumentParser, command: str) -> None:
+    """The names a command works on: as arguments, and from a word list (read by `_names_given`)."""
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"names to {command}")
+    p.add_argument("--file", metavar="LIST", help=f"also {command} every name of this word list (one per line)")
+
+
+def _moved_data_option(p: argparse.ArgumentParser, why: str = "") -> None:
+    """--data for a command that reads the model's training list: only needed where the list moved."""
+    p.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training" + why)
+
+
 def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     from namesmith.generate import GenerateConfig
     from namesmith.models.ensemble import COMBINES
@@ -293,8 +304,7 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
     _model_dir_option(s)
     g = s.add_argument_group("generation (constraints hold on every name printed; the budget ends the search)")
     s.set_defaults(generate_fields=add_field_options(g, GenerateConfig, GENERATE_HELP, prefix="gen_"))
-    s.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training "
-                                                  "(for --novel and the summary)")
+    _moved_data_option(s, " (for --novel and the summary)")
     s.add_argument("--where", action="append", metavar="LABEL=VALUE", help=WHERE_HELP)
     s.add_argument("--guidance", type=float, default=0.0, metavar="G",
                    help="with --where: names more typical of those labels, drawn from P(c | where)^(1+G) / "
@@ -307,8 +317,7 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
                                     "log-likelihood per character, and the percentage of training names that are at "
                                     "most as name-like (by NLL per character).")
     _model_dir_option(sc)
-    sc.add_argument("names", nargs="*", metavar="NAME", help="names to score")
-    sc.add_argument("--file", metavar="LIST", help="also score every name of this word list (one per line)")
+    _names_arguments(sc, "score")
     sc.add_argument("--sort", action="store_true", help="rank from most to least name-like")
     sc.add_argument("--where", action="append", metavar="LABEL=VALUE",
                     help="score P(name | labels) and place it among the training names of those labels; " + WHERE_HELP)
@@ -333,7 +342,7 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
                     help="PNG to write (default: MODEL_DIR/heatmap.png, heatmap-counts.png or loss.png)")
     pl.add_argument("--annotate", action="store_true",
                     help="heat map of training pair counts, each cell labelled with its pair and count")
-    pl.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")
+    _moved_data_option(pl)
 
     sv = sub.add_parser("serve", help="the web page and JSON API",
                         description="Serve a web page and a JSON API (/api/v1, OpenAPI at /docs) to generate, steer, "
@@ -358,8 +367,7 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
                                    "P(value | name) ∝ P(name | value) · P(value), P(value) being the value's share of "
                                    "the training data. Prints e.g. 'leslie: sex F 61% M 39%; decade 1950s 18% ...'.")
     _model_dir_option(c)
-    c.add_argument("names", nargs="*", metavar="NAME", help="names to classify")
-    c.add_argument("--file", metavar="LIST", help="also classify every name of this word list (one per line)")
+    _names_arguments(c, "classify")
     c.add_argument("--top", type=int, default=3, metavar="N", help="values shown per label (default: 3)")
     c.add_argument("--json", action="store_true", help="print JSON: every value's probability")
 
@@ -376,7 +384,7 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
                          "weighted average")
     en.add_argument("--overwrite", action="store_true", help="replace a different model already saved in --out")
     en.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default: cpu)")
-    en.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")
+    _moved_data_option(en)
     en.add_argument("--json", action="store_true", help="print JSON")
 
     d = sub.add_parser("data", help="list the built-in data sets",
@@ -390,7 +398,7 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
                                    "their frequency in the training words.")
     _model_dir_option(r)
     r.add_argument("--top", type=int, default=10, help="how many transitions (default: 10)")
-    r.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training")
+    _moved_data_option(r)
     r.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -629,6 +637,19 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     return NameModel.load(args.model_dir, device=args.device, data=getattr(args, "data", None))
 
 
+def _names_given(args: argparse.Namespace, command: str, data_options: dict[str, Any] | None = None) -> list[str]:
+    """The names given as arguments, then those of --file LIST (read as they are: any length, case kept)."""
+    from namesmith.data import DataConfig, load_words
+
+    names = list(args.names)
+    if args.file:
+        names += load_words(DataConfig(path=args.file, **{"max_line_length": 10**6, "case": "exact",
+                                                          **(data_options or {})}))
+    if not names:
+        raise ConfigError(f"{command} needs names: give them as arguments or with --file LIST")
+    return names
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from namesmith.conditional import parse_where_args
 
@@ -655,15 +676,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from namesmith.data import DataConfig, load_words
     from namesmith.score import format_scores, rank
 
-    names = list(args.names)
-    data_options = given(args, args.data_fields, "data_")
-    if args.file:
-        names += load_words(DataConfig(path=args.file, **{"max_line_length": 10**6, "case": "exact", **data_options}))
-    if not names:
-        raise ConfigError("score needs names: give them as arguments or with --file LIST")
+    names = _names_given(args, "score", given(args, args.data_fields, "data_"))
     from namesmith.conditional import parse_where_args
 
     model = _load(args)
@@ -682,15 +697,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from namesmith.classify import format_classification
-    from namesmith.data import DataConfig, load_words
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
-    names = list(args.names)
-    if args.file:
-        names += load_words(DataConfig(path=args.file, max_line_length=10**6, case="exact"))
-    if not names:
-        raise ConfigError("classify needs names: give them as arguments or with --file LIST")
+    names = _names_given(args, "classify")
     model = _load(args)
     results = model.classify(names)
     if args.json:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from namesmith.data import _BAD_CATEGORIES, BUILTIN, DataConfig, Split, decode_text, parse_words
+from namesmith.data import _BAD_CATEGORIES, BUILTIN, DataConfig, Split, check_data_file, decode_text, parse_words
 from namesmith.errors import ConfigError, DataError
 from namesmith.models.ngram import NGram, NGramConfig, NGramCounts, held_out_every
 from namesmith.vocab import BOUNDARY, Vocab
@@ -174,14 +174,7 @@ def _clean_block(raw: bytes, offset: int, path: str, config: DataConfig) -> tupl
 # --- shards: byte ranges of one file, counted apart and merged exactly ----------------------------
 def file_size(path: str | Path) -> int:
     """Size in bytes of a word-list file, or a `DataError` saying why it cannot be read."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such file")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory, not a word list")
-    if not p.is_file():
-        raise DataError(f"{p}: is not a regular file (a device, pipe or socket), not a word list")
-    return p.stat().st_size
+    return check_data_file(path).stat().st_size
 
 
 def shard_ranges(size: int, shards: int) -> list[tuple[int, int]]:

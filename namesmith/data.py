@@ -81,17 +81,23 @@ def read_builtin_table() -> list[tuple[str, int, int]]:
     return rows
 
 
+def check_data_file(path: str | Path) -> Path:
+    """`path` as a Path, or a `DataError` saying why it is not a file a word list can be read from."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, not a word list")
+    if not p.is_file():
+        raise DataError(f"{p}: is not a regular file (a device, pipe or socket), not a word list")
+    return p
+
+
 def read_file_bytes(path: str | Path) -> bytes:
     """The bytes of a data file, or a `DataError` saying why it cannot be read."""
     p = Path(path)
     try:
-        if not p.exists():
-            raise DataError(f"{p}: no such file")
-        if p.is_dir():
-            raise DataError(f"{p}: is a directory, not a word list")
-        if not p.is_file():
-            raise DataError(f"{p}: is not a regular file (a device, pipe or socket), not a word list")
-        return p.read_bytes()
+        return check_data_file(p).read_bytes()
     except OSError as e:
         raise DataError(f"{p}: cannot read ({e.strerror or e})") from None
 
@@ -151,6 +157,36 @@ def has_bad_chars(word: str) -> bool:
     return any(unicodedata.category(c) in _BAD_CATEGORIES for c in word)
 
 
+@dataclass
+class SkippedLines:
+    """The line numbers a reader passes over, too long or holding control characters: one warning per kind."""
+
+    max_line_length: int
+    too_long: list[int] = field(default_factory=list)
+    bad_chars: list[int] = field(default_factory=list)
+
+    def skip(self, name: str, lineno: int) -> bool:
+        """True, and the line noted, if `name` is longer than `max_line_length` or holds a control character."""
+        if len(name) > self.max_line_length:
+            self.too_long.append(lineno)
+            return True
+        if has_bad_chars(name):
+            self.bad_chars.append(lineno)
+            return True
+        return False
+
+    def warn(self, source: str, rows: bool = False) -> None:
+        """Say how many lines (a table's `rows`, by their name) were skipped, and the first, once per kind."""
+        longer, holding = (("row(s) whose name is longer", "row(s) whose name holds") if rows
+                           else ("line(s) longer", "line(s) holding"))
+        if self.too_long:
+            log.warning(f"{source}: skipped {len(self.too_long)} {longer} than "
+                        f"--max-line-length={self.max_line_length} characters (first: line {self.too_long[0]})")
+        if self.bad_chars:
+            log.warning(f"{source}: skipped {len(self.bad_chars)} {holding} control characters "
+                        f"(first: line {self.bad_chars[0]})")
+
+
 def parse_words(text: str, source: str = "<text>", *, lowercase: bool = False,
                 max_line_length: int = 64, dedupe: bool = False) -> list[str]:
     """One word per line: NFC-normalised, stripped, blank lines skipped.
@@ -161,25 +197,12 @@ def parse_words(text: str, source: str = "<text>", *, lowercase: bool = False,
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     words: list[str] = []
-    too_long: list[int] = []
-    bad_chars: list[int] = []
+    skipped = SkippedLines(max_line_length)
     for lineno, line in enumerate(text.split("\n"), start=1):
         word = clean_line(line, lowercase)
-        if not word:
-            continue
-        if len(word) > max_line_length:
-            too_long.append(lineno)
-            continue
-        if has_bad_chars(word):
-            bad_chars.append(lineno)
-            continue
-        words.append(word)
-    if too_long:
-        log.warning(f"{source}: skipped {len(too_long)} line(s) longer than --max-line-length={max_line_length} "
-                    f"characters (first: line {too_long[0]})")
-    if bad_chars:
-        log.warning(f"{source}: skipped {len(bad_chars)} line(s) holding control characters "
-                    f"(first: line {bad_chars[0]})")
+        if word and not skipped.skip(word, lineno):
+            words.append(word)
+    skipped.warn(source)
     if dedupe:
         words = list(dict.fromkeys(words))
     if not words:

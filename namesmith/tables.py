@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from namesmith.data import decode_text, has_bad_chars, read_file_bytes
+from namesmith.data import SkippedLines, decode_text, has_bad_chars, read_file_bytes
 from namesmith.errors import ConfigError, DataError
 
 log = logging.getLogger("namesmith")
@@ -177,8 +177,7 @@ def parse_table(text: str, source: str = "<text>", *, name_column: str | None = 
     names: list[str] = []
     counts: list[int] = []
     labels: list[list[str]] = [[] for _ in label_at]
-    too_long: list[int] = []
-    bad_chars: list[int] = []
+    skipped = SkippedLines(max_line_length)
     for lineno, fields in records:
         fields = [f.strip() for f in fields]
         if not any(fields):
@@ -191,11 +190,7 @@ def parse_table(text: str, source: str = "<text>", *, name_column: str | None = 
         where = f"{source}: line {lineno}, column {columns[name_at]!r}"
         if not name:
             raise DataError(f"{where}: the name is empty")
-        if len(name) > max_line_length:
-            too_long.append(lineno)
-            continue
-        if has_bad_chars(name):
-            bad_chars.append(lineno)
+        if skipped.skip(name, lineno):
             continue
         row_labels = [unicodedata.normalize("NFC", fields[i]) for i in label_at]
         for i, value in zip(label_at, row_labels):
@@ -208,14 +203,9 @@ def parse_table(text: str, source: str = "<text>", *, name_column: str | None = 
         counts.append(_parse_count(fields[count_at], source, lineno, columns[count_at]) if count_at is not None else 1)
         for values, value in zip(labels, row_labels):
             values.append(value)
-    if too_long:
-        log.warning(f"{source}: skipped {len(too_long)} row(s) whose name is longer than "
-                    f"--max-line-length={max_line_length} characters (first: line {too_long[0]})")
-    if bad_chars:
-        log.warning(f"{source}: skipped {len(bad_chars)} row(s) whose name holds control characters "
-                    f"(first: line {bad_chars[0]})")
+    skipped.warn(source, rows=True)
     if not names:
-        if too_long or bad_chars:
+        if skipped.too_long or skipped.bad_chars:
             raise DataError(f"{source}: has no usable names (every row was skipped)")
         raise DataError(f"{source}: has a header (line {header_line}) but no rows")
     return Table(names=names, counts=np.array(counts, dtype=np.int64),

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from model_support import assert_step_equals_forward
 
 from namesmith.cli import main
 from namesmith.data import Corpus, load_words
@@ -64,17 +65,7 @@ def test_step_equals_forward_and_select_state(members, corpus, combine):
     ensemble = Ensemble(members, [0.4, 0.3, 0.2, 0.1], combine).eval()
     x, _ = corpus.tensors("val")
     idx = x[:6, :7]
-    with torch.inference_mode():
-        full = ensemble(idx)
-        state, steps = ensemble.init_state(6), []
-        for t in range(idx.shape[1]):
-            logprobs, state = ensemble.step(state, idx[:, t])
-            steps.append(logprobs)
-            if t == 3:
-                kept = ensemble.select_state(state, torch.tensor([1, 4]))
-                later, _ = ensemble.step(kept, idx[[1, 4], 4])
-                torch.testing.assert_close(later, full[[1, 4], 4], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+    full = assert_step_equals_forward(ensemble, idx, rows=[1, 4], at=3, inference=True)
     torch.testing.assert_close(full.exp().sum(-1), torch.ones(full.shape[:2]))  # normalised
     # the combination rule itself, against a direct computation
     member_logprobs = torch.stack([F.log_softmax(m(idx).float(), -1) for m in members])  # (K, B, T, V)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_support import assert_step_equals_forward
 
 from namesmith.checkpoint import load_checkpoint, save_checkpoint
 from namesmith.config import TrainConfig
@@ -53,15 +54,7 @@ def test_forward_shape_and_initial_loss(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_step_equals_forward(name):
-    model = make(name).eval()
-    idx = sequences()
-    with torch.no_grad():
-        full = model(idx)
-        state, steps = model.init_state(idx.shape[0]), []
-        for t in range(idx.shape[1]):
-            logits, state = model.step(state, idx[:, t])
-            steps.append(logits)
-    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+    assert_step_equals_forward(make(name).eval(), sequences())
 
 
 @pytest.mark.parametrize("name", ["rnn", "gru", "lstm"])
@@ -71,13 +64,7 @@ def test_recurrent_step_in_blocks_of_rows_equals_forward(name, monkeypatch):
     monkeypatch.setattr(rnn, "STEP_ROWS", 2)  # 5 rows: blocks of 2, 2 and 1
     model = make(name).eval()
     idx = sequences()
-    with torch.inference_mode():
-        full = model(idx)
-        state, steps = model.init_state(idx.shape[0]), []
-        for t in range(idx.shape[1]):
-            logits, state = model.step(state, idx[:, t])
-            steps.append(logits)
-    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+    full = assert_step_equals_forward(model, idx, inference=True)
     model.train()  # training mode (dropout between layers) steps through the torch module: the same numbers
     with torch.no_grad():
         logits, _ = model.step(model.init_state(5), idx[:, 0])

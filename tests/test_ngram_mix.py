@@ -8,6 +8,7 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
+from model_support import assert_step_equals_forward
 
 from namesmith import NameModel
 from namesmith.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
@@ -44,18 +45,7 @@ def mixed(corpus) -> NGramMix:
 
 def test_step_equals_forward_and_select_state(mixed, corpus):
     x, _ = corpus.tensors("val")
-    idx = x[:6, :8]
-    with torch.no_grad():
-        full = mixed(idx)
-        state, steps = mixed.init_state(6), []
-        for t in range(idx.shape[1]):
-            logprobs, state = mixed.step(state, idx[:, t])
-            steps.append(logprobs)
-            if t == 3:
-                kept = mixed.select_state(state, torch.tensor([1, 4]))
-                later, _ = mixed.step(kept, idx[[1, 4], 4])
-                torch.testing.assert_close(later, full[[1, 4], 4], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+    full = assert_step_equals_forward(mixed, x[:6, :8], rows=[1, 4], at=3)
     torch.testing.assert_close(full.exp().sum(-1), torch.ones(full.shape[:2]))  # normalised
 
 

@@ -216,6 +216,23 @@ class WindowModel(CharModel):
         return self.window_logits(window), window
 
 
+class DelegatingModel(CharModel):
+    """A model around another one, `inner` (by default `self.model`): it reads as far back, and as long a
+    sequence, as the model it holds (the conditional network, the n-gram mix, a network with labels fixed)."""
+
+    @property
+    def inner(self) -> CharModel:
+        return self.model
+
+    @property
+    def context_size(self) -> int | None:
+        return self.inner.context_size
+
+    @property
+    def max_length(self) -> int | None:
+        return self.inner.max_length
+
+
 def check_config(condition: bool, message: str, field: str | None = None) -> None:
     """Raise a ConfigError unless `condition` holds (for config dataclasses' __post_init__).
 

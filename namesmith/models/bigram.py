@@ -244,15 +244,20 @@ class BigramLinear(BigramTable):
             loss = -probs[rows, ys].log().mean()
             if config.weight_decay:
                 loss = loss + config.weight_decay * (self.W**2).mean()
-            self.W.grad = None
-            loss.backward()
-            with torch.no_grad():
-                self.W -= lr * self.W.grad
-            history.train_loss.append((epoch, loss.item()))
+            stop = self._descend(loss, lr, config, callback, history, epoch)
             epoch += 1
-            if callback and callback(epoch, config.max_steps, {"loss": loss.item(), "lr": lr}):
+            if stop:
                 break
         return epoch
+
+    def _descend(self, loss, lr, config, callback, history, epoch) -> bool:  # noqa: ANN001
+        """The seed's update, W -= lr * dW, recorded as epoch `epoch`; True if the callback asks to stop."""
+        self.W.grad = None
+        loss.backward()
+        with torch.no_grad():
+            self.W -= lr * self.W.grad
+        history.train_loss.append((epoch, loss.item()))
+        return bool(callback and callback(epoch + 1, config.max_steps, {"loss": loss.item(), "lr": lr}))
 
     def _fit_per_example(self, x, y, config, callback, history, epoch) -> int:  # noqa: ANN001
         """The seed's teaching loops: one example at a time, one update per epoch. For study only.
@@ -275,12 +280,8 @@ class BigramLinear(BigramTable):
                 probs = counts / counts.sum()
                 loss = loss + ((probs - yenc[i]).abs().mean() if naive else -probs[ys[i]].log())
             loss = loss / len(ys)
-            self.W.grad = None
-            loss.backward()
-            with torch.no_grad():
-                self.W -= lr * self.W.grad
-            history.train_loss.append((epoch, loss.item()))
+            stop = self._descend(loss, lr, config, callback, history, epoch)
             epoch += 1
-            if callback and callback(epoch, config.max_steps, {"loss": loss.item(), "lr": lr}):
+            if stop:
                 break
         return epoch

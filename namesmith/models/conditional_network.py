@@ -37,7 +37,7 @@ from torch import nn
 from namesmith.conditional import Condition, Where, check_guidance
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.models import model_class
-from namesmith.models.base import CharModel, State
+from namesmith.models.base import CharModel, DelegatingModel, State
 from namesmith.vocab import BOUNDARY
 
 DEFAULT_LABEL_DROPOUT = 0.25
@@ -77,7 +77,7 @@ class ConditionalNetworkConfig:
     label_dropout: float = DEFAULT_LABEL_DROPOUT
 
 
-class ConditionalNetwork(CharModel):
+class ConditionalNetwork(DelegatingModel):
     """A neural model conditioned on labels through label embeddings (see the module docstring)."""
 
     model_type: ClassVar[str] = "conditional-network"
@@ -96,14 +96,6 @@ class ConditionalNetwork(CharModel):
         self.condition = condition
         self.label_dropout = label_dropout
         model.wte = LabelledEmbedding(model.wte, [len(v) for v in condition.labels.values()])
-
-    @property
-    def context_size(self) -> int | None:
-        return self.model.context_size
-
-    @property
-    def max_length(self) -> int | None:
-        return self.model.max_length
 
     def train_defaults(self, config: Any) -> dict[str, Any]:  # type: ignore[override]
         return self.model.train_defaults(config)
@@ -161,7 +153,7 @@ class ConditionalNetwork(CharModel):
         return cls(model, condition, label_dropout)
 
 
-class Conditioned(CharModel):
+class Conditioned(DelegatingModel):
     """A conditional network with its labels fixed: forward and step as any plain model.
 
     With several code combinations (several values of a label) the next-token distribution is
@@ -182,12 +174,8 @@ class Conditioned(CharModel):
             self.codes.append(torch.tensor([network.condition.unknown()], dtype=torch.long))
 
     @property
-    def context_size(self) -> int | None:
-        return self.network.context_size
-
-    @property
-    def max_length(self) -> int | None:
-        return self.network.max_length
+    def inner(self) -> CharModel:
+        return self.network
 
     def config_dict(self) -> dict[str, Any]:
         return {"where_codes": [c.tolist()[0] for c in self.codes], "guidance": self.guidance}

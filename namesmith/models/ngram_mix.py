@@ -33,7 +33,7 @@ from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError
 from namesmith.evaluate import position_log_probs
 from namesmith.models import model_class
-from namesmith.models.base import CharModel, State
+from namesmith.models.base import CharModel, DelegatingModel, State
 from namesmith.models.ngram import NGram, NGramConfig
 
 log = logging.getLogger("namesmith")
@@ -49,7 +49,7 @@ class NGramMixConfig:
     weights: tuple[float, float] = (1.0, 0.0)
 
 
-class NGramMix(CharModel):
+class NGramMix(DelegatingModel):
     """`model` and `ngram` combined as a weighted product of experts (see the module docstring)."""
 
     model_type: ClassVar[str] = "ngram-mix"
@@ -62,14 +62,6 @@ class NGramMix(CharModel):
         self.model = model
         self.ngram = ngram
         self.register_buffer("mix_weights", torch.tensor(weights, dtype=torch.float32, device=model.device))
-
-    @property
-    def context_size(self) -> int | None:
-        return self.model.context_size
-
-    @property
-    def max_length(self) -> int | None:
-        return self.model.max_length
 
     def combine(self, logits: torch.Tensor, ngram_logprobs: torch.Tensor) -> torch.Tensor:
         """Normalised log-probabilities of the product (the n-gram's are already log-probabilities)."""
