@@ -72,7 +72,7 @@ from namesmith.data import Split
 from namesmith.errors import ConfigError
 from namesmith.evaluate import eval_mode
 from namesmith.models.base import CharModel
-from namesmith.sample import Batch, batch_limit, draw, finish_batch, next_token_probs, plain_sampler, token_dtype
+from namesmith.sample import Batch, batch_limit, draw_numpy, finish_batch, next_token_probs, plain_sampler, token_dtype
 from namesmith.vocab import BOUNDARY, Vocab
 
 MAX_NAME_LENGTH = 10_000  # max_len and min_len at most: longer requests are refused, not attempted
@@ -543,8 +543,7 @@ class ExactSampler:
                 w = _log_weights(self.log_probs.index_select(0, zt), end, self.step.index_select(0, zt),
                                  self.beta[t + 1], self.p0 + t >= self.min_len)
                 cdf = _normalised_cdf(w).numpy()
-            u = torch.rand(len(z), 1, generator=self.generator).numpy() * cdf[:, -1:]
-            nxt = np.minimum((cdf <= u).sum(1), cdf.shape[1] - 1)  # searchsorted(right=True), row by row
+            nxt = draw_numpy(cdf, self.generator)
             ended = nxt == BOUNDARY
             lengths[active[ended]] = t
             going = np.flatnonzero(~ended)

@@ -82,6 +82,13 @@ def draw(cdf: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.size(1) - 1)
 
 
+def draw_numpy(cdf: np.ndarray, generator: torch.Generator) -> np.ndarray:
+    """`draw` for a float32 NumPy CDF: the same uniforms, the same indices, a fraction of the calls' cost
+    (for the small batches of a request)."""
+    u = torch.rand(len(cdf), 1, generator=generator).numpy() * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(1), cdf.shape[1] - 1)  # searchsorted(right=True), row by row
+
+
 def _codec(vocab: Vocab) -> tuple[np.ndarray, str]:
     """Token → code point lookup (the boundary becomes "\\n") in the narrowest dtype, and its codec."""
     codes = [ord("\n")] + [ord(c) for c in vocab.chars]

@@ -43,7 +43,7 @@ def supports(model: NameModel, method: str, parameter: str) -> bool:
     return function is not None and parameter in _parameters(function)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parameters(function: Callable[..., Any]) -> frozenset[str]:
     return frozenset(inspect.signature(function).parameters)
 
