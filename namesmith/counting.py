@@ -393,8 +393,8 @@ class _Tally:
     """Counts of integer keys, added a block at a time: memory grows with the distinct keys only.
 
     A small key space is one dense table (`np.bincount`). Otherwise each block is counted on its
-    own (`torch.unique`: a sort, fastest on int32 keys) and the sorted run is cut into PARTITIONS
-    ranges of keys (quantiles of the first run); in each range the runs wait in a list, are merged
+    own (torch's sort, fastest on int32 keys, then the first of each run of equal keys) and the
+    sorted run is cut into PARTITIONS ranges of keys (quantiles of the first run); in each range the runs wait in a list, are merged
     together once they outgrow half the range's total (`_merge_sorted`) and join the total by
     binary search and insertion (`_merge_into`), so a total is rewritten about as often as it grows
     by half. Ranges keep every array small: merges stay in cache, and memory freed by one is reused
@@ -415,8 +415,12 @@ class _Tally:
         if self.dense is not None:
             self.dense += np.bincount(keys, minlength=len(self.dense))
             return
-        distinct, counts = torch.unique(torch.from_numpy(keys), return_counts=True)
-        self.add_counts(distinct.numpy(), counts.numpy())
+        ordered = torch.from_numpy(keys).sort().values.numpy()  # torch's sort: faster than torch.unique's here
+        first = np.empty(len(ordered), bool)
+        first[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        self.add_counts(ordered[starts], np.diff(starts, append=len(ordered)))
 
     def add_counts(self, keys: np.ndarray, counts: np.ndarray) -> None:
         """Add (sorted distinct keys, counts)."""
