@@ -392,14 +392,13 @@ def _merge_into(total: tuple[np.ndarray, np.ndarray], run: tuple[np.ndarray, np.
 class _Tally:
     """Counts of integer keys, added a block at a time: memory grows with the distinct keys only.
 
-    A small key space is one dense table (`np.bincount`). Otherwise each block is counted on its
-    own (torch's sort, fastest on int32 keys, then the first of each run of equal keys) and the
-    sorted run is cut into PARTITIONS ranges of keys (quantiles of the first run); in each range the runs wait in a list, are merged
-    together once they outgrow half the range's total (`_merge_sorted`) and join the total by
-    binary search and insertion (`_merge_into`), so a total is rewritten about as often as it grows
-    by half. Ranges keep every array small: merges stay in cache, and memory freed by one is reused
-    by the next instead of being mapped afresh. Live memory: at most about 1.5 × 12 bytes per
-    distinct key (int32 keys, int64 counts), plus the block being counted.
+    A small key space is one dense table (`np.bincount`). Otherwise each block is counted on its own (torch's sort,
+    fastest on int32 keys, then the first of each run of equal keys) and the sorted run is cut into PARTITIONS
+    ranges of keys (quantiles of the first run); in each range the runs wait in a list, are merged together once
+    they outgrow half the range's total (`_merge_sorted`) and join the total by binary search and insertion
+    (`_merge_into`), so a total is rewritten about as often as it grows by half. Ranges keep every array small:
+    merges stay in cache, and memory freed by one is reused by the next instead of being mapped afresh. Live memory:
+    at most about 1.5 × 12 bytes per distinct key (int32 keys, int64 counts), plus the block being counted.
     """
 
     def __init__(self, space: int, dtype: type):
