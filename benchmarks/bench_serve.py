@@ -97,9 +97,9 @@ async def level(port: int, path: str, body: bytes, clients: int, seconds: float)
 
 
 def start_server(port: int, args: argparse.Namespace, cache: str) -> subprocess.Popen:
-    code = ("import sys; from namesmith.serve import run_server; "
+    code = ("import sys; from namesmith.serve import Limits, run_server; "
             f"run_server({[args.model_dir] if args.model_dir else []!r}, datasets={[args.dataset]!r}, port={port}, "
-            f"preload=True, workers={args.workers}, log_level='warning')")
+            f"preload=True, workers={args.workers}, limits=Limits.parse({args.limit!r}), log_level='warning')")
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "NAMESMITH_CACHE": cache, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     return subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -172,6 +172,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds per concurrency level (default: 30)")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32], help="concurrent clients")
     parser.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="a server limit, as `namesmith serve --limit` takes it (e.g. max_concurrent=2)")
     parser.add_argument("--method", choices=("auto", "exact", "rejection"), default="auto",
                         help="the request's sampling method (default: auto, the library's choice)")
     parser.add_argument("--json", type=Path, help="also write the figures here")

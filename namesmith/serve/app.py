@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 import namesmith.serve.service as service
 from namesmith.errors import NamesmithError
 from namesmith.namemodel import NameModel
-from namesmith.serve.limits import Limits
+from namesmith.serve.limits import Limits, Slots
 from namesmith.serve.registry import ID_PATTERN, ModelEntry, ModelRegistry, model_labels, public_info, scrub
 from namesmith.serve.schemas import (
     ClassifyResponse,
@@ -114,7 +114,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     adapted: OrderedDict[tuple, NameModel] = OrderedDict()
     adapted_lock = threading.Lock()
     heatmaps: dict[str, bytes] = {}
-    slots = threading.BoundedSemaphore(limits.max_concurrent)  # bounds the CPU and memory of generation
+    slots = Slots(limits.max_concurrent)  # bounds the CPU and memory of generation; first come, first served
 
     app = FastAPI(title="namesmith", version=__version__, summary="Generate, steer, score and compare names.",
                   description="A JSON API over namesmith's character models. Errors are "

@@ -8,6 +8,8 @@ small public deployment alike; `namesmith serve --limit NAME=VALUE` (or `Limits(
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import deque
 from dataclasses import dataclass
 
 from namesmith.errors import ConfigError
@@ -26,7 +28,7 @@ class Limits:
     time_budget: float = 2.0  # seconds of search per request, at most (a request may ask for less)
     max_tries: int = 1_000_000  # names drawn per generate request, at most
     max_adapt_words: int = 200  # names sent for "more like these"
-    max_concurrent: int = 4  # generate requests running at once (each may hold a model's sampling tables);
+    max_concurrent: int = 2  # generate requests running at once (each may hold a model's sampling tables);
     #                          more wait for a free slot up to time_budget, then get a 503
 
     def __post_init__(self) -> None:
@@ -56,3 +58,41 @@ class Limits:
 
     def to_dict(self) -> dict[str, int | float]:
         return dataclasses.asdict(self)
+
+
+class Slots:
+    """At most `n` holders at once, the others served in the order they came.
+
+    A plain semaphore lets a request that has just arrived take a freed slot ahead of those already
+    waiting, so under load a few unlucky requests wait for many others (the p99 latency); here a
+    freed slot is handed straight to the longest waiter. Generation holds Python's GIL, so more
+    slots than cores only share the same CPU among more requests.
+    """
+
+    def __init__(self, n: int):
+        self._lock = threading.Lock()
+        self._free = n
+        self._waiting: deque[threading.Event] = deque()
+
+    def acquire(self, timeout: float) -> bool:
+        """Take a slot, waiting at most `timeout` seconds; False if none came."""
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return True
+            ticket = threading.Event()
+            self._waiting.append(ticket)
+        if ticket.wait(timeout):
+            return True
+        with self._lock:
+            if ticket.is_set():  # handed a slot just as the wait ended
+                return True
+            self._waiting.remove(ticket)
+            return False
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().set()  # the slot passes to the longest waiter
+            else:
+                self._free += 1

@@ -1,0 +1,44 @@
+"""The server's generation slots: bounded, first come first served, and a wait that ends."""
+
+import threading
+import time
+
+from namesmith.serve.limits import Slots
+
+
+def wait_until(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.001)
+
+
+def test_a_freed_slot_goes_to_the_longest_waiter_not_a_newcomer():
+    slots = Slots(1)
+    assert slots.acquire(timeout=0)
+    order: list[str] = []
+
+    def waiter(name: str) -> None:
+        assert slots.acquire(timeout=10)
+        order.append(name)
+        slots.release()
+
+    threads = []
+    for name in ("first", "second", "third"):
+        thread = threading.Thread(target=waiter, args=(name,))
+        thread.start()
+        threads.append(thread)
+        wait_until(lambda n=len(threads): len(slots._waiting) == n)  # queued in this order
+    slots.release()  # handed straight to "first", then by each to the next
+    for thread in threads:
+        thread.join(10)
+    assert order == ["first", "second", "third"]
+
+
+def test_a_wait_that_times_out_leaves_the_queue():
+    slots = Slots(2)
+    assert slots.acquire(timeout=0) and slots.acquire(timeout=0)
+    assert not slots.acquire(timeout=0.01)
+    assert not slots._waiting
+    slots.release()
+    assert slots.acquire(timeout=0)  # the freed slot was kept, not handed to the waiter that left
