@@ -24,11 +24,11 @@ def test_a_freed_slot_goes_to_the_longest_waiter_not_a_newcomer():
         slots.release()
 
     threads = []
-    for name in ("first", "second", "third"):
+    for queued, name in enumerate(("first", "second", "third"), start=1):
         thread = threading.Thread(target=waiter, args=(name,))
         thread.start()
         threads.append(thread)
-        wait_until(lambda n=len(threads): len(slots._waiting) == n)  # queued in this order
+        wait_until(lambda queued=queued: len(slots._waiting) == queued)  # queued in this order
     slots.release()  # handed straight to "first", then by each to the next
     for thread in threads:
         thread.join(10)
