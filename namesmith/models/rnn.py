@@ -13,7 +13,7 @@ token only, so it is one (V, gates) table, computed once per step and gathered. 
 product U h depends on the previous state only, so siblings (names with the same prefix that
 draw different characters, namesmith.sample) share it: `select_state` only notes which rows to
 take (`Selected`), and `step` multiplies each distinct parent state once (on names.txt about 1.8
-products per name instead of 2.7). The rest runs in blocks of `STEP_ROWS` rows, so that the
+products per name instead of 2.7). The rest runs in blocks of `STEP_ROWS` rows per thread, so that the
 (rows, gates) activations stay in the CPU's cache between the matrix product and the gate
 nonlinearities. Same arithmetic, same results (to float rounding: tests/test_neural_models.py
 compares step with forward).
@@ -29,7 +29,8 @@ from torch import nn
 
 from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, State, check_config
 
-STEP_ROWS = 256  # rows per block of a CPU sampling step: (256, 4 x 256) float32 gates fit in a 1 MiB L2 cache
+# rows per block of a CPU sampling step and thread: (256, 4 x 256) float32 gates fit in a 1 MiB L2 cache
+STEP_ROWS = 256
 
 
 class Selected(NamedTuple):
@@ -107,7 +108,7 @@ class _Recurrent(CharModel):
         states = state if isinstance(state, tuple) else (state,)
         new_states = tuple(s.new_empty(s.shape[0], B, s.shape[2]) for s in states)
         logits = torch.empty(B, self.vocab_size, device=token.device)
-        size = STEP_ROWS if token.device.type == "cpu" else B
+        size = STEP_ROWS * torch.get_num_threads() if token.device.type == "cpu" else B
         starts = range(0, B, size)
         # the parents of rows start..end are parents[first:last] (rows are sorted)
         firsts = parent_of[list(starts)].tolist()

@@ -13,7 +13,7 @@ name of n characters costs n single-position passes instead of n passes over its
 The cache is a trie (`KVCache`): names that share a prefix share its keys and values, and
 branching or dropping a name copies an index per position, not the keys and values, so a
 sampler that gives each distinct prefix one row (namesmith.sample) never copies the past. On the
-CPU a step runs in blocks of `STEP_ROWS` rows through every layer: each block gathers its
+CPU a step runs in blocks of `STEP_ROWS` rows per thread through every layer: each block gathers its
 prefixes' keys and values once, and its activations, the attention's (positions, rows, heads)
 temporaries and the MLP's hidden layer stay in the cache instead of streaming through memory
 between operations.
@@ -36,7 +36,7 @@ from torch import nn
 from namesmith.errors import DataError
 from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, check_config
 
-STEP_ROWS = 256  # rows per block of a CPU sampling step (see the module docstring)
+STEP_ROWS = 256  # rows per block of a CPU sampling step and thread (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ class Transformer(CharModel):
         x = self.drop(self.wte(token.view(-1)) + self.wpe.weight[t])  # (B, C)
         B = x.size(0)
         grad = torch.is_grad_enabled()
-        rows = STEP_ROWS if x.device.type == "cpu" and not grad else B
+        rows = STEP_ROWS * torch.get_num_threads() if x.device.type == "cpu" and not grad else B
         logits = torch.empty(B, self.vocab_size, device=x.device, dtype=x.dtype)
         level = torch.empty(B, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=x.device, dtype=x.dtype)
         # one block's keys and values at positions 0..t, every layer: (t+1, b, L, 2, nh, hs)
