@@ -39,10 +39,11 @@ from namesmith.generate import GenerateConfig, generate
 from namesmith.models.base import CharModel
 from namesmith.models.rnn import LSTM, RNNConfig
 from namesmith.models.transformer import Transformer, TransformerConfig
-from namesmith.sample import CHUNK, COMPACT_BELOW, ModelSampler
+from namesmith.sample import CHUNK, ModelSampler
 from namesmith.train import fit_model, resolve_train_config
 
 NAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+COMPACT_BELOW = 0.75  # the baseline compacts its state once fewer than this share of its slots are in use
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:

@@ -30,7 +30,6 @@ from namesmith.vocab import BOUNDARY, Vocab
 
 CHUNK = 1 << 16  # names drawn together at most
 MAX_BATCH_TOKENS = 1 << 24  # (names × longest name) tokens in one batch's buffer at most, for any max length
-COMPACT_BELOW = 0.75  # compact the model's state once fewer than this share of its slots are in use
 
 
 def batch_limit(max_length: int) -> int:
@@ -205,12 +204,12 @@ class ModelSampler:
     Names that share a prefix share one state (a trie of prefixes): every name starts from the
     one state after the boundary and the prefix, and each step feeds the model once per distinct
     (state, next token) pair, not once per name. All 65,536 names of a batch read the boundary
-    once, then at most V states, V² ...; on names.txt a batch costs the network about 1.6 state
-    steps per name instead of 7 (LSTM), and each name still draws from its own prefix's
-    distribution, so the names are distributed exactly as before. A state that branches (two
-    names with the same prefix draw different tokens) is copied by `select_state`; when none
-    branches, each continues its slot in place, and the slots of finished names ride along until
-    they are more than 1 - COMPACT_BELOW of the batch.
+    once, then at most V states, V² ...; on names.txt a batch of 65,536 names costs the network
+    about 2.5 state steps per name instead of 7, and each name still draws from its own prefix's
+    distribution, so the names are distributed exactly as before. Each step gives every distinct
+    (state, next token) pair a fresh slot (`select_state` with the parent slots, repeated where a
+    prefix branches); a model makes that cheap by sharing what siblings share (the Transformer's
+    keys and values of the prefix, the recurrent models' projection of the parent's state).
     """
 
     def __init__(self, model: CharModel, vocab: Vocab, prefix: str, max_length: int, seed: int,
@@ -234,21 +233,15 @@ class ModelSampler:
         """Feed each going name's token to its state slot.
 
         Returns the new state, its next-token probabilities (slots, V), each name's new slot, and
-        for each new slot the old slot it continues and the token it was fed (a finished name's
-        slot is fed the boundary): what a caller carrying its own data per slot needs.
+        for each new slot the old slot it continues and the token it was fed: what a caller
+        carrying its own data per slot needs. `n_slots` (the old state's slots) is for subclasses.
         """
         V = self.vocab.size
         children, child = torch.unique(slot * V + token, return_inverse=True)  # sorted by parent slot
         parents, tokens = children // V, children % V
-        if bool((parents[1:] == parents[:-1]).any()) or len(children) < COMPACT_BELOW * n_slots:
-            # a prefix branches, or most slots belong to finished names: one fresh slot per child
-            state = self.model.select_state(state, parents)
-            logits, state = self.model.step(state, tokens)
-            return state, self._probs(logits), child, parents, tokens
-        # each child continues its parent's slot in place; finished names' slots are fed the boundary
-        feed = torch.zeros(n_slots, dtype=torch.long, device=token.device).index_copy_(0, parents, tokens)
-        logits, state = self.model.step(state, feed)
-        return state, self._probs(logits), parents[child], torch.arange(n_slots, device=token.device), feed
+        # one fresh slot per distinct (prefix, token): finished names' slots leave, branching ones are copied
+        logits, state = self.model.step(self.model.select_state(state, parents), tokens)
+        return state, self._probs(logits), child, parents, tokens
 
     @torch.inference_mode()
     def run(self, batch: int, deadline: float | None = None) -> Batch | None:

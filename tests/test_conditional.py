@@ -316,10 +316,12 @@ def test_a_conditioned_network_steps_as_it_reads(one_thread, table_path, model_t
     for where in ({"sex": "M"}, {"sex": ["F", "M"]}):
         given = model.given(where)
         full = given(x)
-        state = given.init_state(len(x))
-        for t in range(x.shape[1]):
-            logits, state = given.step(state, x[:, t])
-            assert torch.allclose(torch.log_softmax(logits, -1), torch.log_softmax(full[:, t], -1), atol=1e-4)
+        for inference in (False, True):  # sampling steps in inference mode (the recurrent models' own path)
+            with torch.inference_mode(inference):
+                state = given.init_state(len(x))
+                for t in range(x.shape[1]):
+                    logits, state = given.step(state, x[:, t])
+                    assert torch.allclose(torch.log_softmax(logits, -1), torch.log_softmax(full[:, t], -1), atol=1e-4)
 
 
 def test_a_conditioned_network_mixes_with_a_conditional_ngram(one_thread, table_path):

@@ -181,3 +181,20 @@ def test_lstm_state_holds_hidden_and_cell():
     assert h.shape == c.shape == (2, 3, 32)
     assert model.context_size is None
     assert make("mlp").context_size == 3 and make("wavenet").context_size == 4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_selected_rows_may_repeat_and_come_in_any_order(name):
+    """Siblings share a parent row (the sampler's branching) and a caller may pick rows in any order."""
+    model = make(name).eval()
+    idx = sequences()
+    with torch.inference_mode():
+        state = model.init_state(5)
+        for t in range(3):
+            _, state = model.step(state, idx[:, t])
+        for rows, then in ((torch.tensor([1, 1, 4, 4]), torch.tensor([0, 2, 3])),
+                           (torch.tensor([4, 1, 1, 0]), torch.tensor([3, 1, 1]))):
+            picked = model.select_state(model.select_state(state, rows), then)  # twice: rows[then]
+            x = idx[rows[then]]
+            logits, _ = model.step(picked, x[:, 3])
+            torch.testing.assert_close(logits, model(x[:, :4])[:, -1], atol=1e-5, rtol=1e-5)

@@ -8,12 +8,15 @@ scaled by 1/sqrt(2 n_layer) so the stream's variance does not grow with depth.
 
 Training uses `F.scaled_dot_product_attention(..., is_causal=True)` on a fused q/k/v
 projection. Sampling keeps a key/value cache: `step` feeds one token per row, computes that
-position's query, key and value only, writes the key and value into a preallocated buffer and
-attends over the buffer, so a name of n characters costs n single-position passes instead of
-n passes over its whole prefix, and no step copies the past. On the CPU a step runs in blocks of
-`STEP_ROWS` rows through every layer, so that the activations, the attention's (positions, rows,
-heads) temporaries and the MLP's hidden layer stay in the cache instead of streaming through
-memory between operations (at makemore's size that is about 1.5x faster than whole batches).
+position's query, key and value only and attends over the keys and values of the prefix, so a
+name of n characters costs n single-position passes instead of n passes over its whole prefix.
+The cache is a trie (`KVCache`): names that share a prefix share its keys and values, and
+branching or dropping a name copies an index per position, not the keys and values, so a
+sampler that gives each distinct prefix one row (namesmith.sample) never copies the past. On the
+CPU a step runs in blocks of `STEP_ROWS` rows per thread through every layer: each block gathers its
+prefixes' keys and values once, and its activations, the attention's (positions, rows, heads)
+temporaries and the MLP's hidden layer stay in the cache instead of streaming through memory
+between operations.
 
 `block_size` is the longest sequence the model can read: the boundary token plus the longest
 word. `Transformer.make_config(overrides, corpus)` (used by namesmith.train.build_model) sets it
@@ -33,7 +36,7 @@ from torch import nn
 from namesmith.errors import DataError
 from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, check_config
 
-STEP_ROWS = 256  # rows per block of a CPU sampling step (see the module docstring)
+STEP_ROWS = 256  # rows per block of a CPU sampling step and thread (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -59,15 +62,18 @@ class TransformerConfig:
 
 
 class KVCache(NamedTuple):
-    """Sampling state: per layer a buffer of keys and values, and the tokens read so far.
+    """Sampling state: the keys and values of every prefix read so far, stored once per prefix.
 
-    kv[l] is (block_size, B, 2, n_head, head_size), time-major: kv[l][:t, :, 0] are the keys
-    and kv[l][:t, :, 1] the values of layer l at the t = tokens.shape[1] positions read so far.
-    A step writes position t in place (no copy of the past), so a state is consumed by `step`:
-    to branch, `select_state` first (it copies). Past block_size the buffers are not used.
+    Names that share a prefix share its keys and values (a trie): levels[s] is
+    (n_s, n_layer, 2, n_head, head_size), the keys (index 0) and values (1) of every layer at
+    position s of the n_s distinct prefixes fed so far, and row i of the batch finds its own in
+    levels[s][nodes[i, s]]. A step appends one level and never writes an old one, so
+    `select_state` (branching, dropping finished names) copies indices, not keys and values,
+    and a state stays valid after it is stepped. Past block_size the levels are not used.
     """
 
-    kv: tuple[torch.Tensor, ...]
+    levels: tuple[torch.Tensor, ...]  # one per position read (at most block_size)
+    nodes: torch.Tensor  # (B, len(levels)) long
     tokens: torch.Tensor  # (B, t)
 
 
@@ -232,13 +238,9 @@ class Transformer(CharModel):
         return self.lm_head(self.ln_f(x))  # (B, T, V)
 
     # --- incremental generation with a key/value cache -----------------------------------------
-    def _empty_cache(self, batch_size: int) -> torch.Tensor:
-        cfg = self.config
-        return torch.empty(cfg.block_size, batch_size, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=self.device)
-
     def init_state(self, batch_size: int) -> KVCache:
-        kv = tuple(self._empty_cache(batch_size) for _ in range(self.config.n_layer))
-        return KVCache(kv, torch.empty(batch_size, 0, dtype=torch.long, device=self.device))
+        empty = torch.empty(batch_size, 0, dtype=torch.long, device=self.device)
+        return KVCache((), empty, empty)
 
     def step(self, state: KVCache, token: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         """Feed tokens (B,) at position t = len(state.tokens); logits (B, V) of position t + 1.
@@ -249,27 +251,31 @@ class Transformer(CharModel):
         tokens = torch.cat([state.tokens, token.view(-1, 1)], dim=1)  # (B, t+1)
         t = state.tokens.shape[1]
         if t >= self.config.block_size:
-            return self(tokens[:, -self.config.block_size:])[:, -1], KVCache(state.kv, tokens)
+            return self(tokens[:, -self.config.block_size:])[:, -1], state._replace(tokens=tokens)
+        cfg = self.config
         x = self.drop(self.wte(token.view(-1)) + self.wpe.weight[t])  # (B, C)
         B = x.size(0)
-        rows = STEP_ROWS if x.device.type == "cpu" and not torch.is_grad_enabled() else B
+        grad = torch.is_grad_enabled()
+        rows = STEP_ROWS * torch.get_num_threads() if x.device.type == "cpu" and not grad else B
         logits = torch.empty(B, self.vocab_size, device=x.device, dtype=x.dtype)
+        level = torch.empty(B, cfg.n_layer, 2, cfg.n_head, cfg.n_embd // cfg.n_head, device=x.device, dtype=x.dtype)
+        # one block's keys and values at positions 0..t, every layer: (t+1, b, L, 2, nh, hs)
+        kv = torch.empty(t + 1, min(rows, B), *level.shape[1:], device=x.device, dtype=x.dtype)
         for start in range(0, B, rows):
             part = slice(start, start + rows)
+            nodes, past = state.nodes[part], kv[:, : len(level[part])]
+            for s, keys_values in enumerate(state.levels):  # this block's prefixes' keys and values
+                if grad:  # out= cannot record autograd; sampling runs in inference_mode
+                    past[s] = keys_values[nodes[:, s]]
+                else:
+                    torch.index_select(keys_values, 0, nodes[:, s], out=past[s])
             h = x[part]
-            for block, cache in zip(self.blocks, state.kv):
-                h = block.forward_cached(h, cache[:, part], t)
+            for layer, block in enumerate(self.blocks):
+                h = block.forward_cached(h, past[:, :, layer], t)  # writes position t's keys and values
+            level[part] = past[t]
             logits[part] = self.lm_head(self.ln_f(h))
-        return logits, KVCache(state.kv, tokens)
+        nodes = torch.cat([state.nodes, torch.arange(B, device=x.device).view(-1, 1)], dim=1)
+        return logits, KVCache((*state.levels, level), nodes, tokens)
 
     def select_state(self, state: KVCache, rows: torch.Tensor) -> KVCache:
-        t = state.tokens.shape[1]
-        kv = []
-        for cache in state.kv:  # gather the filled positions only, straight into a fresh buffer
-            new = self._empty_cache(len(rows))
-            if cache.requires_grad:  # out= cannot record autograd; sampling runs in inference_mode
-                new[:t] = cache[:t, rows]
-            else:
-                torch.index_select(cache[:t], 1, rows, out=new[:t])
-            kv.append(new)
-        return KVCache(tuple(kv), state.tokens[rows])
+        return KVCache(state.levels, state.nodes[rows], state.tokens[rows])
