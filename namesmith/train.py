@@ -9,11 +9,13 @@ checkpoints together, and is the one place where training defaults are resolved.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +167,22 @@ def fit_model(model: CharModel, corpus: Corpus, config: TrainConfig, callback: T
         return DistributedTrainer(model, corpus, config, callback, on_checkpoint, world=world).fit(resume)
     if model.neural:
         return Trainer(model, corpus, config, callback, on_checkpoint).fit(resume)
-    return model.fit(corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
+    with one_thread():
+        return model.fit(corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread inside, as before after. Count models fit through thousands of small
+    tensor operations: a second thread saves nothing on them (the default `namesmith train`: 2.6 s
+    on 2 threads, 2.8 s on one, here), and when another process holds a core, OpenMP's threads spin
+    waiting for a partner that is not running, 10-15x slower (41 s instead of 3 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def data_record(config: DataConfig, corpus: Corpus, casing: str, given: list[str] | None = None) -> dict[str, Any]:
