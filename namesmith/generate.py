@@ -625,6 +625,10 @@ def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_le
             entry = _build_exact_sampler(model, vocab, config, max_len, seed, deadline)
         except NotAvailable as why:
             entry = why
+        except _OutOfTime:
+            if cache is not None and cache.background:  # finish them for the requests that come after
+                cache.build_later(key, lambda: _build_exact_sampler(model, vocab, config, max_len, seed))
+            raise
         if cache is not None:
             cache.put(key, entry)
     elif isinstance(entry, ExactSampler):
@@ -778,11 +782,11 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
     gen = Generation([], config.num, method="plain", max_len=max_len)
     run: Callable[[int, float | None], Batch | None] | None = None
     exact_too_slow = False
+    # "auto" spends at most half the budget building exact (or a guide's) tables, then samples by rejection in
+    # the rest (with a background cache, the tables go on being built for the next request)
+    build_deadline = deadline if deadline is None or config.method != "auto" else \
+        start_time + EXACT_BUILD_SHARE * config.time_budget
     if config.method == "exact" or (config.method == "auto" and config.structural):
-        # "auto" spends at most half the budget building exact tables, then samples by rejection in the rest
-        # (with a cache, the tables go on being built in the background for the next request)
-        build_deadline = deadline if deadline is None or config.method == "exact" else \
-            start_time + EXACT_BUILD_SHARE * config.time_budget
         try:
             with eval_mode(model):
                 exact = exact_sampler(model, vocab, config, max_len, seed, build_deadline, cache)
@@ -798,9 +802,6 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
             exact_too_slow = True  # a finite chain after all: rejection, not guidance, for the rest of the budget
             if config.method == "exact":
                 gen.method, gen.stop_reason = "exact", "time-budget"
-            elif cache is not None and cache.background:
-                cache.build_later(ExactCache.key(config, max_len),
-                                  lambda: _build_exact_sampler(model, vocab, config, max_len, seed))
     if run is None and gen.stop_reason is None and (config.method == "guided" or (
             config.method == "auto" and config.structural and guide is not None and not exact_too_slow)):
         if guide is None:
@@ -808,7 +809,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
                               "inside it); use 'auto' or 'rejection'", field="method")
         try:
             with eval_mode(model):
-                guided = guide(vocab, config, max_len, seed, deadline)
+                guided = guide(vocab, config, max_len, seed, build_deadline)
             if guided.twist.log_p_valid == -math.inf:
                 raise ConfigError("no name satisfies these constraints (within the length limits)")
             # rejection keeps about P(valid) of its draws; guided sampling about as many whatever P(valid) is
@@ -820,7 +821,8 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
                 raise ConfigError(f"method 'guided' is not available here: {why}; use 'auto' or 'rejection'",
                                   field="method") from None
         except _OutOfTime:
-            gen.method, gen.stop_reason = "guided", "time-budget"
+            if config.method == "guided":
+                gen.method, gen.stop_reason = "guided", "time-budget"
     if run is None and gen.stop_reason is None:
         run = plain_sampler(model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed,
                             **config.decoding).run

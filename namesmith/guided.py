@@ -58,8 +58,9 @@ import numpy as np
 import torch
 
 from namesmith.data import Corpus
-from namesmith.generate import ExactSampler, GenerateConfig, exact_sampler
+from namesmith.generate import ExactCache, ExactSampler, GenerateConfig, exact_sampler
 from namesmith.models.base import CharModel
+from namesmith.models.conditional_counts import ConditionalCounts
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.sample import Batch, ModelSampler, draw, finish_batch, token_dtype
 from namesmith.vocab import BOUNDARY, Vocab
@@ -70,11 +71,14 @@ TWIST_FLOOR = 0.01  # the twist's chain draws a uniform token this often: no tok
 
 
 def find_twist(model: CharModel) -> NGram | None:
-    """An n-gram held by the model (an n-gram mix's, or an ensemble member's), else None."""
+    """An n-gram held by the model (an n-gram mix's, or an ensemble member's; of a conditional n-gram,
+    its pooled component, the model of every name), else None."""
     if isinstance(model, NGram):
         return model
-    if isinstance(getattr(model, "ngram", None), NGram):
-        return model.ngram
+    if isinstance(model, ConditionalCounts) and model.component_type == "ngram":
+        return find_twist(model.component(0))
+    if getattr(model, "ngram", None) is not None:
+        return find_twist(model.ngram)
     for member in getattr(model, "members", ()):
         found = find_twist(member)
         if found is not None:
@@ -112,15 +116,17 @@ class Guide:
     whose twist is the n-gram `twist_source()` returns, asked for only when needed (it raises
     `NotAvailable` when there is none)."""
 
-    def __init__(self, model: CharModel, twist_source: Callable[[], NGram]):
+    def __init__(self, model: CharModel, twist_source: Callable[[], NGram], cache: ExactCache | None = None):
         self.model, self.twist_source = model, twist_source
+        self.cache = cache  # the twists' exact tables, kept for later calls (the n-gram must not change)
 
     def __call__(self, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
                  deadline: float | None = None) -> GuidedSampler:
         ngram = self.twist_source()
         # the twist keeps every character the network may draw: temperature only, no top-k or top-p
         twist_config = dataclasses.replace(config, top_k=None, top_p=None)
-        twist = exact_sampler(FlooredChain(ngram), vocab, twist_config, max_len, seed, deadline)  # type: ignore[arg-type]
+        twist = exact_sampler(FlooredChain(ngram), vocab, twist_config, max_len, seed, deadline,  # type: ignore[arg-type]
+                              self.cache)
         return GuidedSampler(self.model, twist, vocab, config.starts_with, max_len, seed, **config.decoding)
 
 

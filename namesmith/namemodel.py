@@ -170,6 +170,7 @@ class NameModel:
         self._known: KnownWords | None = None  # the training words as sets, for novelty
         self._exact: dict[tuple, ExactCache] = {}  # per `where`: exact samplers' tables, reused by later requests
         self.background_tables = False  # a server sets this: tables a request gave up on are built for the next
+        self._twists: ExactCache | None = None  # guided sampling's twist tables (one n-gram, whatever `where`)
         self._twist: NGram | None = None  # the n-gram that steers guided sampling (see `_guide`)
 
     # --- making one --------------------------------------------------------------------------
@@ -382,7 +383,9 @@ class NameModel:
                 self._twist = fit_twist(self.corpus)
             return self._twist
 
-        return Guide(model, twist)
+        if self._twists is None:
+            self._twists = ExactCache(background=self.background_tables)
+        return Guide(model, twist, self._twists)
 
     def _printed(self, names: list[str]) -> list[str]:
         """Model-space names in the casing the list uses."""

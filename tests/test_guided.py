@@ -160,3 +160,44 @@ def test_through_name_model_and_the_cli(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["generation"]["method"] == "guided" and result["generation"]["effective_sample_size"] > 0
     assert all(n.endswith("lyn") for n in result["names"])
+
+
+def test_auto_samples_by_rejection_when_the_guide_is_late_and_keeps_the_tables(network, twist, monkeypatch):
+    """"auto" spends at most half its budget on a guide's tables; if they are not ready it samples by
+    rejection in the rest (before, a late guide ended the search with no names). Built tables are cached."""
+    import namesmith.generate as generate_module
+    from namesmith.generate import ExactCache
+
+    def late(*args, **kwargs):
+        raise generate_module._OutOfTime
+
+    monkeypatch.setattr(generate_module, "_build_exact_sampler", late)
+    config = GenerateConfig(num=5, seed=0, method="auto", max_len=MAX_LEN, time_budget=5.0, **CONSTRAINTS)
+    result = generate(network, VOCAB, config, max_word_length=MAX_LEN, guide=Guide(network, lambda: twist))
+    assert result.complete and result.method == "rejection" and len(result.names) == 5
+    monkeypatch.undo()
+
+    built = []
+    build = generate_module._build_exact_sampler
+
+    def counted(model, *args, **kwargs):
+        built.append(type(model).__name__)
+        return build(model, *args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "_build_exact_sampler", counted)
+    guide = Guide(network, lambda: twist, ExactCache())
+    first = generate(network, VOCAB, config, max_word_length=MAX_LEN, guide=guide)
+    again = generate(network, VOCAB, config, max_word_length=MAX_LEN, guide=guide)
+    assert first.method == again.method == "guided" and again.names == first.names
+    assert built.count("FlooredChain") == 1  # the twist's tables were built once
+
+
+def test_a_conditional_ngram_steers_by_its_model_of_every_name(tmp_path):
+    from namesmith import NameModel
+
+    table = tmp_path / "names.csv"
+    table.write_text("name,sex\n" + "".join(f"{n}{i},{s}\n" for i in "abcdefghij" for n, s in
+                                             [("anna", "F"), ("abby", "F"), ("bob", "M"), ("carl", "M")]))
+    model = NameModel.train(str(table), "ngram", order=3, condition=("sex",), prior="none")
+    twist = find_twist(model.model)
+    assert isinstance(twist, NGram) and twist is model.model.component(0)
