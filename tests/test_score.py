@@ -78,3 +78,22 @@ def test_cli_score(tmp_path, capsys):
     stdout, stderr = capsys.readouterr()
     assert "n/a" in stdout and "percentiles not available" in stderr
     assert main(["score", "-m", str(out)]) == 1
+
+
+def test_a_long_reference_list_is_a_fixed_sample(monkeypatch):
+    """Percentiles of a list longer than MAX_REFERENCE come from a fixed sample of it: bounded work, same figures."""
+    import numpy as np
+
+    import namesmith.score as score_module
+    from namesmith.models.ngram import NGram, NGramConfig
+    from namesmith.vocab import Vocab
+
+    vocab = Vocab(tuple("abc"))
+    model = NGram(vocab.size, NGramConfig(order=2)).eval()
+    words = ["a" * (1 + i % 7) + "b" * (i % 5) + "c" * (i % 3) for i in range(500)]
+    full = score_module.reference_scores(model, words, vocab)
+    monkeypatch.setattr(score_module, "MAX_REFERENCE", 100)
+    sample = score_module.reference_scores(model, words, vocab)
+    assert len(full) == 500 and len(sample) == 100
+    assert np.array_equal(sample, score_module.reference_scores(model, words, vocab))  # the same sample each time
+    assert set(sample.tolist()) <= set(full.tolist()) and np.all(np.diff(sample) >= 0)
