@@ -490,6 +490,7 @@ class ExactSampler:
         self.z0 = int(torch.searchsorted(codes, torch.tensor(start[0] * S + start[1])))
         self.log_probs, self.end = log_probs.float(), end  # end stays float64: it is shifted by log_scale
         self.generator = torch.Generator().manual_seed(seed)
+        self.shared: dict[str, Any] = {}  # derived tables, shared with the copies (see `with_sentinel`)
         self._backward(log_probs, end, room, deadline)
 
     def _backward(self, log_probs: torch.Tensor, end: torch.Tensor, room: int, deadline: float | None) -> None:
@@ -514,6 +515,15 @@ class ExactSampler:
             self.log_scale[t] = self.log_scale[t + 1] + shift
             if self.cdf is not None:
                 self.cdf[t] = _normalised_cdf(w).float()
+
+    def with_sentinel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`step` and `end` with a row for the sentinel state N (it leads to itself and never ends), for
+        guided sampling; built once and shared by the copies a cache hands out."""
+        if "sentinel" not in self.shared:
+            N, V = self.step.shape
+            self.shared["sentinel"] = (torch.cat([self.step, torch.full((1, V), N)]),
+                                       torch.cat([self.end, torch.tensor([-math.inf], dtype=self.end.dtype)]))
+        return self.shared["sentinel"]
 
     @property
     def log_p_valid(self) -> float:

@@ -143,9 +143,7 @@ class GuidedSampler(ModelSampler):
         self.twist, self.share = twist, share
         # the twist's step table and end weights with a row for the sentinel state N (where the slots
         # of finished names and invalid prefixes go): it leads to itself and never ends
-        N, V = twist.step.shape
-        self.step_table = torch.cat([twist.step, torch.full((1, V), N)])
-        self.end = torch.cat([twist.end, torch.tensor([-math.inf], dtype=twist.end.dtype)])
+        self.step_table, self.end = twist.with_sentinel()
         self.cpu_generator = torch.Generator().manual_seed(seed)  # the twist's tables live on the CPU
         self.log_bound = -math.inf  # the largest log-weight seen so far
 
