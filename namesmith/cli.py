@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from namesmith.errors import ConfigError, NamesmithError
+from namesmith.errors import ConfigError, DistributedError, NamesmithError
 
 log = logging.getLogger("namesmith")
 
@@ -834,6 +834,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None  # this process is the `namesmith` command (not a caller's main([...]))
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(format="namesmith: %(levelname)s: %(message)s", level=logging.INFO)
     try:
@@ -845,6 +846,12 @@ def main(argv: list[str] | None = None) -> int:
     except NamesmithError as e:
         where = f"rank {_rank()}: " if _rank() and not str(e).startswith("rank ") else ""
         print(f"namesmith: error: {where}{error_line(e)}", file=sys.stderr)
+        if isinstance(e, DistributedError) and from_command_line:
+            # leave at once: gloo's threads, still waiting on a rank that died or hangs, would abort the normal
+            # shutdown after this line ("terminate called without an active exception", exit status -6)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_ERROR)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("namesmith: interrupted", file=sys.stderr)
