@@ -59,6 +59,7 @@ log = logging.getLogger("namesmith")
 BLOCK = 8 << 20  # bytes read and counted at a time: bounds memory (about 20 × this at peak)
 PARTS = ("train", "val", "test")
 _NEWLINE = ord("\n")
+DROPPED_LOOP = 256  # up to this many dropped lines per block are cut out one by one (see _clean_block)
 _ASCII_CONTROLS = bytes(c for c in range(128) if (c < 32 or c == 127) and c != _NEWLINE)
 
 
@@ -166,7 +167,14 @@ def _clean_block(raw: bytes, offset: int, path: str, config: DataConfig) -> tupl
     skipped_long = 0
     if not keep_line.all():  # blank lines and lines too long leave
         skipped_long = int((lengths > config.max_line_length).sum())
-        codes = codes[np.repeat(keep_line, lengths + 1)]
+        dropped = np.flatnonzero(~keep_line)
+        if len(dropped) <= DROPPED_LOOP:  # a few (the usual case): cheaper than a mask made by np.repeat
+            keep = np.ones(len(codes), bool)
+            for start, end in zip((ends[dropped] - lengths[dropped]).tolist(), ends[dropped].tolist()):
+                keep[start : end + 1] = False
+        else:
+            keep = np.repeat(keep_line, lengths + 1)
+        codes = codes[keep]
         lengths = lengths[keep_line]
     return codes, lengths, skipped_long
 
@@ -248,6 +256,7 @@ def streamed_split(words: list[str], seed: int = 42, split: bool = True) -> Spli
 NGRAM_BLOCK = 2 << 20  # bytes per block when counting n-grams: arrays stay small (no page faults)
 DENSE_LIMIT = 1 << 18  # key spaces up to this size are counted with bincount in one dense table
 PARTITIONS = 64  # key ranges of a tally (see _Tally)
+PIECES = 8  # pieces of a shard read by the first two passes of counting in several processes (see count_ngrams_file)
 PENDING_MIN = 1 << 15  # keys of small runs in one range merged together before they join its total
 # Parts of a streamed word list as counted: HELD_OUT are the training words held out to tune the
 # n-gram's discounts (every 10th training word in file order: `held_out_every`); "train" counts both.
@@ -554,34 +563,77 @@ def _merge_shards(results: Iterable[tuple[list[tuple[np.ndarray, np.ndarray]], n
     return [tally.result() for tally in tallies], words_by_part
 
 
-def _init_worker() -> None:
+_claims: Any = None  # in a worker: the task counter its pool shares (see _run)
+
+
+def _init_worker(claims: Any) -> None:
+    global _claims
+    _claims = claims
     torch.set_num_threads(1)  # one process per core: threads inside each would only contend
 
 
+@dataclass
+class _Pool:
+    """Worker processes that count beside this one, and the counter the processes claim tasks from."""
+
+    executor: ProcessPoolExecutor
+    claims: Any  # a shared multiprocessing.Value: the index of the next task not yet claimed
+    workers: int
+
+
 @contextlib.contextmanager
-def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """`workers` spawned processes (None for 1: count here); on an error, work not started is dropped."""
+def _worker_pool(workers: int) -> Iterator[_Pool | None]:
+    """`workers` - 1 spawned processes that count beside this one (None for 1: count here alone)."""
     if workers == 1:
         yield None
         return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    context = multiprocessing.get_context("spawn")
+    claims = context.Value("q", 0)
+    executor = ProcessPoolExecutor(workers - 1, mp_context=context, initializer=_init_worker, initargs=(claims,))
     try:
-        yield pool
+        yield _Pool(executor, claims, workers - 1)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        executor.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown()
+    executor.shutdown()
 
 
-def _call(task: tuple[Callable[..., Any], tuple]) -> Any:
-    function, args = task
-    return function(*args)
+def _claim(claims: Any, function: Callable[..., Any], tasks: list[tuple]) -> dict[int, Any]:
+    """Claim the tasks not yet claimed one at a time, run them, until none is left: {task index: result}."""
+    results = {}
+    while True:
+        with claims.get_lock():
+            i = claims.value
+            claims.value = i + 1
+        if i >= len(tasks):
+            return results
+        results[i] = function(*tasks[i])
 
 
-def _run(pool: ProcessPoolExecutor | None, function: Callable[..., Any], tasks: list[tuple]) -> Iterator[Any]:
-    """`function(*args)` of each task, in order: in this process, or spread over the pool's workers."""
-    calls = [(function, args) for args in tasks]
-    return map(_call, calls) if pool is None else pool.map(_call, calls)
+def _claim_in_worker(function: Callable[..., Any], tasks: list[tuple]) -> dict[int, Any]:
+    return _claim(_claims, function, tasks)
+
+
+def _run(pool: _Pool | None, function: Callable[..., Any], tasks: list[tuple]) -> list[Any]:
+    """`function(*args)` of each task, in order: in this process, or shared by it and the pool's workers.
+
+    Every process claims the next task as it becomes free, this one included, so no process waits
+    while there is work: a spawned worker starts late (it imports torch first: about a second), and
+    this one does the work meanwhile.
+    """
+    if pool is None or len(tasks) <= 1:
+        return [function(*args) for args in tasks]
+    pool.claims.value = 0
+    futures = [pool.executor.submit(_claim_in_worker, function, tasks) for _ in range(pool.workers)]
+    try:
+        results = _claim(pool.claims, function, tasks)
+        for future in futures:
+            results.update(future.result())
+    except BaseException:
+        with pool.claims.get_lock():
+            pool.claims.value = len(tasks)  # the workers claim nothing more
+        raise
+    return [results[i] for i in range(len(tasks))]
 
 
 def _process_group(group: Any) -> Any:
@@ -617,7 +669,7 @@ def _gather(compute: Callable[[], Any], group: Any) -> list[Any]:
     return [value for value, _ in gathered]
 
 
-def _every_shard(pool: ProcessPoolExecutor | None, group: Any, mine: list[int], function: Callable[..., Any],
+def _every_shard(pool: _Pool | None, group: Any, mine: list[int], function: Callable[..., Any],
                  tasks: list[tuple]) -> list[Any]:
     """Results of `function` on every shard, in shard order: this rank runs `mine`, the ranks swap results."""
     gathered = _gather(lambda: list(zip(mine, _run(pool, function, tasks))), group)
@@ -643,8 +695,11 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
        keys, plus the part × base^N), and the counts are merged (`_merge_sorted`): integer sums
        of sorted keys, so the result does not depend on how the file was cut.
 
-    `workers` > 1 counts the shards in that many processes (multiprocessing's "spawn" context:
-    call this under `if __name__ == "__main__":` in a script). Under torch.distributed (an
+    `workers` > 1 counts in that many processes: this one and `workers` - 1 spawned ones
+    (multiprocessing's "spawn" context: call this under `if __name__ == "__main__":` in a script).
+    Each process claims the next task when it is free (`_run`): the first pass reads each shard
+    in `PIECES` pieces, so this process scans while the workers start up; the count is one task
+    per shard, so each process holds one tally. Under torch.distributed (an
     initialised default group, as `torchrun` sets up, or `group`) every rank must call this: each
     counts shards rank, rank + world size, ..., the results are exchanged with
     `all_gather_object`, and every rank returns the same totals (an error on one rank is raised
@@ -679,8 +734,15 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
     shards = workers * world if shards is None else shards
     ranges = shard_ranges(size, shards)
     mine = list(range(rank, shards, world))
+    # the first two passes read each shard in PIECES pieces, so a process that is free (this one, while the
+    # workers start) takes the next piece; the counts, one tally per shard, are of whole shards
+    pieces = PIECES if workers > 1 else 1
+    piece_ranges = [(start + (end - start) * j // pieces, start + (end - start) * (j + 1) // pieces)
+                    for start, end in ranges for j in range(pieces)]
+    my_pieces = [s * pieces + j for s in mine for j in range(pieces)]
     with _worker_pool(workers) as pool:
-        scans = _every_shard(pool, group, mine, _scan_shard, [(path, *ranges[s], config, block_size) for s in mine])
+        scans = _every_shard(pool, group, my_pieces, _scan_shard,
+                             [(path, *piece_ranges[p], config, block_size) for p in my_pieces])
         n_words = [scan.n_words for scan in scans]
         if not sum(n_words):
             raise DataError(f"{path}: has no usable names (every line was blank or skipped)" if size
@@ -689,11 +751,13 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
         vocab = Vocab(tuple(map(chr, chars)))
         NGram(vocab.size, NGramConfig(order=order))  # a ConfigError if the keys would overflow int64
         first_word = np.cumsum([0, *n_words]).tolist()
-        train_words = _every_shard(pool, group, mine, _train_words, [(first_word[s], n_words[s], config) for s in mine])
+        train_words = _every_shard(pool, group, my_pieces, _train_words,
+                                   [(first_word[p], n_words[p], config) for p in my_pieces])
         first_train = np.cumsum([0, *train_words]).tolist()
         layout = _Layout(order, vocab.size + 1, chars)
         every = held_out_every(first_train[-1])  # the training words held out to tune the discounts
-        tasks = [(path, *ranges[s], config, layout, first_word[s], first_train[s], every, block_size) for s in mine]
+        tasks = [(path, *ranges[s], config, layout, first_word[s * pieces], first_train[s * pieces], every,
+                  block_size) for s in mine]
         # every rank gets every rank's counts (shards merged locally first), and merges them as this one does
         gathered = _gather(lambda: _merge_shards(_run(pool, _count_shard, tasks), layout), group)
     by_part, words_by_part = _merge_shards(gathered, layout)

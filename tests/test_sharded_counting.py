@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from namesmith import counting
 from namesmith.config import TrainConfig
 from namesmith.counting import (
     count_file,
@@ -111,6 +112,22 @@ def test_sharded_ngram_counts_equal_one_pass_and_in_memory_counts(words_file, or
     assert one.n_words == {name: len(part) for name, part in split.parts().items()}
     for name, expected in parts.items():
         assert torch.equal(one.part(name).keys, expected.keys) and torch.equal(one.part(name).counts, expected.counts)
+
+
+@pytest.mark.parametrize("dropped_every", [3, 97])
+def test_blank_and_long_lines_are_dropped_however_many_a_block_holds(tmp_path, dropped_every):
+    # every 3rd line dropped: more than counting.DROPPED_LOOP per block (the mask path); every 97th: fewer
+    words = load_words("builtin")[:3000]
+    lines = [("" if i % 2 else "y" * 70) if i % dropped_every == 0 else w for i, w in enumerate(words)]
+    path = tmp_path / "holes.txt"
+    path.write_text("\n".join(lines) + "\n")
+    counts = count_ngrams_file(DataConfig(path=str(path)), 4, block_size=1 << 20)
+    assert (3000 // dropped_every + 1 > counting.DROPPED_LOOP) == (dropped_every == 3)
+    split, vocab, parts = in_memory_counts(str(path), 4)
+    assert counts.vocab == vocab and counts.n_words == {name: len(part) for name, part in split.parts().items()}
+    for name, expected in parts.items():
+        assert torch.equal(counts.part(name).keys, expected.keys), name
+        assert torch.equal(counts.part(name).counts, expected.counts), name
 
 
 @pytest.mark.parametrize("split", [True, False])
