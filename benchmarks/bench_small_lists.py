@@ -65,16 +65,14 @@ def nll(model: torch.nn.Module, words: list[str], vocab) -> float:  # noqa: ANN0
 def run_list(spec: str, sizes: list[int], draws: int, neural: bool) -> list[dict]:
     names = list_names(spec)
     start = time.perf_counter()
-    if spec.startswith("world:"):  # leave that locale out of the prior
-        groups = catalogue_groups(exclude_locales=(spec.split(":")[1],))
-        prior = build_ngram_prior(groups)
-    else:
-        prior = catalogue_prior("ngram")
-        groups = None
+    # the prior never sees the list's names: without the list's locale (a `world` list), and without
+    # any of its names in any other group or set (see the module docstring)
+    locales = (spec.split(":")[1],) if spec.startswith("world:") else ()
+    prior = build_ngram_prior(catalogue_groups(exclude_locales=locales, exclude_names=names))
     labels = prior.meta["prior"]["components"]
     print(f"{spec}: {len(names):,} names; prior of {prior.meta['prior']['n_words']:,} names with "
           f"{len(labels)} components ({time.perf_counter() - start:.1f} s)", flush=True)
-    gru = catalogue_prior("gru") if neural and groups is None else None
+    gru = catalogue_prior("gru") if neural and not locales else None
     rows = []
     for k in sizes:
         if len(names) < k + 30:
