@@ -31,13 +31,14 @@ from namesmith.adapt import (
     remap_table,
     resize_vocab,
 )
+from namesmith.catalogue import load_dataset
 from namesmith.checkpoint import save_checkpoint
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus, encode_words
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram, kn_table, ngram_windows
-from namesmith.prior import build_ngram_prior, cache_dir, catalogue_prior
+from namesmith.prior import build_ngram_prior, cache_dir, catalogue_groups, catalogue_prior, catalogue_words
 from namesmith.vocab import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -194,6 +195,24 @@ def test_prior_is_built_once_and_cached(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_dir() == tmp_path / "home" / ".cache" / "namesmith"
+
+
+def test_held_out_priors_never_see_the_excluded_names():
+    """Leaving a locale out is not enough (the israel set holds he_IL's names); exclude_names is."""
+    world = load_dataset("world")
+    hebrew = {w for w, loc in zip(world.names, world.labels["locale"]) if loc == "he_IL"}
+    no_locale = catalogue_groups(("world", "israel"), exclude_locales=("he_IL",))
+    assert "world:he_IL" not in no_locale
+    shared = {w.casefold() for words in no_locale.values() for w in words} & {w.casefold() for w in hebrew}
+    assert len(shared) > len(hebrew) / 2  # what the benchmark's prior used to memorise
+    upper = [w.upper() for w in hebrew] + ["ELIZABETH"]  # matched casefolded (Hebrew has no case: "elizabeth" does)
+    clean = catalogue_groups(("world", "israel"), exclude_locales=("he_IL",), exclude_names=upper)
+    left = {w.casefold() for words in clean.values() for w in words}
+    assert not left & {w.casefold() for w in upper}
+    assert set(clean) <= set(no_locale) and all(clean.values())  # nothing added, no empty group
+    assert sum(map(len, clean.values())) < sum(map(len, no_locale.values()))
+    us = {w.casefold() for w in catalogue_words(("us",))}
+    assert "noa" in us and "noa" not in {w.casefold() for w in catalogue_words(("us",), exclude_names=["NOA"])}
 
 
 def test_prior_options(prior_dir, tmp_path):
