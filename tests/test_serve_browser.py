@@ -10,6 +10,7 @@ screenshot. Skips only when Chromium or its driver is not installed (`.ci/run` i
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -20,8 +21,6 @@ import pytest
 
 pytest.importorskip("fastapi")
 selenium = pytest.importorskip("selenium")
-import contextlib
-
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
