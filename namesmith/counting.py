@@ -737,8 +737,7 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
     # the first two passes read each shard in PIECES pieces, so a process that is free (this one, while the
     # workers start) takes the next piece; the counts, one tally per shard, are of whole shards
     pieces = PIECES if workers > 1 else 1
-    piece_ranges = [(start + (end - start) * j // pieces, start + (end - start) * (j + 1) // pieces)
-                    for start, end in ranges for j in range(pieces)]
+    piece_ranges = shard_ranges(size, shards * pieces)  # shard s is pieces s × pieces ... (s + 1) × pieces - 1
     my_pieces = [s * pieces + j for s in mine for j in range(pieces)]
     with _worker_pool(workers) as pool:
         scans = _every_shard(pool, group, my_pieces, _scan_shard,
