@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,10 @@ async def client(port: int, path: str, body: bytes, until: float, latencies: lis
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 continue
             latencies.append(time.perf_counter() - start)
-            if status != 200 or len(json.loads(payload)["names"]) != 20:
+            if status != 200:
                 errors.append(status)
+            elif len(json.loads(payload)["names"]) != 20:
+                errors.append("200, short of names")
     finally:
         writer.close()
 
@@ -93,7 +96,8 @@ async def level(port: int, path: str, body: bytes, clients: int, seconds: float)
     ms = np.array(latencies) * 1000
     return {"clients": clients, "requests": len(latencies), "seconds": elapsed, "rps": len(latencies) / elapsed,
             "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
-            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None, "errors": len(errors)}
+            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None, "errors": len(errors),
+            "error_kinds": dict(Counter(map(str, errors)))}
 
 
 def start_server(port: int, args: argparse.Namespace, cache: str) -> subprocess.Popen:
@@ -176,6 +180,8 @@ def main() -> None:
                         help="a server limit, as `namesmith serve --limit` takes it (e.g. max_concurrent=2)")
     parser.add_argument("--method", choices=("auto", "exact", "rejection"), default="auto",
                         help="the request's sampling method (default: auto, the library's choice)")
+    parser.add_argument("--warm-up", type=float, default=5.0, help="seconds of unreported requests first "
+                        "(default: 5)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -189,7 +195,10 @@ def main() -> None:
                 body["method"] = args.method
             payload = json.dumps(body).encode()
             print(f"server pid {server.pid}, {path}, body {body}, condition: {condition}")
-            asyncio.run(level(port, path, payload, 4, 3.0))  # warm-up, not reported
+            # warm-up, not reported: at the highest concurrency, so every worker process has built its tables
+            warm = asyncio.run(level(port, path, payload, max(args.levels), args.warm_up))
+            print(f"warm-up: {warm['requests']} requests in {warm['seconds']:.1f} s, "
+                  f"errors: {warm['error_kinds'] or 0}")
             memory: list[tuple[float, float]] = []
             stop = threading.Event()
 

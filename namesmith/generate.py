@@ -541,18 +541,20 @@ class ExactSampler:
         lengths = np.full(batch, -1, dtype=np.int64)
         active = np.arange(batch)
         z = np.full(batch, self.z0, dtype=np.int64)
-        step = self.step.numpy()
+        step, log_probs, end, beta = self.step.numpy(), self.log_probs.numpy(), self.end.numpy(), self.beta.numpy()
+        log_scale = self.log_scale.numpy()
         for t in range(room + 1):
             if deadline is not None and time.perf_counter() > deadline:
                 return None
             if self.cdf is not None:
                 cdf = self.cdf[t].numpy()[z]
-            else:
-                zt = torch.from_numpy(z)
-                end = (self.end.index_select(0, zt) - self.log_scale[t + 1]).float()
-                w = _log_weights(self.log_probs.index_select(0, zt), end, self.step.index_select(0, zt),
-                                 self.beta[t + 1], self.p0 + t >= self.min_len)
-                cdf = _normalised_cdf(w).numpy()
+            else:  # _log_weights and _normalised_cdf for these rows, in NumPy
+                w = log_probs[z] + beta[t + 1][step[z]]
+                w[:, BOUNDARY] = (end[z] - log_scale[t + 1]).astype(np.float32) if self.p0 + t >= self.min_len \
+                    else -np.inf
+                top = w.max(1, keepdims=True)
+                top[~np.isfinite(top)] = 0.0
+                cdf = np.exp(w - top).cumsum(1)
             nxt = draw_numpy(cdf, self.generator)
             ended = nxt == BOUNDARY
             lengths[active[ended]] = t
@@ -569,20 +571,26 @@ class ExactSampler:
 class ExactCache:
     """The exact samplers' tables of one trained model, reused across requests (a server's, say).
 
-    Building the tables is most of the cost of a small request (about 0.5 s for the default
+    Building the tables is most of the cost of a small request (about 0.5-1 s for the default
     n-gram and `ends_with="ette"`); they depend on the constraints, the decoding options and the
     length limit, not on the seed or the number of names. Each use gets a shallow copy with its own
     random generator, so concurrent requests share only read-only tables. The `size` most recently
     used entries are kept; a model's answer "not exact here" is kept too. Only for models that no
-    longer change (a cache outliving training would serve stale tables). With `background`, tables a
-    request could not build within its budget are built in a daemon thread for the next requests
-    (for a long-running server; a short-lived process would only be slowed by it).
+    longer change (a cache outliving training would serve stale tables).
+
+    With `background` (a long-running server), tables are built once per key in a daemon thread,
+    whoever asks first: a request waits for them until its deadline and then samples otherwise,
+    while the build goes on for the requests that come after; requests asking for tables being
+    built wait for that build instead of starting their own (a burst of cold requests would
+    otherwise build the same tables once each, every build starved of the CPU by the others, each
+    given up at its deadline). Without it the asking thread builds them itself, within its deadline
+    (a short-lived process would only be slowed by a build it does not wait for).
     """
 
     def __init__(self, size: int = 8, background: bool = False):
-        self.size, self.background = size, background  # background: build tables a request gave up on
+        self.size, self.background = size, background
         self._entries: dict[tuple, ExactSampler | NotAvailable] = {}
-        self._building: set[tuple] = set()
+        self._building: dict[tuple, threading.Event] = {}  # set when the key's build ends, built or not
         self._lock = threading.Lock()
 
     @staticmethod
@@ -600,45 +608,51 @@ class ExactCache:
     def put(self, key: tuple, entry: ExactSampler | NotAvailable) -> None:
         with self._lock:
             self._entries[key] = entry
-            self._building.discard(key)
             while len(self._entries) > self.size:
                 self._entries.pop(next(iter(self._entries)))
 
-    def build_later(self, key: tuple, build: Callable[[], ExactSampler]) -> None:
-        """Build an entry in a background thread (once per key), for the requests that come after."""
+    def build_and_wait(self, key: tuple, build: Callable[[], ExactSampler],
+                       deadline: float | None) -> ExactSampler | NotAvailable | None:
+        """The key's entry, built in a daemon thread (once per key, however many wait for it); None
+        if it is not ready by `deadline` (the build goes on) or the build failed."""
         with self._lock:
-            if key in self._building or key in self._entries:
-                return
-            self._building.add(key)
+            done = self._building.get(key)
+            if done is None and key not in self._entries:
+                done = self._building[key] = threading.Event()
+                threading.Thread(target=self._build, args=(key, build, done), name="namesmith-exact-tables",
+                                 daemon=True).start()
+        if done is not None:
+            done.wait(None if deadline is None else max(0.0, deadline - time.perf_counter()))
+        return self.get(key)
 
-        def work() -> None:
-            try:
-                entry: ExactSampler | NotAvailable = build()
-            except NotAvailable as why:
-                entry = why
-            except Exception:  # noqa: BLE001 - a failed background build only means no cached tables
-                with self._lock:
-                    self._building.discard(key)
-                return
-            self.put(key, entry)
-
-        threading.Thread(target=work, name="namesmith-exact-tables", daemon=True).start()
+    def _build(self, key: tuple, build: Callable[[], ExactSampler], done: threading.Event) -> None:
+        try:
+            self.put(key, build())
+        except NotAvailable as why:
+            self.put(key, why)
+        except Exception:  # noqa: BLE001 - a failed background build only means no cached tables
+            pass
+        finally:
+            with self._lock:
+                self._building.pop(key, None)
+            done.set()
 
 
 def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
                   deadline: float | None = None, cache: ExactCache | None = None) -> ExactSampler:
-    """The exact sampler for this model and these constraints, from `cache` when it holds them."""
+    """The exact sampler for this model and these constraints, from `cache` when it holds them (or,
+    for a background cache, once its build ends, if that is before `deadline`)."""
     key = ExactCache.key(config, max_len)
     entry = cache.get(key) if cache is not None else None
+    if entry is None and cache is not None and cache.background:
+        entry = cache.build_and_wait(key, lambda: _build_exact_sampler(model, vocab, config, max_len, seed), deadline)
+        if entry is None:
+            raise _OutOfTime
     if entry is None:
         try:
             entry = _build_exact_sampler(model, vocab, config, max_len, seed, deadline)
         except NotAvailable as why:
             entry = why
-        except _OutOfTime:
-            if cache is not None and cache.background:  # finish them for the requests that come after
-                cache.build_later(key, lambda: _build_exact_sampler(model, vocab, config, max_len, seed))
-            raise
         if cache is not None:
             cache.put(key, entry)
     elif isinstance(entry, ExactSampler):

@@ -11,6 +11,7 @@ rule — the length guard, how novelty is checked, which split is evaluated — 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -167,6 +168,7 @@ class NameModel:
         self._corpus = corpus  # the split training words, read on first use when None
         self._data_path = data  # where the training word list is, if it moved since training
         self._reference: dict[tuple, Any] = {}  # per `where`: sorted NLL per character of the training words
+        self._reference_lock = threading.Lock()  # concurrent first scores of one `where` compute it once
         self._known: KnownWords | None = None  # the training words as sets, for novelty
         self._exact: dict[tuple, ExactCache] = {}  # per `where`: exact samplers' tables, reused by later requests
         self.background_tables = False  # a server sets this: tables a request gave up on are built for the next
@@ -457,9 +459,10 @@ class NameModel:
         model = self.model.given(where)
         key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
         if key not in self._reference:
-            split, _ = self.training_split()
-            if split is not None:
-                self._reference[key] = reference_scores(model, self._reference_words(where), self.vocab)
+            with self._reference_lock:
+                split, _ = self.training_split()
+                if key not in self._reference and split is not None:
+                    self._reference[key] = reference_scores(model, self._reference_words(where), self.vocab)
         prepared = self._prepare(names)
         reference = self._reference.get(key)
         scores = score_names(model, self.vocab, prepared, reference)

@@ -33,12 +33,14 @@ class Vocab:
     chars: tuple[str, ...]
     stoi: dict[str, int] = field(init=False, repr=False, compare=False)
     itos: dict[int, str] = field(init=False, repr=False, compare=False)
+    charset: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(set(self.chars)) != len(self.chars) or any(len(c) != 1 for c in self.chars):
             raise DataError("a vocabulary must be distinct single characters")
         object.__setattr__(self, "stoi", {c: i + 1 for i, c in enumerate(self.chars)})
         object.__setattr__(self, "itos", {i + 1: c for i, c in enumerate(self.chars)})
+        object.__setattr__(self, "charset", frozenset(self.chars))
 
     @classmethod
     def from_words(cls, words: Iterable[str]) -> Vocab:
@@ -71,6 +73,8 @@ class Vocab:
         return "".join(self.itos[t] for t in tokens)
 
     def unknown_chars(self, word: str) -> list[str]:
+        if self.charset.issuperset(word):  # the usual case, checked in C
+            return []
         return sorted({c for c in word if c not in self.stoi})
 
 

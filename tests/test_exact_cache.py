@@ -44,19 +44,49 @@ def test_concurrent_requests_share_tables_but_not_random_state():
 def test_tables_too_slow_for_the_budget_fall_back_to_rejection_and_are_built_for_later(monkeypatch):
     from namesmith import generate as generation
 
-    build = generation._build_exact_sampler
+    build, release = generation._build_exact_sampler, threading.Event()
 
     def slow(model, vocab, config, max_len, seed, deadline=None):  # noqa: ANN001, ANN202
-        if deadline is not None:
-            raise generation._OutOfTime  # as if the tables took longer than half the budget
-        return build(model, vocab, config, max_len, seed)
+        release.wait(30)  # as if the tables took longer than half the budget
+        return build(model, vocab, config, max_len, seed, deadline)
 
     monkeypatch.setattr(generation, "_build_exact_sampler", slow)
     model = NameModel.train(model="ngram", words=WORDS, order=3)
     model.background_tables = True  # as a server's models
-    first = model.generate(10, ends_with="a", seed=1, time_budget=5.0)
+    first = model.generate(10, ends_with="a", seed=1, time_budget=1.0)
     assert first.stats.method == "rejection" and first.complete and all(n.endswith("a") for n in first.names)
+    release.set()
     for thread in [t for t in threading.enumerate() if t.name == "namesmith-exact-tables"]:
         thread.join(timeout=30)
     later = model.generate(10, ends_with="a", seed=1, time_budget=5.0)
     assert later.stats.method == "exact" and later.complete
+    assert later.names == model.generate(10, ends_with="a", seed=1, method="exact").names  # as a fresh build's
+
+
+def test_a_burst_of_cold_requests_builds_the_tables_once(monkeypatch):
+    from namesmith import generate as generation
+
+    build, calls = generation._build_exact_sampler, []
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "_build_exact_sampler", counted)
+    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    model.background_tables = True
+    results: dict[int, object] = {}
+
+    def request(seed: int) -> None:
+        results[seed] = model.generate(20, ends_with="ette", seed=seed, time_budget=30.0)
+
+    threads = [threading.Thread(target=request, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1  # one build, the other requests waited for it
+    assert all(r.stats.method == "exact" and r.complete for r in results.values())
+    assert all(n.endswith("ette") for r in results.values() for n in r.names)
+    for seed, result in results.items():  # each request drew with its own seed, as a request on warm tables does
+        assert result.names == model.generate(20, ends_with="ette", seed=seed).names
