@@ -17,8 +17,9 @@ included) of
 
 All three read the same vocabulary: the k names' characters and the prior's characters of the
 same scripts (namesmith.adapt.adapted_vocab); a held-out character outside it costs the same
-documented fallback under each (namesmith.adapt.UNKNOWN_CHAR_LOG_PROB), so differences between
-columns are unaffected (the `unk` column counts such characters per draw).
+documented fallback under each (namesmith.adapt.open_word_log_probs: UNKNOWN_CHAR_LOG_PROB, and what
+follows it read as after the known characters of its script), so its cost does not differ between
+columns (the `unk` column counts such characters per draw).
 
 Lists: leave-one-locale-out on `world` — the list is one locale's names — for locales in several
 scripts; and `surnames:en_US`, a list of another kind that the project ships (faker's US surnames,

@@ -19,6 +19,7 @@ import torch
 
 from namesmith import NameModel
 from namesmith.adapt import (
+    STAND_INS,
     UNKNOWN_CHAR_LOG_PROB,
     _adapted_prob,
     _folds,
@@ -165,6 +166,29 @@ def test_open_vocabulary_scores_characters_the_list_never_had(adapted):
     assert result["unknown_chars"] == 1 and math.isfinite(result["nll"])
     plain = NameModel.train(words=LIST, model="ngram", order=4, prior="none", split=False)
     assert plain.score(["kumaki"])[0].error  # a model without a prior keeps its closed vocabulary
+
+
+def test_an_unseen_letter_is_read_as_any_known_letter_of_its_script(adapted):
+    """What follows an unseen Latin letter is predicted as after any of the vocabulary's Latin
+    letters (the mean over them, by hand), not as the start of a name."""
+    v = adapted.vocab
+    latin = [c for c in v.chars if c.isalpha()]
+    assert 1 < len(latin) <= STAND_INS  # all of them are stand-ins here
+    (score,) = adapted.score(["elꝏ"])  # U+A74F LATIN SMALL LETTER OO: a letter no model here has seen
+    x = torch.tensor([[0, v.stoi["e"], v.stoi["l"], v.stoi[c]] for c in latin])
+    log_probs = adapted.model(x)  # (L, 4, V)
+    head = (log_probs[0, 0, v.stoi["e"]] + log_probs[0, 1, v.stoi["l"]]).item() + UNKNOWN_CHAR_LOG_PROB
+    expected = head + (torch.logsumexp(log_probs[:, 3, 0].double(), 0) - math.log(len(latin))).item()
+    assert score.log_prob == pytest.approx(expected, rel=1e-5)
+    boundary = adapted.model(torch.tensor([[0, v.stoi["e"], v.stoi["l"], 0]]))[0, 3, 0].item()
+    assert abs(score.log_prob - (head + boundary)) > 0.1  # not read as a break in the name
+    # two unseen letters: every pair of stand-ins, each pair equally likely
+    total = open_word_log_probs(adapted.model, ["ꝏaꝏ"], v).item()
+    pairs = torch.tensor([[0, v.stoi[a], v.stoi["a"], v.stoi[b]] for a in latin for b in latin])
+    log_probs = adapted.model(pairs)
+    readings = log_probs[:, 1, v.stoi["a"]] + log_probs[:, 3, 0]  # "a" after the first, the end after the second
+    expected = (torch.logsumexp(readings.double(), 0) - math.log(len(pairs))).item() + 2 * UNKNOWN_CHAR_LOG_PROB
+    assert total == pytest.approx(expected, rel=1e-5)
 
 
 def test_prior_is_built_once_and_cached(tmp_path, monkeypatch, caplog):
