@@ -472,7 +472,7 @@ class NameModel:
             for i, lp in zip(unknown, log_probs.tolist()):
                 scores[i] = NameScore(prepared[i], lp, -lp / (len(prepared[i]) + 1),
                                       percentile(reference, -lp / (len(prepared[i]) + 1)))
-        return [dataclasses.replace(score, name=name) for score, name in zip(scores, names)]
+        return [s if s.name == name else dataclasses.replace(s, name=name) for s, name in zip(scores, names)]
 
     @property
     def open_vocabulary(self) -> bool:

@@ -31,6 +31,7 @@ MIN_SUBSTRING = 4  # list words at least this long match inside a name; shorter 
 # one reading per substitution character; a string of two letters means two readings
 SUBSTITUTIONS = {"0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a",
                  "$": "s", "!": "i", "+": "t", "|": "li", "€": "e", "¡": "i"}
+_SUBSTITUTED = frozenset(SUBSTITUTIONS)
 SEPARATORS = re.compile(r"[\s\-_'’.·,/]+")
 LONG_RUN = re.compile(r"(\w)\1{2,}")
 WORDS_FILE = "offensive_words.txt"
@@ -39,14 +40,20 @@ CACHED_NAMES = 100_000  # verdicts remembered per filter (a server checks the sa
 
 def _fold(text: str) -> str:
     """Case folded, accents removed (NFKD, combining marks dropped)."""
+    if text.isascii():  # NFKD leaves ASCII as it is, and casefold is lower
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def normalise(text: str) -> set[str]:
     """Every reading of `text` as plain letters: folded, substitutions undone, non-letters removed."""
+    folded = _fold(text)
+    if _SUBSTITUTED.isdisjoint(folded):  # most names: one reading
+        letters = {folded if folded.isalpha() else "".join(c for c in folded if c.isalpha())}
+        return letters | {LONG_RUN.sub(r"\1", r) for r in letters}
     readings = [""]
-    for c in _fold(text):
+    for c in folded:
         options = SUBSTITUTIONS.get(c, c)
         if len(options) == 1:
             readings = [r + options for r in readings]

@@ -59,12 +59,18 @@ def reference_scores(model: CharModel, words: Sequence[str], vocab: Vocab) -> np
     return np.sort(nll_per_char(model, usable, vocab))
 
 
-def percentile(reference: np.ndarray | None, nll: float) -> float | None:
-    """% of the reference NLLs per character (sorted) at least `nll`: how many training names are at
-    most as name-like; None without a reference."""
+def percentiles(reference: np.ndarray | None, nlls: np.ndarray) -> np.ndarray | None:
+    """% of the reference NLLs per character (sorted) at least each of `nlls`: how many training names
+    are at most as name-like; None without a reference."""
     if reference is None or not len(reference):
         return None
-    return 100.0 * (len(reference) - np.searchsorted(reference, nll, side="left")) / len(reference)
+    return 100.0 * (len(reference) - np.searchsorted(reference, nlls, side="left")) / len(reference)
+
+
+def percentile(reference: np.ndarray | None, nll: float) -> float | None:
+    """`percentiles` of one NLL per character."""
+    ranks = percentiles(reference, np.array([nll]))
+    return None if ranks is None else float(ranks[0])
 
 
 def score_names(model: CharModel, vocab: Vocab, names: Sequence[str],
@@ -82,11 +88,11 @@ def score_names(model: CharModel, vocab: Vocab, names: Sequence[str],
             problems[i] = f"{describe_chars(unknown)} not in the model's vocabulary"
     good = [i for i in range(len(names)) if i not in problems]
     log_probs = word_log_probs(model, [names[i] for i in good], vocab).numpy() if good else np.zeros(0)
-    scores: dict[int, NameScore] = {}
-    for i, lp in zip(good, log_probs):
-        lp = float(lp)
-        nll = -lp / (len(names[i]) + 1)
-        scores[i] = NameScore(names[i], lp, nll, percentile(reference, nll))
+    nlls = -log_probs / (np.fromiter((len(names[i]) for i in good), dtype=np.float64, count=len(good)) + 1)
+    ranks = percentiles(reference, nlls)
+    pcts = [None] * len(good) if ranks is None else ranks.tolist()
+    scores = {i: NameScore(names[i], lp, nll, pct)
+              for i, lp, nll, pct in zip(good, log_probs.tolist(), nlls.tolist(), pcts)}
     return [scores.get(i) or NameScore(names[i], error=problems[i]) for i in range(len(names))]
 
 
