@@ -432,6 +432,8 @@ class _Tally:
 
     def add_counts(self, keys: np.ndarray, counts: np.ndarray) -> None:
         """Add (sorted distinct keys, counts)."""
+        if not len(keys):  # a part a process saw no word of (its ranges come from the first run with keys)
+            return
         keys = keys.astype(self.dtype, copy=False)
         if self.dense is not None:
             self.dense[keys] += counts

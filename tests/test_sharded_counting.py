@@ -260,3 +260,18 @@ def test_mistakes_are_clear_errors(tmp_path, words_file):
         count_ngrams_file(DataConfig(path=words_file), 3, shards=0)
     with pytest.raises(ConfigError, match="too high"):
         count_ngrams_file(DataConfig(path=words_file), 40)
+
+
+def test_a_process_that_counted_no_word_of_a_part_merges_as_if_absent():
+    from namesmith.counting import _Layout, _merge_shards  # a worker can claim no piece, a piece lack a part
+
+    layout = _Layout(6, 30, tuple(range(97, 126)))  # 30^6 keys: the sorted tallies, not a dense table
+    empty = (np.empty(0, layout.dtype), np.empty(0, np.int64))
+    some = (np.array([7, 12345, 600_000_000], layout.dtype), np.array([3, 1, 2]))
+    more = (np.array([7, 8], layout.dtype), np.array([1, 1]))
+    by_part, words = _merge_shards([([empty] * 4, np.zeros(4, np.int64)),
+                                    ([some, empty, more, empty], np.array([2, 0, 1, 0])),
+                                    ([more, empty, empty, empty], np.array([1, 0, 0, 0]))], layout)
+    assert by_part[0][0].tolist() == [7, 8, 12345, 600_000_000] and by_part[0][1].tolist() == [4, 1, 1, 2]
+    assert len(by_part[1][0]) == len(by_part[3][0]) == 0 and by_part[2][0].tolist() == [7, 8]
+    assert words.tolist() == [3, 0, 1, 0]
