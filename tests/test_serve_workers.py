@@ -38,13 +38,19 @@ def serve(model: Path, port: int, tmp_path: Path) -> subprocess.Popen:
                             text=True)
 
 
-def wait_ready(url: str, server: subprocess.Popen, seconds: float = 90) -> None:
+def listening(port: int) -> int:
+    """Sockets listening on 127.0.0.1:port (a worker listens once it has started)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(row.split()[1] == f"0100007F:{port:04X}" and row.split()[3] == "0A" for row in rows)
+
+
+def wait_ready(url: str, server: subprocess.Popen, port: int, seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert server.poll() is None, server.communicate()
         try:
             with urllib.request.urlopen(f"{url}/api/v1/models", timeout=2) as r:
-                if r.status == 200 and len(workers_of(server.pid)) == 2:
+                if r.status == 200 and len(workers_of(server.pid)) == 2 and listening(port) == 2:
                     return
         except OSError:
             pass
@@ -70,7 +76,7 @@ def test_connections_are_spread_over_the_workers_and_all_stop_together(tmp_path)
     model, port = train_bigram(tmp_path), free_port()
     server = serve(model, port, tmp_path)
     try:
-        wait_ready(f"http://127.0.0.1:{port}", server)
+        wait_ready(f"http://127.0.0.1:{port}", server, port)
         workers = workers_of(server.pid)
         before = {w: sockets_of(w) for w in workers}
         conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(24)]  # open at once

@@ -95,7 +95,8 @@ def run_workers(host: str, port: int, workers: int, log_level: str) -> None:
     idled. A worker that exits stops the others (a supervisor such as systemd restarts the whole),
     and SIGTERM or Ctrl-C stops them all.
     """
-    placeholder = _listening_socket(host, port, listen=False)  # holds the port (and picks one for port 0)
+    # holds the port (and picks one for port 0) until the end: bound, not listening, it is given no connection
+    placeholder = _listening_socket(host, port, listen=False)
     port = placeholder.getsockname()[1]
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker, args=(host, port, log_level), name=f"namesmith-serve-{i}")
@@ -104,7 +105,6 @@ def run_workers(host: str, port: int, workers: int, log_level: str) -> None:
     try:
         for process in processes:
             process.start()
-        placeholder.close()
         multiprocessing.connection.wait([p.sentinel for p in processes])
         stopped = next(p for p in processes if not p.is_alive())
         log.error(f"server worker {stopped.name} (pid {stopped.pid}) exited with code {stopped.exitcode}; "
@@ -113,6 +113,7 @@ def run_workers(host: str, port: int, workers: int, log_level: str) -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        placeholder.close()
         for process in processes:
             if process.is_alive():
                 process.terminate()  # uvicorn finishes the requests in flight, then exits
