@@ -206,7 +206,11 @@ def test_readable_on_a_phone_and_saves_the_screenshot(browser, server):
     with contextlib.suppress(TimeoutException):
         wait(browser, lambda d: d.execute_script("return window.innerWidth") <= 400 and overflow(d) <= 1, seconds=5)
     wider = overflow(browser)
-    assert wider <= 1, f"the page is {wider}px wider than a phone's screen"
+    beyond = browser.execute_script(  # what sticks out, to say in the message
+        "return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > "
+        "window.innerWidth + 1).slice(-3).map(e => e.tagName + (e.id ? '#' + e.id : '') + ' ' + "
+        "Math.round(e.getBoundingClientRect().right) + 'px').join(', ') + ' (window ' + window.innerWidth + 'px)'")
+    assert wider <= 1, f"the page is {wider}px wider than a phone's screen: {beyond}"
     browser.set_window_size(1280, 1400)
 
 
