@@ -659,7 +659,9 @@ def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_le
         entry = copy.copy(entry)  # the tables are shared and read-only; the generator is this request's
         entry.generator = torch.Generator().manual_seed(seed)
     if isinstance(entry, NotAvailable):
-        raise entry
+        # a fresh exception each time: raising the cached one again would chain every raise's traceback onto it,
+        # keeping each request's frames alive (a server leaked about 15 KB per request that way)
+        raise NotAvailable(*entry.args)
     return entry
 
 

@@ -90,3 +90,24 @@ def test_a_burst_of_cold_requests_builds_the_tables_once(monkeypatch):
     assert all(n.endswith("ette") for r in results.values() for n in r.names)
     for seed, result in results.items():  # each request drew with its own seed, as a request on warm tables does
         assert result.names == model.generate(20, ends_with="ette", seed=seed).names
+
+
+def test_a_cached_not_available_is_raised_afresh_each_time():
+    # raising the cached exception again chained every raise's traceback onto it: a server's memory grew per request
+    from namesmith import generate as generation
+
+    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    cache = ExactCache()
+    cache.put(ExactCache.key(GenerateConfig(ends_with="a"), 8), generation.NotAvailable("no chain here"))
+    messages, depths = [], []
+    for _ in range(3):
+        try:
+            generation.exact_sampler(model.model, model.vocab, GenerateConfig(ends_with="a"), 8, 0, cache=cache)
+        except generation.NotAvailable as e:
+            tb, depth = e.__traceback__, 0
+            while tb is not None:
+                tb, depth = tb.tb_next, depth + 1
+            messages.append(str(e))
+            depths.append(depth)
+    assert messages == ["no chain here"] * 3
+    assert depths[0] == depths[1] == depths[2], depths  # the frames of every earlier raise stayed on the old one
