@@ -635,10 +635,6 @@ def _claim(claims: Any, function: Callable[..., Any], tasks: list[tuple]) -> dic
     return {i: function(*tasks[i]) for i in _claimed(claims, len(tasks))}
 
 
-def _claim_in_worker(function: Callable[..., Any], tasks: list[tuple]) -> dict[int, Any]:
-    return _claim(_claims, function, tasks)
-
-
 def _each_process_in_worker(function: Callable[..., Any], *args: Any) -> Any:
     return _Shipped(function(_claims, *args))
 
@@ -654,6 +650,9 @@ class _Shipped:
         arrays: list[np.ndarray] = []
         self.tree = _arrays_out(result, arrays)
         self.specs = []
+        self.name = None
+        if not arrays:  # nothing to share: the tree goes through the pipe as it is
+            return
         memory = shared_memory.SharedMemory(create=True, size=max(1, sum(a.nbytes for a in arrays)))
         offset = 0
         for a in arrays:
@@ -670,6 +669,8 @@ class _Shipped:
         """The result, copied out of the shared memory, which is then freed."""
         from multiprocessing import shared_memory
 
+        if self.name is None:
+            return self.tree
         memory = shared_memory.SharedMemory(name=self.name)
         try:
             arrays = [np.ndarray(shape, dtype, buffer=memory.buf, offset=offset).copy()
@@ -712,16 +713,9 @@ def _run(pool: _Pool | None, function: Callable[..., Any], tasks: list[tuple]) -
     """
     if pool is None or len(tasks) <= 1:
         return [function(*args) for args in tasks]
-    pool.claims.value = 0
-    futures = [pool.executor.submit(_claim_in_worker, function, tasks) for _ in range(pool.workers)]
-    try:
-        results = _claim(pool.claims, function, tasks)
-        for future in futures:
-            results.update(future.result())
-    except BaseException:
-        with pool.claims.get_lock():
-            pool.claims.value = len(tasks)  # the workers claim nothing more
-        raise
+    results: dict[int, Any] = {}
+    for claimed in _each_process(pool, _claim, function, tasks):
+        results.update(claimed)
     return [results[i] for i in range(len(tasks))]
 
 
