@@ -49,19 +49,18 @@ def _fold(text: str) -> str:
 def normalise(text: str) -> set[str]:
     """Every reading of `text` as plain letters: folded, substitutions undone, non-letters removed."""
     folded = _fold(text)
-    if _SUBSTITUTED.isdisjoint(folded):  # most names: one reading
-        letters = {folded if folded.isalpha() else "".join(c for c in folded if c.isalpha())}
-        return letters | {LONG_RUN.sub(r"\1", r) for r in letters}
-    readings = [""]
-    for c in folded:
-        options = SUBSTITUTIONS.get(c, c)
-        if len(options) == 1:
-            readings = [r + options for r in readings]
-        elif len(readings) < 8:  # two readings of each ambiguous character, up to 8 variants in all
-            readings = [r + o for r in readings for o in options]
-        else:
-            readings = [r + options[0] for r in readings]
-    letters = {"".join(c for c in r if c.isalpha()) for r in readings}
+    readings = [folded]  # most names have no substitution character: one reading, as it is
+    if not _SUBSTITUTED.isdisjoint(folded):
+        readings = [""]
+        for c in folded:
+            options = SUBSTITUTIONS.get(c, c)
+            if len(options) == 1:
+                readings = [r + options for r in readings]
+            elif len(readings) < 8:  # two readings of each ambiguous character, up to 8 variants in all
+                readings = [r + o for r in readings for o in options]
+            else:
+                readings = [r + options[0] for r in readings]
+    letters = {r if r.isalpha() else "".join(c for c in r if c.isalpha()) for r in readings}
     return letters | {LONG_RUN.sub(r"\1", r) for r in letters}
 
 
