@@ -7,6 +7,7 @@ characters), so the byte offsets where a file is cut fall inside lines and insid
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,20 @@ def test_worker_processes_count_the_same(words_file, tmp_path):
     binary.write_bytes(b"ab\x00cd\n" + b"name\n" * 5000)
     with pytest.raises(DataError, match="binary file"):  # raised in a worker, reported here
         count_ngrams_file(DataConfig(path=str(binary)), 3, workers=2)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="shared memory is reserved where posix_fallocate is")
+def test_full_shared_memory_sends_the_counts_through_the_pipe(words_file, monkeypatch):
+    import errno
+
+    def full(fd, offset, size):  # as /dev/shm says when it is full (a container's is 64 MB)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)  # (forked workers inherit it)
+    shipped = counting._Shipped([(np.arange(5), np.ones(3))])
+    assert shipped.name is None and shipped.open()[0][0].tolist() == [0, 1, 2, 3, 4]
+    config = DataConfig(path=words_file)
+    same_counts(count_ngrams_file(config, 6, workers=2, block_size=5000), count_ngrams_file(config, 6))
 
 
 def _count_on_rank(rank: int, world_size: int, init: str, path: str, out: str) -> None:
