@@ -590,6 +590,7 @@ def _init_worker(claims: Any) -> None:
     global _claims
     _claims = claims
     torch.set_num_threads(1)  # one process per core: threads inside each would only contend
+    log.disabled = True  # the calling process reports (a forked worker would repeat its messages, e.g. on Ctrl-C)
 
 
 @dataclass
