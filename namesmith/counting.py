@@ -701,6 +701,16 @@ class _Shipped:
             memory.unlink()
         return _arrays_in(self.tree, arrays)
 
+    def free(self) -> None:
+        """Free the shared memory of a result that is not wanted."""
+        from multiprocessing import shared_memory
+
+        if self.name is not None:
+            memory = shared_memory.SharedMemory(name=self.name)
+            memory.close()
+            memory.unlink()
+            self.name = None
+
 
 def _reserve(memory: Any, size: int) -> bool:
     """Whether the pages of new shared memory could be reserved. Without this, writing to shared memory
@@ -768,6 +778,9 @@ def _each_process(pool: _Pool | None, function: Callable[..., Any], *args: Any) 
     except BaseException:
         with pool.claims.get_lock():
             pool.claims.value = 1 << 62  # the workers claim nothing more
+        for future in futures:  # wait until they stop: a worker writes to `claims` until then, and the memory
+            with contextlib.suppress(BaseException):  # of `claims` may soon hold another pool's counter
+                future.result().free()  # (a result not wanted)
         raise
     return results
 
