@@ -72,6 +72,8 @@ TRAIN_HELP = {
     "subset": "per-example bigram modes: use only the first N pairs",
     "label_dropout": "conditional neural models: probability that a row's label is hidden in training, so "
                      "that any label can be left out when generating",
+    "distill_weight": "with --teacher: the weight of the teacher's distributions in the loss, the words' own "
+                      "characters taking the rest",
     "seed": "random seed of training",
     "device": "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu)",
 }
@@ -249,6 +251,10 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.
                         "names (built once, in seconds, and cached); catalogue: adapt an ngram or gru onto the "
                         "catalogue's prior whatever the list's size (the GRU prior is built once, in minutes); DIR: "
                         "adapt onto the trained model in DIR; none: the list alone (default: auto)")
+    p.add_argument("--teacher", metavar="DIR",
+                   help="neural models: learn from the next-character distributions of the trained model in DIR (of "
+                        "the same word list; an ensemble, say) as well as from the words: knowledge distillation "
+                        "(README: Distillation)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
                         "only for files of 256 MB or more); the split is then by a hash of each word's index, about "
@@ -547,7 +553,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             with _logs_through(progress):
                 model = NameModel.train(args.data or "builtin", args.model, out=args.out, resume=args.resume,
                                         overwrite=args.overwrite, callback=progress, stream=args.stream,
-                                        workers=args.workers, prior=args.prior, **options)
+                                        workers=args.workers, prior=args.prior, teacher=args.teacher,
+                                        **options)
         finally:
             progress.close()
     history = model.history
@@ -563,7 +570,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      "samples_by_value": {k: v.names for k, v in by_value.items()}, "labels": model.labels,
                      "unfinished_samples": names.stats.unfinished if names else 0,
                      "metrics_without_ngram": model.meta.get("metrics_without_ngram"),
-                     "adaptation": model.meta.get("adaptation")})
+                     "adaptation": model.meta.get("adaptation"), "teacher": model.meta.get("teacher")})
     else:
         status = history.stop_reason
         print(f"trained {model.describe()} for {plural(history.steps, 'step')} in {history.seconds:.2f} s "
@@ -576,6 +583,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         adaptation = model.meta.get("adaptation")
         if adaptation:  # see namesmith.adapt
             print(_format_adaptation(adaptation))
+        teacher = model.meta.get("teacher")
+        if teacher:  # see namesmith.distill
+            test = teacher["metrics"].get("test")
+            print(f"taught by the {teacher['model_type']} model in {teacher['directory'] or '(given in Python)'}"
+                  + ("" if test is None else f" (test nll {test:.4f})"))
         print(_format_metrics(model.metrics))
         alone = model.meta.get("metrics_without_ngram")
         if alone:  # see namesmith.models.ngram_mix

@@ -20,7 +20,7 @@ BATCHINGS = ("random", "by-length")
 # (`CharModel.train_defaults` lays each model's `default_train_config` over these).
 TRAIN_DEFAULTS: dict[str, Any] = {
     "max_steps": 10_000, "learning_rate": 1e-3, "learning_rate_end": 1e-4, "batch_size": 64, "weight_decay": 0.01,
-    "warmup_steps": 100, "eval_every": 500, "ema": 0.0, "batching": "random", "ngram_mix": 0,
+    "warmup_steps": 100, "eval_every": 500, "ema": 0.0, "batching": "random", "ngram_mix": 0, "distill_weight": 0.7,
 }
 
 
@@ -42,6 +42,7 @@ class TrainConfig:
     batching: str | None = None  # neural models: see BATCHINGS and namesmith.trainer
     ngram_mix: int | None = None  # neural models: combine with an n-gram of this order (0: off)
     label_dropout: float | None = None  # conditional neural models: P(a label is hidden) per row and label
+    distill_weight: float | None = None  # with a teacher: weight of its distributions in the loss (namesmith.distill)
     mode: str = "full-batch"  # `bigram` only: see BIGRAM_MODES
     subset: int | None = None  # per-example `bigram` modes: use only the first N pairs
     seed: int = 1337
@@ -62,6 +63,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must not be negative, got {value}", field=name)
         if not -(2**63) <= self.seed < 2**63:
             raise ConfigError(f"seed must fit in 64 bits (-2**63 to 2**63-1), got {self.seed}", field="seed")
+        if self.distill_weight is not None and not 0.0 <= self.distill_weight <= 1.0:
+            raise ConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}", field="distill_weight")
         if self.label_dropout is not None and not 0.0 <= self.label_dropout < 1.0:
             raise ConfigError(f"label_dropout must be in [0, 1), got {self.label_dropout}", field="label_dropout")
         if self.ngram_mix is not None and (not isinstance(self.ngram_mix, int) or self.ngram_mix < 0):

@@ -53,7 +53,7 @@ from namesmith.models.ngram import NGram
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, percentile, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
-from namesmith.train import adapt_words, corpus_for_checkpoint, evaluate_corpus, train
+from namesmith.train import adapt_words, corpus_for_checkpoint, data_difference, evaluate_corpus, train
 from namesmith.version import __version__
 from namesmith.vocab import Vocab
 
@@ -140,20 +140,16 @@ def describe(model_type: str, config: dict[str, Any]) -> str:
     return model_type
 
 
-# What ensemble members must agree on: the words they learned and how they were split.
-_SAME_DATA = ("sha256", "words_sha256", "split_seed", "split", "casing")
-
-
 def _check_same_data(first: NameModel, other: NameModel, position: int) -> None:
     name = lambda m, i: str(m.directory) if m.directory is not None else f"model {i}"
     if other.vocab != first.vocab:
         raise ConfigError(f"models: {name(other, position)} has another vocabulary than {name(first, 1)}; "
                           "ensemble members must share one", field="models")
-    for key in _SAME_DATA:
-        if other.meta["data"].get(key) != first.meta["data"].get(key):
-            raise ConfigError(f"models: {name(other, position)} was trained on other data than {name(first, 1)} "
-                              f"({key} differs); ensemble members must share their training data and split",
-                              field="models")
+    key = data_difference(other.meta["data"], first.meta["data"])
+    if key is not None:
+        raise ConfigError(f"models: {name(other, position)} was trained on other data than {name(first, 1)} "
+                          f"({key} differs); ensemble members must share their training data and split",
+                          field="models")
 
 
 class NameModel:
@@ -180,7 +176,7 @@ class NameModel:
     def train(cls, data: str | Path = BUILTIN, model: str = "ngram", *, words: Sequence[str] | None = None,
               out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
               callback: TrainCallback | None = None, stream: bool | None = None, workers: int = 1,
-              prior: str | Path = "auto",
+              prior: str | Path = "auto", teacher: str | Path | NameModel | None = None,
               **options: Any) -> NameModel:
         """Train a `model` on the word list `data` ("builtin" or a path), or on `words`, and save it to `out`.
 
@@ -192,14 +188,18 @@ class NameModel:
         loading it (bigram models and the n-gram; by default for files of 256 MB or more), in `workers`
         processes. `prior`: "auto" adapts an ngram of fewer than 1,000 training names onto the
         catalogue's prior, "catalogue" an ngram or gru whatever the size, a model directory onto that
-        model, "none" never (see namesmith.adapt).
+        model, "none" never (see namesmith.adapt). `teacher`: a trained model (or its directory) of the
+        same word list, an ensemble say, whose next-character distributions a neural model learns from
+        as well as from the words (knowledge distillation: namesmith.distill).
         """
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
+        if isinstance(teacher, NameModel):  # its directory, where it has one: a resumed run finds it there
+            teacher = teacher.directory or Checkpoint(teacher.model, teacher.vocab, teacher.meta)
         checkpoint, corpus = train(model, data_config, TrainConfig(**train_options), model_options,
                                    words=words, out=out, resume=resume,
                                    overwrite=overwrite, callback=callback, stream=stream, workers=workers,
-                                   prior=prior)
+                                   prior=prior, teacher=teacher)
         return cls._from(checkpoint, corpus=corpus, directory=out)
 
     def adapt(self, words: Sequence[str], *, order: int | None = None, seed: int = 1337,

@@ -44,6 +44,7 @@ from namesmith.data import (
     words_fingerprint,
 )
 from namesmith.device import resolve_device
+from namesmith.distill import teacher_record
 from namesmith.distributed import World, active
 from namesmith.distributed import setup as setup_distributed
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
@@ -66,6 +67,9 @@ log = logging.getLogger("namesmith")
 STREAM_THRESHOLD = 256 << 20  # files at least this large are streamed (to models that are `streamable`)
 GIVEN_WORDS = "<words>"  # the data path recorded for words given in Python
 INLINE_WORDS = 10_000  # such word lists up to this long are kept in the model directory
+# What models must agree on to be combined (ensembles) or to teach one another (distillation): the
+# words they learned and how those were split
+SAME_DATA = ("sha256", "words_sha256", "split_seed", "split", "casing", "condition", "weighting")
 
 
 def resolve_train_config(model: CharModel, config: TrainConfig) -> TrainConfig:
@@ -158,15 +162,16 @@ def read_corpus(data: DataConfig, vocab: Any = None) -> tuple[Corpus, str]:
 
 
 def fit_model(model: CharModel, corpus: Corpus, config: TrainConfig, callback: TrainCallback | None = None, *,
-              resume: dict[str, Any] | None = None, on_checkpoint: Any = None, world: World | None = None
-              ) -> TrainHistory:
+              resume: dict[str, Any] | None = None, on_checkpoint: Any = None, world: World | None = None,
+              teacher: CharModel | None = None) -> TrainHistory:
     """Fit `model` (on its device) on the corpus' train split: by itself, or with the gradient trainer
-    (as one rank of `world`, when given: see namesmith.distributed)."""
+    (as one rank of `world`, when given: see namesmith.distributed), taught by `teacher` if given
+    (namesmith.distill)."""
     config = resolve_train_config(model, config)
     if model.neural and world is not None:
-        return DistributedTrainer(model, corpus, config, callback, on_checkpoint, world=world).fit(resume)
+        return DistributedTrainer(model, corpus, config, callback, on_checkpoint, teacher, world=world).fit(resume)
     if model.neural:
-        return Trainer(model, corpus, config, callback, on_checkpoint).fit(resume)
+        return Trainer(model, corpus, config, callback, on_checkpoint, teacher).fit(resume)
     with one_thread():
         return model.fit(corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
 
@@ -212,6 +217,35 @@ def data_record(config: DataConfig, corpus: Corpus, casing: str, given: list[str
         **({"split_method": "by distinct name", "condition": corpus.condition.names, "weighting": corpus.weighting}
            if isinstance(corpus, LabelledCorpus) else {}),
     }
+
+
+def data_difference(record: dict[str, Any], other: dict[str, Any]) -> str | None:
+    """The first SAME_DATA field in which two checkpoints' data records differ, or None."""
+    return next((key for key in SAME_DATA if record.get(key) != other.get(key)), None)
+
+
+def open_teacher(teacher: str | Path | Checkpoint, device: torch.device) -> tuple[Checkpoint, dict[str, Any]]:
+    """The teacher of a distilled network (a model directory, or a loaded model) on `device`, and its record."""
+    loaded = teacher if isinstance(teacher, Checkpoint) else load_checkpoint(teacher, device)
+    directory = None if isinstance(teacher, Checkpoint) else str(Path(teacher).resolve())
+    return Checkpoint(loaded.model.to(device).eval(), loaded.vocab, loaded.meta), teacher_record(loaded, directory)
+
+
+def check_teacher(teacher: Checkpoint, described: dict[str, Any], corpus: Corpus, record: dict[str, Any],
+                  recorded: dict[str, Any] | None = None) -> None:
+    """ConfigError unless the teacher learned the same words (data `record`), split the same way, with the
+    same vocabulary; and, when resuming, unless it is still the teacher the run started with (`recorded`)."""
+    where = described["directory"] or "the teacher given"
+    differs = data_difference(teacher.meta.get("data") or {}, record)
+    if differs is not None:
+        raise ConfigError(f"teacher: {where} was trained on other data ({differs} differs); a teacher must have "
+                          "learned the same words, split the same way", field="teacher")
+    if teacher.vocab != corpus.vocab:
+        raise ConfigError(f"teacher: {where} has another vocabulary than the word list; a teacher must have "
+                          "learned the same words", field="teacher")
+    if recorded is not None and described["weights_sha256"] != recorded.get("weights_sha256"):
+        raise ConfigError(f"teacher: {where} is not the teacher this run started with (its weights differ)",
+                          field="teacher")
 
 
 def _request(model_type: str, data: DataConfig, train_config: TrainConfig, model_config: dict[str, Any] | None,
@@ -373,6 +407,7 @@ def train(
     stream: bool | None = None,
     workers: int = 1,
     prior: str | Path | None = "auto",
+    teacher: str | Path | Checkpoint | None = None,
 ) -> tuple[Checkpoint, Corpus | None]:
     """Train `model_type` on `words` (or the word list `data` names) and save it to `out`.
 
@@ -382,14 +417,25 @@ def train(
     that learn from counts: bigram models and the n-gram); None streams files of at least
     STREAM_THRESHOLD bytes; `workers` processes count a streamed file in shards. An `out` holding
     a different trained model is refused unless `overwrite`. `prior`: "auto" adapts a prior to a
-    short list, "none" never does, a model directory is the prior (namesmith.adapt).
+    short list, "none" never does, a model directory is the prior (namesmith.adapt). `teacher`: a
+    trained model (directory) of the same word list whose next-character distributions a neural
+    model learns from as well as from the words (namesmith.distill); resuming such a run loads the
+    teacher from where it was, unless given again.
     """
     data = data or DataConfig()
     train_config = train_config or TrainConfig()
     device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
     if not (isinstance(workers, int) and workers >= 1):
         raise ConfigError(f"workers must be an integer of at least 1, got {workers!r}", field="workers")
+    if teacher is not None and not model_class(model_type).neural:
+        raise ConfigError(f"teacher: distillation trains a neural model; {model_type} is not one", field="teacher")
+    if teacher is not None and str(prior) not in ("auto", "none"):  # "auto" adapts no neural model
+        raise ConfigError(f"teacher: a model adapted onto a prior (prior {prior}) is not distilled; train it "
+                          "with its teacher or with the prior, not both", field="teacher")
+    taught = None if teacher is None else open_teacher(teacher, device)
     request = _request(model_type, data, train_config, model_config, prior) if words is None else None
+    if request is not None and taught is not None:  # another teacher makes another model
+        request["teacher"] = taught[1]["weights_sha256"]
     if out is not None and not resume:
         check_overwrite(out, request, overwrite)
     if words is None and not resume and should_stream(model_type, data, stream):
@@ -415,10 +461,22 @@ def train(
         record = data_record(data, corpus, casing, words if given else None)
         return train_adapted(background, corpus, record, train_config, model_config, out=out, callback=callback,
                              request=request or {}, prior=prior)
-    resume_state = None
+    resume_state, taught_by = None, None
     if resume:
-        model, train_config, resume_state = _resumable(out, model_type, data, corpus, casing, train_config,
-                                                       words if given else None)
+        model, train_config, resume_state, taught_by = _resumable(out, model_type, data, corpus, casing, train_config,
+                                                                  words if given else None)
+        if taught_by is None and teacher is not None:
+            raise ConfigError(f"teacher: the run in {out} was trained without a teacher; resume it without one",
+                              field="teacher")
+        if taught_by is not None and teacher is None:
+            if taught_by.get("directory") is None:
+                raise ConfigError(f"teacher: the run in {out} was taught by a model given in Python; pass it again "
+                                  "to resume", field="teacher")
+            try:
+                taught = open_teacher(taught_by["directory"], device)
+            except CheckpointError as e:
+                raise CheckpointError(f"{e} (the teacher of the run in {out}; if it moved, pass teacher where it is "
+                                      "now)") from None
     else:
         model = condition_model(build_model(model_type, corpus.vocab.size, model_config, corpus), corpus,
                                 train_config)
@@ -428,8 +486,14 @@ def train(
         check_writable(out)  # now, not after training
     model.to(device).train()
     config = resolve_train_config(model, train_config)
-    meta = _base_meta(data_record(data, corpus, casing, words if given else None), train_config, config, model,
-                      request or {})
+    record = data_record(data, corpus, casing, words if given else None)
+    meta = _base_meta(record, train_config, config, model, request or {})
+    teacher_model = None
+    if taught is not None:
+        check_teacher(*taught, corpus, record, taught_by)
+        teacher_model, meta["teacher"] = taught[0].model.to(device), taught[1]
+        log.info(f"taught by the {meta['teacher']['model_type']} model of "
+                 f"{meta['teacher']['directory'] or 'the teacher given'} (distill weight {config.distill_weight})")
     last_state: dict[str, Any] = {}
 
     def on_checkpoint(state: dict[str, Any]) -> None:
@@ -439,7 +503,7 @@ def train(
 
     log.info(f"training {model_type} on {len(corpus.split.train)} words, device {device}")
     history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint,
-                        world=world)
+                        world=world, teacher=teacher_model)
     model = unwrap(model).eval()
     complete = history.stop_reason != "interrupted"
     if complete and config.ngram_mix and model.neural:
@@ -495,8 +559,10 @@ def adapt_words(background: Checkpoint, words: list[str], casing: str, model_con
 
 
 def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus: Corpus, casing: str,
-               train_config: TrainConfig, given: list[str] | None) -> tuple[CharModel, TrainConfig, dict[str, Any]]:
-    """The model, recorded training config and training state of the interrupted run in `out`."""
+               train_config: TrainConfig, given: list[str] | None
+               ) -> tuple[CharModel, TrainConfig, dict[str, Any], dict[str, Any] | None]:
+    """The model, recorded training config, training state and teacher record (None: no teacher) of
+    the interrupted run in `out`."""
     if out is None:
         raise ConfigError("resume needs out, the model directory of the interrupted run", field="resume")
     saved = load_checkpoint(out, resolve_device(train_config.device), with_train_state=True)
@@ -516,7 +582,7 @@ def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus
         config = TrainConfig(**{**saved.meta.get("train_config", {}), "device": train_config.device})
     except TypeError as e:
         raise CheckpointError(f"{out}: the recorded training config is malformed ({e})") from None
-    return saved.model, config, saved.train_state
+    return saved.model, config, saved.train_state, saved.meta.get("teacher")
 
 
 def corpus_for_checkpoint(meta: dict[str, Any], vocab: Any, path: str | None = None) -> Corpus:

@@ -57,10 +57,12 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from namesmith.config import TrainConfig
+from namesmith.distill import Lessons, distill_loss
 from namesmith.distributed import World, collective_failure, rank_seed
 from namesmith.errors import ConfigError
 from namesmith.evaluate import mean_nll, nll_sum
 from namesmith.history import TrainCallback, TrainHistory
+from namesmith.models.base import CharModel
 
 log = logging.getLogger("namesmith")
 
@@ -201,7 +203,7 @@ class Trainer:
     """
 
     def __init__(self, model: torch.nn.Module, corpus: Any, config: TrainConfig, callback: TrainCallback | None = None,
-                 on_checkpoint: Any = None):
+                 on_checkpoint: Any = None, teacher: CharModel | None = None):
         assert config.resolved, "the trainer needs a resolved TrainConfig"
         self.model, self.config, self.callback, self.on_checkpoint = model, config, callback, on_checkpoint
         device = model.device
@@ -210,6 +212,8 @@ class Trainer:
         self.row_weights = corpus.row_weights("train")  # None: every row as likely (namesmith.labelled)
         self.row_weights_cdf = None if self.row_weights is None else self.row_weights.double().cumsum(0)
         self.x_train, self.y_train = x_train.to(device), y_train.to(device)
+        # distillation (namesmith.distill): the teacher's distributions over the training words
+        self.lessons = None if teacher is None else Lessons(teacher, self.x_train, self.y_train, config.distill_weight)
         x_val, y_val = corpus.tensors("val")
         self.has_val = x_val.shape[0] > 0
         if not self.has_val:
@@ -316,7 +320,15 @@ class Trainer:
         """The loss to back-propagate for the batch of training rows `rows` (CPU indices)."""
         T = int(self.lengths[rows].max())
         rows = rows.to(self.model.device)
-        return batch_loss(self.model(self.x_train[rows, :T]), self.y_train[rows, :T], tokens_per_batch)
+        return self.loss(self.model(self.x_train[rows, :T]), rows, T, tokens_per_batch)
+
+    def loss(self, logits: torch.Tensor, rows: torch.Tensor, T: int, tokens_per_batch: float | None) -> torch.Tensor:
+        """The loss of training rows `rows` (on the device), cropped to T positions, under `logits`: the
+        NLL of their characters, or with a teacher the distillation loss (namesmith.distill)."""
+        targets = self.y_train[rows, :T]
+        if self.lessons is None:
+            return batch_loss(logits, targets, tokens_per_batch)
+        return distill_loss(logits, targets, self.lessons.probs(rows, T), self.lessons.weight, tokens_per_batch)
 
     def reported_loss(self, loss: torch.Tensor) -> float:
         """The batch's loss as a number, for the history and the callback."""
@@ -436,11 +448,11 @@ class DistributedTrainer(Trainer):
     """
 
     def __init__(self, model: torch.nn.Module, corpus: Any, config: TrainConfig, callback: TrainCallback | None = None,
-                 on_checkpoint: Any = None, *, world: World):
+                 on_checkpoint: Any = None, teacher: CharModel | None = None, *, world: World):
         if config.batch_size < world.size:
             raise ConfigError(f"batch_size {config.batch_size} is smaller than the number of ranks ({world.size}); "
                               "every rank needs a share of each batch", field="batch_size")
-        super().__init__(model, corpus, config, callback, on_checkpoint)
+        super().__init__(model, corpus, config, callback, on_checkpoint, teacher)
         self.world = world
         if on_checkpoint is not None and not world.is_main:
             self.on_checkpoint = lambda state: None  # it still builds the state: gathering it takes every rank
@@ -475,7 +487,7 @@ class DistributedTrainer(Trainer):
         T = int(self.lengths[share].max())
         tokens = tokens_per_batch if tokens_per_batch is not None else float(self.lengths[rows].sum())
         share = share.to(self.model.device)
-        loss = batch_loss(self.ddp(self.x_train[share, :T]), self.y_train[share, :T], tokens)
+        loss = self.loss(self.ddp(self.x_train[share, :T]), share, T, tokens)
         self._share = loss.detach()
         return loss * self.world.size  # DDP averages the ranks' gradients; the shares' gradients add up
 

@@ -90,6 +90,9 @@ def _rank_main(rank: int, size: int, port: int, tmp: str) -> None:
     for name, options in AGREE.items():
         checkpoint, _ = train("lstm", DataConfig(), config(**options), LSTM, words=WORDS)
         _record(tmp_path, rank, name, checkpoint)
+    checkpoint, _ = train("lstm", DataConfig(), config(), LSTM, words=WORDS, out=tmp_path / "taught",
+                          teacher=tmp_path / "teacher")
+    _record(tmp_path, rank, "taught", checkpoint)
     checkpoint, _ = train("ngram", DataConfig(), TrainConfig(device="cpu"), {"order": 3}, words=WORDS,
                           out=tmp_path / "ngram")  # rank 0 counts, rank 1 waits and loads
     _record(tmp_path, rank, "ngram", checkpoint)
@@ -107,6 +110,7 @@ def _rank_main(rank: int, size: int, port: int, tmp: str) -> None:
 def two_ranks(tmp_path_factory) -> Path:
     """The results of `_rank_main` on 2 ranks."""
     tmp = tmp_path_factory.mktemp("ddp")
+    train("ngram", DataConfig(), TrainConfig(device="cpu"), {"order": 3}, words=WORDS, out=tmp / "teacher")
     context = torch.multiprocessing.get_context("spawn")
     port = free_port()
     ranks = [context.Process(target=_rank_main, args=(rank, 2, port, str(tmp))) for rank in range(2)]
@@ -131,10 +135,11 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-@pytest.mark.parametrize("name", list(RUNS))
+@pytest.mark.parametrize("name", [*RUNS, "taught"])
 def test_two_ranks_end_with_the_weights_of_one_process_on_the_same_batches(two_ranks, name):
-    model_type, options, model_options = RUNS[name]
-    reference, _ = train(model_type, DataConfig(), config(**options), model_options, words=WORDS)
+    model_type, options, model_options = RUNS.get(name, RUNS["lstm"])
+    teacher = two_ranks / "teacher" if name == "taught" else None  # distillation (namesmith.distill)
+    reference, _ = train(model_type, DataConfig(), config(**options), model_options, words=WORDS, teacher=teacher)
     rank0, rank1 = weights(two_ranks / f"{name}-0.safetensors"), weights(two_ranks / f"{name}-1.safetensors")
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "the ranks' replicas differ"
     assert max_difference(rank0, reference.model.state_dict()) < 1e-5
@@ -156,7 +161,7 @@ def test_ranks_agree_when_the_time_budget_or_early_stopping_ends_the_run(two_ran
 def test_rank_zero_alone_writes_each_checkpoint_once(two_ranks):
     assert not (two_ranks / "saves-1.txt").exists()
     saves = (two_ranks / "saves-0.txt").read_text().split()
-    for name in RUNS:  # one per evaluation (steps 10, 20, 30) and the final model
+    for name in [*RUNS, "taught"]:  # one per evaluation (steps 10, 20, 30) and the final model
         assert saves.count(name) == 4
     assert saves.count("cut") == 2 + 4  # the interrupt, the interrupted model; then the resumed run's 3 + 1
     assert saves.count("ngram") == 1

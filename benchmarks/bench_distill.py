@@ -1,0 +1,156 @@
+"""Distillation on names.txt: one LSTM taught by an ensemble, against the ensemble and the LSTM alone.
+
+    python benchmarks/bench_distill.py --out /tmp/distill                  # everything (about 20 minutes)
+    python benchmarks/bench_distill.py --out /tmp/distill --seeds 1337 1   # students of two seeds
+
+Runs `namesmith train` as a user would, on the lecture split of `--data` (default
+../shared/data/names.txt), with 2 threads, one run at a time:
+
+1. the teacher's members: the four recurrent networks of the README's ensemble paragraph (a
+   384-unit LSTM, a 2 x 256 LSTM, a 384-unit LSTM with weight decay 0.3, a 384-unit GRU; dropout
+   0.3-0.4, 6,000 steps, each combined with its 6-gram), then their product (`namesmith ensemble`);
+2. for each seed, the student: a 384-unit LSTM with dropout 0.2 taught by that ensemble
+   (`--teacher`), `--student-steps` steps, alone (`--ngram-mix 0`); its figure combined with the
+   6-gram is computed here (namesmith.models.ngram_mix) from the same network;
+3. the same LSTM without a teacher, for each seed (the baseline);
+4. names per second of `namesmith sample` (namesmith.generate; the median of 3 runs of 20,000
+   names) for the student, the plain LSTM and the teacher.
+
+Model directories already complete in --out are reused, not retrained (their recorded training
+seconds are still counted). Prints the test NLL per character with its standard error (words as
+the units), training seconds and CPU-minutes (seconds x threads), and the mean over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from namesmith.checkpoint import META_FILE, read_meta
+from namesmith.evaluate import word_log_probs
+from namesmith.generate import GenerateConfig, generate
+from namesmith.models.ngram_mix import mix_with_ngram
+from namesmith.namemodel import NameModel
+
+NAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+THREADS = 2
+MEMBERS = {  # directory: options (the README's four-network ensemble)
+    "lstm384": ["--model", "lstm", "--n-hidden", "384", "--dropout", "0.3"],
+    "lstm2x256": ["--model", "lstm", "--n-layer", "2", "--n-hidden", "256", "--dropout", "0.3"],
+    "lstm384wd": ["--model", "lstm", "--n-hidden", "384", "--dropout", "0.4", "--weight-decay", "0.3"],
+    "gru384": ["--model", "gru", "--n-hidden", "384", "--dropout", "0.3"],
+}
+MEMBER_STEPS = ["--max-steps", "6000", "--patience", "20"]
+STUDENT = ["--model", "lstm", "--n-hidden", "384", "--dropout", "0.2", "--ngram-mix", "0"]
+
+
+def train(out: Path, data: Path, options: list[str]) -> float:
+    """`namesmith train` into `out` unless a complete model is there; its training seconds."""
+    if not ((out / META_FILE).is_file() and read_meta(out).get("complete")):
+        command = [sys.executable, "-m", "namesmith", "train", "--data", str(data), "--out", str(out), "--samples",
+                   "0", "-q", "--overwrite", "--time-budget", "100000", *options]
+        print("  $ " + " ".join(command[1:]), flush=True)
+        subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
+    return float(read_meta(out)["history"]["seconds"])
+
+
+def nll_and_error(model: torch.nn.Module, words: list[str], vocab) -> tuple[float, float]:  # noqa: ANN001
+    """Test NLL per character and its standard error, words as the independent units (a ratio estimator)."""
+    logp = word_log_probs(model, words, vocab)
+    chars = torch.tensor([len(w) + 1 for w in words], dtype=torch.float64)
+    nll = -logp.sum().item() / chars.sum().item()
+    resid = -logp - nll * chars
+    return nll, math.sqrt(len(words)) * resid.std().item() / chars.sum().item()
+
+
+def names_per_second(model: NameModel, n: int = 20_000, repeats: int = 3) -> float:
+    """Names per second of `namesmith sample -n n` (namesmith.generate), the median of `repeats` runs."""
+    def draw(seed: int) -> int:
+        config = GenerateConfig(num=n, seed=seed)
+        return generate(model.model, model.vocab, config, max_word_length=model.max_word_length).tries
+
+    draw(0)
+    rates = []
+    for seed in range(1, repeats + 1):
+        start = time.perf_counter()
+        drawn = draw(seed)
+        rates.append(drawn / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=NAMES)
+    p.add_argument("--out", type=Path, required=True, help="directory for the models (reused when complete)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1337, 1])
+    p.add_argument("--student-steps", type=int, default=15_000)
+    p.add_argument("--distill-weight", type=float, default=0.7)
+    args = p.parse_args()
+    torch.set_num_threads(THREADS)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+
+    def report(label: str, model: NameModel, seconds: float, network: torch.nn.Module | None = None) -> dict:
+        split = model.corpus.split
+        test, error = nll_and_error(model.model if network is None else network, split.test, model.vocab)
+        row = {"test": test, "error": error, "seconds": seconds, "cpu_minutes": seconds * THREADS / 60}
+        print(f"{label:<46} test {test:.4f} ± {error:.4f}  {seconds:7.0f} s  {row['cpu_minutes']:5.1f} CPU-min",
+              flush=True)
+        results[label] = row
+        return row
+
+    print(f"teacher: the product of {len(MEMBERS)} networks, each with its 6-gram", flush=True)
+    member_seconds = 0.0
+    for name, options in MEMBERS.items():
+        seconds = train(out / name, args.data, [*options, *MEMBER_STEPS])
+        member_seconds += seconds
+        report(f"  member {name}", NameModel.load(out / name), seconds)
+    teacher_dir = out / "teacher"
+    if not (teacher_dir / META_FILE).is_file():
+        NameModel.ensemble([out / name for name in MEMBERS], out=teacher_dir)
+    teacher = NameModel.load(teacher_dir)
+    report("teacher (product of the members)", teacher, member_seconds)
+
+    for seed in args.seeds:
+        for kind in ("student", "plain"):
+            directory = out / f"{kind}-{seed}"
+            teach = ["--teacher", str(teacher_dir), "--distill-weight", str(args.distill_weight)] if kind == "student" \
+                else []
+            seconds = train(directory, args.data, [*STUDENT, *teach, "--seed", str(seed), "--max-steps",
+                                                   str(args.student_steps), "--patience", "20"])
+            model = NameModel.load(directory)
+            label = "student (lstm 384, taught)" if kind == "student" else "plain (lstm 384, no teacher)"
+            report(f"{label}, seed {seed}", model, seconds)
+            mixed = mix_with_ngram(model.model, model.corpus, 6).eval()
+            report(f"{kind} + its 6-gram, seed {seed}", model, seconds, mixed)
+    for kind in ("student (lstm 384, taught)", "plain (lstm 384, no teacher)", "student + its 6-gram",
+                 "plain + its 6-gram"):
+        rows = [row for label, row in results.items() if label.startswith(kind)]
+        if len(rows) > 1:
+            tests = [row["test"] for row in rows]
+            spread = statistics.stdev(tests) / math.sqrt(len(tests))
+            print(f"mean of {kind.strip()} over {len(rows)} runs: {statistics.mean(tests):.4f} "
+                  f"(± {spread:.4f} across runs)", flush=True)
+
+    print("names per second of `namesmith sample` (20,000 names, median of 3):", flush=True)
+    seed = args.seeds[0]
+    for label, directory in (("student", out / f"student-{seed}"), ("plain lstm 384", out / f"plain-{seed}"),
+                             ("teacher", teacher_dir)):
+        rate = names_per_second(NameModel.load(directory))
+        results[f"speed {label}"] = {"names_per_second": rate}
+        print(f"  {label:<16} {rate:>9,.0f} names/s", flush=True)
+    (out / "bench_distill.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
