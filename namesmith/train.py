@@ -480,6 +480,9 @@ def train(
     else:
         model = condition_model(build_model(model_type, corpus.vocab.size, model_config, corpus), corpus,
                                 train_config)
+    if train_config.distill_weight is not None and taught is None:
+        raise ConfigError("distill_weight applies to a network trained with a teacher; none was given",
+                          field="distill_weight")
     if train_config.ngram_mix and not model.neural:
         raise ConfigError(f"ngram_mix applies to neural models; {model_type} is not one", field="ngram_mix")
     if writes:

@@ -6,6 +6,9 @@ Training follows the recipe of nanoGPT (Karpathy 2022) applied to words:
   from `config.seed`, cropped to the longest word of the batch;
 - the loss is the mean cross-entropy over every real target token (end token included, padding
   -1 ignored): the NLL per character that evaluation reports;
+- with a `teacher` (knowledge distillation, namesmith.distill), the loss mixes that NLL with the
+  cross-entropy against the teacher's next-character distributions (`distill_weight`); the
+  validation loss stays the NLL;
 - `batching="by-length"` draws each batch from one bucket of words of (about) the same length
   (`LengthBuckets`), so little of a batch is padding; a batch's summed loss is divided by
   batch_size times the mean tokens per word, which keeps the objective the NLL per character;

@@ -177,6 +177,7 @@ def test_cli_trains_a_taught_network_and_reports_its_teacher(tmp_path, capsys):
     ("no directory", "no such model directory"),
     ("weight", "--distill-weight must be in [0, 1], got 1.5"),
     ("prior", "is not distilled; train it with its teacher or with the prior, not both"),
+    ("weight without teacher", "--distill-weight applies to a network trained with a teacher; none was given"),
 ])
 def test_bad_teachers_are_refused_in_one_line(tmp_path, capsys, case, message):
     words = tmp_path / "words.txt"
@@ -196,6 +197,8 @@ def test_bad_teachers_are_refused_in_one_line(tmp_path, capsys, case, message):
         args += ["--distill-weight", "1.5"]
     elif case == "prior":
         args += ["--prior", str(teacher)]
+    elif case == "weight without teacher":
+        args = [arg for arg in args if arg not in ("--teacher", str(teacher))] + ["--distill-weight", "0.5"]
     capsys.readouterr()
     assert main(args) == 1
     err = capsys.readouterr().err
