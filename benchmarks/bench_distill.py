@@ -2,6 +2,7 @@
 
     python benchmarks/bench_distill.py --out /tmp/distill                  # everything (about 20 minutes)
     python benchmarks/bench_distill.py --out /tmp/distill --seeds 1337 1   # students of two seeds
+    python benchmarks/bench_distill.py --out /tmp/distill --json benchmarks/results/distill.json
 
 Runs `namesmith train` as a user would, on the lecture split of `--data` (default
 ../shared/data/names.txt), with 2 threads, one run at a time:
@@ -94,6 +95,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1337, 1])
     p.add_argument("--student-steps", type=int, default=15_000)
     p.add_argument("--distill-weight", type=float, default=0.7)
+    p.add_argument("--json", type=Path, help="also write the figures here (benchmarks/results/distill.json)")
     args = p.parse_args()
     torch.set_num_threads(THREADS)
     out = args.out
@@ -149,7 +151,9 @@ def main() -> None:
         rate = names_per_second(NameModel.load(directory))
         results[f"speed {label}"] = {"names_per_second": rate}
         print(f"  {label:<16} {rate:>9,.0f} names/s", flush=True)
-    (out / "bench_distill.json").write_text(json.dumps(results, indent=1))
+    for path in (out / "bench_distill.json", args.json):
+        if path is not None:
+            path.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
