@@ -11,8 +11,8 @@ from a mix of the usual target and the teacher's whole next-character distributi
 where q is the student's distribution and H the cross-entropy, both per character as
 `trainer.batch_loss` averages them. The teacher's distribution says how likely every other
 character was, not only which one came: far more to learn from per word than the word itself,
-and an ensemble's distribution has its members' quirks averaged out. So a small list teaches
-more before the student overfits it. The temperature is 1: the student is meant to predict as
+and an ensemble's distribution has its members' quirks averaged out. So the same words teach
+the student more before it overfits them. The temperature is 1: the student is meant to predict as
 the teacher does, not to learn its ranking of unlikely characters (Hinton et al.'s T > 1).
 
 On names.txt (README, "Distillation"; benchmarks/bench_distill.py), a 384-unit LSTM taught by
