@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 
 import torch
+from bench_ensemble import nll_and_error  # benchmarks/ is on sys.path when run as a script
 
 from namesmith.checkpoint import META_FILE, read_meta
-from namesmith.evaluate import word_log_probs
 from namesmith.generate import GenerateConfig, generate
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.namemodel import NameModel
@@ -62,15 +62,6 @@ def train(out: Path, data: Path, options: list[str]) -> float:
         print("  $ " + " ".join(command[1:]), flush=True)
         subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
     return float(read_meta(out)["history"]["seconds"])
-
-
-def nll_and_error(model: torch.nn.Module, words: list[str], vocab) -> tuple[float, float]:  # noqa: ANN001
-    """Test NLL per character and its standard error, words as the independent units (a ratio estimator)."""
-    logp = word_log_probs(model, words, vocab)
-    chars = torch.tensor([len(w) + 1 for w in words], dtype=torch.float64)
-    nll = -logp.sum().item() / chars.sum().item()
-    resid = -logp - nll * chars
-    return nll, math.sqrt(len(words)) * resid.std().item() / chars.sum().item()
 
 
 def names_per_second(model: NameModel, n: int = 20_000, repeats: int = 3) -> float:
