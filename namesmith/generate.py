@@ -26,7 +26,8 @@ constraints:
   states are reachable and the tables take about half a second; then names cost microseconds.)
 - Guided sampling (namesmith.guided), for networks when the caller passes a `guide` (as
   `NameModel` does) or `method="guided"`: the network's draws steered by an n-gram's exact
-  backward messages, every draw valid, importance weights corrected by rejection.
+  backward messages, every draw valid, importance weights corrected by rejection. "auto" guides
+  while that keeps more names per draw than rejection would (`_GuidedWhileFaster`).
 - Rejection sampling for every other model (or `method="rejection"`, or when the exact tables
   would pass the limits below): draw batches with `namesmith.sample` (the prefix is still
   conditioned exactly), keep the names that pass, size the next batch from the acceptance rate.
@@ -85,6 +86,7 @@ MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float3
 PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
 EXACT_BUILD_SHARE = 0.5  # of the time budget, that method "auto" may spend building exact tables
 GUIDE_BELOW = 0.05  # method "auto" guides a network when the n-gram gives valid names less probability than this
+GUIDED_COST = 1.3  # a guided particle costs about this many plain draws (benchmarks/bench_generate.py: 1.0-1.3)
 MIN_BATCH = 256  # the first batch (names come out at once), and the least a filtering search draws
 BATCH_GROWTH = 16  # each batch may be this many times the previous one, up to the sampler's limit (few
 # large batches: the model sampler shares the states of common prefixes, cheaper per name the more names share)
@@ -249,7 +251,7 @@ class Generation:
     found: int = 0
     tries: int = 0  # draws examined, the rejected and the unfinished included
     seconds: float = 0.0
-    method: str = "plain"  # "exact", "rejection" or "plain"
+    method: str = "plain"  # "exact", "guided", "rejection" or "plain" (the method that ended the search)
     stop_reason: str | None = None  # None: every requested name was found; "max-tries", "time-budget", "closed"
     unfinished: int = 0  # draws that reached the length guard without ending (dropped, counted in tries)
     max_len: int | None = None  # the length guard in force (see `length_limit`)
@@ -270,8 +272,11 @@ class Generation:
         rate = "n/a" if self.acceptance is None else f"{100 * self.acceptance:.3g}%"
         text = (f"found {self.found} of {self.requested} names in {self.tries:,} tries "
                 f"({self.seconds:.2f} s, acceptance {rate}, {self.method} sampling")
-        if self.effective_sample_size is not None:
+        if self.effective_sample_size is not None and self.method == "guided":
             text += f", effective sample size {self.effective_sample_size:,.0f} of {self.particles:,} particles"
+        elif self.effective_sample_size is not None:  # "auto" guided first, then found rejection faster
+            text += (f" after {self.particles:,} guided particles, effective sample size "
+                     f"{self.effective_sample_size:,.0f}: rejection keeps more names per draw here")
         text += ")"
         if self.stop_reason == "closed":
             text += "; stopped early by its caller"
@@ -842,6 +847,10 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
             # (namesmith.guided): "auto" guides only constraints the n-gram finds rare
             if config.method == "guided" or guided.twist.log_p_valid < math.log(GUIDE_BELOW):
                 run, gen.method, gen.effective_sample_size = guided.run, "guided", 0.0
+                if config.method == "auto":
+                    run = _GuidedWhileFaster(guided, lambda: plain_sampler(
+                        model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed, **config.decoding).run,
+                        gen)
         except NotAvailable as why:
             if config.method == "guided":
                 raise ConfigError(f"method 'guided' is not available here: {why}; use 'auto' or 'rejection'",
@@ -855,6 +864,24 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
         gen.method = "rejection" if config.structural or config.regex is not None else "plain"
     batches = _search(model, run, config, gen, known, max_len, start_time, deadline)
     return GenerationStream(batches, gen)
+
+
+class _GuidedWhileFaster:
+    """Method "auto" with a guide: guided sampling while it keeps more names per draw than rejection would, then
+    rejection. Guided sampling keeps P(valid) / B of its particles (B: the largest importance weight seen, which
+    only grows; namesmith.guided), rejection P(valid) of its draws, so guidance pays while B < 1 / GUIDED_COST.
+    Both draw names from the model conditioned on the constraints, so a search may use one and then the other."""
+
+    def __init__(self, guided: Any, rejection: Callable[[], Callable[[int, float | None], Batch | None]],
+                 gen: Generation):
+        self.guided, self.rejection, self.gen = guided, rejection, gen
+        self.run: Callable[[int, float | None], Batch | None] = guided.run
+
+    def __call__(self, size: int, deadline: float | None) -> Batch | None:
+        drawn = self.run(size, deadline)
+        if self.gen.method == "guided" and self.guided.log_bound > -math.log(GUIDED_COST):
+            self.run, self.gen.method = self.rejection(), "rejection"
+        return drawn
 
 
 def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] | None, config: GenerateConfig,

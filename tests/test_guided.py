@@ -133,6 +133,23 @@ def test_statistics_and_refusals(network, twist):
                  max_word_length=MAX_LEN, guide=Guide(network, lambda: twist))
 
 
+def test_auto_guides_only_while_that_keeps_more_names_per_draw(network, twist, monkeypatch):
+    """Guided sampling keeps P(valid) / B of its particles (B the largest weight seen), rejection P(valid) of its
+    draws: "auto" turns to rejection once B passes 1 / GUIDED_COST, and says so."""
+    import namesmith.generate as generate_module
+
+    monkeypatch.setattr(generate_module, "GUIDED_COST", 1e-9)  # guidance always pays
+    kept = draw(network, twist, "auto", num=2000)
+    assert kept.method == "guided" and kept.particles >= kept.tries
+    monkeypatch.setattr(generate_module, "GUIDED_COST", 1e9)  # never: rejection after the first batch
+    switched = draw(network, twist, "auto", num=2000)
+    assert switched.method == "rejection" and switched.complete
+    assert 0 < switched.particles < switched.tries and switched.effective_sample_size > 0
+    assert all(n.endswith("ab") and 3 <= len(n) <= MAX_LEN for n in switched.names)
+    assert "rejection sampling after" in switched.message() and "guided particles" in switched.message()
+    assert draw(network, twist, "guided", num=2000).method == "guided"  # asked for: guided to the end
+
+
 def test_find_twist_looks_inside_mixes_and_ensembles(network, twist):
     assert find_twist(network) is None and find_twist(twist) is twist
     assert find_twist(Ensemble([network, twist], [1.0, 1.0])) is twist
