@@ -31,16 +31,22 @@ the twisted proposal kept without this correction. The twist's chain floors ever
 TWIST_FLOOR / V (`FlooredChain`), since an n-gram can give a continuation probability 0 that the
 network does not.
 
-What this buys is bounded by the twist: the acceptance is P(valid) · E[W] / B, and B is set by
-the valid names the n-gram finds least likely relative to the network. On names.txt with
-`--ends-with lyn` (P(valid) about 1.35%; benchmarks/bench_generate.py, 5,000 names), a short-trained
-Transformer combined with the 6-gram (its product, as trained by default) kept 23% of its
-particles (43% of the unconstrained rate, rejection 4%), but a good LSTM combined with the 6-gram
-only 1.8% (rejection 1.35%), and the bound still grows with more draws. For constraints that are
-not rare (`--starts-with ma --ends-with a --min-len 6`: 16%) rejection is faster, and
-`method="auto"` (namesmith.generate.GUIDE_BELOW) guides only when the n-gram gives valid names
-less than 5% probability. The statistics report the particles drawn and Kish's effective sample
-size, (Σ W)² / Σ W², of their weights.
+What this buys is bounded by the twist: the acceptance is E_q[W] / B = P(valid) / B, and B is set
+by the valid names the n-gram finds least likely relative to the network (rejection's acceptance
+is P(valid)). On names.txt with `--ends-with lyn` (P(valid) about 1.35%; benchmarks/bench_generate.py,
+5,000 names), the default Transformer trained 400 s and combined with its 6-gram kept 10.5% of its
+particles (15% of its unconstrained rate), the default LSTM with its 6-gram 3.9% (6.8%); the
+heaviest names are unusual ones ("erwlyn", "japplyn") that the network finds far likelier than the
+n-gram, and B still grows with more draws. Resampling the particles instead (sampling importance
+resampling: half the effective sample size of each batch, 55-58% of the LSTM's particles) would
+keep about 29% of them, but repeats a heavy particle's name many times within a batch: on
+tests/test_guided.py's network it failed the chi-square test against the exact distribution
+(p = 5e-8) in 1 of 8 seeds, so it was not kept; neither was a mixture of an order-6 and an order-3
+twist (its largest weights are no smaller). For constraints that are not rare (`--starts-with ma
+--ends-with a --min-len 6`: 16%) rejection is faster: `method="auto"` guides only when the n-gram
+gives valid names less than 5% probability (namesmith.generate.GUIDE_BELOW), and only while B stays
+below 1 / GUIDED_COST (`_GuidedWhileFaster`). The statistics report the particles drawn and Kish's
+effective sample size, (Σ W)² / Σ W², of their weights.
 
 The twist comes from an n-gram: the one inside an n-gram mix or an ensemble (`find_twist`), else
 one counted on the training words (`fit_twist`). Names that share a prefix share their network
