@@ -11,7 +11,8 @@ included) of
 - (a) the small list alone: a Kneser-Ney n-gram of the k names, at its best order (the order
   1-6 with the lowest mean held-out NLL over the draws: the best the list alone can do);
 - (b) the prior alone: the n-gram of every other name of the catalogue (namesmith.prior);
-- (b') the prior's mixture re-weighed for the list (the first step of adaptation, for the record);
+- (b') the prior's mixture as the adapted model re-weighed it (the model without the list's table,
+  for the record);
 - (c) the adapted model (namesmith.adapt): the list's counts over the re-weighed prior, its
   weights chosen by cross-validation on the k names.
 

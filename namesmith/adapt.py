@@ -33,6 +33,13 @@ list says how its names differ. This module builds such adapted models.
    their context seen in the other folds cannot be validated, so it and the levels above it are
    left out.
 
+   The mixture of step 1 is then fitted again, to the list's tokens as the adapted model predicts
+   them held out: a held-out token's probability is a + b · P_background(w | h), a and b set by the
+   other folds' counts and the weights, so it is a mixture of the components' a + b · P_c and EM
+   fits the weights to it; the list's weights are then chosen again over the new mixture
+   (`MIXTURE_REFITS` times). The mixture so serves the tokens that the list's table leaves to the
+   background, not those it predicts already.
+
 The result is a `SparseNGram` (namesmith.models.sparse_ngram): the list's table over the mixture,
 still a Markov chain of order `order`, so temperature, top-k/p, exact constraints (where the chain
 is small enough), novelty and scoring work as for any n-gram. Measured by
@@ -111,6 +118,7 @@ MIN_EVIDENCE = 10  # held-out tokens whose context was seen, for a level's weigh
 MIXTURE_PSEUDO_COUNT = 5.0  # tokens of the whole prior in the mixture's Dirichlet prior
 EM_STEPS = 300
 MIN_COMPONENT_WEIGHT = 1e-3  # lighter mixture components are dropped from an adapted model
+MIXTURE_REFITS = 1  # times the mixture is re-fitted to the held-out predictions of the adapted model
 NEURAL_FOLDS = 5
 NEURAL_EVAL_EVERY = 25
 NEURAL_MAX_STEPS = 1000
@@ -244,9 +252,10 @@ def fit_mixture(probs: torch.Tensor) -> torch.Tensor:
     EM (Dempster et al. 1977) for the weights of a fixed mixture, with MIXTURE_PSEUDO_COUNT tokens
     of the first component (all the prior's names) as a Dirichlet prior, so a short list does not
     put all its weight on one small group by chance. The components never saw the list, so its
-    tokens are held-out data for them; the weights are fitted once, on every token (fitting them
-    again without each cross-validation fold changed the benchmark's figures by less than 0.003
-    nats, at 50 times the cost). Weights below MIN_COMPONENT_WEIGHT are dropped.
+    tokens are held-out data for them; the weights are fitted on every token (fitting them again
+    without each cross-validation fold changed the benchmark's figures by less than 0.003 nats, at
+    50 times the cost). `fit_list_table` fits them again, to `probs` that are the adapted model's
+    held-out predictions. Weights below MIN_COMPONENT_WEIGHT are dropped.
     """
     pseudo = torch.zeros(probs.size(1), dtype=torch.float64)
     pseudo[0] = MIXTURE_PSEUDO_COUNT
@@ -365,24 +374,38 @@ def list_levels(windows: torch.Tensor, fold_of: torch.Tensor, k: int, base: int,
     return [_features(level, fold_of) for level in counts]
 
 
-def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, background_prob: torch.Tensor,
-                   base: int) -> tuple[BackoffTable, dict[str, Any]]:
-    """The list's table (see the module docstring), its weights chosen by cross-validation.
+def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, component_probs: torch.Tensor,
+                   mixture: torch.Tensor, base: int) -> tuple[BackoffTable, torch.Tensor, dict[str, Any]]:
+    """The list's table (see the module docstring), its weights chosen by cross-validation, and the
+    background's mixture weights re-fitted for what that table leaves to the background.
 
     `windows` (M, order) are the list's n-grams, `fold_of` (M,) the fold of each one's word (k
-    folds), `background_prob` (M,) each target's probability under the background, `base` the key
-    base (V + 1). Returns the table and a record of the cross-validation (folds, weights, held-out
-    NLL per character of the adapted model and of the background alone).
+    folds), `component_probs` (M, C) each target's probability under each mixture component and
+    `mixture` (C,) their weights as fitted to the tokens alone (`fit_mixture`), `base` the key
+    base (V + 1). A held-out token's probability under the adapted model is a + b · P_background,
+    a and b set by the other folds' counts and the weights, so it is a mixture of the components'
+    a + b · P_c: EM fits the weights to those held-out predictions (`MIXTURE_REFITS` times, the
+    list's weights fitted again after each), so the mixture serves the tokens the list's table does
+    not already predict. Returns the table, the mixture and a record of the cross-validation (folds,
+    weights, held-out NLL per character of the adapted model and of the re-weighed background alone).
     """
     levels = list_levels(windows, fold_of, k, base)
     n = len(levels)
+    theta = torch.zeros(3 * n, dtype=torch.float64)
 
     def loss_of(theta: torch.Tensor) -> torch.Tensor:
-        return -_adapted_prob(background_prob, levels, *_weights(theta, n)).log().mean()
+        return -_adapted_prob(component_probs @ mixture, levels, *_weights(theta, n)).log().mean()
 
-    theta = torch.zeros(3 * n, dtype=torch.float64)
-    if n:  # else no level could be validated: the list's table stays empty, the background alone
-        theta = minimise(loss_of, theta)
+    for refit in range(MIXTURE_REFITS + 1):
+        if n:  # else no level could be validated: the list's table stays empty, the background alone
+            theta = minimise(loss_of, theta)
+        if refit == MIXTURE_REFITS or not n or len(mixture) == 1:
+            break
+        with torch.no_grad():  # the held-out probability as a + b · P_background
+            weights, zeros = _weights(theta, n), torch.zeros(len(windows), dtype=torch.float64)
+            offset = _adapted_prob(zeros, levels, *weights)
+            slope = _adapted_prob(zeros + 1, levels, *weights) - offset
+        mixture = fit_mixture(offset.unsqueeze(1) + slope.unsqueeze(1) * component_probs)
     with torch.no_grad():
         discounts, strengths, shares = _weights(theta, n)
         cv_nll = loss_of(theta).item()
@@ -390,8 +413,8 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, backgro
     record = {"folds": k, "levels": n, "discounts": [round(v, 4) for v in discounts.tolist()],
               "strengths": [round(v, 4) for v in strengths.tolist()],
               "shares": [round(v, 4) for v in shares.tolist()], "cv_nll": round(cv_nll, 4),
-              "cv_nll_background": round(-background_prob.log().mean().item(), 4), "tokens": len(windows)}
-    return table, record
+              "cv_nll_background": round(-(component_probs @ mixture).log().mean().item(), 4), "tokens": len(windows)}
+    return table, mixture, record
 
 
 def _table(levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor, strengths: torch.Tensor,
@@ -419,8 +442,9 @@ def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, backg
     """An n-gram of `words` (in `vocab`) over the background model (see the module docstring).
 
     A background that is a bare mixture (the catalogue prior) has its mixture re-weighed for the
-    list first; one with lists already chained on it keeps its weights. `labels` name the
-    background's components in the record.
+    list (first for the list's tokens, then for their held-out predictions: `fit_list_table`); one
+    with lists already chained on it keeps its weights. `labels` name the background's components
+    in the record.
     """
     start = time.perf_counter()
     base_model = background_model(background, background_vocab, vocab, order)
@@ -432,8 +456,7 @@ def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, backg
     record: dict[str, Any] = {}
     if not base_model.tables and len(base_model.components) > 1:  # a bare mixture: re-weigh it for the list
         probs = component_probs(base_model, windows)
-        mixture = fit_mixture(probs)
-        background_prob = probs @ mixture
+        table, mixture, cv = fit_list_table(windows, fold_of, k, probs, fit_mixture(probs), vocab.size + 1)
         keep = mixture > 0
         names = list(labels) if labels is not None else [str(i) for i in range(len(keep))]
         record["mixture"] = {name: round(w, 4) for name, w, on in zip(names, mixture.tolist(), keep.tolist()) if on}
@@ -442,8 +465,9 @@ def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, backg
     else:  # one model (or lists already chained on a mixture): its weights stay
         with torch.no_grad():
             probs = base_model.next_token_probs(windows[:, :-1])
-        background_prob = probs.gather(1, windows[:, -1:]).squeeze(1).double()
-    table, cv = fit_list_table(windows, fold_of, k, background_prob, vocab.size + 1)
+        background_prob = probs.gather(1, windows[:, -1:]).double()  # (M, 1): one "component"
+        table, _, cv = fit_list_table(windows, fold_of, k, background_prob, torch.ones(1, dtype=torch.float64),
+                                      vocab.size + 1)
     model = SparseNGram.from_tables(vocab.size, order, [table, *base_model.tables], list(base_model.components),
                                     base_model.mixture).eval()
     record = {"method": "ngram", "order": order, **cv, **record, "seconds": round(time.perf_counter() - start, 3)}

@@ -114,6 +114,10 @@ def test_cross_validation_equals_refitting_without_each_name(prior_dir):
     theta = torch.randn(9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     weights = _weights(theta, 3)
     held_out = _adapted_prob(background_prob, levels, *weights)
+    # affine in the background's probability, a + b · P: what re-fitting the mixture to it relies on
+    offset = _adapted_prob(torch.zeros_like(background_prob), levels, *weights)
+    slope = _adapted_prob(torch.ones_like(background_prob), levels, *weights) - offset
+    assert torch.allclose(held_out, offset + slope * background_prob)
     for i, word in enumerate(words):
         others = [w for j, w in enumerate(words) if j != i]
         xo, yo = encode_words(others, vocab)
