@@ -34,10 +34,11 @@ network does not.
 What this buys is bounded by the twist: the acceptance is E_q[W] / B = P(valid) / B, and B is set
 by the valid names the n-gram finds least likely relative to the network (rejection's acceptance
 is P(valid)). On names.txt with `--ends-with lyn` (P(valid) about 1.35%; benchmarks/bench_generate.py,
-5,000 names), the default Transformer trained 400 s and combined with its 6-gram kept 10.5% of its
-particles (15% of its unconstrained rate), the default LSTM with its 6-gram 3.9% (6.8%); the
-heaviest names are unusual ones ("erwlyn", "japplyn") that the network finds far likelier than the
-n-gram, and B still grows with more draws. Resampling the particles instead (sampling importance
+5,000 names), the default Transformer with its 6-gram kept 3.2% of its particles (7.0% of its
+unconstrained rate; 10.5% and 15% when stopped after 400 s, a worse network that the n-gram
+predicts better), the default LSTM with its 6-gram 3.9% (6.8%); the heaviest names are unusual
+ones ("erwlyn", "japplyn") that the network finds far likelier than the n-gram, and B still grows
+with more draws. Resampling the particles instead (sampling importance
 resampling: half the effective sample size of each batch, 55-58% of the LSTM's particles) would
 keep about 29% of them, but repeats a heavy particle's name many times within a batch: on
 tests/test_guided.py's network it failed the chi-square test against the exact distribution
