@@ -40,6 +40,13 @@ list says how its names differ. This module builds such adapted models.
    (`MIXTURE_REFITS` times). The mixture so serves the tokens that the list's table leaves to the
    background, not those it predicts already.
 
+   The held-out predictions that chose the weights are optimistic (with 30 names, leave-one-out
+   may set a level to trust the list entirely), so how far to trust the table is chosen by **nested
+   cross-validation**: the folds are grouped into `OUTER_FOLDS` outer folds; the weights are chosen
+   again without each (by cross-validation on the others), its tokens predicted with them, and the
+   model is λ · P_table + (1 - λ) · P_background, λ fitted to those honest predictions. The table
+   is the mean (bagging) of the tables with the whole list's weights and with each outer fit's.
+
 The result is a `SparseNGram` (namesmith.models.sparse_ngram): the list's table over the mixture,
 still a Markov chain of order `order`, so temperature, top-k/p, exact constraints (where the chain
 is small enough), novelty and scoring work as for any n-gram. Measured by
@@ -119,6 +126,8 @@ MIXTURE_PSEUDO_COUNT = 5.0  # tokens of the whole prior in the mixture's Dirichl
 EM_STEPS = 300
 MIN_COMPONENT_WEIGHT = 1e-3  # lighter mixture components are dropped from an adapted model
 MIXTURE_REFITS = 1  # times the mixture is re-fitted to the held-out predictions of the adapted model
+OUTER_FOLDS = 5  # nested cross-validation: groups of the list's folds that choose the table's share λ
+BAGGING_CELLS = 1 << 21  # (context, token) cells the bagged table is assembled in at a time
 NEURAL_FOLDS = 5
 NEURAL_EVAL_EVERY = 25
 NEURAL_MAX_STEPS = 1000
@@ -334,6 +343,12 @@ def _weights(theta: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, t
     return theta[:n].sigmoid(), (low + (high - low) * theta[n : 2 * n].sigmoid()).exp(), theta[2 * n :].sigmoid()
 
 
+def _held_out_nll(background_prob: torch.Tensor, levels: list[dict[str, torch.Tensor]], n: int,
+                  theta: torch.Tensor) -> torch.Tensor:
+    """The mean NLL of the held-out tokens under the weights `theta` (what cross-validation minimises)."""
+    return -_adapted_prob(background_prob, levels, *_weights(theta, n)).log().mean()
+
+
 def minimise(loss_of: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor, steps: int = 300,
              lr: float = 0.2) -> torch.Tensor:
     """The parameters (a few) minimising a smooth loss: Adam (Kingma & Ba 2015) with a cosine-decayed
@@ -386,15 +401,17 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, compone
     a and b set by the other folds' counts and the weights, so it is a mixture of the components'
     a + b · P_c: EM fits the weights to those held-out predictions (`MIXTURE_REFITS` times, the
     list's weights fitted again after each), so the mixture serves the tokens the list's table does
-    not already predict. Returns the table, the mixture and a record of the cross-validation (folds,
-    weights, held-out NLL per character of the adapted model and of the re-weighed background alone).
+    not already predict. The table's share λ and the weights it averages come from
+    `nested_cross_validation`. Returns the table, the mixture and a record of the cross-validation
+    (folds, weights, λ, held-out NLL per character of the adapted model, nested and not, and of the
+    re-weighed background alone).
     """
     levels = list_levels(windows, fold_of, k, base)
     n = len(levels)
     theta = torch.zeros(3 * n, dtype=torch.float64)
 
     def loss_of(theta: torch.Tensor) -> torch.Tensor:
-        return -_adapted_prob(component_probs @ mixture, levels, *_weights(theta, n)).log().mean()
+        return _held_out_nll(component_probs @ mixture, levels, n, theta)
 
     for refit in range(MIXTURE_REFITS + 1):
         if n:  # else no level could be validated: the list's table stays empty, the background alone
@@ -406,15 +423,94 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, compone
             offset = _adapted_prob(zeros, levels, *weights)
             slope = _adapted_prob(zeros + 1, levels, *weights) - offset
         mixture = fit_mixture(offset.unsqueeze(1) + slope.unsqueeze(1) * component_probs)
+    background_prob = component_probs @ mixture
+    share, nested_nll, thetas = nested_cross_validation(windows, fold_of, k, background_prob, n, base)
     with torch.no_grad():
         discounts, strengths, shares = _weights(theta, n)
         cv_nll = loss_of(theta).item()
-        table = _table(levels, discounts, strengths, shares, base)
-    record = {"folds": k, "levels": n, "discounts": [round(v, 4) for v in discounts.tolist()],
+        table = _bagged_table([_table(levels, *_weights(t, n), base) for t in [theta, *thetas]], base, share)
+    record = {"folds": k, "levels": n, "table_share": round(share, 4), "nested_cv_nll": round(nested_nll, 4),
+              "discounts": [round(v, 4) for v in discounts.tolist()],
               "strengths": [round(v, 4) for v in strengths.tolist()],
               "shares": [round(v, 4) for v in shares.tolist()], "cv_nll": round(cv_nll, 4),
               "cv_nll_background": round(-(component_probs @ mixture).log().mean().item(), 4), "tokens": len(windows)}
     return table, mixture, record
+
+
+def nested_cross_validation(windows: torch.Tensor, fold_of: torch.Tensor, k: int, background_prob: torch.Tensor,
+                            n: int, base: int) -> tuple[float, float, list[torch.Tensor]]:
+    """The table's share λ (the adapted model is λ · P_table + (1 - λ) · P_background), chosen by nested
+    cross-validation. The list's folds are grouped into OUTER_FOLDS outer folds; for each, the table's
+    weights are chosen by cross-validation on the other outer folds (on their own folds), and its
+    tokens are predicted from the other outer folds' counts with those weights. Unlike the predictions
+    that chose the weights, these are honest, so λ, fitted to them by EM, says how far the table is to
+    be trusted. Returns λ, the held-out NLL per token at λ, and the weights (θ) fitted without each
+    outer fold (averaged in the table: `_bagged_table`)."""
+    if not n:  # no level validated: no table to share in
+        return 1.0, math.nan, []
+    outer_k = min(OUTER_FOLDS, k)
+    outer_of = fold_of % outer_k  # folds are a seeded shuffle of the words: so are their groups
+    outer = list_levels(windows, outer_of, outer_k, base, max_levels=n)
+    table_prob = torch.zeros_like(background_prob)
+    thetas = []
+    for o in range(outer_k):
+        inner = outer_of != o
+        inner_fold = torch.unique(fold_of[inner], return_inverse=True)[1]
+        levels = list_levels(windows[inner], inner_fold, int(inner_fold.max()) + 1, base, max_levels=n)
+        theta = minimise(functools.partial(_held_out_nll, background_prob[inner], levels, n),
+                         torch.zeros(3 * n, dtype=torch.float64))
+        thetas.append(theta)
+        with torch.no_grad():
+            table_prob[~inner] = _adapted_prob(background_prob, outer, *_weights(theta, n))[~inner]
+    share = 0.5  # (1 is a fixed point of EM)
+    for _ in range(EM_STEPS):
+        mixed = share * table_prob + (1 - share) * background_prob
+        share = (share * table_prob / mixed).mean().item()
+    nll = -(share * table_prob + (1 - share) * background_prob).log().mean().item()
+    return share, nll, thetas
+
+
+def _bagged_table(tables: list[BackoffTable], base: int, share: float) -> BackoffTable:
+    """One table predicting λ · (the mean of `tables`) + (1 - λ) · P_background, λ = `share`. The tables
+    store the same contexts with other weights (the whole list's fit and those without each outer
+    fold: averaging them, as bagging does (Breiman 1996), tames a weight that one fit set to "trust the
+    list entirely"). A mean of back-off chains is no back-off chain, so each stored context holds its
+    whole distribution, affine in the background's: a + b · P_background (α = a, to_base = b, back-off
+    weight 0). The next token still depends on the longest stored suffix of the history only."""
+    if len(tables) == 1 and share == 1.0:  # nothing to average or share (no level was validated, say)
+        return tables[0]
+    keys = tables[0].keys
+    V = base - 1
+    length = torch.zeros_like(keys)
+    rest = keys.clone()
+    while bool((rest > 0).any()):
+        length += (rest > 0).long()
+        rest //= base
+    lengths = torch.arange(int(length.max()) + 1)
+    rows_at_once = max(1, BAGGING_CELLS // V)  # (rows, V) at a time: memory bounded whatever the vocabulary
+    slope = torch.zeros(len(keys), dtype=torch.float64)
+    entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (row, token, a) where a > 0
+    for start in range(0, len(keys), rows_at_once):
+        part, part_length = keys[start : start + rows_at_once], length[start : start + rows_at_once]
+        suffixes = torch.where(lengths <= part_length.unsqueeze(1), part.unsqueeze(1) % base**lengths, -1)
+        last = (part % base - 1).clamp(min=0)
+        uniform, first = torch.full((len(part), V), 1.0 / V), torch.zeros(len(part), V)
+        first[:, 0] = 1.0
+        offset = torch.zeros(len(part), V, dtype=torch.float64)
+        for table in tables:  # each row over two bases: a + b / V, and a + b · [w = 0] (a exactly, but at 0)
+            on_uniform = table.add_rows(uniform.clone(), suffixes, last).double()
+            on_first = table.add_rows(first.clone(), suffixes, last).double()
+            b = (on_first[:, 0] - on_uniform[:, 0]) / (1 - 1 / V)
+            on_first[:, 0] -= b
+            offset += on_first.clamp(min=0)
+            slope[start : start + len(part)] += b
+        offset *= share / len(tables)
+        row, token = (offset > 1e-9).nonzero(as_tuple=True)
+        entries.append((row + start, token, offset[row, token]))
+    slope = share * slope / len(tables) + (1 - share)
+    row, token, a = (torch.cat(column) for column in zip(*entries))
+    return BackoffTable.from_parts(keys, torch.zeros(len(keys)), keys[row] * base + token + 1, a,
+                                   base, slope)
 
 
 def _table(levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor, strengths: torch.Tensor,

@@ -22,6 +22,7 @@ from namesmith.adapt import (
     STAND_INS,
     UNKNOWN_CHAR_LOG_PROB,
     _adapted_prob,
+    _bagged_table,
     _folds,
     _table,
     _weights,
@@ -127,6 +128,33 @@ def test_cross_validation_equals_refitting_without_each_name(prior_dir):
         xi, yi = encode_words([word], vocab)
         expected = model(xi)[0].exp().gather(1, yi[0].clamp(min=0).unsqueeze(1)).squeeze(1)[yi[0] >= 0]
         assert torch.allclose(held_out[word_of == i].float(), expected, rtol=1e-4), word
+
+
+def test_bagged_table_is_the_shared_mean_of_its_tables(prior_dir, monkeypatch):
+    """The bagged table predicts λ · (the mean of the tables' models) + (1 - λ) · the background, after
+    the list's own contexts and after others; assembled a few rows at a time, the same table."""
+    background = NameModel.load(prior_dir)
+    vocab = adapted_vocab(LIST, background.vocab)
+    bg = background_model(background.model, background.vocab, vocab, 4)
+    x, y = encode_words(LIST[:12], vocab)
+    windows, base = ngram_windows(x, y, 4), vocab.size + 1
+    levels = list_levels(windows, torch.zeros(len(windows), dtype=torch.long), 1, base, max_levels=3)
+    generator = torch.Generator().manual_seed(0)
+    tables = [_table(levels, *_weights(torch.randn(9, generator=generator, dtype=torch.float64), 3), base)
+              for _ in range(3)]
+
+    def over_background(table):
+        return SparseNGram.from_tables(vocab.size, 4, [table], list(bg.components), bg.mixture).eval()
+
+    contexts = torch.cat([windows[:, :-1], torch.randint(vocab.size, (50, 3), generator=generator)])
+    with torch.no_grad():
+        expected = 0.7 * sum(over_background(t).next_token_probs(contexts) for t in tables) / 3 + (
+            0.3 * bg.next_token_probs(contexts))
+        bagged = over_background(_bagged_table(tables, base, 0.7)).next_token_probs(contexts)
+        monkeypatch.setattr("namesmith.adapt.BAGGING_CELLS", 3 * vocab.size)  # 3 rows at a time
+        in_pieces = over_background(_bagged_table(tables, base, 0.7)).next_token_probs(contexts)
+    assert torch.allclose(bagged, expected, atol=1e-5)
+    assert torch.equal(in_pieces, bagged)
 
 
 def test_adaptation_beats_the_list_alone_and_the_background_alone(prior_dir, adapted):
