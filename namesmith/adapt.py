@@ -107,6 +107,7 @@ from namesmith.errors import ConfigError
 from namesmith.evaluate import EVAL_BATCH, chunked_log_probs, eval_mode, target_log_probs
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts
+from namesmith.models.ngram import DEFAULT_ORDER, default_order
 from namesmith.models.sparse_ngram import BackoffTable, SparseNGram, ngram_windows, suffix_keys
 from namesmith.prior import load_prior
 from namesmith.vocab import BOUNDARY, Vocab
@@ -533,7 +534,7 @@ def _table(levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor, stren
 
 @with_autograd
 def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, background_vocab: Vocab, *,
-                order: int = 6, seed: int = 0, labels: Sequence[str] | None = None
+                order: int = DEFAULT_ORDER, seed: int = 0, labels: Sequence[str] | None = None
                 ) -> tuple[SparseNGram, dict[str, Any]]:
     """An n-gram of `words` (in `vocab`) over the background model (see the module docstring).
 
@@ -798,5 +799,5 @@ def adapt(words: Sequence[str], vocab: Vocab, background: Checkpoint, model_opti
     if background.model.neural:
         return adapt_neural(words, vocab, background.model, background.vocab, seed=seed, callback=callback)
     labels = background.meta.get("prior", {}).get("components")
-    return adapt_ngram(words, vocab, background.model, background.vocab, order=model_options.get("order", 6),
-                       seed=seed, labels=labels)
+    order = model_options.get("order", default_order(vocab.size))
+    return adapt_ngram(words, vocab, background.model, background.vocab, order=order, seed=seed, labels=labels)

@@ -65,7 +65,8 @@ TRAIN_HELP = {
     "batching": "neural models: words drawn at random, or words of about the same length together "
                 "(less padding, faster steps, same objective)",
     "ngram_mix": "neural models: combine the trained network with a Kneser-Ney n-gram of this order, "
-                 "weights fitted on the validation split (0: the network alone)",
+                 "weights fitted on the validation split (0: the network alone; by default 6, or 5 for a "
+                 "vocabulary of 1,448 characters or more)",
     "mode": "bigram training: full-batch (fast, from pair counts), one-hot (the seed's literal loop, same "
             "result, slower); per-example-nll and per-example-l1 are the seed's one-example-at-a-time "
             "teaching loops, for study only (slow: use --subset)",
@@ -101,7 +102,8 @@ GENERATE_HELP = {
 MODEL_HELP = {
     "smoothing": "k of add-k smoothing (0: maximum likelihood)",
     "init_seed": "seed of the initial weights W ~ N(0, 1)",
-    "order": "the next character depends on the previous order-1 characters",
+    "order": "the next character depends on the previous order-1 characters (unless given: 6, or 5 for a "
+             "vocabulary of 1,448 characters or more, whose order-6 keys would overflow int64)",
     "discount": "Kneser-Ney discounts: tuned (on held-out training words), modified-kn, kn, or a fixed number in "
                 "[0, 1]",
     "block_size": "characters of context (the Transformer: longest name + 1, from the data when unset)",

@@ -51,7 +51,7 @@ import torch
 
 from namesmith.data import _BAD_CATEGORIES, BUILTIN, DataConfig, Split, check_data_file, decode_text, parse_words
 from namesmith.errors import ConfigError, DataError
-from namesmith.models.ngram import NGram, NGramConfig, NGramCounts, held_out_every
+from namesmith.models.ngram import NGramConfig, NGramCounts, check_order, default_order, held_out_every
 from namesmith.vocab import BOUNDARY, Vocab
 
 if TYPE_CHECKING:
@@ -833,9 +833,10 @@ def _every_shard(pool: _Pool | None, group: Any, mine: list[int], function: Call
     return [result for _, result in sorted((pair for rank in gathered for pair in rank), key=lambda pair: pair[0])]
 
 
-def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shards: int | None = None,
+def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1, shards: int | None = None,
                       group: ProcessGroup | None = None, block_size: int = NGRAM_BLOCK) -> NGramFileCounts:
-    """Count the order-`order` n-grams of a word-list file of any size, in shards, exactly.
+    """Count the order-`order` n-grams of a word-list file of any size, in shards, exactly (order None: the
+    default order that fits the file's vocabulary, `namesmith.models.ngram.default_order`).
 
     The file is cut into `shards` byte ranges (default: one per counting process, `workers` ×
     the ranks of `group`); each shard owns the lines that start in it (`read_shard`). Lines are
@@ -879,7 +880,8 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
         raise ConfigError(f"workers must be an integer of at least 1, got {workers!r}")
     if str(config.path) == BUILTIN:
         raise ConfigError("counting a file needs a word-list file, not the built-in data set")
-    NGramConfig(order=order)  # a ConfigError for a bad order
+    if order is not None:
+        NGramConfig(order=order)  # a ConfigError for a bad order
     if "\n".encode(config.encoding) != b"\n" or "a".encode(config.encoding) != b"a":
         raise ConfigError(f"--encoding: counting a file reads ASCII-compatible encodings only, not {config.encoding}")
     path = str(config.path)
@@ -906,7 +908,9 @@ def count_ngrams_file(config: DataConfig, order: int, *, workers: int = 1, shard
                             else f"{path}: is empty (no names in it)")
         chars = tuple(sorted(set().union(*(scan.chars for scan in scans))))
         vocab = Vocab(tuple(map(chr, chars)))
-        NGram(vocab.size, NGramConfig(order=order))  # a ConfigError if the keys would overflow int64
+        if order is None:
+            order = default_order(vocab.size)
+        check_order(order, vocab.size)
         first_word = np.cumsum([0, *n_words]).tolist()
         train_words = _every_shard(pool, group, my_pieces, _train_words,
                                    [(first_word[p], n_words[p], config) for p in my_pieces])

@@ -68,7 +68,7 @@ from namesmith.data import Corpus
 from namesmith.generate import ExactCache, ExactSampler, GenerateConfig, exact_sampler
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts
-from namesmith.models.ngram import NGram, NGramConfig
+from namesmith.models.ngram import NGram, NGramConfig, max_order
 from namesmith.sample import Batch, ModelSampler, draw, finish_batch, token_dtype
 from namesmith.vocab import BOUNDARY, Vocab
 
@@ -94,8 +94,9 @@ def find_twist(model: CharModel) -> NGram | None:
 
 
 def fit_twist(corpus: Corpus, order: int = TWIST_ORDER) -> NGram:
-    """An n-gram counted on the corpus' training words (a second or so for names.txt)."""
-    ngram = NGram(corpus.vocab.size, NGramConfig(order=order))
+    """An n-gram counted on the corpus' training words (a second or so for names.txt); of a lower order where
+    the vocabulary is too large for `order` (namesmith.models.ngram.max_order)."""
+    ngram = NGram(corpus.vocab.size, NGramConfig(order=min(order, max_order(corpus.vocab.size))))
     ngram.fit(corpus, None)
     return ngram.eval()
 

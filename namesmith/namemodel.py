@@ -206,8 +206,9 @@ class NameModel:
               out: str | Path | None = None, overwrite: bool = False) -> NameModel:
         """A new model of names like `words`, with this one as the background ("more like these").
 
-        An n-gram or bigram model gives an n-gram of `words` over it (order `order`, default 6), its
-        weights chosen by cross-validation on `words`; an rnn, gru or lstm is fine-tuned on them for
+        An n-gram or bigram model gives an n-gram of `words` over it (order `order`, default 6, or less
+        for a vocabulary too large for it), its weights chosen by cross-validation on `words`; an rnn,
+        gru or lstm is fine-tuned on them for
         a number of steps chosen by cross-validation (namesmith.adapt). Every word is for training;
         `novel` then means "none of `words`". Saved to `out` if given (another model there needs
         `overwrite`).

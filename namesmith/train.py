@@ -55,7 +55,7 @@ from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts, ConditionalCountsConfig
 from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, ConditionalNetwork
-from namesmith.models.ngram import NGramConfig
+from namesmith.models.ngram import NGramConfig, check_order, default_order
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.sources import is_catalogue, read_labelled_source, read_source, source_fingerprint
 from namesmith.tables import WEIGHTINGS
@@ -328,9 +328,9 @@ def _stream_ngram(model_type: str, data: DataConfig, model_config: dict[str, Any
                   callback: TrainCallback | None, workers: int) -> tuple[CharModel, Any, int, dict[str, Any]]:
     """The n-gram learns a streamed list from its n-gram counts, counted in shards (and processes, ranks)."""
     model_config = dict(model_config or {})
-    order = NGramConfig(**model_config).order
+    order = NGramConfig(**model_config).order if "order" in model_config else None  # None: fit the vocabulary
     counts = count_ngrams_file(data, order, workers=workers)
-    model = build_model(model_type, counts.vocab.size, model_config)
+    model = build_model(model_type, counts.vocab.size, {**model_config, "order": counts.order})
     model.fit_counts(counts.train, counts.held_out)
     if callback:
         callback(1, 1, {})
@@ -485,10 +485,17 @@ def train(
                           field="distill_weight")
     if train_config.ngram_mix and not model.neural:
         raise ConfigError(f"ngram_mix applies to neural models; {model_type} is not one", field="ngram_mix")
+    config = resolve_train_config(model, train_config)
+    if config.ngram_mix and model.neural:  # the mix's order: checked now, not after training
+        if train_config.ngram_mix is not None:
+            check_order(config.ngram_mix, corpus.vocab.size, "ngram_mix")
+        elif config.ngram_mix > default_order(corpus.vocab.size):
+            config = dataclasses.replace(config, ngram_mix=default_order(corpus.vocab.size))
+            log.info(f"a vocabulary of {corpus.vocab.size} tokens: the network is mixed with an order-"
+                     f"{config.ngram_mix} n-gram (higher orders' keys would overflow int64)")
     if writes:
         check_writable(out)  # now, not after training
     model.to(device).train()
-    config = resolve_train_config(model, train_config)
     record = data_record(data, corpus, casing, words if given else None)
     meta = _base_meta(record, train_config, config, model, request or {})
     teacher_model = None

@@ -293,3 +293,36 @@ def test_too_high_an_order_for_the_vocabulary_is_a_config_error():
     with pytest.raises(ConfigError, match="at most 13"):
         NGram(27, NGramConfig(order=14))
     NGram(27, NGramConfig(order=13))
+
+
+# --- vocabularies too large for order 6 (Chinese or Japanese names): the default order fits them ------------
+
+def test_the_highest_order_whose_keys_fit_int64():
+    from namesmith.models.ngram import MAX_KEY, default_order, max_order
+
+    for vocab_size in (1, 26, 1447, 1448, 6207, 6208, 100_000):
+        order = max_order(vocab_size)
+        assert (vocab_size + 1) ** order <= MAX_KEY < (vocab_size + 1) ** (order + 1)
+        assert default_order(vocab_size) == min(6, order)
+    assert (max_order(1447), max_order(1448)) == (6, 5)
+
+
+def test_a_list_of_many_characters_trains_at_the_order_that_fits_unless_one_is_asked_for(tmp_path):
+    from namesmith import NameModel
+    from namesmith.guided import fit_twist
+
+    chars = [chr(0x4E00 + i) for i in range(1600)]  # 1,600 Han characters, each in one name
+    words = tmp_path / "names.txt"
+    words.write_text("".join(a + b + "\n" for a, b in zip(chars[::2], chars[1::2])))
+    model = NameModel.train(words, "ngram", prior="none", seed=1)
+    assert model.vocab.size == 1601 and model.model.config.order == 5  # the characters and the boundary
+    streamed = NameModel.train(words, "ngram", prior="none", stream=True)
+    assert streamed.model.config.order == 5
+    network = NameModel.train(words, "gru", prior="none", n_embd=8, n_hidden=16, max_steps=3, eval_every=3)
+    assert network.model.ngram.config.order == 5  # the default mix, at the order that fits
+    assert fit_twist(network.corpus).config.order == 5
+    for options in ({"model": "ngram", "order": 6}, {"model": "gru", "ngram_mix": 6, "max_steps": 3}):
+        out = tmp_path / options["model"]
+        with pytest.raises(ConfigError, match="6 is too high for a vocabulary of 1601 tokens .* use at most 5"):
+            NameModel.train(words, prior="none", out=out, **options)  # before training: nothing saved
+        assert not out.exists()

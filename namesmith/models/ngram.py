@@ -70,6 +70,28 @@ from namesmith.models.base import CharModel, State, boundary_context, check_conf
 
 DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
 MAX_KEY = 2**63 - 1  # n-gram keys are int64
+DEFAULT_ORDER = 6  # the n-gram's order unless the user sets one, or the vocabulary allows less (`default_order`)
+
+
+def max_order(vocab_size: int) -> int:
+    """The highest order whose n-gram keys, (V + 1)^order, fit in int64 (5 for a vocabulary of 1,448 to 6,207
+    tokens: a list of Chinese or Japanese names, say)."""
+    order = 1
+    while (vocab_size + 1) ** (order + 1) <= MAX_KEY:
+        order += 1
+    return order
+
+
+def default_order(vocab_size: int) -> int:
+    """The order of an n-gram the user did not give one: DEFAULT_ORDER, or less where its keys would not fit."""
+    return min(DEFAULT_ORDER, max_order(vocab_size))
+
+
+def check_order(order: int, vocab_size: int, option: str = "order") -> None:
+    """A ConfigError naming `option` if order-`order` keys over `vocab_size` tokens would overflow int64."""
+    if order > max_order(vocab_size):
+        raise ConfigError(f"{option} {order} is too high for a vocabulary of {vocab_size} tokens (n-gram keys would "
+                          f"overflow int64); use at most {max_order(vocab_size)}", field=option)
 HELD_OUT_EVERY = 10  # "tuned": every 10th training word is held out to tune the discounts...
 MAX_HELD_OUT = 100_000  # ...or fewer on large lists, so that tuning takes the same time on any size
 MIN_TUNING_WORDS = 1000  # "tuned" with fewer training words uses the formulas (too little to tune on)
@@ -81,7 +103,7 @@ ROW_CHUNK = 1 << 16  # contexts whose distributions are built at a time when fit
 
 @dataclass(frozen=True)
 class NGramConfig:
-    order: int = 6  # the next token depends on the previous order-1 tokens
+    order: int = DEFAULT_ORDER  # the next token depends on the previous order-1 tokens
     discount: str | float = "tuned"  # "tuned", "modified-kn", "kn", or a fixed discount in [0, 1]
 
     def __post_init__(self) -> None:
@@ -197,14 +219,18 @@ class NGram(CharModel):
     default_train_config: ClassVar[dict[str, Any]] = {}
     counts_only: ClassVar[bool] = True
 
+    @classmethod
+    def make_config(cls, overrides: dict[str, Any], corpus: Any = None) -> NGramConfig:
+        """The config for `overrides`; unless they set the order, the default one that fits the corpus' vocabulary."""
+        if "order" not in overrides and corpus is not None:
+            overrides = {**overrides, "order": default_order(corpus.vocab.size)}
+        return NGramConfig(**overrides)
+
     def __init__(self, vocab_size: int, config: NGramConfig | None = None):
         super().__init__(vocab_size, config or NGramConfig())
         order = self.config.order
         self.base = vocab_size + 1  # token t is digit t+1 of a key, so digit 0 means "no token"
-        if self.base**order > MAX_KEY:
-            most = int(math.log(MAX_KEY) / math.log(self.base))
-            raise ConfigError(f"order {order} is too high for a vocabulary of {vocab_size} tokens "
-                              f"(n-gram keys would overflow int64); use at most {most}", field="order")
+        check_order(order, vocab_size)
         # Before fitting there is only the empty context, with the uniform distribution.
         self.register_buffer("context_keys", torch.zeros(1, dtype=torch.long))  # (R,) sorted
         self.register_buffer("next_token_logprobs", torch.full((1, vocab_size), -math.log(vocab_size)))  # (R, V)

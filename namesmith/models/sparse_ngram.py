@@ -38,7 +38,6 @@ model is a finite Markov chain over its stored contexts (`markov_chain`), so exa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -46,11 +45,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from namesmith.errors import CheckpointError, ConfigError
+from namesmith.errors import CheckpointError
 from namesmith.models.base import CharModel, State, boundary_context, check_config
-from namesmith.models.ngram import modified_kn_discounts
+from namesmith.models.ngram import DEFAULT_ORDER, check_order, modified_kn_discounts
 
-MAX_KEY = 2**63 - 1  # keys are int64
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)
 MAX_CHAIN_CELLS = 1 << 23  # states × tokens up to which the model gives itself as a Markov chain
 TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
@@ -58,7 +56,7 @@ TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
 
 @dataclass(frozen=True)
 class SparseNGramConfig:
-    order: int = 6  # the next token depends on the previous order-1 tokens
+    order: int = DEFAULT_ORDER  # the next token depends on the previous order-1 tokens
     tables: int = 0  # back-off tables chained over the mixture (an adapted model's lists)
     components: int = 1  # back-off tables mixed at the bottom (1: a plain n-gram; the prior has one per name group)
 
@@ -237,10 +235,7 @@ class SparseNGram(CharModel):
     def __init__(self, vocab_size: int, config: SparseNGramConfig | None = None):
         super().__init__(vocab_size, config or SparseNGramConfig())
         self.base = vocab_size + 1
-        if self.base ** self.config.order > MAX_KEY:
-            most = int(math.log(MAX_KEY) / math.log(self.base))
-            raise ConfigError(f"--order {self.config.order} is too high for a vocabulary of {vocab_size} tokens "
-                              f"(n-gram keys would overflow int64); use at most {most}")
+        check_order(self.config.order, vocab_size)
         self.tables = nn.ModuleList(BackoffTable() for _ in range(self.config.tables))
         self.components = nn.ModuleList(BackoffTable() for _ in range(self.config.components))
         self.register_buffer("mixture", torch.full((self.config.components,), 1.0 / self.config.components))
