@@ -61,7 +61,8 @@ itself), then the network is fine-tuned on the whole list for that many steps.
 
 **Vocabulary.** The adapted model reads the list's characters and every background character of
 the scripts the list uses (Latin for an elvish list, Cyrillic for a Russian one; script = the first
-word of the Unicode name of a letter or mark), plus the background's punctuation and spaces. Names
+word of the Unicode name of a letter or mark), plus the background's punctuation and spaces (and its
+invisible format characters only if the list has one). Names
 with characters the list never had are thus scored by the background's knowledge of them, and
 constraints may use them. Other characters — ones no model has seen — get a documented fallback
 when scoring and evaluating (`open_word_log_probs`): each costs log(NEW_CHAR_PROB / NEW_CHAR_CHOICES)
@@ -71,7 +72,10 @@ character replaced by one of the vocabulary's characters of its script (at most 
 evenly spaced in code-point order; at most `MAX_STAND_IN_ROWS` readings per word). A model knows
 nothing of an unseen character but its script, and most of the characters of a script it knows are
 rare ones, so the context after it is mostly the shorter one an n-gram backs off to, and a name goes
-on (or ends) as after any letter. Only a character of no script the vocabulary has (punctuation,
+on (or ends) as after any letter. An unseen format character (a zero-width joiner or non-joiner, a
+direction mark: script "FORMAT", which the vocabulary takes from the background only if the list has
+one) costs the same and is otherwise skipped: it joins or separates the letters around it. Only a
+character of no script the vocabulary has (punctuation,
 symbols, a script the model never saw) is read as a break in the name (the boundary token), so what
 follows is predicted as the start of a name. (Reading it as the boundary always made the end of a
 two-character name scored as that of an empty one; reading it as the model's likeliest character
@@ -159,7 +163,11 @@ def with_autograd(fit: Callable) -> Callable:
 # --- vocabulary ------------------------------------------------------------------------------------
 def script_of(char: str) -> str:
     """The script of a letter or mark (first word of its Unicode name: LATIN, CYRILLIC, CJK...);
-    "COMMON" for punctuation, spaces, digits and other characters shared by every script."""
+    "FORMAT" for invisible format characters (zero-width joiners, direction marks: Persian and Indic
+    names have them, other scripts' names should not get them); "COMMON" for punctuation, spaces,
+    digits and other characters shared by every script."""
+    if unicodedata.category(char) == "Cf":
+        return "FORMAT"
     if unicodedata.category(char)[0] not in "LM":
         return "COMMON"
     word = unicodedata.name(char, "UNKNOWN").split(" ")[0]
@@ -168,7 +176,7 @@ def script_of(char: str) -> str:
 
 def adapted_vocab(words: Sequence[str], background: Vocab) -> Vocab:
     """The list's characters and the background's characters of the scripts the list uses (and its
-    punctuation and spaces)."""
+    punctuation and spaces; its format characters only if the list has one)."""
     own = set().union(*map(set, words))
     scripts = {script_of(c) for c in own} | {"COMMON"}
     return Vocab(tuple(sorted(own | {c for c in background.chars if script_of(c) in scripts})))
@@ -447,8 +455,8 @@ def nested_cross_validation(windows: torch.Tensor, fold_of: torch.Tensor, k: int
     that chose the weights, these are honest, so λ, fitted to them by EM, says how far the table is to
     be trusted. Returns λ, the held-out NLL per token at λ, and the weights (θ) fitted without each
     outer fold (averaged in the table: `_bagged_table`)."""
-    if not n:  # no level validated: no table to share in
-        return 1.0, math.nan, []
+    if not n:  # no level validated: no table to share in, the background alone
+        return 1.0, -background_prob.log().mean().item(), []
     outer_k = min(OUTER_FOLDS, k)
     outer_of = fold_of % outer_k  # folds are a seeded shuffle of the words: so are their groups
     outer = list_levels(windows, outer_of, outer_k, base, max_levels=n)
@@ -569,7 +577,8 @@ def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, backg
                                     base_model.mixture).eval()
     record = {"method": "ngram", "order": order, **cv, **record, "seconds": round(time.perf_counter() - start, 3)}
     log.info(f"adapted an order-{order} n-gram to {len(words)} names: cross-validated NLL {record['cv_nll']:.4f} "
-             f"per character ({record['folds']} folds; the background alone {record['cv_nll_background']:.4f})")
+             f"per character ({record['folds']} folds; the background alone {record['cv_nll_background']:.4f}); "
+             f"nested, with the table's share {record['table_share']:.2f}: {record['nested_cv_nll']:.4f}")
     return model, record
 
 
@@ -692,7 +701,11 @@ def open_word_log_probs(model: CharModel, words: Sequence[str], vocab: Vocab,
                         unknown_log_prob: float = UNKNOWN_CHAR_LOG_PROB) -> torch.Tensor:
     """Total log-probability of each word (end token included), characters outside the vocabulary
     included: each costs `unknown_log_prob`, and what follows it is averaged over the vocabulary's
-    characters of its script, or read after the boundary (see the module docstring)."""
+    characters of its script, or read after the boundary; an unseen format character is skipped (see the
+    module docstring)."""
+    skipped = [sum(c not in vocab.stoi and script_of(c) == "FORMAT" for c in w) for w in words]
+    words = ["".join(c for c in w if c in vocab.stoi or script_of(c) != "FORMAT") if n else w
+             for w, n in zip(words, skipped)]
     known_char = vocab.chars[0]
     scripts = stand_ins(vocab)
     readings = [_stand_in_rows(w, vocab, scripts) for w in words]
@@ -726,7 +739,9 @@ def open_word_log_probs(model: CharModel, words: Sequence[str], vocab: Vocab,
             for mine in log_probs.double().sum(1).split(counts):  # the mean probability over a word's readings
                 totals.append(torch.logsumexp(mine, 0) - math.log(len(mine)))
             first = last
-    return torch.stack(totals) if totals else torch.zeros(0, dtype=torch.float64)
+    if not totals:
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.stack(totals) + unknown_log_prob * torch.tensor(skipped, dtype=torch.float64)
 
 
 # --- choosing and running an adaptation ---------------------------------------------------------------

@@ -629,8 +629,11 @@ def _format_adaptation(record: dict[str, Any]) -> str:
     prior = record["prior"].get("source") or record["prior"].get("directory") or "a trained model"
     how = (f"{record['steps']} fine-tuning steps" if record["method"] == "fine-tune" else
            f"an order-{record['order']} n-gram over it")
+    if "nested_cv_nll" in record:  # an n-gram: its table's share chosen by nested cross-validation, the honest figure
+        how += f" (the list's table weighs {record['table_share']:.2f})"
+    held_out = record.get("nested_cv_nll", record["cv_nll"])
     line = (f"adapted {prior} to the list: {how}, chosen by {record['folds']}-fold cross-validation (held-out NLL "
-            f"{record['cv_nll']:.4f} per character; the prior alone {record['cv_nll_background']:.4f})")
+            f"{held_out:.4f} per character; the prior alone {record['cv_nll_background']:.4f})")
     mixture = record.get("mixture")
     if mixture and len(mixture) > 1:
         top = sorted(mixture.items(), key=lambda kv: -kv[1])[:4]

@@ -173,6 +173,16 @@ def test_vocabulary_follows_the_scripts_of_the_list():
     background = Vocab(tuple(sorted("abcdeйиква-'")))
     assert set(adapted_vocab(["иван"], background).chars) == set("йиква-'н")  # Cyrillic, punctuation, its own
     assert set(adapted_vocab(["abe"], background).chars) == set("abcde-'")
+    joiners = Vocab(tuple(sorted("abc\u200c\u200dکی")))  # a background of Persian names has zero-width joiners
+    assert set(adapted_vocab(["abe"], joiners).chars) == set("abce")  # not a Latin list's: invisible
+    assert set(adapted_vocab(["ک\u200cی"], joiners).chars) == set("کی\u200c\u200d")  # a list that has one
+
+
+def test_an_unseen_format_character_costs_the_fallback_and_is_skipped(adapted):
+    """A zero-width joiner the vocabulary lacks joins the letters around it: the name is read without it."""
+    assert "\u200d" not in adapted.vocab.stoi
+    joined, plain = open_word_log_probs(adapted.model, ["ga\u200dlas", "galas"], adapted.vocab)
+    assert joined.item() == pytest.approx(plain.item() + UNKNOWN_CHAR_LOG_PROB, rel=1e-9)
 
 
 def test_remapping_onto_the_same_vocabulary_changes_nothing(prior_dir):
