@@ -418,13 +418,10 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, compone
     levels = list_levels(windows, fold_of, k, base)
     n = len(levels)
     theta = torch.zeros(3 * n, dtype=torch.float64)
-
-    def loss_of(theta: torch.Tensor) -> torch.Tensor:
-        return _held_out_nll(component_probs @ mixture, levels, n, theta)
-
+    background_prob = component_probs @ mixture
     for refit in range(MIXTURE_REFITS + 1):
         if n:  # else no level could be validated: the list's table stays empty, the background alone
-            theta = minimise(loss_of, theta)
+            theta = minimise(functools.partial(_held_out_nll, background_prob, levels, n), theta)
         if refit == MIXTURE_REFITS or not n or len(mixture) == 1:
             break
         with torch.no_grad():  # the held-out probability as a + b · P_background
@@ -432,17 +429,17 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, compone
             offset = _adapted_prob(zeros, levels, *weights)
             slope = _adapted_prob(zeros + 1, levels, *weights) - offset
         mixture = fit_mixture(offset.unsqueeze(1) + slope.unsqueeze(1) * component_probs)
-    background_prob = component_probs @ mixture
+        background_prob = component_probs @ mixture
     share, nested_nll, thetas = nested_cross_validation(windows, fold_of, k, background_prob, n, base)
     with torch.no_grad():
         discounts, strengths, shares = _weights(theta, n)
-        cv_nll = loss_of(theta).item()
+        cv_nll = _held_out_nll(background_prob, levels, n, theta).item()
         table = _bagged_table([_table(levels, *_weights(t, n), base) for t in [theta, *thetas]], base, share)
     record = {"folds": k, "levels": n, "table_share": round(share, 4), "nested_cv_nll": round(nested_nll, 4),
               "discounts": [round(v, 4) for v in discounts.tolist()],
               "strengths": [round(v, 4) for v in strengths.tolist()],
               "shares": [round(v, 4) for v in shares.tolist()], "cv_nll": round(cv_nll, 4),
-              "cv_nll_background": round(-(component_probs @ mixture).log().mean().item(), 4), "tokens": len(windows)}
+              "cv_nll_background": round(-background_prob.log().mean().item(), 4), "tokens": len(windows)}
     return table, mixture, record
 
 

@@ -812,6 +812,12 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
     seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, ()).item())
     gen = Generation([], config.num, method="plain", max_len=max_len)
     run: Callable[[int, float | None], Batch | None] | None = None
+
+    def draws() -> Callable[[int, float | None], Batch | None]:
+        """The model's own draws (the prefix conditioned exactly): rejection sampling, or plain."""
+        return plain_sampler(model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed,
+                             **config.decoding).run
+
     exact_too_slow = False
     # "auto" spends at most half the budget building exact (or a guide's) tables, then samples by rejection in
     # the rest (with a background cache, the tables go on being built for the next request)
@@ -848,9 +854,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
             if config.method == "guided" or guided.twist.log_p_valid < math.log(GUIDE_BELOW):
                 run, gen.method, gen.effective_sample_size = guided.run, "guided", 0.0
                 if config.method == "auto":
-                    run = _GuidedWhileFaster(guided, lambda: plain_sampler(
-                        model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed, **config.decoding).run,
-                        gen)
+                    run = _GuidedWhileFaster(guided, draws, gen)
         except NotAvailable as why:
             if config.method == "guided":
                 raise ConfigError(f"method 'guided' is not available here: {why}; use 'auto' or 'rejection'",
@@ -859,8 +863,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
             if config.method == "guided":
                 gen.method, gen.stop_reason = "guided", "time-budget"
     if run is None and gen.stop_reason is None:
-        run = plain_sampler(model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed,
-                            **config.decoding).run
+        run = draws()
         gen.method = "rejection" if config.structural or config.regex is not None else "plain"
     batches = _search(model, run, config, gen, known, max_len, start_time, deadline)
     return GenerationStream(batches, gen)
