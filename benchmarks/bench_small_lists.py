@@ -33,6 +33,8 @@ The surnames' prior is thus the catalogue less those 784 names: the held-out sur
 also first names are still real first names, but a prior that knew them would score them from
 memory, not from what names look like.
 Targets: (c) beats the better of (a) and (b) by >= 0.10 nats at k = 100 and >= 0.05 at k = 30.
+The gain's standard error is over the draws (each draw's gain against the column with the better
+mean).
 `--neural` also fine-tunes the catalogue's GRU prior (built or read from the cache; minutes the
 first time) on each draw and reports it as (d), for the surnames only; that prior is the full
 catalogue's (it saw the surnames that are first names), so (d) is not held out as (b) and (c) are.
@@ -118,12 +120,17 @@ def run_list(spec: str, sizes: list[int], draws: int, neural: bool) -> list[dict
                "unk": statistics.mean(results["unk"]), "seconds": statistics.mean(results["seconds"]),
                "c_draws": results["c"]}
         row["gain"] = min(row["a"], row["b"]) - row["c"]
+        # its standard error over the draws: each draw's gain against the column with the better mean
+        better = [r[order] for r in results["a"]] if row["a"] <= row["b"] else results["b"]
+        gains = [x - c for x, c in zip(better, results["c"])]
+        row["gain_se"] = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("nan")
         row["target"] = TARGETS.get(k)
         rows.append(row)
         met = "" if row["target"] is None else ("  target met" if row["gain"] >= row["target"] else "  TARGET MISSED")
         d = "" if row["d"] is None else f"  (d) {row['d']:.4f}"
         print(f"  k={k:>3}: (a) {row['a']:.4f} (order {order})  (b) {row['b']:.4f}  (b') {row['b2']:.4f}"
-              f"  (c) {row['c']:.4f}{d}  gain {row['gain']:+.4f}{met}  [{row['seconds']:.2f} s to adapt]", flush=True)
+              f"  (c) {row['c']:.4f}{d}  gain {row['gain']:+.4f} ± {row['gain_se']:.4f}{met}"
+              f"  [{row['seconds']:.2f} s to adapt]", flush=True)
     return rows
 
 
@@ -140,12 +147,12 @@ def main() -> None:
     start = time.perf_counter()
     rows = [row for spec in args.lists for row in run_list(spec, args.sizes, args.draws, args.neural)]
     print("\n| list | k | (a) list alone (order) | (b) prior alone | (b') re-weighed prior | (c) adapted | "
-          "gain vs best of (a), (b) | target |")
+          "gain vs best of (a), (b) ± s.e. | target |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         target = "" if r["target"] is None else f"≥ {r['target']:.2f} {'met' if r['gain'] >= r['target'] else 'MISSED'}"
         print(f"| {r['list']} | {r['k']} | {r['a']:.3f} ({r['a_order']}) | {r['b']:.3f} | {r['b2']:.3f} "
-              f"| **{r['c']:.3f}** | {r['gain']:+.3f} | {target} |")
+              f"| **{r['c']:.3f}** | {r['gain']:+.3f} ± {r['gain_se']:.3f} | {target} |")
     print(f"\n{len(rows)} rows, {time.perf_counter() - start:.0f} s")
 
 

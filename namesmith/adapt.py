@@ -4,14 +4,14 @@ Thirty names are too few to learn which letters follow which; a model of names i
 (namesmith.prior: the catalogue's 122,000 names, or any trained model) knows that already, and the
 list says how its names differ. This module builds such adapted models.
 
-**N-gram**, in two steps.
+**N-gram**, in three steps.
 
 1. *Which names does the list resemble?* The catalogue prior is a mixture of Kneser-Ney n-grams:
-   one of all its names and one per group (US names by sex and era, Israeli names by sector, each
-   `world` locale: namesmith.prior). The mixture weights are re-fitted to the list by EM (with a
-   small Dirichlet pull towards the all-names model), so a list of Turkish names leans on the
-   Azerbaijani and Turkish-like groups, a list of US surnames on the boys' names of recent decades
-   (they are often surnames). A background that is a single model keeps it as it is.
+   one of all its names and one per group (US names by sex and era, Israeli names by sector and
+   decade, each `world` locale: namesmith.prior). The mixture weights are re-fitted to the list by
+   EM (with a small Dirichlet pull towards the all-names model), so a list of Turkish names leans
+   on the Azerbaijani and Turkish-like groups, a list of US surnames on the boys' names of recent
+   decades (they are often surnames). A background that is a single model keeps it as it is.
 2. *How does the list differ?* The list's counts sit on top of that background as a hierarchical
    Dirichlet / Pitman-Yor-style smoother (MacKay & Peto 1995; Teh 2006), the background's
    prediction at the full context taking the place of the uniform distribution at the bottom:
@@ -47,10 +47,20 @@ list says how its names differ. This module builds such adapted models.
    model is λ · P_table + (1 - λ) · P_background, λ fitted to those honest predictions. The table
    is the mean (bagging) of the tables with the whole list's weights and with each outer fit's.
 
+3. *How long are the list's names, and which scripts follow which?* The n-gram knows a context
+   only through its characters: after two Chinese characters it never saw together it backs off to
+   what follows the second one anywhere, and forgets that every name of the list ends there. A
+   **class table** on top knows the classes of the context's tokens (the end, or the script of a
+   character: `token_classes`), so how far into the name it is (up to order-1 characters) and
+   which scripts and spaces follow which; it replaces the model's share of each class after a
+   class context by a hierarchical Dirichlet smoother of the list's class counts over that share
+   (`fit_class_table`; its strengths chosen by cross-validation against the adapted model's
+   held-out rows, and the table kept only if it helps there).
+
 The result is a `SparseNGram` (namesmith.models.sparse_ngram): the list's table over the mixture,
-still a Markov chain of order `order`, so temperature, top-k/p, exact constraints (where the chain
-is small enough), novelty and scoring work as for any n-gram. Measured by
-benchmarks/bench_small_lists.py; see the README.
+and the class table over both, still a Markov chain of order `order`, so temperature, top-k/p,
+exact constraints (where the chain is small enough), novelty and scoring work as for any n-gram.
+Measured by benchmarks/bench_small_lists.py; see the README.
 
 **Neural.** A pretrained recurrent network (the catalogue's GRU prior, or any trained rnn/gru/lstm)
 is fine-tuned on the list: its embedding and output rows are cut to the adapted vocabulary (new
@@ -112,7 +122,7 @@ from namesmith.evaluate import EVAL_BATCH, chunked_log_probs, eval_mode, target_
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts
 from namesmith.models.ngram import DEFAULT_ORDER, default_order
-from namesmith.models.sparse_ngram import BackoffTable, SparseNGram, ngram_windows, suffix_keys
+from namesmith.models.sparse_ngram import ROWS_CHUNK, BackoffTable, SparseNGram, ngram_windows, suffix_keys
 from namesmith.prior import load_prior
 from namesmith.vocab import BOUNDARY, Vocab
 
@@ -133,6 +143,8 @@ MIN_COMPONENT_WEIGHT = 1e-3  # lighter mixture components are dropped from an ad
 MIXTURE_REFITS = 1  # times the mixture is re-fitted to the held-out predictions of the adapted model
 OUTER_FOLDS = 5  # nested cross-validation: groups of the list's folds that choose the table's share λ
 BAGGING_CELLS = 1 << 21  # (context, token) cells the bagged table is assembled in at a time
+CLASS_MIN_GAIN = 1e-3  # held-out nats per token the class table must gain to be kept (fit_class_table)
+CLASS_GRID, CLASS_SWEEPS = 25, 3  # its strengths: a log grid over STRENGTH_RANGE, sweeps of coordinate descent
 NEURAL_FOLDS = 5
 NEURAL_EVAL_EVERY = 25
 NEURAL_MAX_STEPS = 1000
@@ -187,8 +199,9 @@ def background_parts(model: CharModel) -> tuple[list[BackoffTable], list[Backoff
     """A trained count model as (chained tables, mixture components, mixture weights) of back-off
     tables in its own token ids (see namesmith.models.sparse_ngram).
 
-    A sparse n-gram is made of them already; a dense n-gram stores every seen context's whole
-    distribution (back-off weight 0); a bigram model its (V, V) table.
+    A sparse n-gram is made of them already (an adapted one's class table is left out: the new list
+    gets its own); a dense n-gram stores every seen context's whole distribution (back-off weight 0);
+    a bigram model its (V, V) table.
     """
     if isinstance(model, ConditionalCounts):
         model = model.given()  # conditioned on labels: its model of every name, the labels marginalised
@@ -399,7 +412,8 @@ def list_levels(windows: torch.Tensor, fold_of: torch.Tensor, k: int, base: int,
 
 
 def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, component_probs: torch.Tensor,
-                   mixture: torch.Tensor, base: int) -> tuple[BackoffTable, torch.Tensor, dict[str, Any]]:
+                   mixture: torch.Tensor, base: int
+                   ) -> tuple[BackoffTable, torch.Tensor, dict[str, Any], tuple[torch.Tensor, float]]:
     """The list's table (see the module docstring), its weights chosen by cross-validation, and the
     background's mixture weights re-fitted for what that table leaves to the background.
 
@@ -411,9 +425,9 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, compone
     a + b · P_c: EM fits the weights to those held-out predictions (`MIXTURE_REFITS` times, the
     list's weights fitted again after each), so the mixture serves the tokens the list's table does
     not already predict. The table's share λ and the weights it averages come from
-    `nested_cross_validation`. Returns the table, the mixture and a record of the cross-validation
+    `nested_cross_validation`. Returns the table, the mixture, a record of the cross-validation
     (folds, weights, λ, held-out NLL per character of the adapted model, nested and not, and of the
-    re-weighed background alone).
+    re-weighed background alone), and the whole list's weights (θ) with λ (`held_out_class_shares`).
     """
     levels = list_levels(windows, fold_of, k, base)
     n = len(levels)
@@ -440,7 +454,7 @@ def fit_list_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, compone
               "strengths": [round(v, 4) for v in strengths.tolist()],
               "shares": [round(v, 4) for v in shares.tolist()], "cv_nll": round(cv_nll, 4),
               "cv_nll_background": round(-background_prob.log().mean().item(), 4), "tokens": len(windows)}
-    return table, mixture, record
+    return table, mixture, record, (theta, share)
 
 
 def nested_cross_validation(windows: torch.Tensor, fold_of: torch.Tensor, k: int, background_prob: torch.Tensor,
@@ -537,6 +551,111 @@ def _table(levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor, stren
                                    torch.cat(to_base))
 
 
+# --- the class table: how long the list's names are, and which scripts follow which ------------------
+def token_classes(vocab: Vocab) -> tuple[torch.Tensor, list[str]]:
+    """(V,) each token's class, and the classes' names: 0 the end token ("END"), then one per script
+    of the vocabulary's characters (`script_of`: punctuation and spaces are "COMMON")."""
+    names = ["END", *sorted({script_of(c) for c in vocab.chars})]
+    return torch.tensor([0] + [names.index(script_of(c)) for c in vocab.chars]), names
+
+
+def held_out_class_shares(windows: torch.Tensor, fold_of: torch.Tensor, k: int, background: SparseNGram,
+                          class_of: torch.Tensor, n: int, theta: torch.Tensor, share: float) -> torch.Tensor:
+    """(M, C) how the adapted model without each token's fold shares the next token among the classes:
+    the list's table from the other folds' counts (weights θ, share λ) over `background`. What the
+    class table's weights are chosen against (`fit_class_table`); the whole rows (M, V) are never
+    kept, ROWS_CHUNK at a time."""
+    base, K, C = background.base, windows.size(1) - 1, int(class_of.max()) + 1
+    tables: dict[int, BackoffTable] = {}
+    for f in range(k) if n else ():  # the list's table without each fold (its counts, the whole list's weights)
+        others = fold_of != f
+        levels = list_levels(windows[others], torch.zeros(int(others.sum()), dtype=torch.long), 1, base, max_levels=n)
+        tables[f] = _table(levels, *_weights(theta, n), base)
+    shares = torch.zeros(len(windows), C, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, len(windows), ROWS_CHUNK):
+            contexts, folds = windows[start : start + ROWS_CHUNK, :K], fold_of[start : start + ROWS_CHUNK]
+            rows = background.next_token_probs(contexts)
+            for f in folds.unique().tolist() if n else ():
+                mine = folds == f
+                below = rows[mine]
+                table_rows = tables[f].add_rows(below.clone(), suffix_keys(contexts[mine], base),
+                                                contexts[mine, -1] if K else None)
+                rows[mine] = share * table_rows + (1 - share) * below
+            shares[start : start + len(rows)] = torch.zeros(len(rows), C, dtype=torch.float64).index_add_(
+                1, class_of, rows.double())
+    return shares
+
+
+def _class_probs(shares: torch.Tensor, counts: list[torch.Tensor], strengths: torch.Tensor) -> torch.Tensor:
+    """(M, C) the class table's distributions: from `shares` (M, C), through each level's counts (M, C)
+    of the classes seen after the token's class context (0, 1, ... classes long), with strength β_j."""
+    probs = shares / shares.sum(1, keepdim=True)
+    for n, b in zip(counts, strengths):
+        probs = (n + b * probs) / (n.sum(1, keepdim=True) + b)
+    return probs
+
+
+def fit_class_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, class_of: torch.Tensor,
+                    shares: torch.Tensor, names: Sequence[str]) -> tuple[BackoffTable | None, dict[str, Any]]:
+    """The class table on top of the adapted model (namesmith.models.sparse_ngram: `SparseNGram.by_class`),
+    or None where it does not help.
+
+    The n-gram knows a character's context only through the characters themselves: after two
+    Chinese characters it has rarely seen together, it backs off to what follows the second
+    one anywhere, and forgets that the list's names all end there. The class table knows the
+    sequence of classes (`token_classes`: the end, each script) of the context: how long the names
+    are (up to order-1 characters: the context holds the boundary) and which scripts and spaces
+    follow which. Its distribution after a class context is a hierarchical Dirichlet smoother of
+    the list's class counts, contexts of 0, 1, ... order-1 classes, over the adapted model's own
+    share of each class, P_j = (n_j + β_j · P_(j-1)) / (N_j + β_j); the β_j (in STRENGTH_RANGE) are
+    chosen by cross-validation on the same folds as the table's, against the held-out shares
+    (`held_out_class_shares`), by coordinate descent over a grid from "no class table" (β = the
+    largest strength; gradient steps from the middle found poor local minima). The table is kept if
+    it gains at least CLASS_MIN_GAIN nats per held-out token."""
+    C, cw = shares.size(1), class_of[windows]
+    keys = suffix_keys(cw[:, :-1], C + 1)  # (M, order): each token's class context, 0 .. order-1 classes long
+    target = cw[:, -1]
+    levels, held = [], []
+    for j in range(keys.size(1)):
+        contexts, context_of = torch.unique(keys[:, j], return_inverse=True)
+        per_fold = torch.zeros(k, len(contexts), C, dtype=torch.float64).index_put_(
+            (fold_of, context_of, target), torch.ones(len(target), dtype=torch.float64), accumulate=True)
+        total = per_fold.sum(0)
+        levels.append((contexts, total))
+        held.append((total - per_fold)[fold_of, context_of])
+    grid = torch.logspace(math.log10(STRENGTH_RANGE[0]), math.log10(STRENGTH_RANGE[1]), CLASS_GRID,
+                          dtype=torch.float64)
+
+    def loss(strengths: torch.Tensor) -> float:
+        return -_class_probs(shares, held, strengths).gather(1, target.unsqueeze(1)).log().mean().item()
+
+    betas = torch.full((len(levels),), STRENGTH_RANGE[1], dtype=torch.float64)  # from "no class table"
+    best = without = loss(betas)
+    for _ in range(CLASS_SWEEPS):  # coordinate descent over the grid: the loss has poor local minima in β
+        for j in range(len(levels)):
+            for b in grid:
+                tried = betas.clone()
+                tried[j] = b
+                if (value := loss(tried)) < best:
+                    best, betas = value, tried
+    gain = without - best
+    record = {"names": list(names), "strengths": [round(v, 4) for v in betas.tolist()], "cv_gain": round(gain, 4),
+              "kept": gain >= CLASS_MIN_GAIN}
+    if not record["kept"]:
+        return None, record
+    context_keys, backoffs, gram_keys, alphas = [], [], [], []
+    for (contexts, total), b in zip(levels, betas):
+        seen = total.sum(1) + b
+        row, c = (total > 0).nonzero(as_tuple=True)
+        context_keys.append(contexts)
+        backoffs.append(b / seen)
+        gram_keys.append(contexts[row] * (C + 1) + c + 1)
+        alphas.append(total[row, c] / seen[row])
+    return BackoffTable.from_parts(torch.cat(context_keys), torch.cat(backoffs).float(), torch.cat(gram_keys),
+                                   torch.cat(alphas).float(), C + 1), record
+
+
 @with_autograd
 def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, background_vocab: Vocab, *,
                 order: int = DEFAULT_ORDER, seed: int = 0, labels: Sequence[str] | None = None
@@ -558,7 +677,7 @@ def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, backg
     record: dict[str, Any] = {}
     if not base_model.tables and len(base_model.components) > 1:  # a bare mixture: re-weigh it for the list
         probs = component_probs(base_model, windows)
-        table, mixture, cv = fit_list_table(windows, fold_of, k, probs, fit_mixture(probs), vocab.size + 1)
+        table, mixture, cv, weights = fit_list_table(windows, fold_of, k, probs, fit_mixture(probs), vocab.size + 1)
         keep = mixture > 0
         names = list(labels) if labels is not None else [str(i) for i in range(len(keep))]
         record["mixture"] = {name: round(w, 4) for name, w, on in zip(names, mixture.tolist(), keep.tolist()) if on}
@@ -568,14 +687,20 @@ def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, backg
         with torch.no_grad():
             probs = base_model.next_token_probs(windows[:, :-1])
         background_prob = probs.gather(1, windows[:, -1:]).double()  # (M, 1): one "component"
-        table, _, cv = fit_list_table(windows, fold_of, k, background_prob, torch.ones(1, dtype=torch.float64),
-                                      vocab.size + 1)
+        table, _, cv, weights = fit_list_table(windows, fold_of, k, background_prob,
+                                               torch.ones(1, dtype=torch.float64), vocab.size + 1)
+    class_of, class_names = token_classes(vocab)
+    shares = held_out_class_shares(windows, fold_of, k, base_model, class_of, cv["levels"], *weights)
+    class_table, record["classes"] = fit_class_table(windows, fold_of, k, class_of, shares, class_names)
     model = SparseNGram.from_tables(vocab.size, order, [table, *base_model.tables], list(base_model.components),
-                                    base_model.mixture).eval()
+                                    base_model.mixture,
+                                    classes=None if class_table is None else (class_of, class_table)).eval()
     record = {"method": "ngram", "order": order, **cv, **record, "seconds": round(time.perf_counter() - start, 3)}
     log.info(f"adapted an order-{order} n-gram to {len(words)} names: cross-validated NLL {record['cv_nll']:.4f} "
              f"per character ({record['folds']} folds; the background alone {record['cv_nll_background']:.4f}); "
-             f"nested, with the table's share {record['table_share']:.2f}: {record['nested_cv_nll']:.4f}")
+             f"nested, with the table's share {record['table_share']:.2f}: {record['nested_cv_nll']:.4f}"
+             + (f"; the class table ({', '.join(record['classes']['names'])}) gains "
+                f"{record['classes']['cv_gain']:.4f} more" if class_table is not None else ""))
     return model, record
 
 

@@ -631,6 +631,10 @@ def _format_adaptation(record: dict[str, Any]) -> str:
            f"an order-{record['order']} n-gram over it")
     if "nested_cv_nll" in record:  # an n-gram: its table's share chosen by nested cross-validation, the honest figure
         how += f" (the list's table weighs {record['table_share']:.2f})"
+    if record.get("classes", {}).get("kept"):
+        classes = record["classes"]
+        how += (f" and a class table of {', '.join(classes['names'])} (held-out gain {classes['cv_gain']:.4f} "
+                "per character)")
     held_out = record.get("nested_cv_nll", record["cv_nll"])
     line = (f"adapted {prior} to the list: {how}, chosen by {record['folds']}-fold cross-validation (held-out NLL "
             f"{held_out:.4f} per character; the prior alone {record['cv_nll_background']:.4f})")

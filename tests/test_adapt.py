@@ -28,6 +28,7 @@ from namesmith.adapt import (
     _weights,
     adapted_vocab,
     background_model,
+    held_out_class_shares,
     list_levels,
     open_word_log_probs,
     remap_table,
@@ -157,6 +158,90 @@ def test_bagged_table_is_the_shared_mean_of_its_tables(prior_dir, monkeypatch):
     assert torch.equal(in_pieces, bagged)
 
 
+def test_held_out_rows_give_the_held_out_probabilities(prior_dir):
+    """The class table's weights are chosen against the adapted model's held-out rows: with every
+    token its own class, those rows, and at each target the held-out probability that chose the
+    table's weights (here with λ = 0.6 of the table)."""
+    background = NameModel.load(prior_dir)
+    vocab = adapted_vocab(LIST, background.vocab)
+    bg = background_model(background.model, background.vocab, vocab, 4)
+    x, y = encode_words(LIST[:12], vocab)
+    windows, base = ngram_windows(x, y, 4), vocab.size + 1
+    word_of = torch.arange(12).unsqueeze(1).expand_as(y)[y >= 0]
+    fold_of_word, k = _folds(12, seed=0)
+    fold_of = fold_of_word[word_of]
+    with torch.no_grad():
+        background_prob = bg.next_token_probs(windows[:, :-1]).gather(1, windows[:, -1:]).squeeze(1).double()
+    theta = torch.randn(9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    rows = held_out_class_shares(windows, fold_of, k, bg, torch.arange(vocab.size), 3, theta, 0.6)
+    held_out = _adapted_prob(background_prob, list_levels(windows, fold_of, k, base, max_levels=3),
+                             *_weights(theta, 3))
+    assert torch.allclose(rows.sum(1), torch.ones(len(rows), dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(rows.gather(1, windows[:, -1:]).squeeze(1), 0.6 * held_out + 0.4 * background_prob,
+                          rtol=1e-4)
+
+
+FOUR = made_up(["ko", "ra", "ni", "te", "su", "mo", "la", "vi"], 120, 2)  # 4-8 letters
+FOUR_LETTERS = [w for w in FOUR if len(w) == 4][:25] + [w[:4] for w in FOUR if len(w) > 4][:35]
+
+
+@pytest.fixture(scope="module")
+def four_letters(prior_dir):
+    """An order-6 model (the default) adapted to 40 names of exactly four letters (the background's
+    have 4-8), and held-out names of four letters."""
+    words = list(dict.fromkeys(FOUR_LETTERS))
+    return NameModel.train(words=words[:40], model="ngram", prior=prior_dir, split=False), words[40:]
+
+
+def test_class_table_learns_how_long_the_names_are(prior_dir, four_letters, monkeypatch):
+    """Every name of the list has four letters: the n-gram backs off to contexts that end names of
+    any length, the class table (end, LATIN) knows that names end after four letters."""
+    adapted, held_out = four_letters
+    assert adapted.meta["adaptation"]["classes"]["kept"] and adapted.model.config.classes == 2
+    assert adapted.meta["adaptation"]["classes"]["names"] == ["END", "LATIN"]
+    monkeypatch.setattr("namesmith.adapt.CLASS_MIN_GAIN", math.inf)  # the same adaptation, no class table
+    without = NameModel.train(words=list(adapted.meta["data"]["words"]), model="ngram", prior=prior_dir, split=False)
+    assert without.model.config.classes == 0 and not without.meta["adaptation"]["classes"]["kept"]
+    assert nll(adapted, held_out) < nll(without, held_out) - 0.05
+    lengths = collections.Counter(len(n) for n in adapted.generate(500, seed=0).names)
+    assert lengths[4] > 0.9 * sum(lengths.values())
+    assert collections.Counter(len(n) for n in without.generate(500, seed=0).names)[4] < lengths[4]
+
+
+def test_exact_constraints_with_a_class_table(four_letters):
+    """With a class table the chain's state is (the tables' state, the last classes): its rows are the
+    model's after any history, and exact sampling matches sampling and filtering."""
+    adapted = four_letters[0]
+    model, vocab = adapted.model, adapted.vocab
+    log_probs, next_state, start = model.markov_chain()
+    rng = random.Random(0)
+    for _ in range(200):
+        tokens = [rng.randrange(1, vocab.size) for _ in range(rng.randrange(0, 9))]
+        state = start
+        for t in tokens:
+            state = int(next_state[state, t])
+        assert torch.allclose(model(torch.tensor([[0, *tokens]]))[0, -1], log_probs[state], atol=1e-5)
+    exact = adapted.generate(3000, starts_with="r", seed=1, method="exact")
+    filtered = adapted.generate(3000, starts_with="r", seed=2, method="rejection")
+    assert exact.stats.method == "exact" and all(n.startswith("r") for n in exact.names)
+    a, b = collections.Counter(exact.names), collections.Counter(filtered.names)
+    for name, count in a.most_common(5):
+        assert abs(count - b[name]) < 5 * math.sqrt(count + b[name]) + 5, name
+
+
+def test_class_table_round_trips_and_is_checked(four_letters, tmp_path):
+    adapted = four_letters[0]
+    adapted.save(tmp_path / "m")
+    loaded = NameModel.load(tmp_path / "m")
+    x, _ = encode_words(four_letters[1], adapted.vocab)
+    assert loaded.model.config.classes == 2 and torch.equal(loaded.model(x), adapted.model(x))
+    tensors = adapted.model.weights()
+    tensors["class_of"] = tensors["class_of"].clone()
+    tensors["class_of"][3] = 2  # no such class
+    with pytest.raises(CheckpointError, match="class_of must give each"):
+        SparseNGram(adapted.vocab.size, adapted.model.config).load_weights(tensors)
+
+
 def test_adaptation_beats_the_list_alone_and_the_background_alone(prior_dir, adapted):
     alone = NameModel.train(words=LIST, model="ngram", order=4, prior="none", split=False)
     background = NameModel.load(prior_dir)
@@ -239,7 +324,7 @@ def test_prior_is_built_once_and_cached(tmp_path, monkeypatch, caplog):
     first = catalogue_prior("ngram", sets=("israel",))
     (directory,) = (tmp_path / "cache").iterdir()
     assert directory.name.startswith("prior-ngram-") and (directory / "namesmith.json").is_file()
-    assert first.meta["prior"]["components"][:2] == ["all", "israel:Christian-Arab"]
+    assert first.meta["prior"]["components"][:2] == ["all", "israel:Christian-Arab:1940s"]
 
     def no_build(*args, **kwargs):
         raise AssertionError("built again instead of read from the cache")
@@ -331,9 +416,9 @@ def test_adapted_model_round_trips(adapted, tmp_path):
 
 def test_exact_constraints_on_the_adapted_ngram(adapted):
     model, vocab = adapted.model, adapted.vocab
-    chain = model.markov_chain
+    chain = model.markov_chain()
     assert chain is not None
-    log_probs, next_state, start = chain()
+    log_probs, next_state, start = chain
     rng = random.Random(0)
     for _ in range(200):  # the chain's state gives the model's own distribution after any history
         tokens = [rng.randrange(1, vocab.size) for _ in range(rng.randrange(0, 7))]
@@ -387,7 +472,8 @@ def test_fine_tuning_a_pretrained_network(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_cli_adapts_a_short_list_onto_the_catalogue_prior(tmp_path):
     """The default path: `namesmith train` on 30 names builds the catalogue prior (once, into the
-    session's cache) and adapts to them; `eval` reads characters the list never had."""
+    session's cache) and adapts to them; `eval` reads characters the list never had; `sample` takes
+    constraints."""
     (tmp_path / "list.txt").write_text("\n".join(n.title() for n in ELVISH[:30]) + "\n", encoding="utf-8")
     (tmp_path / "other.txt").write_text("Jax\nQuinn\nZoë\n", encoding="utf-8")
 
@@ -402,6 +488,10 @@ def test_cli_adapts_a_short_list_onto_the_catalogue_prior(tmp_path):
     evaluated = run("eval", "-m", "m", "--data", "other.txt", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["all"]["n_words"] == 3
+    # constraints on a model too large for an exact chain: sampled and filtered (this once raised a TypeError)
+    constrained = run("sample", "-m", "m", "-n", "5", "--ends-with", "el", "--seed", "1")
+    assert constrained.returncode == 0, constrained.stderr
+    assert len(constrained.stdout.split()) == 5 and all(n.lower().endswith("el") for n in constrained.stdout.split())
     alone = run("train", "--data", "list.txt", "--out", "alone", "--prior", "none", "--json")
     assert alone.returncode == 0 and json.loads(alone.stdout)["model_type"] == "ngram"
     bad = run("train", "--data", "list.txt", "--out", "x", "--prior", "nowhere")

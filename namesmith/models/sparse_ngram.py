@@ -29,16 +29,22 @@ A `SparseNGram` is tables chained over a mixture of tables:
   namesmith.adapt puts the table of a small list's counts there (its weights chosen by
   cross-validation), and "more like these" another one on top.
 
+- optionally a *class table* on top (`by_class`): each token has a class (an adapted list's: the
+  end token, or the script of a character), and a back-off table over sequences of classes says how
+  the next token's class is distributed after the classes of the context; each class's share of the
+  rows below is scaled to it. So a model of 2-character Chinese names can know that a name ends after
+  two characters, whichever they are.
+
 Each table's rows are renormalised, so a prior restricted to fewer characters (namesmith.adapt drops
 the scripts a list does not use) is still a distribution. Whatever the tables, the next token
-depends on the last order-1 tokens only, through the longest of them that some table stores: the
-model is a finite Markov chain over its stored contexts (`markov_chain`), so exact constraints
-(namesmith.generate) apply where the chain is small enough.
+depends on the last order-1 tokens only, through the longest of them that some table stores (and
+their classes): the model is a finite Markov chain over its stored contexts, or over the reachable
+pairs (stored context, classes of the last order-1 tokens) with a class table (`markov_chain`), so
+exact constraints (namesmith.generate) apply where the chain is small enough.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -59,11 +65,12 @@ class SparseNGramConfig:
     order: int = DEFAULT_ORDER  # the next token depends on the previous order-1 tokens
     tables: int = 0  # back-off tables chained over the mixture (an adapted model's lists)
     components: int = 1  # back-off tables mixed at the bottom (1: a plain n-gram; the prior has one per name group)
+    classes: int = 0  # token classes of the class table on top (0: none; an adapted list's scripts and the end)
 
     def __post_init__(self) -> None:
         check_config(isinstance(self.order, int) and not isinstance(self.order, bool) and self.order >= 1,
                      f"--order must be an integer of at least 1, got {self.order!r}")
-        for name, least in (("tables", 0), ("components", 1)):
+        for name, least in (("tables", 0), ("components", 1), ("classes", 0)):
             value = getattr(self, name)
             check_config(isinstance(value, int) and not isinstance(value, bool) and value >= least,
                          f"{name} must be an integer of at least {least}, got {value!r}")
@@ -239,16 +246,26 @@ class SparseNGram(CharModel):
         self.tables = nn.ModuleList(BackoffTable() for _ in range(self.config.tables))
         self.components = nn.ModuleList(BackoffTable() for _ in range(self.config.components))
         self.register_buffer("mixture", torch.full((self.config.components,), 1.0 / self.config.components))
+        self.classes: BackoffTable | None = None
+        if self.config.classes:
+            self.register_buffer("class_of", torch.zeros(vocab_size, dtype=torch.long))  # (V,) each token's class
+            self.classes = BackoffTable()  # over the classes: tokens are classes, contexts class sequences
         self._chain_cache: list | None = None  # see `markov_chain`
 
     @classmethod
     def from_tables(cls, vocab_size: int, order: int, tables: list[BackoffTable], components: list[BackoffTable],
-                    mixture: torch.Tensor | None = None) -> SparseNGram:
-        """A model of `tables` chained over the mixture of `components` (weights `mixture`; default: equal)."""
-        model = cls(vocab_size, SparseNGramConfig(order=order, tables=len(tables), components=len(components)))
+                    mixture: torch.Tensor | None = None,
+                    classes: tuple[torch.Tensor, BackoffTable] | None = None) -> SparseNGram:
+        """A model of `tables` chained over the mixture of `components` (weights `mixture`; default:
+        equal), and `classes` on top: (each token's class (V,), the table over class sequences)."""
+        n_classes = int(classes[0].max()) + 1 if classes is not None else 0
+        model = cls(vocab_size, SparseNGramConfig(order=order, tables=len(tables), components=len(components),
+                                                  classes=n_classes))
         model.tables, model.components = nn.ModuleList(tables), nn.ModuleList(components)
         if mixture is not None:
             model.mixture = mixture.to(torch.float32)
+        if classes is not None:
+            model.class_of, model.classes = classes[0].to(torch.long), classes[1]
         return model
 
     @property
@@ -261,7 +278,8 @@ class SparseNGram(CharModel):
         out = []
         for i in range(0, len(contexts), ROWS_CHUNK):
             chunk = contexts[i : i + ROWS_CHUNK]
-            out.append(self._probs(suffix_keys(chunk, self.base), chunk[:, -1] if self.context_size else None))
+            rows = self._probs(suffix_keys(chunk, self.base), chunk[:, -1] if self.context_size else None)
+            out.append(rows if self.classes is None else self.by_class(rows, self.class_of[chunk]))
         return torch.cat(out) if out else torch.zeros(0, self.vocab_size, device=contexts.device)
 
     def _probs(self, keys: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
@@ -270,6 +288,17 @@ class SparseNGram(CharModel):
         for table in reversed(self.tables):  # each table sits on the one after it, the last on the mixture
             rows = table.add_rows(rows, keys, last)
         return rows
+
+    def by_class(self, rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """`rows` (N, V) with each class's share replaced by the class table's: P(w | h) · P_class(class
+        of w | classes of h) / P(class of w | h), where the class table, given the classes of the
+        context's tokens (N, order-1), smooths towards P(class | h), the rows' own share of each class."""
+        class_of = self.class_of
+        shares = torch.zeros(len(rows), self.config.classes, device=rows.device).index_add_(1, class_of, rows)
+        wanted = self.classes.add_rows(shares.clone(), suffix_keys(classes, self.config.classes + 1),
+                                       classes[:, -1] if self.context_size else None)
+        rows = rows * (wanted / shares.clamp(min=1e-30))[:, class_of]
+        return rows / rows.sum(-1, keepdim=True)
 
     def mixture_probs(self, keys: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
         """(N, V) the mixture of the components' distributions, each over the uniform base."""
@@ -281,11 +310,9 @@ class SparseNGram(CharModel):
         return rows
 
     # --- the model as a finite Markov chain (exact constraints: namesmith.generate) ---------------
-    @property
-    def markov_chain(self) -> Callable[[], tuple[torch.Tensor, torch.Tensor, int]] | None:
-        """`chain()` gives the model as a finite Markov chain over its stored contexts, or None when
-        that chain would have more than MAX_CHAIN_CELLS states × tokens (namesmith.generate then
-        samples and filters).
+    def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """The model as a finite Markov chain over its stored contexts, or None when that chain would
+        have more than MAX_CHAIN_CELLS states × tokens (namesmith.generate then samples and filters).
 
         The state is the longest suffix of the history that any table stores. Every table's own
         longest stored suffix of the history is a suffix of it (a shorter stored suffix is stored in
@@ -293,16 +320,49 @@ class SparseNGram(CharModel):
         is the longest stored suffix of (state, c): that one token longer if stored, else the
         parent's (the state without its oldest token) transition, since the stored contexts are
         closed under taking suffixes. Built by context length, as the dense n-gram's transitions.
+        With a class table, the state is a pair (`_class_chain`).
         """
-        states = self._states()
-        return None if len(states) * self.vocab_size > MAX_CHAIN_CELLS else self._chain
+        if len(self._states()) * self.vocab_size > MAX_CHAIN_CELLS:
+            return None
+        return self._chain() if self.classes is None else self._class_chain()
+
+    def _class_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """The chain of a model with a class table: its state is the pair (the tables' state, the
+        classes of the last order-1 tokens), which fixes the rows and the class table's context. Only
+        the pairs reachable from the start of a name are built (None: more than MAX_CHAIN_CELLS cells)."""
+        if self._chain_cache[3] is not None:
+            return self._chain_cache[3] or None  # False: too many pairs
+        log_probs, next_state, start = self._chain()
+        C, K, V, device = self.config.classes, self.context_size, self.vocab_size, log_probs.device
+        Q = C**K  # class contexts: the latest token's class the least significant digit
+        if len(log_probs) * Q >= 1 << 62:  # pair codes would not fit int64 (a long order, many scripts)
+            self._chain_cache[3] = False
+            return None
+        codes = frontier = torch.tensor([start * Q], device=device)  # the start: K boundaries, class 0
+        while len(frontier):
+            successors = next_state[frontier // Q] * Q + (frontier % Q * C % Q).unsqueeze(1) + self.class_of  # (F, V)
+            successors = torch.unique(successors[:, 1:])  # the end token leads nowhere
+            frontier = successors[~torch.isin(successors, codes)]
+            codes = torch.unique(torch.cat([codes, frontier]))
+            if len(codes) * V > MAX_CHAIN_CELLS:
+                self._chain_cache[3] = False
+                return None
+        classes = codes.unsqueeze(1) // C ** torch.arange(K - 1, -1, -1, device=device) % C  # (P, K), oldest first
+        rows = torch.cat([self.by_class(log_probs[codes[i : i + ROWS_CHUNK] // Q].exp(), classes[i : i + ROWS_CHUNK])
+                          for i in range(0, len(codes), ROWS_CHUNK)])
+        successors = next_state[codes // Q] * Q + (codes % Q * C % Q).unsqueeze(1) + self.class_of
+        pair_next = torch.searchsorted(codes, successors.clamp(max=int(codes[-1])))
+        pair_next[:, 0] = 0  # after the end token: never read
+        chain = (rows.log(), pair_next, int(torch.searchsorted(codes, torch.tensor(start * Q, device=device))))
+        self._chain_cache[3] = chain
+        return chain
 
     def _states(self) -> torch.Tensor:
         """Sorted keys of every context stored in any table or component (kept until the tables change)."""
         keys = [t.keys for t in (*self.tables, *self.components)]
         cache = self._chain_cache
         if cache is None or len(cache[0]) != len(keys) or any(a is not b for a, b in zip(cache[0], keys)):
-            self._chain_cache = cache = [keys, torch.unique(torch.cat(keys)), None]
+            self._chain_cache = cache = [keys, torch.unique(torch.cat(keys)), None, None]
         return cache[1]
 
     def _chain(self) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -367,6 +427,8 @@ class SparseNGram(CharModel):
         groups = [("tables", self.tables), ("components", self.components)]
         expected = {f"{group}.{i}.{name}" for group, tables in groups for i in range(len(tables))
                     for name in TABLE_FIELDS} | {"mixture"}
+        if self.classes is not None:
+            expected |= {"class_of"} | {f"classes.{name}" for name in TABLE_FIELDS}
         if set(tensors) != expected:
             missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
             raise CheckpointError(f"weights do not match sparse-ngram with {self.config.tables} table(s) and "
@@ -385,6 +447,17 @@ class SparseNGram(CharModel):
                 table.set(*(tensors[f"{group}.{i}.{name}"] for name in TABLE_FIELDS))
                 table.check(self.vocab_size, self.config.order, f"sparse-ngram {group} {i}")
         self.mixture = mixture.to(self.device, torch.float32)
+        if self.classes is not None:
+            class_of, C = tensors["class_of"], self.config.classes
+            if (class_of.dtype != torch.long or tuple(class_of.shape) != (self.vocab_size,) or int(class_of[0]) != 0
+                    or int(class_of.min()) < 0 or int(class_of.max()) >= C):
+                raise CheckpointError(f"sparse-ngram class_of must give each of the {self.vocab_size} tokens a class "
+                                      f"in [0, {C}), the end token class 0")
+            if tensors["classes.next"].dtype != torch.int32:
+                raise CheckpointError("sparse-ngram classes: next must be int32")
+            self.class_of = class_of.to(self.device)
+            self.classes.set(*(tensors[f"classes.{name}"] for name in TABLE_FIELDS))
+            self.classes.check(C, self.config.order, "sparse-ngram classes")
 
 
 def ngram_windows(x: torch.Tensor, y: torch.Tensor, order: int) -> torch.Tensor:
