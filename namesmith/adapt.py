@@ -51,8 +51,8 @@ list says how its names differ. This module builds such adapted models.
    only through its characters: after two Chinese characters it never saw together it backs off to
    what follows the second one anywhere, and forgets that every name of the list ends there. A
    **class table** on top knows the classes of the context's tokens (the end, or the script of a
-   character: `token_classes`), so how far into the name it is (up to order-1 characters) and
-   which scripts and spaces follow which; it replaces the model's share of each class after a
+   character, capitals apart: `token_classes`), so how far into the name it is (up to order-1
+   characters) and which scripts and spaces follow which; it replaces the model's share of each class after a
    class context by a hierarchical Dirichlet smoother of the list's class counts over that share
    (`fit_class_table`; its strengths chosen by cross-validation against the adapted model's
    held-out rows, and the table kept only if it helps there).
@@ -554,9 +554,14 @@ def _table(levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor, stren
 # --- the class table: how long the list's names are, and which scripts follow which ------------------
 def token_classes(vocab: Vocab) -> tuple[torch.Tensor, list[str]]:
     """(V,) each token's class, and the classes' names: 0 the end token ("END"), then one per script
-    of the vocabulary's characters (`script_of`: punctuation and spaces are "COMMON")."""
-    names = ["END", *sorted({script_of(c) for c in vocab.chars})]
-    return torch.tensor([0] + [names.index(script_of(c)) for c in vocab.chars]), names
+    of the vocabulary's characters (`script_of`: punctuation and spaces are "COMMON"), capitals
+    apart ("LATIN CAPITAL": lists whose casing is kept, such as product names, capitalise inside
+    their names, at places the class context tells; most lists are folded to lower case)."""
+    def class_of(c: str) -> str:
+        return script_of(c) + (" CAPITAL" if c.isupper() else "")
+
+    names = ["END", *sorted({class_of(c) for c in vocab.chars})]
+    return torch.tensor([0] + [names.index(class_of(c)) for c in vocab.chars]), names
 
 
 def held_out_class_shares(windows: torch.Tensor, fold_of: torch.Tensor, k: int, background: SparseNGram,
@@ -631,14 +636,15 @@ def fit_class_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, class_
         return -_class_probs(shares, held, strengths).gather(1, target.unsqueeze(1)).log().mean().item()
 
     betas = torch.full((len(levels),), STRENGTH_RANGE[1], dtype=torch.float64)  # from "no class table"
-    best = without = loss(betas)
+    best = loss(betas)
     for _ in range(CLASS_SWEEPS):  # coordinate descent over the grid: the loss has poor local minima in β
         for j in range(len(levels)):
             for b in grid:
                 tried = betas.clone()
                 tried[j] = b
-                if (value := loss(tried)) < best:
+                if (value := loss(tried)) < best - 1e-9:  # (a tie keeps the larger strength)
                     best, betas = value, tried
+    without = -(shares.gather(1, target.unsqueeze(1)) / shares.sum(1, keepdim=True)).log().mean().item()
     gain = without - best
     record = {"names": list(names), "strengths": [round(v, 4) for v in betas.tolist()], "cv_gain": round(gain, 4),
               "kept": gain >= CLASS_MIN_GAIN}

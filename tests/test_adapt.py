@@ -33,6 +33,7 @@ from namesmith.adapt import (
     open_word_log_probs,
     remap_table,
     resize_vocab,
+    token_classes,
 )
 from namesmith.catalogue import load_dataset
 from namesmith.checkpoint import save_checkpoint
@@ -206,6 +207,15 @@ def test_class_table_learns_how_long_the_names_are(prior_dir, four_letters, monk
     lengths = collections.Counter(len(n) for n in adapted.generate(500, seed=0).names)
     assert lengths[4] > 0.9 * sum(lengths.values())
     assert collections.Counter(len(n) for n in without.generate(500, seed=0).names)[4] < lengths[4]
+
+
+def test_token_classes_are_the_end_and_each_script_capitals_apart():
+    v = Vocab(tuple(sorted("aBcß -жЖ")))
+    class_of, names = token_classes(v)
+    assert names == ["END", "COMMON", "CYRILLIC", "CYRILLIC CAPITAL", "LATIN", "LATIN CAPITAL"]
+    assert [names[int(class_of[v.stoi[c]])] for c in "aBß -Ж"] == ["LATIN", "LATIN CAPITAL", "LATIN", "COMMON",
+                                                                 "COMMON", "CYRILLIC CAPITAL"]
+    assert int(class_of[0]) == 0  # the end token
 
 
 def test_exact_constraints_with_a_class_table(four_letters):
