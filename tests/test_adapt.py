@@ -239,6 +239,24 @@ def test_exact_constraints_with_a_class_table(four_letters):
         assert abs(count - b[name]) < 5 * math.sqrt(count + b[name]) + 5, name
 
 
+@pytest.mark.parametrize("order", [1, 2])
+def test_class_chain_at_short_orders(prior_dir, order, monkeypatch):
+    """At order 1 the class context is empty and at order 2 one class long: the chain's pairs still
+    give the model's rows after any history."""
+    monkeypatch.setattr("namesmith.adapt.CLASS_MIN_GAIN", -math.inf)  # kept, helpful or not
+    words = [a + b for a in "kortn" for b in "aeiou"][:24]  # two letters each
+    adapted = NameModel.train(words=words, model="ngram", order=order, prior=prior_dir, split=False)
+    assert adapted.model.config.classes
+    log_probs, next_state, start = adapted.model.markov_chain()
+    rng = random.Random(order)
+    for _ in range(100):
+        tokens = [rng.randrange(1, adapted.vocab.size) for _ in range(rng.randrange(0, 5))]
+        state = start
+        for t in tokens:
+            state = int(next_state[state, t])
+        assert torch.allclose(adapted.model(torch.tensor([[0, *tokens]]))[0, -1], log_probs[state], atol=1e-5)
+
+
 def test_class_table_round_trips_and_is_checked(four_letters, tmp_path):
     adapted = four_letters[0]
     adapted.save(tmp_path / "m")

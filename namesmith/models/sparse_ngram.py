@@ -340,7 +340,7 @@ class SparseNGram(CharModel):
             return None
         codes = frontier = torch.tensor([start * Q], device=device)  # the start: K boundaries, class 0
         while len(frontier):
-            successors = next_state[frontier // Q] * Q + (frontier % Q * C % Q).unsqueeze(1) + self.class_of  # (F, V)
+            successors = next_state[frontier // Q] * Q + ((frontier % Q * C).unsqueeze(1) + self.class_of) % Q  # (F, V)
             successors = torch.unique(successors[:, 1:])  # the end token leads nowhere
             frontier = successors[~torch.isin(successors, codes)]
             codes = torch.unique(torch.cat([codes, frontier]))
@@ -350,7 +350,7 @@ class SparseNGram(CharModel):
         classes = codes.unsqueeze(1) // C ** torch.arange(K - 1, -1, -1, device=device) % C  # (P, K), oldest first
         rows = torch.cat([self.by_class(log_probs[codes[i : i + ROWS_CHUNK] // Q].exp(), classes[i : i + ROWS_CHUNK])
                           for i in range(0, len(codes), ROWS_CHUNK)])
-        successors = next_state[codes // Q] * Q + (codes % Q * C % Q).unsqueeze(1) + self.class_of
+        successors = next_state[codes // Q] * Q + ((codes % Q * C).unsqueeze(1) + self.class_of) % Q
         pair_next = torch.searchsorted(codes, successors.clamp(max=int(codes[-1])))
         pair_next[:, 0] = 0  # after the end token: never read
         chain = (rows.log(), pair_next, int(torch.searchsorted(codes, torch.tensor(start * Q, device=device))))
