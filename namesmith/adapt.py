@@ -101,6 +101,7 @@ in DIR; `prior="none"` never adapts. A table conditioned on labels or weighted i
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import itertools
@@ -144,6 +145,7 @@ MIXTURE_REFITS = 1  # times the mixture is re-fitted to the held-out predictions
 OUTER_FOLDS = 5  # nested cross-validation: groups of the list's folds that choose the table's share λ
 BAGGING_CELLS = 1 << 21  # (context, token) cells the bagged table is assembled in at a time
 CLASS_MIN_GAIN = 1e-3  # held-out nats per token the class table must gain to be kept (fit_class_table)
+CLASS_SPLIT_SHARE = 0.5  # of a list's names with capitals (marks) for them to be a class of their own
 CLASS_GRID, CLASS_SWEEPS = 25, 3  # its strengths: a log grid over STRENGTH_RANGE, sweeps of coordinate descent
 NEURAL_FOLDS = 5
 NEURAL_EVAL_EVERY = 25
@@ -552,13 +554,22 @@ def _table(levels: list[dict[str, torch.Tensor]], discounts: torch.Tensor, stren
 
 
 # --- the class table: how long the list's names are, and which scripts follow which ------------------
-def token_classes(vocab: Vocab) -> tuple[torch.Tensor, list[str]]:
+def token_classes(vocab: Vocab, words: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
     """(V,) each token's class, and the classes' names: 0 the end token ("END"), then one per script
-    of the vocabulary's characters (`script_of`: punctuation and spaces are "COMMON"), capitals
-    apart ("LATIN CAPITAL": lists whose casing is kept, such as product names, capitalise inside
-    their names, at places the class context tells; most lists are folded to lower case)."""
+    of the vocabulary's characters (`script_of`: punctuation and spaces are "COMMON"), with its
+    capitals and its marks apart ("LATIN CAPITAL", "TAMIL MARK") where at least CLASS_SPLIT_SHARE
+    of the list `words` have such a character: product names capitalise inside their names, and
+    the vowel signs and viramas of Indic scripts follow consonants, in nearly every name; a list
+    whose names only now and then have one (Arabic names and their vowel marks) would learn little
+    of where they go, and rule them out wherever its few never had one."""
+    def split(c: str) -> str:
+        return (script_of(c) + (" CAPITAL" if c.isupper() else "")
+                + (" MARK" if unicodedata.category(c)[0] == "M" else ""))
+
+    in_names = collections.Counter(cls for word in words for cls in {split(c) for c in word})
+
     def class_of(c: str) -> str:
-        return script_of(c) + (" CAPITAL" if c.isupper() else "")
+        return split(c) if in_names[split(c)] >= CLASS_SPLIT_SHARE * len(words) else script_of(c)
 
     names = ["END", *sorted({class_of(c) for c in vocab.chars})]
     return torch.tensor([0] + [names.index(class_of(c)) for c in vocab.chars]), names
@@ -609,11 +620,12 @@ def fit_class_table(windows: torch.Tensor, fold_of: torch.Tensor, k: int, class_
     The n-gram knows a character's context only through the characters themselves: after two
     Chinese characters it has rarely seen together, it backs off to what follows the second
     one anywhere, and forgets that the list's names all end there. The class table knows the
-    sequence of classes (`token_classes`: the end, each script) of the context: how long the names
-    are (up to order-1 characters: the context holds the boundary) and which scripts and spaces
-    follow which. Its distribution after a class context is a hierarchical Dirichlet smoother of
-    the list's class counts, contexts of 0, 1, ... order-1 classes, over the adapted model's own
-    share of each class, P_j = (n_j + β_j · P_(j-1)) / (N_j + β_j); the β_j (in STRENGTH_RANGE) are
+    sequence of classes (`token_classes`: the end, each script, its capitals and marks) of the
+    context: how long the names are (up to order-1 characters: the context holds the boundary),
+    which scripts and spaces follow which, and where vowel signs go. Its distribution after a
+    class context is a hierarchical Dirichlet smoother of the list's class counts, contexts of 0,
+    1, ... order-1 classes, over the adapted model's own share of each class,
+    P_j = (n_j + β_j · P_(j-1)) / (N_j + β_j); the β_j (in STRENGTH_RANGE) are
     chosen by cross-validation on the same folds as the table's, against the held-out shares
     (`held_out_class_shares`), by coordinate descent over a grid from "no class table" (β = the
     largest strength; gradient steps from the middle found poor local minima). The table is kept if
@@ -695,7 +707,7 @@ def adapt_ngram(words: Sequence[str], vocab: Vocab, background: CharModel, backg
         background_prob = probs.gather(1, windows[:, -1:]).double()  # (M, 1): one "component"
         table, _, cv, weights = fit_list_table(windows, fold_of, k, background_prob,
                                                torch.ones(1, dtype=torch.float64), vocab.size + 1)
-    class_of, class_names = token_classes(vocab)
+    class_of, class_names = token_classes(vocab, words)
     shares = held_out_class_shares(windows, fold_of, k, base_model, class_of, cv["levels"], *weights)
     class_table, record["classes"] = fit_class_table(windows, fold_of, k, class_of, shares, class_names)
     model = SparseNGram.from_tables(vocab.size, order, [table, *base_model.tables], list(base_model.components),

@@ -209,13 +209,18 @@ def test_class_table_learns_how_long_the_names_are(prior_dir, four_letters, monk
     assert collections.Counter(len(n) for n in without.generate(500, seed=0).names)[4] < lengths[4]
 
 
-def test_token_classes_are_the_end_and_each_script_capitals_apart():
-    v = Vocab(tuple(sorted("aBcß -жЖ")))
-    class_of, names = token_classes(v)
-    assert names == ["END", "COMMON", "CYRILLIC", "CYRILLIC CAPITAL", "LATIN", "LATIN CAPITAL"]
-    assert [names[int(class_of[v.stoi[c]])] for c in "aBß -Ж"] == ["LATIN", "LATIN CAPITAL", "LATIN", "COMMON",
-                                                                 "COMMON", "CYRILLIC CAPITAL"]
+def test_token_classes_are_the_end_and_each_script_capitals_and_marks_apart():
+    v = Vocab(tuple(sorted("aBcß -жЖ\u0301")))  # (U+0301: a combining acute, script COMMON)
+    class_of, names = token_classes(v, ["aB", "ж-Ж", "Жж"])  # Cyrillic capitals in 2 names of 3, Latin in 1
+    assert names == ["END", "COMMON", "CYRILLIC", "CYRILLIC CAPITAL", "LATIN"]
+    assert [names[int(class_of[v.stoi[c]])] for c in "aBß -Жж\u0301"] == [
+        "LATIN", "LATIN", "LATIN", "COMMON", "COMMON", "CYRILLIC CAPITAL", "CYRILLIC", "COMMON"]
     assert int(class_of[0]) == 0  # the end token
+    tamil = Vocab(tuple(sorted("கடாி்")))
+    class_of, names = token_classes(tamil, ["கடா", "கி", "கட"])  # vowel signs in 2 names of 3
+    assert names == ["END", "TAMIL", "TAMIL MARK"]
+    assert [names[int(class_of[tamil.stoi[c]])] for c in "கா்"] == ["TAMIL", "TAMIL MARK", "TAMIL MARK"]
+    assert token_classes(tamil, ["கடா", "கட", "டக"])[1] == ["END", "TAMIL"]  # in 1 of 3: with the letters
 
 
 def test_exact_constraints_with_a_class_table(four_letters):
