@@ -51,9 +51,10 @@ list says how its names differ. This module builds such adapted models.
    only through its characters: after two Chinese characters it never saw together it backs off to
    what follows the second one anywhere, and forgets that every name of the list ends there. A
    **class table** on top knows the classes of the context's tokens (the end, or the script of a
-   character, capitals apart: `token_classes`), so how far into the name it is (up to order-1
-   characters) and which scripts and spaces follow which; it replaces the model's share of each class after a
-   class context by a hierarchical Dirichlet smoother of the list's class counts over that share
+   character, with capitals and marks apart where most of the list's names have them:
+   `token_classes`), so how far into the name it is (up to order-1 characters), which scripts and
+   spaces follow which and where vowel signs go; it replaces the model's share of each class after
+   a class context by a hierarchical Dirichlet smoother of the list's class counts over that share
    (`fit_class_table`; its strengths chosen by cross-validation against the adapted model's
    held-out rows, and the table kept only if it helps there).
 
