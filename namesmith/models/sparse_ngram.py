@@ -338,10 +338,14 @@ class SparseNGram(CharModel):
         if len(log_probs) * Q >= 1 << 62:  # pair codes would not fit int64 (a long order, many scripts)
             self._chain_cache[3] = False
             return None
+
+        def after(pairs: torch.Tensor) -> torch.Tensor:
+            """(P, V) the pair after each token: the tables' next state, the classes shifted by the token's."""
+            return next_state[pairs // Q] * Q + ((pairs % Q * C).unsqueeze(1) + self.class_of) % Q
+
         codes = frontier = torch.tensor([start * Q], device=device)  # the start: K boundaries, class 0
         while len(frontier):
-            successors = next_state[frontier // Q] * Q + ((frontier % Q * C).unsqueeze(1) + self.class_of) % Q  # (F, V)
-            successors = torch.unique(successors[:, 1:])  # the end token leads nowhere
+            successors = torch.unique(after(frontier)[:, 1:])  # the end token leads nowhere
             frontier = successors[~torch.isin(successors, codes)]
             codes = torch.unique(torch.cat([codes, frontier]))
             if len(codes) * V > MAX_CHAIN_CELLS:
@@ -350,8 +354,7 @@ class SparseNGram(CharModel):
         classes = codes.unsqueeze(1) // C ** torch.arange(K - 1, -1, -1, device=device) % C  # (P, K), oldest first
         rows = torch.cat([self.by_class(log_probs[codes[i : i + ROWS_CHUNK] // Q].exp(), classes[i : i + ROWS_CHUNK])
                           for i in range(0, len(codes), ROWS_CHUNK)])
-        successors = next_state[codes // Q] * Q + ((codes % Q * C).unsqueeze(1) + self.class_of) % Q
-        pair_next = torch.searchsorted(codes, successors.clamp(max=int(codes[-1])))
+        pair_next = torch.searchsorted(codes, after(codes).clamp(max=int(codes[-1])))
         pair_next[:, 0] = 0  # after the end token: never read
         chain = (rows.log(), pair_next, int(torch.searchsorted(codes, torch.tensor(start * Q, device=device))))
         self._chain_cache[3] = chain
