@@ -39,8 +39,10 @@ on one name (nested repetition such as `(a|a)+b`) is a `ConfigError`, so no patt
 request past its budget for long, and a request without a time budget still ends. The engine
 counts the process's CPU time, so on a busy machine one match may run past the wall-clock budget
 by up to `REGEX_TIMEOUT` × the load (and in a busy multi-threaded process it may stop sooner).
-A linear-time engine (RE2) was not used: its `\\w`, `\\d`, `\\b` are ASCII-only, which would change
-what a pattern means for most of the world's names.
+Compiling expands counted repetitions (`a{1000}` is 1,000 items), so `regex_size` bounds that
+first: a count above `MAX_NAME_LENGTH`, or more than `MAX_REGEX_SIZE` items in all, is a `ConfigError`
+(compiling the largest allowed takes about 0.07 s). A linear-time engine (RE2) was not used: its
+`\\w`, `\\d`, `\\b` are ASCII-only, which would change what a pattern means for most of the world's names.
 
 Budgets: `max_tries` (draws examined) and `time_budget` (seconds, checked between the steps of
 every sampler, while building the exact tables and inside each regex match) end any search; the
@@ -79,6 +81,7 @@ from namesmith.vocab import BOUNDARY, Vocab
 MAX_NAME_LENGTH = 10_000  # max_len and min_len at most: longer requests are refused, not attempted
 GUARD_AT_LEAST = 32  # the default length guard is max(2 × the longest training name, this)
 REGEX_TIMEOUT = 0.25  # CPU seconds one regex match may take; longer is a ConfigError (see the docstring)
+MAX_REGEX_SIZE = 100_000  # items of a regex, its {m,n} counts expanded (`regex_size`): about 0.07 s, 25 MB to compile
 MAX_ENUMERATED_CONTEXTS = 20_000  # window models: contexts (V^k) up to which the model is tabulated as a chain
 MAX_AUTOMATON_STATES = 2_000  # states of the constraints' automaton, at most
 MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: the exact sampler's step table
@@ -200,10 +203,81 @@ class GenerateConfig:
 
 
 def compile_regex(pattern: str) -> Any:
+    """The compiled pattern, once `regex_size` has bounded what compiling it costs (`ConfigError` naming "regex")."""
+    size = regex_size(pattern)
+    if size > MAX_REGEX_SIZE:
+        raise ConfigError(f"regex {_shown(pattern)}: expands to about {size:,} items, more than "
+                          f"{MAX_REGEX_SIZE:,} (namesmith.generate.MAX_REGEX_SIZE); use fewer or smaller {{m,n}} "
+                          "counts, or * and +", field="regex")
     try:
         return regex_engine.compile(pattern)
     except regex_engine.error as e:
-        raise ConfigError(f"regex {pattern!r}: {e}", field="regex") from None
+        raise ConfigError(f"regex {_shown(pattern)}: {e}", field="regex") from None
+
+
+def _shown(pattern: str) -> str:
+    """The pattern as a message quotes it: in full if short, else its start (a message stays one short line)."""
+    return repr(pattern) if len(pattern) <= 80 else f"{pattern[:60]!r}... ({len(pattern):,} characters)"
+
+
+_COUNTED = regex_engine.compile(r"\{([\d\s]*)(?:(,)([\d\s]*))?\}")  # {m}, {m,}, {,n}, {m,n} (verbose: {3 00})
+_NAMED_ESCAPE = regex_engine.compile(r"\\[pPNx]\{[^}]*\}|\\.", regex_engine.DOTALL)  # \p{L}, \N{...}, \x{41}, \d
+
+
+def regex_size(pattern: str) -> int:
+    """An upper bound on the items of `pattern` once its counted repetitions are expanded, as the `regex`
+    engine's compiler expands them: `a{1000}` is 1,000 items, `(?:a{300}){300}` 90,000. Compiling costs
+    time and memory in proportion (about 0.7 s and 250 MB per million items), so a short pattern can ask
+    for hours and gigabytes: `(?:a{30000}){30000}` is 19 characters. A count above MAX_NAME_LENGTH can
+    never match a name and is refused as such (`ConfigError`).
+
+    Every character counts as an item (more than the engine's, for classes and group syntax); `*`, `+`
+    and `?` loop without expanding. Whitespace and `#` comments count, but never take the place of
+    the item a count repeats, as in verbose mode (an over-estimate otherwise, never an under-estimate).
+    """
+    totals = [0]  # the items of each open group so far, the outermost first
+    last = 0  # the items of the last atom or group: what a count after it repeats
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            escape = _NAMED_ESCAPE.match(pattern, i)
+            i = escape.end() if escape else n
+            last = 1
+        elif ch == "[":  # a class is one item: skip to its closing bracket (one right after [ or [^ is literal)
+            j = i + 1 + (pattern[i + 1:i + 2] == "^")
+            j += pattern[j:j + 1] == "]"
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i, last = j + 1, 1
+        elif ch == "(":
+            totals.append(0)
+            i, last = i + 1, 0
+            continue
+        elif ch == ")" and len(totals) > 1:
+            last = totals.pop() + 1
+            totals[-1] += last
+            i += 1
+            continue
+        elif ch == "{" and (counted := _COUNTED.match(pattern, i)) and counted.group().strip("{} \t\n\r\f\v"):
+            low, comma, high = ("".join(part.split()) if part else part for part in counted.groups())
+            count = max(int(low or 0), int(high or 0)) if comma and high else int(low or 0)
+            if count > MAX_NAME_LENGTH:
+                raise ConfigError(f"regex {_shown(pattern)}: the count {counted.group()} is more than "
+                                  f"{MAX_NAME_LENGTH:,} (the longest name, namesmith.generate.MAX_NAME_LENGTH), so it "
+                                  "can never match a name", field="regex")
+            totals[-1] += last * (max(count, 1) - 1)
+            last *= max(count, 1)
+            i = counted.end()
+            continue
+        elif ch.isspace() or ch == "#":
+            totals[-1] += 1
+            i += 1
+            continue  # verbose mode ignores it: a count after it repeats the item before
+        else:
+            i, last = i + 1, 1
+        totals[-1] += 1
+    return sum(totals)
 
 
 def check_lengths(config: GenerateConfig, hi: int | None, limit: str) -> None:

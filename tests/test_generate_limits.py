@@ -5,6 +5,7 @@ and the n-gram is steered exactly over the contexts it stores."""
 import math
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -109,6 +110,32 @@ def test_a_normal_regex_filters_as_before(builtin_bigram):
     out = generate(builtin_bigram.model, builtin_bigram.vocab, GenerateConfig(num=200, seed=0, regex="^[^aeiou]{2}"),
                    max_word_length=15)
     assert out.complete and all(len(n) >= 2 and not set(n[:2]) & set("aeiou") for n in out.names)
+
+
+@pytest.mark.parametrize("pattern, needle", [
+    ("(?:a{30000}){30000}", "the count {30000} is more than 10,000"),  # 19 characters: 36.9 s and 24.3 GB to compile
+    ("a{10000000}", "the count {10000000} is more than 10,000"),
+    ("a{1000000000}", "the count {1000000000}"),  # the CLI's MemoryError
+    ("(?:a{5000}){5000}", "expands to about 25,015,000 items, more than 100,000"),
+    ("(?x)(?: a{3 00} ) { 1 000 }", "expands to about 30"),  # verbose mode: the spaces do not hide the counts
+    ("(?:(?:a{50}){50}){50}", "expands to about 132,650 items"),
+])
+def test_a_regex_too_large_to_compile_is_refused_before_compiling(monkeypatch, pattern, needle):
+    compiled = []
+    monkeypatch.setattr(generate_module.regex_engine, "compile", lambda *a, **k: compiled.append(a))
+    with pytest.raises(ConfigError, match=re.escape(needle)) as e:
+        GenerateConfig(regex=pattern)
+    assert e.value.field == "regex" and "\n" not in str(e.value)
+    assert compiled == []  # the engine never saw it
+
+
+def test_regex_size_bounds_what_the_engine_expands():
+    assert generate_module.regex_size("a{1000}") == 1000
+    assert generate_module.regex_size("(?:ab|cd){500}") > 2 * 500
+    assert generate_module.regex_size(r"\p{L}{3}[{]{4}") == 3 + 4  # braces of escapes and classes are no counts
+    assert generate_module.regex_size("a{x}") == 4  # not a count: literal braces
+    for fine in ("^[^aeiou]{2}", "[a-z]{3,8}$", "(?:an){1,3}", "a{10000}", "(?:a{300}){300}"):
+        GenerateConfig(regex=fine)
 
 
 # --- 2. streaming -----------------------------------------------------------------------------------
