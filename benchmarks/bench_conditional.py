@@ -126,7 +126,7 @@ def conditional_figures(model: NameModel, plain: NameModel, sex: dict[str, str],
     test_names = sorted(set(split.test))
     train_names = sorted(set(split.train))
     t0 = time.perf_counter()
-    posterior = model.classify(test_names)
+    posterior = [r.labels for r in model.classify(test_names)]
     classify_seconds = time.perf_counter() - t0
     predicted = [max(p["sex"], key=p["sex"].get) for p in posterior]
     accuracy = float(np.mean([p == sex[n] for p, n in zip(predicted, test_names)]))

@@ -18,15 +18,30 @@ one label given (`model.given({label: value})`) and the value's share of the tra
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from namesmith.errors import ConfigError, DataError
 from namesmith.evaluate import word_log_probs
 from namesmith.models.base import CharModel
-from namesmith.vocab import Vocab, describe_chars
+from namesmith.vocab import Vocab
 
 MAX_JOINT = 64  # combinations of values up to which names are classified by the joint posterior
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One name's posterior over each label, {label: {value: P(value | name)}}, values from most to
+    least likely; `error` says why it has none (the name is empty or has characters the model lacks)."""
+
+    name: str
+    labels: dict[str, dict[str, float]] | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "labels": self.labels, "error": self.error}
 
 
 def label_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[str], label: str) -> torch.Tensor:
@@ -36,17 +51,14 @@ def label_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[str], 
 
 
 def posteriors(model: CharModel, vocab: Vocab, names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """{label: (N, values) P(value | name)} for every conditioned label; each row sums to 1."""
-    if model.condition is None or not model.labels:
-        raise ConfigError("classify needs a conditional model: this one is not conditioned on any label "
-                          "(train it on a table with condition=..., --condition LABEL)", field="model")
-    if isinstance(names, str):
-        raise ConfigError("names must be a list of names, not one string", field="names")
+    """{label: (N, values) P(value | name)} for every conditioned label; each row sums to 1.
+
+    Every name must be readable (`vocab.unreadable`): `classify` sets the others apart."""
+    check_conditional(model)
     for name in names:
-        unknown = vocab.unknown_chars(name)
-        if not name or unknown:
-            why = "is empty" if not name else f"has {describe_chars(unknown)} not in the model's vocabulary"
-            raise DataError(f"names: {name!r} {why}", field="names")
+        why = vocab.unreadable(name)
+        if why is not None:
+            raise DataError(f"names: {name!r}: {why}", field="names")
     condition = model.condition
     combinations = [(codes, weight) for codes, weight in condition.joint if weight > 0]
     out = {}
@@ -64,29 +76,47 @@ def posteriors(model: CharModel, vocab: Vocab, names: Sequence[str]) -> dict[str
     return out
 
 
-def classify(model: CharModel, vocab: Vocab, names: Sequence[str]) -> list[dict[str, dict[str, float]]]:
-    """Per name: {label: {value: P(value | name)}}, values from most to least likely."""
-    posterior = posteriors(model, vocab, names)
+def check_conditional(model: CharModel) -> None:
+    """A ConfigError unless the model is conditioned on some label (only then is there anything to classify)."""
+    if model.condition is None or not model.labels:
+        raise ConfigError("classify needs a conditional model: this one is not conditioned on any label "
+                          "(train it on a table with condition=..., --condition LABEL)", field="model")
+
+
+def classify(model: CharModel, vocab: Vocab, names: Sequence[str]) -> list[Classification]:
+    """Each name's posterior over each label; a name the model cannot read gets an `error` instead, as in
+    scoring (namesmith.score), so one such name never fails the batch."""
+    check_conditional(model)
+    problems = [vocab.unreadable(name) for name in names]
+    readable = [name for name, why in zip(names, problems) if why is None]
+    posterior = posteriors(model, vocab, readable) if readable else {}
+    found = iter(range(len(readable)))
     result = []
-    for i in range(len(names)):
-        row = {}
+    for name, why in zip(names, problems):
+        if why is not None:
+            result.append(Classification(name, error=why))
+            continue
+        i, row = next(found), {}
         for label, probs in posterior.items():
             values = model.condition.labels[label]
             order = torch.argsort(probs[i], descending=True, stable=True).tolist()
             row[label] = {values[j]: float(probs[i, j]) for j in order}
-        result.append(row)
+        result.append(Classification(name, row))
     return result
 
 
-def format_classification(names: Sequence[str], results: Sequence[dict[str, dict[str, float]]],
-                          top: int = 3) -> str:
-    """`leslie: sex F 61% M 39%; decade 1950s 18% 1960s 15% 1940s 12% ...`, one line per name."""
+def format_classification(results: Sequence[Classification], top: int = 3) -> str:
+    """`leslie: sex F 61% M 39%; decade 1950s 18% 1960s 15% 1940s 12% ...`, one line per name
+    (`olivié: error: 'é' is not in the model's vocabulary` for a name without a posterior)."""
     lines = []
-    for name, result in zip(names, results):
+    for result in results:
+        if result.error is not None:
+            lines.append(f"{result.name}: error: {result.error}")
+            continue
         parts = []
-        for label, probs in result.items():
+        for label, probs in result.labels.items():
             shown = list(probs.items())[:top]
             text = " ".join(f"{value} {100 * p:.0f}%" for value, p in shown)
             parts.append(f"{label} {text}" + (" ..." if len(probs) > top else ""))
-        lines.append(f"{name}: " + "; ".join(parts))
+        lines.append(f"{result.name}: " + "; ".join(parts))
     return "\n".join(lines)

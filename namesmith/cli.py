@@ -725,10 +725,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     model = _load(args)
     results = model.classify(names)
     if args.json:
-        _print_json({"labels": model.labels, "names": [{"name": name, "posterior": result}
-                                                       for name, result in zip(names, results)]})
+        _print_json({"labels": model.labels, "names": [{"name": r.name, "posterior": r.labels, "error": r.error}
+                                                       for r in results]})
     else:
-        print(format_classification(names, results, args.top))
+        print(format_classification(results, args.top))
     return 0
 
 

@@ -23,7 +23,7 @@ import torch
 from namesmith.adapt import open_word_log_probs
 from namesmith.casing import fold, folds, restore
 from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, model_record, read_meta, save_checkpoint
-from namesmith.classify import classify
+from namesmith.classify import Classification, classify
 from namesmith.conditional import Where, where_key
 from namesmith.config import TrainConfig
 from namesmith.counting import count_pairs
@@ -496,16 +496,17 @@ class NameModel:
             keep |= match
         return [w for w, k in zip(corpus.split.train, keep.tolist()) if k]
 
-    def classify(self, names: Sequence[str]) -> list[dict[str, dict[str, float]]]:
-        """Per name, the posterior over each conditioned label: {label: {value: P(value | name)}}.
+    def classify(self, names: Sequence[str]) -> list[Classification]:
+        """Per name, the posterior over each conditioned label: `.labels` = {label: {value: P(value | name)}}.
 
         P(value | name) ∝ P(name | value) · P(value) (see namesmith.classify); values from most to
         least likely, each label's probabilities summing to 1. A ConfigError for a model without
-        labels, a DataError for a name it cannot read.
+        labels; a name it cannot read gets an `error` instead, as in `score`.
         """
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
-        return classify(self.model, self.vocab, self._prepare(names))
+        results = classify(self.model, self.vocab, self._prepare(names))
+        return [r if r.name == name else dataclasses.replace(r, name=name) for r, name in zip(results, names)]
 
     def evaluate(self, words: Sequence[str] | None = None, *, data: str | Path | None = None,
                  data_options: dict[str, Any] | None = None) -> dict[str, Any]:

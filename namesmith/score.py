@@ -17,7 +17,7 @@ import numpy as np
 
 from namesmith.evaluate import word_log_probs
 from namesmith.models.base import CharModel
-from namesmith.vocab import Vocab, describe_chars
+from namesmith.vocab import Vocab
 
 MAX_REFERENCE = 20_000  # reference words scored for percentiles at most (a fixed sample of more)
 
@@ -79,13 +79,7 @@ def score_names(model: CharModel, vocab: Vocab, names: Sequence[str],
 
     `reference` is `reference_scores(...)` of the training names; without it percentiles are None.
     """
-    problems: dict[int, str] = {}
-    for i, name in enumerate(names):
-        unknown = vocab.unknown_chars(name)
-        if not name:
-            problems[i] = "empty name"
-        elif unknown:
-            problems[i] = f"{describe_chars(unknown)} not in the model's vocabulary"
+    problems = {i: why for i, why in enumerate(map(vocab.unreadable, names)) if why is not None}
     good = [i for i in range(len(names)) if i not in problems]
     log_probs = word_log_probs(model, [names[i] for i in good], vocab).numpy() if good else np.zeros(0)
     nlls = -log_probs / (np.fromiter((len(names[i]) for i in good), dtype=np.float64, count=len(good)) + 1)

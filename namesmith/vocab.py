@@ -77,6 +77,14 @@ class Vocab:
             return []
         return sorted({c for c in word if c not in self.stoi})
 
+    def unreadable(self, word: str) -> str | None:
+        """Why a model of this vocabulary cannot score or classify `word` (None when it can): the one
+        rule every batch (score, classify) applies per name, so one bad name never fails the others."""
+        if not word:
+            return "empty name"
+        unknown = self.unknown_chars(word)
+        return f"{describe_chars(unknown)} not in the model's vocabulary" if unknown else None
+
 
 def describe_chars(chars: Iterable[str]) -> str:
     """Characters listed one by one for a message: "'-' (U+002D), 'J' is" / "... are"."""

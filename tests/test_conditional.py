@@ -26,7 +26,7 @@ from namesmith.checkpoint import load_checkpoint
 from namesmith.cli import main
 from namesmith.conditional import Condition, parse_where_args
 from namesmith.data import encode_words
-from namesmith.errors import CheckpointError, ConfigError, DataError
+from namesmith.errors import CheckpointError, ConfigError
 from namesmith.evaluate import row_log_probs
 from namesmith.io import sha256_file
 from namesmith.labelled import labelled_corpus
@@ -204,10 +204,21 @@ def test_where_gives_names_of_that_label(ngram):
 def test_classify_posteriors_sum_to_one_and_follow_the_names(ngram):
     results = ngram.classify(["malisa", "tobuko", "kim"])
     for result in results:
-        assert set(result) == {"sex"} and sum(result["sex"].values()) == pytest.approx(1.0)
-    assert results[0]["sex"]["F"] > 0.95 and results[1]["sex"]["M"] > 0.95
-    with pytest.raises(DataError, match="names: 'mäx'"):
-        ngram.classify(["mäx"])
+        assert set(result.labels) == {"sex"} and sum(result.labels["sex"].values()) == pytest.approx(1.0)
+    assert results[0].labels["sex"]["F"] > 0.95 and results[1].labels["sex"]["M"] > 0.95
+
+
+def test_classify_answers_per_name(ngram):
+    """A name the model cannot read gets its own error (as in score); the others their posteriors, unchanged."""
+    alone = ngram.classify(["malisa", "tobuko"])
+    mixed = ngram.classify(["mäx", "malisa", "", "tobuko", "Malisa"])
+    assert [r.name for r in mixed] == ["mäx", "malisa", "", "tobuko", "Malisa"]
+    assert mixed[0].labels is None and mixed[0].error == "'x', 'ä' are not in the model's vocabulary"
+    assert mixed[2].error == "empty name" == ngram.score([""])[0].error
+    assert mixed[0].error == ngram.score(["mäx"])[0].error  # one rule for score and classify
+    assert [mixed[1].labels, mixed[3].labels] == [alone[0].labels, alone[1].labels]
+    assert mixed[4].labels == alone[0].labels and mixed[4].error is None
+    assert ngram.classify(["mäx"])[0].error is not None
 
 
 def test_classify_is_bayes_rule_on_a_bigram_computed_by_hand(tmp_path):
@@ -237,7 +248,7 @@ def test_classify_is_bayes_rule_on_a_bigram_computed_by_hand(tmp_path):
     for name in ("ab", "ba", "abab", "b"):
         joint = {"F": likelihood(name, "F") * 2 / 5, "M": likelihood(name, "M") * 3 / 5}  # priors: rows per sex
         expected = {s: p / sum(joint.values()) for s, p in joint.items()}
-        got = model.classify([name])[0]["sex"]
+        got = model.classify([name])[0].labels["sex"]
         assert got == pytest.approx(expected, rel=1e-5)
         assert sum(got.values()) == pytest.approx(1.0)
 
@@ -303,7 +314,7 @@ def test_every_model_type_trains_with_a_condition(one_thread, table_path, tmp_pa
     x, _ = encode_words(["malisa", "kim"], model.vocab)
     for where in ({"sex": "F"}, {"sex": ["F", "M"]}, None):
         assert torch.allclose(loaded.model.given(where)(x), model.model.given(where)(x), atol=1e-5)
-    posterior = loaded.classify(["malisa"])[0]["sex"]
+    posterior = loaded.classify(["malisa"])[0].labels["sex"]
     assert sum(posterior.values()) == pytest.approx(1.0)
     assert loaded.metrics["test"]["nll"] == pytest.approx(loaded.evaluate()["test"]["nll"], rel=1e-5)
 
@@ -348,9 +359,9 @@ def test_the_default_model_is_an_ngram_conditioned_on_the_builtin_sex(one_thread
     model = NameModel.train()
     assert model.describe() == "ngram | sex" and model.labels == {"sex": ["F", "M"]}
     assert model.meta["data"]["split_method"] == "by distinct name"
-    leslie = model.classify(["leslie", "liam"])
-    assert max(leslie[0]["sex"], key=leslie[0]["sex"].get) == "F"
-    assert max(leslie[1]["sex"], key=leslie[1]["sex"].get) == "M"
+    leslie, liam = (r.labels["sex"] for r in model.classify(["leslie", "liam"]))
+    assert max(leslie, key=leslie.get) == "F"
+    assert max(liam, key=liam.get) == "M"
 
 
 def test_damaged_conditional_weights_are_refused(ngram, tmp_path):
@@ -413,6 +424,9 @@ def test_cli_condition_where_classify(one_thread, capsys, table_path, tmp_path):
     assert code == 0 and len(stdout.split()) == 5
     code, stdout, _ = run(capsys, "classify", "-m", out, "malisa", "tobuko")
     assert code == 0 and stdout.startswith("malisa: sex F ") and "\ntobuko: sex M " in stdout
+    code, stdout, _ = run(capsys, "classify", "-m", out, "malisa", "ma1isa", "tobuko")  # per name, as score
+    assert code == 0 and stdout.splitlines()[1] == "ma1isa: error: '1' is not in the model's vocabulary"
+    assert "\ntobuko: sex M " in stdout
     code, stdout, _ = run(capsys, "score", "-m", out, "malisa", "--where", "sex=F,M", "--json")
     assert code == 0 and json.loads(stdout)["scores"][0]["error"] is None
     for argv, message in ((["sample", "-m", out, "--where", "decade=1950s"], "--where: unknown label 'decade'"),

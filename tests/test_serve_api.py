@@ -151,6 +151,23 @@ def test_conditions_and_classification_need_a_conditional_model(client):
     assert response.status_code == 400 and "labels" in response.json()["error"]
 
 
+def test_batch_endpoints_answer_per_name(tmp_path):
+    """One name the model cannot read gets its own error; the other names their scores and labels."""
+    NameModel.train(data="builtin", model="bigram-counts", out=tmp_path / "sexed")  # conditioned on sex
+    labelled = TestClient(create_app(ModelRegistry.from_directories([tmp_path / "sexed"])))
+    names = ["emma", "zzqx", "kaylee", "olivié", "leslie", ""]
+    classified = labelled.post("/api/v1/models/sexed/classify", json={"names": names})
+    assert classified.status_code == 200, classified.text
+    results = classified.json()["results"]
+    assert [r["name"] for r in results] == names
+    assert results[3] == {"name": "olivié", "labels": {}, "error": "'é' is not in the model's vocabulary"}
+    assert results[5]["error"] == "empty name"
+    for r in (results[i] for i in (0, 1, 2, 4)):
+        assert r["error"] is None and sum(r["labels"]["sex"].values()) == pytest.approx(1.0)
+    scores = labelled.post("/api/v1/models/sexed/score", json={"names": names, "sort": False}).json()["scores"]
+    assert [s["error"] for s in scores] == [r["error"] for r in results]  # one rule for both
+
+
 def test_more_like_these_matches_the_capability(client):
     capable = client.get("/api/v1/models/bigram").json()["capabilities"]["adapt"]
     response = client.post("/api/v1/models/bigram/more-like-these", json={"words": ["emma", "ella"], "n": 5, "seed": 1})

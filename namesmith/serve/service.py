@@ -152,18 +152,10 @@ def score(model: NameModel, names: Sequence[str], labels: dict[str, list[str]], 
 
 
 def classify(model: NameModel, names: Sequence[str], labels: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """P(value | name) for each label of a conditional model."""
+    """P(value | name) for each label of a conditional model; a name it cannot read gets an `error`."""
     if not labels or not hasattr(model, "classify"):
         raise ConfigError("this model has no labels to classify by (it is not a conditional model)")
-    results = []
-    for name, posterior in zip(names, model.classify(list(names))):
-        if isinstance(posterior, dict) and "error" not in posterior:
-            results.append({"name": name, "labels": {str(k): {str(v): float(p) for v, p in dict(d).items()}
-                                                     for k, d in posterior.items()}})
-        else:
-            error = posterior.get("error") if isinstance(posterior, dict) else str(posterior)
-            results.append({"name": name, "labels": {}, "error": str(error)})
-    return results
+    return [{**r.to_dict(), "labels": r.labels or {}} for r in model.classify(list(names))]
 
 
 def similarity(target: str, names: Sequence[str]) -> list[dict[str, Any]]:

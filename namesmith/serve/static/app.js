@@ -346,6 +346,7 @@ async function scoreNames() {
     const answer = await api(`/models/${id}/score`, { names, sort: true });
     let classes = new Map();
     if (state.model.capabilities && state.model.capabilities.classify) {
+      // per name, like the scores: a name the model cannot read has its own error, the others their labels
       const c = await api(`/models/${id}/classify`, { names });
       classes = new Map(c.results.map((r) => [r.name, r]));
     }
@@ -373,6 +374,7 @@ function showTab(tab) {
     t.tabIndex = selected ? 0 : -1;
     $(t.getAttribute("aria-controls")).hidden = !selected;
   });
+  showMessage("");  // a message belongs to the view it came from
   if (tab.id === "tab-model") showHeatmap();
 }
 
