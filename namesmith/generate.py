@@ -202,6 +202,9 @@ class GenerateConfig:
         return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
 
 
+IGNORE_CASE = "(?i)"  # put before a user's regex for a model of lowercased names (NameModel)
+
+
 def compile_regex(pattern: str) -> Any:
     """The compiled pattern, once `regex_size` has bounded what compiling it costs (`ConfigError` naming "regex")."""
     size = regex_size(pattern)
@@ -212,11 +215,18 @@ def compile_regex(pattern: str) -> Any:
     try:
         return regex_engine.compile(pattern)
     except regex_engine.error as e:
-        raise ConfigError(f"regex {_shown(pattern)}: {e}", field="regex") from None
+        error = e
+        try:  # the user's own pattern, so the message quotes what they wrote, at its positions
+            regex_engine.compile(pattern.removeprefix(IGNORE_CASE))
+        except regex_engine.error as own:
+            error = own
+        raise ConfigError(f"regex {_shown(pattern)}: {error}", field="regex") from None
 
 
 def _shown(pattern: str) -> str:
-    """The pattern as a message quotes it: in full if short, else its start (a message stays one short line)."""
+    """The pattern as a message quotes it: as the user wrote it (without the IGNORE_CASE that NameModel puts
+    before it), in full if short, else its start (a message stays one short line)."""
+    pattern = pattern.removeprefix(IGNORE_CASE)
     return repr(pattern) if len(pattern) <= 80 else f"{pattern[:60]!r}... ({len(pattern):,} characters)"
 
 
@@ -806,8 +816,8 @@ def _regex_test(pattern: str) -> Callable[[str, float | None], bool]:
         except TimeoutError:
             if timeout < REGEX_TIMEOUT:  # the budget's time ran out, not the per-match limit
                 raise _OutOfTime from None
-            raise ConfigError(f"regex {pattern!r} took more than {REGEX_TIMEOUT:g} s (CPU) to match one name "
-                              f"({len(name)} characters): it backtracks exponentially (nested repetition "
+            raise ConfigError(f"regex {_shown(pattern)} took more than {REGEX_TIMEOUT:g} s (CPU) to match one "
+                              f"name ({len(name)} characters): it backtracks exponentially (nested repetition "
                               "such as (a+)+ or (a|a)+); simplify it", field="regex") from None
 
     return matches

@@ -32,6 +32,7 @@ from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
 from namesmith.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
 from namesmith.generate import (
+    IGNORE_CASE,
     ExactCache,
     GenerateConfig,
     Generation,
@@ -364,7 +365,7 @@ class NameModel:
         if folds(self.casing):  # the model knows lowercased names: constraints hold whatever their case
             starts_with, ends_with = starts_with.lower(), ends_with.lower()
             contains, excludes = [c.lower() for c in contains], [e.lower() for e in excludes]
-            regex = None if regex is None else "(?i)" + regex
+            regex = None if regex is None else IGNORE_CASE + regex
         config = GenerateConfig(num=n, starts_with=starts_with, ends_with=ends_with, contains=tuple(contains),
                                 excludes=tuple(excludes), regex=regex, novel=novel, **options)
         split, why = self.training_split()

@@ -99,6 +99,17 @@ def test_a_regex_that_backtracks_too_long_is_refused_naming_the_field(a_model, m
     assert e.value.field == "regex"
 
 
+def test_a_bad_regex_is_quoted_as_written_on_a_model_of_lowercased_names():
+    """The model reads names lowercased and matches the regex ignoring case: the message shows the user's
+    pattern and its position, not the case flag put before it."""
+    model = NameModel.train(words=["Anna", "Bob", "Cara", "Dora"] * 5, model="bigram-counts")
+    assert model.casing == "title"
+    with pytest.raises(ConfigError, match=r"^regex '\^a\(b': missing \) at position 4$") as e:
+        model.generate(3, regex="^a(b")
+    assert e.value.field == "regex"
+    assert all(name.startswith("A") for name in model.generate(3, regex="^A", seed=1).names)
+
+
 def test_the_time_budget_ends_a_regex_match(a_model):
     # a budget shorter than REGEX_TIMEOUT: the budget, not the per-match limit, ends the match
     config = GenerateConfig(num=5, seed=0, regex="^(a|a)+b$", max_len=60, time_budget=0.1)
