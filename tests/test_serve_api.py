@@ -217,6 +217,19 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(client):
         assert not re.search(r"https?://", file.text)
 
 
+def test_the_api_docs_need_nothing_from_elsewhere(client):
+    """/docs loads Swagger UI from this server (FastAPI's default page loads it from a CDN: blank offline)."""
+    page = client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assert "http" not in page.text  # every URL is this server's
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "script-src 'self' 'sha256-" in policy and "unsafe-inline'; " in policy
+    for url in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+        asset = client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 1000, url
+    assert client.get("/redoc").status_code == 404  # FastAPI's other CDN page is not served
+
+
 def test_openapi_lists_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/v1", "/api/v1/models", "/api/v1/models/{model_id}", "/api/v1/models/{model_id}/generate",

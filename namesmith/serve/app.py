@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 import namesmith.serve.service as service
 from namesmith.errors import NamesmithError
 from namesmith.namemodel import NameModel
+from namesmith.serve.docs import add_docs
 from namesmith.serve.limits import Limits, Slots
 from namesmith.serve.registry import ID_PATTERN, ModelEntry, ModelRegistry, model_labels, public_info, scrub
 from namesmith.serve.schemas import (
@@ -119,7 +120,8 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
 
     app = FastAPI(title="namesmith", version=__version__, summary="Generate, steer, score and compare names.",
                   description="A JSON API over namesmith's character models. Errors are "
-                              "`{\"error\": message, \"field\": name}`.")
+                              "`{\"error\": message, \"field\": name}`.",
+                  docs_url=None, redoc_url=None)  # /docs: namesmith.serve.docs, offline
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
     def error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -266,6 +268,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         return {"target": body.target, "results": service.similarity(body.target, body.names)}
 
     app.include_router(api)
+    add_docs(app)
 
     static = Path(str(resources.files("namesmith.serve") / "static"))
 
