@@ -58,7 +58,9 @@ def browser(downloads):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400",
-                     "--disable-gpu", "--no-first-run"):
+                     "--disable-gpu", "--no-first-run",
+                     # offline: no host but this machine resolves, so a page that needs a CDN shows it
+                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(argument)
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
@@ -67,6 +69,15 @@ def browser(downloads):
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory) -> Path:
+    """Where the screenshots go: $NAMESMITH_ARTEFACTS, or `artefacts` in pytest's base temporary folder
+    (pytest keeps the last three runs' folders)."""
+    folder = Path(os.environ.get("NAMESMITH_ARTEFACTS") or tmp_path_factory.getbasetemp() / "artefacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def wait(driver, condition, seconds=30):
@@ -161,9 +172,10 @@ def test_generate_shortlist_export_share_score_and_model(browser, server, downlo
     fill(browser, "min_len", "5")
     fill(browser, "max_len", "8")
 
-    # the score tab, reached with the arrow key
+    # the score tab, reached with the arrow key; the generate tab's message stays with it
     browser.find_element(By.ID, "tab-generate").send_keys(Keys.ARROW_RIGHT)
     assert browser.find_element(By.ID, "panel-score").is_displayed()
+    assert not browser.find_element(By.ID, "message").is_displayed()
     fill(browser, "score-names", "zzqx\nemma\nsophia")
     browser.find_element(By.CSS_SELECTOR, "#score-form button").click()
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#scores tbody tr")) == 3)
@@ -228,3 +240,115 @@ def test_the_page_asks_for_the_api_key_when_one_is_set(browser, tmp_path_factory
         fill(browser, "n", "3").send_keys(Keys.ENTER)
         wait(browser, lambda d: len(shown_names(d)) == 3)
         browser.execute_script("sessionStorage.clear()")
+
+
+def sideways(driver) -> str:
+    """'' when nothing sticks out of the window on the right, else what does (for the assertion's message)."""
+    return driver.execute_script(
+        "const w = window.innerWidth; if (document.documentElement.scrollWidth <= w + 1) return '';"
+        "return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > w + 1)"
+        ".slice(-3).map(e => e.tagName + (e.id ? '#' + e.id : '') + ' ' + Math.round(e.getBoundingClientRect().right)"
+        " + 'px').join(', ') + ' (window ' + w + 'px)'")
+
+
+def at_size(driver, width, height):
+    driver.set_window_size(width, height)
+    wait(driver, lambda d: d.execute_script("return window.innerWidth") <= width, 5)
+
+
+def test_a_phone_shows_the_results_and_never_scrolls_sideways(browser, server, artefacts):
+    """390 x 844: after Generate the names are in sight (the form is above them) and focused; long names and
+    the score tab's labels wrap in their cells."""
+    at_size(browser, 390, 844)
+    try:
+        open_page(browser, server + "/")
+        fill(browser, "min_len", "22")
+        fill(browser, "max_len", "30")
+        fill(browser, "n", "8")
+        browser.find_element(By.ID, "generate").click()
+        wait(browser, lambda d: len(shown_names(d)) == 8)
+        assert min(map(len, shown_names(browser))) >= 22
+        top = browser.execute_script("return document.getElementById('results-title').getBoundingClientRect().top")
+        height = browser.execute_script("return window.innerHeight")
+        assert -1 <= top < height / 2, f"the results start at {top}px in a {height}px window"
+        assert browser.execute_script("return document.activeElement.id") == "results-title"
+        assert sideways(browser) == ""
+        browser.save_screenshot(str(artefacts / "phone-generate.png"))
+
+        browser.find_element(By.ID, "tab-score").click()
+        fill(browser, "score-names", "emma\nzzqx\nkaylee\nolivié\nleslie\nphiloyemaschidyesslieannabellerose")
+        browser.find_element(By.CSS_SELECTOR, "#score-form button").click()
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#scores tbody tr")) == 6)
+        rows = {r.find_elements(By.TAG_NAME, "td")[1].text: r.text for r in
+                browser.find_elements(By.CSS_SELECTOR, "#scores tbody tr")}
+        assert "'é' is not in the model's vocabulary" in rows["olivié"] and " has " not in rows["olivié"]
+        for name in ("emma", "zzqx", "kaylee", "leslie"):  # one unknown character fails that name only
+            assert "sex: " in rows[name], rows
+        assert not browser.find_element(By.ID, "message").is_displayed()
+        assert sideways(browser) == ""
+        browser.execute_script("document.getElementById('scores').scrollIntoView()")
+        browser.save_screenshot(str(artefacts / "phone-score.png"))
+
+        browser.find_element(By.ID, "tab-model").click()
+        facts = dict(zip(*(browser.execute_script(f"return Array.from(document.querySelectorAll('#model-facts {t}'))"
+                                                  ".map(e => e.textContent)") for t in ("dt", "dd"))))
+        assert "count model" in facts["parameters"] and facts["names shown in"] == "lower case (emma)"
+        assert browser.execute_script("return document.querySelector('#metrics thead').textContent").endswith("Rows")
+        assert "," in browser.find_element(By.CSS_SELECTOR, "#metrics tbody td:last-child").text  # 25,945
+        assert sideways(browser) == ""
+        browser.save_screenshot(str(artefacts / "phone-model.png"))
+    finally:
+        at_size(browser, 1280, 1400)
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG's contrast ratio of two CSS rgb()/rgba() colours."""
+    def luminance(colour: str) -> float:
+        channels = [int(float(c)) / 255 for c in colour[colour.index("(") + 1:-1].split(",")[:3]]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_controls_have_edges_of_3_to_1_and_screens_are_kept(browser, server, artefacts):
+    at_size(browser, 1280, 800)
+    try:
+        open_page(browser, server + "/#model=builtin-ngram&n=12&seed=3&starts_with=ma")
+        wait(browser, lambda d: len(shown_names(d)) == 12)
+        browser.save_screenshot(str(artefacts / "desktop-generate.png"))
+        edges = browser.execute_script(
+            "const ground = (e) => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;"
+            " if (c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; };"
+            "return Array.from(document.querySelectorAll('input:not([type=checkbox]):not([type=range]), select, "
+            "textarea, button:not(.name):not([role=tab])')).filter(e => e.offsetParent !== null).map(e => "
+            "[e.id || e.textContent, getComputedStyle(e).borderTopColor, ground(e.parentElement)])")
+        assert len(edges) > 15
+        low = [(what, round(contrast(edge, ground), 2)) for what, edge, ground in edges if contrast(edge, ground) < 3]
+        assert low == [], f"control edges under 3:1 against what is around them: {low}"
+        browser.find_element(By.ID, "tab-score").click()
+        fill(browser, "score-names", "emma\nzzqx\nkaylee\nolivié\nleslie")
+        browser.find_element(By.CSS_SELECTOR, "#score-form button").click()
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#scores tbody tr")) == 5)
+        browser.save_screenshot(str(artefacts / "desktop-score.png"))
+    finally:
+        at_size(browser, 1280, 1400)
+
+
+def test_the_api_docs_work_offline(browser, server, artefacts):
+    """/docs (the page's footer links there) shows every endpoint with no network: the browser resolves no
+    host but this one, and every file the docs load comes from this server."""
+    at_size(browser, 1280, 800)
+    try:
+        browser.get("about:blank")
+        browser.get(server + "/")
+        wait(browser, lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+        browser.find_element(By.CSS_SELECTOR, "footer a[href='/docs']").click()
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock")) >= 8)
+        assert "namesmith" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text
+        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and all(url.startswith(server) for url in loaded), loaded
+        browser.save_screenshot(str(artefacts / "desktop-docs.png"))
+    finally:
+        at_size(browser, 1280, 1400)

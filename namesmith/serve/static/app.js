@@ -88,15 +88,16 @@ function renderLabels(labels) {
 
 function renderModelTab(model) {
   $("model-title").textContent = `Model ${model.id}`;
-  const facts = [["type", model.description], ["trained on", model.source], ["parameters", model.parameters],
-    ["characters", model.vocab], ["names printed", model.casing],
+  const facts = [["type", model.description], ["trained on", model.source],
+    ["parameters", model.parameters ? count(model.parameters) : "none: a count model (its tables are counted, not trained)"],
+    ["characters", model.vocab], ["names shown in", CASINGS[model.casing] || model.casing],
     ["labels", Object.entries(model.labels || {}).map(([k, v]) => `${k}: ${v.join(", ")}`).join("; ") || "none"]];
   $("model-facts").replaceChildren(...facts.flatMap(([k, v]) => {
     const dt = document.createElement("dt"); dt.textContent = k;
     const dd = document.createElement("dd"); dd.textContent = v === null || v === undefined ? "—" : String(v);
     return [dt, dd];
   }));
-  const rows = Object.entries(model.metrics || {}).map(([split, m]) => row([split, fmt(m.nll, 4), fmt(m.perplexity, 2), m.n_words]));
+  const rows = Object.entries(model.metrics || {}).map(([split, m]) => row([split, fmt(m.nll, 4), fmt(m.perplexity, 2), count(m.n_words)]));
   $("metrics").tBodies[0].replaceChildren(...rows);
   const img = $("heatmap");
   img.hidden = true;
@@ -192,6 +193,7 @@ async function generate() {
     if (!result.complete) showMessage(result.message);
     await updateSimilarity();
     renderResults();
+    revealResults();
   } catch (e) {
     $("results-status").textContent = "No names.";
     showMessage(e.message, e.field);
@@ -201,6 +203,12 @@ async function generate() {
 }
 
 // --- results: sorting, similarity, shortlist, export -------------------------------------------------
+const CASINGS = { lower: "lower case (emma)", title: "Title Case (Emma)", upper: "capitals (EMMA)", exact: "the case of the data" };
+
+function count(n) {
+  return n === null || n === undefined ? "—" : Number(n).toLocaleString("en");
+}
+
 function fmt(x, digits) {
   if (x === null || x === undefined) return "—";
   if (typeof x === "string") return x;
@@ -212,6 +220,7 @@ function row(cells) {
   for (const c of cells) {
     const td = document.createElement("td");
     if (c instanceof Node) td.append(c); else td.textContent = c === null || c === undefined ? "—" : String(c);
+    if (/^[-+]?[\d.,]+$/.test(td.textContent)) td.className = "num";  // a figure: never broken across lines
     tr.append(td);
   }
   return tr;
@@ -253,6 +262,16 @@ function renderResults() {
     return row([button, fmt(r.nll_per_char, 3), fmt(r.percentile, 1), sim]);
   });
   $("results").tBodies[0].replaceChildren(...rows);
+}
+
+function revealResults() {
+  // on a phone the results are below the form, out of sight: bring their heading to the top of the screen
+  // and move the focus there, so the next Tab (or a screen reader) goes on from the names
+  const title = $("results-title");
+  const top = title.getBoundingClientRect().top;
+  if (top >= 0 && top < window.innerHeight * 0.8) return;  // in sight already (beside the form on a wide screen)
+  title.scrollIntoView({ block: "start" });
+  title.focus({ preventScroll: true });
 }
 
 function shortlist() {
@@ -333,6 +352,7 @@ async function moreLikeThese() {
     $("results-status").textContent = `${result.names.length} names in the style of your shortlist (seed ${result.seed})`;
     if (!result.complete) showMessage(result.message);
     renderResults();
+    revealResults();
   } catch (e) { showMessage(e.message, e.field); }
 }
 
@@ -352,15 +372,18 @@ async function scoreNames() {
     }
     const rows = answer.scores.map((s, i) => {
       const cells = [s.error ? "—" : i + 1, s.name];
-      if (s.error) cells.push(s.error, "", "");
+      if (s.error) cells.push("", s.error);  // across the columns of NLL / char and the percentile
       else cells.push(fmt(s.log_prob, 3), fmt(s.nll_per_char, 3), fmt(s.percentile, 1));
       if (classes.size) {
         const c = classes.get(s.name);
         cells.push(c && !c.error ? Object.entries(c.labels).map(([label, values]) =>
           `${label}: ` + Object.entries(values).sort((a, b) => b[1] - a[1]).slice(0, 3)
-            .map(([v, p]) => `${v} ${Math.round(100 * p)}%`).join(" ")).join("; ") : (c && c.error) || "");
+            .map(([v, p]) => `${v} ${Math.round(100 * p)}%`).join(" ")).join("; ") : (s.error ? "—" : (c && c.error) || ""));
       }
-      return row(cells);
+      const tr = row(cells);
+      tr.cells[2].classList.add("log-prob");
+      if (s.error) tr.cells[3].colSpan = 2;
+      return tr;
     });
     $("scores").tBodies[0].replaceChildren(...rows);
   } catch (e) { showMessage(e.message, e.field === "names" ? "score-names" : e.field); }
