@@ -10,8 +10,9 @@ One pass: the vocabulary grows as new characters appear and the table is re-inde
 sorted vocabulary order at the end. Memory is O(block + V²), whatever the file size.
 
 Line rules are those of `data.parse_words` (strip, NFC, skip blank, --max-line-length, a tab ends
-the name, no control characters, optional lowercase). A block of plain text (no tab, carriage
-return, control or unusual whitespace, no space at a line's ends) is cleaned with array
+the name, no control characters, invisible format characters removed, lines with an emoji skipped,
+optional lowercase). A block of plain text (no character the rules act on:
+`data.changed_by_rules`, no space at a line's ends) is cleaned with array
 operations; any other block goes through `parse_words` itself, line by line.
 
 The split of a streamed file: the lecture split shuffles all words, which needs them all in
@@ -49,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from namesmith.data import _BAD_CATEGORIES, BUILTIN, DataConfig, Split, check_data_file, decode_text, parse_words
+from namesmith.data import BUILTIN, DataConfig, Split, changed_by_rules, check_data_file, decode_text, parse_words
 from namesmith.errors import ConfigError, DataError
 from namesmith.models.ngram import NGramConfig, NGramCounts, check_order, default_order, held_out_every
 from namesmith.vocab import BOUNDARY, Vocab
@@ -116,7 +117,8 @@ def _distinct(codes: np.ndarray) -> list[int]:
 
 
 def _plain_codes(raw: bytes, offset: int, path: str, config: DataConfig) -> np.ndarray | None:
-    """Code points of a block whose lines need no per-line rule but the length check, else None."""
+    """Code points of a block whose lines need no per-line rule but the length check, else None
+    (the rules are `data.parse_words`'s: see `data.changed_by_rules`)."""
     if raw.isascii():
         if config.lowercase:
             raw = raw.lower()
@@ -133,9 +135,8 @@ def _plain_codes(raw: bytes, offset: int, path: str, config: DataConfig) -> np.n
             return None
         text = lowered
     codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-    for c in map(chr, _distinct(codes)):
-        if c != "\n" and (unicodedata.category(c) in _BAD_CATEGORIES or (c.isspace() and c != " ") or c == "\ufeff"):
-            return None
+    if any(c != "\n" and changed_by_rules(c) for c in map(chr, _distinct(codes))):
+        return None
     if " " in text and (text.startswith(" ") or "\n " in text or " \n" in text):
         return None
     return codes

@@ -28,6 +28,8 @@ BUILTIN = "builtin"  # the data path that names the built-in US baby-names set
 _BUILTIN_FILE = "us_names.tsv"
 # Characters that never belong in a name: controls, surrogates, private use, line separators.
 _BAD_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Zl", "Zp"})
+_KEPT_FORMAT = frozenset("\u200c\u200d")  # zero-width non-joiner and joiner: see clean_word
+_SYMBOL_CATEGORIES = frozenset({"So", "Me"})  # emoji and other pictographs; enclosing marks (keycaps): has_symbols
 
 
 @dataclass(frozen=True)
@@ -141,15 +143,31 @@ def decode_text(raw: bytes, path: str | Path, encoding: str = "utf-8") -> str:
         raise DataError(f"{path}: cannot be decoded as {encoding} ({e})") from None
 
 
-def clean_line(line: str, lowercase: bool = False) -> str:
-    """The name on one line: the first tab-separated column, stripped, NFC-normalised.
+def clean_word(word: str) -> str:
+    """`word` without invisible format characters, NFC-normalised: how every word a user gives is
+    taken (files, tables, the API and the command line).
 
-    A byte-order mark (U+FEFF) anywhere is dropped: it is an artefact of concatenated files.
+    Format characters (category Cf: bidi embeddings, overrides and isolates such as U+202E, zero-width
+    spaces, byte-order marks, soft hyphens) change how a name is shown, not what it is: kept, a model
+    learns them and prints them into names (one U+202E shows "Liam" as "maiL"). The zero-width
+    non-joiner and joiner stay: Persian and Indic names are written with them.
     """
-    word = line.replace("\ufeff", "").strip().split("\t", 1)[0].strip()
+    return unicodedata.normalize("NFC", strip_format(word))
+
+
+def strip_format(word: str) -> str:
+    """`word` without invisible format characters but the zero-width non-joiner and joiner (`clean_word`)."""
+    if word.isascii():
+        return word
+    return "".join(c for c in word if c in _KEPT_FORMAT or unicodedata.category(c) != "Cf")
+
+
+def clean_line(line: str, lowercase: bool = False) -> str:
+    """The name on one line: the first tab-separated column, stripped, cleaned (`clean_word`)."""
+    word = clean_word(line).strip().split("\t", 1)[0].strip()
     if lowercase:
-        word = word.lower()
-    return unicodedata.normalize("NFC", word)
+        word = unicodedata.normalize("NFC", word.lower())
+    return word
 
 
 def has_bad_chars(word: str) -> bool:
@@ -157,23 +175,49 @@ def has_bad_chars(word: str) -> bool:
     return any(unicodedata.category(c) in _BAD_CATEGORIES for c in word)
 
 
+def has_symbols(word: str) -> bool:
+    """True if `word` holds an emoji or other pictographic symbol (category So: 🦄, ™, ©; or an
+    enclosing mark, Me, such as an emoji keycap): not a name a model should learn to write."""
+    return not word.isascii() and any(unicodedata.category(c) in _SYMBOL_CATEGORIES for c in word)
+
+
+def changed_by_rules(char: str) -> bool:
+    """Whether the line rules act on `char` wherever it stands (it is removed, its line skipped, or it
+    is whitespace other than a space): a block whose characters are none of these, and whose lines
+    have no space at their ends, is cleaned by array operations (namesmith.counting)."""
+    category = unicodedata.category(char)
+    return (category in _BAD_CATEGORIES or category in _SYMBOL_CATEGORIES
+            or (category == "Cf" and char not in _KEPT_FORMAT)
+            or (char.isspace() and char != " "))
+
+
 @dataclass
 class SkippedLines:
-    """The line numbers a reader passes over, too long or holding control characters: one warning per kind."""
+    """The line numbers a reader passes over, too long, holding control characters, or holding an
+    emoji (`has_symbols`): one warning per kind."""
 
     max_line_length: int
     too_long: list[int] = field(default_factory=list)
     bad_chars: list[int] = field(default_factory=list)
+    symbols: list[int] = field(default_factory=list)
 
     def skip(self, name: str, lineno: int) -> bool:
-        """True, and the line noted, if `name` is longer than `max_line_length` or holds a control character."""
+        """True, and the line noted, if `name` is longer than `max_line_length`, holds a control
+        character, or an emoji or other symbol."""
         if len(name) > self.max_line_length:
             self.too_long.append(lineno)
             return True
         if has_bad_chars(name):
             self.bad_chars.append(lineno)
             return True
+        if has_symbols(name):
+            self.symbols.append(lineno)
+            return True
         return False
+
+    @property
+    def any(self) -> bool:
+        return bool(self.too_long or self.bad_chars or self.symbols)
 
     def warn(self, source: str, rows: bool = False) -> None:
         """Say how many lines (a table's `rows`, by their name) were skipped, and the first, once per kind."""
@@ -185,15 +229,18 @@ class SkippedLines:
         if self.bad_chars:
             log.warning(f"{source}: skipped {len(self.bad_chars)} {holding} control characters "
                         f"(first: line {self.bad_chars[0]})")
+        if self.symbols:
+            log.warning(f"{source}: skipped {len(self.symbols)} {holding} an emoji or other symbol "
+                        f"(first: line {self.symbols[0]})")
 
 
 def parse_words(text: str, source: str = "<text>", *, lowercase: bool = False,
                 max_line_length: int = 64, dedupe: bool = False) -> list[str]:
-    """One word per line: NFC-normalised, stripped, blank lines skipped.
+    """One word per line: cleaned (`clean_word`), stripped, blank lines skipped.
 
     Lines end at LF, CRLF or a lone CR. A tab ends the name (the first column of a spreadsheet
-    export is kept). Lines longer than `max_line_length` characters or holding control
-    characters are skipped, with one warning per kind naming the first such line.
+    export is kept). Lines longer than `max_line_length` characters, holding control characters,
+    or holding an emoji (`has_symbols`) are skipped, with one warning per kind naming the first such line.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     words: list[str] = []
@@ -217,14 +264,17 @@ def parse_words(text: str, source: str = "<text>", *, lowercase: bool = False,
 def check_words(words: list[str], source: str = "words") -> list[str]:
     """Check a word list given through the API: what `parse_words` could have produced.
 
-    Words must be non-empty strings without line breaks or control characters; a `DataError`
-    names the first that is not.
+    Invisible format characters are removed (`strip_format`; words are otherwise used as given), and
+    words must be non-empty
+    strings without line breaks, control characters or emoji (`has_symbols`);
+    a `DataError` names the first that is not.
     """
     if isinstance(words, (str, bytes)) or not hasattr(words, "__iter__"):
         raise DataError(f"{source}: expected a list of words, got {type(words).__name__}")
     words = list(words)
     if not words:
         raise DataError(f"{source}: is empty (no names in it)")
+    cleaned = []
     for i, word in enumerate(words):
         if not isinstance(word, str):
             raise DataError(f"{source}: item {i} is a {type(word).__name__}, not a string")
@@ -232,7 +282,11 @@ def check_words(words: list[str], source: str = "words") -> list[str]:
             raise DataError(f"{source}: item {i} is an empty string")
         if has_bad_chars(word):
             raise DataError(f"{source}: item {i} ({word!r}) holds a line break or control character")
-    return words
+        word = strip_format(word)
+        if has_symbols(word):
+            raise DataError(f"{source}: item {i} ({word!r}) holds an emoji or other symbol: not a name")
+        cleaned.append(word)
+    return cleaned
 
 
 def read_words(config: DataConfig | str | Path = BUILTIN, **options) -> tuple[list[str], str]:

@@ -3,9 +3,13 @@
 `DataConfig.path` names one of:
 - a built-in set of the catalogue (`builtin`, `us`, `israel`, `world`: namesmith.catalogue); to
   read a file that happens to have such a name, write it as a path (`./us`);
-- a table file: a header row naming a `name` column (see namesmith.tables), then rows; the
-  header is never taken for a name;
+- a table file: a header row naming a name column (`name`, `first_name`...: see namesmith.tables),
+  separated by tabs, semicolons or commas, then rows; the header is never taken for a name;
 - a plain word list, one name per line (namesmith.data).
+
+A file that looks like a table without a name column (a header of other known columns, or lines
+that all split into the same fields at a semicolon or comma) is refused in one line saying what
+was found: read as words, its header and separators would become names.
 
 Tables and the catalogue's sets may list a name on many rows (per sex, decade...); learned
 without conditions, each distinct name counts once, in order of first appearance.
@@ -20,7 +24,7 @@ from namesmith.catalogue import DATASETS, load_dataset
 from namesmith.data import BUILTIN, DataConfig, decode_text, fingerprint, prepare_words, read_words
 from namesmith.errors import DataError
 from namesmith.io import sha256_file
-from namesmith.tables import Table, aggregate, is_table, read_table
+from namesmith.tables import Table, aggregate, not_a_table_message, read_table, sniff
 
 SNIFF_BYTES = 1 << 16  # how much of a file is read to see whether it starts with a table header
 
@@ -31,7 +35,8 @@ def is_catalogue(path: str | Path) -> bool:
 
 
 def is_table_file(path: str | Path, encoding: str = "utf-8") -> bool:
-    """Whether a file starts with a table header (a line naming a `name` column)."""
+    """Whether a file is a table (`tables.sniff` on its first lines finds a name column); a
+    `DataError` if it looks like a table without one (`tables.not_a_table_message`)."""
     try:
         with open(path, "rb") as f:
             head = f.read(SNIFF_BYTES)
@@ -41,7 +46,12 @@ def is_table_file(path: str | Path, encoding: str = "utf-8") -> bool:
         text = decode_text(head, path, encoding)
     except DataError:
         return False
-    return is_table(text.split("\n", 1)[0])
+    if len(head) == SNIFF_BYTES:  # the last line may be cut: sniff whole lines only
+        text = text[: text.rfind("\n") + 1] or text
+    layout = sniff(text)
+    if layout is not None and layout.name_at is None:
+        raise DataError(not_a_table_message(str(path), layout))
+    return layout is not None
 
 
 def read_source(config: DataConfig) -> tuple[list[str], str]:
@@ -69,7 +79,7 @@ def read_labelled_source(config: DataConfig) -> tuple[Table, str] | None:
         table = read_table(path, encoding=config.encoding, max_line_length=config.max_line_length)
     casing = resolve(table.names, config.case)
     folded = Table(names=fold(table.names, casing), counts=table.counts, labels=table.labels, source=table.source,
-                   count_column=table.count_column)
+                   count_column=table.count_column, problems=table.problems)
     return folded, casing
 
 

@@ -9,14 +9,22 @@ each name, of which sex, in which decade or country. A *table* carries that:
 
 Format (see `parse_table`):
 
-- The first non-blank line is the header. **If it contains a tab the table is TSV** (every line is
-  split at tabs, no quoting); **otherwise it is CSV**, read with Python's `csv` module (commas,
-  standard double-quote quoting: `"Smith, Jr.",M` and `""` for a literal quote; spaces after a
-  comma are ignored, so `a, "b"` is two fields `a` and `b`).
-- One column holds the name: `name` (any case), or the one named by `name_column`.
-- An optional column holds a count: `count` or else `n` (any case), or `count_column`. Without
-  one every row counts 1. A count is a non-negative integer written with the digits 0-9.
-- Every other column is a label (its values are strings: `F`, `1950s`, `es_ES`).
+- The first non-blank line is the header; its separator is sniffed (`sniff`): a tab, else a
+  semicolon (Excel's CSV where the comma is the decimal mark), else a comma, the first of them
+  that splits the header into columns of which one holds the names. Tab-separated lines are split
+  at tabs (no quoting); the others are read with Python's `csv` module (standard double-quote
+  quoting: `"Smith, Jr.",M` and `""` for a literal quote; spaces after a separator are ignored, so
+  `a, "b"` is two fields `a` and `b`).
+- One column holds the name: `name`, `first_name`, `given_name` or `forename` (any case, with or
+  without `_`, `-` or a space: `First Name`), or the one named by `name_column`.
+- An optional column holds a count: the first of `count`, `n`, `births`, `number`, `frequency`,
+  `freq`, `occurrences` (as loosely), or `count_column`. Without one every row counts 1. A count
+  is a non-negative integer written with the digits 0-9.
+- Every other column is a label (its values are strings: `F`, `1950s`, `es_ES`); only the labels
+  a model is conditioned on are checked (an empty cell of a `Notes` column left out is no error).
+- A file that looks like a table but has no name column (a header of known column names such as
+  `gender` or `year`, or lines that all split into the same number of fields at `;` or `,`) is
+  refused by the readers of namesmith.sources, naming what was found, rather than read as words.
 - The same name may appear on many rows (one per sex, decade, ...). Blank lines, and rows whose
   fields are all empty (a spreadsheet's trailing `,,,`), are skipped.
 - Fields are stripped of surrounding whitespace. Names are cleaned like plain word lists
@@ -42,18 +50,26 @@ import random
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from namesmith.data import SkippedLines, decode_text, has_bad_chars, read_file_bytes
+from namesmith.data import SkippedLines, clean_word, decode_text, has_bad_chars, read_file_bytes
 from namesmith.errors import ConfigError, DataError
 
 log = logging.getLogger("namesmith")
 
 NAME_COLUMN = "name"
-COUNT_COLUMNS = ("count", "n")  # the default count column: the first of these in the header
+# Header names, compared loosely (`_loose`: any case, without "_", "-" or spaces): spreadsheets
+# exported from name registries say "First Name", "given_name" or "births" as often as "name".
+NAME_COLUMNS = (NAME_COLUMN, "firstname", "givenname", "forename")
+COUNT_COLUMNS = ("count", "n", "births", "number", "frequency", "freq", "occurrences")  # the first in the header
+# Other columns name tables have: a header of only such names (and none of the above) is a table
+# without a name column, refused rather than read as words.
+LABEL_COLUMNS = ("sex", "gender", "year", "decade", "country", "locale", "origin", "language", "rank", "state")
+DELIMITERS = ("\t", ";", ",")  # in the order they are tried
+SNIFF_LINES = 50  # lines `sniff` reads to see whether every line has the same fields
 WEIGHTINGS = ("share", "none", "count", "log")
 PARTS = ("train", "val", "test")
 
@@ -75,6 +91,8 @@ class Table:
     labels: dict[str, list[str]]
     source: str = "<table>"
     count_column: str | None = None
+    # label column -> why its values cannot be used (the first empty or bad cell), raised when it is used
+    problems: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         assert self.counts.dtype == np.int64 and self.counts.shape == (len(self.names),)
@@ -122,7 +140,7 @@ class Table:
         index = rows.tolist()
         return Table(names=[self.names[i] for i in index], counts=self.counts[rows].copy(),
                      labels={c: [v[i] for i in index] for c, v in self.labels.items()},
-                     source=self.source, count_column=self.count_column)
+                     source=self.source, count_column=self.count_column, problems=self.problems)
 
     def where(self, values: Mapping[str, str]) -> Table:
         """The rows whose labels equal `values` ({column: value}), e.g. {"sex": "F"}.
@@ -139,25 +157,80 @@ class Table:
         return self.select(mask)
 
     def _column(self, column: str, parameter: str) -> list[str]:
+        """A label column's values, to be used: a `ConfigError` if there is no such column, a `DataError`
+        naming its first empty or bad cell if it has one (columns no one uses are never checked)."""
         if column not in self.labels:
             known = ", ".join(self.labels) or "none"
             raise ConfigError(f"{parameter}: {self.source} has no label column {column!r} (labels: {known})")
+        if column in self.problems:
+            raise DataError(self.problems[column])
         return self.labels[column]
 
 
-def is_table(text_or_first_line: str, name_column: str | None = None) -> bool:
-    """Does this text (or its first line) start with a table header?
+@dataclass(frozen=True)
+class Layout:
+    """How a delimited text is laid out, as `sniff` found it.
 
-    The heuristic: the first non-blank line contains a tab or a comma, and one of its fields
-    (split at tabs if there is one, else read as CSV) is `name` in any case, or `name_column`.
-    A plain word list never has both, unless its first word is literally "name" followed by a tab
-    or comma.
+    `header` is the first line's fields when it is a header (of a name column, or of known column
+    names), None when every line splits into the same fields but none is a header; `name_at` the
+    name column's index, None when there is none (then the text is a table that cannot be read).
     """
-    header = _first_line(text_or_first_line)
-    if header is None or ("\t" not in header and "," not in header):
-        return False
-    wanted = {(name_column or NAME_COLUMN).casefold()}
-    return any(field.casefold() in wanted for field in _header_fields(header))
+
+    delimiter: str
+    header: list[str] | None
+    name_at: int | None
+
+    @property
+    def separator(self) -> str:
+        return {"\t": "tab", ";": "semicolon", ",": "comma"}[self.delimiter]
+
+
+def sniff(text: str, name_column: str | None = None) -> Layout | None:
+    """Whether the text (or its first lines) is a delimited table, and how; None for a word list.
+
+    In order: a header with a name column (`NAME_COLUMNS`, or `name_column`) at a tab, a semicolon
+    or a comma; a header with another known column (`COUNT_COLUMNS`, `LABEL_COLUMNS`: a table
+    whose names cannot be found); the first `SNIFF_LINES` lines all split into the same two or more
+    fields at a semicolon or a comma (a table without a header: names do not all hold one). Lines
+    of names with a tab and no header are a word list (the first column is the name:
+    `data.clean_line`), as are names of which some hold a comma (`Smith, Jr.`).
+    """
+    lines = _first_lines(text, SNIFF_LINES)
+    if not lines:
+        return None
+    wanted = {_loose(name_column)} if name_column is not None else set(NAME_COLUMNS)
+    split = {d: _split(lines[0], d) for d in DELIMITERS}
+    for d, fields in split.items():
+        loose = [_loose(f) for f in fields]
+        at = next((i for i, f in enumerate(loose) if f in wanted), None)
+        if len(fields) >= 2 and at is not None:
+            return Layout(d, fields, at)
+    known = set(NAME_COLUMNS + COUNT_COLUMNS + LABEL_COLUMNS)
+    for d, fields in split.items():
+        if len(fields) >= 2 and any(_loose(f) in known for f in fields):
+            return Layout(d, fields, None)
+    for d in DELIMITERS[1:]:
+        widths = {len(_split(line, d)) for line in lines}
+        if len(widths) == 1 and widths.pop() >= 2:
+            return Layout(d, None, None)
+    return None
+
+
+def is_table(text_or_first_line: str, name_column: str | None = None) -> bool:
+    """Does this text (or its first line) start with a table header naming a name column (`sniff`)?"""
+    layout = sniff(text_or_first_line, name_column)
+    return layout is not None and layout.name_at is not None
+
+
+def not_a_table_message(source: str, layout: Layout) -> str:
+    """Why a text that `sniff` found to be a table without a name column is refused (one line)."""
+    names = "'" + "', '".join(NAME_COLUMNS[:1] + ("first_name", "given_name", "forename")) + "'"
+    if layout.header is not None:
+        return (f"{source}: looks like a {layout.separator}-separated table (columns: {', '.join(layout.header)}) "
+                f"but no column holds the names; call that column {names} (or choose it with name_column)")
+    return (f"{source}: every line splits into the same fields at a {layout.separator}, like a table without a "
+            f"header; add a header row naming the columns (the names' column {names}), or remove the "
+            f"{layout.separator}s if they belong to the names")
 
 
 def parse_table(text: str, source: str = "<text>", *, name_column: str | None = None,
@@ -166,17 +239,19 @@ def parse_table(text: str, source: str = "<text>", *, name_column: str | None = 
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.replace("\ufeff", "").strip():
         raise DataError(f"{source}: is empty (no header and no names in it)")
-    records = _records(text, source)
+    layout = sniff(text, name_column)
+    records = _records(text, source, "\t" if layout is None else layout.delimiter)
     header_line, header = next(records)
     header = [h.replace("\ufeff", "").strip() for h in header]
     columns = _check_header(header, header_line, source)
-    name_at = _find_column(columns, name_column, (NAME_COLUMN,), "name", header_line, source)
+    name_at = _find_column(columns, name_column, NAME_COLUMNS, "name", header_line, source)
     count_at = _find_column(columns, count_column, COUNT_COLUMNS, "count", header_line, source, exclude=name_at)
     label_at = [i for i in range(len(columns)) if i not in (name_at, count_at)]
 
     names: list[str] = []
     counts: list[int] = []
     labels: list[list[str]] = [[] for _ in label_at]
+    problems: dict[str, str] = {}  # checked when a column is used (Table._column)
     skipped = SkippedLines(max_line_length)
     for lineno, fields in records:
         fields = [f.strip() for f in fields]
@@ -184,7 +259,7 @@ def parse_table(text: str, source: str = "<text>", *, name_column: str | None = 
             continue
         if len(fields) != len(columns):
             raise DataError(_field_count_message(source, lineno, len(fields), columns))
-        name = unicodedata.normalize("NFC", fields[name_at].replace("\ufeff", "").strip())
+        name = clean_word(fields[name_at]).strip()
         if lowercase:
             name = unicodedata.normalize("NFC", name.lower())
         where = f"{source}: line {lineno}, column {columns[name_at]!r}"
@@ -194,23 +269,21 @@ def parse_table(text: str, source: str = "<text>", *, name_column: str | None = 
             continue
         row_labels = [unicodedata.normalize("NFC", fields[i]) for i in label_at]
         for i, value in zip(label_at, row_labels):
-            if not value:
-                raise DataError(f"{source}: line {lineno}, column {columns[i]!r}: the label is empty")
-            if has_bad_chars(value):
-                raise DataError(f"{source}: line {lineno}, column {columns[i]!r}: the label {value!r} "
-                                "holds a control character")
+            if columns[i] not in problems and (not value or has_bad_chars(value)):
+                why = "the label is empty" if not value else f"the label {value!r} holds a control character"
+                problems[columns[i]] = f"{source}: line {lineno}, column {columns[i]!r}: {why}"
         names.append(name)
         counts.append(_parse_count(fields[count_at], source, lineno, columns[count_at]) if count_at is not None else 1)
         for values, value in zip(labels, row_labels):
             values.append(value)
     skipped.warn(source, rows=True)
     if not names:
-        if skipped.too_long or skipped.bad_chars:
+        if skipped.any:
             raise DataError(f"{source}: has no usable names (every row was skipped)")
         raise DataError(f"{source}: has a header (line {header_line}) but no rows")
     return Table(names=names, counts=np.array(counts, dtype=np.int64),
                  labels={columns[i]: values for i, values in zip(label_at, labels)}, source=source,
-                 count_column=columns[count_at] if count_at is not None else None)
+                 count_column=columns[count_at] if count_at is not None else None, problems=problems)
 
 
 def read_table(path: str | Path, *, encoding: str = "utf-8", name_column: str | None = None,
@@ -310,33 +383,41 @@ def weights(table: Table, weighting: str) -> np.ndarray:
 
 # --- reading -------------------------------------------------------------------------------------
 
-def _first_line(text: str) -> str | None:
+def _first_lines(text: str, n: int) -> list[str]:
+    """The first `n` non-blank lines (byte-order marks dropped)."""
+    lines = []
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         line = line.replace("\ufeff", "")
         if line.strip():
-            return line
-    return None
+            lines.append(line)
+            if len(lines) == n:
+                break
+    return lines
 
 
-def _header_fields(header: str) -> list[str]:
-    if "\t" in header:
-        return [f.strip() for f in header.split("\t")]
+def _loose(column: str) -> str:
+    """A column name as header names are compared: any case, without "_", "-" or spaces."""
+    return "".join(c for c in column.casefold() if c not in "_- ")
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    """One line's fields at `delimiter` (tab: plainly; else as CSV); [] if it is not valid CSV."""
+    if delimiter == "\t":
+        return [f.strip() for f in line.split("\t")]
     try:
-        return [f.strip() for f in next(csv.reader([header], skipinitialspace=True), [])]
+        return [f.strip() for f in next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])]
     except csv.Error:
         return []
 
 
-def _records(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of every non-blank record; the first is the header. TSV or CSV by the header."""
-    header = _first_line(text)
-    assert header is not None
-    if "\t" in header:
+def _records(text: str, source: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every non-blank record; the first is the header."""
+    if delimiter == "\t":
         for lineno, line in enumerate(text.split("\n"), start=1):
             if line.replace("\ufeff", "").strip():
                 yield lineno, line.split("\t")
         return
-    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
     try:
         for fields in reader:
             if fields and any(f.replace("\ufeff", "").strip() for f in fields):
@@ -358,19 +439,20 @@ def _check_header(header: list[str], lineno: int, source: str) -> list[str]:
 
 def _find_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str,
                  lineno: int, source: str, exclude: int | None = None) -> int | None:
-    """Index of the name or count column: `wanted` if given (any case), else the first default found."""
-    folded = [c.casefold() for c in columns]
+    """Index of the name or count column: `wanted` if given, else the first of `defaults` in the header
+    (compared loosely: `_loose`)."""
+    loose = [_loose(c) for c in columns]
     if wanted is not None:
-        if wanted.casefold() in folded:
-            at = folded.index(wanted.casefold())
+        if _loose(wanted) in loose:
+            at = loose.index(_loose(wanted))
             if at == exclude:
                 raise ConfigError(f"{what}_column: {wanted!r} is already the name column")
             return at
         raise DataError(f"{source}: line {lineno} (the header): no {what} column {wanted!r} "
                         f"(columns: {', '.join(columns)})")
     for default in defaults:
-        if default in folded and folded.index(default) != exclude:
-            return folded.index(default)
+        if default in loose and loose.index(default) != exclude:
+            return loose.index(default)
     if what == "name":
         raise DataError(f"{source}: line {lineno} (the header): no name column (columns: {', '.join(columns)}); "
                         "name one 'name' or choose one with name_column")

@@ -57,7 +57,7 @@ from namesmith.models.conditional_counts import ConditionalCounts, ConditionalCo
 from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, ConditionalNetwork
 from namesmith.models.ngram import NGramConfig, check_order, default_order
 from namesmith.models.ngram_mix import mix_with_ngram
-from namesmith.sources import is_catalogue, read_labelled_source, read_source, source_fingerprint
+from namesmith.sources import is_catalogue, is_table_file, read_labelled_source, read_source, source_fingerprint
 from namesmith.tables import WEIGHTINGS
 from namesmith.trainer import DistributedTrainer, Trainer
 from namesmith.version import __version__
@@ -280,6 +280,11 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
     if stream is False or is_catalogue(data.path):
         if stream:
             raise ConfigError("stream needs a word-list file, not a built-in data set", field="stream")
+        return False
+    if is_table_file(data.path, data.encoding):  # (a table without a name column is refused here)
+        if stream:
+            raise ConfigError(f"stream needs a word-list file; {data.path} is a table (tables are read in memory)",
+                              field="stream")
         return False
     streamable = model_type in STREAMERS
     if stream is None:

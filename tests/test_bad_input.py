@@ -18,6 +18,7 @@ from namesmith import NameModel, cli
 from namesmith.checkpoint import load_checkpoint
 from namesmith.data import DataConfig, check_words, decode_text, load_words, parse_words, split_words
 from namesmith.errors import ConfigError, DataError
+from namesmith.sources import read_source
 from namesmith.vocab import BOUNDARY
 
 NAMES = ["anna", "bob", "carl", "dora", "emil", "fritz", "gina", "hugo", "ida", "jan", "kim", "lena"]
@@ -336,3 +337,68 @@ def test_out_is_a_file(capsys, tmp_path):
     rc, _, err = run(capsys, "train", "--model", "bigram-counts", "--data", str(tmp_path / "w.txt"),
                      "--out", str(tmp_path / "w.txt"))
     assert_one_line_error(rc, err, "w.txt", "not a directory")
+
+
+# --- issue 27: tables read as words, emoji lines; issue 31: invisible direction and zero-width characters ---
+
+@pytest.mark.parametrize("data, expected", [
+    ("\ufeffname;sex;count\nEmma;F;10\nLiam;M;12\nNoah;M;3\n", {"emma", "liam", "noah"}),  # Excel's CSV
+    ("first_name,gender\nEmma,F\nLiam,M\nNoah,M\n", {"emma", "liam", "noah"}),
+    ("Given Name\tGender\tBirths\nEmma\tF\t10\nLiam\tM\t12\nNoah\tM\t3\n", {"emma", "liam", "noah"}),
+], ids=["semicolon-bom", "first_name", "given-name-tab"])
+def test_tables_with_other_separators_and_column_names_are_read_as_tables(capsys, tmp_path, data, expected):
+    rc, out, err, out_dir = train_file(capsys, tmp_path, data.encode(), "--condition", "none", "--no-split")
+    assert rc == 0, err
+    model = NameModel.load(out_dir)
+    assert set(model.corpus.words("train")) == expected  # no header, no separators, no counts
+    assert set(model.vocab.chars) <= set("emmaliamnoah")
+
+
+@pytest.mark.parametrize("data, needles", [
+    ("given;sex\nEmma;F\nLiam;M\n", ["semicolon-separated table", "columns: given, sex", "no column holds the names"]),
+    ("Emma,F,10\nLiam,M,12\nNoah,M,3\n", ["splits into the same fields at a comma", "add a header row"]),
+], ids=["header-without-name-column", "no-header"])
+def test_tables_whose_names_cannot_be_found_are_refused_in_one_line(capsys, tmp_path, data, needles):
+    rc, _, err, _ = train_file(capsys, tmp_path, data.encode())
+    assert_one_line_error(rc, err, "words.txt", *needles)
+
+
+def test_names_with_a_comma_now_and_then_are_still_a_word_list(tmp_path):
+    (tmp_path / "w.txt").write_text("Smith, Jr.\nAnna\nBob\n", encoding="utf-8")
+    assert read_source(DataConfig(str(tmp_path / "w.txt"), case="exact"))[0] == ["Smith, Jr.", "Anna", "Bob"]
+
+
+def test_label_columns_not_conditioned_on_are_not_checked(capsys, tmp_path):
+    data = b"Name,Gender,Year,Notes\nEmma,F,2001,twin\nLiam,M,2002,\nNoah,M,2003,\n"
+    rc, _, err, _ = train_file(capsys, tmp_path, data, "--condition", "none")
+    assert rc == 0, err
+    rc, _, err, _ = train_file(capsys, tmp_path, data, "--condition", "Gender", "--overwrite")
+    assert rc == 0, err
+    rc, _, err, _ = train_file(capsys, tmp_path, data, "--overwrite")  # every label: Notes too
+    assert_one_line_error(rc, err, "words.txt: line 3, column 'Notes': the label is empty")
+
+
+def test_emoji_lines_are_skipped_with_a_count(caplog, capsys, tmp_path):
+    with caplog.at_level(logging.WARNING, logger="namesmith"):
+        words = parse_words("anna\n🦄\nbob\nli🦄am\ncarl\n1\ufe0f\u20e3\n", "w.txt")
+    assert words == ["anna", "bob", "carl"]
+    assert "skipped 3 line(s) holding an emoji or other symbol (first: line 2)" in caplog.text
+    with pytest.raises(DataError, match=r"item 1 \('🦄'\) holds an emoji"):
+        check_words(["anna", "🦄"])
+    rc, _, err, out_dir = train_file(capsys, tmp_path, "anna\n🦄\n🦄\nbob\ncarl\n".encode(), "--no-split")
+    assert rc == 0, err
+    assert "🦄" not in NameModel.load(out_dir).vocab.chars
+
+
+def test_invisible_format_characters_are_removed_from_words(tmp_path):
+    override, zero_width = "\u202e", "\u200b"
+    text = f"li{override}am\n{zero_width}emma\u2066\u2069\nno\u00adah\nمی\u200cنا\n"  # ZWNJ is part of Persian
+    expected = ["liam", "emma", "noah", "می\u200cنا"]
+    assert parse_words(text) == expected
+    (tmp_path / "w.txt").write_text(text, encoding="utf-8")
+    assert load_words(tmp_path / "w.txt") == expected
+    assert check_words([f"li{override}am", "ann\u2067a"]) == ["liam", "anna"]  # the API's words
+    (tmp_path / "t.csv").write_text(f"name,sex\nli{override}am,M\n", encoding="utf-8")
+    assert read_source(DataConfig(str(tmp_path / "t.csv")))[0] == ["liam"]
+    model = NameModel.train(words=[f"{override}{w}" for w in NAMES], model="bigram-counts", split=False)
+    assert override not in model.vocab.chars

@@ -16,7 +16,7 @@ from namesmith.train import should_stream, train_streamed
 
 PLAIN = "\n".join(load_words("builtin")[:3000]) + "\n"
 TRICKY = ("emma\r\nOlivia\n\n  ava  \nzoë\nzoe\u0308\nmary\tann\nx" + "y" * 80 + "\nbad\x07line\n"
-          "Łukasz\nst. john\n\u00a0nbsp\u00a0\n😀smile\nÉmile\nlast-without-newline")
+          "Łukasz\nst. john\n\u00a0nbsp\u00a0\n😀smile\nÉmile\nli\u202eam\n\u200bzero\n🦄\nlast-without-newline")
 
 
 def reference(path, **options) -> tuple[np.ndarray, Corpus]:

@@ -25,9 +25,11 @@ def write(tmp_path: Path, text: str, name: str = "t.tsv") -> Path:
 
 
 def bad(tmp_path: Path, text: str, name: str = "bad.csv", **options) -> str:
-    """The one-line message of the DataError that reading `text` from a file raises."""
+    """The one-line message of the DataError that reading `text` from a file, and conditioning on every
+    label column, raises (a label column is checked when it is used)."""
     with pytest.raises(DataError) as e:
-        read_table(write(tmp_path, text, name), **options)
+        table = read_table(write(tmp_path, text, name), **options)
+        aggregate(table, tuple(table.label_columns))
     message = str(e.value)
     assert "\n" not in message and message.startswith(str(tmp_path / name) + ":")
     return message
@@ -69,8 +71,10 @@ def test_no_count_column_counts_one_and_name_column_option(tmp_path):
     assert not table.has_counts and table.count_column is None
     other = read_table(write(tmp_path, "name,births,sex\nann,5,F\n", "u.csv"), count_column="births")
     assert other.counts.tolist() == [5] and other.labels == {"sex": ["F"]}
-    # without count_column, 'births' is just a label
-    assert read_table(tmp_path / "u.csv").labels == {"births": ["5"], "sex": ["F"]}
+    # without count_column, 'births' is a count column too (issue 27: the names spreadsheets use)
+    assert read_table(tmp_path / "u.csv").counts.tolist() == [5]
+    # and a column named otherwise is a label
+    assert read_table(write(tmp_path, "name,score,sex\nann,5,F\n", "v.csv")).labels == {"score": ["5"], "sex": ["F"]}
 
 
 def test_names_are_cleaned_like_word_lists(tmp_path, caplog):
@@ -251,3 +255,14 @@ def test_select_and_where():
         table.where({"sex": "X"})
     with pytest.raises(ConfigError, match="no label column 'era'"):
         table.where({"era": "1950s"})
+
+
+def test_sniff_finds_the_separator_and_the_name_column():
+    from namesmith.tables import sniff
+    assert sniff("\ufeffname;sex;count\nEmma;F;10\n").delimiter == ";"
+    assert is_table("First Name,Gender\nEmma,F\n") and is_table("given_name\tyear\n")
+    table = parse_table("\ufeffName;Sex;Births\nEmma;F;10\nLiam;M;12\n", "x.csv")
+    assert table.names == ["Emma", "Liam"] and table.counts.tolist() == [10, 12] and table.label_columns == ["Sex"]
+    assert sniff("given,sex\nann,F\n").name_at is None  # a table, but its names cannot be found
+    assert sniff("Emma;F\nLiam;M\n").header is None  # every line the same fields: a table without a header
+    assert sniff("Smith, Jr.\nAnna\n") is None and sniff("emma\t12\nliam\t3\n") is None  # word lists
