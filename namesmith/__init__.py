@@ -8,11 +8,32 @@ One object holds a trained model and answers every question about it:
     model.score(["emma", "zzqx"])
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from namesmith.config import TrainConfig
-from namesmith.data import DataConfig, load_words
 from namesmith.errors import CheckpointError, ConfigError, DataError, NamesmithError
-from namesmith.namemodel import NameModel
 from namesmith.version import __version__
+
+if TYPE_CHECKING:
+    from namesmith.data import DataConfig, load_words
+    from namesmith.namemodel import NameModel
+
+# Imported on first use (PEP 562): `import namesmith` and `namesmith --help` need neither torch nor the models,
+# so they start in a fraction of the time torch takes to import.
+_LAZY = {"DataConfig": "namesmith.data", "load_words": "namesmith.data", "NameModel": "namesmith.namemodel"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'namesmith' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataConfig", "DataError", "NameModel", "NamesmithError", "TrainConfig",

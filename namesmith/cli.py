@@ -144,14 +144,20 @@ def parse_scalar(text: str) -> Any:
 
 
 def _choices(name: str) -> tuple[str, ...] | None:
-    """The values an option accepts, from the module that defines them."""
+    """The values an option accepts, from the module that defines them (imported for the option that has them:
+    namesmith.tables needs NumPy, namesmith.generate torch)."""
     from namesmith.casing import CASES
     from namesmith.config import BATCHINGS, BIGRAM_MODES
-    from namesmith.generate import METHODS
-    from namesmith.tables import WEIGHTINGS
 
-    return {"mode": BIGRAM_MODES, "batching": BATCHINGS, "method": METHODS, "case": CASES,
-            "weighting": WEIGHTINGS}.get(name)
+    if name == "weighting":
+        from namesmith.tables import WEIGHTINGS
+
+        return WEIGHTINGS
+    if name == "method":
+        from namesmith.generate import METHODS
+
+        return METHODS
+    return {"mode": BIGRAM_MODES, "batching": BATCHINGS, "case": CASES}.get(name)
 
 
 def _show(value: Any) -> str | None:
@@ -227,13 +233,16 @@ def _data_options(parser: argparse.ArgumentParser, what: str, split: bool = Fals
     return fields
 
 
-def _train_parser(sub: argparse._SubParsersAction, model_type: str) -> argparse.ArgumentParser:
-    from namesmith.config import TrainConfig
-    from namesmith.models import model_class, trainable_types
-
+def _train_parser(sub: argparse._SubParsersAction, model_type: str, options: bool = True) -> argparse.ArgumentParser:
+    """The train command; its options only with `options` (they need the model type's class, so torch)."""
     p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter, help="train a model and save it",
                        description="Train a model on a word list, save it to --out, print its held-out loss and a "
                                    "few generated names.")
+    if not options:
+        return p
+    from namesmith.config import TrainConfig
+    from namesmith.models import model_class, trainable_types
+
     _common(p)
     p.add_argument("--model", default="ngram", choices=trainable_types(), help="model type (default: ngram)")
     p.add_argument("--out", default=DEFAULT_MODEL_DIR, metavar="DIR", help=f"model directory (default: "
@@ -293,15 +302,19 @@ def _moved_data_option(p: argparse.ArgumentParser, why: str = "") -> None:
     p.add_argument("--data", metavar="PATH", help="the training word list, if it moved since training" + why)
 
 
-def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
-    from namesmith.generate import GenerateConfig
-    from namesmith.models.ensemble import COMBINES
+def build_parser(model_type: str = "ngram", command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command. `command`, when given, is the one to be parsed: the options that need
+    heavy imports are built only for their command (train's the model classes and sample's GenerateConfig
+    import torch, the data options NumPy), so `namesmith --help` and the other commands start without them."""
+    from namesmith.config import COMBINES
+
+    building = lambda name: command is None or command == name  # noqa: E731
 
     parser = argparse.ArgumentParser(prog="namesmith", description="Learn what words of a kind look like, one "
                                                                    "character at a time, and make more of them.")
     parser.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _train_parser(sub, model_type)
+    _train_parser(sub, model_type, options=building("train"))
 
     s = sub.add_parser("sample", help="print generated names",
                        description="Print names drawn from a trained model; the same --seed gives the same names. "
@@ -310,8 +323,11 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
                                    "stream out as they are found. A summary (how many names are training, held-out "
                                    "or new words) goes to stderr.")
     _model_dir_option(s)
-    g = s.add_argument_group("generation (constraints hold on every name printed; the budget ends the search)")
-    s.set_defaults(generate_fields=add_field_options(g, GenerateConfig, GENERATE_HELP, prefix="gen_"))
+    if building("sample"):
+        from namesmith.generate import GenerateConfig
+
+        g = s.add_argument_group("generation (constraints hold on every name printed; the budget ends the search)")
+        s.set_defaults(generate_fields=add_field_options(g, GenerateConfig, GENERATE_HELP, prefix="gen_"))
     _moved_data_option(s, " (for --novel and the summary)")
     s.add_argument("--where", action="append", metavar="LABEL=VALUE", help=WHERE_HELP)
     s.add_argument("--guidance", type=float, default=0.0, metavar="G",
@@ -331,7 +347,7 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
                     help="score P(name | labels) and place it among the training names of those labels; " + WHERE_HELP)
     sc.add_argument("--json", action="store_true", help="print JSON")
     sc.set_defaults(data_fields=_data_options(sc, "the training word list, if it moved since training "
-                                                  "(for percentiles)"))
+                                                  "(for percentiles)") if building("score") else [])
 
     e = sub.add_parser("eval", help="held-out loss of a trained model",
                        description="Mean negative log-likelihood per character (end token included) and perplexity "
@@ -339,7 +355,8 @@ def build_parser(model_type: str = "ngram") -> argparse.ArgumentParser:
                                    "--data FILE when FILE is not the training list.")
     _model_dir_option(e)
     e.add_argument("--json", action="store_true", help="print JSON")
-    e.set_defaults(data_fields=_data_options(e, "word list to evaluate (default: the model's own split)"))
+    e.set_defaults(data_fields=_data_options(e, "word list to evaluate (default: the model's own split)")
+                   if building("eval") else [])
 
     pl = sub.add_parser("plot", help="draw the heat map or the loss curve",
                         description="Write a PNG: the bigram probability table as a heat map, or the loss curve.")
@@ -841,7 +858,8 @@ def error_line(e: NamesmithError) -> str:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Parse, reporting a bad option with the usage of the command it was given to."""
-    parser = build_parser(_model_type_in(argv))
+    command = next((a for a in argv if not a.startswith("-")), None)  # the only option before it, -q, takes no value
+    parser = build_parser(_model_type_in(argv) if command == "train" else "ngram", command or "")
     args, extra = parser.parse_known_args(argv)
     if extra:
         sub = next(a for a in parser._subparsers._group_actions if isinstance(a, argparse._SubParsersAction))

@@ -16,6 +16,7 @@ from namesmith.errors import ConfigError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BIGRAM_MODES = ("full-batch", "one-hot", "per-example-nll", "per-example-l1")
 BATCHINGS = ("random", "by-length")
+COMBINES = ("product", "mixture")  # how an ensemble combines its members (namesmith.models.ensemble); first: default
 # What a field left unset takes when the model type has no default of its own for it
 # (`CharModel.train_defaults` lays each model's `default_train_config` over these).
 TRAIN_DEFAULTS: dict[str, Any] = {

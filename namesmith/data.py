@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from namesmith.casing import CASES, fold, resolve
 from namesmith.errors import ConfigError, DataError
 from namesmith.vocab import BOUNDARY, Vocab
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("namesmith")
 
@@ -392,6 +395,8 @@ def encode_words(words: list[str], vocab: Vocab) -> tuple[torch.Tensor, torch.Te
     x[rows, cols + 1] = ids + 1
     y[rows, cols] = ids + 1
     y[np.arange(len(words)), lengths] = BOUNDARY
+    import torch  # here, not at the top: reading and splitting words (the CLI's options too) needs no torch
+
     return torch.from_numpy(x), torch.from_numpy(y)
 
 

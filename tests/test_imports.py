@@ -7,6 +7,9 @@ function (a lazy import that goes back up is a cycle too).
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "namesmith"
@@ -74,3 +77,38 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_the_graph_sees_lazy_imports():
     graph = import_graph()
     assert "namesmith.namemodel" in graph["namesmith.cli"]  # imported inside functions only
+
+
+def heavy_modules_after(code: str) -> dict[str, bool]:
+    """Which of torch and NumPy a fresh interpreter has imported after running `code`."""
+    probe = code + "\nimport json, sys\nprint(json.dumps({m: m in sys.modules for m in ('torch', 'numpy')}))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_import_namesmith_and_help_need_no_torch():
+    # torch takes seconds to import; `import namesmith` and `namesmith --help` take a fraction of that without it
+    assert heavy_modules_after("import namesmith") == {"torch": False, "numpy": False}
+    help_only = "from namesmith.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    assert heavy_modules_after(help_only) == {"torch": False, "numpy": False}
+    # a command's parser imports what its own options need, not what the other commands' need
+    for argv in (["-q", "score", "-m", "dir", "emma"], ["ensemble", "-m", "a", "-m", "b", "--out", "c"], ["data"],
+                 ["serve", "--port", "8001"]):
+        assert not heavy_modules_after(f"from namesmith.cli import parse\nparse({argv!r})")["torch"], argv
+    assert heavy_modules_after("from namesmith.cli import parse\nparse(['train', '--model', 'bigram'])")["torch"]
+
+
+def test_the_lazy_names_of_the_package_resolve():
+    import namesmith
+    from namesmith.data import DataConfig, load_words
+    from namesmith.namemodel import NameModel
+
+    assert (namesmith.NameModel, namesmith.DataConfig, namesmith.load_words) == (NameModel, DataConfig, load_words)
+    assert all(hasattr(namesmith, name) for name in namesmith.__all__)
+    try:
+        namesmith.no_such_name  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_name" in str(e)
+    else:
+        raise AssertionError("an unknown attribute of the package must raise AttributeError")

@@ -40,14 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from namesmith.config import COMBINES
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.evaluate import position_log_probs
 from namesmith.models import model_class
 from namesmith.models.base import CharModel, State
 
 log = logging.getLogger("namesmith")
-
-COMBINES = ("product", "mixture")  # the first is the default
 
 
 @dataclass(frozen=True)
