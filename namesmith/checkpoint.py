@@ -16,9 +16,11 @@ match their hashes, so the previous checkpoint stays loadable until the new one 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,11 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from namesmith.data import has_bad_chars
 from namesmith.errors import CheckpointError, NamesmithError
@@ -37,6 +44,7 @@ from namesmith.vocab import Vocab
 FORMAT = "namesmith-model"
 FORMAT_VERSION = 2  # 2: the n-gram mix is its own model type, "ngram-mix" (format 1 is read too)
 META_FILE = "namesmith.json"
+LOCK_FILE = ".namesmith.lock"  # held by the run writing the directory (see `one_writer`)
 MAX_META_BYTES = 64 << 20
 
 
@@ -71,6 +79,53 @@ def check_writable(directory: str | Path) -> Path:
     return directory
 
 
+@contextlib.contextmanager
+def one_writer(directory: str | Path) -> Iterator[Path]:
+    """Hold a model directory for one writer while the block runs: a second run writing to it (another
+    `train --out` the same directory) is refused at once, rather than both saving and one result being lost.
+
+    An exclusive `flock` on LOCK_FILE in the directory, held by the open file: the kernel drops it
+    when the process dies, however it dies, so a killed run never leaves the directory locked. The
+    file is removed on release, and a directory this made is removed again if nothing was saved in it.
+    (Where the platform has no `flock`, Windows, nothing is locked.)
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory}: exists and is not a directory", field="out")
+    made = not directory.exists()
+    path = directory / LOCK_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                        break  # else the holder removed the file as this opened it: lock the one there now
+            except BlockingIOError:
+                os.close(fd)
+                raise CheckpointError(f"{directory}: another namesmith run is writing this model directory; wait "
+                                      "for it to end, or choose another out directory", field="out") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+    except OSError as e:
+        raise CheckpointError(f"{directory}: cannot write the model directory ({e.strerror or e})",
+                              field="out") from None
+    try:
+        yield directory
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # still held: no other run can hold it by this name meanwhile
+        os.close(fd)
+        if made:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if empty: a run that saved nothing leaves nothing
+
+
 def model_record(model: CharModel, vocab: Vocab) -> dict[str, Any]:
     """What a model directory says about the model itself: its type, config and vocabulary."""
     return {"model_type": model.model_type, "model_config": model.config_dict(), "vocab": list(vocab.chars)}
@@ -82,13 +137,21 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
 
     `meta` holds what the caller knows (data, training config, metrics, history); the model's
     own type, config and vocabulary are added here. `train_state` makes the checkpoint resumable.
+    A save that fails (a full disk) removes the files it wrote, so the directory holds the previous
+    checkpoint or, on a first save, no orphan tensors that neither load nor resume.
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"{directory}: exists and is not a directory")
+    weights = model.weights()
+    needed = sum(t.nbytes for t in weights.values()) + (0 if train_state is None else
+                                                         sum(t.nbytes for t in train_state["tensors"].values()))
+    written: list[str] = []  # tensor files this save added (a file of the same content may be there already)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        weights_file, weights_sha = _write_tensors(directory, "weights", model.weights())
+        existed = {p.name for p in directory.glob("*.safetensors")}
+        weights_file, weights_sha = _write_tensors(directory, "weights", weights)
+        written += [weights_file] if weights_file not in existed else []
         record = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -98,10 +161,19 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
         }
         if train_state is not None:
             state_file, state_sha = _write_tensors(directory, "train_state", train_state["tensors"])
+            written += [state_file] if state_file not in existed else []
             record["train_state"] = {"file": state_file, "sha256": state_sha, "meta": train_state["meta"]}
         atomic_write_bytes(directory / META_FILE, json.dumps(record, indent=2).encode())
-    except (OSError, SafetensorError) as e:
-        raise CheckpointError(f"{directory}: could not save the model ({getattr(e, 'strerror', None) or e}); "
+    except BaseException as e:
+        for name in written:  # namesmith.json, old or none, does not name them
+            with contextlib.suppress(OSError):
+                (directory / name).unlink()
+        if not isinstance(e, (OSError, SafetensorError)):
+            raise
+        free = ""
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            free = f"; free at least {needed / 1e6 + 1:,.0f} MB on the disk that holds it (or pass another out)"
+        raise CheckpointError(f"{directory}: could not save the model ({getattr(e, 'strerror', None) or e}){free}; "
                               "the previous checkpoint, if any, is intact") from None
     keep = {weights_file, record.get("train_state", {}).get("file")}
     stale_files = [*directory.glob("weights-*.safetensors"), *directory.glob("train_state-*.safetensors"),

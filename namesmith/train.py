@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from namesmith.checkpoint import (
     check_writable,
     load_checkpoint,
     model_record,
+    one_writer,
     read_meta,
     save_checkpoint,
 )
@@ -45,7 +47,7 @@ from namesmith.data import (
 )
 from namesmith.device import resolve_device
 from namesmith.distill import teacher_record
-from namesmith.distributed import World, active
+from namesmith.distributed import World, active, launched
 from namesmith.distributed import setup as setup_distributed
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.evaluate import count_metrics, evaluate_labelled, evaluate_splits, ngram_count_metrics
@@ -397,7 +399,25 @@ def _counted_by_rank_zero(train_fn: Any) -> Any:
     return train_on_rank_zero
 
 
+def _one_writer(train_fn: Any) -> Any:
+    """A run that saves to `out` holds it from start to end (`checkpoint.one_writer`): a second run into the
+    same directory is refused at once instead of both saying "saved to" and one result being lost. Under
+    torchrun, rank 0 alone writes, so it alone holds the directory; nothing to resume is refused by `train`."""
+
+    @functools.wraps(train_fn)
+    def holding_out(*args: Any, **kwargs: Any) -> Any:
+        call = inspect.signature(train_fn).bind(*args, **kwargs)
+        out, resume = call.arguments.get("out"), call.arguments.get("resume")
+        if out is None or (resume and not Path(out).is_dir()) or (launched() and os.environ.get("RANK", "0") != "0"):
+            return train_fn(*args, **kwargs)
+        with one_writer(out):
+            return train_fn(*args, **kwargs)
+
+    return holding_out
+
+
 @_counted_by_rank_zero
+@_one_writer
 def train(
     model_type: str = "ngram",
     data: DataConfig | None = None,

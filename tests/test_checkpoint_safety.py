@@ -313,6 +313,56 @@ def test_cli_train_with_failing_save_is_one_line_and_keeps_the_old_model(model_d
     _assert_previous_intact(model_dir, before)
 
 
+def test_disk_full_on_the_first_save_leaves_no_orphan_files_and_says_what_to_free(tmp_path, capsys, monkeypatch):
+    # issue 27: the weights went into place, the JSON did not: a directory that neither loaded nor resumed
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt_mod, "atomic_write_bytes", disk_full)
+    (tmp_path / "w.txt").write_text("\n".join(NAMES))
+    out = tmp_path / "model"
+    rc = cli.main(["train", "--model", "bigram", "--max-steps", "20", "--data", str(tmp_path / "w.txt"),
+                   "--prior", "none", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == cli.EXIT_ERROR and "\n" not in err and "Traceback" not in err
+    assert "No space left on device" in err and "free at least 1 MB on the disk that holds it" in err
+    assert not out.exists() or list(out.iterdir()) == []  # no orphan weights, no temporary file
+    monkeypatch.undo()
+    NameModel.train(model="bigram", words=NAMES, out=out, **CPU)  # space freed: the same command works
+    assert load_checkpoint(out).meta["complete"]
+
+
+def test_a_second_run_into_the_same_directory_is_refused_while_the_first_runs(tmp_path, capsys):
+    # issue 31: two `train --out SAME` at once both said "saved to", and one result was lost
+    import threading
+
+    out, started, finish, first = tmp_path / "model", threading.Event(), threading.Event(), {}
+
+    def slow(step, total, metrics):  # noqa: ANN001, ANN202 - the first run, held mid-training
+        started.set()
+        finish.wait(60)
+
+    def first_run() -> None:
+        first["model"] = NameModel.train(model="bigram", words=NAMES, out=out, callback=slow, **CPU)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert started.wait(60)
+        (tmp_path / "w.txt").write_text("\n".join(NAMES))
+        rc = cli.main(["train", "--model", "bigram-counts", "--data", str(tmp_path / "w.txt"), "--prior", "none",
+                       "--out", str(out), "--overwrite"])
+        err = capsys.readouterr().err.strip()
+        assert rc == cli.EXIT_ERROR and "\n" not in err
+        assert f"{out}: another namesmith run is writing this model directory" in err
+    finally:
+        finish.set()
+        thread.join(60)
+    assert load_checkpoint(out).meta["model_type"] == "bigram"  # the first run's result, saved
+    assert not (out / ckpt_mod.LOCK_FILE).exists()
+    NameModel.train(model="bigram-counts", words=NAMES, out=out, overwrite=True)  # once it ended, the next may
+
+
 def test_unwritable_out_fails_before_training(tmp_path, capsys):
     (tmp_path / "w.txt").write_text("\n".join(NAMES))
     blocker = tmp_path / "file"
