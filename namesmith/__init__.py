@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError, ConfigError, DataError, NamesmithError
-from namesmith.version import __version__
 
 if TYPE_CHECKING:
     from namesmith.data import DataConfig, load_words
     from namesmith.namemodel import NameModel
+    from namesmith.version import __version__
 
-# Imported on first use (PEP 562): `import namesmith` and `namesmith --help` need neither torch nor the models,
-# so they start in a fraction of the time torch takes to import.
-_LAZY = {"DataConfig": "namesmith.data", "load_words": "namesmith.data", "NameModel": "namesmith.namemodel"}
+# Imported on first use (PEP 562): `import namesmith` and `namesmith --help` need neither torch nor the models
+# (nor importlib.metadata, for the version), so they start in a fraction of the time torch takes to import.
+_LAZY = {"DataConfig": "namesmith.data", "load_words": "namesmith.data", "NameModel": "namesmith.namemodel",
+         "__version__": "namesmith.version"}
 
 
 def __getattr__(name: str) -> Any:

@@ -103,8 +103,10 @@ def test_the_lazy_names_of_the_package_resolve():
     import namesmith
     from namesmith.data import DataConfig, load_words
     from namesmith.namemodel import NameModel
+    from namesmith.version import __version__
 
     assert (namesmith.NameModel, namesmith.DataConfig, namesmith.load_words) == (NameModel, DataConfig, load_words)
+    assert namesmith.__version__ == __version__
     assert all(hasattr(namesmith, name) for name in namesmith.__all__)
     try:
         namesmith.no_such_name  # noqa: B018
