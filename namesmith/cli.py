@@ -380,8 +380,11 @@ def build_parser(model_type: str = "ngram", command: str | None = None) -> argpa
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
                                                         "only; another address needs --api-key to be safe)")
     sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    sv.add_argument("--api-key", metavar="KEY", help="require this key in the X-API-Key header of every API request "
-                                                     "(or set NAMESMITH_API_KEY)")
+    sv.add_argument("--api-key", metavar="KEY", help="require this key in the X-API-Key header of every API request; "
+                                                     "a key on the command line shows in ps to every user of this "
+                                                     "machine: prefer the NAMESMITH_API_KEY environment variable or "
+                                                     "--api-key-file (an empty key is refused)")
+    sv.add_argument("--api-key-file", metavar="FILE", help="read the API key from the first line of FILE")
     sv.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                     help="change a per-request limit (repeatable), e.g. max_names=500 or time_budget=1; see "
                          "namesmith/serve/limits.py for all")
@@ -806,8 +809,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise ConfigError(f"serve needs the serve extra ({e.name} is missing): "
                           "pip install 'namesmith[serve]'") from None
-    run_server(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, limits=Limits.parse(args.limit),
-               workers=args.workers, log_level="warning" if args.quiet else "info")
+    if args.api_key:
+        log.warning("--api-key shows the key to every user of this machine (ps); NAMESMITH_API_KEY or --api-key-file "
+                    "do not")
+    run_server(args.model_dirs, host=args.host, port=args.port, api_key=args.api_key, api_key_file=args.api_key_file,
+               limits=Limits.parse(args.limit), workers=args.workers, log_level="warning" if args.quiet else "info")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`namesmith serve --workers N` on Linux: N uvicorn processes, each on its own SO_REUSEPORT socket of the port."""
+"""`namesmith serve --workers N` on Linux: N supervised uvicorn processes, each on its own SO_REUSEPORT socket of
+the port (bound by the parent), replaced when they die and stopped when the parent dies."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -31,8 +34,11 @@ def sockets_of(pid: int) -> int:
     return sum(os.readlink(fd).startswith("socket:") for fd in Path(f"/proc/{pid}/fd").iterdir())
 
 
-def serve(model: Path, port: int, tmp_path: Path) -> subprocess.Popen:
+def serve(model: Path, port: int, tmp_path: Path, key: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "NAMESMITH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env.pop("NAMESMITH_API_KEY", None)
+    if key is not None:
+        env["NAMESMITH_API_KEY"] = key
     return subprocess.Popen([sys.executable, "-m", "namesmith", "serve", "-m", str(model), "--port", str(port),
                              "--workers", "2", "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -79,7 +85,8 @@ def test_connections_are_spread_over_the_workers_and_all_stop_together(tmp_path)
         wait_ready(f"http://127.0.0.1:{port}", server, port)
         workers = workers_of(server.pid)
         before = {w: sockets_of(w) for w in workers}
-        conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(24)]  # open at once
+        # open at once (a long timeout: a worker still loading its models answers once it has)
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=90) for _ in range(24)]
         for conn in conns:
             assert ask(conn, "/api/v1/models")["models"]
         gained = {w: sockets_of(w) - before[w] for w in workers}
@@ -108,3 +115,103 @@ def test_a_port_in_use_is_one_clear_error(tmp_path):
     assert server.returncode != 0
     assert err.strip().splitlines() == [f"namesmith: error: cannot listen on 127.0.0.1:{port}: "
                                         "Address already in use"], err
+
+
+def status_of(url: str, key: str | None = None) -> int:
+    request = urllib.request.Request(url, headers={"Connection": "close", **({"X-API-Key": key} if key else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_workers_die_with_a_killed_server_and_a_new_key_binds_on_the_port(tmp_path):
+    model, port = train_bigram(tmp_path), free_port()
+    url = f"http://127.0.0.1:{port}"
+    old = serve(model, port, tmp_path)  # no key
+    try:
+        wait_ready(url, old, port)
+        workers = workers_of(old.pid)
+        old.kill()  # SIGKILL: the parent runs no cleanup
+        old.wait(10)
+        deadline = time.monotonic() + 20
+        while [w for w in workers if alive(w)]:
+            assert time.monotonic() < deadline, "the workers outlived their killed parent"
+            time.sleep(0.1)
+    finally:
+        if old.poll() is None:
+            old.kill()
+    new = serve(model, port, tmp_path, key="new-key")
+    try:
+        deadline = time.monotonic() + 90
+        while len(workers_of(new.pid)) < 2 or status_of(f"{url}/api/v1", "new-key") != 200:
+            assert new.poll() is None and time.monotonic() < deadline, new.communicate()
+            time.sleep(0.2)
+        # fresh connections spread over every socket on the port: none is an old worker's
+        assert {status_of(f"{url}/api/v1/models") for _ in range(40)} == {401}
+    finally:
+        new.send_signal(signal.SIGTERM)
+        new.wait(60)
+
+
+def test_a_port_held_by_another_servers_workers_is_refused(tmp_path):
+    model = train_bigram(tmp_path)
+    with socket.socket() as orphan:  # as an old server's worker holds its SO_REUSEPORT socket
+        orphan.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        orphan.bind(("127.0.0.1", 0))
+        orphan.listen()
+        port = orphan.getsockname()[1]
+        server = serve(model, port, tmp_path)
+        out, err = server.communicate(timeout=120)
+    assert server.returncode != 0
+    assert err.strip().splitlines() == [f"namesmith: error: cannot listen on 127.0.0.1:{port}: "
+                                        "Address already in use"], err
+
+
+def test_a_dead_worker_is_replaced_while_the_other_serves(tmp_path):
+    model, port = train_bigram(tmp_path), free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = serve(model, port, tmp_path)
+    results: list[int | str] = []
+    stop = threading.Event()
+
+    def client() -> None:  # a new connection per request: only requests in flight can be dropped
+        while not stop.is_set():
+            try:
+                results.append(status_of(f"{url}/api/v1/models/bigram"))
+            except OSError as e:
+                results.append(type(e).__name__)
+
+    try:
+        wait_ready(url, server, port)
+        clients = [threading.Thread(target=client) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        time.sleep(1.0)
+        victim = workers_of(server.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while victim in workers_of(server.pid) or len(workers_of(server.pid)) < 2:
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not replace its worker"
+            time.sleep(0.1)
+        time.sleep(2.0)
+        stop.set()
+        for thread in clients:
+            thread.join(60)
+        errors = [r for r in results if r != 200]
+        assert len(errors) <= 4 and results.count(200) > 10, (errors, len(results))  # at most one in flight each
+        # the new worker serves its socket: 24 fresh connections (spread over both sockets) are all answered
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=90) for _ in range(24)]
+        for conn in conns:
+            assert ask(conn, "/api/v1")["version"]
+            conn.close()
+    finally:
+        stop.set()
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+    assert server.returncode == 0

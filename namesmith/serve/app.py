@@ -10,8 +10,7 @@ served with a strict content-security policy (its own files only: no CDN, nothin
 
 import hmac
 import logging
-import threading
-from collections import OrderedDict
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 import namesmith.serve.service as service
-from namesmith.errors import NamesmithError
+from namesmith.errors import ConfigError, NamesmithError
 from namesmith.namemodel import NameModel
+from namesmith.serve.adapted import AdaptedModels, Busy, StillAdapting
 from namesmith.serve.docs import add_docs
 from namesmith.serve.limits import Limits, Slots
 from namesmith.serve.registry import ID_PATTERN, ModelEntry, ModelRegistry, model_labels, public_info, scrub
@@ -46,8 +46,7 @@ from namesmith.version import __version__
 log = logging.getLogger("namesmith")
 
 API_KEY_HEADER = "X-API-Key"
-ADAPTED_CACHE = 8  # adapted models ("more like these") kept, most recent first
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)}
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
                                "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -84,6 +83,25 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class NoSniff:
+    """ASGI middleware: every response says its content type is to be believed (no MIME sniffing)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_nosniff(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-content-type-options"]
+                message = {**message, "headers": [*headers, (b"x-content-type-options", b"nosniff")]}
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
+
+
 def _where(loc: tuple) -> list:
     """A pydantic error location without its first part (body, path, query or header)."""
     return list(loc[1:]) if loc and loc[0] in ("body", "path", "query", "header") else list(loc)
@@ -107,22 +125,24 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
 
     `api_key`: when set, every /api request needs it in the X-API-Key header (or as a Bearer token).
     """
+    if api_key is not None and not api_key.strip():
+        raise ConfigError("api_key is empty: an empty key would let every request in", field="api_key")
     registry = registry or ModelRegistry.builtin()
     limits = limits or Limits()
     default_model = default_model or ("us-ngram" if "us-ngram" in registry else next(iter(registry)).id)
     registry.get(default_model)
     requests = request_models(limits)
     hidden_paths = registry.paths()
-    adapted: OrderedDict[tuple, NameModel] = OrderedDict()
-    adapted_lock = threading.Lock()
     heatmaps: dict[str, bytes] = {}
-    slots = Slots(limits.max_concurrent)  # bounds the CPU and memory of generation; first come, first served
+    slots = Slots(limits.max_concurrent)  # bounds the CPU and memory of the requests' work; first come, first served
+    adapted = AdaptedModels(slots, limits.max_adapted_bytes, max_jobs=limits.max_concurrent)
 
     app = FastAPI(title="namesmith", version=__version__, summary="Generate, steer, score and compare names.",
                   description="A JSON API over namesmith's character models. Errors are "
                               "`{\"error\": message, \"field\": name}`.",
                   docs_url=None, redoc_url=None)  # /docs: namesmith.serve.docs, offline
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(NoSniff)
 
     def error(status: int, message: str, field: str | None = None) -> JSONResponse:
         return JSONResponse({"error": scrub(message, hidden_paths), "field": field}, status_code=status)
@@ -198,15 +218,20 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         model = entry.get()
         return {**summary(entry, model), "info": _jsonable(public_info(model))}
 
-    def generating(model: NameModel, options: dict[str, Any], labels: dict[str, list[str]]) -> dict[str, Any]:
-        """service.generate in one of the max_concurrent slots (503 when none frees up within the budget)."""
-        if not slots.acquire(timeout=limits.time_budget):
-            raise HTTPException(503, f"the server is busy ({limits.max_concurrent} generate requests running); "
-                                     f"try again shortly", headers={"Retry-After": "1"})
+    def busy(what: str = f"{limits.max_concurrent} requests running") -> HTTPException:
+        return HTTPException(503, f"the server is busy ({what}); try again shortly", headers={"Retry-After": "1"})
+
+    def in_slot(work: Any, *args: Any, timeout: float = limits.time_budget) -> Any:
+        """`work(*args)` in one of the max_concurrent slots (503 when none frees up within `timeout`)."""
+        if timeout <= 0 or not slots.acquire(timeout=timeout):
+            raise busy()
         try:
-            return service.generate(model, options, limits, labels)
+            return work(*args)
         finally:
             slots.release()
+
+    def generating(model: NameModel, options: dict[str, Any], labels: dict[str, list[str]]) -> dict[str, Any]:
+        return in_slot(service.generate, model, options, limits, labels)
 
     @api.post("/models/{model_id}/generate", response_model=GenerateResponse,
               summary="Generate names meeting every constraint, with their scores",
@@ -229,28 +254,33 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
             raise HTTPException(404, "more like these is not available: this namesmith cannot adapt models")
         options = body.model_dump()
         key = (model_id, tuple(sorted(set(options.pop("words")))))
-        with adapted_lock:
-            tuned = adapted.get(key)
-            if tuned is not None:
-                adapted.move_to_end(key)
-        if tuned is None:
-            tuned = model.adapt(list(key[1]))
-            with adapted_lock:
-                adapted[key] = tuned
-                while len(adapted) > ADAPTED_CACHE:
-                    adapted.popitem(last=False)
-        return {"model": model_id, **generating(tuned, options, labels)}
+        # the adaptation and the generation share the request's budget, each in a slot
+        budget = min(options["time_budget"] or limits.time_budget, limits.time_budget)
+        deadline = time.monotonic() + budget
+        try:
+            tuned = adapted.get(key, lambda: model.adapt(list(key[1])), timeout=budget)
+        except Busy as e:
+            raise busy(str(e)) from None
+        except StillAdapting:
+            raise HTTPException(503, f"adapting the model to these {len(key[1])} names takes longer than the time "
+                                     f"budget ({budget:g} s); it goes on: ask again in a few seconds",
+                                headers={"Retry-After": "2"}) from None
+        left = deadline - time.monotonic()
+        if left < 0.05 * budget:
+            raise busy("the adaptation used the time budget")
+        options["time_budget"] = left
+        return {"model": model_id, **in_slot(service.generate, tuned, options, limits, labels, timeout=left)}
 
     @api.post("/models/{model_id}/score", response_model=ScoreResponse, summary="Score and rank names")
     def score(body: requests.Score, model_id: str = _path(model_path)) -> dict[str, Any]:
         model, labels = model_for(model_id)
-        return {"model": model_id, "scores": service.score(model, body.names, labels, body.where, body.sort)}
+        return {"model": model_id, "scores": in_slot(service.score, model, body.names, labels, body.where, body.sort)}
 
     @api.post("/models/{model_id}/classify", response_model=ClassifyResponse,
               summary="P(label value | name) for each label of a conditional model")
     def classify(body: requests.Classify, model_id: str = _path(model_path)) -> dict[str, Any]:
         model, labels = model_for(model_id)
-        return {"model": model_id, "results": service.classify(model, body.names, labels)}
+        return {"model": model_id, "results": in_slot(service.classify, model, body.names, labels)}
 
     @api.get("/models/{model_id}/heatmap.png", summary="P(next | previous) as a PNG heat map",
              responses={200: {"content": {"image/png": {}}, "description": "the heat map"}},
@@ -258,7 +288,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     def heatmap(model_id: str = _path(model_path)) -> Response:
         model, _ = model_for(model_id)
         if model_id not in heatmaps:
-            heatmaps[model_id] = service.heatmap_png(model)
+            heatmaps[model_id] = in_slot(service.heatmap_png, model)
         return Response(heatmaps[model_id], media_type="image/png",
                         headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
 
@@ -272,7 +302,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
 
     static = Path(str(resources.files("namesmith.serve") / "static"))
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(static / "index.html", headers=PAGE_HEADERS)
 

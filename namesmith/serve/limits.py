@@ -17,7 +17,9 @@ from namesmith.errors import ConfigError
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request limits. A request over one gets a 422 naming the field (413 for the body size)."""
+    """What one request, and one client's connections, may take. A request over a limit gets a 422 naming the
+    field (413 for the body size, 431 for the headers, 408 for a request that arrives too slowly, 503 for a
+    busy server or too many connections)."""
 
     max_names: int = 200  # names one generate request may ask for (`n`)
     max_score_names: int = 1000  # names one score, classify or similarity request may send
@@ -28,8 +30,18 @@ class Limits:
     time_budget: float = 2.0  # seconds of search per request, at most (a request may ask for less)
     max_tries: int = 1_000_000  # names drawn per generate request, at most
     max_adapt_words: int = 200  # names sent for "more like these"
-    max_concurrent: int = 2  # generate requests running at once (each may hold a model's sampling tables);
-    #                          more wait for a free slot up to time_budget, then get a 503
+    max_concurrent: int = 2  # requests computing at once: generate, more-like-these (its adaptation too), score
+    #                          and classify (each may hold a model's tables); more wait for a slot up to time_budget,
+    #                          then get a 503
+    max_adapted_bytes: int = 256 * 2**20  # memory of the adapted models ("more like these") kept for reuse
+    # --- connections (what reaches the server before any request does: a reverse proxy can enforce these too)
+    max_header_bytes: int = 16 * 1024  # bytes of a request line and headers; more get a 431 and the connection closed
+    read_timeout: float = 10.0  # seconds a request's headers and body may take to arrive, from its first byte
+    #                             (or from the connection's opening); then a 408 and the connection is closed
+    idle_timeout: float = 5.0  # seconds a kept-alive connection may wait for its next request
+    max_connections: int = 256  # connections open at once (per worker); one more gets a 503 and is closed
+    max_client_connections: int = 64  # of those, from one address (behind a reverse proxy every client has the
+    #                                   proxy's address: raise it to the proxy's pool and limit clients there)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -1,7 +1,10 @@
-"""`run_server`: the app on uvicorn, bound to 127.0.0.1 unless told otherwise."""
+"""`run_server`: the app on uvicorn, bound to 127.0.0.1 unless told otherwise, in one process or a
+supervised group of workers (a pre-fork server like gunicorn's: sockets bound once by the parent,
+workers replaced when they die and stopped when it does)."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import multiprocessing
@@ -10,12 +13,14 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from namesmith.errors import ConfigError
+from namesmith.errors import ConfigError, NamesmithError
 from namesmith.serve.limits import Limits
 from namesmith.serve.registry import ModelRegistry
 
@@ -26,6 +31,7 @@ WORKER_CONFIG_ENV = "NAMESMITH_SERVE_CONFIG"  # how run_server(workers=N) tells 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 serves the network (then set an API key)
 DEFAULT_PORT = 8000
 WORKER_STOP_SECONDS = 30  # a stopped worker's time to finish its requests before it is killed
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies (Linux)
 
 
 def build_registry(model_dirs: Sequence[str | Path] = (), datasets: Sequence[str] | None = None,
@@ -43,16 +49,52 @@ def build_registry(model_dirs: Sequence[str | Path] = (), datasets: Sequence[str
     return registry
 
 
+def resolve_api_key(api_key: str | None = None, key_file: str | Path | None = None) -> str | None:
+    """The key every /api request must carry: `api_key`, else the first line of `key_file`, else $NAMESMITH_API_KEY.
+
+    An empty key is refused: it would let every request in without anyone noticing.
+    """
+    if api_key is not None and key_file is not None:
+        raise ConfigError("give --api-key or --api-key-file, not both", field="api_key")
+    if key_file is not None:
+        try:
+            lines = Path(key_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{key_file}: cannot read the API key file ({getattr(e, 'strerror', None) or e})",
+                              field="api_key_file") from None
+        key, where = (lines[0].strip() if lines else ""), f"{key_file}: the API key file"
+    elif api_key is not None:
+        key, where = api_key, "--api-key"
+    else:
+        key, where = os.environ.get(API_KEY_ENV), API_KEY_ENV
+    if key is not None and not key.strip():
+        raise ConfigError(f"{where} is empty: an empty key would let every request in; give a key, or leave it out "
+                          "to serve without one", field="api_key")
+    return key
+
+
+def uvicorn_config(app: Any, limits: Limits, **options: Any) -> Any:
+    """uvicorn's settings for the app: the connection limits of `limits` (namesmith.serve.connections), no
+    Server header, and a bounded graceful stop."""
+    import uvicorn
+
+    from namesmith.serve.connections import bounded_protocol
+
+    return uvicorn.Config(app, http=bounded_protocol(limits), timeout_keep_alive=limits.idle_timeout,
+                          timeout_graceful_shutdown=WORKER_STOP_SECONDS, server_header=False, **options)
+
+
 def run_server(model_dirs: Sequence[str | Path] = (), *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-               api_key: str | None = None, limits: Limits | None = None, datasets: Sequence[str] | None = None,
-               cache: str | Path | None = None, preload: bool = False, threads: int = 1, workers: int = 1,
-               log_level: str = "info") -> None:
+               api_key: str | None = None, api_key_file: str | Path | None = None, limits: Limits | None = None,
+               datasets: Sequence[str] | None = None, cache: str | Path | None = None, preload: bool = False,
+               threads: int = 1, workers: int = 1, log_level: str = "info") -> None:
     """Serve the page and the JSON API until interrupted (what `namesmith serve` runs).
 
-    `api_key` (or the NAMESMITH_API_KEY environment variable) makes every /api request need it.
+    `api_key`, the first line of `api_key_file`, or the NAMESMITH_API_KEY environment variable makes
+    every /api request need it (an empty one is refused).
     `threads`: torch threads per request; requests run in parallel, so 1 is best on a small machine.
     `workers`: server processes (each holds its own copy of the models): generation holds Python's
-    GIL, so one process uses about one core; N processes use N.
+    GIL, so one process uses about one core; N processes use N, and a worker that dies is replaced.
     """
     import uvicorn
 
@@ -63,95 +105,155 @@ def run_server(model_dirs: Sequence[str | Path] = (), *, host: str = DEFAULT_HOS
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}", field="workers")
     limits = limits or Limits()
-    api_key = api_key or os.environ.get(API_KEY_ENV) or None
+    api_key = resolve_api_key(api_key, api_key_file)
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning(f"serving on {host} without an API key: anyone who can reach this address can use the server "
-                    f"(set --api-key or {API_KEY_ENV})")
+                    f"(set {API_KEY_ENV} or --api-key-file)")
     torch.set_num_threads(threads)
     registry = build_registry(model_dirs, datasets, cache, preload or workers > 1)  # workers load from the cache
     log.info(f"namesmith serving on http://{host}:{port}/ (API at /api/v1, OpenAPI at /docs)")
     if workers == 1:
         app = create_app(registry, limits=limits, api_key=api_key)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+        uvicorn.Server(uvicorn_config(app, limits, host=host, port=port, log_level=log_level)).run()
         return
+    del registry  # the workers load their own; this process only supervises them
     os.environ[WORKER_CONFIG_ENV] = json.dumps({
         "model_dirs": [str(Path(d).resolve()) for d in model_dirs], "datasets": None if datasets is None else
-        list(datasets), "cache": None if cache is None else str(cache), "limits": limits.to_dict(), "threads": threads})
+        list(datasets), "cache": None if cache is None else str(cache), "limits": limits.to_dict(), "threads": threads,
+        "log_level": log_level})
     if api_key is not None:
-        os.environ[API_KEY_ENV] = api_key  # the workers read it from there, as from a user's environment
-    if hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux"):
-        run_workers(host, port, workers, log_level)
-    else:  # uvicorn's workers share one socket (elsewhere SO_REUSEPORT does not spread connections)
-        uvicorn.run("namesmith.serve.server:worker_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, server_header=False)
+        os.environ[API_KEY_ENV] = api_key  # the workers read it there (a command line shows in ps)
+    run_workers(host, port, workers)
 
 
-def run_workers(host: str, port: int, workers: int, log_level: str) -> None:
-    """`workers` uvicorn servers in processes of their own, each on its own SO_REUSEPORT socket.
+def run_workers(host: str, port: int, workers: int) -> None:
+    """`workers` uvicorn servers in processes of their own, supervised: one that dies is started again.
 
-    The kernel spreads new connections evenly over the sockets. With one shared socket (uvicorn's
-    `workers`), whichever process wakes first accepts every connection waiting: eight clients that
-    connect at once were served 7 and 1 here, the 7 waiting in line on one core while the other
-    idled. A worker that exits stops the others (a supervisor such as systemd restarts the whole),
-    and SIGTERM or Ctrl-C stops them all.
+    The sockets are bound here, before any worker starts, and handed to the workers, so a worker
+    that dies leaves its socket open: connections wait in its queue until its successor takes
+    them. On Linux each worker has its own SO_REUSEPORT socket and the kernel spreads new
+    connections evenly over them (with one shared socket, whichever process wakes first accepts
+    every connection waiting: eight clients that connect at once were served 7 and 1, the 7 in line
+    on one core while the other idled); elsewhere they share one socket. Workers stop when this
+    process stops, even when it is killed (`_die_with_parent`), so a restarted server never shares
+    the port with an old one's workers (which would serve with the old API key). SIGTERM or Ctrl-C
+    stops them all.
     """
-    # holds the port (and picks one for port 0) until the end: bound, not listening, it is given no connection
-    placeholder = _listening_socket(host, port, listen=False)
-    port = placeholder.getsockname()[1]
+    sockets = worker_sockets(host, port, workers)
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(host, port, log_level), name=f"namesmith-serve-{i}")
-                 for i in range(workers)]
+    processes: list[Any] = []
+    ready: list[Any] = []
+
+    def start(i: int) -> None:
+        event = context.Event()  # set by the worker once its models are loaded and its app built
+        process = context.Process(target=_worker, args=(sockets[i % len(sockets)], event),
+                                  name=f"namesmith-serve-{i}")
+        process.start()
+        processes[i:i + 1], ready[i:i + 1] = [process], [event]
+
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        for process in processes:
-            process.start()
-        multiprocessing.connection.wait([p.sentinel for p in processes])
-        stopped = next(p for p in processes if not p.is_alive())
-        log.error(f"server worker {stopped.name} (pid {stopped.pid}) exited with code {stopped.exitcode}; "
-                  "stopping the others")
+        for i in range(workers):
+            processes.append(None)
+            ready.append(None)
+            start(i)
+        while True:
+            multiprocessing.connection.wait([p.sentinel for p in processes])
+            for i, process in enumerate(processes):
+                if process.is_alive():
+                    continue
+                process.join()
+                if not ready[i].is_set():
+                    raise NamesmithError(f"server worker {i} exited with code {process.exitcode} before it could "
+                                         "serve; stopping the others")
+                log.warning(f"server worker {i} (pid {process.pid}) exited with code {process.exitcode}; "
+                            "starting another")
+                start(i)
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        placeholder.close()
         for process in processes:
-            if process.is_alive():
+            if process is not None and process.is_alive():
                 process.terminate()  # uvicorn finishes the requests in flight, then exits
         for process in processes:
-            process.join(WORKER_STOP_SECONDS)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            if process is not None:
+                process.join(WORKER_STOP_SECONDS)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+        for sock in sockets:
+            sock.close()
+
+
+def worker_sockets(host: str, port: int, workers: int) -> list[socket.socket]:
+    """Listening sockets for `workers` processes: on Linux one SO_REUSEPORT socket each, elsewhere one for all.
+
+    The first is bound without SO_REUSEPORT, so a port that anything holds, an old server's
+    orphaned workers included, is refused; only then may the others join it on the port.
+    """
+    first = _listening_socket(host, port)
+    if not (hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")):
+        return [first]
+    first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # read when the next ones bind, so they may join
+    port = first.getsockname()[1]
+    return [first] + [_listening_socket(host, port, reuse_port=True) for _ in range(workers - 1)]
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _listening_socket(host: str, port: int, listen: bool = True) -> socket.socket:
+def _listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                          flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; one listened on is not
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
+        sock.listen(2048)
     except OSError as e:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}", field="port") from None
-    if listen:
-        sock.listen(2048)
     return sock
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
-    """One worker process of `run_workers`: its own socket on the shared port, its own uvicorn."""
+def _die_with_parent() -> None:
+    """End this worker when its parent ends, however it ends (a parent killed with SIGKILL runs no cleanup).
+
+    Linux sends SIGTERM at the parent's death (PR_SET_PDEATHSIG); everywhere, a thread waits on the
+    pipe multiprocessing keeps to the parent, which closes when the parent dies (also if it died
+    before this ran). uvicorn stops on SIGTERM: no new connections, the requests in flight finished.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="namesmith-parent-watch", daemon=True).start()
+
+
+def _worker(sock: socket.socket, ready: Any) -> None:
+    """One worker process of `run_workers`: the app of `worker_app` on its socket."""
     import uvicorn
 
-    sock = _listening_socket(host, port)
-    config = uvicorn.Config("namesmith.serve.server:worker_app", factory=True, log_level=log_level,
-                            server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    _die_with_parent()
+    config = json.loads(os.environ[WORKER_CONFIG_ENV])
+    try:
+        app = worker_app()
+    except NamesmithError as e:
+        sys.exit(f"namesmith: error: {e}")
+    ready.set()
+    limits = Limits(**config["limits"])
+    uvicorn.Server(uvicorn_config(app, limits, log_level=config["log_level"])).run(sockets=[sock])
 
 
 def worker_app():
