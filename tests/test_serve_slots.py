@@ -42,3 +42,27 @@ def test_a_wait_that_times_out_leaves_the_queue():
     assert not slots._waiting
     slots.release()
     assert slots.acquire(timeout=0)  # the freed slot was kept, not handed to the waiter that left
+
+
+def test_a_freed_slot_goes_to_the_client_holding_fewest():
+    slots = Slots(2)
+    assert slots.acquire(timeout=0, client="flood") and slots.acquire(timeout=0, client="flood")
+    order: list[str] = []
+
+    def waiter(client: str) -> None:
+        assert slots.acquire(timeout=10, client=client)
+        order.append(client)
+
+    threads = []
+    for queued, client in enumerate(("flood", "flood", "other"), start=1):
+        thread = threading.Thread(target=waiter, args=(client,))
+        thread.start()
+        threads.append(thread)
+        wait_until(lambda queued=queued: len(slots._waiting) == queued)
+    slots.release(client="flood")  # "flood" still holds one, "other" none: "other" is served before the flood
+    wait_until(lambda: order == ["other"])
+    slots.release(client="flood")
+    slots.release(client="other")
+    for thread in threads:
+        thread.join(10)
+    assert order == ["other", "flood", "flood"]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from namesmith.namemodel import NameModel
-from namesmith.serve.limits import Slots
+from namesmith.serve.limits import CLIENT, Slots
 
 SLOT_WAIT = 30.0  # seconds an adaptation job waits for a slot before it gives up (its requests have gone by then)
 
@@ -86,20 +86,20 @@ class AdaptedModels:
             if job is None:
                 if len(self._jobs) >= self.max_jobs:
                     raise Busy(f"{self.max_jobs} adaptations are running")
-                job = self._jobs[key] = self._pool.submit(self._build, key, adapt)
+                job = self._jobs[key] = self._pool.submit(self._build, key, adapt, CLIENT.get())
         try:
             return job.result(timeout=max(timeout, 0.0))
         except FutureTimeout:
             raise StillAdapting from None
 
-    def _build(self, key: Hashable, adapt: Callable[[], NameModel]) -> NameModel:
+    def _build(self, key: Hashable, adapt: Callable[[], NameModel], client: str) -> NameModel:
         try:
-            if not self.slots.acquire(timeout=SLOT_WAIT):
+            if not self.slots.acquire(timeout=SLOT_WAIT, client=client):
                 raise Busy("no slot came free for the adaptation")
             try:
                 model = adapt()
             finally:
-                self.slots.release()
+                self.slots.release(client)
             self._keep(key, model)
             return model
         finally:

@@ -28,7 +28,7 @@ from namesmith.errors import ConfigError, NamesmithError
 from namesmith.namemodel import NameModel
 from namesmith.serve.adapted import AdaptedModels, Busy, StillAdapting
 from namesmith.serve.docs import add_docs
-from namesmith.serve.limits import Limits, Slots
+from namesmith.serve.limits import CLIENT, Limits, Slots
 from namesmith.serve.registry import ID_PATTERN, ModelEntry, ModelRegistry, model_labels, public_info, scrub
 from namesmith.serve.schemas import (
     ClassifyResponse,
@@ -84,7 +84,8 @@ class BodyLimit:
 
 
 class NoSniff:
-    """ASGI middleware: every response says its content type is to be believed (no MIME sniffing)."""
+    """ASGI middleware: every response says its content type is to be believed (no MIME sniffing), and the
+    request's work knows its client's address (CLIENT: the slots queue clients fairly)."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -92,6 +93,7 @@ class NoSniff:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        CLIENT.set(scope["client"][0] if scope.get("client") else "")
 
         async def send_nosniff(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -135,7 +137,8 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     hidden_paths = registry.paths()
     heatmaps: dict[str, bytes] = {}
     slots = Slots(limits.max_concurrent)  # bounds the CPU and memory of the requests' work; first come, first served
-    adapted = AdaptedModels(slots, limits.max_adapted_bytes, max_jobs=limits.max_concurrent)
+    # adaptations hold a slot for seconds: they never take the last one, which keeps generate and score moving
+    adapted = AdaptedModels(slots, limits.max_adapted_bytes, max_jobs=max(1, limits.max_concurrent - 1))
 
     app = FastAPI(title="namesmith", version=__version__, summary="Generate, steer, score and compare names.",
                   description="A JSON API over namesmith's character models. Errors are "
@@ -262,12 +265,10 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         except Busy as e:
             raise busy(str(e)) from None
         except StillAdapting:
-            raise HTTPException(503, f"adapting the model to these {len(key[1])} names takes longer than the time "
-                                     f"budget ({budget:g} s); it goes on: ask again in a few seconds",
-                                headers={"Retry-After": "2"}) from None
+            return {"model": model_id, **service.adapting(options["n"], len(key[1]), budget, options["seed"])}
         left = deadline - time.monotonic()
-        if left < 0.05 * budget:
-            raise busy("the adaptation used the time budget")
+        if left < 0.05 * budget:  # adapted just in time: the next request finds it
+            return {"model": model_id, **service.adapting(options["n"], len(key[1]), budget, options["seed"])}
         options["time_budget"] = left
         return {"model": model_id, **in_slot(service.generate, tuned, options, limits, labels, timeout=left)}
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import deque
+from collections import Counter, deque
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from namesmith.errors import ConfigError
@@ -72,39 +73,55 @@ class Limits:
         return dataclasses.asdict(self)
 
 
+CLIENT: ContextVar[str] = ContextVar("namesmith_client", default="")  # the address of the request being served
+
+
 class Slots:
-    """At most `n` holders at once, the others served in the order they came.
+    """At most `n` holders at once; a freed slot goes to the client holding fewest, then to the longest waiter.
 
     A plain semaphore lets a request that has just arrived take a freed slot ahead of those already
     waiting, so under load a few unlucky requests wait for many others (the p99 latency); here a
-    freed slot is handed straight to the longest waiter. Generation holds Python's GIL, so more
-    slots than cores only share the same CPU among more requests.
+    freed slot is handed straight to a waiter. Among waiters, the one whose client (its address)
+    holds the fewest slots comes first, so one client's flood of requests queues behind itself and
+    another client's request waits for one slot to free, not for the flood (fair queuing; with one
+    client it is first come, first served). Generation holds Python's GIL, so more slots than cores
+    only share the same CPU among more requests.
     """
 
     def __init__(self, n: int):
         self._lock = threading.Lock()
         self._free = n
-        self._waiting: deque[threading.Event] = deque()
+        self._held: Counter[str] = Counter()  # slots held, by client
+        self._waiting: deque[tuple[str, threading.Event]] = deque()
 
-    def acquire(self, timeout: float) -> bool:
-        """Take a slot, waiting at most `timeout` seconds; False if none came."""
+    def acquire(self, timeout: float, client: str | None = None) -> bool:
+        """Take a slot for `client` (default: the request's, CLIENT), waiting at most `timeout` seconds."""
+        client = CLIENT.get() if client is None else client
         with self._lock:
             if self._free and not self._waiting:
                 self._free -= 1
+                self._held[client] += 1
                 return True
-            ticket = threading.Event()
+            ticket = (client, threading.Event())
             self._waiting.append(ticket)
-        if ticket.wait(timeout):
+        if ticket[1].wait(timeout):
             return True
         with self._lock:
-            if ticket.is_set():  # handed a slot just as the wait ended
+            if ticket[1].is_set():  # handed a slot just as the wait ended
                 return True
             self._waiting.remove(ticket)
             return False
 
-    def release(self) -> None:
+    def release(self, client: str | None = None) -> None:
+        client = CLIENT.get() if client is None else client
         with self._lock:
+            self._held[client] -= 1
+            if self._held[client] <= 0:
+                del self._held[client]
             if self._waiting:
-                self._waiting.popleft().set()  # the slot passes to the longest waiter
+                ticket = min(self._waiting, key=lambda t: self._held[t[0]])  # min keeps the first of equals
+                self._waiting.remove(ticket)
+                self._held[ticket[0]] += 1
+                ticket[1].set()  # the slot passes to the waiter
             else:
                 self._free += 1

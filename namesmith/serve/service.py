@@ -135,6 +135,16 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
             "summary": novelty(model, names).to_dict(), "offensive_hidden": hidden}
 
 
+def adapting(n: int, words: int, seconds: float, seed: int | None) -> dict[str, Any]:
+    """The generate answer of a "more like these" request whose adaptation outlasted its time budget: no names
+    yet (as when a search runs out of its budget), the adaptation going on for the next request."""
+    stats = Generation([], n, seconds=seconds, method="adapting", stop_reason="time-budget")
+    return {"seed": secrets.randbelow(MAX_SEED + 1) if seed is None else seed, "names": [], "complete": False,
+            "message": f"found 0 of {n} names: adapting the model to these {words} names takes longer than the "
+                       f"time budget; it goes on: ask again in a few seconds", "generation": stats.to_dict(),
+            "summary": NoveltySummary(0).to_dict(), "offensive_hidden": 0}
+
+
 def score_dict(score: Any) -> dict[str, Any]:
     d = score.to_dict()
     return {"name": d["name"], "log_prob": finite(score.log_prob), "nll_per_char": finite(score.nll_per_char),
