@@ -24,7 +24,7 @@ from serve_support import free_port, train_bigram  # noqa: E402
 from namesmith import NameModel  # noqa: E402
 from namesmith.errors import ConfigError  # noqa: E402
 from namesmith.serve import Limits, ModelRegistry, create_app, service  # noqa: E402
-from namesmith.serve.adapted import AdaptedModels, StillAdapting, tensor_bytes  # noqa: E402
+from namesmith.serve.adapted import AdaptedModels, Busy, StillAdapting, tensor_bytes  # noqa: E402
 from namesmith.serve.limits import Slots  # noqa: E402
 from namesmith.serve.server import API_KEY_ENV, resolve_api_key, uvicorn_config  # noqa: E402
 
@@ -264,7 +264,7 @@ def test_adapted_models_are_kept_within_their_bytes():
         return holder
 
     assert tensor_bytes(model_of(3)) == 3 * 2**20
-    cache = AdaptedModels(Slots(1), max_bytes=5 * 2**20, max_jobs=1)
+    cache = AdaptedModels(Slots(1), max_bytes=5 * 2**20, max_jobs=1, max_pending=2)
     for key in "abc":
         cache.get(key, lambda: model_of(2), timeout=10)
     assert cache.cached_bytes == 4 * 2**20  # "a" went out first
@@ -275,3 +275,7 @@ def test_adapted_models_are_kept_within_their_bytes():
     assert cache.cached_bytes == 4 * 2**20
     with pytest.raises(StillAdapting):
         cache.get("slow", lambda: time.sleep(0.5) or model_of(1), timeout=0.05)
+    with pytest.raises(StillAdapting):  # queued behind "slow"
+        cache.get("queued", lambda: model_of(1), timeout=0.05)
+    with pytest.raises(Busy):  # two running or waiting: no more
+        cache.get("third", lambda: model_of(1), timeout=0.05)

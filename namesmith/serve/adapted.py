@@ -4,7 +4,8 @@ Adapting a model to a list of names takes seconds (0.9-2.4 s for 200 names on th
 a copy of the model's tables. Run inside the request, it escaped both the time budget and the
 generation slots (40 concurrent requests left a plain `generate` waiting 60 s), and a cache counted
 in models grew from 2.1 to 5.5 GB. Here each adaptation is a job: one per list at a time, run on
-a worker thread holding one of the server's slots, at most `max_jobs` at once; a request waits
+a worker thread holding one of the server's slots, at most `max_jobs` at once (and `max_pending`
+running or queued); a request waits
 for its job only for what is left of its time budget (then a 503 asks it to come back: the job
 goes on and its model is cached for the retry); finished models are kept, least recently used
 first out, while their tensors fit in `max_bytes`.
@@ -60,8 +61,8 @@ def tensor_bytes(value: Any, depth: int = 6, seen: set[int] | None = None) -> in
 class AdaptedModels:
     """Adapted models by key, each built once by a job that holds one of `slots`."""
 
-    def __init__(self, slots: Slots, max_bytes: int, max_jobs: int):
-        self.slots, self.max_bytes, self.max_jobs = slots, max_bytes, max_jobs
+    def __init__(self, slots: Slots, max_bytes: int, max_jobs: int, max_pending: int):
+        self.slots, self.max_bytes, self.max_jobs, self.max_pending = slots, max_bytes, max_jobs, max_pending
         self._lock = threading.Lock()
         self._cache: OrderedDict[Hashable, tuple[NameModel, int]] = OrderedDict()
         self._jobs: dict[Hashable, Future] = {}
@@ -84,8 +85,8 @@ class AdaptedModels:
                 return self._cache[key][0]
             job = self._jobs.get(key)
             if job is None:
-                if len(self._jobs) >= self.max_jobs:
-                    raise Busy(f"{self.max_jobs} adaptations are running")
+                if len(self._jobs) >= self.max_pending:
+                    raise Busy(f"{self.max_pending} adaptations are running or waiting")
                 job = self._jobs[key] = self._pool.submit(self._build, key, adapt, CLIENT.get())
         try:
             return job.result(timeout=max(timeout, 0.0))

@@ -138,7 +138,8 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     heatmaps: dict[str, bytes] = {}
     slots = Slots(limits.max_concurrent)  # bounds the CPU and memory of the requests' work; first come, first served
     # adaptations hold a slot for seconds: they never take the last one, which keeps generate and score moving
-    adapted = AdaptedModels(slots, limits.max_adapted_bytes, max_jobs=max(1, limits.max_concurrent - 1))
+    adapted = AdaptedModels(slots, limits.max_adapted_bytes, max_jobs=max(1, limits.max_concurrent - 1),
+                            max_pending=4 * limits.max_concurrent)
 
     app = FastAPI(title="namesmith", version=__version__, summary="Generate, steer, score and compare names.",
                   description="A JSON API over namesmith's character models. Errors are "
