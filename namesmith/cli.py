@@ -386,8 +386,8 @@ def build_parser(model_type: str = "ngram", command: str | None = None) -> argpa
                                                      "--api-key-file (an empty key is refused)")
     sv.add_argument("--api-key-file", metavar="FILE", help="read the API key from the first line of FILE")
     sv.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
-                    help="change a per-request limit (repeatable), e.g. max_names=500 or time_budget=1; see "
-                         "namesmith/serve/limits.py for all")
+                    help="change a per-request limit (repeatable), e.g. max_names=500 or time_budget=1; "
+                         "--limit help lists every limit with its default")
     sv.add_argument("--workers", type=int, default=1, metavar="N", help="server processes (default: 1)")
 
     c = sub.add_parser("classify", help="which label values fit these names (conditional models)",
@@ -583,8 +583,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if _rank() != 0:  # rank 0 reports for every rank
         return EXIT_INTERRUPTED if history.stop_reason == "interrupted" else 0
     seed = options.get("seed", 1337)
-    names = model.generate(args.samples, seed=seed) if args.samples else None
-    by_value = _samples_by_value(model, args.samples, seed) if args.samples else {}
+    samples = args.samples if args.json or not args.quiet else 0  # -q prints no samples: none are drawn
+    names = model.generate(samples, seed=seed) if samples else None
+    by_value = _samples_by_value(model, samples, seed) if samples else {}
     if args.json:
         _print_json({"model_dir": args.out, "model_type": model.model_type, "description": model.describe(),
                      "metrics": model.metrics, "steps": history.steps, "seconds": history.seconds,
@@ -593,15 +594,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                      "unfinished_samples": names.stats.unfinished if names else 0,
                      "metrics_without_ngram": model.meta.get("metrics_without_ngram"),
                      "adaptation": model.meta.get("adaptation"), "teacher": model.meta.get("teacher")})
+    elif args.quiet:  # warnings and errors only: an interrupted run's way back is one
+        if history.stop_reason == "interrupted":
+            log.warning(f"interrupted; {_resume_line(args)}")
     else:
         status = history.stop_reason
         print(f"trained {model.describe()} for {plural(history.steps, 'step')} in {history.seconds:.2f} s "
               f"({status}); saved to {args.out}")
         if status == "interrupted":
-            data_flag = "" if not args.data else f" --data {shlex.quote(args.data)}"
-            ranks = int(os.environ.get("WORLD_SIZE", "1"))
-            print(f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} "
-                  "--resume" + (f" --nproc {ranks}" if ranks > 1 else ""))
+            print(_resume_line(args))
         adaptation = model.meta.get("adaptation")
         if adaptation:  # see namesmith.adapt
             print(_format_adaptation(adaptation))
@@ -629,6 +630,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         _warn_unfinished(names.stats, args.quiet)
     # interrupted (SIGINT/SIGTERM) but saved resumably: exit 130 so scripts do not mistake it for done
     return EXIT_INTERRUPTED if history.stop_reason == "interrupted" else 0
+
+
+def _resume_line(args: argparse.Namespace) -> str:
+    """How to resume an interrupted `train` run."""
+    data_flag = "" if not args.data else f" --data {shlex.quote(args.data)}"
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    return (f"resume with: namesmith train --model {args.model}{data_flag} --out {shlex.quote(args.out)} --resume"
+            + (f" --nproc {ranks}" if ranks > 1 else ""))
 
 
 def _samples_by_value(model: Any, n: int, seed: int) -> dict[str, Any]:
@@ -729,8 +738,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     _, why = model.training_split()
     if args.json:
         _print_json({"scores": [s.to_dict() for s in scores], "percentiles_unavailable": why})
-    else:
-        print(format_scores(scores))
+    else:  # names as the model prints them (as `sample` does: Title Case for a model of title-cased names)
+        print(format_scores([dataclasses.replace(s, name=shown) for s, shown in
+                             zip(scores, model.shown([s.name for s in scores]))]))
         if why and not args.quiet:
             print(f"percentiles not available: {why}", file=sys.stderr)
     return 0
@@ -748,7 +758,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         _print_json({"labels": model.labels, "names": [{"name": r.name, "posterior": r.labels, "error": r.error}
                                                        for r in results]})
     else:
-        print(format_classification(results, args.top))
+        print(format_classification([dataclasses.replace(r, name=shown) for r, shown in
+                                     zip(results, model.shown(names))], args.top))
     return 0
 
 
@@ -809,6 +820,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise ConfigError(f"serve needs the serve extra ({e.name} is missing): "
                           "pip install 'namesmith[serve]'") from None
+    if "help" in args.limit:
+        for field in dataclasses.fields(Limits):
+            print(f"{field.name}={field.default}")
+        return 0
     if args.api_key:
         log.warning("--api-key shows the key to every user of this machine (ps); NAMESMITH_API_KEY or --api-key-file "
                     "do not")

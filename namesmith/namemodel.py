@@ -391,6 +391,11 @@ class NameModel:
             self._twists = ExactCache(background=self.background_tables)
         return Guide(model, twist, self._twists)
 
+    def shown(self, names: Sequence[str]) -> list[str]:
+        """Names as this model prints them, as `generate` does (Title Case for a model of title-cased names):
+        the names as it reads them, in its casing."""
+        return self._printed(self._prepare(names))
+
     def _printed(self, names: list[str]) -> list[str]:
         """Model-space names in the casing the list uses."""
         casing = self.casing

@@ -116,10 +116,11 @@ def test_quiet_works_before_and_after_the_command(tmp_path, capsys, caplog, word
     argv = ["train", "--data", word_file, "--model", "bigram-counts", "--out", out, "--samples", "0"]
     for where in ([], ["-q"], "after"):
         caplog.clear()
-        code, _, _ = run(capsys, *(argv + ["-q"] if where == "after" else where + argv))
+        code, stdout, _ = run(capsys, *(argv + ["-q"] if where == "after" else where + argv))
         assert code == 0
         infos = [r for r in caplog.records if r.name == "namesmith" and r.levelno == logging.INFO]
         assert bool(infos) == (where == []), (where, [r.message for r in infos])
+        assert (stdout == "") == (where != []), stdout  # -q: warnings and errors only, as --help says
     caplog.clear()
     code, stdout, stderr = run(capsys, "sample", "-m", out, "-n", "3", "--seed", "1", "-q")
     assert code == 0 and len(stdout.splitlines()) == 3 and stderr == ""  # no summary line either
@@ -183,3 +184,28 @@ def test_eval_and_score_read_word_lists_with_the_data_options(tmp_path, capsys, 
     assert code == 0 and json.loads(stdout)["all"]["n_words"] == 2  # olivia is skipped
     code, stdout, _ = run(capsys, "score", "-m", out, "--file", other, "--encoding", "utf-16", "--json")
     assert code == 0 and [s["name"] for s in json.loads(stdout)["scores"]] == ["emma", "olivia", "mia"]
+
+
+def test_score_and_classify_print_names_as_sample_does(tmp_path, capsys):
+    """A model of title-cased names prints Title Case: sample, score and classify alike."""
+    path = tmp_path / "names.txt"
+    path.write_text("".join(f"{n}\n" for n in ["Anna", "Bella", "Cara", "Dora", "Ella", "Fiona"] * 4))
+    out = tmp_path / "m"
+    assert run(capsys, "train", "--data", path, "--model", "bigram-counts", "--out", out, "-q")[0] == 0
+    code, stdout, _ = run(capsys, "sample", "-m", out, "-n", "3", "--seed", "1", "-q")
+    assert code == 0 and all(name[0].isupper() for name in stdout.split())
+    code, stdout, _ = run(capsys, "score", "-m", out, "anna", "BELLA")
+    assert code == 0 and [line.split()[0] for line in stdout.splitlines()[1:]] == ["Anna", "Bella"]
+
+
+def test_serve_help_needs_no_source_file(capsys):
+    """pip users have no namesmith/serve/limits.py to read: `--limit help` lists the limits."""
+    pytest.importorskip("fastapi")
+    from namesmith.serve.limits import Limits
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = capsys.readouterr().out
+    assert ".py" not in text and "--limit help" in " ".join(text.split())
+    code, stdout, _ = run(capsys, "serve", "--limit", "help")
+    assert code == 0 and stdout.splitlines() == [f"{k}={v}" for k, v in Limits().to_dict().items()]
