@@ -123,8 +123,8 @@ class ScoreResponse(BaseModel):
 
 class Classification(BaseModel):
     name: str
-    labels: dict[str, dict[str, float]] = {}  # {label: {value: probability}}
-    error: str | None = None
+    labels: dict[str, dict[str, float]] = {}  # {label: {value: probability}}; {} when there is an error
+    error: str | None = None  # why this name has no labels (as the score's: a character the model does not know)
 
 
 class ClassifyResponse(BaseModel):
