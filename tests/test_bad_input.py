@@ -30,7 +30,8 @@ def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def train_file(capsys, tmp_path: Path, data: bytes | str | Path, *extra: str, model: str = "bigram-counts"):
+def train_file(capsys, tmp_path: Path, data: bytes | str | Path, *extra: str, model: str = "bigram-counts",
+               quiet: bool = True):
     """Train on `data` (bytes written to a file, or a path); returns (rc, out, err, model dir)."""
     if isinstance(data, bytes):
         path = tmp_path / "words.txt"
@@ -38,8 +39,8 @@ def train_file(capsys, tmp_path: Path, data: bytes | str | Path, *extra: str, mo
     else:
         path = Path(data)
     out_dir = tmp_path / "model"
-    rc, out, err = run(capsys, "-q", "train", "--model", model, "--data", str(path), "--out", str(out_dir),
-                       "--samples", "5", "--seed", "1", *extra)
+    rc, out, err = run(capsys, *(["-q"] if quiet else []), "train", "--model", model, "--data", str(path), "--out",
+                       str(out_dir), "--samples", "5", "--seed", "1", *extra)
     return rc, out, err, out_dir
 
 
@@ -176,7 +177,7 @@ def test_duplicates_kept_by_default_and_dropped_with_dedupe(capsys, tmp_path):
 @pytest.mark.parametrize("model", ["bigram-counts", "bigram"])
 def test_single_word_trains_with_a_warning(capsys, caplog, tmp_path, model):
     with caplog.at_level(logging.WARNING, logger="namesmith"):
-        rc, out, err, out_dir = train_file(capsys, tmp_path, b"anna\n", "--max-steps", "50", model=model)
+        rc, out, err, out_dir = train_file(capsys, tmp_path, b"anna\n", "--max-steps", "50", model=model, quiet=False)
     assert rc == 0, err
     assert "validation and test sets are empty" in caplog.text
     assert "(no words)" in out  # the empty sets are reported, not a crash

@@ -137,7 +137,7 @@ def test_cli_sigint_saves_and_resume_matches_uninterrupted(tmp_path):
     saved = load_checkpoint(tmp_path / "model", with_train_state=True)
     assert saved.train_state is not None and 0 < saved.train_state["meta"]["epoch"] < steps
 
-    resumed = subprocess.run([sys.executable, "-m", "namesmith.cli", "-q", *argv, "--resume"],
+    resumed = subprocess.run([sys.executable, "-m", "namesmith.cli", *argv, "--resume"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"trained bigram for {steps:,} steps" in resumed.stdout
