@@ -93,6 +93,15 @@ two-character name scored as that of an empty one; reading it as the model's lik
 of its script favours models that know the list's own characters.) Generation never produces such
 characters.
 
+**More like these** (`more_like`, NameModel.more_like): for a shortlist the question is not which
+model predicts held-out names best but which names resemble these; the shortlist's table sits over
+the background with fixed weights (no cross-validation), in a fraction of a second. A conditional
+background lends its plain model of the labels asked for (`where`).
+
+**Own letters.** A model adapted to a list draws only the list's own characters (`OwnLetters`, unless
+`prior_letters`): the background's other letters stay in the vocabulary, for scoring and for the
+background's probabilities, but a list of 30 elvish names should not make names with `ľ` or `ə`.
+
 **When.** `NameModel.train(..., prior="auto")` (the default; `--prior auto`) adapts an ngram of
 fewer than `ADAPT_BELOW` training names onto the catalogue's n-gram prior (built in seconds);
 `prior="catalogue"` adapts always, an ngram onto that prior and a gru onto the catalogue's GRU
@@ -108,11 +117,13 @@ import functools
 import itertools
 import logging
 import math
+import threading
 import time
 import unicodedata
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -121,7 +132,7 @@ from namesmith.checkpoint import Checkpoint
 from namesmith.data import encode_words
 from namesmith.errors import ConfigError
 from namesmith.evaluate import EVAL_BATCH, chunked_log_probs, eval_mode, target_log_probs
-from namesmith.models.base import CharModel
+from namesmith.models.base import CharModel, DelegatingModel
 from namesmith.models.conditional_counts import ConditionalCounts
 from namesmith.models.ngram import DEFAULT_ORDER, default_order
 from namesmith.models.sparse_ngram import ROWS_CHUNK, BackoffTable, SparseNGram, ngram_windows, suffix_keys
@@ -162,6 +173,12 @@ NEW_CHAR_CHOICES = 50_000
 UNKNOWN_CHAR_LOG_PROB = math.log(NEW_CHAR_PROB / NEW_CHAR_CHOICES)  # ≈ -19.1 nats per such character
 STAND_INS = 24  # characters of its script an unseen character is read as, at most (evenly spaced)
 MAX_STAND_IN_ROWS = 1024  # readings of one word with several unseen characters, at most
+# "more like these" (`more_like`): the shortlist's table's share and its fixed Kneser-Ney weights, chosen
+# on benchmarks/bench_more_like_these.py's shortlists (similarity to the list, and the base model's percentile)
+MORE_LIKE_PULL = 0.9
+MORE_LIKE_DISCOUNT = 0.75
+MORE_LIKE_STRENGTH = 20.0  # β of the list's empty context (its letter frequencies: the background knows better) ...
+MORE_LIKE_DECAY = 4.0  # ... divided by this per token of context (a shortlist's long contexts are its style)
 
 
 def with_autograd(fit: Callable) -> Callable:
@@ -234,6 +251,8 @@ def remap_table(table: BackoffTable, old: Vocab, new: Vocab, max_context: int) -
     """`table` in the ids of vocabulary `new`: contexts holding a character `new` lacks, or longer
     than `max_context` tokens, are dropped, as are entries of characters it lacks (rows are
     renormalised when used). Both vocabularies are sorted, so the keys stay sorted."""
+    if old == new and (not len(table.keys) or int(table.keys.max()) < (old.size + 1) ** max_context):
+        return table  # nothing to drop: "more like these" keeps the background's own vocabulary
     token_map = torch.tensor([BOUNDARY] + [new.stoi.get(c, -1) for c in old.chars])
     B_old, B_new = old.size + 1, new.size + 1
     keys, new_keys = table.keys.clone(), torch.zeros_like(table.keys)
@@ -260,11 +279,33 @@ def remap_table(table: BackoffTable, old: Vocab, new: Vocab, max_context: int) -
 
 
 def background_model(model: CharModel, vocab: Vocab, new_vocab: Vocab, order: int) -> SparseNGram:
-    """The background `model` (vocabulary `vocab`) over `new_vocab`, at most order `order`."""
+    """The background `model` (vocabulary `vocab`) over `new_vocab`, at most order `order`.
+
+    Kept while `model` lives (BACKGROUNDS_KEPT per model): "more like these" adapts the same model (or
+    its plain model of one `where`, which a conditional model keeps too) to one shortlist after another,
+    and the conversion, and the dense tables the back-off tables build on first use, cost more than
+    the shortlist's own table. The tables are shared, read-only, by the models built on them.
+    """
+    key = (vocab.chars, new_vocab.chars, order)
+    with _BACKGROUNDS_LOCK:
+        kept = _BACKGROUNDS.setdefault(model, collections.OrderedDict())
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
     tables, components, mixture = background_parts(model)
     tables = [remap_table(t, vocab, new_vocab, order - 1) for t in tables]
     components = [remap_table(t, vocab, new_vocab, order - 1) for t in components]
-    return SparseNGram.from_tables(new_vocab.size, order, tables, components, mixture).eval()
+    built = SparseNGram.from_tables(new_vocab.size, order, tables, components, mixture).eval()
+    with _BACKGROUNDS_LOCK:
+        kept[key] = built
+        while len(kept) > BACKGROUNDS_KEPT:
+            kept.popitem(last=False)
+    return built
+
+
+BACKGROUNDS_KEPT = 2  # converted backgrounds kept per model (`background_model`)
+_BACKGROUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(vocabularies, order): SparseNGram}
+_BACKGROUNDS_LOCK = threading.Lock()
 
 
 def component_probs(background: SparseNGram, windows: torch.Tensor) -> torch.Tensor:
@@ -945,15 +986,123 @@ def describe_background(background: Checkpoint, where: str | Path | None = None)
 
 
 def adapt(words: Sequence[str], vocab: Vocab, background: Checkpoint, model_options: dict[str, Any], *,
-          seed: int = 0, callback: Callable[[int, float], None] | None = None) -> tuple[CharModel, dict[str, Any]]:
+          seed: int = 0, callback: Callable[[int, float], None] | None = None, where: Any = None,
+          pull: float | None = None) -> tuple[CharModel, dict[str, Any]]:
     """A model of `words` (in `vocab`) adapted from `background`: an n-gram over a count model, a
-    fine-tuned copy of a network. `model_options`: only `order` applies, to an n-gram."""
+    fine-tuned copy of a network; with `pull`, the shortlist's table over the count model with that
+    share (`more_like`). `where`: a conditional background's labels, whose plain model is the
+    background. `model_options`: only `order` applies, to an n-gram."""
     extra = sorted(set(model_options) - ({"order"} if not background.model.neural else set()))
     if extra:
         raise ConfigError(f"{extra[0]} does not apply when adapting to a prior (the model's form is the prior's; "
                           "its weights are chosen by cross-validation); use prior none to set it", field=extra[0])
-    if background.model.neural:
-        return adapt_neural(words, vocab, background.model, background.vocab, seed=seed, callback=callback)
-    labels = background.meta.get("prior", {}).get("components")
+    model = background.model
+    if where:
+        if model.neural:
+            raise ConfigError("where: a network is adapted to a list as a whole, not under labels; adapt a "
+                              "count model (ngram) of the table for names of some labels", field="where")
+        model = model.given(where)  # refuses labels the model does not have
+    if model.neural:
+        if pull is not None:
+            raise ConfigError(f"pull: more like these needs a count model (ngram, bigram), not {model.model_type}",
+                              field="pull")
+        return adapt_neural(words, vocab, model, background.vocab, seed=seed, callback=callback)
     order = model_options.get("order", default_order(vocab.size))
-    return adapt_ngram(words, vocab, background.model, background.vocab, order=order, seed=seed, labels=labels)
+    if pull is not None:
+        return more_like(words, vocab, model, background.vocab, order=order, pull=pull)
+    labels = background.meta.get("prior", {}).get("components")
+    return adapt_ngram(words, vocab, model, background.vocab, order=order, seed=seed, labels=labels)
+
+
+# --- "more like these": a strong pull towards a shortlist, in a fraction of a second -------------------
+def more_like(words: Sequence[str], vocab: Vocab, background: CharModel, background_vocab: Vocab, *,
+              order: int, pull: float = MORE_LIKE_PULL) -> tuple[SparseNGram, dict[str, Any]]:
+    """An n-gram of a shortlist over `background`, pulled towards the shortlist by fixed weights.
+
+    `adapt_ngram` asks which model predicts *held-out* names of a list best; with a shortlist of
+    three to ten names that question has little evidence and its answer is the background nearly
+    unchanged (the builtin model's names for `aurelia, aurora, amara...`: `kiah, ke, chan`). "More
+    like these" asks for names that resemble the shortlist: the list's interpolated Kneser-Ney table
+    sits over the background with share `pull`. At each context the list saw, its counts (discount
+    MORE_LIKE_DISCOUNT) weigh against strength β_j = MORE_LIKE_STRENGTH / MORE_LIKE_DECAY^j for a
+    context of j tokens: the list's letter frequencies count little (β_0 = 20 against a list's 50
+    letters), its long contexts — the fragments that make its style — nearly all (β_5 = 0.02). What
+    the list leaves goes to the background at the full context (not to the list's shorter one), so
+    a name leaves the shortlist's fragments where real names lead and stays name-like. No weight is
+    fitted: it costs the list's counts, and remapping the background's tables only when `vocab` is
+    not the background's own.
+    """
+    start = time.perf_counter()
+    if not 0 < pull <= 1:
+        raise ConfigError(f"pull must be in (0, 1], got {pull!r}", field="pull")
+    base_model = background_model(background, background_vocab, vocab, order)
+    x, y = encode_words(list(words), vocab)
+    windows = ngram_windows(x, y, order)
+    base = vocab.size + 1
+    levels = list_levels(windows, torch.zeros(len(windows), dtype=torch.long), 1, base, max_levels=order)
+    n = len(levels)
+    discounts = torch.full((n,), MORE_LIKE_DISCOUNT, dtype=torch.float64)
+    strengths = MORE_LIKE_STRENGTH * MORE_LIKE_DECAY ** -torch.arange(n, dtype=torch.float64)
+    shares = torch.zeros(n, dtype=torch.float64)  # what the list leaves goes to the background's full context
+    table = _table(levels, discounts, strengths, shares, base)
+    # its share: P = pull · table + (1 - pull) · background. With the shares 0 only the longest context the
+    # list saw speaks (α's, and `to_base` to the background; the empty context through `backoff`), so the
+    # share scales those in place
+    empty = (table.keys == 0).float()
+    table.alpha *= pull
+    table.backoff = pull * table.backoff + (1 - pull) * empty
+    table.to_base = pull * table.to_base + (1 - pull) * (1 - empty)
+    model = SparseNGram.from_tables(vocab.size, order, [table, *base_model.tables], list(base_model.components),
+                                    base_model.mixture).eval()
+    record = {"method": "more-like", "order": order, "pull": pull, "discount": MORE_LIKE_DISCOUNT,
+              "strength": MORE_LIKE_STRENGTH, "seconds": round(time.perf_counter() - start, 3)}
+    return model, record
+
+
+class OwnLetters(DelegatingModel):
+    """A model that draws only some characters (an adapted model's list's own, `alphabet`) and the end:
+    the other tokens' logits are -inf, so the rest share their probability in proportion. Sampling
+    only: the background still shapes which of the list's letters follow which, and scoring keeps the
+    open vocabulary (a name with other letters is scored by the model itself). A Markov chain stays
+    one, so exact constraints work as before."""
+
+    model_type: ClassVar[str] = "own-letters"
+    config_class: ClassVar[type] = dict
+
+    def __init__(self, model: CharModel, allowed: torch.Tensor):
+        super().__init__(model.vocab_size, {})
+        self.model = model
+        self.neural = model.neural
+        self.training = model.training
+        self.register_buffer("blocked", ~allowed.to(torch.bool))
+
+    @classmethod
+    def of(cls, model: CharModel, vocab: Vocab, alphabet: str) -> OwnLetters:
+        """`model` (vocabulary `vocab`) drawing only the characters of `alphabet`."""
+        allowed = torch.zeros(vocab.size, dtype=torch.bool, device=model.device)
+        allowed[BOUNDARY] = True
+        allowed[[vocab.stoi[c] for c in set(alphabet) if c in vocab.stoi]] = True
+        return cls(model, allowed)
+
+    def _only(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(logits.float().masked_fill(self.blocked, -math.inf), -1)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self._only(self.model(idx))
+
+    def init_state(self, batch_size: int) -> Any:
+        return self.model.init_state(batch_size)
+
+    def step(self, state: Any, token: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        logits, state = self.model.step(state, token)
+        return self._only(logits), state
+
+    def select_state(self, state: Any, rows: torch.Tensor) -> Any:
+        return self.model.select_state(state, rows)
+
+    def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        chain = self.model.markov_chain()
+        if chain is None:
+            return None
+        log_probs, next_state, start = chain
+        return self._only(log_probs.to(self.blocked.device)), next_state, start

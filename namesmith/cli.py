@@ -98,6 +98,7 @@ GENERATE_HELP = {
     "time_budget": "stop searching after this many seconds",
     "method": "exact conditioning (models with a bounded context), guided (networks steered by an n-gram, "
               "importance weights corrected), rejection sampling, or auto",
+    "prior_letters": "a model adapted to a list draws only the list's own letters; this allows the prior's too",
 }
 MODEL_HELP = {
     "smoothing": "k of add-k smoothing (0: maximum likelihood)",

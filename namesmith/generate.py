@@ -149,6 +149,7 @@ class GenerateConfig:
     max_tries: int | None = None  # draws examined at most; None: 100 per requested name + 100,000
     time_budget: float | None = None  # seconds at most
     method: str = "auto"  # "exact" (fail if unavailable), "rejection", or "auto"
+    prior_letters: bool = False  # a model adapted to a list: draw its prior's letters too (NameModel.generate)
 
     def __post_init__(self) -> None:
         for name in ("contains", "excludes"):
@@ -177,7 +178,7 @@ class GenerateConfig:
                 _check(_is_int(value) and value >= least, name, f"must be at least {least}, got {value!r}")
                 _check(value <= MAX_NAME_LENGTH, name,
                        f"must be at most {MAX_NAME_LENGTH:,} (namesmith.generate.MAX_NAME_LENGTH), got {value:,}")
-        for name in ("novel", "unique"):
+        for name in ("novel", "unique", "prior_letters"):
             _check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
         if self.max_tries is not None:
             _check(_is_int(self.max_tries) and self.max_tries >= 1, "max_tries",

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from namesmith.adapt import open_word_log_probs
+from namesmith.adapt import MORE_LIKE_PULL, OwnLetters, open_word_log_probs
 from namesmith.casing import fold, folds, restore
 from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, model_record, read_meta, save_checkpoint
 from namesmith.classify import Classification, classify
@@ -171,6 +171,7 @@ class NameModel:
         self.background_tables = False  # a server sets this: tables a request gave up on are built for the next
         self._twists: ExactCache | None = None  # guided sampling's twist tables (one n-gram, whatever `where`)
         self._twist: NGram | None = None  # the n-gram that steers guided sampling (see `_guide`)
+        self._scorer: tuple[NameModel, Where | None] | None = None  # "more like these": the model that scores
 
     # --- making one --------------------------------------------------------------------------
     @classmethod
@@ -203,22 +204,44 @@ class NameModel:
                                    prior=prior, teacher=teacher)
         return cls._from(checkpoint, corpus=corpus, directory=out)
 
-    def adapt(self, words: Sequence[str], *, order: int | None = None, seed: int = 1337,
+    def adapt(self, words: Sequence[str], *, where: Where | None = None, order: int | None = None, seed: int = 1337,
               out: str | Path | None = None, overwrite: bool = False) -> NameModel:
-        """A new model of names like `words`, with this one as the background ("more like these").
+        """A new model of names like `words`, with this one as the background.
 
         An n-gram or bigram model gives an n-gram of `words` over it (order `order`, default 6, or less
         for a vocabulary too large for it), its weights chosen by cross-validation on `words`; an rnn,
         gru or lstm is fine-tuned on them for
         a number of steps chosen by cross-validation (namesmith.adapt). Every word is for training;
-        `novel` then means "none of `words`". Saved to `out` if given (another model there needs
-        `overwrite`).
+        `novel` then means "none of `words`". `where`: labels of a conditional count model, whose plain
+        model is the background (the result draws names of those labels). Saved to `out` if given
+        (another model there needs `overwrite`). For a shortlist, `more_like` pulls harder and is faster.
         """
+        return self._adapted(words, where=where, order=order, seed=seed, out=out, overwrite=overwrite)
+
+    def more_like(self, words: Sequence[str], *, where: Where | None = None, pull: float = MORE_LIKE_PULL,
+                  out: str | Path | None = None, overwrite: bool = False) -> NameModel:
+        """"More like these": a model of names that resemble `words` (a shortlist), drawn from this one
+        pulled towards them (namesmith.adapt.more_like: the shortlist's n-gram table with share `pull`
+        over this model, no weight fitted, so it is ready in a fraction of a second). `where`: the labels
+        of a conditional model the names are to have. Its names are scored (log-probability, percentile)
+        by this model, under `where`: how name-like they are, not how like the shortlist. It draws only
+        the shortlist's letters unless `prior_letters` is asked for (see `generate`)."""
+        tuned = self._adapted(words, where=where, pull=pull, out=out, overwrite=overwrite)
+        tuned._scorer = (self, where)
+        return tuned
+
+    def _adapted(self, words: Sequence[str], *, where: Where | None, out: str | Path | None, overwrite: bool,
+                 order: int | None = None, seed: int = 1337, pull: float | None = None) -> NameModel:
         words = check_words(words, "words")
         if out is not None and (Path(out) / META_FILE).exists() and not overwrite:
             raise ConfigError(f"{out}: already holds a trained model; pass overwrite=True to replace it", field="out")
+        if where and self.model.condition is None:
+            self.model.given(where)  # says that this model has no labels
+        if self.model.condition is not None:  # an adapted model of a conditional one is of `where`'s labels
+            where = dict(self.model.condition.check_where(where))
         checkpoint, corpus = adapt_words(Checkpoint(self.model, self.vocab, self.meta), self._prepare(words),
-                                         self.casing, {} if order is None else {"order": order}, seed=seed, out=out)
+                                         self.casing, {} if order is None else {"order": order}, seed=seed, out=out,
+                                         where=where or None, pull=pull)
         return type(self)._from(checkpoint, corpus=corpus, directory=out)
 
     @classmethod
@@ -406,7 +429,7 @@ class NameModel:
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  max_tries: int | None = None, time_budget: float | None = None, method: str = "auto",
-                 where: Where | None = None, guidance: float = 0.0) -> Names:
+                 where: Where | None = None, guidance: float = 0.0, prior_letters: bool = False) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
@@ -414,21 +437,43 @@ class NameModel:
         conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names of
         both at once (see namesmith.conditional); labels left out are marginalised. `guidance` > 0
         draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
+        A model adapted to a list draws only the list's own letters unless `prior_letters`.
         """
         config, split, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
-            time_budget=time_budget, method=method)
-        model, cache = self._conditioned(where, guidance)
+            time_budget=time_budget, method=method, prior_letters=prior_letters)
+        model, cache = self._conditioned(where, guidance, config.prior_letters)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
                          known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
         return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
-    def _conditioned(self, where: Where | None, guidance: float = 0.0) -> tuple[CharModel, ExactCache]:
-        """The plain model of `where` (the model itself without conditions), guided, and its exact tables' cache."""
-        model = self.model.given(where, guidance)
+    def _conditioned(self, where: Where | None, guidance: float = 0.0,
+                     prior_letters: bool = False) -> tuple[CharModel, ExactCache]:
+        """The plain model of `where` (the model itself without conditions), guided, drawing only an
+        adapted model's own letters unless `prior_letters`, and its exact tables' cache."""
+        model = self.model.given(self._own_where(where), guidance)
         key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
-        return model, self._exact.setdefault((key, float(guidance)), ExactCache(background=self.background_tables))
+        alphabet = self.meta.get("adaptation", {}).get("alphabet")
+        own_letters = alphabet is not None and not prior_letters
+        if own_letters:
+            model = OwnLetters.of(model, self.vocab, alphabet)
+        return model, self._exact.setdefault((key, float(guidance), own_letters),
+                                             ExactCache(background=self.background_tables))
+
+    def _own_where(self, where: Where | None) -> Where | None:
+        """`where` as this model reads it: a model adapted under some labels (`adapt(where=...)`) is a
+        plain model of those labels, so a `where` asking for them again is honoured (and dropped), and
+        any other is refused."""
+        adapted_under = self.meta.get("adaptation", {}).get("where")
+        if not where or adapted_under is None or self.model.condition is not None:
+            return where
+        asked = {label: sorted([values] if isinstance(values, str) else values) for label, values in where.items()}
+        if asked != {label: sorted(values) for label, values in adapted_under.items()}:
+            shown = ", ".join(f"{label}={','.join(values)}" for label, values in adapted_under.items())
+            raise ConfigError(f"where: this model was adapted to its list under {shown}; it draws and scores names "
+                              "of those labels only", field="where")
+        return None
 
     def iter_generate(self, n: int = 20, *, where: Where | None = None, guidance: float = 0.0,
                       **options: Any) -> NameStream:
@@ -436,7 +481,7 @@ class NameModel:
         a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, split, why, known = self._generation(n, **options)
-        model, cache = self._conditioned(where, guidance)
+        model, cache = self._conditioned(where, guidance, config.prior_letters)
         stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
                                known_words=None if known is None else known.all, cache=cache,
                                guide=self._guide(model))
@@ -463,6 +508,10 @@ class NameModel:
         """
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
+        where = self._own_where(where)
+        if self._scorer is not None:  # "more like these": scored by the model the names were drawn from
+            scorer, scorer_where = self._scorer
+            return scorer.score(names, where=scorer_where)
         model = self.model.given(where)
         key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
         if key not in self._reference:

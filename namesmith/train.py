@@ -63,6 +63,7 @@ from namesmith.sources import is_catalogue, is_table_file, read_labelled_source,
 from namesmith.tables import WEIGHTINGS
 from namesmith.trainer import DistributedTrainer, Trainer
 from namesmith.version import __version__
+from namesmith.vocab import Vocab
 
 log = logging.getLogger("namesmith")
 
@@ -557,12 +558,19 @@ def train(
 def train_adapted(background: Checkpoint, corpus: Corpus, record: dict[str, Any], train_config: TrainConfig,
                   model_config: dict[str, Any] | None, *, out: str | Path | None = None,
                   callback: TrainCallback | None = None, request: dict[str, Any] | None = None,
-                  prior: str | Path | None = None) -> tuple[Checkpoint, Corpus]:
+                  prior: str | Path | None = None, where: dict[str, Any] | None = None,
+                  pull: float | None = None) -> tuple[Checkpoint, Corpus]:
     """A model of the corpus' training words adapted from `background` (namesmith.adapt), evaluated
     on its split and saved like any other; `record` is its data record. Not resumable: the n-gram
-    is closed-form and fine-tuning on a short list takes seconds."""
+    is closed-form and fine-tuning on a short list takes seconds. `where`: a conditional background's
+    labels; `pull`: "more like these" (`adapt.more_like`), over the background's whole vocabulary
+    (so its tables need no remapping). The list's own characters are recorded (`alphabet`): the model
+    draws only those unless asked for the prior's letters (NameModel.generate)."""
     words = [w for part in corpus.split.parts().values() for w in part]
-    corpus = Corpus(corpus.split, adapted_vocab(words, background.vocab))
+    alphabet = "".join(sorted(set("".join(words))))
+    vocab = (adapted_vocab(words, background.vocab) if pull is None
+             else Vocab(tuple(sorted(set(background.vocab.chars) | set(alphabet)))))
+    corpus = Corpus(corpus.split, vocab)
     if out is not None:
         check_writable(out)
 
@@ -572,8 +580,10 @@ def train_adapted(background: Checkpoint, corpus: Corpus, record: dict[str, Any]
 
     start = time.perf_counter()
     model, adaptation = adapt(corpus.split.train, corpus.vocab, background, model_config or {},
-                              seed=train_config.seed, callback=progress)
-    adaptation["prior"] = describe_background(background, prior)
+                              seed=train_config.seed, callback=progress, where=where, pull=pull)
+    adaptation.update(prior=describe_background(background, prior), alphabet=alphabet)
+    if where:
+        adaptation["where"] = {k: list(v) for k, v in background.model.condition.check_where(where).items()}
     history = TrainHistory(steps=adaptation.get("steps", 1), seconds=time.perf_counter() - start)
     meta = _base_meta(record, train_config, train_config, model, request or {})
     meta.update(model_record(model, corpus.vocab), metrics=evaluate_splits(model, corpus), history=history.to_dict(),
@@ -584,13 +594,16 @@ def train_adapted(background: Checkpoint, corpus: Corpus, record: dict[str, Any]
 
 
 def adapt_words(background: Checkpoint, words: list[str], casing: str, model_config: dict[str, Any] | None = None,
-                *, seed: int = 1337, out: str | Path | None = None) -> tuple[Checkpoint, Corpus]:
+                *, seed: int = 1337, out: str | Path | None = None, where: dict[str, Any] | None = None,
+                pull: float | None = None) -> tuple[Checkpoint, Corpus]:
     """A model of `words` (as the background reads them: `casing`) adapted from a trained model, all
-    of them for training ("more like these": namesmith.namemodel.NameModel.adapt)."""
+    of them for training (namesmith.namemodel.NameModel.adapt, and "more like these" with `pull`:
+    NameModel.more_like)."""
     words = check_words(words)
     corpus = Corpus.from_words(words, split=False)
     record = data_record(DataConfig(split=False), corpus, casing, words)
-    return train_adapted(background, corpus, record, TrainConfig(seed=seed), model_config, out=out)
+    return train_adapted(background, corpus, record, TrainConfig(seed=seed), model_config, out=out, where=where,
+                         pull=pull)
 
 
 def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus: Corpus, casing: str,

@@ -529,3 +529,67 @@ def test_cli_adapts_a_short_list_onto_the_catalogue_prior(tmp_path):
     assert alone.returncode == 0 and json.loads(alone.stdout)["model_type"] == "ngram"
     bad = run("train", "--data", "list.txt", "--out", "x", "--prior", "nowhere")
     assert bad.returncode == 1 and "no such model directory" in bad.stderr
+
+
+# --- issue 27: "more like these" on a conditional model, names that resemble the shortlist, own letters ---
+SHORTLIST = ["aurelia", "aurora", "amara", "amelia", "aria", "arabella", "aurelie", "amaya"]
+
+
+@pytest.fixture(scope="module")
+def sexed(tmp_path_factory):
+    """The built-in names' bigram counts, conditioned on sex (a tenth of a second)."""
+    return NameModel.train(data="builtin", model="bigram-counts", out=tmp_path_factory.mktemp("sexed") / "m")
+
+
+def likeness(names: list[str], shortlist: list[str]) -> float:
+    """Mean over `names` of the similarity (difflib's ratio, 0-1) to the most similar name of the shortlist."""
+    import difflib
+
+    return sum(max(difflib.SequenceMatcher(None, n, s).ratio() for s in shortlist) for n in names) / len(names)
+
+
+def test_more_like_these_keeps_the_condition_of_a_conditional_model(sexed):
+    tuned = sexed.more_like(SHORTLIST[:3], where={"sex": "F"})
+    names = tuned.generate(50, seed=0, where={"sex": "F"}, novel=True).names  # the page sends the condition again
+    assert len(names) == 50 and not set(names) & set(SHORTLIST[:3])
+    scores = tuned.score(names, where={"sex": "F"})  # by the model they came from, among its girls' names
+    assert scores == sexed.score(names, where={"sex": "F"})
+    with pytest.raises(ConfigError, match="adapted to its list under sex=F"):
+        tuned.generate(5, where={"sex": "M"})
+    assert tuned.meta["adaptation"]["where"] == {"sex": ["F"]} and tuned.meta["adaptation"]["method"] == "more-like"
+    with pytest.raises(ConfigError, match="where: unknown label 'era'"):
+        sexed.more_like(SHORTLIST, where={"era": "1950s"})
+
+
+def test_more_like_these_resembles_the_shortlist_and_keeps_names_name_like(sexed):
+    plain = sexed.generate(300, seed=1, where={"sex": "F"}).names
+    tuned = sexed.more_like(SHORTLIST, where={"sex": "F"})
+    names = tuned.generate(300, seed=1, novel=True).names
+    assert likeness(names, SHORTLIST) > likeness(plain, SHORTLIST) + 0.15
+    percentiles = [s.percentile for s in tuned.score(names)]
+    assert sum(p == 0 for p in percentiles) < len(names) / 4  # not the adapted model's own training names
+
+
+def test_an_adapted_model_draws_only_its_list_letters(adapted):
+    own = set("".join(LIST))
+    assert set(adapted.vocab.chars) - own  # the prior's other letters are in its vocabulary: scoring reads them
+    assert all(set(name) <= own for name in adapted.generate(2000, seed=0).names)
+    assert any(set(name) - own for name in adapted.generate(2000, seed=0, prior_letters=True).names)
+    exact = adapted.generate(200, seed=1, ends_with="il", max_len=8, method="exact")
+    assert exact.stats.method == "exact" and all(set(name) <= own for name in exact.names)
+    other = sorted(set(adapted.vocab.chars) - own)[0]
+    assert math.isfinite(adapted.score([f"el{other}a"])[0].log_prob)  # scoring keeps the open vocabulary
+
+
+def test_a_dense_ngram_background_is_read_row_by_row_as_it_predicts():
+    """The background of "more like these" is often a dense n-gram: its table of whole rows is read by
+    the longest stored context (sparse_ngram's fast path), with the dense model's own predictions."""
+    corpus = Corpus.from_words(BACKGROUND)
+    dense = NGram(corpus.vocab.size, NGramConfig(order=4))
+    dense.fit(corpus, TrainConfig())
+    converted = background_model(dense, corpus.vocab, corpus.vocab, 4)
+    assert converted.components[0]._whole_rows(corpus.vocab.size)
+    assert background_model(dense, corpus.vocab, corpus.vocab, 4) is converted  # kept for the next shortlist
+    x, y = corpus.tensors("val")
+    mask = y >= 0
+    assert torch.allclose(dense(x).log_softmax(-1)[mask], converted(x).log_softmax(-1)[mask], atol=1e-5)

@@ -275,3 +275,19 @@ def test_novelty_summary_counts_title_case_names_as_the_model_does(tmp_path):
     direct = model.generate(150, seed=5)
     assert [r["name"] for r in served["names"]] == direct.names and direct.names[0][0].isupper()
     assert served["summary"] == direct.novelty.to_dict() and served["summary"]["in_train"] > 0
+
+
+def test_more_like_these_on_a_conditional_model_keeps_the_condition(tmp_path):
+    """Issue 27: the page sends the condition with the shortlist; the names are of those labels."""
+    NameModel.train(data="builtin", model="bigram-counts", out=tmp_path / "sexed")  # conditioned on sex
+    labelled = TestClient(create_app(ModelRegistry.from_directories([tmp_path / "sexed"])))
+    body = {"words": ["aurelia", "aurora", "amara"], "where": {"sex": "F"}, "n": 10, "seed": 1, "novel": True}
+    response = labelled.post("/api/v1/models/sexed/more-like-these", json=body)
+    assert response.status_code == 200, response.text
+    names = [entry["name"] for entry in response.json()["names"]]
+    assert len(names) == 10 and all(set(name) <= set("aureliaoram") for name in names)  # the shortlist's letters
+    assert all(entry["percentile"] is not None for entry in response.json()["names"])
+    wider = labelled.post("/api/v1/models/sexed/more-like-these", json={**body, "prior_letters": True, "n": 50})
+    assert wider.status_code == 200 and any(set(e["name"]) - set("aureliaoram") for e in wider.json()["names"])
+    bidi = labelled.post("/api/v1/models/sexed/more-like-these", json={**body, "words": ["au\u202erelia", "amara"]})
+    assert bidi.status_code == 200 and not any("\u202e" in e["name"] for e in bidi.json()["names"])  # issue 31.12

@@ -108,6 +108,7 @@ class BackoffTable(nn.Module):
         self.register_buffer("next", torch.zeros(0, dtype=torch.int32))  # (M,) tokens seen after each context
         self.register_buffer("alpha", torch.zeros(0))  # (M,) their α
         self._dense_cache: tuple[torch.Tensor, ...] | None = None  # see `_dense_levels`
+        self._whole_cache: tuple[torch.Tensor, bool] | None = None  # see `_whole_rows`
 
     def set(self, keys: torch.Tensor, backoff: torch.Tensor, to_base: torch.Tensor | None, offsets: torch.Tensor,
             next_tokens: torch.Tensor, alpha: torch.Tensor) -> BackoffTable:
@@ -138,8 +139,14 @@ class BackoffTable(nn.Module):
         shortest to the base) and `to_base` straight to the base. The empty and one-token contexts
         are followed by many tokens (every character follows the empty context), so their α's are kept
         as dense (V,) and (V, V) tables and added with one multiply each; longer contexts, followed by a
-        few tokens each, are scattered in."""
+        few tokens each, are scattered in. A table of whole distributions (a dense n-gram's: every
+        context holds all V tokens and passes nothing down) is read as rows of a (contexts, V) matrix:
+        the longest stored context's row."""
         pos, found = _lookup(self.keys, keys)
+        if self._whole_rows(out.size(1)):
+            longest = (found * torch.arange(1, found.size(1) + 1, device=found.device)).argmax(-1)  # (N,)
+            rows = self.alpha.view(-1, out.size(1))[pos.gather(1, longest.unsqueeze(1)).squeeze(1)]
+            return rows / rows.sum(-1, keepdim=True)
         gamma = torch.where(found, self.backoff[pos], 1.0)  # unseen contexts pass everything down
         weight_below = gamma.flip(-1).cumprod(-1).flip(-1)  # (N, L): product of γ over this suffix and longer
         weight = torch.where(found, torch.cat([weight_below[:, 1:], torch.ones_like(gamma[:, :1])], -1), 0.0)
@@ -158,6 +165,18 @@ class BackoffTable(nn.Module):
         values = weight[:, 2:][rows, level][entry] * self.alpha[gram]
         out.index_put_((rows[entry], self.next[gram].long()), values, accumulate=True)
         return out / out.sum(-1, keepdim=True)
+
+    def _whole_rows(self, vocab_size: int) -> bool:
+        """Whether every context holds its whole distribution, all V tokens in order, and passes nothing
+        down (namesmith.adapt's form of a dense n-gram), checked on first use after the tables are set."""
+        cache = self._whole_cache
+        if cache is None or cache[0] is not self.keys:
+            R = len(self.keys)
+            whole = (len(self.next) == R * vocab_size and not bool(self.backoff.any()) and not bool(self.to_base.any())
+                     and bool((self.next.view(R, vocab_size) == torch.arange(vocab_size, device=self.keys.device))
+                              .all()))
+            cache = self._whole_cache = (self.keys, whole)
+        return cache[1]
 
     def _dense_levels(self, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(V,) α's after the empty context and (V, V) after each one-token context (row: that token),

@@ -257,12 +257,14 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         if not service.can_adapt():
             raise HTTPException(404, "more like these is not available: this namesmith cannot adapt models")
         options = body.model_dump()
-        key = (model_id, tuple(sorted(set(options.pop("words")))))
+        where = options["where"]  # the names are of these labels: the shortlist pulls the model of them
+        key = (model_id, tuple(sorted(set(options.pop("words")))),
+               tuple(sorted((label, str(values)) for label, values in where.items())))
         # the adaptation and the generation share the request's budget, each in a slot
         budget = min(options["time_budget"] or limits.time_budget, limits.time_budget)
         deadline = time.monotonic() + budget
         try:
-            tuned = adapted.get(key, lambda: model.adapt(list(key[1])), timeout=budget)
+            tuned = adapted.get(key, lambda: model.more_like(list(key[1]), where=where or None), timeout=budget)
         except Busy as e:
             raise busy(str(e)) from None
         except StillAdapting:

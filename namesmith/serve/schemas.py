@@ -185,6 +185,8 @@ def request_models(limits: Limits) -> RequestModels:
                                           description=f"seconds of search, at most {limits.time_budget}")
         method: Literal["auto", "exact", "rejection"] = "auto"
         filter_offensive: bool = Field(True, description="hide names that hold an offensive word")
+        prior_letters: bool = Field(False, description="a model adapted to a list (more like these) draws only "
+                                                        "the list's own letters unless this is true")
 
     class MoreLikeTheseRequest(GenerateRequest):
         """Names in the style of `words` (the shortlist): the model adapted to them, then generate."""
