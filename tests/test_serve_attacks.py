@@ -232,7 +232,7 @@ def test_score_and_classify_wait_for_a_slot(model_dir, monkeypatch):
 
 
 def test_adaptation_binds_the_time_budget_and_is_cached_for_the_retry(model_dir, monkeypatch):
-    real = NameModel.adapt
+    real = NameModel.more_like
     calls = []
 
     def slow_adapt(self, words, **kwargs):  # as a long list on a big model would take
@@ -240,7 +240,7 @@ def test_adaptation_binds_the_time_budget_and_is_cached_for_the_retry(model_dir,
         time.sleep(1.0)
         return real(self, words, **kwargs)
 
-    monkeypatch.setattr(NameModel, "adapt", slow_adapt)
+    monkeypatch.setattr(NameModel, "more_like", slow_adapt)
     client = TestClient(app_with(model_dir, time_budget=0.3), raise_server_exceptions=False)
     start = time.monotonic()
     first = client.post("/api/v1/models/bigram/more-like-these", json={"words": WORDS, "n": 3})
