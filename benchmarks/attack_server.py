@@ -1,15 +1,16 @@
 """A hostile client's floods against `namesmith serve` (issue 31), and what a plain client sees meanwhile.
 
-The server runs with its default limits on 127.0.0.1; every load goes only there, bounded in count
-and in time. For each flood: whether the server handled it (the attack's own check), the peak
-resident memory of the server (all its processes), and the p50 latency of a plain `generate`
-probe sent from another client address (127.0.0.2) every 0.2 s during the flood. Then a kill -9
-of a worker under load (with --workers 2): requests lost and seconds until the worker is back.
-Then schemathesis over the OpenAPI schema (`--checks all`), counting 5xx answers. The fast single
-attacks (HEAD, nosniff, empty keys, one slow header...) are tests/test_serve_attacks.py.
+The server runs with its default limits on 127.0.0.1, started afresh for each flood; every load
+goes only there, bounded in count and in time. For each flood: whether the server handled it (the
+attack's own check), the peak resident memory of the server (all its processes), and the p50
+latency of a plain `generate` probe sent from another client address (127.0.0.2) every 0.2 s
+during the flood. With --workers 2, a kill -9 of a worker under load: requests lost and seconds
+until the worker is back. Then schemathesis over the OpenAPI schema (`--checks all`), counting 5xx
+answers. The fast single attacks (HEAD, nosniff, empty keys, one slow header...) are
+tests/test_serve_attacks.py.
 
     python benchmarks/attack_server.py                           # an n-gram of the built-in names
-    python benchmarks/attack_server.py --model-dir runs/lstm --workers 2 --seconds 10
+    python benchmarks/attack_server.py --model-dir runs/lstm --workers 2 --seconds 10   # and a worker killed
 
 Targets: 0 attacks mishandled; peak RSS <= 2 GB under each flood; probe p50 <= 200 ms; 0 x 5xx.
 A safety stop kills the server above --max-rss-mb (the machine is shared), counting a mishandling.
@@ -263,11 +264,34 @@ def schemathesis_run(port: int, max_examples: int) -> dict:
             "summary": run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr[-300:]}
 
 
+@contextlib.contextmanager
+def serving(model_dir: str, workers: int):
+    """A fresh `namesmith serve` (default limits) on a free port of 127.0.0.1; yields (port, process)."""
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("NAMESMITH_API_KEY", None)
+    server = subprocess.Popen([sys.executable, "-m", "namesmith", "serve", "-m", model_dir, "--port", str(port),
+                               "--workers", str(workers), "--quiet"], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            with contextlib.suppress(OSError):
+                if all(http(port, "GET", "/api/v1", timeout=30)[0] == 200 for _ in range(4 * workers)):
+                    break
+            time.sleep(0.5)
+        yield port, server
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", help="a trained model directory (default: an n-gram of the built-in names, "
                                             "trained into a temporary folder)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each flood")
     parser.add_argument("--max-rss-mb", type=float, default=4000, help="the safety stop")
     parser.add_argument("--schemathesis-examples", type=int, default=30)
@@ -280,57 +304,41 @@ def main() -> None:
             model_dir = str(Path(tmp) / "ngram")
             subprocess.run([sys.executable, "-m", "namesmith", "train", "--data", "builtin", "--model", "ngram",
                             "--out", model_dir, "-q", "--samples", "0"], check=True, timeout=900)
-        port = free_port()
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        env.pop("NAMESMITH_API_KEY", None)
-        server = subprocess.Popen([sys.executable, "-m", "namesmith", "serve", "-m", model_dir, "--port", str(port),
-                                   "--workers", str(args.workers), "--quiet"], env=env, start_new_session=True)
         model_id = Path(model_dir).name
         generate = f"/api/v1/models/{model_id}/generate"
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-                with contextlib.suppress(OSError):
-                    if all(http(port, "GET", "/api/v1", timeout=30)[0] == 200 for _ in range(8)):
-                        break
-                time.sleep(0.5)
-            floods = {
-                "none (baseline)": lambda: (time.sleep(args.seconds), (0, 0, {}))[1],
-                "2,000 idle connections from one address": lambda: connection_flood(port, args.seconds),
-                "slowloris: 50 connections, a header byte a second": lambda: slowloris(port, args.seconds),
-                "20 headers of 100 MB": lambda: big_headers(port, args.seconds),
-                "generate, 32 clients, a new exact constraint set each": lambda: request_flood(
-                    port, args.seconds, generate, lambda rng: {
-                        "n": 20, "ends_with": rng.choice("aeinoy"), "contains": [rng.choice("lmnrst")],
-                        "min_len": rng.randint(3, 6)}, clients=32),
-                "more-like-these, 16 clients, a new 200-word list each": lambda: request_flood(
-                    port, args.seconds, f"/api/v1/models/{model_id}/more-like-these",
-                    lambda rng: {"n": 10, "words": random_words(rng, 200)}, clients=16),
-                "score, 16 clients, 1,000 names each": lambda: request_flood(
-                    port, args.seconds, f"/api/v1/models/{model_id}/score",
-                    lambda rng: {"names": random_words(rng, 1000)}, clients=16),
-                "classify, 16 clients, 1,000 names each": lambda: request_flood(
-                    port, args.seconds, f"/api/v1/models/{model_id}/classify",
-                    lambda rng: {"names": random_words(rng, 1000)}, clients=16),
-            }
-            if args.workers > 1:
-                floods["kill -9 a worker under 8 clients"] = lambda: kill_a_worker(port, server, generate)
-            rows = []
-            for name, flood in floods.items():
+        floods: dict[str, Callable[[int, subprocess.Popen], tuple[int, int, dict]]] = {
+            "none (baseline)": lambda port, server: (time.sleep(args.seconds), (0, 0, {}))[1],
+            "2,000 idle connections from one address": lambda port, server: connection_flood(port, args.seconds),
+            "slowloris: 50 connections, a header byte a second": lambda port, server: slowloris(port, args.seconds),
+            "20 headers of 100 MB at a time": lambda port, server: big_headers(port, args.seconds),
+            "generate, 32 clients, a new exact constraint set each": lambda port, server: request_flood(
+                port, args.seconds, generate, lambda rng: {
+                    "n": 20, "ends_with": rng.choice("aeinoy"), "contains": [rng.choice("lmnrst")],
+                    "min_len": rng.randint(3, 6)}, clients=32),
+            "more-like-these, 16 clients, a new 200-word list each": lambda port, server: request_flood(
+                port, args.seconds, f"/api/v1/models/{model_id}/more-like-these",
+                lambda rng: {"n": 10, "words": random_words(rng, 200)}, clients=16),
+            "score, 16 clients, 1,000 names each": lambda port, server: request_flood(
+                port, args.seconds, f"/api/v1/models/{model_id}/score",
+                lambda rng: {"names": random_words(rng, 1000)}, clients=16),
+            "classify, 16 clients, 1,000 names each": lambda port, server: request_flood(
+                port, args.seconds, f"/api/v1/models/{model_id}/classify",
+                lambda rng: {"names": random_words(rng, 1000)}, clients=16),
+        }
+        if args.workers > 1:
+            floods["kill -9 a worker under 8 clients"] = lambda port, server: kill_a_worker(port, server, generate)
+        rows = []
+        for name, flood in floods.items():  # each on a fresh server: its own peak, nothing left from the last
+            with serving(model_dir, args.workers) as (port, server):
                 with Watch(port, server, generate, args.max_rss_mb) as watch:
-                    tried, mishandled, seen = flood()
+                    tried, mishandled, seen = flood(port, server)
+                    time.sleep(2.0)  # what the flood left running (queued adaptations, table builds) is watched too
                 figures = watch.figures()
-                mishandled += int(watch.killed)
-                rows.append({"flood": name, "tried": tried, "mishandled": mishandled, **figures, **seen})
-                print(json.dumps(rows[-1]), flush=True)
-                if watch.killed:
-                    break
-            schema = schemathesis_run(port, args.schemathesis_examples) if server.poll() is None else None
-        finally:
-            with contextlib.suppress(OSError):
-                os.killpg(server.pid, signal.SIGTERM)
-            server.wait(60)
+            mishandled += int(watch.killed)
+            rows.append({"flood": name, "tried": tried, "mishandled": mishandled, **figures, **seen})
+            print(json.dumps(rows[-1]), flush=True)
+        with serving(model_dir, args.workers) as (port, server):
+            schema = schemathesis_run(port, args.schemathesis_examples)
 
     result = {"workers": args.workers, "seconds_per_flood": args.seconds, "limits": LIMITS.to_dict(),
               "attacks_tried": sum(r["tried"] for r in rows), "attacks_mishandled": sum(r["mishandled"] for r in rows),

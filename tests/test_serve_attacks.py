@@ -271,11 +271,20 @@ def test_adapted_models_are_kept_within_their_bytes():
     built = []
     cache.get("c", lambda: built.append(1) or model_of(2), timeout=10)  # kept: not built again
     assert not built
-    cache.get("huge", lambda: model_of(6), timeout=10)  # over the bound on its own: served, not kept
-    assert cache.cached_bytes == 4 * 2**20
+    cache.get("huge", lambda: model_of(6), timeout=10)  # over the bound on its own: kept alone, for the retry
+    assert cache.cached_bytes == 6 * 2**20
+    cache.get("d", lambda: model_of(2), timeout=10)
+    assert cache.cached_bytes == 2 * 2**20
     with pytest.raises(StillAdapting):
         cache.get("slow", lambda: time.sleep(0.5) or model_of(1), timeout=0.05)
     with pytest.raises(StillAdapting):  # queued behind "slow"
         cache.get("queued", lambda: model_of(1), timeout=0.05)
-    with pytest.raises(Busy):  # two running or waiting: no more
+    with pytest.raises(StillAdapting):  # "queued" has no request waiting for it: it gives way
         cache.get("third", lambda: model_of(1), timeout=0.05)
+    assert set(cache._jobs) == {"slow", "third"}
+    waiting = threading.Thread(target=lambda: cache.get("third", lambda: model_of(1), timeout=5))
+    waiting.start()
+    time.sleep(0.05)
+    with pytest.raises(Busy):  # "third" has a request waiting for it now, and "slow" runs: no room
+        cache.get("fourth", lambda: model_of(1), timeout=0.05)
+    waiting.join(10)
