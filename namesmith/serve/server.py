@@ -129,12 +129,13 @@ def run_server(model_dirs: Sequence[str | Path] = (), *, host: str = DEFAULT_HOS
 def run_workers(host: str, port: int, workers: int) -> None:
     """`workers` uvicorn servers in processes of their own, supervised: one that dies is started again.
 
-    The sockets are bound here, before any worker starts, and handed to the workers, so a worker
-    that dies leaves its socket open: connections wait in its queue until its successor takes
-    them. On Linux each worker has its own SO_REUSEPORT socket and the kernel spreads new
-    connections evenly over them (with one shared socket, whichever process wakes first accepts
-    every connection waiting: eight clients that connect at once were served 7 and 1, the 7 in line
-    on one core while the other idled); elsewhere they share one socket. Workers stop when this
+    The sockets are bound here, before any worker starts, and handed to the workers. On Linux each
+    worker has its own SO_REUSEPORT socket and the kernel spreads new connections evenly over them
+    (with one shared socket, whichever process wakes first accepts every connection waiting: eight
+    clients that connect at once were served 7 and 1, the 7 in line on one core while the other
+    idled); a worker that dies has its socket closed at once, so new connections go to the others
+    rather than wait seconds for its successor, which joins the port with a socket of its own once
+    its models are loaded. Elsewhere the workers share one socket. Workers stop when this
     process stops, even when it is killed (`_die_with_parent`), so a restarted server never shares
     the port with an old one's workers (which would serve with the old API key). SIGTERM or Ctrl-C
     stops them all.
@@ -144,19 +145,19 @@ def run_workers(host: str, port: int, workers: int) -> None:
     processes: list[Any] = []
     ready: list[Any] = []
 
-    def start(i: int) -> None:
+    def start(i: int, sock: socket.socket | None) -> None:
         event = context.Event()  # set by the worker once its models are loaded and its app built
-        process = context.Process(target=_worker, args=(sockets[i % len(sockets)], event),
-                                  name=f"namesmith-serve-{i}")
+        process = context.Process(target=_worker, args=(sock, event, host, port), name=f"namesmith-serve-{i}")
         process.start()
         processes[i:i + 1], ready[i:i + 1] = [process], [event]
 
+    port = sockets[0].getsockname()[1]  # the port picked for port 0, which a replacement joins
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         for i in range(workers):
             processes.append(None)
             ready.append(None)
-            start(i)
+            start(i, sockets[i % len(sockets)])
         while True:
             multiprocessing.connection.wait([p.sentinel for p in processes])
             for i, process in enumerate(processes):
@@ -168,7 +169,9 @@ def run_workers(host: str, port: int, workers: int) -> None:
                                          "serve; stopping the others")
                 log.warning(f"server worker {i} (pid {process.pid}) exited with code {process.exitcode}; "
                             "starting another")
-                start(i)
+                if len(sockets) == workers and sockets[i].fileno() != -1:  # its own socket: no one else takes from it
+                    sockets[i].close()
+                start(i, None if len(sockets) == workers else sockets[0])
     except KeyboardInterrupt:
         pass
     finally:
@@ -241,8 +244,9 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="namesmith-parent-watch", daemon=True).start()
 
 
-def _worker(sock: socket.socket, ready: Any) -> None:
-    """One worker process of `run_workers`: the app of `worker_app` on its socket."""
+def _worker(sock: socket.socket | None, ready: Any, host: str, port: int) -> None:
+    """One worker process of `run_workers`: the app of `worker_app` on its socket (with none, a new
+    SO_REUSEPORT socket on the port, joining the others once the app is ready)."""
     import uvicorn
 
     _die_with_parent()
@@ -251,6 +255,11 @@ def _worker(sock: socket.socket, ready: Any) -> None:
         app = worker_app()
     except NamesmithError as e:
         sys.exit(f"namesmith: error: {e}")
+    if sock is None:
+        try:
+            sock = _listening_socket(host, port, reuse_port=True)
+        except NamesmithError as e:
+            sys.exit(f"namesmith: error: {e}")
     ready.set()
     limits = Limits(**config["limits"])
     uvicorn.Server(uvicorn_config(app, limits, log_level=config["log_level"])).run(sockets=[sock])
