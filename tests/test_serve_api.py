@@ -192,27 +192,6 @@ def test_concurrent_requests_share_no_random_state(client):
     assert together == alone
 
 
-def test_builtin_models_are_trained_once_and_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAMESMITH_CACHE", str(tmp_path / "cache"))
-    registry = ModelRegistry.builtin(["builtin"])
-    client = TestClient(create_app(registry))
-    assert client.get("/api/v1/models").json()["models"][0]["loaded"] is False
-    first = client.post("/api/v1/models/builtin-ngram/generate", json={"n": 5, "seed": 2}).json()["names"]
-    assert (tmp_path / "cache" / "models" / "builtin-ngram" / "namesmith.json").exists()
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("trained again instead of loading the cache")
-
-    monkeypatch.setattr(NameModel, "train", no_training)
-    again = TestClient(create_app(ModelRegistry.builtin(["builtin"])))
-    assert again.post("/api/v1/models/builtin-ngram/generate", json={"n": 5, "seed": 2}).json()["names"] == first
-    monkeypatch.undo()
-    monkeypatch.setenv("NAMESMITH_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cache" / "models" / "builtin-ngram" / "namesmith.json").write_text("{not json")
-    retrained = TestClient(create_app(ModelRegistry.builtin(["builtin"])))
-    assert retrained.post("/api/v1/models/builtin-ngram/generate", json={"n": 5, "seed": 2}).json()["names"] == first
-
-
 def test_the_page_and_its_files_are_served_with_a_strict_policy(client):
     page = client.get("/")
     assert page.status_code == 200 and "<title>namesmith</title>" in page.text

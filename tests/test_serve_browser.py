@@ -43,7 +43,9 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     cache = tmp_path_factory.mktemp("serve-browser-cache")
-    app = create_app(ModelRegistry.builtin(["builtin"], cache=cache))
+    registry = ModelRegistry.builtin(["builtin"], cache=cache)
+    assert registry.wait(600)  # built in a worker process before the page asks for it
+    app = create_app(registry)
     with running(app) as url:
         yield url
 

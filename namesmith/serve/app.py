@@ -4,13 +4,16 @@ Safe by default: requests name models by id only (never a path), every request i
 server's `Limits`, errors are JSON `{"error": message, "field": name}` with no traceback or file
 path (422 for a request that does not validate, 400 for constraints no name can meet, 404 for an
 unknown model, 413 for an oversized body, 401 for a missing or wrong API key, 503 when every
-generation slot stays busy for the time budget), and the page is
+generation slot stays busy for the time budget, and 503 with Retry-After for a model still being
+built or loaded: no request waits for one), and the page is
 served with a strict content-security policy (its own files only: no CDN, nothing inline).
 """
 
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,9 +30,18 @@ import namesmith.serve.service as service
 from namesmith.errors import ConfigError, NamesmithError
 from namesmith.namemodel import NameModel
 from namesmith.serve.adapted import AdaptedModels, Busy, StillAdapting
+from namesmith.serve.build import BuildLimits
 from namesmith.serve.docs import add_docs
 from namesmith.serve.limits import CLIENT, Limits, Slots
-from namesmith.serve.registry import ID_PATTERN, ModelEntry, ModelRegistry, model_labels, public_info, scrub
+from namesmith.serve.registry import (
+    ID_PATTERN,
+    ModelEntry,
+    ModelRegistry,
+    NotReady,
+    model_labels,
+    public_info,
+    scrub,
+)
 from namesmith.serve.schemas import (
     ClassifyResponse,
     ErrorResponse,
@@ -123,14 +135,17 @@ def _validation_message(error: dict) -> str:
 
 def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None = None,
                api_key: str | None = None, default_model: str | None = None) -> FastAPI:
-    """The app serving `registry` (by default, one n-gram per built-in data set, trained on first use).
+    """The app serving `registry` (by default, one n-gram per built-in data set, built in the background).
+
+    The registry's models not yet ready are prepared from now on (`ModelRegistry.start`); stopping the
+    app stops that at once.
 
     `api_key`: when set, every /api request needs it in the X-API-Key header (or as a Bearer token).
     """
     if api_key is not None and not api_key.strip():
         raise ConfigError("api_key is empty: an empty key would let every request in", field="api_key")
-    registry = registry or ModelRegistry.builtin()
     limits = limits or Limits()
+    registry = registry or ModelRegistry.builtin(limits=BuildLimits(limits.build_seconds, limits.build_memory_mb))
     default_model = default_model or ("us-ngram" if "us-ngram" in registry else next(iter(registry)).id)
     registry.get(default_model)
     requests = request_models(limits)
@@ -140,11 +155,17 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     # adaptations hold a slot for seconds: they never take the last one, which keeps generate and score moving
     adapted = AdaptedModels(slots, limits.max_adapted_bytes, max_jobs=max(1, limits.max_concurrent - 1),
                             max_pending=4 * limits.max_concurrent)
+    registry.start()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        registry.close()  # Ctrl-C or SIGTERM: a model being built is not waited for
 
     app = FastAPI(title="namesmith", version=__version__, summary="Generate, steer, score and compare names.",
                   description="A JSON API over namesmith's character models. Errors are "
                               "`{\"error\": message, \"field\": name}`.",
-                  docs_url=None, redoc_url=None)  # /docs: namesmith.serve.docs, offline
+                  docs_url=None, redoc_url=None, lifespan=lifespan)  # /docs: namesmith.serve.docs, offline
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(NoSniff)
 
@@ -160,6 +181,11 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     async def refused(request: Request, exc: NamesmithError) -> JSONResponse:
         field = getattr(exc, "field", None)
         return error(404 if field == "model_id" else 400, str(exc), field)
+
+    @app.exception_handler(NotReady)
+    async def not_ready(request: Request, exc: NotReady) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "field": "model_id"}, status_code=503,
+                            headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -188,7 +214,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
 
     def summary(entry: ModelEntry, model: NameModel | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"id": entry.id, "source": entry.source, "dataset": entry.dataset,
-                               "loaded": entry.loaded}
+                               "loaded": entry.loaded, "state": entry.state}
         model = model or entry.model
         if model is not None:
             info = public_info(model)
@@ -216,7 +242,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         return {"models": [summary(entry) for entry in registry]}
 
     @api.get("/models/{model_id}", response_model=ModelDetail,
-             summary="One model: type, data, labels, metrics (loads or trains it on first use)")
+             summary="One model: type, data, labels, metrics (503 while it is built or loaded)")
     def get_model(model_id: str = _path(model_path)) -> dict[str, Any]:
         entry = registry.get(model_id)
         model = entry.get()

@@ -20,7 +20,8 @@ from namesmith.errors import ConfigError
 class Limits:
     """What one request, and one client's connections, may take. A request over a limit gets a 422 naming the
     field (413 for the body size, 431 for the headers, 408 for a request that arrives too slowly, 503 for a
-    busy server or too many connections)."""
+    busy server or too many connections); and what building a built-in model at start may take (`build_*`:
+    namesmith.serve.build)."""
 
     max_names: int = 200  # names one generate request may ask for (`n`)
     max_score_names: int = 1000  # names one score, classify or similarity request may send

@@ -3,9 +3,11 @@
 Two kinds of entry:
 - a model directory given at start (`namesmith serve -m DIR`): loaded when the server starts, so a
   bad directory stops it at once with the loader's one-line error;
-- with no directory, one count model (the n-gram) per built-in data set: trained the first time
-  it is asked for (seconds), saved under the user's cache directory and loaded from there on
-  later starts. A cached model of another namesmith version or other data is trained again.
+- with no directory, one count model (the n-gram) per built-in data set: loaded from the user's
+  cache directory in the background when the server starts, or, the first time, built there by a
+  worker process bounded in time and memory (namesmith.serve.build; a model over the limits is not
+  listed and the log says why). A cached model of another namesmith version or other data is built
+  again. Requests for a model not yet ready get 503 with Retry-After: no request trains or waits.
 
 Requests name a model only by its id (`us-ngram`, or a directory's name); no request names a path.
 A model is used read-only by the requests, so one object serves all of them at once; the parts a
@@ -19,14 +21,16 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from namesmith.catalogue import DATASETS
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.namemodel import NameModel
+from namesmith.serve.build import BuildJob, BuildLimits, build, limits_key
 from namesmith.sources import source_fingerprint
 from namesmith.version import __version__
 
@@ -68,56 +72,156 @@ def warm_up(model: NameModel) -> NameModel:
     return model
 
 
+class NotReady(Exception):
+    """A served model that is still being built or loaded: the app answers 503 with Retry-After."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# What each state tells a client, and when to ask again (seconds).
+WAITING = {"queued": ("waits to be built", 10), "building": ("is being built", 5), "loading": ("is loading", 1)}
+
+
 @dataclass
 class ModelEntry:
-    """One served model: its id, where it comes from, and the model once loaded."""
+    """One served model: its id, where it comes from, and the model once loaded.
+
+    `state`: "ready" (loaded and warmed up), "queued", "building" or "loading" (see `ModelRegistry.start`),
+    or "failed" (`reason` says why; a failed model is not listed).
+    """
 
     id: str
     source: str  # what a person is told: "data set us" or "model directory tf"
     dataset: str | None  # the built-in data set, for the default models
-    loader: Callable[[], NameModel]
+    loader: _Loaded | _Cached
     model: NameModel | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    state: str = "queued"
+    reason: str | None = None
 
     @property
     def loaded(self) -> bool:
         return self.model is not None
 
     def get(self) -> NameModel:
-        """The model, loading (or training) it on first use; concurrent first uses load it once."""
+        """The model; NotReady while it is built or loaded (requests never wait for it)."""
         if self.model is None:
-            with self.lock:
-                if self.model is None:
-                    self.model = warm_up(self.loader())
+            what, retry_after = WAITING.get(self.state, ("is not available", 10))
+            raise NotReady(f"model {self.id!r} {what}; try again in {retry_after} s", retry_after)
         return self.model
 
 
 class ModelRegistry:
-    """The served models by id, in the order given."""
+    """The served models by id, in the order given; models that could not be built are left out.
 
-    def __init__(self, entries: Sequence[ModelEntry]):
+    Built-in models are prepared in a background thread (`start`, called by the app): each is loaded
+    from the cache when it is current, else built by a watched worker process (namesmith.serve.build)
+    and then loaded. Nothing is trained in the server's own process, and no request waits for a model.
+    """
+
+    def __init__(self, entries: Sequence[ModelEntry], *, limits: BuildLimits | None = None):
         self.entries = {e.id: e for e in entries}
         if not self.entries:
             raise ConfigError("no models to serve", field="models")
+        self.limits = limits or BuildLimits()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def __contains__(self, model_id: str) -> bool:
-        return model_id in self.entries
+        entry = self.entries.get(model_id)
+        return entry is not None and entry.state != "failed"
 
     def __iter__(self):
-        return iter(self.entries.values())
+        return iter([e for e in self.entries.values() if e.state != "failed"])
 
     def get(self, model_id: str) -> ModelEntry:
-        """The entry named `model_id`; ConfigError (field model_id) listing the known ids otherwise."""
+        """The entry named `model_id`; ConfigError (field model_id) listing the served ids otherwise."""
         entry = self.entries.get(model_id) if re.fullmatch(ID_PATTERN, model_id or "") else None
-        if entry is None:
+        if entry is None or entry.state == "failed":
             shown = model_id if re.fullmatch(ID_PATTERN, model_id or "") else "(not a model id)"
-            raise ConfigError(f"unknown model {shown!r} (models: {', '.join(self.entries)})", field="model_id")
+            why = f"; it could not be built: {entry.reason}" if entry is not None else ""
+            raise ConfigError(f"unknown model {shown!r}{why} (models: {', '.join(e.id for e in self)})",
+                              field="model_id")
         return entry
 
     def paths(self) -> list[str]:
         """Folders whose names must not reach a response (model directories, the cache)."""
-        return [p for e in self for p in getattr(e.loader, "paths", ())]
+        return [p for e in self.entries.values() for p in e.loader.paths]
 
+    # --- preparing the built-in models, in the background -----------------------------------------
+    def start(self) -> None:
+        """Start preparing the models not yet ready (once; later calls do nothing)."""
+        with self._start_lock:
+            if self._thread is None and any(e.model is None for e in self.entries.values()):
+                self._thread = threading.Thread(target=self._prepare_all, name="namesmith-models", daemon=True)
+                self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Prepare the models (if not started) and wait until each is ready or failed; False on timeout."""
+        self.start()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def close(self) -> None:
+        """Stop preparing models: a build in progress is killed at once (the server is stopping)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _prepare_all(self) -> None:
+        for entry in self.entries.values():
+            if self._stop.is_set():
+                return
+            if entry.model is None:
+                try:
+                    self._prepare(entry)
+                except Exception as e:  # noqa: BLE001 - one model's failure must not stop the others
+                    log.exception(f"{entry.id}: not served")
+                    entry.state, entry.reason = "failed", f"{type(e).__name__}: {e}"
+
+    def _prepare(self, entry: ModelEntry) -> None:
+        loader = entry.loader
+        assert isinstance(loader, _Cached)
+        key = {"namesmith_version": __version__, "data_sha256": source_fingerprint(loader.dataset),
+               "model_type": loader.model_type, "limits": limits_key(self.limits)}
+        model = loader.cached()
+        if model is None:
+            known = loader.job.known_failure(key)
+            if known is not None:
+                entry.state, entry.reason = "failed", known
+                log.warning(f"{entry.id}: not served: {known} (at an earlier start with the same limits; "
+                            f"delete {loader.job.note()} or raise the limit to try again)")
+                return
+            entry.state = "building"
+            log.info(f"{entry.id}: building a {loader.model_type} model of the {loader.dataset} data set in a "
+                     f"worker process (at most {self.limits.seconds:g} s and {self.limits.memory_mb} MB; "
+                     f"cached for later starts)")
+            start = time.monotonic()
+            failure = build(loader.job, self.limits, self._stop)
+            if failure is not None:
+                entry.state, entry.reason = "failed", str(failure)
+                if not self._stop.is_set():
+                    if failure.lasting:
+                        loader.job.remember_failure(key, str(failure))
+                    log.warning(f"{entry.id}: not served: {failure}")
+                return
+            loader.job.forget_failure()
+            log.info(f"{entry.id}: built in {time.monotonic() - start:.1f} s")
+            model = loader.cached()
+            if model is None:
+                entry.state, entry.reason = "failed", "the model just built could not be loaded"
+                log.warning(f"{entry.id}: not served: {entry.reason}")
+                return
+        entry.state = "loading"
+        entry.model = warm_up(model)
+        entry.state = "ready"
+        log.info(f"{entry.id}: ready")
+
+    # --- making one ---------------------------------------------------------------------------------
     @classmethod
     def from_directories(cls, directories: Sequence[str | Path], *, device: str = "cpu") -> ModelRegistry:
         """Load each model directory now (a bad one raises its CheckpointError); ids are the folder names."""
@@ -130,61 +234,71 @@ class ModelRegistry:
             while model_id in {e.id for e in entries}:
                 model_id, k = f"{base}-{k}", k + 1
             entries.append(ModelEntry(model_id, f"model directory {path.name}", None,
-                                      _Loaded(model, (str(path), str(path.resolve()))), model))
+                                      _Loaded((str(path), str(path.resolve()))), model, "ready"))
         return cls(entries)
 
     @classmethod
     def builtin(cls, datasets: Sequence[str] | None = None, *, cache: str | Path | None = None,
-                model_type: str = DEFAULT_MODEL_TYPE) -> ModelRegistry:
-        """A `model_type` model per built-in data set (all by default), trained on first use and cached."""
+                model_type: str = DEFAULT_MODEL_TYPE, limits: BuildLimits | None = None) -> ModelRegistry:
+        """A `model_type` model per built-in data set (all by default), built in the background and cached.
+
+        `limits`: the time and memory one model's build may take; a model over them is not served.
+        """
         names = list(DATASETS) if datasets is None else list(datasets)
         for name in names:
             if name not in DATASETS:
                 raise ConfigError(f"unknown data set {name!r} (known: {', '.join(DATASETS)})", field="datasets")
         root = Path(cache).expanduser() if cache is not None else cache_dir()
         return cls([ModelEntry(f"{name}-{model_type}", f"data set {name}", name,
-                               _Cached(name, model_type, root / "models" / f"{name}-{model_type}")) for name in names])
+                               _Cached(BuildJob(name, model_type, root / "models" / f"{name}-{model_type}")))
+                    for name in names], limits=limits)
 
 
 @dataclass
 class _Loaded:
-    """Loader of a model loaded at start."""
+    """A model directory loaded at start: the folders its name must not show."""
 
-    model: NameModel
     paths: tuple[str, ...] = ()
-
-    def __call__(self) -> NameModel:
-        return self.model
 
 
 @dataclass
 class _Cached:
-    """Loader of a built-in data set's model: from the cache when it is current, else trained into it."""
+    """A built-in data set's model in the cache: loaded when it is current (else built by `build`)."""
 
-    dataset: str
-    model_type: str
-    directory: Path
+    job: BuildJob
+
+    @property
+    def dataset(self) -> str:
+        return self.job.dataset
+
+    @property
+    def model_type(self) -> str:
+        return self.job.model_type
 
     @property
     def paths(self) -> tuple[str, ...]:
-        return (str(self.directory), str(self.directory.resolve()))
+        root = self.job.directory.parent
+        return (str(root), str(root.resolve()))
 
     def current(self, model: NameModel) -> bool:
         asked = model.meta.get("request", {}).get("model_type")  # "ngram" stays asked for when it is conditioned
         return (model.meta.get("namesmith_version") == __version__ and asked == self.model_type
                 and model.meta.get("data", {}).get("sha256") == source_fingerprint(self.dataset))
 
-    def __call__(self) -> NameModel:
-        if (self.directory / "namesmith.json").exists():
-            try:
-                model = NameModel.load(self.directory)
-                if self.current(model):
-                    return model
-                log.info(f"{self.dataset}: the cached {self.model_type} model is out of date; training it again")
-            except (CheckpointError, NamesmithError) as e:
-                log.warning(f"{self.dataset}: the cached model is unusable ({e}); training it again")
-        log.info(f"training a {self.model_type} model on the {self.dataset} data set (first use)")
-        return NameModel.train(data=self.dataset, model=self.model_type, out=self.directory, overwrite=True)
+    def cached(self) -> NameModel | None:
+        """The cached model when it is current; None (and the log says why) when it must be built."""
+        directory = self.job.directory
+        if not (directory / "namesmith.json").exists():
+            return None
+        try:
+            model = NameModel.load(directory)
+        except (CheckpointError, NamesmithError) as e:
+            log.warning(f"{self.dataset}: the cached model is unusable ({e}); building it again")
+            return None
+        if self.current(model):
+            return model
+        log.info(f"{self.dataset}: the cached {self.model_type} model is out of date; building it again")
+        return None
 
 
 def scrub(text: str, paths: Sequence[str] = ()) -> str:

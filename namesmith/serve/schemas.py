@@ -48,7 +48,8 @@ class ModelSummary(BaseModel):
     id: str
     source: str  # "data set us" or "model directory NAME"
     dataset: str | None  # the built-in data set it was trained on, for the default models
-    loaded: bool  # False until first used (the default models are trained on first use)
+    loaded: bool  # False until ready (the default models are built or loaded in the background at start)
+    state: Literal["ready", "queued", "building", "loading"] = "ready"  # requests to a model not ready get 503
     model_type: str | None = None
     description: str | None = None
     labels: dict[str, list[str]] = {}  # {label: [values]} of a conditional model

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from namesmith.errors import ConfigError, NamesmithError
+from namesmith.serve.build import BuildLimits
 from namesmith.serve.limits import Limits
 from namesmith.serve.registry import ModelRegistry
 
@@ -35,17 +36,24 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def build_registry(model_dirs: Sequence[str | Path] = (), datasets: Sequence[str] | None = None,
-                   cache: str | Path | None = None, preload: bool = False) -> ModelRegistry:
+                   cache: str | Path | None = None, preload: bool = False,
+                   limits: Limits | None = None) -> ModelRegistry:
     """The directories' models (loaded now), or with none one n-gram per built-in data set.
 
-    `preload`: train or load the built-in models now rather than on first use.
+    `preload`: build or load the built-in models now, before serving, rather than in the background
+    while serving (the models over `limits`' build_seconds or build_memory_mb are left out either way).
     """
     if model_dirs:
         return ModelRegistry.from_directories(model_dirs)
-    registry = ModelRegistry.builtin(datasets, cache=cache)
+    limits = limits or Limits()
+    registry = ModelRegistry.builtin(datasets, cache=cache,
+                                     limits=BuildLimits(limits.build_seconds, limits.build_memory_mb))
     if preload:
-        for entry in registry:
-            entry.get()
+        try:
+            registry.wait()
+        except BaseException:  # Ctrl-C: the build in progress is killed, not waited for
+            registry.close()
+            raise
     return registry
 
 
@@ -110,7 +118,7 @@ def run_server(model_dirs: Sequence[str | Path] = (), *, host: str = DEFAULT_HOS
         log.warning(f"serving on {host} without an API key: anyone who can reach this address can use the server "
                     f"(set {API_KEY_ENV} or --api-key-file)")
     torch.set_num_threads(threads)
-    registry = build_registry(model_dirs, datasets, cache, preload or workers > 1)  # workers load from the cache
+    registry = build_registry(model_dirs, datasets, cache, preload or workers > 1, limits)  # workers load the cache
     log.info(f"namesmith serving on http://{host}:{port}/ (API at /api/v1, OpenAPI at /docs)")
     if workers == 1:
         app = create_app(registry, limits=limits, api_key=api_key)
@@ -271,5 +279,6 @@ def worker_app():
 
     config = json.loads(os.environ[WORKER_CONFIG_ENV])
     torch.set_num_threads(config["threads"])
-    registry = build_registry(config["model_dirs"], config["datasets"], config["cache"], preload=True)
-    return create_app(registry, limits=Limits(**config["limits"]), api_key=os.environ.get(API_KEY_ENV) or None)
+    limits = Limits(**config["limits"])
+    registry = build_registry(config["model_dirs"], config["datasets"], config["cache"], preload=True, limits=limits)
+    return create_app(registry, limits=limits, api_key=os.environ.get(API_KEY_ENV) or None)

@@ -30,6 +30,7 @@ async function api(path, body) {
     const error = new Error((data && data.error) || `the server answered ${response.status}`);
     error.field = data && data.field;
     error.status = response.status;
+    error.retryAfter = Number(response.headers.get("Retry-After")) || null;
     throw error;
   }
   return data;
@@ -58,8 +59,16 @@ async function loadModels() {
 }
 
 async function selectModel(id) {
-  $("model-status").textContent = "Loading the model… (a built-in one is trained the first time, in seconds)";
-  const model = await api("/models/" + encodeURIComponent(id));
+  $("model-status").textContent = "Loading the model…";
+  let model;
+  for (;;) {  // a built-in model is built when the server first starts: 503 with Retry-After until then
+    try { model = await api("/models/" + encodeURIComponent(id)); break; } catch (e) {
+      if (e.status !== 503 || !e.retryAfter || $("model").value !== id) throw e;
+      $("model-status").textContent = `${e.message} (this page asks again by itself)`;
+      await new Promise((resolve) => setTimeout(resolve, 1000 * e.retryAfter));
+      if ($("model").value !== id) return;  // another model was picked meanwhile
+    }
+  }
   state.model = model;
   $("model-status").textContent = `${model.description} · ${model.source} · test NLL ${fmt(model.metrics.test && model.metrics.test.nll, 3)}`;
   renderLabels(model.labels || {});

@@ -1,0 +1,193 @@
+"""The built-in models of `namesmith serve`: built before they are served, in a bounded worker process.
+
+No request trains or waits: a model still being built is a 503 with Retry-After, a model over its
+build limits is not listed (the log and a 404 say why), and stopping the server kills a build at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+from serve_support import free_port  # noqa: E402
+
+import namesmith.serve.build as build_module  # noqa: E402
+import namesmith.serve.registry as registry_module  # noqa: E402
+import namesmith.train  # noqa: E402
+from namesmith import NameModel  # noqa: E402
+from namesmith.serve import ModelRegistry, create_app  # noqa: E402
+from namesmith.serve.build import BuildLimits  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+GENERATE = "/api/v1/models/builtin-ngram/generate"
+
+
+@pytest.fixture
+def no_training_here(monkeypatch):
+    """Training in this process (the server's) fails the test: builds belong to worker processes."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"trained in the server's process (thread {threading.current_thread().name})")
+
+    monkeypatch.setattr(NameModel, "train", refuse)
+    monkeypatch.setattr(namesmith.train, "train", refuse)
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory):
+    """A cache holding the builtin set's model, built by the server's worker process (once for the module)."""
+    cache = tmp_path_factory.mktemp("serve-build-cache")
+    registry = ModelRegistry.builtin(["builtin"], cache=cache)
+    assert registry.wait(600) and registry.get("builtin-ngram").state == "ready"
+    return cache
+
+
+def test_a_model_being_built_gets_503_with_retry_after_and_no_request_trains(tmp_path, monkeypatch,
+                                                                                 no_training_here):
+    release = threading.Event()
+    real_build = build_module.build
+
+    def held_build(job, limits, stop):
+        release.wait(60)
+        return real_build(job, limits, stop)
+
+    monkeypatch.setattr(registry_module, "build", held_build)
+    registry = ModelRegistry.builtin(["builtin"], cache=tmp_path)
+    client = TestClient(create_app(registry))
+    start = time.monotonic()
+    response = client.post(GENERATE, json={"n": 3})
+    assert time.monotonic() - start < 5  # answered at once, not after the build
+    assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+    assert "being built" in response.json()["error"] and response.json()["field"] == "model_id"
+    assert client.get("/api/v1/models/builtin-ngram").status_code == 503
+    [listed] = client.get("/api/v1/models").json()["models"]
+    assert listed["id"] == "builtin-ngram" and listed["state"] == "building" and not listed["loaded"]
+    release.set()
+    assert registry.wait(600)
+    response = client.post(GENERATE, json={"n": 3, "seed": 1})
+    assert response.status_code == 200 and len(response.json()["names"]) == 3
+    assert client.get("/api/v1/models").json()["models"][0]["state"] == "ready"
+    assert not list(tmp_path.glob("models/.*"))  # the worker's staging folder is gone
+
+
+def test_a_cached_model_is_loaded_not_built_again(built_cache, monkeypatch, no_training_here):
+    def no_build(*args):
+        raise AssertionError("built again instead of loading the cache")
+
+    monkeypatch.setattr(registry_module, "build", no_build)
+    registry = ModelRegistry.builtin(["builtin"], cache=built_cache)
+    assert registry.wait(120) and registry.get("builtin-ngram").state == "ready"
+    client = TestClient(create_app(registry))
+    first = client.post(GENERATE, json={"n": 5, "seed": 2}).json()["names"]
+    assert len(first) == 5
+
+
+def test_an_out_of_date_or_broken_cache_is_built_again(built_cache, tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    model_dir = cache / "models" / "builtin-ngram"
+    NameModel.load(built_cache / "models" / "builtin-ngram").save(model_dir)
+    (model_dir / "namesmith.json").write_text("{not json")
+    registry = ModelRegistry.builtin(["builtin"], cache=cache)
+    assert registry.wait(600) and registry.get("builtin-ngram").state == "ready"
+    assert json.loads((model_dir / "namesmith.json").read_text())["data"]["path"] == "builtin"
+
+
+@pytest.mark.parametrize("limits, why", [(BuildLimits(seconds=0.3), "build_seconds=0.3 s"),
+                                         (BuildLimits(memory_mb=40), "build_memory_mb=40 MB")])
+def test_a_model_over_its_build_limits_is_not_listed_and_the_log_says_why(tmp_path, monkeypatch, caplog,
+                                                                          no_training_here, limits, why):
+    caplog.set_level(logging.INFO, logger="namesmith")
+    registry = ModelRegistry.builtin(["builtin", "israel"], cache=tmp_path, limits=limits)
+    monkeypatch.setattr(registry_module.ModelRegistry, "_prepare_all",
+                        lambda self: self._prepare(self.entries["builtin-ngram"]))  # israel: never ready
+    client = TestClient(create_app(registry))
+    assert registry.wait(120)
+    assert f"builtin-ngram: not served: building it took more than {why}" in caplog.text
+    assert [m["id"] for m in client.get("/api/v1/models").json()["models"]] == ["israel-ngram"]
+    response = client.post(GENERATE, json={"n": 3})
+    assert response.status_code == 404 and why in response.json()["error"]
+    assert not list(tmp_path.glob("models/.*")) and not (tmp_path / "models" / "builtin-ngram").exists()
+
+    # a later start with the same limits does not try again, and says why; other limits do
+    caplog.clear()
+
+    def no_build(*args):
+        raise AssertionError("tried again with the same limits")
+
+    monkeypatch.setattr(registry_module, "build", no_build)
+    again = ModelRegistry.builtin(["builtin"], cache=tmp_path, limits=limits)
+    assert again.wait(60) and "builtin-ngram" not in again and why in caplog.text
+    other = ModelRegistry.builtin(["builtin"], cache=tmp_path, limits=BuildLimits(seconds=0.2, memory_mb=30))
+    with pytest.raises(AssertionError, match="tried again"):
+        other._prepare(other.entries["builtin-ngram"])
+
+
+def test_closing_the_registry_kills_a_build_at_once(tmp_path, monkeypatch):
+    workers: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def recorded(*args, **kwargs):
+        workers.append(real_popen(*args, **kwargs))
+        return workers[-1]
+
+    monkeypatch.setattr(build_module.subprocess, "Popen", recorded)
+    registry = ModelRegistry.builtin(["builtin"], cache=tmp_path)
+    registry.start()
+    deadline = time.monotonic() + 30
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert workers and registry.get("builtin-ngram").state == "building"
+    start = time.monotonic()
+    registry.close()
+    assert time.monotonic() - start < 2 and workers[0].poll() is not None
+    assert "builtin-ngram" not in registry and not list(tmp_path.glob("models/.*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the build process in /proc")
+def test_sigterm_stops_a_served_process_within_seconds_whatever_is_building(tmp_path):
+    port = free_port()
+    code = ("from namesmith.serve.server import run_server; "
+            f"run_server(datasets=['builtin'], cache={str(tmp_path)!r}, port={port}, log_level='warning')")
+    server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        models = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/models", timeout=5) as response:
+                    models = json.load(response)["models"]
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        assert models is not None and models[0]["state"] == "building"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{GENERATE}", data=b'{"n": 2}',
+                                                          headers={"Content-Type": "application/json"}), timeout=5)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"]
+        children = [pid for task in Path(f"/proc/{server.pid}/task").iterdir()  # started by the builder thread
+                    for pid in (task / "children").read_text().split()]
+        assert children  # the build's worker process
+        start = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(15)
+        assert time.monotonic() - start < 10
+        time.sleep(0.5)
+        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()
+                    and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
