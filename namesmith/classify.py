@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from namesmith.data import encode_words
 from namesmith.errors import ConfigError, DataError
 from namesmith.evaluate import word_log_probs
 from namesmith.models.base import CharModel
@@ -44,10 +45,25 @@ class Classification:
         return {"name": self.name, "labels": self.labels, "error": self.error}
 
 
+def combination_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[str],
+                                combinations: list[tuple[int, ...]]) -> torch.Tensor:
+    """(N, C) log P(name | combination of label codes) of each name under each combination (float64).
+
+    A model that can score many combinations at once (conditional counts) does; otherwise each
+    combination's plain model scores the names.
+    """
+    if hasattr(model, "combination_log_likelihoods"):
+        x, y = encode_words(list(names), vocab)
+        return model.combination_log_likelihoods(x, y, combinations)
+    where_of = model.condition.where_of
+    return torch.stack([word_log_probs(model.given(where_of(codes)), list(names), vocab) for codes in combinations], 1)
+
+
 def label_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[str], label: str) -> torch.Tensor:
     """(N, values) log P(name | label=value) of each name under each value of one label (float64)."""
     values = model.condition.labels[label]
-    return torch.stack([word_log_probs(model.given({label: value}), list(names), vocab) for value in values], 1)
+    combinations = [model.condition.where_codes({label: value})[0] for value in values]
+    return combination_log_likelihoods(model, vocab, names, combinations)
 
 
 def posteriors(model: CharModel, vocab: Vocab, names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -63,8 +79,8 @@ def posteriors(model: CharModel, vocab: Vocab, names: Sequence[str]) -> dict[str
     combinations = [(codes, weight) for codes, weight in condition.joint if weight > 0]
     out = {}
     if 0 < len(combinations) <= MAX_JOINT:
-        joint = torch.stack([word_log_probs(model.given(condition.where_of(codes)), list(names), vocab)
-                             + torch.tensor(weight, dtype=torch.float64).log() for codes, weight in combinations], 1)
+        weights = torch.tensor([weight for _, weight in combinations], dtype=torch.float64)
+        joint = combination_log_likelihoods(model, vocab, names, [codes for codes, _ in combinations]) + weights.log()
         posterior = torch.softmax(joint, 1)  # (N, combinations)
         for j, (label, values) in enumerate(condition.labels.items()):
             of = torch.tensor([codes[j] for codes, _ in combinations])

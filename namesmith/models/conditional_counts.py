@@ -61,7 +61,7 @@ import torch
 from namesmith.conditional import Condition, Where, check_guidance
 from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError, ConfigError, DataError
-from namesmith.evaluate import mean_nll
+from namesmith.evaluate import mean_nll, target_log_probs
 from namesmith.history import TrainHistory
 from namesmith.minimize import minimize
 from namesmith.models.base import CharModel, State
@@ -75,6 +75,8 @@ MIN_HELD_OUT_NAMES = 20  # with fewer distinct training names nothing is held ou
 PRIOR_TOKENS = 10.0  # pull of the equal-weights prior on a node's mixture weights, in held-out tokens
 MAX_WEIGHT = 20.0  # mixture weights are kept within ±MAX_WEIGHT
 CACHE_SIZE = 8  # component models and conditioned models kept in memory
+KEPT_BYTES = 512 << 20  # components kept for good for classification (us: 45 nodes, ~200 MB)
+CLASSIFY_CHUNK_BYTES = 64 << 20  # per-position rows of every component held at once when classifying
 KEY_CHUNK = 1 << 16  # n-grams scored at a time when fitting θ
 # The component types, with the class that fits each and its config class.
 COMPONENTS: dict[str, tuple[type[CharModel], type]] = {
@@ -158,6 +160,8 @@ class ConditionalCounts(CharModel):
     def _index_nodes(self) -> None:
         self._node_of = {tuple(c): i for i, c in enumerate(self.node_codes.tolist())}
         self._components, self._aligned_probs, self._given = OrderedDict(), OrderedDict(), OrderedDict()
+        self._kept: dict[int, CharModel] = {}
+        self._kept_bytes = 0
 
     def _is_ancestor(self, ancestor: tuple[int, ...], node: tuple[int, ...]) -> bool:
         unknown = self.condition.unknown()
@@ -334,18 +338,59 @@ class ConditionalCounts(CharModel):
             cache.popitem(last=False)
         return probs
 
-    def _node_mixture(self, codes: tuple[int, ...]) -> torch.Tensor:
-        """(R, V) log P(next | context, node) (float32) of the log-linear mixture of one combination of codes."""
+    def _mixture_parts(self, codes: tuple[int, ...]) -> list[tuple[int, float]]:
+        """(component, weight θ) of the log-linear mixture of one combination of codes."""
         node = self._node_of.get(codes)
         if node is not None:
             weights = self.node_weights[node]
-            parts = [(a, float(weights[a])) for a in weights.nonzero().squeeze(1).tolist()]
-        else:  # a combination no training row has: its ancestors that exist, in equal parts
-            present = [a for a, c in enumerate(self.node_codes.tolist()) if self._is_ancestor(tuple(c), codes)]
-            parts = [(a, 1.0 / len(present)) for a in present]
+            return [(a, float(weights[a])) for a in weights.nonzero().squeeze(1).tolist()]
+        # a combination no training row has: its ancestors that exist, in equal parts
+        present = [a for a, c in enumerate(self.node_codes.tolist()) if self._is_ancestor(tuple(c), codes)]
+        return [(a, 1.0 / len(present)) for a in present]
+
+    def _node_mixture(self, codes: tuple[int, ...]) -> torch.Tensor:
+        """(R, V) log P(next | context, node) (float32) of the log-linear mixture of one combination of codes."""
+        parts = self._mixture_parts(codes)
         if len(parts) == 1 and parts[0][1] == 1.0:
             return self._aligned(parts[0][0])
         return torch.log_softmax(sum(w * self._aligned(a) for a, w in parts), -1)
+
+    def _kept_component(self, node: int) -> CharModel:
+        """`component(node)`, kept for good while the kept ones stay within KEPT_BYTES (classification
+        asks for every node at every call: rebuilding them each time cost seconds a call)."""
+        if node in self._kept:
+            return self._kept[node]
+        model = self.component(node)
+        size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        if self._kept_bytes + size <= KEPT_BYTES:
+            self._kept[node], self._kept_bytes = model, self._kept_bytes + size
+        return model
+
+    def combination_log_likelihoods(self, x: torch.Tensor, y: torch.Tensor,
+                                    combinations: list[tuple[int, ...]]) -> torch.Tensor:
+        """(B, C) log P(word | combination) (float64) of `encode_words` rows under each combination of codes.
+
+        What scoring each word under `given_codes([c])` gives, without building a (contexts, V) table
+        per combination: each component scores the words' own positions once, and each combination mixes
+        those rows (what classification needs, for tens of combinations at a time).
+        """
+        parts = [self._mixture_parts(codes) for codes in combinations]
+        nodes = sorted({a for p in parts for a, _ in p})
+        T = max(int((y >= 0).sum(1).max()) if len(y) else 1, 1)
+        x, y = x[:, :T].to(self.device), y[:, :T].to(self.device)
+        rows = max(1, CLASSIFY_CHUNK_BYTES // (4 * len(nodes) * T * self.vocab_size))  # bounds the (B, T, V) rows held
+        out = []
+        for i in range(0, len(x), rows):
+            xb, yb = x[i : i + rows], y[i : i + rows]
+            with torch.no_grad():
+                logp = {a: torch.log_softmax(self._kept_component(a)(xb).float(), -1) for a in nodes}  # (B, T, V)
+            columns = []
+            for p in parts:
+                mixed = logp[p[0][0]] if len(p) == 1 and p[0][1] == 1.0 else torch.log_softmax(
+                    sum(w * logp[a] for a, w in p), -1)
+                columns.append(target_log_probs(mixed, yb).double().sum(1))
+            out.append(torch.stack(columns, 1))
+        return torch.cat(out) if out else torch.zeros(0, len(combinations), dtype=torch.float64)
 
     def given_codes(self, combinations: list[tuple[int, ...]], guidance: float = 0.0) -> CharModel:
         """The plain model of these code combinations (their product when several), guided, cached."""
