@@ -682,7 +682,17 @@ def _warn_unfinished(stats: Any, quiet: bool) -> None:
         print(f"namesmith: {line}", file=sys.stderr)
 
 
+def _one_thread() -> None:
+    """Inference runs on one torch thread unless OMP_NUM_THREADS says otherwise: with more, OpenMP's threads
+    spin-wait for each other, and beside a busy core classifying one name took 66-80 s instead of 6."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = "1"  # read by torch when it is imported after this
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+
+
 def _load(args: argparse.Namespace):  # noqa: ANN202
+    _one_thread()
     from namesmith.namemodel import NameModel
 
     return NameModel.load(args.model_dir, device=args.device, data=getattr(args, "data", None))

@@ -1,0 +1,109 @@
+"""Classification is interactive: the tables it needs are built once per model, and it runs on one thread.
+
+A conditional count model scores every combination of labels from its components' rows at the
+names' own positions; that must equal scoring each combination's plain model, and a second call
+must build nothing again. The CLI classifies on one torch thread, so a busy core beside it does
+not make OpenMP's threads spin-wait for each other.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from namesmith import NameModel
+from namesmith.classify import combination_log_likelihoods
+from namesmith.evaluate import word_log_probs
+from namesmith.models.conditional_counts import ConditionalCounts
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ENDINGS = {("F", "north"): "a", ("F", "south"): "ette", ("F", "east"): "ine",
+           ("M", "north"): "o", ("M", "south"): "son", ("M", "east"): "ek"}
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory) -> Path:
+    """Names whose ending says their sex and region (2 x 3 combinations), with counts."""
+    rng = random.Random(3)
+    lines = ["name\tsex\tregion\tcount"]
+    for (sex, region), ending in ENDINGS.items():
+        for _ in range(120):
+            stem = "".join(rng.choice("bdklmnrstv") + rng.choice("aeiou") for _ in range(rng.randint(1, 3)))
+            lines.append(f"{stem}{ending}\t{sex}\t{region}\t{rng.randint(1, 50)}")
+    path = tmp_path_factory.mktemp("classify") / "names.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(table_path, tmp_path_factory) -> NameModel:
+    torch.set_num_threads(1)
+    return NameModel.train(table_path, "ngram", order=4, out=tmp_path_factory.mktemp("classify") / "model")
+
+
+def test_every_combination_scored_at_once_equals_each_plain_model(model):
+    counts = model.model
+    assert isinstance(counts, ConditionalCounts)
+    names = ["davina", "kolette", "marek", "a", "tosino"]
+    nodes = [tuple(c) for c in counts.node_codes.tolist()]  # the root, each label alone, each combination
+    assert len(nodes) == 1 + 2 + 3 + 6
+    at_once = combination_log_likelihoods(counts, model.vocab, names, nodes)
+    one_by_one = torch.stack([word_log_probs(counts.given_codes([codes]), names, model.vocab) for codes in nodes], 1)
+    assert at_once.shape == (len(names), len(nodes))
+    torch.testing.assert_close(at_once, one_by_one, atol=1e-4, rtol=0)
+
+
+def test_a_second_classification_builds_no_table_again(model, monkeypatch):
+    first = model.classify(["davina", "marek"])
+    assert max(first[0]["sex"], key=first[0]["sex"].get) == "F" and max(first[1]["sex"], key=first[1]["sex"].get) == "M"
+    built = []
+    real = ConditionalCounts._component
+
+    def counted(self, *args):
+        built.append(args)
+        return real(self, *args)
+
+    monkeypatch.setattr(ConditionalCounts, "_component", counted)
+    monkeypatch.setattr(ConditionalCounts, "given_codes", lambda *a, **k: pytest.fail("built a plain model"))
+    again = model.classify(["davina", "marek"])
+    assert built == [] and again == first
+
+
+TIMED = """
+import statistics, subprocess, sys, time
+import namesmith.cli as cli
+from types import SimpleNamespace
+model = cli._load(SimpleNamespace(model_dir=sys.argv[1], device="cpu"))  # as `namesmith classify` loads it
+import torch
+names = ["davina", "marek", "kolette", "tosino"] * 250
+model.classify(names)
+alone, beside = [], []
+for round in range(8):  # alone and beside a busy core in turn, so the machine's own load weighs on both alike
+    # in a session of its own, as a program in another terminal (Linux shares CPU between sessions first)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) if round % 2 else None
+    time.sleep(0.2)
+    start = time.perf_counter()
+    for _ in range(3):
+        model.classify(names)
+    (beside if busy else alone).append(time.perf_counter() - start)
+    if busy:
+        busy.kill()
+        busy.wait()
+print(torch.get_num_threads(), statistics.median(alone), statistics.median(beside))
+"""
+
+
+def test_the_cli_classifies_on_one_thread_and_a_busy_core_beside_it_costs_little(model):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", TIMED, str(model.directory)], check=True, capture_output=True,
+                         text=True, env=env).stdout.split()
+    threads, alone, beside = int(out[-3]), float(out[-2]), float(out[-1])
+    assert threads == 1
+    # with a thread per core, OpenMP's threads spin-waited for the one that shared the busy core: 10x slower
+    assert beside < 2 * alone, f"classify took {beside:.3f} s beside a busy core, {alone:.3f} s alone"
