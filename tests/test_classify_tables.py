@@ -61,7 +61,8 @@ def test_every_combination_scored_at_once_equals_each_plain_model(model):
 
 def test_a_second_classification_builds_no_table_again(model, monkeypatch):
     first = model.classify(["davina", "marek"])
-    assert max(first[0]["sex"], key=first[0]["sex"].get) == "F" and max(first[1]["sex"], key=first[1]["sex"].get) == "M"
+    sexes = [result.labels["sex"] for result in first]
+    assert max(sexes[0], key=sexes[0].get) == "F" and max(sexes[1], key=sexes[1].get) == "M"
     built = []
     real = ConditionalCounts._component
 

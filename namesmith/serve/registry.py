@@ -61,13 +61,15 @@ def model_labels(model: NameModel) -> dict[str, list[str]]:
 
 
 def warm_up(model: NameModel) -> NameModel:
-    """Read and build what the model makes lazily (training words, percentile table, the sampler's tables)
-    before requests share it, so that no request pays for it (or runs out of its time budget doing it).
+    """Read and build what the model makes lazily (training words, percentile table, classification's and the
+    sampler's tables) before requests share it, so that no request pays for it (or runs out of its time budget).
     Exact tables that a request cannot build within its budget are built in the background for the next."""
     model.background_tables = True
     model.training_split()
     if model.vocab.chars:
         model.score([model.vocab.chars[0]])
+        if model.labels:  # classification's tables (every component of a conditional count model)
+            model.classify([model.vocab.chars[0]])
     model.generate(1, seed=0)
     return model
 
