@@ -373,8 +373,8 @@ def build_parser(model_type: str = "ngram", command: str | None = None) -> argpa
     sv = sub.add_parser("serve", help="the web page and JSON API",
                         description="Serve a web page and a JSON API (/api/v1, OpenAPI at /docs) to generate, steer, "
                                     "score and compare names. With no -m, a count model of each built-in data set, "
-                                    "trained on first use and cached. Needs the serve extra: pip install "
-                                    "'namesmith[serve]'.")
+                                    "built at the first start in a bounded worker process and cached. Needs the "
+                                    "serve extra: pip install 'namesmith[serve]'.")
     _common(sv)
     sv.add_argument("-m", "--model-dir", dest="model_dirs", action="append", default=[], metavar="DIR",
                     help="a trained model directory to serve (repeatable; default: the built-in data sets' models)")

@@ -1,0 +1,370 @@
+"""The paths a new user takes first (issue 26), each against its target, on the machine at hand.
+
+Every figure comes from the command a user types (`python -m namesmith ...` in a fresh process) or
+the server a user starts (`namesmith serve`, no -m), timed here; times are the median of --runs
+runs (default 3; 1 with --quick), memory the peak resident set of the process (os.wait4's ru_maxrss,
+or /proc's VmHWM for the server). Any process above --cap-mb (default 4,000 MB) is killed and the
+figure marked so, and any above --timeout seconds too: a benchmark must not take the machine down.
+
+- `train --data SET` for each built-in data set: seconds and peak MB (target: <= 60 s, <= 2,048 MB);
+- `train` on a 50 MB word list (7M lines made from /work/shared/data/names.txt, or --big-list):
+  seconds and peak MB (target: <= 2,048 MB);
+- `namesmith serve`: seconds until it answers, until every listed model is ready, the first request
+  to each model (target <= 1 s), the server's memory with all loaded (target <= 2,048 MB) and how
+  long SIGTERM takes; once from an empty cache (each model built by the server), once from the
+  cache it left (with --quick the cache is seeded from the train runs instead of built again);
+- classify `leslie` with the `us` model: warm in-process and over the API (target <= 20 ms), and
+  `namesmith classify -m US leslie` end to end (target <= 1.5 s);
+- `python -c "import namesmith"` and `namesmith --help` (target <= 0.3 s), `namesmith sample -m
+  BUILTIN -n 1` (target <= 0.6 s).
+
+    python benchmarks/bench_first_hour.py            # every figure, median of 3 (long: trains every set 3x)
+    python benchmarks/bench_first_hour.py --quick    # one run each, the server cache seeded from training
+
+Writes benchmarks/results/first_hour.json and prints the table the README's performance section shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SETS = ("builtin", "us", "israel", "world", "surnames")
+NAMES = Path("/work/shared/data/names.txt")
+MB = 1 << 20
+
+
+# --- running a command, watched -----------------------------------------------------------------
+def run(command: list[str], env: dict[str, str], timeout: float, cap_mb: float) -> dict:
+    """Run `command`: seconds, peak MB, exit code, and why it was killed (None if it was not)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               cwd=ROOT)
+    killed: list[str] = []
+
+    def watch() -> None:
+        while process.poll() is None:
+            if time.perf_counter() - start > timeout:
+                killed.append(f"over {timeout:g} s")
+            elif rss_mb(process.pid) > cap_mb:
+                killed.append(f"over {cap_mb:g} MB")
+            if killed:
+                process.kill()
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    watcher.join()
+    return {"seconds": round(seconds, 3), "peak_mb": round(usage.ru_maxrss / 1024, 1), "rc": process.returncode,
+            "killed": killed[0] if killed else None,
+            "error": stderr.strip().splitlines()[-1] if process.returncode and stderr.strip() else None}
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def repeated(command: list[str], env: dict[str, str], runs: int, timeout: float, cap_mb: float) -> dict:
+    """`run` `runs` times (stopping at the first failure): the median seconds and the largest peak."""
+    results = []
+    for _ in range(runs):
+        results.append(run(command, env, timeout, cap_mb))
+        if results[-1]["rc"] != 0:
+            break
+    ok = [r for r in results if r["rc"] == 0]
+    return {"seconds": statistics.median(r["seconds"] for r in ok) if ok else None,
+            "peak_mb": max(r["peak_mb"] for r in results), "runs": [r["seconds"] for r in results],
+            "killed": next((r["killed"] for r in results if r["killed"]), None),
+            "error": next((r["error"] for r in results if r["error"]), None)}
+
+
+def namesmith(*args: str) -> list[str]:
+    return [sys.executable, "-m", "namesmith", *args]
+
+
+# --- the server ---------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(url: str, body: dict | None = None, timeout: float = 30) -> tuple[int, dict, float]:
+    """(status, JSON body, seconds) of one request."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.load(response), time.perf_counter() - start
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}"), time.perf_counter() - start
+
+
+def serve(env: dict[str, str], log: Path, ready_timeout: float, cap_mb: float, sets: list[str]) -> dict:
+    """Start `namesmith serve`, wait until every listed model is ready, ask each once, then SIGTERM it.
+
+    With only some of the built-in sets, `run_server(datasets=sets)` (what `namesmith serve` runs, with all)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    command = namesmith("serve", "--port", str(port))
+    if sorted(sets) != sorted(SETS):
+        command = [sys.executable, "-c", f"from namesmith.serve.server import run_server; "
+                                         f"run_server(datasets={sets!r}, port={port})"]
+    start = time.perf_counter()
+    with log.open("w") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=out, cwd=ROOT)
+    figures: dict = {}
+    try:
+        while "answers_s" not in figures:
+            if server.poll() is not None or time.perf_counter() - start > ready_timeout:
+                return {**figures, "error": f"the server did not answer (see {log})"}
+            try:
+                call(base, timeout=2)
+                figures["answers_s"] = round(time.perf_counter() - start, 3)
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        answers = []  # every request while models are prepared: answered at once (503 + Retry-After or 200)
+        while True:
+            status, body, seconds = call(base + "/models")
+            models = body["models"]
+            answers.append(seconds)
+            if models and all(m["state"] == "ready" for m in models):
+                break
+            pending = [m["id"] for m in models if m["state"] != "ready"]
+            if pending:
+                status, _, seconds = call(f"{base}/models/{pending[0]}/generate", {"n": 1})
+                answers.append(seconds)
+            if rss_mb(server.pid) > cap_mb or time.perf_counter() - start > ready_timeout:
+                return {**figures, "error": "the models were not ready in time or the server grew too large"}
+            time.sleep(0.5)
+        figures["all_ready_s"] = round(time.perf_counter() - start, 3)
+        figures["slowest_answer_while_preparing_s"] = round(max(answers), 3)
+        figures["models"] = [m["id"] for m in models]
+        figures["first_request_s"] = {}
+        for m in models:
+            status, _, seconds = call(f"{base}/models/{m['id']}/generate", {"n": 5, "seed": 1})
+            figures["first_request_s"][m["id"]] = round(seconds, 3) if status == 200 else f"HTTP {status}"
+        if "us-ngram" in figures["models"]:
+            first = call(f"{base}/models/us-ngram/classify", {"names": ["leslie"]})[2]
+            warm = [call(f"{base}/models/us-ngram/classify", {"names": ["leslie"]})[2] for _ in range(20)]
+            figures["classify_api_first_s"] = round(first, 4)
+            figures["classify_api_warm_s"] = round(statistics.median(warm), 4)
+        figures["rss_mb"] = round(rss_mb(server.pid), 1)
+        figures["peak_rss_mb"] = round(rss_mb(server.pid, "VmHWM"), 1)
+        figures["not_served"] = [line.split("namesmith: ", 1)[-1] for line in log.read_text().splitlines()
+                                 if "not served" in line]
+    finally:
+        stop = time.perf_counter()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        figures["sigterm_s"] = round(time.perf_counter() - stop, 3)
+    return figures
+
+
+# --- the inputs -------------------------------------------------------------------------------------
+def big_list(path: Path, megabytes: int = 50) -> Path:
+    """A word list of `megabytes` MB made from names.txt: each line a start of one name and the end of another."""
+    import random
+
+    names = NAMES.read_text().split() if NAMES.exists() else ["emma", "olivia", "liam", "noah", "ava", "mia"]
+    rng = random.Random(26)
+    size, lines = 0, []
+    with path.open("w") as out:
+        while size < megabytes * 1_000_000:
+            a, b = rng.choice(names), rng.choice(names)
+            word = a[: rng.randint(1, len(a))] + b[rng.randint(0, len(b) - 1):]
+            lines.append(word)
+            size += len(word) + 1
+            if len(lines) == 100_000:
+                out.write("\n".join(lines) + "\n")
+                lines = []
+        if lines:
+            out.write("\n".join(lines) + "\n")
+    return path
+
+
+def classify_in_process(model_dir: Path) -> dict:
+    """First and warm (median of 50) seconds of NameModel.classify(['leslie']), in a fresh process."""
+    code = ("import statistics, sys, time, torch; torch.set_num_threads(1); from namesmith import NameModel; "
+            "m = NameModel.load(sys.argv[1]); t = time.perf_counter(); m.classify(['leslie']); "
+            "first = time.perf_counter() - t; w = []\n"
+            "for _ in range(50):\n t = time.perf_counter(); m.classify(['leslie']); w.append(time.perf_counter() - t)\n"
+            "print(first, statistics.median(w))")
+    out = subprocess.run([sys.executable, "-c", code, str(model_dir)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1]}
+    first, warm = map(float, out.stdout.split())
+    return {"first_s": round(first, 4), "warm_s": round(warm, 4)}
+
+
+# --- the table ---------------------------------------------------------------------------------------
+def row(figure: str, value: float | None, target: str, ok: bool | None, note: str = "") -> dict:
+    return {"figure": figure, "value": value, "target": target, "met": ok, "note": note}
+
+
+def seconds_row(figure: str, result: dict, limit: float) -> dict:
+    value = result.get("seconds")
+    note = result.get("killed") or result.get("error") or ""
+    return row(figure, value, f"<= {limit:g} s", None if value is None else value <= limit, note)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| figure | measured | target | met |", "|---|---:|---|---|"]
+    for r in rows:
+        value = "—" if r["value"] is None else (f"{r['value']:.3g}" if isinstance(r["value"], float) else r["value"])
+        met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
+        note = f" ({r['note']})" if r["note"] else ""
+        lines.append(f"| {r['figure']} | {value}{note} | {r['target']} | {met} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one run per figure; seed the server cache from training")
+    parser.add_argument("--runs", type=int, default=None, help="runs per timed figure (default 3, --quick 1)")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="built-in sets to train")
+    parser.add_argument("--big-list", type=Path, help="the 50 MB word list (default: made from names.txt)")
+    parser.add_argument("--skip-big-list", action="store_true", help="leave out the 50 MB list")
+    parser.add_argument("--cap-mb", type=float, default=4000, help="kill any process above this (default 4000)")
+    parser.add_argument("--timeout", type=float, default=600, help="kill any train run after this (default 600 s)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "first_hour.json")
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    work = Path(tempfile.mkdtemp(prefix="namesmith-first-hour-"))
+    env = {**os.environ, "NAMESMITH_CACHE": str(work / "cache"), "PYTHONPATH": str(ROOT)}
+    env.pop("OMP_NUM_THREADS", None)  # the defaults a user has
+    rows: list[dict] = []
+    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                 "python": platform.python_version(),
+                                 "load_average_at_start": os.getloadavg()}, "runs": runs, "quick": args.quick}
+    print(f"working in {work}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    try:
+        # start-up
+        startup = (("python -c 'import namesmith'", [sys.executable, "-c", "import namesmith"], 0.3),
+                   ("namesmith --help", namesmith("--help"), 0.3))
+        for figure, command, limit in startup:
+            results[figure] = repeated(command, env, max(runs, 3), 60, args.cap_mb)
+            rows.append(seconds_row(figure, results[figure], limit))
+            print(rows[-1], flush=True)
+
+        # training each built-in set
+        trained: dict[str, Path] = {}
+        for name in args.sets:
+            out = work / "train" / name
+            command = namesmith("train", "--data", name, "--out", str(out), "--overwrite", "-q", "--samples", "0")
+            result = repeated(command, env, runs, args.timeout, args.cap_mb)
+            results[f"train --data {name}"] = result
+            if result["seconds"] is not None:
+                trained[name] = out
+            rows.append(seconds_row(f"train --data {name}", result, 60))
+            rows.append(row(f"train --data {name}: peak memory", result["peak_mb"], "<= 2048 MB",
+                            result["peak_mb"] <= 2048, result.get("killed") or ""))
+            print(rows[-2], rows[-1], flush=True)
+
+        # a 50 MB list
+        if not args.skip_big_list:
+            path = args.big_list or big_list(work / "big.txt")
+            mb = path.stat().st_size / 1e6
+            command = namesmith("train", "--data", str(path), "--out", str(work / "train" / "big"), "-q",
+                                "--samples", "0")
+            result = repeated(command, env, 1, args.timeout, args.cap_mb)  # one run: minutes each
+            results[f"train on a {mb:.0f} MB list"] = result
+            rows.append(seconds_row(f"train on a {mb:.0f} MB list", result, float("inf")))
+            rows[-1]["target"] = "(progress shown)"
+            rows.append(row(f"train on a {mb:.0f} MB list: peak memory", result["peak_mb"], "<= 2048 MB",
+                            result["peak_mb"] <= 2048, result.get("killed") or ""))
+            print(rows[-2], rows[-1], flush=True)
+
+        # the server: from an empty cache (or one seeded with the trained models), then from its own cache
+        if args.quick:
+            for name, directory in trained.items():
+                shutil.copytree(directory, work / "cache" / "models" / f"{name}-ngram")
+        phases = (("warm",) if args.quick else ("cold", "warm"))
+        for phase in phases:
+            figures = serve(env, work / f"serve-{phase}.log", 3600, args.cap_mb, args.sets)
+            results[f"serve ({phase} cache)"] = figures
+            what = "from its own cache" if phase == "warm" else "building every model"
+            rows.append(row(f"serve {what}: answers after", figures.get("answers_s"), "(listens at once)", None))
+            rows.append(row(f"serve {what}: all listed models ready after", figures.get("all_ready_s"),
+                            "(builds bounded: build_seconds)", None, ", ".join(figures.get("models", []))))
+            slowest = figures.get("slowest_answer_while_preparing_s")
+            rows.append(row(f"serve {what}: slowest answer while preparing (s)", slowest, "<= 1 s",
+                            None if slowest is None else slowest <= 1))
+            for model_id, seconds in figures.get("first_request_s", {}).items():
+                ok = isinstance(seconds, float) and seconds <= 1
+                rows.append(row(f"serve {what}: first generate, {model_id} (s)", seconds, "<= 1 s", ok))
+            if "rss_mb" in figures:
+                rows.append(row(f"serve {what}: server memory, all loaded (MB)", figures["peak_rss_mb"],
+                                "<= 2048 MB", figures["peak_rss_mb"] <= 2048, f"now {figures['rss_mb']:.0f} MB"))
+            rows.append(row(f"serve {what}: SIGTERM to exit (s)", figures["sigterm_s"], "within seconds",
+                            figures["sigterm_s"] <= 5))
+            for line in figures.get("not_served", []):
+                rows.append(row(f"serve {what}: not listed", None, "(the log says why)", None, line[:160]))
+            if "classify_api_warm_s" in figures:
+                rows.append(row("classify leslie over the API, warm (s)", figures["classify_api_warm_s"], "<= 0.02 s",
+                                figures["classify_api_warm_s"] <= 0.02, f"first {figures['classify_api_first_s']} s"))
+            if "error" in figures:
+                rows.append(row(f"serve {what}", None, "", False, figures["error"]))
+            print(*rows[-6:], sep="\n", flush=True)
+
+        # classify and sample with the trained models
+        us = trained.get("us")
+        if us is not None:
+            inproc = classify_in_process(us)
+            results["classify in-process"] = inproc
+            rows.append(row("classify leslie in-process, warm (s)", inproc.get("warm_s"), "<= 0.02 s",
+                            inproc.get("warm_s") is not None and inproc["warm_s"] <= 0.02,
+                            f"first {inproc.get('first_s')} s" if "first_s" in inproc else inproc.get("error", "")))
+            results["namesmith classify -m US leslie"] = repeated(namesmith("classify", "-m", str(us), "leslie"), env,
+                                                                 max(runs, 3), 120, args.cap_mb)
+            rows.append(seconds_row("namesmith classify -m US leslie", results["namesmith classify -m US leslie"],
+                                    1.5))
+        builtin = trained.get("builtin")
+        if builtin is not None:
+            results["namesmith sample -m BUILTIN -n 1"] = repeated(namesmith("sample", "-m", str(builtin), "-n", "1"),
+                                                                  env, max(runs, 3), 120, args.cap_mb)
+            rows.append(seconds_row("namesmith sample -m BUILTIN -n 1", results["namesmith sample -m BUILTIN -n 1"],
+                                    0.6))
+    finally:
+        results["rows"] = rows
+        results["machine"]["load_average_at_end"] = os.getloadavg()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(table(rows))
+        print(f"wrote {args.out}; load average {os.getloadavg()[0]:.1f} at the end")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
