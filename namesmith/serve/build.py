@@ -6,6 +6,8 @@ in a process of its own (spawned, so it shares no threads or locks with the serv
 
 - past `build_seconds` it is killed, and past `build_memory_mb` of peak memory it stops itself
   (a thread in the worker reads its peak RSS); the model is then not served and the log says why.
+  The worker also loads the model and warms it up as the server will (`warm_up`), so a model
+  whose tables would not fit is found there, not in the server;
   A note beside the cache keeps later starts with the same limits, data and version from trying again;
 - the worker writes to a folder of its own, renamed into the cache only when the model is complete,
   so a killed build leaves nothing half-written for the next start to load;
@@ -25,6 +27,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from namesmith.namemodel import NameModel
 
 log = logging.getLogger("namesmith")
 
@@ -73,6 +79,20 @@ class BuildJob:
 
     def forget_failure(self) -> None:
         self.note().unlink(missing_ok=True)
+
+
+def warm_up(model: NameModel) -> NameModel:
+    """Read and build what the model makes lazily (training words, percentile table, classification's and the
+    sampler's tables) before requests share it, so that no request pays for it (or runs out of its time budget).
+    Exact tables that a request cannot build within its budget are built in the background for the next."""
+    model.background_tables = True
+    model.training_split()
+    if model.vocab.chars:
+        model.score([model.vocab.chars[0]])
+        if model.labels:  # classification's tables (every component of a conditional count model)
+            model.classify([model.vocab.chars[0]])
+    model.generate(1, seed=0)
+    return model
 
 
 def build(job: BuildJob, limits: BuildLimits, stop: threading.Event | None = None) -> Failure | None:
@@ -145,6 +165,7 @@ def _train(dataset: str, model_type: str, out: str, memory_mb: int, server_pid: 
 
     try:
         NameModel.train(data=dataset, model=model_type, out=out, overwrite=True)
+        warm_up(NameModel.load(out))  # as the server will: its tables count against the memory bound too
     except Exception as e:  # noqa: BLE001 - the server logs the reason and serves the other models
         Path(out, ERROR_FILE).write_text(f"training failed: {type(e).__name__}: {e}")
         sys.stderr.flush()

@@ -30,7 +30,7 @@ from typing import Any
 from namesmith.catalogue import DATASETS
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.namemodel import NameModel
-from namesmith.serve.build import BuildJob, BuildLimits, build, limits_key
+from namesmith.serve.build import BuildJob, BuildLimits, build, limits_key, warm_up
 from namesmith.sources import source_fingerprint
 from namesmith.version import __version__
 
@@ -58,20 +58,6 @@ def model_labels(model: NameModel) -> dict[str, list[str]]:
     """The labels a conditional model can be steered by, {label: [values]}; {} for a plain model."""
     labels = model.info().get("labels") or getattr(model, "labels", None) or {}
     return {str(k): [str(v) for v in values] for k, values in dict(labels).items()}
-
-
-def warm_up(model: NameModel) -> NameModel:
-    """Read and build what the model makes lazily (training words, percentile table, classification's and the
-    sampler's tables) before requests share it, so that no request pays for it (or runs out of its time budget).
-    Exact tables that a request cannot build within its budget are built in the background for the next."""
-    model.background_tables = True
-    model.training_split()
-    if model.vocab.chars:
-        model.score([model.vocab.chars[0]])
-        if model.labels:  # classification's tables (every component of a conditional count model)
-            model.classify([model.vocab.chars[0]])
-    model.generate(1, seed=0)
-    return model
 
 
 class NotReady(Exception):
