@@ -153,7 +153,7 @@ def baseline(args: argparse.Namespace, cache: str, body: dict, seconds: float) -
     from namesmith.serve.registry import model_labels
     from namesmith.serve.server import build_registry
 
-    entry = next(iter(build_registry([args.model_dir] if args.model_dir else [], [args.dataset])))
+    entry = next(iter(build_registry([args.model_dir] if args.model_dir else [], [args.dataset], preload=True)))
     model = entry.get()
     labels = model_labels(model)
     request = {"n": 20, "where": {}, "starts_with": "", "ends_with": "", "contains": [], "excludes": [], "regex": None,
