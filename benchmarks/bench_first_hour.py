@@ -2,7 +2,8 @@
 
 Every figure comes from the command a user types (`python -m namesmith ...` in a fresh process) or
 the server a user starts (`namesmith serve`, no -m), timed here; times are the median of --runs
-runs (default 3; 1 with --quick), memory the peak resident set of the process (os.wait4's ru_maxrss,
+runs (default 3; 1 with --quick), wall clock with the process's CPU time (user + system) beside it,
+which a busy machine inflates less; memory the peak resident set of the process (os.wait4's ru_maxrss,
 or /proc's VmHWM for the server). Any process above --cap-mb (default 4,000 MB) is killed and the
 figure marked so, and any above --timeout seconds too: a benchmark must not take the machine down.
 
@@ -75,7 +76,8 @@ def run(command: list[str], env: dict[str, str], timeout: float, cap_mb: float) 
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     watcher.join()
-    return {"seconds": round(seconds, 3), "peak_mb": round(usage.ru_maxrss / 1024, 1), "rc": process.returncode,
+    return {"seconds": round(seconds, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_mb": round(usage.ru_maxrss / 1024, 1), "rc": process.returncode,
             "killed": killed[0] if killed else None,
             "error": stderr.strip().splitlines()[-1] if process.returncode and stderr.strip() else None}
 
@@ -99,6 +101,7 @@ def repeated(command: list[str], env: dict[str, str], runs: int, timeout: float,
             break
     ok = [r for r in results if r["rc"] == 0]
     return {"seconds": statistics.median(r["seconds"] for r in ok) if ok else None,
+            "cpu_s": statistics.median(r["cpu_s"] for r in ok) if ok else None,
             "peak_mb": max(r["peak_mb"] for r in results), "runs": [r["seconds"] for r in results],
             "killed": next((r["killed"] for r in results if r["killed"]), None),
             "error": next((r["error"] for r in results if r["error"]), None)}
@@ -235,7 +238,7 @@ def row(figure: str, value: float | None, target: str, ok: bool | None, note: st
 
 def seconds_row(figure: str, result: dict, limit: float) -> dict:
     value = result.get("seconds")
-    note = result.get("killed") or result.get("error") or ""
+    note = result.get("killed") or result.get("error") or (f"CPU {result['cpu_s']:.2f} s" if value else "")
     return row(figure, value, f"<= {limit:g} s", None if value is None else value <= limit, note)
 
 

@@ -117,6 +117,7 @@ def test_a_model_over_its_build_limits_is_not_listed_and_the_log_says_why(tmp_pa
     assert registry.wait(120)
     assert f"builtin-ngram: not served: building it took more than {why}" in caplog.text
     assert [m["id"] for m in client.get("/api/v1/models").json()["models"]] == ["israel-ngram"]
+    assert client.get("/api/v1").json()["default_model"] == "israel-ngram"  # not the model that failed
     response = client.post(GENERATE, json={"n": 3})
     assert response.status_code == 404 and why in response.json()["error"]
     assert not list(tmp_path.glob("models/.*")) and not (tmp_path / "models" / "builtin-ngram").exists()

@@ -234,8 +234,10 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
 
     @api.get("", response_model=ServerInfo, summary="Server version, limits and whether a key is needed")
     def server_info() -> dict[str, Any]:
+        listed = [entry.id for entry in registry]  # a built-in default that could not be built is not offered
+        default = default_model if default_model in registry or not listed else listed[0]
         return {"version": __version__, "api_key_required": api_key is not None, "limits": limits.to_dict(),
-                "default_model": default_model}
+                "default_model": default}
 
     @api.get("/models", response_model=ModelList, summary="The served models")
     def list_models() -> dict[str, Any]:
