@@ -257,10 +257,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one run per figure; seed the server cache from training")
     parser.add_argument("--runs", type=int, default=None, help="runs per timed figure (default 3, --quick 1)")
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="built-in sets to train")
+    parser.add_argument("--trained", type=Path, help="a folder of models already trained by `train --data SET` "
+                        "(SET/ in it): those sets are not trained again, only used (for a machine too busy to train)")
     parser.add_argument("--big-list", type=Path, help="the 50 MB word list (default: made from names.txt)")
     parser.add_argument("--skip-big-list", action="store_true", help="leave out the 50 MB list")
     parser.add_argument("--cap-mb", type=float, default=4000, help="kill any process above this (default 4000)")
     parser.add_argument("--timeout", type=float, default=600, help="kill any train run after this (default 600 s)")
+    parser.add_argument("--serve-timeout", type=float, default=1800,
+                        help="give up on the server's models being ready after this (default 1800 s)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "first_hour.json")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -284,6 +288,10 @@ def main() -> None:
         # training each built-in set
         trained: dict[str, Path] = {}
         for name in args.sets:
+            if args.trained is not None and (args.trained / name / "namesmith.json").exists():
+                trained[name] = args.trained / name
+                rows.append(row(f"train --data {name}", None, "<= 60 s", None, "not timed: --trained"))
+                continue
             out = work / "train" / name
             command = namesmith("train", "--data", name, "--out", str(out), "--overwrite", "-q", "--samples", "0")
             result = repeated(command, env, runs, args.timeout, args.cap_mb)
@@ -315,7 +323,7 @@ def main() -> None:
                 shutil.copytree(directory, work / "cache" / "models" / f"{name}-ngram")
         phases = (("warm",) if args.quick else ("cold", "warm"))
         for phase in phases:
-            figures = serve(env, work / f"serve-{phase}.log", 3600, args.cap_mb, args.sets)
+            figures = serve(env, work / f"serve-{phase}.log", args.serve_timeout, args.cap_mb, args.sets)
             results[f"serve ({phase} cache)"] = figures
             what = "from its own cache" if phase == "warm" else "building every model"
             rows.append(row(f"serve {what}: answers after", figures.get("answers_s"), "(listens at once)", None))

@@ -36,6 +36,8 @@ class Limits:
     #                          and classify (each may hold a model's tables); more wait for a slot up to time_budget,
     #                          then get a 503
     max_adapted_bytes: int = 256 * 2**20  # memory of the adapted models ("more like these") kept for reuse
+    build_seconds: float = 300.0  # building one built-in model at start (in a worker process), at most;
+    build_memory_mb: int = 2048  # its peak memory, at most: a model over either is not served (the log says why)
     # --- connections (what reaches the server before any request does: a reverse proxy can enforce these too)
     max_header_bytes: int = 16 * 1024  # bytes of a request line and headers; more get a 431 and the connection closed
     read_timeout: float = 10.0  # seconds a request's headers and body may take to arrive, from its first byte
