@@ -131,7 +131,7 @@ import torch.nn.functional as F
 from namesmith.checkpoint import Checkpoint
 from namesmith.data import encode_words
 from namesmith.errors import ConfigError
-from namesmith.evaluate import EVAL_BATCH, chunked_log_probs, eval_mode, target_log_probs
+from namesmith.evaluate import EVAL_BATCH, calibrated, chunked_log_probs, eval_mode, target_log_probs
 from namesmith.models.base import CharModel, DelegatingModel
 from namesmith.models.conditional_counts import ConditionalCounts
 from namesmith.models.ngram import DEFAULT_ORDER, default_order
@@ -923,7 +923,8 @@ def open_word_log_probs(model: CharModel, words: Sequence[str], vocab: Vocab,
             first = last
     if not totals:
         return torch.zeros(0, dtype=torch.float64)
-    return torch.stack(totals) + unknown_log_prob * torch.tensor(skipped, dtype=torch.float64)
+    return calibrated(model, torch.stack(totals) + unknown_log_prob * torch.tensor(skipped, dtype=torch.float64),
+                      words, vocab)
 
 
 # --- choosing and running an adaptation ---------------------------------------------------------------

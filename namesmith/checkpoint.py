@@ -34,6 +34,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+from namesmith.calibration import Calibration
 from namesmith.data import has_bad_chars
 from namesmith.errors import CheckpointError, NamesmithError
 from namesmith.io import atomic_write_bytes, sha256_file, write_content_addressed
@@ -128,7 +129,10 @@ def one_writer(directory: str | Path) -> Iterator[Path]:
 
 def model_record(model: CharModel, vocab: Vocab) -> dict[str, Any]:
     """What a model directory says about the model itself: its type, config and vocabulary."""
-    return {"model_type": model.model_type, "model_config": model.config_dict(), "vocab": list(vocab.chars)}
+    record = {"model_type": model.model_type, "model_config": model.config_dict(), "vocab": list(vocab.chars)}
+    if model.calibration is not None:  # a directory without one (every one older than calibration) loads untilted
+        record["calibration"] = model.calibration.to_dict()
+    return record
 
 
 def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta: dict[str, Any],
@@ -313,6 +317,8 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu", *
         _check_size(cls, vocab.size, meta["model_config"], tensors)
         model = cls.from_config_dict(vocab.size, meta["model_config"])
         model.load_weights(tensors)
+        if "calibration" in meta:
+            model.calibration = Calibration.from_dict(meta["calibration"], vocab.size)
     except (NamesmithError, TypeError, ValueError, OverflowError, RuntimeError) as e:
         raise CheckpointError(f"{directory / META_FILE}: {e}") from None
     model.to(device).eval()

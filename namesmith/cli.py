@@ -76,6 +76,8 @@ TRAIN_HELP = {
     "distill_weight": "with --teacher: the weight of the teacher's distributions in the loss, the words' own "
                       "characters taking the rest",
     "seed": "random seed of training",
+    "calibrate": "whole-name calibration: tilt the model's names towards the training names' lengths and "
+                 "endings (auto: where it lowers the validation NLL; README: Whole-name calibration)",
     "device": "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu)",
 }
 GENERATE_HELP = {

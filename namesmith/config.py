@@ -17,6 +17,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 BIGRAM_MODES = ("full-batch", "one-hot", "per-example-nll", "per-example-l1")
 BATCHINGS = ("random", "by-length")
 COMBINES = ("product", "mixture")  # how an ensemble combines its members (namesmith.models.ensemble); first: default
+CALIBRATIONS = ("none", "length", "auto")  # whole-name calibration (namesmith.calibrate); auto: where it helps
 # What a field left unset takes when the model type has no default of its own for it
 # (`CharModel.train_defaults` lays each model's `default_train_config` over these).
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -48,6 +49,7 @@ class TrainConfig:
     subset: int | None = None  # per-example `bigram` modes: use only the first N pairs
     seed: int = 1337
     device: str = "auto"
+    calibrate: str = "auto"  # see CALIBRATIONS and namesmith.calibrate
 
     def __post_init__(self) -> None:
         positive = ("max_steps", "learning_rate", "batch_size", "eval_every", "patience", "subset",
@@ -74,6 +76,9 @@ class TrainConfig:
         if self.batching is not None and self.batching not in BATCHINGS:
             raise ConfigError(f"batching must be one of {', '.join(BATCHINGS)}; got {self.batching!r}",
                               field="batching")
+        if self.calibrate not in CALIBRATIONS:
+            raise ConfigError(f"calibrate must be one of {', '.join(CALIBRATIONS)}; got {self.calibrate!r}",
+                              field="calibrate")
         if self.mode not in BIGRAM_MODES:
             raise ConfigError(f"mode must be one of {', '.join(BIGRAM_MODES)}; got {self.mode!r}", field="mode")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):

@@ -13,7 +13,7 @@ from the counts of the file (`evaluate_streamed`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -111,14 +111,24 @@ def mean_nll(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def word_log_probs(model: CharModel, words: list[str], vocab: Vocab) -> torch.Tensor:
-    """Total log-probability of each whole word (end token included). Shape (len(words),), float64."""
+    """Total log-probability of each whole word (end token included), under the calibrated model where
+    the model is calibrated (namesmith.calibration). Shape (len(words),), float64."""
     totals = []
     with eval_mode(model):
         for i in range(0, len(words), EVAL_BATCH):  # encode chunk by chunk: memory stays bounded
             x, y = encode_words(words[i : i + EVAL_BATCH], vocab)
             for log_probs, targets in chunked_log_probs(model, x, y):
                 totals.append(target_log_probs(log_probs, targets).double().sum(1).cpu())
-    return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
+    total = torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
+    return calibrated(model, total, words, vocab)
+
+
+def calibrated(model: CharModel, log_probs: torch.Tensor, words: Sequence[str], vocab: Vocab) -> torch.Tensor:
+    """Whole words' log-probabilities (float64) under the calibrated model: each plus λ·f(word) - log Z
+    (namesmith.calibration), the one place where calibration enters a likelihood; unchanged otherwise."""
+    if model.calibration is None:
+        return log_probs
+    return log_probs + model.calibration.word_log_weights(words, vocab)
 
 
 def row_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -185,7 +195,7 @@ def _table_log_probs(model: CharModel) -> np.ndarray | None:
 
 def evaluate_splits(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
     """NLL per character and perplexity on train, val and test (from pair counts where that suffices)."""
-    log_probs = _table_log_probs(model)
+    log_probs = _table_log_probs(model) if model.calibration is None else None  # pair counts miss whole names
     metrics = {}
     for part in PARTS:
         if log_probs is None:

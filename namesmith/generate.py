@@ -71,6 +71,7 @@ import numpy as np
 import regex as regex_engine
 import torch
 
+from namesmith.calibration import chain_end_log_weights, tilted_draws
 from namesmith.data import Split
 from namesmith.errors import ConfigError
 from namesmith.evaluate import eval_mode
@@ -479,6 +480,9 @@ class MarkovChain:
     probs: torch.Tensor  # (S, V) float64 sampling distribution (after temperature, top-k, top-p)
     next_state: torch.Tensor  # (S, V) long
     start: int  # the state after the boundary token that starts every name
+    # (T + 1, S) float64: log-weight of ending in state s at length min(ℓ, T), a calibrated model's tilt
+    # (namesmith.calibration); None: every ending weighs 1
+    end_log_weights: torch.Tensor | None = None
 
     def state_after(self, tokens: list[int]) -> int:
         state = self.start
@@ -493,7 +497,8 @@ def markov_chain(model: CharModel, vocab_size: int, config: GenerateConfig) -> M
 
     A model that declares its chain (`CharModel.markov_chain`: the n-gram's stored context rows, a
     bigram's last token) is that chain; a window model's (context k) states are the V^k contexts,
-    tabulated by running the model.
+    tabulated by running the model. A calibrated model's chain carries its tilt as weights on
+    ending (`MarkovChain.end_log_weights`); None if its states do not know their last token.
     """
     V, k = vocab_size, model.context_size
     own_chain = model.markov_chain()
@@ -509,7 +514,13 @@ def markov_chain(model: CharModel, vocab_size: int, config: GenerateConfig) -> M
     else:
         return None
     probs = next_token_probs(logits.float().cpu(), **config.decoding).double()
-    return MarkovChain(probs, next_state.cpu().long(), int(start))
+    next_state = next_state.cpu().long()
+    end_log_weights = None
+    if model.calibration is not None:
+        end_log_weights = chain_end_log_weights(model.calibration, next_state, probs, int(start))
+        if end_log_weights is None:
+            return None
+    return MarkovChain(probs, next_state, int(start), end_log_weights)
 
 
 def reachable_states(chain: MarkovChain, automaton: Automaton, start: tuple[int, int],
@@ -579,6 +590,8 @@ class ExactSampler:
         end = torch.where(automaton.accept[q_of], log_probs[:, BOUNDARY], -math.inf)  # (N,)
         self.z0 = int(torch.searchsorted(codes, torch.tensor(start[0] * S + start[1])))
         self.log_probs, self.end = log_probs.float(), end  # end stays float64: it is shifted by log_scale
+        # a calibrated chain's weights on ending, (T + 1, N): ending at length ℓ weighs row min(ℓ, T)
+        self.end_weights = None if chain.end_log_weights is None else chain.end_log_weights[:, s_of]
         self.generator = torch.Generator().manual_seed(seed)
         self.shared: dict[str, Any] = {}  # derived tables, shared with the copies (see `with_sentinel`)
         self._backward(log_probs, end, room, deadline)
@@ -595,7 +608,7 @@ class ExactSampler:
         for t in range(room, -1, -1):
             if deadline is not None and time.perf_counter() > deadline:
                 raise _OutOfTime
-            w = _log_weights(log_probs, end - self.log_scale[t + 1], self.step, beta_next,
+            w = _log_weights(log_probs, self.end_at(t) - self.log_scale[t + 1], self.step, beta_next,
                              self.p0 + t >= self.min_len)  # relative to β_{ℓ+1}'s scale
             beta = torch.logsumexp(w, 1)
             shift = float(beta.max())
@@ -605,6 +618,12 @@ class ExactSampler:
             self.log_scale[t] = self.log_scale[t + 1] + shift
             if self.cdf is not None:
                 self.cdf[t] = _normalised_cdf(w).float()
+
+    def end_at(self, t: int) -> torch.Tensor:
+        """(N,) float64: log P(end | state), weighted as a name of length |prefix| + t ends (calibration)."""
+        if self.end_weights is None:
+            return self.end
+        return self.end + self.end_weights[min(self.p0 + t, self.end_weights.size(0) - 1)]
 
     def with_sentinel(self) -> tuple[torch.Tensor, torch.Tensor]:
         """`step` and `end` with a row for the sentinel state N (it leads to itself and never ends), for
@@ -631,7 +650,7 @@ class ExactSampler:
         lengths = np.full(batch, -1, dtype=np.int64)
         active = np.arange(batch)
         z = np.full(batch, self.z0, dtype=np.int64)
-        step, log_probs, end, beta = self.step.numpy(), self.log_probs.numpy(), self.end.numpy(), self.beta.numpy()
+        step, log_probs, beta = self.step.numpy(), self.log_probs.numpy(), self.beta.numpy()
         log_scale = self.log_scale.numpy()
         for t in range(room + 1):
             if deadline is not None and time.perf_counter() > deadline:
@@ -640,8 +659,8 @@ class ExactSampler:
                 cdf = self.cdf[t].numpy()[z]
             else:  # _log_weights and _normalised_cdf for these rows, in NumPy
                 w = log_probs[z] + beta[t + 1][step[z]]
-                w[:, BOUNDARY] = (end[z] - log_scale[t + 1]).astype(np.float32) if self.p0 + t >= self.min_len \
-                    else -np.inf
+                w[:, BOUNDARY] = (self.end_at(t).numpy()[z] - log_scale[t + 1]).astype(np.float32) \
+                    if self.p0 + t >= self.min_len else -np.inf
                 top = w.max(1, keepdims=True)
                 top[~np.isfinite(top)] = 0.0
                 cdf = np.exp(w - top).cumsum(1)
@@ -950,6 +969,8 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
     if run is None and gen.stop_reason is None:
         run = draws()
         gen.method = "rejection" if config.structural or config.regex is not None else "plain"
+    if run is not None and model.calibration is not None and gen.method != "exact":  # the exact tables weigh it in
+        run = tilted_draws(run, model.calibration, vocab, seed, batch_limit(max_len))
     batches = _search(model, run, config, gen, known, max_len, start_time, deadline)
     return GenerationStream(batches, gen)
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from namesmith.adapt import UNKNOWN_CHAR_LOG_PROB, adapt, adapted_vocab, choose_background, describe_background
+from namesmith.calibrate import calibrate
 from namesmith.casing import folds
 from namesmith.checkpoint import (
     META_FILE,
@@ -51,6 +52,7 @@ from namesmith.distributed import World, active, launched
 from namesmith.distributed import setup as setup_distributed
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.evaluate import count_metrics, evaluate_labelled, evaluate_splits, ngram_count_metrics
+from namesmith.generate import length_limit
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.labelled import LabelledCorpus, labelled_corpus
 from namesmith.models import model_class
@@ -135,6 +137,18 @@ def mix_ngram(corpus: Corpus, order: int) -> CharModel | None:
     ngram = ConditionalCounts(corpus.vocab.size, config)
     ngram.fit(corpus, TrainConfig())
     return unwrap(ngram)
+
+
+def calibrate_model(model: CharModel, corpus: Corpus, choice: str, seed: int) -> dict[str, Any]:
+    """Fit the whole-name calibration `choice` asks for (namesmith.calibrate) and set it on the model (None
+    where it is not kept); what was tried and chosen, for the model directory."""
+    calibration, report = calibrate(model, corpus.vocab, corpus.words("train"), corpus.words("val"), choice=choice,
+                                    max_len=length_limit(model, None, corpus.max_word_length), seed=seed)
+    model.calibration = calibration
+    if calibration is not None:
+        log.info(f"calibrated ({report.choice}, {report.method}): validation NLL "
+                 f"{report.validation.get('none', float('nan')):.4f} -> {report.validation.get(report.choice, 0):.4f}")
+    return report.to_dict()
 
 
 def evaluate_corpus(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
@@ -546,6 +560,8 @@ def train(
         meta["metrics_without_ngram"] = evaluate_corpus(model, corpus)
         model = mix_with_ngram(model, corpus, config.ngram_mix, mix_ngram(corpus, config.ngram_mix))
         model.eval()
+    if complete and plain:
+        meta["calibration_report"] = calibrate_model(model, corpus, train_config.calibrate, train_config.seed)
     metrics = evaluate_corpus(model, corpus)
     meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(), complete=complete)
     if writes:

@@ -130,6 +130,7 @@ class CharModel(nn.Module):
 
     # --- conditions (namesmith.conditional) -----------------------------------------------------
     condition: Any = None  # a conditional model's `namesmith.conditional.Condition` (labels, values, priors)
+    calibration: Any = None  # a `namesmith.calibration.Calibration`: its names tilted as a whole (None: as they are)
 
     @property
     def labels(self) -> dict[str, list[str]]:
