@@ -108,6 +108,7 @@ class FlooredChain:
     of 0 at some order gives unseen continuations probability 0."""
 
     model_type = "ngram"
+    calibration = None  # a twist steers by the n-gram's own distribution (namesmith.calibration)
 
     def __init__(self, ngram: NGram, floor: float = TWIST_FLOOR):
         self.ngram, self.floor = ngram, floor
