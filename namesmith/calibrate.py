@@ -246,4 +246,5 @@ def calibrate(model: CharModel, vocab: Vocab, train_words: Sequence[str], val_wo
         candidates["none"] = None
     scores = {key: val_nll(c) for key, c in candidates.items()}
     key = min(scores, key=scores.get)
+    scores.setdefault("none", val_nll(None))  # for the record
     return candidates[key], CalibrationReport(key, cells.method, scores, cells.note)

@@ -361,6 +361,16 @@ def build_parser(model_type: str = "ngram", command: str | None = None) -> argpa
     e.set_defaults(data_fields=_data_options(e, "word list to evaluate (default: the model's own split)")
                    if building("eval") else [])
 
+    ca = sub.add_parser("calibrate", help="fit a trained model's whole-name calibration",
+                        description="Tilt a trained model's names towards its training names' lengths and endings "
+                                    "(whole-name calibration, README: Whole-name calibration), chosen on its "
+                                    "validation split, and save it in the model directory.")
+    _model_dir_option(ca)
+    ca.add_argument("--calibrate", default="auto", choices=("none", "length", "auto"),
+                    help="auto: the features that lower the validation NLL, or none; length: the length alone; "
+                         "none: remove the calibration (default: auto)")
+    ca.add_argument("--json", action="store_true", help="print JSON")
+
     pl = sub.add_parser("plot", help="draw the heat map or the loss curve",
                         description="Write a PNG: the bigram probability table as a heat map, or the loss curve.")
     _model_dir_option(pl)
@@ -776,6 +786,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    model = _load(args)
+    report = model.calibrate(args.calibrate)
+    model.save(args.model_dir)
+    if args.json:
+        _print_json({"calibration": report, "metrics": model.metrics})
+    else:
+        print(f"calibration: {report['choice']}" + (f" ({report['method']})" if report["method"] else "")
+              + (f"; {report['note']}" if report["note"] else ""))
+        print(_format_metrics(model.metrics))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     model = _load(args)
     metrics = model.evaluate(data=args.data, data_options=given(args, args.data_fields, "data_"))
@@ -879,7 +902,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"data": cmd_data, "serve": cmd_serve, "train": cmd_train, "ensemble": cmd_ensemble, "sample": cmd_sample,
-            "score": cmd_score, "eval": cmd_eval, "plot": cmd_plot, "report": cmd_report, "classify": cmd_classify}
+            "score": cmd_score, "eval": cmd_eval, "calibrate": cmd_calibrate, "plot": cmd_plot, "report": cmd_report,
+            "classify": cmd_classify}
 
 
 def error_line(e: NamesmithError) -> str:

@@ -54,7 +54,14 @@ from namesmith.models.ngram import NGram
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, percentile, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
-from namesmith.train import adapt_words, corpus_for_checkpoint, data_difference, evaluate_corpus, train
+from namesmith.train import (
+    adapt_words,
+    calibrate_model,
+    corpus_for_checkpoint,
+    data_difference,
+    evaluate_corpus,
+    train,
+)
 from namesmith.version import __version__
 from namesmith.vocab import Vocab
 
@@ -286,13 +293,34 @@ class NameModel:
             result.directory = Path(out)
         return result
 
+    def calibrate(self, choice: str = "auto") -> dict[str, Any]:
+        """Fit the whole-name calibration `choice` asks for ("none", "length" or "auto") on the split the model
+        was trained with, in place of the one it has (namesmith.calibrate), and recompute the metrics; `save`
+        keeps it. Returns what was tried and chosen."""
+        if self.meta["data"].get("streamed"):
+            raise ConfigError("calibrate: a model of a streamed word list is not calibrated (its words are not "
+                              "kept)", field="calibrate")
+        if self.model.condition is not None:
+            raise ConfigError("calibrate: conditional models are not calibrated", field="calibrate")
+        corpus = self.corpus
+        report = calibrate_model(self.model, corpus, choice, self.meta.get("train_config", {}).get("seed", 1337))
+        self.meta["calibration_report"] = report
+        self.meta.pop("calibration", None)
+        if self.model.calibration is not None:
+            self.meta["calibration"] = self.model.calibration.to_dict()
+        self.meta["metrics"] = evaluate_corpus(self.model, corpus)
+        self._reference.clear()  # percentiles and exact tables of the model as it was
+        self._exact.clear()
+        return report
+
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model directory atomically; a directory holding another model needs `overwrite`."""
         directory = Path(directory)
         if (directory / META_FILE).exists() and not overwrite and not self._saved_in(directory):
             raise ConfigError(f"{directory}: already holds a trained model; pass overwrite=True to replace it",
                               field="directory")
-        meta = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "weights", "train_state")}
+        meta = {k: v for k, v in self.meta.items()  # the model's own record (its calibration too) is written anew
+                if k not in ("format", "format_version", "weights", "train_state", "calibration")}
         return save_checkpoint(directory, self.model, self.vocab, meta)
 
     def _saved_in(self, directory: Path) -> bool:

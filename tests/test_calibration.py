@@ -140,3 +140,23 @@ def test_a_bad_calibrate_option_is_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "m"), "--calibrate", "sometimes"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "calibrate" in err and "none, length, auto" in err
+
+
+def test_the_calibrate_command_fits_saves_and_removes_a_calibration(tmp_path, capsys):
+    from namesmith.data import load_words
+
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(load_words("builtin")[:3000]) + "\n")
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(data), "--out", str(out), "--calibrate", "none", "--samples", "0"]) == 0
+    meta_file = out / "namesmith.json"
+    before = json.loads(meta_file.read_text())
+    assert "calibration" not in before
+    assert main(["calibrate", "-m", str(out), "--calibrate", "length", "--json"]) == 0
+    after = json.loads(meta_file.read_text())
+    assert after["calibration"]["features"] == "length" and after["weights"] == before["weights"]
+    assert after["metrics"]["val"]["nll"] < before["metrics"]["val"]["nll"]
+    assert NameModel.load(out).model.calibration is not None
+    assert main(["calibrate", "-m", str(out), "--calibrate", "none"]) == 0
+    assert "calibration" not in json.loads(meta_file.read_text())
+    assert NameModel.load(out).metrics["val"]["nll"] == pytest.approx(before["metrics"]["val"]["nll"])
