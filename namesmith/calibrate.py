@@ -146,7 +146,7 @@ def model_cells(model: CharModel, vocab: Vocab, T: int, max_len: int, seed: int)
             note = "its names run too long for the DP"
         else:
             note = f"its chain has {S:,} states, too many for the DP"
-    probs, n = sampled_cells(model, vocab, T, max_len, seed)
+    probs, n = sampled_cells(model, vocab, T, max_len, seed, DRAWS)
     log.info(f"calibration: {note}; the model's cells estimated from {n:,} of its draws")
     return CellDistribution(probs, "sampled", n, note)
 

@@ -160,3 +160,19 @@ def test_the_calibrate_command_fits_saves_and_removes_a_calibration(tmp_path, ca
     assert main(["calibrate", "-m", str(out), "--calibrate", "none"]) == 0
     assert "calibration" not in json.loads(meta_file.read_text())
     assert NameModel.load(out).metrics["val"]["nll"] == pytest.approx(before["metrics"]["val"]["nll"])
+
+
+def test_a_network_is_calibrated_from_its_own_draws(tiny, monkeypatch):
+    """A network is no finite chain: its cells come from its draws (self-normalised importance sampling), log Z
+    with a standard error; its calibrated names are drawn by rejection."""
+    import namesmith.calibrate as fitting
+    from namesmith.train import build_model
+
+    monkeypatch.setattr(fitting, "DRAWS", 3000)
+    _, corpus = tiny
+    network = build_model("rnn", corpus.vocab.size, {}, corpus).eval()
+    calibration, report = fitting.calibrate(network, corpus.vocab, WORDS, WORDS, choice="length", max_len=12, seed=0)
+    assert report.method == "sampled" and calibration.method == "sampled" and 0 < calibration.log_z_error < 0.1
+    network.calibration = calibration
+    result = generate(network, corpus.vocab, GenerateConfig(num=200, seed=1, max_len=12), max_word_length=6)
+    assert result.complete and len(result.names) == 200 and result.tries > 200  # some draws were rejected
