@@ -142,15 +142,15 @@ def chain_end_log_weights(calibration: Calibration, next_state: torch.Tensor, pr
 
 
 def tilted_draws(run: Callable[[int, float | None], Batch | None], calibration: Calibration, vocab: Vocab,
-                 seed: int, largest: int) -> Callable[[int, float | None], Batch | None]:
+                 seed: int) -> Callable[[int, float | None], Batch | None]:
     """A sampler of the calibrated model from one of the model's own: each draw x is kept with probability
     exp(λ·f(x) - log Z - bound), the others are marked `rejected` (rejection sampling: exact). Since
-    E_P[exp(λ·f - log Z)] = 1, it keeps exp(-bound) of the draws on average: a request for `size` names
-    draws size·exp(bound) (at most `largest`) and returns the draws up to its `size`-th name kept."""
+    E_P[exp(λ·f - log Z)] = 1, it keeps exp(-bound) of the draws on average; the search loop sizes its
+    batches by the acceptance it sees, as for any filter, and its draws count against --max-tries."""
     generator = np.random.default_rng(seed)
 
     def tilted(size: int, deadline: float | None) -> Batch | None:
-        drawn = run(min(largest, math.ceil(size * math.exp(calibration.bound))), deadline)
+        drawn = run(size, deadline)
         if drawn is None or not drawn.names:
             return drawn
         keep = np.log(generator.random(len(drawn.names))) < (
@@ -159,10 +159,7 @@ def tilted_draws(run: Callable[[int, float | None], Batch | None], calibration: 
         rejected = np.zeros(len(finished), dtype=bool) if drawn.rejected is None else drawn.rejected.copy()
         rows = np.flatnonzero(finished)
         finished[rows[~keep]], rejected[rows[~keep]] = False, True
-        names = [name for name, k in zip(drawn.names, keep) if k]
-        if len(names) > size:  # the draws up to the size-th name kept
-            cut = int(rows[np.flatnonzero(keep)[size - 1]]) + 1
-            names, finished, rejected = names[:size], finished[:cut], rejected[:cut]
-        return Batch(names, finished, rejected, drawn.effective_sample_size)
+        return Batch([name for name, k in zip(drawn.names, keep) if k], finished, rejected,
+                     drawn.effective_sample_size)
 
     return tilted

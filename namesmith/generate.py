@@ -970,7 +970,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
         run = draws()
         gen.method = "rejection" if config.structural or config.regex is not None else "plain"
     if run is not None and model.calibration is not None and gen.method != "exact":  # the exact tables weigh it in
-        run = tilted_draws(run, model.calibration, vocab, seed, batch_limit(max_len))
+        run = tilted_draws(run, model.calibration, vocab, seed)
     batches = _search(model, run, config, gen, known, max_len, start_time, deadline)
     return GenerationStream(batches, gen)
 
@@ -999,7 +999,9 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
     """The search loop behind `iter_generate`: draw, examine, yield, until done or out of budget."""
     test = _name_test(config, gen.method == "exact", known)
     matches = None if config.regex is None else _regex_test(config.regex)
-    filtering = test is not None or matches is not None or config.unique
+    # a calibrated model's draws are filtered too (namesmith.calibration.tilted_draws), except exact ones
+    filtering = test is not None or matches is not None or config.unique or (
+        model.calibration is not None and gen.method != "exact")
     max_tries = config.max_tries or DEFAULT_TRIES_PER_NAME * config.num + MIN_TRIES
     largest = batch_limit(max_len)
     cap = min(MIN_BATCH, largest)

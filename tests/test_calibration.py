@@ -176,3 +176,14 @@ def test_a_network_is_calibrated_from_its_own_draws(tiny, monkeypatch):
     network.calibration = calibration
     result = generate(network, corpus.vocab, GenerateConfig(num=200, seed=1, max_len=12), max_word_length=6)
     assert result.complete and len(result.names) == 200 and result.tries > 200  # some draws were rejected
+
+
+def test_max_tries_binds_the_draws_a_calibrated_model_rejects(tiny):
+    model, corpus = tiny
+    model.calibration = tilted(model, corpus, "length+end")
+    try:
+        result = generate(model, corpus.vocab, GenerateConfig(num=50, seed=0, regex="^cccccccc", max_tries=500),
+                          max_word_length=5)
+    finally:
+        model.calibration = None
+    assert not result.complete and result.stop_reason == "max-tries" and result.tries <= 500
