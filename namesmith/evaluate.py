@@ -28,7 +28,8 @@ from namesmith.errors import DataError
 from namesmith.models.base import CharModel
 from namesmith.vocab import Vocab
 
-EVAL_BATCH = 4096  # words per forward pass
+EVAL_BATCH = 4096  # words per forward pass...
+EVAL_CELLS = 1 << 24  # ...or fewer: a chunk's (B, T, V) log-probabilities stay within 64 MB (large vocabularies)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ def chunked_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor,
     Each chunk is cropped to its longest word; targets are -1 at padding. Call it under `eval_mode`.
     """
     lengths = (y >= 0).sum(1)
+    longest = int(lengths.max()) if len(lengths) else 1
+    chunk = max(1, min(chunk, EVAL_CELLS // (max(longest, 1) * model.vocab_size)))
     for i in range(0, x.shape[0], chunk):
         T = max(int(lengths[i : i + chunk].max()), 1)
         xb, yb = x[i : i + chunk, :T].to(model.device), y[i : i + chunk, :T].to(model.device)

@@ -46,6 +46,16 @@ counts when first needed (a few hundredths of a second each) and cached; so a ch
 counts rather than one table per node (for `us`, 2 sexes × 14 decades, 6-grams: 45 nodes, 12 MB).
 
 Each occurrence of an n-gram counts its row's training weight (namesmith.labelled, namesmith.tables.weights).
+
+Large vocabularies. A table of names in many scripts (`world`: 1,004 characters, 150,000 contexts)
+would need 600 MB for one dense (contexts, V) table, and one per label combination asked for: the
+built-in `world` set once took 11 GB and 20 minutes to train. So where the pooled model's table would
+pass DENSE_CELLS, every component is the same Kneser-Ney model held sparsely (a back-off weight per
+context and an α per n-gram seen: namesmith.models.sparse_ngram), and `given(where)` is a
+`ConditionedNGram` that mixes the rows of the contexts it is asked about, when asked. Scoring and
+evaluation (`forward`) always mix only the rows of the contexts at hand, whatever the size. The
+conditioned models of a large vocabulary are then no finite Markov chain that exact constraints could
+use: generation samples and filters instead (namesmith.generate).
 """
 
 from __future__ import annotations
@@ -64,20 +74,36 @@ from namesmith.errors import CheckpointError, ConfigError, DataError
 from namesmith.evaluate import mean_nll, target_log_probs
 from namesmith.history import TrainHistory
 from namesmith.minimize import minimize
-from namesmith.models.base import CharModel, State
+from namesmith.models.base import CharModel, State, boundary_context
 from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear, BigramTable
 from namesmith.models.ngram import DISCOUNT_LIMITS, MIN_TUNING_WORDS, NGram, NGramConfig
-from namesmith.models.weighted_kn import WeightedCounts, estimated_discounts, fit_tables, orders, tune_discounts
+from namesmith.models.sparse_ngram import SparseNGram
+from namesmith.models.weighted_kn import (
+    WeightedCounts,
+    context_count,
+    estimated_discounts,
+    fit_tables,
+    orders,
+    sparse_table,
+    tune_discounts,
+)
 from namesmith.vocab import BOUNDARY
 
 HELD_OUT_EVERY = 10  # every 10th distinct training name is held out to fit θ (and tune discounts)
 MIN_HELD_OUT_NAMES = 20  # with fewer distinct training names nothing is held out: θ is uniform
 PRIOR_TOKENS = 10.0  # pull of the equal-weights prior on a node's mixture weights, in held-out tokens
 MAX_WEIGHT = 20.0  # mixture weights are kept within ±MAX_WEIGHT
-CACHE_SIZE = 8  # component models and conditioned models kept in memory
+CACHE_SIZE = 8  # aligned tables and conditioned models kept in memory
 KEPT_BYTES = 512 << 20  # components kept for good for classification (us: 45 nodes, ~200 MB)
 CLASSIFY_CHUNK_BYTES = 64 << 20  # per-position rows of every component held at once when classifying
-KEY_CHUNK = 1 << 16  # n-grams scored at a time when fitting θ
+# Component models kept in memory (at least one): scoring a batch of rows of many label combinations
+# uses each combination's ancestors, so they are kept by size rather than by number (all 45 of `us`).
+COMPONENT_CACHE_BYTES = 256 << 20
+ROW_CELLS = 1 << 22  # rows × V of log-probabilities built at a time when fitting θ (16 MB of float32)
+# Components and conditioned models keep whole (contexts, V) tables up to this many cells (64 MB); past
+# it (a vocabulary of many scripts: `world`, 150,000 contexts × 1,004 characters) they are sparse
+# back-off tables whose rows are assembled when asked for (see "Large vocabularies" above).
+DENSE_CELLS = 1 << 24
 # The component types, with the class that fits each and its config class.
 COMPONENTS: dict[str, tuple[type[CharModel], type]] = {
     "bigram-counts": (BigramCounts, BigramCountsConfig),
@@ -162,6 +188,19 @@ class ConditionalCounts(CharModel):
         self._components, self._aligned_probs, self._given = OrderedDict(), OrderedDict(), OrderedDict()
         self._kept: dict[int, CharModel] = {}
         self._kept_bytes = 0
+        self._sparse: bool | None = None  # see `sparse`
+        self._component_bytes: dict[int, int] = {}
+
+    @property
+    def sparse(self) -> bool:
+        """Whether components and conditioned models are held sparsely (see "Large vocabularies" above)."""
+        if self._sparse is None:
+            self._sparse = self._too_large_for_tables(self._node_counts(0))
+        return self._sparse
+
+    def _too_large_for_tables(self, root_counts: WeightedCounts) -> bool:
+        """Whether the pooled n-gram of these counts would have more than DENSE_CELLS contexts × tokens."""
+        return self.component_type == "ngram" and context_count(root_counts) * self.vocab_size > DENSE_CELLS
 
     def _is_ancestor(self, ancestor: tuple[int, ...], node: tuple[int, ...]) -> bool:
         unknown = self.condition.unknown()
@@ -200,30 +239,32 @@ class ConditionalCounts(CharModel):
                    for node in node_list]
         ancestors = [[a for a in range(S) if self._is_ancestor(node_list[a], node_list[n])] for n in range(S)]
         node_held = [_merge([held_counts[c] for c in members[n]], self._empty()) for n in range(S)]
+        self._sparse = self._too_large_for_tables(_merge(all_counts, self._empty()))
         discounts = torch.zeros(S, self.order, 3)
-        held_log_probs: dict[tuple[int, int], torch.Tensor] = {}  # (node, component) -> (M_node, V)
+        rest_models: dict[int, CharModel] = {}  # each node's component counted without the held-out names
         for a in range(S):
             all_a = _merge([all_counts[c] for c in members[a]], self._empty())
             rest_a = all_a.without(node_held[a])
             discounts[a] = self._discounts(all_a, rest_a, node_held[a])
-            if not len(rest_a.keys):
-                continue  # every name of this node is held out: it cannot predict them (weight 0)
-            rest_model = self._component(rest_a, discounts[a])
-            for n in range(S):
-                if a in ancestors[n] and n > 0 and len(node_held[n].keys):
-                    held_log_probs[(n, a)] = self._context_log_probs(rest_model, node_held[n].keys)
+            if len(rest_a.keys):  # else every name of this node is held out: it cannot predict them (weight 0)
+                rest_models[a] = self._component(rest_a, discounts[a])
         weights_matrix = torch.zeros(S, S)
         weights_matrix[0, 0] = 1.0  # the root is its own component
-        for n in range(1, S):
-            targets = node_held[n].keys % self.base - 1
-            weights_matrix[n, ancestors[n]] = fit_log_linear(
-                [held_log_probs.get((n, a)) for a in ancestors[n]], targets, node_held[n].counts).float()
+        for n in range(1, S):  # node by node: only one node's held-out rows (M_node, V) are held at a time
+            held = node_held[n].keys
+            log_probs = [self._context_log_probs(rest_models[a], held) if a in rest_models and len(held) else None
+                         for a in ancestors[n]]
+            weights_matrix[n, ancestors[n]] = fit_log_linear(log_probs, held % self.base - 1,
+                                                             node_held[n].counts).float()
+        del rest_models
         self.combo_codes = combos
         self.combo_offsets = torch.tensor([0, *itertools.accumulate(len(c.keys) for c in all_counts)])
         self.gram_keys = torch.cat([c.keys for c in all_counts])
         self.gram_counts = torch.cat([c.counts for c in all_counts])
         self.node_codes, self.node_weights, self.node_discounts = nodes, weights_matrix, discounts
+        sparse = self._sparse
         self._index_nodes()
+        self._sparse = sparse
 
         history = TrainHistory(steps=1)  # the training loss is evaluated with the other parts, once
         metrics = {}
@@ -261,6 +302,8 @@ class ConditionalCounts(CharModel):
     def _component(self, counts: WeightedCounts, discounts: torch.Tensor) -> CharModel:
         """A fitted component model of the base type from counts (n-gram: with these discounts)."""
         V = self.vocab_size
+        if self.component_type == "ngram" and self.sparse:
+            return SparseNGram.from_tables(V, self.order, [], [sparse_table(counts, discounts.double())]).eval()
         if self.component_type == "ngram":
             return fit_tables(NGram(V, self.component_config), counts, discounts.double()).eval()
         pairs = torch.zeros(V * V, dtype=torch.float64)
@@ -282,9 +325,10 @@ class ConditionalCounts(CharModel):
         B, K = self.base, self.context_size
         place = B ** torch.arange(K - 1, -1, -1)  # oldest context token first
         out = []
-        for i in range(0, len(keys), KEY_CHUNK):
-            contexts = (keys[i : i + KEY_CHUNK, None] // B // place) % B - 1  # (M, K)
-            out.append(torch.log_softmax(model(contexts)[:, -1].float(), -1))
+        chunk = max(1, ROW_CELLS // self.vocab_size)
+        for i in range(0, len(keys), chunk):
+            contexts = (keys[i : i + chunk, None] // B // place) % B - 1  # (M, K)
+            out.append(torch.log_softmax(_log_probs_after(model, contexts).float(), -1))
         return torch.cat(out) if out else torch.zeros(0, self.vocab_size)
 
     # --- components and conditioned models ----------------------------------------------------------
@@ -305,7 +349,9 @@ class ConditionalCounts(CharModel):
             raise ConfigError("this conditional model has not been fitted", field="model")
         model = self._component(self._node_counts(node), self.node_discounts[node].cpu()).to(self.device)
         self._components[node] = model
-        if len(self._components) > CACHE_SIZE:
+        self._component_bytes[node] = _model_bytes(model)
+        while len(self._components) > 1 and sum(self._component_bytes[n] for n in self._components) \
+                > COMPONENT_CACHE_BYTES:
             self._components.popitem(last=False)
         return model
 
@@ -348,12 +394,50 @@ class ConditionalCounts(CharModel):
         present = [a for a, c in enumerate(self.node_codes.tolist()) if self._is_ancestor(tuple(c), codes)]
         return [(a, 1.0 / len(present)) for a in present]
 
-    def _node_mixture(self, codes: tuple[int, ...]) -> torch.Tensor:
-        """(R, V) log P(next | context, node) (float32) of the log-linear mixture of one combination of codes."""
+    def _component_rows(self, node: int, contexts: torch.Tensor) -> torch.Tensor:
+        """(N, V) log-probabilities (float32) of a node's component after full contexts (N, K): the rows
+        `_aligned` holds for them, built for these contexts alone."""
+        if self.component_type != "ngram":
+            return self._aligned(node)[contexts[:, -1]]
+        return _log_probs_after(self.component(node), contexts).float()
+
+    def _node_mixture(self, codes: tuple[int, ...], rows: Any) -> torch.Tensor:
+        """(R, V) log P(next | context, node) (float32) of the log-linear mixture of one combination of codes,
+        at the contexts whose component log-probabilities `rows(node)` gives."""
         parts = self._mixture_parts(codes)
         if len(parts) == 1 and parts[0][1] == 1.0:
-            return self._aligned(parts[0][0])
-        return torch.log_softmax(sum(w * self._aligned(a) for a, w in parts), -1)
+            return rows(parts[0][0])
+        return torch.log_softmax(sum(w * rows(a) for a, w in parts), -1)
+
+    def mixed(self, combinations: list[tuple[int, ...]], guidance: float, rows: Any) -> torch.Tensor:
+        """log P(next | context, combinations) (float32), guided, at the contexts whose component
+        log-probabilities `rows(node)` gives: every context of the pooled model (`_aligned`, a dense
+        table) or the contexts at hand (`_component_rows`). The one rule for both."""
+        logprobs = self._node_mixture(combinations[0], rows)
+        if len(combinations) > 1:  # several values: multiply their distributions, then renormalise
+            logprobs = torch.log_softmax(sum(self._node_mixture(c, rows) for c in combinations), -1)
+        if guidance:  # P(c | h, where)^(1+g) / P(c | h)^g, renormalised
+            logprobs = torch.log_softmax((1 + guidance) * logprobs - guidance * rows(0), -1)
+        return logprobs
+
+    def mixed_after(self, combinations: list[tuple[int, ...]], guidance: float, contexts: torch.Tensor
+                    ) -> torch.Tensor:
+        """(N, V) `mixed` after full contexts (N, K) only: each component's rows built once, for each distinct
+        context (the rows of a batch of names share many: their starts, the padding after the shorter ones)."""
+        place = self.base ** torch.arange(contexts.size(-1), device=contexts.device)
+        distinct, inverse = torch.unique(((contexts + 1) * place).sum(-1), return_inverse=True)
+        if len(distinct) < len(contexts):
+            first = torch.zeros(len(distinct), dtype=torch.long, device=contexts.device)
+            first.scatter_(0, inverse, torch.arange(len(contexts), device=contexts.device))
+            return self.mixed_after(combinations, guidance, contexts[first])[inverse]
+        built: dict[int, torch.Tensor] = {}
+
+        def rows(node: int) -> torch.Tensor:
+            if node not in built:
+                built[node] = self._component_rows(node, contexts)
+            return built[node]
+
+        return self.mixed(combinations, guidance, rows)
 
     def _kept_component(self, node: int) -> CharModel:
         """`component(node)`, kept for good while the kept ones stay within KEPT_BYTES (classification
@@ -400,12 +484,10 @@ class ConditionalCounts(CharModel):
             return self._given[key]
         if len(combinations) == 1 and combinations[0] == self.condition.unknown():
             model = self.component(0)  # no label asked: the pooled model itself (guidance changes nothing)
+        elif self.sparse:  # no whole table: rows are mixed when asked for
+            model = ConditionedNGram(self, combinations, guidance)
         else:
-            logprobs = self._node_mixture(combinations[0])
-            if len(combinations) > 1:  # several values: multiply their distributions, then renormalise
-                logprobs = torch.log_softmax(sum(self._node_mixture(c) for c in combinations), -1)
-            if guidance:  # P(c | h, where)^(1+g) / P(c | h)^g, renormalised
-                logprobs = torch.log_softmax((1 + guidance) * logprobs - guidance * self._aligned(0), -1)
+            logprobs = self.mixed(combinations, guidance, self._aligned)
             if self.component_type == "ngram":
                 root = self.component(0)
                 model = NGram(self.vocab_size, self.component_config)
@@ -435,9 +517,13 @@ class ConditionalCounts(CharModel):
         idx[:, 0] = BOUNDARY
         out = torch.empty(*idx.shape, self.vocab_size, device=idx.device)
         groups, group_of = torch.unique(start, return_inverse=True)
+        # each group's rows are mixed for its own contexts alone: a whole (contexts, V) table per label
+        # combination scored costs contexts × V each (minutes and gigabytes for a vocabulary of many scripts)
+        contexts = _live_windows(idx, self.context_size)  # (B, T, K)
         for g, codes in enumerate(self.condition.codes_of(groups, self.vocab_size).tolist()):
             rows = (group_of == g).nonzero().squeeze(1)
-            out[rows] = self.given_codes([tuple(codes)])(idx[rows]).float()
+            group_contexts = contexts[rows].reshape(-1, contexts.size(-1))
+            out[rows] = self.mixed_after([tuple(codes)], 0.0, group_contexts).view(len(rows), idx.size(1), -1)
         return out
 
     def _unknown_codes(self, n: int) -> torch.Tensor:
@@ -511,6 +597,82 @@ class ConditionalCounts(CharModel):
         for name in names:
             setattr(self, name, t[name].to(self.device, torch.float64 if name == "gram_counts" else t[name].dtype))
         self._index_nodes()
+
+
+class ConditionedNGram(CharModel):
+    """P(name | labels) of a conditional n-gram over a large vocabulary (`ConditionalCounts.sparse`): its
+    rows are mixed from the components' when asked for, as a dense conditioned model holds them all.
+    Its state is the last order-1 tokens. Never saved by itself (its conditional model is)."""
+
+    model_type: ClassVar[str] = "conditioned-ngram"
+    config_class: ClassVar[type] = dict
+    counts_only: ClassVar[bool] = True
+
+    def __init__(self, conditional: ConditionalCounts, combinations: list[tuple[int, ...]], guidance: float):
+        super().__init__(conditional.vocab_size, {})
+        self._conditional = [conditional]  # a list, not a submodule: the conditional model is not part of this one
+        self.combinations, self.guidance = list(combinations), guidance
+
+    @property
+    def context_size(self) -> int:
+        return self._conditional[0].context_size
+
+    @property
+    def device(self) -> torch.device:
+        return self._conditional[0].device
+
+    def config_dict(self) -> dict[str, Any]:
+        return {}
+
+    def next_log_probs(self, contexts: torch.Tensor) -> torch.Tensor:
+        """(N, V) log P(next | the full contexts (N, K), the labels)."""
+        return self._conditional[0].mixed_after(self.combinations, self.guidance, contexts)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        contexts = _windows(idx, self.context_size)  # (B, T, K)
+        return self.next_log_probs(contexts.reshape(-1, contexts.size(-1))).view(*idx.shape, self.vocab_size)
+
+    def init_state(self, batch_size: int) -> State:
+        return boundary_context(batch_size, self.context_size, self.device)  # (B, K): the last K tokens
+
+    def step(self, state: State, token: torch.Tensor) -> tuple[torch.Tensor, State]:
+        window = torch.cat([state[:, 1:], token.view(-1, 1)], 1) if self.context_size else state
+        return self.next_log_probs(window), window
+
+
+def _model_bytes(model: CharModel) -> int:
+    """The memory a component holds: its tensors, and a sparse one's (V + 1, V) table of the α's after
+    the shortest contexts, built when first used (namesmith.models.sparse_ngram)."""
+    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    if isinstance(model, SparseNGram):
+        size += len(model.components) * (model.vocab_size + 1) * model.vocab_size * 4
+    return size
+
+
+def _windows(idx: torch.Tensor, K: int) -> torch.Tensor:
+    """(B, T, K): the K tokens up to and including each position, left-padded with the boundary."""
+    padded = torch.cat([boundary_context(len(idx), max(K - 1, 0), idx.device), idx], 1)  # (B, T+K-1)
+    return padded.unsqueeze(-1)[..., :0] if K == 0 else padded.unfold(1, K, 1)
+
+
+def _live_windows(idx: torch.Tensor, K: int) -> torch.Tensor:
+    """`_windows`, but a position past the end of a name (a boundary after the first token: the padding
+    of a batch of names) reads as the start of a name. Nothing is predicted there, and its rows are then
+    built once per batch, not once per padded position (a third of the positions of a batch of names)."""
+    windows = _windows(idx, K)
+    ended = idx == BOUNDARY
+    ended[:, 0] = False
+    return torch.where(ended.unsqueeze(-1), torch.full_like(windows, BOUNDARY), windows)
+
+
+def _log_probs_after(model: CharModel, contexts: torch.Tensor) -> torch.Tensor:
+    """(N, V) the next-token log-probabilities (or a bigram's logits) of a component after full contexts
+    (N, K), boundary-padded: one row each, not one per position of the context."""
+    if isinstance(model, SparseNGram):
+        return model.next_token_probs(contexts).log()
+    if isinstance(model, NGram):
+        return model.next_token_logprobs[model._rows(contexts)]
+    return model(contexts)[:, -1]
 
 
 def _held_out_rows(words: list[str]) -> torch.Tensor:

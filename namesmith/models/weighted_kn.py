@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from namesmith.models.ngram import DISCOUNT_LIMITS, FALLBACK_DISCOUNTS, NGram, modified_kn_discounts
+from namesmith.models.sparse_ngram import BackoffTable
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,18 @@ def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tenso
     return torch.zeros(size, *values.shape[1:], dtype=values.dtype).index_add_(0, group, values)
 
 
+def _interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor, base: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One order's k-gram `keys` and counts as interpolated Kneser-Ney: the sorted context keys (C,), each
+    k-gram's context (M,) and α (its discounted count over its context's total, (M,)), each context's γ (C,)."""
+    context_keys, context_of = torch.unique(keys // base, return_inverse=True)  # contexts: k-1 tokens
+    kept = (counts - discounts.double()[discount_class(counts)]).clamp(min=0)
+    context_total = _sum_by(context_of, counts, len(context_keys))
+    context_kept = _sum_by(context_of, kept, len(context_keys))
+    backoff_weight = (context_total - context_kept) / context_total  # the mass discounted
+    return context_keys, context_of, kept / context_total[context_of], backoff_weight
+
+
 def distributions(keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor], discounts: torch.Tensor,
                   vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Context keys (R,) and next-token log-probabilities (R, V) float32 of every context seen, all orders."""
@@ -126,19 +139,37 @@ def distributions(keys_by_order: list[torch.Tensor], counts_by_order: list[torch
     lower_keys = torch.zeros(1, dtype=torch.long)  # order 0: the empty context, uniform
     lower_probs = torch.full((1, V), 1.0 / V, dtype=torch.float64)
     for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
-        context_keys, context_of = torch.unique(keys // B, return_inverse=True)  # contexts: k-1 tokens
-        target = keys % B - 1
-        kept = (counts - discounts[k - 1].double()[discount_class(counts)]).clamp(min=0)
-        context_total = _sum_by(context_of, counts, len(context_keys))
-        context_kept = _sum_by(context_of, kept, len(context_keys))
-        backoff_weight = (context_total - context_kept) / context_total  # the mass discounted
+        context_keys, context_of, alpha, backoff_weight = _interpolation(keys, counts, discounts[k - 1], B)
         parent = torch.searchsorted(lower_keys, context_keys % B ** max(k - 2, 0))
         probs = backoff_weight[:, None] * lower_probs[parent]  # (C, V)
-        probs[context_of, target] += kept / context_total[context_of]
+        probs[context_of, keys % B - 1] += alpha
         lower_keys, lower_probs = context_keys, probs
         all_keys.append(context_keys)
         all_logprobs.append(probs.log().float())
     return torch.cat(all_keys), torch.cat(all_logprobs)
+
+
+def sparse_table(counts: WeightedCounts, discounts: torch.Tensor) -> BackoffTable:
+    """The model `fit_tables` builds, in sparse form (namesmith.models.sparse_ngram): per context its γ and
+    the α of each token seen after it, (contexts + n-grams) numbers instead of contexts × V. What a
+    vocabulary of many scripts needs: 150,000 contexts × 1,000 characters would be 600 MB a table."""
+    keys_by_order, counts_by_order = orders(counts)
+    B = counts.vocab_size + 1
+    contexts, backoffs, alphas = [], [], []
+    for k, (keys, order_counts) in enumerate(zip(keys_by_order, counts_by_order)):
+        context_keys, _, alpha, backoff_weight = _interpolation(keys, order_counts, discounts[k], B)
+        contexts.append(context_keys)
+        backoffs.append(backoff_weight)
+        alphas.append(alpha)
+    # keys of j tokens lie in [B^(j-1), B^j): concatenated order by order, contexts and n-grams stay sorted
+    return BackoffTable.from_parts(torch.cat(contexts), torch.cat(backoffs), torch.cat(keys_by_order),
+                                   torch.cat(alphas), B)
+
+
+def context_count(counts: WeightedCounts) -> int:
+    """How many contexts (of every order) a model of these counts stores: the rows of its dense table."""
+    B = counts.vocab_size + 1
+    return sum(len(torch.unique(keys // B)) for keys in orders(counts)[0])
 
 
 def fit_tables(model: NGram, counts: WeightedCounts, discounts: torch.Tensor) -> NGram:
