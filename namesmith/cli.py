@@ -271,7 +271,7 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str, options: boo
                         "(README: Distillation)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
-                        "only for files of 256 MB or more); the split is then by a hash of each word's index, about "
+                        "only for files of 20 MB or more); the split is then by a hash of each word's index, about "
                         "80/10/10")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes that count a streamed word list in shards (default: 1; under torchrun every "
@@ -464,11 +464,15 @@ def _owner_of(option: str) -> str | None:
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[dict[str, bool]]:
-    """Turn the first SIGINT/SIGTERM into a clean stop request; a second one aborts."""
+def _stop_on_signals(resumable: bool = True) -> Iterator[dict[str, bool]]:
+    """Turn the first SIGINT/SIGTERM into a clean stop request; a second one aborts. A run that is not
+    `resumable` (a count model, fitted in one pass of seconds) stops at once, saving nothing."""
     flag_ = {"stop": False}
 
     def handler(signum: int, frame: Any) -> None:
+        if not resumable:
+            log.warning("stopping now; nothing was saved (a count model is fitted in one pass: nothing to resume)")
+            raise KeyboardInterrupt
         flag_["stop"] = True
         log.warning("stopping after the current step and saving a resumable checkpoint "
                     "(press Ctrl-C again to abort)")
@@ -582,7 +586,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return launch(args.nproc, _without_nproc(args.argv))
     options = {**given(args, args.data_fields, "data_"), **given(args, args.train_fields, "train_"),
                **given(args, args.model_fields, "model_")}
-    with _stop_on_signals() as stop:
+    from namesmith.models import model_class
+
+    with _stop_on_signals(resumable=not model_class(args.model).counts_only) as stop:
         progress = Progress(args.model, options.get("time_budget"), stop)
         try:
             with _logs_through(progress):

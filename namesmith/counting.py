@@ -53,6 +53,7 @@ import torch
 from namesmith.data import BUILTIN, DataConfig, Split, changed_by_rules, check_data_file, decode_text, parse_words
 from namesmith.errors import ConfigError, DataError
 from namesmith.models.ngram import NGramConfig, NGramCounts, check_order, default_order, held_out_every
+from namesmith.progress import Phase
 from namesmith.vocab import BOUNDARY, Vocab
 
 if TYPE_CHECKING:
@@ -529,7 +530,9 @@ class _Counter:
         """Count the piece start..end of the file. Word first_word of the file comes first, and training
         word first_train; training words 0, every, 2 × every, ... are held out to tune the discounts."""
         layout, word, train = self.layout, first_word, first_train
+        phase = Phase(f"counting {path}", (end - start) / 1e6, "MB")
         for offset, raw in read_shard(path, start, end, block_size):
+            phase.advance(len(raw) / 1e6)
             with _quiet():  # the first pass warned about the lines it skipped
                 codes, lengths, _ = _clean_block(raw, offset, path, config)
             if not len(lengths):

@@ -26,6 +26,7 @@ from namesmith.counting import PARTS, NGramFileCounts, StreamCounts, count_file,
 from namesmith.data import Corpus, DataConfig, encode_words, fingerprint
 from namesmith.errors import DataError
 from namesmith.models.base import CharModel
+from namesmith.progress import Phase
 from namesmith.vocab import Vocab
 
 EVAL_BATCH = 4096  # words per forward pass...
@@ -69,10 +70,12 @@ def chunked_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor,
     lengths = (y >= 0).sum(1)
     longest = int(lengths.max()) if len(lengths) else 1
     chunk = max(1, min(chunk, EVAL_CELLS // (max(longest, 1) * model.vocab_size)))
+    phase = Phase("scoring", x.shape[0], "names")
     for i in range(0, x.shape[0], chunk):
         T = max(int(lengths[i : i + chunk].max()), 1)
         xb, yb = x[i : i + chunk, :T].to(model.device), y[i : i + chunk, :T].to(model.device)
         yield F.log_softmax(model(xb).float(), dim=-1), yb
+        phase.advance(len(xb))
 
 
 def target_log_probs(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -144,6 +147,18 @@ def row_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
 
 
+def _row_log_probs_by_label(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """`row_log_probs`, a count model's rows scored in order of their labels (their start token): a
+    conditional count model mixes each label combination's rows for the contexts of a batch, so a batch
+    of one combination shares the most (namesmith.models.conditional_counts). Networks keep the order."""
+    if not model.counts_only:
+        return row_log_probs(model, x, y)
+    order = torch.argsort(x[:, 0], stable=True)
+    log_probs = torch.empty(len(x), dtype=torch.float64)
+    log_probs[order] = row_log_probs(model, x[order], y[order])
+    return log_probs
+
+
 def evaluate_labelled(model: CharModel, corpus: Any) -> dict[str, dict[str, Any]]:
     """Per part of a labelled corpus (namesmith.labelled): the NLL per character of its rows, each
     distinct (name, conditioned labels) once, and, for tables with counts, `nll_per_count`: each row
@@ -154,7 +169,7 @@ def evaluate_labelled(model: CharModel, corpus: Any) -> dict[str, dict[str, Any]
         if not len(x):
             metrics[part] = {**Evaluation(None, 0, 0).to_dict(), "nll_per_count": None}
             continue
-        log_probs = row_log_probs(model, x, y)
+        log_probs = _row_log_probs_by_label(model, x, y)
         chars = (y >= 0).sum(1).double()
         result = Evaluation(float(-log_probs.sum() / chars.sum()), len(x), int(chars.sum())).to_dict()
         counts = torch.from_numpy(corpus.counts[part]).double()

@@ -69,7 +69,10 @@ from namesmith.vocab import Vocab
 
 log = logging.getLogger("namesmith")
 
-STREAM_THRESHOLD = 256 << 20  # files at least this large are streamed (to models that are `streamable`)
+# Files at least this large are streamed (to the count models that can be): held as Python strings, a
+# word list takes about 15 times its size (a 50 MB list of 7M words: 13 GB at peak), counted in blocks
+# a few hundred MB whatever its size.
+STREAM_THRESHOLD = 20 << 20
 GIVEN_WORDS = "<words>"  # the data path recorded for words given in Python
 INLINE_WORDS = 10_000  # such word lists up to this long are kept in the model directory
 # What models must agree on to be combined (ensembles) or to teach one another (distillation): the
@@ -306,10 +309,15 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
     streamable = model_type in STREAMERS
     if stream is None:
         try:
-            large = Path(data.path).stat().st_size >= STREAM_THRESHOLD
+            size = Path(data.path).stat().st_size
         except OSError:
             return False  # the normal path reports the file problem
-        return large and streamable
+        ascii_compatible = "\n".encode(data.encoding) == b"\n" and "a".encode(data.encoding) == b"a"
+        if size >= STREAM_THRESHOLD and streamable and not data.dedupe and ascii_compatible:
+            log.info(f"{data.path}: {size / 1e6:,.0f} MB, streaming it (counted in blocks, not held in memory; "
+                     "split by a hash of each word's index, about 80/10/10; --no-stream holds it)")
+            return True
+        return False
     if not streamable:
         raise ConfigError(f"stream works for models that learn from counts ({', '.join(STREAMERS)}), "
                           f"not {model_type}", field="stream")

@@ -87,6 +87,7 @@ from namesmith.models.weighted_kn import (
     sparse_table,
     tune_discounts,
 )
+from namesmith.progress import Phase
 from namesmith.vocab import BOUNDARY
 
 HELD_OUT_EVERY = 10  # every 10th distinct training name is held out to fit θ (and tune discounts)
@@ -242,7 +243,9 @@ class ConditionalCounts(CharModel):
         self._sparse = self._too_large_for_tables(_merge(all_counts, self._empty()))
         discounts = torch.zeros(S, self.order, 3)
         rest_models: dict[int, CharModel] = {}  # each node's component counted without the held-out names
+        phase = Phase("counting the label combinations", S, "combinations")
         for a in range(S):
+            phase.advance()
             all_a = _merge([all_counts[c] for c in members[a]], self._empty())
             rest_a = all_a.without(node_held[a])
             discounts[a] = self._discounts(all_a, rest_a, node_held[a])
@@ -250,7 +253,9 @@ class ConditionalCounts(CharModel):
                 rest_models[a] = self._component(rest_a, discounts[a])
         weights_matrix = torch.zeros(S, S)
         weights_matrix[0, 0] = 1.0  # the root is its own component
+        phase = Phase("fitting the mixture weights", S - 1, "combinations")
         for n in range(1, S):  # node by node: only one node's held-out rows (M_node, V) are held at a time
+            phase.advance()
             held = node_held[n].keys
             log_probs = [self._context_log_probs(rest_models[a], held) if a in rest_models and len(held) else None
                          for a in ancestors[n]]
@@ -519,7 +524,7 @@ class ConditionalCounts(CharModel):
         groups, group_of = torch.unique(start, return_inverse=True)
         # each group's rows are mixed for its own contexts alone: a whole (contexts, V) table per label
         # combination scored costs contexts × V each (minutes and gigabytes for a vocabulary of many scripts)
-        contexts = _live_windows(idx, self.context_size)  # (B, T, K)
+        contexts = _windows(idx, self.context_size)  # (B, T, K)
         for g, codes in enumerate(self.condition.codes_of(groups, self.vocab_size).tolist()):
             rows = (group_of == g).nonzero().squeeze(1)
             group_contexts = contexts[rows].reshape(-1, contexts.size(-1))
@@ -542,7 +547,9 @@ class ConditionalCounts(CharModel):
         return self.given().transition_table()
 
     def _nll(self, corpus: Any, part: str) -> float:
-        return mean_nll(self, *corpus.tensors(part))
+        x, y = corpus.tensors(part)
+        order = torch.argsort(x[:, 0], stable=True)  # rows of one label combination together share contexts
+        return mean_nll(self, x[order], y[order])
 
     # --- saving --------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""Training stays bounded and answers: progress with a rate and the time left, Ctrl-C on a count model
+at once, large word lists streamed by default. Counted, not timed: log lines of an injected clock,
+loop iterations run after a signal, which path a file takes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import namesmith.train as train_module
+from namesmith.cli import EXIT_INTERRUPTED, main
+from namesmith.data import DataConfig
+from namesmith.models.ngram import NGram
+from namesmith.progress import Phase
+
+
+def test_a_long_phase_logs_its_rate_and_the_time_left(caplog):
+    now = [0.0]
+    phase = Phase("fitting", 100, "nodes", every=5.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="namesmith"):
+        for _ in range(39):  # 8 nodes a second: nothing to say before 5 s
+            now[0] += 0.125
+            phase.advance()
+        assert not caplog.records
+        for _ in range(41):
+            now[0] += 0.125
+            phase.advance()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["fitting: 40/100 nodes (8 nodes/s, about 8 s left)",
+                     "fitting: 80/100 nodes (8 nodes/s, about 2 s left)"]
+
+
+def test_ctrl_c_stops_a_count_model_at_once_and_saves_nothing(tmp_path, monkeypatch, caplog):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(["anna", "bob", "carla", "dan"] * 50) + "\n")
+    steps = []
+
+    def slow_fit(self, *args, **kwargs):  # a fit that would take 20 s, signalled at its start
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(2000):
+            steps.append(1)
+            os.sched_yield()
+            sum(range(10_000))
+        raise AssertionError("the fit was not stopped")
+
+    monkeypatch.setattr(NGram, "fit", slow_fit)
+    out = tmp_path / "model"
+    rc = main(["train", "--data", str(words), "--model", "ngram", "--prior", "none", "--out", str(out)])
+    assert rc == EXIT_INTERRUPTED
+    assert len(steps) < 10  # stopped at the signal, not "after the current step" (the whole fit)
+    assert not (out / "meta.json").exists()
+    assert any("nothing was saved" in r.getMessage() for r in caplog.records)
+
+
+def test_a_list_too_large_to_hold_is_streamed_by_default_and_says_so(tmp_path, monkeypatch, caplog):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(f"name{i}" for i in range(3000)) + "\n")
+    monkeypatch.setattr(train_module, "STREAM_THRESHOLD", words.stat().st_size - 1)
+    data = DataConfig(path=str(words))
+    with caplog.at_level(logging.INFO, logger="namesmith"):
+        assert train_module.should_stream("ngram", data, None)
+        assert not train_module.should_stream("lstm", data, None)
+    assert any("streaming" in r.getMessage() and "--no-stream" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(train_module, "STREAM_THRESHOLD", words.stat().st_size + 1)
+    assert not train_module.should_stream("ngram", data, None)
+
+
+def test_the_default_stream_threshold_is_small_enough_to_hold():
+    assert train_module.STREAM_THRESHOLD <= 20 << 20  # a 50 MB list is not read into memory as strings
+
+
+def test_a_streamed_default_run_says_so_in_one_line(tmp_path, monkeypatch, caplog):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(["anna", "bob", "carla", "dan", "eve"] * 400) + "\n")
+    monkeypatch.setattr(train_module, "STREAM_THRESHOLD", 1000)
+    with caplog.at_level(logging.INFO, logger="namesmith"):
+        rc = main(["train", "--data", str(words), "--out", str(tmp_path / "m"), "--samples", "0"])
+    assert rc == 0
+    said = [r.getMessage() for r in caplog.records if "streaming" in r.getMessage()]
+    assert len(said) == 1 and "\n" not in said[0]
