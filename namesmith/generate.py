@@ -50,8 +50,9 @@ result then says how many names were found, the acceptance rate, and how many dr
 length guard. Memory is bounded whatever the request: names are at most `MAX_NAME_LENGTH`
 characters (longer `max_len`/`min_len` are refused), a batch's token buffer is at most
 `namesmith.sample.MAX_BATCH_TOKENS`, the exact tables at most `MAX_EXACT_CELLS`/`MAX_EXACT_TABLE`
-entries (else rejection, or a `ConfigError` for `method="exact"`); `unique` keeps the names found
-and `novel` the training words, nothing else grows with `num`. Constraints that are impossible
+entries (else rejection, or a `ConfigError` for `method="exact"`), and a process's builds and the
+tables it keeps by `TableBudget` (builders, estimated bytes, seconds, bytes kept); `unique` keeps the
+names found and `novel` the training words, nothing else grows with `num`. Constraints that are impossible
 before any sampling raise `ConfigError`, whose `field` names the parameter at fault.
 """
 
@@ -88,6 +89,10 @@ MAX_AUTOMATON_STATES = 2_000  # states of the constraints' automaton, at most
 MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: the exact sampler's step table
 MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float32), at most
 PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
+TABLE_BUILDERS = 2  # exact-table builds at once in a process, at most (more requests sample otherwise meanwhile)
+TABLE_BYTES = 256 << 20  # estimated peak memory of one build (`exact_table_bytes`), at most: else sample otherwise
+TABLE_CACHE_BYTES = 512 << 20  # bytes of built tables a process keeps, at most (the least recently used leave)
+TABLE_BUILD_SECONDS = 30.0  # a background build taking longer is abandoned (its constraints then sampled otherwise)
 EXACT_BUILD_SHARE = 0.5  # of the time budget, that method "auto" may spend building exact tables
 GUIDE_BELOW = 0.05  # method "auto" guides a network when the n-gram gives valid names less probability than this
 GUIDED_COST = 1.3  # a guided particle costs about this many plain draws (benchmarks/bench_generate.py: 1.0-1.3)
@@ -558,11 +563,28 @@ def _normalised_cdf(log_weights: torch.Tensor) -> torch.Tensor:
     return (log_weights - top).exp_().cumsum(1)
 
 
+def exact_table_bytes(states: int, vocab_size: int, room: int, chain_states: int) -> int:
+    """An upper estimate of the memory an `ExactSampler` takes at the peak of its build, for `states`
+    reachable (automaton, chain) states, `room` + 1 lengths and a chain of `chain_states`: the tables it
+    keeps (next state int64 and log-probabilities float32 per (state, token), β float32 per (length,
+    state), the CDFs float32 where tabulated) and the (state, token) int64/float64 arrays of building
+    them (automaton and chain steps, their codes, the float64 log-probabilities and log-weights), plus
+    the chain's own (S, V) probabilities and next states."""
+    cells = states * vocab_size
+    cdfs = 4 * (room + 1) * cells if (room + 1) * cells <= PRECOMPUTE_CDFS else 0
+    kept = 12 * cells + 4 * (room + 2) * (states + 1) + cdfs
+    building = 8 * 7 * cells
+    return kept + building + 16 * chain_states * vocab_size
+
+
 class ExactSampler:
     """Samples the chain conditioned on the automaton accepting and min_len ≤ length ≤ max_len."""
 
     def __init__(self, chain: MarkovChain, automaton: Automaton, vocab: Vocab, prefix: str, min_len: int,
-                 max_len: int, seed: int, deadline: float | None = None):
+                 max_len: int, seed: int, deadline: float | None = None, *, max_bytes: int | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
+        """`deadline` is on `clock`; `max_bytes` bounds `exact_table_bytes` (NotAvailable beyond it, before
+        the tables are allocated)."""
         self.vocab, self.prefix, self.min_len, self.max_len = vocab, prefix, min_len, max_len
         S, V = chain.probs.shape
         self.p0 = len(prefix)
@@ -578,6 +600,10 @@ class ExactSampler:
         if (room + 2) * (N + 1) > MAX_EXACT_TABLE:
             raise NotAvailable(f"{N:,} states × {room + 1} lengths is more than {MAX_EXACT_TABLE:,} "
                             "(namesmith.generate.MAX_EXACT_TABLE)")
+        needed = exact_table_bytes(N, V, room, S)
+        if max_bytes is not None and needed > max_bytes:
+            raise NotAvailable(f"its tables would take about {needed / 1e6:,.0f} MB to build, more than the "
+                               f"{max_bytes / 1e6:,.0f} MB one build may take (table_bytes)")
         q_of, s_of = codes // S, codes % S
         nq, ns = automaton.delta[q_of], chain.next_state[s_of]  # (N, V)
         targets = (nq * S + ns).clamp_min(0)
@@ -594,9 +620,13 @@ class ExactSampler:
         self.end_weights = None if chain.end_log_weights is None else chain.end_log_weights[:, s_of]
         self.generator = torch.Generator().manual_seed(seed)
         self.shared: dict[str, Any] = {}  # derived tables, shared with the copies (see `with_sentinel`)
-        self._backward(log_probs, end, room, deadline)
+        self._backward(log_probs, end, room, deadline, clock)
+        kept = [self.step, self.log_probs, self.end, self.beta, self.log_scale, *([self.cdf] if self.cdf is not None
+                                                                                else [])]
+        self.nbytes = sum(t.nbytes for t in kept) + self.step.nbytes  # and room for `with_sentinel`'s copy
 
-    def _backward(self, log_probs: torch.Tensor, end: torch.Tensor, room: int, deadline: float | None) -> None:
+    def _backward(self, log_probs: torch.Tensor, end: torch.Tensor, room: int, deadline: float | None,
+                  clock: Callable[[], float] = time.perf_counter) -> None:
         """β̃ (room + 2, N + 1) float32: row t holds log β at length |prefix| + t, shifted so its
         largest entry is 0 (the shift in `log_scale`); the last row and column are the -inf sentinels."""
         N = len(end)
@@ -606,7 +636,7 @@ class ExactSampler:
         self.cdf = torch.empty(room + 1, *log_probs.shape) if tabulate else None
         beta_next = torch.full((N + 1,), -math.inf, dtype=torch.float64)
         for t in range(room, -1, -1):
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and clock() > deadline:
                 raise _OutOfTime
             w = _log_weights(log_probs, self.end_at(t) - self.log_scale[t + 1], self.step, beta_next,
                              self.p0 + t >= self.min_len)  # relative to β_{ℓ+1}'s scale
@@ -677,6 +707,97 @@ class ExactSampler:
         return finish_batch(tokens, lengths, self.vocab, self.prefix)
 
 
+class TableBudget:
+    """What exact tables may take in one process: how many builds run at once (`builders`), how much memory
+    one build may take (`table_bytes`, estimated by `exact_table_bytes` before anything is allocated), how
+    long a background build may run (`build_seconds`; one its caller waits for ends with the caller's
+    time budget, so a seed gives the same names on a slow machine), and how many bytes of built tables
+    are kept (`cache_bytes`, least recently used first out, across every `ExactCache` that shares the
+    budget: a server's models, their conditions and guides alike, since they share its memory).
+    Unbounded, a server's background builds, one per new set of constraints, once took 117 threads and
+    22.4 GB in 175 s (issue 31).
+
+    A build that would pass `table_bytes` or `build_seconds` is "not available", and the constraints are
+    sampled otherwise (rejection, or guided); while every builder is busy, a new request does the same
+    without queueing a build. `clock` times the builds (tests pass their own).
+    """
+
+    def __init__(self, builders: int = TABLE_BUILDERS, table_bytes: int = TABLE_BYTES,
+                 cache_bytes: int = TABLE_CACHE_BYTES, build_seconds: float = TABLE_BUILD_SECONDS,
+                 clock: Callable[[], float] = time.perf_counter):
+        self._changed = threading.Condition()  # guards everything below; notified when a builder is freed
+        self._building = 0
+        self._held: dict[tuple[int, tuple], tuple[ExactCache, int]] = {}  # (cache, key) -> bytes, oldest use first
+        self.held_bytes = 0
+        self.clock = clock
+        self.builders, self.table_bytes, self.cache_bytes, self.build_seconds = 1, 1, 1, 1.0
+        self.configure(builders=builders, table_bytes=table_bytes, cache_bytes=cache_bytes,
+                       build_seconds=build_seconds)
+
+    def configure(self, **limits: float) -> None:
+        """Change some limits (`builders`, `table_bytes`, `cache_bytes`, `build_seconds`), as a server does at
+        start; builds already running finish, and tables over the new `cache_bytes` leave at once."""
+        for name, value in limits.items():
+            _check(name in ("builders", "table_bytes", "cache_bytes", "build_seconds"), name, "is not a table limit")
+            _check(_is_number(value) and value > 0 and (name == "build_seconds" or _is_int(value)), name,
+                   f"must be a positive {'number' if name == 'build_seconds' else 'integer'}, got {value!r}")
+        with self._changed:
+            for name, value in limits.items():
+                setattr(self, name, value)
+            _check(self.cache_bytes >= self.table_bytes, "cache_bytes",
+                   f"({self.cache_bytes:,}) must be at least table_bytes ({self.table_bytes:,}): a built table must "
+                   "fit")
+            self._changed.notify_all()
+        self._evict()
+
+    def start_build(self, timeout: float | None) -> bool:
+        """Take a builder's place, waiting up to `timeout` seconds for one (0: no wait; None: as long as it
+        takes); False if none came. `end_build` gives it back."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._building < self.builders, timeout):
+                return False
+            self._building += 1
+            return True
+
+    def end_build(self) -> None:
+        with self._changed:
+            self._building -= 1
+            self._changed.notify()
+
+    def kept(self, cache: ExactCache, key: tuple, nbytes: int) -> None:
+        """`cache` keeps the entry `key` of `nbytes`: count it, and drop the least recently used over `cache_bytes`."""
+        with self._changed:
+            old = self._held.pop((id(cache), key), None)
+            self.held_bytes += nbytes - (old[1] if old else 0)
+            self._held[(id(cache), key)] = (cache, nbytes)
+        self._evict()
+
+    def used(self, cache: ExactCache, key: tuple) -> None:
+        with self._changed:
+            held = self._held.pop((id(cache), key), None)
+            if held is not None:
+                self._held[(id(cache), key)] = held  # most recently used last
+
+    def dropped(self, cache: ExactCache, key: tuple) -> None:
+        with self._changed:
+            held = self._held.pop((id(cache), key), None)
+            self.held_bytes -= held[1] if held else 0
+
+    def _evict(self) -> None:
+        leaving = []
+        with self._changed:
+            while self.held_bytes > self.cache_bytes and self._held:
+                (_, key), (cache, nbytes) = next(iter(self._held.items()))
+                del self._held[(id(cache), key)]
+                self.held_bytes -= nbytes
+                leaving.append((cache, key))
+        for cache, key in leaving:  # outside this lock: a cache's lock is never taken while holding it
+            cache.discard(key)
+
+
+TABLES = TableBudget()  # the process's budget, shared by every cache unless given another (`NameModel.limit_tables`)
+
+
 class ExactCache:
     """The exact samplers' tables of one trained model, reused across requests (a server's, say).
 
@@ -684,20 +805,23 @@ class ExactCache:
     n-gram and `ends_with="ette"`); they depend on the constraints, the decoding options and the
     length limit, not on the seed or the number of names. Each use gets a shallow copy with its own
     random generator, so concurrent requests share only read-only tables. The `size` most recently
-    used entries are kept; a model's answer "not exact here" is kept too. Only for models that no
-    longer change (a cache outliving training would serve stale tables).
+    used entries are kept, and the process's tables within `budget` (`TableBudget`: builders, bytes,
+    seconds); a model's answer "not exact here" is kept too. Only for models that no longer change
+    (a cache outliving training would serve stale tables).
 
     With `background` (a long-running server), tables are built once per key in a daemon thread,
-    whoever asks first: a request waits for them until its deadline and then samples otherwise,
-    while the build goes on for the requests that come after; requests asking for tables being
-    built wait for that build instead of starting their own (a burst of cold requests would
-    otherwise build the same tables once each, every build starved of the CPU by the others, each
-    given up at its deadline). Without it the asking thread builds them itself, within its deadline
-    (a short-lived process would only be slowed by a build it does not wait for).
+    whoever asks first (while the budget has a free builder): a request waits for them until its
+    deadline and then samples otherwise, while the build goes on for the requests that come after;
+    requests asking for tables being built wait for that build instead of starting their own (a
+    burst of cold requests would otherwise build the same tables once each, every build starved of
+    the CPU by the others, each given up at its deadline). Without it the asking thread builds them
+    itself, within its deadline (a short-lived process would only be slowed by a build it does not
+    wait for).
     """
 
-    def __init__(self, size: int = 8, background: bool = False):
+    def __init__(self, size: int = 8, background: bool = False, budget: TableBudget | None = None):
         self.size, self.background = size, background
+        self.budget = budget if budget is not None else TABLES
         self._entries: dict[tuple, ExactSampler | NotAvailable] = {}
         self._building: dict[tuple, threading.Event] = {}  # set when the key's build ends, built or not
         self._lock = threading.Lock()
@@ -712,21 +836,35 @@ class ExactCache:
             entry = self._entries.pop(key, None)
             if entry is not None:
                 self._entries[key] = entry  # most recently used last
-            return entry
+        if entry is not None:
+            self.budget.used(self, key)
+        return entry
 
     def put(self, key: tuple, entry: ExactSampler | NotAvailable) -> None:
+        leaving = []
         with self._lock:
             self._entries[key] = entry
             while len(self._entries) > self.size:
-                self._entries.pop(next(iter(self._entries)))
+                oldest = next(iter(self._entries))
+                del self._entries[oldest]
+                leaving.append(oldest)
+        for old in leaving:
+            self.budget.dropped(self, old)
+        self.budget.kept(self, key, entry.nbytes if isinstance(entry, ExactSampler) else 1024)
 
-    def build_and_wait(self, key: tuple, build: Callable[[], ExactSampler],
+    def discard(self, key: tuple) -> None:
+        """Forget the entry `key` (the budget's memory is needed for others)."""
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def build_and_wait(self, key: tuple, build: Callable[[float], ExactSampler],
                        deadline: float | None) -> ExactSampler | NotAvailable | None:
-        """The key's entry, built in a daemon thread (once per key, however many wait for it); None
-        if it is not ready by `deadline` (the build goes on) or the build failed."""
+        """The key's entry, built in a daemon thread by `build(deadline on the budget's clock)` (once per key,
+        however many wait for it); None if it is not ready by `deadline` (the build goes on), if every
+        builder of the budget is busy (no build is started), or if the build failed."""
         with self._lock:
             done = self._building.get(key)
-            if done is None and key not in self._entries:
+            if done is None and key not in self._entries and self.budget.start_build(timeout=0):
                 done = self._building[key] = threading.Event()
                 threading.Thread(target=self._build, args=(key, build, done), name="namesmith-exact-tables",
                                  daemon=True).start()
@@ -734,34 +872,51 @@ class ExactCache:
             done.wait(None if deadline is None else max(0.0, deadline - time.perf_counter()))
         return self.get(key)
 
-    def _build(self, key: tuple, build: Callable[[], ExactSampler], done: threading.Event) -> None:
+    def _build(self, key: tuple, build: Callable[[float], ExactSampler], done: threading.Event) -> None:
         try:
-            self.put(key, build())
+            self.put(key, build(self.budget.clock() + self.budget.build_seconds))
         except NotAvailable as why:
             self.put(key, why)
+        except _OutOfTime:
+            self.put(key, _too_slow(self.budget))
         except Exception:  # noqa: BLE001 - a failed background build only means no cached tables
             pass
         finally:
+            self.budget.end_build()
             with self._lock:
                 self._building.pop(key, None)
             done.set()
 
 
+def _too_slow(budget: TableBudget) -> NotAvailable:
+    return NotAvailable(f"its tables take more than {budget.build_seconds:g} s to build (build_seconds)")
+
+
 def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
                   deadline: float | None = None, cache: ExactCache | None = None) -> ExactSampler:
     """The exact sampler for this model and these constraints, from `cache` when it holds them (or,
-    for a background cache, once its build ends, if that is before `deadline`)."""
+    for a background cache, once its build ends, if that is before `deadline`). Builds keep within
+    the cache's `TableBudget` (the process's without a cache)."""
     key = ExactCache.key(config, max_len)
+    budget = cache.budget if cache is not None else TABLES
     entry = cache.get(key) if cache is not None else None
     if entry is None and cache is not None and cache.background:
-        entry = cache.build_and_wait(key, lambda: _build_exact_sampler(model, vocab, config, max_len, seed), deadline)
+        entry = cache.build_and_wait(
+            key, lambda until: _build_exact_sampler(model, vocab, config, max_len, seed, until, budget), deadline)
         if entry is None:
             raise _OutOfTime
     if entry is None:
+        if not budget.start_build(None if deadline is None else max(0.0, deadline - time.perf_counter())):
+            raise _OutOfTime  # every builder stayed busy until the deadline
+        # the caller waits for this build, so its own deadline bounds it (`build_seconds` bounds the builds
+        # that outlive their request); `_OutOfTime` passes up, and a later request may build them
+        until = None if deadline is None else budget.clock() + deadline - time.perf_counter()  # on the budget's clock
         try:
-            entry = _build_exact_sampler(model, vocab, config, max_len, seed, deadline)
+            entry = _build_exact_sampler(model, vocab, config, max_len, seed, until, budget)
         except NotAvailable as why:
             entry = why
+        finally:
+            budget.end_build()
         if cache is not None:
             cache.put(key, entry)
     elif isinstance(entry, ExactSampler):
@@ -775,9 +930,10 @@ def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_le
 
 
 def _build_exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
-                         deadline: float | None = None) -> ExactSampler:
+                         deadline: float | None = None, budget: TableBudget | None = None) -> ExactSampler:
     """The exact sampler for this model and these constraints (`NotAvailable` says why there is none;
-    `_OutOfTime` if the deadline passes while its tables are built)."""
+    `_OutOfTime` if `deadline`, on the budget's clock, passes while its tables are built)."""
+    budget = budget if budget is not None else TABLES
     chain = markov_chain(model, vocab.size, config)
     if chain is None:
         raise NotAvailable(f"a {model.model_type} model is not a finite Markov chain with at most "
@@ -786,7 +942,7 @@ def _build_exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig,
     if automaton is None:
         raise NotAvailable(f"the constraints need more than {MAX_AUTOMATON_STATES:,} automaton states")
     return ExactSampler(chain, automaton, vocab, config.starts_with, max(config.min_len or 0, 1), max_len, seed,
-                        deadline)
+                        deadline, max_bytes=budget.table_bytes, clock=budget.clock)
 
 
 # --- the search loop ----------------------------------------------------------------------------

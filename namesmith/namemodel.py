@@ -33,6 +33,7 @@ from namesmith.errors import ConfigError, DataError, NamesmithError
 from namesmith.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
 from namesmith.generate import (
     IGNORE_CASE,
+    TABLES,
     ExactCache,
     GenerateConfig,
     Generation,
@@ -250,6 +251,13 @@ class NameModel:
                                          self.casing, {} if order is None else {"order": order}, seed=seed, out=out,
                                          where=where or None, pull=pull)
         return type(self)._from(checkpoint, corpus=corpus, directory=out)
+
+    @staticmethod
+    def limit_tables(**limits: float) -> None:
+        """Bound the exact samplers' tables of every model in this process (namesmith.generate.TableBudget):
+        `builders` (builds at once), `table_bytes` (one build's estimated peak), `cache_bytes` (built tables
+        kept) and `build_seconds`; a server sets them from its limits at start."""
+        TABLES.configure(**limits)
 
     @classmethod
     def load(cls, directory: str | Path, *, device: str = "cpu", data: str | None = None) -> NameModel:

@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from namesmith.serve.limits import Slots
 
 
@@ -66,3 +68,23 @@ def test_a_freed_slot_goes_to_the_client_holding_fewest():
     for thread in threads:
         thread.join(10)
     assert order == ["other", "flood", "flood"]
+
+
+def test_the_server_passes_its_table_limits_to_the_library(tmp_path):
+    # issue 31: each new constraint set left a build thread with no bound; the server's limits now bound them
+    pytest.importorskip("fastapi")
+    from serve_support import train_bigram
+
+    from namesmith.generate import TABLES
+    from namesmith.serve import ModelRegistry, create_app
+    from namesmith.serve.limits import Limits
+
+    registry = ModelRegistry.from_directories([train_bigram(tmp_path)])
+    before = {name: getattr(TABLES, name) for name in ("builders", "table_bytes", "cache_bytes", "build_seconds")}
+    try:
+        create_app(registry, limits=Limits(table_builders=1, table_bytes=1 << 20, table_cache_bytes=3 << 20,
+                                           table_build_seconds=5.0))
+        assert (TABLES.builders, TABLES.table_bytes, TABLES.cache_bytes, TABLES.build_seconds) == \
+            (1, 1 << 20, 3 << 20, 5.0)
+    finally:
+        TABLES.configure(**before)

@@ -155,6 +155,8 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     # adaptations hold a slot for seconds: they never take the last one, which keeps generate and score moving
     adapted = AdaptedModels(slots, limits.max_adapted_bytes, max_jobs=max(1, limits.max_concurrent - 1),
                             max_pending=4 * limits.max_concurrent)
+    NameModel.limit_tables(builders=limits.table_builders, table_bytes=limits.table_bytes,
+                           cache_bytes=limits.table_cache_bytes, build_seconds=limits.table_build_seconds)
     registry.start()
 
     @asynccontextmanager
