@@ -300,7 +300,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         except StillAdapting:
             return {"model": model_id, **service.adapting(options["n"], len(key[1]), budget, options["seed"])}
         left = deadline - time.monotonic()
-        if left < 0.05 * budget:  # adapted just in time: the next request finds it
+        if left < 0.25 * budget:  # adapted just in time, too late to search: the next request finds it ready
             return {"model": model_id, **service.adapting(options["n"], len(key[1]), budget, options["seed"])}
         options["time_budget"] = left
         return {"model": model_id, **in_slot(service.generate, tuned, options, limits, labels, timeout=left)}
