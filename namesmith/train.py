@@ -51,16 +51,18 @@ from namesmith.distill import teacher_record
 from namesmith.distributed import World, active, launched
 from namesmith.distributed import setup as setup_distributed
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
-from namesmith.evaluate import count_metrics, evaluate_labelled, evaluate_splits, ngram_count_metrics
+from namesmith.evaluate import count_metrics, evaluate_labelled, evaluate_splits, mean_nll, ngram_count_metrics
 from namesmith.generate import length_limit
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.labelled import LabelledCorpus, labelled_corpus
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
-from namesmith.models.conditional_counts import ConditionalCounts, ConditionalCountsConfig
+from namesmith.models.conditional_counts import DENSE_CELLS, ConditionalCounts, ConditionalCountsConfig
 from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, ConditionalNetwork
-from namesmith.models.ngram import NGramConfig, check_order, default_order
+from namesmith.models.ngram import NGram, NGramConfig, NGramCounts, check_order, default_order, held_out_every
 from namesmith.models.ngram_mix import mix_with_ngram
+from namesmith.models.sparse_ngram import SparseNGram
+from namesmith.models.weighted_kn import WeightedCounts, context_count, orders, sparse_table
 from namesmith.sources import is_catalogue, is_table_file, read_labelled_source, read_source, source_fingerprint
 from namesmith.tables import WEIGHTINGS
 from namesmith.trainer import DistributedTrainer, Trainer
@@ -354,6 +356,51 @@ def _stream_bigram(model_type: str, data: DataConfig, model_config: dict[str, An
     return model, counts, steps, count_metrics(model, counts)
 
 
+def fit_ngram_counts(model: NGram, train: NGramCounts, held_out: NGramCounts | None) -> CharModel:
+    """`model` fitted from counts; or, where its (contexts, V) table would pass DENSE_CELLS (a long list of
+    distinct names: 7M random ones have 10M contexts, a 1 GB table), the same interpolated Kneser-Ney
+    model held sparsely: a `SparseNGram` of one back-off table (namesmith.models.sparse_ngram), which
+    samples and scores alike but is no finite chain for exact constraints."""
+    weighted = WeightedCounts(train.order, train.vocab_size, train.keys, train.counts.double(), train.n_words)
+    by_order = orders(weighted)
+    contexts = context_count(weighted, by_order[0])
+    if contexts * model.vocab_size <= DENSE_CELLS:
+        del weighted, by_order
+        model.fit_counts(train, held_out)
+        return model
+    discounts = model.fitted_discounts(train, held_out)
+    log.info(f"the n-gram has {contexts:,} contexts × {model.vocab_size:,} tokens: held sparsely (its dense table "
+             f"would take {contexts * model.vocab_size * 4 / 1e9:,.1f} GB)")
+    table = sparse_table(weighted, discounts, by_order)
+    return SparseNGram.from_tables(model.vocab_size, model.config.order, [], [table]).eval()
+
+
+def _fit_ngram(model: NGram, corpus: Corpus, config: TrainConfig, callback: TrainCallback | None
+               ) -> tuple[CharModel, TrainHistory]:
+    """A plain n-gram on words in memory: `fit_model`, unless its dense table would be too large
+    (`fit_ngram_counts`: then the model returned is sparse)."""
+    start = time.perf_counter()
+    with one_thread():
+        x, y = corpus.tensors("train")
+        counts = model.count(x, y)
+        B = model.base
+        contexts = sum(len(torch.unique(counts.keys % B**k // B)) for k in range(1, model.config.order + 1))
+        if contexts * model.vocab_size <= DENSE_CELLS:
+            return model, fit_model(model, corpus, config, callback)
+        every = held_out_every(len(x))
+        held_out = model.count(x[::every], y[::every]) if model.config.discount == "tuned" else None
+        fitted = fit_ngram_counts(model, counts, held_out)
+        history = TrainHistory(steps=1)
+        history.seconds = time.perf_counter() - start
+        metrics = {}
+        if corpus.words("val"):
+            metrics["val_loss"] = mean_nll(fitted, *corpus.tensors("val"))
+            history.val_loss.append((1, history.seconds, metrics["val_loss"]))
+    if callback:
+        callback(1, 1, metrics)
+    return fitted, history
+
+
 def _stream_ngram(model_type: str, data: DataConfig, model_config: dict[str, Any] | None, config: TrainConfig,
                   callback: TrainCallback | None, workers: int) -> tuple[CharModel, Any, int, dict[str, Any]]:
     """The n-gram learns a streamed list from its n-gram counts, counted in shards (and processes, ranks)."""
@@ -361,7 +408,7 @@ def _stream_ngram(model_type: str, data: DataConfig, model_config: dict[str, Any
     order = NGramConfig(**model_config).order if "order" in model_config else None  # None: fit the vocabulary
     counts = count_ngrams_file(data, order, workers=workers)
     model = build_model(model_type, counts.vocab.size, {**model_config, "order": counts.order})
-    model.fit_counts(counts.train, counts.held_out)
+    model = fit_ngram_counts(model, counts.train, counts.held_out)
     if callback:
         callback(1, 1, {})
     return model, counts, 1, ngram_count_metrics(model, counts)
@@ -560,8 +607,11 @@ def train(
             save_checkpoint(out, model, corpus.vocab, {**meta, "complete": False}, train_state=state)
 
     log.info(f"training {model_type} on {len(corpus.split.train)} words, device {device}")
-    history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint,
-                        world=world, teacher=teacher_model)
+    if type(model) is NGram and resume_state is None:
+        model, history = _fit_ngram(model, corpus, config, callback)
+    else:
+        history = fit_model(model, corpus, config, callback, resume=resume_state, on_checkpoint=on_checkpoint,
+                            world=world, teacher=teacher_model)
     model = unwrap(model).eval()
     complete = history.stop_reason != "interrupted"
     if complete and config.ngram_mix and model.neural:

@@ -112,3 +112,41 @@ def labelled_corpus_of(path: Path):
     from namesmith.train import read_corpus
 
     return read_corpus(DataConfig(path=str(path)))[0]
+
+
+def test_a_plain_list_too_large_for_dense_tables_trains_sparse_and_equals_the_dense(one_thread, tmp_path,
+                                                                                     monkeypatch):
+    from namesmith.models.ngram import NGram
+
+    words = tmp_path / "names.txt"
+    words.write_text("\n".join(name for name, _, _ in many_script_rows(120)) + "\n", encoding="utf-8")
+    dense_cells = []
+    build = NGram._distributions
+
+    def counted(self, keys_by_order, counts_by_order, discounts):
+        dense_cells.append(sum(len(torch.unique(k // self.base)) for k in keys_by_order) * self.vocab_size)
+        return build(self, keys_by_order, counts_by_order, discounts)
+
+    monkeypatch.setattr(NGram, "_distributions", counted)
+    sparse = NameModel.train(words, "ngram", prior="none", out=tmp_path / "sparse")
+    assert sparse.vocab.size > 1000 and sparse.model_type == "sparse-ngram"
+    assert max(dense_cells, default=0) <= DENSE_LIMIT
+    assert len(NameModel.load(tmp_path / "sparse").generate(5, seed=2).names) == 5
+    monkeypatch.setattr("namesmith.train.DENSE_CELLS", 1 << 40)  # the same list, held densely: the same model
+    dense = NameModel.train(words, "ngram", prior="none")
+    assert dense.model_type == "ngram"
+    for part in ("val", "test"):
+        assert sparse.metrics[part]["nll"] == pytest.approx(dense.metrics[part]["nll"], abs=1e-4)
+
+
+def test_a_streamed_list_too_large_for_dense_tables_is_counted_into_a_sparse_model(one_thread, tmp_path, monkeypatch):
+    words = tmp_path / "names.txt"
+    rng = random.Random(5)
+    words.write_text("\n".join("".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 8)))
+                               for _ in range(3000)) + "\n")
+    dense = NameModel.train(words, "ngram", stream=True, prior="none")
+    monkeypatch.setattr("namesmith.train.DENSE_CELLS", 1000)
+    sparse = NameModel.train(words, "ngram", stream=True, prior="none")
+    assert (dense.model_type, sparse.model_type) == ("ngram", "sparse-ngram")
+    for part in ("train", "val", "test"):
+        assert sparse.metrics[part]["nll"] == pytest.approx(dense.metrics[part]["nll"], abs=1e-5)

@@ -372,14 +372,18 @@ class NGram(CharModel):
         if not len(train.keys):
             raise DataError("no training words to fit the n-gram on (the training part of the split is empty)")
         keys_by_order, counts_by_order = self._orders(train)
-        if self.config.discount == "tuned" and held_out is not None and train.n_words >= MIN_TUNING_WORDS:
-            discounts = self._tuned_discounts(train.without(held_out), held_out)
-        else:
-            discounts = self._estimated_discounts(counts_by_order)
+        discounts = self.fitted_discounts(train, held_out, counts_by_order)
         keys, logprobs = self._distributions(keys_by_order, counts_by_order, discounts)
         self.context_keys = keys.to(self.device)
         self.next_token_logprobs = logprobs.to(self.device)
         self.discounts = discounts.to(self.device, torch.float32)
+
+    def fitted_discounts(self, train: NGramCounts, held_out: NGramCounts | None = None,
+                         counts_by_order: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """(N, 3) the discounts `fit_counts` uses: tuned on `held_out` under a model of the rest, or the formulas'."""
+        if self.config.discount == "tuned" and held_out is not None and train.n_words >= MIN_TUNING_WORDS:
+            return self._tuned_discounts(train.without(held_out), held_out)
+        return self._estimated_discounts(counts_by_order if counts_by_order is not None else self._orders(train)[1])
 
     @torch.no_grad()
     def nll_counts(self, counts: NGramCounts) -> float:

@@ -46,7 +46,7 @@ exact constraints (namesmith.generate) apply where the chain is small enough.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -327,6 +327,23 @@ class SparseNGram(CharModel):
                 uniform = torch.full_like(rows, 1.0 / self.vocab_size)
                 rows.add_(table.add_rows(uniform, keys, last), alpha=weight)
         return rows
+
+    @torch.no_grad()
+    def nll_counts(self, counts: Any) -> float:
+        """Mean negative log-likelihood per token of the words some `NGramCounts` counted (as the dense
+        n-gram's `nll_counts`): each distinct n-gram scored once, weighted by its count."""
+        if not len(counts.keys):
+            return float("nan")
+        B, K = self.base, self.context_size
+        place = B ** torch.arange(K - 1, -1, -1)  # oldest context token first
+        total = torch.zeros((), dtype=torch.float64)
+        chunk = max(1, ROWS_CHUNK * 64 // self.vocab_size)
+        for i in range(0, len(counts.keys), chunk):
+            keys = counts.keys[i : i + chunk].to(self.device)
+            contexts = (keys[:, None] // B // place) % B - 1  # (M, K) tokens: the digits of the key
+            probs = self.next_token_probs(contexts).gather(1, (keys % B - 1).unsqueeze(1)).squeeze(1)
+            total -= (probs.double().log().cpu() * counts.counts[i : i + chunk]).sum()
+        return (total / counts.counts.sum()).item()
 
     # --- the model as a finite Markov chain (exact constraints: namesmith.generate) ---------------
     def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:

@@ -149,11 +149,12 @@ def distributions(keys_by_order: list[torch.Tensor], counts_by_order: list[torch
     return torch.cat(all_keys), torch.cat(all_logprobs)
 
 
-def sparse_table(counts: WeightedCounts, discounts: torch.Tensor) -> BackoffTable:
+def sparse_table(counts: WeightedCounts, discounts: torch.Tensor,
+                 by_order: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> BackoffTable:
     """The model `fit_tables` builds, in sparse form (namesmith.models.sparse_ngram): per context its γ and
     the α of each token seen after it, (contexts + n-grams) numbers instead of contexts × V. What a
     vocabulary of many scripts needs: 150,000 contexts × 1,000 characters would be 600 MB a table."""
-    keys_by_order, counts_by_order = orders(counts)
+    keys_by_order, counts_by_order = by_order or orders(counts)
     B = counts.vocab_size + 1
     contexts, backoffs, alphas = [], [], []
     for k, (keys, order_counts) in enumerate(zip(keys_by_order, counts_by_order)):
@@ -166,10 +167,10 @@ def sparse_table(counts: WeightedCounts, discounts: torch.Tensor) -> BackoffTabl
                                    torch.cat(alphas), B)
 
 
-def context_count(counts: WeightedCounts) -> int:
+def context_count(counts: WeightedCounts, keys_by_order: list[torch.Tensor] | None = None) -> int:
     """How many contexts (of every order) a model of these counts stores: the rows of its dense table."""
     B = counts.vocab_size + 1
-    return sum(len(torch.unique(keys // B)) for keys in orders(counts)[0])
+    return sum(len(torch.unique(keys // B)) for keys in (keys_by_order or orders(counts)[0]))
 
 
 def fit_tables(model: NGram, counts: WeightedCounts, discounts: torch.Tensor) -> NGram:
