@@ -46,6 +46,9 @@ FORMAT = "namesmith-model"
 FORMAT_VERSION = 2  # 2: the n-gram mix is its own model type, "ngram-mix" (format 1 is read too)
 META_FILE = "namesmith.json"
 LOCK_FILE = ".namesmith.lock"  # held by the run writing the directory (see `one_writer`)
+RECORD_KEY = "namesmith_model"  # in a weights file's header: the type, config and vocabulary it was saved with
+MAX_JSON_DEPTH = 64  # nesting of namesmith.json and of a weights file's header, at most
+MAX_HEADER_BYTES = 100 << 20  # a safetensors header (JSON of names, shapes and offsets), at most
 MAX_META_BYTES = 64 << 20
 
 
@@ -59,10 +62,13 @@ class Checkpoint:
     train_state: dict[str, Any] | None = None  # {"tensors", "meta"} when resumable
 
 
-def _write_tensors(directory: Path, stem: str, tensors: dict[str, torch.Tensor]) -> tuple[str, str]:
-    """Save tensors under a content-addressed name; returns (file name, sha256)."""
+def _write_tensors(directory: Path, stem: str, tensors: dict[str, torch.Tensor],
+                   record: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Save tensors under a content-addressed name, with the model `record` they belong to in the file's
+    header (see `_check_header`); returns (file name, sha256)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    return write_content_addressed(directory, stem, lambda tmp: save_file(tensors, tmp))
+    metadata = None if record is None else {RECORD_KEY: json.dumps(record, sort_keys=True)}
+    return write_content_addressed(directory, stem, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def check_writable(directory: str | Path) -> Path:
@@ -154,7 +160,7 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         existed = {p.name for p in directory.glob("*.safetensors")}
-        weights_file, weights_sha = _write_tensors(directory, "weights", weights)
+        weights_file, weights_sha = _write_tensors(directory, "weights", weights, model_record(model, vocab))
         written += [weights_file] if weights_file not in existed else []
         record = {
             "format": FORMAT,
@@ -189,7 +195,8 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
     return directory
 
 
-def _load_tensors(directory: Path, entry: Any, what: str) -> dict[str, torch.Tensor]:
+def _load_tensors(directory: Path, entry: Any, what: str,
+                  meta: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
         raise CheckpointError(f"{directory / META_FILE}: the {what} entry is malformed")
     path = directory / entry["file"]
@@ -197,6 +204,8 @@ def _load_tensors(directory: Path, entry: Any, what: str) -> dict[str, torch.Ten
         raise CheckpointError(f"{directory}: {what} file {entry['file']!r} is missing")
     if sha256_file(path) != entry["sha256"]:
         raise CheckpointError(f"{path}: does not match its recorded sha256 (truncated or corrupted)")
+    if meta is not None:
+        _check_header(path, meta)
     try:
         tensors = load_file(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -221,10 +230,7 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory}: not a namesmith model directory ({META_FILE} is missing)")
     if path.stat().st_size > MAX_META_BYTES:
         raise CheckpointError(f"{path}: too large to be a namesmith model description")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    meta = _parse_json(path, path.read_bytes())
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a namesmith model description")
     version = meta.get("format_version")
@@ -249,6 +255,51 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
         if key in meta and not isinstance(meta[key], dict):
             raise CheckpointError(f"{path}: the {key} record is malformed")
     return meta
+
+
+def _parse_json(path: Path, data: bytes) -> Any:
+    """JSON nested at most MAX_JSON_DEPTH deep (the parser recurses: 100,000 levels was a RecursionError)."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        value = None
+    stack, deepest = [(value, 1)], 0
+    while stack and deepest <= MAX_JSON_DEPTH:  # without recursion, as the code that reads it may recurse
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    if value is None and data.strip() != b"null" or deepest > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path}: JSON nested more than {MAX_JSON_DEPTH} levels deep; not a namesmith file")
+    return value
+
+
+def _check_header(path: Path, meta: dict[str, Any]) -> None:
+    """Compare the model record in a weights file's header with namesmith.json's, before any tensor is read or
+    any model built: the one check, for every model type, that the declared vocabulary and config are those
+    the tensors were saved with. An edited vocabulary (one more character: a count model decoded its keys in
+    another base and printed garbage; 60,000 more: 28.8 GB allocated) or config (a Transformer's n_layer set to
+    10^5: 292 s in the size check) is refused at once. Files saved before the record existed are checked by
+    their shapes alone (`_check_size`, `load_weights`)."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
+                raise CheckpointError(f"{path}: unreadable safetensors file (header of {size:,} bytes)")
+            header = _parse_json(path, f.read(size))
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+    stored = header.get("__metadata__", {}).get(RECORD_KEY) if isinstance(header, dict) else None
+    if not isinstance(stored, str):
+        return
+    saved = _parse_json(path, stored.encode())
+    declared = {key: meta.get(key) for key in ("model_type", "model_config", "vocab")}
+    for key, what in (("model_type", "model type"), ("vocab", "vocabulary"), ("model_config", "model config")):
+        if not isinstance(saved, dict) or saved.get(key) != declared[key]:
+            raise CheckpointError(f"{path.parent / META_FILE}: its {what} is not the one the weights were saved "
+                                  f"with ({path.name}); the file was edited or belongs to another model")
 
 
 def _upgrade_format_1(meta: dict[str, Any]) -> None:
@@ -312,7 +363,7 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu", *
     except NamesmithError as e:
         raise CheckpointError(f"{directory / META_FILE}: {e}") from None
     cls = model_class(meta["model_type"])
-    tensors = _load_tensors(directory, meta.get("weights"), "weights")
+    tensors = _load_tensors(directory, meta.get("weights"), "weights", meta)
     try:
         _check_size(cls, vocab.size, meta["model_config"], tensors)
         model = cls.from_config_dict(vocab.size, meta["model_config"])

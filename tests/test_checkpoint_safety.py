@@ -363,6 +363,43 @@ def test_a_second_run_into_the_same_directory_is_refused_while_the_first_runs(tm
     NameModel.train(model="bigram-counts", words=NAMES, out=out, overwrite=True)  # once it ended, the next may
 
 
+def test_an_edited_vocabulary_of_a_count_model_is_refused_before_loading(tmp_path, capsys):
+    # issue 31: one character added to a count model's vocabulary loaded and printed garbage; 60,000 more
+    # characters made it allocate 28.8 GB
+    out = tmp_path / "ngram"
+    NameModel.train(model="ngram", words=NAMES, out=out, order=3, prior="none")
+    meta = meta_of(out)
+    meta["vocab"] = sorted(meta["vocab"] + ["q"])
+    write_meta(out, meta)
+    with pytest.raises(CheckpointError, match=r"its vocabulary is not the one the weights were saved with"):
+        load_checkpoint(out)
+    rc = cli.main(["sample", "-m", str(out), "-n", "3"])
+    err = capsys.readouterr().err.strip()
+    assert rc == cli.EXIT_ERROR and "\n" not in err and "vocabulary is not the one" in err
+
+
+def test_an_edited_model_config_is_refused_before_the_model_is_built(model_dir, monkeypatch):
+    # issue 31: a Transformer's n_layer set to 10^5 made the size check build 10^5 layers (292 s, 4.4 GB)
+    meta = meta_of(model_dir)
+    meta["model_config"]["init_seed"] = 12345
+    write_meta(model_dir, meta)
+    built = []
+    monkeypatch.setattr(ckpt_mod, "_check_size", lambda *args: built.append(args))
+    with pytest.raises(CheckpointError, match=r"its model config is not the one the weights were saved with"):
+        load_checkpoint(model_dir)
+    assert built == []  # refused from the weights file's header, before anything was built
+
+
+def test_deeply_nested_json_is_one_checkpoint_error(model_dir):
+    # issue 31: a namesmith.json nested 100,000 levels deep was a RecursionError traceback
+    (model_dir / META_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match="nested more than 64 levels deep"):
+        read_meta(model_dir)
+    (model_dir / META_FILE).write_text('{"format": "namesmith-model", "x": ' + "[" * 70 + "]" * 70 + "}")
+    with pytest.raises(CheckpointError, match="nested more than 64 levels deep"):
+        read_meta(model_dir)
+
+
 def test_unwritable_out_fails_before_training(tmp_path, capsys):
     (tmp_path / "w.txt").write_text("\n".join(NAMES))
     blocker = tmp_path / "file"
