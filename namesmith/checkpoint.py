@@ -299,7 +299,8 @@ def _check_header(path: Path, meta: dict[str, Any]) -> None:
     for key, what in (("model_type", "model type"), ("vocab", "vocabulary"), ("model_config", "model config")):
         if not isinstance(saved, dict) or saved.get(key) != declared[key]:
             raise CheckpointError(f"{path.parent / META_FILE}: its {what} is not the one the weights were saved "
-                                  f"with ({path.name}); the file was edited or belongs to another model")
+                                  f"with ({path.name}, a {saved.get('model_type') if isinstance(saved, dict) else '?'} "
+                                  "model); the file was edited or belongs to another model")
 
 
 def _upgrade_format_1(meta: dict[str, Any]) -> None:
