@@ -47,6 +47,7 @@ FORMAT_VERSION = 2  # 2: the n-gram mix is its own model type, "ngram-mix" (form
 META_FILE = "namesmith.json"
 LOCK_FILE = ".namesmith.lock"  # held by the run writing the directory (see `one_writer`)
 RECORD_KEY = "namesmith_model"  # in a weights file's header: the type, config and vocabulary it was saved with
+HEADER_KEYS = ("model_type", "model_config", "vocab")
 MAX_JSON_DEPTH = 64  # nesting of namesmith.json and of a weights file's header, at most
 MAX_HEADER_BYTES = 100 << 20  # a safetensors header (JSON of names, shapes and offsets), at most
 MAX_META_BYTES = 64 << 20
@@ -160,7 +161,9 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         existed = {p.name for p in directory.glob("*.safetensors")}
-        weights_file, weights_sha = _write_tensors(directory, "weights", weights, model_record(model, vocab))
+        record = model_record(model, vocab)  # what the tensors' shapes follow (not e.g. a calibration kept beside them)
+        weights_file, weights_sha = _write_tensors(directory, "weights", weights,
+                                                   {key: record[key] for key in HEADER_KEYS})
         written += [weights_file] if weights_file not in existed else []
         record = {
             "format": FORMAT,
