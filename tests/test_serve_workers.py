@@ -204,7 +204,10 @@ def test_a_dead_worker_is_replaced_while_the_other_serves(tmp_path):
         for thread in clients:
             thread.join(60)
         errors = [r for r in results if r != 200]
-        assert len(errors) <= 4 and results.count(200) > 10, (errors, len(results))  # at most one in flight each
+        # Each client loses at most its request in flight on the dead worker, and the one retry it may make in
+        # the instant before the parent closes the dead worker's socket (the kernel still queues a new
+        # connection there until then): at most two per client, never a stream of errors.
+        assert len(errors) <= 2 * len(clients) and results.count(200) > 10, (errors, len(results))
         # the new worker serves its socket: 24 fresh connections (spread over both sockets) are all answered
         conns = [socket.create_connection(("127.0.0.1", port), timeout=90) for _ in range(24)]
         for conn in conns:
