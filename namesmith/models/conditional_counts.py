@@ -450,7 +450,7 @@ class ConditionalCounts(CharModel):
         if node in self._kept:
             return self._kept[node]
         model = self.component(node)
-        size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        size = _model_bytes(model)
         if self._kept_bytes + size <= KEPT_BYTES:
             self._kept[node], self._kept_bytes = model, self._kept_bytes + size
         return model
