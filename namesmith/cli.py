@@ -101,6 +101,11 @@ GENERATE_HELP = {
     "method": "exact conditioning (models with a bounded context), guided (networks steered by an n-gram, "
               "importance weights corrected), rejection sampling, or auto",
     "prior_letters": "a model adapted to a list draws only the list's own letters; this allows the prior's too",
+    "popularity": "names this popular in the catalogue (their best-known sex and decade): rare (under 10 births per "
+                  "million), uncommon (10-100), common (100 or more), top:N, or a rank range A-B (e.g. 100-500); "
+                  "invented names pass none",
+    "not_in_catalogue": "never print a name of any built-in list (the catalogue's first names and surnames, the "
+                        "built-in list, nicknames), whatever the model learned",
 }
 MODEL_HELP = {
     "smoothing": "k of add-k smoothing (0: maximum likelihood)",
@@ -120,7 +125,7 @@ MODEL_HELP = {
 }
 SHORT_FLAGS = {"num": "-n", "models": "-m"}
 METAVARS = {"starts_with": "PREFIX", "ends_with": "SUFFIX", "contains": "TEXT", "excludes": "TEXT",
-            "regex": "PATTERN", "time_budget": "SECONDS", "condition": "LABEL"}
+            "regex": "PATTERN", "time_budget": "SECONDS", "condition": "LABEL", "popularity": "BAND"}
 WHERE_HELP = ("conditional models: names of these labels, LABEL=VALUE (repeatable: --where sex=F --where "
               "decade=1950s); LABEL=V1,V2 for names that fit both values (unisex: sex=F,M); labels left out are "
               "marginalised")
@@ -337,7 +342,10 @@ def build_parser(model_type: str = "ngram", command: str | None = None) -> argpa
                    help="with --where: names more typical of those labels, drawn from P(c | where)^(1+G) / "
                         "P(c)^G at every step (classifier-free guidance; 0, the model's own P(name | where), unless "
                         "given)")
-    s.add_argument("--json", action="store_true", help="print a JSON object (names and summary)")
+    s.add_argument("--details", action="store_true",
+                   help="beside each name: known or new, its popularity in the catalogue, its nicknames")
+    s.add_argument("--json", action="store_true", help="print a JSON object (names and summary; with --details, "
+                                                       "each name's facts too)")
 
     sc = sub.add_parser("score", help="how name-like are these names?",
                         description="Per name: total log-probability (end token included), mean negative "
@@ -738,12 +746,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     where = parse_where_args(args.where)
     if args.json:  # one JSON object: every name is held
         result = model.generate(n, where=where, guidance=args.guidance, **options)
-        _print_json(result.to_dict())
+        out = result.to_dict()
+        if args.details:
+            out["details"] = [{"name": f.name, **f.to_dict()} for f in model.facts(result.names)]
+        _print_json(out)
         stats, novelty = result.stats, result.novelty
     else:  # names stream out as they are found; memory stays bounded by a batch
         with model.iter_generate(n, where=where, guidance=args.guidance, **options) as stream:
             for names in stream:
-                sys.stdout.write("".join(name + "\n" for name in names))
+                lines = names if not args.details else [f"{f.name:<16} {f.line()}" for f in model.facts(names)]
+                sys.stdout.write("".join(line + "\n" for line in lines))
                 sys.stdout.flush()
             stats, novelty = stream.stats, stream.novelty
         if not args.quiet:

@@ -65,7 +65,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,7 @@ from namesmith.data import Split
 from namesmith.errors import ConfigError
 from namesmith.evaluate import eval_mode
 from namesmith.models.base import CharModel
+from namesmith.popularity import parse_popularity, popularity_index
 from namesmith.sample import Batch, batch_limit, draw_numpy, finish_batch, next_token_probs, plain_sampler, token_dtype
 from namesmith.vocab import BOUNDARY, Vocab
 
@@ -156,6 +157,9 @@ class GenerateConfig:
     time_budget: float | None = None  # seconds at most
     method: str = "auto"  # "exact" (fail if unavailable), "rejection", or "auto"
     prior_letters: bool = False  # a model adapted to a list: draw its prior's letters too (NameModel.generate)
+    # choosing a name (namesmith.popularity): filters of the search loop
+    popularity: str | None = None  # "rare", "uncommon", "common", "top:N" or ranks "A-B" of the catalogue
+    not_in_catalogue: bool = False  # never a name of any built-in list (namesmith.popularity.is_known)
 
     def __post_init__(self) -> None:
         for name in ("contains", "excludes"):
@@ -184,7 +188,7 @@ class GenerateConfig:
                 _check(_is_int(value) and value >= least, name, f"must be at least {least}, got {value!r}")
                 _check(value <= MAX_NAME_LENGTH, name,
                        f"must be at most {MAX_NAME_LENGTH:,} (namesmith.generate.MAX_NAME_LENGTH), got {value:,}")
-        for name in ("novel", "unique", "prior_letters"):
+        for name in ("novel", "unique", "prior_letters", "not_in_catalogue"):
             _check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
         if self.max_tries is not None:
             _check(_is_int(self.max_tries) and self.max_tries >= 1, "max_tries",
@@ -197,6 +201,8 @@ class GenerateConfig:
             _check(isinstance(self.regex, str), "regex", f"must be a string, got {self.regex!r}")
             compile_regex(self.regex)
         check_lengths(self, self.max_len, "max_len")
+        if self.popularity is not None:
+            parse_popularity(self.popularity)
 
     @property
     def structural(self) -> bool:
@@ -348,6 +354,8 @@ class Generation:
     max_len: int | None = None  # the length guard in force (see `length_limit`)
     particles: int = 0  # guided sampling: draws made (see namesmith.guided)
     effective_sample_size: float | None = None  # guided sampling: Kish's ESS of their importance weights
+    # draws turned away by each filter of choosing a name (`choosing_filters`: popularity, not_in_catalogue, ...)
+    rejected: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -369,6 +377,8 @@ class Generation:
             text += (f" after {self.particles:,} guided particles, effective sample size "
                      f"{self.effective_sample_size:,.0f}: rejection keeps more names per draw here")
         text += ")"
+        if self.rejected:
+            text += "; turned away: " + ", ".join(f"{n:,} by {option(f)}" for f, n in self.rejected.items())
         if self.stop_reason == "closed":
             text += "; stopped early by its caller"
         elif self.stop_reason:
@@ -389,7 +399,7 @@ class Generation:
                 "acceptance": self.acceptance, "seconds": self.seconds, "method": self.method,
                 "complete": self.complete, "stop_reason": self.stop_reason, "unfinished": self.unfinished,
                 "max_len": self.max_len, "particles": self.particles,
-                "effective_sample_size": self.effective_sample_size}
+                "effective_sample_size": self.effective_sample_size, "rejected": dict(self.rejected)}
 
 
 # --- the constraints as a finite automaton ----------------------------------------------------
@@ -977,6 +987,30 @@ def _name_test(config: GenerateConfig, exact: bool, known: Collection[str] | Non
     return lambda n: all(check(n) for check in checks)
 
 
+def choosing_filters(config: GenerateConfig) -> list[tuple[str, Callable[[str], bool]]]:
+    """The filters of choosing a name, each with the parameter that asks for it: a name's popularity, whether it
+    is in any built-in list. The catalogue is read here, once per process
+    (namesmith.popularity), so a search pays for it before its first name, not during it."""
+    filters: list[tuple[str, Callable[[str], bool]]] = []
+    if config.popularity is not None or config.not_in_catalogue:
+        index = popularity_index()
+        if config.popularity is not None:
+            admits = parse_popularity(config.popularity).admits
+            filters.append(("popularity", lambda n: admits(index.best(n))))
+        if config.not_in_catalogue:
+            filters.append(("not_in_catalogue", lambda n: not index.is_known(n)))
+    return filters
+
+
+def _passes(filters: list[tuple[str, Callable[[str], bool]]], name: str, rejected: dict[str, int]) -> bool:
+    """Whether the name passes every filter; the first that turns it away is counted."""
+    for field_, admits in filters:
+        if not admits(name):
+            rejected[field_] = rejected.get(field_, 0) + 1
+            return False
+    return True
+
+
 def _regex_test(pattern: str) -> Callable[[str, float | None], bool]:
     """`search(name, deadline)`: whether the name matches, each match bounded in time."""
     search = compile_regex(pattern).search
@@ -1127,7 +1161,8 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
         gen.method = "rejection" if config.structural or config.regex is not None else "plain"
     if run is not None and model.calibration is not None and gen.method != "exact":  # the exact tables weigh it in
         run = tilted_draws(run, model.calibration, vocab, seed)
-    batches = _search(model, run, config, gen, known, max_len, start_time, deadline)
+    filters = choosing_filters(config)
+    batches = _search(model, run, config, gen, known, max_len, start_time, deadline, filters)
     return GenerationStream(batches, gen)
 
 
@@ -1151,12 +1186,12 @@ class _GuidedWhileFaster:
 
 def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] | None, config: GenerateConfig,
             gen: Generation, known: Collection[str] | None, max_len: int, start_time: float,
-            deadline: float | None) -> Iterator[list[str]]:
+            deadline: float | None, filters: list[tuple[str, Callable[[str], bool]]]) -> Iterator[list[str]]:
     """The search loop behind `iter_generate`: draw, examine, yield, until done or out of budget."""
     test = _name_test(config, gen.method == "exact", known)
     matches = None if config.regex is None else _regex_test(config.regex)
     # a calibrated model's draws are filtered too (namesmith.calibration.tilted_draws), except exact ones
-    filtering = test is not None or matches is not None or config.unique or (
+    filtering = test is not None or matches is not None or config.unique or bool(filters) or (
         model.calibration is not None and gen.method != "exact")
     max_tries = config.max_tries or DEFAULT_TRIES_PER_NAME * config.num + MIN_TRIES
     largest = batch_limit(max_len)
@@ -1189,6 +1224,7 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
                     for name in drawn.names:
                         examined += 1
                         if (test is None or test(name)) and not (config.unique and name in seen) \
+                                and _passes(filters, name, gen.rejected) \
                                 and (matches is None or matches(name, deadline)):
                             names.append(name)
                             if config.unique:

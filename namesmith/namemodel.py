@@ -31,6 +31,7 @@ from namesmith.data import BUILTIN, Corpus, DataConfig, Split, check_words
 from namesmith.device import resolve_device
 from namesmith.errors import ConfigError, DataError, NamesmithError
 from namesmith.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
+from namesmith.facts import NameFacts, name_facts
 from namesmith.generate import (
     IGNORE_CASE,
     TABLES,
@@ -52,6 +53,7 @@ from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.ensemble import build_ensemble
 from namesmith.models.ngram import NGram
+from namesmith.popularity import popularity_index
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, percentile, reference_scores, score_names
 from namesmith.sources import read_source, source_fingerprint
@@ -465,7 +467,8 @@ class NameModel:
                  max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  max_tries: int | None = None, time_budget: float | None = None, method: str = "auto",
-                 where: Where | None = None, guidance: float = 0.0, prior_letters: bool = False) -> Names:
+                 where: Where | None = None, guidance: float = 0.0, prior_letters: bool = False,
+                 popularity: str | None = None, not_in_catalogue: bool = False) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
@@ -474,11 +477,14 @@ class NameModel:
         both at once (see namesmith.conditional); labels left out are marginalised. `guidance` > 0
         draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
         A model adapted to a list draws only the list's own letters unless `prior_letters`.
+        `popularity` ("rare", "uncommon", "common", "top:N", ranks "A-B") and `not_in_catalogue` judge each name
+        by the built-in catalogue (namesmith.popularity).
         """
         config, split, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
-            time_budget=time_budget, method=method, prior_letters=prior_letters)
+            time_budget=time_budget, method=method, prior_letters=prior_letters, popularity=popularity,
+            not_in_catalogue=not_in_catalogue)
         model, cache = self._conditioned(where, guidance, config.prior_letters)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
                          known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
@@ -522,6 +528,20 @@ class NameModel:
                                known_words=None if known is None else known.all, cache=cache,
                                guide=self._guide(model))
         return NameStream(stream, self._printed, known, why)
+
+    @staticmethod
+    def read_catalogue() -> None:
+        """Read the built-in catalogue now (about a second) rather than on the first `facts` or popularity filter
+        (a server does it at start, in the background)."""
+        popularity_index()
+
+    @staticmethod
+    def facts(names: Sequence[str]) -> list[NameFacts]:
+        """What a person choosing among `names` wants to know of each, from the built-in catalogue (not from this
+        model): known or new, popularity, nicknames (namesmith.facts)."""
+        if isinstance(names, str):
+            raise ConfigError("names must be a list of names, not one string", field="names")
+        return name_facts(names)
 
     # --- scoring and evaluating --------------------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ served with a strict content-security policy (its own files only: no CDN, nothin
 
 import hmac
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -158,6 +159,8 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     NameModel.limit_tables(builders=limits.table_builders, table_bytes=limits.table_bytes,
                            cache_bytes=limits.table_cache_bytes, build_seconds=limits.table_build_seconds)
     registry.start()
+    # each generated name comes back with its facts from the catalogue: read it now, not in the first request
+    threading.Thread(target=NameModel.read_catalogue, name="namesmith-catalogue", daemon=True).start()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

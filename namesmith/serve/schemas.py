@@ -77,12 +77,31 @@ class ServerInfo(BaseModel):
     default_model: str
 
 
+class Popularity(BaseModel):
+    """A name's best-known use in the catalogue (namesmith.popularity): its births in one sex and decade."""
+
+    count: int
+    rank: int  # 1 = the most given name of that sex and decade
+    sex: str
+    decade: str
+    source: str  # the catalogue set: us or israel
+    per_million: float  # births per million of that sex and decade
+
+
 class NameResult(BaseModel):
     name: str
     log_prob: Number | None = None  # total log-probability in nats, end token included
     nll_per_char: Number | None = None  # lower is more name-like
     percentile: float | None = None  # % of training names at most as name-like
     error: str | None = None  # why the name has no score (a character the model does not know)
+
+
+class GeneratedName(NameResult):
+    """A generated name: its score, and what a person choosing it wants to know (namesmith.facts)."""
+
+    known: bool | None = None  # in any built-in list (real), or not (new)
+    popularity: Popularity | None = None  # None: no counted use (a new name, or one of a list without counts)
+    nicknames: list[str] = []
 
 
 class GenerationStats(BaseModel):
@@ -96,6 +115,7 @@ class GenerationStats(BaseModel):
     stop_reason: str | None  # max-tries or time-budget when the search stopped early
     unfinished: int = 0  # draws that reached the length guard without ending (dropped)
     max_len: int | None = None  # the length guard in force
+    rejected: dict[str, int] = {}  # draws turned away by each filter of choosing a name (popularity, ...)
 
 
 class NoveltySummary(BaseModel):
@@ -109,7 +129,7 @@ class NoveltySummary(BaseModel):
 class GenerateResponse(BaseModel):
     model: str
     seed: int  # the seed used (drawn by the server when the request gave none): same seed, same names
-    names: list[NameResult]
+    names: list[GeneratedName]
     complete: bool
     message: str | None  # why fewer names than asked for came back, as the CLI says it
     generation: GenerationStats
@@ -188,6 +208,9 @@ def request_models(limits: Limits) -> RequestModels:
         filter_offensive: bool = Field(True, description="hide names that hold an offensive word")
         prior_letters: bool = Field(False, description="a model adapted to a list (more like these) draws only "
                                                         "the list's own letters unless this is true")
+        popularity: str | None = Field(None, max_length=32, description="rare, uncommon, common, top:N or a rank "
+                                       "range A-B of the catalogue (namesmith.popularity); new names pass none")
+        not_in_catalogue: bool = Field(False, description="never a name of any built-in list")
 
     class MoreLikeTheseRequest(GenerateRequest):
         """Names in the style of `words` (the shortlist): the model adapted to them, then generate."""

@@ -101,6 +101,7 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
     start = time.perf_counter()
     names: list[str] = []
     hidden = tries = unfinished = 0
+    rejected: dict[str, int] = {}
     stop_reason = max_len = None
     method = "plain"
     for k in range(MAX_ROUNDS):
@@ -115,6 +116,8 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
         found = model.generate(n - len(names), seed=round_seed(seed, k), time_budget=left, max_tries=tries_left,
                                **options, **conditions)
         tries, unfinished = tries + found.stats.tries, unfinished + found.stats.unfinished
+        for field, count in found.stats.rejected.items():
+            rejected[field] = rejected.get(field, 0) + count
         method, max_len = found.stats.method, found.stats.max_len
         for name in found.names:
             if hide is not None and hide(name):
@@ -128,9 +131,11 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
         stop_reason = stop_reason or "max-tries"
     stats = Generation(names, n, found=len(names), tries=tries, seconds=time.perf_counter() - start, method=method,
                        stop_reason=None if len(names) >= n else (stop_reason or "time-budget"),
-                       unfinished=unfinished, max_len=max_len)
+                       unfinished=unfinished, max_len=max_len, rejected=rejected)
     scores = model.score(names, **condition(model, labels, where, "score")) if names else []
-    return {"seed": seed, "names": [score_dict(s) for s in scores], "complete": stats.complete,
+    facts = model.facts(names) if names else []
+    return {"seed": seed, "names": [{**score_dict(s), **f.to_dict()} for s, f in zip(scores, facts)],
+            "complete": stats.complete,
             "message": None if stats.complete else stats.message(), "generation": stats.to_dict(),
             "summary": novelty(model, names).to_dict(), "offensive_hidden": hidden}
 

@@ -1,0 +1,220 @@
+"""How common a name is, and was: counts and ranks by sex and decade from the catalogue.
+
+The catalogue's sets with birth counts (`us`: US Social Security Administration 1880-2017,
+`israel`: Israel Central Bureau of Statistics 1949-2024; see namesmith/catalogue/DATA_CARD.md)
+give each name a count per (sex, decade). Here each such *use* of a name also gets its rank
+among the names of that sex and decade (1 = the most given; names with equal counts share the
+better rank, "1224" ranking) and its share, per million births of that sex and decade, which,
+unlike a rank, compares decades and countries of different sizes.
+
+A name's *best-known use* is its use of the largest share (ties: the later decade); it is what
+`popularity` reports, and what the bands and rank filters judge (one rule, `PopularityFilter`):
+
+    common    at least 100 per million births (1 in 10,000) in its best-known use: in the US
+              of the 1990s-2010s about the top 1,000 of each sex (1,340 girls' and 1,044
+              boys' names of the 2010s)
+    uncommon  10 to 100 per million (the next 5,600 girls' and 3,900 boys' names of the 2010s)
+    rare      under 10 per million (down to the sets' floor: 5 births a year)
+    top:N     rank at most N in its best-known use
+    A-B       rank from A to B in its best-known use
+
+A name with no counted use (invented, or known only from a list without counts) is "new" to
+popularity and passes none of these filters. `is_known` is wider: whether a name is in ANY
+built-in list (every catalogue set, the built-in word list, the nicknames), as `--not-in-catalogue`
+needs (a fantasy writer does not want `Elaine`, whatever a model was trained on).
+
+Names are matched case-insensitively (`key`: NFC, case folded), so `mary`, `Mary` and `MARY` are
+one name. Everything is read once per process (about a second), under a lock; a lookup is then a
+dict access.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from namesmith.catalogue import DATASETS, load_dataset
+from namesmith.errors import ConfigError
+from namesmith.nicknames import nickname_pairs
+
+COUNTED_SETS = ("us", "israel")  # the catalogue sets with births per sex and decade
+# bands of a name's best-known use, in births per million of its sex and decade: [low, high)
+BANDS: dict[str, tuple[float, float]] = {"common": (100.0, math.inf), "uncommon": (10.0, 100.0), "rare": (0.0, 10.0)}
+MAX_RANK = 10_000_000  # a rank filter's bounds, at most (more names than any set has)
+_RANGE = re.compile(r"^\s*(\d{1,8})\s*-\s*(\d{1,8})\s*$")
+_TOP = re.compile(r"^\s*top\s*:\s*(\d{1,8})\s*$", re.IGNORECASE)
+
+
+def key(name: str) -> str:
+    """The form names are matched in: NFC, case folded, outer spaces stripped."""
+    return unicodedata.normalize("NFC", name.strip()).casefold()
+
+
+@dataclass(frozen=True)
+class Use:
+    """One use of a name: its births in one sex and decade of one counted set, rank and share."""
+
+    source: str  # "us" or "israel"
+    sex: str
+    decade: str
+    count: int
+    rank: int  # 1 = the most given name of that sex and decade in that set
+    per_million: float  # births per million of that sex and decade
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "rank": self.rank, "sex": self.sex, "decade": self.decade,
+                "source": self.source, "per_million": round(self.per_million, 3)}
+
+
+@dataclass(frozen=True)
+class PopularityFilter:
+    """A `popularity` option parsed: a band of shares, or a range of ranks, of a name's best-known use."""
+
+    text: str
+    per_million: tuple[float, float] | None = None  # [low, high)
+    ranks: tuple[int, int] | None = None  # [first, last]
+
+    def admits(self, use: Use | None) -> bool:
+        if use is None:
+            return False
+        if self.ranks is not None:
+            return self.ranks[0] <= use.rank <= self.ranks[1]
+        low, high = self.per_million
+        return low <= use.per_million < high
+
+
+def parse_popularity(text: str) -> PopularityFilter:
+    """`rare`, `uncommon`, `common`, `top:N` or a rank range `A-B` (ConfigError naming "popularity" else)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"popularity must be a string, got {text!r}", field="popularity")
+    band = text.strip().lower()
+    if band in BANDS:
+        return PopularityFilter(band, per_million=BANDS[band])
+    top, ranks = _TOP.match(text), _RANGE.match(text)
+    if top:
+        first, last = 1, int(top.group(1))
+    elif ranks:
+        first, last = int(ranks.group(1)), int(ranks.group(2))
+    else:
+        shown = repr(text) if len(text) <= 40 else f"{text[:40]!r}..."
+        raise ConfigError(f"popularity must be one of {', '.join(BANDS)}, top:N or a rank range A-B (e.g. 100-500), "
+                          f"got {shown}", field="popularity")
+    if not 1 <= first <= last <= MAX_RANK:
+        raise ConfigError(f"popularity: ranks run from 1 to {MAX_RANK:,} and the first must not pass the last, got "
+                          f"{text.strip()!r}", field="popularity")
+    return PopularityFilter(text.strip(), ranks=(first, last))
+
+
+class _CountedSet:
+    """One counted set as columns, one row per (name, sex, decade) with its count, rank and share; a name's
+    rows are contiguous (`spans`)."""
+
+    def __init__(self, source: str):
+        table = load_dataset(source)
+        names, sexes, decades = table.names, table.labels["sex"], table.labels["decade"]
+        self.source = source
+        self.sex_values, self.decade_values = table.label_values("sex"), table.label_values("decade")
+        sex_code = {v: i for i, v in enumerate(self.sex_values)}
+        decade_code = {v: i for i, v in enumerate(self.decade_values)}
+        # the file is sorted by name: a name's rows are one run (israel's hold a row per sector, summed below)
+        starts = [0] + [i for i in range(1, len(names)) if names[i] != names[i - 1]]
+        run_keys = [key(names[i]) for i in starts]
+        key_ids: dict[str, int] = {}
+        run_ids = np.array([key_ids.setdefault(k, len(key_ids)) for k in run_keys])  # names equal once folded: one
+        row_key = np.repeat(run_ids, np.diff(np.append(starts, len(names))))
+        groups = len(self.sex_values) * len(self.decade_values)
+        group = (np.fromiter((sex_code[v] for v in sexes), dtype=np.int64, count=len(names)) * len(self.decade_values)
+                 + np.fromiter((decade_code[v] for v in decades), dtype=np.int64, count=len(names)))
+        rows, at = np.unique(row_key * groups + group, return_inverse=True)  # sorted by key, then sex, then decade
+        self.counts = np.bincount(at, weights=table.counts, minlength=len(rows)).astype(np.int64)
+        self.group = (rows % groups).astype(np.int16)
+        self.ranks = np.zeros(len(rows), dtype=np.int32)
+        self.per_million = np.zeros(len(rows), dtype=np.float64)
+        for g in range(groups):
+            members = np.flatnonzero(self.group == g)
+            counts = self.counts[members]
+            descending = -np.sort(-counts)
+            # rank = 1 + the number of names of the group given strictly more often
+            self.ranks[members] = np.searchsorted(-descending, -counts, side="left") + 1
+            self.per_million[members] = counts * 1e6 / max(int(counts.sum()), 1)
+        bounds = np.searchsorted(rows // groups, np.arange(len(key_ids) + 1))
+        self.spans = {k: (int(bounds[i]), int(bounds[i + 1])) for k, i in key_ids.items()}
+
+    def uses(self, name_key: str) -> list[Use]:
+        span = self.spans.get(name_key)
+        if span is None:
+            return []
+        decades = len(self.decade_values)
+        return [Use(self.source, self.sex_values[int(self.group[i]) // decades],
+                    self.decade_values[int(self.group[i]) % decades], int(self.counts[i]), int(self.ranks[i]),
+                    float(self.per_million[i])) for i in range(*span)]
+
+
+class Popularity:
+    """Every counted use of every name, and every name of every built-in list (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.sets = [_CountedSet(source) for source in COUNTED_SETS]
+        known = {k for counted in self.sets for k in counted.spans}
+        for source in DATASETS:
+            if source not in COUNTED_SETS:
+                known.update(map(key, load_dataset(source).distinct_names()))
+        for name, nickname in nickname_pairs():
+            known.update((key(name), key(nickname)))
+        self.known = frozenset(known)
+        self._best: dict[str, Use | None] = {}
+
+    def uses(self, name: str) -> list[Use]:
+        """Every counted use of the name: by set, sex, then decade (empty for a name of no counted set)."""
+        k = key(name)
+        return [use for counted in self.sets for use in counted.uses(k)]
+
+    def best(self, name: str) -> Use | None:
+        """The use of the largest share (ties: the later decade), or None for a name with no counted use."""
+        k = key(name)
+        if k not in self._best:
+            uses = self.uses(k)
+            best = max(uses, key=lambda u: (u.per_million, u.decade), default=None)
+            if len(self._best) >= 1 << 20:  # memo of lookups, bounded: generated names are mostly new ones
+                self._best.clear()
+            self._best[k] = best
+        return self._best[k]
+
+    def is_known(self, name: str) -> bool:
+        return key(name) in self.known
+
+
+_lock = threading.Lock()
+_index: Popularity | None = None
+
+
+def popularity_index() -> Popularity:
+    """The one index of this process, read on first use (about a second; threads wait for one read)."""
+    global _index
+    if _index is None:
+        with _lock:
+            if _index is None:
+                _index = Popularity()
+    return _index
+
+
+def is_known(name: str) -> bool:
+    """Whether the name is in any built-in list (catalogue sets, built-in word list, nicknames), any case."""
+    return popularity_index().is_known(name)
+
+
+def best_use(name: str) -> Use | None:
+    """The name's best-known use (largest share of births of its sex and decade), None if it has none."""
+    return popularity_index().best(name)
+
+
+def trend(name: str, sex: str | None = None) -> list[Use]:
+    """The name's counted uses by decade (of one sex if given): what `namesmith trend` draws."""
+    uses = popularity_index().uses(name)
+    return [use for use in uses if sex is None or use.sex == sex]
