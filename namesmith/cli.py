@@ -124,6 +124,9 @@ MODEL_HELP = {
     "tie_weights": "share the input embedding with the output layer",
 }
 SHORT_FLAGS = {"num": "-n", "models": "-m"}
+TREND_MEASURES = ("count", "rank", "per-million")
+MAX_TREND_NAMES = 20  # names one trend figure draws, at most
+MAX_TREND_NAME_LENGTH = 64
 METAVARS = {"starts_with": "PREFIX", "ends_with": "SUFFIX", "contains": "TEXT", "excludes": "TEXT",
             "regex": "PATTERN", "time_budget": "SECONDS", "condition": "LABEL", "popularity": "BAND"}
 WHERE_HELP = ("conditional models: names of these labels, LABEL=VALUE (repeatable: --where sex=F --where "
@@ -389,6 +392,19 @@ def build_parser(model_type: str = "ngram", command: str | None = None) -> argpa
     pl.add_argument("--annotate", action="store_true",
                     help="heat map of training pair counts, each cell labelled with its pair and count")
     _moved_data_option(pl)
+
+    tr = sub.add_parser("trend", help="how often names were given, decade by decade (PNG)",
+                        description="Draw the births (or rank, or births per million) of names by decade from the "
+                                    "catalogue (US 1880-2017, Israel 1949-2024) as a PNG; --json prints the series. "
+                                    "Names are matched in any case; a name with no births there is said so.")
+    tr.add_argument("names", nargs="+", metavar="NAME", help=f"names to draw (at most {MAX_TREND_NAMES})")
+    tr.add_argument("--sex", choices=("F", "M"), help="only the births of this sex (default: each sex a line)")
+    tr.add_argument("--measure", choices=TREND_MEASURES, default="count",
+                    help="births per decade, rank among names of that sex and decade, or births per million of "
+                         "that sex and decade, which compares decades of different sizes (default: count)")
+    tr.add_argument("-o", "--output", metavar="FILE", default="trend.png", help="PNG to write (default: trend.png)")
+    tr.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    tr.add_argument("--json", action="store_true", help="print the series as JSON instead of drawing them")
 
     sv = sub.add_parser("serve", help="the web page and JSON API",
                         description="Serve a web page and a JSON API (/api/v1, OpenAPI at /docs) to generate, steer, "
@@ -919,9 +935,51 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trend(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from namesmith.popularity import trend
+
+    if len(args.names) > MAX_TREND_NAMES:
+        raise ConfigError(f"trend draws at most {MAX_TREND_NAMES} names, got {len(args.names)}")
+    too_long = next((name for name in args.names if len(name) > MAX_TREND_NAME_LENGTH), None)
+    if too_long is not None:
+        raise ConfigError(f"trend: a name is at most {MAX_TREND_NAME_LENGTH} characters, got {len(too_long):,} "
+                          f"({too_long[:20]!r}...)")
+    series = {name: trend(name, args.sex) for name in args.names}
+    if args.json:
+        _print_json([{"name": name, "series": [use.to_dict() for use in uses]} for name, uses in series.items()])
+        return 0
+    missing = [name for name, uses in series.items() if not uses]
+    if len(missing) == len(series):
+        raise ConfigError(f"trend: no births of {', '.join(map(repr, missing))}"
+                          f"{' (' + args.sex + ')' if args.sex else ''} in the catalogue (us, israel): "
+                          "nothing to draw")
+    for name in missing:
+        log.warning(f"trend: no births of {name!r}{' (' + args.sex + ')' if args.sex else ''} in the catalogue "
+                    "(us, israel); not drawn")
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise ConfigError(f"{output}: exists; pass --overwrite to replace it, or -o another file", field="output")
+    from namesmith.plot import plot_trend
+
+    lines: dict[str, list[tuple[str, float]]] = {}
+    for name, uses in series.items():
+        for sex in sorted({use.sex for use in uses}):
+            label = name if args.sex else f"{name} ({sex})"
+            lines[label] = [(use.decade, float(getattr(use, args.measure.replace("-", "_"))))
+                            for use in uses if use.sex == sex]
+    ylabel = {"count": "births per decade", "rank": "rank (1 = the most given)",
+              "per-million": "births per million of that sex"}[args.measure]
+    plot_trend(lines, output, ylabel, title=f"{', '.join(series)} by decade", log_scale=args.measure != "rank",
+               invert=args.measure == "rank")
+    print(f"wrote {output}")
+    return 0
+
+
 COMMANDS = {"data": cmd_data, "serve": cmd_serve, "train": cmd_train, "ensemble": cmd_ensemble, "sample": cmd_sample,
             "score": cmd_score, "eval": cmd_eval, "calibrate": cmd_calibrate, "plot": cmd_plot, "report": cmd_report,
-            "classify": cmd_classify}
+            "classify": cmd_classify, "trend": cmd_trend}
 
 
 def error_line(e: NamesmithError) -> str:

@@ -104,3 +104,27 @@ def plot_loss_curve(history: TrainHistory, path: str | Path, title: str = "") ->
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
+
+
+def plot_trend(series: dict[str, list[tuple[str, float]]], path: str | Path, ylabel: str, title: str = "",
+               log_scale: bool = False, invert: bool = False) -> Path:
+    """Lines by decade, one per series ({label: [(decade, value), ...]}): a name's births or rank over time.
+    `invert` puts small values on top (rank 1 is the most given name)."""
+    decades = sorted({decade for points in series.values() for decade, _ in points})
+    labels, font = label_font(list(series))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(decades) + 2), 4))
+    for label, points in zip(labels, series.values()):
+        values = dict(points)
+        x = [i for i, decade in enumerate(decades) if decade in values]
+        ax.plot(x, [values[decades[i]] for i in x], marker="o", markersize=3, label=label)
+    ax.set_xticks(range(len(decades)), decades, rotation=45)
+    if log_scale:
+        ax.set_yscale("log")
+    if invert:
+        ax.invert_yaxis()
+    ax.set_xlabel("decade")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(prop=font)
+    return _save(fig, path)

@@ -203,3 +203,42 @@ def test_the_api_filters_and_gives_each_names_facts(model, tmp_path):
         refused = client.post(url, json={"n": 3, "popularity": wrong})
         assert refused.status_code == status and refused.json()["field"] == "popularity", refused.text
         assert "\n" not in refused.json()["error"]
+
+
+def test_trend_command_draws_a_png_and_never_overwrites(tmp_path, capsys, caplog):
+    out = tmp_path / "trend.png"
+    assert main(["trend", "Leslie", "Zorblaxiel", "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "no births of 'Zorblaxiel'" in caplog.text
+    before = out.read_bytes()
+    assert main(["trend", "Mary", "-o", str(out)]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["trend", "Mary", "--measure", "rank", "-o", str(out), "--overwrite"]) == 0
+    assert out.read_bytes() != before
+    assert main(["trend", "Zorblaxiel", "-o", str(tmp_path / "none.png")]) == 1
+    assert not (tmp_path / "none.png").exists()
+    capsys.readouterr()
+    assert main(["trend", "leslie", "--sex", "M", "--json"]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    assert printed["series"] == [u.to_dict() for u in trend("Leslie", "M")] and printed["series"]
+    assert main(["trend", *["Ann"] * 21]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "namesmith: error: trend draws at most 20 names, got 21"
+
+
+def test_the_trend_endpoint(model, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from namesmith.serve import ModelRegistry, create_app
+
+    model.save(tmp_path / "m")
+    client = TestClient(create_app(ModelRegistry.from_directories([tmp_path / "m"])))
+    body = client.get("/api/v1/trend", params={"name": "leslie", "sex": "F"}).json()
+    assert body["name"] == "leslie" and body["known"]
+    assert body["series"] == [u.to_dict() for u in trend("Leslie", "F")]
+    body = client.get("/api/v1/trend", params={"name": "Zorblaxiel"}).json()
+    assert body == {"name": "Zorblaxiel", "known": False, "series": []}
+    for params in ({"name": "x" * 65}, {"name": "Ann", "sex": "X"}, {}, {"name": " "}):
+        refused = client.get("/api/v1/trend", params=params)
+        assert 400 <= refused.status_code < 500 and "\n" not in refused.json()["error"], refused.text

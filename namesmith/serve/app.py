@@ -54,6 +54,7 @@ from namesmith.serve.schemas import (
     SimilarityResponse,
     request_models,
 )
+from namesmith.serve.trend import trend_router
 from namesmith.version import __version__
 
 log = logging.getLogger("namesmith")
@@ -334,6 +335,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     def similarity(body: requests.Similarity) -> dict[str, Any]:
         return {"target": body.target, "results": service.similarity(body.target, body.names)}
 
+    api.include_router(trend_router(limits))
     app.include_router(api)
     add_docs(app)
 

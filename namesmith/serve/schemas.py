@@ -137,6 +137,12 @@ class GenerateResponse(BaseModel):
     offensive_hidden: int  # names drawn but not shown because they hold an offensive word
 
 
+class TrendResponse(BaseModel):
+    name: str
+    known: bool  # in any built-in list (a name can be known without births: from a list without counts)
+    series: list[Popularity]  # by source, sex, then decade; empty for a name with no births in the catalogue
+
+
 class ScoreResponse(BaseModel):
     model: str
     scores: list[NameResult]
