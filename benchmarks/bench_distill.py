@@ -7,7 +7,7 @@
 Runs `namesmith train` as a user would, on the lecture split of `--data` (default
 ../shared/data/names.txt), with 2 threads, one run at a time:
 
-1. the teacher's members: the four recurrent networks of the README's ensemble paragraph (a
+1. the teacher's members: the four recurrent networks of the ensemble paragraph of docs/models.md (a
    384-unit LSTM, a 2 x 256 LSTM, a 384-unit LSTM with weight decay 0.3, a 384-unit GRU; dropout
    0.3-0.4, 6,000 steps, each combined with its 6-gram), then their product (`namesmith ensemble`);
 2. for each seed, the student: a 384-unit LSTM with dropout 0.2 taught by that ensemble
@@ -44,7 +44,7 @@ from namesmith.namemodel import NameModel
 
 NAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
 THREADS = 2
-MEMBERS = {  # directory: options (the README's four-network ensemble)
+MEMBERS = {  # directory: options (docs/models.md's four-network ensemble)
     "lstm384": ["--model", "lstm", "--n-hidden", "384", "--dropout", "0.3"],
     "lstm2x256": ["--model", "lstm", "--n-layer", "2", "--n-hidden", "256", "--dropout", "0.3"],
     "lstm384wd": ["--model", "lstm", "--n-hidden", "384", "--dropout", "0.4", "--weight-decay", "0.3"],

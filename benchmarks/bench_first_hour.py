@@ -22,7 +22,7 @@ figure marked so, and any above --timeout seconds too: a benchmark must not take
     python benchmarks/bench_first_hour.py            # every figure, median of 3 (long: trains every set 3x)
     python benchmarks/bench_first_hour.py --quick    # one run each, the server cache seeded from training
 
-Writes benchmarks/results/first_hour.json and prints the table the README's performance section shows.
+Writes benchmarks/results/first_hour.json and prints the table docs/performance.md shows.
 """
 
 from __future__ import annotations

@@ -43,9 +43,12 @@ catalogue's (it saw the surnames that are first names), so (d) is not held out a
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -142,6 +145,8 @@ def main() -> None:
     parser.add_argument("--neural", action="store_true", help="also fine-tune the GRU prior (lists without a "
                                                                "left-out locale)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "small_lists.json",
+                        help="where the rows go as JSON (default: %(default)s)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -153,7 +158,14 @@ def main() -> None:
         target = "" if r["target"] is None else f"≥ {r['target']:.2f} {'met' if r['gain'] >= r['target'] else 'MISSED'}"
         print(f"| {r['list']} | {r['k']} | {r['a']:.3f} ({r['a_order']}) | {r['b']:.3f} | {r['b2']:.3f} "
               f"| **{r['c']:.3f}** | {r['gain']:+.3f} ± {r['gain_se']:.3f} | {target} |")
-    print(f"\n{len(rows)} rows, {time.perf_counter() - start:.0f} s")
+    seconds = time.perf_counter() - start
+    print(f"\n{len(rows)} rows, {seconds:.0f} s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"protocol": "benchmarks/bench_small_lists.py", "lists": args.lists, "sizes": args.sizes,
+              "draws": args.draws, "threads": args.threads, "cpu_count": os.cpu_count(),
+              "seconds": round(seconds, 1), "rows": rows}
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ list says how its names differ. This module builds such adapted models.
 The result is a `SparseNGram` (namesmith.models.sparse_ngram): the list's table over the mixture,
 and the class table over both, still a Markov chain of order `order`, so temperature, top-k/p,
 exact constraints (where the chain is small enough), novelty and scoring work as for any n-gram.
-Measured by benchmarks/bench_small_lists.py; see the README.
+Measured by benchmarks/bench_small_lists.py; see docs/short-lists.md.
 
 **Neural.** A pretrained recurrent network (the catalogue's GRU prior, or any trained rnn/gru/lstm)
 is fine-tuned on the list: its embedding and output rows are cut to the adapted vocabulary (new

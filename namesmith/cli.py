@@ -77,7 +77,7 @@ TRAIN_HELP = {
                       "characters taking the rest",
     "seed": "random seed of training",
     "calibrate": "whole-name calibration: tilt the model's names towards the training names' lengths and "
-                 "endings (auto: where it lowers the validation NLL; README: Whole-name calibration)",
+                 "endings (auto: where it lowers the validation NLL; docs/generation.md: Whole-name calibration)",
     "device": "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu)",
 }
 GENERATE_HELP = {
@@ -262,7 +262,7 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str, options: boo
     p.add_argument("--resume", action="store_true", help="continue the interrupted run saved in --out")
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train on N processes of this machine with DistributedDataParallel, launched by torchrun's "
-                        "elastic agent (neural models; README: Training on several processes)")
+                        "elastic agent (neural models; docs/distributed.md)")
     p.add_argument("--samples", type=int, default=10, metavar="N", help="names to print after training (default: 10)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
     data_fields = _data_options(p, "word list (one name per line, UTF-8), table (a header row naming a 'name' "
@@ -276,7 +276,7 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str, options: boo
     p.add_argument("--teacher", metavar="DIR",
                    help="neural models: learn from the next-character distributions of the trained model in DIR (of "
                         "the same word list; an ensemble, say) as well as from the words: knowledge distillation "
-                        "(README: Distillation)")
+                        "(docs/models.md: Distillation)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
                         "only for files of 20 MB or more); the split is then by a hash of each word's index, about "
@@ -374,7 +374,7 @@ def build_parser(model_type: str = "ngram", command: str | None = None) -> argpa
 
     ca = sub.add_parser("calibrate", help="fit a trained model's whole-name calibration",
                         description="Tilt a trained model's names towards its training names' lengths and endings "
-                                    "(whole-name calibration, README: Whole-name calibration), chosen on its "
+                                    "(whole-name calibration, docs/generation.md), chosen on its "
                                     "validation split, and save it in the model directory.")
     _model_dir_option(ca)
     ca.add_argument("--calibrate", default="auto", choices=("none", "length", "auto"),

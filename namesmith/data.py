@@ -1,7 +1,7 @@
 """Word lists: reading them safely, the built-in data set, the train/val/test split, tensors.
 
 A word list is UTF-8 text with one name per line. Reading is strict about what it cannot use
-and says so in one line naming the file and line; see "Input format" in the README.
+and says so in one line naming the file and line; see docs/input.md.
 """
 
 from __future__ import annotations

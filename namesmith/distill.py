@@ -15,7 +15,7 @@ and an ensemble's distribution has its members' quirks averaged out. So the same
 the student more before it overfits them. The temperature is 1: the student is meant to predict as
 the teacher does, not to learn its ranking of unlikely characters (Hinton et al.'s T > 1).
 
-On names.txt (README, "Distillation"; benchmarks/bench_distill.py), a 384-unit LSTM taught by
+On names.txt (docs/models.md, "Distillation"; benchmarks/bench_distill.py), a 384-unit LSTM taught by
 the product of four networks (test 1.880) reaches test 1.886 and 1.885 alone (two seeds), against
 1.915 and 1.917 trained the same way on the words alone, and samples as fast as any LSTM of its
 size: 77,000 names/s, against 17,000 for its teacher.

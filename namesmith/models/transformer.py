@@ -41,7 +41,7 @@ STEP_ROWS = 256  # rows per block of a CPU sampling step and thread (see the mod
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """Hyperparameters; the defaults are the README's (trained on names.txt in 20 CPU minutes)."""
+    """Hyperparameters; the defaults are docs/models.md's (trained on names.txt in 20 CPU minutes)."""
 
     block_size: int = 32  # longest sequence (boundary + word); see Transformer.make_config
     n_layer: int = 4
