@@ -252,7 +252,8 @@ def test_a_picture_of_the_layers_names_every_module(block):
     modules = {p.name for p in package.glob("*.py")} - {"__init__.py", "__main__.py", "cli.py"}
     modules |= {p.name for p in (package / "models").glob("*.py")} - {"__init__.py"}
     named = set(re.findall(r"[a-z_]+\.py", block.text)) | {f"{w}.py" for w in re.findall(r"[a-z_]+", block.text)}
-    assert "cli.py" in block.text and "serve/" in block.text and not modules - named, sorted(modules - named)
+    assert "cli.py" in block.text and "serve/" in block.text and not modules - named, \
+        f"add {sorted(modules - named)} to the layer they belong to in both pictures of {block.path.name}"
 
 
 # --- links --------------------------------------------------------------------------------------------
