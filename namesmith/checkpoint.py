@@ -20,7 +20,7 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ except ImportError:  # Windows
 
 from namesmith.calibration import Calibration
 from namesmith.data import has_bad_chars
-from namesmith.errors import CheckpointError, NamesmithError
+from namesmith.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.io import atomic_write_bytes, sha256_file, write_content_addressed
 from namesmith.models import MODEL_TYPES, model_class
 from namesmith.models.base import CharModel
@@ -199,7 +199,8 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
 
 
 def _load_tensors(directory: Path, entry: Any, what: str,
-                  meta: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+                  check: Callable[[Path, dict[str, Any]], None] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a file `entry` names, after its hash and `check(path, header)` (the header's JSON) pass."""
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
         raise CheckpointError(f"{directory / META_FILE}: the {what} entry is malformed")
     path = directory / entry["file"]
@@ -207,8 +208,8 @@ def _load_tensors(directory: Path, entry: Any, what: str,
         raise CheckpointError(f"{directory}: {what} file {entry['file']!r} is missing")
     if sha256_file(path) != entry["sha256"]:
         raise CheckpointError(f"{path}: does not match its recorded sha256 (truncated or corrupted)")
-    if meta is not None:
-        _check_header(path, meta)
+    if check is not None:
+        check(path, _read_header(path))
     try:
         tensors = load_file(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -279,13 +280,8 @@ def _parse_json(path: Path, data: bytes) -> Any:
     return value
 
 
-def _check_header(path: Path, meta: dict[str, Any]) -> None:
-    """Compare the model record in a weights file's header with namesmith.json's, before any tensor is read or
-    any model built: the one check, for every model type, that the declared vocabulary and config are those
-    the tensors were saved with. An edited vocabulary (one more character: a count model decoded its keys in
-    another base and printed garbage; 60,000 more: 28.8 GB allocated) or config (a Transformer's n_layer set to
-    10^5: 292 s in the size check) is refused at once. Files saved before the record existed are checked by
-    their shapes alone (`_check_size`, `load_weights`)."""
+def _read_header(path: Path) -> dict[str, Any]:
+    """A safetensors file's header: {tensor name: {"dtype", "shape", "data_offsets"}, "__metadata__": {...}}."""
     try:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
@@ -294,7 +290,51 @@ def _check_header(path: Path, meta: dict[str, Any]) -> None:
             header = _parse_json(path, f.read(size))
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
-    stored = header.get("__metadata__", {}).get(RECORD_KEY) if isinstance(header, dict) else None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: unreadable safetensors file (its header is not a JSON object)")
+    return header
+
+
+def _check_model_record(path: Path, header: dict[str, Any], meta: dict[str, Any], vocab_size: int) -> None:
+    """Refuse a namesmith.json whose model does not fit the weights file, before any tensor is read or any model
+    built: the record the header keeps (`_check_header`), then every size the vocabulary and config declare
+    against the tensors' shapes (`_check_declared_sizes`)."""
+    _check_header(path, header, meta)
+    _check_declared_sizes(path, header, meta, vocab_size)
+
+
+def _check_declared_sizes(path: Path, header: dict[str, Any], meta: dict[str, Any], vocab_size: int) -> None:
+    """The one check, for every model type and for directories saved before the header's record existed, that
+    the sizes namesmith.json declares (vocabulary, n_layer, n_embd, block_size, order, members, components,
+    labels: `CharModel.declared_sizes`) are those of the tensors in the file: a Transformer's n_layer edited
+    to 10^5 was 292 s and 4.4 GB of building before this; now it is refused from the header's shapes."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+            raise CheckpointError(f"{path}: unreadable safetensors file (tensor {name!r} has no valid shape)")
+        shapes[name] = tuple(shape)
+    cls = model_class(meta["model_type"])
+    try:
+        for size, declared, held in cls.declared_sizes(vocab_size, meta["model_config"], shapes):
+            if declared != held:
+                raise CheckpointError(f"{path.parent / META_FILE}: declares {size} {declared!r}, but the weights "
+                                      f"({path.name}) hold {'none' if held is None else held}; the file was edited "
+                                      "or belongs to another model")
+    except (TypeError, KeyError, AttributeError, ValueError, ConfigError) as e:
+        raise CheckpointError(f"{path.parent / META_FILE}: the model config does not fit {cls.model_type} ({e})") \
+            from None
+
+
+def _check_header(path: Path, header: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Compare the model record in a weights file's header with namesmith.json's: the declared vocabulary and
+    config must be those the tensors were saved with. An edited vocabulary (one more character: a count model
+    decoded its keys in another base and printed garbage; 60,000 more: 28.8 GB allocated) or config is refused
+    at once. Files saved before the record existed are checked by their sizes (`_check_declared_sizes`) and
+    their values (`load_weights`)."""
+    stored = header.get("__metadata__", {}).get(RECORD_KEY) if isinstance(header.get("__metadata__"), dict) else None
     if not isinstance(stored, str):
         return
     saved = _parse_json(path, stored.encode())
@@ -337,26 +377,6 @@ def _check_record(path: Path, meta: dict[str, Any], key: str, fields: dict[str, 
         raise CheckpointError(f"{path}: {key} record holds impossible lengths")
 
 
-def _check_size(cls: type[CharModel], vocab_size: int, config: dict[str, Any],
-                tensors: dict[str, torch.Tensor]) -> None:
-    """Refuse a config and vocabulary that ask for far more weights than the file holds.
-
-    The model is built on the meta device (shapes, no memory), so an edited checkpoint cannot make
-    namesmith allocate a huge model before `load_weights` compares the shapes exactly.
-    """
-    if cls.counts_only:
-        return  # count tables are sized by the data, not the config: load_weights checks them
-    try:
-        with torch.device("meta"):
-            wanted = sum(t.numel() for t in cls.from_config_dict(vocab_size, config).state_dict().values())
-    except (RuntimeError, NotImplementedError):
-        return  # this model cannot be built on the meta device; load_weights still checks shapes
-    stored = sum(t.numel() for t in tensors.values())
-    if wanted > 2 * stored + (1 << 20):
-        raise CheckpointError(f"the config and vocabulary ask for {wanted} weights but the weights file holds "
-                              f"{stored} (vocabulary or config mismatch)")
-
-
 def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu", *,
                     with_train_state: bool = False) -> Checkpoint:
     """Load a model directory, checking format, hashes, vocabulary and weight shapes."""
@@ -367,9 +387,9 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu", *
     except NamesmithError as e:
         raise CheckpointError(f"{directory / META_FILE}: {e}") from None
     cls = model_class(meta["model_type"])
-    tensors = _load_tensors(directory, meta.get("weights"), "weights", meta)
+    tensors = _load_tensors(directory, meta.get("weights"), "weights",
+                            lambda path, header: _check_model_record(path, header, meta, vocab.size))
     try:
-        _check_size(cls, vocab.size, meta["model_config"], tensors)
         model = cls.from_config_dict(vocab.size, meta["model_config"])
         model.load_weights(tensors)
         if "calibration" in meta:

@@ -12,6 +12,8 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,8 @@ from namesmith import NameModel, cli
 from namesmith import checkpoint as ckpt_mod
 from namesmith.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
 from namesmith.errors import CheckpointError
+from namesmith.models import MODEL_TYPES, model_class
+from namesmith.models.bigram import BigramLinear
 
 NAMES = ["anna", "bob", "carl", "dora", "emil", "fritz", "gina", "hugo", "ida", "jan", "kim", "lena"]
 CPU = {"device": "cpu", "max_steps": 30}
@@ -172,7 +176,7 @@ def test_huge_vocabulary_is_refused_without_allocating(model_dir):
 def test_edited_weights_with_matching_hash(model_dir, capsys):
     V = len(meta_of(model_dir)["vocab"]) + 1
     replace_weights(model_dir, {"W": torch.zeros(V + 1, V + 1)})
-    refused(model_dir, "shape", capsys=capsys)
+    refused(model_dir, f"declares vocabulary size {V}, but the weights", f"hold {V + 1}", capsys=capsys)
     replace_weights(model_dir, {"W": torch.zeros(V, V), "extra": torch.zeros(1)})
     refused(model_dir, "unexpected", capsys=capsys)
     replace_weights(model_dir, {"W": torch.full((V, V), float("nan"))})
@@ -384,7 +388,7 @@ def test_an_edited_model_config_is_refused_before_the_model_is_built(model_dir, 
     meta["model_config"]["init_seed"] = 12345
     write_meta(model_dir, meta)
     built = []
-    monkeypatch.setattr(ckpt_mod, "_check_size", lambda *args: built.append(args))
+    monkeypatch.setattr(BigramLinear, "from_config_dict", classmethod(lambda cls, *args: built.append(args)))
     with pytest.raises(CheckpointError, match=r"its model config is not the one the weights were saved with"):
         load_checkpoint(model_dir)
     assert built == []  # refused from the weights file's header, before anything was built
@@ -412,3 +416,125 @@ def test_unwritable_out_fails_before_training(tmp_path, capsys):
 def test_read_meta_is_cheap_and_checked(model_dir):
     meta = read_meta(model_dir)
     assert meta["model_type"] == "bigram" and meta["format_version"] == ckpt_mod.FORMAT_VERSION
+
+
+# --- every declared size against the tensors, for every model type (issue 31.7) -----------------------------
+# Each registered type, untrained (its sizes are what matter), with the edits of its namesmith.json that declare
+# sizes its weights do not hold: (JSON path of the config value or "vocab", the value written, the size named).
+_SEX = {"labels": {"sex": ["F", "M"]}, "priors": {"sex": [1.0, 1.0]}, "joint": []}
+_GRU = {"n_embd": 8, "n_hidden": 16, "n_layer": 1}
+_TYPES: dict[str, tuple[dict, list[tuple[tuple, object, str]]]] = {
+    "bigram-counts": ({}, []),
+    "bigram": ({}, []),
+    "ngram": ({"order": 3}, [(("order",), 4, "order")]),
+    "sparse-ngram": ({"order": 3, "components": 2, "classes": 2},
+                     [(("components",), 10**9, "components"), (("tables",), 10**9, "tables"),
+                      (("classes",), 0, "class table")]),
+    "mlp": ({"block_size": 3, "n_embd": 8, "n_hidden": 16, "n_layer": 2},
+            [(("n_layer",), 10**5, "n_layer"), (("n_embd",), 10**6, "n_embd"), (("n_hidden",), 10**6, "n_hidden"),
+             (("block_size",), 10**6, "block_size")]),
+    "wavenet": ({"block_size": 4, "n_embd": 8, "n_hidden": 16},
+                [(("block_size",), 2**20, "block_size"), (("n_hidden",), 10**6, "n_hidden")]),
+    "rnn": (_GRU, [(("n_layer",), 10**5, "n_layer"), (("n_hidden",), 10**6, "n_hidden")]),
+    "gru": (_GRU, [(("n_layer",), 10**5, "n_layer"), (("n_embd",), 10**6, "n_embd")]),
+    "lstm": (_GRU, [(("n_layer",), 10**5, "n_layer")]),
+    "transformer": ({"block_size": 8, "n_layer": 2, "n_head": 2, "n_embd": 16},
+                    [(("n_layer",), 10**5, "n_layer"), (("n_embd",), 2**20, "n_embd"),
+                     (("block_size",), 10**6, "block_size")]),
+    "ngram-mix": ({"model_type": "gru", "model": _GRU, "ngram": {"order": 3}, "weights": [1.0, 0.5]},
+                  [(("model", "n_layer"), 10**5, "n_layer"), (("ngram", "order"), 5, "order")]),
+    "conditional-counts": ({"model_type": "ngram", "model": {"order": 3}, "condition": _SEX},
+                           [(("model", "order"), 5, "order")]),
+    "conditional-network": ({"model_type": "gru", "model": _GRU, "condition": _SEX},
+                            [(("model", "n_layer"), 10**5, "n_layer"),
+                             (("condition",), {**_SEX, "labels": {"sex": ["F", "M", "X"]},
+                                               "priors": {"sex": [1.0, 1.0, 1.0]}}, "values of sex")]),
+    "ensemble": ({"members": [{"model_type": "bigram", "model": {}}, {"model_type": "gru", "model": _GRU}],
+                  "weights": [0.5, 0.5]},
+                 [(("members",), [{"model_type": "bigram", "model": {}}] * 10**5, "members"),
+                  (("members", 1, "model", "n_layer"), 10**5, "member 1's n_layer")]),
+}
+
+
+def test_every_model_type_says_where_its_sizes_are():
+    assert set(_TYPES) == set(MODEL_TYPES)
+
+
+def _saved(directory: Path, model_type: str, config: dict, pristine: Path, *, old: bool) -> Path:
+    """An untrained model of this type saved as `train` would (`old`: as before weights files kept a record)."""
+    vocab = load_checkpoint(pristine).vocab
+    model = model_class(model_type).from_config_dict(vocab.size, json.loads(json.dumps(config)))
+    if model_type == "conditional-counts":  # one combination's n-grams: a name "a" under sex=F
+        B, a = model.base, vocab.stoi["a"] + 1
+        grams = torch.tensor([1 * B**2 + 1 * B + a, 1 * B**2 + a * B + 1])
+        model.combo_codes, model.combo_offsets = torch.tensor([[0]]), torch.tensor([0, 2])
+        model.gram_keys, model.gram_counts = grams, torch.ones(2, dtype=torch.float64)
+    meta = {k: v for k, v in meta_of(pristine).items() if k not in ("weights", "train_state")}
+    save_checkpoint(directory, model, vocab, meta)
+    if old:
+        replace_weights(directory, ckpt_mod.load_file(weights_path(directory)))  # without the header's record
+    return directory
+
+
+def _edit(meta: dict, path: tuple, value: object) -> None:
+    target = meta["model_config"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["new", "old"])
+@pytest.mark.parametrize("model_type", _TYPES)
+def test_every_declared_size_is_checked_against_the_tensors_before_anything_is_built(
+        pristine, tmp_path, monkeypatch, capsys, model_type, old):
+    # issue 31: a Transformer's n_layer edited to 10^5 ran the size check 292 s at 4.4 GB; a conditional-counts
+    # model with 20,000 more characters allocated 3.4 GB, then an IndexError traceback (CLI and serve start-up)
+    config, edits = _TYPES[model_type]
+    directory = _saved(tmp_path / "model", model_type, config, pristine, old=old)
+    assert load_checkpoint(directory).model.model_type == model_type
+    assert (ckpt_mod.RECORD_KEY in ckpt_mod._read_header(weights_path(directory)).get("__metadata__", {})) != old
+    built = []
+    for name in MODEL_TYPES:  # a refusal comes before any model is built
+        monkeypatch.setattr(model_class(name), "from_config_dict",
+                            classmethod(lambda cls, *args: built.append(cls) or pytest.fail("built")))
+    pristine_meta = meta_of(directory)
+    more = [chr(c) for c in range(0x4E00, 0x4E00 + 20_000)]  # 20,000 more characters
+    for path, value, size in [(("vocab",), more, "vocabulary"), *edits]:
+        meta = json.loads(json.dumps(pristine_meta))
+        if path == ("vocab",):
+            meta["vocab"] = sorted(meta["vocab"] + more)
+        else:
+            _edit(meta, path, value)
+        write_meta(directory, meta)
+        if old and path == ("vocab",) and model_type in ("conditional-counts", "sparse-ngram"):
+            continue  # their vocabulary is in the keys' values, checked once built (below)
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(directory)
+        message = str(e.value)
+        assert "\n" not in message and ("not the one the weights were saved with" if not old else size) in message
+    assert built == []
+
+
+def test_an_old_conditional_counts_model_with_more_characters_is_refused_in_one_line(tmp_path, capsys):
+    # issue 31: 20,000 characters added to the vocabulary of a conditional-counts model (the default type) saved
+    # before the weights' header kept a record: 3.4 GB, then an IndexError traceback, in the CLI and at serve start-up
+    table = tmp_path / "names.tsv"
+    table.write_text("name\tsex\tcount\n" + "".join(f"{n}\t{s}\t3\n" for n, s in
+                     [("anna", "F"), ("berta", "F"), ("carla", "F"), ("bruno", "M"), ("otto", "M"), ("hugo", "M")]))
+    out = tmp_path / "model"
+    NameModel.train(str(table), "ngram", order=3, condition=("sex",), out=out, prior="none")
+    replace_weights(out, ckpt_mod.load_file(weights_path(out)))  # as an old directory: no record in the header
+    meta = meta_of(out)
+    for added in (["q"], [chr(c) for c in range(0x4E00, 0x4E00 + 20_000)]):
+        meta_edited = {**meta, "vocab": sorted(meta["vocab"] + added)}
+        write_meta(out, meta_edited)
+        with pytest.raises(CheckpointError, match="n-gram keys or counts are not those of order-3 n-grams"):
+            load_checkpoint(out)
+        capsys.readouterr()
+        assert cli.main(["sample", "-m", str(out), "-n", "3"]) == cli.EXIT_ERROR
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "was the vocabulary edited?" in err and "Traceback" not in err
+    served = subprocess.run([sys.executable, "-m", "namesmith", "serve", "-m", str(out), "--port", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert served.returncode != 0 and "Traceback" not in served.stderr
+    assert served.stderr.strip().count("\n") == 0 and "was the vocabulary edited?" in served.stderr

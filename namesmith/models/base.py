@@ -15,6 +15,8 @@ Count models return log-probabilities as logits (-inf where the probability is 0
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -25,6 +27,8 @@ from namesmith.errors import CheckpointError, ConfigError
 from namesmith.vocab import BOUNDARY
 
 State = Any
+Shapes = dict[str, tuple[int, ...]]  # a weights file's tensor names and shapes (from its header: nothing loaded)
+Sizes = Iterator[tuple[str, Any, Any]]  # (size, as declared, as the weights hold it): see `CharModel.declared_sizes`
 
 # The training recipe every neural model starts from (see namesmith.trainer); each model
 # overrides what differs: its step cap, patience and time budget at least.
@@ -173,6 +177,16 @@ class CharModel(nn.Module):
         except TypeError as e:
             raise CheckpointError(f"model config does not fit {cls.model_type}: {e}") from None
 
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        """Every size the vocabulary and a saved config declare (vocabulary, layers, widths, order, components,
+        labels, ...), each beside the value the saved tensors' shapes hold: (size, declared, held).
+
+        namesmith.checkpoint compares them before any model is built, so an edited namesmith.json (n_layer set
+        to 10^5, 20,000 more characters) is refused at once instead of allocating what it declares. Every
+        registered model type says where its sizes live (tests/test_checkpoint_safety.py runs them all)."""
+        raise NotImplementedError(f"{cls.model_type} does not say how its sizes show in its weights")
+
     def weights(self) -> dict[str, torch.Tensor]:
         """Tensors to save (safetensors: contiguous, unshared)."""
         return {k: v.detach().contiguous().cpu().clone() for k, v in self.state_dict().items()}
@@ -246,3 +260,20 @@ def check_config(condition: bool, message: str, field: str | None = None) -> Non
 def boundary_context(batch_size: int, length: int, device: torch.device) -> torch.Tensor:
     """A (B, length) block of boundary tokens: the context before a name starts."""
     return torch.full((batch_size, length), BOUNDARY, dtype=torch.long, device=device)
+
+
+def dim(shapes: Shapes, name: str, axis: int) -> int | None:
+    """Size `axis` of the saved tensor `name` (None when there is no such tensor or axis)."""
+    shape = shapes.get(name)
+    return shape[axis] if shape is not None and -len(shape) <= axis < len(shape) else None
+
+
+def count_numbered(shapes: Shapes, prefix: str, suffix: str = "") -> int:
+    """How many distinct i there are among saved tensors named prefix{i}suffix... (layers, members, tables)."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix))
+    return len({match[1] for name in shapes if (match := pattern.match(name))})
+
+
+def under(shapes: Shapes, prefix: str) -> Shapes:
+    """The shapes of the tensors named prefix..., without the prefix (a wrapped model's own)."""
+    return {name[len(prefix):]: shape for name, shape in shapes.items() if name.startswith(prefix)}

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from namesmith.counting import count_pairs
 from namesmith.history import TrainHistory
-from namesmith.models.base import CharModel, State, check_config
+from namesmith.models.base import CharModel, Shapes, Sizes, State, check_config, dim
 from namesmith.vocab import BOUNDARY
 
 LOG_EVERY = 10  # full-batch epochs between loss-curve points
@@ -37,6 +37,13 @@ class BigramTable(CharModel):
     """Shared by both bigram models: logits come from one (V, V) table indexed by the last token."""
 
     streamable: ClassVar[bool] = True
+    table_name: ClassVar[str]  # the saved (V, V) table
+
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        cls.config_class(**config)
+        for axis in (0, 1):
+            yield "vocabulary size", vocab_size, dim(shapes, cls.table_name, axis)
 
     @property
     def context_size(self) -> int:
@@ -84,6 +91,7 @@ class BigramCounts(BigramTable):
 
     model_type: ClassVar[str] = "bigram-counts"
     config_class: ClassVar[type] = BigramCountsConfig
+    table_name: ClassVar[str] = "pair_counts"
     counts_only: ClassVar[bool] = True
 
     def __init__(self, vocab_size: int, config: BigramCountsConfig | None = None):
@@ -123,6 +131,7 @@ class BigramLinear(BigramTable):
 
     model_type: ClassVar[str] = "bigram"
     config_class: ClassVar[type] = BigramConfig
+    table_name: ClassVar[str] = "W"
     # The seed's schedules: full batch decays 100 → 10 over 10,000 epochs; its per-example
     # study loops run 2 epochs at a constant rate (100 for the L1 loss, 1 for the NLL).
     mode_defaults: ClassVar[dict[str, dict[str, Any]]] = {

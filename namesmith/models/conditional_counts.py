@@ -74,7 +74,7 @@ from namesmith.errors import CheckpointError, ConfigError, DataError
 from namesmith.evaluate import mean_nll, target_log_probs
 from namesmith.history import TrainHistory
 from namesmith.minimize import minimize
-from namesmith.models.base import CharModel, State, boundary_context
+from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, dim
 from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear, BigramTable
 from namesmith.models.ngram import DISCOUNT_LIMITS, MIN_TUNING_WORDS, NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram
@@ -128,6 +128,7 @@ class BigramTableModel(BigramTable):
 
     model_type: ClassVar[str] = "bigram-table"
     config_class: ClassVar[type] = dict
+    table_name: ClassVar[str] = "table"
     counts_only: ClassVar[bool] = True
 
     def __init__(self, log_probs: torch.Tensor):
@@ -558,6 +559,18 @@ class ConditionalCounts(CharModel):
                 "train_config": c.train_config}
 
     @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        """The labels and the order (the vocabulary is in the n-gram keys' values: `load_weights` checks it)."""
+        c = ConditionalCountsConfig(**config)
+        if c.model_type not in COMPONENTS:
+            raise ValueError(f"conditional count models are built on {', '.join(COMPONENTS)}, not {c.model_type}")
+        order = COMPONENTS[c.model_type][1](**c.model).order if c.model_type == "ngram" else 2
+        k = len(Condition.from_dict(c.condition))
+        yield "labels", k, dim(shapes, "combo_codes", 1)
+        yield "labels", k, dim(shapes, "node_codes", 1)
+        yield "order", order, dim(shapes, "node_discounts", 1)
+
+    @classmethod
     def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> ConditionalCounts:
         try:
             return cls(vocab_size, ConditionalCountsConfig(**config))
@@ -588,9 +601,11 @@ class ConditionalCounts(CharModel):
               or bool((t["combo_offsets"][1:] < t["combo_offsets"][:-1]).any())):
             problem = "combination offsets are inconsistent with the n-gram counts"
         elif (t["gram_counts"].shape != (M,) or not t["gram_counts"].is_floating_point()
-              or not bool(torch.isfinite(t["gram_counts"]).all()) or bool((t["gram_counts"] <= 0).any())) or bool(
-                (t["gram_keys"] < 0).any() or (t["gram_keys"] >= self.base**N).any()):
-            problem = f"n-gram keys or counts are not those of order-{N} n-grams over {self.vocab_size} tokens"
+              or not bool(torch.isfinite(t["gram_counts"]).all()) or bool((t["gram_counts"] <= 0).any())
+              or not _whole_grams(t["gram_keys"], self.base, N)
+              or not _grams_follow_one_another(t["gram_keys"], t["combo_offsets"], self.base, N)):
+            problem = (f"n-gram keys or counts are not those of order-{N} n-grams over {self.vocab_size} tokens "
+                       "(was the vocabulary edited?)")
         elif (t["node_weights"].shape != (S, S) or not bool(torch.isfinite(t["node_weights"]).all())
               or not bool((t["node_weights"].abs() <= MAX_WEIGHT).all())):
             problem = f"mixture weights must be (nodes, nodes), finite, at most {MAX_WEIGHT} in size"
@@ -605,6 +620,33 @@ class ConditionalCounts(CharModel):
             setattr(self, name, t[name].to(self.device, torch.float64 if name == "gram_counts" else t[name].dtype))
         self._index_nodes()
 
+
+
+def _whole_grams(keys: torch.Tensor, base: int, order: int) -> bool:
+    """Whether every key holds exactly `order` tokens: `order` digits in base `base`, none of them 0 ("no token";
+    a token t is digit t+1). The keys of a vocabulary edited to more characters are read in a larger base, in
+    which they have fewer digits (20,000 more: a 3.4 GB table was built from them, then an IndexError)."""
+    rest = keys
+    for _ in range(order):
+        if bool((rest % base == 0).any()):
+            return False
+        rest = rest // base
+    return not bool(rest.any())
+
+
+def _grams_follow_one_another(keys: torch.Tensor, offsets: torch.Tensor, base: int, order: int) -> bool:
+    """Whether, in each combination, every n-gram that does not start with the boundary follows one that ends with
+    its first order-1 tokens, as the n-grams of a name follow one another: keys read in another base (a vocabulary
+    edited by a character or two) break this almost surely, where their digits alone may still look whole."""
+    if order < 2:
+        return True
+    top = base ** (order - 1)  # the oldest token's place value
+    for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+        grams = keys[start:end]
+        inner = grams[grams // top != BOUNDARY + 1]  # n-grams whose oldest token is a character
+        if not bool(torch.isin(inner // base, grams % top).all()):  # its first order-1 tokens: some n-gram's last
+            return False
+    return True
 
 class ConditionedNGram(CharModel):
     """P(name | labels) of a conditional n-gram over a large vocabulary (`ConditionalCounts.sparse`): its

@@ -37,7 +37,7 @@ from torch import nn
 from namesmith.conditional import Condition, Where, check_guidance
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.models import model_class
-from namesmith.models.base import CharModel, DelegatingModel, State
+from namesmith.models.base import CharModel, DelegatingModel, Shapes, Sizes, State, count_numbered, dim, under
 from namesmith.vocab import BOUNDARY
 
 DEFAULT_LABEL_DROPOUT = 0.25
@@ -138,6 +138,18 @@ class ConditionalNetwork(DelegatingModel):
     def config_dict(self) -> dict[str, Any]:
         return {"model_type": self.model.model_type, "model": self.model.config_dict(),
                 "condition": self.condition.to_dict(), "label_dropout": self.label_dropout}
+
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        """The network's own sizes (its token table is model.wte.tok), then one label table per label, with a row
+        per value and one for "unknown"."""
+        labels = Condition.from_dict(config["condition"]).labels
+        network = {("wte.weight" if name == "wte.tok.weight" else name): shape
+                   for name, shape in under(shapes, "model.").items() if not name.startswith("wte.labels.")}
+        yield from model_class(config["model_type"]).declared_sizes(vocab_size, config["model"], network)
+        yield "labels", len(labels), count_numbered(shapes, "model.wte.labels.", ".weight")
+        for j, (label, values) in enumerate(labels.items()):
+            yield f"values of {label} (and unknown)", len(values) + 1, dim(shapes, f"model.wte.labels.{j}.weight", 0)
 
     @classmethod
     def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> ConditionalNetwork:

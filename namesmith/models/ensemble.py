@@ -44,7 +44,7 @@ from namesmith.config import COMBINES
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.evaluate import position_log_probs
 from namesmith.models import model_class
-from namesmith.models.base import CharModel, State
+from namesmith.models.base import CharModel, Shapes, Sizes, State, count_numbered, under
 
 log = logging.getLogger("namesmith")
 
@@ -132,6 +132,16 @@ class Ensemble(CharModel):
     def config_dict(self) -> dict[str, Any]:
         return {"members": [{"model_type": m.model_type, "model": m.config_dict()} for m in self.members],
                 "weights": list(self.config.weights), "combine": self.combine}
+
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        members = config["members"]
+        yield "members", len(members), count_numbered(shapes, "members.", ".")
+        if len(members) == count_numbered(shapes, "members.", "."):  # else the mismatch above is refused first
+            for i, member in enumerate(members):
+                for size, declared, held in model_class(member["model_type"]).declared_sizes(
+                        vocab_size, member["model"], under(shapes, f"members.{i}.")):
+                    yield f"member {i}'s {size}", declared, held
 
     @classmethod
     def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> Ensemble:

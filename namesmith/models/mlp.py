@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, WindowModel, check_config
+from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, Shapes, Sizes, WindowModel, check_config, count_numbered, dim
 from namesmith.vocab import BOUNDARY
 
 
@@ -66,6 +66,18 @@ class MLP(WindowModel):
         with torch.no_grad():
             self.lm_head.weight.mul_(0.1)
             self.lm_head.bias.zero_()
+
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        c = MLPConfig(**config)
+        n_embd = dim(shapes, "wte.weight", 1)
+        yield "vocabulary size", vocab_size, dim(shapes, "wte.weight", 0)
+        yield "n_embd", c.n_embd, n_embd
+        yield "n_layer", c.n_layer, count_numbered(shapes, "hidden.", ".weight")
+        yield "n_hidden", c.n_hidden, dim(shapes, "hidden.0.weight", 0)
+        width = dim(shapes, "hidden.0.weight", 1)  # block_size × n_embd
+        yield "block_size", c.block_size, width // n_embd if width and n_embd else None
+        yield "vocabulary size", vocab_size, dim(shapes, "lm_head.weight", 0)
 
     def _logits(self, context: torch.Tensor) -> torch.Tensor:
         """context (..., block_size) token ids -> logits (..., V)."""

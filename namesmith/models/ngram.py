@@ -66,7 +66,7 @@ import torch
 
 from namesmith.errors import CheckpointError, ConfigError, DataError
 from namesmith.history import TrainHistory
-from namesmith.models.base import CharModel, State, boundary_context, check_config
+from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, dim
 
 DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
 MAX_KEY = 2**63 - 1  # n-gram keys are int64
@@ -538,6 +538,12 @@ class NGram(CharModel):
         return -(held_out.weights * prob.log()).sum() / held_out.weights.sum()
 
     # --- saving -----------------------------------------------------------------------------
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        c = NGramConfig(**config)
+        yield "order", c.order, dim(shapes, "discounts", 0)
+        yield "vocabulary size", vocab_size, dim(shapes, "next_token_logprobs", 1)
+
     def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
         """Load what `weights()` saved: table sizes depend on the data, so any consistent size is accepted."""
         names = ("context_keys", "next_token_logprobs", "discounts")

@@ -33,7 +33,7 @@ from namesmith.config import TrainConfig
 from namesmith.errors import CheckpointError
 from namesmith.evaluate import position_log_probs
 from namesmith.models import model_class
-from namesmith.models.base import CharModel, DelegatingModel, State
+from namesmith.models.base import CharModel, DelegatingModel, Shapes, Sizes, State, under
 from namesmith.models.ngram import NGram, NGramConfig
 
 log = logging.getLogger("namesmith")
@@ -102,6 +102,14 @@ class NGramMix(DelegatingModel):
         if self.ngram.model_type != NGram.model_type:  # a conditional n-gram beside a conditional network
             config["ngram_type"] = self.ngram.model_type
         return config
+
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        """The network's sizes in the tensors not named ngram.*, the n-gram's in those that are."""
+        network = {name: shape for name, shape in shapes.items() if not name.startswith("ngram.")}
+        yield from model_class(config["model_type"]).declared_sizes(vocab_size, config["model"], network)
+        ngram_type = config.get("ngram_type", NGram.model_type)
+        yield from model_class(ngram_type).declared_sizes(vocab_size, config["ngram"], under(shapes, "ngram."))
 
     @classmethod
     def from_config_dict(cls, vocab_size: int, config: dict[str, Any]) -> NGramMix:

@@ -27,7 +27,16 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, State, check_config
+from namesmith.models.base import (
+    NEURAL_TRAIN_DEFAULTS,
+    CharModel,
+    Shapes,
+    Sizes,
+    State,
+    check_config,
+    count_numbered,
+    dim,
+)
 
 # rows per block of a CPU sampling step and thread: (256, 4 x 256) float32 gates fit in a 1 MiB L2 cache
 STEP_ROWS = 256
@@ -80,6 +89,15 @@ class _Recurrent(CharModel):
         with torch.no_grad():
             self.lm_head.weight.mul_(0.1)
             self.lm_head.bias.zero_()
+
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        c = RNNConfig(**config)
+        yield "vocabulary size", vocab_size, dim(shapes, "wte.weight", 0)
+        yield "n_embd", c.n_embd, dim(shapes, "wte.weight", 1)
+        yield "n_layer", c.n_layer, count_numbered(shapes, "rnn.weight_hh_l")
+        yield "n_hidden", c.n_hidden, dim(shapes, "rnn.weight_hh_l0", 1)
+        yield "vocabulary size", vocab_size, dim(shapes, "lm_head.weight", 0)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(self.wte(idx))  # (B, T, n_hidden), from the zero state

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from namesmith.errors import CheckpointError
-from namesmith.models.base import CharModel, State, boundary_context, check_config
+from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, count_numbered, dim
 from namesmith.models.ngram import DEFAULT_ORDER, check_order, modified_kn_discounts
 
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)
@@ -461,6 +461,18 @@ class SparseNGram(CharModel):
         return self.next_token_probs(window).log(), window
 
     # --- saving -----------------------------------------------------------------------------
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        """The counts of tables and components, and the vocabulary where a class table holds one class per
+        token (contexts and tokens are values, not shapes: `BackoffTable.check` bounds them by the vocabulary)."""
+        c = SparseNGramConfig(**config)
+        yield "tables", c.tables, count_numbered(shapes, "tables.", ".keys")
+        yield "components", c.components, count_numbered(shapes, "components.", ".keys")
+        yield "components", c.components, dim(shapes, "mixture", 0)
+        yield "class table", c.classes > 0, "class_of" in shapes
+        if c.classes:
+            yield "vocabulary size", vocab_size, dim(shapes, "class_of", 0)
+
     def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
         """Load what `weights()` saved: table sizes depend on the data, so any consistent size is accepted."""
         groups = [("tables", self.tables), ("components", self.components)]

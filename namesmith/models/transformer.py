@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from namesmith.errors import DataError
-from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, check_config
+from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, Shapes, Sizes, check_config, count_numbered, dim
 
 STEP_ROWS = 256  # rows per block of a CPU sampling step and thread (see the module docstring)
 
@@ -192,6 +192,15 @@ class Transformer(CharModel):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # the layers that add into the residual stream
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        c = TransformerConfig(**config)
+        yield "vocabulary size", vocab_size, dim(shapes, "wte.weight", 0)
+        yield "n_embd", c.n_embd, dim(shapes, "wte.weight", 1)
+        yield "block_size", c.block_size, dim(shapes, "wpe.weight", 0)
+        yield "n_layer", c.n_layer, count_numbered(shapes, "blocks.", ".attn.c_attn.weight")
+        yield "vocabulary size", vocab_size, dim(shapes, "lm_head.weight", 0)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, WindowModel, check_config
+from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, Shapes, Sizes, WindowModel, check_config, count_numbered, dim
 from namesmith.vocab import BOUNDARY
 
 
@@ -86,6 +86,15 @@ class WaveNet(WindowModel):
         with torch.no_grad():
             self.lm_head.weight.mul_(0.1)
             self.lm_head.bias.zero_()
+
+    @classmethod
+    def declared_sizes(cls, vocab_size: int, config: dict[str, Any], shapes: Shapes) -> Sizes:
+        c = WaveNetConfig(**config)
+        yield "vocabulary size", vocab_size, dim(shapes, "wte.weight", 0)
+        yield "n_embd", c.n_embd, dim(shapes, "wte.weight", 1)
+        yield "block_size", c.block_size, 2 ** count_numbered(shapes, "levels.", ".linear.weight")  # a level a doubling
+        yield "n_hidden", c.n_hidden, dim(shapes, "levels.0.linear.weight", 0)
+        yield "vocabulary size", vocab_size, dim(shapes, "lm_head.weight", 0)
 
     def _logits(self, padded: torch.Tensor) -> torch.Tensor:
         """Tokens (B, T + block_size - 1) -> logits (B, T, V) of the last T positions."""
