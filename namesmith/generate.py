@@ -79,6 +79,7 @@ from namesmith.evaluate import eval_mode
 from namesmith.models.base import CharModel
 from namesmith.popularity import parse_popularity, popularity_index
 from namesmith.sample import Batch, batch_limit, draw_numpy, finish_batch, next_token_probs, plain_sampler, token_dtype
+from namesmith.syllables import check_alphabet, count_syllables, parse_syllables, syllable_automaton
 from namesmith.vocab import BOUNDARY, Vocab
 
 MAX_NAME_LENGTH = 10_000  # max_len and min_len at most: longer requests are refused, not attempted
@@ -151,6 +152,8 @@ class GenerateConfig:
     regex: str | None = None  # `regex.search` on the whole name (anchor with ^ and $)
     min_len: int | None = None  # None: 1 (an empty name is never printed)
     max_len: int | None = None  # None: the length guard (see `length_limit`); at most MAX_NAME_LENGTH
+    # (lo, hi): namesmith.syllables.count_syllables of every name in this range ("2-3", "2" and 2 are read too)
+    syllables: SyllableRange | None = None
     novel: bool = False  # never a word of the training data (any split)
     unique: bool = False  # no name twice
     max_tries: int | None = None  # draws examined at most; None: 100 per requested name + 100,000
@@ -188,6 +191,8 @@ class GenerateConfig:
                 _check(_is_int(value) and value >= least, name, f"must be at least {least}, got {value!r}")
                 _check(value <= MAX_NAME_LENGTH, name,
                        f"must be at most {MAX_NAME_LENGTH:,} (namesmith.generate.MAX_NAME_LENGTH), got {value:,}")
+        if self.syllables is not None:
+            object.__setattr__(self, "syllables", parse_syllables(self.syllables))
         for name in ("novel", "unique", "prior_letters", "not_in_catalogue"):
             _check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
         if self.max_tries is not None:
@@ -207,7 +212,7 @@ class GenerateConfig:
     @property
     def structural(self) -> bool:
         """Whether there are constraints the plain sampler cannot satisfy by itself."""
-        return bool(self.ends_with or self.contains or self.excludes or self.min_len)
+        return bool(self.ends_with or self.contains or self.excludes or self.min_len or self.syllables)
 
     @property
     def decoding(self) -> dict[str, Any]:
@@ -215,6 +220,7 @@ class GenerateConfig:
         return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
 
 
+SyllableRange = tuple[int, int]  # a GenerateConfig's `syllables`: (lowest, highest), both included
 IGNORE_CASE = "(?i)"  # put before a user's regex for a model of lowercased names (NameModel)
 
 
@@ -437,7 +443,8 @@ class Automaton:
 
 def build_automaton(vocab: Vocab, config: GenerateConfig,
                     max_states: int = MAX_AUTOMATON_STATES) -> Automaton | None:
-    """Product of one KMP matcher per pattern, reachable states only (None: more than max_states).
+    """Product of one KMP matcher per pattern, and of the syllable counter's automaton for `syllables`
+    (namesmith.syllables), reachable states only (None: more than max_states).
 
     The prefix is fed through it, so the start state already accounts for `starts_with`.
     """
@@ -448,9 +455,17 @@ def build_automaton(vocab: Vocab, config: GenerateConfig,
     patterns = [ends, *contains, *excludes]
     tables = [kmp_automaton(p, V) for p in patterns]
     n_contains = len(contains)
+    syllables = None if config.syllables is None else syllable_automaton(vocab.chars, *config.syllables)
 
     def step(state: tuple, c: int) -> tuple | None:
         new = []
+        if syllables is not None:  # the last component: the syllable counter's state
+            x = int(syllables.step[state[-1], c])
+            if x < 0:
+                return None  # too many syllables already, or a letter of a script it does not count
+            state, last = state[:-1], (x,)
+        else:
+            last = ()
         for i, (j, table, p) in enumerate(zip(state, tables, patterns)):
             if 1 <= i <= n_contains and j == len(p):
                 new.append(j)  # found once is found for good
@@ -459,9 +474,9 @@ def build_automaton(vocab: Vocab, config: GenerateConfig,
             if i > n_contains and j == len(p):
                 return None  # an excluded pattern
             new.append(j)
-        return tuple(new)
+        return (*new, *last)
 
-    start: tuple | None = tuple(0 for _ in patterns)
+    start: tuple | None = tuple(0 for _ in patterns) + ((0,) if syllables is not None else ())
     for c in vocab.encode(config.starts_with):
         start = step(start, c)
     assert start is not None, "check_lengths refuses a prefix with an excluded pattern"
@@ -482,7 +497,8 @@ def build_automaton(vocab: Vocab, config: GenerateConfig,
                 order.append(nxt)
             row.append(index[nxt])
         rows.append(row)
-    accept = [s[0] == len(ends) and all(s[1 + i] == len(contains[i]) for i in range(n_contains)) for s in order]
+    accept = [s[0] == len(ends) and all(s[1 + i] == len(contains[i]) for i in range(n_contains))
+              and (syllables is None or bool(syllables.accept[s[-1]])) for s in order]
     return Automaton(torch.tensor(rows, dtype=torch.long), torch.tensor(accept), 0)
 
 
@@ -839,7 +855,7 @@ class ExactCache:
     @staticmethod
     def key(config: GenerateConfig, max_len: int) -> tuple:
         return (config.starts_with, config.ends_with, config.contains, config.excludes, config.min_len,
-                config.temperature, config.top_k, config.top_p, max_len)
+                config.syllables, config.temperature, config.top_k, config.top_p, max_len)
 
     def get(self, key: tuple) -> ExactSampler | NotAvailable | None:
         with self._lock:
@@ -963,6 +979,8 @@ def _check_vocab(vocab: Vocab, config: GenerateConfig) -> None:
         if unknown:
             raise ConfigError(f"{name} {text!r}: {', '.join(map(repr, dict.fromkeys(unknown)))} not in the model's "
                               "vocabulary, so no name can satisfy it", field=name)
+    if config.syllables is not None:
+        check_alphabet(vocab.chars)
 
 
 def _name_test(config: GenerateConfig, exact: bool, known: Collection[str] | None) -> Callable[[str], bool] | None:
@@ -978,6 +996,9 @@ def _name_test(config: GenerateConfig, exact: bool, known: Collection[str] | Non
             checks.append(lambda n, c=c: c in n)
         for e in config.excludes:
             checks.append(lambda n, e=e: e not in n)
+        if config.syllables is not None:
+            lo, hi = config.syllables
+            checks.append(lambda n: lo <= (count_syllables(n) or 0) <= hi)
     if config.novel:
         checks.append(lambda n: n not in known)
     if not checks:

@@ -464,11 +464,11 @@ class NameModel:
 
     def generate(self, n: int = 20, *, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
                  excludes: Sequence[str] = (), regex: str | None = None, min_len: int | None = None,
-                 max_len: int | None = None, novel: bool = False, unique: bool = False, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                 max_tries: int | None = None, time_budget: float | None = None, method: str = "auto",
-                 where: Where | None = None, guidance: float = 0.0, prior_letters: bool = False,
-                 popularity: str | None = None, not_in_catalogue: bool = False) -> Names:
+                 max_len: int | None = None, syllables: str | int | tuple[int, int] | None = None, novel: bool = False,
+                 unique: bool = False, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 seed: int | None = None, max_tries: int | None = None, time_budget: float | None = None,
+                 method: str = "auto", where: Where | None = None, guidance: float = 0.0,
+                 prior_letters: bool = False, popularity: str | None = None, not_in_catalogue: bool = False) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
@@ -478,13 +478,14 @@ class NameModel:
         draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
         A model adapted to a list draws only the list's own letters unless `prior_letters`.
         `popularity` ("rare", "uncommon", "common", "top:N", ranks "A-B") and `not_in_catalogue` judge each name
-        by the built-in catalogue (namesmith.popularity).
+        by the built-in catalogue (namesmith.popularity). `syllables` ("2-3", "2", 2 or (2, 3)) keeps names of that
+        many syllables (namesmith.syllables, Latin script).
         """
         config, split, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
-            unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tries=max_tries,
-            time_budget=time_budget, method=method, prior_letters=prior_letters, popularity=popularity,
-            not_in_catalogue=not_in_catalogue)
+            syllables=syllables, unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+            max_tries=max_tries, time_budget=time_budget, method=method, prior_letters=prior_letters,
+            popularity=popularity, not_in_catalogue=not_in_catalogue)
         model, cache = self._conditioned(where, guidance, config.prior_letters)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
                          known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))

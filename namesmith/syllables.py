@@ -335,15 +335,20 @@ class SyllableAutomaton:
     accept: np.ndarray  # (X,) bool
 
 
+def check_alphabet(chars: tuple[str, ...]) -> None:
+    """Refuse (`ConfigError` naming "syllables") an alphabet without a Latin letter: none of its names is counted."""
+    if not any(c.isalpha() and symbol_of(c) is not None for c in chars):
+        raise ConfigError("syllables: only names in the Latin script are counted, and this model's alphabet has no "
+                          "Latin letter", field="syllables")
+
+
 def syllable_automaton(chars: tuple[str, ...], lo: int, hi: int) -> SyllableAutomaton:
     """The automaton of `lo <= count_syllables(name) <= hi` over tokens 1..len(chars) (`chars`: a vocabulary's)."""
+    check_alphabet(chars)
     machine = syllable_machine()
     M = len(machine.final)
     index = {a: i for i, a in enumerate(ALPHABET)}
     symbols = [symbol_of(c) for c in chars]
-    if not any(s is not None and c.isalpha() for s, c in zip(symbols, chars)):
-        raise ConfigError("syllables: only names in the Latin script are counted, and this model's alphabet has no "
-                          "Latin letter", field="syllables")
     counts = np.arange(hi + 1)
     step = np.full((M * (hi + 1), len(chars) + 1), -1, dtype=np.int64)
     for t, s in enumerate(symbols, start=1):

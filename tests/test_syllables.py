@@ -1,13 +1,19 @@
 """namesmith.syllables: the counter's rules, its automaton (the same rules), and its agreement with CMU."""
 
+import json
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
+from test_generate import PositionModel, chi_square_pvalue, exact_distribution
 
 from namesmith.catalogue import load_dataset
+from namesmith.cli import main
 from namesmith.data import load_words
 from namesmith.errors import ConfigError
+from namesmith.generate import GenerateConfig, generate
+from namesmith.namemodel import NameModel
 from namesmith.syllables import (
     _START,
     ALPHABET,
@@ -119,3 +125,96 @@ def test_the_automaton_tables_are_bounded():
     automaton = syllable_automaton(tuple("abcdefghijklmnopqrstuvwxyz"), 2, 3)
     assert automaton.step.shape[0] == len(syllable_machine().final) * 4
     assert np.all(automaton.step < automaton.step.shape[0])
+
+
+# --- --syllables in generation: exact for count models, filtered for the others ---------------------------
+SMALL = ["anna", "lena", "ella", "nell", "yael", "leyla", "ayla", "lee", "neal", "alena", "elan", "ana"]
+
+
+@pytest.fixture(scope="module")
+def small():
+    return NameModel.train(model="bigram-counts", words=SMALL, calibrate="none")
+
+
+@pytest.mark.parametrize("options", [dict(syllables=(2, 2)), dict(syllables="1-2", ends_with="a"),
+                                     dict(syllables=3, starts_with="a", temperature=0.7)])
+def test_exact_syllables_match_enumeration(small, options):
+    """Whole-name frequencies match P(name | constraints), by listing every name of at most 5 characters."""
+    config = GenerateConfig(num=20_000, seed=3, max_len=5, method="exact", **options)
+    result = generate(small.model, small.vocab, config, max_word_length=5)
+    assert result.complete and result.method == "exact" and result.tries == config.num
+    lo, hi = config.syllables
+
+    def valid(name: str) -> bool:
+        return (lo <= count_syllables(name) <= hi and name.startswith(config.starts_with)
+                and name.endswith(config.ends_with))
+
+    expected = exact_distribution(small.model, small.vocab, valid, 5, config.temperature)
+    assert chi_square_pvalue(Counter(result.names), expected, config.num) > 1e-3
+
+
+def test_syllables_of_a_model_that_is_no_chain_are_filtered_exactly():
+    vocab, model = Vocab(("a", "b", "c")), PositionModel()
+    config = GenerateConfig(num=10_000, seed=11, syllables=(2, 2), max_len=5)
+    result = generate(model, vocab, config, max_word_length=5)
+    assert result.method == "rejection" and result.complete and result.acceptance < 1
+    expected = exact_distribution(model, vocab, lambda n: count_syllables(n) == 2, 5)
+    assert chi_square_pvalue(Counter(result.names), expected, config.num) > 1e-3
+
+
+@pytest.mark.parametrize("method", ["exact", "rejection"])
+def test_every_name_has_the_syllables_asked_for(method):
+    words = load_words()[:3000]
+    model = NameModel.train(model="bigram-counts", words=words, calibrate="none")
+    for syllables, (lo, hi) in (("1", (1, 1)), ("2-3", (2, 3)), ("4-5", (4, 5))):  # one cache: keys differ
+        names = model.generate(100, syllables=syllables, seed=1, method=method, starts_with="Ma").names
+        assert len(names) == 100 and all(lo <= count_syllables(n) <= hi for n in names), (syllables, names)
+
+
+def test_a_model_of_another_script_is_refused_in_one_line(tmp_path, capsys):
+    model = NameModel.train(model="bigram-counts", words=["анна", "мария", "иван", "олег"])
+    with pytest.raises(ConfigError, match="Latin") as error:
+        model.generate(5, syllables="2")
+    assert error.value.field == "syllables"
+    out = tmp_path / "m"
+    model.save(out)
+    assert main(["sample", "-m", str(out), "--syllables", "2"]) == 1
+    stderr = capsys.readouterr()[1].strip()
+    assert "Latin" in stderr and "\n" not in stderr and "Traceback" not in stderr
+
+
+def test_cli_syllables(tmp_path, capsys):
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(load_words()[:2000]) + "\n", encoding="utf-8")
+    out = tmp_path / "m"
+    assert main(["-q", "train", "--model", "bigram-counts", "--data", str(data), "--out", str(out),
+                 "--samples", "0"]) == 0
+    capsys.readouterr()
+    assert main(["sample", "-m", str(out), "-n", "30", "--seed", "1", "--syllables", "2-3", "--json"]) == 0
+    payload = json.loads(capsys.readouterr()[0])
+    assert len(payload["names"]) == 30 and all(2 <= count_syllables(n) <= 3 for n in payload["names"])
+    assert payload["generation"]["method"] == "exact"
+    assert main(["sample", "-m", str(out), "--syllables", "3-2"]) == 1
+    stderr = capsys.readouterr()[1].strip()
+    assert "syllables" in stderr and "\n" not in stderr
+
+
+def test_the_api_takes_syllables_and_gives_each_name_its_count(tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from serve_support import train_bigram
+
+    from namesmith.serve import ModelRegistry, create_app
+
+    client = TestClient(create_app(ModelRegistry.from_directories([train_bigram(tmp_path)])))
+    for syllables, (lo, hi) in (("2-3", (2, 3)), (4, (4, 4))):
+        response = client.post("/api/v1/models/bigram/generate", json={"n": 20, "seed": 1, "syllables": syllables})
+        assert response.status_code == 200, response.text
+        names = response.json()["names"]
+        assert len(names) == 20 and all(lo <= n["syllables"] <= hi for n in names)
+        assert all(n["syllables"] == count_syllables(n["name"]) for n in names)
+    for bad in ("3-1", "many", 0, [2, 3]):
+        response = client.post("/api/v1/models/bigram/generate", json={"n": 5, "syllables": bad})
+        assert 400 <= response.status_code < 500 and "syllables" in response.text, (bad, response.text)
+    response = client.post("/api/v1/models/bigram/generate", json={"n": 5, "syllables": "3-1"})
+    assert response.json()["field"] == "syllables" and "\n" not in response.json()["error"]

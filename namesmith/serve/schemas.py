@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from namesmith.serve.limits import Limits
+from namesmith.syllables import MAX_SYLLABLES
 
 MAX_SEED = 2**53 - 1  # seeds stay exact in JavaScript numbers (the page keeps them in share links)
 Number = float | Literal["inf", "-inf"]  # JSON has no infinity: a name of probability 0 has log_prob "-inf"
@@ -94,6 +95,7 @@ class NameResult(BaseModel):
     nll_per_char: Number | None = None  # lower is more name-like
     percentile: float | None = None  # % of training names at most as name-like
     error: str | None = None  # why the name has no score (a character the model does not know)
+    syllables: int | None = None  # namesmith.syllables.count_syllables (None: a name not in the Latin script)
 
 
 class GeneratedName(NameResult):
@@ -200,6 +202,8 @@ def request_models(limits: Limits) -> RequestModels:
                                   description="Python regular expression searched in each name (time-limited)")
         min_len: whole(0, limits.max_name_length) | None = None
         max_len: whole(1, limits.max_name_length) | None = None
+        syllables: Annotated[str, StringConstraints(max_length=16)] | whole(1, MAX_SYLLABLES) | None = Field(
+            None, description='"2-3" or 2: names of that many syllables (spelling rules, Latin script only)')
         novel: bool = Field(False, description="never a word of the training data")
         unique: bool = Field(False, description="no name twice")
         # below 0.01 the library's softmax of logits / temperature overflows (uniform, not greedy, names)

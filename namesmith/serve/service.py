@@ -30,6 +30,7 @@ from namesmith.namemodel import NameModel
 from namesmith.offensive import default_filter
 from namesmith.serve.limits import Limits
 from namesmith.serve.schemas import MAX_SEED
+from namesmith.syllables import count_syllables
 
 MAX_ROUNDS = 8  # generate calls per request when offensive names were hidden and more are needed
 HEATMAP_CHARS = 40  # a heat map of a larger vocabulary shows its most frequent characters only
@@ -153,7 +154,8 @@ def adapting(n: int, words: int, seconds: float, seed: int | None) -> dict[str, 
 def score_dict(score: Any) -> dict[str, Any]:
     d = score.to_dict()
     return {"name": d["name"], "log_prob": finite(score.log_prob), "nll_per_char": finite(score.nll_per_char),
-            "percentile": None if score.percentile is None else float(score.percentile), "error": d["error"]}
+            "percentile": None if score.percentile is None else float(score.percentile), "error": d["error"],
+            "syllables": count_syllables(d["name"])}
 
 
 def score(model: NameModel, names: Sequence[str], labels: dict[str, list[str]], where: dict[str, str],
