@@ -76,6 +76,47 @@ def test_a_second_classification_builds_no_table_again(model, monkeypatch):
     assert built == [] and again == first
 
 
+def test_a_few_names_are_classified_from_the_counts_as_the_tables_classify_them(model, monkeypatch):
+    counts = model.model
+    names = ["davina", "kolette", "marek", "a", "tosino", "vvv"]
+    nodes = [tuple(c) for c in counts.node_codes.tolist()]
+    counts._kept.clear()
+    # a few names need only their own contexts' rows: no component table is built for them
+    monkeypatch.setattr(ConditionalCounts, "_component", lambda *a: pytest.fail("built a component table"))
+    from_counts = combination_log_likelihoods(counts, model.vocab, names, nodes)
+    posterior = model.classify(names)
+    monkeypatch.undo()
+    counts._kept = {a: counts.component(a) for a in range(len(nodes))}  # the tables' path, as a server warms it
+    from_tables = combination_log_likelihoods(counts, model.vocab, names, nodes)
+    counts._kept.clear()
+    torch.testing.assert_close(from_counts, from_tables, atol=1e-9, rtol=0)
+    assert posterior == model.classify(names)
+
+
+def test_a_model_saved_without_low_order_rows_classifies_from_its_tables(model):
+    counts = model.model
+    names = ["davina", "marek"]
+    expected = model.classify(names)
+    saved = {k: v for k, v in counts.weights().items() if k != "node_low_probs"}  # as older versions saved it
+    older = ConditionalCounts.from_config_dict(counts.vocab_size, counts.config_dict())
+    older.load_weights(saved)
+    assert len(older.node_low_probs) == 0
+    again = NameModel(older, model.vocab, model.meta).classify(names)
+    for old, new in zip(again, expected):
+        for label, probs in new.labels.items():
+            assert old.labels[label] == pytest.approx(probs, abs=1e-9)
+
+
+def test_malformed_low_order_rows_are_refused(model):
+    from namesmith.errors import CheckpointError
+
+    counts = model.model
+    tensors = counts.weights()
+    tensors["node_low_probs"] = tensors["node_low_probs"] * 2  # rows that are not distributions
+    with pytest.raises(CheckpointError, match="low-order rows"):
+        ConditionalCounts.from_config_dict(counts.vocab_size, counts.config_dict()).load_weights(tensors)
+
+
 TIMED = """
 import statistics, subprocess, sys, time
 import namesmith.cli as cli

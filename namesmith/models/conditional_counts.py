@@ -45,6 +45,14 @@ combination, each node's discounts (n-gram components) and θ. Components are re
 counts when first needed (a few hundredths of a second each) and cached; so a checkpoint holds
 counts rather than one table per node (for `us`, 2 sexes × 14 decades, 6-grams: 45 nodes, 12 MB).
 
+Classifying a name needs every node's distributions at the name's own positions only. Building the 45
+components of `us` for it took 3 s of CPU on every `namesmith classify`. So each node also keeps the rows
+of its lowest orders (contexts of up to 2 tokens, while they fit in LOW_ORDER_CELLS): those rows need
+the continuation counts of every n-gram. The rows of a name's longer contexts come from the few stored
+n-grams that end in those contexts (`_rows_from_counts`, every node at once). They are computed as the
+component's table computes them, so classification gives the same posteriors whichever path it takes.
+A model saved without these rows classifies from its tables.
+
 Each occurrence of an n-gram counts its row's training weight (namesmith.labelled, namesmith.tables.weights).
 
 Large vocabularies. A table of names in many scripts (`world`: 1,004 characters, 150,000 contexts)
@@ -64,7 +72,7 @@ import itertools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
@@ -83,7 +91,10 @@ from namesmith.models.weighted_kn import (
     context_count,
     estimated_discounts,
     fit_tables,
+    low_order_rows,
+    order_counts,
     orders,
+    rows_after,
     sparse_table,
     tune_discounts,
 )
@@ -97,6 +108,10 @@ MAX_WEIGHT = 20.0  # mixture weights are kept within ±MAX_WEIGHT
 CACHE_SIZE = 8  # aligned tables and conditioned models kept in memory
 KEPT_BYTES = 512 << 20  # components kept for good for classification (us: 45 nodes, ~200 MB)
 CLASSIFY_CHUNK_BYTES = 64 << 20  # per-position rows of every component held at once when classifying
+# Classifying a few names reads their rows off the counts (`_rows_from_counts`) rather than building every
+# component's table (us: 45 tables, 3 s); past this many names the tables pay for themselves.
+FEW_NAMES = 64
+LOW_ORDER_CELLS = 1 << 20  # nodes × rows × V of the lowest orders' rows saved (8 MB of float64) at most
 # Component models kept in memory (at least one): scoring a batch of rows of many label combinations
 # uses each combination's ancestors, so they are kept by size rather than by number (all 45 of `us`).
 COMPONENT_CACHE_BYTES = 256 << 20
@@ -111,6 +126,15 @@ COMPONENTS: dict[str, tuple[type[CharModel], type]] = {
     "bigram": (BigramLinear, BigramConfig),
     "ngram": (NGram, NGramConfig),
 }
+
+
+class _NearestIndex(NamedTuple):
+    """The stored n-grams sorted by their tokens before the last, read nearest first as digits (`nearest`),
+    and their positions in the stored order (`order`): the n-grams whose last tokens follow a context are then
+    one range (`ConditionalCounts._rows_from_counts`)."""
+
+    nearest: torch.Tensor
+    order: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -169,6 +193,9 @@ class ConditionalCounts(CharModel):
         self.register_buffer("node_codes", torch.tensor([self.condition.unknown()], dtype=torch.long).view(1, k))
         self.register_buffer("node_weights", torch.ones(1, 1))  # (S, S): θ[node, component]
         self.register_buffer("node_discounts", torch.zeros(1, self.order, 3))  # (S, N, 3) n-gram components
+        # (S, B^(L-1), V) float64: each node's rows after the contexts of fewer than L tokens, L = 2 or 3
+        # (`low_order_rows`), or none (0 nodes: not saved by older versions, a large vocabulary, bigram components)
+        self.register_buffer("node_low_probs", torch.zeros(0, vocab_size + 1, vocab_size, dtype=torch.float64))
         self._index_nodes()
         self._components: OrderedDict[int, CharModel] = OrderedDict()
         self._aligned_probs: OrderedDict[int, torch.Tensor] = OrderedDict()
@@ -192,6 +219,9 @@ class ConditionalCounts(CharModel):
         self._kept_bytes = 0
         self._sparse: bool | None = None  # see `sparse`
         self._component_bytes: dict[int, int] = {}
+        self._member: torch.Tensor | None = None  # see `_members`
+        self._index: _NearestIndex | None = None  # see `_counts_index`
+        self._combo_of: torch.Tensor | None = None  # (M,) the combination of each stored n-gram
 
     @property
     def sparse(self) -> bool:
@@ -243,6 +273,12 @@ class ConditionalCounts(CharModel):
         node_held = [_merge([held_counts[c] for c in members[n]], self._empty()) for n in range(S)]
         self._sparse = self._too_large_for_tables(_merge(all_counts, self._empty()))
         discounts = torch.zeros(S, self.order, 3)
+        # the rows of the orders every n-gram's counts feed (orders 1-3 while they fit): classifying a few names
+        # then reduces only the few n-grams of the names' longer contexts (`_rows_from_counts`)
+        B, V = self.base, self.vocab_size
+        levels = 3 if S * B * B * V <= LOW_ORDER_CELLS else 2
+        keep_low = self.component_type == "ngram" and not self._sparse and S * B**(levels - 1) * V <= LOW_ORDER_CELLS
+        low_probs = torch.zeros(S if keep_low else 0, B ** (levels - 1), V, dtype=torch.float64)
         rest_models: dict[int, CharModel] = {}  # each node's component counted without the held-out names
         phase = Phase("counting the label combinations", S, "combinations")
         for a in range(S):
@@ -250,6 +286,8 @@ class ConditionalCounts(CharModel):
             all_a = _merge([all_counts[c] for c in members[a]], self._empty())
             rest_a = all_a.without(node_held[a])
             discounts[a] = self._discounts(all_a, rest_a, node_held[a])
+            if keep_low:
+                low_probs[a] = low_order_rows(all_a, discounts[a].double(), levels)
             if len(rest_a.keys):  # else every name of this node is held out: it cannot predict them (weight 0)
                 rest_models[a] = self._component(rest_a, discounts[a])
         weights_matrix = torch.zeros(S, S)
@@ -268,6 +306,7 @@ class ConditionalCounts(CharModel):
         self.gram_keys = torch.cat([c.keys for c in all_counts])
         self.gram_counts = torch.cat([c.counts for c in all_counts])
         self.node_codes, self.node_weights, self.node_discounts = nodes, weights_matrix, discounts
+        self.node_low_probs = low_probs
         sparse = self._sparse
         self._index_nodes()
         self._sparse = sparse
@@ -469,11 +508,15 @@ class ConditionalCounts(CharModel):
         T = max(int((y >= 0).sum(1).max()) if len(y) else 1, 1)
         x, y = x[:, :T].to(self.device), y[:, :T].to(self.device)
         rows = max(1, CLASSIFY_CHUNK_BYTES // (4 * len(nodes) * T * self.vocab_size))  # bounds the (B, T, V) rows held
+        from_counts = len(x) <= FEW_NAMES and len(self.node_low_probs) == len(self.node_codes) and \
+            len(self.node_codes) * self.base**self.order < 1 << 62 and not all(a in self._kept for a in nodes)
         out = []
         for i in range(0, len(x), rows):
             xb, yb = x[i : i + rows], y[i : i + rows]
             with torch.no_grad():
-                logp = {a: torch.log_softmax(self._kept_component(a)(xb).float(), -1) for a in nodes}  # (B, T, V)
+                logp = self._rows_from_counts(nodes, xb) if from_counts else \
+                    {a: self._kept_component(a)(xb).float() for a in nodes}
+                logp = {a: torch.log_softmax(lp, -1) for a, lp in logp.items()}  # (B, T, V)
             columns = []
             for p in parts:
                 mixed = logp[p[0][0]] if len(p) == 1 and p[0][1] == 1.0 else torch.log_softmax(
@@ -481,6 +524,70 @@ class ConditionalCounts(CharModel):
                 columns.append(target_log_probs(mixed, yb).double().sum(1))
             out.append(torch.stack(columns, 1))
         return torch.cat(out) if out else torch.zeros(0, len(combinations), dtype=torch.float64)
+
+    def _rows_from_counts(self, nodes: list[int], x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """{node: (B, T, V) its component's log-probabilities (float32) at every position of `x`}, read off the
+        counts: each node's saved rows of the two lowest orders, then, order by order, the Kneser-Ney rows of
+        the positions' own contexts from the few n-grams that end in them (`rows_after`), every node at once
+        (a key carries its node above its digits). Equal to the rows of the component's table
+        (`component(node)(x)`, the same operations in the same order), without building it."""
+        B, V, K, N = self.base, self.vocab_size, self.context_size, self.order
+        windows = _live_windows(x, K).reshape(-1, K)  # (B·T, K), oldest token first
+        distinct, inverse = torch.unique(((windows + 1) * B ** torch.arange(K - 1, -1, -1)).sum(-1),
+                                         return_inverse=True)
+        first = torch.zeros(len(distinct), dtype=torch.long).scatter_(0, inverse, torch.arange(len(windows)))
+        windows = windows[first]  # (P, K): each distinct context once
+        suffixes = torch.cat([windows.new_zeros(len(windows), 1),  # (P, K+1): keys of the last 0..K tokens
+                              ((windows.flip(-1) + 1) * B ** torch.arange(K)).cumsum(-1)], -1)
+        node_ids = torch.tensor(nodes)
+        levels = 2 if self.node_low_probs.size(1) == B else 3  # the saved rows: contexts of fewer tokens than this
+        rows = self.node_low_probs[node_ids[:, None], suffixes[None, :, min(K, levels - 1)]]  # (S', P, V) float64
+        index = self._counts_index()
+        member = self._members()[node_ids]  # (S', C) the combinations each node counts
+        nearest = torch.zeros(len(windows), dtype=torch.long)  # the last k-1 tokens, latest most significant
+        for k in range(2, N + 1):
+            nearest = nearest * B + windows[:, K - k + 1] + 1
+            if k <= levels:
+                continue
+            # every n-gram whose last k tokens follow one of these contexts: all that order k's counts of them
+            # need; `index` holds the n-grams by their tokens before the last, nearest first, so they are ranges
+            low = torch.unique(nearest) * B ** (N - k)
+            starts, ends = (torch.searchsorted(index.nearest, bound) for bound in (low, low + B ** (N - k)))
+            lengths = ends - starts
+            at = torch.repeat_interleave(starts - torch.cumsum(lengths, 0) + lengths, lengths) + torch.arange(
+                int(lengths.sum()))
+            chosen = torch.sort(index.order[at]).values  # in stored order: sums add up as the tables' do
+            pairs = member[:, self._combo_of[chosen]].nonzero()  # (node, n-gram), node by node
+            node_of, gram = pairs[:, 0], chosen[pairs[:, 1]]
+            merged = WeightedCounts.of(N, V, node_of * B**N + self.gram_keys[gram], self.gram_counts[gram], 0)
+            keys, counts = order_counts(merged, k)
+            discounts = self.node_discounts[node_ids, k - 1].double()[keys // B**k]  # (M, 3) each k-gram's node's
+            contexts = torch.arange(len(nodes)).unsqueeze(1) * B ** (k - 1) + suffixes[:, k - 1]  # (S', P)
+            rows = rows_after(keys, counts, discounts, contexts.reshape(-1), rows.reshape(-1, V), V).view(
+                len(nodes), -1, V)
+        logp = rows.log().float()[:, inverse].view(len(nodes), *x.shape, V)
+        return {a: logp[i] for i, a in enumerate(nodes)}
+
+    def _members(self) -> torch.Tensor:
+        """(S, C) bool: which full combinations each node's component counts."""
+        if self._member is None:
+            self._member = torch.tensor([[self._is_ancestor(tuple(node), tuple(combo))
+                                          for combo in self.combo_codes.tolist()] for node in self.node_codes.tolist()],
+                                        dtype=torch.bool).view(len(self.node_codes), len(self.combo_codes))
+        return self._member
+
+    def _counts_index(self) -> _NearestIndex:
+        """The stored n-grams ordered by their tokens before the last, nearest first (built once)."""
+        if self._index is None:
+            B, N = self.base, self.order
+            nearest = torch.zeros_like(self.gram_keys)
+            for i in range(1, N):  # the i-th token before the last becomes the i-th most significant digit
+                nearest = nearest * B + self.gram_keys // B**i % B
+            sorted_nearest, order = torch.sort(nearest)
+            self._index = _NearestIndex(sorted_nearest, order)
+            self._combo_of = torch.repeat_interleave(torch.arange(len(self.combo_codes)),
+                                                     self.combo_offsets[1:] - self.combo_offsets[:-1])
+        return self._index
 
     def given_codes(self, combinations: list[tuple[int, ...]], guidance: float = 0.0) -> CharModel:
         """The plain model of these code combinations (their product when several), guided, cached."""
@@ -581,10 +688,12 @@ class ConditionalCounts(CharModel):
         """Load what `weights()` saved: sizes depend on the data, so any consistent size is accepted."""
         names = ("combo_codes", "combo_offsets", "gram_keys", "gram_counts", "node_codes", "node_weights",
                  "node_discounts")
-        if set(tensors) != set(names):
+        if set(tensors) - {"node_low_probs"} != set(names):  # older versions saved no low-order rows
             raise CheckpointError(f"weights do not match conditional-counts: expected {list(names)}, "
                                   f"got {sorted(tensors)}")
         t = {name: tensors[name] for name in names}
+        V = self.vocab_size
+        low = tensors.get("node_low_probs", torch.zeros(0, V + 1, V, dtype=torch.float64))
         k, N = len(self.condition), self.order
         C, S, M = len(t["combo_codes"]), len(t["node_codes"]), len(t["gram_keys"])
         radix = torch.tensor(self.condition.radix)
@@ -614,10 +723,15 @@ class ConditionalCounts(CharModel):
             problem = "discounts out of range"
         elif tuple(t["node_codes"][0].tolist()) != self.condition.unknown():
             problem = "the first node must be the root (every label unknown)"
+        elif low.dtype != torch.float64 or low.dim() != 3 or low.shape[1:] not in ((V + 1, V), ((V + 1)**2, V)) \
+                or len(low) not in (0, S) or not bool(((low >= 0) & (low <= 1)).all()) \
+                or not bool(((low.sum(-1) - 1).abs() < 1e-6).all()):
+            problem = f"low-order rows must be (nodes, {V + 1} or {(V + 1)**2}, {V}) float64 distributions, or none"
         if problem:
             raise CheckpointError(f"conditional-counts weights: {problem}")
         for name in names:
             setattr(self, name, t[name].to(self.device, torch.float64 if name == "gram_counts" else t[name].dtype))
+        self.node_low_probs = low.to(self.device)
         self._index_nodes()
 
 

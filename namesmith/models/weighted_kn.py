@@ -122,9 +122,13 @@ def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tenso
 def _interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor, base: int
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One order's k-gram `keys` and counts as interpolated Kneser-Ney: the sorted context keys (C,), each
-    k-gram's context (M,) and α (its discounted count over its context's total, (M,)), each context's γ (C,)."""
+    k-gram's context (M,) and α (its discounted count over its context's total, (M,)), each context's γ (C,).
+    `discounts`: D1, D2, D3+ (3,), or a row of them per k-gram (M, 3)."""
     context_keys, context_of = torch.unique(keys // base, return_inverse=True)  # contexts: k-1 tokens
-    kept = (counts - discounts.double()[discount_class(counts)]).clamp(min=0)
+    classes = discount_class(counts)
+    discounts = discounts.double()
+    discount = discounts[classes] if discounts.dim() == 1 else discounts.gather(1, classes.unsqueeze(1)).squeeze(1)
+    kept = (counts - discount).clamp(min=0)
     context_total = _sum_by(context_of, counts, len(context_keys))
     context_kept = _sum_by(context_of, kept, len(context_keys))
     backoff_weight = (context_total - context_kept) / context_total  # the mass discounted
@@ -147,6 +151,59 @@ def distributions(keys_by_order: list[torch.Tensor], counts_by_order: list[torch
         all_keys.append(context_keys)
         all_logprobs.append(probs.log().float())
     return torch.cat(all_keys), torch.cat(all_logprobs)
+
+
+def order_counts(counts: WeightedCounts, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sorted k-gram keys seen and their (continuation) counts: order k of `orders`, reduced alike. Keys
+    may carry a model's number above their digits (several models' counts at once: each keeps its own)."""
+    N, B = counts.order, counts.vocab_size + 1
+    keys, values = counts.keys, counts.counts
+    for j in range(N - 1, k - 1, -1):
+        lower, inverse = torch.unique(keys // B ** (j + 1) * B**j + keys % B**j, return_inverse=True)
+        values = torch.zeros(len(lower), dtype=torch.float64).index_add_(0, inverse, values.clamp(max=1.0))
+        keys = lower
+    return keys, values
+
+
+def rows_after(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor, contexts: torch.Tensor,
+               lower: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(P, V) P_k(· | context) (float64) for the keys (P,) of contexts of k-1 tokens, from the order-k counts
+    (`order_counts`) of every k-gram whose context is one of them (others may be there too), their discounts
+    ((3,), or (M, 3): one row per k-gram) and the rows (P, V) of the contexts' parents (their last k-2
+    tokens). A context the counts never saw keeps its parent's row, as the n-gram's longest match does. The
+    rows `distributions` builds, by the same operations, so they are equal: what scoring a few names needs
+    without the whole (contexts, V) table. Keys may carry a model's number above their digits (several
+    models' rows at once), as long as the contexts carry it too."""
+    if not len(keys):
+        return lower
+    context_keys, context_of, alpha, backoff_weight = _interpolation(keys, counts, discounts, vocab_size + 1)
+    pos, found = _lookup(context_keys, contexts)
+    used, inverse = torch.unique(pos[found], return_inverse=True)  # the contexts asked for, each once
+    seen = torch.zeros(len(context_keys), dtype=torch.bool)
+    seen[used] = True
+    at = seen[context_of]  # the k-gram entries of those contexts
+    alphas = torch.zeros(len(used), vocab_size, dtype=torch.float64)
+    alphas[torch.searchsorted(used, context_of[at]), keys[at] % (vocab_size + 1) - 1] = alpha[at]
+    rows = lower.clone()
+    rows[found] = backoff_weight[pos[found], None] * lower[found] + alphas[inverse]
+    return rows
+
+
+def low_order_rows(counts: WeightedCounts, discounts: torch.Tensor, levels: int) -> torch.Tensor:
+    """(B^(levels-1), V) float64, B = V + 1: the row of each context of fewer than `levels` tokens, at its key
+    (row 0 the empty context's, row t + 1 after token t, ...; a context never seen, or a key that is no
+    context, holds its parent's row), as `distributions` builds them. The lowest orders need the continuation
+    counts of every n-gram; a model that keeps their rows has only the few n-grams of some contexts to
+    reduce for the others (`rows_after`)."""
+    V, B = counts.vocab_size, counts.vocab_size + 1
+    keys_by_order, counts_by_order = orders(counts)
+    rows = torch.full((1, V), 1.0 / V, dtype=torch.float64)  # order 0: uniform
+    for k in range(1, levels + 1):
+        contexts = torch.arange(B ** (k - 1))  # every key of fewer than k tokens
+        lower = rows[contexts % B ** max(k - 2, 0)]  # the parent: without the oldest token
+        rows = lower if k > counts.order else rows_after(keys_by_order[k - 1], counts_by_order[k - 1],
+                                                          discounts[k - 1], contexts, lower, V)
+    return rows
 
 
 def sparse_table(counts: WeightedCounts, discounts: torch.Tensor,

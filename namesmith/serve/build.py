@@ -89,7 +89,7 @@ def warm_up(model: NameModel) -> NameModel:
     model.training_split()
     if model.vocab.chars:
         model.score([model.vocab.chars[0]])
-        if model.labels:  # classification's tables (every component of a conditional count model)
+        if model.labels:  # classification's index of the counts (or its tables, for older model directories)
             model.classify([model.vocab.chars[0]])
     model.generate(1, seed=0)
     return model
