@@ -53,6 +53,7 @@ from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.ensemble import build_ensemble
 from namesmith.models.ngram import NGram
+from namesmith.novelty_cache import known_words
 from namesmith.popularity import popularity_index
 from namesmith.report import Transition, strongest_transitions
 from namesmith.score import NameScore, percentile, reference_scores, score_names
@@ -406,10 +407,19 @@ class NameModel:
         return self._corpus
 
     def _known_words(self) -> KnownWords:
-        """The training words (all splits) as sets, built once: what `novel` and the novelty summary check."""
+        """The training words (all splits) as sets, built once (and kept in the user's cache, so a large list
+        is not read again by the next process: namesmith.novelty_cache): what `novel` and the novelty summary
+        check. Raises why when the training words are unavailable."""
         if self._known is None:
-            self._known = KnownWords.of(self.corpus.split)
+            self._known = known_words(self.meta["data"], self._data_path, lambda: KnownWords.of(self.corpus.split))
         return self._known
+
+    def _novelty_words(self) -> tuple[KnownWords | None, str | None]:
+        """The training words as sets, or (None, why not) when the word list is unavailable."""
+        try:
+            return self._known_words(), None
+        except NamesmithError as e:
+            return None, str(e)
 
     def training_split(self) -> tuple[Split | None, str | None]:
         """The train/val/test words, or (None, why not) when the word list is unavailable."""
@@ -421,18 +431,18 @@ class NameModel:
     # --- generating ------------------------------------------------------------------------------
     def _generation(self, n: int, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
                     excludes: Sequence[str] = (), regex: str | None = None, novel: bool = False,
-                    **options: Any) -> tuple[GenerateConfig, Split | None, str | None, set[str] | None]:
-        """The generation config in the model's own case, the training split (or why not) and its words."""
+                    **options: Any) -> tuple[GenerateConfig, str | None, KnownWords | None]:
+        """The generation config in the model's own case, and the training words (or why they are unavailable)."""
         if folds(self.casing):  # the model knows lowercased names: constraints hold whatever their case
             starts_with, ends_with = starts_with.lower(), ends_with.lower()
             contains, excludes = [c.lower() for c in contains], [e.lower() for e in excludes]
             regex = None if regex is None else IGNORE_CASE + regex
         config = GenerateConfig(num=n, starts_with=starts_with, ends_with=ends_with, contains=tuple(contains),
                                 excludes=tuple(excludes), regex=regex, novel=novel, **options)
-        split, why = self.training_split()
-        if novel and split is None:
+        known, why = self._novelty_words()
+        if novel and known is None:
             raise ConfigError(f"novel needs the training word list: {why}", field="novel")
-        return config, split, why, None if split is None else self._known_words()
+        return config, why, known
 
     def _guide(self, model: CharModel) -> Guide:
         """Guided sampling of `model` (this model, or its plain model of a condition) steered by an n-gram
@@ -481,7 +491,7 @@ class NameModel:
         by the built-in catalogue (namesmith.popularity). `syllables` ("2-3", "2", 2 or (2, 3)) keeps names of that
         many syllables (namesmith.syllables, Latin script).
         """
-        config, split, why, known = self._generation(
+        config, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             syllables=syllables, unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
             max_tries=max_tries, time_budget=time_budget, method=method, prior_letters=prior_letters,
@@ -523,7 +533,7 @@ class NameModel:
         """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
         a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
         options as `generate`; `close()` (or a `with` block) stops early."""
-        config, split, why, known = self._generation(n, **options)
+        config, why, known = self._generation(n, **options)
         model, cache = self._conditioned(where, guidance, config.prior_letters)
         stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
                                known_words=None if known is None else known.all, cache=cache,
