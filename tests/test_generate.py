@@ -288,6 +288,28 @@ def test_novelty_summary():
 
 
 # --- the command line --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def count_model_dir(tmp_path_factory):
+    """A plain n-gram count model of 3,000 names, saved by the CLI."""
+    tmp_path = tmp_path_factory.mktemp("count-model")
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(load_words("builtin")[:3000]) + "\n", encoding="utf-8")
+    assert main(["-q", "train", "--data", str(data), "--out", str(tmp_path / "m"), "--order", "4",
+                 "--calibrate", "none", "--samples", "0"]) == 0
+    return tmp_path / "m"
+
+
+@pytest.mark.parametrize("options, keywords", [
+    ([], {}), (["--starts-with", "ma"], {"starts_with": "ma"}),
+    (["--ends-with", "a", "--min-len", "4"], {"ends_with": "a", "min_len": 4})])
+def test_the_library_and_the_cli_draw_the_same_names_from_a_seed(count_model_dir, capsys, options, keywords):
+    capsys.readouterr()
+    assert main(["-q", "sample", "-m", str(count_model_dir), "-n", "40", "--seed", "11", *options]) == 0  # streamed
+    printed = capsys.readouterr()[0].split()
+    assert len(printed) == 40
+    assert NameModel.load(count_model_dir).generate(40, seed=11, **keywords).names == printed
+
+
 def test_cli_sample_with_constraints_json_and_summary(tmp_path, capsys):
     data = tmp_path / "names.txt"
     data.write_text("\n".join(load_words("builtin")[:2000]) + "\n", encoding="utf-8")
