@@ -5,6 +5,8 @@ import os
 import pytest
 import torch
 
+SCREENSHOTS = pytest.StashKey()  # the folder where the browser tests saved the page's screenshots
+
 
 @pytest.fixture(scope="module")
 def one_thread():
@@ -26,3 +28,8 @@ def prior_cache(tmp_path_factory):
         os.environ.pop("NAMESMITH_CACHE", None)
     else:
         os.environ["NAMESMITH_CACHE"] = previous
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if SCREENSHOTS in config.stash:
+        terminalreporter.write_line(f"screenshots of the page: {config.stash[SCREENSHOTS]}")

@@ -21,6 +21,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 selenium = pytest.importorskip("selenium")
+from conftest import SCREENSHOTS  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -74,11 +75,12 @@ def browser(downloads):
 
 
 @pytest.fixture(scope="module")
-def artefacts(tmp_path_factory) -> Path:
+def artefacts(tmp_path_factory, request) -> Path:
     """Where the screenshots go: $NAMESMITH_ARTEFACTS, or `artefacts` in pytest's base temporary folder
-    (pytest keeps the last three runs' folders)."""
+    (pytest keeps the last three runs' folders). The run's summary says where (conftest.py)."""
     folder = Path(os.environ.get("NAMESMITH_ARTEFACTS") or tmp_path_factory.getbasetemp() / "artefacts")
     folder.mkdir(parents=True, exist_ok=True)
+    request.config.stash[SCREENSHOTS] = folder
     return folder
 
 
@@ -354,3 +356,254 @@ def test_the_api_docs_work_offline(browser, server, artefacts):
         browser.save_screenshot(str(artefacts / "desktop-docs.png"))
     finally:
         at_size(browser, 1280, 1400)
+
+
+# --- the page for choosing a name (issue 30) --------------------------------------------------------------
+CHOOSING = ("syllables", "sounds_like", "popularity", "surname", "alliteration", "not_in_catalogue")
+
+
+class ChoosingStandIn:
+    """ASGI middleware answering as a server with issue 30's API fields (the shared contract's names), from
+    facts made here, so the page's drawing of them is tested whatever this server has of them yet.
+
+    The generate request's choosing options are kept (`self.requests`) and taken out before the server sees
+    them; each name gets `syllables` (its vowel groups), `known` (in the built-in list), for a known name
+    `popularity` and `nicknames`, and with a surname `surname_fit`; GET /api/v1/trend answers a series that
+    peaks in the 1990s. `self.trends` counts the trend requests."""
+
+    def __init__(self, app, known: dict[str, int]):
+        self.app, self.known = app, known
+        self.ranks = {name: i + 1 for i, name in enumerate(sorted(known, key=lambda n: -known[n]))}
+        self.requests: list[dict] = []
+        self.trends: list[str] = []
+
+    def facts(self, name: str, surname: str | None) -> dict:
+        import re
+
+        out = {"syllables": len(re.findall(r"[aeiouy]+", name.lower())) or None, "known": name in self.known,
+               "popularity": None, "nicknames": []}
+        if name in self.known:
+            out["popularity"] = {"count": self.known[name], "rank": self.ranks[name], "sex": "F", "decade": "2010s"}
+            out["nicknames"] = [name[:3].capitalize()]
+        if surname:
+            out["surname_fit"] = {"score": round(1 / (1 + abs(len(name) - len(surname))), 3),
+                                  "reasons": [f"{len(name)} + {len(surname)} letters", "no clash of sounds"]}
+        return out
+
+    async def __call__(self, scope, receive, send):
+        import json
+
+        from starlette.responses import JSONResponse
+
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path not in ("/api/v1", "/api/v1/trend") and not path.endswith("/generate"):
+            return await self.app(scope, receive, send)
+        if path == "/api/v1/trend":
+            from urllib.parse import parse_qs
+
+            query = parse_qs(scope["query_string"].decode())
+            name, sex = query["name"][0], query.get("sex", ["F"])[0]
+            self.trends.append(name)
+            series = [{"decade": f"{y}s", "sex": sex, "count": 1000 - abs(1990 - y) * 9, "rank": 1}
+                      for y in range(1950, 2020, 10)]
+            return await JSONResponse({"name": name, "series": series})(scope, receive, send)
+        surname = None
+        if scope["method"] == "POST":
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            sent = json.loads(body)
+            self.requests.append(dict(sent))
+            surname = sent.get("surname")
+            body = json.dumps({k: v for k, v in sent.items() if k not in CHOOSING}).encode()
+            scope = {**scope, "headers": [(k, str(len(body)).encode() if k == b"content-length" else v)
+                                          for k, v in scope["headers"]]}
+
+            async def receive():
+                return {"type": "http.request", "body": body, "more_body": False}
+
+        start, chunks = {}, []
+
+        async def keep(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    answer = json.loads(b"".join(chunks))
+                    if start["status"] == 200 and path == "/api/v1":
+                        answer["generate_options"] = sorted({*answer.get("generate_options", []), *CHOOSING})
+                        answer["trend"] = True
+                    elif start["status"] == 200:
+                        answer["names"] = [{**r, **self.facts(r["name"], surname)} for r in answer["names"]]
+                    out = json.dumps(answer).encode()
+                    headers = [(k, str(len(out)).encode() if k == b"content-length" else v)
+                               for k, v in start["headers"]]
+                    await send({**start, "headers": headers})
+                    await send({"type": "http.response.body", "body": out})
+
+        await self.app(scope, receive, keep)
+
+
+@pytest.fixture(scope="module")
+def choosing(server):
+    """A server answering with issue 30's fields (ChoosingStandIn) over the built-in model."""
+    from namesmith.data import builtin_path
+
+    known = {}
+    for line in builtin_path().read_text().splitlines()[1:]:
+        name, female, male = line.split("\t")
+        known[name] = int(female) + int(male)
+    registry = ModelRegistry.builtin(["builtin"], cache=Path(os.environ["NAMESMITH_CACHE"]) / "serve-browser")
+    assert registry.wait(600)
+    stand_in = ChoosingStandIn(create_app(registry), known)
+    with running(stand_in) as url:
+        yield url, stand_in
+
+
+def results_table(driver) -> tuple[list[str], list[dict[str, str]]]:
+    """The results' column titles, and each name as {column title: cell text}, read in one step."""
+    titles, rows = driver.execute_script(
+        "return [Array.from(document.querySelectorAll('#results thead th')).map(th => th.firstChild.textContent),"
+        "Array.from(document.querySelectorAll('#results tbody tr')).map(tr => Array.from(tr.cells)"
+        ".map(td => td.textContent))]")
+    return titles, [dict(zip(titles, row)) for row in rows]
+
+
+def test_the_page_asks_and_shows_what_helps_choose_a_name(browser, choosing, artefacts, downloads):
+    """Syllables, popularity, sounds-like, surname (+ alliteration) and invented-only reach the API; each name
+    shows its syllables, real or new, popularity with a trend sparkline (inline SVG), nicknames and its fit
+    with the surname (reasons behind a disclosure), sorted by the fit; NLL / char is an advanced column."""
+    url, stand_in = choosing
+    at_size(browser, 1280, 1000)
+    try:
+        open_page(browser, url + "/")
+        assert browser.find_element(By.ID, "choosing").is_displayed()
+        fill(browser, "syllables", "2-3")
+        fill(browser, "sounds_like", "Emma")
+        fill(browser, "surname", "Smith")
+        for select, value in (("popularity", "rare"), ("alliteration", "avoid")):
+            browser.find_element(By.CSS_SELECTOR, f"#{select} option[value='{value}']").click()
+        browser.find_element(By.ID, "not_in_catalogue").click()
+        browser.find_element(By.ID, "not_in_catalogue").click()  # on, then off again: false is sent
+        fill(browser, "n", "15")
+        fill(browser, "seed", "11").send_keys(Keys.ENTER)
+        wait(browser, lambda d: len(shown_names(d)) == 15)
+        sent = stand_in.requests[-1]
+        assert {k: sent.get(k) for k in CHOOSING} == {"syllables": "2-3", "sounds_like": "Emma", "popularity": "rare",
+                                                      "surname": "Smith", "alliteration": "avoid",
+                                                      "not_in_catalogue": False}
+        titles, rows = results_table(browser)
+        assert titles == ["Name", "Syllables", "Real or new", "Popularity", "Nicknames",
+                                 "Fit with the surname", "How name-like"]
+        fits = [float(f) for f in browser.execute_script(  # the score, its reasons folded away
+            "return Array.from(document.querySelectorAll('#results tbody details summary')).map(s => s.textContent)")]
+        assert len(fits) == 15
+        assert fits == sorted(fits, reverse=True)
+        assert browser.find_element(By.ID, "sort").get_attribute("value") == "fit"
+        real = [r for r in rows if r["Real or new"] == "real"]
+        assert real and any(r["Real or new"] == "new" for r in rows), rows
+        for r in rows:
+            facts = stand_in.facts(r["Name"], "Smith")
+            assert r["Syllables"] == str(facts["syllables"])
+            assert r["Nicknames"] == (", ".join(facts["nicknames"]) or "—")
+            assert r["Popularity"].startswith(f"#{facts['popularity']['rank']:,} in the 2010s") if facts["known"] \
+                else r["Popularity"] == "—"
+        # a sparkline per real name, drawn once its trend came back; no trend asked for a new name
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results svg.spark polyline")) == len(real))
+        assert sorted(stand_in.trends) == sorted(r["Name"] for r in real)
+        spark = browser.find_element(By.CSS_SELECTOR, "#results svg.spark")
+        assert "most in the 1990s" in spark.get_attribute("aria-label")
+        assert len(spark.find_element(By.TAG_NAME, "polyline").get_attribute("points").split()) == 7
+        # the fit's reasons, opened with the keyboard
+        summary = browser.find_element(By.CSS_SELECTOR, "#results details summary")
+        summary.send_keys(Keys.ENTER)
+        assert "no clash of sounds" in browser.find_element(By.CSS_SELECTOR, "#results details ul").text
+        browser.save_screenshot(str(artefacts / "desktop-choosing.png"))
+        # NLL / char: only in the advanced column, and the button says whether it is shown
+        assert "NLL / char" not in browser.find_element(By.CSS_SELECTOR, "#results thead").text
+        browser.find_element(By.ID, "advanced").click()
+        assert results_table(browser)[0][-1] == "NLL / char"
+        assert browser.find_element(By.ID, "advanced").get_attribute("aria-pressed") == "true"
+        browser.find_element(By.ID, "advanced").click()
+        # sorted by popularity: real names by rank, then the new ones
+        browser.find_element(By.CSS_SELECTOR, "#sort option[value='popularity']").click()
+        ranks = [stand_in.ranks.get(n) for n in shown_names(browser)]
+        assert ranks[:len(real)] == sorted(ranks[:len(real)]) and set(ranks[len(real):]) <= {None}
+        # the CSV has the facts
+        exported = downloads / "namesmith-names.csv"
+        exported.unlink(missing_ok=True)  # else the browser saves "namesmith-names (1).csv"
+        browser.find_element(By.ID, "csv-results").click()
+        wait(browser, lambda d: exported.exists() and "syllables" in exported.read_text(), 10)
+        with exported.open(newline="") as f:
+            first = next(csv.DictReader(f))
+        assert {"syllables", "known", "popularity_rank", "nicknames", "surname_fit"} <= set(first)
+        # the share link brings the choosing options back
+        link = browser.find_element(By.ID, "share-link").get_attribute("value")
+        browser.switch_to.new_window("tab")
+        open_page(browser, link)
+        wait(browser, lambda d: len(shown_names(d)) == 15)
+        assert [browser.find_element(By.ID, f).get_attribute("value") for f in ("syllables", "surname", "popularity")] \
+            == ["2-3", "Smith", "rare"]
+        assert sorted(shown_names(browser)) == sorted(r["Name"] for r in rows)
+        browser.close()
+        browser.switch_to.window(browser.window_handles[0])
+
+        # a phone: the results in sight at once, as cards that say what each figure is, nothing sideways
+        at_size(browser, 390, 844)
+        browser.find_element(By.ID, "generate").click()
+        wait(browser, lambda d: d.execute_script("return document.activeElement.id") == "results-title")
+        top = browser.execute_script("return document.getElementById('results-title').getBoundingClientRect().top")
+        assert -1 <= top < 844 / 2
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results svg.spark")) == len(real))
+        assert sideways(browser) == ""
+        label = browser.execute_script("return getComputedStyle(document.querySelector("
+                                       "'#results tbody td:nth-child(2)'), '::before').content")
+        assert "Syllables" in label
+        browser.save_screenshot(str(artefacts / "phone-choosing.png"))
+    finally:
+        at_size(browser, 1280, 1400)
+
+
+def test_a_model_of_sex_decade_and_origin_offers_them_as_selects(browser, tmp_path_factory, artefacts):
+    """A model conditioned on sex, decade and locale shows three selects, titled for a person, values in words
+    (F: female, en_GB: British English), decades in time order; the chosen ones steer the names. A
+    server without the choosing options (this one, by its generate_options) hides their inputs."""
+    folder = tmp_path_factory.mktemp("labelled")
+    rows = ["name\tsex\tdecade\tlocale\tcount"]
+    for i, name in enumerate(["emma", "olivia", "ava", "mia", "liam", "noah", "james", "oliver", "linda", "mary",
+                              "susan", "karen", "james", "robert", "john", "david"]):
+        sex = "F" if i % 8 < 4 else "M"
+        decade = "2010s" if i < 8 else "1950s"
+        rows.append(f"{name}\t{sex}\t{decade}\t{'en_GB' if i % 2 else 'en_US'}\t{100 + i}")
+    (folder / "names.tsv").write_text("\n".join(rows) + "\n")
+    from namesmith import NameModel
+
+    NameModel.train(folder / "names.tsv", "bigram-counts", condition=("sex", "decade", "locale"), out=folder / "m",
+                    split=False)
+    app = create_app(ModelRegistry.from_directories([folder / "m"]))
+    with running(app) as url:
+        open_page(browser, url + "/")
+        titles = browser.execute_script("return Array.from(document.querySelectorAll('#label-selects label'))"
+                                        ".map(l => l.textContent)")
+        assert titles == ["Sex", "Decade", "Origin (language, country)"]
+        options = {s: browser.execute_script(f"return Array.from(document.getElementById('label-{s}').options)"
+                                             ".map(o => [o.value, o.textContent])")
+                   for s in ("sex", "decade", "locale")}
+        assert options["sex"] == [["", "any"], ["F", "female"], ["M", "male"]]
+        assert [v for v, _ in options["decade"]] == ["", "1950s", "2010s"]
+        locales = dict(options["locale"])  # Chromium's words: "British English (en_GB)"
+        assert "English" in locales["en_GB"] and locales["en_GB"].endswith("(en_GB)") and locales[""] == "any"
+        hidden = browser.execute_script("return Array.from(document.querySelectorAll('[data-option]'))"
+                                        ".filter(e => e.offsetParent !== null).map(e => e.dataset.option)")
+        served = set(browser.execute_script("return state.server.generate_options"))
+        assert set(hidden) == served & set(CHOOSING)
+        browser.find_element(By.CSS_SELECTOR, "#label-decade option[value='1950s']").click()
+        browser.find_element(By.CSS_SELECTOR, "#label-sex option[value='M']").click()
+        fill(browser, "n", "5").send_keys(Keys.ENTER)
+        wait(browser, lambda d: len(shown_names(d)) == 5)
+        assert "where.decade=1950s" in browser.find_element(By.ID, "share-link").get_attribute("value")
+        browser.save_screenshot(str(artefacts / "desktop-labels.png"))

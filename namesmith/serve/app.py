@@ -243,7 +243,8 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         listed = [entry.id for entry in registry]  # a built-in default that could not be built is not offered
         default = default_model if default_model in registry or not listed else listed[0]
         return {"version": __version__, "api_key_required": api_key is not None, "limits": limits.to_dict(),
-                "default_model": default}
+                "default_model": default, "generate_options": list(requests.Generate.model_fields),
+                "trend": any(getattr(route, "path", None) == "/api/v1/trend" for route in app.routes)}
 
     @api.get("/models", response_model=ModelList, summary="The served models")
     def list_models() -> dict[str, Any]:

@@ -76,6 +76,8 @@ class ServerInfo(BaseModel):
     api_key_required: bool
     limits: dict[str, int | float]
     default_model: str
+    generate_options: list[str] = []  # the generate request's fields: the page offers the inputs this server takes
+    trend: bool = False  # GET /api/v1/trend answers a name's counts by decade (the page draws them)
 
 
 class Popularity(BaseModel):

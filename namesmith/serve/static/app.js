@@ -4,13 +4,23 @@
 const API = "/api/v1";
 const SHORTLIST_KEY = "namesmith.shortlist";
 const KEY_KEY = "namesmith.apiKey";
-// form fields that a share link carries, with how to read them from the form
-const TEXT_FIELDS = ["starts_with", "ends_with", "contains", "excludes", "regex"];
+// form fields that a share link carries, with how to read them from the form (text inputs and selects,
+// numbers, check boxes)
+const TEXT_FIELDS = ["starts_with", "ends_with", "contains", "excludes", "regex",
+  "syllables", "sounds_like", "popularity", "surname", "alliteration"];
 const NUMBER_FIELDS = ["min_len", "max_len", "n", "seed", "top_k", "top_p"];
-const CHECK_FIELDS = ["novel", "unique", "filter_offensive"];
+const CHECK_FIELDS = ["novel", "unique", "filter_offensive", "not_in_catalogue"];
+// the options for choosing a name: offered only where the server's generate request takes them
+// (its `generate_options`), so an older server or a partial one shows a page without them
+const CHOOSING = ["syllables", "sounds_like", "popularity", "surname", "alliteration", "not_in_catalogue"];
 
 const $ = (id) => document.getElementById(id);
-const state = { server: null, models: [], model: null, results: [], similarity: new Map(), lastRequest: null };
+const state = { server: null, models: [], model: null, results: [], similarity: new Map(), lastRequest: null,
+  trends: new Map(), advanced: false };
+
+function offered(field) {
+  return !CHOOSING.includes(field) || ((state.server && state.server.generate_options) || []).includes(field);
+}
 
 // --- talking to the server -------------------------------------------------------------------
 async function api(path, body) {
@@ -56,6 +66,8 @@ async function loadModels() {
   select.replaceChildren(...list.models.map((m) => new Option(`${m.dataset || m.id} — ${m.model_type || "n-gram"} (${m.id})`, m.id)));
   select.value = state.server.default_model;
   $("n").max = state.server.limits.max_names;
+  document.querySelectorAll("[data-option]").forEach((el) => { el.hidden = !offered(el.dataset.option); });
+  $("choosing").hidden = !CHOOSING.some(offered);
 }
 
 async function selectModel(id) {
@@ -77,19 +89,39 @@ async function selectModel(id) {
   $("classify-head").hidden = !(model.capabilities && model.capabilities.classify);
 }
 
+// the labels of the catalogue's data sets, as a person reads them; other labels keep their own names
+const LABEL_TITLES = { sex: "Sex", decade: "Decade", era: "Era", origin: "Origin", locale: "Origin (language, country)",
+  sector: "Origin (sector)", country: "Origin (country)" };
+const LABEL_ORDER = ["sex", "decade", "era", "origin", "locale", "country", "sector"];
+const SEXES = { f: "female", female: "female", girl: "female", m: "male", male: "male", boy: "male", unknown: "not given" };
+
+function labelValue(label, value) {
+  if (label === "sex") return SEXES[value.toLowerCase()] || value;
+  if (label === "locale" && /^[a-z]{2,3}([_-][A-Za-z]{2,4})?$/.test(value)) {  // en_PK: English (Pakistan)
+    try {
+      const words = new Intl.DisplayNames(["en"], { type: "language" }).of(value.replace("_", "-"));
+      if (words && words !== value) return `${words} (${value})`;
+    } catch (e) { /* a code the browser does not know: shown as it is */ }
+  }
+  return value;
+}
+
 function renderLabels(labels) {
   const box = $("label-selects");
-  const names = Object.keys(labels);
+  const rank = (label) => (LABEL_ORDER.includes(label) ? LABEL_ORDER.indexOf(label) : LABEL_ORDER.length);
+  const names = Object.keys(labels).sort((a, b) => rank(a) - rank(b));
   $("conditions").hidden = names.length === 0;
   box.replaceChildren(...names.map((label) => {
     const wrap = document.createElement("div");
     const lab = document.createElement("label");
     lab.htmlFor = "label-" + label;
-    lab.textContent = label;
+    lab.textContent = LABEL_TITLES[label] || label;
     const select = document.createElement("select");
     select.id = "label-" + label;
     select.dataset.label = label;
-    select.append(new Option("any", ""), ...labels[label].map((v) => new Option(v, v)));
+    const values = labels[label].map((v) => [labelValue(label, v), v]);
+    if (label !== "decade") values.sort((a, b) => a[0].localeCompare(b[0]));  // decades stay in time order
+    select.append(new Option("any", ""), ...values.map(([text, v]) => new Option(text, v)));
     wrap.append(lab, select);
     return wrap;
   }));
@@ -134,17 +166,19 @@ function splitList(text) {
 
 function formRequest() {
   const request = { n: 20 };
-  for (const f of TEXT_FIELDS) {
+  for (const f of TEXT_FIELDS.filter(offered)) {
     const v = $(f).value;
     if (f === "contains" || f === "excludes") { if (splitList(v).length) request[f] = splitList(v); }
     else if (f === "regex") { if (v) request.regex = v; }
+    else if (f === "alliteration") { if ($("surname").value.trim() && v !== "any") request.alliteration = v; }
+    else if (CHOOSING.includes(f)) { if (v.trim()) request[f] = v.trim(); }
     else if (v) request[f] = v;
   }
   for (const f of NUMBER_FIELDS) {
     const v = $(f).value.trim();
     if (v !== "") request[f] = f === "top_p" ? Number(v) : Number.parseInt(v, 10);
   }
-  for (const f of CHECK_FIELDS) request[f] = $(f).checked;
+  for (const f of CHECK_FIELDS.filter(offered)) request[f] = $(f).checked;
   request.temperature = Number($("temperature").value);
   const where = {};
   document.querySelectorAll("#label-selects select").forEach((s) => { if (s.value) where[s.dataset.label] = s.value; });
@@ -153,11 +187,19 @@ function formRequest() {
 }
 
 function applySettings(params) {
-  for (const f of TEXT_FIELDS.concat(NUMBER_FIELDS)) if (params.has(f)) $(f).value = params.get(f);
+  for (const f of TEXT_FIELDS.concat(NUMBER_FIELDS)) {
+    if (!params.has(f) || !offered(f)) continue;
+    const field = $(f);
+    const v = params.get(f);
+    // a value the select does not list (a rank range such as 10-500): listed for this page
+    if (field.tagName === "SELECT" && !Array.from(field.options).some((o) => o.value === v)) field.append(new Option(v, v));
+    field.value = v;
+  }
   for (const f of CHECK_FIELDS) if (params.has(f)) $(f).checked = params.get(f) === "1";
   if (params.has("temperature")) $("temperature").value = params.get("temperature");
   $("temperature-value").textContent = Number($("temperature").value).toFixed(2);
   if (params.has("sort")) $("sort").value = params.get("sort");
+  state.linkMethod = ["exact", "rejection"].includes(params.get("method")) ? params.get("method") : null;
   if (params.has("similar_to")) $("similar_to").value = params.get("similar_to");
   document.querySelectorAll("#label-selects select").forEach((s) => {
     const v = params.get("where." + s.dataset.label);
@@ -173,8 +215,9 @@ function shareLink(request) {
     if (v !== undefined) params.set(f, Array.isArray(v) ? v.join(", ") : v);
   }
   for (const f of NUMBER_FIELDS) if (request[f] !== undefined) params.set(f, String(request[f]));
-  for (const f of CHECK_FIELDS) params.set(f, request[f] ? "1" : "0");
+  for (const f of CHECK_FIELDS.filter(offered)) params.set(f, request[f] ? "1" : "0");
   params.set("temperature", String(request.temperature));
+  if (request.method) params.set("method", request.method);
   for (const [k, v] of Object.entries(request.where || {})) params.set("where." + k, v);
   params.set("sort", $("sort").value);
   if ($("similar_to").value) params.set("similar_to", $("similar_to").value);
@@ -184,15 +227,19 @@ function shareLink(request) {
 async function generate() {
   showMessage("");
   const request = formRequest();
+  if (state.linkMethod) { request.method = state.linkMethod; state.linkMethod = null; }  // a share link's
   $("generate").disabled = true;
   $("results-status").textContent = "Generating…";
   try {
     const result = await api(`/models/${encodeURIComponent(state.model.id)}/generate`, request);
-    request.seed = result.seed;  // the share link reproduces this list
+    request.seed = result.seed;  // the share link reproduces this list:
+    // with the same method too (a constraint's exact table may be built meanwhile: "auto" would then use it)
+    if (["exact", "rejection"].includes(result.generation.method)) request.method = result.generation.method;
     $("seed").placeholder = String(result.seed);
     state.lastRequest = request;
     state.results = result.names.map((r, i) => ({ ...r, order: i }));
     state.similarity = new Map();
+    if (request.surname && $("sort").value === "order") $("sort").value = "fit";  // the point of giving a surname
     $("share-link").value = shareLink(request);
     const g = result.generation;
     let status = `${result.names.length} names (seed ${result.seed}, ${g.method} sampling, ${fmt(g.seconds * 1000, 0)} ms; ` +
@@ -200,9 +247,11 @@ async function generate() {
     if (result.offensive_hidden) status += `; ${result.offensive_hidden} offensive names hidden`;
     $("results-status").textContent = status;
     if (!result.complete) showMessage(result.message);
-    await updateSimilarity();
+    // the names first, at once; the similarity and the trends follow as they come
     renderResults();
     revealResults();
+    if ($("similar_to").value.trim()) { await updateSimilarity(); renderResults(); }
+    loadTrends();
   } catch (e) {
     $("results-status").textContent = "No names.";
     showMessage(e.message, e.field);
@@ -240,6 +289,11 @@ function sorted(results) {
   const copy = results.slice();
   const num = (x) => (typeof x === "number" ? x : Infinity);
   if (by === "score") copy.sort((a, b) => num(a.nll_per_char) - num(b.nll_per_char));
+  else if (by === "fit") copy.sort((a, b) => num(a.surname_fit && -a.surname_fit.score) - num(b.surname_fit && -b.surname_fit.score)
+    || a.order - b.order);
+  else if (by === "popularity") copy.sort((a, b) => num(a.popularity && a.popularity.rank) - num(b.popularity && b.popularity.rank)
+    || a.order - b.order);
+  else if (by === "syllables") copy.sort((a, b) => num(a.syllables) - num(b.syllables) || a.order - b.order);
   else if (by === "name") copy.sort((a, b) => a.name.localeCompare(b.name));
   else if (by === "length") copy.sort((a, b) => a.name.length - b.name.length || a.name.localeCompare(b.name));
   else if (by === "similarity") copy.sort((a, b) => (state.similarity.get(b.name) ?? -1) - (state.similarity.get(a.name) ?? -1));
@@ -257,20 +311,169 @@ async function updateSimilarity() {
   } catch (e) { showMessage(e.message, e.field === "target" ? "similar_to" : e.field); }
 }
 
+// --- what the page says of each name: one column per fact the server gave ----------------------------
+// `fact`: the field of a name that the column shows; a server (or a model) without it has no such column
+const COLUMNS = [
+  { title: "Name", hint: "(press to keep)", cell: nameButton },
+  { title: "Syllables", fact: "syllables", cell: (r) => fmt(r.syllables, 0) },
+  { title: "Real or new", fact: "known", cell: (r) => (r.known ? "real" : "new"),
+    help: "real: in a built-in list of real names; new: invented by the model" },
+  { title: "Popularity", fact: "popularity", cell: popularityCell },
+  { title: "Nicknames", fact: "nicknames", cell: (r) => (r.nicknames && r.nicknames.length ? r.nicknames.join(", ") : "—") },
+  { title: "Fit with the surname", fact: "surname_fit", cell: fitCell },
+  { title: "How name-like", hint: "(percentile)", cell: (r) => fmt(r.percentile, 0),
+    help: "the share of the training names this one is at least as name-like as, under the model" },
+  { title: "Similarity", shown: () => state.similarity.size > 0,
+    cell: (r) => (state.similarity.has(r.name) ? fmt(state.similarity.get(r.name), 2) : "—") },
+  { title: "NLL / char", advanced: true, cell: (r) => fmt(r.nll_per_char, 3),
+    help: "negative log-likelihood per character under the model: lower is more name-like" },
+];
+
+function has(fact) {  // whether the server told this fact of the names (surname_fit: only when a surname was given)
+  return state.results.some((r) => (fact === "surname_fit" ? r[fact] : r[fact] !== undefined));
+}
+
+function shownColumns() {
+  return COLUMNS.filter((c) => (c.fact ? has(c.fact) : c.shown ? c.shown() : !c.advanced || state.advanced));
+}
+
+function nameButton(r, kept) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "name";
+  button.textContent = r.name;
+  button.setAttribute("aria-pressed", kept.has(r.name) ? "true" : "false");
+  button.title = "add to the shortlist";
+  button.addEventListener("click", () => { toggleShortlist(r); });
+  return button;
+}
+
+function popularityCell(r) {
+  const p = r.popularity;
+  if (!p) return "—";
+  const box = document.createElement("span");
+  box.className = "popularity";
+  const sex = p.sex ? labelValue("sex", p.sex) : "";
+  const text = document.createElement("span");
+  text.textContent = `#${count(p.rank)}` + (p.decade ? ` in the ${p.decade}` : "");
+  text.title = `${count(p.count)} ${sex} ${p.count === 1 ? "birth" : "births"}${p.decade ? " in the " + p.decade : ""}: ` +
+    `rank ${count(p.rank)} among ${sex || "all"} names`;
+  const spark = document.createElement("span");
+  spark.className = "spark-box";
+  spark.dataset.trend = trendKey(r);
+  if (state.trends.has(spark.dataset.trend)) spark.append(sparkline(state.trends.get(spark.dataset.trend), r));
+  box.append(text, spark);
+  return box;
+}
+
+function fitCell(r) {
+  const fit = r.surname_fit;
+  if (!fit) return "—";
+  const score = Number(fit.score.toFixed(2)).toString();
+  if (!fit.reasons || !fit.reasons.length) return score;
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = score;
+  const list = document.createElement("ul");
+  list.append(...fit.reasons.map((reason) => { const li = document.createElement("li"); li.textContent = reason; return li; }));
+  details.append(summary, list);
+  return details;
+}
+
 function renderResults() {
   const kept = new Set(shortlist().map((s) => s.name));
+  const columns = shownColumns();
+  const head = document.createElement("tr");
+  head.append(...columns.map((c) => {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = c.title;
+    if (c.hint) { const hint = document.createElement("span"); hint.className = "hint"; hint.textContent = " " + c.hint; th.append(hint); }
+    if (c.help) th.title = c.help;
+    return th;
+  }));
+  $("results").tHead.replaceChildren(head);
   const rows = sorted(state.results).map((r) => {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "name";
-    button.textContent = r.name;
-    button.setAttribute("aria-pressed", kept.has(r.name) ? "true" : "false");
-    button.title = "add to the shortlist";
-    button.addEventListener("click", () => { toggleShortlist(r); });
-    const sim = state.similarity.has(r.name) ? fmt(state.similarity.get(r.name), 2) : "—";
-    return row([button, fmt(r.nll_per_char, 3), fmt(r.percentile, 1), sim]);
+    const tr = row(columns.map((c) => c.cell(r, kept)));
+    // a phone shows each name as a card: each figure says what it is (style.css: td::before)
+    columns.forEach((c, i) => { tr.cells[i].dataset.label = c.title; });
+    return tr;
   });
   $("results").tBodies[0].replaceChildren(...rows);
+  document.querySelectorAll("#sort option[data-fact]").forEach((option) => {
+    option.hidden = option.disabled = !has(option.dataset.fact);
+  });
+  if ($("sort").selectedOptions[0] && $("sort").selectedOptions[0].disabled) $("sort").value = "order";
+}
+
+// --- trends: a sparkline of a real name's counts by decade, drawn as inline SVG (nothing from elsewhere) -------
+const SVG = "http://www.w3.org/2000/svg";
+
+function trendKey(r) {
+  return `${r.name}|${(r.popularity && r.popularity.sex) || ""}`;
+}
+
+async function loadTrends() {
+  if (!state.server.trend) return;
+  const queue = [...new Set(state.results.filter((r) => r.popularity).map(trendKey))].filter((k) => !state.trends.has(k));
+  const fetchOne = async () => {  // a few at a time: the server has other clients
+    for (let key = queue.shift(); key !== undefined; key = queue.shift()) {
+      const [name, sex] = key.split("|");
+      try {
+        const trend = await api(`/trend?name=${encodeURIComponent(name)}` + (sex ? `&sex=${encodeURIComponent(sex)}` : ""));
+        state.trends.set(key, trend.series || []);
+      } catch (e) {
+        state.trends.set(key, []);  // no trend for this name: its rank alone is shown
+      }
+      document.querySelectorAll("#results .spark-box").forEach((box) => {
+        if (box.dataset.trend === key) box.replaceChildren(sparkline(state.trends.get(key), { name, popularity: { sex } }));
+      });
+    }
+  };
+  await Promise.all([fetchOne(), fetchOne(), fetchOne()]);
+}
+
+function sparkline(series, r) {
+  const sex = r.popularity && r.popularity.sex;
+  const byDecade = new Map();
+  for (const point of series) {
+    if (sex && point.sex && point.sex !== sex) continue;
+    byDecade.set(point.decade, (byDecade.get(point.decade) || 0) + (point.count || 0));
+  }
+  // every decade between the first and the last, a decade without the name counting 0
+  const year = (d) => Number.parseInt(d, 10);
+  let decades = Array.from(byDecade.keys()).sort((a, b) => year(a) - year(b) || String(a).localeCompare(String(b)));
+  if (decades.length && decades.every((d) => Number.isFinite(year(d)))) {
+    const suffix = String(decades[0]).replace(/^\d+/, "");
+    const all = [];
+    for (let y = year(decades[0]); y <= year(decades[decades.length - 1]); y += 10) all.push(`${y}${suffix}`);
+    if (all.length <= 100) decades = all;
+  }
+  if (decades.length < 2) return document.createTextNode("");
+  const counts = decades.map((d) => byDecade.get(d) || 0);
+  const width = 80, height = 20, top = Math.max(...counts) || 1;
+  const x = (i) => ((i * (width - 4)) / (decades.length - 1) + 2).toFixed(1);
+  const y = (c) => (height - 2 - (c * (height - 4)) / top).toFixed(1);
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("width", String(width));
+  svg.setAttribute("height", String(height));
+  svg.setAttribute("role", "img");
+  const peak = decades[counts.indexOf(top)];
+  const words = `${r.name}: ${count(counts.reduce((a, b) => a + b, 0))} from the ${decades[0]} to the ` +
+    `${decades[decades.length - 1]}, most in the ${peak}; the ${decades[decades.length - 1]}: ${count(counts[counts.length - 1])}`;
+  svg.setAttribute("aria-label", words);
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = words;
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", counts.map((c, i) => `${x(i)},${y(c)}`).join(" "));
+  const last = document.createElementNS(SVG, "circle");
+  last.setAttribute("cx", x(counts.length - 1));
+  last.setAttribute("cy", y(counts[counts.length - 1]));
+  last.setAttribute("r", "1.8");
+  svg.append(title, line, last);
+  return svg;
 }
 
 function revealResults() {
@@ -297,7 +500,7 @@ function toggleShortlist(result) {
   const list = shortlist();
   const at = list.findIndex((s) => s.name === result.name);
   if (at >= 0) list.splice(at, 1);
-  else list.push({ name: result.name, nll_per_char: result.nll_per_char, percentile: result.percentile, model: state.model.id });
+  else list.push({ ...result, order: undefined, model: state.model.id });
   saveShortlist(list);
 }
 
@@ -337,9 +540,27 @@ function csvCell(value) {
   return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
+// the CSV's columns: a fact's columns only where some row has it
+const CSV_COLUMNS = [
+  ["name", (r) => r.name],
+  ["syllables", (r) => r.syllables, "syllables"],
+  ["known", (r) => (r.known === undefined ? "" : r.known ? "real" : "new"), "known"],
+  ["popularity_rank", (r) => r.popularity && r.popularity.rank, "popularity"],
+  ["popularity_count", (r) => r.popularity && r.popularity.count, "popularity"],
+  ["popularity_sex", (r) => r.popularity && r.popularity.sex, "popularity"],
+  ["popularity_decade", (r) => r.popularity && r.popularity.decade, "popularity"],
+  ["nicknames", (r) => (r.nicknames || []).join(" "), "nicknames"],
+  ["surname_fit", (r) => r.surname_fit && r.surname_fit.score, "surname_fit"],
+  ["surname_fit_reasons", (r) => r.surname_fit && r.surname_fit.reasons.join("; "), "surname_fit"],
+  ["nll_per_char", (r) => r.nll_per_char],
+  ["percentile", (r) => r.percentile],
+  ["model", (r) => r.model || (state.model && state.model.id)],
+];
+
 function downloadCsv(rows, filename) {
-  const lines = [["name", "nll_per_char", "percentile", "model"].join(",")];
-  for (const r of rows) lines.push([r.name, r.nll_per_char, r.percentile, r.model || (state.model && state.model.id)].map(csvCell).join(","));
+  const columns = CSV_COLUMNS.filter(([, , fact]) => !fact || rows.some((r) => r[fact] !== undefined && r[fact] !== null));
+  const lines = [columns.map(([title]) => title).join(",")];
+  for (const r of rows) lines.push(columns.map(([, value]) => csvCell(value(r))).join(","));
   const blob = new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv" });
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
@@ -362,6 +583,7 @@ async function moreLikeThese() {
     if (!result.complete) showMessage(result.message);
     renderResults();
     revealResults();
+    loadTrends();
   } catch (e) { showMessage(e.message, e.field); }
 }
 
@@ -437,6 +659,11 @@ async function start() {
     try { await selectModel($("model").value); } catch (e) { showMessage(e.message, e.field); }
   });
   $("sort").addEventListener("change", renderResults);
+  $("advanced").addEventListener("click", () => {
+    state.advanced = !state.advanced;
+    $("advanced").setAttribute("aria-pressed", String(state.advanced));
+    renderResults();
+  });
   let timer = null;
   $("similar_to").addEventListener("input", () => {
     clearTimeout(timer);
