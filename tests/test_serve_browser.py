@@ -383,7 +383,8 @@ class ChoosingStandIn:
         out = {"syllables": len(re.findall(r"[aeiouy]+", name.lower())) or None, "known": name in self.known,
                "popularity": None, "nicknames": []}
         if name in self.known:
-            out["popularity"] = {"count": self.known[name], "rank": self.ranks[name], "sex": "F", "decade": "2010s"}
+            out["popularity"] = {"count": self.known[name], "rank": self.ranks[name], "sex": "F", "decade": "2010s",
+                                 "source": "us", "per_million": self.known[name] / 2.0}
             out["nicknames"] = [name[:3].capitalize()]
         if surname:
             out["surname_fit"] = {"score": round(1 / (1 + abs(len(name) - len(surname))), 3),
@@ -404,8 +405,8 @@ class ChoosingStandIn:
             query = parse_qs(scope["query_string"].decode())
             name, sex = query["name"][0], query.get("sex", ["F"])[0]
             self.trends.append(name)
-            series = [{"decade": f"{y}s", "sex": sex, "count": 1000 - abs(1990 - y) * 9, "rank": 1}
-                      for y in range(1950, 2020, 10)]
+            series = [{"decade": f"{y}s", "sex": sex, "count": 1000 - abs(1990 - y) * 9, "rank": 1, "source": "us",
+                       "per_million": 100 - abs(1990 - y) / 2} for y in range(1950, 2020, 10)]
             return await JSONResponse({"name": name, "series": series})(scope, receive, send)
         surname = None
         if scope["method"] == "POST":
@@ -607,3 +608,39 @@ def test_a_model_of_sex_decade_and_origin_offers_them_as_selects(browser, tmp_pa
         wait(browser, lambda d: len(shown_names(d)) == 5)
         assert "where.decade=1950s" in browser.find_element(By.ID, "share-link").get_attribute("value")
         browser.save_screenshot(str(artefacts / "desktop-labels.png"))
+
+
+def test_real_names_show_their_popularity_trend_and_nicknames_from_the_catalogue(browser, server, artefacts):
+    """Against the server's own facts (namesmith.popularity): a real name's rank of its best-known use, its
+    sparkline from GET /api/v1/trend, its nicknames; a new name says so and has no sparkline."""
+    from namesmith.popularity import best_use, is_known, trend
+
+    at_size(browser, 1280, 1000)
+    try:
+        open_page(browser, server + "/#model=builtin-ngram&n=25&seed=5&starts_with=ma&unique=1")
+        wait(browser, lambda d: len(shown_names(d)) == 25)
+        titles, rows = results_table(browser)
+        assert {"Real or new", "Popularity"} <= set(titles)
+        real = [r["Name"] for r in rows if r["Real or new"] == "real"]
+        assert real and [r["Name"] for r in rows if r["Real or new"] == "new"]
+        for r in rows:
+            assert (r["Real or new"] == "real") == is_known(r["Name"])
+            use = best_use(r["Name"])
+            assert r["Popularity"].startswith(f"#{use.rank:,} in the {use.decade}") if use else r["Popularity"] == "—"
+        def decades(name: str) -> int:  # of the trend drawn: the sex and the data set of the best-known use
+            use = best_use(name)
+            return len({u.decade for u in trend(name, use.sex) if u.source == use.source}) if use else 0
+
+        try:
+            wait(browser, lambda d: d.execute_script("return state.results.every(r => !r.popularity || "
+                                                     "state.trends.has(trendKey(r)))"))
+        finally:
+            browser.save_screenshot(str(artefacts / "desktop-real-names.png"))
+        lines = browser.execute_script("return Array.from(document.querySelectorAll('#results tbody tr')).map(tr =>"
+                                       " tr.querySelectorAll('svg.spark polyline').length)")
+        assert lines == [int(decades(r["Name"]) >= 2) for r in rows]
+        assert sum(lines) > 0
+        if "Nicknames" in titles:
+            assert any(r["Nicknames"] != "—" for r in rows)
+    finally:
+        at_size(browser, 1280, 1400)

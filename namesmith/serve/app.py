@@ -244,7 +244,7 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         default = default_model if default_model in registry or not listed else listed[0]
         return {"version": __version__, "api_key_required": api_key is not None, "limits": limits.to_dict(),
                 "default_model": default, "generate_options": list(requests.Generate.model_fields),
-                "trend": any(getattr(route, "path", None) == "/api/v1/trend" for route in app.routes)}
+                "trend": "/api/v1/trend" in app.openapi()["paths"]}  # built once, then kept by FastAPI
 
     @api.get("/models", response_model=ModelList, summary="The served models")
     def list_models() -> dict[str, Any]:

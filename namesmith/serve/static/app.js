@@ -316,7 +316,7 @@ async function updateSimilarity() {
 const COLUMNS = [
   { title: "Name", hint: "(press to keep)", cell: nameButton },
   { title: "Syllables", fact: "syllables", cell: (r) => fmt(r.syllables, 0) },
-  { title: "Real or new", fact: "known", cell: (r) => (r.known ? "real" : "new"),
+  { title: "Real or new", fact: "known", cell: (r) => (r.known === true ? "real" : r.known === false ? "new" : "—"),
     help: "real: in a built-in list of real names; new: invented by the model" },
   { title: "Popularity", fact: "popularity", cell: popularityCell },
   { title: "Nicknames", fact: "nicknames", cell: (r) => (r.nicknames && r.nicknames.length ? r.nicknames.join(", ") : "—") },
@@ -329,8 +329,12 @@ const COLUMNS = [
     help: "negative log-likelihood per character under the model: lower is more name-like" },
 ];
 
-function has(fact) {  // whether the server told this fact of the names (surname_fit: only when a surname was given)
-  return state.results.some((r) => (fact === "surname_fit" ? r[fact] : r[fact] !== undefined));
+function told(value) {  // whether a fact of a name says something (null: not known; []: no nicknames)
+  return value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0);
+}
+
+function has(fact) {  // a column for a fact that the server told of some name (surname_fit: when a surname was given)
+  return state.results.some((r) => told(r[fact]));
 }
 
 function shownColumns() {
@@ -356,7 +360,8 @@ function popularityCell(r) {
   const sex = p.sex ? labelValue("sex", p.sex) : "";
   const text = document.createElement("span");
   text.textContent = `#${count(p.rank)}` + (p.decade ? ` in the ${p.decade}` : "");
-  text.title = `${count(p.count)} ${sex} ${p.count === 1 ? "birth" : "births"}${p.decade ? " in the " + p.decade : ""}: ` +
+  text.title = `its best-known use: ${count(p.count)} ${sex} ${p.count === 1 ? "birth" : "births"}` +
+    `${p.decade ? " in the " + p.decade : ""}${p.source ? " (" + p.source + ")" : ""}, ` +
     `rank ${count(p.rank)} among ${sex || "all"} names`;
   const spark = document.createElement("span");
   spark.className = "spark-box";
@@ -409,8 +414,9 @@ function renderResults() {
 // --- trends: a sparkline of a real name's counts by decade, drawn as inline SVG (nothing from elsewhere) -------
 const SVG = "http://www.w3.org/2000/svg";
 
-function trendKey(r) {
-  return `${r.name}|${(r.popularity && r.popularity.sex) || ""}`;
+function trendKey(r) {  // a name's trend in the sex and the data set of its best-known use
+  const p = r.popularity || {};
+  return [r.name, p.sex || "", p.source || ""].join("|");
 }
 
 async function loadTrends() {
@@ -418,7 +424,7 @@ async function loadTrends() {
   const queue = [...new Set(state.results.filter((r) => r.popularity).map(trendKey))].filter((k) => !state.trends.has(k));
   const fetchOne = async () => {  // a few at a time: the server has other clients
     for (let key = queue.shift(); key !== undefined; key = queue.shift()) {
-      const [name, sex] = key.split("|");
+      const [name, sex, source] = key.split("|");
       try {
         const trend = await api(`/trend?name=${encodeURIComponent(name)}` + (sex ? `&sex=${encodeURIComponent(sex)}` : ""));
         state.trends.set(key, trend.series || []);
@@ -426,7 +432,7 @@ async function loadTrends() {
         state.trends.set(key, []);  // no trend for this name: its rank alone is shown
       }
       document.querySelectorAll("#results .spark-box").forEach((box) => {
-        if (box.dataset.trend === key) box.replaceChildren(sparkline(state.trends.get(key), { name, popularity: { sex } }));
+        if (box.dataset.trend === key) box.replaceChildren(sparkline(state.trends.get(key), { name, popularity: { sex, source } }));
       });
     }
   };
@@ -434,11 +440,13 @@ async function loadTrends() {
 }
 
 function sparkline(series, r) {
-  const sex = r.popularity && r.popularity.sex;
+  const { sex, source } = r.popularity || {};
+  // births per million of the decade where the server says them: a decade of more births is not more popular
+  const perMillion = series.length > 0 && series.every((point) => typeof point.per_million === "number");
   const byDecade = new Map();
   for (const point of series) {
-    if (sex && point.sex && point.sex !== sex) continue;
-    byDecade.set(point.decade, (byDecade.get(point.decade) || 0) + (point.count || 0));
+    if ((sex && point.sex && point.sex !== sex) || (source && point.source && point.source !== source)) continue;
+    byDecade.set(point.decade, (byDecade.get(point.decade) || 0) + ((perMillion ? point.per_million : point.count) || 0));
   }
   // every decade between the first and the last, a decade without the name counting 0
   const year = (d) => Number.parseInt(d, 10);
@@ -461,18 +469,20 @@ function sparkline(series, r) {
   svg.setAttribute("height", String(height));
   svg.setAttribute("role", "img");
   const peak = decades[counts.indexOf(top)];
-  const words = `${r.name}: ${count(counts.reduce((a, b) => a + b, 0))} from the ${decades[0]} to the ` +
-    `${decades[decades.length - 1]}, most in the ${peak}; the ${decades[decades.length - 1]}: ${count(counts[counts.length - 1])}`;
+  const last = decades[decades.length - 1];
+  const unit = perMillion ? " births per million" : " births";
+  const words = `${r.name}${sex ? " (" + labelValue("sex", sex) + ")" : ""}, the ${decades[0]} to the ${last}: ` +
+    `most in the ${peak} (${count(Math.round(top))}${unit}); the ${last}: ${count(Math.round(counts[counts.length - 1]))}`;
   svg.setAttribute("aria-label", words);
   const title = document.createElementNS(SVG, "title");
   title.textContent = words;
   const line = document.createElementNS(SVG, "polyline");
   line.setAttribute("points", counts.map((c, i) => `${x(i)},${y(c)}`).join(" "));
-  const last = document.createElementNS(SVG, "circle");
-  last.setAttribute("cx", x(counts.length - 1));
-  last.setAttribute("cy", y(counts[counts.length - 1]));
-  last.setAttribute("r", "1.8");
-  svg.append(title, line, last);
+  const now = document.createElementNS(SVG, "circle");
+  now.setAttribute("cx", x(counts.length - 1));
+  now.setAttribute("cy", y(counts[counts.length - 1]));
+  now.setAttribute("r", "1.8");
+  svg.append(title, line, now);
   return svg;
 }
 
