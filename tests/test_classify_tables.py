@@ -81,14 +81,19 @@ def test_a_few_names_are_classified_from_the_counts_as_the_tables_classify_them(
     names = ["davina", "kolette", "marek", "a", "tosino", "vvv"]
     nodes = [tuple(c) for c in counts.node_codes.tolist()]
     counts._kept.clear()
+    counts._kept_bytes = 0
     # a few names need only their own contexts' rows: no component table is built for them
     monkeypatch.setattr(ConditionalCounts, "_component", lambda *a: pytest.fail("built a component table"))
     from_counts = combination_log_likelihoods(counts, model.vocab, names, nodes)
     posterior = model.classify(names)
     monkeypatch.undo()
-    counts._kept = {a: counts.component(a) for a in range(len(nodes))}  # the tables' path, as a server warms it
+    model.keep_classification_tables()  # the tables' path, as a server warms it
+    assert len(counts._kept) == len(nodes)
+    monkeypatch.setattr(ConditionalCounts, "_rows_from_counts", lambda *a: pytest.fail("read rows off the counts"))
     from_tables = combination_log_likelihoods(counts, model.vocab, names, nodes)
+    monkeypatch.undo()
     counts._kept.clear()
+    counts._kept_bytes = 0
     torch.testing.assert_close(from_counts, from_tables, atol=1e-9, rtol=0)
     assert posterior == model.classify(names)
 

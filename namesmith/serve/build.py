@@ -89,7 +89,8 @@ def warm_up(model: NameModel) -> NameModel:
     model.training_split()
     if model.vocab.chars:
         model.score([model.vocab.chars[0]])
-        if model.labels:  # classification's index of the counts (or its tables, for older model directories)
+        if model.labels:  # classification's tables: a server classifies many names, so it keeps them
+            model.keep_classification_tables()
             model.classify([model.vocab.chars[0]])
     model.generate(1, seed=0)
     return model
