@@ -611,16 +611,20 @@ def test_a_model_of_sex_decade_and_origin_offers_them_as_selects(browser, tmp_pa
 
 
 def test_real_names_show_their_popularity_trend_and_nicknames_from_the_catalogue(browser, server, artefacts):
-    """Against the server's own facts (namesmith.popularity): a real name's rank of its best-known use, its
-    sparkline from GET /api/v1/trend, its nicknames; a new name says so and has no sparkline."""
+    """Against the server's own facts (namesmith.syllables, namesmith.popularity), from a share link asking for
+    2 syllables: each name's syllables, a real name's rank of its best-known use, its sparkline from GET
+    /api/v1/trend, its nicknames; a new name says so and has no sparkline."""
     from namesmith.popularity import best_use, is_known, trend
+    from namesmith.syllables import count_syllables
 
     at_size(browser, 1280, 1000)
     try:
-        open_page(browser, server + "/#model=builtin-ngram&n=25&seed=5&starts_with=ma&unique=1")
+        open_page(browser, server + "/#model=builtin-ngram&n=25&seed=5&starts_with=ma&unique=1&syllables=2")
         wait(browser, lambda d: len(shown_names(d)) == 25)
+        assert browser.find_element(By.ID, "syllables").get_attribute("value") == "2"
         titles, rows = results_table(browser)
-        assert {"Real or new", "Popularity"} <= set(titles)
+        assert {"Syllables", "Real or new", "Popularity"} <= set(titles)
+        assert all(r["Syllables"] == "2" == str(count_syllables(r["Name"])) for r in rows), rows
         real = [r["Name"] for r in rows if r["Real or new"] == "real"]
         assert real and [r["Name"] for r in rows if r["Real or new"] == "new"]
         for r in rows:
@@ -640,6 +644,10 @@ def test_real_names_show_their_popularity_trend_and_nicknames_from_the_catalogue
                                        " tr.querySelectorAll('svg.spark polyline').length)")
         assert lines == [int(decades(r["Name"]) >= 2) for r in rows]
         assert sum(lines) > 0
+        at_size(browser, 390, 844)  # a phone: the same names as cards, nothing sideways
+        browser.execute_script("document.getElementById('results').scrollIntoView()")
+        assert sideways(browser) == ""
+        browser.save_screenshot(str(artefacts / "phone-real-names.png"))
         if "Nicknames" in titles:
             assert any(r["Nicknames"] != "—" for r in rows)
     finally:

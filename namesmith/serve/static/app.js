@@ -279,6 +279,7 @@ function row(cells) {
     const td = document.createElement("td");
     if (c instanceof Node) td.append(c); else td.textContent = c === null || c === undefined ? "—" : String(c);
     if (/^[-+]?[\d.,]+$/.test(td.textContent)) td.className = "num";  // a figure: never broken across lines
+    else if (td.textContent === "—") td.className = "none";  // nothing to say: a phone's card leaves it out
     tr.append(td);
   }
   return tr;
