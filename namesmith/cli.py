@@ -108,6 +108,9 @@ GENERATE_HELP = {
                   "invented names pass none",
     "not_in_catalogue": "never print a name of any built-in list (the catalogue's first names and surnames, the "
                         "built-in list, nicknames), whatever the model learned",
+    "surname": "score each name's fit with this surname (rhythm, a clash of sounds, alliteration, initials, "
+               "length), explain it, and print the best first",
+    "alliteration": "with --surname: want (only names starting with its sound), avoid (none), or any",
 }
 MODEL_HELP = {
     "smoothing": "k of add-k smoothing (0: maximum likelihood)",
@@ -131,7 +134,7 @@ MAX_TREND_NAMES = 20  # names one trend figure draws, at most
 MAX_TREND_NAME_LENGTH = 64
 METAVARS = {"starts_with": "PREFIX", "ends_with": "SUFFIX", "contains": "TEXT", "excludes": "TEXT",
             "regex": "PATTERN", "time_budget": "SECONDS", "condition": "LABEL", "popularity": "BAND",
-            "syllables": "LO-HI"}
+            "syllables": "LO-HI", "surname": "NAME"}
 WHERE_HELP = ("conditional models: names of these labels, LABEL=VALUE (repeatable: --where sex=F --where "
               "decade=1950s); LABEL=V1,V2 for names that fit both values (unisex: sex=F,M); labels left out are "
               "marginalised")
@@ -171,6 +174,10 @@ def _choices(name: str) -> tuple[str, ...] | None:
         from namesmith.generate import METHODS
 
         return METHODS
+    if name == "alliteration":
+        from namesmith.surname import ALLITERATION
+
+        return ALLITERATION
     return {"mode": BIGRAM_MODES, "batching": BATCHINGS, "case": CASES}.get(name)
 
 
@@ -763,12 +770,26 @@ def cmd_sample(args: argparse.Namespace) -> int:
     options = given(args, args.generate_fields, "gen_")
     n = options.pop("num", 20)
     where = parse_where_args(args.where)
-    if args.json:  # one JSON object: every name is held
+    surname, alliteration = options.get("surname"), options.get("alliteration", "any")
+    if args.json or surname is not None:  # every name is held: one JSON object, or names sorted by their fit
+        from namesmith.facts import by_fit
+
         result = model.generate(n, where=where, guidance=args.guidance, **options)
-        out = result.to_dict()
-        if args.details:
-            out["details"] = [{"name": f.name, **f.to_dict()} for f in model.facts(result.names)]
-        _print_json(out)
+        facts = model.facts(result.names, surname=surname, alliteration=alliteration) \
+            if args.details or surname is not None else []
+        if surname is not None:
+            facts = by_fit(facts)
+        if args.json:
+            out = result.to_dict()
+            if facts:
+                out["names"] = [f.name for f in facts]
+                out["details"] = [{"name": f.name, **f.to_dict()} for f in facts]
+            _print_json(out)
+        else:
+            print("\n".join(f"{f.name} {surname}".ljust(24) + " " + (f.line() if args.details else f.fit_line())
+                            for f in facts))
+            if not args.quiet:
+                print(result.novelty.line(), file=sys.stderr)
         stats, novelty = result.stats, result.novelty
     else:  # names stream out as they are found; memory stays bounded by a batch
         with model.iter_generate(n, where=where, guidance=args.guidance, **options) as stream:

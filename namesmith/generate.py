@@ -79,6 +79,7 @@ from namesmith.evaluate import eval_mode
 from namesmith.models.base import CharModel
 from namesmith.popularity import parse_popularity, popularity_index
 from namesmith.sample import Batch, batch_limit, draw_numpy, finish_batch, next_token_probs, plain_sampler, token_dtype
+from namesmith.surname import ALLITERATION, alliterates, check_surname
 from namesmith.syllables import check_alphabet, count_syllables, parse_syllables, syllable_automaton
 from namesmith.vocab import BOUNDARY, Vocab
 
@@ -160,9 +161,11 @@ class GenerateConfig:
     time_budget: float | None = None  # seconds at most
     method: str = "auto"  # "exact" (fail if unavailable), "rejection", or "auto"
     prior_letters: bool = False  # a model adapted to a list: draw its prior's letters too (NameModel.generate)
-    # choosing a name (namesmith.popularity): filters of the search loop
+    # choosing a name (namesmith.popularity, namesmith.surname): filters of the search loop
     popularity: str | None = None  # "rare", "uncommon", "common", "top:N" or ranks "A-B" of the catalogue
     not_in_catalogue: bool = False  # never a name of any built-in list (namesmith.popularity.is_known)
+    surname: str | None = None  # the names are scored against it (NameModel.facts), and `alliteration` filters
+    alliteration: str = "any"  # with a surname: "want" keeps names that start with its sound, "avoid" drops them
 
     def __post_init__(self) -> None:
         for name in ("contains", "excludes"):
@@ -208,6 +211,12 @@ class GenerateConfig:
         check_lengths(self, self.max_len, "max_len")
         if self.popularity is not None:
             parse_popularity(self.popularity)
+        if self.surname is not None:
+            object.__setattr__(self, "surname", check_surname(self.surname))
+        _check(self.alliteration in ALLITERATION, "alliteration",
+               f"must be one of {', '.join(ALLITERATION)}, got {self.alliteration!r}")
+        _check(self.alliteration == "any" or self.surname is not None, "alliteration",
+               f"{self.alliteration!r} needs a surname to alliterate with")
 
     @property
     def structural(self) -> bool:
@@ -1010,7 +1019,7 @@ def _name_test(config: GenerateConfig, exact: bool, known: Collection[str] | Non
 
 def choosing_filters(config: GenerateConfig) -> list[tuple[str, Callable[[str], bool]]]:
     """The filters of choosing a name, each with the parameter that asks for it: a name's popularity, whether it
-    is in any built-in list. The catalogue is read here, once per process
+    is in any built-in list, whether it alliterates with the surname. The catalogue is read here, once per process
     (namesmith.popularity), so a search pays for it before its first name, not during it."""
     filters: list[tuple[str, Callable[[str], bool]]] = []
     if config.popularity is not None or config.not_in_catalogue:
@@ -1020,6 +1029,9 @@ def choosing_filters(config: GenerateConfig) -> list[tuple[str, Callable[[str], 
             filters.append(("popularity", lambda n: admits(index.best(n))))
         if config.not_in_catalogue:
             filters.append(("not_in_catalogue", lambda n: not index.is_known(n)))
+    if config.alliteration != "any":
+        wanted, surname = config.alliteration == "want", config.surname
+        filters.append(("alliteration", lambda n: alliterates(n, surname) == wanted))
     return filters
 
 

@@ -478,7 +478,8 @@ class NameModel:
                  unique: bool = False, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  seed: int | None = None, max_tries: int | None = None, time_budget: float | None = None,
                  method: str = "auto", where: Where | None = None, guidance: float = 0.0,
-                 prior_letters: bool = False, popularity: str | None = None, not_in_catalogue: bool = False) -> Names:
+                 prior_letters: bool = False, popularity: str | None = None, not_in_catalogue: bool = False,
+                 surname: str | None = None, alliteration: str = "any") -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
@@ -489,13 +490,14 @@ class NameModel:
         A model adapted to a list draws only the list's own letters unless `prior_letters`.
         `popularity` ("rare", "uncommon", "common", "top:N", ranks "A-B") and `not_in_catalogue` judge each name
         by the built-in catalogue (namesmith.popularity). `syllables` ("2-3", "2", 2 or (2, 3)) keeps names of that
-        many syllables (namesmith.syllables, Latin script).
+        many syllables (namesmith.syllables, Latin script). `alliteration` "want" or "avoid" keeps or drops names
+        that start with the sound of `surname` (the names' fit with it: `facts`).
         """
         config, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
             syllables=syllables, unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
             max_tries=max_tries, time_budget=time_budget, method=method, prior_letters=prior_letters,
-            popularity=popularity, not_in_catalogue=not_in_catalogue)
+            popularity=popularity, not_in_catalogue=not_in_catalogue, surname=surname, alliteration=alliteration)
         model, cache = self._conditioned(where, guidance, config.prior_letters)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
                          known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
@@ -547,12 +549,12 @@ class NameModel:
         popularity_index()
 
     @staticmethod
-    def facts(names: Sequence[str]) -> list[NameFacts]:
+    def facts(names: Sequence[str], *, surname: str | None = None, alliteration: str = "any") -> list[NameFacts]:
         """What a person choosing among `names` wants to know of each, from the built-in catalogue (not from this
-        model): known or new, popularity, nicknames (namesmith.facts)."""
+        model): known or new, popularity, nicknames, and with a `surname` the fit with it (namesmith.facts)."""
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
-        return name_facts(names)
+        return name_facts(names, surname=surname, alliteration=alliteration)
 
     # --- scoring and evaluating --------------------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from namesmith.serve.limits import Limits
+from namesmith.surname import MAX_SURNAME_LENGTH
 from namesmith.syllables import MAX_SYLLABLES
 
 MAX_SEED = 2**53 - 1  # seeds stay exact in JavaScript numbers (the page keeps them in share links)
@@ -100,12 +101,18 @@ class NameResult(BaseModel):
     syllables: int | None = None  # namesmith.syllables.count_syllables (None: a name not in the Latin script)
 
 
+class SurnameFit(BaseModel):
+    score: float  # 0 (poor) to 1 (no fault found): namesmith.surname
+    reasons: list[str]  # each finding in words: rhythm, a clash of sounds, alliteration, initials, length
+
+
 class GeneratedName(NameResult):
     """A generated name: its score, and what a person choosing it wants to know (namesmith.facts)."""
 
     known: bool | None = None  # in any built-in list (real), or not (new)
     popularity: Popularity | None = None  # None: no counted use (a new name, or one of a list without counts)
     nicknames: list[str] = []
+    surname_fit: SurnameFit | None = None  # only when the request gave a surname (names then come best first)
 
 
 class GenerationStats(BaseModel):
@@ -223,6 +230,10 @@ def request_models(limits: Limits) -> RequestModels:
         popularity: str | None = Field(None, max_length=32, description="rare, uncommon, common, top:N or a rank "
                                        "range A-B of the catalogue (namesmith.popularity); new names pass none")
         not_in_catalogue: bool = Field(False, description="never a name of any built-in list")
+        surname: str | None = Field(None, min_length=1, max_length=MAX_SURNAME_LENGTH,
+                                    description="score each name's fit with this surname; names come best first")
+        alliteration: Literal["any", "want", "avoid"] = Field("any", description="with a surname: keep only names "
+                                                              "that start with its sound (want), or none (avoid)")
 
     class MoreLikeTheseRequest(GenerateRequest):
         """Names in the style of `words` (the shortlist): the model adapted to them, then generate."""

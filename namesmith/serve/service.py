@@ -25,6 +25,7 @@ from rapidfuzz.distance import DamerauLevenshtein
 
 from namesmith.casing import fold
 from namesmith.errors import ConfigError
+from namesmith.facts import fit_order
 from namesmith.generate import Generation, NoveltySummary
 from namesmith.namemodel import NameModel
 from namesmith.offensive import default_filter
@@ -134,8 +135,11 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
                        stop_reason=None if len(names) >= n else (stop_reason or "time-budget"),
                        unfinished=unfinished, max_len=max_len, rejected=rejected)
     scores = model.score(names, **condition(model, labels, where, "score")) if names else []
-    facts = model.facts(names) if names else []
-    return {"seed": seed, "names": [{**score_dict(s), **f.to_dict()} for s, f in zip(scores, facts)],
+    facts = model.facts(names, surname=options["surname"], alliteration=options["alliteration"]) if names else []
+    results = [{**score_dict(s), **f.to_dict()} for s, f in zip(scores, facts)]
+    if options["surname"] is not None:
+        results = [results[i] for i in fit_order(facts)]
+    return {"seed": seed, "names": results,
             "complete": stats.complete,
             "message": None if stats.complete else stats.message(), "generation": stats.to_dict(),
             "summary": novelty(model, names).to_dict(), "offensive_hidden": hidden}
