@@ -246,6 +246,25 @@ def test_a_bash_block_runs(one_thread, small_data, tmp_path, monkeypatch, capsys
         assert not missing, "\n".join(printed_lines)
 
 
+@pytest.mark.slow  # two models of examples/elves.txt, one adapted onto the catalogue's prior
+def test_the_elves_table_is_what_the_two_models_draw(one_thread, tmp_path, monkeypatch, capsys):
+    """docs/short-lists.md's table of ten names from each model of examples/elves.txt (`--seed 1`)."""
+    from namesmith.cli import main
+
+    text = (ROOT / "docs" / "short-lists.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (adapted|the list alone), `([^`]+)` \| (.+) \|$", text, flags=re.M)
+    assert len(rows) == 4
+    monkeypatch.chdir(tmp_path)
+    elves = str(ROOT / "examples" / "elves.txt")
+    assert main(["train", "--data", elves, "--no-split", "--out", "elves", "-q"]) == 0
+    assert main(["train", "--data", elves, "--no-split", "--prior", "none", "--out", "elves-alone", "-q"]) == 0
+    capsys.readouterr()
+    for model, options, names in rows:
+        directory = "elves" if model == "adapted" else "elves-alone"
+        main(["sample", "-m", directory, "-n", "10", "--seed", "1", *options.split(), "-q"])
+        assert capsys.readouterr().out.splitlines() == names.split(", "), (model, options)
+
+
 # --- the architecture's pictures --------------------------------------------------------------------
 @pytest.mark.parametrize("block", PICTURES, ids=[b.id for b in PICTURES])
 def test_a_picture_of_the_layers_names_every_module(block):
