@@ -301,3 +301,16 @@ def test_every_relative_link_resolves(path):
         if not resolved.exists() or (anchor and resolved.suffix == ".md" and anchor not in anchors(resolved)):
             broken.append(target)
     assert not broken, f"{path.name}: {broken}"
+
+
+def test_every_docs_file_is_reached_from_the_readme():
+    seen, todo = set(), [ROOT / "README.md"]
+    while todo:
+        path = todo.pop()
+        seen.add(path)
+        text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for target in LINK.findall(text):
+            file = (path.parent / target.partition("#")[0]).resolve()
+            if file.suffix == ".md" and file.exists() and file not in seen:
+                todo.append(file)
+    assert not set(FILES) - seen, sorted(str(p.relative_to(ROOT)) for p in set(FILES) - seen)
