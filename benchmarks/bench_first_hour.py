@@ -62,8 +62,14 @@ def run(command: list[str], env: dict[str, str], timeout: float, cap_mb: float) 
                                cwd=ROOT)
     killed: list[str] = []
 
+    def running() -> bool:  # without reaping the child (Popen.poll would), so os.wait4 below gets its usage
+        try:
+            return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:  # os.wait4 has reaped it
+            return False
+
     def watch() -> None:
-        while process.poll() is None:
+        while running():
             if time.perf_counter() - start > timeout:
                 killed.append(f"over {timeout:g} s")
             elif rss_mb(process.pid) > cap_mb:
