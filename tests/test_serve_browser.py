@@ -241,8 +241,16 @@ def test_the_page_asks_for_the_api_key_when_one_is_set(browser, tmp_path_factory
         assert "API key" in browser.find_element(By.ID, "message").text
         fill(browser, "api-key", "k3y").send_keys(Keys.TAB)  # the change event stores it for this tab
         wait(browser, lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
-        fill(browser, "n", "3").send_keys(Keys.ENTER)
-        wait(browser, lambda d: len(shown_names(d)) == 3)
+        # a model without labels: no selects; the trends are asked for with the key too
+        assert not browser.find_element(By.ID, "conditions").is_displayed()
+        fill(browser, "starts_with", "ma")
+        fill(browser, "seed", "5")
+        fill(browser, "n", "12").send_keys(Keys.ENTER)
+        wait(browser, lambda d: len(shown_names(d)) == 12)
+        wait(browser, lambda d: d.execute_script("return state.results.every(r => !r.popularity || "
+                                                 "state.trends.has(trendKey(r)))"))
+        assert browser.execute_script("return Array.from(state.trends.values()).some(s => s.length > 0)")
+        assert not browser.find_element(By.ID, "message").is_displayed()
         browser.execute_script("sessionStorage.clear()")
 
 
@@ -650,5 +658,42 @@ def test_real_names_show_their_popularity_trend_and_nicknames_from_the_catalogue
         browser.save_screenshot(str(artefacts / "phone-real-names.png"))
         if "Nicknames" in titles:
             assert any(r["Nicknames"] != "—" for r in rows)
+    finally:
+        at_size(browser, 1280, 1400)
+
+
+def test_the_keyboard_reaches_every_control_and_the_text_is_readable(browser, choosing):
+    """Tab alone reaches every visible control of the generate view (the choosing inputs, the results' names
+    and the fit's reasons included); every text on it has a contrast of at least 4.5:1 (WCAG AA)."""
+    url, _ = choosing
+    at_size(browser, 1280, 1000)
+    try:
+        open_page(browser, url + "/#model=builtin-ngram&n=6&seed=2&surname=Smith")
+        wait(browser, lambda d: len(shown_names(d)) == 6)
+        controls = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#panel-generate :is(input, select, textarea, button, "
+            "summary, a[href]), [role=tab][aria-selected=true]')).filter(e => e.getClientRects().length > 0 && "
+            "!e.disabled)")
+        browser.find_element(By.TAG_NAME, "body").click()
+        reached = []
+        for _ in range(len(controls) + 20):
+            browser.switch_to.active_element.send_keys(Keys.TAB)
+            reached.append(browser.switch_to.active_element)
+        kinds = {c.tag_name for c in controls}
+        assert len(controls) > 30 and {"input", "select", "button", "summary"} <= kinds, kinds
+        missed = [c.get_attribute("id") or c.text for c in controls if c not in reached]
+        assert missed == [], f"not reached with Tab: {missed}"
+        low = browser.execute_script(
+            "const ground = (e) => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;"
+            " if (c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; };"
+            "const texts = Array.from(document.querySelectorAll('#panel-generate *, header *')).filter(e => "
+            "e.getClientRects().length > 0 && Array.from(e.childNodes).some(n => n.nodeType === 3 && "
+            "n.textContent.trim()));"
+            "return texts.map(e => [e.tagName + (e.id ? '#' + e.id : '') + ' ' + e.textContent.trim().slice(0, 20),"
+            " getComputedStyle(e).color, ground(e)])")
+        assert len(low) > 50
+        poor = sorted({(what, round(contrast(colour, ground), 2)) for what, colour, ground in low
+                       if contrast(colour, ground) < 4.5})
+        assert poor == [], f"text under 4.5:1: {poor}"
     finally:
         at_size(browser, 1280, 1400)
