@@ -697,3 +697,29 @@ def test_the_keyboard_reaches_every_control_and_the_text_is_readable(browser, ch
         assert poor == [], f"text under 4.5:1: {poor}"
     finally:
         at_size(browser, 1280, 1400)
+
+
+def test_a_surname_scores_each_name_and_sorts_by_the_fit(browser, server, artefacts):
+    """Against the server's own scores (namesmith.surname): with a surname, each name's fit and its reasons in
+    words, best first; alliteration avoided reaches the server."""
+    from namesmith.surname import alliterates, surname_fit
+
+    at_size(browser, 1280, 1000)
+    try:
+        open_page(browser, server + "/#model=builtin-ngram&n=10&seed=4&surname=Smith&alliteration=avoid")
+        wait(browser, lambda d: len(shown_names(d)) == 10)
+        assert browser.find_element(By.ID, "alliteration").get_attribute("value") == "avoid"
+        assert "Fit with the surname" in results_table(browser)[0]
+        assert browser.find_element(By.ID, "sort").get_attribute("value") == "fit"
+        fits = browser.execute_script("return state.results.map(r => [r.name, r.surname_fit])")
+        shown = [float(s) for s in browser.execute_script(
+            "return Array.from(document.querySelectorAll('#results tbody details summary')).map(s => s.textContent)")]
+        assert shown == sorted(shown, reverse=True) and len(shown) == 10
+        assert all(0 <= fit["score"] <= 1 and fit["reasons"] for _, fit in fits)
+        assert shown == sorted((round(fit["score"], 2) for _, fit in fits), reverse=True)
+        for name, fit in fits:
+            assert not alliterates(name, "Smith")
+            assert fit["score"] == pytest.approx(surname_fit(name, "Smith", "avoid").score, abs=1e-6)
+        browser.save_screenshot(str(artefacts / "desktop-surname.png"))
+    finally:
+        at_size(browser, 1280, 1400)

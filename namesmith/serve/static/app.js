@@ -375,7 +375,7 @@ function popularityCell(r) {
 function fitCell(r) {
   const fit = r.surname_fit;
   if (!fit) return "—";
-  const score = Number(fit.score.toFixed(2)).toString();
+  const score = fit.score.toFixed(2);  // 0 to 1: two figures, alike in every row
   if (!fit.reasons || !fit.reasons.length) return score;
   const details = document.createElement("details");
   const summary = document.createElement("summary");
