@@ -143,17 +143,26 @@ class _CountedSet:
             # rank = 1 + the number of names of the group given strictly more often
             self.ranks[members] = np.searchsorted(-descending, -counts, side="left") + 1
             self.per_million[members] = counts * 1e6 / max(int(counts.sum()), 1)
-        bounds = np.searchsorted(rows // groups, np.arange(len(key_ids) + 1))
-        self.spans = {k: (int(bounds[i]), int(bounds[i + 1])) for k, i in key_ids.items()}
+        row_keys = rows // groups
+        self.bounds = np.searchsorted(row_keys, np.arange(len(key_ids) + 1))
+        self.key_ids = key_ids
+        # each name's best-known use, found once for all: its rows by share, then decade; the last is the best
+        by_share = np.lexsort((self.group % len(self.decade_values), self.per_million, row_keys))
+        self.best_rows = by_share[self.bounds[1:] - 1]
+
+    def _use(self, i: int) -> Use:
+        decades = len(self.decade_values)
+        return Use(self.source, self.sex_values[int(self.group[i]) // decades],
+                   self.decade_values[int(self.group[i]) % decades], int(self.counts[i]), int(self.ranks[i]),
+                   float(self.per_million[i]))
 
     def uses(self, name_key: str) -> list[Use]:
-        span = self.spans.get(name_key)
-        if span is None:
-            return []
-        decades = len(self.decade_values)
-        return [Use(self.source, self.sex_values[int(self.group[i]) // decades],
-                    self.decade_values[int(self.group[i]) % decades], int(self.counts[i]), int(self.ranks[i]),
-                    float(self.per_million[i])) for i in range(*span)]
+        k = self.key_ids.get(name_key)
+        return [] if k is None else [self._use(i) for i in range(int(self.bounds[k]), int(self.bounds[k + 1]))]
+
+    def best(self, name_key: str) -> Use | None:
+        k = self.key_ids.get(name_key)
+        return None if k is None else self._use(int(self.best_rows[k]))
 
 
 class Popularity:
@@ -161,14 +170,13 @@ class Popularity:
 
     def __init__(self) -> None:
         self.sets = [_CountedSet(source) for source in COUNTED_SETS]
-        known = {k for counted in self.sets for k in counted.spans}
+        known = {k for counted in self.sets for k in counted.key_ids}
         for source in DATASETS:
             if source not in COUNTED_SETS:
                 known.update(map(key, load_dataset(source).distinct_names()))
         for name, nickname in nickname_pairs():
             known.update((key(name), key(nickname)))
         self.known = frozenset(known)
-        self._best: dict[str, Use | None] = {}
 
     def uses(self, name: str) -> list[Use]:
         """Every counted use of the name: by set, sex, then decade (empty for a name of no counted set)."""
@@ -178,13 +186,8 @@ class Popularity:
     def best(self, name: str) -> Use | None:
         """The use of the largest share (ties: the later decade), or None for a name with no counted use."""
         k = key(name)
-        if k not in self._best:
-            uses = self.uses(k)
-            best = max(uses, key=lambda u: (u.per_million, u.decade), default=None)
-            if len(self._best) >= 1 << 20:  # memo of lookups, bounded: generated names are mostly new ones
-                self._best.clear()
-            self._best[k] = best
-        return self._best[k]
+        candidates = [use for counted in self.sets if (use := counted.best(k)) is not None]
+        return max(candidates, key=lambda u: (u.per_million, u.decade), default=None)
 
     def is_known(self, name: str) -> bool:
         return key(name) in self.known

@@ -24,6 +24,7 @@ scripts the first and last letters are compared as they are, and syllables are n
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,6 +148,10 @@ def initials(first: str, surname: str) -> str:
     return "".join(word[0].upper() for word in _words(first) + _words(surname))
 
 
+# the surname is the same for every name of a request, and names recur: count each once
+_syllables = functools.lru_cache(maxsize=1 << 16)(count_syllables)
+
+
 def surname_fit(first: str, surname: str, alliteration: str = "any") -> SurnameFit:
     """How well `first` goes with `surname` (see the module docstring): a score in [0, 1] and its reasons."""
     if alliteration not in ALLITERATION:
@@ -154,7 +159,7 @@ def surname_fit(first: str, surname: str, alliteration: str = "any") -> SurnameF
                           field="alliteration")
     surname = check_surname(surname)
     found: list[tuple[str, str]] = []  # (rule of PENALTIES, reason), or ("", a note that costs nothing)
-    a, b = count_syllables(first), count_syllables(surname)
+    a, b = _syllables(first), _syllables(surname)
     if a is None or b is None:
         found.append(("", "rhythm: syllables are counted in Latin-script names only"))
     elif a == b == 1:

@@ -45,6 +45,10 @@ def test_counts_ranks_and_shares_agree_with_the_table(us_births):
             higher = sum(c > count for (n, s, d), c in births.items() if s == use.sex and d == use.decade)
             assert (use.count, use.rank) == (count, higher + 1), (name, use)
             assert use.per_million == pytest.approx(count * 1e6 / totals[(use.sex, use.decade)])
+    index = popularity_index()
+    for counted in index.sets:  # the best-known use found once for all is the best of the name's uses
+        for name in list(counted.key_ids)[::400]:
+            assert best_use(name) == max(index.uses(name), key=lambda u: (u.per_million, u.decade)), name
     best = best_use("mary")  # any case
     assert best == max(popularity_index().uses("Mary"), key=lambda u: u.per_million)
     assert (best.sex, best.decade, best.rank) == ("F", "1880s", 1)
