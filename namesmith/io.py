@@ -15,6 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """The user's cache folder (built priors, training-word sets, the popularity index): $NAMESMITH_CACHE, else
+    $XDG_CACHE_HOME/namesmith, else ~/.cache/namesmith."""
+    if os.environ.get("NAMESMITH_CACHE"):
+        return Path(os.environ["NAMESMITH_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "namesmith"
+
+
 def sha256_file(path: str | Path) -> str:
     """sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -13,15 +13,19 @@ import functools
 import gzip
 import unicodedata
 from importlib import resources
+from pathlib import Path
 
 NICKNAMES_FILE = "catalogue/nicknames.tsv.gz"
+
+
+def nicknames_path() -> Path:
+    return Path(str(resources.files("namesmith").joinpath(*NICKNAMES_FILE.split("/"))))
 
 
 @functools.cache
 def nickname_pairs() -> tuple[tuple[str, str], ...]:
     """Every (name, nickname) pair of the list, lowercase, sorted."""
-    path = resources.files("namesmith").joinpath(*NICKNAMES_FILE.split("/"))
-    lines = gzip.decompress(path.read_bytes()).decode("utf-8").splitlines()
+    lines = gzip.decompress(nicknames_path().read_bytes()).decode("utf-8").splitlines()
     assert lines[0] == "name\tnickname", f"{NICKNAMES_FILE}: not a nicknames file"
     return tuple(tuple(line.split("\t")) for line in lines[1:])  # type: ignore[misc]
 

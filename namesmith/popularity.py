@@ -24,24 +24,35 @@ built-in list (every catalogue set, the built-in word list, the nicknames), as `
 needs (a fantasy writer does not want `Elaine`, whatever a model was trained on).
 
 Names are matched case-insensitively (`key`: NFC, case folded), so `mary`, `Mary` and `MARY` are
-one name. Everything is read once per process (about a second), under a lock; a lookup is then a
-dict access.
+one name. The index is built from the catalogue once (a few seconds) and kept in the user's cache
+folder (namesmith.io.cache_dir, under a name made of the sha256 of every file it is built from), so
+a process reads it in a fraction of a second; a process does so once, under a lock, and a lookup
+is then a dict access.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import logging
 import math
 import re
 import threading
 import unicodedata
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from namesmith.catalogue import DATASETS, load_dataset
 from namesmith.errors import ConfigError
-from namesmith.nicknames import nickname_pairs
+from namesmith.io import atomic_write_bytes, cache_dir
+from namesmith.nicknames import nickname_pairs, nicknames_path
+
+log = logging.getLogger("namesmith")
 
 COUNTED_SETS = ("us", "israel")  # the catalogue sets with births per sex and decade
 # bands of a name's best-known use, in births per million of its sex and decade: [low, high)
@@ -113,42 +124,52 @@ def parse_popularity(text: str) -> PopularityFilter:
 
 class _CountedSet:
     """One counted set as columns, one row per (name, sex, decade) with its count, rank and share; a name's
-    rows are contiguous (`spans`)."""
+    rows are contiguous (rows `bounds[k]` to `bounds[k + 1]` for the name of id k), and `best_rows[k]` is its
+    best-known use."""
 
-    def __init__(self, source: str):
+    COLUMNS = ("counts", "group", "ranks", "per_million", "bounds", "best_rows")
+
+    def __init__(self, source: str, keys: list[str], sex_values: list[str], decade_values: list[str],
+                 columns: dict[str, np.ndarray]):
+        self.source, self.keys, self.sex_values, self.decade_values = source, keys, sex_values, decade_values
+        self.key_ids = {k: i for i, k in enumerate(keys)}
+        self.counts, self.group, self.ranks, self.per_million, self.bounds, self.best_rows = (
+            columns[c] for c in self.COLUMNS)
+
+    @classmethod
+    def count(cls, source: str) -> _CountedSet:
+        """The set's rows from its catalogue table: births per (name, sex, decade), then ranks and shares."""
         table = load_dataset(source)
         names, sexes, decades = table.names, table.labels["sex"], table.labels["decade"]
-        self.source = source
-        self.sex_values, self.decade_values = table.label_values("sex"), table.label_values("decade")
-        sex_code = {v: i for i, v in enumerate(self.sex_values)}
-        decade_code = {v: i for i, v in enumerate(self.decade_values)}
+        sex_values, decade_values = table.label_values("sex"), table.label_values("decade")
+        sex_code = {v: i for i, v in enumerate(sex_values)}
+        decade_code = {v: i for i, v in enumerate(decade_values)}
         # the file is sorted by name: a name's rows are one run (israel's hold a row per sector, summed below)
         starts = [0] + [i for i in range(1, len(names)) if names[i] != names[i - 1]]
-        run_keys = [key(names[i]) for i in starts]
         key_ids: dict[str, int] = {}
-        run_ids = np.array([key_ids.setdefault(k, len(key_ids)) for k in run_keys])  # names equal once folded: one
+        run_ids = np.array([key_ids.setdefault(key(names[i]), len(key_ids)) for i in starts])  # equal once folded
         row_key = np.repeat(run_ids, np.diff(np.append(starts, len(names))))
-        groups = len(self.sex_values) * len(self.decade_values)
-        group = (np.fromiter((sex_code[v] for v in sexes), dtype=np.int64, count=len(names)) * len(self.decade_values)
+        groups = len(sex_values) * len(decade_values)
+        group = (np.fromiter((sex_code[v] for v in sexes), dtype=np.int64, count=len(names)) * len(decade_values)
                  + np.fromiter((decade_code[v] for v in decades), dtype=np.int64, count=len(names)))
         rows, at = np.unique(row_key * groups + group, return_inverse=True)  # sorted by key, then sex, then decade
-        self.counts = np.bincount(at, weights=table.counts, minlength=len(rows)).astype(np.int64)
-        self.group = (rows % groups).astype(np.int16)
-        self.ranks = np.zeros(len(rows), dtype=np.int32)
-        self.per_million = np.zeros(len(rows), dtype=np.float64)
+        counts = np.bincount(at, weights=table.counts, minlength=len(rows)).astype(np.int64)
+        group = (rows % groups).astype(np.int16)
+        ranks = np.zeros(len(rows), dtype=np.int32)
+        per_million = np.zeros(len(rows), dtype=np.float64)
         for g in range(groups):
-            members = np.flatnonzero(self.group == g)
-            counts = self.counts[members]
-            descending = -np.sort(-counts)
+            members = np.flatnonzero(group == g)
+            descending = -np.sort(-counts[members])
             # rank = 1 + the number of names of the group given strictly more often
-            self.ranks[members] = np.searchsorted(-descending, -counts, side="left") + 1
-            self.per_million[members] = counts * 1e6 / max(int(counts.sum()), 1)
+            ranks[members] = np.searchsorted(-descending, -counts[members], side="left") + 1
+            per_million[members] = counts[members] * 1e6 / max(int(counts[members].sum()), 1)
         row_keys = rows // groups
-        self.bounds = np.searchsorted(row_keys, np.arange(len(key_ids) + 1))
-        self.key_ids = key_ids
+        bounds = np.searchsorted(row_keys, np.arange(len(key_ids) + 1))
         # each name's best-known use, found once for all: its rows by share, then decade; the last is the best
-        by_share = np.lexsort((self.group % len(self.decade_values), self.per_million, row_keys))
-        self.best_rows = by_share[self.bounds[1:] - 1]
+        best_rows = np.lexsort((group % len(decade_values), per_million, row_keys))[bounds[1:] - 1]
+        columns = {"counts": counts, "group": group, "ranks": ranks, "per_million": per_million, "bounds": bounds,
+                   "best_rows": best_rows}
+        return cls(source, list(key_ids), sex_values, decade_values, columns)
 
     def _use(self, i: int) -> Use:
         decades = len(self.decade_values)
@@ -168,15 +189,20 @@ class _CountedSet:
 class Popularity:
     """Every counted use of every name, and every name of every built-in list (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self.sets = [_CountedSet(source) for source in COUNTED_SETS]
-        known = {k for counted in self.sets for k in counted.key_ids}
+    def __init__(self, sets: list[_CountedSet], known: frozenset[str]):
+        self.sets, self.known = sets, known
+
+    @classmethod
+    def read(cls) -> Popularity:
+        """Built from the catalogue's files (a few seconds on a busy machine; `popularity_index` keeps it)."""
+        sets = [_CountedSet.count(source) for source in COUNTED_SETS]
+        known = {k for counted in sets for k in counted.key_ids}
         for source in DATASETS:
             if source not in COUNTED_SETS:
                 known.update(map(key, load_dataset(source).distinct_names()))
         for name, nickname in nickname_pairs():
             known.update((key(name), key(nickname)))
-        self.known = frozenset(known)
+        return cls(sets, frozenset(known))
 
     def uses(self, name: str) -> list[Use]:
         """Every counted use of the name: by set, sex, then decade (empty for a name of no counted set)."""
@@ -193,6 +219,74 @@ class Popularity:
         return key(name) in self.known
 
 
+# --- kept in the user's cache folder: read in a fraction of the time it takes to build ----------------
+CACHE_FORMAT = "namesmith-popularity 1"
+
+
+def _lines(array: np.ndarray) -> list[str]:
+    text = array.tobytes().decode("utf-8")
+    return text.split("\n") if text else []
+
+
+def _bytes(lines: list[str]) -> np.ndarray:
+    return np.frombuffer("\n".join(lines).encode("utf-8"), dtype=np.uint8)
+
+
+def cache_path() -> Path:
+    """Where this catalogue's index is kept: named by the sha256 of every file it is built from."""
+    digest = hashlib.sha256(CACHE_FORMAT.encode())
+    for path in [DATASETS[name].path() for name in sorted(DATASETS)] + [nicknames_path()]:
+        digest.update(Path(path).read_bytes())
+    return cache_dir() / "popularity" / f"{digest.hexdigest()[:32]}.npz"
+
+
+def _save(index: Popularity, path: Path) -> None:
+    arrays: dict[str, np.ndarray] = {"format": _bytes([CACHE_FORMAT])}
+    counted = set()
+    for s in index.sets:
+        counted |= s.key_ids.keys()
+        arrays[f"{s.source}.keys"] = _bytes(s.keys)
+        arrays[f"{s.source}.labels"] = _bytes([json.dumps([s.sex_values, s.decade_values])])
+        arrays.update({f"{s.source}.{c}": getattr(s, c) for c in _CountedSet.COLUMNS})
+    arrays["known"] = _bytes(sorted(index.known - counted))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load(path: Path) -> Popularity:
+    with np.load(path, allow_pickle=False) as saved:
+        if _lines(saved["format"]) != [CACHE_FORMAT]:
+            raise ValueError(f"{path}: not a popularity index")
+        sets = []
+        for source in COUNTED_SETS:
+            sex_values, decade_values = json.loads(_lines(saved[f"{source}.labels"])[0])
+            columns = {c: saved[f"{source}.{c}"] for c in _CountedSet.COLUMNS}
+            sets.append(_CountedSet(source, _lines(saved[f"{source}.keys"]), sex_values, decade_values, columns))
+        known = frozenset(_lines(saved["known"])).union(*(s.key_ids for s in sets))
+    return Popularity(sets, known)
+
+
+def _read_or_build() -> Popularity:
+    """The index from the cache when it holds this catalogue's; else built, and kept there for next time."""
+    try:
+        path = cache_path()
+    except OSError as e:  # a package file unreadable: build, which says so
+        log.debug(f"popularity: no cache ({e})")
+        return Popularity.read()
+    if path.is_file():
+        try:
+            return _load(path)
+        except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as e:
+            log.debug(f"popularity: {path} unreadable ({e}); building it again")
+    index = Popularity.read()
+    try:
+        _save(index, path)
+    except OSError as e:  # a read-only home: build each time
+        log.debug(f"popularity: could not keep the index in {path.parent} ({e})")
+    return index
+
+
 _lock = threading.Lock()
 _index: Popularity | None = None
 
@@ -203,7 +297,7 @@ def popularity_index() -> Popularity:
     if _index is None:
         with _lock:
             if _index is None:
-                _index = Popularity()
+                _index = _read_or_build()
     return _index
 
 

@@ -48,7 +48,7 @@ from namesmith.data import Corpus, check_words, encode_words, words_fingerprint
 from namesmith.errors import CheckpointError, ConfigError
 from namesmith.evaluate import evaluate_splits
 from namesmith.history import TrainHistory
-from namesmith.io import sha256_file
+from namesmith.io import cache_dir, sha256_file
 from namesmith.models import model_class
 from namesmith.models.sparse_ngram import BackoffTable, SparseNGram, kn_table, ngram_windows
 from namesmith.trainer import Trainer
@@ -72,14 +72,6 @@ NEURAL_PRIOR_CONFIG: dict[str, Any] = {"n_embd": 64, "n_hidden": 256, "n_layer":
 NEURAL_PRIOR_TRAIN = TrainConfig(max_steps=6000, learning_rate=3e-3, learning_rate_end=1e-4, batch_size=128,
                                  weight_decay=0.1, warmup_steps=100, grad_clip=1.0, eval_every=500, patience=4,
                                  time_budget=300.0, ema=0.999, batching="by-length", ngram_mix=0, seed=1337)
-
-
-def cache_dir() -> Path:
-    """Where built priors are kept: $NAMESMITH_CACHE, else $XDG_CACHE_HOME/namesmith, else ~/.cache/namesmith."""
-    if os.environ.get("NAMESMITH_CACHE"):
-        return Path(os.environ["NAMESMITH_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "namesmith"
 
 
 def _era(decade: str) -> str:

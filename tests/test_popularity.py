@@ -246,3 +246,25 @@ def test_the_trend_endpoint(model, tmp_path):
     for params in ({"name": "x" * 65}, {"name": "Ann", "sex": "X"}, {}, {"name": " "}):
         refused = client.get("/api/v1/trend", params=params)
         assert 400 <= refused.status_code < 500 and "\n" not in refused.json()["error"], refused.text
+
+
+def test_the_index_kept_in_the_cache_is_the_one_built(tmp_path, monkeypatch, caplog):
+    from namesmith import popularity
+
+    monkeypatch.setenv("NAMESMITH_CACHE", str(tmp_path))
+    built = popularity.Popularity.read()
+    path = popularity.cache_path()
+    assert path.parent == tmp_path / "popularity" and not path.exists()
+    first = popularity._read_or_build()  # builds, and keeps it
+    assert path.is_file()
+    kept = popularity._read_or_build()  # read back
+    for index in (first, kept):
+        assert index.known == built.known
+        for counted, reference in zip(index.sets, built.sets):
+            assert counted.keys == reference.keys and counted.sex_values == reference.sex_values
+            for name in reference.keys[::300]:
+                assert counted.uses(name) == reference.uses(name) and counted.best(name) == reference.best(name)
+    path.write_bytes(b"not an index")  # damaged: built again, and written again
+    with caplog.at_level("DEBUG", logger="namesmith"):
+        again = popularity._read_or_build()
+    assert again.known == built.known and "unreadable" in caplog.text and path.read_bytes()[:2] == b"PK"
