@@ -432,12 +432,28 @@ async function loadTrends() {
       } catch (e) {
         state.trends.set(key, []);  // no trend for this name: its rank alone is shown
       }
-      document.querySelectorAll("#results .spark-box").forEach((box) => {
-        if (box.dataset.trend === key) box.replaceChildren(sparkline(state.trends.get(key), { name, popularity: { sex, source } }));
-      });
     }
   };
   await Promise.all([fetchOne(), fetchOne(), fetchOne()]);
+  // drawn once all have come: every sparkline of a data set spans the same decades, so they compare at a glance
+  document.querySelectorAll("#results .spark-box").forEach((box) => {
+    const [name, sex, source] = box.dataset.trend.split("|");
+    if (state.trends.has(box.dataset.trend)) {
+      box.replaceChildren(sparkline(state.trends.get(box.dataset.trend), { name, popularity: { sex, source } }));
+    }
+  });
+}
+
+function decadeSpan(source) {  // the first and the last decade (as years) of the trends shown of this data set
+  let first = Infinity, last = -Infinity;
+  for (const series of state.trends.values()) {
+    for (const point of series) {
+      if (source && point.source && point.source !== source) continue;
+      const y = Number.parseInt(point.decade, 10);
+      if (Number.isFinite(y)) { first = Math.min(first, y); last = Math.max(last, y); }
+    }
+  }
+  return [first, last];
 }
 
 function sparkline(series, r) {
@@ -449,13 +465,16 @@ function sparkline(series, r) {
     if ((sex && point.sex && point.sex !== sex) || (source && point.source && point.source !== source)) continue;
     byDecade.set(point.decade, (byDecade.get(point.decade) || 0) + ((perMillion ? point.per_million : point.count) || 0));
   }
-  // every decade between the first and the last, a decade without the name counting 0
+  // every decade of the data set's trends shown, a decade without the name counting 0
   const year = (d) => Number.parseInt(d, 10);
   let decades = Array.from(byDecade.keys()).sort((a, b) => year(a) - year(b) || String(a).localeCompare(String(b)));
   if (decades.length && decades.every((d) => Number.isFinite(year(d)))) {
     const suffix = String(decades[0]).replace(/^\d+/, "");
+    const [first, last] = decadeSpan(source);
     const all = [];
-    for (let y = year(decades[0]); y <= year(decades[decades.length - 1]); y += 10) all.push(`${y}${suffix}`);
+    for (let y = Math.min(first, year(decades[0])); y <= Math.max(last, year(decades[decades.length - 1])); y += 10) {
+      all.push(`${y}${suffix}`);
+    }
     if (all.length <= 100) decades = all;
   }
   if (decades.length < 2) return document.createTextNode("");
@@ -469,7 +488,7 @@ function sparkline(series, r) {
   svg.setAttribute("width", String(width));
   svg.setAttribute("height", String(height));
   svg.setAttribute("role", "img");
-  const peak = decades[counts.indexOf(top)];
+  const peak = decades[counts.indexOf(top)];  // the first decade of the most
   const last = decades[decades.length - 1];
   const unit = perMillion ? " births per million" : " births";
   const words = `${r.name}${sex ? " (" + labelValue("sex", sex) + ")" : ""}, the ${decades[0]} to the ${last}: ` +
