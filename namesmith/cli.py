@@ -96,6 +96,7 @@ GENERATE_HELP = {
     "max_len": "longest name (default: twice the longest training name, at least 32)",
     "syllables": "names of this many syllables, e.g. 2 or 2-3 (spelling rules for the Latin script; exact for "
                  "count models)",
+    "sounds_like": "names that sound like this one (sharing a Double Metaphone key; needs the phonetic extra)",
     "novel": "never print a word of the training data (any split)",
     "unique": "never print the same name twice",
     "max_tries": "names drawn at most (default: 100 per requested name + 100,000)",
@@ -134,7 +135,7 @@ MAX_TREND_NAMES = 20  # names one trend figure draws, at most
 MAX_TREND_NAME_LENGTH = 64
 METAVARS = {"starts_with": "PREFIX", "ends_with": "SUFFIX", "contains": "TEXT", "excludes": "TEXT",
             "regex": "PATTERN", "time_budget": "SECONDS", "condition": "LABEL", "popularity": "BAND",
-            "syllables": "LO-HI", "surname": "NAME"}
+            "syllables": "LO-HI", "surname": "NAME", "sounds_like": "NAME"}
 WHERE_HELP = ("conditional models: names of these labels, LABEL=VALUE (repeatable: --where sex=F --where "
               "decade=1950s); LABEL=V1,V2 for names that fit both values (unisex: sex=F,M); labels left out are "
               "marginalised")

@@ -77,6 +77,7 @@ from namesmith.data import Split
 from namesmith.errors import ConfigError
 from namesmith.evaluate import eval_mode
 from namesmith.models.base import CharModel
+from namesmith.phonetic import phonetic_keys, sounds_alike
 from namesmith.popularity import parse_popularity, popularity_index
 from namesmith.sample import Batch, batch_limit, draw_numpy, finish_batch, next_token_probs, plain_sampler, token_dtype
 from namesmith.surname import ALLITERATION, alliterates, check_surname
@@ -155,6 +156,7 @@ class GenerateConfig:
     max_len: int | None = None  # None: the length guard (see `length_limit`); at most MAX_NAME_LENGTH
     # (lo, hi): namesmith.syllables.count_syllables of every name in this range ("2-3", "2" and 2 are read too)
     syllables: SyllableRange | None = None
+    sounds_like: str = ""  # names sharing a Double Metaphone key with this one (namesmith.phonetic; a filter)
     novel: bool = False  # never a word of the training data (any split)
     unique: bool = False  # no name twice
     max_tries: int | None = None  # draws examined at most; None: 100 per requested name + 100,000
@@ -196,6 +198,9 @@ class GenerateConfig:
                        f"must be at most {MAX_NAME_LENGTH:,} (namesmith.generate.MAX_NAME_LENGTH), got {value:,}")
         if self.syllables is not None:
             object.__setattr__(self, "syllables", parse_syllables(self.syllables))
+        _check(isinstance(self.sounds_like, str), "sounds_like", f"must be a string, got {self.sounds_like!r}")
+        if self.sounds_like and not phonetic_keys(self.sounds_like):
+            raise ConfigError(f"sounds_like {self.sounds_like!r}: no letters to sound out", field="sounds_like")
         for name in ("novel", "unique", "prior_letters", "not_in_catalogue"):
             _check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
         if self.max_tries is not None:
@@ -1019,8 +1024,9 @@ def _name_test(config: GenerateConfig, exact: bool, known: Collection[str] | Non
 
 def choosing_filters(config: GenerateConfig) -> list[tuple[str, Callable[[str], bool]]]:
     """The filters of choosing a name, each with the parameter that asks for it: a name's popularity, whether it
-    is in any built-in list, whether it alliterates with the surname. The catalogue is read here, once per process
-    (namesmith.popularity), so a search pays for it before its first name, not during it."""
+    is in any built-in list, whether it alliterates with the surname, whether it sounds like a name. The catalogue
+    is read here, once per process (namesmith.popularity), so a search pays for it before its first name, not during
+    it."""
     filters: list[tuple[str, Callable[[str], bool]]] = []
     if config.popularity is not None or config.not_in_catalogue:
         index = popularity_index()
@@ -1032,6 +1038,8 @@ def choosing_filters(config: GenerateConfig) -> list[tuple[str, Callable[[str], 
     if config.alliteration != "any":
         wanted, surname = config.alliteration == "want", config.surname
         filters.append(("alliteration", lambda n: alliterates(n, surname) == wanted))
+    if config.sounds_like:
+        filters.append(("sounds_like", lambda n: sounds_alike(n, config.sounds_like)))
     return filters
 
 

@@ -474,8 +474,9 @@ class NameModel:
 
     def generate(self, n: int = 20, *, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
                  excludes: Sequence[str] = (), regex: str | None = None, min_len: int | None = None,
-                 max_len: int | None = None, syllables: str | int | tuple[int, int] | None = None, novel: bool = False,
-                 unique: bool = False, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 max_len: int | None = None, syllables: str | int | tuple[int, int] | None = None,
+                 sounds_like: str = "", novel: bool = False, unique: bool = False, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None,
                  seed: int | None = None, max_tries: int | None = None, time_budget: float | None = None,
                  method: str = "auto", where: Where | None = None, guidance: float = 0.0,
                  prior_letters: bool = False, popularity: str | None = None, not_in_catalogue: bool = False,
@@ -491,13 +492,15 @@ class NameModel:
         `popularity` ("rare", "uncommon", "common", "top:N", ranks "A-B") and `not_in_catalogue` judge each name
         by the built-in catalogue (namesmith.popularity). `syllables` ("2-3", "2", 2 or (2, 3)) keeps names of that
         many syllables (namesmith.syllables, Latin script). `alliteration` "want" or "avoid" keeps or drops names
-        that start with the sound of `surname` (the names' fit with it: `facts`).
+        that start with the sound of `surname` (the names' fit with it: `facts`). `sounds_like` keeps names that share
+        a Double Metaphone key with it (namesmith.phonetic: the phonetic extra).
         """
         config, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
-            syllables=syllables, unique=unique, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-            max_tries=max_tries, time_budget=time_budget, method=method, prior_letters=prior_letters,
-            popularity=popularity, not_in_catalogue=not_in_catalogue, surname=surname, alliteration=alliteration)
+            syllables=syllables, sounds_like=sounds_like, unique=unique, temperature=temperature, top_k=top_k,
+            top_p=top_p, seed=seed, max_tries=max_tries, time_budget=time_budget, method=method,
+            prior_letters=prior_letters, popularity=popularity, not_in_catalogue=not_in_catalogue, surname=surname,
+            alliteration=alliteration)
         model, cache = self._conditioned(where, guidance, config.prior_letters)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
                          known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))

@@ -213,6 +213,9 @@ def request_models(limits: Limits) -> RequestModels:
         max_len: whole(1, limits.max_name_length) | None = None
         syllables: Annotated[str, StringConstraints(max_length=16)] | whole(1, MAX_SYLLABLES) | None = Field(
             None, description='"2-3" or 2: names of that many syllables (spelling rules, Latin script only)')
+        sounds_like: str = Field("", max_length=limits.max_name_length,
+                                 description="names that sound like this one (a shared Double Metaphone key), the "
+                                             "closest first")
         novel: bool = Field(False, description="never a word of the training data")
         unique: bool = Field(False, description="no name twice")
         # below 0.01 the library's softmax of logits / temperature overflows (uniform, not greedy, names)

@@ -29,6 +29,7 @@ from namesmith.facts import fit_order
 from namesmith.generate import Generation, NoveltySummary
 from namesmith.namemodel import NameModel
 from namesmith.offensive import default_filter
+from namesmith.phonetic import SoundIndex, catalogue_births
 from namesmith.serve.limits import Limits
 from namesmith.serve.schemas import MAX_SEED
 from namesmith.syllables import count_syllables
@@ -134,6 +135,10 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
     stats = Generation(names, n, found=len(names), tries=tries, seconds=time.perf_counter() - start, method=method,
                        stop_reason=None if len(names) >= n else (stop_reason or "time-budget"),
                        unfinished=unfinished, max_len=max_len, rejected=rejected)
+    if options.get("sounds_like"):  # the closest first: same sound, then spelling, then the better-known name
+        order = {name: i for i, name in enumerate(SoundIndex(names, catalogue_births()).rank(options["sounds_like"],
+                                                                                            len(names)))}
+        names.sort(key=lambda name: order.get(name, len(order)))
     scores = model.score(names, **condition(model, labels, where, "score")) if names else []
     facts = model.facts(names, surname=options["surname"], alliteration=options["alliteration"]) if names else []
     results = [{**score_dict(s), **f.to_dict()} for s, f in zip(scores, facts)]
