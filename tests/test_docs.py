@@ -3,10 +3,10 @@
 The blocks, by kind:
 
 - ```python blocks run as written, each in a fresh directory.
-- Console examples (a block whose first line is `$ namesmith ...`) run each `$` command against a
-  `bigram-counts` model of the built-in names in `out` (the command the file quotes:
-  `namesmith train --model bigram-counts --condition none --out out`) and must print what the block
-  shows (run times excepted; with `--json`, the keys shown).
+- Console examples (a block whose first line is `$ namesmith ...`) run each `$` command against the
+  model `out` that the file says trained it (the first `namesmith train ... --out out` it quotes in
+  backticks: the README's default model, docs/generation.md's `bigram-counts` one) and must print
+  what the block shows (run times excepted; with `--json`, the keys shown).
 - ```bash blocks run command by command, in-process through `namesmith.cli.main`, each block in a
   fresh directory, and every command must succeed. Small data stands in for what the docs name
   but a test cannot afford (see `small_data` and `bounded`):
@@ -106,7 +106,13 @@ def test_a_python_block_runs(one_thread, tmp_path, monkeypatch, block):
 EXAMPLES = [(block, lines[0][2:], lines[1:]) for block in CONSOLE
             for lines in (chunk.splitlines() for chunk in re.split(r"^(?=\$ )", block.text, flags=re.M) if chunk)]
 SECONDS = re.compile(r"\b\d+\.\d+ s\b")  # run times vary: "(1.11 s, acceptance ..."
-OUT_MODEL = "namesmith train --model bigram-counts --condition none --out out"
+MODEL_COMMAND = re.compile(r"`(namesmith train[^`]*--out out)`")
+
+
+def model_command(path: Path) -> str | None:
+    """The command a file's console examples say trained their model `out` (the first one it quotes)."""
+    found = MODEL_COMMAND.search(" ".join(path.read_text(encoding="utf-8").split()))
+    return found.group(1) if found else None
 
 
 def shell(command: str, capsys) -> tuple[list[str], list[str]]:
@@ -119,19 +125,25 @@ def shell(command: str, capsys) -> tuple[list[str], list[str]]:
 
 
 def test_the_console_examples_name_the_model_they_run_against():
-    """Every file with console examples says how `out` was trained, as the tests train it."""
+    """Every file with console examples quotes how its `out` was trained, as the tests train it."""
     for path in {block.path for block in CONSOLE}:
-        assert OUT_MODEL in " ".join(path.read_text(encoding="utf-8").split()), path
+        assert model_command(path), f"{path.name}: quote the `namesmith train ... --out out` its examples read"
 
 
 @pytest.fixture(scope="module")
-def examples_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("docs-examples")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        from namesmith.cli import main
+def trained(tmp_path_factory):
+    """A folder holding `out` as each command trains it, trained once per module."""
+    folders: dict[str, Path] = {}
 
-        assert main(shlex.split(OUT_MODEL)[1:] + ["-q"]) == 0
+    def folder(command: str) -> Path:
+        if command not in folders:
+            folders[command] = tmp_path_factory.mktemp("docs-examples")
+            with pytest.MonkeyPatch.context() as patch:
+                patch.chdir(folders[command])
+                from namesmith.cli import main
+
+                assert main(shlex.split(command)[1:] + ["-q"]) == 0
+        return folders[command]
     return folder
 
 
@@ -148,10 +160,9 @@ def contains(shown, printed) -> bool:
 
 
 @pytest.mark.parametrize("block, command, shown", EXAMPLES, ids=[f"{b.id} {c}" for b, c, _ in EXAMPLES])
-def test_a_console_example_prints_what_the_docs_show(one_thread, examples_folder, monkeypatch, capsys, block, command,
-                                                     shown):
+def test_a_console_example_prints_what_the_docs_show(one_thread, trained, monkeypatch, capsys, block, command, shown):
     """What a block shows is the names (stdout), or all the command printed (stdout, then stderr)."""
-    monkeypatch.chdir(examples_folder)
+    monkeypatch.chdir(trained(model_command(block.path)))
     out, err = shell(command, capsys)
     if "--json" in command:
         assert contains(json.loads("\n".join(shown)), json.loads("\n".join(out)))
@@ -161,14 +172,11 @@ def test_a_console_example_prints_what_the_docs_show(one_thread, examples_folder
         "\n".join(out + err)
 
 
-def test_the_classify_example_prints_what_its_comment_says(one_thread, tmp_path, monkeypatch, capsys):
+def test_the_classify_example_prints_what_its_comment_says(one_thread, trained, monkeypatch, capsys):
     """`namesmith classify -m out ...  # leslie: sex F 99% ...`: out is the default model (`namesmith train`)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     line = re.search(r"^(namesmith classify -m out [^#]*?)\s+# (.*?)(?: \(|$)", text, flags=re.M)
-    monkeypatch.chdir(tmp_path)
-    from namesmith.cli import main
-
-    assert main(["train", "-q"]) == 0
+    monkeypatch.chdir(trained("namesmith train --out out"))
     out, _ = shell(line.group(1), capsys)
     assert out[0] == line.group(2)
 
