@@ -192,3 +192,19 @@ def test_sigterm_stops_a_served_process_within_seconds_whatever_is_building(tmp_
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+PEAK_OF_A_CHILD = """
+import subprocess, sys
+held = bytearray(800 << 20)
+held[::4096] = b"x" * len(held[::4096])  # resident, not only reserved
+print(subprocess.run([sys.executable, "-c", "from namesmith.serve.build import _peak_rss_mb; print(_peak_rss_mb())"],
+                     capture_output=True, text=True, check=True).stdout)
+"""
+
+
+def test_a_build_worker_measures_its_own_peak_memory_not_its_servers():
+    # Linux carries getrusage's ru_maxrss across fork and exec: a worker started by a server holding more than
+    # build_memory_mb read that as its own peak and stopped itself at once (seen in the full test suite)
+    out = subprocess.run([sys.executable, "-c", PEAK_OF_A_CHILD], capture_output=True, text=True, check=True)
+    assert float(out.stdout.split()[-1]) < 600  # its own: about 250 MB (torch); the parent holds 800 MB more

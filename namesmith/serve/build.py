@@ -183,6 +183,15 @@ def _watch(memory_mb: int, server_pid: int) -> None:
 
 
 def _peak_rss_mb() -> float:
+    """This process's own peak resident memory. On Linux, /proc's VmHWM: getrusage's ru_maxrss keeps the peak of
+    the process that started this one (Linux carries it across fork and exec), so a worker of a server holding
+    more than build_memory_mb stopped itself at once, whatever it built."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows: no memory bound, the time bound still holds
