@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from namesmith.errors import ConfigError
 
@@ -83,12 +83,15 @@ def _deletions(key: str) -> set[str]:
 class SoundIndex:
     """Names indexed by their keys, to rank those that sound like a target (with births, if known, to break ties)."""
 
-    def __init__(self, names: Iterable[str], births: Mapping[str, int] | None = None):
+    def __init__(self, names: Iterable[str], births: Mapping[str, int] | None = None,
+                 keys: Callable[[str], tuple[str, ...]] = phonetic_keys):
+        """`keys` spells a name by its sound (Double Metaphone's keys; the benchmark compares others)."""
         self.births = dict(births) if births is not None else {}
+        self.keys = keys
         self.by_key: dict[str, list[str]] = defaultdict(list)
         self.near: dict[str, set[str]] = defaultdict(set)  # deletion neighbourhood -> keys
         for name in dict.fromkeys(names):
-            for key in phonetic_keys(name):
+            for key in keys(name):
                 self.by_key[key].append(name)
         for key in self.by_key:
             for variant in _deletions(key):
@@ -97,7 +100,7 @@ class SoundIndex:
     def rank(self, target: str, k: int = 10) -> list[str]:
         """Up to `k` names that sound like `target` (itself left out), best first (see the module docstring)."""
         key_edits: dict[str, int] = {}
-        for key in phonetic_keys(target):
+        for key in self.keys(target):
             for other in set().union(*(self.near.get(v, set()) for v in _deletions(key))):
                 edits = edit_distance(key, other)
                 if edits > MAX_KEY_EDITS:
@@ -105,14 +108,21 @@ class SoundIndex:
                 for name in self.by_key[other]:
                     key_edits[name] = min(edits, key_edits.get(name, edits))
         folded = target.casefold()
-        key_edits.pop(target, None)
 
-        def cost(name: str) -> tuple[float, str]:
-            births = self.births.get(name, 0)
-            return (KEY_WEIGHT * key_edits[name] + edit_distance(folded, name.casefold())
-                    - POPULARITY_WEIGHT * math.log10(max(births, 1)), name)
+        def bound(name: str) -> float:
+            """The cost with the spelling edits at their least (the difference of the lengths)."""
+            return (KEY_WEIGHT * key_edits[name] + abs(len(name) - len(folded))
+                    - POPULARITY_WEIGHT * math.log10(max(self.births.get(name, 0), 1)))
 
-        return sorted((n for n in key_edits if n.casefold() != folded), key=cost)[:k]
+        # costs in order of their lower bound, until the bound passes the k-th best cost found (a key shared by
+        # thousands of names, as Soundex's are, then costs a few edit distances, not thousands)
+        best: list[tuple[float, str]] = []
+        for low, name in sorted((bound(n), n) for n in key_edits if n.casefold() != folded):
+            if len(best) >= k and low > best[k - 1][0]:
+                break
+            best.append((low - abs(len(name) - len(folded)) + edit_distance(folded, name.casefold()), name))
+            best.sort()
+        return [name for _, name in best[:k]]
 
 
 @functools.cache
