@@ -513,6 +513,7 @@ def test_the_page_asks_and_shows_what_helps_choose_a_name(browser, choosing, art
         assert len(fits) == 15
         assert fits == sorted(fits, reverse=True)
         assert browser.find_element(By.ID, "sort").get_attribute("value") == "fit"
+        assert browser.find_element(By.CSS_SELECTOR, "#sort option[value='order']").text == "closest in sound first"
         real = [r for r in rows if r["Real or new"] == "real"]
         assert real and any(r["Real or new"] == "new" for r in rows), rows
         for r in rows:

@@ -239,6 +239,8 @@ async function generate() {
     state.lastRequest = request;
     state.results = result.names.map((r, i) => ({ ...r, order: i }));
     state.similarity = new Map();
+    // the server's order is the closest in sound first when a name was given to sound like
+    $("sort").options[0].textContent = request.sounds_like ? "closest in sound first" : "as drawn";
     if (request.surname && $("sort").value === "order") $("sort").value = "fit";  // the point of giving a surname
     $("share-link").value = shareLink(request);
     const g = result.generation;
