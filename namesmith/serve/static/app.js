@@ -349,6 +349,7 @@ function nameButton(r, kept) {
   button.type = "button";
   button.className = "name";
   button.textContent = r.name;
+  button.dir = "auto";  // a Hebrew or Arabic name reads right to left
   button.setAttribute("aria-pressed", kept.has(r.name) ? "true" : "false");
   button.title = "add to the shortlist";
   button.addEventListener("click", () => { toggleShortlist(r); });
@@ -543,6 +544,7 @@ function renderShortlist() {
     button.type = "button";
     button.className = "name";
     button.textContent = s.name;
+    button.dir = "auto";
     button.setAttribute("aria-label", `remove ${s.name} from the shortlist`);
     button.addEventListener("click", () => saveShortlist(shortlist().filter((x) => x.name !== s.name)));
     li.append(button);
