@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import time
@@ -39,13 +40,25 @@ def generate(client, **request):
     return response.json()
 
 
+def test_a_server_without_the_phonetic_extra_does_not_offer_sounds_like(client, monkeypatch):
+    import namesmith.serve.service as service
+
+    def missing(name):
+        raise ConfigError("sounds_like needs the phonetic extra", field="sounds_like")
+
+    monkeypatch.setattr(service, "phonetic_keys", missing)
+    options = client.get("/api/v1").json()["generate_options"]
+    assert "sounds_like" not in options and {"syllables", "surname", "popularity", "starts_with"} <= set(options)
+
+
 def test_server_info_and_model_list(client, model_dir):
     info = client.get("/api/v1").json()
     assert info["api"] == "v1" and info["default_model"] == "bigram" and not info["api_key_required"]
     assert info["limits"] == Limits().to_dict()
     # what the page offers: the generate request's own fields, and the trend sparklines where /trend answers
     generate = client.get("/openapi.json").json()["components"]["schemas"]["GenerateRequest"]["properties"]
-    assert info["generate_options"] == list(generate)
+    extra = importlib.util.find_spec("doublemetaphone") is not None  # sounds_like needs the phonetic extra
+    assert info["generate_options"] == [f for f in generate if f != "sounds_like" or extra]
     assert info["trend"] == (client.get("/api/v1/trend", params={"name": "emma"}).status_code != 404)
     models = client.get("/api/v1/models").json()["models"]
     assert [m["id"] for m in models] == ["bigram"]

@@ -728,3 +728,21 @@ def test_a_surname_scores_each_name_and_sorts_by_the_fit(browser, server, artefa
         browser.save_screenshot(str(artefacts / "desktop-surname.png"))
     finally:
         at_size(browser, 1280, 1400)
+
+
+def test_sounds_like_shows_names_of_that_sound_closest_first(browser, server):
+    """Against the server's own keys (namesmith.phonetic, the phonetic extra): each name shares a Double
+    Metaphone key with the name typed, in the server's order, which the sort names for what it is."""
+    pytest.importorskip("doublemetaphone")
+    from namesmith.phonetic import sounds_alike
+
+    open_page(browser, server + "/")
+    fill(browser, "sounds_like", "Aiden")
+    fill(browser, "seed", "3")
+    fill(browser, "n", "6").send_keys(Keys.ENTER)
+    wait(browser, lambda d: len(shown_names(d)) == 6)
+    names = shown_names(browser)
+    assert all(sounds_alike(name, "Aiden") for name in names), names
+    assert names == browser.execute_script("return state.results.map(r => r.name)")  # as the server ranked them
+    assert browser.find_element(By.CSS_SELECTOR, "#sort option[value='order']").text == "closest in sound first"
+    assert "sounds_like=Aiden" in browser.find_element(By.ID, "share-link").get_attribute("value")

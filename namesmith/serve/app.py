@@ -243,7 +243,9 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
         listed = [entry.id for entry in registry]  # a built-in default that could not be built is not offered
         default = default_model if default_model in registry or not listed else listed[0]
         return {"version": __version__, "api_key_required": api_key is not None, "limits": limits.to_dict(),
-                "default_model": default, "generate_options": list(requests.Generate.model_fields),
+                "default_model": default, "generate_options": [
+                    field for field in requests.Generate.model_fields  # what a request here can ask for
+                    if field != "sounds_like" or service.can_sound_out()],
                 "trend": "/api/v1/trend" in app.openapi()["paths"]}  # built once, then kept by FastAPI
 
     @api.get("/models", response_model=ModelList, summary="The served models")

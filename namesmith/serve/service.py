@@ -29,7 +29,7 @@ from namesmith.facts import fit_order
 from namesmith.generate import Generation, NoveltySummary
 from namesmith.namemodel import NameModel
 from namesmith.offensive import default_filter
-from namesmith.phonetic import SoundIndex, catalogue_births
+from namesmith.phonetic import SoundIndex, catalogue_births, phonetic_keys
 from namesmith.serve.limits import Limits
 from namesmith.serve.schemas import MAX_SEED
 from namesmith.syllables import count_syllables
@@ -221,6 +221,15 @@ def heatmap_png(model: NameModel) -> bytes:
     with _PLOT_LOCK, tempfile.TemporaryDirectory() as folder:
         path = plot_heatmap(table.float(), labels, Path(folder) / "heatmap.png", title=title)
         return path.read_bytes()
+
+
+def can_sound_out() -> bool:
+    """Whether this install can answer `sounds_like` (its phonetic keys come from an optional extra)."""
+    try:
+        phonetic_keys("a")
+    except ConfigError:
+        return False
+    return True
 
 
 def can_adapt() -> bool:
