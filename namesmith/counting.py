@@ -52,6 +52,7 @@ import torch
 
 from namesmith.data import BUILTIN, DataConfig, Split, changed_by_rules, check_data_file, decode_text, parse_words
 from namesmith.errors import ConfigError, DataError
+from namesmith.memory import check_fits, release_freed_memory, streamed_ngram_bytes
 from namesmith.models.ngram import NGramConfig, NGramCounts, check_order, default_order, held_out_every
 from namesmith.progress import Phase
 from namesmith.vocab import BOUNDARY, Vocab
@@ -263,6 +264,11 @@ DENSE_LIMIT = 1 << 18  # key spaces up to this size are counted with bincount in
 PARTITIONS = 64  # key ranges of a tally (see _Tally)
 PIECES = 32  # pieces of a shard, claimed one at a time by the processes that count it (see count_ngrams_file)
 PENDING_MIN = 1 << 15  # keys of small runs in one range merged together before they join its total
+# Counting a block takes about this many bytes per character at its peak (its digits, padded copy and
+# keys, sorted with their indexes); blocks longer than BLOCK_CHECKED characters (one huge line) are checked
+# against the memory limit first (namesmith.memory).
+BLOCK_BYTES = 40
+BLOCK_CHECKED = 4 * NGRAM_BLOCK
 # Parts of a streamed word list as counted: HELD_OUT are the training words held out to tune the
 # n-gram's discounts (every 10th training word in file order: `held_out_every`); "train" counts both.
 FIT, HELD_OUT, VAL, TEST = range(4)
@@ -435,6 +441,13 @@ class _Tally:
         starts = np.flatnonzero(first)
         self.add_counts(ordered[starts], np.diff(starts, append=len(ordered)))
 
+    @property
+    def size(self) -> int:
+        """Keys held (distinct, but for the runs still waiting to be merged)."""
+        if self.dense is not None:
+            return len(self.dense)
+        return sum(len(keys) for keys, _ in self.totals) + sum(self.pending_size)
+
     def add_counts(self, keys: np.ndarray, counts: np.ndarray) -> None:
         """Add (sorted distinct keys, counts)."""
         if not len(keys):  # a part a process saw no word of (its ranges come from the first run with keys)
@@ -524,6 +537,7 @@ class _Counter:
         self.tallies = [_Tally(layout.space, layout.dtype)] if layout.parts_in_key else \
             [_Tally(self.top, layout.dtype) for _ in range(4)]
         self.n_words = np.zeros(4, np.int64)
+        self.checked_at = 1 << 16  # distinct n-grams when memory was last checked (fewer: not checked)
 
     def add(self, path: str, start: int, end: int, config: DataConfig, first_word: int, first_train: int,
             every: int, block_size: int) -> None:
@@ -541,6 +555,10 @@ class _Counter:
             counted = np.bincount(parts, minlength=4)
             word, train = word + len(lengths), train + int(counted[FIT] + counted[HELD_OUT])
             self.n_words += counted
+            if len(codes) > BLOCK_CHECKED:  # a line far longer than a block (a raised --max-line-length)
+                check_fits(streamed_ngram_bytes(sum(tally.size for tally in self.tallies)) + BLOCK_BYTES * len(codes),
+                           f"{path}: counting a line of {int(lengths.max()):,} characters", "lower --max-line-length",
+                           "--max-line-length")
             keys = _ngram_keys(self.digit_of[codes], lengths, layout.order, layout.base)
             if layout.parts_in_key:
                 keys += np.repeat(self.part_offset[parts], lengths + 1)
@@ -549,6 +567,19 @@ class _Counter:
                 token_parts = np.repeat(parts, lengths + 1)
                 for part, tally in enumerate(self.tallies):
                     tally.add_keys(keys[token_parts == part])
+            del keys
+            self._check_memory(path, offset + len(raw) - start, end - start)
+
+    def _check_memory(self, path: str, done: int, total: int) -> None:
+        """Refuse to go on once the n-grams counted so far (a lower bound of the list's) would not fit in
+        memory when fitted (namesmith.memory), rather than fail later, gigabytes on."""
+        distinct = sum(tally.size for tally in self.tallies)
+        if distinct < self.checked_at * 1.1:
+            return
+        self.checked_at = distinct
+        check_fits(streamed_ngram_bytes(distinct),
+                   f"{path}: its order-{self.layout.order} n-grams ({distinct:,} distinct after {done / 1e6:,.0f} of "
+                   f"{total / 1e6:,.0f} MB), counted and fitted,", "use a lower --order, or a smaller list", "--order")
 
     def result(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
         """(keys, counts) of each part and the number of words in each part."""
@@ -929,10 +960,13 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
     by_part[FIT] = _merge_into(by_part[FIT], by_part[HELD_OUT])  # every training word: FIT + HELD_OUT
     words_by_part[FIT] += words_by_part[HELD_OUT]
     train, held_out, val, test = (
-        NGramCounts(order, vocab.size, torch.from_numpy(keys.astype(np.int64)), torch.from_numpy(counts),
-                    int(words_by_part[part]))
+        NGramCounts(order, vocab.size, torch.from_numpy(keys.astype(np.int64)),
+                    torch.from_numpy(counts if counts.base is None else counts.copy()), int(words_by_part[part]))
         for part, (keys, counts) in enumerate(by_part))
-    del by_part  # the int32 keys: only the int64 copies are kept
+    # the int32 keys, and the counts of every part in one array (the parts were views of it): only the
+    # int64 keys and each part's own counts are kept
+    del by_part
+    release_freed_memory()  # the tallies' small arrays
     skipped_long = sum(scan.skipped_long for scan in scans)
     if skipped_long and rank == 0:
         log.warning(f"{path}: skipped {skipped_long} line(s) longer than --max-line-length={config.max_line_length}")

@@ -55,6 +55,13 @@ from namesmith.evaluate import count_metrics, evaluate_labelled, evaluate_splits
 from namesmith.generate import length_limit
 from namesmith.history import TrainCallback, TrainHistory
 from namesmith.labelled import LabelledCorpus, labelled_corpus
+from namesmith.memory import (
+    check_fits,
+    large_arrays_mapped,
+    release_freed_memory,
+    training_bytes,
+    words_in_memory,
+)
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import DENSE_CELLS, ConditionalCounts, ConditionalCountsConfig
@@ -62,7 +69,8 @@ from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, Conditio
 from namesmith.models.ngram import NGram, NGramConfig, NGramCounts, check_order, default_order, held_out_every
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.models.sparse_ngram import SparseNGram
-from namesmith.models.weighted_kn import WeightedCounts, context_count, orders, sparse_table
+from namesmith.models.weighted_kn import distinct_contexts, sparse_table
+from namesmith.progress import Phase
 from namesmith.sources import is_catalogue, is_table_file, read_labelled_source, read_source, source_fingerprint
 from namesmith.tables import WEIGHTINGS
 from namesmith.trainer import DistributedTrainer, Trainer
@@ -330,6 +338,46 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
     return True
 
 
+def check_reading_memory(model_type: str, data: DataConfig, stream: bool | None) -> None:
+    """Refuse, before reading it, a word list too large to hold in memory (namesmith.memory), naming what
+    to change: a model that cannot stream, or --no-stream."""
+    if is_catalogue(data.path):
+        return
+    try:
+        size = Path(data.path).stat().st_size
+    except OSError:
+        return  # reading it reports the problem
+    if model_type in STREAMERS:
+        option, advice = ("--no-stream" if stream is False else None), "let it stream (leave out --no-stream)"
+    else:
+        option = "--model"
+        advice = (f"{model_type} learns from words in memory; train an n-gram (the default, which streams a "
+                  "large list) or use a smaller list")
+    check_fits(words_in_memory(size), f"{data.path}: reading its {size / 1e6:,.0f} MB into memory", advice, option)
+
+
+def check_training_memory(model_type: str, model_config: dict[str, Any] | None, corpus: Corpus,
+                          config: TrainConfig, data: DataConfig) -> None:
+    """Refuse, before building the model and its tensors, training whose estimate (namesmith.memory) would
+    not fit: long names (a raised --max-line-length) or a network too large for the list."""
+    cls = model_class(model_type)
+    try:
+        model_options = cls.make_config(dict(model_config or {}), corpus)
+    except (TypeError, NamesmithError):
+        return  # building the model reports the problem
+    n_words = sum(len(words) for words in corpus.split.parts().values())
+    longest = corpus.max_word_length
+    estimate = training_bytes(model_type, model_options, n_words, longest, corpus.vocab.size,
+                              config.batch_size or cls.default_train_config.get("batch_size"))
+    if longest > DataConfig.max_line_length and data.max_line_length > DataConfig.max_line_length:
+        option, advice = "--max-line-length", f"lower it: the longest name kept has {longest:,} characters"
+    elif cls.neural:
+        option, advice = "--model", f"{model_type} on {n_words:,} names: use fewer or shorter names, or a smaller batch"
+    else:
+        option, advice = None, "use fewer or shorter names"
+    check_fits(estimate, f"training {model_type} on names of up to {longest:,} characters", advice, option)
+
+
 def _base_meta(data_record: dict[str, Any], train_config: TrainConfig, resolved: TrainConfig, model: CharModel,
                request: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -360,18 +408,27 @@ def fit_ngram_counts(model: NGram, train: NGramCounts, held_out: NGramCounts | N
     """`model` fitted from counts; or, where its (contexts, V) table would pass DENSE_CELLS (a long list of
     distinct names: 7M random ones have 10M contexts, a 1 GB table), the same interpolated Kneser-Ney
     model held sparsely: a `SparseNGram` of one back-off table (namesmith.models.sparse_ngram), which
-    samples and scores alike but is no finite chain for exact constraints."""
-    weighted = WeightedCounts(train.order, train.vocab_size, train.keys, train.counts.double(), train.n_words)
-    by_order = orders(weighted)
-    contexts = context_count(weighted, by_order[0])
+    samples and scores alike but is no finite chain for exact constraints.
+
+    The sparse fit holds one set of per-order counts at a time (the discounts' first, then the table's,
+    consumed as the table is written), beside the counts it was given."""
+    B = model.base
+    contexts = distinct_contexts(train.keys, B)  # the top order's: the others' are fewer (see below)
     if contexts * model.vocab_size <= DENSE_CELLS:
-        del weighted, by_order
+        contexts = sum(distinct_contexts(keys, B) for keys in model.orders(train)[0])  # every order's
+    if contexts * model.vocab_size <= DENSE_CELLS:
         model.fit_counts(train, held_out)
         return model
-    discounts = model.fitted_discounts(train, held_out)
-    log.info(f"the n-gram has {contexts:,} contexts × {model.vocab_size:,} tokens: held sparsely (its dense table "
-             f"would take {contexts * model.vocab_size * 4 / 1e9:,.1f} GB)")
-    table = sparse_table(weighted, discounts, by_order)
+    log.info(f"the n-gram has at least {contexts:,} contexts × {model.vocab_size:,} tokens: held sparsely (its dense "
+             f"table would take {contexts * model.vocab_size * 4 / 1e9:,.1f} GB or more)")
+    with large_arrays_mapped():  # their work, freed, goes back to the system
+        discounts = model.fitted_discounts(train, held_out)
+        by_order = model.orders(train)
+        phase = Phase("building the n-gram's tables", sum(len(keys) for keys in by_order[0]), "n-grams")
+        table = sparse_table(None, discounts.double(), by_order, vocab_size=model.vocab_size,
+                             progress=phase.advance)
+        del by_order
+    release_freed_memory()
     return SparseNGram.from_tables(model.vocab_size, model.config.order, [], [table]).eval()
 
 
@@ -424,8 +481,9 @@ def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
                    workers: int = 1) -> Checkpoint:
     """`train` for a streamed word list: count once (in `workers` processes), fit and evaluate from counts."""
     start = time.perf_counter()
-    model, counts, steps, metrics = STREAMERS[model_type](model_type, data, model_config, train_config, callback,
-                                                          workers)
+    with one_thread():  # count models: see one_thread (the counting's own workers are processes)
+        model, counts, steps, metrics = STREAMERS[model_type](model_type, data, model_config, train_config, callback,
+                                                              workers)
     log.info(f"streamed {data.path}: {counts.n_bytes} bytes, {sum(counts.n_words.values())} words, "
              f"vocabulary {counts.vocab.size} ({counts.seconds:.2f} s)")
     config = resolve_train_config(model, train_config)
@@ -443,9 +501,12 @@ def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
     meta = _base_meta(record, train_config, config, model, request or {})
     meta.update(model_record(model, counts.vocab), metrics=metrics, history=history.to_dict(),
                 complete=history.stop_reason != "interrupted")  # not resumable: train again to finish
+    vocab = counts.vocab
+    del counts  # the counts of a long list (18M n-grams: 0.4 GB) are not held while the model is saved
+    release_freed_memory()
     if out is not None:
-        save_checkpoint(out, model, counts.vocab, meta)
-    return Checkpoint(model, counts.vocab, meta)
+        save_checkpoint(out, model, vocab, meta)
+    return Checkpoint(model, vocab, meta)
 
 
 def _counted_by_rank_zero(train_fn: Any) -> Any:
@@ -527,6 +588,8 @@ def train(
     if teacher is not None and str(prior) not in ("auto", "none"):  # "auto" adapts no neural model
         raise ConfigError(f"teacher: a model adapted onto a prior (prior {prior}) is not distilled; train it "
                           "with its teacher or with the prior, not both", field="teacher")
+    if words is None and not resume and model_type not in STREAMERS:  # before hashing a list it cannot hold
+        check_reading_memory(model_type, data, stream)
     taught = None if teacher is None else open_teacher(teacher, device)
     request = _request(model_type, data, train_config, model_config, prior) if words is None else None
     if request is not None and taught is not None:  # another teacher makes another model
@@ -544,6 +607,7 @@ def train(
     writes = out is not None and (world is None or world.is_main)  # rank 0 alone writes the model directory
     given = words is not None
     if words is None:
+        check_reading_memory(model_type, data, stream)
         corpus, casing = read_corpus(data)
     else:
         words, casing = prepare_words(check_words(words), data)
@@ -573,6 +637,7 @@ def train(
                 raise CheckpointError(f"{e} (the teacher of the run in {out}; if it moved, pass teacher where it is "
                                       "now)") from None
     else:
+        check_training_memory(model_type, model_config, corpus, train_config, data)
         model = condition_model(build_model(model_type, corpus.vocab.size, model_config, corpus), corpus,
                                 train_config)
     if train_config.distill_weight is not None and taught is None:

@@ -186,7 +186,7 @@ def test_tuned_discounts_score_held_out_words_as_the_fitted_tables_do(builtin):
     vocab = Vocab.from_words(builtin)
     model = NGram(vocab.size, NGramConfig(order=4))
     rest, held_out = encode_words(builtin[:1500], vocab), encode_words(builtin[1500:], vocab)
-    keys_by_order, counts_by_order = model._orders(model.count(*rest))
+    keys_by_order, counts_by_order = model.orders(model.count(*rest))
     discounts = torch.tensor([[0.3, 0.9, 1.7]] * 4, dtype=torch.float64)
     model.context_keys, model.next_token_logprobs = model._distributions(keys_by_order, counts_by_order, discounts)
     features = model._held_out_features(keys_by_order, counts_by_order, model.count(*held_out))

@@ -67,6 +67,7 @@ import torch
 from namesmith.errors import CheckpointError, ConfigError, DataError
 from namesmith.history import TrainHistory
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, dim
+from namesmith.progress import Phase
 
 DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
 MAX_KEY = 2**63 - 1  # n-gram keys are int64
@@ -154,6 +155,18 @@ def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Ten
     return pos, sorted_keys[pos] == queries
 
 
+SUFFIX_CHUNK = 1 << 22  # keys reduced to their suffixes at a time (bounds the int64 temporaries)
+
+
+def _suffixes(keys: torch.Tensor, place: int) -> torch.Tensor:
+    """`keys % place`: the suffixes of fewer tokens, as int32 where they fit (half the memory to sort a
+    long list's 18M keys), computed a chunk at a time."""
+    out = torch.empty(len(keys), dtype=torch.int32 if place <= 2**31 else torch.long)
+    for start in range(0, len(keys), SUFFIX_CHUNK):
+        out[start : start + SUFFIX_CHUNK] = keys[start : start + SUFFIX_CHUNK] % place
+    return out
+
+
 @dataclass(frozen=True)
 class NGramCounts:
     """How often each order-N n-gram occurs in some words: all an n-gram is fitted from.
@@ -202,6 +215,13 @@ class NGramCounts:
         counts[pos] -= subset.counts
         kept = counts > 0
         return NGramCounts(self.order, self.vocab_size, self.keys[kept], counts[kept], self.n_words - subset.n_words)
+
+
+def _run_sums(values: torch.Tensor, first: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """(Q,) int64 sums of values[first:end] for each query's range, from one running sum."""
+    running = torch.zeros(len(values) + 1, dtype=torch.long)
+    torch.cumsum(values, 0, out=running[1:])
+    return running[end] - running[first]
 
 
 class HeldOut(NamedTuple):
@@ -371,7 +391,7 @@ class NGram(CharModel):
                                  f"order-{self.config.order} n-gram over {self.vocab_size} tokens")
         if not len(train.keys):
             raise DataError("no training words to fit the n-gram on (the training part of the split is empty)")
-        keys_by_order, counts_by_order = self._orders(train)
+        keys_by_order, counts_by_order = self.orders(train)
         discounts = self.fitted_discounts(train, held_out, counts_by_order)
         keys, logprobs = self._distributions(keys_by_order, counts_by_order, discounts)
         self.context_keys = keys.to(self.device)
@@ -383,7 +403,7 @@ class NGram(CharModel):
         """(N, 3) the discounts `fit_counts` uses: tuned on `held_out` under a model of the rest, or the formulas'."""
         if self.config.discount == "tuned" and held_out is not None and train.n_words >= MIN_TUNING_WORDS:
             return self._tuned_discounts(train.without(held_out), held_out)
-        return self._estimated_discounts(counts_by_order if counts_by_order is not None else self._orders(train)[1])
+        return self._estimated_discounts(counts_by_order if counts_by_order is not None else self.orders(train)[1])
 
     @torch.no_grad()
     def nll_counts(self, counts: NGramCounts) -> float:
@@ -397,11 +417,13 @@ class NGram(CharModel):
         B, K = self.base, self.context_size
         place = self.base ** torch.arange(K - 1, -1, -1, device=self.device)  # oldest context token first
         total = torch.zeros((), dtype=torch.float64)
+        phase = Phase(f"scoring {len(counts.keys):,} distinct n-grams", len(counts.keys), "n-grams")
         for chunk in range(0, len(counts.keys), EVAL_CHUNK):
             keys = counts.keys[chunk : chunk + EVAL_CHUNK].to(self.device)
             contexts = (keys[:, None] // B // place) % B - 1  # (M, K) tokens: the digits of the key
             logprobs = self.next_token_logprobs[self._rows(contexts), keys % B - 1].cpu().double()
             total -= (logprobs * counts.counts[chunk : chunk + EVAL_CHUNK]).sum()
+            phase.advance(len(keys))
         return (total / counts.counts.sum()).item()
 
     def _windows(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -414,7 +436,7 @@ class NGram(CharModel):
         N = self.config.order
         return ((windows.flip(1) + 1) * self.base ** torch.arange(N, device=windows.device)).cumsum(1)
 
-    def _orders(self, counts: NGramCounts) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def orders(self, counts: NGramCounts) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per order k = 1..N (index k-1): the sorted k-gram keys seen and their counts.
 
         The top order keeps raw counts; lower orders get continuation counts, the number of
@@ -428,8 +450,8 @@ class NGram(CharModel):
         for k in range(N - 1, 0, -1):
             # every k-gram seen ends some (k+1)-gram seen (the padding sees to that): dropping the
             # first token of each distinct (k+1)-gram and counting gives the continuation counts
-            keys, continuation = torch.unique(keys % B**k, return_counts=True)
-            keys_by_order[k - 1], counts_by_order[k - 1] = keys, continuation
+            keys, continuation = torch.unique(_suffixes(keys, B**k), return_counts=True)
+            keys_by_order[k - 1], counts_by_order[k - 1] = keys.long(), continuation
         return keys_by_order, counts_by_order
 
     def _estimated_discounts(self, counts_by_order: list[torch.Tensor]) -> torch.Tensor:
@@ -487,14 +509,17 @@ class NGram(CharModel):
 
     def _tuned_discounts(self, rest: NGramCounts, held_out: NGramCounts) -> torch.Tensor:
         """(N, 3) discounts maximising the likelihood of the held-out words under a model counted on the rest."""
-        keys_by_order, counts_by_order = self._orders(rest)
+        keys_by_order, counts_by_order = self.orders(rest)
         start = self._estimated_discounts(counts_by_order)
         features = self._held_out_features(keys_by_order, counts_by_order, held_out)
         # D = limit · sigmoid(θ) keeps every discount inside its valid range
         theta = torch.logit((start / DISCOUNT_LIMITS).clamp(0.01, 0.99)).requires_grad_()
         optimizer = torch.optim.LBFGS([theta], max_iter=50, line_search_fn="strong_wolfe")
+        phase = Phase(f"tuning the discounts on {held_out.n_words:,} held-out words", optimizer.defaults["max_eval"],
+                      "evaluations")
 
         def closure() -> torch.Tensor:
+            phase.advance()
             optimizer.zero_grad()
             loss = self._held_out_nll(DISCOUNT_LIMITS * theta.sigmoid(), features)
             loss.backward()
@@ -516,15 +541,17 @@ class NGram(CharModel):
         B = self.base
         features = []
         for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
-            context_keys, context_of = torch.unique(keys // B, return_inverse=True)
-            totals = _sum_by(context_of, torch.stack([counts, counts == 1, counts == 2, counts >= 3], 1),
-                             len(context_keys))  # (C, 4)
             gram_keys = held_out.keys % B**k  # the k-gram ending at each held-out target
             pos, found = _lookup(keys, gram_keys)
-            context_pos, context_seen = _lookup(context_keys, gram_keys // B)
+            # the k-grams of context h are the sorted run h·B + 1 .. h·B + V: its totals are differences of
+            # running sums at the run's ends (exact integers), so nothing per context is held
+            context = gram_keys // B
+            first, end = torch.searchsorted(keys, context * B), torch.searchsorted(keys, context * B + B)
+            totals = torch.stack([_run_sums(counts, first, end), _run_sums(counts == 1, first, end),
+                                  _run_sums(counts == 2, first, end), _run_sums(counts >= 3, first, end)], 1)
             gram_count = torch.where(found, counts[pos], 0)
             count_class = torch.stack([gram_count == 1, gram_count == 2, gram_count >= 3], 1).double()  # (M, 3)
-            features.append((gram_count.double(), count_class, context_seen, totals[context_pos]))
+            features.append((gram_count.double(), count_class, end > first, totals.double()))
         return HeldOut(held_out.counts.double(), features)
 
     def _held_out_nll(self, discounts: torch.Tensor, held_out: HeldOut) -> torch.Tensor:

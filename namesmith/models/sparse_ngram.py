@@ -54,8 +54,10 @@ from torch import nn
 from namesmith.errors import CheckpointError
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, count_numbered, dim
 from namesmith.models.ngram import DEFAULT_ORDER, check_order, modified_kn_discounts
+from namesmith.progress import Phase
 
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)
+TOKEN_CHUNK = 1 << 16  # n-grams whose own probability is found at once (`BackoffTable.token_probs`)
 MAX_CHAIN_CELLS = 1 << 23  # states × tokens up to which the model gives itself as a Markov chain
 TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
 
@@ -109,6 +111,7 @@ class BackoffTable(nn.Module):
         self.register_buffer("alpha", torch.zeros(0))  # (M,) their α
         self._dense_cache: tuple[torch.Tensor, ...] | None = None  # see `_dense_levels`
         self._whole_cache: tuple[torch.Tensor, bool] | None = None  # see `_whole_rows`
+        self._sums_cache: tuple[torch.Tensor, torch.Tensor] | None = None  # see `_alpha_sums`
 
     def set(self, keys: torch.Tensor, backoff: torch.Tensor, to_base: torch.Tensor | None, offsets: torch.Tensor,
             next_tokens: torch.Tensor, alpha: torch.Tensor) -> BackoffTable:
@@ -193,6 +196,46 @@ class BackoffTable(nn.Module):
         dense.index_put_((key, self.next[:end].long()), self.alpha[:end], accumulate=True)
         self._dense_cache = (self.keys, dense[0], dense[1:])
         return dense[0], dense[1:]
+
+    def token_probs(self, keys: torch.Tensor, tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+        """(N,) P(token | history) of a table over the uniform base, for histories given by their suffix
+        keys (N, L), shortest first: each stored suffix's α of that token, weighted by the γ's of the longer
+        stored suffixes, plus what they leave the base, each row normalised as `add_rows` normalises it.
+        The α of a token is found by a binary search in its context's run of `next` (sorted tokens)."""
+        pos, found = _lookup(self.keys, keys)
+        gamma = torch.where(found, self.backoff[pos], 1.0)  # unseen contexts pass everything down
+        weight_below = gamma.flip(-1).cumprod(-1).flip(-1)  # (N, L): product of γ over this suffix and longer
+        weight = torch.where(found, torch.cat([weight_below[:, 1:], torch.ones_like(gamma[:, :1])], -1), 0.0)
+        base = weight_below[:, 0] + (weight * torch.where(found, self.to_base[pos], 0.0)).sum(-1)
+        if not len(self.next):
+            return torch.full_like(base, 1.0 / vocab_size)
+        low, high = self.offsets[pos], torch.where(found, self.offsets[pos + 1], self.offsets[pos])  # (N, L) runs
+        wanted = tokens.to(self.next.dtype).unsqueeze(1).expand_as(low)
+        while bool((low < high).any()):  # the first entry of each run not below the token
+            middle = (low + high) // 2
+            below = (low < high) & (self.next[middle.clamp(max=len(self.next) - 1)] < wanted)
+            low, high = torch.where(below, middle + 1, low), torch.where(below | (low >= high), high, middle)
+        end = torch.where(found, self.offsets[pos + 1], self.offsets[pos])
+        hit = (low < end) & (self.next[low.clamp(max=len(self.next) - 1)] == wanted)
+        alpha = torch.where(hit, self.alpha[low.clamp(max=len(self.alpha) - 1)], 0.0)
+        prob = base / vocab_size + (weight * alpha).sum(-1)
+        mass = base + (weight * torch.where(found, self._alpha_sums()[pos], 0.0)).sum(-1)  # the row's sum
+        return prob / mass
+
+    def _alpha_sums(self) -> torch.Tensor:
+        """(R,) the sum of each context's α's (what `add_rows`' row sums are made of), built on first use a
+        chunk of contexts at a time."""
+        cache = self._sums_cache
+        if cache is None or cache[0] is not self.keys:
+            R, device = len(self.keys), self.keys.device
+            sums = torch.zeros(R, dtype=torch.float64, device=device)
+            for r0 in range(0, R, TOKEN_CHUNK):
+                r1 = min(r0 + TOKEN_CHUNK, R)
+                lengths = self.offsets[r0 + 1 : r1 + 1] - self.offsets[r0:r1]
+                row = torch.repeat_interleave(torch.arange(r1 - r0, device=device), lengths)
+                sums[r0:r1].index_add_(0, row, self.alpha[int(self.offsets[r0]) : int(self.offsets[r1])].double())
+            cache = self._sums_cache = (self.keys, sums.float())
+        return cache[1]
 
     def check(self, vocab_size: int, order: int, where: str) -> None:
         """Refuse tensors that are not a well-formed table (CheckpointError naming the problem)."""
@@ -331,18 +374,27 @@ class SparseNGram(CharModel):
     @torch.no_grad()
     def nll_counts(self, counts: Any) -> float:
         """Mean negative log-likelihood per token of the words some `NGramCounts` counted (as the dense
-        n-gram's `nll_counts`): each distinct n-gram scored once, weighted by its count."""
+        n-gram's `nll_counts`): each distinct n-gram scored once, weighted by its count. A plain
+        Kneser-Ney table (what a long list is fitted as) scores each n-gram's own token only
+        (`BackoffTable.token_probs`), not its whole row: 18M distinct n-grams in seconds, not minutes."""
         if not len(counts.keys):
             return float("nan")
         B, K = self.base, self.context_size
         place = B ** torch.arange(K - 1, -1, -1)  # oldest context token first
         total = torch.zeros((), dtype=torch.float64)
-        chunk = max(1, ROWS_CHUNK * 64 // self.vocab_size)
+        plain = not len(self.tables) and len(self.components) == 1 and self.classes is None
+        chunk = TOKEN_CHUNK if plain else max(1, ROWS_CHUNK * 64 // self.vocab_size)
+        phase = Phase(f"scoring {len(counts.keys):,} distinct n-grams", len(counts.keys), "n-grams")
         for i in range(0, len(counts.keys), chunk):
             keys = counts.keys[i : i + chunk].to(self.device)
             contexts = (keys[:, None] // B // place) % B - 1  # (M, K) tokens: the digits of the key
-            probs = self.next_token_probs(contexts).gather(1, (keys % B - 1).unsqueeze(1)).squeeze(1)
+            targets = keys % B - 1
+            if plain:
+                probs = self.components[0].token_probs(suffix_keys(contexts, B), targets, self.vocab_size)
+            else:
+                probs = self.next_token_probs(contexts).gather(1, targets.unsqueeze(1)).squeeze(1)
             total -= (probs.double().log().cpu() * counts.counts[i : i + chunk]).sum()
+            phase.advance(len(keys))
         return (total / counts.counts.sum()).item()
 
     # --- the model as a finite Markov chain (exact constraints: namesmith.generate) ---------------

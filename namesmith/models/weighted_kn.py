@@ -120,11 +120,12 @@ def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tenso
 
 
 def _interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor, base: int
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One order's k-gram `keys` and counts as interpolated Kneser-Ney: the sorted context keys (C,), each
-    k-gram's context (M,) and α (its discounted count over its context's total, (M,)), each context's γ (C,).
+    k-gram's context (M,) and α (its discounted count over its context's total, (M,)), each context's γ (C,)
+    and, where the keys are sorted (a context's k-grams one run), the index of its first k-gram (C,).
     `discounts`: D1, D2, D3+ (3,), or a row of them per k-gram (M, 3)."""
-    context_keys, context_of = torch.unique(keys // base, return_inverse=True)  # contexts: k-1 tokens
+    context_keys, context_of, run = torch.unique(keys // base, return_inverse=True, return_counts=True)
     classes = discount_class(counts)
     discounts = discounts.double()
     discount = discounts[classes] if discounts.dim() == 1 else discounts.gather(1, classes.unsqueeze(1)).squeeze(1)
@@ -132,7 +133,7 @@ def _interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Te
     context_total = _sum_by(context_of, counts, len(context_keys))
     context_kept = _sum_by(context_of, kept, len(context_keys))
     backoff_weight = (context_total - context_kept) / context_total  # the mass discounted
-    return context_keys, context_of, kept / context_total[context_of], backoff_weight
+    return context_keys, context_of, kept / context_total[context_of], backoff_weight, run.cumsum(0) - run
 
 
 def distributions(keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor], discounts: torch.Tensor,
@@ -143,7 +144,7 @@ def distributions(keys_by_order: list[torch.Tensor], counts_by_order: list[torch
     lower_keys = torch.zeros(1, dtype=torch.long)  # order 0: the empty context, uniform
     lower_probs = torch.full((1, V), 1.0 / V, dtype=torch.float64)
     for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
-        context_keys, context_of, alpha, backoff_weight = _interpolation(keys, counts, discounts[k - 1], B)
+        context_keys, context_of, alpha, backoff_weight, _ = _interpolation(keys, counts, discounts[k - 1], B)
         parent = torch.searchsorted(lower_keys, context_keys % B ** max(k - 2, 0))
         probs = backoff_weight[:, None] * lower_probs[parent]  # (C, V)
         probs[context_of, keys % B - 1] += alpha
@@ -176,7 +177,7 @@ def rows_after(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor
     models' rows at once), as long as the contexts carry it too."""
     if not len(keys):
         return lower
-    context_keys, context_of, alpha, backoff_weight = _interpolation(keys, counts, discounts, vocab_size + 1)
+    context_keys, context_of, alpha, backoff_weight, _ = _interpolation(keys, counts, discounts, vocab_size + 1)
     pos, found = _lookup(context_keys, contexts)
     used, inverse = torch.unique(pos[found], return_inverse=True)  # the contexts asked for, each once
     seen = torch.zeros(len(context_keys), dtype=torch.bool)
@@ -206,22 +207,69 @@ def low_order_rows(counts: WeightedCounts, discounts: torch.Tensor, levels: int)
     return rows
 
 
-def sparse_table(counts: WeightedCounts, discounts: torch.Tensor,
-                 by_order: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> BackoffTable:
+TABLE_CHUNK = 1 << 21  # n-grams of one order turned into table entries at a time (bounds the transient memory)
+
+
+def sparse_table(counts: WeightedCounts | None, discounts: torch.Tensor,
+                 by_order: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None, *,
+                 vocab_size: int | None = None, progress: Callable[[int], None] | None = None) -> BackoffTable:
     """The model `fit_tables` builds, in sparse form (namesmith.models.sparse_ngram): per context its γ and
     the α of each token seen after it, (contexts + n-grams) numbers instead of contexts × V. What a
-    vocabulary of many scripts needs: 150,000 contexts × 1,000 characters would be 600 MB a table."""
+    vocabulary of many scripts needs: 150,000 contexts × 1,000 characters would be 600 MB a table.
+
+    `by_order` (keys and counts per order, as `orders` gives them; integer counts too) is consumed: each
+    order's tensors are dropped from its lists once written. The table's arrays are allocated once, at
+    their final size, and filled a chunk of whole contexts at a time, so beside the table and the counts
+    only a chunk's float64 work is held (a 50 MB list of random words: 29M n-grams, 12M contexts).
+    `progress(n)` is told of each n n-grams written."""
     keys_by_order, counts_by_order = by_order or orders(counts)
-    B = counts.vocab_size + 1
-    contexts, backoffs, alphas = [], [], []
-    for k, (keys, order_counts) in enumerate(zip(keys_by_order, counts_by_order)):
-        context_keys, _, alpha, backoff_weight = _interpolation(keys, order_counts, discounts[k], B)
-        contexts.append(context_keys)
-        backoffs.append(backoff_weight)
-        alphas.append(alpha)
-    # keys of j tokens lie in [B^(j-1), B^j): concatenated order by order, contexts and n-grams stay sorted
-    return BackoffTable.from_parts(torch.cat(contexts), torch.cat(backoffs), torch.cat(keys_by_order),
-                                   torch.cat(alphas), B)
+    B = (counts.vocab_size if counts is not None else vocab_size) + 1
+    n_contexts = [distinct_contexts(keys, B) for keys in keys_by_order]
+    R, M = sum(n_contexts), sum(len(keys) for keys in keys_by_order)
+    context_keys, backoff = torch.empty(R, dtype=torch.long), torch.empty(R, dtype=torch.float32)
+    offsets, next_tokens, alpha = torch.empty(R + 1, dtype=torch.long), torch.empty(M, dtype=torch.int32), \
+        torch.empty(M, dtype=torch.float32)
+    row = entry = 0
+    # keys of j tokens lie in [B^(j-1), B^j): written order by order, contexts and n-grams stay sorted
+    for k in range(len(keys_by_order)):
+        keys, order_counts = keys_by_order[k], counts_by_order[k]
+        for start, end in _context_chunks(keys, B):
+            chunk_keys = keys[start:end]
+            contexts, _, chunk_alpha, chunk_backoff, starts = _interpolation(
+                chunk_keys, order_counts[start:end].double(), discounts[k], B)
+            rows = slice(row, row + len(contexts))
+            context_keys[rows], backoff[rows], offsets[rows] = contexts, chunk_backoff, starts + entry + start
+            next_tokens[entry + start : entry + end] = chunk_keys % B - 1
+            alpha[entry + start : entry + end] = chunk_alpha
+            row += len(contexts)
+            if progress:
+                progress(end - start)
+        entry += len(keys)
+        keys_by_order[k] = counts_by_order[k] = torch.empty(0)  # this order is in the table: free its counts
+    offsets[R] = M
+    return BackoffTable().set(context_keys, backoff, None, offsets, next_tokens, alpha)
+
+
+def distinct_contexts(sorted_keys: torch.Tensor, base: int) -> int:
+    """How many contexts (the key less its last token) sorted n-gram keys have: where the context changes."""
+    count = 0
+    for start in range(0, len(sorted_keys), TABLE_CHUNK):  # (chunks bound the memory of the quotients)
+        contexts = sorted_keys[max(start - 1, 0) : start + TABLE_CHUNK] // base
+        count += int((contexts[1:] != contexts[:-1]).sum()) + (start == 0)
+    return count
+
+
+def _context_chunks(sorted_keys: torch.Tensor, base: int) -> list[tuple[int, int]]:
+    """[start, end) ranges of about TABLE_CHUNK sorted n-gram keys, each holding whole contexts: the keys of
+    context h are the contiguous run h·base + 1 .. h·base + V."""
+    bounds, start, M = [], 0, len(sorted_keys)
+    while start < M:
+        end = min(start + TABLE_CHUNK, M)
+        if end < M:  # move the end to the first key of the next context
+            end = int(torch.searchsorted(sorted_keys, (sorted_keys[end - 1] // base + 1) * base))
+        bounds.append((start, end))
+        start = end
+    return bounds
 
 
 def context_count(counts: WeightedCounts, keys_by_order: list[torch.Tensor] | None = None) -> int:
