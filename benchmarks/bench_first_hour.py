@@ -8,8 +8,11 @@ or /proc's VmHWM for the server). Any process above --cap-mb (default 4,000 MB) 
 figure marked so, and any above --timeout seconds too: a benchmark must not take the machine down.
 
 - `train --data SET` for each built-in data set: seconds and peak MB (target: <= 60 s, <= 2,048 MB);
-- `train` on a 50 MB word list (7M lines made from /work/shared/data/names.txt, or --big-list):
-  seconds and peak MB (target: <= 2,048 MB);
+- `train` on a 50 MB word list (7M lines made from /work/shared/data/names.txt, or --big-list), on 50 MB
+  of random words (the most distinct n-grams a list can have) and, with --gigabyte-list, on a 1 GB list:
+  seconds and peak MB (target: <= 2,048 MB); then, under NAMESMITH_MEMORY_LIMIT=2G, what must be refused
+  in one line naming the option before it takes the memory (issue 31.9): `--model lstm` on a 500 MB list,
+  `--max-line-length 200000000` with a 100 MB line (n-gram and LSTM), the n-gram on 500 MB of random words;
 - `namesmith serve`: seconds until it answers, until every listed model is ready, the first request
   to each model (target <= 1 s), the server's memory with all loaded (target <= 2,048 MB) and how
   long SIGTERM takes; once from an empty cache (each model built by the server), once from the
@@ -88,7 +91,7 @@ def run(command: list[str], env: dict[str, str], timeout: float, cap_mb: float) 
     watcher.join()
     return {"seconds": round(seconds, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
             "peak_mb": round(usage.ru_maxrss / 1024, 1), "rc": process.returncode,
-            "killed": killed[0] if killed else None,
+            "killed": killed[0] if killed else None, "traceback": "Traceback" in stderr,
             "error": stderr.strip().splitlines()[-1] if process.returncode and stderr.strip() else None}
 
 
@@ -206,24 +209,30 @@ def serve(env: dict[str, str], log: Path, ready_timeout: float, cap_mb: float, s
 
 
 # --- the inputs -------------------------------------------------------------------------------------
-def big_list(path: Path, megabytes: int = 50) -> Path:
-    """A word list of `megabytes` MB made from names.txt: each line a start of one name and the end of another."""
-    import random
+def big_list(path: Path, megabytes: int = 50, seed: int = 26) -> Path:
+    """A word list of `megabytes` MB made from names.txt: each line the start of one name and the end of
+    another (both cuts at least a letter long), made 250,000 lines at a time with NumPy (1 GB in about
+    a minute)."""
+    import numpy as np
 
     names = NAMES.read_text().split() if NAMES.exists() else ["emma", "olivia", "liam", "noah", "ava", "mia"]
-    rng = random.Random(26)
-    size, lines = 0, []
-    with path.open("w") as out:
-        while size < megabytes * 1_000_000:
-            a, b = rng.choice(names), rng.choice(names)
-            word = a[: rng.randint(1, len(a))] + b[rng.randint(0, len(b) - 1):]
-            lines.append(word)
-            size += len(word) + 1
-            if len(lines) == 100_000:
-                out.write("\n".join(lines) + "\n")
-                lines = []
-        if lines:
-            out.write("\n".join(lines) + "\n")
+    width = max(map(len, names))
+    letters = np.zeros((len(names), width), np.uint8)  # (names, width): each name's bytes, 0 after it
+    for i, name in enumerate(names):
+        letters[i, : len(name)] = np.frombuffer(name.encode(), np.uint8)
+    lengths = np.array([len(name) for name in names])
+    rng, columns, written = np.random.default_rng(seed), np.arange(width), 0
+    with path.open("wb") as out:
+        while written < megabytes * 1e6:
+            a, b = rng.integers(0, len(names), 250_000), rng.integers(0, len(names), 250_000)
+            keep_a = rng.integers(1, lengths[a] + 1)  # the first 1..len(a) letters of a
+            skip_b = rng.integers(0, lengths[b])  # and b from one of its letters on
+            head = np.where(columns < keep_a[:, None], letters[a], 0)
+            tail = np.where(columns >= skip_b[:, None], letters[b], 0)
+            lines = np.concatenate([head, tail, np.full((len(a), 1), ord("\n"), np.uint8)], 1).ravel()
+            data = lines[lines != 0].tobytes()
+            out.write(data)
+            written += len(data)
     return path
 
 
@@ -257,6 +266,81 @@ def classify_in_process(model_dir: Path) -> dict:
     return {"first_s": round(first, 4), "warm_s": round(warm, 4)}
 
 
+# --- big lists (issue 26) and inputs too large to hold (issue 31.9) ------------------------------------
+def random_list(path: Path, megabytes: float, seed: int = 31) -> Path:
+    """About `megabytes` MB of random lowercase words of 3-10 letters: the most distinct n-grams per byte a
+    list of names can have (a 50 MB list: 6.7M words, 23M distinct 6-grams), written 8 MB at a time."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with path.open("wb") as out:
+        written = 0
+        while written < megabytes * 1e6:
+            lengths = rng.integers(3, 11, 1_000_000)
+            text = rng.integers(97, 123, int(lengths.sum()) + len(lengths), dtype=np.uint8)
+            text[np.cumsum(lengths + 1) - 1] = ord("\n")
+            out.write(text.tobytes())
+            written += len(text)
+    return path
+
+
+def one_long_line(path: Path, megabytes: float) -> Path:
+    """A list of a few names and one line of `megabytes` MB (what `--max-line-length 200000000` lets in)."""
+    with path.open("wb") as out:
+        out.write(b"emma\nolivia\nliam\n")
+        for _ in range(int(megabytes)):
+            out.write(b"abcdefghij" * 100_000)
+        out.write(b"\nnoah\n")
+    return path
+
+
+def big_list_rows(work: Path, env: dict[str, str], args: argparse.Namespace, results: dict, rows: list[dict]) -> None:
+    """The default `train` on a 50 MB list of name-like words and on one of random words (<= 2 GB), on a
+    1 GB list with --gigabyte-list; then, with NAMESMITH_MEMORY_LIMIT=2G (the target), what must be refused
+    in one line before it takes the machine: a network on a 500 MB list, a 100 MB line let in by
+    --max-line-length (the n-gram and an LSTM), and the default n-gram on 500 MB of random words."""
+    lists = [("name-like", args.big_list or big_list(work / "big.txt")),
+             ("random", random_list(work / "random50.txt", 50))]
+    if args.gigabyte_list:
+        lists.append(("name-like", big_list(work / "big1000.txt", 1000)))
+    for kind, path in lists:
+        mb = path.stat().st_size / 1e6
+        figure = f"train on a {mb:,.0f} MB list of {kind} words"
+        command = namesmith("train", "--data", str(path), "--out", str(work / "train" / "big"), "--overwrite", "-q",
+                            "--samples", "0")
+        result = repeated(command, env, 1, args.timeout, args.cap_mb)  # one run: minutes each
+        results[figure] = result
+        rows.append(seconds_row(figure, result, float("inf")))
+        rows[-1]["target"] = "(progress shown)"
+        rows.append(row(f"{figure}: peak memory", result["peak_mb"], "<= 2048 MB", result["peak_mb"] <= 2048,
+                        result.get("killed") or ""))
+        print(rows[-2], rows[-1], flush=True)
+        if path != args.big_list:
+            path.unlink()  # made here: the next list needs the disk
+    limited = {**env, "NAMESMITH_MEMORY_LIMIT": "2G"}
+    huge, line = random_list(work / "random500.txt", 500), one_long_line(work / "line.txt", 100)
+    refusals = [
+        ("--model lstm on a 500 MB list", huge, ["--model", "lstm"], "--model"),
+        ("--max-line-length 200000000 with a 100 MB line", line, ["--max-line-length", "200000000"],
+         "--max-line-length"),
+        ("--model lstm --max-line-length 200000000 with a 100 MB line", line,
+         ["--model", "lstm", "--max-line-length", "200000000"], "--max-line-length"),
+        ("the default n-gram on a 500 MB list of random words", huge, [], "--order"),
+    ]
+    for figure, path, options, option in refusals:
+        command = namesmith("train", "--data", str(path), "--out", str(work / "train" / "refused"), "--overwrite",
+                            "-q", "--samples", "0", *options)
+        result = run(command, limited, args.timeout, args.cap_mb)
+        results[f"refused: {figure}"] = result
+        refused = result["rc"] == 1 and not result["traceback"] and option in (result["error"] or "")
+        rows.append(row(f"refused: {figure} (s)", result["seconds"], f"an error naming {option}, <= 2048 MB",
+                        refused and result["peak_mb"] <= 2048,
+                        f"peak {result['peak_mb']:,.0f} MB; {result.get('killed') or result['error']}"[:220]))
+        print(rows[-1], flush=True)
+    huge.unlink()
+    line.unlink()
+
+
 # --- the table ---------------------------------------------------------------------------------------
 def row(figure: str, value: float | None, target: str, ok: bool | None, note: str = "") -> dict:
     return {"figure": figure, "value": value, "target": target, "met": ok, "note": note}
@@ -288,7 +372,9 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
                         help="which figures to measure (default: all); models not trained here come from --trained")
     parser.add_argument("--big-list", type=Path, help="the 50 MB word list (default: made from names.txt)")
-    parser.add_argument("--skip-big-list", action="store_true", help="leave out the 50 MB list")
+    parser.add_argument("--skip-big-list", action="store_true", help="leave out the big lists")
+    parser.add_argument("--gigabyte-list", action="store_true",
+                        help="also train on a 1 GB list (minutes; 1 GB of disk)")
     parser.add_argument("--cap-mb", type=float, default=4000, help="kill any process above this (default 4000)")
     parser.add_argument("--timeout", type=float, default=600, help="kill any train run after this (default 600 s)")
     parser.add_argument("--serve-timeout", type=float, default=1800,
@@ -334,19 +420,9 @@ def main() -> None:
                             result["peak_mb"] <= 2048, result.get("killed") or ""))
             print(rows[-2], rows[-1], flush=True)
 
-        # a 50 MB list
+        # big lists: trained in bounded memory, or refused before they take it
         if not args.skip_big_list and "big-list" in args.parts:
-            path = args.big_list or big_list(work / "big.txt")
-            mb = path.stat().st_size / 1e6
-            command = namesmith("train", "--data", str(path), "--out", str(work / "train" / "big"), "-q",
-                                "--samples", "0")
-            result = repeated(command, env, 1, args.timeout, args.cap_mb)  # one run: minutes each
-            results[f"train on a {mb:.0f} MB list"] = result
-            rows.append(seconds_row(f"train on a {mb:.0f} MB list", result, float("inf")))
-            rows[-1]["target"] = "(progress shown)"
-            rows.append(row(f"train on a {mb:.0f} MB list: peak memory", result["peak_mb"], "<= 2048 MB",
-                            result["peak_mb"] <= 2048, result.get("killed") or ""))
-            print(rows[-2], rows[-1], flush=True)
+            big_list_rows(work, env, args, results, rows)
 
         # the server: from an empty cache (or one seeded with the trained models), then from its own cache
         if args.quick:
