@@ -568,14 +568,19 @@ def markov_chain(model: CharModel, vocab_size: int, config: GenerateConfig) -> M
     return MarkovChain(probs, next_state, int(start), end_log_weights)
 
 
-def reachable_states(chain: MarkovChain, automaton: Automaton, start: tuple[int, int],
-                     max_states: int) -> torch.Tensor | None:
+def reachable_states(chain: MarkovChain, automaton: Automaton, start: tuple[int, int], max_states: int,
+                     deadline: float | None = None,
+                     clock: Callable[[], float] = time.perf_counter) -> torch.Tensor | None:
     """Sorted codes q·S + s of the (automaton, chain) states reachable from `start` by tokens of
-    non-zero probability that no excluded pattern forbids (None: more than max_states)."""
+    non-zero probability that no excluded pattern forbids (None: more than max_states). `_OutOfTime`
+    once `deadline` (on `clock`) passes: with a syllable range, the order-6 n-gram has about 150,000
+    such states, and the search took over a minute on a busy machine, past any time budget."""
     S = chain.probs.size(0)
     possible = chain.probs[:, 1:] > 0  # (S, V-1): the end token leads nowhere
     seen = frontier = torch.tensor([start[0] * S + start[1]])
     while len(frontier):
+        if deadline is not None and clock() > deadline:
+            raise _OutOfTime
         q, s = frontier // S, frontier % S
         nq, ns = automaton.delta[q, 1:], chain.next_state[s, 1:]  # (F, V-1)
         nxt = torch.unique((nq * S + ns)[(nq >= 0) & possible[s]])
@@ -632,7 +637,7 @@ class ExactSampler:
         if room < 0:
             raise NotAvailable("the prefix is longer than the longest name allowed")
         start = (automaton.start, chain.state_after(vocab.encode(prefix)))
-        codes = reachable_states(chain, automaton, start, MAX_EXACT_CELLS // V)
+        codes = reachable_states(chain, automaton, start, MAX_EXACT_CELLS // V, deadline, clock)
         if codes is None:
             raise NotAvailable(f"more than {MAX_EXACT_CELLS // V:,} (constraint, model) states "
                             "(namesmith.generate.MAX_EXACT_CELLS)")

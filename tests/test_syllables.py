@@ -218,3 +218,18 @@ def test_the_api_takes_syllables_and_gives_each_name_its_count(tmp_path):
         assert 400 <= response.status_code < 500 and "syllables" in response.text, (bad, response.text)
     response = client.post("/api/v1/models/bigram/generate", json={"n": 5, "syllables": "3-1"})
     assert response.json()["field"] == "syllables" and "\n" not in response.json()["error"]
+
+
+def test_the_search_for_reachable_states_keeps_to_the_deadline(small):
+    """With a syllable range the (automaton, chain) states of a large n-gram number about 150,000; finding them
+    once took over a minute past a 5 s budget. The search now stops at the deadline (a clock that ticks)."""
+    from namesmith import generate as generation
+
+    config = GenerateConfig(syllables=(1, 3))
+    chain = generation.markov_chain(small.model, small.vocab.size, config)
+    automaton = generation.build_automaton(small.vocab, config)
+    start = (automaton.start, chain.start)
+    ticks = iter(range(10**6))
+    with pytest.raises(generation._OutOfTime):
+        generation.reachable_states(chain, automaton, start, 10**6, deadline=1.5, clock=lambda: next(ticks))
+    assert len(generation.reachable_states(chain, automaton, start, 10**6)) > 10
