@@ -12,7 +12,9 @@ tests/test_serve_attacks.py.
     python benchmarks/attack_server.py                           # an n-gram of the built-in names
     python benchmarks/attack_server.py --model-dir runs/lstm --workers 2 --seconds 10   # and a worker killed
 
-Targets: 0 attacks mishandled; peak RSS <= 2 GB under each flood; probe p50 <= 200 ms; 0 x 5xx.
+Targets: 0 attacks mishandled; peak RSS <= 2 GB under each flood; probe p50 <= 200 ms; 0 x 5xx. Each flood's
+row also gives the probe's p90, the seconds its names took inside the server (the rest is waiting: for a slot,
+the CPU, the event loop) and the machine's load average (on a shared machine, compare with the baseline row).
 A safety stop kills the server above --max-rss-mb (the machine is shared), counting a mishandling.
 Writes benchmarks/results/attack_server.json.
 """
@@ -69,6 +71,8 @@ class Watch:
     def __init__(self, port: int, server: subprocess.Popen, path: str, max_rss_mb: float):
         self.port, self.server, self.path, self.max_rss_mb = port, server, path, max_rss_mb
         self.peak, self.latencies, self.probe_errors, self.killed = 0.0, [], 0, False
+        self.loads: list[float] = []  # the machine's 1-minute load average, sampled with the memory
+        self.sampling: list[float] = []  # of each probe's latency, the seconds its names took to draw (the server's)
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.memory, daemon=True),
                         threading.Thread(target=self.probe, daemon=True)]
@@ -86,6 +90,7 @@ class Watch:
     def memory(self) -> None:
         while not self.stop.wait(0.2):
             self.peak = max(self.peak, rss_mb(self.server.pid))
+            self.loads.append(os.getloadavg()[0])
             if self.peak > self.max_rss_mb and not self.killed:  # the safety stop: the machine is shared
                 self.killed = True
                 with contextlib.suppress(OSError):
@@ -95,18 +100,23 @@ class Watch:
         while not self.stop.wait(0.2):
             start = time.perf_counter()
             try:
-                status, _ = http(self.port, "POST", self.path, {"n": 5}, source="127.0.0.2", timeout=10)
+                status, body = http(self.port, "POST", self.path, {"n": 5}, source="127.0.0.2", timeout=10)
             except OSError:
                 status = 0
             if status == 200:
                 self.latencies.append(time.perf_counter() - start)
+                self.sampling.append(json.loads(body)["generation"]["seconds"])
             else:
                 self.probe_errors += 1
 
     def figures(self) -> dict:
         p50 = float(np.median(self.latencies)) * 1000 if self.latencies else None
+        p90 = float(np.percentile(self.latencies, 90)) * 1000 if self.latencies else None
         return {"peak_rss_mb": round(self.peak), "probe_p50_ms": None if p50 is None else round(p50, 1),
-                "probe_ok": len(self.latencies), "probe_errors": self.probe_errors}
+                "probe_p90_ms": None if p90 is None else round(p90, 1),
+                "probe_ok": len(self.latencies), "probe_errors": self.probe_errors,
+                "probe_sampling_p50_ms": round(float(np.median(self.sampling)) * 1000, 1) if self.sampling else None,
+                "load_average": round(float(np.median(self.loads)), 1) if self.loads else None}
 
 
 def in_threads(n: int, work: Callable[[int], None], seconds: float) -> None:
@@ -354,9 +364,10 @@ def main() -> None:
               "attacks_tried": sum(r["tried"] for r in rows), "attacks_mishandled": sum(r["mishandled"] for r in rows),
               "floods": rows, "schemathesis": schema, "cpus": os.cpu_count(),
               "note": "the machine was shared with other work while this ran"}
-    print(f"{'flood':55} {'tried':>6} {'bad':>4} {'peak RSS MB':>11} {'probe p50 ms':>12}")
+    print(f"{'flood':55} {'tried':>6} {'bad':>4} {'peak RSS MB':>11} {'probe p50 ms':>12} {'p90':>7} {'load':>5}")
     for r in rows:
-        print(f"{r['flood']:55} {r['tried']:6} {r['mishandled']:4} {r['peak_rss_mb']:11} {r['probe_p50_ms']!s:>12}")
+        print(f"{r['flood']:55} {r['tried']:6} {r['mishandled']:4} {r['peak_rss_mb']:11} {r['probe_p50_ms']!s:>12} "
+              f"{r['probe_p90_ms']!s:>7} {r['load_average']!s:>5}")
     print(f"attacks tried {result['attacks_tried']}, mishandled {result['attacks_mishandled']}; "
           f"schemathesis: {schema}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

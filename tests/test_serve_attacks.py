@@ -216,7 +216,7 @@ def test_score_and_classify_wait_for_a_slot(model_dir, monkeypatch):
     monkeypatch.setattr(service, "generate", held)
     client = TestClient(app_with(model_dir, max_concurrent=1, time_budget=0.3), raise_server_exceptions=False)
     with ThreadPoolExecutor(1) as pool:
-        holder = pool.submit(client.post, GENERATE, json={"n": 2})
+        holder = pool.submit(client.post, GENERATE, json={"n": 2, "unique": True})  # not plain: no quick slot
         assert entered.wait(30)
         score = client.post("/api/v1/models/bigram/score", json={"names": ["emma"]})
         adapt = client.post("/api/v1/models/bigram/more-like-these", json={"words": WORDS, "n": 2})

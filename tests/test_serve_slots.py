@@ -88,3 +88,82 @@ def test_the_server_passes_its_table_limits_to_the_library(tmp_path):
             (1, 1 << 20, 3 << 20, 5.0)
     finally:
         TABLES.configure(**before)
+
+
+def test_quick_work_may_take_a_reserved_slot_that_other_work_may_not():
+    slots = Slots(1, reserved=1)
+    assert slots.acquire(timeout=0, client="flood")
+    assert not slots.acquire(timeout=0, client="flood")  # the other slot is reserved for quick work
+    assert slots.acquire(timeout=0, client="probe", quick=True)
+    assert not slots.acquire(timeout=0, client="probe", quick=True)  # every slot is held
+    slots.release(client="probe", quick=True)
+    assert not slots.acquire(timeout=0, client="flood")  # a freed reserved slot stays reserved
+    slots.release(client="flood")
+    assert slots.acquire(timeout=0, client="probe", quick=True) and slots.acquire(timeout=0, client="flood")
+
+
+def test_a_freed_reserved_slot_goes_to_quick_work_waiting_behind_other_work():
+    slots = Slots(1, reserved=1)
+    assert slots.acquire(timeout=0, client="flood") and slots.acquire(timeout=0, client="probe", quick=True)
+    order: list[str] = []
+
+    def waiter(client: str, quick: bool) -> None:
+        assert slots.acquire(timeout=10, client=client, quick=quick)
+        order.append(client)
+
+    threads = []
+    for queued, (client, quick) in enumerate((("flood", False), ("probe", True)), start=1):
+        thread = threading.Thread(target=waiter, args=(client, quick))
+        thread.start()
+        threads.append(thread)
+        wait_until(lambda queued=queued: len(slots._waiting) == queued)
+    slots.release(client="probe", quick=True)  # the reserved slot: the flood's request, first in line, may not take it
+    wait_until(lambda: order == ["probe"])
+    slots.release(client="flood")
+    for thread in threads:
+        thread.join(10)
+    assert order == ["probe", "flood"]
+
+
+def test_a_plain_generate_is_answered_while_heavy_requests_hold_every_slot(tmp_path, monkeypatch):
+    # issue 31: during a flood of new exact constraint sets, a plain generate waited for the flood's requests to
+    # end (p50 208 ms against 32 ms); it takes the quick slot, whoever holds the others
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from serve_support import train_bigram
+
+    import namesmith.serve.service as service
+    from namesmith.generate import TABLES
+    from namesmith.serve import ModelRegistry, create_app
+    from namesmith.serve.limits import Limits
+
+    registry = ModelRegistry.from_directories([train_bigram(tmp_path)])
+    held, release = threading.Event(), threading.Event()
+    real_generate = service.generate
+
+    def generate(model, options, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - a heavy request, held
+        if options["ends_with"]:
+            held.set()
+            release.wait(60)
+        return real_generate(model, options, *args, **kwargs)
+
+    monkeypatch.setattr(service, "generate", generate)
+    before = {name: getattr(TABLES, name) for name in ("builders", "table_bytes", "cache_bytes", "build_seconds")}
+    try:
+        app = create_app(registry, limits=Limits(max_concurrent=1, time_budget=0.5))
+        url = "/api/v1/models/bigram/generate"
+        with TestClient(app) as client:
+            heavy = threading.Thread(target=lambda: client.post(url, json={"n": 2, "ends_with": "a"}))
+            heavy.start()
+            try:
+                assert held.wait(60)
+                assert client.post(url, json={"n": 2, "contains": ["e"]}).status_code == 503  # no slot for it
+                assert client.post(url, json={"n": 2, "unique": True}).status_code == 503  # an option: not plain
+                plain = client.post(url, json={"n": 3, "seed": 1, "temperature": 0.8})
+                assert plain.status_code == 200 and len(plain.json()["names"]) == 3
+            finally:
+                release.set()
+                heavy.join(60)
+    finally:
+        TABLES.configure(**before)
+

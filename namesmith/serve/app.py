@@ -153,7 +153,8 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     requests = request_models(limits)
     hidden_paths = registry.paths()
     heatmaps: dict[str, bytes] = {}
-    slots = Slots(limits.max_concurrent)  # bounds the CPU and memory of the requests' work; first come, first served
+    # bounds the CPU and memory of the requests' work; fair, first come first served; a fast lane for plain draws
+    slots = Slots(limits.max_concurrent, reserved=limits.quick_slots)
     # adaptations hold a slot for seconds: they never take the last one, which keeps generate and score moving
     adapted = AdaptedModels(slots, limits.max_adapted_bytes, max_jobs=max(1, limits.max_concurrent - 1),
                             max_pending=4 * limits.max_concurrent)
@@ -262,17 +263,25 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     def busy(what: str = f"{limits.max_concurrent} requests running") -> HTTPException:
         return HTTPException(503, f"the server is busy ({what}); try again shortly", headers={"Retry-After": "1"})
 
-    def in_slot(work: Any, *args: Any, timeout: float = limits.time_budget) -> Any:
-        """`work(*args)` in one of the max_concurrent slots (503 when none frees up within `timeout`)."""
-        if timeout <= 0 or not slots.acquire(timeout=timeout):
+    def in_slot(work: Any, *args: Any, timeout: float = limits.time_budget, quick: bool = False) -> Any:
+        """`work(*args)` in one of the slots (503 when none frees up within `timeout`); `quick` work (plain
+        draws) may take one of the quick_slots too."""
+        if timeout <= 0 or not slots.acquire(timeout=timeout, quick=quick):
             raise busy()
         try:
             return work(*args)
         finally:
-            slots.release()
+            slots.release(quick=quick)
+
+    # A generate request that sets no option but these asks for plain draws: quick work, whatever the others'
+    # (options added later, new constraints among them, are not quick until listed here).
+    draw_options = {"n", "seed", "temperature", "top_k", "top_p", "time_budget", "max_tries", "filter_offensive"}
+    plain_request = {name: field.get_default(call_default_factory=True)
+                     for name, field in requests.Generate.model_fields.items() if name not in draw_options}
 
     def generating(model: NameModel, options: dict[str, Any], labels: dict[str, list[str]]) -> dict[str, Any]:
-        return in_slot(service.generate, model, options, limits, labels)
+        quick = all(options[name] == default for name, default in plain_request.items())
+        return in_slot(service.generate, model, options, limits, labels, quick=quick)
 
     @api.post("/models/{model_id}/generate", response_model=GenerateResponse,
               summary="Generate names meeting every constraint, with their scores",

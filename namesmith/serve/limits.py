@@ -35,6 +35,9 @@ class Limits:
     max_concurrent: int = 2  # requests computing at once: generate, more-like-these (its adaptation too), score
     #                          and classify (each may hold a model's tables); more wait for a slot up to time_budget,
     #                          then get a 503
+    quick_slots: int = 1  # more slots, for plain generate requests only (no constraint, label or method: draws
+    #                       alone), so that a flood of heavy requests holding every max_concurrent slot never
+    #                       makes them wait (namesmith.serve.limits.Slots)
     max_adapted_bytes: int = 256 * 2**20  # memory of the adapted models ("more like these") kept for reuse
     build_seconds: float = 300.0  # building one built-in model at start (in a worker process), at most;
     build_memory_mb: int = 2048  # its peak memory, at most: a model over either is not served (the log says why)
@@ -86,7 +89,8 @@ CLIENT: ContextVar[str] = ContextVar("namesmith_client", default="")  # the addr
 
 
 class Slots:
-    """At most `n` holders at once; a freed slot goes to the client holding fewest, then to the longest waiter.
+    """At most `n` holders at once, and `reserved` more for quick work only; a freed slot goes to the client
+    holding fewest, then to the longest waiter.
 
     A plain semaphore lets a request that has just arrived take a freed slot ahead of those already
     waiting, so under load a few unlucky requests wait for many others (the p99 latency); here a
@@ -95,42 +99,65 @@ class Slots:
     another client's request waits for one slot to free, not for the flood (fair queuing; with one
     client it is first come, first served). Generation holds Python's GIL, so more slots than cores
     only share the same CPU among more requests.
+
+    The `reserved` slots are a fast lane: work that says it is quick (`acquire(quick=True)`: a plain
+    draw of a few names) may take any slot, other work only the first `n`. While a flood of heavy
+    requests (new exact tables, adaptations, 1,000-name classifications) holds every one of those, a
+    plain `generate` waits for no more than the quick work ahead of it (issue 31: it waited for the
+    flood's requests to end; p50 208 -> 96 ms under a flood of new constraint sets, shared machine).
     """
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, reserved: int = 0):
         self._lock = threading.Lock()
-        self._free = n
+        self._free = n + reserved
+        self._heavy_free = n  # slots left for work that is not quick
         self._held: Counter[str] = Counter()  # slots held, by client
-        self._waiting: deque[tuple[str, threading.Event]] = deque()
+        self._waiting: deque[tuple[str, bool, threading.Event]] = deque()  # (client, quick, handed a slot)
 
-    def acquire(self, timeout: float, client: str | None = None) -> bool:
-        """Take a slot for `client` (default: the request's, CLIENT), waiting at most `timeout` seconds."""
+    def _may_take(self, quick: bool) -> bool:
+        return self._free > 0 and (quick or self._heavy_free > 0)
+
+    def _take(self, client: str, quick: bool) -> None:
+        self._free -= 1
+        self._heavy_free -= not quick
+        self._held[client] += 1
+
+    def acquire(self, timeout: float, client: str | None = None, quick: bool = False) -> bool:
+        """Take a slot for `client` (default: the request's, CLIENT), waiting at most `timeout` seconds; `quick`
+        work may take a reserved slot too. `release` with the same `client` and `quick` gives it back."""
         client = CLIENT.get() if client is None else client
         with self._lock:
-            if self._free and not self._waiting:
-                self._free -= 1
-                self._held[client] += 1
+            if self._may_take(quick):  # then no waiter may take it (every release hands slots to those that may)
+                self._take(client, quick)
                 return True
-            ticket = (client, threading.Event())
+            ticket = (client, quick, threading.Event())
             self._waiting.append(ticket)
-        if ticket[1].wait(timeout):
+        if ticket[2].wait(timeout):
             return True
         with self._lock:
-            if ticket[1].is_set():  # handed a slot just as the wait ended
+            if ticket[2].is_set():  # handed a slot just as the wait ended
                 return True
             self._waiting.remove(ticket)
             return False
 
-    def release(self, client: str | None = None) -> None:
+    def release(self, client: str | None = None, quick: bool = False) -> None:
         client = CLIENT.get() if client is None else client
         with self._lock:
             self._held[client] -= 1
             if self._held[client] <= 0:
                 del self._held[client]
-            if self._waiting:
-                ticket = min(self._waiting, key=lambda t: self._held[t[0]])  # min keeps the first of equals
-                self._waiting.remove(ticket)
-                self._held[ticket[0]] += 1
-                ticket[1].set()  # the slot passes to the waiter
-            else:
-                self._free += 1
+            self._free += 1
+            self._heavy_free += not quick
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give free slots to the waiters that may take them: the client holding fewest first, then the longest
+        waiting (min keeps the first of equals)."""
+        while self._waiting:
+            eligible = [ticket for ticket in self._waiting if self._may_take(ticket[1])]
+            if not eligible:
+                return
+            ticket = min(eligible, key=lambda t: self._held[t[0]])
+            self._waiting.remove(ticket)
+            self._take(ticket[0], ticket[1])
+            ticket[2].set()  # the slot passes to the waiter
