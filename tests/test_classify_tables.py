@@ -122,35 +122,21 @@ def test_malformed_low_order_rows_are_refused(model):
         ConditionalCounts.from_config_dict(counts.vocab_size, counts.config_dict()).load_weights(tensors)
 
 
-TIMED = """
-import statistics, subprocess, sys, time
+ONE_THREAD = """
+import sys
 import namesmith.cli as cli
 from types import SimpleNamespace
 model = cli._load(SimpleNamespace(model_dir=sys.argv[1], device="cpu"))  # as `namesmith classify` loads it
 import torch
-names = ["davina", "marek", "kolette", "tosino"] * 250
-model.classify(names)
-alone, beside = [], []
-for round in range(8):  # alone and beside a busy core in turn, so the machine's own load weighs on both alike
-    # in a session of its own, as a program in another terminal (Linux shares CPU between sessions first)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) if round % 2 else None
-    time.sleep(0.2)
-    start = time.perf_counter()
-    for _ in range(3):
-        model.classify(names)
-    (beside if busy else alone).append(time.perf_counter() - start)
-    if busy:
-        busy.kill()
-        busy.wait()
-print(torch.get_num_threads(), statistics.median(alone), statistics.median(beside))
+model.classify(["davina", "marek"])
+print(torch.get_num_threads())
 """
 
 
-def test_the_cli_classifies_on_one_thread_and_a_busy_core_beside_it_costs_little(model):
+def test_the_cli_classifies_on_one_thread(model):
+    # with a thread per core, OpenMP's threads spin-waited for the one that shared a busy core: 10x slower (the
+    # time beside a busy core is benchmarks/bench_busy_core.py's figure; a test counts threads, not seconds)
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    out = subprocess.run([sys.executable, "-c", TIMED, str(model.directory)], check=True, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", ONE_THREAD, str(model.directory)], check=True, capture_output=True,
                          text=True, env=env).stdout.split()
-    threads, alone, beside = int(out[-3]), float(out[-2]), float(out[-1])
-    assert threads == 1
-    # with a thread per core, OpenMP's threads spin-waited for the one that shared the busy core: 10x slower
-    assert beside < 2 * alone, f"classify took {beside:.3f} s beside a busy core, {alone:.3f} s alone"
+    assert int(out[-1]) == 1
