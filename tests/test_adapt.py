@@ -194,6 +194,7 @@ def four_letters(prior_dir):
     return NameModel.train(words=words[:40], model="ngram", prior=prior_dir, split=False), words[40:]
 
 
+@pytest.mark.slow  # 13-33 s on the busy 2-core machine
 def test_class_table_learns_how_long_the_names_are(prior_dir, four_letters, monkeypatch):
     """Every name of the list has four letters: the n-gram backs off to contexts that end names of
     any length, the class table (end, LATIN) knows that names end after four letters."""
@@ -275,6 +276,7 @@ def test_class_table_round_trips_and_is_checked(four_letters, tmp_path):
         SparseNGram(adapted.vocab.size, adapted.model.config).load_weights(tensors)
 
 
+@pytest.mark.slow  # 13-33 s on the busy 2-core machine
 def test_adaptation_beats_the_list_alone_and_the_background_alone(prior_dir, adapted):
     alone = NameModel.train(words=LIST, model="ngram", order=4, prior="none", split=False)
     background = NameModel.load(prior_dir)
@@ -381,6 +383,7 @@ def test_prior_is_built_once_and_cached(tmp_path, monkeypatch, caplog):
     assert cache_dir() == tmp_path / "home" / ".cache" / "namesmith"
 
 
+@pytest.mark.slow  # 13-33 s on the busy 2-core machine
 def test_held_out_priors_never_see_the_excluded_names():
     """Leaving a locale out is not enough (the israel set holds he_IL's names); exclude_names is."""
     world = load_dataset("world")
@@ -399,6 +402,7 @@ def test_held_out_priors_never_see_the_excluded_names():
     assert "noa" in us and "noa" not in {w.casefold() for w in catalogue_words(("us",), exclude_names=["NOA"])}
 
 
+@pytest.mark.slow  # 13-33 s on the busy 2-core machine
 def test_prior_options(prior_dir, tmp_path):
     assert NameModel.train(words=LIST, model="ngram", prior="none").model_type == "ngram"
     assert NameModel.train(words=LIST, model="bigram-counts").model_type == "bigram-counts"  # auto: no prior for it
@@ -419,6 +423,7 @@ def test_prior_options(prior_dir, tmp_path):
     assert e.value.field == "discount"
 
 
+@pytest.mark.slow  # 13-33 s on the busy 2-core machine
 def test_prior_flag_of_the_cli(prior_dir, tmp_path, capsys):
     from namesmith.cli import main
 
@@ -467,6 +472,7 @@ def test_exact_constraints_on_the_adapted_ngram(adapted):
         assert abs(count - b[name]) < 5 * math.sqrt(count + b[name]) + 5, name
 
 
+@pytest.mark.slow  # 13-33 s on the busy 2-core machine
 def test_more_like_these(prior_dir, tmp_path):
     base = NameModel.load(prior_dir)
     more = base.adapt(LIST[:10], order=4, out=tmp_path / "more")
@@ -480,6 +486,7 @@ def test_more_like_these(prior_dir, tmp_path):
         base.adapt(LIST[:5], out=tmp_path / "more")
 
 
+@pytest.mark.slow  # 13-33 s on the busy 2-core machine
 def test_fine_tuning_a_pretrained_network(tmp_path, monkeypatch):
     monkeypatch.setattr("namesmith.adapt.NEURAL_MAX_STEPS", 100)
     pretrained = tmp_path / "gru"

@@ -180,6 +180,7 @@ def test_the_trainer_draws_rows_in_proportion_to_their_weights():
 
 
 # --- what conditioning buys ------------------------------------------------------------------------------
+@pytest.mark.slow  # 10 s, busy machine
 def test_conditional_beats_unconditional_where_labels_matter(ngram, table_path):
     plain = NameModel.train(table_path, "ngram", order=3, condition=())
     corpus = ngram.corpus

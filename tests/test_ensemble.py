@@ -45,6 +45,7 @@ def members(corpus):
     return models
 
 
+@pytest.mark.slow  # trained members: 20-40 s of fixtures, busy machine
 @pytest.mark.parametrize("combine", ["mixture", "product"])
 def test_fitted_weights_beat_every_member_on_validation(members, corpus, combine):
     ensemble = build_ensemble(members, corpus, combine).eval()
@@ -60,6 +61,7 @@ def test_fitted_weights_beat_every_member_on_validation(members, corpus, combine
         assert min(weights) >= 0 and sum(weights) == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # trained members: 20-40 s of fixtures, busy machine
 @pytest.mark.parametrize("combine", ["mixture", "product"])
 def test_step_equals_forward_and_select_state(members, corpus, combine):
     ensemble = Ensemble(members, [0.4, 0.3, 0.2, 0.1], combine).eval()
@@ -108,6 +110,7 @@ def test_product_weights_minimise_the_nll():
     assert abs(wa - 0.8) < 0.15 and abs(wb - 0.5) < 0.15
 
 
+@pytest.mark.slow  # trained members: 20-40 s of fixtures, busy machine
 def test_bad_weights_and_configs_are_refused(members):
     with pytest.raises(ConfigError, match="sum to 1"):
         Ensemble(members[:2], [0.7, 0.7], "mixture")
@@ -133,6 +136,7 @@ def trained(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # trained members: 20-40 s of fixtures, busy machine
 def test_round_trip_sample_score_eval_constraints(trained, tmp_path):
     dirs = [trained / "gru", trained / "tf", trained / "ngram"]
     built = NameModel.ensemble(dirs, out=tmp_path / "ens")
@@ -153,6 +157,7 @@ def test_round_trip_sample_score_eval_constraints(trained, tmp_path):
     assert nested.describe() == "ensemble of [ensemble of [gru, transformer, ngram], ngram]"
 
 
+@pytest.mark.slow  # trained members: 20-40 s of fixtures, busy machine
 def test_members_must_share_vocabulary_and_data(trained, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text("\n".join(load_words("builtin")[500:900]) + "\n")
@@ -163,6 +168,7 @@ def test_members_must_share_vocabulary_and_data(trained, tmp_path):
         NameModel.ensemble([trained / "ngram"])
 
 
+@pytest.mark.slow  # trained members: 20-40 s of fixtures, busy machine
 def test_cli(trained, tmp_path, capsys):
     out = str(tmp_path / "ens")
     assert main(["ensemble", "-m", str(trained / "gru"), "-m", str(trained / "ngram"), "--out", out, "--json"]) == 0

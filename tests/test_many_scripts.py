@@ -22,6 +22,8 @@ from namesmith.evaluate import row_log_probs
 from namesmith.models.conditional_counts import ConditionalCounts
 from namesmith.vocab import BOUNDARY
 
+pytestmark = pytest.mark.slow  # 12-34 s each on the busy 2-core machine
+
 # (locale, first code point, letters): ten scripts without case, 1,191 letters in all, each drawn often
 SCRIPTS = (("zh", 0x4E00, 120), ("zh2", 0x5000, 120), ("ko", 0xAC00, 120), ("ko2", 0xB000, 120),
            ("am", 0x1200, 72), ("iu", 0x1401, 120), ("iu2", 0x1480, 120), ("ii", 0xA000, 120), ("ii2", 0xA100, 120),

@@ -43,12 +43,14 @@ def mixed(corpus) -> NGramMix:
     return mix.eval()
 
 
+@pytest.mark.slow  # a trained network: 28-49 s, busy machine
 def test_step_equals_forward_and_select_state(mixed, corpus):
     x, _ = corpus.tensors("val")
     full = assert_step_equals_forward(mixed, x[:6, :8], rows=[1, 4], at=3)
     torch.testing.assert_close(full.exp().sum(-1), torch.ones(full.shape[:2]))  # normalised
 
 
+@pytest.mark.slow  # a trained network: 28-49 s, busy machine
 def test_fitted_weights_beat_either_model_alone_on_validation(mixed, corpus):
     x, y = corpus.tensors("val")
     both = mean_nll(mixed, x, y)
@@ -74,6 +76,7 @@ def test_fit_weights_finds_the_minimum():
     assert abs(a - 0.7) < 0.15 and abs(b - 0.4) < 0.15  # and it is near the weights that made the data
 
 
+@pytest.mark.slow  # a trained network: 28-49 s, busy machine
 def test_checkpoint_round_trip_and_sampling(tmp_path):
     out = tmp_path / "m"
     result = NameModel.train(model="gru", words=WORDS * 3, out=out, n_embd=8, n_hidden=16, **QUICK, ngram_mix=4,
@@ -99,6 +102,7 @@ def test_checkpoint_round_trip_and_sampling(tmp_path):
     assert alone.model_type == "gru" and alone.describe() == "gru"
 
 
+@pytest.mark.slow  # a trained network: 28-49 s, busy machine
 def test_malformed_mix_in_a_checkpoint_is_refused(mixed, corpus, tmp_path):
     # format 2: the mix is its own type, "ngram-mix", with a nested config
     data = {"path": "words.txt", "sha256": "0" * 64, "lowercase": True, "encoding": "utf-8", "max_line_length": 64,

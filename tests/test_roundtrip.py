@@ -65,6 +65,7 @@ def run_json(capsys, argv: list[str]) -> object:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow  # every type through the CLI: up to 60 s each, busy machine
 @pytest.mark.parametrize("name", [*TINY, *WRAPPERS])
 def test_train_load_sample_score_eval_plot(one_thread, tmp_path, capsys, words_file, table_file, name):
     model_type, options = WRAPPERS[name] if name in WRAPPERS else (name, TINY[name])
