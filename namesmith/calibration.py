@@ -20,6 +20,11 @@ becomes a weight on ending in a state at a length (`chain_end_log_weights`), whi
 sampler's backward pass folds in as it does min_len; any other sampler's draws are kept with
 probability exp(λ·f(x) - log Z - bound) (`tilted_draws`: rejection sampling, whose cost is known
 because the features are bounded: 1/acceptance ≤ exp(bound)).
+
+A conditional model (namesmith.models.conditional_counts) samples and scores with the model of a label
+node (sex=F; sex=F and decade=1950s; the root, every label marginalised): `LabelCalibrations` holds a
+tilt per node, each fitted to its own model and its own training names, so P'(x | node) is normalised
+node by node and Bayes' rule over nodes (namesmith.classify) compares normalised likelihoods.
 """
 
 from __future__ import annotations
@@ -105,6 +110,60 @@ class Calibration:
         if not all(math.isfinite(w) for w in (*lengths, *(w for row in ends for w in row), calibration.log_z)):
             raise CheckpointError("the calibration entry holds a value that is not finite")
         return calibration
+
+
+@dataclass(frozen=True)
+class LabelCalibrations:
+    """A conditional model's tilt of each label node it calibrated, by the node's label codes (a value index
+    per label, the label's unknown code where the node leaves it out); a node without one is untilted."""
+
+    nodes: dict[tuple[int, ...], Calibration]
+
+    def of(self, codes: tuple[int, ...]) -> Calibration | None:
+        return self.nodes.get(tuple(codes))
+
+    def row_log_weights(self, codes: torch.Tensor, words: Sequence[str], vocab: Vocab) -> torch.Tensor:
+        """λ·f(x) - log Z of each row's word under its own node's tilt (codes (N, k)), 0 for a node without
+        one: what calibration adds to a labelled row's log-probability (float64 (N,))."""
+        out = torch.zeros(len(words), dtype=torch.float64)
+        groups, group_of = torch.unique(codes.cpu(), dim=0, return_inverse=True)
+        for g, node in enumerate(groups.tolist()):
+            calibration = self.of(tuple(node))
+            if calibration is not None:
+                rows = (group_of == g).nonzero().squeeze(1)
+                out[rows] = calibration.word_log_weights([words[i] for i in rows.tolist()], vocab)
+        return out
+
+    def combination_log_weights(self, words: Sequence[str], vocab: Vocab,
+                                combinations: Sequence[tuple[int, ...]]) -> torch.Tensor:
+        """(N, C) λ·f - log Z of each word under each combination's tilt (0 for one without)."""
+        out = torch.zeros(len(words), len(combinations), dtype=torch.float64)
+        for c, codes in enumerate(combinations):
+            calibration = self.of(codes)
+            if calibration is not None:
+                out[:, c] = calibration.word_log_weights(words, vocab)
+        return out
+
+    def to_dict(self, condition: Any) -> dict[str, Any]:
+        """Each node by its `where` ({} for the root): readable, and independent of the codes' order."""
+        return {"nodes": [{"where": condition.where_of(codes), **calibration.to_dict()}
+                          for codes, calibration in self.nodes.items()]}
+
+    @classmethod
+    def from_dict(cls, record: Any, vocab_size: int, condition: Any) -> LabelCalibrations:
+        """Saved label calibrations, checked against the model's labels (CheckpointError says what is wrong)."""
+        if not isinstance(record, dict) or not isinstance(record.get("nodes"), list):
+            raise CheckpointError("the label calibration entry needs a list of nodes")
+        nodes = {}
+        for entry in record["nodes"]:
+            where = entry.get("where") if isinstance(entry, dict) else None
+            if not isinstance(where, dict) or not all(isinstance(v, str) for v in where.values()) or any(
+                    label not in condition.labels or value not in condition.labels[label]
+                    for label, value in where.items()):
+                raise CheckpointError(f"the label calibration entry names a node the model's labels lack: "
+                                      f"{where!r:.80}")
+            nodes[condition.where_codes(where)[0]] = Calibration.from_dict(entry, vocab_size)
+        return cls(nodes)
 
 
 def word_cells(words: Sequence[str], vocab: Vocab) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,7 +34,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-from namesmith.calibration import Calibration
+from namesmith.calibration import Calibration, LabelCalibrations
 from namesmith.data import has_bad_chars
 from namesmith.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.io import atomic_write_bytes, sha256_file, write_content_addressed
@@ -139,6 +139,8 @@ def model_record(model: CharModel, vocab: Vocab) -> dict[str, Any]:
     record = {"model_type": model.model_type, "model_config": model.config_dict(), "vocab": list(vocab.chars)}
     if model.calibration is not None:  # a directory without one (every one older than calibration) loads untilted
         record["calibration"] = model.calibration.to_dict()
+    if model.label_calibrations is not None:  # a conditional model's, one per label node
+        record["label_calibrations"] = model.label_calibrations.to_dict(model.condition)
     return record
 
 
@@ -394,6 +396,11 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu", *
         model.load_weights(tensors)
         if "calibration" in meta:
             model.calibration = Calibration.from_dict(meta["calibration"], vocab.size)
+        if "label_calibrations" in meta:
+            if model.condition is None or not hasattr(model, "set_label_calibrations"):
+                raise CheckpointError(f"label calibrations apply to conditional count models, not {model.model_type}")
+            model.set_label_calibrations(LabelCalibrations.from_dict(meta["label_calibrations"], vocab.size,
+                                                                     model.condition))
     except (NamesmithError, TypeError, ValueError, OverflowError, RuntimeError) as e:
         raise CheckpointError(f"{directory / META_FILE}: {e}") from None
     model.to(device).eval()

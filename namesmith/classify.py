@@ -49,12 +49,17 @@ def combination_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[
                                 combinations: list[tuple[int, ...]]) -> torch.Tensor:
     """(N, C) log P(name | combination of label codes) of each name under each combination (float64).
 
-    A model that can score many combinations at once (conditional counts) does; otherwise each
-    combination's plain model scores the names.
+    A model that can score many combinations at once (conditional counts) does, each combination's
+    likelihoods tilted by its calibration where it has one (namesmith.calibration.LabelCalibrations);
+    otherwise each combination's plain model scores the names (calibrated as it samples).
     """
     if hasattr(model, "combination_log_likelihoods"):
         x, y = encode_words(list(names), vocab)
-        return model.combination_log_likelihoods(x, y, combinations)
+        log_likelihoods = model.combination_log_likelihoods(x, y, combinations)
+        if model.label_calibrations is not None:
+            log_likelihoods = log_likelihoods + model.label_calibrations.combination_log_weights(
+                list(names), vocab, combinations)
+        return log_likelihoods
     where_of = model.condition.where_of
     return torch.stack([word_log_probs(model.given(where_of(codes)), list(names), vocab) for codes in combinations], 1)
 

@@ -137,6 +137,15 @@ def calibrated(model: CharModel, log_probs: torch.Tensor, words: Sequence[str], 
     return log_probs + model.calibration.word_log_weights(words, vocab)
 
 
+def calibrated_rows(model: CharModel, log_probs: torch.Tensor, corpus: Any, part: str) -> torch.Tensor:
+    """`calibrated` for the rows of a labelled corpus's part: a conditional model's rows each tilted by their
+    own label node's calibration (namesmith.calibration.LabelCalibrations), a plain model's by its own."""
+    if model.label_calibrations is not None:
+        return log_probs + model.label_calibrations.row_log_weights(corpus.codes[part], corpus.words(part),
+                                                                    corpus.vocab)
+    return calibrated(model, log_probs, corpus.words(part), corpus.vocab)
+
+
 def row_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Total log-probability (float64) of each row of `encode_words`-style tensors (a labelled corpus's
     rows carry their labels in their start token)."""
@@ -147,7 +156,7 @@ def row_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
 
 
-def _row_log_probs_by_label(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def labelled_row_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """`row_log_probs`, a count model's rows scored in order of their labels (their start token): a
     conditional count model mixes each label combination's rows for the contexts of a batch, so a batch
     of one combination shares the most (namesmith.models.conditional_counts). Networks keep the order."""
@@ -169,7 +178,7 @@ def evaluate_labelled(model: CharModel, corpus: Any) -> dict[str, dict[str, Any]
         if not len(x):
             metrics[part] = {**Evaluation(None, 0, 0).to_dict(), "nll_per_count": None}
             continue
-        log_probs = _row_log_probs_by_label(model, x, y)
+        log_probs = calibrated_rows(model, labelled_row_log_probs(model, x, y), corpus, part)
         chars = (y >= 0).sum(1).double()
         result = Evaluation(float(-log_probs.sum() / chars.sum()), len(x), int(chars.sum())).to_dict()
         counts = torch.from_numpy(corpus.counts[part]).double()

@@ -311,14 +311,13 @@ class NameModel:
         if self.meta["data"].get("streamed"):
             raise ConfigError("calibrate: a model of a streamed word list is not calibrated (its words are not "
                               "kept)", field="calibrate")
-        if self.model.condition is not None:
-            raise ConfigError("calibrate: conditional models are not calibrated", field="calibrate")
         corpus = self.corpus
         report = calibrate_model(self.model, corpus, choice, self.meta.get("train_config", {}).get("seed", 1337))
         self.meta["calibration_report"] = report
         self.meta.pop("calibration", None)
-        if self.model.calibration is not None:
-            self.meta["calibration"] = self.model.calibration.to_dict()
+        self.meta.pop("label_calibrations", None)
+        self.meta.update({k: v for k, v in model_record(self.model, self.vocab).items()
+                          if k in ("calibration", "label_calibrations")})
         self.meta["metrics"] = evaluate_corpus(self.model, corpus)
         self._reference.clear()  # percentiles and exact tables of the model as it was
         self._exact.clear()
@@ -331,7 +330,7 @@ class NameModel:
             raise ConfigError(f"{directory}: already holds a trained model; pass overwrite=True to replace it",
                               field="directory")
         meta = {k: v for k, v in self.meta.items()  # the model's own record (its calibration too) is written anew
-                if k not in ("format", "format_version", "weights", "train_state", "calibration")}
+                if k not in ("format", "format_version", "weights", "train_state", "calibration", "label_calibrations")}
         return save_checkpoint(directory, self.model, self.vocab, meta)
 
     def _saved_in(self, directory: Path) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from namesmith.adapt import UNKNOWN_CHAR_LOG_PROB, adapt, adapted_vocab, choose_background, describe_background
-from namesmith.calibrate import calibrate
+from namesmith.calibrate import calibrate, calibrate_labels
 from namesmith.casing import folds
 from namesmith.checkpoint import (
     META_FILE,
@@ -154,13 +154,25 @@ def mix_ngram(corpus: Corpus, order: int) -> CharModel | None:
 
 def calibrate_model(model: CharModel, corpus: Corpus, choice: str, seed: int) -> dict[str, Any]:
     """Fit the whole-name calibration `choice` asks for (namesmith.calibrate) and set it on the model (None
-    where it is not kept); what was tried and chosen, for the model directory."""
-    calibration, report = calibrate(model, corpus.vocab, corpus.words("train"), corpus.words("val"), choice=choice,
-                                    max_len=length_limit(model, None, corpus.max_word_length), seed=seed)
-    model.calibration = calibration
+    where it is not kept); what was tried and chosen, for the model directory. A conditional count model
+    gets a calibration per label node (namesmith.calibrate.calibrate_labels)."""
+    max_len = length_limit(model, None, corpus.max_word_length)
+    started = time.perf_counter()
+    if model.labels:
+        if not isinstance(model, ConditionalCounts):
+            raise ConfigError(f"calibrate: conditional {model.model_type} models are not calibrated (conditional "
+                              "count models are)", field="calibrate")
+        calibrations, report = calibrate_labels(model, corpus, choice=choice, max_len=max_len, seed=seed)
+        model.set_label_calibrations(calibrations)
+        calibration = calibrations
+    else:
+        calibration, report = calibrate(model, corpus.vocab, corpus.words("train"), corpus.words("val"),
+                                        choice=choice, max_len=max_len, seed=seed)
+        model.calibration = calibration
     if calibration is not None:
-        log.info(f"calibrated ({report.choice}, {report.method}): validation NLL "
-                 f"{report.validation.get('none', float('nan')):.4f} -> {report.validation.get(report.choice, 0):.4f}")
+        log.info(f"calibrated ({report.choice}, {report.method}) in {time.perf_counter() - started:.1f} s: "
+                 f"validation NLL {report.validation.get('none', float('nan')):.4f} -> "
+                 f"{report.validation.get(report.choice, 0):.4f}")
     return report.to_dict()
 
 
@@ -683,7 +695,7 @@ def train(
         meta["metrics_without_ngram"] = evaluate_corpus(model, corpus)
         model = mix_with_ngram(model, corpus, config.ngram_mix, mix_ngram(corpus, config.ngram_mix))
         model.eval()
-    if complete and plain:
+    if complete and (plain or (isinstance(model, ConditionalCounts) and model.labels)):
         meta["calibration_report"] = calibrate_model(model, corpus, train_config.calibrate, train_config.seed)
     metrics = evaluate_corpus(model, corpus)
     meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(), complete=complete)

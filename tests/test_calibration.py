@@ -4,6 +4,7 @@ old model directories load untilted, and --calibrate is checked."""
 import itertools
 import json
 import math
+import random
 from collections import Counter
 
 import pytest
@@ -15,8 +16,8 @@ from namesmith.calibration import Calibration
 from namesmith.cli import main
 from namesmith.config import TrainConfig
 from namesmith.data import Corpus
-from namesmith.errors import ConfigError
-from namesmith.evaluate import word_log_probs
+from namesmith.errors import CheckpointError, ConfigError
+from namesmith.evaluate import row_log_probs, word_log_probs
 from namesmith.generate import GenerateConfig, MarkovChain, generate, markov_chain
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.namemodel import NameModel
@@ -187,3 +188,134 @@ def test_max_tries_binds_the_draws_a_calibrated_model_rejects(tiny):
     finally:
         model.calibration = None
     assert not result.complete and result.stop_reason == "max-tries" and result.tries <= 500
+
+
+# --- conditional count models: a calibration per label node ---------------------------------------------
+def long_and_short_rows(n: int = 600, seed: int = 0) -> list[tuple[str, str, int]]:
+    """Girls' names of 6-9 letters, boys' of 2-4: a bigram gets both lengths wrong, and differently."""
+    rng = random.Random(seed)
+    rows = [("".join(rng.choice("aeilmnrs") for _ in range(rng.randint(5, 8))) + "a", "F", rng.randint(1, 9))
+            for _ in range(n)]
+    rows += [("".join(rng.choice("bdgkotu") for _ in range(rng.randint(2, 4))), "M", rng.randint(1, 9))
+             for _ in range(n)]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def by_sex(tmp_path_factory):
+    """A conditional bigram of long girls' and short boys' names, calibrated per sex, saved."""
+    path = tmp_path_factory.mktemp("data") / "names.tsv"
+    path.write_text("name\tsex\tcount\n" + "".join(f"{n}\t{s}\t{c}\n" for n, s, c in long_and_short_rows()))
+    out = path.parent / "m"
+    return NameModel.train(path, "bigram-counts", condition=("sex",), calibrate="length", out=out), out
+
+
+def node_lengths(model, node, tilted: bool) -> torch.Tensor:
+    """P(length = ℓ) of a node's model (ℓ < T; T pooled), exactly by the DP, with or without its tilt."""
+    calibration = model.label_calibrations.of(node)
+    saved = model.label_calibrations
+    model.set_label_calibrations(None)
+    try:
+        chain = markov_chain(model.given_codes([node]), model.vocab_size, GenerateConfig())
+    finally:
+        model.set_label_calibrations(saved)
+    cells = chain_cells(chain, calibration.longest_cell)
+    return (cells * calibration.log_weights.exp()).sum(1) if tilted else cells.sum(1)
+
+
+def test_each_label_node_matches_its_own_training_lengths(by_sex):
+    model, _ = by_sex
+    conditional, corpus = model.model, model.corpus
+    assert set(conditional.label_calibrations.nodes) == {(2,), (0,), (1,)}  # the root, sex=F, sex=M
+    train, codes, weights = corpus.words("train"), corpus.codes["train"][:, 0], corpus.weights["train"]
+    for node in [(0,), (1,), (2,)]:
+        rows = [i for i in range(len(train)) if node == (2,) or int(codes[i]) == node[0]]
+        T = conditional.label_calibrations.of(node).longest_cell
+        wanted = torch.zeros(T + 1, dtype=torch.float64)
+        for i in rows:
+            wanted[min(len(train[i]), T)] += weights[i]
+        wanted /= wanted.sum()
+        assert (node_lengths(conditional, node, tilted=True) - wanted).abs().max() < 0.03
+        assert (node_lengths(conditional, node, tilted=False) - wanted).abs().max() > 0.1  # a bigram's lengths
+
+
+def test_one_node_unguided_is_tilted_a_product_or_a_guided_model_is_not(by_sex):
+    conditional = by_sex[0].model
+    assert conditional.given({"sex": "F"}).calibration is conditional.label_calibrations.of((0,))
+    assert conditional.given().calibration is conditional.label_calibrations.of((2,))
+    assert conditional.component(0).calibration is None  # the root's component itself, mixed into the others
+    assert conditional.given({"sex": ["F", "M"]}).calibration is None
+    assert conditional.given({"sex": "F"}, guidance=1.0).calibration is None
+
+
+def test_score_eval_and_classify_use_each_nodes_calibrated_likelihood(by_sex):
+    model, _ = by_sex
+    conditional, corpus, vocab = model.model, model.corpus, model.vocab
+    names = ["mariela", "bodu", "kin"]
+    F, M = (conditional.label_calibrations.of((v,)) for v in (0, 1))
+    saved = conditional.label_calibrations
+    conditional.set_label_calibrations(None)
+    try:
+        plain = {s: word_log_probs(conditional.given({"sex": s}), names, vocab) for s in "FM"}
+        x, y = corpus.tensors("val")
+        rows = row_log_probs(conditional, x, y)
+    finally:
+        conditional.set_label_calibrations(saved)
+    tilted = {"F": plain["F"] + F.word_log_weights(names, vocab), "M": plain["M"] + M.word_log_weights(names, vocab)}
+    assert [s.log_prob for s in model.score(names, where={"sex": "F"})] == pytest.approx(tilted["F"].tolist())
+    val_codes, val_words = corpus.codes["val"][:, 0].tolist(), corpus.words("val")
+    tilt = torch.tensor([conditional.label_calibrations.of((c,)).word_log_weights([w], vocab).item()
+                         for c, w in zip(val_codes, val_words)], dtype=torch.float64)
+    chars = sum(len(w) + 1 for w in val_words)
+    assert model.metrics["val"]["nll"] == pytest.approx(float(-(rows + tilt).sum()) / chars, rel=1e-6)
+    prior = conditional.condition.prior("sex")
+    joint = torch.stack([tilted["F"], tilted["M"]], 1) + prior.log()
+    expected = torch.softmax(joint, 1)
+    for name, result, p in zip(names, model.classify(names), expected):
+        assert [result.labels["sex"]["F"], result.labels["sex"]["M"]] == pytest.approx(p.tolist(), rel=1e-5), name
+
+
+def test_names_drawn_given_a_label_follow_its_calibrated_lengths(by_sex):
+    model, _ = by_sex
+    conditional = model.model
+    for sex, node in (("F", (0,)), ("M", (1,))):
+        lengths = node_lengths(conditional, node, tilted=True)
+        T = len(lengths) - 1
+        names = model.generate(20_000, where={"sex": sex}, seed=3, max_len=40).names
+        counts = Counter(min(len(n), T) for n in names)
+        expected = {ell: float(p) for ell, p in enumerate(lengths) if p > 1e-9}
+        assert chi_square_pvalue(counts, expected, len(names)) > 1e-3
+
+
+def test_label_calibrations_are_saved_and_older_directories_load_untilted(by_sex):
+    model, out = by_sex
+    loaded = NameModel.load(out)
+    assert loaded.model.label_calibrations == model.model.label_calibrations
+    names = ["mariela", "bodu"]
+    assert [s.log_prob for s in loaded.score(names, where={"sex": "M"})] == pytest.approx(
+        [s.log_prob for s in model.score(names, where={"sex": "M"})])
+    meta_file = out / "namesmith.json"
+    meta = json.loads(meta_file.read_text())
+    assert [node["where"] for node in meta["label_calibrations"]["nodes"]] != []
+    old = {k: v for k, v in meta.items() if k != "label_calibrations"}
+    meta_file.write_text(json.dumps(old))
+    try:
+        untilted = NameModel.load(out)
+        assert untilted.model.label_calibrations is None and untilted.model.given({"sex": "M"}).calibration is None
+        bad = {**meta, "label_calibrations": {"nodes": [{"where": {"sex": "X"}, **meta["calibration_report"]}]}}
+        meta_file.write_text(json.dumps(bad))
+        with pytest.raises(CheckpointError, match="label calibration"):
+            NameModel.load(out)
+    finally:
+        meta_file.write_text(json.dumps(meta))
+
+
+def test_label_nodes_are_bounded(by_sex, monkeypatch):
+    """Past LABEL_DP_CELLS of DP cells in all, only the root keeps its own calibration."""
+    import namesmith.calibrate as fitting
+
+    conditional, corpus = by_sex[0].model, by_sex[0].corpus
+    codes, weights = corpus.codes["train"], torch.from_numpy(corpus.weights["train"])
+    assert fitting.label_nodes(conditional, codes, weights) == [(2,), (0,), (1,)]
+    monkeypatch.setattr(fitting, "LABEL_DP_CELLS", 1)
+    assert fitting.label_nodes(conditional, codes, weights) == [(2,)]

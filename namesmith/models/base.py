@@ -135,6 +135,8 @@ class CharModel(nn.Module):
     # --- conditions (namesmith.conditional) -----------------------------------------------------
     condition: Any = None  # a conditional model's `namesmith.conditional.Condition` (labels, values, priors)
     calibration: Any = None  # a `namesmith.calibration.Calibration`: its names tilted as a whole (None: as they are)
+    # a conditional model's `namesmith.calibration.LabelCalibrations`: the names of each label node tilted
+    label_calibrations: Any = None
 
     @property
     def labels(self) -> dict[str, list[str]]:

@@ -68,6 +68,7 @@ use: generation samples and filters instead (namesmith.generate).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from collections import OrderedDict
@@ -197,6 +198,7 @@ class ConditionalCounts(CharModel):
         # (`low_order_rows`), or none (0 nodes: not saved by older versions, a large vocabulary, bigram components)
         self.register_buffer("node_low_probs", torch.zeros(0, vocab_size + 1, vocab_size, dtype=torch.float64))
         self._index_nodes()
+        self.label_calibrations = None  # namesmith.calibration.LabelCalibrations: see `set_label_calibrations`
         self._components: OrderedDict[int, CharModel] = OrderedDict()
         self._aligned_probs: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._given: OrderedDict[tuple, CharModel] = OrderedDict()
@@ -595,14 +597,27 @@ class ConditionalCounts(CharModel):
                                                      self.combo_offsets[1:] - self.combo_offsets[:-1])
         return self._index
 
+    def set_label_calibrations(self, calibrations: Any) -> None:
+        """Tilt each label node's names by its calibration (namesmith.calibration.LabelCalibrations; None:
+        untilted): the plain models `given` returns from now on carry their node's."""
+        self.label_calibrations = calibrations
+        self._given = OrderedDict()
+
     def given_codes(self, combinations: list[tuple[int, ...]], guidance: float = 0.0) -> CharModel:
-        """The plain model of these code combinations (their product when several), guided, cached."""
+        """The plain model of these code combinations (their product when several), guided, cached; one node
+        asked unguided is tilted by its calibration where it has one (a product or a guided model is a
+        distribution no calibration was fitted to)."""
         key = (tuple(sorted(combinations)), guidance)
         if key in self._given:
             self._given.move_to_end(key)
             return self._given[key]
+        calibration = None
+        if len(combinations) == 1 and not guidance and self.label_calibrations is not None:
+            calibration = self.label_calibrations.of(combinations[0])
         if len(combinations) == 1 and combinations[0] == self.condition.unknown():
             model = self.component(0)  # no label asked: the pooled model itself (guidance changes nothing)
+            if calibration is not None:  # a copy, tilted: the component itself stays what the mixtures use
+                model = copy.copy(model)
         elif self.sparse:  # no whole table: rows are mixed when asked for
             model = ConditionedNGram(self, combinations, guidance)
         else:
@@ -613,9 +628,12 @@ class ConditionalCounts(CharModel):
                 model.context_keys = root.context_keys
                 model.next_token_logprobs = logprobs.float()
                 model.discounts = root.discounts
+                # every conditioned model has the root's contexts, so its chain's transitions too: built once
+                model._transition_cache = (root.context_keys, root._transitions())
             else:
                 model = BigramTableModel(logprobs)
             model = model.to(self.device).eval()
+        model.calibration = calibration
         self._given[key] = model
         if len(self._given) > CACHE_SIZE // 2:
             self._given.popitem(last=False)
