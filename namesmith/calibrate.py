@@ -309,11 +309,8 @@ def calibrate(model: CharModel, vocab: Vocab, train_words: Sequence[str], val_wo
 def label_nodes(model: Any, codes: torch.Tensor, weights: torch.Tensor) -> list[tuple[int, ...]]:
     """The nodes of a conditional count model that get their own calibration: the root, then nodes of one
     label, two, ... (its nodes' order), each with at least MIN_NODE_WEIGHT of training weight, while their
-    DP's cells (states × vocabulary each) stay within LABEL_DP_CELLS; the root alone for a model whose
-    nodes are no finite chain (a vocabulary of many scripts: its draws are sampled, once)."""
+    DP's cells (states × vocabulary each) stay within LABEL_DP_CELLS."""
     nodes = [tuple(node) for node in model.node_codes.tolist()]
-    if model.sparse:
-        return nodes[:1]
     chain = markov_chain(model.given_codes([nodes[0]]), model.vocab_size, GenerateConfig())
     per_node = chain.probs.numel() if chain is not None else MAX_DP_CELLS
     chosen, unknown = [], model.condition.unknown()
@@ -345,6 +342,9 @@ def calibrate_labels(model: Any, corpus: Any, *, choice: str = "auto", max_len: 
     them). The report's validation NLL is that of the validation rows of those nodes, each scored by its own
     node's model; auto keeps the calibrations where they lower it. The model is not changed: the caller sets
     `model.set_label_calibrations`."""
+    if model.sparse and choice != "none":  # its nodes are no finite chain: each would be sampled, tens of s a node
+        return None, CalibrationReport("none", "", note="a vocabulary of many scripts: its label nodes are no "
+                                                        "finite chain to calibrate exactly")
     vocab, unknown = corpus.vocab, model.condition.unknown()
     train_words, val_words = corpus.words("train"), corpus.words("val")
     codes, weights = corpus.codes["train"].cpu(), torch.from_numpy(corpus.weights["train"])
