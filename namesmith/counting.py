@@ -479,9 +479,13 @@ class _Tally:
         for i in range(PARTITIONS):
             if self.pending[i]:
                 self._flush(i)
-        keys = np.concatenate([k for k, _ in self.totals])
-        counts = np.concatenate([c for _, c in self.totals])
-        self.totals = [(keys[:0], counts[:0])] * PARTITIONS  # the arrays now live in the result only
+        size = sum(len(k) for k, _ in self.totals)
+        keys, counts = np.empty(size, self.dtype), np.empty(size, np.int64)
+        at = 0
+        for i, (part_keys, part_counts) in enumerate(self.totals):  # each range freed once copied: the tally
+            keys[at : at + len(part_keys)], counts[at : at + len(part_keys)] = part_keys, part_counts  # is not
+            at += len(part_keys)  # held twice
+            self.totals[i] = (keys[:0], counts[:0])
         return keys, counts
 
 
@@ -959,13 +963,16 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
     del gathered
     by_part[FIT] = _merge_into(by_part[FIT], by_part[HELD_OUT])  # every training word: FIT + HELD_OUT
     words_by_part[FIT] += words_by_part[HELD_OUT]
-    train, held_out, val, test = (
-        NGramCounts(order, vocab.size, torch.from_numpy(keys.astype(np.int64)),
-                    torch.from_numpy(counts if counts.base is None else counts.copy()), int(words_by_part[part]))
-        for part, (keys, counts) in enumerate(by_part))
-    # the int32 keys, and the counts of every part in one array (the parts were views of it): only the
-    # int64 keys and each part's own counts are kept
-    del by_part
+    parts = []
+    for part in range(len(by_part)):  # each part's int32 keys freed once widened, and its counts made its own
+        keys, counts = by_part[part]  # (the parts were views of one array): only what the counts need is held
+        by_part[part] = None
+        parts.append(NGramCounts(order, vocab.size, torch.from_numpy(keys.astype(np.int64)),
+                                 torch.from_numpy(counts if counts.base is None else counts.copy()),
+                                 int(words_by_part[part])))
+        del keys, counts
+    train, held_out, val, test = parts
+    del by_part, parts
     release_freed_memory()  # the tallies' small arrays
     skipped_long = sum(scan.skipped_long for scan in scans)
     if skipped_long and rank == 0:
