@@ -695,7 +695,10 @@ def train(
         meta["metrics_without_ngram"] = evaluate_corpus(model, corpus)
         model = mix_with_ngram(model, corpus, config.ngram_mix, mix_ngram(corpus, config.ngram_mix))
         model.eval()
-    if complete and (plain or (isinstance(model, ConditionalCounts) and model.labels)):
+    # a conditional count model's calibration per label node costs minutes on large tables (us: 45 nodes):
+    # trained with it only when asked for by name; `namesmith calibrate -m DIR` fits it for a trained model
+    conditional = isinstance(model, ConditionalCounts) and model.labels and train_config.calibrate == "length"
+    if complete and (plain or conditional):
         meta["calibration_report"] = calibrate_model(model, corpus, train_config.calibrate, train_config.seed)
     metrics = evaluate_corpus(model, corpus)
     meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(), complete=complete)
