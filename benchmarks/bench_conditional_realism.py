@@ -7,7 +7,8 @@ Trains the default model of a built-in table (an n-gram conditioned on every lab
 label node: namesmith.calibrate.calibrate_labels), then, with its label calibrations and without them:
 
 - per value of `--label`: total variation between the lengths of `--draws` names drawn given that value
-  and the lengths of the training rows of that value (the target is <= 0.03);
+  and the lengths of the training rows of that value, weighted as the model counts them (the target is
+  <= 0.03), and of its distinct training names;
 - the test NLL per character (each test row under its own labels) with its standard error;
 - classification accuracy of `--label` on the test rows (the most probable value is the row's), with the
   seconds the calibration took (the share of `train` it costs).
@@ -50,11 +51,21 @@ def measure(model: NameModel, label: str, draws: int, seed: int) -> dict:
     j = list(model.labels).index(label)
     train_codes, test_codes = corpus.codes["train"][:, j].tolist(), corpus.codes["test"][:, j].tolist()
     result: dict = {"length_tv": {}}
+    result["length_tv_distinct"] = {}
+    weights = corpus.weights["train"]
     for code, value in enumerate(values):
-        lengths = [len(w) for w, c in zip(corpus.words("train"), train_codes) if c == code]
+        rows = [i for i, c in enumerate(train_codes) if c == code]
         started = time.perf_counter()
         names = model.generate(draws, where={label: value}, seed=seed).names
-        result["length_tv"][value] = total_variation([len(n) for n in names], lengths)
+        # the rows of that value weighted as the model counts them (a name of many decades is many rows)
+        weighted: Counter = Counter()
+        for i in rows:
+            weighted[len(corpus.words("train")[i])] += weights[i]
+        drawn = Counter(len(n) for n in names)
+        result["length_tv"][value] = 0.5 * sum(abs(drawn[k] / len(names) - weighted[k] / sum(weighted.values()))
+                                               for k in set(drawn) | set(weighted))
+        result["length_tv_distinct"][value] = total_variation(
+            [len(n) for n in names], [len(n) for n in {corpus.words("train")[i] for i in rows}])
         print(f"  {label}={value}: length TV {result['length_tv'][value]:.4f} ({len(names):,} draws in "
               f"{time.perf_counter() - started:.0f} s)", flush=True)
     result["test_nll"], result["test_nll_error"] = test_nll(model)
