@@ -232,7 +232,10 @@ def test_limits_are_configurable_and_reported(model_dir):
     assert client.post("/api/v1/models/bigram/score", json={"names": ["emma"] * 400}).status_code == 413
 
 
-def test_generation_slots_bound_concurrent_work(model_dir, monkeypatch):
+@pytest.mark.parametrize("quick_slots", [1, 2])
+def test_generation_slots_bound_concurrent_work(model_dir, monkeypatch, quick_slots):
+    """max_concurrent slots, and quick_slots more for plain draws (the fast lane): one request past them all waits
+    out its budget and gets 503."""
     from concurrent.futures import ThreadPoolExecutor
 
     real = service.generate
@@ -242,10 +245,11 @@ def test_generation_slots_bound_concurrent_work(model_dir, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service, "generate", slow)
-    limits = Limits(max_concurrent=1, time_budget=0.3)
+    limits = Limits(max_concurrent=1, quick_slots=quick_slots, time_budget=0.3)
     client = TestClient(create_app(ModelRegistry.from_directories([model_dir]), limits=limits))
-    with ThreadPoolExecutor(2) as pool:
-        responses = list(pool.map(lambda s: client.post(GENERATE, json={"n": 2, "seed": s}), [1, 2]))
-    assert sorted(r.status_code for r in responses) == [200, 503]
+    seeds = list(range(1, quick_slots + 3))
+    with ThreadPoolExecutor(len(seeds)) as pool:
+        responses = list(pool.map(lambda s: client.post(GENERATE, json={"n": 2, "seed": s}), seeds))
+    assert sorted(r.status_code for r in responses) == [200] * (quick_slots + 1) + [503]
     busy = next(r for r in responses if r.status_code == 503)
     assert busy.headers["retry-after"] == "1" and "busy" in assert_clean(busy)["error"]
