@@ -26,11 +26,11 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import io
-import os
 import sys
-import tempfile
 import unicodedata
 from pathlib import Path
+
+from build_catalogue import write_atomic  # scripts/ is on the path when a script runs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "namesmith" / "catalogue"
@@ -74,20 +74,6 @@ def tsv_gz(pairs: list[tuple[str, str]]) -> bytes:
     with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=buffer, mtime=0) as f:
         f.write(text.encode("utf-8"))
     return buffer.getvalue()
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write via a temp file and os.replace, so a failed build leaves no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def card(version: str, source: Path, rows: int, other: int, pairs: list[tuple[str, str]], payload: bytes) -> str:
