@@ -72,25 +72,25 @@ def parse_bytes(text: str) -> int:
     return int(value)
 
 
-def _available() -> int | None:
+def proc_bytes(path: str, key: str) -> int | None:
+    """The `key:` line of a /proc file that counts in kB (VmRSS and VmHWM of /proc/self/status, MemAvailable of
+    /proc/meminfo), in bytes; None where there is no such file or line (not Linux)."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
 
 
+def _available() -> int | None:
+    return proc_bytes("/proc/meminfo", "MemAvailable")
+
+
 def _resident() -> int:
     """Bytes this process holds now (VmRSS)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return proc_bytes("/proc/self/status", "VmRSS") or 0
 
 
 def _cgroup_room() -> int | None:

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from namesmith.memory import proc_bytes
+
 if TYPE_CHECKING:
     from namesmith.namemodel import NameModel
 
@@ -186,12 +188,9 @@ def _peak_rss_mb() -> float:
     """This process's own peak resident memory. On Linux, /proc's VmHWM: getrusage's ru_maxrss keeps the peak of
     the process that started this one (Linux carries it across fork and exec), so a worker of a server holding
     more than build_memory_mb stopped itself at once, whatever it built."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
+    peak = proc_bytes("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak / (1 << 20)
     try:
         import resource
     except ImportError:  # Windows: no memory bound, the time bound still holds
