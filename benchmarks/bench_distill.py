@@ -14,7 +14,7 @@ Runs `namesmith train` as a user would, on the lecture split of `--data` (defaul
    (`--teacher`), `--student-steps` steps, alone (`--ngram-mix 0`); its figure combined with the
    6-gram is computed here (namesmith.models.ngram_mix) from the same network;
 3. the same LSTM without a teacher, for each seed (the baseline);
-4. names per second of `namesmith sample` (namesmith.generate; the median of 3 runs of 20,000
+4. names per second of `namesmith sample` (namesmith.generation.generate; the median of 3 runs of 20,000
    names) for the student, the plain LSTM and the teacher.
 
 Model directories already complete in --out are reused, not retrained (their recorded training
@@ -37,10 +37,10 @@ from pathlib import Path
 import torch
 from bench_ensemble import nll_and_error  # benchmarks/ is on sys.path when run as a script
 
-from namesmith.checkpoint import META_FILE, read_meta
-from namesmith.generate import GenerateConfig, generate
+from namesmith.generation.generate import GenerateConfig, generate
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.namemodel import NameModel
+from namesmith.training.checkpoint import META_FILE, read_meta
 
 NAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
 THREADS = 2
@@ -65,7 +65,7 @@ def train(out: Path, data: Path, options: list[str]) -> float:
 
 
 def names_per_second(model: NameModel, n: int = 20_000, repeats: int = 3) -> float:
-    """Names per second of `namesmith sample -n n` (namesmith.generate), the median of `repeats` runs."""
+    """Names per second of `namesmith sample -n n` (namesmith.generation.generate), the median of `repeats` runs."""
     def draw(seed: int) -> int:
         config = GenerateConfig(num=n, seed=seed)
         return generate(model.model, model.vocab, config, max_word_length=model.max_word_length).tries

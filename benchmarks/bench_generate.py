@@ -10,7 +10,7 @@ stores. Run long runs under the shared lock:
     flock /tmp/namesmith-long.lock python3 benchmarks/bench_generate.py --model ngram -n 2000
     python3 benchmarks/bench_generate.py --model-dir out/lstm -n 5000 --cases networks
 
-`--model-dir` times a trained model (a network: guided sampling, namesmith.guided) on the
+`--model-dir` times a trained model (a network: guided sampling, namesmith.generation.guided) on the
 `networks` cases: unconstrained, then `--ends-with lyn` and `--starts-with ma --ends-with a
 --min-len 6` with the automatic method, guided sampling and rejection; the ratio column is the
 unconstrained rate over the case's (the issue's target: guided at most 5×, i.e. at least 20% of

@@ -45,7 +45,7 @@ from rapidfuzz.distance import Indel
 from rapidfuzz.process import extract
 
 from namesmith import NameModel
-from namesmith.data import read_builtin_table
+from namesmith.data.words import read_builtin_table
 
 ISSUE_LIST = ["aurelia", "aurora", "amara", "amelia", "arabella", "adaline", "ariana", "aria"]
 REQUEST = {"novel": True, "unique": True}

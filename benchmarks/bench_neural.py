@@ -21,11 +21,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from namesmith.cli import parse_scalar  # noqa: E402
-from namesmith.config import TrainConfig  # noqa: E402
-from namesmith.data import Corpus, load_words  # noqa: E402
-from namesmith.evaluate import evaluate  # noqa: E402
+from namesmith.core.config import TrainConfig  # noqa: E402
+from namesmith.data.words import Corpus, load_words  # noqa: E402
 from namesmith.models import model_class  # noqa: E402
-from namesmith.train import fit_model, resolve_train_config  # noqa: E402
+from namesmith.scoring.evaluate import evaluate  # noqa: E402
+from namesmith.training.train import fit_model, resolve_train_config  # noqa: E402
 
 DEFAULT_DATA = "/work/shared/data/names.txt"
 

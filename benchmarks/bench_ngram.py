@@ -23,12 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus, load_words
-from namesmith.generate import GenerateConfig, generate
+from namesmith.core.config import TrainConfig
+from namesmith.core.vocab import BOUNDARY
+from namesmith.data.words import Corpus, load_words
+from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.sample import decode_batch
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.sample import decode_batch
-from namesmith.vocab import BOUNDARY
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names.txt"
 

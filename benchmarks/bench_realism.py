@@ -4,7 +4,7 @@
     python benchmarks/bench_realism.py --seeds 42 --draws 20000 --no-gru
 
 For each split seed (the lecture series' 80/10/10 split), the default n-gram (order 6) is trained on
-the training names, uncalibrated and calibrated (`--calibrate auto`, namesmith.calibrate), and
+the training names, uncalibrated and calibrated (`--calibrate auto`, namesmith.training.calibrate), and
 markov-namegen's algorithm (Twidale's order-3 Markov chains with a Dirichlet prior and Katz-style
 back-off, re-implemented below in a few lines) on the same names. For each generator:
 
@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.calibrate import calibrate
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus, load_words
-from namesmith.evaluate import word_log_probs
-from namesmith.generate import GenerateConfig, generate, length_limit
+from namesmith.core.config import TrainConfig
+from namesmith.data.words import Corpus, load_words
+from namesmith.generation.generate import GenerateConfig, generate, length_limit
 from namesmith.models.ngram import NGram, NGramConfig
+from namesmith.scoring.evaluate import word_log_probs
+from namesmith.training.calibrate import calibrate
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names.txt"
 RESULTS = Path(__file__).resolve().parent / "results" / "realism.json"

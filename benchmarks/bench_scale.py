@@ -6,7 +6,7 @@
 
 The word list is made here: names sampled from an order-6 n-gram fitted on the built-in data set
 (US baby names), written once to --dir and reused. Then, for each --workers count, the order-6
-n-gram counts of the whole file (`namesmith.counting.count_ngrams_file`: two passes, see there),
+n-gram counts of the whole file (`namesmith.data.counting.count_ngrams_file`: two passes, see there),
 timed, with the peak resident memory of the counting processes; the counts must be identical
 whatever the number of processes. Then the model is fitted from the counts and evaluated on the
 held-out parts, and a few names are sampled from it. Last, on a prefix small enough to hold in
@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from namesmith.config import TrainConfig
-from namesmith.counting import PARTS, count_ngrams_file, streamed_split
-from namesmith.data import Corpus, DataConfig, load_words
+from namesmith.core.config import TrainConfig
+from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.data.counting import PARTS, count_ngrams_file, streamed_split
+from namesmith.data.words import Corpus, DataConfig, load_words
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.vocab import BOUNDARY, Vocab
 
 ORDER = 6
 

@@ -10,15 +10,15 @@ included) of
 
 - (a) the small list alone: a Kneser-Ney n-gram of the k names, at its best order (the order
   1-6 with the lowest mean held-out NLL over the draws: the best the list alone can do);
-- (b) the prior alone: the n-gram of every other name of the catalogue (namesmith.prior);
+- (b) the prior alone: the n-gram of every other name of the catalogue (namesmith.adaptation.prior);
 - (b') the prior's mixture as the adapted model re-weighed it (the model without the list's table,
   for the record);
-- (c) the adapted model (namesmith.adapt): the list's counts over the re-weighed prior, its
+- (c) the adapted model (namesmith.adaptation.adapt): the list's counts over the re-weighed prior, its
   weights chosen by cross-validation on the k names.
 
 All three read the same vocabulary: the k names' characters and the prior's characters of the
-same scripts (namesmith.adapt.adapted_vocab); a held-out character outside it costs the same
-documented fallback under each (namesmith.adapt.open_word_log_probs: UNKNOWN_CHAR_LOG_PROB, and what
+same scripts (namesmith.adaptation.adapt.adapted_vocab); a held-out character outside it costs the same
+documented fallback under each (namesmith.adaptation.adapt.open_word_log_probs: UNKNOWN_CHAR_LOG_PROB, and what
 follows it read as after the known characters of its script), so its cost does not differ between
 columns (the `unk` column counts such characters per draw).
 
@@ -52,13 +52,13 @@ from pathlib import Path
 
 import torch
 
-from namesmith.adapt import adapt_neural, adapt_ngram, adapted_vocab, background_model, open_word_log_probs
-from namesmith.catalogue import load_dataset
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus, Split
+from namesmith.adaptation.adapt import adapt_neural, adapt_ngram, adapted_vocab, background_model, open_word_log_probs
+from namesmith.adaptation.prior import build_ngram_prior, catalogue_groups, catalogue_prior
+from namesmith.core.config import TrainConfig
+from namesmith.data.catalogue import load_dataset
+from namesmith.data.words import Corpus, Split
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram
-from namesmith.prior import build_ngram_prior, catalogue_groups, catalogue_prior
 
 LISTS = ("world:tr_TR", "world:ru_RU", "world:ar_AA", "world:ne_NP", "world:zh_TW", "world:he_IL", "surnames:en_US")
 SIZES = (30, 100, 300)

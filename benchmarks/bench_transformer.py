@@ -7,7 +7,7 @@
 Speed is measured at makemore's default size (4 layers, 4 heads, 64 channels, batch 32,
 block_size 16 for names.txt): the median over `--steps` training steps (forward, backward and
 AdamW) after a warm-up; then, after a short training run on names (so that names end where
-names end), names per second of `namesmith sample -n N` (namesmith.generate, whose model sampler
+names end), names per second of `namesmith sample -n N` (namesmith.generation.generate, whose model sampler
 shares one state among the names with the same prefix) against two baselines measured in the
 same run: the sampler before prefix sharing (one key/value cache slot per name, the finished
 ones compacted lazily) and the naive loop that re-reads the whole prefix for every character
@@ -16,7 +16,7 @@ embeddings, 256 hidden units), which has no naive baseline. Each figure is names
 wall time and, in brackets, per second of this process's CPU time (`time.process_time`: the
 fairer figure on a machine shared with other work; with several threads it adds theirs up).
 
-`--train` uses namesmith's trainer (`namesmith.train.fit_model`) unless `--own-loop` asks for a
+`--train` uses namesmith's trainer (`namesmith.training.train.fit_model`) unless `--own-loop` asks for a
 small loop of its own (AdamW, warm-up + cosine, gradient clipping, best-by-validation, early stopping,
 time budget), then reports the train/val/test NLL per character of the best weights.
 """
@@ -33,14 +33,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus, load_words
-from namesmith.generate import GenerateConfig, generate
+from namesmith.core.config import TrainConfig
+from namesmith.data.words import Corpus, load_words
+from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.sample import CHUNK, ModelSampler
 from namesmith.models.base import CharModel
 from namesmith.models.rnn import LSTM, RNNConfig
 from namesmith.models.transformer import Transformer, TransformerConfig
-from namesmith.sample import CHUNK, ModelSampler
-from namesmith.train import fit_model, resolve_train_config
+from namesmith.training.train import fit_model, resolve_train_config
 
 NAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
 COMPACT_BELOW = 0.75  # the baseline compacts its state once fewer than this share of its slots are in use
@@ -101,7 +101,7 @@ class PerNameSampler(ModelSampler):
 
 def names_per_second(model: CharModel, vocab, n: int, max_word_length: int, repeats: int = 3,  # noqa: ANN001
                      sampler: type[ModelSampler] | None = None) -> tuple[float, float]:
-    """(names per wall second, per CPU second) of `namesmith sample -n n` (namesmith.generate), or
+    """(names per wall second, per CPU second) of `namesmith sample -n n` (namesmith.generation.generate), or
     of `sampler`'s batches of CHUNK names run directly (a baseline); the median of `repeats`."""
     def draw(num: int, seed: int) -> int:
         if sampler is None:  # names drawn, those over the length guard too
@@ -148,7 +148,7 @@ def nll(model: CharModel, corpus: Corpus, part: str, batch_size: int = 1024) -> 
 
 
 def fit_simple(model: Transformer, corpus: Corpus, cfg: TrainConfig, log_every: int = 500) -> dict:
-    """A small stand-in for namesmith.trainer: AdamW, warm-up + cosine, clip, best-by-val, patience."""
+    """A small stand-in for namesmith.training.trainer: AdamW, warm-up + cosine, clip, best-by-val, patience."""
     torch.manual_seed(cfg.seed)
     x, y = corpus.tensors("train")
     opt = make_optimizer(model, cfg.learning_rate, cfg.weight_decay)

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from namesmith.config import TrainConfig
-from namesmith.errors import CheckpointError, ConfigError, DataError, NamesmithError
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import CheckpointError, ConfigError, DataError, NamesmithError
 
 if TYPE_CHECKING:
-    from namesmith.data import DataConfig, load_words
+    from namesmith.core.version import __version__
+    from namesmith.data.words import DataConfig, load_words
     from namesmith.namemodel import NameModel
-    from namesmith.version import __version__
 
 # Imported on first use (PEP 562): `import namesmith` and `namesmith --help` need neither torch nor the models
 # (nor importlib.metadata, for the version), so they start in a fraction of the time torch takes to import.
-_LAZY = {"DataConfig": "namesmith.data", "load_words": "namesmith.data", "NameModel": "namesmith.namemodel",
-         "__version__": "namesmith.version"}
+_LAZY = {"DataConfig": "namesmith.data.words", "load_words": "namesmith.data.words", "NameModel": "namesmith.namemodel",
+         "__version__": "namesmith.core.version"}
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from namesmith.errors import ConfigError, DistributedError, NamesmithError
+from namesmith.core.errors import ConfigError, DistributedError, NamesmithError
 
 log = logging.getLogger("namesmith")
 
@@ -163,20 +163,20 @@ def parse_scalar(text: str) -> Any:
 
 def _choices(name: str) -> tuple[str, ...] | None:
     """The values an option accepts, from the module that defines them (imported for the option that has them:
-    namesmith.tables needs NumPy, namesmith.generate torch)."""
-    from namesmith.casing import CASES
-    from namesmith.config import BATCHINGS, BIGRAM_MODES
+    namesmith.data.tables needs NumPy, namesmith.generation.generate torch)."""
+    from namesmith.core.casing import CASES
+    from namesmith.core.config import BATCHINGS, BIGRAM_MODES
 
     if name == "weighting":
-        from namesmith.tables import WEIGHTINGS
+        from namesmith.data.tables import WEIGHTINGS
 
         return WEIGHTINGS
     if name == "method":
-        from namesmith.generate import METHODS
+        from namesmith.generation.generate import METHODS
 
         return METHODS
     if name == "alliteration":
-        from namesmith.surname import ALLITERATION
+        from namesmith.choosing.surname import ALLITERATION
 
         return ALLITERATION
     return {"mode": BIGRAM_MODES, "batching": BATCHINGS, "case": CASES}.get(name)
@@ -242,7 +242,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _data_options(parser: argparse.ArgumentParser, what: str, split: bool = False) -> list[str]:
     """--data and the options of how its lines become words (the same for every command that reads one);
     training also chooses the table's condition and weighting."""
-    from namesmith.data import DataConfig
+    from namesmith.data.words import DataConfig
 
     group = parser.add_argument_group("data")
     group.add_argument("--data", metavar="PATH", default=None, help=what)
@@ -262,7 +262,7 @@ def _train_parser(sub: argparse._SubParsersAction, model_type: str, options: boo
                                    "few generated names.")
     if not options:
         return p
-    from namesmith.config import TrainConfig
+    from namesmith.core.config import TrainConfig
     from namesmith.models import model_class, trainable_types
 
     _common(p)
@@ -328,7 +328,7 @@ def build_parser(model_type: str = "ngram", command: str | None = None) -> argpa
     """The parser of every command. `command`, when given, is the one to be parsed: the options that need
     heavy imports are built only for their command (train's the model classes and sample's GenerateConfig
     import torch, the data options NumPy), so `namesmith --help` and the other commands start without them."""
-    from namesmith.config import COMBINES
+    from namesmith.core.config import COMBINES
 
     building = lambda name: command is None or command == name  # noqa: E731
 
@@ -346,7 +346,7 @@ def build_parser(model_type: str = "ngram", command: str | None = None) -> argpa
                                    "or new words) goes to stderr.")
     _model_dir_option(s)
     if building("sample"):
-        from namesmith.generate import GenerateConfig
+        from namesmith.generation.generate import GenerateConfig
 
         g = s.add_argument_group("generation (constraints hold on every name printed; the budget ends the search)")
         s.set_defaults(generate_fields=add_field_options(g, GenerateConfig, GENERATE_HELP, prefix="gen_"))
@@ -616,7 +616,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.samples < 0:
         raise ConfigError(f"--samples must not be negative, got {args.samples}")
     if args.nproc is not None:  # this process launches the ranks, which run this command without --nproc
-        from namesmith.distributed import launch
+        from namesmith.training.distributed import launch
 
         return launch(args.nproc, _without_nproc(args.argv))
     options = {**given(args, args.data_fields, "data_"), **given(args, args.train_fields, "train_"),
@@ -658,10 +658,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if status == "interrupted":
             print(_resume_line(args))
         adaptation = model.meta.get("adaptation")
-        if adaptation:  # see namesmith.adapt
+        if adaptation:  # see namesmith.adaptation.adapt
             print(_format_adaptation(adaptation))
         teacher = model.meta.get("teacher")
-        if teacher:  # see namesmith.distill
+        if teacher:  # see namesmith.training.distill
             test = teacher["metrics"].get("test")
             print(f"taught by the {teacher['model_type']} model in {teacher['directory'] or '(given in Python)'}"
                   + ("" if test is None else f" (test nll {test:.4f})"))
@@ -708,7 +708,7 @@ def _samples_by_value(model: Any, n: int, seed: int) -> dict[str, Any]:
 
 
 def _format_adaptation(record: dict[str, Any]) -> str:
-    """One line on how a short list was adapted onto its prior (namesmith.adapt)."""
+    """One line on how a short list was adapted onto its prior (namesmith.adaptation.adapt)."""
     prior = record["prior"].get("source") or record["prior"].get("directory") or "a trained model"
     how = (f"{record['steps']} fine-tuning steps" if record["method"] == "fine-tune" else
            f"an order-{record['order']} n-gram over it")
@@ -753,7 +753,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
 
 def _names_given(args: argparse.Namespace, command: str, data_options: dict[str, Any] | None = None) -> list[str]:
     """The names given as arguments, then those of --file LIST (read as they are: any length, case kept)."""
-    from namesmith.data import DataConfig, load_words
+    from namesmith.data.words import DataConfig, load_words
 
     names = list(args.names)
     if args.file:
@@ -765,7 +765,7 @@ def _names_given(args: argparse.Namespace, command: str, data_options: dict[str,
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from namesmith.conditional import parse_where_args
+    from namesmith.core.conditional import parse_where_args
 
     model = _load(args)
     options = given(args, args.generate_fields, "gen_")
@@ -773,7 +773,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     where = parse_where_args(args.where)
     surname, alliteration = options.get("surname"), options.get("alliteration", "any")
     if args.json or surname is not None:  # every name is held: one JSON object, or names sorted by their fit
-        from namesmith.facts import by_fit
+        from namesmith.choosing.facts import by_fit
 
         result = model.generate(n, where=where, guidance=args.guidance, **options)
         facts = model.facts(result.names, surname=surname, alliteration=alliteration) \
@@ -808,10 +808,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from namesmith.score import format_scores, rank
+    from namesmith.scoring.score import format_scores, rank
 
     names = _names_given(args, "score", given(args, args.data_fields, "data_"))
-    from namesmith.conditional import parse_where_args
+    from namesmith.core.conditional import parse_where_args
 
     model = _load(args)
     scores = model.score(names, where=parse_where_args(args.where))
@@ -829,7 +829,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from namesmith.classify import format_classification
+    from namesmith.scoring.classify import format_classification
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
@@ -871,7 +871,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from namesmith.plot import plot_heatmap, plot_loss_curve
+    from namesmith.scoring.plot import plot_heatmap, plot_loss_curve
 
     model = _load(args)
     name = {"loss": "loss", "heatmap": "heatmap-counts" if args.annotate else "heatmap"}[args.what]
@@ -894,7 +894,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from namesmith.report import format_transitions
+    from namesmith.scoring.report import format_transitions
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
@@ -946,7 +946,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from namesmith.catalogue import list_datasets
+    from namesmith.data.catalogue import list_datasets
 
     sets = list_datasets()
     if args.json:
@@ -963,7 +963,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_trend(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from namesmith.popularity import trend
+    from namesmith.choosing.popularity import trend
 
     if len(args.names) > MAX_TREND_NAMES:
         raise ConfigError(f"trend draws at most {MAX_TREND_NAMES} names, got {len(args.names)}")
@@ -986,7 +986,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise ConfigError(f"{output}: exists; pass --overwrite to replace it, or -o another file", field="output")
-    from namesmith.plot import plot_trend
+    from namesmith.scoring.plot import plot_trend
 
     lines: dict[str, list[tuple[str, float]]] = {}
     for name, uses in series.items():

@@ -20,19 +20,22 @@ from typing import Any
 
 import torch
 
-from namesmith.adapt import MORE_LIKE_PULL, OwnLetters, open_word_log_probs
-from namesmith.casing import fold, folds, restore
-from namesmith.checkpoint import META_FILE, Checkpoint, load_checkpoint, model_record, read_meta, save_checkpoint
-from namesmith.classify import Classification, classify
-from namesmith.conditional import Where, where_key
-from namesmith.config import TrainConfig
-from namesmith.counting import count_pairs
-from namesmith.data import BUILTIN, Corpus, DataConfig, Split, check_words
-from namesmith.device import resolve_device
-from namesmith.errors import ConfigError, DataError, NamesmithError
-from namesmith.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
-from namesmith.facts import NameFacts, name_facts
-from namesmith.generate import (
+from namesmith.adaptation.adapt import MORE_LIKE_PULL, OwnLetters, open_word_log_probs
+from namesmith.choosing.facts import NameFacts, name_facts
+from namesmith.choosing.popularity import popularity_index
+from namesmith.core.casing import fold, folds, restore
+from namesmith.core.conditional import Where, where_key
+from namesmith.core.config import TrainConfig
+from namesmith.core.device import resolve_device
+from namesmith.core.errors import ConfigError, DataError, NamesmithError
+from namesmith.core.history import TrainCallback, TrainHistory
+from namesmith.core.version import __version__
+from namesmith.core.vocab import Vocab
+from namesmith.data.counting import count_pairs
+from namesmith.data.labelled import LabelledCorpus
+from namesmith.data.sources import read_source, source_fingerprint
+from namesmith.data.words import BUILTIN, Corpus, DataConfig, Split, check_words
+from namesmith.generation.generate import (
     IGNORE_CASE,
     TABLES,
     ExactCache,
@@ -46,19 +49,25 @@ from namesmith.generate import (
     iter_generate,
     novelty_summary,
 )
-from namesmith.guided import Guide, find_twist, fit_twist
-from namesmith.history import TrainCallback, TrainHistory
-from namesmith.labelled import LabelledCorpus
+from namesmith.generation.guided import Guide, find_twist, fit_twist
+from namesmith.generation.novelty import known_words
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.ensemble import build_ensemble
 from namesmith.models.ngram import NGram
-from namesmith.novelty_cache import known_words
-from namesmith.popularity import popularity_index
-from namesmith.report import Transition, strongest_transitions
-from namesmith.score import NameScore, percentile, reference_scores, score_names
-from namesmith.sources import read_source, source_fingerprint
-from namesmith.train import (
+from namesmith.scoring.classify import Classification, classify
+from namesmith.scoring.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
+from namesmith.scoring.report import Transition, strongest_transitions
+from namesmith.scoring.score import NameScore, percentile, reference_scores, score_names
+from namesmith.training.checkpoint import (
+    META_FILE,
+    Checkpoint,
+    load_checkpoint,
+    model_record,
+    read_meta,
+    save_checkpoint,
+)
+from namesmith.training.train import (
     adapt_words,
     calibrate_model,
     corpus_for_checkpoint,
@@ -66,8 +75,6 @@ from namesmith.train import (
     evaluate_corpus,
     train,
 )
-from namesmith.version import __version__
-from namesmith.vocab import Vocab
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -201,9 +208,9 @@ class NameModel:
         loading it (bigram models and the n-gram; by default for files of 20 MB or more), in `workers`
         processes. `prior`: "auto" adapts an ngram of fewer than 1,000 training names onto the
         catalogue's prior, "catalogue" an ngram or gru whatever the size, a model directory onto that
-        model, "none" never (see namesmith.adapt). `teacher`: a trained model (or its directory) of the
+        model, "none" never (see namesmith.adaptation.adapt). `teacher`: a trained model (or its directory) of the
         same word list, an ensemble say, whose next-character distributions a neural model learns from
-        as well as from the words (knowledge distillation: namesmith.distill).
+        as well as from the words (knowledge distillation: namesmith.training.distill).
         """
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
@@ -222,7 +229,7 @@ class NameModel:
         An n-gram or bigram model gives an n-gram of `words` over it (order `order`, default 6, or less
         for a vocabulary too large for it), its weights chosen by cross-validation on `words`; an rnn,
         gru or lstm is fine-tuned on them for
-        a number of steps chosen by cross-validation (namesmith.adapt). Every word is for training;
+        a number of steps chosen by cross-validation (namesmith.adaptation.adapt). Every word is for training;
         `novel` then means "none of `words`". `where`: labels of a conditional count model, whose plain
         model is the background (the result draws names of those labels). Saved to `out` if given
         (another model there needs `overwrite`). For a shortlist, `more_like` pulls harder and is faster.
@@ -232,7 +239,7 @@ class NameModel:
     def more_like(self, words: Sequence[str], *, where: Where | None = None, pull: float = MORE_LIKE_PULL,
                   out: str | Path | None = None, overwrite: bool = False) -> NameModel:
         """"More like these": a model of names that resemble `words` (a shortlist), drawn from this one
-        pulled towards them (namesmith.adapt.more_like: the shortlist's n-gram table with share `pull`
+        pulled towards them (namesmith.adaptation.adapt.more_like: the shortlist's n-gram table with share `pull`
         over this model, no weight fitted, so it is ready in a fraction of a second). `where`: the labels
         of a conditional model the names are to have. Its names are scored (log-probability, percentile)
         by this model, under `where`: how name-like they are, not how like the shortlist. It draws only
@@ -257,7 +264,7 @@ class NameModel:
 
     @staticmethod
     def limit_tables(**limits: float) -> None:
-        """Bound the exact samplers' tables of every model in this process (namesmith.generate.TableBudget):
+        """Bound the exact samplers' tables of every model in this process (namesmith.generation.generate.TableBudget):
         `builders` (builds at once), `table_bytes` (one build's estimated peak), `cache_bytes` (built tables
         kept) and `build_seconds`; a server sets them from its limits at start."""
         TABLES.configure(**limits)
@@ -306,7 +313,7 @@ class NameModel:
 
     def calibrate(self, choice: str = "auto") -> dict[str, Any]:
         """Fit the whole-name calibration `choice` asks for ("none", "length" or "auto") on the split the model
-        was trained with, in place of the one it has (namesmith.calibrate), and recompute the metrics; `save`
+        was trained with, in place of the one it has (namesmith.training.calibrate), and recompute the metrics; `save`
         keeps it. Returns what was tried and chosen."""
         if self.meta["data"].get("streamed"):
             raise ConfigError("calibrate: a model of a streamed word list is not calibrated (its words are not "
@@ -356,12 +363,12 @@ class NameModel:
 
     @property
     def max_word_length(self) -> int:
-        """The longest training name: the default length guard is twice this (see namesmith.generate)."""
+        """The longest training name: the default length guard is twice this (see namesmith.generation.generate)."""
         return self.meta["data"]["max_word_length"]
 
     def describe(self) -> str:
         """'lstm', 'lstm + 6-gram' for a network combined with an n-gram, 'ensemble of [...]',
-        'sparse-ngram adapted to 30 names' (namesmith.adapt), and '... | sex, decade' when conditioned."""
+        'sparse-ngram adapted to 30 names' (namesmith.adaptation.adapt), and '... | sex, decade' when conditioned."""
         config = self.meta["model_config"]
         kind = self.model_type
         if kind == "ensemble":
@@ -407,7 +414,7 @@ class NameModel:
 
     def _known_words(self) -> KnownWords:
         """The training words (all splits) as sets, built once (and kept in the user's cache, so a large list
-        is not read again by the next process: namesmith.novelty_cache): what `novel` and the novelty summary
+        is not read again by the next process: namesmith.generation.novelty): what `novel` and the novelty summary
         check. Raises why when the training words are unavailable."""
         if self._known is None:
             self._known = known_words(self.meta["data"], self._data_path, lambda: KnownWords.of(self.corpus.split))
@@ -445,7 +452,7 @@ class NameModel:
 
     def _guide(self, model: CharModel) -> Guide:
         """Guided sampling of `model` (this model, or its plain model of a condition) steered by an n-gram
-        (namesmith.guided): the model's own, else one counted on its training words the first time it is
+        (namesmith.generation.guided): the model's own, else one counted on its training words the first time it is
         needed (and kept)."""
         def twist() -> NGram:
             if self._twist is None:
@@ -480,19 +487,19 @@ class NameModel:
                  method: str = "auto", where: Where | None = None, guidance: float = 0.0,
                  prior_letters: bool = False, popularity: str | None = None, not_in_catalogue: bool = False,
                  surname: str | None = None, alliteration: str = "any") -> Names:
-        """Draw `n` names meeting every constraint, within the budget (see namesmith.generate).
+        """Draw `n` names meeting every constraint, within the budget (see namesmith.generation.generate).
 
         Every returned name meets every constraint. If the budget ends the search first, the result
         holds the names found and `complete` is False (`stats.message()` says why). `where` asks a
         conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names of
-        both at once (see namesmith.conditional); labels left out are marginalised. `guidance` > 0
+        both at once (see namesmith.core.conditional); labels left out are marginalised. `guidance` > 0
         draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
         A model adapted to a list draws only the list's own letters unless `prior_letters`.
         `popularity` ("rare", "uncommon", "common", "top:N", ranks "A-B") and `not_in_catalogue` judge each name
-        by the built-in catalogue (namesmith.popularity). `syllables` ("2-3", "2", 2 or (2, 3)) keeps names of that
-        many syllables (namesmith.syllables, Latin script). `alliteration` "want" or "avoid" keeps or drops names
+        by the built-in catalogue (choosing.popularity). `syllables` ("2-3", "2", 2 or (2, 3)) keeps names of that
+        many syllables (choosing.syllables, Latin script). `alliteration` "want" or "avoid" keeps or drops names
         that start with the sound of `surname` (the names' fit with it: `facts`). `sounds_like` keeps names that share
-        a Double Metaphone key with it (namesmith.phonetic: the phonetic extra).
+        a Double Metaphone key with it (namesmith.choosing.phonetic: the phonetic extra).
         """
         config, why, known = self._generation(
             n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
@@ -553,7 +560,7 @@ class NameModel:
     @staticmethod
     def facts(names: Sequence[str], *, surname: str | None = None, alliteration: str = "any") -> list[NameFacts]:
         """What a person choosing among `names` wants to know of each, from the built-in catalogue (not from this
-        model): known or new, popularity, nicknames, and with a `surname` the fit with it (namesmith.facts)."""
+        model): known or new, popularity, nicknames, and with a `surname` the fit with it (namesmith.choosing.facts)."""
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
         return name_facts(names, surname=surname, alliteration=alliteration)
@@ -561,7 +568,7 @@ class NameModel:
     # --- scoring and evaluating --------------------------------------------------------------------
     @property
     def casing(self) -> str:
-        """How names were learned and are printed (see namesmith.casing): lower, title, upper or exact."""
+        """How names were learned and are printed (see namesmith.core.casing): lower, title, upper or exact."""
         record = self.meta["data"]
         return record.get("casing") or ("lower" if record["lowercase"] else "exact")
 
@@ -593,7 +600,7 @@ class NameModel:
         prepared = self._prepare(names)
         reference = self._reference.get(key)
         scores = score_names(model, self.vocab, prepared, reference)
-        if self.open_vocabulary:  # characters outside the vocabulary get the fallback of namesmith.adapt
+        if self.open_vocabulary:  # characters outside the vocabulary get the fallback of namesmith.adaptation.adapt
             unknown = [i for i, name in enumerate(prepared) if name and self.vocab.unknown_chars(name)]
             log_probs = open_word_log_probs(model, [prepared[i] for i in unknown], self.vocab)
             for i, lp in zip(unknown, log_probs.tolist()):
@@ -603,7 +610,7 @@ class NameModel:
 
     @property
     def open_vocabulary(self) -> bool:
-        """Whether names with characters outside the vocabulary are scored (adapted models: namesmith.adapt)."""
+        """Whether names with characters outside the vocabulary are scored (adapted models: adaptation.adapt)."""
         return "open_vocabulary" in self.meta
 
     def _reference_words(self, where: Where | None) -> list[str]:
@@ -633,7 +640,7 @@ class NameModel:
     def classify(self, names: Sequence[str]) -> list[Classification]:
         """Per name, the posterior over each conditioned label: `.labels` = {label: {value: P(value | name)}}.
 
-        P(value | name) ∝ P(name | value) · P(value) (see namesmith.classify); values from most to
+        P(value | name) ∝ P(name | value) · P(value) (see namesmith.scoring.classify); values from most to
         least likely, each label's probabilities summing to 1. A ConfigError for a model without
         labels; a name it cannot read gets an `error` instead, as in `score`.
         """
@@ -656,7 +663,7 @@ class NameModel:
         if words is not None:
             words = self._prepare(words)
             unknown = sorted({c for w in words for c in self.vocab.unknown_chars(w)})
-            if self.open_vocabulary:  # unknown characters cost the fallback of namesmith.adapt
+            if self.open_vocabulary:  # unknown characters cost the fallback of namesmith.adaptation.adapt
                 n_chars = sum(len(w) + 1 for w in words)
                 total = open_word_log_probs(self.model, words, self.vocab).sum().item()
                 result = Evaluation(-total / n_chars if words else None, len(words), n_chars).to_dict()

@@ -225,7 +225,7 @@ def build_surnames() -> DataSet:
              "weights, where it has any, are sampling weights, not counts.",
              f"Used {len(used)} locales; skipped with no lists of their own: {', '.join(skipped) or 'none'}.",
              "A list of another kind than the first-name sets, used by benchmarks/bench_small_lists.py; the "
-             "background prior of namesmith.prior does not learn it."],
+             "background prior of namesmith.adaptation.prior does not learn it."],
         packages=("faker",))
 
 
@@ -296,7 +296,7 @@ def data_card(built: list[tuple[DataSet, str, bytes]]) -> str:
         "gzip-compressed UTF-8 TSV: a header row, then one row per entry, sorted by code point;",
         "gzip level 9, mtime 0, no file name, so the same data gives the same bytes (with the same zlib;",
         "the package versions below are pinned in constraints.txt). Read them with",
-        "`namesmith.catalogue.load_dataset(NAME)`; `list_datasets()` recomputes the figures below.",
+        "`namesmith.data.catalogue.load_dataset(NAME)`; `list_datasets()` recomputes the figures below.",
         "",
         "| set | file | rows | distinct names | total count | bytes | sha256 |",
         "|---|---|---:|---:|---:|---:|---|",

@@ -86,7 +86,7 @@ def card(version: str, source: Path, rows: int, other: int, pairs: list[tuple[st
         "`nicknames.tsv.gz` holds common English nicknames of given names: columns `name`, `nickname`, one",
         "row per pair, lowercase, sorted; gzip level 9, mtime 0, no file name. Built by",
         "`scripts/build_nicknames.py` (do not edit by hand; rebuild instead). Read with",
-        "`namesmith.nicknames.nicknames_of(NAME)`.",
+        "`namesmith.data.nicknames.nicknames_of(NAME)`.",
         "",
         f"- Source: the PyPI package `{PACKAGE}` {version} (https://github.com/carltonnorthern/nicknames), its "
         f"hand-curated `names.csv` ({rows:,} rows, sha256 `{upstream_sha}`).",

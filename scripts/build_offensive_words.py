@@ -5,7 +5,7 @@ slurs and sexual terms kept for chat filters. It is needed only to rebuild the l
 time: this script copies it, with the package's licence, into `namesmith/builtin/offensive_words.*`.
 
 What is changed, and why:
-- Every entry is normalised the way `namesmith.offensive` normalises names (case folded, accents
+- Every entry is normalised the way `namesmith.data.offensive` normalises names (case folded, accents
   dropped, common letter substitutions undone: `sh1t` → `shit`), then deduplicated. Entries the
   upstream list spells several ways (`fuck`, `fcuk`, `fuk`...) stay as separate words.
 - Multi-word entries are kept with their spaces removed: a name is matched with its separators
@@ -35,7 +35,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from namesmith.offensive import MIN_SUBSTRING, normalise  # noqa: E402
+from namesmith.data.offensive import MIN_SUBSTRING, normalise  # noqa: E402
 
 OUT_DIR = REPO_ROOT / "namesmith" / "builtin"
 PACKAGE = "better-profanity"
@@ -168,7 +168,7 @@ def main() -> None:
 `offensive_words.txt` is the word list of the PyPI package `{PACKAGE}` {version} (MIT licence, see
 `offensive_words.LICENSE`; upstream file `profanity_wordlist.txt`, {len(entries)} entries, sha256
 `{hashlib.sha256(raw).hexdigest()}`),
-normalised as `namesmith.offensive.normalise` does (case folded, accents dropped, letter substitutions
+normalised as `namesmith.data.offensive.normalise` does (case folded, accents dropped, letter substitutions
 undone, separators removed) and deduplicated: {len(words)} words, sha256
 `{hashlib.sha256(body.encode()).hexdigest()}`. Built by `scripts/build_offensive_words.py`.
 

@@ -19,7 +19,7 @@ def one_thread():
 
 @pytest.fixture(scope="session", autouse=True)
 def prior_cache(tmp_path_factory):
-    """Priors (namesmith.prior) are built into a temporary cache, shared by the session (and by the
+    """Priors (namesmith.adaptation.prior) are built into a temporary cache, shared by the session (and by the
     CLI runs it starts), never into the user's ~/.cache."""
     previous = os.environ.get("NAMESMITH_CACHE")
     os.environ["NAMESMITH_CACHE"] = str(tmp_path_factory.mktemp("namesmith-cache"))

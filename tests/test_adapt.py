@@ -1,4 +1,4 @@
-"""Small lists over a background prior (namesmith.adapt, namesmith.prior, models/sparse_ngram.py).
+"""Small lists over a background prior (namesmith.adaptation.adapt, namesmith.adaptation.prior, models/sparse_ngram.py).
 
 The backgrounds here are tiny models trained in the tests on made-up names (syllables of one
 "language"), the lists names of another; only the end-to-end CLI test builds the catalogue prior.
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from namesmith import NameModel
-from namesmith.adapt import (
+from namesmith.adaptation.adapt import (
     STAND_INS,
     UNKNOWN_CHAR_LOG_PROB,
     _adapted_prob,
@@ -35,15 +35,15 @@ from namesmith.adapt import (
     resize_vocab,
     token_classes,
 )
-from namesmith.catalogue import load_dataset
-from namesmith.checkpoint import save_checkpoint
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus, encode_words
-from namesmith.errors import CheckpointError, ConfigError
+from namesmith.adaptation.prior import build_ngram_prior, cache_dir, catalogue_groups, catalogue_prior, catalogue_words
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.core.vocab import Vocab
+from namesmith.data.catalogue import load_dataset
+from namesmith.data.words import Corpus, encode_words
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram, kn_table, ngram_windows
-from namesmith.prior import build_ngram_prior, cache_dir, catalogue_groups, catalogue_prior, catalogue_words
-from namesmith.vocab import Vocab
+from namesmith.training.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -153,7 +153,7 @@ def test_bagged_table_is_the_shared_mean_of_its_tables(prior_dir, monkeypatch):
         expected = 0.7 * sum(over_background(t).next_token_probs(contexts) for t in tables) / 3 + (
             0.3 * bg.next_token_probs(contexts))
         bagged = over_background(_bagged_table(tables, base, 0.7)).next_token_probs(contexts)
-        monkeypatch.setattr("namesmith.adapt.BAGGING_CELLS", 3 * vocab.size)  # 3 rows at a time
+        monkeypatch.setattr("namesmith.adaptation.adapt.BAGGING_CELLS", 3 * vocab.size)  # 3 rows at a time
         in_pieces = over_background(_bagged_table(tables, base, 0.7)).next_token_probs(contexts)
     assert torch.allclose(bagged, expected, atol=1e-5)
     assert torch.equal(in_pieces, bagged)
@@ -201,7 +201,7 @@ def test_class_table_learns_how_long_the_names_are(prior_dir, four_letters, monk
     adapted, held_out = four_letters
     assert adapted.meta["adaptation"]["classes"]["kept"] and adapted.model.config.classes == 2
     assert adapted.meta["adaptation"]["classes"]["names"] == ["END", "LATIN"]
-    monkeypatch.setattr("namesmith.adapt.CLASS_MIN_GAIN", math.inf)  # the same adaptation, no class table
+    monkeypatch.setattr("namesmith.adaptation.adapt.CLASS_MIN_GAIN", math.inf)  # the same adaptation, no class table
     without = NameModel.train(words=list(adapted.meta["data"]["words"]), model="ngram", prior=prior_dir, split=False)
     assert without.model.config.classes == 0 and not without.meta["adaptation"]["classes"]["kept"]
     assert nll(adapted, held_out) < nll(without, held_out) - 0.05
@@ -249,7 +249,7 @@ def test_exact_constraints_with_a_class_table(four_letters):
 def test_class_chain_at_short_orders(prior_dir, order, monkeypatch):
     """At order 1 the class context is empty and at order 2 one class long: the chain's pairs still
     give the model's rows after any history."""
-    monkeypatch.setattr("namesmith.adapt.CLASS_MIN_GAIN", -math.inf)  # kept, helpful or not
+    monkeypatch.setattr("namesmith.adaptation.adapt.CLASS_MIN_GAIN", -math.inf)  # kept, helpful or not
     words = [a + b for a in "kortn" for b in "aeiou"][:24]  # two letters each
     adapted = NameModel.train(words=words, model="ngram", order=order, prior=prior_dir, split=False)
     assert adapted.model.config.classes
@@ -364,7 +364,7 @@ def test_prior_is_built_once_and_cached(tmp_path, monkeypatch, caplog):
     def no_build(*args, **kwargs):
         raise AssertionError("built again instead of read from the cache")
 
-    monkeypatch.setattr("namesmith.prior.build_ngram_prior", no_build)
+    monkeypatch.setattr("namesmith.adaptation.prior.build_ngram_prior", no_build)
     again = catalogue_prior("ngram", sets=("israel",))
     assert torch.equal(again.model.components[0].keys, first.model.components[0].keys)
     monkeypatch.undo()
@@ -488,7 +488,7 @@ def test_more_like_these(prior_dir, tmp_path):
 
 @pytest.mark.slow  # 13-33 s on the busy 2-core machine
 def test_fine_tuning_a_pretrained_network(tmp_path, monkeypatch):
-    monkeypatch.setattr("namesmith.adapt.NEURAL_MAX_STEPS", 100)
+    monkeypatch.setattr("namesmith.adaptation.adapt.NEURAL_MAX_STEPS", 100)
     pretrained = tmp_path / "gru"
     NameModel.train(words=BACKGROUND, model="gru", n_embd=8, n_hidden=32, max_steps=150, eval_every=50,
                     ngram_mix=0, prior="none", out=pretrained)

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from namesmith import NameModel, cli
-from namesmith.checkpoint import load_checkpoint
-from namesmith.data import DataConfig, check_words, decode_text, load_words, parse_words, split_words
-from namesmith.errors import ConfigError, DataError
-from namesmith.sources import read_source
-from namesmith.vocab import BOUNDARY
+from namesmith.core.errors import ConfigError, DataError
+from namesmith.core.vocab import BOUNDARY
+from namesmith.data.sources import read_source
+from namesmith.data.words import DataConfig, check_words, decode_text, load_words, parse_words, split_words
+from namesmith.training.checkpoint import load_checkpoint
 
 NAMES = ["anna", "bob", "carl", "dora", "emil", "fritz", "gina", "hugo", "ida", "jan", "kim", "lena"]
 

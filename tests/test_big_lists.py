@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import namesmith.models.weighted_kn as weighted_kn
-from namesmith import memory
 from namesmith.cli import main
-from namesmith.errors import ConfigError
+from namesmith.core import memory
+from namesmith.core.errors import ConfigError
+from namesmith.core.progress import Phase
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram, suffix_keys
-from namesmith.progress import Phase
 
 LIMIT = memory.LIMIT_VARIABLE
 
@@ -29,7 +29,7 @@ def random_words(n: int, seed: int = 3, letters: str = "abcdefghij") -> list[str
 
 
 def fitted_counts(words: list[str], order: int = 4):
-    from namesmith.data import Corpus
+    from namesmith.data.words import Corpus
 
     corpus = Corpus.from_words(words, split=False)
     model = NGram(corpus.vocab.size, NGramConfig(order=order, discount="modified-kn"))
@@ -89,7 +89,7 @@ def test_the_held_out_totals_of_each_context_are_those_counted_by_hand(one_threa
 def test_a_streamed_sparse_fit_says_how_far_its_long_phases_are(tmp_path, monkeypatch, caplog):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(random_words(3000, seed=6)) + "\n")
-    monkeypatch.setattr("namesmith.train.DENSE_CELLS", 1000)
+    monkeypatch.setattr("namesmith.training.train.DENSE_CELLS", 1000)
     monkeypatch.setattr(Phase.__init__, "__defaults__", (0.0, time.monotonic))  # every advance logs
     with caplog.at_level(logging.INFO, logger="namesmith"):
         assert main(["train", "--data", str(words), "--stream", "--prior", "none", "--samples", "0",
@@ -99,7 +99,7 @@ def test_a_streamed_sparse_fit_says_how_far_its_long_phases_are(tmp_path, monkey
         assert any(line.startswith(phase) and "/s, about" in line for line in lines), phase
 
 
-# --- refused before allocating: namesmith.memory ------------------------------------------------------
+# --- refused before allocating: namesmith.core.memory ------------------------------------------------------
 def run_cli(args: list[str], capsys, tmp_path) -> tuple[int, str]:
     rc = main([*args, "--out", str(tmp_path / "model"), "--overwrite"])
     return rc, capsys.readouterr().err.strip()
@@ -110,7 +110,7 @@ def test_a_network_on_a_list_too_large_to_hold_is_refused_before_reading_it(tmp_
     words.write_text("\n".join(random_words(2000)) + "\n")
     monkeypatch.setenv(LIMIT, str(memory.words_in_memory(words.stat().st_size) - 1))
     read = []
-    monkeypatch.setattr("namesmith.train.read_corpus", lambda *a, **k: read.append(1))
+    monkeypatch.setattr("namesmith.training.train.read_corpus", lambda *a, **k: read.append(1))
     rc, err = run_cli(["train", "--data", str(words), "--model", "lstm", "--samples", "0"], capsys, tmp_path)
     assert rc != 0 and not read
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -123,7 +123,7 @@ def test_a_raised_max_line_length_that_lets_in_a_huge_line_is_refused_naming_it(
     monkeypatch.setenv(LIMIT, str(memory.BASE_BYTES + (64 << 20)))
     built = []
     with monkeypatch.context() as patched:
-        patched.setattr("namesmith.train.build_model", lambda *a, **k: built.append(1))
+        patched.setattr("namesmith.training.train.build_model", lambda *a, **k: built.append(1))
         for model in ("ngram", "lstm", "transformer"):
             rc, err = run_cli(["train", "--data", str(words), "--model", model, "--prior", "none",
                                "--max-line-length", "20000", "--samples", "0"], capsys, tmp_path)
@@ -163,9 +163,9 @@ def test_the_limit_is_read_from_the_environment_or_the_system(monkeypatch):
 def test_counting_a_streamed_list_stops_once_its_n_grams_would_not_fit(tmp_path, monkeypatch, capsys):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(random_words(40_000, seed=7, letters="abcdefghijklmnopqrstuvwxyz")) + "\n")
-    monkeypatch.setattr("namesmith.counting.NGRAM_BLOCK", 1 << 14)  # many blocks: checked as it goes
+    monkeypatch.setattr("namesmith.data.counting.NGRAM_BLOCK", 1 << 14)  # many blocks: checked as it goes
     fitted = []
-    monkeypatch.setattr("namesmith.train.fit_ngram_counts", lambda *a, **k: fitted.append(1))
+    monkeypatch.setattr("namesmith.training.train.fit_ngram_counts", lambda *a, **k: fitted.append(1))
     monkeypatch.setenv(LIMIT, str(memory.streamed_ngram_bytes(70_000)))
     rc, err = run_cli(["train", "--data", str(words), "--stream", "--prior", "none", "--samples", "0"], capsys,
                       tmp_path)

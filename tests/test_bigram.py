@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus, load_words
-from namesmith.history import TrainHistory
+from namesmith.core.config import TrainConfig
+from namesmith.core.history import TrainHistory
+from namesmith.data.words import Corpus, load_words
 from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear, count_pairs
 
 
@@ -102,8 +102,8 @@ def test_count_model_rows_are_add_k_estimates(corpus):
 
 @pytest.mark.parametrize("model_type", ["bigram", "bigram-counts"])
 def test_evaluation_from_pair_counts_equals_word_evaluation(corpus, model_type):
-    from namesmith.evaluate import evaluate
-    from namesmith.train import evaluate_splits
+    from namesmith.scoring.evaluate import evaluate
+    from namesmith.training.train import evaluate_splits
 
     model = (BigramLinear(corpus.vocab.size) if model_type == "bigram"
              else BigramCounts(corpus.vocab.size, BigramCountsConfig(smoothing=0.5)))

@@ -11,17 +11,17 @@ import pytest
 import torch
 from test_generate import chi_square_pvalue
 
-from namesmith.calibrate import CellDistribution, calibrate, chain_cells, fit_calibration
-from namesmith.calibration import Calibration
 from namesmith.cli import main
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus
-from namesmith.errors import CheckpointError, ConfigError
-from namesmith.evaluate import row_log_probs, word_log_probs
-from namesmith.generate import GenerateConfig, MarkovChain, generate, markov_chain
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.core.vocab import Vocab
+from namesmith.data.words import Corpus
+from namesmith.generation.calibration import Calibration
+from namesmith.generation.generate import GenerateConfig, MarkovChain, generate, markov_chain
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.namemodel import NameModel
-from namesmith.vocab import Vocab
+from namesmith.scoring.evaluate import row_log_probs, word_log_probs
+from namesmith.training.calibrate import CellDistribution, calibrate, chain_cells, fit_calibration
 
 WORDS = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc", "a", "abcab", "bcca", "caab"]
 
@@ -144,7 +144,7 @@ def test_a_bad_calibrate_option_is_one_line(tmp_path, capsys):
 
 
 def test_the_calibrate_command_fits_saves_and_removes_a_calibration(tmp_path, capsys):
-    from namesmith.data import load_words
+    from namesmith.data.words import load_words
 
     data = tmp_path / "names.txt"
     data.write_text("\n".join(load_words("builtin")[:3000]) + "\n")
@@ -166,8 +166,8 @@ def test_the_calibrate_command_fits_saves_and_removes_a_calibration(tmp_path, ca
 def test_a_network_is_calibrated_from_its_own_draws(tiny, monkeypatch):
     """A network is no finite chain: its cells come from its draws (self-normalised importance sampling), log Z
     with a standard error; its calibrated names are drawn by rejection."""
-    import namesmith.calibrate as fitting
-    from namesmith.train import build_model
+    import namesmith.training.calibrate as fitting
+    from namesmith.training.train import build_model
 
     monkeypatch.setattr(fitting, "DRAWS", 3000)
     _, corpus = tiny
@@ -312,7 +312,7 @@ def test_label_calibrations_are_saved_and_older_directories_load_untilted(by_sex
 
 def test_label_nodes_are_bounded(by_sex, monkeypatch):
     """Past LABEL_DP_CELLS of DP cells in all, only the root keeps its own calibration."""
-    import namesmith.calibrate as fitting
+    import namesmith.training.calibrate as fitting
 
     conditional, corpus = by_sex[0].model, by_sex[0].corpus
     codes, weights = corpus.codes["train"], torch.from_numpy(corpus.weights["train"])

@@ -1,4 +1,4 @@
-"""The data catalogue (namesmith/catalogue.py, namesmith/catalogue/): every shipped set loads,
+"""The data catalogue (namesmith/data/catalogue.py, namesmith/catalogue/): every shipped set loads,
 agrees with its data card and with the strict table parser, and the build is reproducible."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from namesmith.catalogue import DATASETS, list_datasets, load_dataset
-from namesmith.data import read_builtin_table
-from namesmith.errors import ConfigError
-from namesmith.tables import parse_table, split_by_name
+from namesmith.core.errors import ConfigError
+from namesmith.data.catalogue import DATASETS, list_datasets, load_dataset
+from namesmith.data.tables import parse_table, split_by_name
+from namesmith.data.words import read_builtin_table
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = ROOT / "namesmith" / "catalogue"

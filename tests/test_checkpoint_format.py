@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from namesmith.checkpoint import FORMAT_VERSION, META_FILE
-from namesmith.data import load_words
-from namesmith.errors import CheckpointError
+from namesmith.core.errors import CheckpointError
+from namesmith.data.words import load_words
 from namesmith.namemodel import NameModel
+from namesmith.training.checkpoint import FORMAT_VERSION, META_FILE
 
 
 def as_format_1(directory) -> dict:

@@ -21,11 +21,11 @@ import torch
 from safetensors.torch import save_file
 
 from namesmith import NameModel, cli
-from namesmith import checkpoint as ckpt_mod
-from namesmith.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
-from namesmith.errors import CheckpointError
+from namesmith.core.errors import CheckpointError
 from namesmith.models import MODEL_TYPES, model_class
 from namesmith.models.bigram import BigramLinear
+from namesmith.training import checkpoint as ckpt_mod
+from namesmith.training.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
 
 NAMES = ["anna", "bob", "carl", "dora", "emil", "fritz", "gina", "hugo", "ida", "jan", "kim", "lena"]
 CPU = {"device": "cpu", "max_steps": 30}
@@ -257,7 +257,7 @@ def test_meta_write_failing_midway_keeps_the_previous_checkpoint(model_dir, monk
     real_write_bytes = Path.write_bytes
     written = []
 
-    def half_then_io_error(path, data):  # the JSON is written to its temporary file (namesmith.io) this way
+    def half_then_io_error(path, data):  # the JSON is written to its temporary file (namesmith.core.io) this way
         real_write_bytes(path, data[: len(data) // 2])
         written.append(path)
         raise OSError(errno.EIO, "Input/output error")

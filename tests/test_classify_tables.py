@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from namesmith import NameModel
-from namesmith.classify import combination_log_likelihoods
-from namesmith.evaluate import word_log_probs
 from namesmith.models.conditional_counts import ConditionalCounts
+from namesmith.scoring.classify import combination_log_likelihoods
+from namesmith.scoring.evaluate import word_log_probs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ENDINGS = {("F", "north"): "a", ("F", "south"): "ette", ("F", "east"): "ine",
@@ -113,7 +113,7 @@ def test_a_model_saved_without_low_order_rows_classifies_from_its_tables(model):
 
 
 def test_malformed_low_order_rows_are_refused(model):
-    from namesmith.errors import CheckpointError
+    from namesmith.core.errors import CheckpointError
 
     counts = model.model
     tensors = counts.weights()

@@ -6,8 +6,8 @@ import logging
 import pytest
 import torch
 
-from namesmith.checkpoint import load_checkpoint
 from namesmith.cli import main
+from namesmith.training.checkpoint import load_checkpoint
 
 WORDS = "emma\nolivia\nava\nisabella\nsophia\nmia\namelia\nharper\nevelyn\nabigail\nquinn\nquentin\n"
 

@@ -22,20 +22,20 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from namesmith import NameModel
-from namesmith.checkpoint import load_checkpoint
 from namesmith.cli import main
-from namesmith.conditional import Condition, parse_where_args
-from namesmith.data import encode_words
-from namesmith.errors import CheckpointError, ConfigError
-from namesmith.evaluate import row_log_probs
-from namesmith.io import sha256_file
-from namesmith.labelled import labelled_corpus
+from namesmith.core.conditional import Condition, parse_where_args
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.core.io import sha256_file
+from namesmith.core.vocab import BOUNDARY
+from namesmith.data.labelled import labelled_corpus
+from namesmith.data.tables import parse_table, split_by_name
+from namesmith.data.words import encode_words
 from namesmith.models import trainable_types
 from namesmith.models.conditional_counts import ConditionalCounts, ConditionalCountsConfig
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.tables import parse_table, split_by_name
-from namesmith.trainer import LengthBuckets, draw_weighted
-from namesmith.vocab import BOUNDARY
+from namesmith.scoring.evaluate import row_log_probs
+from namesmith.training.checkpoint import load_checkpoint
+from namesmith.training.trainer import LengthBuckets, draw_weighted
 
 
 def synthetic_rows(n: int = 240, seed: int = 0) -> list[tuple[str, str, int]]:

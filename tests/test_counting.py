@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from namesmith.config import TrainConfig
-from namesmith.counting import count_file, count_pairs, split_parts
-from namesmith.data import Corpus, DataConfig, load_words
-from namesmith.errors import ConfigError
-from namesmith.evaluate import evaluate_streamed, pair_nll
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import ConfigError
+from namesmith.data.counting import count_file, count_pairs, split_parts
+from namesmith.data.words import Corpus, DataConfig, load_words
 from namesmith.namemodel import NameModel
-from namesmith.train import should_stream, train_streamed
+from namesmith.scoring.evaluate import evaluate_streamed, pair_nll
+from namesmith.training.train import should_stream, train_streamed
 
 PLAIN = "\n".join(load_words("builtin")[:3000]) + "\n"
 TRICKY = ("emma\r\nOlivia\n\n  ava  \nzoë\nzoe\u0308\nmary\tann\nx" + "y" * 80 + "\nbad\x07line\n"
@@ -53,8 +53,8 @@ def test_streamed_split_is_a_deterministic_partition(tmp_path):
 
 
 def test_pair_nll_equals_word_evaluation(tmp_path):
-    from namesmith.evaluate import evaluate
     from namesmith.models.bigram import BigramCounts
+    from namesmith.scoring.evaluate import evaluate
 
     path = tmp_path / "words.txt"
     path.write_text(PLAIN)

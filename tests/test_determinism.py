@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus, load_words
-from namesmith.train import build_model, fit_model
-from namesmith.trainer import learning_rate
+from namesmith.core.config import TrainConfig
+from namesmith.data.words import Corpus, load_words
+from namesmith.training.train import build_model, fit_model
+from namesmith.training.trainer import learning_rate
 
 WORDS = load_words("builtin")[:600]
 

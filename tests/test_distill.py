@@ -1,5 +1,5 @@
 """Issue #16, distillation: a network trained on a teacher's next-character distributions as well as on the
-words (namesmith.distill, `namesmith train --teacher DIR`)."""
+words (namesmith.training.distill, `namesmith train --teacher DIR`)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import namesmith.distill as distill
+import namesmith.training.distill as distill
 from namesmith import NameModel
-from namesmith.checkpoint import load_checkpoint
 from namesmith.cli import main
-from namesmith.data import load_words
-from namesmith.distill import Lessons, distill_loss, weights_fingerprint
-from namesmith.errors import CheckpointError, ConfigError
-from namesmith.evaluate import chunked_log_probs
-from namesmith.trainer import batch_loss
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.data.words import load_words
+from namesmith.scoring.evaluate import chunked_log_probs
+from namesmith.training.checkpoint import load_checkpoint
+from namesmith.training.distill import Lessons, distill_loss, weights_fingerprint
+from namesmith.training.trainer import batch_loss
 
 WORDS = load_words("builtin")[:800]
 QUICK = {"max_steps": 60, "batch_size": 16, "eval_every": 20, "seed": 3, "device": "cpu", "ngram_mix": 0,

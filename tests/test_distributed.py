@@ -22,10 +22,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from namesmith.checkpoint import load_checkpoint
-from namesmith.config import TrainConfig
-from namesmith.data import DataConfig, load_words
-from namesmith.train import train
+from namesmith.core.config import TrainConfig
+from namesmith.data.words import DataConfig, load_words
+from namesmith.training.checkpoint import load_checkpoint
+from namesmith.training.train import train
 
 WORDS = load_words("builtin")[:2000]
 BASE = {"max_steps": 30, "eval_every": 10, "batch_size": 16, "seed": 3, "ngram_mix": 0, "device": "cpu"}
@@ -72,7 +72,7 @@ def _rank_main(rank: int, size: int, port: int, tmp: str) -> None:
     """One rank: every run of RUNS, then a run that rank 1 interrupts, resumed on both ranks."""
     os.environ.update(rank_env(rank, size, port))
     torch.set_num_threads(1)
-    import namesmith.train as train_module
+    import namesmith.training.train as train_module
 
     tmp_path = Path(tmp)
     real_save = train_module.save_checkpoint
@@ -138,7 +138,7 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 @pytest.mark.parametrize("name", [*RUNS, "taught"])
 def test_two_ranks_end_with_the_weights_of_one_process_on_the_same_batches(two_ranks, name):
     model_type, options, model_options = RUNS.get(name, RUNS["lstm"])
-    teacher = two_ranks / "teacher" if name == "taught" else None  # distillation (namesmith.distill)
+    teacher = two_ranks / "teacher" if name == "taught" else None  # distillation (namesmith.training.distill)
     reference, _ = train(model_type, DataConfig(), config(**options), model_options, words=WORDS, teacher=teacher)
     rank0, rank1 = weights(two_ranks / f"{name}-0.safetensors"), weights(two_ranks / f"{name}-1.safetensors")
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "the ranks' replicas differ"

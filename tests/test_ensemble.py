@@ -10,16 +10,16 @@ import torch.nn.functional as F
 from model_support import assert_step_equals_forward
 
 from namesmith.cli import main
-from namesmith.data import Corpus, load_words
-from namesmith.errors import CheckpointError, ConfigError
-from namesmith.evaluate import mean_nll
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.data.words import Corpus, load_words
 from namesmith.models.ensemble import Ensemble, build_ensemble, fit_mixture_weights, fit_product_weights
 from namesmith.models.mlp import MLP, MLPConfig
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.rnn import GRU, RNNConfig
 from namesmith.models.transformer import Transformer, TransformerConfig
 from namesmith.namemodel import NameModel
-from namesmith.train import fit_model
+from namesmith.scoring.evaluate import mean_nll
+from namesmith.training.train import fit_model
 
 QUICK = dict(max_steps=40, batch_size=16, eval_every=20, time_budget=1e9, seed=0, device="cpu", ngram_mix=0)
 
@@ -31,7 +31,7 @@ def corpus() -> Corpus:
 
 @pytest.fixture(scope="module")
 def members(corpus):
-    from namesmith.config import TrainConfig
+    from namesmith.core.config import TrainConfig
 
     torch.manual_seed(0)
     V = corpus.vocab.size

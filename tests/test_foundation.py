@@ -8,11 +8,11 @@ import torch
 
 import namesmith
 from namesmith import NameModel
-from namesmith.counting import count_pairs
-from namesmith.data import Corpus, encode_words, load_words, read_builtin_table, split_words
-from namesmith.evaluate import evaluate, word_log_probs
+from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.data.counting import count_pairs
+from namesmith.data.words import Corpus, encode_words, load_words, read_builtin_table, split_words
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
-from namesmith.vocab import BOUNDARY, Vocab
+from namesmith.scoring.evaluate import evaluate, word_log_probs
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
 
@@ -123,7 +123,7 @@ def test_sampling_same_seed_same_names():
 
 @pytest.mark.parametrize("seed", [-1, 2**64])
 def test_sampling_seed_out_of_range_is_a_config_error(seed):
-    from namesmith.generate import GenerateConfig
+    from namesmith.generation.generate import GenerateConfig
 
     model = NameModel.train(model="bigram-counts", words=WORDS)
     for make in (lambda: GenerateConfig(seed=seed), lambda: model.generate(5, seed=seed)):

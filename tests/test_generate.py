@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from namesmith.cli import main
-from namesmith.data import load_words, split_words
-from namesmith.errors import ConfigError
-from namesmith.evaluate import word_log_probs
-from namesmith.generate import GenerateConfig, build_automaton, generate, kmp_automaton, novelty_summary
+from namesmith.core.errors import ConfigError
+from namesmith.core.vocab import Vocab
+from namesmith.data.words import load_words, split_words
+from namesmith.generation.generate import GenerateConfig, build_automaton, generate, kmp_automaton, novelty_summary
 from namesmith.models.base import CharModel
 from namesmith.namemodel import NameModel
-from namesmith.vocab import Vocab
+from namesmith.scoring.evaluate import word_log_probs
 
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
 

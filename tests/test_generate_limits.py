@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from namesmith.data import load_words
-from namesmith.errors import ConfigError, NamesmithError
-from namesmith.evaluate import word_log_probs
-from namesmith.generate import (
+from namesmith.core.errors import ConfigError, NamesmithError
+from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.data.words import load_words
+from namesmith.generation.generate import (
     MAX_NAME_LENGTH,
     MIN_BATCH,
     GenerateConfig,
@@ -29,13 +29,13 @@ from namesmith.generate import (
     iter_generate,
     markov_chain,
 )
+from namesmith.generation.sample import CHUNK, MAX_BATCH_TOKENS, batch_limit
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
 from namesmith.namemodel import NameModel
-from namesmith.sample import CHUNK, MAX_BATCH_TOKENS, batch_limit
-from namesmith.vocab import BOUNDARY, Vocab
+from namesmith.scoring.evaluate import word_log_probs
 
-generate_module = sys.modules["namesmith.generate"]  # `namesmith.generate` the attribute is the function
-sample_module = sys.modules["namesmith.sample"]
+generate_module = sys.modules["namesmith.generation.generate"]  # the attribute is the function
+sample_module = sys.modules["namesmith.generation.sample"]
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
 A_NAMES = ["a" * n for n in range(20, 41)]  # names made only of 'a', as in the issue
 
@@ -65,8 +65,8 @@ def test_pathological_regex_respects_the_time_budget_in_a_fresh_process(tmp_path
     script = textwrap.dedent(f"""
         import time
         from namesmith import NameModel
-        from namesmith.generate import GenerateConfig, generate
-        from namesmith.errors import ConfigError
+        from namesmith.generation.generate import GenerateConfig, generate
+        from namesmith.core.errors import ConfigError
         result = NameModel.train(model="bigram-counts", words={A_NAMES!r})
         for pattern in ("^(a+)+b$", "^(a|a)+b$"):
             for budget in ({{"time_budget": 1.0}}, {{"max_tries": 1000}}):

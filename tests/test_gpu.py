@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from namesmith import NameModel
-from namesmith.checkpoint import read_meta
-from namesmith.config import TrainConfig
-from namesmith.data import load_words
-from namesmith.trainer import make_optimizer
+from namesmith.core.config import TrainConfig
+from namesmith.data.words import load_words
+from namesmith.training.checkpoint import read_meta
+from namesmith.training.trainer import make_optimizer
 
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)]
 TYPES = {  # model type: its options, small

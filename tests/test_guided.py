@@ -1,4 +1,4 @@
-"""Guided sampling (namesmith.guided): every name valid, and names distributed as rejection's.
+"""Guided sampling (namesmith.generation.guided): every name valid, and names distributed as rejection's.
 
 A small random network on a three-letter alphabet, where rejection sampling is cheap: the
 guided sampler's name frequencies (N = 20,000) against rejection sampling's by a two-sample
@@ -16,15 +16,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from namesmith.data import Corpus
-from namesmith.errors import ConfigError
-from namesmith.generate import GenerateConfig, generate
-from namesmith.guided import Guide, GuidedSampler, find_twist, fit_twist
+from namesmith.core.errors import ConfigError
+from namesmith.core.vocab import Vocab
+from namesmith.data.words import Corpus
+from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.guided import Guide, GuidedSampler, find_twist, fit_twist
+from namesmith.generation.sample import Batch, ModelSampler
 from namesmith.models.ensemble import Ensemble
 from namesmith.models.ngram import NGram
 from namesmith.models.transformer import Transformer, TransformerConfig
-from namesmith.sample import Batch, ModelSampler
-from namesmith.vocab import Vocab
 from tests.test_sample import chi_square_p
 
 VOCAB = Vocab(("a", "b", "c"))
@@ -107,7 +107,7 @@ class Uncorrected(GuidedSampler):
 
 
 def test_the_test_catches_a_proposal_without_the_correction(network, twist, monkeypatch):
-    import namesmith.guided as guided
+    import namesmith.generation.guided as guided
 
     rejection = draw(network, twist, "rejection", seed=2)
     monkeypatch.setattr(guided, "GuidedSampler", Uncorrected)
@@ -136,7 +136,7 @@ def test_statistics_and_refusals(network, twist):
 def test_auto_guides_only_while_that_keeps_more_names_per_draw(network, twist, monkeypatch):
     """Guided sampling keeps P(valid) / B of its particles (B the largest weight seen), rejection P(valid) of its
     draws: "auto" turns to rejection once B passes 1 / GUIDED_COST, and says so."""
-    import namesmith.generate as generate_module
+    import namesmith.generation.generate as generate_module
 
     monkeypatch.setattr(generate_module, "GUIDED_COST", 1e-9)  # guidance always pays
     kept = draw(network, twist, "auto", num=2000)
@@ -159,7 +159,7 @@ def test_through_name_model_and_the_cli(tmp_path, capsys):
     import json
 
     from namesmith.cli import main
-    from namesmith.data import load_words
+    from namesmith.data.words import load_words
     from namesmith.namemodel import NameModel
 
     words = tmp_path / "names.txt"
@@ -182,8 +182,8 @@ def test_through_name_model_and_the_cli(tmp_path, capsys):
 def test_auto_samples_by_rejection_when_the_guide_is_late_and_keeps_the_tables(network, twist, monkeypatch):
     """"auto" spends at most half its budget on a guide's tables; if they are not ready it samples by
     rejection in the rest (before, a late guide ended the search with no names). Built tables are cached."""
-    import namesmith.generate as generate_module
-    from namesmith.generate import ExactCache
+    import namesmith.generation.generate as generate_module
+    from namesmith.generation.generate import ExactCache
 
     def late(*args, **kwargs):
         raise generate_module._OutOfTime

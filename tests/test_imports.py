@@ -101,9 +101,9 @@ def test_import_namesmith_and_help_need_no_torch():
 
 def test_the_lazy_names_of_the_package_resolve():
     import namesmith
-    from namesmith.data import DataConfig, load_words
+    from namesmith.core.version import __version__
+    from namesmith.data.words import DataConfig, load_words
     from namesmith.namemodel import NameModel
-    from namesmith.version import __version__
 
     assert (namesmith.NameModel, namesmith.DataConfig, namesmith.load_words) == (NameModel, DataConfig, load_words)
     assert namesmith.__version__ == __version__

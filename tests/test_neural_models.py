@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from model_support import assert_step_equals_forward
 
-from namesmith.checkpoint import load_checkpoint, save_checkpoint
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus
-from namesmith.errors import CheckpointError, ConfigError
-from namesmith.evaluate import mean_nll
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.core.vocab import Vocab
+from namesmith.data.words import Corpus
 from namesmith.models import model_class
-from namesmith.train import fit_model
-from namesmith.vocab import Vocab
+from namesmith.scoring.evaluate import mean_nll
+from namesmith.training.checkpoint import load_checkpoint, save_checkpoint
+from namesmith.training.train import fit_model
 
 TINY = {
     "mlp": {"block_size": 3, "n_embd": 8, "n_hidden": 64},

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus, Split, encode_words, load_words
-from namesmith.errors import CheckpointError, ConfigError
-from namesmith.generate import GenerateConfig, generate
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.core.vocab import Vocab
+from namesmith.data.words import Corpus, Split, encode_words, load_words
+from namesmith.generation.generate import GenerateConfig, generate
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.vocab import Vocab
 
 TEN = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]
 
@@ -309,7 +309,7 @@ def test_the_highest_order_whose_keys_fit_int64():
 
 def test_a_list_of_many_characters_trains_at_the_order_that_fits_unless_one_is_asked_for(tmp_path):
     from namesmith import NameModel
-    from namesmith.guided import fit_twist
+    from namesmith.generation.guided import fit_twist
 
     chars = [chr(0x4E00 + i) for i in range(1600)]  # 1,600 Han characters, each in one name
     words = tmp_path / "names.txt"

@@ -11,14 +11,14 @@ import torch.nn.functional as F
 from model_support import assert_step_equals_forward
 
 from namesmith import NameModel
-from namesmith.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
-from namesmith.config import TrainConfig
-from namesmith.data import Corpus
-from namesmith.errors import CheckpointError, ConfigError
-from namesmith.evaluate import mean_nll, word_log_probs
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.data.words import Corpus
 from namesmith.models.ngram_mix import NGramMix, fit_weights, mix_with_ngram
 from namesmith.models.transformer import Transformer, TransformerConfig
-from namesmith.train import fit_model
+from namesmith.scoring.evaluate import mean_nll, word_log_probs
+from namesmith.training.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
+from namesmith.training.train import fit_model
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "elizabeth", "mila", "ella", "avery", "sofia", "camila", "aria", "scarlett",

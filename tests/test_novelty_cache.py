@@ -13,7 +13,7 @@ import pytest
 
 import namesmith.namemodel as namemodel_module
 from namesmith import NameModel
-from namesmith.novelty_cache import cache_path
+from namesmith.generation.novelty import cache_path
 
 
 @pytest.fixture()

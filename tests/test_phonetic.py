@@ -1,4 +1,4 @@
-"""namesmith.phonetic: Double Metaphone keys, names that sound alike, --sounds-like in generation."""
+"""namesmith.choosing.phonetic: Double Metaphone keys, names that sound alike, --sounds-like in generation."""
 
 import sys
 
@@ -6,11 +6,8 @@ import pytest
 
 pytest.importorskip("doublemetaphone")
 
-from namesmith import phonetic  # noqa: E402
-from namesmith.data import load_words  # noqa: E402
-from namesmith.errors import ConfigError  # noqa: E402
-from namesmith.namemodel import NameModel  # noqa: E402
-from namesmith.phonetic import (  # noqa: E402
+from namesmith.choosing import phonetic  # noqa: E402
+from namesmith.choosing.phonetic import (  # noqa: E402
     SoundIndex,
     edit_distance,
     phonetic_key,
@@ -18,6 +15,9 @@ from namesmith.phonetic import (  # noqa: E402
     sounds_alike,
     sounds_like,
 )
+from namesmith.core.errors import ConfigError  # noqa: E402
+from namesmith.data.words import load_words  # noqa: E402
+from namesmith.namemodel import NameModel  # noqa: E402
 
 
 def test_spellings_of_one_sound_share_a_key():

@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-from namesmith import plot
+from namesmith.scoring import plot
 
 
 def test_labels_fall_back_to_code_points_when_no_font_has_the_glyphs(tmp_path, monkeypatch, caplog):

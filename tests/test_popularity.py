@@ -1,5 +1,5 @@
-"""Popularity, trend, known names and nicknames from the built-in catalogue (namesmith.popularity,
-namesmith.nicknames, namesmith.facts), and their filters in the generation pipeline: checked
+"""Popularity, trend, known names and nicknames from the built-in catalogue (namesmith.choosing.popularity,
+namesmith.data.nicknames, namesmith.choosing.facts), and their filters in the generation pipeline: checked
 against counts and ranks computed here independently from the catalogue's tables."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from namesmith import NameModel
-from namesmith.catalogue import load_dataset
+from namesmith.choosing.popularity import BANDS, best_use, is_known, parse_popularity, popularity_index, trend
 from namesmith.cli import main
-from namesmith.errors import ConfigError
-from namesmith.generate import GenerateConfig
-from namesmith.nicknames import nickname_pairs, nicknames_of
-from namesmith.popularity import BANDS, best_use, is_known, parse_popularity, popularity_index, trend
+from namesmith.core.errors import ConfigError
+from namesmith.data.catalogue import load_dataset
+from namesmith.data.nicknames import nickname_pairs, nicknames_of
+from namesmith.generation.generate import GenerateConfig
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "namesmith" / "catalogue"
 
@@ -249,7 +249,7 @@ def test_the_trend_endpoint(model, tmp_path):
 
 
 def test_the_index_kept_in_the_cache_is_the_one_built(tmp_path, monkeypatch, caplog):
-    from namesmith import popularity
+    from namesmith.choosing import popularity
 
     monkeypatch.setenv("NAMESMITH_CACHE", str(tmp_path))
     built = popularity.Popularity.read()

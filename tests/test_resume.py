@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from namesmith import NameModel, cli
-from namesmith.checkpoint import load_checkpoint
-from namesmith.errors import CheckpointError, ConfigError
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.training.checkpoint import load_checkpoint
 
 NAMES = ("anna bob carl dora emil fritz gina hugo ida jan kim lena mona nils otto paul quinn rosa sven tina "  # noqa: SIM905
          "ulla vera wim xena yann zoe").split()

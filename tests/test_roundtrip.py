@@ -8,7 +8,7 @@ import json
 import pytest
 
 from namesmith.cli import main
-from namesmith.data import load_words, read_builtin_table
+from namesmith.data.words import load_words, read_builtin_table
 from namesmith.models import MODEL_TYPES, trainable_types
 from namesmith.namemodel import NameModel
 
@@ -32,7 +32,7 @@ WRAPPERS = {"ngram-mix": ("gru", [*TINY["gru"][:-2], "--ngram-mix", "3", "--n-em
             "conditional-counts": ("ngram", [*TINY["ngram"], "--condition", "sex"]),
             "conditional-network": ("gru", [*TINY["gru"], "--condition", "sex"]),
             "ensemble": ("ensemble", ["gru", "ngram"]),
-            # an n-gram of a short list adapted onto the catalogue's prior (namesmith.adapt)
+            # an n-gram of a short list adapted onto the catalogue's prior (namesmith.adaptation.adapt)
             "sparse-ngram": ("ngram", ["--order", "3", "--prior", "auto"])}
 ON_TABLE = {"conditional-counts", "conditional-network"}
 

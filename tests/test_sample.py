@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from namesmith.data import Corpus, load_words
-from namesmith.generate import GenerateConfig, generate
+from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.data.words import Corpus, load_words
+from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.sample import CHUNK, Batch, alias_tables, decode_batch, next_token_probs, plain_sampler
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
-from namesmith.sample import CHUNK, Batch, alias_tables, decode_batch, next_token_probs, plain_sampler
-from namesmith.vocab import BOUNDARY, Vocab
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The model sampler draws whole names from a network's own distribution.
 
-The sampler shares one state among the names with the same prefix (a trie, namesmith.sample.
+The sampler shares one state among the names with the same prefix (a trie, namesmith.generation.sample.
 ModelSampler), so a bug could hand a name another prefix's distribution. On a three-letter
 alphabet every name of at most four letters can be enumerated with its exact probability from the
 network's `forward` (the product of its next-letter probabilities, the end included); sampled
@@ -17,9 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from namesmith.core.vocab import Vocab
+from namesmith.generation.sample import ModelSampler
 from namesmith.models import model_class
-from namesmith.sample import ModelSampler
-from namesmith.vocab import Vocab
 from tests.test_sample import chi_square_p
 
 VOCAB = Vocab(("a", "b", "c"))

@@ -8,7 +8,7 @@ import pytest
 import namesmith
 from namesmith import NameModel
 from namesmith.cli import main
-from namesmith.score import rank, reference_scores, score_names
+from namesmith.scoring.score import rank, reference_scores, score_names
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
 
@@ -84,9 +84,9 @@ def test_a_long_reference_list_is_a_fixed_sample(monkeypatch):
     """Percentiles of a list longer than MAX_REFERENCE come from a fixed sample of it: bounded work, same figures."""
     import numpy as np
 
-    import namesmith.score as score_module
+    import namesmith.scoring.score as score_module
+    from namesmith.core.vocab import Vocab
     from namesmith.models.ngram import NGram, NGramConfig
-    from namesmith.vocab import Vocab
 
     vocab = Vocab(tuple("abc"))
     model = NGram(vocab.size, NGramConfig(order=2)).eval()

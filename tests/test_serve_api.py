@@ -16,8 +16,8 @@ from rapidfuzz.distance import DamerauLevenshtein  # noqa: E402
 from serve_support import train_bigram  # noqa: E402
 
 from namesmith import NameModel  # noqa: E402
-from namesmith.errors import ConfigError  # noqa: E402
-from namesmith.offensive import is_offensive  # noqa: E402
+from namesmith.core.errors import ConfigError  # noqa: E402
+from namesmith.data.offensive import is_offensive  # noqa: E402
 from namesmith.serve import Limits, ModelRegistry, create_app  # noqa: E402
 from namesmith.serve.registry import scrub  # noqa: E402
 

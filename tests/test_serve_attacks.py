@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from serve_support import free_port, train_bigram  # noqa: E402
 
 from namesmith import NameModel  # noqa: E402
-from namesmith.errors import ConfigError  # noqa: E402
+from namesmith.core.errors import ConfigError  # noqa: E402
 from namesmith.serve import Limits, ModelRegistry, create_app, service  # noqa: E402
 from namesmith.serve.adapted import AdaptedModels, Busy, StillAdapting, tensor_bytes  # noqa: E402
 from namesmith.serve.limits import Slots  # noqa: E402

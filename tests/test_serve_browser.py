@@ -460,7 +460,7 @@ class ChoosingStandIn:
 @pytest.fixture(scope="module")
 def choosing(server):
     """A server answering with issue 30's fields (ChoosingStandIn) over the built-in model."""
-    from namesmith.data import builtin_path
+    from namesmith.data.words import builtin_path
 
     known = {}
     for line in builtin_path().read_text().splitlines()[1:]:
@@ -620,11 +620,11 @@ def test_a_model_of_sex_decade_and_origin_offers_them_as_selects(browser, tmp_pa
 
 
 def test_real_names_show_their_popularity_trend_and_nicknames_from_the_catalogue(browser, server, artefacts):
-    """Against the server's own facts (namesmith.syllables, namesmith.popularity), from a share link asking for
+    """Against the server's own facts (choosing.syllables, choosing.popularity), from a share link asking for
     2 syllables: each name's syllables, a real name's rank of its best-known use, its sparkline from GET
     /api/v1/trend, its nicknames; a new name says so and has no sparkline."""
-    from namesmith.popularity import best_use, is_known, trend
-    from namesmith.syllables import count_syllables
+    from namesmith.choosing.popularity import best_use, is_known, trend
+    from namesmith.choosing.syllables import count_syllables
 
     at_size(browser, 1280, 1000)
     try:
@@ -705,9 +705,9 @@ def test_the_keyboard_reaches_every_control_and_the_text_is_readable(browser, ch
 
 
 def test_a_surname_scores_each_name_and_sorts_by_the_fit(browser, server, artefacts):
-    """Against the server's own scores (namesmith.surname): with a surname, each name's fit and its reasons in
+    """Against the server's own scores (namesmith.choosing.surname): with a surname, each name's fit and its reasons in
     words, best first; alliteration avoided reaches the server."""
-    from namesmith.surname import alliterates, surname_fit
+    from namesmith.choosing.surname import alliterates, surname_fit
 
     at_size(browser, 1280, 1000)
     try:
@@ -731,10 +731,10 @@ def test_a_surname_scores_each_name_and_sorts_by_the_fit(browser, server, artefa
 
 
 def test_sounds_like_shows_names_of_that_sound_closest_first(browser, server):
-    """Against the server's own keys (namesmith.phonetic, the phonetic extra): each name shares a Double
+    """Against the server's own keys (namesmith.choosing.phonetic, the phonetic extra): each name shares a Double
     Metaphone key with the name typed, in the server's order, which the sort names for what it is."""
     pytest.importorskip("doublemetaphone")
-    from namesmith.phonetic import sounds_alike
+    from namesmith.choosing.phonetic import sounds_alike
 
     open_page(browser, server + "/")
     fill(browser, "sounds_like", "Aiden")

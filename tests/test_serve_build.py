@@ -26,7 +26,7 @@ from serve_support import free_port  # noqa: E402
 
 import namesmith.serve.build as build_module  # noqa: E402
 import namesmith.serve.registry as registry_module  # noqa: E402
-import namesmith.train  # noqa: E402
+import namesmith.training.train  # noqa: E402
 from namesmith import NameModel  # noqa: E402
 from namesmith.serve import ModelRegistry, create_app  # noqa: E402
 from namesmith.serve.build import BuildLimits  # noqa: E402
@@ -42,7 +42,7 @@ def no_training_here(monkeypatch):
         raise AssertionError(f"trained in the server's process (thread {threading.current_thread().name})")
 
     monkeypatch.setattr(NameModel, "train", refuse)
-    monkeypatch.setattr(namesmith.train, "train", refuse)
+    monkeypatch.setattr(namesmith.training.train, "train", refuse)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from serve_support import train_bigram  # noqa: E402
 
 from namesmith import NameModel  # noqa: E402
-from namesmith.offensive import OffensiveFilter, is_offensive  # noqa: E402
+from namesmith.data.offensive import OffensiveFilter, is_offensive  # noqa: E402
 from namesmith.serve import Limits, ModelRegistry, create_app, run_server, service  # noqa: E402
 from namesmith.serve.server import API_KEY_ENV, DEFAULT_HOST  # noqa: E402
 

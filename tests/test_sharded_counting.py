@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from namesmith import counting
-from namesmith.config import TrainConfig
-from namesmith.counting import (
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import ConfigError, DataError
+from namesmith.core.vocab import Vocab
+from namesmith.data import counting
+from namesmith.data.counting import (
     count_file,
     count_ngrams_file,
     count_pairs_file,
@@ -25,11 +27,9 @@ from namesmith.counting import (
     shard_ranges,
     streamed_split,
 )
-from namesmith.data import Corpus, DataConfig, encode_words, load_words
-from namesmith.errors import ConfigError, DataError
+from namesmith.data.words import Corpus, DataConfig, encode_words, load_words
 from namesmith.models import ngram as ngram_module
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.vocab import Vocab
 
 SCRIPTS = ["josé", "zoë", "renée", "ßandra", "straße", "שלום", "דוד", "מרים", "李小龙", "王芳", "さくら", "Ólafur",
            "Łukasz", "Zoë-Ann"]
@@ -296,7 +296,7 @@ def test_mistakes_are_clear_errors(tmp_path, words_file):
 
 
 def test_a_process_that_counted_no_word_of_a_part_merges_as_if_absent():
-    from namesmith.counting import _Layout, _merge_shards  # a worker can claim no piece, a piece lack a part
+    from namesmith.data.counting import _Layout, _merge_shards  # a worker can claim no piece, a piece lack a part
 
     layout = _Layout(6, 30, tuple(range(97, 126)))  # 30^6 keys: the sorted tallies, not a dense table
     empty = (np.empty(0, layout.dtype), np.empty(0, np.int64))

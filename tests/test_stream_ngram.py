@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from namesmith.cli import main
-from namesmith.counting import streamed_split
-from namesmith.data import Corpus, DataConfig, load_words
+from namesmith.data.counting import streamed_split
+from namesmith.data.words import Corpus, DataConfig, load_words
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.namemodel import NameModel
 

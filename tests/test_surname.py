@@ -1,4 +1,4 @@
-"""A first name's fit with a surname (namesmith.surname): each rule on names chosen to show it, the score
+"""A first name's fit with a surname (namesmith.choosing.surname): each rule on names chosen to show it, the score
 from the rules' weights, and `surname`/`alliteration` through the generation pipeline, CLI and API."""
 
 from __future__ import annotations
@@ -8,10 +8,18 @@ import json
 import pytest
 
 from namesmith import NameModel
+from namesmith.choosing.surname import (
+    PENALTIES,
+    alliterates,
+    check_surname,
+    first_sound,
+    initials,
+    last_sound,
+    surname_fit,
+)
 from namesmith.cli import main
-from namesmith.errors import ConfigError
-from namesmith.generate import GenerateConfig
-from namesmith.surname import PENALTIES, alliterates, check_surname, first_sound, initials, last_sound, surname_fit
+from namesmith.core.errors import ConfigError
+from namesmith.generation.generate import GenerateConfig
 
 
 @pytest.mark.parametrize("name, first, last", [
@@ -92,7 +100,7 @@ def test_alliteration_filters_the_search(model, alliteration):
 
 
 def test_facts_with_a_surname_sorted_by_fit(model):
-    from namesmith.facts import by_fit
+    from namesmith.choosing.facts import by_fit
 
     names = ["Jess", "Alexandra", "John", "Anne-Sophie"]
     facts = by_fit(model.facts(names, surname="Smith"))

@@ -1,4 +1,4 @@
-"""namesmith.syllables: the counter's rules, its automaton (the same rules), and its agreement with CMU."""
+"""namesmith.choosing.syllables: the counter's rules, its automaton (the same rules), and its agreement with CMU."""
 
 import json
 import random
@@ -8,13 +8,7 @@ import numpy as np
 import pytest
 from test_generate import PositionModel, chi_square_pvalue, exact_distribution
 
-from namesmith.catalogue import load_dataset
-from namesmith.cli import main
-from namesmith.data import load_words
-from namesmith.errors import ConfigError
-from namesmith.generate import GenerateConfig, generate
-from namesmith.namemodel import NameModel
-from namesmith.syllables import (
+from namesmith.choosing.syllables import (
     _START,
     ALPHABET,
     _finish,
@@ -26,7 +20,13 @@ from namesmith.syllables import (
     syllable_machine,
     symbol_of,
 )
-from namesmith.vocab import Vocab
+from namesmith.cli import main
+from namesmith.core.errors import ConfigError
+from namesmith.core.vocab import Vocab
+from namesmith.data.catalogue import load_dataset
+from namesmith.data.words import load_words
+from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.namemodel import NameModel
 
 
 @pytest.mark.parametrize("name, count", [
@@ -223,7 +223,7 @@ def test_the_api_takes_syllables_and_gives_each_name_its_count(tmp_path):
 def test_the_search_for_reachable_states_keeps_to_the_deadline(small):
     """With a syllable range the (automaton, chain) states of a large n-gram number about 150,000; finding them
     once took over a minute past a 5 s budget. The search now stops at the deadline (a clock that ticks)."""
-    from namesmith import generate as generation
+    from namesmith.generation import generate as generation
 
     config = GenerateConfig(syllables=(1, 3))
     chain = generation.markov_chain(small.model, small.vocab.size, config)

@@ -1,4 +1,4 @@
-"""Word tables (namesmith/tables.py): reading TSV/CSV, every bad-table error, the split by
+"""Word tables (namesmith/data/tables.py): reading TSV/CSV, every bad-table error, the split by
 distinct name, aggregation and weighting, checked against hand computations."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from namesmith.data import split_words
-from namesmith.errors import ConfigError, DataError
-from namesmith.tables import Table, aggregate, is_table, parse_table, read_table, split_by_name, weights
+from namesmith.core.errors import ConfigError, DataError
+from namesmith.data.tables import Table, aggregate, is_table, parse_table, read_table, split_by_name, weights
+from namesmith.data.words import split_words
 
 TSV = "name\tsex\tdecade\tcount\nleslie\tF\t1950s\t12\nleslie\tM\t1950s\t8\nemma\tF\t2010s\t30\nleslie\tF\t1950s\t3\n"
 
@@ -258,7 +258,7 @@ def test_select_and_where():
 
 
 def test_sniff_finds_the_separator_and_the_name_column():
-    from namesmith.tables import sniff
+    from namesmith.data.tables import sniff
     assert sniff("\ufeffname;sex;count\nEmma;F;10\n").delimiter == ";"
     assert is_table("First Name,Gender\nEmma,F\n") and is_table("given_name\tyear\n")
     table = parse_table("\ufeffName;Sex;Births\nEmma;F;10\nLiam;M;12\n", "x.csv")

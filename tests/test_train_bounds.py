@@ -8,11 +8,11 @@ import logging
 import os
 import signal
 
-import namesmith.train as train_module
+import namesmith.training.train as train_module
 from namesmith.cli import EXIT_INTERRUPTED, main
-from namesmith.data import DataConfig
+from namesmith.core.progress import Phase
+from namesmith.data.words import DataConfig
 from namesmith.models.ngram import NGram
-from namesmith.progress import Phase
 
 
 def test_a_long_phase_logs_its_rate_and_the_time_left(caplog):

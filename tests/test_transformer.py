@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from namesmith.errors import ConfigError, DataError
+from namesmith.core.errors import ConfigError, DataError
 from namesmith.models import model_class
 from namesmith.models.transformer import CausalSelfAttention, Transformer, TransformerConfig
 
@@ -47,7 +47,7 @@ def test_too_long_sequence_is_a_clear_error():
 
 
 def test_block_size_for_corpus():
-    from namesmith.data import Corpus
+    from namesmith.data.words import Corpus
 
     corpus = Corpus.from_words(["ab", "abcdef", "abc", "a", "bcd"] * 4)
     assert Transformer.block_size_for(corpus) == 7
@@ -144,8 +144,8 @@ def test_residual_projections_are_scaled_at_init():
 
 
 def test_overfits_ten_words():
-    from namesmith.data import encode_words
-    from namesmith.vocab import Vocab
+    from namesmith.core.vocab import Vocab
+    from namesmith.data.words import encode_words
 
     words = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
     vocab = Vocab.from_words(words)

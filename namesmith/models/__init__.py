@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from namesmith.errors import ConfigError
+from namesmith.core.errors import ConfigError
 from namesmith.models.base import CharModel
 
 # name → (module, class). One model per file; a new model is one line here.

@@ -22,15 +22,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from namesmith.config import TRAIN_DEFAULTS
-from namesmith.errors import CheckpointError, ConfigError
-from namesmith.vocab import BOUNDARY
+from namesmith.core.config import TRAIN_DEFAULTS
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.core.vocab import BOUNDARY
 
 State = Any
 Shapes = dict[str, tuple[int, ...]]  # a weights file's tensor names and shapes (from its header: nothing loaded)
 Sizes = Iterator[tuple[str, Any, Any]]  # (size, as declared, as the weights hold it): see `CharModel.declared_sizes`
 
-# The training recipe every neural model starts from (see namesmith.trainer); each model
+# The training recipe every neural model starts from (see namesmith.training.trainer); each model
 # overrides what differs: its step cap, patience and time budget at least.
 NEURAL_TRAIN_DEFAULTS: dict[str, Any] = {
     "learning_rate": 3e-3,
@@ -53,7 +53,7 @@ class CharModel(nn.Module):
 
     The contract a model type declares, so that callers never probe it with getattr/isinstance:
 
-    - `neural`: trained by the gradient trainer (namesmith.trainer, chosen by namesmith.train);
+    - `neural`: trained by the gradient trainer (namesmith.training.trainer, chosen by namesmith.training.train);
       such models can be combined with an n-gram (namesmith.models.ngram_mix). Other models fit
       themselves (`fit`): counting, or the seed bigram's own descent.
     - `counts_only`: fitted in closed form from counts; training options do not apply.
@@ -116,7 +116,7 @@ class CharModel(nn.Module):
         `on_checkpoint(state)` receives resumable training state ({"tensors": ..., "meta": ...})
         now and then; `resume=state` continues from it.
         """
-        raise NotImplementedError(f"{self.model_type} is trained by namesmith.trainer, not by itself")
+        raise NotImplementedError(f"{self.model_type} is trained by namesmith.training.trainer, not by itself")
 
     def fit_pair_counts(self, pair_counts: Any, config: Any, callback: Any = None, history: Any = None) -> int:
         """Fit from (V, V) pair counts alone; returns the steps run (models that only need them)."""
@@ -129,13 +129,13 @@ class CharModel(nn.Module):
     def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         """The model as a finite Markov chain over the states it stores, if it is one (bigram models,
         the n-gram): next-token log-probabilities (S, V), the next state (S, V), and the state after
-        the boundary that starts a name. None for other models (see namesmith.generate)."""
+        the boundary that starts a name. None for other models (see namesmith.generation.generate)."""
         return None
 
-    # --- conditions (namesmith.conditional) -----------------------------------------------------
-    condition: Any = None  # a conditional model's `namesmith.conditional.Condition` (labels, values, priors)
-    calibration: Any = None  # a `namesmith.calibration.Calibration`: its names tilted as a whole (None: as they are)
-    # a conditional model's `namesmith.calibration.LabelCalibrations`: the names of each label node tilted
+    # --- conditions (namesmith.core.conditional) -----------------------------------------------------
+    condition: Any = None  # a conditional model's `namesmith.core.conditional.Condition` (labels, values, priors)
+    calibration: Any = None  # a `generation.calibration.Calibration`: its names tilted as a whole (None: as they are)
+    # a conditional model's `namesmith.generation.calibration.LabelCalibrations`: the names of each label node tilted
     label_calibrations: Any = None
 
     @property
@@ -144,7 +144,7 @@ class CharModel(nn.Module):
         return {} if self.condition is None else dict(self.condition.labels)
 
     def given(self, where: Any = None, guidance: float = 0.0) -> CharModel:
-        """The plain model P(name | where) of a conditional model, guided by `guidance` (namesmith.conditional);
+        """The plain model P(name | where) of a conditional model, guided by `guidance` (namesmith.core.conditional);
         a plain model is its own (where empty)."""
         if where:
             raise ConfigError(f"where: this {self.model_type} model is not conditioned on any label "
@@ -184,7 +184,7 @@ class CharModel(nn.Module):
         """Every size the vocabulary and a saved config declare (vocabulary, layers, widths, order, components,
         labels, ...), each beside the value the saved tensors' shapes hold: (size, declared, held).
 
-        namesmith.checkpoint compares them before any model is built, so an edited namesmith.json (n_layer set
+        namesmith.training.checkpoint compares them before any model is built, so an edited namesmith.json (n_layer set
         to 10^5, 20,000 more characters) is refused at once instead of allocating what it declares. Every
         registered model type says where its sizes live (tests/test_checkpoint_safety.py runs them all)."""
         raise NotImplementedError(f"{cls.model_type} does not say how its sizes show in its weights")

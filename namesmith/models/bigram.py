@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from namesmith.counting import count_pairs
-from namesmith.history import TrainHistory
+from namesmith.core.history import TrainHistory
+from namesmith.core.vocab import BOUNDARY
+from namesmith.data.counting import count_pairs
 from namesmith.models.base import CharModel, Shapes, Sizes, State, check_config, dim
-from namesmith.vocab import BOUNDARY
 
 LOG_EVERY = 10  # full-batch epochs between loss-curve points
 
@@ -198,7 +198,7 @@ class BigramLinear(BigramTable):
                         history: TrainHistory | None = None, epoch: int = 0) -> int:
         """Gradient descent on the loss of the pair counts (V, V); returns the epoch reached.
 
-        Streaming training (namesmith.counting) calls this with counts of a file too large to load.
+        Streaming training (namesmith.data.counting) calls this with counts of a file too large to load.
         """
         history = history if history is not None else TrainHistory()
         counts = np.asarray(pair_counts, dtype=np.float64)

@@ -35,7 +35,7 @@ exact constraints stay exact, that scores, evaluates and samples like any model:
   exactly what the components predict for any history that ends in it;
 - a label left out is marginalised: the request's node is the partial combination (sex=F alone);
 - several values (unisex: sex=F and sex=M) multiply their nodes' distributions at every step
-  and renormalise (see namesmith.conditional).
+  and renormalise (see namesmith.core.conditional).
 
 A combination of values that no training row has mixes those of its ancestors that exist, in
 equal parts.
@@ -53,7 +53,7 @@ n-grams that end in those contexts (`_rows_from_counts`, every node at once). Th
 component's table computes them, so classification gives the same posteriors whichever path it takes.
 A model saved without these rows classifies from its tables.
 
-Each occurrence of an n-gram counts its row's training weight (namesmith.labelled, namesmith.tables.weights).
+Each occurrence of an n-gram counts its row's training weight (namesmith.data.labelled, namesmith.data.tables.weights).
 
 Large vocabularies. A table of names in many scripts (`world`: 1,004 characters, 150,000 contexts)
 would need 600 MB for one dense (contexts, V) table, and one per label combination asked for: the
@@ -63,7 +63,7 @@ context and an α per n-gram seen: namesmith.models.sparse_ngram), and `given(wh
 `ConditionedNGram` that mixes the rows of the contexts it is asked about, when asked. Scoring and
 evaluation (`forward`) always mix only the rows of the contexts at hand, whatever the size. The
 conditioned models of a large vocabulary are then no finite Markov chain that exact constraints could
-use: generation samples and filters instead (namesmith.generate).
+use: generation samples and filters instead (namesmith.generation.generate).
 """
 
 from __future__ import annotations
@@ -77,12 +77,13 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from namesmith.conditional import Condition, Where, check_guidance
-from namesmith.config import TrainConfig
-from namesmith.errors import CheckpointError, ConfigError, DataError
-from namesmith.evaluate import mean_nll, target_log_probs
-from namesmith.history import TrainHistory
-from namesmith.minimize import minimize
+from namesmith.core.conditional import Condition, Where, check_guidance
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import CheckpointError, ConfigError, DataError
+from namesmith.core.history import TrainHistory
+from namesmith.core.minimize import minimize
+from namesmith.core.progress import Phase
+from namesmith.core.vocab import BOUNDARY
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, dim
 from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear, BigramTable
 from namesmith.models.ngram import DISCOUNT_LIMITS, MIN_TUNING_WORDS, NGram, NGramConfig
@@ -99,8 +100,7 @@ from namesmith.models.weighted_kn import (
     sparse_table,
     tune_discounts,
 )
-from namesmith.progress import Phase
-from namesmith.vocab import BOUNDARY
+from namesmith.scoring.evaluate import mean_nll, target_log_probs
 
 HELD_OUT_EVERY = 10  # every 10th distinct training name is held out to fit θ (and tune discounts)
 MIN_HELD_OUT_NAMES = 20  # with fewer distinct training names nothing is held out: θ is uniform
@@ -172,7 +172,7 @@ class ConditionalCounts(CharModel):
 
     model_type: ClassVar[str] = "conditional-counts"
     config_class: ClassVar[type] = ConditionalCountsConfig
-    wrapper: ClassVar[bool] = True  # built by namesmith.train around a count model type, not by --model
+    wrapper: ClassVar[bool] = True  # built by namesmith.training.train around a count model type, not by --model
     counts_only: ClassVar[bool] = True
 
     def __init__(self, vocab_size: int, config: ConditionalCountsConfig):
@@ -198,7 +198,7 @@ class ConditionalCounts(CharModel):
         # (`low_order_rows`), or none (0 nodes: not saved by older versions, a large vocabulary, bigram components)
         self.register_buffer("node_low_probs", torch.zeros(0, vocab_size + 1, vocab_size, dtype=torch.float64))
         self._index_nodes()
-        self.label_calibrations = None  # namesmith.calibration.LabelCalibrations: see `set_label_calibrations`
+        self.label_calibrations = None  # generation.calibration.LabelCalibrations: see `set_label_calibrations`
         self._components: OrderedDict[int, CharModel] = OrderedDict()
         self._aligned_probs: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._given: OrderedDict[tuple, CharModel] = OrderedDict()
@@ -598,7 +598,7 @@ class ConditionalCounts(CharModel):
         return self._index
 
     def set_label_calibrations(self, calibrations: Any) -> None:
-        """Tilt each label node's names by its calibration (namesmith.calibration.LabelCalibrations; None:
+        """Tilt each label node's names by its calibration (namesmith.generation.calibration.LabelCalibrations; None:
         untilted): the plain models `given` returns from now on carry their node's."""
         self.label_calibrations = calibrations
         self._given = OrderedDict()
@@ -641,7 +641,7 @@ class ConditionalCounts(CharModel):
 
     def given(self, where: Where | None = None, guidance: float = 0.0) -> CharModel:
         """The plain model P(name | where): an `NGram` (n-gram components) or a bigram table; with `guidance`,
-        the guided one (namesmith.conditional)."""
+        the guided one (namesmith.core.conditional)."""
         return self.given_codes(self.condition.where_codes(where), check_guidance(guidance))
 
     # --- the model interface: rows say their labels with their start token --------------------------

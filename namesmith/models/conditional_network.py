@@ -15,10 +15,10 @@ row is replaced by "unknown" with probability `label_dropout` (as classifier-fre
 its condition, Ho & Salimans 2022), so the same network also models names with any labels left
 out: `given({"sex": "F"})` is the network with sex=F and the other labels unknown, and
 `given({})` the unconditional model. Several values of a label multiply the distributions of
-each (see namesmith.conditional). The vectors start at zero: training starts from the
+each (see namesmith.core.conditional). The vectors start at zero: training starts from the
 unconditional network.
 
-Rows carry their labels in their start token (namesmith.conditional), so the trainer, the
+Rows carry their labels in their start token (namesmith.core.conditional), so the trainer, the
 evaluation and the n-gram mix run a conditional network as any other; `given(where)` returns a
 plain `CharModel` (`Conditioned`) with the labels fixed, for sampling and scoring.
 """
@@ -34,11 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.conditional import Condition, Where, check_guidance
-from namesmith.errors import CheckpointError, ConfigError
+from namesmith.core.conditional import Condition, Where, check_guidance
+from namesmith.core.errors import CheckpointError, ConfigError
+from namesmith.core.vocab import BOUNDARY
 from namesmith.models import model_class
 from namesmith.models.base import CharModel, DelegatingModel, Shapes, Sizes, State, count_numbered, dim, under
-from namesmith.vocab import BOUNDARY
 
 DEFAULT_LABEL_DROPOUT = 0.25
 
@@ -83,7 +83,7 @@ class ConditionalNetwork(DelegatingModel):
     model_type: ClassVar[str] = "conditional-network"
     config_class: ClassVar[type] = ConditionalNetworkConfig
     neural: ClassVar[bool] = True
-    wrapper: ClassVar[bool] = True  # built by namesmith.train around a neural model type, not by --model
+    wrapper: ClassVar[bool] = True  # built by namesmith.training.train around a neural model type, not by --model
 
     def __init__(self, model: CharModel, condition: Condition, label_dropout: float = DEFAULT_LABEL_DROPOUT):
         if not model.neural or not isinstance(getattr(model, "wte", None), nn.Embedding):
@@ -121,7 +121,7 @@ class ConditionalNetwork(DelegatingModel):
 
     def given(self, where: Where | None = None, guidance: float = 0.0) -> CharModel:
         """The network with the labels of `where` fixed (the others unknown): a plain model; with `guidance`,
-        guided by the network with every label unknown (namesmith.conditional)."""
+        guided by the network with every label unknown (namesmith.core.conditional)."""
         return Conditioned(self, self.condition.where_codes(where), check_guidance(guidance))
 
     # sampling the conditional network itself samples the unconditional one (every label unknown)

@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.config import COMBINES
-from namesmith.errors import CheckpointError, ConfigError
-from namesmith.evaluate import position_log_probs
+from namesmith.core.config import COMBINES
+from namesmith.core.errors import CheckpointError, ConfigError
 from namesmith.models import model_class
 from namesmith.models.base import CharModel, Shapes, Sizes, State, count_numbered, under
+from namesmith.scoring.evaluate import position_log_probs
 
 log = logging.getLogger("namesmith")
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from namesmith.core.vocab import BOUNDARY
 from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, Shapes, Sizes, WindowModel, check_config, count_numbered, dim
-from namesmith.vocab import BOUNDARY
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ are its tokens + 1 (so keys of different lengths never collide), counted with `t
 Fitting is count → merge counts → fit from counts: `count` gives the raw top-order counts of some
 words (`NGramCounts`), counts of disjoint word sets `merge` exactly, and `fit_counts` derives the
 lower orders and the tables from the merged counts alone. So a word list counted in shards, in
-worker processes or on the ranks of `torch.distributed` (`namesmith.counting.count_ngrams_file`)
+worker processes or on the ranks of `torch.distributed` (`namesmith.data.counting.count_ngrams_file`)
 gives the same tables, bit for bit, as `fit` on the same words in memory.
 The fitted model stores, for every context seen at any order, the full distribution of the next
 token (log-probabilities (R, V)) under the sorted context keys (R,). A lookup is one
@@ -64,10 +64,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from namesmith.errors import CheckpointError, ConfigError, DataError
-from namesmith.history import TrainHistory
+from namesmith.core.errors import CheckpointError, ConfigError, DataError
+from namesmith.core.history import TrainHistory
+from namesmith.core.progress import Phase
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, dim
-from namesmith.progress import Phase
 
 DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
 MAX_KEY = 2**63 - 1  # n-gram keys are int64
@@ -317,7 +317,7 @@ class NGram(CharModel):
         return table
 
     def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """The model as a finite Markov chain over its rows (for exact conditioning, namesmith.generate):
+        """The model as a finite Markov chain over its rows (for exact conditioning, namesmith.generation.generate):
         next-token log-probabilities (R, V), the next row (R, V), and the row after the boundary that
         starts a name."""
         start = self._transitions()[self.init_state(1), 0]  # token 0: the boundary

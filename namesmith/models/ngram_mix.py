@@ -17,7 +17,7 @@ any neural model (`mix_with_ngram`); ngram_mix=0 keeps the network alone.
 A registered wrapper type ("ngram-mix"): saved with a nested config, {"model_type": the inner
 model's type, "model": its config, "ngram": the n-gram's config, "weights": [a, b]}, the inner
 model's tensors as they are and the n-gram's under "ngram.*". (Checkpoints of format 1 stored the
-inner type with an "ngram_mix" entry in its config; namesmith.checkpoint reads them as this type.)
+inner type with an "ngram_mix" entry in its config; namesmith.training.checkpoint reads them as this type.)
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from namesmith.config import TrainConfig
-from namesmith.errors import CheckpointError
-from namesmith.evaluate import position_log_probs
+from namesmith.core.config import TrainConfig
+from namesmith.core.errors import CheckpointError
 from namesmith.models import model_class
 from namesmith.models.base import CharModel, DelegatingModel, Shapes, Sizes, State, under
 from namesmith.models.ngram import NGram, NGramConfig
+from namesmith.scoring.evaluate import position_log_probs
 
 log = logging.getLogger("namesmith")
 
@@ -160,7 +160,7 @@ def mix_with_ngram(model: CharModel, corpus: Any, order: int, ngram: CharModel |
 
     The weights are fitted on the validation split; without validation words the model is
     returned alone (there is nothing to fit the weights on). `ngram`: an n-gram already fitted
-    (a conditional one, for a conditional network: namesmith.train fits it).
+    (a conditional one, for a conditional network: namesmith.training.train fits it).
     """
     x_val, y_val = corpus.tensors("val")
     if x_val.shape[0] == 0:

@@ -11,7 +11,7 @@ module: torch's one-step CPU path (oneDNN) builds a new primitive for every new 
 and a sampler's batch shrinks at every step. The first layer's input projection depends on the
 token only, so it is one (V, gates) table, computed once per step and gathered. The hidden-side
 product U h depends on the previous state only, so siblings (names with the same prefix that
-draw different characters, namesmith.sample) share it: `select_state` only notes which rows to
+draw different characters, namesmith.generation.sample) share it: `select_state` only notes which rows to
 take (`Selected`), and `step` multiplies each distinct parent state once (on names.txt about 1.8
 products per name instead of 2.7). The rest runs in blocks of `STEP_ROWS` rows per thread, so that the
 (rows, gates) activations stay in the CPU's cache between the matrix product and the gate

@@ -1,7 +1,7 @@
 """A character n-gram stored sparsely: for large vocabularies, and for a small list over a prior.
 
 `namesmith.models.ngram` keeps, for every context it saw, the whole next-token distribution: an
-(R, V) table. That is fast and fine for one alphabet, but the catalogue's names (namesmith.prior)
+(R, V) table. That is fast and fine for one alphabet, but the catalogue's names (namesmith.adaptation.prior)
 hold about 1,000 characters in 20 scripts and 290,000 contexts of up to 5 characters: 290,000 ×
 1,000 floats would be more than a gigabyte. Interpolated Kneser-Ney (Chen & Goodman 1998; see
 namesmith.models.ngram) has a sparse form: for a context h seen at order k,
@@ -23,10 +23,10 @@ A `SparseNGram` is tables chained over a mixture of tables:
 
 - the *components*, each a table over the uniform distribution of the V tokens (the end token
   included, so no name has probability 0), mixed with fixed weights. One component is a plain
-  Kneser-Ney n-gram; the catalogue prior (namesmith.prior) has one of all
+  Kneser-Ney n-gram; the catalogue prior (namesmith.adaptation.prior) has one of all
   its names and one per group of names, weighted 1, 0, ... until a list re-weighs them;
 - the *tables*, each sitting on the distribution of the next one, the last on the mixture:
-  namesmith.adapt puts the table of a small list's counts there (its weights chosen by
+  namesmith.adaptation.adapt puts the table of a small list's counts there (its weights chosen by
   cross-validation), and "more like these" another one on top.
 
 - optionally a *class table* on top (`by_class`): each token has a class (an adapted list's: the
@@ -35,12 +35,12 @@ A `SparseNGram` is tables chained over a mixture of tables:
   rows below is scaled to it. So a model of 2-character Chinese names can know that a name ends after
   two characters, whichever they are.
 
-Each table's rows are renormalised, so a prior restricted to fewer characters (namesmith.adapt drops
+Each table's rows are renormalised, so a prior restricted to fewer characters (namesmith.adaptation.adapt drops
 the scripts a list does not use) is still a distribution. Whatever the tables, the next token
 depends on the last order-1 tokens only, through the longest of them that some table stores (and
 their classes): the model is a finite Markov chain over its stored contexts, or over the reachable
 pairs (stored context, classes of the last order-1 tokens) with a class table (`markov_chain`), so
-exact constraints (namesmith.generate) apply where the chain is small enough.
+exact constraints (namesmith.generation.generate) apply where the chain is small enough.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from namesmith.errors import CheckpointError
+from namesmith.core.errors import CheckpointError
+from namesmith.core.progress import Phase
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, count_numbered, dim
 from namesmith.models.ngram import DEFAULT_ORDER, check_order, modified_kn_discounts
-from namesmith.progress import Phase
 
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)
 TOKEN_CHUNK = 1 << 16  # n-grams whose own probability is found at once (`BackoffTable.token_probs`)
@@ -171,7 +171,7 @@ class BackoffTable(nn.Module):
 
     def _whole_rows(self, vocab_size: int) -> bool:
         """Whether every context holds its whole distribution, all V tokens in order, and passes nothing
-        down (namesmith.adapt's form of a dense n-gram), checked on first use after the tables are set."""
+        down (namesmith.adaptation.adapt's form of a dense n-gram), checked on first use after the tables are set."""
         cache = self._whole_cache
         if cache is None or cache[0] is not self.keys:
             R = len(self.keys)
@@ -299,7 +299,7 @@ class SparseNGram(CharModel):
     model_type: ClassVar[str] = "sparse-ngram"
     config_class: ClassVar[type] = SparseNGramConfig
     counts_only: ClassVar[bool] = True
-    wrapper: ClassVar[bool] = True  # built by namesmith.prior and namesmith.adapt, not trained with --model
+    wrapper: ClassVar[bool] = True  # built by adaptation.prior and adaptation.adapt, not trained with --model
 
     def __init__(self, vocab_size: int, config: SparseNGramConfig | None = None):
         super().__init__(vocab_size, config or SparseNGramConfig())
@@ -397,10 +397,10 @@ class SparseNGram(CharModel):
             phase.advance(len(keys))
         return (total / counts.counts.sum()).item()
 
-    # --- the model as a finite Markov chain (exact constraints: namesmith.generate) ---------------
+    # --- the model as a finite Markov chain (exact constraints: namesmith.generation.generate) ---------------
     def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         """The model as a finite Markov chain over its stored contexts, or None when that chain would
-        have more than MAX_CHAIN_CELLS states × tokens (namesmith.generate then samples and filters).
+        have more than MAX_CHAIN_CELLS states × tokens (namesmith.generation.generate then samples and filters).
 
         The state is the longest suffix of the history that any table stores. Every table's own
         longest stored suffix of the history is a suffix of it (a shorter stored suffix is stored in

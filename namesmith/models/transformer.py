@@ -12,14 +12,14 @@ position's query, key and value only and attends over the keys and values of the
 name of n characters costs n single-position passes instead of n passes over its whole prefix.
 The cache is a trie (`KVCache`): names that share a prefix share its keys and values, and
 branching or dropping a name copies an index per position, not the keys and values, so a
-sampler that gives each distinct prefix one row (namesmith.sample) never copies the past. On the
+sampler that gives each distinct prefix one row (namesmith.generation.sample) never copies the past. On the
 CPU a step runs in blocks of `STEP_ROWS` rows per thread through every layer: each block gathers its
 prefixes' keys and values once, and its activations, the attention's (positions, rows, heads)
 temporaries and the MLP's hidden layer stay in the cache instead of streaming through memory
 between operations.
 
 `block_size` is the longest sequence the model can read: the boundary token plus the longest
-word. `Transformer.make_config(overrides, corpus)` (used by namesmith.train.build_model) sets it
+word. `Transformer.make_config(overrides, corpus)` (used by namesmith.training.train.build_model) sets it
 to `block_size_for(corpus)` = corpus.max_word_length + 1 when the user does not choose one.
 """
 
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from namesmith.errors import DataError
+from namesmith.core.errors import DataError
 from namesmith.models.base import NEURAL_TRAIN_DEFAULTS, CharModel, Shapes, Sizes, check_config, count_numbered, dim
 
 STEP_ROWS = 256  # rows per block of a CPU sampling step and thread (see the module docstring)

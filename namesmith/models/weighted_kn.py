@@ -1,7 +1,7 @@
 """Kneser-Ney on weighted counts: the n-gram of namesmith.models.ngram, fitted from fractional counts.
 
 `NGram` counts every n-gram occurrence once. The rows of a labelled table weigh what the weighting
-says (namesmith.tables.weights: a name's share of its births in one label combination, 1 + ln of
+says (namesmith.data.tables.weights: a name's share of its births in one label combination, 1 + ln of
 its count, its count), so an n-gram's count is the sum of the weights of the rows it occurs in: a
 real number. This module fits interpolated modified Kneser-Ney (Chen & Goodman 1998) from such
 counts, and gives exactly `NGram`'s tables for whole counts:

@@ -28,7 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 import namesmith.serve.service as service
-from namesmith.errors import ConfigError, NamesmithError
+from namesmith.core.errors import ConfigError, NamesmithError
+from namesmith.core.version import __version__
 from namesmith.namemodel import NameModel
 from namesmith.serve.adapted import AdaptedModels, Busy, StillAdapting
 from namesmith.serve.build import BuildLimits
@@ -55,7 +56,6 @@ from namesmith.serve.schemas import (
     request_models,
 )
 from namesmith.serve.trend import trend_router
-from namesmith.version import __version__
 
 log = logging.getLogger("namesmith")
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from namesmith.memory import proc_bytes
+from namesmith.core.memory import proc_bytes
 
 if TYPE_CHECKING:
     from namesmith.namemodel import NameModel

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from namesmith.catalogue import DATASETS
-from namesmith.errors import CheckpointError, ConfigError, NamesmithError
+from namesmith.core.errors import CheckpointError, ConfigError, NamesmithError
+from namesmith.core.version import __version__
+from namesmith.data.catalogue import DATASETS
+from namesmith.data.sources import source_fingerprint
 from namesmith.namemodel import NameModel
 from namesmith.serve.build import BuildJob, BuildLimits, build, limits_key, warm_up
-from namesmith.sources import source_fingerprint
-from namesmith.version import __version__
 
 log = logging.getLogger("namesmith")
 

@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from namesmith.choosing.surname import MAX_SURNAME_LENGTH
+from namesmith.choosing.syllables import MAX_SYLLABLES
 from namesmith.serve.limits import Limits
-from namesmith.surname import MAX_SURNAME_LENGTH
-from namesmith.syllables import MAX_SYLLABLES
 
 MAX_SEED = 2**53 - 1  # seeds stay exact in JavaScript numbers (the page keeps them in share links)
 Number = float | Literal["inf", "-inf"]  # JSON has no infinity: a name of probability 0 has log_prob "-inf"
@@ -82,7 +82,7 @@ class ServerInfo(BaseModel):
 
 
 class Popularity(BaseModel):
-    """A name's best-known use in the catalogue (namesmith.popularity): its births in one sex and decade."""
+    """A name's best-known use in the catalogue (namesmith.choosing.popularity): its births in one sex and decade."""
 
     count: int
     rank: int  # 1 = the most given name of that sex and decade
@@ -98,16 +98,16 @@ class NameResult(BaseModel):
     nll_per_char: Number | None = None  # lower is more name-like
     percentile: float | None = None  # % of training names at most as name-like
     error: str | None = None  # why the name has no score (a character the model does not know)
-    syllables: int | None = None  # namesmith.syllables.count_syllables (None: a name not in the Latin script)
+    syllables: int | None = None  # namesmith.choosing.syllables.count_syllables (None: a name not in the Latin script)
 
 
 class SurnameFit(BaseModel):
-    score: float  # 0 (poor) to 1 (no fault found): namesmith.surname
+    score: float  # 0 (poor) to 1 (no fault found): namesmith.choosing.surname
     reasons: list[str]  # each finding in words: rhythm, a clash of sounds, alliteration, initials, length
 
 
 class GeneratedName(NameResult):
-    """A generated name: its score, and what a person choosing it wants to know (namesmith.facts)."""
+    """A generated name: its score, and what a person choosing it wants to know (namesmith.choosing.facts)."""
 
     known: bool | None = None  # in any built-in list (real), or not (new)
     popularity: Popularity | None = None  # None: no counted use (a new name, or one of a list without counts)
@@ -231,7 +231,7 @@ def request_models(limits: Limits) -> RequestModels:
         prior_letters: bool = Field(False, description="a model adapted to a list (more like these) draws only "
                                                         "the list's own letters unless this is true")
         popularity: str | None = Field(None, max_length=32, description="rare, uncommon, common, top:N or a rank "
-                                       "range A-B of the catalogue (namesmith.popularity); new names pass none")
+                                       "range A-B of the catalogue (choosing.popularity); new names pass none")
         not_in_catalogue: bool = Field(False, description="never a name of any built-in list")
         surname: str | None = Field(None, min_length=1, max_length=MAX_SURNAME_LENGTH,
                                     description="score each name's fit with this surname; names come best first")

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from namesmith.errors import ConfigError, NamesmithError
+from namesmith.core.errors import ConfigError, NamesmithError
 from namesmith.serve.build import BuildLimits
 from namesmith.serve.limits import Limits
 from namesmith.serve.registry import ModelRegistry

@@ -23,16 +23,16 @@ from typing import Any
 import torch
 from rapidfuzz.distance import DamerauLevenshtein
 
-from namesmith.casing import fold
-from namesmith.errors import ConfigError
-from namesmith.facts import fit_order
-from namesmith.generate import Generation, NoveltySummary
+from namesmith.choosing.facts import fit_order
+from namesmith.choosing.phonetic import SoundIndex, catalogue_births, phonetic_keys
+from namesmith.choosing.syllables import count_syllables
+from namesmith.core.casing import fold
+from namesmith.core.errors import ConfigError
+from namesmith.data.offensive import default_filter
+from namesmith.generation.generate import Generation, NoveltySummary
 from namesmith.namemodel import NameModel
-from namesmith.offensive import default_filter
-from namesmith.phonetic import SoundIndex, catalogue_births, phonetic_keys
 from namesmith.serve.limits import Limits
 from namesmith.serve.schemas import MAX_SEED
-from namesmith.syllables import count_syllables
 
 MAX_ROUNDS = 8  # generate calls per request when offensive names were hidden and more are needed
 HEATMAP_CHARS = 40  # a heat map of a larger vocabulary shows its most frequent characters only
@@ -214,8 +214,8 @@ def heatmap(model: NameModel) -> tuple[torch.Tensor, list[str], str]:
 
 
 def heatmap_png(model: NameModel) -> bytes:
-    """The heat map as PNG bytes (drawn by namesmith.plot)."""
-    from namesmith.plot import plot_heatmap  # matplotlib: imported on first use only
+    """The heat map as PNG bytes (drawn by namesmith.scoring.plot)."""
+    from namesmith.scoring.plot import plot_heatmap  # matplotlib: imported on first use only
 
     table, labels, title = heatmap(model)
     with _PLOT_LOCK, tempfile.TemporaryDirectory() as folder:

@@ -1,4 +1,4 @@
-"""GET /api/v1/trend: a name's births, rank and share by decade, from the catalogue (namesmith.popularity).
+"""GET /api/v1/trend: a name's births, rank and share by decade, from the catalogue (namesmith.choosing.popularity).
 
 Read-only and cheap (a dict lookup once the catalogue is read, which the app does at start), so it
 takes no generation slot. The name is bounded by the server's `max_name_length`.
@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal  # no `from __future__ import annotat
 
 from fastapi import APIRouter, Query
 
-from namesmith.errors import ConfigError
-from namesmith.popularity import is_known, trend
+from namesmith.choosing.popularity import is_known, trend
+from namesmith.core.errors import ConfigError
 from namesmith.serve.limits import Limits
 from namesmith.serve.schemas import TrendResponse
 

@@ -1,0 +1,93 @@
+"""The character vocabulary: characters seen in the data plus one reserved boundary token.
+
+Token 0 is the boundary: it starts every name as context and ends it as a target. It is a
+token id, not a character, so it can never collide with a character of the data (the seed
+notebook used '.', which breaks on names such as "st. john").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from namesmith.core.errors import DataError
+
+BOUNDARY = 0
+# How the boundary is shown in plots and reports: the first of these not in the data.
+_BOUNDARY_LABELS = (".", "#", "$", "|", "^", "~", "·")
+
+
+class UnknownCharacterError(DataError):
+    """A word holds a character the model's vocabulary does not have."""
+
+    def __init__(self, word: str, char: str):
+        super().__init__(f"{word!r} contains {char!r} (U+{ord(char):04X}), which is not in the model's vocabulary")
+        self.word = word
+        self.char = char
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Sorted data characters; `stoi`/`itos` map them to token ids 1..len(chars)."""
+
+    chars: tuple[str, ...]
+    stoi: dict[str, int] = field(init=False, repr=False, compare=False)
+    itos: dict[int, str] = field(init=False, repr=False, compare=False)
+    charset: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(set(self.chars)) != len(self.chars) or any(len(c) != 1 for c in self.chars):
+            raise DataError("a vocabulary must be distinct single characters")
+        object.__setattr__(self, "stoi", {c: i + 1 for i, c in enumerate(self.chars)})
+        object.__setattr__(self, "itos", {i + 1: c for i, c in enumerate(self.chars)})
+        object.__setattr__(self, "charset", frozenset(self.chars))
+
+    @classmethod
+    def from_words(cls, words: Iterable[str]) -> Vocab:
+        return cls(tuple(sorted(set().union(*map(set, words)))))
+
+    @property
+    def size(self) -> int:
+        """Number of tokens, the boundary included."""
+        return len(self.chars) + 1
+
+    @property
+    def boundary_label(self) -> str:
+        """'.' as in the lecture series, unless '.' is a data character."""
+        for label in _BOUNDARY_LABELS:
+            if label not in self.stoi:
+                return label
+        return "<b>"
+
+    def label(self, token: int) -> str:
+        """Printable label of a token id (the boundary shown as `boundary_label`)."""
+        return self.boundary_label if token == BOUNDARY else self.itos[token]
+
+    def encode(self, word: str) -> list[int]:
+        try:
+            return [self.stoi[c] for c in word]
+        except KeyError as e:
+            raise UnknownCharacterError(word, e.args[0]) from None
+
+    def decode(self, tokens: Iterable[int]) -> str:
+        return "".join(self.itos[t] for t in tokens)
+
+    def unknown_chars(self, word: str) -> list[str]:
+        if self.charset.issuperset(word):  # the usual case, checked in C
+            return []
+        return sorted({c for c in word if c not in self.stoi})
+
+    def unreadable(self, word: str) -> str | None:
+        """Why a model of this vocabulary cannot score or classify `word` (None when it can): the one
+        rule every batch (score, classify) applies per name, so one bad name never fails the others."""
+        if not word:
+            return "empty name"
+        unknown = self.unknown_chars(word)
+        return f"{describe_chars(unknown)} not in the model's vocabulary" if unknown else None
+
+
+def describe_chars(chars: Iterable[str]) -> str:
+    """Characters listed one by one for a message: "'-' (U+002D), 'J' is" / "... are"."""
+    chars = sorted(set(chars))
+    shown = ", ".join(repr(c) if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}" for c in chars)
+    return f"{shown} {'is' if len(chars) == 1 else 'are'}"

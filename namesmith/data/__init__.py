@@ -1,0 +1,1 @@
+"""Words and where they come from: word lists, tables, the catalogue, and counting them."""

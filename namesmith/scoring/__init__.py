@@ -1,0 +1,1 @@
+"""How name-like a string is: the held-out NLL, scores, classification by label, and figures."""

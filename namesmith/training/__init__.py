@@ -1,0 +1,1 @@
+"""Training a model: the pipeline, the gradient trainer, distillation, several processes, checkpoints."""

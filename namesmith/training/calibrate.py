@@ -1,0 +1,391 @@
+"""Fitting whole-name calibration (namesmith.generation.calibration) to a trained model and its word list.
+
+The features f (length; last character at its length) depend on a name's cell (min(|x|, T), last
+token) only, so the model enters the fit through its distribution over cells, m(cell):
+
+- Markov models (bigram, n-gram, conditional given its labels, adapted, small window models):
+  exactly, by dynamic programming over (state, length) on the model's chain. The forward messages
+  α_ℓ(s) = P(the name is still going in state s after ℓ tokens) give
+  m(ℓ, c) = Σ_s α_{ℓ-1}(s) · P(c | s) · P(end | s·c), one O(S·V) step per length, until the mass
+  still going is below `DP_TOLERANCE` past the longest cell T (that mass, whose lengths are all in the
+  longest cells, is split among their last tokens as the last step's endings were: the length features
+  stay exact, and the end features of lengths ≥ T are off by at most DP_TOLERANCE).
+- Other models (networks, chains too large for the DP): self-normalised importance sampling from
+  the model's own draws (m estimated by the draws' cells; Z = E_P[exp(λ·f)] by their mean, with its
+  standard error by the delta method).
+
+λ maximises the training names' log-likelihood under the tilted model, Σ λ·f(x) - N log Z(λ), with
+a Gaussian prior (Chen & Rosenfeld 2000) of variance σ² on each λ: at the optimum the model's
+expected features match the training list's up to the prior's pull (moment matching). Z is a sum
+over the (T+1, V) cells, so each L-BFGS step is exact and costs microseconds. The features and σ²
+are chosen on the validation split: `--calibrate auto` keeps a calibration only where it lowers the
+validation NLL.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from namesmith.core.config import CALIBRATIONS
+from namesmith.core.errors import ConfigError
+from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.generation.calibration import FEATURES, Calibration, LabelCalibrations, word_cells
+from namesmith.generation.generate import GenerateConfig, MarkovChain, markov_chain
+from namesmith.generation.sample import plain_sampler
+from namesmith.models.base import CharModel
+from namesmith.scoring.evaluate import eval_mode, word_log_probs
+
+log = logging.getLogger(__name__)
+
+DP_TOLERANCE = 1e-6  # the DP stops when the mass of names still going past the longest cell is below this
+MAX_DP_STEPS = 512  # lengths the DP follows at most; a chain whose names run longer is sampled instead
+MAX_DP_CELLS = 1 << 24  # states × vocabulary of a chain the DP takes on (one step is O(S·V))
+DP_TIME_BUDGET = 120.0  # seconds the DP may take before the model is sampled instead
+DRAWS = 50_000  # a network's own draws for the importance-sampling estimate
+SAMPLE_TIME_BUDGET = 300.0  # seconds of drawing at most (fewer draws then, and a larger standard error)
+SIGMA2 = (0.1, 0.3, 1.0, 3.0, 30.0)  # the prior variances tried on validation
+MIN_VALIDATION = 100  # auto calibrates only where the validation split has at least this many words
+LENGTH_QUANTILE = 0.995  # L: the training lengths' quantile past which lengths share one weight (at least 2 more)
+MAX_LENGTH_BINS = 64
+END_BINS = 12  # E: the end feature's lengths (fewer where L is smaller)
+# A conditional model's label nodes calibrated at most: their DPs' cells (states × vocabulary) in all
+# (us, sex × decade: 45 nodes of 133,174 × 27 cells), and the training weight a node needs for its own.
+LABEL_DP_CELLS = 1 << 28
+MIN_NODE_WEIGHT = 50.0
+
+
+@dataclass
+class CellDistribution:
+    """A model's distribution over cells (min(length, T), last token), and how it was found."""
+
+    probs: torch.Tensor  # (T + 1, V) float64, sums to 1
+    method: str  # "exact" or "sampled"
+    draws: int = 0  # of a sampled estimate
+    note: str = ""  # why the model was sampled rather than followed exactly
+
+
+@dataclass
+class CalibrationReport:
+    """What `calibrate` tried and chose: validation NLL per character of each candidate."""
+
+    choice: str
+    method: str
+    validation: dict[str, float] = field(default_factory=dict)  # candidate -> validation NLL per character
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"choice": self.choice, "method": self.method, "validation": self.validation, "note": self.note}
+
+
+def length_bins(words: Sequence[str]) -> int:
+    """L: lengths below it each get a weight, longer ones share one (the training lengths' LENGTH_QUANTILE)."""
+    lengths = np.array([len(w) for w in words]) if words else np.zeros(1)
+    return int(min(np.quantile(lengths, LENGTH_QUANTILE) + 2, MAX_LENGTH_BINS))
+
+
+# --- the model's distribution over cells ---------------------------------------------------------
+# The moves of the last chain's states sorted by the state they lead to (next_state, order, row starts):
+# the label nodes of a conditional model share one (their models' states are the root's contexts).
+_moves_by_target: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+
+def chain_flow(chain: MarkovChain) -> torch.Tensor:
+    """(S, S) sparse CSR: entry (s', s) is P(the next token leads from state s to s'), the end excluded, so
+    that α_{ℓ+1} = flow @ α_ℓ (one pass over the S·(V-1) moves; twice as fast as scattering them)."""
+    probs, next_state = chain.probs, chain.next_state
+    S, V = probs.shape
+    if not _moves_by_target or _moves_by_target[0][0] is not next_state:
+        targets = next_state[:, 1:].reshape(-1)
+        rows = torch.zeros(S + 1, dtype=torch.long)
+        rows[1:] = torch.bincount(targets, minlength=S).cumsum(0)
+        _moves_by_target[:] = [(next_state, torch.argsort(targets, stable=True), rows)]
+    _, order, rows = _moves_by_target[0]
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product is all this uses
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(rows, order // (V - 1), probs[:, 1:].reshape(-1)[order], (S, S),
+                                       check_invariants=False)
+
+
+@torch.no_grad()
+def chain_cells(chain: MarkovChain, T: int, deadline: float | None = None) -> torch.Tensor | None:
+    """(T + 1, V) float64: P(a name's length is min(ℓ, T) and it ends in token c) under the chain, exactly
+    (None: its names run past MAX_DP_STEPS, or the deadline passed)."""
+    probs, next_state = chain.probs, chain.next_state
+    S, V = probs.shape
+    ends = probs[:, BOUNDARY]  # P(end | s)
+    end_after = probs[:, 1:] * ends[next_state[:, 1:]]  # (S, V-1): P(c, then end | s)
+    cells = torch.zeros(T + 1, V, dtype=torch.float64)
+    cells[0, BOUNDARY] = ends[chain.start]  # the empty name
+    alpha = torch.zeros(S, dtype=torch.float64)
+    alpha[chain.start] = 1.0
+    flow = chain_flow(chain)
+    for length in range(1, MAX_DP_STEPS + 1):
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
+        ending = alpha @ end_after
+        cells[min(length, T), 1:] += ending
+        alpha = flow @ alpha
+        going = float(alpha.sum())
+        if going < DP_TOLERANCE and (length >= T or going == 0.0):
+            if going > 0 and float(ending.sum()) > 0:  # longer names: their last tokens as these ended
+                cells[T, 1:] += going * ending / ending.sum()
+            return cells / cells.sum()
+    return None
+
+
+@torch.no_grad()
+def sampled_cells(model: CharModel, vocab: Vocab, T: int, max_len: int, seed: int, draws: int = DRAWS,
+                  time_budget: float = SAMPLE_TIME_BUDGET) -> tuple[torch.Tensor, int]:
+    """(T + 1, V) float64: the share of the model's own draws in each cell, and the number of draws (names
+    reaching the length guard count as ending there, in the longest cells)."""
+    sampler = plain_sampler(model, vocab, prefix="", max_length=max_len, seed=seed)
+    counts = torch.zeros(T + 1, vocab.size, dtype=torch.float64)
+    deadline, done = time.perf_counter() + time_budget, 0
+    with eval_mode(model):
+        while done < draws and time.perf_counter() < deadline:
+            batch = sampler.run(min(4096, draws - done), deadline)
+            if batch is None:
+                break
+            lengths, last = word_cells(batch.names, vocab)
+            counts.index_put_((lengths.clamp(max=T), last), torch.ones(len(lengths), dtype=torch.float64),
+                              accumulate=True)
+            counts[T, BOUNDARY] += batch.unfinished
+            done += len(batch.finished)
+    if not done:
+        raise ConfigError("calibrate: the model drew no names within the time budget", field="calibrate")
+    return counts / done, done
+
+
+def model_cells(model: CharModel, vocab: Vocab, T: int, max_len: int, seed: int) -> CellDistribution:
+    """The model's distribution over cells: exact where it is a Markov chain the DP can follow, else sampled."""
+    chain = markov_chain(model, vocab.size, GenerateConfig())
+    note = "not a finite Markov chain"
+    if chain is not None:
+        S, V = chain.probs.shape
+        if S * V <= MAX_DP_CELLS:
+            exact = chain_cells(chain, T, time.perf_counter() + DP_TIME_BUDGET)
+            if exact is not None:
+                return CellDistribution(exact, "exact")
+            note = "its names run too long for the DP"
+        else:
+            note = f"its chain has {S:,} states, too many for the DP"
+    probs, n = sampled_cells(model, vocab, T, max_len, seed, DRAWS)
+    log.info(f"calibration: {note}; the model's cells estimated from {n:,} of its draws")
+    return CellDistribution(probs, "sampled", n, note)
+
+
+# --- fitting λ -------------------------------------------------------------------------------------
+def _feature_index(features: str, L: int, E: int, T: int, V: int) -> list[tuple[torch.Tensor, int]]:
+    """Per feature group, the index (T + 1, V) of each cell's λ in the group, and the group's size."""
+    ell = torch.arange(T + 1).unsqueeze(1).expand(T + 1, V)
+    groups = [(ell.clamp(max=L), L + 1)]
+    if features == "length+end":
+        groups.append((ell.clamp(max=E) * V + torch.arange(V), (E + 1) * V))
+    return groups
+
+
+def cell_counts(words: Sequence[str], vocab: Vocab, T: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(T + 1, V) float64: the training weight of the words in each cell (1 each without `weights`)."""
+    lengths, last = word_cells(words, vocab)
+    weights = torch.ones(len(lengths), dtype=torch.float64) if weights is None else weights.double()
+    counts = torch.zeros(T + 1, vocab.size, dtype=torch.float64)
+    counts.index_put_((lengths.clamp(max=T), last), weights, accumulate=True)
+    return counts
+
+
+def fit_calibration(cells: CellDistribution, train_words: Sequence[str], vocab: Vocab, features: str,
+                    sigma2: float, L: int, E: int = END_BINS, weights: torch.Tensor | None = None) -> Calibration:
+    """λ of `features` maximising the training words' likelihood under the tilted model, with a Gaussian
+    prior of variance `sigma2` on each λ (regularised moment matching); `weights`: each word's training
+    weight (a table's rows, as the model counted them), 1 each by default."""
+    counts = cell_counts(train_words, vocab, cells.probs.size(0) - 1, weights)
+    return fit_calibrations([cells], counts.unsqueeze(0), features, sigma2, L, E)[0]
+
+
+def fit_calibrations(cells: Sequence[CellDistribution], counts: torch.Tensor, features: str, sigma2: float,
+                     L: int, E: int = END_BINS) -> list[Calibration]:
+    """`fit_calibration` of K models at once (the label nodes of a conditional model): their cells and their
+    training words' `cell_counts` (K, T + 1, V). The K objectives are independent, so one L-BFGS on their
+    sum (each divided by its training weight, as alone) finds each one's optimum, in one batched pass."""
+    assert features in FEATURES
+    K, T1, V = counts.shape
+    E = min(E, L)
+    groups = _feature_index(features, L, E, T1 - 1, V)
+    n = counts.sum((1, 2)).clamp_min(1.0)  # (K,)
+    log_m = torch.stack([c.probs for c in cells]).clamp_min(1e-300).log()  # (K, T + 1, V)
+    lambdas = [torch.zeros(K, size, dtype=torch.float64, requires_grad=True) for _, size in groups]
+
+    def tilt() -> torch.Tensor:
+        return sum(lam[:, index] for lam, (index, _) in zip(lambdas, groups))  # (K, T + 1, V)
+
+    def loss() -> torch.Tensor:
+        g = tilt()
+        log_z = torch.logsumexp((log_m + g).view(K, -1), 1)
+        prior = sum((lam**2).sum(1) for lam in lambdas) / (2 * sigma2)
+        return ((-(counts * g).sum((1, 2)) + n * log_z + prior) / n).sum()
+
+    optimiser = torch.optim.LBFGS(lambdas, max_iter=200, tolerance_grad=1e-9, tolerance_change=1e-12,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        value = loss()
+        value.backward()
+        return value
+
+    optimiser.step(closure)
+    out = []
+    with torch.no_grad():
+        tilts = tilt()
+        for k, cell in enumerate(cells):
+            g = tilts[k]
+            log_z = float(torch.logsumexp((log_m[k] + g).view(-1), 0))
+            error = 0.0
+            if cell.method == "sampled":  # delta method: sd(exp g) / (sqrt(n) · mean(exp g))
+                w = (g - g.max()).exp()
+                mean, second = float((cell.probs * w).sum()), float((cell.probs * w**2).sum())
+                error = math.sqrt(max(second - mean**2, 0.0) / max(cell.draws, 1)) / mean
+            length_weights = tuple(lambdas[0][k].detach().tolist())
+            end_weights = (tuple(tuple(row) for row in lambdas[1][k].detach().view(E + 1, V).tolist())
+                           if len(lambdas) > 1 else ())
+            out.append(Calibration(length_weights, end_weights, log_z, error, cell.method, sigma2))
+    return out
+
+
+def calibrate(model: CharModel, vocab: Vocab, train_words: Sequence[str], val_words: Sequence[str], *,
+              choice: str = "auto", max_len: int, seed: int = 1337, weights: torch.Tensor | None = None
+              ) -> tuple[Calibration | None, CalibrationReport]:
+    """The calibration `choice` asks for ("none", "length" or "auto": the best of no calibration, the length
+    and the length and end features on the validation words; without validation words, none), fitted to the
+    training words (a choice on fewer than MIN_VALIDATION words would be noise: auto keeps none there), each
+    weighing its training weight (`weights`; 1 each by default). The model is not changed: the caller sets
+    `model.calibration`."""
+    if choice not in CALIBRATIONS:
+        raise ConfigError(f"calibrate must be one of {', '.join(CALIBRATIONS)}; got {choice!r}", field="calibrate")
+    if choice == "none" or not train_words:
+        return None, CalibrationReport("none", "", note="" if choice == "none" else "no training words")
+    if choice == "auto" and len(val_words) < MIN_VALIDATION:
+        return None, CalibrationReport("none", "", note=f"{len(val_words)} validation words, fewer than "
+                                                        f"{MIN_VALIDATION} to choose by")
+    saved, model.calibration = model.calibration, None  # the model's own distribution, untilted
+    try:
+        L = length_bins(train_words)
+        cells = model_cells(model, vocab, max(L, END_BINS), max_len, seed)
+        val_base = word_log_probs(model, list(val_words), vocab) if val_words else None
+    finally:
+        model.calibration = saved
+    n_chars = sum(len(w) + 1 for w in val_words)
+
+    def val_nll(calibration: Calibration | None) -> float:
+        tilt = 0.0 if calibration is None else calibration.word_log_weights(val_words, vocab)
+        return float(-(val_base + tilt).sum()) / n_chars
+
+    candidates: dict[str, Calibration | None] = {}
+    for features in (("length",) if choice == "length" else FEATURES):
+        for sigma2 in SIGMA2:
+            candidates[f"{features} σ²={sigma2:g}"] = fit_calibration(cells, train_words, vocab, features, sigma2, L,
+                                                                      weights=weights)
+    if val_base is None:  # "length" without validation words: the middle prior
+        best = candidates[f"length σ²={SIGMA2[2]:g}"]
+        return best, CalibrationReport("length", cells.method, note=cells.note)
+    if choice == "auto":
+        candidates["none"] = None
+    scores = {key: val_nll(c) for key, c in candidates.items()}
+    key = min(scores, key=scores.get)
+    scores.setdefault("none", val_nll(None))  # for the record
+    return candidates[key], CalibrationReport(key, cells.method, scores, cells.note)
+
+
+# --- conditional models: a calibration per label node -----------------------------------------------
+def label_nodes(model: Any, codes: torch.Tensor, weights: torch.Tensor) -> list[tuple[int, ...]]:
+    """The nodes of a conditional count model that get their own calibration: the root, then nodes of one
+    label, two, ... (its nodes' order), each with at least MIN_NODE_WEIGHT of training weight, while their
+    DP's cells (states × vocabulary each) stay within LABEL_DP_CELLS."""
+    nodes = [tuple(node) for node in model.node_codes.tolist()]
+    chain = markov_chain(model.given_codes([nodes[0]]), model.vocab_size, GenerateConfig())
+    per_node = chain.probs.numel() if chain is not None else MAX_DP_CELLS
+    chosen, unknown = [], model.condition.unknown()
+    for node in nodes:
+        if chosen and (len(chosen) + 1) * per_node > LABEL_DP_CELLS:
+            break
+        if node == nodes[0] or float(weights[node_rows(node, codes, unknown)].sum()) >= MIN_NODE_WEIGHT:
+            chosen.append(node)
+    # a node's model mixes its ancestors' components, cached a few at a time: the nodes of one value of the
+    # last label (decade=1950s, then sex=F and sex=M of the 1950s), then the next, reuse the most
+    return sorted(chosen, key=lambda node: [-1 if c == u else c for c, u in zip(node[::-1], unknown[::-1])])
+
+
+def node_rows(node: tuple[int, ...], codes: torch.Tensor, unknown: tuple[int, ...]) -> torch.Tensor:
+    """(N,) bool: the rows (label codes (N, k)) a node's model was counted on: those agreeing with each label
+    the node fixes."""
+    rows = torch.ones(len(codes), dtype=torch.bool)
+    for j, (c, u) in enumerate(zip(node, unknown)):
+        if c != u:
+            rows &= codes[:, j] == c
+    return rows
+
+
+def calibrate_labels(model: Any, corpus: Any, *, choice: str = "auto", max_len: int, seed: int = 1337
+                     ) -> tuple[LabelCalibrations | None, CalibrationReport]:
+    """`calibrate` for a conditional count model and its labelled corpus. The features and σ² are chosen as
+    `calibrate` chooses them for the root (every label marginalised) on every validation row; then each of
+    the `label_nodes` is tilted with them towards the training rows it was counted on (weighted as it counted
+    them). The report's validation NLL is that of the validation rows of those nodes, each scored by its own
+    node's model; auto keeps the calibrations where they lower it. The model is not changed: the caller sets
+    `model.set_label_calibrations`."""
+    if model.sparse and choice != "none":  # its nodes are no finite chain: each would be sampled, tens of s a node
+        return None, CalibrationReport("none", "", note="a vocabulary of many scripts: its label nodes are no "
+                                                        "finite chain to calibrate exactly")
+    vocab, unknown = corpus.vocab, model.condition.unknown()
+    train_words, val_words = corpus.words("train"), corpus.words("val")
+    codes, weights = corpus.codes["train"].cpu(), torch.from_numpy(corpus.weights["train"])
+    saved = model.label_calibrations
+    model.set_label_calibrations(None)  # the model's own distributions, untilted
+    try:
+        root_calibration, report = calibrate(model.given_codes([unknown]), vocab, train_words, val_words,
+                                             choice=choice, max_len=max_len, seed=seed, weights=weights)
+        if root_calibration is None:
+            return None, report
+        L = length_bins(train_words)
+        T = max(L, END_BINS)
+        lengths, last = word_cells(train_words, vocab)
+        val_codes = corpus.codes["val"].cpu()
+        nodes = label_nodes(model, codes, weights)
+        cells, counts, val_words_of, val_base = [], [], {}, []
+        for node in nodes:
+            given = model.given_codes([node])
+            cells.append(model_cells(given, vocab, T, max_len, seed))
+            rows = node_rows(node, codes, unknown)
+            count = torch.zeros(T + 1, vocab.size, dtype=torch.float64)
+            counts.append(count.index_put_((lengths[rows].clamp(max=T), last[rows]), weights[rows].double(),
+                                           accumulate=True))
+            at = (val_codes == torch.tensor(node)).all(1).nonzero().squeeze(1).tolist()  # the rows it scores
+            val_words_of[node] = [val_words[i] for i in at]
+            val_base.append(word_log_probs(given, val_words_of[node], vocab))
+    finally:
+        model.set_label_calibrations(saved)
+    calibrations = LabelCalibrations(dict(zip(nodes, fit_calibrations(
+        cells, torch.stack(counts), root_calibration.features, root_calibration.sigma2, L))))
+    scored = [w for node in nodes for w in val_words_of[node]]
+    base, n_chars = torch.cat(val_base), sum(len(w) + 1 for w in scored)
+    tilt = torch.cat([calibrations.of(node).word_log_weights(val_words_of[node], vocab) for node in nodes])
+    validation = {"none": float(-base.sum()) / max(n_chars, 1),
+                  report.choice: float(-(base + tilt).sum()) / max(n_chars, 1)}
+    method = "+".join(sorted({c.method for c in cells}))
+    note = "; ".join([f"{len(nodes)} of {len(model.node_codes)} label nodes calibrated with the features and σ² "
+                      f"chosen for the root (validation NLL of the root: none {report.validation.get('none', 0):.4f},"
+                      f" {report.choice} {report.validation.get(report.choice, 0):.4f}); validation NLL of the "
+                      f"{len(scored):,} of {len(val_words):,} validation rows of those nodes",
+                      *sorted({c.note for c in cells if c.note})])
+    if choice == "auto" and n_chars and validation[report.choice] >= validation["none"]:
+        return None, CalibrationReport("none", method, validation, note)
+    return calibrations, CalibrationReport(report.choice, method, validation, note)
