@@ -41,8 +41,9 @@ def main() -> None:
 
         import torch
 
-        import namesmith.cli as cli
-        model = cli._load(type("Args", (), {"model_dir": str(out), "device": "cpu"})())  # as `classify` loads it
+        from namesmith.cli.common import load_model
+
+        model = load_model(type("Args", (), {"model_dir": str(out), "device": "cpu"})())  # as `classify` loads it
         names = ["davina", "marek", "kolette", "tosino"] * 250
         model.classify(names)
         alone, beside = [], []

@@ -124,9 +124,9 @@ def test_malformed_low_order_rows_are_refused(model):
 
 ONE_THREAD = """
 import sys
-import namesmith.cli as cli
+from namesmith.cli.common import load_model
 from types import SimpleNamespace
-model = cli._load(SimpleNamespace(model_dir=sys.argv[1], device="cpu"))  # as `namesmith classify` loads it
+model = load_model(SimpleNamespace(model_dir=sys.argv[1], device="cpu"))  # as `namesmith classify` loads it
 import torch
 model.classify(["davina", "marek"])
 print(torch.get_num_threads())

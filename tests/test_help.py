@@ -8,6 +8,7 @@ import re
 import pytest
 
 from namesmith import cli
+from namesmith.cli.train import Progress
 from namesmith.models import trainable_types
 
 
@@ -43,7 +44,7 @@ def test_train_help_shows_the_chosen_models_real_defaults(capsys):
 
 def test_progress_without_a_terminal_logs_a_line_every_few_seconds(caplog):
     now = [0.0]
-    progress = cli.Progress("gru", time_budget=None, stop={"stop": False}, clock=lambda: now[0])
+    progress = Progress("gru", time_budget=None, stop={"stop": False}, clock=lambda: now[0])
     progress.bar.disable = True  # as when stderr is not a terminal
     with caplog.at_level(logging.INFO, logger="namesmith"):
         for step in range(1, 13):  # one step a second
@@ -54,7 +55,7 @@ def test_progress_without_a_terminal_logs_a_line_every_few_seconds(caplog):
 
 
 def test_the_bar_follows_the_time_budget_when_it_ends_the_run_first():
-    progress = cli.Progress("lstm", time_budget=20.0, stop={"stop": False}, clock=lambda: 0.0)
+    progress = Progress("lstm", time_budget=20.0, stop={"stop": False}, clock=lambda: 0.0)
     assert progress.planned_steps(100, 10_000, elapsed=10.0) == 200  # 100 steps in 10 s of a 20 s budget
     assert progress.planned_steps(100, 150, elapsed=10.0) == 150  # max_steps comes first
     progress.close()

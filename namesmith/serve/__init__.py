@@ -3,8 +3,9 @@
     from namesmith.serve import create_app, run_server
     run_server(["runs/tf"], port=8000)          # or create_app(...) for any ASGI server / test client
 
-See `app.py` for the endpoints, `limits.py` for what one request may ask, `registry.py` for which
-models are served, and `static/` for the page (no CDN, no build step).
+See `app.py` for how the app is put together, `routers/` for the endpoints (`deps.py`: what they
+share), `limits.py` for what one request may ask, `registry.py` for which models are served, and
+`static/` for the page (no CDN, no build step).
 """
 
 from namesmith.serve.app import create_app
