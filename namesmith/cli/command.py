@@ -1,6 +1,6 @@
 """The `namesmith` command: parse → one `NameModel` call → print.
 
-Each command group has its module (train, sample, score, inspect, catalogue, serve); this one builds
+Each command group has its module (train, sample, score, evaluate, catalogue, serve); this one builds
 the parser from them, parses, runs the command and turns a library error into one line.
 
 Exit status: 0 on success, 1 for a namesmith error (bad input, options or checkpoint; one line
@@ -16,7 +16,7 @@ import sys
 
 from namesmith.cli.catalogue import add_data, add_trend
 from namesmith.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, process_rank
-from namesmith.cli.inspect import add_calibrate, add_eval, add_plot, add_report
+from namesmith.cli.evaluate import add_calibrate, add_eval, add_plot, add_report
 from namesmith.cli.options import option_name
 from namesmith.cli.sample import add_sample
 from namesmith.cli.score import add_classify, add_score
