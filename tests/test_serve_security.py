@@ -236,20 +236,26 @@ def test_limits_are_configurable_and_reported(model_dir):
 def test_generation_slots_bound_concurrent_work(model_dir, monkeypatch, quick_slots):
     """max_concurrent slots, and quick_slots more for plain draws (the fast lane): one request past them all waits
     out its budget and gets 503."""
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     real = service.generate
+    gate = threading.Event()
 
-    def slow(*args, **kwargs):  # holds its slot for a while, as a heavy search would
-        time.sleep(1.0)
+    def held(*args, **kwargs):  # holds its slot until the request past every slot has been answered
+        gate.wait(60)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "generate", slow)
+    monkeypatch.setattr(service, "generate", held)
     limits = Limits(max_concurrent=1, quick_slots=quick_slots, time_budget=0.3)
     client = TestClient(create_app(ModelRegistry.from_directories([model_dir]), limits=limits))
     seeds = list(range(1, quick_slots + 3))
-    with ThreadPoolExecutor(len(seeds)) as pool:
-        responses = list(pool.map(lambda s: client.post(GENERATE, json={"n": 2, "seed": s}), seeds))
+    with ThreadPoolExecutor(len(seeds)) as pool:  # no clock decides who waits: the slot holders wait on `gate`
+        futures = [pool.submit(lambda s: client.post(GENERATE, json={"n": 2, "seed": s}), s) for s in seeds]
+        first = next(as_completed(futures, timeout=60))
+        gate.set()
+        responses = [f.result() for f in futures]
+    assert first.result().status_code == 503
     assert sorted(r.status_code for r in responses) == [200] * (quick_slots + 1) + [503]
     busy = next(r for r in responses if r.status_code == 503)
     assert busy.headers["retry-after"] == "1" and "busy" in assert_clean(busy)["error"]
