@@ -46,7 +46,7 @@ from namesmith.core.casing import fold  # noqa: E402
 from namesmith.data.sources import read_labelled_source  # noqa: E402
 from namesmith.data.tables import WEIGHTINGS, aggregate, weights  # noqa: E402
 from namesmith.data.words import DataConfig  # noqa: E402
-from namesmith.scoring.evaluate import row_log_probs  # noqa: E402
+from namesmith.models.nll import row_log_probs  # noqa: E402
 
 CONDITION = ("sex", "decade")
 GRU = {"n_embd": 32, "n_hidden": 128, "batch_size": 64, "eval_every": 250}

@@ -26,7 +26,8 @@ from collections import Counter
 from pathlib import Path
 
 from namesmith import NameModel
-from namesmith.scoring.evaluate import calibrated_rows, labelled_row_log_probs
+from namesmith.models.nll import labelled_row_log_probs
+from namesmith.scoring.evaluate import calibrated_rows
 
 RESULTS = Path(__file__).resolve().parent / "results" / "conditional_realism.json"
 

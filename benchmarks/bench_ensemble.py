@@ -20,8 +20,8 @@ import time
 import torch
 
 from namesmith.models.ensemble import COMBINES, build_ensemble
+from namesmith.models.nll import word_log_probs
 from namesmith.namemodel import NameModel
-from namesmith.scoring.evaluate import word_log_probs
 
 
 def nll_and_error(model: torch.nn.Module, words: list[str], vocab) -> tuple[float, float]:  # noqa: ANN001

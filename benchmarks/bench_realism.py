@@ -41,7 +41,7 @@ from namesmith.core.config import TrainConfig
 from namesmith.data.words import Corpus, load_words
 from namesmith.generation.generate import GenerateConfig, generate, length_limit
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.scoring.evaluate import word_log_probs
+from namesmith.models.nll import word_log_probs
 from namesmith.training.calibrate import calibrate
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names.txt"

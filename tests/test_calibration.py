@@ -19,8 +19,8 @@ from namesmith.data.words import Corpus
 from namesmith.generation.calibration import Calibration
 from namesmith.generation.generate import GenerateConfig, MarkovChain, generate, markov_chain
 from namesmith.models.ngram import NGram, NGramConfig
+from namesmith.models.nll import row_log_probs, word_log_probs
 from namesmith.namemodel import NameModel
-from namesmith.scoring.evaluate import row_log_probs, word_log_probs
 from namesmith.training.calibrate import CellDistribution, calibrate, chain_cells, fit_calibration
 
 WORDS = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc", "a", "abcab", "bcca", "caab"]

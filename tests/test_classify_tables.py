@@ -19,8 +19,8 @@ import torch
 
 from namesmith import NameModel
 from namesmith.models.conditional_counts import ConditionalCounts
+from namesmith.models.nll import word_log_probs
 from namesmith.scoring.classify import combination_log_likelihoods
-from namesmith.scoring.evaluate import word_log_probs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ENDINGS = {("F", "north"): "a", ("F", "south"): "ette", ("F", "east"): "ine",

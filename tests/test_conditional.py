@@ -33,7 +33,7 @@ from namesmith.data.words import encode_words
 from namesmith.models import trainable_types
 from namesmith.models.conditional_counts import ConditionalCounts, ConditionalCountsConfig
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.scoring.evaluate import row_log_probs
+from namesmith.models.nll import row_log_probs
 from namesmith.training.checkpoint import load_checkpoint
 from namesmith.training.trainer import LengthBuckets, draw_weighted
 

@@ -15,10 +15,9 @@ from namesmith import NameModel
 from namesmith.cli import main
 from namesmith.core.errors import CheckpointError, ConfigError
 from namesmith.data.words import load_words
-from namesmith.scoring.evaluate import chunked_log_probs
+from namesmith.models.nll import batch_loss, chunked_log_probs
 from namesmith.training.checkpoint import load_checkpoint
 from namesmith.training.distill import Lessons, distill_loss, weights_fingerprint
-from namesmith.training.trainer import batch_loss
 
 WORDS = load_words("builtin")[:800]
 QUICK = {"max_steps": 60, "batch_size": 16, "eval_every": 20, "seed": 3, "device": "cpu", "ngram_mix": 0,

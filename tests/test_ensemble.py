@@ -15,10 +15,10 @@ from namesmith.data.words import Corpus, load_words
 from namesmith.models.ensemble import Ensemble, build_ensemble, fit_mixture_weights, fit_product_weights
 from namesmith.models.mlp import MLP, MLPConfig
 from namesmith.models.ngram import NGram, NGramConfig
+from namesmith.models.nll import mean_nll
 from namesmith.models.rnn import GRU, RNNConfig
 from namesmith.models.transformer import Transformer, TransformerConfig
 from namesmith.namemodel import NameModel
-from namesmith.scoring.evaluate import mean_nll
 from namesmith.training.train import fit_model
 
 QUICK = dict(max_steps=40, batch_size=16, eval_every=20, time_budget=1e9, seed=0, device="cpu", ngram_mix=0)

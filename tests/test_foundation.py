@@ -12,7 +12,8 @@ from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.data.counting import count_pairs
 from namesmith.data.words import Corpus, encode_words, load_words, read_builtin_table, split_words
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
-from namesmith.scoring.evaluate import evaluate, word_log_probs
+from namesmith.models.nll import word_log_probs
+from namesmith.scoring.evaluate import evaluate
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
 

@@ -14,8 +14,8 @@ from namesmith.core.vocab import Vocab
 from namesmith.data.words import load_words, split_words
 from namesmith.generation.generate import GenerateConfig, build_automaton, generate, kmp_automaton, novelty_summary
 from namesmith.models.base import CharModel
+from namesmith.models.nll import word_log_probs
 from namesmith.namemodel import NameModel
-from namesmith.scoring.evaluate import word_log_probs
 
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
 

@@ -31,8 +31,8 @@ from namesmith.generation.generate import (
 )
 from namesmith.generation.sample import CHUNK, MAX_BATCH_TOKENS, batch_limit
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
+from namesmith.models.nll import word_log_probs
 from namesmith.namemodel import NameModel
-from namesmith.scoring.evaluate import word_log_probs
 
 generate_module = sys.modules["namesmith.generation.generate"]  # the attribute is the function
 sample_module = sys.modules["namesmith.generation.sample"]

@@ -20,7 +20,7 @@ import namesmith.scoring.evaluate as evaluate_module
 from namesmith import NameModel
 from namesmith.core.vocab import BOUNDARY
 from namesmith.models.conditional_counts import ConditionalCounts
-from namesmith.scoring.evaluate import row_log_probs
+from namesmith.models.nll import row_log_probs
 
 pytestmark = pytest.mark.slow  # 12-34 s each on the busy 2-core machine
 

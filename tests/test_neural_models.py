@@ -14,7 +14,7 @@ from namesmith.core.errors import CheckpointError, ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import Corpus
 from namesmith.models import model_class
-from namesmith.scoring.evaluate import mean_nll
+from namesmith.models.nll import mean_nll
 from namesmith.training.checkpoint import load_checkpoint, save_checkpoint
 from namesmith.training.train import fit_model
 

@@ -298,7 +298,7 @@ def test_too_high_an_order_for_the_vocabulary_is_a_config_error():
 # --- vocabularies too large for order 6 (Chinese or Japanese names): the default order fits them ------------
 
 def test_the_highest_order_whose_keys_fit_int64():
-    from namesmith.models.ngram import MAX_KEY, default_order, max_order
+    from namesmith.data.ngram_keys import MAX_KEY, default_order, max_order
 
     for vocab_size in (1, 26, 1447, 1448, 6207, 6208, 100_000):
         order = max_order(vocab_size)

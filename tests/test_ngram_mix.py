@@ -15,8 +15,8 @@ from namesmith.core.config import TrainConfig
 from namesmith.core.errors import CheckpointError, ConfigError
 from namesmith.data.words import Corpus
 from namesmith.models.ngram_mix import NGramMix, fit_weights, mix_with_ngram
+from namesmith.models.nll import mean_nll, word_log_probs
 from namesmith.models.transformer import Transformer, TransformerConfig
-from namesmith.scoring.evaluate import mean_nll, word_log_probs
 from namesmith.training.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
 from namesmith.training.train import fit_model
 

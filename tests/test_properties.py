@@ -19,7 +19,7 @@ from namesmith.core.casing import fold, resolve, restore
 from namesmith.core.errors import DataError, NamesmithError
 from namesmith.core.vocab import BOUNDARY
 from namesmith.data.words import DataConfig, decode_text, has_bad_chars, load_words, parse_words
-from namesmith.scoring.evaluate import word_log_probs
+from namesmith.models.nll import word_log_probs
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                     derandomize=True)

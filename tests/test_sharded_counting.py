@@ -17,7 +17,7 @@ import torch
 from namesmith.core.config import TrainConfig
 from namesmith.core.errors import ConfigError, DataError
 from namesmith.core.vocab import Vocab
-from namesmith.data import counting
+from namesmith.data import counting, ngram_keys
 from namesmith.data.counting import (
     count_file,
     count_ngrams_file,
@@ -28,7 +28,6 @@ from namesmith.data.counting import (
     streamed_split,
 )
 from namesmith.data.words import Corpus, DataConfig, encode_words, load_words
-from namesmith.models import ngram as ngram_module
 from namesmith.models.ngram import NGram, NGramConfig
 
 SCRIPTS = ["josé", "zoë", "renée", "ßandra", "straße", "שלום", "דוד", "מרים", "李小龙", "王芳", "さくら", "Ólafur",
@@ -161,10 +160,10 @@ def test_a_key_space_too_large_for_a_part_digit_counts_each_part_apart(tmp_path)
                                                      (0.5, None)])
 def test_fit_from_merged_counts_equals_fit_in_memory(words_file, discount, max_held_out, one_thread, monkeypatch):
     if max_held_out:  # as on a list of millions of words: fewer than every 10th training word held out
-        monkeypatch.setattr(ngram_module, "MAX_HELD_OUT", max_held_out)
+        monkeypatch.setattr(ngram_keys, "MAX_HELD_OUT", max_held_out)
     counts = count_ngrams_file(DataConfig(path=words_file), 6, shards=3)
     assert counts.train.n_words >= 1000  # enough to tune the discounts
-    every = ngram_module.held_out_every(counts.train.n_words)
+    every = ngram_keys.held_out_every(counts.train.n_words)
     assert counts.held_out.n_words == -(-counts.train.n_words // every) and every == (13 if max_held_out else 10)
     streamed = NGram(counts.vocab.size, NGramConfig(order=6, discount=discount))
     streamed.fit_counts(counts.train, counts.held_out)

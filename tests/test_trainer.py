@@ -14,9 +14,9 @@ from safetensors.torch import save as st_save
 from namesmith.core.config import TrainConfig
 from namesmith.data.words import Corpus
 from namesmith.models.mlp import MLP, MLPConfig
-from namesmith.scoring.evaluate import mean_nll
+from namesmith.models.nll import batch_loss, mean_nll
 from namesmith.training.train import fit_model, resolve_train_config
-from namesmith.training.trainer import LengthBuckets, Trainer, WeightAverage, batch_loss, learning_rate, make_optimizer
+from namesmith.training.trainer import LengthBuckets, Trainer, WeightAverage, learning_rate, make_optimizer
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "elizabeth", "mila", "ella", "avery", "sofia", "camila", "aria", "scarlett",

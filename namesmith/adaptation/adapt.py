@@ -131,12 +131,20 @@ import torch.nn.functional as F
 from namesmith.adaptation.prior import load_prior
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.data.ngram_keys import DEFAULT_ORDER, default_order
 from namesmith.data.words import encode_words
 from namesmith.models.base import CharModel, DelegatingModel
 from namesmith.models.conditional_counts import ConditionalCounts
-from namesmith.models.ngram import DEFAULT_ORDER, default_order
+from namesmith.models.nll import (
+    EVAL_BATCH,
+    batch_loss,
+    calibrated,
+    chunked_log_probs,
+    eval_mode,
+    mean_nll,
+    target_log_probs,
+)
 from namesmith.models.sparse_ngram import ROWS_CHUNK, BackoffTable, SparseNGram, ngram_windows, suffix_keys
-from namesmith.scoring.evaluate import EVAL_BATCH, calibrated, chunked_log_probs, eval_mode, target_log_probs
 from namesmith.training.checkpoint import Checkpoint
 
 log = logging.getLogger("namesmith")
@@ -789,8 +797,6 @@ def _fine_tune(model: CharModel, x: torch.Tensor, y: torch.Tensor, steps: int, s
     """AdamW on batches of the list for `steps` steps; with `held_out`, its NLL every
     NEURAL_EVAL_EVERY steps (and at step 0), stopping after NEURAL_PATIENCE evaluations without a
     better one. Returns [(step, held-out NLL)]."""
-    from namesmith.scoring.evaluate import mean_nll
-
     optimizer = torch.optim.AdamW(model.parameters(), lr=NEURAL_LR, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     device = model.device
@@ -809,8 +815,7 @@ def _fine_tune(model: CharModel, x: torch.Tensor, y: torch.Tensor, steps: int, s
         model.train()
         rows = torch.randint(len(x), (min(NEURAL_BATCH, len(x)),), generator=generator).to(device)
         T = int((y[rows] >= 0).sum(1).max())
-        logits = model(x[rows, :T])
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y[rows, :T].reshape(-1), ignore_index=-1)
+        loss = batch_loss(model(x[rows, :T]), y[rows, :T])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

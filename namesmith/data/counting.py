@@ -54,8 +54,8 @@ from namesmith.core.errors import ConfigError, DataError
 from namesmith.core.memory import check_fits, release_freed_memory, streamed_ngram_bytes
 from namesmith.core.progress import Phase
 from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.data.ngram_keys import NGramCounts, check_order, check_order_value, default_order, held_out_every
 from namesmith.data.words import BUILTIN, DataConfig, Split, changed_by_rules, check_data_file, decode_text, parse_words
-from namesmith.models.ngram import NGramConfig, NGramCounts, check_order, default_order, held_out_every
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -250,7 +250,7 @@ def streamed_split(words: list[str], seed: int = 42, split: bool = True) -> Spli
     The n-gram fitted on `Corpus(streamed_split(words), vocab)` in memory equals the one fitted
     from `count_ngrams_file` of a file holding these words, bit for bit: the same words in each
     part, and the same training words held out to tune the discounts (every 10th in this order,
-    see `models.ngram.held_out_every`).
+    see `data.ngram_keys.held_out_every`).
     """
     if not split:
         return Split(list(words), [], [])
@@ -875,7 +875,7 @@ def _every_shard(pool: _Pool | None, group: Any, mine: list[int], function: Call
 def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1, shards: int | None = None,
                       group: ProcessGroup | None = None, block_size: int = NGRAM_BLOCK) -> NGramFileCounts:
     """Count the order-`order` n-grams of a word-list file of any size, in shards, exactly (order None: the
-    default order that fits the file's vocabulary, `namesmith.models.ngram.default_order`).
+    default order that fits the file's vocabulary, `namesmith.data.ngram_keys.default_order`).
 
     The file is cut into `shards` byte ranges (default: one per counting process, `workers` ×
     the ranks of `group`); each shard owns the lines that start in it (`read_shard`). Lines are
@@ -920,7 +920,7 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
     if str(config.path) == BUILTIN:
         raise ConfigError("counting a file needs a word-list file, not the built-in data set")
     if order is not None:
-        NGramConfig(order=order)  # a ConfigError for a bad order
+        check_order_value(order)
     if "\n".encode(config.encoding) != b"\n" or "a".encode(config.encoding) != b"a":
         raise ConfigError(f"--encoding: counting a file reads ASCII-compatible encodings only, not {config.encoding}")
     path = str(config.path)

@@ -90,7 +90,7 @@ from namesmith.generation.sample import (
     token_dtype,
 )
 from namesmith.models.base import CharModel
-from namesmith.scoring.evaluate import eval_mode
+from namesmith.models.nll import eval_mode
 
 MAX_NAME_LENGTH = 10_000  # max_len and min_len at most: longer requests are refused, not attempted
 GUARD_AT_LEAST = 32  # the default length guard is max(2 × the longest training name, this)

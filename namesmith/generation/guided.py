@@ -65,12 +65,13 @@ import numpy as np
 import torch
 
 from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.data.ngram_keys import max_order
 from namesmith.data.words import Corpus
 from namesmith.generation.generate import ExactCache, ExactSampler, GenerateConfig, exact_sampler
 from namesmith.generation.sample import Batch, ModelSampler, draw, finish_batch, token_dtype
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts
-from namesmith.models.ngram import NGram, NGramConfig, max_order
+from namesmith.models.ngram import NGram, NGramConfig
 
 TWIST_ORDER = 6  # the n-gram counted for a twist when the model holds none
 GUIDED_SHARE = 0.9  # of the particles drawn from the twisted proposal; the rest from the network alone
@@ -95,7 +96,7 @@ def find_twist(model: CharModel) -> NGram | None:
 
 def fit_twist(corpus: Corpus, order: int = TWIST_ORDER) -> NGram:
     """An n-gram counted on the corpus' training words (a second or so for names.txt); of a lower order where
-    the vocabulary is too large for `order` (namesmith.models.ngram.max_order)."""
+    the vocabulary is too large for `order` (namesmith.data.ngram_keys.max_order)."""
     ngram = NGram(corpus.vocab.size, NGramConfig(order=min(order, max_order(corpus.vocab.size))))
     ngram.fit(corpus, None)
     return ngram.eval()

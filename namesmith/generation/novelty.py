@@ -3,7 +3,7 @@
 The novelty summary (makemore's check: how many generated names are training words?) needs the words the
 model was trained on, split as they were. Reading and splitting them again costs little for a short list
 and seconds for a large table (`us`: 97,000 distinct names from 2 million labelled rows, 3.4 s of CPU, on
-every `namesmith sample`). So the sets are kept in the user's cache folder (namesmith.adaptation.prior.cache_dir),
+every `namesmith sample`). So the sets are kept in the user's cache folder (namesmith.core.io.cache_dir),
 under a key made of the model's data record (source fingerprint, casing, split seed, ...), as UTF-8 lines
 behind a header holding their sha256. They are used only while the list still has the fingerprint the
 model recorded (so a list that changed since training makes novelty unavailable, as reading it would); a
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from namesmith.core.io import atomic_write_bytes
+from namesmith.core.io import atomic_write_bytes, cache_dir
 from namesmith.data.sources import source_fingerprint
 from namesmith.generation.generate import KnownWords
 
@@ -36,8 +36,6 @@ def cache_key(record: dict[str, Any]) -> str:
 
 
 def cache_path(record: dict[str, Any]) -> Path:
-    from namesmith.adaptation.prior import cache_dir
-
     return cache_dir() / "known-words" / f"{cache_key(record)[:32]}.txt"
 
 

@@ -87,6 +87,7 @@ from namesmith.core.vocab import BOUNDARY
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, dim
 from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear, BigramTable
 from namesmith.models.ngram import DISCOUNT_LIMITS, MIN_TUNING_WORDS, NGram, NGramConfig
+from namesmith.models.nll import mean_nll, target_log_probs
 from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.models.weighted_kn import (
     WeightedCounts,
@@ -100,7 +101,6 @@ from namesmith.models.weighted_kn import (
     sparse_table,
     tune_discounts,
 )
-from namesmith.scoring.evaluate import mean_nll, target_log_probs
 
 HELD_OUT_EVERY = 10  # every 10th distinct training name is held out to fit θ (and tune discounts)
 MIN_HELD_OUT_NAMES = 20  # with fewer distinct training names nothing is held out: θ is uniform

@@ -44,7 +44,7 @@ from namesmith.core.config import COMBINES
 from namesmith.core.errors import CheckpointError, ConfigError
 from namesmith.models import model_class
 from namesmith.models.base import CharModel, Shapes, Sizes, State, count_numbered, under
-from namesmith.scoring.evaluate import position_log_probs
+from namesmith.models.nll import position_log_probs
 
 log = logging.getLogger("namesmith")
 

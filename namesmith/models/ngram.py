@@ -67,34 +67,17 @@ import torch
 from namesmith.core.errors import CheckpointError, ConfigError, DataError
 from namesmith.core.history import TrainHistory
 from namesmith.core.progress import Phase
+from namesmith.data.ngram_keys import (
+    DEFAULT_ORDER,
+    NGramCounts,
+    check_order,
+    check_order_value,
+    default_order,
+    held_out_every,
+)
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, dim
 
 DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
-MAX_KEY = 2**63 - 1  # n-gram keys are int64
-DEFAULT_ORDER = 6  # the n-gram's order unless the user sets one, or the vocabulary allows less (`default_order`)
-
-
-def max_order(vocab_size: int) -> int:
-    """The highest order whose n-gram keys, (V + 1)^order, fit in int64 (5 for a vocabulary of 1,448 to 6,207
-    tokens: a list of Chinese or Japanese names, say)."""
-    order = 1
-    while (vocab_size + 1) ** (order + 1) <= MAX_KEY:
-        order += 1
-    return order
-
-
-def default_order(vocab_size: int) -> int:
-    """The order of an n-gram the user did not give one: DEFAULT_ORDER, or less where its keys would not fit."""
-    return min(DEFAULT_ORDER, max_order(vocab_size))
-
-
-def check_order(order: int, vocab_size: int, option: str = "order") -> None:
-    """A ConfigError naming `option` if order-`order` keys over `vocab_size` tokens would overflow int64."""
-    if order > max_order(vocab_size):
-        raise ConfigError(f"{option} {order} is too high for a vocabulary of {vocab_size} tokens (n-gram keys would "
-                          f"overflow int64); use at most {max_order(vocab_size)}", field=option)
-HELD_OUT_EVERY = 10  # "tuned": every 10th training word is held out to tune the discounts...
-MAX_HELD_OUT = 100_000  # ...or fewer on large lists, so that tuning takes the same time on any size
 MIN_TUNING_WORDS = 1000  # "tuned" with fewer training words uses the formulas (too little to tune on)
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's discount_fallback, when some n_i is 0
 DISCOUNT_LIMITS = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # 0 ≤ D1 ≤ 1, D2 ≤ 2, D3+ ≤ 3
@@ -108,8 +91,7 @@ class NGramConfig:
     discount: str | float = "tuned"  # "tuned", "modified-kn", "kn", or a fixed discount in [0, 1]
 
     def __post_init__(self) -> None:
-        check_config(isinstance(self.order, int) and not isinstance(self.order, bool) and self.order >= 1,
-                     f"order must be an integer of at least 1, got {self.order!r}")
+        check_order_value(self.order)
         message = (f"discount must be one of {', '.join(DISCOUNT_METHODS)} or a number in [0, 1], "
                    f"got {self.discount!r}")
         discount = self.discount
@@ -132,11 +114,6 @@ def modified_kn_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[float, fl
     y = n1 / (n1 + 2 * n2)
     d1, d2, d3 = 1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3
     return min(max(d1, 0.0), 1.0), min(max(d2, 0.0), 2.0), min(max(d3, 0.0), 3.0)
-
-
-def held_out_every(n_train: int) -> int:
-    """One training word in how many is held out to tune "tuned" discounts: 10, more above a million words."""
-    return max(HELD_OUT_EVERY, -(-n_train // MAX_HELD_OUT))
 
 
 def _discount_of(counts: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
@@ -165,56 +142,6 @@ def _suffixes(keys: torch.Tensor, place: int) -> torch.Tensor:
     for start in range(0, len(keys), SUFFIX_CHUNK):
         out[start : start + SUFFIX_CHUNK] = keys[start : start + SUFFIX_CHUNK] % place
     return out
-
-
-@dataclass(frozen=True)
-class NGramCounts:
-    """How often each order-N n-gram occurs in some words: all an n-gram is fitted from.
-
-    An n-gram is an int64 key whose digits, base vocab_size + 1, are its tokens + 1, oldest first
-    (see `NGram`); a word of L characters gives L + 1 of them, its first left-padded with N - 1
-    boundary tokens. Only the top order is stored: every lower-order n-gram seen ends some top-order
-    n-gram seen (the padding sees to that), so its continuation count follows from the distinct
-    top-order keys. Counts of disjoint sets of words add up (`merge`), which is what lets counting
-    be split over shards, processes and machines and still give exactly the counts of one pass.
-    """
-
-    order: int
-    vocab_size: int  # tokens, the boundary included (`Vocab.size`)
-    keys: torch.Tensor  # (M,) int64, sorted and distinct: the n-grams seen
-    counts: torch.Tensor  # (M,) int64 ≥ 1: how often each was seen
-    n_words: int  # words counted
-
-    @property
-    def n_tokens(self) -> int:
-        """Target tokens counted: characters plus one end token per word."""
-        return int(self.counts.sum())
-
-    def _check_fits(self, other: NGramCounts) -> None:
-        if (other.order, other.vocab_size) != (self.order, self.vocab_size):
-            raise ValueError(f"counts of order {other.order} over {other.vocab_size} tokens cannot be combined "
-                             f"with counts of order {self.order} over {self.vocab_size} tokens")
-
-    def merge(self, *others: NGramCounts) -> NGramCounts:
-        """The counts of these disjoint sets of words together (exact: integer sums)."""
-        for other in others:
-            self._check_fits(other)
-        keys, inverse = torch.unique(torch.cat([self.keys, *(o.keys for o in others)]), return_inverse=True)
-        counts = torch.zeros(len(keys), dtype=torch.long).index_add_(
-            0, inverse, torch.cat([self.counts, *(o.counts for o in others)]))
-        return NGramCounts(self.order, self.vocab_size, keys, counts, self.n_words + sum(o.n_words for o in others))
-
-    def without(self, subset: NGramCounts) -> NGramCounts:
-        """These counts less those of a subset of the same words: the counts of the other words."""
-        self._check_fits(subset)
-        pos = torch.searchsorted(self.keys, subset.keys).clamp_(max=max(len(self.keys) - 1, 0))
-        if len(subset.keys) and not (len(self.keys) and bool((self.keys[pos] == subset.keys).all()
-                                                             and (self.counts[pos] >= subset.counts).all())):
-            raise ValueError("subset: holds n-grams these counts do not (not counted from a subset of the words)")
-        counts = self.counts.clone()
-        counts[pos] -= subset.counts
-        kept = counts > 0
-        return NGramCounts(self.order, self.vocab_size, self.keys[kept], counts[kept], self.n_words - subset.n_words)
 
 
 def _run_sums(values: torch.Tensor, first: torch.Tensor, end: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from namesmith.core.errors import CheckpointError
 from namesmith.models import model_class
 from namesmith.models.base import CharModel, DelegatingModel, Shapes, Sizes, State, under
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.scoring.evaluate import position_log_probs
+from namesmith.models.nll import position_log_probs
 
 log = logging.getLogger("namesmith")
 

@@ -53,8 +53,9 @@ from torch import nn
 
 from namesmith.core.errors import CheckpointError
 from namesmith.core.progress import Phase
+from namesmith.data.ngram_keys import DEFAULT_ORDER, check_order
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, count_numbered, dim
-from namesmith.models.ngram import DEFAULT_ORDER, check_order, modified_kn_discounts
+from namesmith.models.ngram import modified_kn_discounts
 
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)
 TOKEN_CHUNK = 1 << 16  # n-grams whose own probability is found at once (`BackoffTable.token_probs`)

@@ -27,7 +27,7 @@ from namesmith.core.errors import ConfigError, DataError
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import encode_words
 from namesmith.models.base import CharModel
-from namesmith.scoring.evaluate import word_log_probs
+from namesmith.models.nll import word_log_probs
 
 MAX_JOINT = 64  # combinations of values up to which names are classified by the joint posterior
 

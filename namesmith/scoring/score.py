@@ -17,7 +17,7 @@ import numpy as np
 
 from namesmith.core.vocab import Vocab
 from namesmith.models.base import CharModel
-from namesmith.scoring.evaluate import word_log_probs
+from namesmith.models.nll import word_log_probs
 
 MAX_REFERENCE = 20_000  # reference words scored for percentiles at most (a fixed sample of more)
 

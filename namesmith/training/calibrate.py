@@ -42,7 +42,7 @@ from namesmith.generation.calibration import FEATURES, Calibration, LabelCalibra
 from namesmith.generation.generate import GenerateConfig, MarkovChain, markov_chain
 from namesmith.generation.sample import plain_sampler
 from namesmith.models.base import CharModel
-from namesmith.scoring.evaluate import eval_mode, word_log_probs
+from namesmith.models.nll import eval_mode, word_log_probs
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from a mix of the usual target and the teacher's whole next-character distributi
     loss = w · H(p_teacher, q) + (1 - w) · H(next character, q),    w = distill_weight
 
 where q is the student's distribution and H the cross-entropy, both per character as
-`trainer.batch_loss` averages them. The teacher's distribution says how likely every other
+`models.nll.batch_loss` averages them. The teacher's distribution says how likely every other
 character was, not only which one came: far more to learn from per word than the word itself,
 and an ensemble's distribution has its members' quirks averaged out. So the same words teach
 the student more before it overfits them. The temperature is 1: the student is meant to predict as
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from namesmith.models.base import CharModel
-from namesmith.scoring.evaluate import chunked_log_probs, eval_mode
+from namesmith.models.nll import chunked_log_probs, eval_mode, target_log_probs
 
 MAX_TABLE_BYTES = 1 << 30  # a larger table of the teacher's distributions is not built: see the module docstring
 
@@ -68,10 +68,10 @@ class Lessons:
 def distill_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_probs: torch.Tensor, weight: float,
                  tokens_per_batch: float | None = None) -> torch.Tensor:
     """w · H(teacher, q) + (1 - w) · H(targets, q) over the real target positions (targets -1: padding):
-    the mean per position, or the sum divided by `tokens_per_batch` (as `trainer.batch_loss`)."""
+    the mean per position, or the sum divided by `tokens_per_batch` (as `models.nll.batch_loss`)."""
     log_q = F.log_softmax(logits.float(), dim=-1)
     mask = targets >= 0
-    hard = -log_q.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    hard = -target_log_probs(log_q, targets)
     soft = -(teacher_probs * log_q).sum(-1)
     per_position = torch.where(mask, weight * soft + (1.0 - weight) * hard, torch.zeros_like(hard))
     if tokens_per_batch is None:

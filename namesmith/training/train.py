@@ -46,6 +46,7 @@ from namesmith.core.version import __version__
 from namesmith.core.vocab import Vocab
 from namesmith.data.counting import count_file, count_ngrams_file, count_pairs_file
 from namesmith.data.labelled import LabelledCorpus, labelled_corpus
+from namesmith.data.ngram_keys import NGramCounts, check_order, default_order, held_out_every
 from namesmith.data.sources import is_catalogue, is_table_file, read_labelled_source, read_source, source_fingerprint
 from namesmith.data.tables import WEIGHTINGS
 from namesmith.data.words import (
@@ -62,11 +63,12 @@ from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import DENSE_CELLS, ConditionalCounts, ConditionalCountsConfig
 from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, ConditionalNetwork
-from namesmith.models.ngram import NGram, NGramConfig, NGramCounts, check_order, default_order, held_out_every
+from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.ngram_mix import mix_with_ngram
+from namesmith.models.nll import mean_nll
 from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.models.weighted_kn import distinct_contexts, sparse_table
-from namesmith.scoring.evaluate import count_metrics, evaluate_labelled, evaluate_splits, mean_nll, ngram_count_metrics
+from namesmith.scoring.evaluate import count_metrics, evaluate_labelled, evaluate_splits, ngram_count_metrics
 from namesmith.training.calibrate import calibrate, calibrate_labels
 from namesmith.training.checkpoint import (
     META_FILE,

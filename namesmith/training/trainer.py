@@ -56,14 +56,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from namesmith.core.config import TrainConfig
 from namesmith.core.errors import ConfigError
 from namesmith.core.history import TrainCallback, TrainHistory
 from namesmith.models.base import CharModel
-from namesmith.scoring.evaluate import mean_nll, nll_sum
+from namesmith.models.nll import batch_loss, mean_nll, nll_sum
 from namesmith.training.distill import Lessons, distill_loss
 from namesmith.training.distributed import World, collective_failure, rank_seed
 
@@ -164,15 +163,6 @@ class WeightAverage:
             held = live.clone()
             live.copy_(self.average[name])
             self.average[name].copy_(held)
-
-
-def batch_loss(logits: torch.Tensor, targets: torch.Tensor, tokens_per_batch: float | None = None) -> torch.Tensor:
-    """NLL of targets (B, T) (-1: padding) under logits (B, T, V): the mean per target token, or
-    with `tokens_per_batch` the sum over that number (by-length batches; see the module docstring)."""
-    if tokens_per_batch is None:
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
-    total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1, reduction="sum")
-    return total / tokens_per_batch
 
 
 @dataclass
