@@ -32,7 +32,7 @@ import torch
 
 import namesmith
 from namesmith import NameModel
-from namesmith.cli import parse_scalar
+from namesmith.cli.options import parse_scalar
 from namesmith.models import trainable_types
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from namesmith.cli import parse_scalar  # noqa: E402
+from namesmith.cli.options import parse_scalar  # noqa: E402
 from namesmith.core.config import TrainConfig  # noqa: E402
 from namesmith.data.words import Corpus, load_words  # noqa: E402
 from namesmith.models import model_class  # noqa: E402
