@@ -47,12 +47,12 @@ def import_graph() -> dict[str, set[str]]:
 # The package root (which re-exports the public API) and `__main__` sit with the applications.
 LAYERS = ("core", "data", "models", "scoring", "choosing", "generation", "training", "adaptation", "namemodel",
           "applications")
-APPLICATIONS = {"namesmith", "namesmith.__main__", "namesmith.cli", "namesmith.serve"}
+APPLICATIONS = ("cli", "serve")  # the command line and the server: applications of NameModel
 
 
 def layer_of(module: str) -> str:
     """The layer of a module of the package: its subpackage, `namemodel`, or the applications."""
-    if module in APPLICATIONS or module.startswith("namesmith.serve."):
+    if module in ("namesmith", "namesmith.__main__") or module.split(".")[1] in APPLICATIONS:
         return "applications"
     return module.split(".")[1]
 
