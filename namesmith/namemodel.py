@@ -48,6 +48,7 @@ from namesmith.generation.generate import (
     generate,
     iter_generate,
     novelty_summary,
+    sound_draws,
 )
 from namesmith.generation.guided import Guide, find_twist, fit_twist
 from namesmith.generation.novelty import known_words
@@ -550,6 +551,14 @@ class NameModel:
                                known_words=None if known is None else known.all, cache=cache,
                                guide=self._guide(model))
         return NameStream(stream, self._printed, known, why)
+
+    def sound_index_ready(self, where: Where | None = None, guidance: float = 0.0) -> bool:
+        """Whether `sounds_like` requests of `where` (default decoding) walk the model's draws indexed by sound
+        (namesmith.generation.sound_draws) rather than filter fresh draws: a server builds the index in the
+        background on the first such request."""
+        _, cache = self._conditioned(where, guidance)
+        return sound_draws(self.model, self.vocab, GenerateConfig(), self.max_word_length, cache, build=False) \
+            is not None
 
     @staticmethod
     def read_catalogue() -> None:

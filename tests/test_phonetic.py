@@ -79,3 +79,82 @@ def test_the_api_ranks_names_that_sound_like_the_target(tmp_path):
     names = [n["name"] for n in response.json()["names"]]
     assert len(names) == 10 and all(sounds_alike(n, "Jaden") for n in names)
     assert names == SoundIndex(names, phonetic.catalogue_births()).rank("Jaden", 10)
+
+
+# --- the model's draws indexed by sound (namesmith.generation.sound_draws) ---------------------------------------
+def _index_of(model, draws, deadline=None, clock=None):
+    from namesmith.generation.sample import plain_sampler
+    from namesmith.generation.sound_draws import SoundDraws
+
+    run = plain_sampler(model.model, model.vocab, prefix="", max_length=30, seed=5).run
+    return SoundDraws.build(run, 30, draws=draws, deadline=deadline, **({"clock": clock} if clock else {}))
+
+
+def test_a_walk_of_the_index_keeps_what_rejection_over_those_draws_would():
+    from namesmith.generation.sound_draws import UNFINISHED
+
+    model = NameModel.train(model="bigram-counts", words=load_words()[:5000], calibrate="none")
+    index = _index_of(model, 20_000)
+    assert index.size == 20_000 and (index.codes == UNFINISHED).sum() < 100
+    seed, prefix, max_len = 3, "a", 7
+    run = index.walk("Aiden", prefix, max_len, seed, then=lambda: pytest.fail("the index holds enough"))
+    batches = [run(5000, None) for _ in range(4)]
+    # the reference: walk the same draws from the same start, one by one, and keep those that pass
+    start = int(__import__("numpy").random.default_rng(seed).integers(index.size))
+    kept = [index.names[c] for c in (index.codes[(start + i) % index.size] for i in range(index.size))
+            if c >= 0 and index.names[c].startswith(prefix) and len(index.names[c]) <= max_len
+            and sounds_alike(index.names[c], "Aiden")]
+    assert [n for b in batches for n in b.names] == kept and len(kept) >= 10
+    turned_away = sum(int(b.turned_away["sounds_like"].sum()) for b in batches)
+    finished_draws = sum(c >= 0 for c in index.codes.tolist())
+    too_long = sum(index.lengths[c] > max_len for c in index.codes.tolist() if c >= 0)
+    assert turned_away == finished_draws - too_long - len(kept)
+
+
+def test_a_walk_round_the_whole_index_goes_on_with_fresh_draws():
+    model = NameModel.train(model="bigram-counts", words=load_words()[:5000], calibrate="none")
+    index = _index_of(model, 3000)
+    fresh = []
+
+    def then():
+        fresh.append(1)
+        return lambda size, deadline: "fresh"
+
+    run = index.walk("Aiden", "", 30, 0, then=then)
+    assert run(2000, None).names is not None and run(2000, None) != "fresh" and not fresh  # 3,000 draws, once
+    assert run(10, None) == "fresh" and fresh == [1]
+
+
+def test_the_index_is_built_within_its_deadline():
+    model = NameModel.train(model="bigram-counts", words=load_words()[:5000], calibrate="none")
+    ticks = iter(range(100))
+    index = _index_of(model, 10**9, deadline=3, clock=lambda: next(ticks))  # three batches' time, by the clock
+    from namesmith.generation.sound_draws import CHUNK
+
+    assert index.size == 3 * CHUNK
+
+
+def test_a_server_model_builds_the_index_once_in_the_background_then_serves_from_it():
+    model = NameModel.train(model="bigram-counts", words=load_words()[:5000], calibrate="none")
+    model.background_tables = True
+    first = model.generate(10, sounds_like="Aiden", seed=1)  # filters fresh draws; the index is built meanwhile
+    assert len(first.names) == 10 and all(sounds_alike(n, "Aiden") for n in first.names)
+    _, cache = model._conditioned(None)
+    key = ("sound draws", 1.0, None, None)
+    for _ in range(600):
+        if cache.get(key) is not None:
+            break
+        __import__("time").sleep(0.1)
+    index = cache.get(key)
+    assert index is not None and index.size > 0
+    walked = []
+    original = index.walk
+
+    def counted_walk(*args, **kwargs):
+        walked.append(args[0])
+        return original(*args, **kwargs)
+
+    index.walk = counted_walk
+    later = model.generate(10, sounds_like="Aiden", seed=2, unique=True)
+    assert walked == ["Aiden"] and len(later.names) == 10 and all(sounds_alike(n, "Aiden") for n in later.names)
+    assert later.stats.rejected["sounds_like"] > 0 and later.stats.tries > later.stats.rejected["sounds_like"]

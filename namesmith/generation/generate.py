@@ -89,6 +89,7 @@ from namesmith.generation.sample import (
     plain_sampler,
     token_dtype,
 )
+from namesmith.generation.sound_draws import SoundDraws
 from namesmith.models.base import CharModel
 from namesmith.models.nll import eval_mode
 
@@ -869,13 +870,14 @@ class ExactCache:
     burst of cold requests would otherwise build the same tables once each, every build starved of
     the CPU by the others, each given up at its deadline). Without it the asking thread builds them
     itself, within its deadline (a short-lived process would only be slowed by a build it does not
-    wait for).
+    wait for). A background cache also keeps the model's draws indexed by sound (`sound_draws`), built the
+    same way.
     """
 
     def __init__(self, size: int = 8, background: bool = False, budget: TableBudget | None = None):
         self.size, self.background = size, background
         self.budget = budget if budget is not None else TABLES
-        self._entries: dict[tuple, ExactSampler | NotAvailable] = {}
+        self._entries: dict[tuple, ExactSampler | SoundDraws | NotAvailable] = {}
         self._building: dict[tuple, threading.Event] = {}  # set when the key's build ends, built or not
         self._lock = threading.Lock()
 
@@ -884,7 +886,7 @@ class ExactCache:
         return (config.starts_with, config.ends_with, config.contains, config.excludes, config.min_len,
                 config.syllables, config.temperature, config.top_k, config.top_p, max_len)
 
-    def get(self, key: tuple) -> ExactSampler | NotAvailable | None:
+    def get(self, key: tuple) -> ExactSampler | SoundDraws | NotAvailable | None:
         with self._lock:
             entry = self._entries.pop(key, None)
             if entry is not None:
@@ -893,7 +895,7 @@ class ExactCache:
             self.budget.used(self, key)
         return entry
 
-    def put(self, key: tuple, entry: ExactSampler | NotAvailable) -> None:
+    def put(self, key: tuple, entry: ExactSampler | SoundDraws | NotAvailable) -> None:
         leaving = []
         with self._lock:
             self._entries[key] = entry
@@ -903,15 +905,15 @@ class ExactCache:
                 leaving.append(oldest)
         for old in leaving:
             self.budget.dropped(self, old)
-        self.budget.kept(self, key, entry.nbytes if isinstance(entry, ExactSampler) else 1024)
+        self.budget.kept(self, key, entry.nbytes if isinstance(entry, (ExactSampler, SoundDraws)) else 1024)
 
     def discard(self, key: tuple) -> None:
         """Forget the entry `key` (the budget's memory is needed for others)."""
         with self._lock:
             self._entries.pop(key, None)
 
-    def build_and_wait(self, key: tuple, build: Callable[[float], ExactSampler],
-                       deadline: float | None) -> ExactSampler | NotAvailable | None:
+    def build_and_wait(self, key: tuple, build: Callable[[float], ExactSampler | SoundDraws],
+                       deadline: float | None) -> ExactSampler | SoundDraws | NotAvailable | None:
         """The key's entry, built in a daemon thread by `build(deadline on the budget's clock)` (once per key,
         however many wait for it); None if it is not ready by `deadline` (the build goes on), if every
         builder of the budget is busy (no build is started), or if the build failed."""
@@ -925,7 +927,7 @@ class ExactCache:
             done.wait(None if deadline is None else max(0.0, deadline - time.perf_counter()))
         return self.get(key)
 
-    def _build(self, key: tuple, build: Callable[[float], ExactSampler], done: threading.Event) -> None:
+    def _build(self, key: tuple, build: Callable[[float], ExactSampler | SoundDraws], done: threading.Event) -> None:
         try:
             self.put(key, build(self.budget.clock() + self.budget.build_seconds))
         except NotAvailable as why:
@@ -996,6 +998,28 @@ def _build_exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig,
         raise NotAvailable(f"the constraints need more than {MAX_AUTOMATON_STATES:,} automaton states")
     return ExactSampler(chain, automaton, vocab, config.starts_with, max(config.min_len or 0, 1), max_len, seed,
                         deadline, max_bytes=budget.table_bytes, clock=budget.clock)
+
+
+def sound_draws(model: CharModel, vocab: Vocab, config: GenerateConfig, max_word_length: int,
+                cache: ExactCache, build: bool = True) -> SoundDraws | None:
+    """The model's draws indexed by sound (namesmith.generation.sound_draws) under `config`'s decoding, if `cache`
+    holds them; a background cache (a server's) starts building them (with `build`), once, for the requests that
+    come after."""
+    key = ("sound draws", config.temperature, config.top_k, config.top_p)
+    if not (cache.background and build):
+        entry = cache.get(key)
+    else:
+        guard = length_limit(model, None, max_word_length)
+
+        def make(until: float) -> SoundDraws:
+            with eval_mode(model):
+                run = plain_sampler(model, vocab, prefix="", max_length=guard, seed=0, **config.decoding).run
+                if model.calibration is not None:
+                    run = tilted_draws(run, model.calibration, vocab, 0)
+                return SoundDraws.build(run, guard, deadline=until, clock=cache.budget.clock)
+
+        entry = cache.build_and_wait(key, make, deadline=time.perf_counter())
+    return entry if isinstance(entry, SoundDraws) else None
 
 
 # --- the search loop ----------------------------------------------------------------------------
@@ -1215,6 +1239,11 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
         gen.method = "rejection" if config.structural or config.regex is not None else "plain"
     if run is not None and model.calibration is not None and gen.method != "exact":  # the exact tables weigh it in
         run = tilted_draws(run, model.calibration, vocab, seed)
+    if run is not None and config.sounds_like and gen.method in ("plain", "rejection") and cache is not None:
+        index = sound_draws(model, vocab, config, max_word_length, cache)
+        if index is not None and max_len <= index.max_len:
+            fresh = run
+            run = index.walk(config.sounds_like, config.starts_with, max_len, seed, then=lambda: fresh)
     filters = choosing_filters(config)
     batches = _search(model, run, config, gen, known, max_len, start_time, deadline, filters)
     return GenerationStream(batches, gen)
@@ -1293,6 +1322,8 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
                 draws = int(np.flatnonzero(drawn.finished)[examined - 1]) + 1 if examined else 0
             gen.tries += draws
             gen.unfinished += draws - examined - (0 if drawn.rejected is None else int(drawn.rejected[:draws].sum()))
+            for field_, turned_away in drawn.turned_away.items():
+                gen.rejected[field_] = gen.rejected.get(field_, 0) + int(turned_away[:draws].sum())
             if drawn.effective_sample_size is not None:  # a weighted sampler: its draws and their worth
                 gen.particles += len(drawn.finished)
                 gen.effective_sample_size += drawn.effective_sample_size

@@ -20,7 +20,7 @@ long holds fewer names: `batch_limit` keeps every buffer under `MAX_BATCH_TOKENS
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ class Batch:
     finished: np.ndarray  # (batch,) bool, in draw order: True for the draws that became `names`
     rejected: np.ndarray | None = None  # (batch,) bool: draws the sampler itself dropped (namesmith.generation.guided)
     effective_sample_size: float | None = None  # of a weighted sampler's draws (namesmith.generation.guided)
+    # per parameter, (batch,) bool: `rejected` draws the sampler turned away for that parameter's filter
+    # (namesmith.generation.sound_draws: `sounds_like`), counted as the search loop's own filters' are
+    turned_away: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def unfinished(self) -> int:
