@@ -240,6 +240,11 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def counting_threads(model: CharModel) -> contextlib.AbstractContextManager[None]:
+    """`one_thread` for a count model's fitting, calibration and evaluation; a network's threads as they are."""
+    return contextlib.nullcontext() if model.neural else one_thread()
+
+
 def data_record(config: DataConfig, corpus: Corpus, casing: str, given: list[str] | None = None) -> dict[str, Any]:
     """What the checkpoint says about the data: enough to find and verify it again.
 
@@ -706,9 +711,10 @@ def train(
     # a conditional count model's calibration per label node costs minutes on large tables (us: 45 nodes):
     # trained with it only when asked for by name; `namesmith calibrate -m DIR` fits it for a trained model
     conditional = isinstance(model, ConditionalCounts) and model.labels and train_config.calibrate == "length"
-    if complete and (plain or conditional):
-        meta["calibration_report"] = calibrate_model(model, corpus, train_config.calibrate, train_config.seed)
-    metrics = evaluate_corpus(model, corpus)
+    with counting_threads(model):  # beside a busy core, 2 threads scored a sparse n-gram 10x slower
+        if complete and (plain or conditional):
+            meta["calibration_report"] = calibrate_model(model, corpus, train_config.calibrate, train_config.seed)
+        metrics = evaluate_corpus(model, corpus)
     meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(), complete=complete)
     if writes:
         save_checkpoint(out, model, corpus.vocab, meta, train_state=None if complete else last_state.get("state"))
@@ -741,14 +747,17 @@ def train_adapted(background: Checkpoint, corpus: Corpus, record: dict[str, Any]
             callback(step, step, {"loss": loss})
 
     start = time.perf_counter()
-    model, adaptation = adapt(corpus.split.train, corpus.vocab, background, model_config or {},
-                              seed=train_config.seed, callback=progress, where=where, pull=pull)
+    with counting_threads(background.model):
+        model, adaptation = adapt(corpus.split.train, corpus.vocab, background, model_config or {},
+                                  seed=train_config.seed, callback=progress, where=where, pull=pull)
     adaptation.update(prior=describe_background(background, prior), alphabet=alphabet)
     if where:
         adaptation["where"] = {k: list(v) for k, v in background.model.condition.check_where(where).items()}
     history = TrainHistory(steps=adaptation.get("steps", 1), seconds=time.perf_counter() - start)
     meta = _base_meta(record, train_config, train_config, model, request or {})
-    meta.update(model_record(model, corpus.vocab), metrics=evaluate_splits(model, corpus), history=history.to_dict(),
+    with counting_threads(model):
+        metrics = evaluate_splits(model, corpus)
+    meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(),
                 complete=True, adaptation=adaptation, open_vocabulary={"unknown_char_log_prob": UNKNOWN_CHAR_LOG_PROB})
     if out is not None:
         save_checkpoint(out, model, corpus.vocab, meta)
