@@ -206,9 +206,9 @@ class NameModel:
         continue the interrupted run saved in `out`. An `out` that holds a different trained model is
         refused unless `overwrite`. `callback(step, total, metrics)` returning True stops training
         cleanly (the result is then resumable). `stream` counts a word-list file in blocks instead of
-        loading it (bigram models and the n-gram; by default for files of 20 MB or more), in `workers`
-        processes. `prior`: "auto" adapts an ngram of fewer than 1,000 training names onto the
-        catalogue's prior, "catalogue" an ngram or gru whatever the size, a model directory onto that
+        loading it (bigram models and the n-gram; by default for a list estimated to pass 1 GB or a minute
+        held in memory), in `workers` processes. `prior`: "auto" adapts an ngram of fewer than 1,000 training
+        names onto the catalogue's prior, "catalogue" an ngram or gru whatever the size, a model directory onto that
         model, "none" never (see namesmith.adaptation.adapt). `teacher`: a trained model (or its directory) of the
         same word list, an ensemble say, whose next-character distributions a neural model learns from
         as well as from the words (knowledge distillation: namesmith.training.distill).

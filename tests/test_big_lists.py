@@ -125,7 +125,7 @@ def test_a_raised_max_line_length_that_lets_in_a_huge_line_is_refused_naming_it(
     with monkeypatch.context() as patched:
         patched.setattr("namesmith.training.train.build_model", lambda *a, **k: built.append(1))
         for model in ("ngram", "lstm", "transformer"):
-            rc, err = run_cli(["train", "--data", str(words), "--model", model, "--prior", "none",
+            rc, err = run_cli(["train", "--data", str(words), "--model", model, "--prior", "none", "--no-stream",
                                "--max-line-length", "20000", "--samples", "0"], capsys, tmp_path)
             assert rc != 0 and not built
             assert len(err.splitlines()) == 1 and "--max-line-length" in err and "10,000 characters" in err

@@ -10,6 +10,7 @@ import signal
 
 import namesmith.training.train as train_module
 from namesmith.cli import EXIT_INTERRUPTED, main
+from namesmith.core import memory
 from namesmith.core.progress import Phase
 from namesmith.data.words import DataConfig
 from namesmith.models.ngram import NGram
@@ -53,27 +54,43 @@ def test_ctrl_c_stops_a_count_model_at_once_and_saves_nothing(tmp_path, monkeypa
     assert any("nothing was saved" in r.getMessage() for r in caplog.records)
 
 
-def test_a_list_too_large_to_hold_is_streamed_by_default_and_says_so(tmp_path, monkeypatch, caplog):
+def test_a_list_whose_training_in_memory_would_pass_its_bounds_is_streamed_and_says_so(tmp_path, monkeypatch, caplog):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(f"name{i}" for i in range(3000)) + "\n")
-    monkeypatch.setattr(train_module, "STREAM_THRESHOLD", words.stat().st_size - 1)
     data = DataConfig(path=str(words))
+    held, seconds = train_module.in_memory_estimate("ngram", data)
+    monkeypatch.setattr(train_module, "IN_MEMORY_BYTES", held - 1)
     with caplog.at_level(logging.INFO, logger="namesmith"):
         assert train_module.should_stream("ngram", data, None)
         assert not train_module.should_stream("lstm", data, None)
     assert any("streaming" in r.getMessage() and "--no-stream" in r.getMessage() for r in caplog.records)
-    monkeypatch.setattr(train_module, "STREAM_THRESHOLD", words.stat().st_size + 1)
+    monkeypatch.setattr(train_module, "IN_MEMORY_BYTES", held)
     assert not train_module.should_stream("ngram", data, None)
+    monkeypatch.setattr(train_module, "IN_MEMORY_SECONDS", seconds * 0.99)  # the time it would take binds too
+    assert train_module.should_stream("ngram", data, None)
 
 
-def test_the_default_stream_threshold_is_small_enough_to_hold():
-    assert train_module.STREAM_THRESHOLD <= 20 << 20  # a 50 MB list is not read into memory as strings
+def test_the_estimate_of_training_in_memory_grows_with_words_length_and_vocabulary(tmp_path):
+    """Not the file's size alone: 8 MB of random words of 3-10 letters (1M words) took minutes held in memory."""
+    held, seconds = memory.in_memory_cost(7_500_000, 1_000_000, 10, 27, 6)  # that list, as a scan finds it
+    assert held > memory.IN_MEMORY_BYTES or seconds > memory.IN_MEMORY_SECONDS
+    held, seconds = memory.in_memory_cost(228_000, 32_033, 15, 27, 6)  # names.txt: held in memory
+    assert held <= memory.IN_MEMORY_BYTES and seconds <= memory.IN_MEMORY_SECONDS
+    assert memory.words_in_memory(50_000_000) > memory.IN_MEMORY_BYTES  # 50 MB: streamed without a scan
+    short = tmp_path / "short.txt"
+    short.write_text("ab\ncd\n" * 500)
+    longer = tmp_path / "longer.txt"
+    longer.write_text("ab\ncd\n" * 499 + "abcdefghijklmnopqrstuvwxyz" * 2 + "\n")  # one long word pads them all
+    assert train_module.in_memory_estimate("ngram", DataConfig(path=str(longer)))[0] > \
+        train_module.in_memory_estimate("ngram", DataConfig(path=str(short)))[0]
+    assert train_module.in_memory_estimate("ngram", DataConfig(path=str(longer)), order=2)[0] < \
+        train_module.in_memory_estimate("ngram", DataConfig(path=str(longer)), order=6)[0]
 
 
 def test_a_streamed_default_run_says_so_in_one_line(tmp_path, monkeypatch, caplog):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(["anna", "bob", "carla", "dan", "eve"] * 400) + "\n")
-    monkeypatch.setattr(train_module, "STREAM_THRESHOLD", 1000)
+    monkeypatch.setattr(train_module, "IN_MEMORY_BYTES", 1000)
     with caplog.at_level(logging.INFO, logger="namesmith"):
         rc = main(["train", "--data", str(words), "--out", str(tmp_path / "m"), "--samples", "0"])
     assert rc == 0

@@ -75,8 +75,8 @@ def add_train(sub: argparse._SubParsersAction, model_type: str, options: bool = 
                         "(docs/models.md: Distillation)")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="bigram models and the n-gram: count the word list in blocks instead of loading it (default: "
-                        "only for files of 20 MB or more); the split is then by a hash of each word's index, about "
-                        "80/10/10")
+                        "for a list that held in memory would pass 1 GB or a minute, as estimated before reading "
+                        "it); the split is then by a hash of each word's index, about 80/10/10")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes that count a streamed word list in shards (default: 1; under torchrun every "
                         "rank counts its share)")

@@ -44,6 +44,15 @@ STREAMED_BYTES_PER_NGRAM = 72
 # A network's activations per token of a batch, per unit of width (embedding or hidden size) and layer:
 # float32 values of the gates, states and their gradients (an LSTM keeps 4 gates and 2 states a step).
 NETWORK_BYTES_PER_WIDTH = 4 * 12
+# Where a list is trained by default (namesmith.training.train.should_stream): held in memory while what that is
+# estimated to take stays within both bounds, else streamed (whose memory grows with the distinct n-grams, not the
+# list). Half the 2 GB a default run keeps to, and the minute the first hour allows a training run.
+IN_MEMORY_BYTES = 1_000_000_000
+IN_MEMORY_SECONDS = 60.0
+# Held in memory, an n-gram too large for a dense table is scored (evaluation, calibration) a whole (V,) row per
+# position of every word: seconds of CPU per cell of those rows, measured on one thread (4,096 random words of
+# 3-10 letters, 45,000 rows of 27, in 0.22 s). The dense n-gram reads its rows from a table, far faster.
+SECONDS_PER_ROW_CELL = 2e-7
 _SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -131,6 +140,17 @@ def streamed_ngram_bytes(distinct: int) -> int:
     parts): its counts and sparse tables, and the work of building them (a 50 MB list of random words,
     23M distinct n-grams: 1.6 GB)."""
     return BASE_BYTES + STREAMED_BYTES_PER_NGRAM * distinct
+
+
+def in_memory_cost(file_bytes: int, n_words: int, longest: int, vocab_size: int,
+                   order: int | None) -> tuple[int, float]:
+    """The peak bytes and the seconds of CPU of training a count model on a word list held in memory: reading its
+    `file_bytes`, its `n_words` words padded to the `longest`, and for an n-gram (`order`; None for a bigram) its
+    windows, and the scoring of every position through whole rows of `vocab_size` that a sparse table takes."""
+    cells = n_words * (longest + 1)
+    held = BASE_BYTES + WORD_BYTES * n_words + TENSOR_BYTES * cells + NGRAM_BYTES_PER_ORDER * (order or 0) * cells
+    seconds = SECONDS_PER_ROW_CELL * cells * vocab_size if order else 0.0
+    return max(words_in_memory(file_bytes), held), seconds
 
 
 def training_bytes(model_type: str, model_config: object, n_words: int, longest: int, vocab_size: int,

@@ -302,7 +302,7 @@ class NGramFileCounts:
 
 
 @dataclass
-class _Scan:
+class WordScan:
     """What the first pass learns of a shard: its words and characters."""
 
     n_words: int
@@ -312,11 +312,13 @@ class _Scan:
     n_bytes: int
 
 
-def _scan_shard(path: str, start: int, end: int, config: DataConfig, block_size: int) -> _Scan:
+def _scan_shard(path: str, start: int, end: int, config: DataConfig, block_size: int) -> WordScan:
     """First pass over a shard: count the words kept and collect the characters (no n-grams yet)."""
     n_words = max_len = skipped_long = n_bytes = 0
     chars: set[int] = {_NEWLINE}
+    phase = Phase(f"reading {path} for its words and characters", (end - start) / 1e6, "MB")
     for offset, raw in read_shard(path, start, end, block_size):
+        phase.advance(len(raw) / 1e6)
         n_bytes += len(raw)
         codes, lengths, skipped = _clean_block(raw, offset, path, config)
         skipped_long += skipped
@@ -327,7 +329,13 @@ def _scan_shard(path: str, start: int, end: int, config: DataConfig, block_size:
                 codes = np.frombuffer(codes.tobytes().translate(None, bytes(c for c in chars if c < 128)), np.uint8)
             chars.update(_distinct(codes))
     chars.discard(_NEWLINE)
-    return _Scan(n_words, sorted(chars), max_len, skipped_long, n_bytes)
+    return WordScan(n_words, sorted(chars), max_len, skipped_long, n_bytes)
+
+
+def scan_file(config: DataConfig, block_size: int = BLOCK) -> WordScan:
+    """The words a word-list file holds (as `parse_words` keeps them), its characters and its longest word, read a
+    block at a time: what holding it in memory would take is estimated from these (namesmith.training.train)."""
+    return _scan_shard(str(config.path), 0, file_size(config.path), config, block_size)
 
 
 def _train_words(first: int, count: int, config: DataConfig) -> int:

@@ -35,8 +35,13 @@ from namesmith.core.device import resolve_device
 from namesmith.core.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.core.history import TrainCallback, TrainHistory
 from namesmith.core.memory import (
+    IN_MEMORY_BYTES,
+    IN_MEMORY_SECONDS,
     check_fits,
+    in_memory_cost,
+    in_words,
     large_arrays_mapped,
+    memory_limit,
     release_freed_memory,
     training_bytes,
     words_in_memory,
@@ -44,7 +49,7 @@ from namesmith.core.memory import (
 from namesmith.core.progress import Phase
 from namesmith.core.version import __version__
 from namesmith.core.vocab import Vocab
-from namesmith.data.counting import count_file, count_ngrams_file, count_pairs_file
+from namesmith.data.counting import count_file, count_ngrams_file, count_pairs_file, scan_file
 from namesmith.data.labelled import LabelledCorpus, labelled_corpus
 from namesmith.data.ngram_keys import NGramCounts, check_order, default_order, held_out_every
 from namesmith.data.sources import is_catalogue, is_table_file, read_labelled_source, read_source, source_fingerprint
@@ -87,10 +92,6 @@ from namesmith.training.trainer import DistributedTrainer, Trainer
 
 log = logging.getLogger("namesmith")
 
-# Files at least this large are streamed (to the count models that can be): held as Python strings, a
-# word list takes about 15 times its size (a 50 MB list of 7M words: 13 GB at peak), counted in blocks
-# a few hundred MB whatever its size.
-STREAM_THRESHOLD = 20 << 20
 GIVEN_WORDS = "<words>"  # the data path recorded for words given in Python
 INLINE_WORDS = 10_000  # such word lists up to this long are kept in the model directory
 # What models must agree on to be combined (ensembles) or to teach one another (distillation): the
@@ -330,8 +331,22 @@ def check_overwrite(out: str | Path, request: dict[str, Any], overwrite: bool) -
                           "(--overwrite, overwrite=True)", field="out")
 
 
-def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> bool:
-    """Whether `train` streams: when asked, else for a streamable model on a large file."""
+def in_memory_estimate(model_type: str, data: DataConfig, order: int | None = None) -> tuple[int, float]:
+    """Peak bytes and seconds of CPU of training `model_type` (a streamable count model) on the list `data` names
+    held in memory (namesmith.core.memory.in_memory_cost): from its size alone where that passes IN_MEMORY_BYTES,
+    else from a pass over it for its words, longest word and characters (a second or so for 40 MB)."""
+    size = Path(data.path).stat().st_size
+    if words_in_memory(size) > IN_MEMORY_BYTES:
+        return words_in_memory(size), 0.0
+    scan = scan_file(data)
+    vocab_size = len(scan.chars) + 1  # and the boundary token
+    order = (order or default_order(vocab_size)) if model_type == "ngram" else None  # bigrams: no windows
+    return in_memory_cost(size, scan.n_words, scan.max_word_length, vocab_size, order)
+
+
+def should_stream(model_type: str, data: DataConfig, stream: bool | None, order: int | None = None) -> bool:
+    """Whether `train` streams: when asked, else for a streamable model on a list whose training held in memory is
+    estimated to pass IN_MEMORY_BYTES (or the memory available) or IN_MEMORY_SECONDS (`in_memory_estimate`)."""
     if stream is False or is_catalogue(data.path):
         if stream:
             raise ConfigError("stream needs a word-list file, not a built-in data set", field="stream")
@@ -343,16 +358,21 @@ def should_stream(model_type: str, data: DataConfig, stream: bool | None) -> boo
         return False
     streamable = model_type in STREAMERS
     if stream is None:
-        try:
-            size = Path(data.path).stat().st_size
-        except OSError:
-            return False  # the normal path reports the file problem
         ascii_compatible = "\n".encode(data.encoding) == b"\n" and "a".encode(data.encoding) == b"a"
-        if size >= STREAM_THRESHOLD and streamable and not data.dedupe and ascii_compatible:
-            log.info(f"{data.path}: {size / 1e6:,.0f} MB, streaming it (counted in blocks, not held in memory; "
-                     "split by a hash of each word's index, about 80/10/10; --no-stream holds it)")
-            return True
-        return False
+        if not (streamable and not data.dedupe and ascii_compatible):
+            return False
+        try:
+            held, seconds = in_memory_estimate(model_type, data, order)
+        except (OSError, NamesmithError):
+            return False  # the normal path reports the file problem
+        bound = min(IN_MEMORY_BYTES, memory_limit() or IN_MEMORY_BYTES)
+        if held <= bound and seconds <= IN_MEMORY_SECONDS:
+            return False
+        log.info(f"{data.path}: held in memory, training would take about {in_words(held)}"
+                 + (f" and {seconds:,.0f} s" if seconds > IN_MEMORY_SECONDS else "")
+                 + "; streaming it (counted in blocks; split by a hash of each word's index, about 80/10/10; "
+                 "--no-stream holds it)")
+        return True
     if not streamable:
         raise ConfigError(f"stream works for models that learn from counts ({', '.join(STREAMERS)}), "
                           f"not {model_type}", field="stream")
@@ -595,9 +615,9 @@ def train(
     Returns the trained model as a `Checkpoint` record and the split corpus it was trained on (None
     when the word list was streamed). With `resume=True`, continue the interrupted run saved in
     `out` (same data, same model). `stream`: count the file in blocks instead of loading it (models
-    that learn from counts: bigram models and the n-gram); None streams files of at least
-    STREAM_THRESHOLD bytes; `workers` processes count a streamed file in shards. An `out` holding
-    a different trained model is refused unless `overwrite`. `prior`: "auto" adapts a prior to a
+    that learn from counts: bigram models and the n-gram); None streams a list whose training held in memory
+    is estimated to pass its bounds (`should_stream`); `workers` processes count a streamed file in shards.
+    An `out` holding a different trained model is refused unless `overwrite`. `prior`: "auto" adapts a prior to a
     short list, "none" never does, a model directory is the prior (namesmith.adaptation.adapt). `teacher`: a
     trained model (directory) of the same word list whose next-character distributions a neural
     model learns from as well as from the words (namesmith.training.distill); resuming such a run loads the
@@ -621,7 +641,9 @@ def train(
         request["teacher"] = taught[1]["weights_sha256"]
     if out is not None and not resume:
         check_overwrite(out, request, overwrite)
-    if words is None and not resume and should_stream(model_type, data, stream):
+    order = (model_config or {}).get("order")
+    if words is None and not resume and should_stream(model_type, data, stream,
+                                                      order if isinstance(order, int) else None):
         if out is not None:
             check_writable(out)
         return train_streamed(model_type, data, train_config, model_config, out=out, callback=callback,
