@@ -10,6 +10,7 @@ rule — the length guard, how novelty is checked, which split is evaluated — 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -22,6 +23,7 @@ import torch
 
 from namesmith.adaptation.adapt import MORE_LIKE_PULL, OwnLetters, open_word_log_probs
 from namesmith.choosing.facts import NameFacts, name_facts
+from namesmith.choosing.phonetic import catalogue_index
 from namesmith.choosing.popularity import popularity_index
 from namesmith.core.casing import fold, folds, restore
 from namesmith.core.conditional import Where, where_key
@@ -563,8 +565,10 @@ class NameModel:
     @staticmethod
     def read_catalogue() -> None:
         """Read the built-in catalogue now (about a second) rather than on the first `facts` or popularity filter
-        (a server does it at start, in the background)."""
+        (a server does it at start, in the background), and its index by sound if the phonetic extra is installed."""
         popularity_index()
+        with contextlib.suppress(ConfigError):  # no phonetic extra: no sounds_like, nothing to index
+            catalogue_index()
 
     @staticmethod
     def facts(names: Sequence[str], *, surname: str | None = None, alliteration: str = "any") -> list[NameFacts]:

@@ -158,3 +158,43 @@ def test_a_server_model_builds_the_index_once_in_the_background_then_serves_from
     later = model.generate(10, sounds_like="Aiden", seed=2, unique=True)
     assert walked == ["Aiden"] and len(later.names) == 10 and all(sounds_alike(n, "Aiden") for n in later.names)
     assert later.stats.rejected["sounds_like"] > 0 and later.stats.tries > later.stats.rejected["sounds_like"]
+
+
+# --- spelling variants on the CLI and the API --------------------------------------------------------------------
+def test_the_variants_command_ranks_the_known_spellings(capsys):
+    import json
+
+    from namesmith.cli import main
+
+    assert main(["variants", "Aiden", "Zorblax", "-n", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Aiden (ATN): Aidan (") and "Ayden (" in lines[0] and lines[0].count("(") == 6
+    assert lines[1] == "Zorblax (SRPLKS): no known name sounds like it"
+    assert main(["variants", "katelyn", "--json", "-n", "20"]) == 0
+    [found] = json.loads(capsys.readouterr().out)
+    names = [v["name"] for v in found["variants"]]
+    assert names == sounds_like("katelyn", k=20) and {"Kaitlyn", "Katelynn"} <= set(names)
+    assert all(v["births"] == phonetic.catalogue_births()[v["name"]] for v in found["variants"])
+    for bad, message in ((["variants", "'-"], "no letters to sound out"), (["variants", "Aiden", "-n", "0"], "--num"),
+                         (["variants", *["Aiden"] * 21], "at most 20 names")):
+        assert main(bad) == 1
+        error = capsys.readouterr().err.strip()
+        assert message in error and "\n" not in error
+
+
+def test_the_api_answers_the_spelling_variants_of_a_name(tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from serve_support import train_bigram
+
+    from namesmith.serve import ModelRegistry, create_app
+
+    client = TestClient(create_app(ModelRegistry.from_directories([train_bigram(tmp_path)])))
+    response = client.get("/api/v1/variants", params={"name": "aiden", "n": 4})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["keys"] == ["ATN"] and [v["name"] for v in body["variants"]] == sounds_like("aiden", k=4)
+    assert body["variants"][0] == {"name": "Aidan", "births": phonetic.catalogue_births()["Aidan"], "keys": ["ATN"]}
+    for params, field in (({"name": "--"}, "name"), ({"name": "Aiden", "n": 0}, "n"), ({"name": "x" * 10_000}, "name")):
+        response = client.get("/api/v1/variants", params=params)
+        assert 400 <= response.status_code < 500 and response.json()["field"] == field, response.text

@@ -746,3 +746,21 @@ def test_sounds_like_shows_names_of_that_sound_closest_first(browser, server):
     assert names == browser.execute_script("return state.results.map(r => r.name)")  # as the server ranked them
     assert browser.find_element(By.CSS_SELECTOR, "#sort option[value='order']").text == "closest in sound first"
     assert "sounds_like=Aiden" in browser.find_element(By.ID, "share-link").get_attribute("value")
+
+
+def test_sounds_like_shows_the_known_spellings_of_the_name(browser, server):
+    """The line of known names that sound like the name typed, closest first, as GET /api/v1/variants ranks them
+    (namesmith.choosing.phonetic.sounds_like); gone once no name is given to sound like."""
+    pytest.importorskip("doublemetaphone")
+    from namesmith.choosing.phonetic import sounds_like
+
+    open_page(browser, server + "/")
+    fill(browser, "sounds_like", "Katelyn")
+    fill(browser, "n", "4").send_keys(Keys.ENTER)
+    line = browser.find_element(By.ID, "variants")
+    wait(browser, lambda d: line.is_displayed() and line.text)
+    assert line.text == "Known names that sound like Katelyn: " + ", ".join(sounds_like("Katelyn", k=8))
+    assert "Kaitlyn" in line.text
+    fill(browser, "sounds_like", "")
+    browser.find_element(By.ID, "generate").click()
+    wait(browser, lambda d: not line.is_displayed())

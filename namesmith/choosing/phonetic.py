@@ -25,6 +25,7 @@ import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 from namesmith.core.errors import ConfigError
 
@@ -150,3 +151,21 @@ def sounds_like(target: str, names: Iterable[str] | None = None, k: int = 10) ->
         raise ConfigError(f"sounds_like {target!r}: no letters to sound out", field="sounds_like")
     index = catalogue_index() if names is None else SoundIndex(names, catalogue_births())
     return index.rank(target, k)
+
+
+class Variant(NamedTuple):
+    """A known name that sounds like another: its spelling, births in the us catalogue and Double Metaphone keys."""
+
+    name: str
+    births: int
+    keys: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "births": self.births, "keys": list(self.keys)}
+
+
+def spelling_variants(name: str, k: int = 10) -> list[Variant]:
+    """The catalogue's known names that sound like `name`, closest first (`sounds_like`), with their births:
+    the other spellings of a known name (Aiden -> Aidan, Ayden, Aden ...), or the known names near a new one."""
+    births = catalogue_births()
+    return [Variant(v, births.get(v, 0), phonetic_keys(v)) for v in sounds_like(name, k=k)]

@@ -1,4 +1,5 @@
-"""`namesmith data` and `namesmith trend`: the built-in data sets, and how often names were given by decade."""
+"""`namesmith data`, `namesmith trend` and `namesmith variants`: the built-in data sets, how often names were given
+by decade, and the known names that sound like a name."""
 
 from __future__ import annotations
 
@@ -30,6 +31,46 @@ def add_trend(sub: argparse._SubParsersAction, building: bool) -> None:
     tr.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     tr.add_argument("--json", action="store_true", help="print the series as JSON instead of drawing them")
     tr.set_defaults(run=cmd_trend)
+
+
+MAX_VARIANTS = 100  # variants of one name, at most
+
+
+def add_variants(sub: argparse._SubParsersAction, building: bool) -> None:
+    va = sub.add_parser("variants", help="known names that sound like a name: its other spellings, ranked",
+                        description="The catalogue's known names (US 1880-2017) that sound like each NAME, closest "
+                                    "first: the same Double Metaphone key, then the closest spelling, then the "
+                                    "better-known name (Aiden: Aidan, Ayden, Aden ...). Works for new names too. "
+                                    "Needs the phonetic extra: pip install 'namesmith[phonetic]'.")
+    va.add_argument("names", nargs="+", metavar="NAME", help=f"names to sound out (at most {MAX_TREND_NAMES})")
+    va.add_argument("-n", "--num", type=int, default=10, help=f"variants per name (1-{MAX_VARIANTS}, default: 10)")
+    va.add_argument("--json", action="store_true", help="print JSON")
+    va.set_defaults(run=cmd_variants)
+
+
+def cmd_variants(args: argparse.Namespace) -> int:
+    from namesmith.choosing.phonetic import phonetic_keys, spelling_variants
+
+    if len(args.names) > MAX_TREND_NAMES:
+        raise ConfigError(f"variants: at most {MAX_TREND_NAMES} names at once, got {len(args.names)}")
+    if not 1 <= args.num <= MAX_VARIANTS:
+        raise ConfigError(f"--num must be from 1 to {MAX_VARIANTS}, got {args.num}")
+    found = {}
+    for name in args.names:
+        if len(name) > MAX_TREND_NAME_LENGTH:
+            raise ConfigError(f"variants: a name is at most {MAX_TREND_NAME_LENGTH} characters, got {len(name):,} "
+                              f"({name[:20]!r}...)")
+        if not phonetic_keys(name):
+            raise ConfigError(f"variants: {name!r} has no letters to sound out")
+        found[name] = spelling_variants(name, args.num)
+    if args.json:
+        print_json([{"name": name, "keys": list(phonetic_keys(name)), "variants": [v.to_dict() for v in variants]}
+                    for name, variants in found.items()])
+        return 0
+    for name, variants in found.items():
+        print(f"{name} ({' or '.join(phonetic_keys(name))}): "
+              + (", ".join(f"{v.name} ({v.births:,})" for v in variants) or "no known name sounds like it"))
+    return 0
 
 
 def add_data(sub: argparse._SubParsersAction, building: bool) -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from namesmith.cli.catalogue import add_data, add_trend
+from namesmith.cli.catalogue import add_data, add_trend, add_variants
 from namesmith.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, process_rank
 from namesmith.cli.evaluate import add_calibrate, add_eval, add_plot, add_report
 from namesmith.cli.options import option_name
@@ -27,8 +27,8 @@ from namesmith.core.errors import DistributedError, NamesmithError
 log = logging.getLogger("namesmith")
 
 # the commands, in the order `namesmith --help` lists them
-PARSERS = (add_train, add_sample, add_score, add_eval, add_calibrate, add_plot, add_trend, add_serve, add_classify,
-           add_ensemble, add_data, add_report)
+PARSERS = (add_train, add_sample, add_score, add_eval, add_calibrate, add_plot, add_trend, add_variants, add_serve,
+           add_classify, add_ensemble, add_data, add_report)
 
 
 def build_parser(model_type: str = "ngram", command: str | None = None) -> argparse.ArgumentParser:

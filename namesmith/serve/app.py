@@ -35,6 +35,7 @@ from namesmith.serve.routers.models import models_router
 from namesmith.serve.routers.names import names_router
 from namesmith.serve.schemas import request_models
 from namesmith.serve.trend import trend_router
+from namesmith.serve.variants import variants_router
 
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
@@ -82,7 +83,8 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     add_error_handlers(app, registry.paths())
     # the key check (and its entry in the OpenAPI schema) only when there is a key
     key = [Depends(check_key)] if api_key else []
-    for router in (models_router(), generate_router(requests), names_router(requests), trend_router(limits)):
+    for router in (models_router(), generate_router(requests), names_router(requests), trend_router(limits),
+                   variants_router(limits)):
         app.include_router(router, prefix="/api/v1", dependencies=key, responses=ERRORS)
     add_docs(app)
     add_page(app)

@@ -154,6 +154,18 @@ class TrendResponse(BaseModel):
     series: list[Popularity]  # by source, sex, then decade; empty for a name with no births in the catalogue
 
 
+class Variant(BaseModel):
+    name: str  # as the catalogue spells it
+    births: int  # in the us catalogue, 1880-2017, both sexes
+    keys: list[str]  # its Double Metaphone keys
+
+
+class VariantsResponse(BaseModel):
+    name: str
+    keys: list[str]  # the name's Double Metaphone keys
+    variants: list[Variant]  # closest first: the same sound, then the closest spelling, then the better-known name
+
+
 class ScoreResponse(BaseModel):
     model: str
     scores: list[NameResult]

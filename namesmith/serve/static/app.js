@@ -254,6 +254,7 @@ async function generate() {
     revealResults();
     if ($("similar_to").value.trim()) { await updateSimilarity(); renderResults(); }
     loadTrends();
+    loadVariants(request.sounds_like);
   } catch (e) {
     $("results-status").textContent = "No names.";
     showMessage(e.message, e.field);
@@ -421,6 +422,23 @@ const SVG = "http://www.w3.org/2000/svg";
 function trendKey(r) {  // a name's trend in the sex and the data set of its best-known use
   const p = r.popularity || {};
   return [r.name, p.sex || "", p.source || ""].join("|");
+}
+
+// --- spelling variants: the known names that sound like the name given to sound like, closest first ---------
+async function loadVariants(name) {
+  const line = $("variants");
+  line.hidden = true;
+  line.replaceChildren();
+  if (!name || !offered("sounds_like")) return;
+  try {
+    const found = await api(`/variants?name=${encodeURIComponent(name)}&n=8`);
+    const known = found.variants.map((v) => v.name);
+    line.textContent = known.length ? `Known names that sound like ${name}: ${known.join(", ")}`
+      : `No known name sounds like ${name}.`;
+    line.hidden = false;
+  } catch (e) {
+    line.hidden = true;  // the names are shown all the same; the variants are extra
+  }
 }
 
 async function loadTrends() {
