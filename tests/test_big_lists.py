@@ -95,8 +95,25 @@ def test_a_streamed_sparse_fit_says_how_far_its_long_phases_are(tmp_path, monkey
         assert main(["train", "--data", str(words), "--stream", "--prior", "none", "--samples", "0",
                      "--out", str(tmp_path / "model")]) == 0
     lines = [r.getMessage() for r in caplog.records]
-    for phase in ("counting", "tuning the discounts", "building the n-gram's tables", "scoring"):
+    for phase in ("reading", "counting", "tuning the discounts", "building the n-gram's tables", "scoring"):
         assert any(line.startswith(phase) and "/s, about" in line for line in lines), phase
+
+
+def test_a_sparse_fit_in_memory_says_how_far_its_calibration_and_evaluation_are(tmp_path, monkeypatch, caplog):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(random_words(3000, seed=6)) + "\n")
+    monkeypatch.setattr("namesmith.training.train.DENSE_CELLS", 1000)  # held sparsely
+    monkeypatch.setattr("namesmith.training.calibrate.MAX_DP_CELLS", 1)  # a chain too large: calibrated by drawing
+    monkeypatch.setattr(Phase.__init__, "__defaults__", (0.0, time.monotonic))  # every advance logs
+    with caplog.at_level(logging.INFO, logger="namesmith"):
+        assert main(["train", "--data", str(words), "--no-stream", "--prior", "none", "--samples", "0",
+                     "--out", str(tmp_path / "model")]) == 0
+    lines = [r.getMessage() for r in caplog.records]
+    for phase in ("tuning the discounts", "building the n-gram's tables", "calibration: drawing the model's names",
+                  "scoring"):
+        assert any(line.startswith(phase) and "/s, about" in line for line in lines), phase
+    scoring = [line for line in lines if line.startswith("scoring: ")]
+    assert any(line.startswith("scoring: 2,400/2,400 names") for line in scoring)  # the training part, as one
 
 
 # --- refused before allocating: namesmith.core.memory ------------------------------------------------------

@@ -44,16 +44,17 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def chunked_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor,
-                      chunk: int = EVAL_BATCH) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def chunked_log_probs(model: CharModel, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_BATCH,
+                      phase: Phase | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(log-probabilities (B, T, V) float32, targets (B, T)) for each chunk of `encode_words` rows.
 
     Each chunk is cropped to its longest word; targets are -1 at padding. Call it under `eval_mode`.
+    Its progress is logged by `phase` (one of a longer list's), else by its own.
     """
     lengths = (y >= 0).sum(1)
     longest = int(lengths.max()) if len(lengths) else 1
     chunk = max(1, min(chunk, EVAL_CELLS // (max(longest, 1) * model.vocab_size)))
-    phase = Phase("scoring", x.shape[0], "names")
+    phase = phase or Phase("scoring", x.shape[0], "names")
     for i in range(0, x.shape[0], chunk):
         T = max(int(lengths[i : i + chunk].max()), 1)
         xb, yb = x[i : i + chunk, :T].to(model.device), y[i : i + chunk, :T].to(model.device)
@@ -103,10 +104,11 @@ def word_log_probs(model: CharModel, words: list[str], vocab: Vocab) -> torch.Te
     """Total log-probability of each whole word (end token included), under the calibrated model where
     the model is calibrated (namesmith.generation.calibration). Shape (len(words),), float64."""
     totals = []
+    phase = Phase("scoring", len(words), "names")  # one for the whole list, not one per chunk
     with eval_mode(model):
         for i in range(0, len(words), EVAL_BATCH):  # encode chunk by chunk: memory stays bounded
             x, y = encode_words(words[i : i + EVAL_BATCH], vocab)
-            for log_probs, targets in chunked_log_probs(model, x, y):
+            for log_probs, targets in chunked_log_probs(model, x, y, phase=phase):
                 totals.append(target_log_probs(log_probs, targets).double().sum(1).cpu())
     total = torch.cat(totals) if totals else torch.zeros(0, dtype=torch.float64)
     return calibrated(model, total, words, vocab)

@@ -37,6 +37,7 @@ import torch
 
 from namesmith.core.config import CALIBRATIONS
 from namesmith.core.errors import ConfigError
+from namesmith.core.progress import Phase
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.generation.calibration import FEATURES, Calibration, LabelCalibrations, word_cells
 from namesmith.generation.generate import GenerateConfig, MarkovChain, markov_chain
@@ -51,6 +52,7 @@ MAX_DP_STEPS = 512  # lengths the DP follows at most; a chain whose names run lo
 MAX_DP_CELLS = 1 << 24  # states × vocabulary of a chain the DP takes on (one step is O(S·V))
 DP_TIME_BUDGET = 120.0  # seconds the DP may take before the model is sampled instead
 DRAWS = 50_000  # a network's own draws for the importance-sampling estimate
+DRAW_BATCH = 4096  # names drawn at a time (a sparse n-gram's 4,096: about 2 s of CPU)
 SAMPLE_TIME_BUDGET = 300.0  # seconds of drawing at most (fewer draws then, and a larger standard error)
 SIGMA2 = (0.1, 0.3, 1.0, 3.0, 30.0)  # the prior variances tried on validation
 MIN_VALIDATION = 100  # auto calibrates only where the validation split has at least this many words
@@ -128,9 +130,11 @@ def chain_cells(chain: MarkovChain, T: int, deadline: float | None = None) -> to
     alpha = torch.zeros(S, dtype=torch.float64)
     alpha[chain.start] = 1.0
     flow = chain_flow(chain)
+    phase = Phase("calibration: following the model's chain", MAX_DP_STEPS, "lengths at most")
     for length in range(1, MAX_DP_STEPS + 1):
         if deadline is not None and time.perf_counter() > deadline:
             return None
+        phase.advance()
         ending = alpha @ end_after
         cells[min(length, T), 1:] += ending
         alpha = flow @ alpha
@@ -150,11 +154,13 @@ def sampled_cells(model: CharModel, vocab: Vocab, T: int, max_len: int, seed: in
     sampler = plain_sampler(model, vocab, prefix="", max_length=max_len, seed=seed)
     counts = torch.zeros(T + 1, vocab.size, dtype=torch.float64)
     deadline, done = time.perf_counter() + time_budget, 0
+    phase = Phase("calibration: drawing the model's names", draws, "names")
     with eval_mode(model):
         while done < draws and time.perf_counter() < deadline:
-            batch = sampler.run(min(4096, draws - done), deadline)
+            batch = sampler.run(min(DRAW_BATCH, draws - done), deadline)
             if batch is None:
                 break
+            phase.advance(len(batch.finished))
             lengths, last = word_cells(batch.names, vocab)
             counts.index_put_((lengths.clamp(max=T), last), torch.ones(len(lengths), dtype=torch.float64),
                               accumulate=True)
@@ -361,7 +367,9 @@ def calibrate_labels(model: Any, corpus: Any, *, choice: str = "auto", max_len: 
         val_codes = corpus.codes["val"].cpu()
         nodes = label_nodes(model, codes, weights)
         cells, counts, val_words_of, val_base = [], [], {}, []
+        phase = Phase("calibration: the label nodes", len(nodes), "nodes")
         for node in nodes:
+            phase.advance(0)  # a line when one took long
             given = model.given_codes([node])
             cells.append(model_cells(given, vocab, T, max_len, seed))
             rows = node_rows(node, codes, unknown)
@@ -371,6 +379,7 @@ def calibrate_labels(model: Any, corpus: Any, *, choice: str = "auto", max_len: 
             at = (val_codes == torch.tensor(node)).all(1).nonzero().squeeze(1).tolist()  # the rows it scores
             val_words_of[node] = [val_words[i] for i in at]
             val_base.append(word_log_probs(given, val_words_of[node], vocab))
+            phase.advance()
     finally:
         model.set_label_calibrations(saved)
     calibrations = LabelCalibrations(dict(zip(nodes, fit_calibrations(
