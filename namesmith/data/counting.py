@@ -270,7 +270,8 @@ PENDING_MIN = 1 << 15  # keys of small runs in one range merged together before 
 BLOCK_BYTES = 40
 BLOCK_CHECKED = 4 * NGRAM_BLOCK
 # Parts of a streamed word list as counted: HELD_OUT are the training words held out to tune the
-# n-gram's discounts (every 10th training word in file order: `held_out_every`); "train" counts both.
+# n-gram's discounts (every 10th training word in file order: `held_out_every`); FIT counts every training
+# word, those too.
 FIT, HELD_OUT, VAL, TEST = range(4)
 
 
@@ -479,22 +480,40 @@ class _Tally:
         self.totals[i] = _merge_into(self.totals[i], _merge_sorted(self.pending[i]))
         self.pending[i], self.pending_size[i] = [], 0
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted distinct keys and their counts."""
+    def result(self, starts: tuple[int, ...] = (0,)) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Sorted distinct int64 keys and their counts, cut where the keys reach each of `starts` (each piece's
+        keys less its start: the parts of a `_Layout`), every array its own. Each range of keys is freed as it
+        is copied and the freed heap handed back every few ranges (`release_freed_memory`): the tally is never
+        held twice (counting 1 GB of names ended at 1.97 GB when it was: the ranges, freed, stayed resident)."""
         if self.dense is not None:
             keys = np.flatnonzero(self.dense)
-            return keys.astype(self.dtype), self.dense[keys]
-        for i in range(PARTITIONS):
-            if self.pending[i]:
-                self._flush(i)
-        size = sum(len(k) for k, _ in self.totals)
-        keys, counts = np.empty(size, self.dtype), np.empty(size, np.int64)
-        at = 0
-        for i, (part_keys, part_counts) in enumerate(self.totals):  # each range freed once copied: the tally
-            keys[at : at + len(part_keys)], counts[at : at + len(part_keys)] = part_keys, part_counts  # is not
-            at += len(part_keys)  # held twice
-            self.totals[i] = (keys[:0], counts[:0])
-        return keys, counts
+            ranges = [(keys, self.dense[keys])]
+            self.dense = None
+        else:
+            for i in range(PARTITIONS):
+                if self.pending[i]:
+                    self._flush(i)
+            ranges, self.totals = self.totals, []
+        cuts = np.array(starts, np.int64)
+        at = [np.append(np.searchsorted(keys, cuts), len(keys))[1:] for keys, _ in ranges]  # each piece's end
+        sizes = np.sum([np.diff(ends, prepend=0) for ends in at], 0) if at else np.zeros(len(cuts), np.int64)
+        pieces = [(np.empty(size, np.int64), np.empty(size, np.int64)) for size in sizes.tolist()]
+        filled = [0] * len(pieces)
+        phase = Phase("gathering the counted n-grams", len(at), "key ranges")
+        for i, ends in enumerate(at):
+            phase.advance()
+            keys, counts = ranges[i]
+            ranges[i] = None  # the only reference left: freed once copied
+            for j, (a, b) in enumerate(zip([0, *ends[:-1].tolist()], ends.tolist())):
+                piece_keys, piece_counts = pieces[j]
+                piece_keys[filled[j] : filled[j] + b - a] = keys[a:b]
+                piece_keys[filled[j] : filled[j] + b - a] -= cuts[j]
+                piece_counts[filled[j] : filled[j] + b - a] = counts[a:b]
+                filled[j] += b - a
+            del keys, counts
+            if i % 8 == 7:
+                release_freed_memory()
+        return pieces
 
 
 @dataclass(frozen=True)
@@ -572,14 +591,14 @@ class _Counter:
                            f"{path}: counting a line of {int(lengths.max()):,} characters", "lower --max-line-length",
                            "--max-line-length")
             keys = _ngram_keys(self.digit_of[codes], lengths, layout.order, layout.base)
-            if layout.parts_in_key:
-                keys += np.repeat(self.part_offset[parts], lengths + 1)
-                self.tallies[0].add_keys(keys)
+            token_parts = np.repeat(parts, lengths + 1)
+            held_out = token_parts == HELD_OUT  # counted in FIT too, which so counts every training word
+            if layout.parts_in_key:  # (FIT's keys have no part added)
+                self.tallies[0].add_keys(np.concatenate([keys + self.part_offset[token_parts], keys[held_out]]))
             else:
-                token_parts = np.repeat(parts, lengths + 1)
                 for part, tally in enumerate(self.tallies):
-                    tally.add_keys(keys[token_parts == part])
-            del keys
+                    tally.add_keys(keys[(token_parts == part) | (held_out if part == FIT else False)])
+            del keys, token_parts, held_out
             self._check_memory(path, offset + len(raw) - start, end - start)
 
     def _check_memory(self, path: str, done: int, total: int) -> None:
@@ -594,14 +613,10 @@ class _Counter:
                    f"{total / 1e6:,.0f} MB), counted and fitted,", "use a lower --order, or a smaller list", "--order")
 
     def result(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-        """(keys, counts) of each part and the number of words in each part."""
+        """(int64 keys, counts) of each part and the number of words in each part."""
         if not self.layout.parts_in_key:
-            return [tally.result() for tally in self.tallies], self.n_words
-        keys, counts = self.tallies[0].result()
-        bounds = np.searchsorted(keys, np.arange(5, dtype=np.int64) * self.top).tolist()
-        for part, (a, b) in enumerate(zip(bounds, bounds[1:])):
-            keys[a:b] -= self.layout.dtype(part * self.top)  # in place: the parts are views of one array
-        return [(keys[a:b], counts[a:b]) for a, b in zip(bounds, bounds[1:])], self.n_words
+            return [tally.result()[0] for tally in self.tallies], self.n_words
+        return self.tallies[0].result(tuple(part * self.top for part in range(4))), self.n_words
 
 
 def _count_pieces(claims: Any, layout: _Layout, tasks: list[tuple]
@@ -627,7 +642,7 @@ def _merge_shards(results: Iterable[tuple[list[tuple[np.ndarray, np.ndarray]], n
         for tally, (keys, counts) in zip(tallies, by_part):
             tally.add_counts(keys, counts)
         words_by_part += counted
-    return [tally.result() for tally in tallies], words_by_part
+    return [tally.result()[0] for tally in tallies], words_by_part
 
 
 _claims: Any = None  # in a worker: the task counter its pool shares (see _run)
@@ -969,16 +984,9 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
         gathered = _gather(lambda: _merge_shards(_last_of_pool(pool, _count_pieces, layout, tasks), layout), group)
     by_part, words_by_part = _merge_shards(gathered, layout)
     del gathered
-    by_part[FIT] = _merge_into(by_part[FIT], by_part[HELD_OUT])  # every training word: FIT + HELD_OUT
-    words_by_part[FIT] += words_by_part[HELD_OUT]
-    parts = []
-    for part in range(len(by_part)):  # each part's int32 keys freed once widened, and its counts made its own
-        keys, counts = by_part[part]  # (the parts were views of one array): only what the counts need is held
-        by_part[part] = None
-        parts.append(NGramCounts(order, vocab.size, torch.from_numpy(keys.astype(np.int64)),
-                                 torch.from_numpy(counts if counts.base is None else counts.copy()),
-                                 int(words_by_part[part])))
-        del keys, counts
+    words_by_part[FIT] += words_by_part[HELD_OUT]  # FIT's n-grams are every training word's (see _Counter.add)
+    parts = [NGramCounts(order, vocab.size, torch.from_numpy(keys), torch.from_numpy(counts), int(n_words))
+             for (keys, counts), n_words in zip(by_part, words_by_part)]  # int64 arrays of their own: not copied
     train, held_out, val, test = parts
     del by_part, parts
     release_freed_memory()  # the tallies' small arrays
