@@ -85,20 +85,23 @@ def assert_stopped_cleanly(done: subprocess.CompletedProcess, steps: list[str], 
 
 STREAMED = ["--stream"]
 IN_MEMORY = ["--no-stream"]
+SLOW = pytest.mark.slow  # a subprocess each (torch imported): the default run keeps one case of each path
 PHASES = [  # (phase, its step to signal at, thresholds, options)
-    ("reading", 1, [], STREAMED),
-    ("counting", 1, [], STREAMED),
-    ("tuning the discounts", 2, [SPARSE], STREAMED),
-    ("building the n-gram's tables", 1, [SPARSE, "namesmith.models.weighted_kn.TABLE_CHUNK=64"], STREAMED),
-    ("scoring", 1, [SPARSE, "namesmith.models.sparse_ngram.TOKEN_CHUNK=256"], STREAMED),
-    ("calibration: following the model's chain", 3, [], IN_MEMORY),
-    ("calibration: drawing the model's names", 1, [SPARSE, DRAWN], IN_MEMORY),
-    ("scoring", 2, [], IN_MEMORY),  # the training part's (the first is the calibration's validation words)
+    pytest.param("reading", 1, [], STREAMED, marks=SLOW),
+    pytest.param("counting", 1, [], STREAMED),
+    pytest.param("tuning the discounts", 2, [SPARSE], STREAMED, marks=SLOW),
+    pytest.param("building the n-gram's tables", 1, [SPARSE, "namesmith.models.weighted_kn.TABLE_CHUNK=64"],
+                 STREAMED, marks=SLOW),
+    pytest.param("scoring", 1, [SPARSE, "namesmith.models.sparse_ngram.TOKEN_CHUNK=256"], STREAMED, marks=SLOW),
+    pytest.param("calibration: following the model's chain", 3, [], IN_MEMORY, marks=SLOW),
+    pytest.param("calibration: drawing the model's names", 1, [SPARSE, DRAWN], IN_MEMORY),
+    pytest.param("scoring", 2, [], IN_MEMORY, marks=SLOW),  # the training part's (the first: calibration's)
 ]
 
 
 @pytest.mark.parametrize("phase, at, patches, options", PHASES,
-                         ids=[f"{p[0]}-{'streamed' if p[3] == STREAMED else 'in memory'}" for p in PHASES])
+                         ids=[f"{p.values[0]}-{'streamed' if p.values[3] == STREAMED else 'in memory'}"
+                              for p in PHASES])
 def test_ctrl_c_stops_train_in_each_phase_and_leaves_no_half_written_directory(
         tmp_path, words_file, phase, at, patches, options):
     done, steps, out = interrupted(tmp_path, words_file, phase, at, patches, options)
@@ -110,6 +113,7 @@ def test_sigterm_stops_the_discount_fit_of_a_streamed_list(tmp_path, words_file)
     assert_stopped_cleanly(done, steps, out)
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_leaves_the_model_saved_before_it_as_it_was(tmp_path, words_file):
     out = tmp_path / "model"
     first = subprocess.run([sys.executable, "-m", "namesmith", "train", "--data", str(words_file), "--out", str(out),
