@@ -28,6 +28,15 @@ def test_vocab_reserves_boundary_and_labels_it():
     assert vocab.decode(vocab.encode("st. john")) == "st. john"
 
 
+def test_a_vocabulary_is_built_one_way():
+    """Token ids follow the characters' sorted order, whoever builds the vocabulary (issue 28: one constructor)."""
+    assert Vocab.from_chars("cabba") == Vocab.from_chars(["a", "b", "c"]) == Vocab.from_words(["cab"])
+    assert Vocab.from_chars("жaZ").chars == ("Z", "a", "ж")
+    for bad in (("b", "a"), ("a", "a"), ("ab",)):
+        with pytest.raises(namesmith.DataError):
+            Vocab(bad)
+
+
 def test_split_reproduces_the_lecture_series_split():
     words = [f"w{i}" for i in range(1000)]
     split = split_words(words, seed=42)

@@ -219,7 +219,7 @@ def adapted_vocab(words: Sequence[str], background: Vocab) -> Vocab:
     punctuation and spaces; its format characters only if the list has one)."""
     own = set().union(*map(set, words))
     scripts = {script_of(c) for c in own} | {"COMMON"}
-    return Vocab(tuple(sorted(own | {c for c in background.chars if script_of(c) in scripts})))
+    return Vocab.from_chars(own | {c for c in background.chars if script_of(c) in scripts})
 
 
 # --- the background as back-off tables --------------------------------------------------------------

@@ -28,7 +28,8 @@ class UnknownCharacterError(DataError):
 
 @dataclass(frozen=True)
 class Vocab:
-    """Sorted data characters; `stoi`/`itos` map them to token ids 1..len(chars)."""
+    """Sorted data characters; `stoi`/`itos` map them to token ids 1..len(chars). Build one with
+    `from_chars` or `from_words` (a saved vocabulary is read back as it was written, and checked)."""
 
     chars: tuple[str, ...]
     stoi: dict[str, int] = field(init=False, repr=False, compare=False)
@@ -36,15 +37,23 @@ class Vocab:
     charset: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(set(self.chars)) != len(self.chars) or any(len(c) != 1 for c in self.chars):
+        if len(set(self.chars)) != len(self.chars) or any(not isinstance(c, str) or len(c) != 1 for c in self.chars):
             raise DataError("a vocabulary must be distinct single characters")
+        if list(self.chars) != sorted(self.chars):  # token ids follow the characters' order: one order everywhere
+            raise DataError("a vocabulary's characters must be in sorted (code point) order")
         object.__setattr__(self, "stoi", {c: i + 1 for i, c in enumerate(self.chars)})
         object.__setattr__(self, "itos", {i + 1: c for i, c in enumerate(self.chars)})
         object.__setattr__(self, "charset", frozenset(self.chars))
 
     @classmethod
+    def from_chars(cls, chars: Iterable[str]) -> Vocab:
+        """The vocabulary of these characters (any order, repeats allowed): how every vocabulary is built."""
+        return cls(tuple(sorted(set(chars))))
+
+    @classmethod
     def from_words(cls, words: Iterable[str]) -> Vocab:
-        return cls(tuple(sorted(set().union(*map(set, words)))))
+        """The vocabulary of the characters of `words`."""
+        return cls.from_chars(set().union(*map(set, words)))
 
     @property
     def size(self) -> int:

@@ -969,7 +969,7 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
             raise DataError(f"{path}: has no usable names (every line was blank or skipped)" if size
                             else f"{path}: is empty (no names in it)")
         chars = tuple(sorted(set().union(*(scan.chars for scan in scans))))
-        vocab = Vocab(tuple(map(chr, chars)))
+        vocab = Vocab.from_chars(map(chr, chars))
         if order is None:
             order = default_order(vocab.size)
         check_order(order, vocab.size)
@@ -1087,7 +1087,7 @@ def count_file(config: DataConfig, block_size: int = BLOCK) -> StreamCounts:
                         else f"{path}: is empty (no names in it)")
     if skipped_long:
         log.warning(f"{path}: skipped {skipped_long} line(s) longer than --max-line-length={config.max_line_length}")
-    vocab = Vocab(tuple(sorted(chr(c) for c in index if c != _NEWLINE)))
+    vocab = Vocab.from_chars(chr(c) for c in index if c != _NEWLINE)
     order = [BOUNDARY] + [index[ord(c)] for c in vocab.chars]  # sorted vocabulary order
     pairs = counts[:, order][:, :, order]
     return StreamCounts(vocab, pairs, dict(zip(PARTS, n_words.tolist())), max_len, n_bytes,

@@ -117,7 +117,7 @@ def labelled_corpus(table: Table, condition: Sequence[str] | None = None, weight
     cond = Condition(labels, priors, joint)
     split_words = Split(*(list(parts[part].names) for part in PARTS))
     characters = set().union(*(set("".join(parts[part].names)) for part in PARTS))
-    return LabelledCorpus(split=split_words, vocab=vocab or Vocab(tuple(sorted(characters))), condition=cond,
+    return LabelledCorpus(split=split_words, vocab=vocab or Vocab.from_chars(characters), condition=cond,
                           codes=codes,
                           counts={part: parts[part].counts.copy() for part in PARTS},
                           weights={part: weights(parts[part], weighting) for part in PARTS},

@@ -759,7 +759,7 @@ def train_adapted(background: Checkpoint, corpus: Corpus, record: dict[str, Any]
     words = [w for part in corpus.split.parts().values() for w in part]
     alphabet = "".join(sorted(set("".join(words))))
     vocab = (adapted_vocab(words, background.vocab) if pull is None
-             else Vocab(tuple(sorted(set(background.vocab.chars) | set(alphabet)))))
+             else Vocab.from_chars(set(background.vocab.chars) | set(alphabet)))
     corpus = Corpus(corpus.split, vocab)
     if out is not None:
         check_writable(out)
