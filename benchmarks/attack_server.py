@@ -7,7 +7,7 @@ latency of a plain `generate` probe sent from another client address (127.0.0.2)
 during the flood. With --workers 2, a kill -9 of a worker under load: requests lost and seconds
 until the worker is back. Then schemathesis over the OpenAPI schema (`--checks all`), counting 5xx
 answers. The fast single attacks (HEAD, nosniff, empty keys, one slow header...) are
-tests/test_serve_attacks.py.
+tests/serve/test_serve_attacks.py.
 
     python benchmarks/attack_server.py                           # an n-gram of the built-in names
     python benchmarks/attack_server.py --model-dir runs/lstm --workers 2 --seconds 10   # and a worker killed

@@ -1,4 +1,5 @@
-"""How much a busy core beside it slows `namesmith classify` (tests/test_classify_tables.py checks the one thread).
+"""How much a busy core beside it slows `namesmith classify` (tests/scoring/test_classify_tables.py checks the one
+thread).
 
 With a torch thread per core, OpenMP's threads spin-wait for the one that shares the busy core: classifying
 one name took 66-80 s instead of 6. The CLI classifies on one thread; this times 1,000 names alone and beside

@@ -25,7 +25,7 @@ W = p(x) / (share · q_t(x) + (1 - share) · p(x)), is then at most 1 / (1 - sha
 name the twist neglects is out of reach. Particles are kept with probability W / B, B the largest
 weight seen so far by this sampler (rejection sampling; exact once B has reached the largest
 weight, and the bias before that is confined to the rare "records" heavier than every earlier
-draw). tests/test_guided.py compares the kept names with rejection sampling and with the exact
+draw). tests/generation/test_guided.py compares the kept names with rejection sampling and with the exact
 conditional distribution by chi-square tests (N = 20,000), and checks that the same test catches
 the twisted proposal kept without this correction. The twist's chain floors every probability at
 TWIST_FLOOR / V (`FlooredChain`), since an n-gram can give a continuation probability 0 that the
@@ -41,7 +41,7 @@ ones ("erwlyn", "japplyn") that the network finds far likelier than the n-gram, 
 with more draws. Resampling the particles instead (sampling importance
 resampling: half the effective sample size of each batch, 55-58% of the LSTM's particles) would
 keep about 29% of them, but repeats a heavy particle's name many times within a batch: on
-tests/test_guided.py's network it failed the chi-square test against the exact distribution
+tests/generation/test_guided.py's network it failed the chi-square test against the exact distribution
 (p = 5e-8) in 1 of 8 seeds, so it was not kept; neither was a mixture of an order-6 and an order-3
 twist (its largest weights are no smaller). For constraints that are not rare (`--starts-with ma
 --ends-with a --min-len 6`: 16%) rejection is faster: `method="auto"` guides only when the n-gram

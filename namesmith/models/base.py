@@ -186,7 +186,7 @@ class CharModel(nn.Module):
 
         namesmith.training.checkpoint compares them before any model is built, so an edited namesmith.json (n_layer set
         to 10^5, 20,000 more characters) is refused at once instead of allocating what it declares. Every
-        registered model type says where its sizes live (tests/test_checkpoint_safety.py runs them all)."""
+        registered model type says where its sizes live (tests/training/test_checkpoint_safety.py runs them all)."""
         raise NotImplementedError(f"{cls.model_type} does not say how its sizes show in its weights")
 
     def weights(self) -> dict[str, torch.Tensor]:

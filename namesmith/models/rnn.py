@@ -15,7 +15,7 @@ draw different characters, namesmith.generation.sample) share it: `select_state`
 take (`Selected`), and `step` multiplies each distinct parent state once (on names.txt about 1.8
 products per name instead of 2.7). The rest runs in blocks of `STEP_ROWS` rows per thread, so that the
 (rows, gates) activations stay in the CPU's cache between the matrix product and the gate
-nonlinearities. Same arithmetic, same results (to float rounding: tests/test_neural_models.py
+nonlinearities. Same arithmetic, same results (to float rounding: tests/models/test_neural_models.py
 compares step with forward).
 """
 

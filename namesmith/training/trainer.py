@@ -19,7 +19,7 @@ Training follows the recipe of nanoGPT (Karpathy 2022) applied to words:
   seconds/`time_budget` once the pace so far says the budget will end the run before `max_steps`,
   so a run stopped by its time budget still ends with an annealed rate. Such a run depends on the
   machine's speed; a run whose pace stays within its budget is step-based only, and reproducible
-  bit for bit for a given seed, thread count and torch build (tests/test_determinism.py);
+  bit for bit for a given seed, thread count and torch build (tests/core/test_determinism.py);
 - optionally (`ema` > 0) an exponential moving average of the weights (Polyak & Juditsky 1992)
   is what gets evaluated, kept and returned. By-length batches each pull the weights their own
   way (a batch of long names, then one of short ones); the average evens that out. Its decay
@@ -424,7 +424,7 @@ class DistributedTrainer(Trainer):
     and multiplied by the number of ranks, so the averaged gradient is the gradient of the global
     batch's 1-process loss. A run thus follows the same batches and schedule whatever the number of
     ranks, and equals a 1-process run up to the order of floating-point sums
-    (tests/test_distributed.py); for a given number of ranks it is reproducible.
+    (tests/training/test_distributed.py); for a given number of ranks it is reproducible.
 
     What the ranks must agree on, they agree on by construction or by one all-reduce per step:
     - weights, optimiser moments and the weight average: every rank applies the same gradient;

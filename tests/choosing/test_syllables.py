@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from test_generate import PositionModel, chi_square_pvalue, exact_distribution
+from sampling_support import PositionModel, chi_square_pvalue, exact_distribution
 
 from namesmith.choosing.syllables import (
     _START,

@@ -7,14 +7,13 @@ from collections import Counter
 
 import pytest
 import torch
+from sampling_support import PositionModel, chi_square_pvalue, exact_distribution
 
 from namesmith.cli import main
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import load_words, split_words
 from namesmith.generation.generate import GenerateConfig, build_automaton, generate, kmp_automaton, novelty_summary
-from namesmith.models.base import CharModel
-from namesmith.models.nll import word_log_probs
 from namesmith.namemodel import NameModel
 
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
@@ -29,38 +28,6 @@ def builtin():
 @pytest.fixture(scope="module")
 def tiny():
     return NameModel.train(model="bigram-counts", words=TINY)
-
-
-def chi_square_pvalue(observed: Counter, expected: dict[str, float], n: int) -> float:
-    """Pearson's test of counts against probabilities; cells expected < 5 are pooled."""
-    assert set(observed) <= {k for k, p in expected.items() if p > 0}, "a name outside the support"
-    cells, pooled_obs, pooled_exp = [], 0, 0.0
-    for key, p in expected.items():
-        if n * p >= 5:
-            cells.append((observed.get(key, 0), n * p))
-        else:
-            pooled_obs, pooled_exp = pooled_obs + observed.get(key, 0), pooled_exp + n * p
-    if pooled_exp > 0:
-        cells.append((pooled_obs, pooled_exp))
-    stat = sum((o - e) ** 2 / e for o, e in cells)
-    dof = len(cells) - 1
-    return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64),
-                                         torch.tensor(stat / 2, dtype=torch.float64)))
-
-
-def exact_distribution(model, vocab: Vocab, valid, max_len: int, temperature: float = 1.0) -> dict[str, float]:
-    """P(name | valid, len ≤ max_len) by enumerating every name, scored by the model's own forward."""
-    names = ["".join(t) for n in range(1, max_len + 1) for t in itertools.product(vocab.chars, repeat=n)]
-    names = [n for n in names if valid(n)]
-    if temperature == 1.0:
-        weights = word_log_probs(model, names, vocab).exp()
-    else:  # each step's distribution is softmax(log p / T): score the names by hand
-        logp = model.transition_probs().double().log() / temperature
-        step = torch.softmax(logp, 1)
-        weights = torch.tensor([float(torch.prod(torch.stack(
-            [step[a, b] for a, b in itertools.pairwise([0, *vocab.encode(n), 0])]))) for n in names])
-    total = float(weights.sum())
-    return {n: float(w) / total for n, w in zip(names, weights)}
 
 
 def sample_counts(model, vocab, config: GenerateConfig) -> Counter:
@@ -175,26 +142,6 @@ def test_automaton_accepts_exactly_the_valid_names(tiny):
 
 
 # --- models without a small Markov state: rejection ------------------------------------------------
-class PositionModel(CharModel):
-    """Not Markov: the logits depend on the position and on how many 'a's came before."""
-
-    model_type = "test-position"
-    config_class = dict
-
-    def __init__(self, vocab_size: int = 4):
-        super().__init__(vocab_size, {})
-        self.register_buffer("base", torch.tensor([-1.0, 0.5, 0.0, -0.5])[:vocab_size])
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        B, T = idx.shape
-        position = torch.arange(T, dtype=torch.float32).view(1, T, 1)
-        a_count = (idx == 1).cumsum(1).float().unsqueeze(-1)
-        logits = self.base.expand(B, T, -1).clone()
-        logits[..., 0] += 0.8 * position.squeeze(-1) - 2.0
-        logits[..., 1:] += 0.7 * a_count * torch.tensor([-1.0, 1.0, 0.5])
-        return logits
-
-
 def test_rejection_path_for_a_non_markov_model_is_exact():
     vocab, model = Vocab(("a", "b", "c")), PositionModel()
     cfg = GenerateConfig(num=10_000, seed=11, ends_with="b", contains=("a",), min_len=2, max_len=5)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sampling_support import chi_square_p
 
 from namesmith.core.vocab import Vocab
 from namesmith.generation.sample import ModelSampler
 from namesmith.models import model_class
-from tests.test_sample import chi_square_p
 
 VOCAB = Vocab(("a", "b", "c"))
 MAX_LENGTH = 4

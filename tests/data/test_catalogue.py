@@ -21,7 +21,7 @@ from namesmith.data.catalogue import DATASETS, list_datasets, load_dataset
 from namesmith.data.tables import parse_table, split_by_name
 from namesmith.data.words import read_builtin_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "namesmith" / "catalogue"
 SHIPPED = ("us", "israel", "world", "surnames")
 

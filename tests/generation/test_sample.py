@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from sampling_support import chi_square_p
 
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.data.words import Corpus, load_words
@@ -55,21 +56,6 @@ def draw_names(model, vocab: Vocab, num: int, seed: int, prefix: str = "", max_l
     sampler = plain_sampler(model, vocab, prefix=prefix, max_length=max_length, seed=seed, **decoding)
     batches = [sampler.run(min(CHUNK, num - start)) for start in range(0, num, CHUNK)]
     return Batch([n for b in batches for n in b.names], np.concatenate([b.finished for b in batches]))
-
-
-def chi_square_p(observed: np.ndarray, expected_probs: np.ndarray, min_expected: float = 5.0) -> float:
-    """p-value of Pearson's chi-square test; categories with small expectation are pooled."""
-    expected = expected_probs * observed.sum()
-    small = expected < min_expected
-    if small.any():
-        observed = np.append(observed[~small], observed[small].sum())
-        expected = np.append(expected[~small], expected[small].sum())
-    keep = expected > 0
-    assert observed[~keep].sum() == 0, "drew something of probability 0"
-    stat = float(((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum())
-    df = int(keep.sum()) - 1
-    return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64),
-                                         torch.tensor(stat / 2, dtype=torch.float64)))
 
 
 def exact_distributions(P: np.ndarray, start: int, room: int) -> tuple[np.ndarray, np.ndarray]:

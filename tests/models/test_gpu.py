@@ -2,7 +2,7 @@
 the fused AdamW kernel, and DistributedDataParallel over NCCL with one process.
 
 The "cuda" cases are marked `gpu`: the default run deselects them (pyproject.toml's `-m 'not gpu'`),
-`pytest -m gpu tests/test_gpu.py` runs them where a CUDA device is. The same checks run on the CPU
+`pytest -m gpu tests/models/test_gpu.py` runs them where a CUDA device is. The same checks run on the CPU
 (gloo for the process group) in every run, so the GPU cases cannot rot unseen.
 """
 

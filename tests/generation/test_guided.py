@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sampling_support import chi_square_p
 
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
@@ -25,7 +26,6 @@ from namesmith.generation.sample import Batch, ModelSampler
 from namesmith.models.ensemble import Ensemble
 from namesmith.models.ngram import NGram
 from namesmith.models.transformer import Transformer, TransformerConfig
-from tests.test_sample import chi_square_p
 
 VOCAB = Vocab(("a", "b", "c"))
 MAX_LEN = 6

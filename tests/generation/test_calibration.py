@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 import torch
-from test_generate import chi_square_pvalue
+from sampling_support import chi_square_pvalue
 
 from namesmith.cli import main
 from namesmith.core.config import TrainConfig

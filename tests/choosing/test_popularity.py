@@ -21,7 +21,7 @@ from namesmith.data.catalogue import load_dataset
 from namesmith.data.nicknames import nickname_pairs, nicknames_of
 from namesmith.generation.generate import GenerateConfig
 
-CATALOGUE = Path(__file__).resolve().parent.parent / "namesmith" / "catalogue"
+CATALOGUE = Path(__file__).resolve().parents[2] / "namesmith" / "catalogue"
 
 
 @pytest.fixture(scope="module")
