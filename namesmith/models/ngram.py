@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -363,8 +364,10 @@ class NGram(CharModel):
         N = self.config.order
         return ((windows.flip(1) + 1) * self.base ** torch.arange(N, device=windows.device)).cumsum(1)
 
-    def orders(self, counts: NGramCounts) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per order k = 1..N (index k-1): the sorted k-gram keys seen and their counts.
+    def orders(self, counts: NGramCounts, progress: Callable[[float], None] | None = None
+               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per order k = 1..N (index k-1): the sorted k-gram keys seen and their counts (`progress(1)` after each
+        order: a long list's take seconds each).
 
         The top order keeps raw counts; lower orders get continuation counts, the number of
         distinct tokens seen before the k-gram (= distinct (k+1)-grams that end with it).
@@ -379,6 +382,8 @@ class NGram(CharModel):
             # first token of each distinct (k+1)-gram and counting gives the continuation counts
             keys, continuation = torch.unique(_suffixes(keys, B**k), return_counts=True)
             keys_by_order[k - 1], counts_by_order[k - 1] = keys.long(), continuation
+            if progress:
+                progress(1)
         return keys_by_order, counts_by_order
 
     def _estimated_discounts(self, counts_by_order: list[torch.Tensor]) -> torch.Tensor:
@@ -436,14 +441,15 @@ class NGram(CharModel):
 
     def _tuned_discounts(self, rest: NGramCounts, held_out: NGramCounts) -> torch.Tensor:
         """(N, 3) discounts maximising the likelihood of the held-out words under a model counted on the rest."""
-        keys_by_order, counts_by_order = self.orders(rest)
+        what = f"tuning the discounts on {held_out.n_words:,} held-out words"
+        reading = Phase(f"{what}: their n-grams, order by order", 2 * self.config.order - 1, "steps")
+        keys_by_order, counts_by_order = self.orders(rest, reading.advance)
         start = self._estimated_discounts(counts_by_order)
-        features = self._held_out_features(keys_by_order, counts_by_order, held_out)
+        features = self._held_out_features(keys_by_order, counts_by_order, held_out, reading.advance)
         # D = limit · sigmoid(θ) keeps every discount inside its valid range
         theta = torch.logit((start / DISCOUNT_LIMITS).clamp(0.01, 0.99)).requires_grad_()
         optimizer = torch.optim.LBFGS([theta], max_iter=50, line_search_fn="strong_wolfe")
-        phase = Phase(f"tuning the discounts on {held_out.n_words:,} held-out words", optimizer.defaults["max_eval"],
-                      "evaluations")
+        phase = Phase(what, optimizer.defaults["max_eval"], "evaluations")
 
         def closure() -> torch.Tensor:
             phase.advance()
@@ -461,7 +467,7 @@ class NGram(CharModel):
         return tuned if better else start
 
     def _held_out_features(self, keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor],
-                           held_out: NGramCounts) -> HeldOut:
+                           held_out: NGramCounts, progress: Callable[[float], None] | None = None) -> HeldOut:
         """Per order, for each distinct held-out n-gram: its count in the rest, which discount applies to
         it (one-hot), whether its context was seen, and the context's total and numbers of tokens seen
         after it once, twice and 3+ times; each n-gram weighs as often as it was held out."""
@@ -479,6 +485,8 @@ class NGram(CharModel):
             gram_count = torch.where(found, counts[pos], 0)
             count_class = torch.stack([gram_count == 1, gram_count == 2, gram_count >= 3], 1).double()  # (M, 3)
             features.append((gram_count.double(), count_class, end > first, totals.double()))
+            if progress:
+                progress(1)
         return HeldOut(held_out.counts.double(), features)
 
     def _held_out_nll(self, discounts: torch.Tensor, held_out: HeldOut) -> torch.Tensor:

@@ -468,7 +468,8 @@ def fit_ngram_counts(model: NGram, train: NGramCounts, held_out: NGramCounts | N
              f"table would take {contexts * model.vocab_size * 4 / 1e9:,.1f} GB or more)")
     with large_arrays_mapped():  # their work, freed, goes back to the system
         discounts = model.fitted_discounts(train, held_out)
-        by_order = model.orders(train)
+        by_order = model.orders(train, Phase("building the n-gram's tables: their orders", model.config.order - 1,
+                                             "orders").advance)
         phase = Phase("building the n-gram's tables", sum(len(keys) for keys in by_order[0]), "n-grams")
         table = sparse_table(None, discounts.double(), by_order, vocab_size=model.vocab_size,
                              progress=phase.advance)
