@@ -25,6 +25,7 @@ from namesmith.adaptation.adapt import MORE_LIKE_PULL, OwnLetters, open_word_log
 from namesmith.choosing.facts import NameFacts, name_facts
 from namesmith.choosing.phonetic import catalogue_index
 from namesmith.choosing.popularity import popularity_index
+from namesmith.choosing.syllables import syllable_machine
 from namesmith.core.casing import fold, folds, restore
 from namesmith.core.conditional import Where, where_key
 from namesmith.core.config import TrainConfig
@@ -565,8 +566,10 @@ class NameModel:
     @staticmethod
     def read_catalogue() -> None:
         """Read the built-in catalogue now (about a second) rather than on the first `facts` or popularity filter
-        (a server does it at start, in the background), and its index by sound if the phonetic extra is installed."""
+        (a server does it at start, in the background), its index by sound if the phonetic extra is installed, and
+        the syllable counter's automaton (choosing.syllables)."""
         popularity_index()
+        syllable_machine()
         with contextlib.suppress(ConfigError):  # no phonetic extra: no sounds_like, nothing to index
             catalogue_index()
 

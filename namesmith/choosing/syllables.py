@@ -33,14 +33,22 @@ namesmith.generation.generate composes with the other constraints for exact samp
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
+import logging
 import re
 import unicodedata
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from namesmith.core.errors import ConfigError
+from namesmith.core.io import atomic_write_bytes, cache_dir
+
+log = logging.getLogger("namesmith")
 
 VOWELS = "aeiouy"
 MAX_SYLLABLES = 20  # the largest count `parse_syllables` accepts (a range beyond it would mean nothing for names)
@@ -265,6 +273,32 @@ class SyllableMachine:
 
 @functools.cache
 def syllable_machine() -> SyllableMachine:
+    """The rules as a minimal automaton (`build_machine`), built once per version of the rules: kept in the user's
+    cache folder, named by the sha256 of this module's source (the rules and nothing else make it), so a process
+    reads it (about a millisecond) rather than builds it (about a second, which the first `--syllables` request
+    of every process once paid)."""
+    try:
+        path = cache_dir() / "syllables" / f"{hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:32]}.npz"
+    except OSError as e:  # the module's source unreadable (a frozen install): build each time
+        log.debug(f"syllables: no cache ({e})")
+        return build_machine()
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return SyllableMachine(saved["next_state"], saved["emits"], saved["final"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            log.debug(f"syllables: {path} unreadable ({e}); building it again")
+    machine = build_machine()
+    buffer = io.BytesIO()
+    np.savez(buffer, next_state=machine.next_state, emits=machine.emits, final=machine.final)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as e:  # a read-only home: build each time
+        log.debug(f"syllables: could not keep the automaton in {path.parent} ({e})")
+    return machine
+
+
+def build_machine() -> SyllableMachine:
     """The rules' reachable states, tabulated, then minimised: two states are merged when every string
     read from them completes the same syllables (Moore's partition refinement)."""
     index = {_START: 0}

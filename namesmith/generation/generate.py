@@ -101,6 +101,8 @@ MAX_ENUMERATED_CONTEXTS = 20_000  # window models: contexts (V^k) up to which th
 MAX_AUTOMATON_STATES = 2_000  # states of the constraints' automaton, at most
 MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: the exact sampler's step table
 MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float32), at most
+BUILD_CELLS = 1 << 21  # (state, token) cells the exact tables are built in at a time (the temporaries' size)
+MAX_VISITED_FLAGS = 1 << 26  # (automaton × chain) states up to which the search for reachable ones flags each pair
 PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
 TABLE_BUILDERS = 2  # exact-table builds at once in a process, at most (more requests sample otherwise meanwhile)
 TABLE_BYTES = 256 << 20  # estimated peak memory of one build (`exact_table_bytes`), at most: else sample otherwise
@@ -586,18 +588,36 @@ def reachable_states(chain: MarkovChain, automaton: Automaton, start: tuple[int,
     such states, and the search took over a minute on a busy machine, past any time budget."""
     S = chain.probs.size(0)
     possible = chain.probs[:, 1:] > 0  # (S, V-1): the end token leads nowhere
-    seen = frontier = torch.tensor([start[0] * S + start[1]])
+    frontier = torch.tensor([start[0] * S + start[1]])
+    # the states seen, as one flag per (q, s) pair where that fits (a lookup per step, where testing each level
+    # against the sorted list of all states seen so far cost the order-6 n-gram's syllable ranges 18 s), else a list
+    visited = torch.zeros(automaton.delta.size(0) * S, dtype=torch.bool) \
+        if automaton.delta.size(0) * S <= MAX_VISITED_FLAGS else None
+    seen = frontier
+    if visited is not None:
+        visited[frontier] = True
+        level = torch.zeros_like(visited)
+    found = 1
     while len(frontier):
         if deadline is not None and clock() > deadline:
             raise _OutOfTime
         q, s = frontier // S, frontier % S
         nq, ns = automaton.delta[q, 1:], chain.next_state[s, 1:]  # (F, V-1)
-        nxt = torch.unique((nq * S + ns)[(nq >= 0) & possible[s]])
-        frontier = nxt[~torch.isin(nxt, seen)]
-        seen = torch.cat([seen, frontier])
-        if len(seen) > max_states:
+        nxt = (nq * S + ns)[(nq >= 0) & possible[s]]
+        if visited is not None:  # the new states, each once, in order: flagged in a second map, then read off it
+            fresh = nxt[~visited[nxt]]
+            visited[fresh] = True
+            level[fresh] = True
+            frontier = level.nonzero().squeeze(1)
+            level[frontier] = False
+        else:
+            nxt = torch.unique(nxt)
+            frontier = nxt[~torch.isin(nxt, seen)]
+            seen = torch.cat([seen, frontier])
+        found += len(frontier)
+        if found > max_states:
             return None
-    return seen.sort().values
+    return visited.nonzero().squeeze(1) if visited is not None else seen.sort().values
 
 
 def _log_weights(log_probs: torch.Tensor, end: torch.Tensor, step: torch.Tensor, beta_next: torch.Tensor,
@@ -621,14 +641,15 @@ def exact_table_bytes(states: int, vocab_size: int, room: int, chain_states: int
     """An upper estimate of the memory an `ExactSampler` takes at the peak of its build, for `states`
     reachable (automaton, chain) states, `room` + 1 lengths and a chain of `chain_states`: the tables it
     keeps (next state int64 and log-probabilities float32 per (state, token), β float32 per (length,
-    state), the CDFs float32 where tabulated) and the (state, token) int64/float64 arrays of building
-    them (automaton and chain steps, their codes, the float64 log-probabilities and log-weights), plus
-    the chain's own (S, V) probabilities and next states."""
+    state), the CDFs float32 where tabulated), the (state, token) int64/float64 arrays of building them,
+    one block of `BUILD_CELLS` cells at a time (automaton and chain steps, their codes, the float64
+    log-probabilities and log-weights), the (state,) vectors, and the chain's own (S, V) probabilities,
+    next states and log-probabilities."""
     cells = states * vocab_size
     cdfs = 4 * (room + 1) * cells if (room + 1) * cells <= PRECOMPUTE_CDFS else 0
     kept = 12 * cells + 4 * (room + 2) * (states + 1) + cdfs
-    building = 8 * 7 * cells
-    return kept + building + 16 * chain_states * vocab_size
+    building = 8 * 8 * min(cells, BUILD_CELLS) + 8 * 8 * states  # a block's (row, token) arrays; (state,) vectors
+    return kept + building + 24 * chain_states * vocab_size
 
 
 class ExactSampler:
@@ -659,22 +680,32 @@ class ExactSampler:
             raise NotAvailable(f"its tables would take about {needed / 1e6:,.0f} MB to build, more than the "
                                f"{max_bytes / 1e6:,.0f} MB one build may take (table_bytes)")
         q_of, s_of = codes // S, codes % S
-        nq, ns = automaton.delta[q_of], chain.next_state[s_of]  # (N, V)
-        targets = (nq * S + ns).clamp_min(0)
-        self.step = torch.searchsorted(codes, targets).clamp_max(N - 1)  # next product state
-        log_probs = chain.probs.log()[s_of]  # (N, V) float64
-        blocked = (nq < 0) | (log_probs == -math.inf)
-        blocked[:, BOUNDARY] = True
-        assert (codes[self.step] == targets)[~blocked].all(), "every possible step stays among the reachable states"
-        self.step[blocked] = N  # the sentinel: the end token, impossible tokens, excluded patterns
-        end = torch.where(automaton.accept[q_of], log_probs[:, BOUNDARY], -math.inf)  # (N,)
+        chain_log_probs = chain.probs.log()  # (S, V) float64
+        self.step = torch.empty(N, V, dtype=torch.long)  # next product state
+        self.log_probs = torch.empty(N, V)  # float32
+        rows = max(1, BUILD_CELLS // V)
+        for lo in range(0, N, rows):  # a block of rows at a time: the build's temporaries are a block's
+            if deadline is not None and clock() > deadline:
+                raise _OutOfTime
+            q, s = q_of[lo:lo + rows], s_of[lo:lo + rows]
+            nq, ns = automaton.delta[q], chain.next_state[s]  # (rows, V)
+            targets = (nq * S + ns).clamp_min(0)
+            step = torch.searchsorted(codes, targets).clamp_max(N - 1)
+            log_probs = chain_log_probs[s]
+            blocked = (nq < 0) | (log_probs == -math.inf)
+            blocked[:, BOUNDARY] = True
+            assert (codes[step] == targets)[~blocked].all(), "every possible step stays among the reachable states"
+            step[blocked] = N  # the sentinel: the end token, impossible tokens, excluded patterns
+            self.step[lo:lo + rows], self.log_probs[lo:lo + rows] = step, log_probs
+        # end stays float64: it is shifted by log_scale
+        end = torch.where(automaton.accept[q_of], chain_log_probs[s_of, BOUNDARY], -math.inf)  # (N,)
         self.z0 = int(torch.searchsorted(codes, torch.tensor(start[0] * S + start[1])))
-        self.log_probs, self.end = log_probs.float(), end  # end stays float64: it is shifted by log_scale
+        self.end = end
         # a calibrated chain's weights on ending, (T + 1, N): ending at length ℓ weighs row min(ℓ, T)
         self.end_weights = None if chain.end_log_weights is None else chain.end_log_weights[:, s_of]
         self.generator = torch.Generator().manual_seed(seed)
         self.shared: dict[str, Any] = {}  # derived tables, shared with the copies (see `with_sentinel`)
-        self._backward(log_probs, end, room, deadline, clock)
+        self._backward(self.log_probs, end, room, deadline, clock)
         kept = [self.step, self.log_probs, self.end, self.beta, self.log_scale, *([self.cdf] if self.cdf is not None
                                                                                 else [])]
         self.nbytes = sum(t.nbytes for t in kept) + self.step.nbytes  # and room for `with_sentinel`'s copy
@@ -689,19 +720,23 @@ class ExactSampler:
         tabulate = (room + 1) * N * log_probs.size(1) <= PRECOMPUTE_CDFS
         self.cdf = torch.empty(room + 1, *log_probs.shape) if tabulate else None
         beta_next = torch.full((N + 1,), -math.inf, dtype=torch.float64)
+        beta = torch.empty(N, dtype=torch.float64)
+        rows = max(1, BUILD_CELLS // log_probs.size(1))
         for t in range(room, -1, -1):
-            if deadline is not None and clock() > deadline:
-                raise _OutOfTime
-            w = _log_weights(log_probs, self.end_at(t) - self.log_scale[t + 1], self.step, beta_next,
-                             self.p0 + t >= self.min_len)  # relative to β_{ℓ+1}'s scale
-            beta = torch.logsumexp(w, 1)
+            end = self.end_at(t) - self.log_scale[t + 1]  # relative to β_{ℓ+1}'s scale
+            for lo in range(0, N, rows):  # a block of rows at a time: the temporaries are a block's
+                if deadline is not None and clock() > deadline:
+                    raise _OutOfTime
+                w = _log_weights(log_probs[lo:lo + rows], end[lo:lo + rows], self.step[lo:lo + rows], beta_next,
+                                 self.p0 + t >= self.min_len)
+                beta[lo:lo + rows] = torch.logsumexp(w, 1)
+                if self.cdf is not None:
+                    self.cdf[t, lo:lo + rows] = _normalised_cdf(w).float()
             shift = float(beta.max())
             shift = shift if math.isfinite(shift) else 0.0
             beta_next[:N] = beta - shift
             self.beta[t, :N] = beta_next[:N].float()
             self.log_scale[t] = self.log_scale[t + 1] + shift
-            if self.cdf is not None:
-                self.cdf[t] = _normalised_cdf(w).float()
 
     def end_at(self, t: int) -> torch.Tensor:
         """(N,) float64: log P(end | state), weighted as a name of length |prefix| + t ends (calibration)."""

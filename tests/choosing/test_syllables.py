@@ -233,3 +233,55 @@ def test_the_search_for_reachable_states_keeps_to_the_deadline(small):
     with pytest.raises(generation._OutOfTime):
         generation.reachable_states(chain, automaton, start, 10**6, deadline=1.5, clock=lambda: next(ticks))
     assert len(generation.reachable_states(chain, automaton, start, 10**6)) > 10
+
+
+@pytest.mark.slow
+def test_exact_syllables_on_the_default_order_6_ngram_keep_within_the_table_limits():
+    """A 2-3 range on the order-6 n-gram of the built-in names reaches about 148,000 (automaton, context row)
+    states. Built whole, the tables were estimated at about 300 MiB, over the 256 MiB one build may take, so
+    `method="exact"` was refused; built a block of rows at a time they fit (about 240 MiB at the peak), and the
+    exact draws agree with rejection's (two-sample chi-square, as benchmarks/bench_choosing.py does)."""
+    from test_guided import two_sample_p
+
+    from namesmith.generation.generate import TABLE_BYTES, exact_table_bytes
+
+    model = NameModel.train(model="ngram", condition="none", calibrate="none")
+    assert exact_table_bytes(148_000, model.vocab.size, 32, 63_000) <= TABLE_BYTES
+    draws = {}
+    for method, seed in (("exact", 5), ("rejection", 6)):
+        config = GenerateConfig(num=4000, seed=seed, syllables=(2, 3), method=method)
+        result = generate(model.model, model.vocab, config, max_word_length=model.max_word_length)
+        assert result.complete and result.method == method and all(2 <= count_syllables(n) <= 3 for n in result.names)
+        draws[method] = result
+    assert draws["exact"].tries == 4000 < draws["rejection"].tries
+    # names this varied seldom repeat in 4,000 draws: compare what they are made of instead
+    for feature in (lambda n: (count_syllables(n), len(n)), lambda n: n[0], lambda n: n[-2:]):
+        exact, rejected = (Counter(map(feature, draws[m].names)) for m in ("exact", "rejection"))
+        assert two_sample_p(exact, rejected) > 1e-3
+
+
+def test_the_automaton_is_built_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    """The first --syllables of every process built it (about a second); now the first process of each version of
+    the rules does, and keeps it in the cache folder, named by the rules' source; a damaged file is built again."""
+    from namesmith.choosing import syllables
+
+    monkeypatch.setenv("NAMESMITH_CACHE", str(tmp_path))
+    built = []
+    build = syllables.build_machine
+    monkeypatch.setattr(syllables, "build_machine", lambda: built.append(1) or build())
+    machines = []
+    try:
+        for damage in (False, False, True):
+            syllables.syllable_machine.cache_clear()
+            if damage:
+                (saved,) = (tmp_path / "syllables").iterdir()
+                saved.write_bytes(b"not an npz")
+            machines.append(syllables.syllable_machine())
+    finally:
+        syllables.syllable_machine.cache_clear()
+    assert built == [1, 1]  # the first time, and once damaged
+    for machine in machines[1:]:
+        for a, b in zip((machines[0].next_state, machines[0].emits, machines[0].final),
+                        (machine.next_state, machine.emits, machine.final)):
+            assert np.array_equal(a, b)
+    assert len((tmp_path / "syllables").iterdir().__next__().name) == 32 + len(".npz")
