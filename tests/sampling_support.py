@@ -80,3 +80,16 @@ def chi_square_p(observed: np.ndarray, expected_probs: np.ndarray, min_expected:
     df = int(keep.sum()) - 1
     return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64),
                                          torch.tensor(stat / 2, dtype=torch.float64)))
+
+
+def two_sample_p(a: Counter, b: Counter, min_count: int = 10) -> float:
+    """p-value of the chi-square test that two equal-sized samples come from one distribution."""
+    keys = sorted(set(a) | set(b))
+    x, y = np.array([a[k] for k in keys], float), np.array([b[k] for k in keys], float)
+    small = x + y < min_count
+    x, y = np.append(x[~small], x[small].sum()), np.append(y[~small], y[small].sum())
+    keep = x + y > 0
+    stat = float(((x[keep] - y[keep]) ** 2 / (x[keep] + y[keep])).sum())
+    df = int(keep.sum()) - 1
+    return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64),
+                                         torch.tensor(stat / 2, dtype=torch.float64)))

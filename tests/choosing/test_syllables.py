@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from sampling_support import PositionModel, chi_square_pvalue, exact_distribution
+from sampling_support import PositionModel, chi_square_pvalue, exact_distribution, two_sample_p
 
 from namesmith.choosing.syllables import (
     _START,
@@ -241,8 +241,6 @@ def test_exact_syllables_on_the_default_order_6_ngram_keep_within_the_table_limi
     states. Built whole, the tables were estimated at about 300 MiB, over the 256 MiB one build may take, so
     `method="exact"` was refused; built a block of rows at a time they fit (about 240 MiB at the peak), and the
     exact draws agree with rejection's (two-sample chi-square, as benchmarks/bench_choosing.py does)."""
-    from test_guided import two_sample_p
-
     from namesmith.generation.generate import TABLE_BYTES, exact_table_bytes
 
     model = NameModel.train(model="ngram", condition="none", calibrate="none")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sampling_support import chi_square_p
+from sampling_support import chi_square_p, two_sample_p
 
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
@@ -69,19 +69,6 @@ def exact_conditional(network) -> dict[str, float]:
             probs.update(zip(names, logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).sum(1).exp().tolist()))
     total = sum(probs.values())
     return {n: p / total for n, p in probs.items()}
-
-
-def two_sample_p(a: Counter, b: Counter, min_count: int = 10) -> float:
-    """p-value of the chi-square test that two equal-sized samples come from one distribution."""
-    keys = sorted(set(a) | set(b))
-    x, y = np.array([a[k] for k in keys], float), np.array([b[k] for k in keys], float)
-    small = x + y < min_count
-    x, y = np.append(x[~small], x[small].sum()), np.append(y[~small], y[small].sum())
-    keep = x + y > 0
-    stat = float(((x[keep] - y[keep]) ** 2 / (x[keep] + y[keep])).sum())
-    df = int(keep.sum()) - 1
-    return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64),
-                                         torch.tensor(stat / 2, dtype=torch.float64)))
 
 
 def test_guided_names_follow_the_network_conditioned_on_the_constraints(network, twist):
