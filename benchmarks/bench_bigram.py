@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO))
 from namesmith.core.config import TrainConfig  # noqa: E402
 from namesmith.data.counting import count_file, count_pairs  # noqa: E402
 from namesmith.data.words import Corpus, DataConfig, load_words  # noqa: E402
-from namesmith.generation.generate import GenerateConfig, generate  # noqa: E402
+from namesmith.generation.config import GenerateConfig  # noqa: E402
+from namesmith.generation.generate import generate  # noqa: E402
 from namesmith.models.bigram import BigramConfig, BigramLinear  # noqa: E402
 
 EPOCHS = 10_000

@@ -277,7 +277,8 @@ def syllables_section(model_dir: Path, repeats: int) -> dict[str, Any]:
 
     from namesmith import NameModel
     from namesmith.choosing.syllables import count_syllables
-    from namesmith.generation.generate import GenerateConfig, generate
+    from namesmith.generation.config import GenerateConfig
+    from namesmith.generation.generate import generate
 
     reference = cmu_syllables()
     tune, held = halves(sorted(reference))

@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 from bench_ensemble import nll_and_error  # benchmarks/ is on sys.path when run as a script
 
-from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.generate import generate
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.namemodel import NameModel
 from namesmith.training.checkpoint import META_FILE, read_meta

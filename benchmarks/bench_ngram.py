@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from namesmith.core.config import TrainConfig
 from namesmith.core.vocab import BOUNDARY
 from namesmith.data.words import Corpus, load_words
-from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.generate import generate
 from namesmith.generation.sample import decode_batch
 from namesmith.models.ngram import NGram, NGramConfig
 

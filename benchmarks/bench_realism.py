@@ -39,7 +39,8 @@ from torch import nn
 
 from namesmith.core.config import TrainConfig
 from namesmith.data.words import Corpus, load_words
-from namesmith.generation.generate import GenerateConfig, generate, length_limit
+from namesmith.generation.config import GenerateConfig, length_limit
+from namesmith.generation.generate import generate
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.nll import word_log_probs
 from namesmith.training.calibrate import calibrate

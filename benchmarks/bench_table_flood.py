@@ -2,7 +2,7 @@
 
 Four threads send requests for `--seconds`, each with a new (ends_with, contains, min_len), on a model whose
 exact tables are built in the background (as a server's are: `background_tables`). Before the table budget
-(namesmith.generation.generate.TableBudget) every such request left a build thread with no bound: the issue saw 117
+(namesmith.generation.exact_cache.TableBudget) every such request left a build thread with no bound: the issue saw 117
 threads and 22.4 GB in 175 s. `--unbounded` lifts the budget's limits in this process, for a baseline in the
 same code. Prints and writes (benchmarks/results/table_flood.json) the peak RSS, the most build threads at
 once, the requests done and their p50 latency. The run stops early (and says so) if RSS passes `--max-gb`.

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 
 from namesmith.core.config import TrainConfig
 from namesmith.data.words import Corpus, load_words
-from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.generate import generate
 from namesmith.generation.sample import CHUNK, ModelSampler
 from namesmith.models.base import CharModel
 from namesmith.models.rnn import LSTM, RNNConfig

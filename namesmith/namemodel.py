@@ -38,23 +38,11 @@ from namesmith.data.counting import count_pairs
 from namesmith.data.labelled import LabelledCorpus
 from namesmith.data.sources import read_source, source_fingerprint
 from namesmith.data.words import BUILTIN, Corpus, DataConfig, Split, check_words
-from namesmith.generation.generate import (
-    IGNORE_CASE,
-    TABLES,
-    ExactCache,
-    GenerateConfig,
-    Generation,
-    GenerationStream,
-    KnownWords,
-    NotAvailable,
-    NoveltySummary,
-    generate,
-    iter_generate,
-    novelty_summary,
-    sound_draws,
-)
+from namesmith.generation.config import IGNORE_CASE, GenerateConfig, NotAvailable
+from namesmith.generation.exact_cache import TABLES, ExactCache
+from namesmith.generation.generate import Generation, GenerationStream, generate, iter_generate, sound_draws
 from namesmith.generation.guided import Guide, find_twist, fit_twist
-from namesmith.generation.novelty import known_words
+from namesmith.generation.novelty import KnownWords, NoveltySummary, known_words, novelty_summary
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.ensemble import build_ensemble
@@ -268,7 +256,7 @@ class NameModel:
 
     @staticmethod
     def limit_tables(**limits: float) -> None:
-        """Bound the exact samplers' tables of every model in this process (namesmith.generation.generate.TableBudget):
+        """Bound the exact samplers' tables of every model in this process (generation.exact_cache.TableBudget):
         `builders` (builds at once), `table_bytes` (one build's estimated peak), `cache_bytes` (built tables
         kept) and `build_seconds`; a server sets them from its limits at start."""
         TABLES.configure(**limits)
@@ -367,7 +355,7 @@ class NameModel:
 
     @property
     def max_word_length(self) -> int:
-        """The longest training name: the default length guard is twice this (see namesmith.generation.generate)."""
+        """The longest training name: the default length guard is twice this (see namesmith.generation.config)."""
         return self.meta["data"]["max_word_length"]
 
     def describe(self) -> str:

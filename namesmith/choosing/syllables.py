@@ -26,7 +26,7 @@ Latin letters and never draws such names).
 The rules run as a Mealy machine, reading one character at a time (`_step`, `_finish`): its state
 is finite (the current vowel group, what came before it, a few flags), so the same rules become
 a finite automaton (`SyllableMachine`, minimised by partition refinement, Moore 1956) that
-namesmith.generation.generate composes with the other constraints for exact sampling (`syllable_automaton`).
+namesmith.generation.constraints composes with the other constraints for exact sampling (`syllable_automaton`).
 `count_syllables` runs the rules directly; the tests check that both agree on every built-in word.
 """
 

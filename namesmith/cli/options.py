@@ -139,7 +139,7 @@ def parse_scalar(text: str) -> Any:
 
 def _choices(name: str) -> tuple[str, ...] | None:
     """The values an option accepts, from the module that defines them (imported for the option that has them:
-    namesmith.data.tables needs NumPy, namesmith.generation.generate torch)."""
+    namesmith.data.tables needs NumPy)."""
     from namesmith.core.casing import CASES
     from namesmith.core.config import BATCHINGS, BIGRAM_MODES
 
@@ -148,7 +148,7 @@ def _choices(name: str) -> tuple[str, ...] | None:
 
         return WEIGHTINGS
     if name == "method":
-        from namesmith.generation.generate import METHODS
+        from namesmith.generation.config import METHODS
 
         return METHODS
     if name == "alliteration":

@@ -27,7 +27,7 @@ def add_sample(sub: argparse._SubParsersAction, building: bool) -> None:
                                    "or new words) goes to stderr.")
     model_dir_option(s)
     if building:
-        from namesmith.generation.generate import GenerateConfig
+        from namesmith.generation.config import GenerateConfig
 
         g = s.add_argument_group("generation (constraints hold on every name printed; the budget ends the search)")
         s.set_defaults(generate_fields=add_field_options(g, GenerateConfig, GENERATE_HELP, prefix="gen_"))

@@ -1,11 +1,11 @@
 """Guided constrained sampling for any model: the n-gram's exact backward messages as a twist.
 
 A network's next-character distribution depends on the whole prefix, so constraints such as
-`ends_with="lyn"` cannot be conditioned on exactly as for a finite chain (namesmith.generation.generate);
+`ends_with="lyn"` cannot be conditioned on exactly as for a finite chain (namesmith.generation.exact);
 rejection sampling keeps about 1 draw in 70 for that one. But a Kneser-Ney n-gram of the same
 names is a finite chain, and its backward messages β(prefix) — the probability, under the
 n-gram, that a name with this prefix ends up satisfying every constraint — are computed exactly
-by `namesmith.generation.generate.ExactSampler`. They say, at every step, which next characters lead
+by `namesmith.generation.exact.ExactSampler`. They say, at every step, which next characters lead
 towards a valid name and how likely that is. This module draws each next character from the
 network steered by them (twisted sequential importance sampling, as in Lew et al. 2023,
 "Sequential Monte Carlo steering of large language models using probabilistic programs", and
@@ -67,7 +67,9 @@ import torch
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.data.ngram_keys import max_order
 from namesmith.data.words import Corpus
-from namesmith.generation.generate import ExactCache, ExactSampler, GenerateConfig, exact_sampler
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.exact import ExactSampler, exact_sampler
+from namesmith.generation.exact_cache import ExactCache
 from namesmith.generation.sample import Batch, ModelSampler, draw, finish_batch, token_dtype
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts
@@ -103,7 +105,7 @@ def fit_twist(corpus: Corpus, order: int = TWIST_ORDER) -> NGram:
 
 
 class FlooredChain:
-    """An n-gram as the finite chain namesmith.generation.generate conditions on, every next-token probability
+    """An n-gram as the finite chain namesmith.generation.exact conditions on, every next-token probability
     at least TWIST_FLOOR / V. A twist must not rule out what the network may draw (ψ = 0 where the
     network goes would hide those names from the proposal), and a Kneser-Ney n-gram with a discount
     of 0 at some order gives unseen continuations probability 0."""

@@ -13,21 +13,81 @@ damaged or foreign file is read as missing and written again. Words a model keep
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from namesmith.core.io import atomic_write_bytes, cache_dir
 from namesmith.data.sources import source_fingerprint
-from namesmith.generation.generate import KnownWords
+from namesmith.data.words import Split
 
 log = logging.getLogger("namesmith")
 
 FORMAT = "namesmith-known-words 1"
 MAX_CACHED_BYTES = 64 << 20  # larger word sets are read from the list each time (a cache file that size reads slowly)
+
+
+@dataclass
+class NoveltySummary:
+    """Of the generated names, how many are training, held-out, or new words (makemore's check)."""
+
+    total: int
+    in_train: int | None = None
+    in_heldout: int | None = None
+    new: int | None = None
+    unavailable: str | None = None  # why the training words could not be read
+
+    def line(self) -> str:
+        if self.unavailable is not None:
+            return f"{self.total} names (training data not available: {self.unavailable})"
+        return (f"{self.total} names: {self.in_train} in train, {self.in_heldout} in validation/test, "
+                f"{self.new} new")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "in_train": self.in_train, "in_heldout": self.in_heldout, "new": self.new,
+                "unavailable": self.unavailable}
+
+
+@dataclass(frozen=True)
+class KnownWords:
+    """The words of a split as sets, built once per trained model: what novelty is checked against."""
+
+    train: frozenset[str]
+    heldout: frozenset[str]  # validation and test words that are not training words
+
+    @classmethod
+    def of(cls, split: Split) -> KnownWords:
+        train = frozenset(split.train)
+        return cls(train, frozenset(itertools.chain(split.val, split.test)) - train)
+
+    @functools.cached_property
+    def all(self) -> frozenset[str]:
+        return self.train | self.heldout
+
+    def add(self, summary: NoveltySummary, names: list[str]) -> None:
+        """Count `names` into `summary` (one batch of a stream, or all the names)."""
+        in_train = sum(n in self.train for n in names)
+        in_heldout = sum(n in self.heldout for n in names)
+        summary.total += len(names)
+        summary.in_train += in_train
+        summary.in_heldout += in_heldout
+        summary.new += len(names) - in_train - in_heldout
+
+
+def novelty_summary(names: list[str], split: Split | KnownWords | None,
+                    unavailable: str | None = None) -> NoveltySummary:
+    """Count names found in the train split, in validation/test (only), and nowhere."""
+    if split is None:
+        return NoveltySummary(len(names), unavailable=unavailable or "unknown")
+    summary = NoveltySummary(0, 0, 0, 0)
+    (split if isinstance(split, KnownWords) else KnownWords.of(split)).add(summary, names)
+    return summary
 
 
 def cache_key(record: dict[str, Any]) -> str:

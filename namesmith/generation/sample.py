@@ -2,8 +2,8 @@
 
 This is the bottom layer of `namesmith.generation.generate`: it draws names from the model's own
 distribution (after temperature, top-k and top-p), conditioned only on a prefix, and drops the
-names that reach the length guard without ending. Constraints, budgets and the one generation
-config (`GenerateConfig`) live in `namesmith.generation.generate`, which calls the samplers made here.
+names that reach the length guard without ending. Constraints and budgets live in
+`namesmith.generation.generate` (the one config in `namesmith.generation.config`), which calls the samplers made here.
 
 Each step asks the model for the next-token logits of every unfinished name (`CharModel.step`),
 draws one token per name by inverse-CDF lookup (`searchsorted` on the cumulative distribution),

@@ -19,7 +19,7 @@ constraints turned too many away), it goes on with fresh draws.
 
 A server builds the index in the background on a model's first `sounds_like` request (no request
 waits for it; until it is ready, requests filter fresh draws), within the process's exact-table
-budget (namesmith.generation.generate.TableBudget: builders, bytes kept, seconds).
+budget (namesmith.generation.exact_cache.TableBudget: builders, bytes kept, seconds).
 """
 
 from __future__ import annotations

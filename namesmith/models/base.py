@@ -129,7 +129,7 @@ class CharModel(nn.Module):
     def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         """The model as a finite Markov chain over the states it stores, if it is one (bigram models,
         the n-gram): next-token log-probabilities (S, V), the next state (S, V), and the state after
-        the boundary that starts a name. None for other models (see namesmith.generation.generate)."""
+        the boundary that starts a name. None for other models (see namesmith.generation.exact)."""
         return None
 
     # --- conditions (namesmith.core.conditional) -----------------------------------------------------

@@ -245,7 +245,7 @@ class NGram(CharModel):
         return table
 
     def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """The model as a finite Markov chain over its rows (for exact conditioning, namesmith.generation.generate):
+        """The model as a finite Markov chain over its rows (for exact conditioning, namesmith.generation.exact):
         next-token log-probabilities (R, V), the next row (R, V), and the row after the boundary that
         starts a name."""
         start = self._transitions()[self.init_state(1), 0]  # token 0: the boundary

@@ -40,7 +40,7 @@ the scripts a list does not use) is still a distribution. Whatever the tables, t
 depends on the last order-1 tokens only, through the longest of them that some table stores (and
 their classes): the model is a finite Markov chain over its stored contexts, or over the reachable
 pairs (stored context, classes of the last order-1 tokens) with a class table (`markov_chain`), so
-exact constraints (namesmith.generation.generate) apply where the chain is small enough.
+exact constraints (namesmith.generation.exact) apply where the chain is small enough.
 """
 
 from __future__ import annotations
@@ -398,7 +398,7 @@ class SparseNGram(CharModel):
             phase.advance(len(keys))
         return (total / counts.counts.sum()).item()
 
-    # --- the model as a finite Markov chain (exact constraints: namesmith.generation.generate) ---------------
+    # --- the model as a finite Markov chain (exact constraints: namesmith.generation.exact) ---------------
     def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         """The model as a finite Markov chain over its stored contexts, or None when that chain would
         have more than MAX_CHAIN_CELLS states × tokens (namesmith.generation.generate then samples and filters).

@@ -49,7 +49,7 @@ class Limits:
     max_connections: int = 256  # connections open at once (per worker); one more gets a 503 and is closed
     max_client_connections: int = 64  # of those, from one address (behind a reverse proxy every client has the
     #                                   proxy's address: raise it to the proxy's pool and limit clients there)
-    # exact sampling's tables, for the whole server process (namesmith.generation.generate.TableBudget): a request whose
+    # exact sampling's tables, for the whole server process (generation.exact_cache.TableBudget): a request whose
     # constraints are new starts a build, beyond these it samples otherwise (rejection or guided) at once
     table_builders: int = 2  # builds at once
     table_bytes: int = 256 << 20  # estimated peak bytes of one build

@@ -29,7 +29,8 @@ from namesmith.choosing.syllables import count_syllables
 from namesmith.core.casing import fold
 from namesmith.core.errors import ConfigError
 from namesmith.data.offensive import default_filter
-from namesmith.generation.generate import Generation, NoveltySummary
+from namesmith.generation.generate import Generation
+from namesmith.generation.novelty import NoveltySummary
 from namesmith.namemodel import NameModel
 from namesmith.serve.limits import Limits
 from namesmith.serve.schemas import MAX_SEED

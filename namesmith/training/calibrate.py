@@ -40,7 +40,8 @@ from namesmith.core.errors import ConfigError
 from namesmith.core.progress import Phase
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.generation.calibration import FEATURES, Calibration, LabelCalibrations, word_cells
-from namesmith.generation.generate import GenerateConfig, MarkovChain, markov_chain
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.exact import MarkovChain, markov_chain
 from namesmith.generation.sample import plain_sampler
 from namesmith.models.base import CharModel
 from namesmith.models.nll import eval_mode, word_log_probs

@@ -63,7 +63,7 @@ from namesmith.data.words import (
     split_words,
     words_fingerprint,
 )
-from namesmith.generation.generate import length_limit
+from namesmith.generation.config import length_limit
 from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import DENSE_CELLS, ConditionalCounts, ConditionalCountsConfig

@@ -19,7 +19,7 @@ from namesmith.cli import main
 from namesmith.core.errors import ConfigError
 from namesmith.data.catalogue import load_dataset
 from namesmith.data.nicknames import nickname_pairs, nicknames_of
-from namesmith.generation.generate import GenerateConfig
+from namesmith.generation.config import GenerateConfig
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "namesmith" / "catalogue"
 

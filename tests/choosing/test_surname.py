@@ -19,7 +19,7 @@ from namesmith.choosing.surname import (
 )
 from namesmith.cli import main
 from namesmith.core.errors import ConfigError
-from namesmith.generation.generate import GenerateConfig
+from namesmith.generation.config import GenerateConfig
 
 
 @pytest.mark.parametrize("name, first, last", [

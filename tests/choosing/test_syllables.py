@@ -25,7 +25,8 @@ from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.catalogue import load_dataset
 from namesmith.data.words import load_words
-from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.generate import generate
 from namesmith.namemodel import NameModel
 
 
@@ -223,14 +224,15 @@ def test_the_api_takes_syllables_and_gives_each_name_its_count(tmp_path):
 def test_the_search_for_reachable_states_keeps_to_the_deadline(small):
     """With a syllable range the (automaton, chain) states of a large n-gram number about 150,000; finding them
     once took over a minute past a 5 s budget. The search now stops at the deadline (a clock that ticks)."""
-    from namesmith.generation import generate as generation
+    from namesmith.generation import exact as generation
+    from namesmith.generation.config import OutOfTime
 
     config = GenerateConfig(syllables=(1, 3))
     chain = generation.markov_chain(small.model, small.vocab.size, config)
     automaton = generation.build_automaton(small.vocab, config)
     start = (automaton.start, chain.start)
     ticks = iter(range(10**6))
-    with pytest.raises(generation._OutOfTime):
+    with pytest.raises(OutOfTime):
         generation.reachable_states(chain, automaton, start, 10**6, deadline=1.5, clock=lambda: next(ticks))
     assert len(generation.reachable_states(chain, automaton, start, 10**6)) > 10
 
@@ -241,7 +243,8 @@ def test_exact_syllables_on_the_default_order_6_ngram_keep_within_the_table_limi
     states. Built whole, the tables were estimated at about 300 MiB, over the 256 MiB one build may take, so
     `method="exact"` was refused; built a block of rows at a time they fit (about 240 MiB at the peak), and the
     exact draws agree with rejection's (two-sample chi-square, as benchmarks/bench_choosing.py does)."""
-    from namesmith.generation.generate import TABLE_BYTES, exact_table_bytes
+    from namesmith.generation.exact import exact_table_bytes
+    from namesmith.generation.exact_cache import TABLE_BYTES
 
     model = NameModel.train(model="ngram", condition="none", calibrate="none")
     assert exact_table_bytes(148_000, model.vocab.size, 32, 63_000) <= TABLE_BYTES

@@ -133,7 +133,7 @@ def test_sampling_same_seed_same_names():
 
 @pytest.mark.parametrize("seed", [-1, 2**64])
 def test_sampling_seed_out_of_range_is_a_config_error(seed):
-    from namesmith.generation.generate import GenerateConfig
+    from namesmith.generation.config import GenerateConfig
 
     model = NameModel.train(model="bigram-counts", words=WORDS)
     for make in (lambda: GenerateConfig(seed=seed), lambda: model.generate(5, seed=seed)):

@@ -17,7 +17,9 @@ from namesmith.core.errors import CheckpointError, ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import Corpus
 from namesmith.generation.calibration import Calibration
-from namesmith.generation.generate import GenerateConfig, MarkovChain, generate, markov_chain
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.exact import MarkovChain, markov_chain
+from namesmith.generation.generate import generate
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.nll import row_log_probs, word_log_probs
 from namesmith.namemodel import NameModel

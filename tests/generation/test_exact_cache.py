@@ -7,7 +7,10 @@ import threading
 import pytest
 
 from namesmith.core.errors import ConfigError
-from namesmith.generation.generate import ExactCache, GenerateConfig, TableBudget, exact_table_bytes, generate
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.exact import exact_table_bytes
+from namesmith.generation.exact_cache import ExactCache, TableBudget
+from namesmith.generation.generate import generate
 from namesmith.namemodel import NameModel
 
 WORDS = ["anna", "annette", "bella", "colette", "danielle", "emma", "juliette", "lynette", "mia", "nora"] * 3
@@ -45,7 +48,7 @@ def test_concurrent_requests_share_tables_but_not_random_state():
 
 
 def test_tables_too_slow_for_the_budget_fall_back_to_rejection_and_are_built_for_later(monkeypatch):
-    from namesmith.generation import generate as generation
+    from namesmith.generation import exact as generation
 
     build, release = generation._build_exact_sampler, threading.Event()
 
@@ -68,7 +71,7 @@ def test_tables_too_slow_for_the_budget_fall_back_to_rejection_and_are_built_for
 
 
 def test_a_burst_of_cold_requests_builds_the_tables_once(monkeypatch):
-    from namesmith.generation import generate as generation
+    from namesmith.generation import exact as generation
 
     build, calls = generation._build_exact_sampler, []
 
@@ -98,7 +101,7 @@ def test_a_burst_of_cold_requests_builds_the_tables_once(monkeypatch):
 
 def test_a_cached_not_available_is_raised_afresh_each_time():
     # raising the cached exception again chained every raise's traceback onto it: a server's memory grew per request
-    from namesmith.generation import generate as generation
+    from namesmith.generation import exact as generation
 
     model = NameModel.train(model="ngram", words=WORDS, order=3)
     cache = ExactCache()
@@ -134,7 +137,7 @@ class Clock:
 
 
 def test_builds_beyond_the_builders_sample_otherwise_and_start_no_thread(monkeypatch, model):
-    from namesmith.generation import generate as generation
+    from namesmith.generation import exact as generation
 
     build, release, started = generation._build_exact_sampler, threading.Event(), []
 
@@ -164,7 +167,7 @@ def test_builds_beyond_the_builders_sample_otherwise_and_start_no_thread(monkeyp
 
 
 def test_tables_estimated_over_table_bytes_are_never_built(monkeypatch, model):
-    from namesmith.generation import generate as generation
+    from namesmith.generation import exact as generation
 
     def no_tables(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("the tables were allocated")
@@ -190,7 +193,7 @@ def test_the_estimate_bounds_what_a_build_keeps(model):
 
 
 def test_a_build_past_build_seconds_is_abandoned_and_not_retried(monkeypatch, model):
-    from namesmith.generation import generate as generation
+    from namesmith.generation import exact as generation
 
     clock = Clock()
     backward = generation.ExactSampler._backward

@@ -13,7 +13,10 @@ from namesmith.cli import main
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import load_words, split_words
-from namesmith.generation.generate import GenerateConfig, build_automaton, generate, kmp_automaton, novelty_summary
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.constraints import build_automaton, kmp_automaton
+from namesmith.generation.generate import generate
+from namesmith.generation.novelty import novelty_summary
 from namesmith.namemodel import NameModel
 
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]

@@ -20,21 +20,18 @@ import torch
 from namesmith.core.errors import ConfigError, NamesmithError
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.data.words import load_words
-from namesmith.generation.generate import (
-    MAX_NAME_LENGTH,
-    MIN_BATCH,
-    GenerateConfig,
-    build_automaton,
-    generate,
-    iter_generate,
-    markov_chain,
-)
+from namesmith.generation.config import MAX_NAME_LENGTH, GenerateConfig
+from namesmith.generation.constraints import build_automaton
+from namesmith.generation.exact import markov_chain
+from namesmith.generation.generate import MIN_BATCH, generate, iter_generate
 from namesmith.generation.sample import CHUNK, MAX_BATCH_TOKENS, batch_limit
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
 from namesmith.models.nll import word_log_probs
 from namesmith.namemodel import NameModel
 
-generate_module = sys.modules["namesmith.generation.generate"]  # the attribute is the function
+config_module = sys.modules["namesmith.generation.config"]
+constraints_module = sys.modules["namesmith.generation.constraints"]
+exact_module = sys.modules["namesmith.generation.exact"]
 sample_module = sys.modules["namesmith.generation.sample"]
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
 A_NAMES = ["a" * n for n in range(20, 41)]  # names made only of 'a', as in the issue
@@ -65,7 +62,8 @@ def test_pathological_regex_respects_the_time_budget_in_a_fresh_process(tmp_path
     script = textwrap.dedent(f"""
         import time
         from namesmith import NameModel
-        from namesmith.generation.generate import GenerateConfig, generate
+        from namesmith.generation.config import GenerateConfig
+        from namesmith.generation.generate import generate
         from namesmith.core.errors import ConfigError
         result = NameModel.train(model="bigram-counts", words={A_NAMES!r})
         for pattern in ("^(a+)+b$", "^(a|a)+b$"):
@@ -93,7 +91,7 @@ def test_pathological_regex_respects_the_time_budget_in_a_fresh_process(tmp_path
 
 
 def test_a_regex_that_backtracks_too_long_is_refused_naming_the_field(a_model, monkeypatch):
-    monkeypatch.setattr(generate_module, "REGEX_TIMEOUT", 0.1)
+    monkeypatch.setattr(constraints_module, "REGEX_TIMEOUT", 0.1)
     config = GenerateConfig(num=5, seed=0, regex="^(a|a)+b$", max_len=60, max_tries=1000)
     with pytest.raises(ConfigError, match=r"regex '\^\(a\|a\)\+b\$' took more than 0.1 s \(CPU\)") as e:
         generate(a_model.model, a_model.vocab, config, max_word_length=40)
@@ -134,7 +132,7 @@ def test_a_normal_regex_filters_as_before(builtin_bigram):
 ])
 def test_a_regex_too_large_to_compile_is_refused_before_compiling(monkeypatch, pattern, needle):
     compiled = []
-    monkeypatch.setattr(generate_module.regex_engine, "compile", lambda *a, **k: compiled.append(a))
+    monkeypatch.setattr(config_module.regex_engine, "compile", lambda *a, **k: compiled.append(a))
     with pytest.raises(ConfigError, match=re.escape(needle)) as e:
         GenerateConfig(regex=pattern)
     assert e.value.field == "regex" and "\n" not in str(e.value)
@@ -142,10 +140,10 @@ def test_a_regex_too_large_to_compile_is_refused_before_compiling(monkeypatch, p
 
 
 def test_regex_size_bounds_what_the_engine_expands():
-    assert generate_module.regex_size("a{1000}") == 1000
-    assert generate_module.regex_size("(?:ab|cd){500}") > 2 * 500
-    assert generate_module.regex_size(r"\p{L}{3}[{]{4}") == 3 + 4  # braces of escapes and classes are no counts
-    assert generate_module.regex_size("a{x}") == 4  # not a count: literal braces
+    assert config_module.regex_size("a{1000}") == 1000
+    assert config_module.regex_size("(?:ab|cd){500}") > 2 * 500
+    assert config_module.regex_size(r"\p{L}{3}[{]{4}") == 3 + 4  # braces of escapes and classes are no counts
+    assert config_module.regex_size("a{x}") == 4  # not a count: literal braces
     for fine in ("^[^aeiou]{2}", "[a-z]{3,8}$", "(?:an){1,3}", "a{10000}", "(?:a{300}){300}"):
         GenerateConfig(regex=fine)
 
@@ -240,7 +238,7 @@ def test_the_time_budget_binds_inside_a_batch_of_long_names():
 
 
 def test_exact_tables_past_their_limit_fall_back_or_are_refused(builtin_bigram, monkeypatch):
-    monkeypatch.setattr(generate_module, "MAX_EXACT_TABLE", 1000)
+    monkeypatch.setattr(exact_module, "MAX_EXACT_TABLE", 1000)
     args = (builtin_bigram.model, builtin_bigram.vocab)
     out = generate(*args, GenerateConfig(num=20, seed=0, ends_with="na", max_len=100), max_word_length=15)
     assert out.method == "rejection" and all(n.endswith("na") for n in out.names)
@@ -272,7 +270,7 @@ def test_very_long_minimum_lengths_are_possible(builtin_bigram):
     out = generate(model, vocab, config, max_word_length=15)
     assert out.method == "exact" and out.complete and all(5000 <= len(n) <= 6000 for n in out.names)
     # the probability of that length under the model: tiny (e^-several thousand), and computed right
-    sampler = generate_module.exact_sampler(model, vocab, config, 6000, seed=0)
+    sampler = exact_module.exact_sampler(model, vocab, config, 6000, seed=0)
     expected = log_p_length_between(model, 5000, 6000)
     assert expected < -500 and sampler.log_p_valid == pytest.approx(expected, rel=1e-6)
 
@@ -282,7 +280,7 @@ def test_both_ways_of_drawing_are_exact(monkeypatch, tabulated):
     """Whole-name frequencies match P(name | constraints) by enumeration, with the CDFs tabulated
     per step or computed per draw from the log-messages (large chains)."""
     if not tabulated:
-        monkeypatch.setattr(generate_module, "PRECOMPUTE_CDFS", 0)
+        monkeypatch.setattr(exact_module, "PRECOMPUTE_CDFS", 0)
     tiny = NameModel.train(model="bigram-counts", words=TINY)
     config = GenerateConfig(num=20_000, seed=3, max_len=5, ends_with="ab", contains=("c",), min_len=3,
                             method="exact")

@@ -20,7 +20,8 @@ from sampling_support import chi_square_p, two_sample_p
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import Corpus
-from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.generate import generate
 from namesmith.generation.guided import Guide, GuidedSampler, find_twist, fit_twist
 from namesmith.generation.sample import Batch, ModelSampler
 from namesmith.models.ensemble import Ensemble
@@ -169,26 +170,27 @@ def test_through_name_model_and_the_cli(tmp_path, capsys):
 def test_auto_samples_by_rejection_when_the_guide_is_late_and_keeps_the_tables(network, twist, monkeypatch):
     """"auto" spends at most half its budget on a guide's tables; if they are not ready it samples by
     rejection in the rest (before, a late guide ended the search with no names). Built tables are cached."""
-    import namesmith.generation.generate as generate_module
-    from namesmith.generation.generate import ExactCache
+    import namesmith.generation.exact as exact_module
+    from namesmith.generation.config import OutOfTime
+    from namesmith.generation.exact_cache import ExactCache
 
     def late(*args, **kwargs):
-        raise generate_module._OutOfTime
+        raise OutOfTime
 
-    monkeypatch.setattr(generate_module, "_build_exact_sampler", late)
+    monkeypatch.setattr(exact_module, "_build_exact_sampler", late)
     config = GenerateConfig(num=5, seed=0, method="auto", max_len=MAX_LEN, time_budget=5.0, **CONSTRAINTS)
     result = generate(network, VOCAB, config, max_word_length=MAX_LEN, guide=Guide(network, lambda: twist))
     assert result.complete and result.method == "rejection" and len(result.names) == 5
     monkeypatch.undo()
 
     built = []
-    build = generate_module._build_exact_sampler
+    build = exact_module._build_exact_sampler
 
     def counted(model, *args, **kwargs):
         built.append(type(model).__name__)
         return build(model, *args, **kwargs)
 
-    monkeypatch.setattr(generate_module, "_build_exact_sampler", counted)
+    monkeypatch.setattr(exact_module, "_build_exact_sampler", counted)
     guide = Guide(network, lambda: twist, ExactCache())
     first = generate(network, VOCAB, config, max_word_length=MAX_LEN, guide=guide)
     again = generate(network, VOCAB, config, max_word_length=MAX_LEN, guide=guide)

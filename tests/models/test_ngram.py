@@ -13,7 +13,8 @@ from namesmith.core.config import TrainConfig
 from namesmith.core.errors import CheckpointError, ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import Corpus, Split, encode_words, load_words
-from namesmith.generation.generate import GenerateConfig, generate
+from namesmith.generation.config import GenerateConfig
+from namesmith.generation.generate import generate
 from namesmith.models.ngram import NGram, NGramConfig
 
 TEN = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]

@@ -75,7 +75,7 @@ def test_the_server_passes_its_table_limits_to_the_library(tmp_path):
     pytest.importorskip("fastapi")
     from serve_support import train_bigram
 
-    from namesmith.generation.generate import TABLES
+    from namesmith.generation.exact_cache import TABLES
     from namesmith.serve import ModelRegistry, create_app
     from namesmith.serve.limits import Limits
 
@@ -133,7 +133,7 @@ def test_a_plain_generate_is_answered_while_heavy_requests_hold_every_slot(tmp_p
     from serve_support import train_bigram
 
     import namesmith.serve.service as service
-    from namesmith.generation.generate import TABLES
+    from namesmith.generation.exact_cache import TABLES
     from namesmith.serve import ModelRegistry, create_app
     from namesmith.serve.limits import Limits
 

@@ -1,0 +1,286 @@
+"""The one generation config (`GenerateConfig`): what to generate, parsed and bounded when it is built.
+
+Every caller (NameModel, the CLI, the server, benchmarks) says what it wants in a `GenerateConfig`, and
+every value is checked here once: a bad one is a `ConfigError` whose `field` names the parameter, before
+any model is read. Bounds that need no model live here too: names are at most `MAX_NAME_LENGTH`
+characters (longer `max_len`/`min_len` are refused), the length guard (`length_limit`), and lengths
+that make the constraints impossible (`check_lengths`).
+
+The regex runs on the `regex` engine (the syntax and Unicode classes of Python's `re`, which backtracks
+too, but takes a timeout per match; namesmith.generation.constraints). Compiling expands counted
+repetitions (`a{1000}` is 1,000 items), so `regex_size` bounds that first: a count above
+`MAX_NAME_LENGTH`, or more than `MAX_REGEX_SIZE` items in all, is a `ConfigError` (compiling the largest
+allowed takes about 0.07 s). A linear-time engine (RE2) was not used: its `\\w`, `\\d`, `\\b` are
+ASCII-only, which would change what a pattern means for most of the world's names.
+
+This module imports neither torch nor a model, so parsing a request or the CLI's options costs no start-up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import regex as regex_engine
+
+from namesmith.choosing.phonetic import phonetic_keys
+from namesmith.choosing.popularity import parse_popularity
+from namesmith.choosing.surname import ALLITERATION, check_surname
+from namesmith.choosing.syllables import parse_syllables
+from namesmith.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from namesmith.models.base import CharModel
+
+MAX_NAME_LENGTH = 10_000  # max_len and min_len at most: longer requests are refused, not attempted
+GUARD_AT_LEAST = 32  # the default length guard is max(2 × the longest training name, this)
+METHODS = ("auto", "exact", "guided", "rejection")
+REGEX_TIMEOUT = 0.25  # CPU seconds one regex match may take; longer is a ConfigError (namesmith.generation.constraints)
+MAX_REGEX_SIZE = 100_000  # items of a regex, its {m,n} counts expanded (`regex_size`): about 0.07 s, 25 MB to compile
+IGNORE_CASE = "(?i)"  # put before a user's regex for a model of lowercased names (NameModel)
+
+
+class OutOfTime(Exception):
+    """The time budget ended (inside a table build or a regex match)."""
+
+
+class NotAvailable(Exception):
+    """This sampling method is not available for this model and these constraints (the message says why)."""
+
+
+# --- the one generation config ------------------------------------------------------------------
+def is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def check(condition: bool, field: str, message: str) -> None:
+    """Raise a ConfigError naming `field` unless `condition` holds."""
+    if not condition:
+        raise ConfigError(f"{field} {message}", field=field)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """What to generate, for every model and every caller; validated when built (`ConfigError`,
+    its `field` the parameter at fault)."""
+
+    num: int = 20
+    seed: int | None = None  # None: a fresh random seed each run
+    temperature: float = 1.0  # < 1 sharpens towards the likeliest names, > 1 flattens
+    top_k: int | None = None  # keep only the k likeliest next characters
+    top_p: float | None = None  # keep the smallest set of next characters with this much probability
+    starts_with: str = ""  # exact for every model: the chain is conditioned on the prefix
+    ends_with: str = ""
+    contains: tuple[str, ...] = ()  # every one of these substrings (a single string is one substring)
+    excludes: tuple[str, ...] = ()  # none of these substrings
+    regex: str | None = None  # `regex.search` on the whole name (anchor with ^ and $)
+    min_len: int | None = None  # None: 1 (an empty name is never printed)
+    max_len: int | None = None  # None: the length guard (see `length_limit`); at most MAX_NAME_LENGTH
+    # (lo, hi): namesmith.choosing.syllables.count_syllables of every name in this range ("2-3", "2" and 2 are read too)
+    syllables: SyllableRange | None = None
+    sounds_like: str = ""  # names sharing a Double Metaphone key with this one (namesmith.choosing.phonetic; a filter)
+    novel: bool = False  # never a word of the training data (any split)
+    unique: bool = False  # no name twice
+    max_tries: int | None = None  # draws examined at most; None: 100 per requested name + 100,000
+    time_budget: float | None = None  # seconds at most
+    method: str = "auto"  # "exact" (fail if unavailable), "rejection", or "auto"
+    prior_letters: bool = False  # a model adapted to a list: draw its prior's letters too (NameModel.generate)
+    # choosing a name (namesmith.choosing.popularity, namesmith.choosing.surname): filters of the search loop
+    popularity: str | None = None  # "rare", "uncommon", "common", "top:N" or ranks "A-B" of the catalogue
+    not_in_catalogue: bool = False  # never a name of any built-in list (namesmith.choosing.popularity.is_known)
+    surname: str | None = None  # the names are scored against it (NameModel.facts), and `alliteration` filters
+    alliteration: str = "any"  # with a surname: "want" keeps names that start with its sound, "avoid" drops them
+
+    def __post_init__(self) -> None:
+        for name in ("contains", "excludes"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        check(is_int(self.num), "num", f"must be an integer, got {self.num!r}")
+        check(self.num >= 0, "num", f"must not be negative, got {self.num}")
+        if self.seed is not None:
+            check(is_int(self.seed) and 0 <= self.seed < 2**63, "seed",
+                   f"must be an integer between 0 and 2**63 - 1, got {self.seed!r}")
+        check(is_number(self.temperature) and self.temperature > 0, "temperature",
+               f"must be positive, got {self.temperature!r}")
+        if self.top_k is not None:
+            check(is_int(self.top_k) and self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k!r}")
+        if self.top_p is not None:
+            check(is_number(self.top_p) and 0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p!r}")
+        for name in ("starts_with", "ends_with"):
+            check(isinstance(getattr(self, name), str), name, f"must be a string, got {getattr(self, name)!r}")
+        for name in ("contains", "excludes"):
+            patterns = getattr(self, name)
+            check(all(isinstance(p, str) and p for p in patterns), name,
+                   f"needs non-empty strings, got {list(patterns)!r}")
+        for name in ("min_len", "max_len"):
+            value, least = getattr(self, name), 0 if name == "min_len" else 1
+            if value is not None:
+                check(is_int(value) and value >= least, name, f"must be at least {least}, got {value!r}")
+                check(value <= MAX_NAME_LENGTH, name,
+                       f"must be at most {MAX_NAME_LENGTH:,} (MAX_NAME_LENGTH), got {value:,}")
+        if self.syllables is not None:
+            object.__setattr__(self, "syllables", parse_syllables(self.syllables))
+        check(isinstance(self.sounds_like, str), "sounds_like", f"must be a string, got {self.sounds_like!r}")
+        if self.sounds_like and not phonetic_keys(self.sounds_like):
+            raise ConfigError(f"sounds_like {self.sounds_like!r}: no letters to sound out", field="sounds_like")
+        for name in ("novel", "unique", "prior_letters", "not_in_catalogue"):
+            check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
+        if self.max_tries is not None:
+            check(is_int(self.max_tries) and self.max_tries >= 1, "max_tries",
+                   f"must be at least 1, got {self.max_tries!r}")
+        if self.time_budget is not None:
+            check(is_number(self.time_budget) and self.time_budget > 0, "time_budget",
+                   f"must be positive, got {self.time_budget!r}")
+        check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.regex is not None:
+            check(isinstance(self.regex, str), "regex", f"must be a string, got {self.regex!r}")
+            compile_regex(self.regex)
+        check_lengths(self, self.max_len, "max_len")
+        if self.popularity is not None:
+            parse_popularity(self.popularity)
+        if self.surname is not None:
+            object.__setattr__(self, "surname", check_surname(self.surname))
+        check(self.alliteration in ALLITERATION, "alliteration",
+               f"must be one of {', '.join(ALLITERATION)}, got {self.alliteration!r}")
+        check(self.alliteration == "any" or self.surname is not None, "alliteration",
+               f"{self.alliteration!r} needs a surname to alliterate with")
+
+    @property
+    def structural(self) -> bool:
+        """Whether there are constraints the plain sampler cannot satisfy by itself."""
+        return bool(self.ends_with or self.contains or self.excludes or self.min_len or self.syllables)
+
+    @property
+    def decoding(self) -> dict[str, Any]:
+        """How logits become the sampling distribution: temperature, top_k, top_p."""
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+
+
+SyllableRange = tuple[int, int]  # a GenerateConfig's `syllables`: (lowest, highest), both included
+
+def compile_regex(pattern: str) -> Any:
+    """The compiled pattern, once `regex_size` has bounded what compiling it costs (`ConfigError` naming "regex")."""
+    size = regex_size(pattern)
+    if size > MAX_REGEX_SIZE:
+        raise ConfigError(f"regex {shown_pattern(pattern)}: expands to about {size:,} items, more than "
+                          f"{MAX_REGEX_SIZE:,} (MAX_REGEX_SIZE); use fewer or smaller {{m,n}} "
+                          "counts, or * and +", field="regex")
+    try:
+        return regex_engine.compile(pattern)
+    except regex_engine.error as e:
+        error = e
+        try:  # the user's own pattern, so the message quotes what they wrote, at its positions
+            regex_engine.compile(pattern.removeprefix(IGNORE_CASE))
+        except regex_engine.error as own:
+            error = own
+        raise ConfigError(f"regex {shown_pattern(pattern)}: {error}", field="regex") from None
+
+
+def shown_pattern(pattern: str) -> str:
+    """The pattern as a message quotes it: as the user wrote it (without the IGNORE_CASE that NameModel puts
+    before it), in full if short, else its start (a message stays one short line)."""
+    pattern = pattern.removeprefix(IGNORE_CASE)
+    return repr(pattern) if len(pattern) <= 80 else f"{pattern[:60]!r}... ({len(pattern):,} characters)"
+
+
+_COUNTED = regex_engine.compile(r"\{([\d\s]*)(?:(,)([\d\s]*))?\}")  # {m}, {m,}, {,n}, {m,n} (verbose: {3 00})
+_NAMED_ESCAPE = regex_engine.compile(r"\\[pPNx]\{[^}]*\}|\\.", regex_engine.DOTALL)  # \p{L}, \N{...}, \x{41}, \d
+
+
+def regex_size(pattern: str) -> int:
+    """An upper bound on the items of `pattern` once its counted repetitions are expanded, as the `regex`
+    engine's compiler expands them: `a{1000}` is 1,000 items, `(?:a{300}){300}` 90,000. Compiling costs
+    time and memory in proportion (about 0.7 s and 250 MB per million items), so a short pattern can ask
+    for hours and gigabytes: `(?:a{30000}){30000}` is 19 characters. A count above MAX_NAME_LENGTH can
+    never match a name and is refused as such (`ConfigError`).
+
+    Every character counts as an item (more than the engine's, for classes and group syntax); `*`, `+`
+    and `?` loop without expanding. Whitespace and `#` comments count, but never take the place of
+    the item a count repeats, as in verbose mode (an over-estimate otherwise, never an under-estimate).
+    """
+    totals = [0]  # the items of each open group so far, the outermost first
+    last = 0  # the items of the last atom or group: what a count after it repeats
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            escape = _NAMED_ESCAPE.match(pattern, i)
+            i = escape.end() if escape else n
+            last = 1
+        elif ch == "[":  # a class is one item: skip to its closing bracket (one right after [ or [^ is literal)
+            j = i + 1 + (pattern[i + 1:i + 2] == "^")
+            j += pattern[j:j + 1] == "]"
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i, last = j + 1, 1
+        elif ch == "(":
+            totals.append(0)
+            i, last = i + 1, 0
+            continue
+        elif ch == ")" and len(totals) > 1:
+            last = totals.pop() + 1
+            totals[-1] += last
+            i += 1
+            continue
+        elif ch == "{" and (counted := _COUNTED.match(pattern, i)) and counted.group().strip("{} \t\n\r\f\v"):
+            low, comma, high = ("".join(part.split()) if part else part for part in counted.groups())
+            count = max(int(low or 0), int(high or 0)) if comma and high else int(low or 0)
+            if count > MAX_NAME_LENGTH:
+                raise ConfigError(f"regex {shown_pattern(pattern)}: the count {counted.group()} is more than "
+                                  f"{MAX_NAME_LENGTH:,} (the longest name, MAX_NAME_LENGTH), so it "
+                                  "can never match a name", field="regex")
+            totals[-1] += last * (max(count, 1) - 1)
+            last *= max(count, 1)
+            i = counted.end()
+            continue
+        elif ch.isspace() or ch == "#":
+            totals[-1] += 1
+            i += 1
+            continue  # verbose mode ignores it: a count after it repeats the item before
+        else:
+            i, last = i + 1, 1
+        totals[-1] += 1
+    return sum(totals)
+
+
+def check_lengths(config: GenerateConfig, hi: int | None, limit: str) -> None:
+    """Impossible combinations that need no model, for a longest name `hi` (None: no limit yet);
+    `limit` names where `hi` comes from in messages ("max_len")."""
+    lo = config.min_len or 0
+    if hi is not None and lo > hi:
+        raise ConfigError(f"min_len {lo} is greater than {limit} ({hi})", field="min_len")
+    for name, text in (("starts_with", config.starts_with), ("ends_with", config.ends_with),
+                       *(("contains", c) for c in config.contains)):
+        if hi is not None and len(text) > hi:
+            raise ConfigError(f"{name} {text!r} is {len(text)} characters, more than {limit} ({hi})", field=name)
+        for bad in config.excludes:
+            if bad in text:
+                raise ConfigError(f"{name} {text!r} contains {bad!r}, which excludes forbids", field=name)
+    p, s = config.starts_with, config.ends_with
+    if p and s and hi is not None:
+        # a name of length n starts with p and ends with s iff they agree where they overlap
+        lengths = range(max(len(p), len(s), lo), hi + 1)
+        if not any(n >= len(p) + len(s) or p[n - len(s):] == s[: len(p) + len(s) - n] for n in lengths):
+            raise ConfigError(f"no name of at most {hi} characters starts with {p!r} and ends with {s!r}",
+                              field="ends_with")
+
+
+def length_limit(model: CharModel, max_len: int | None, max_word_length: int) -> int:
+    """The longest name a generation allows: the one length guard of every path.
+
+    `max_len` if given, else max(2 × the longest training name, 32) (at most MAX_NAME_LENGTH),
+    and never more than the model can read (its `max_length` - 1: the boundary takes a position).
+    """
+    if max_len is None:
+        max_len = min(max(2 * max_word_length, GUARD_AT_LEAST), MAX_NAME_LENGTH)
+    if model.max_length is not None:
+        max_len = min(max_len, model.max_length - 1)
+    return max_len
+
