@@ -8,11 +8,14 @@ or /proc's VmHWM for the server). Any process above --cap-mb (default 4,000 MB) 
 figure marked so, and any above --timeout seconds too: a benchmark must not take the machine down.
 
 - `train --data SET` for each built-in data set: seconds and peak MB (target: <= 60 s, <= 2,048 MB);
-- `train` on a 50 MB word list (7M lines made from /work/shared/data/names.txt, or --big-list), on 50 MB
-  of random words (the most distinct n-grams a list can have) and, with --gigabyte-list, on a 1 GB list:
-  seconds and peak MB (target: <= 2,048 MB); then, under NAMESMITH_MEMORY_LIMIT=2G, what must be refused
-  in one line naming the option before it takes the memory (issue 31.9): `--model lstm` on a 500 MB list,
-  `--max-line-length 200000000` with a 100 MB line (n-gram and LSTM), the n-gram on 500 MB of random words;
+- `train` with no flag on 8 MB of random words (under the old 20 MB cut: target <= 60 s), on a 50 MB word
+  list (7M lines made from /work/shared/data/names.txt, or --big-list), on 50 MB of random words (the most
+  distinct n-grams a list can have) and, with --gigabyte-list, on a 1 GB list: seconds, peak MB (target:
+  <= 2,048 MB), whether it streamed, the longest wait for a progress line (target <= 10 s), and on the 50 MB
+  of random words, SIGINT at the first progress line of each phase: seconds to exit (target <= 2 s); then,
+  under NAMESMITH_MEMORY_LIMIT=2G, what must be refused in one line naming the option before it takes the
+  memory (issue 31.9): `--model lstm` on a 500 MB list, `--max-line-length 200000000` with a 100 MB line
+  (n-gram and LSTM), the n-gram on 500 MB of random words;
 - `namesmith serve`: seconds until it answers, until every listed model is ready, the first request
   to each model (target <= 1 s), the server's memory with all loaded (target <= 2,048 MB) and how
   long SIGTERM takes; once from an empty cache (each model built by the server), once from the
@@ -84,15 +87,44 @@ def run(command: list[str], env: dict[str, str], timeout: float, cap_mb: float) 
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    stderr = process.stderr.read()
+    lines, said = [], [start]  # what it wrote on stderr, and when (progress lines: how long it went silent)
+    for line in process.stderr:
+        lines.append(line)
+        said.append(time.perf_counter())
+    stderr = "".join(lines)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     watcher.join()
+    said.append(start + seconds)
     return {"seconds": round(seconds, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
             "peak_mb": round(usage.ru_maxrss / 1024, 1), "rc": process.returncode,
             "killed": killed[0] if killed else None, "traceback": "Traceback" in stderr,
-            "error": stderr.strip().splitlines()[-1] if process.returncode and stderr.strip() else None}
+            "error": stderr.strip().splitlines()[-1] if process.returncode and stderr.strip() else None,
+            "longest_silence_s": round(max(b - a for a, b in zip(said, said[1:])), 1), "stderr_lines": len(lines),
+            "streamed": "streaming it" in stderr}
+
+
+def interrupted(command: list[str], env: dict[str, str], phase: str, timeout: float) -> dict:
+    """Run `command` until it logs a progress line of `phase`, send it SIGINT: seconds until it has exited, its
+    exit code, and whether it left its model directory (the `--out` of `command`, emptied first) without a model."""
+    out = Path(command[command.index("--out") + 1])
+    shutil.rmtree(out, ignore_errors=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               cwd=ROOT)
+    start, sent, tail = time.perf_counter(), None, []
+    for line in process.stderr:
+        tail = (tail + [line])[-3:]
+        if sent is None and f"INFO: {phase}" in line:
+            process.send_signal(signal.SIGINT)
+            sent = time.perf_counter()
+        if time.perf_counter() - start > timeout:
+            process.kill()
+            break
+    process.wait()
+    return {"phase": phase, "stop_s": None if sent is None else round(time.perf_counter() - sent, 2),
+            "rc": process.returncode, "no_model_left": not (out / "namesmith.json").exists(),
+            "last_line": tail[-1].strip() if tail else ""}
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -299,22 +331,36 @@ def big_list_rows(work: Path, env: dict[str, str], args: argparse.Namespace, res
     1 GB list with --gigabyte-list; then, with NAMESMITH_MEMORY_LIMIT=2G (the target), what must be refused
     in one line before it takes the machine: a network on a 500 MB list, a 100 MB line let in by
     --max-line-length (the n-gram and an LSTM), and the default n-gram on 500 MB of random words."""
-    lists = [("name-like", args.big_list or big_list(work / "big.txt")),
+    lists = [("random", random_list(work / "random8.txt", 8)),  # under the old 20 MB cut: minutes in memory
+             ("name-like", args.big_list or big_list(work / "big.txt")),
              ("random", random_list(work / "random50.txt", 50))]
     if args.gigabyte_list:
         lists.append(("name-like", big_list(work / "big1000.txt", 1000)))
     for kind, path in lists:
         mb = path.stat().st_size / 1e6
         figure = f"train on a {mb:,.0f} MB list of {kind} words"
-        command = namesmith("train", "--data", str(path), "--out", str(work / "train" / "big"), "--overwrite", "-q",
+        command = namesmith("train", "--data", str(path), "--out", str(work / "train" / "big"), "--overwrite",
                             "--samples", "0")
-        result = repeated(command, env, 1, args.timeout, args.cap_mb)  # one run: minutes each
+        result = run(command, env, args.timeout, args.cap_mb)  # one run: minutes each
         results[figure] = result
-        rows.append(seconds_row(figure, result, float("inf")))
-        rows[-1]["target"] = "(progress shown)"
+        how = "streamed" if result["streamed"] else "held in memory"
+        rows.append(seconds_row(figure, result, 60 if mb < 20 else float("inf")))
+        rows[-1]["note"] = f"{how}; {rows[-1]['note']}"
+        if mb >= 20:
+            rows[-1]["target"] = "(progress shown)"
         rows.append(row(f"{figure}: peak memory", result["peak_mb"], "<= 2048 MB", result["peak_mb"] <= 2048,
                         result.get("killed") or ""))
-        print(rows[-2], rows[-1], flush=True)
+        rows.append(row(f"{figure}: longest wait for a line (s)", result["longest_silence_s"], "<= 10 s",
+                        result["longest_silence_s"] <= 10, f"{result['stderr_lines']} lines"))
+        print(*rows[-3:], flush=True)
+        if kind == "random" and mb > 20:  # Ctrl-C in the phases of a long list (each a fresh run to that phase)
+            for phase in ("counting", "tuning the discounts", "building the n-gram's tables", "scoring"):
+                stop = interrupted(command, env, phase, args.timeout)
+                results[f"{figure}: Ctrl-C in {phase}"] = stop
+                ok = stop["stop_s"] is not None and stop["stop_s"] <= 2 and stop["rc"] == 130 and stop["no_model_left"]
+                rows.append(row(f"{figure}: Ctrl-C in {phase}: seconds to exit", stop["stop_s"], "<= 2 s, exit 130",
+                                ok, f"exit {stop['rc']}; {stop['last_line']}"[:160]))
+                print(rows[-1], flush=True)
         if path != args.big_list:
             path.unlink()  # made here: the next list needs the disk
     limited = {**env, "NAMESMITH_MEMORY_LIMIT": "2G"}
