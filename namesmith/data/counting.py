@@ -571,11 +571,12 @@ class _Counter:
         self.checked_at = 1 << 16  # distinct n-grams when memory was last checked (fewer: not checked)
 
     def add(self, path: str, start: int, end: int, config: DataConfig, first_word: int, first_train: int,
-            every: int, block_size: int) -> None:
+            every: int, block_size: int, phase: Phase | None = None) -> None:
         """Count the piece start..end of the file. Word first_word of the file comes first, and training
-        word first_train; training words 0, every, 2 × every, ... are held out to tune the discounts."""
+        word first_train; training words 0, every, 2 × every, ... are held out to tune the discounts.
+        `phase`: the progress of every piece this process counts (else the piece's own)."""
         layout, word, train = self.layout, first_word, first_train
-        phase = Phase(f"counting {path}", (end - start) / 1e6, "MB")
+        phase = phase or Phase(f"counting {path}", (end - start) / 1e6, "MB")
         for offset, raw in read_shard(path, start, end, block_size):
             phase.advance(len(raw) / 1e6)
             with _quiet():  # the first pass warned about the lines it skipped
@@ -623,8 +624,12 @@ def _count_pieces(claims: Any, layout: _Layout, tasks: list[tuple]
                   ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
     """Count the pieces (`_Counter.add` arguments) this process claims, until none is left."""
     counter = _Counter(layout)
+    first = min((task[1] for task in tasks), default=0)
+    phase = Phase(f"counting {tasks[0][0]}", sum(task[2] - task[1] for task in tasks) / 1e6, "MB") if tasks else None
     for i in _claimed(claims, len(tasks)):
-        counter.add(*tasks[i])
+        if phase is not None:  # pieces are claimed in file order: where this one starts, every process has reached
+            phase.advance(max((tasks[i][1] - first) / 1e6 - phase.done, 0))
+        counter.add(*tasks[i], phase=phase)
     return counter.result()
 
 
@@ -707,9 +712,15 @@ def _claimed(claims: Any, n: int) -> Iterator[int]:
         yield i
 
 
-def _claim(claims: Any, function: Callable[..., Any], tasks: list[tuple]) -> dict[int, Any]:
-    """Run the tasks this process claims: {task index: result}."""
-    return {i: function(*tasks[i]) for i in _claimed(claims, len(tasks))}
+def _claim(claims: Any, function: Callable[..., Any], tasks: list[tuple], what: str = "") -> dict[int, Any]:
+    """Run the tasks this process claims: {task index: result}; with `what`, say how far they all are (tasks
+    are claimed in order: the index of this process's latest is how many every process has taken)."""
+    phase, results = Phase(what, len(tasks), "pieces") if what else None, {}
+    for i in _claimed(claims, len(tasks)):
+        if phase is not None:
+            phase.advance(max(i - phase.done, 0))
+        results[i] = function(*tasks[i])
+    return results
 
 
 def _each_process_in_worker(function: Callable[..., Any], *args: Any) -> Any:
@@ -811,8 +822,9 @@ def _arrays_in(tree: Any, arrays: list[np.ndarray]) -> Any:
     return tree
 
 
-def _run(pool: _Pool | None, function: Callable[..., Any], tasks: list[tuple]) -> list[Any]:
-    """`function(*args)` of each task, in order: in this process, or shared by it and the pool's workers.
+def _run(pool: _Pool | None, function: Callable[..., Any], tasks: list[tuple], what: str = "") -> list[Any]:
+    """`function(*args)` of each task, in order: in this process, or shared by it and the pool's workers
+    (saying how far they are under the name `what`, if given).
 
     Every process claims the next task as it becomes free, this one included, so no process waits
     while there is work: a worker starts late (a forked one by a fraction of a second, a spawned one by
@@ -821,7 +833,7 @@ def _run(pool: _Pool | None, function: Callable[..., Any], tasks: list[tuple]) -
     if pool is None or len(tasks) <= 1:
         return [function(*args) for args in tasks]
     results: dict[int, Any] = {}
-    for claimed in _each_process(pool, _claim, function, tasks):
+    for claimed in _each_process(pool, _claim, function, tasks, what):
         results.update(claimed)
     return [results[i] for i in range(len(tasks))]
 
@@ -889,9 +901,9 @@ def _gather(compute: Callable[[], Any], group: Any) -> list[Any]:
 
 
 def _every_shard(pool: _Pool | None, group: Any, mine: list[int], function: Callable[..., Any],
-                 tasks: list[tuple]) -> list[Any]:
+                 tasks: list[tuple], what: str = "") -> list[Any]:
     """Results of `function` on every shard, in shard order: this rank runs `mine`, the ranks swap results."""
-    gathered = _gather(lambda: list(zip(mine, _run(pool, function, tasks))), group)
+    gathered = _gather(lambda: list(zip(mine, _run(pool, function, tasks, what))), group)
     return [result for _, result in sorted((pair for rank in gathered for pair in rank), key=lambda pair: pair[0])]
 
 
@@ -963,7 +975,8 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
     my_pieces = [s * pieces + j for s in mine for j in range(pieces)]
     with _worker_pool(workers) as pool:
         scans = _every_shard(pool, group, my_pieces, _scan_shard,
-                             [(path, *piece_ranges[p], config, block_size) for p in my_pieces])
+                             [(path, *piece_ranges[p], config, block_size) for p in my_pieces],
+                             f"reading {path} for its words and characters" if len(my_pieces) > 1 else "")
         n_words = [scan.n_words for scan in scans]
         if not sum(n_words):
             raise DataError(f"{path}: has no usable names (every line was blank or skipped)" if size

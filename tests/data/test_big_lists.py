@@ -217,3 +217,18 @@ def test_a_count_model_is_calibrated_and_evaluated_on_one_torch_thread(tmp_path,
     finally:
         torch.set_num_threads(threads)
     assert seen == {"calibrate": 1, "evaluate_corpus": 1}
+
+
+def test_counting_in_worker_processes_says_how_far_all_of_them_are(tmp_path, monkeypatch, caplog):
+    """With --workers, each process takes small pieces of the file in turn (a phase of its own each, too short to
+    log): the calling process says how far the pieces taken by every process are."""
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(random_words(3000, seed=6)) + "\n")
+    monkeypatch.setattr(Phase.__init__, "__defaults__", (0.0, time.monotonic))  # every advance logs
+    with caplog.at_level(logging.INFO, logger="namesmith"):
+        assert main(["train", "--data", str(words), "--stream", "--workers", "2", "--prior", "none", "--samples", "0",
+                     "--out", str(tmp_path / "model")]) == 0
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(re.match(r"reading .* for its words and characters: \d+/64 pieces", line) for line in lines)
+    size = words.stat().st_size / 1e6
+    assert any(re.match(rf"counting .*: [\d.,]+/{size:,.0f} MB", line) for line in lines)
