@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from namesmith.adaptation.adapt import MORE_LIKE_PULL, OwnLetters, open_word_log_probs
+from namesmith.adaptation.pipeline import adapt_words, train
 from namesmith.choosing.facts import NameFacts, name_facts
 from namesmith.choosing.phonetic import catalogue_index
 from namesmith.choosing.popularity import popularity_index
@@ -60,12 +61,10 @@ from namesmith.training.checkpoint import (
     save_checkpoint,
 )
 from namesmith.training.train import (
-    adapt_words,
     calibrate_model,
     corpus_for_checkpoint,
     data_difference,
     evaluate_corpus,
-    train,
 )
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}

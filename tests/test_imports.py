@@ -57,16 +57,10 @@ def layer_of(module: str) -> str:
     return module.split(".")[1]
 
 
-# Upward imports not yet moved to their layer (docs/architecture.md, "Where the picture is not yet true"): the
-# training pipeline still chooses a prior and adapts a short list onto it (issue 28).
-NOT_YET = {("namesmith.training.train", "namesmith.adaptation.adapt")}
-
-
 def upward_imports(found: list[tuple[str, int, str]]) -> list[str]:
     """'module:line imports target (layer is above layer)' for each import of a layer above the importer's."""
     return [f"{name}:{line} imports {target} ({layer_of(target)} is above {layer_of(name)})"
-            for name, line, target in found if LAYERS.index(layer_of(target)) > LAYERS.index(layer_of(name))
-            and (name, target) not in NOT_YET]
+            for name, line, target in found if LAYERS.index(layer_of(target)) > LAYERS.index(layer_of(name))]
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -18,17 +18,10 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from namesmith.adaptation.adapt import (
-    UNKNOWN_CHAR_LOG_PROB,
-    adapt,
-    adapted_vocab,
-    choose_background,
-    describe_background,
-)
 from namesmith.core.casing import folds
 from namesmith.core.config import TrainConfig
 from namesmith.core.device import resolve_device
@@ -48,7 +41,6 @@ from namesmith.core.memory import (
 )
 from namesmith.core.progress import Phase
 from namesmith.core.version import __version__
-from namesmith.core.vocab import Vocab
 from namesmith.data.counting import count_file, count_ngrams_file, count_pairs_file, scan_file
 from namesmith.data.labelled import LabelledCorpus, labelled_corpus
 from namesmith.data.ngram_keys import NGramCounts, check_order, default_order, held_out_every
@@ -423,7 +415,7 @@ def check_training_memory(model_type: str, model_config: dict[str, Any] | None, 
     check_fits(estimate, f"training {model_type} on names of up to {longest:,} characters", advice, option)
 
 
-def _base_meta(data_record: dict[str, Any], train_config: TrainConfig, resolved: TrainConfig, model: CharModel,
+def base_meta(data_record: dict[str, Any], train_config: TrainConfig, resolved: TrainConfig, model: CharModel,
                request: dict[str, Any]) -> dict[str, Any]:
     return {
         "namesmith_version": __version__,
@@ -544,7 +536,7 @@ def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
               "dedupe": False, "split_seed": data.split_seed, "split": data.split, "streamed": True,
               "split_method": "hash of word index" if data.split else "none",
               "n_words": counts.n_words, "max_word_length": counts.max_word_length}
-    meta = _base_meta(record, train_config, config, model, request or {})
+    meta = base_meta(record, train_config, config, model, request or {})
     meta.update(model_record(model, counts.vocab), metrics=metrics, history=history.to_dict(),
                 complete=history.stop_reason != "interrupted")  # not resumable: train again to finish
     vocab = counts.vocab
@@ -593,6 +585,15 @@ def _one_writer(train_fn: Any) -> Any:
     return holding_out
 
 
+class Adapter(Protocol):
+    """What trains a read list onto a prior instead of training it as usual (namesmith.adaptation.pipeline), or
+    returns None to leave it to the pipeline; the training pipeline knows no prior itself."""
+
+    def __call__(self, corpus: Corpus, record: dict[str, Any], train_config: TrainConfig,
+                 model_config: dict[str, Any] | None, *, out: str | Path | None, callback: TrainCallback | None,
+                 request: dict[str, Any], plain: bool, device: torch.device) -> tuple[Checkpoint, Corpus] | None: ...
+
+
 @_counted_by_rank_zero
 @_one_writer
 def train(
@@ -608,8 +609,9 @@ def train(
     callback: TrainCallback | None = None,
     stream: bool | None = None,
     workers: int = 1,
-    prior: str | Path | None = "auto",
+    prior: str | Path | None = "none",
     teacher: str | Path | Checkpoint | None = None,
+    adapter: Adapter | None = None,
 ) -> tuple[Checkpoint, Corpus | None]:
     """Train `model_type` on `words` (or the word list `data` names) and save it to `out`.
 
@@ -618,8 +620,9 @@ def train(
     `out` (same data, same model). `stream`: count the file in blocks instead of loading it (models
     that learn from counts: bigram models and the n-gram); None streams a list whose training held in memory
     is estimated to pass its bounds (`should_stream`); `workers` processes count a streamed file in shards.
-    An `out` holding a different trained model is refused unless `overwrite`. `prior`: "auto" adapts a prior to a
-    short list, "none" never does, a model directory is the prior (namesmith.adaptation.adapt). `teacher`: a
+    An `out` holding a different trained model is refused unless `overwrite`. `prior` is the prior asked
+    for (recorded with the request); `adapter`, given by the layer that adapts (namesmith.adaptation.pipeline.train),
+    trains the list onto it instead where its rule says so (it returns None otherwise). `teacher`: a
     trained model (directory) of the same word list whose next-character distributions a neural
     model learns from as well as from the words (namesmith.training.distill); resuming such a run loads the
     teacher from where it was, unless given again.
@@ -629,6 +632,9 @@ def train(
     device = resolve_device(train_config.device)  # before reading data: fail fast on a bad device
     if not (isinstance(workers, int) and workers >= 1):
         raise ConfigError(f"workers must be an integer of at least 1, got {workers!r}", field="workers")
+    if adapter is None and prior is not None and str(prior) != "none":
+        raise ConfigError(f"prior: training onto a prior ({prior}) is namesmith.adaptation.pipeline.train's (as "
+                          "NameModel.train calls it); this pipeline trains a list alone", field="prior")
     if teacher is not None and not model_class(model_type).neural:
         raise ConfigError(f"teacher: distillation trains a neural model; {model_type} is not one", field="teacher")
     if teacher is not None and str(prior) not in ("auto", "none"):  # "auto" adapts no neural model
@@ -662,12 +668,11 @@ def train(
         corpus = Corpus.from_words(words, seed=data.split_seed, split=data.split)
     torch.manual_seed(train_config.seed)
     plain = not isinstance(corpus, LabelledCorpus) or (not corpus.conditioned and corpus.row_weights("train") is None)
-    background = None if resume else choose_background(prior, model_type, len(corpus.split.train), device=device,
-                                                       plain=plain)
-    if background is not None:
-        record = data_record(data, corpus, casing, words if given else None)
-        return train_adapted(background, corpus, record, train_config, model_config, out=out, callback=callback,
-                             request=request or {}, prior=prior)
+    if adapter is not None and not resume:  # a short list adapted onto a prior (namesmith.adaptation.pipeline)
+        adapted = adapter(corpus, data_record(data, corpus, casing, words if given else None), train_config,
+                          model_config, out=out, callback=callback, request=request or {}, plain=plain, device=device)
+        if adapted is not None:
+            return adapted
     resume_state, taught_by = None, None
     if resume:
         model, train_config, resume_state, taught_by = _resumable(out, model_type, data, corpus, casing, train_config,
@@ -705,7 +710,7 @@ def train(
         check_writable(out)  # now, not after training
     model.to(device).train()
     record = data_record(data, corpus, casing, words if given else None)
-    meta = _base_meta(record, train_config, config, model, request or {})
+    meta = base_meta(record, train_config, config, model, request or {})
     teacher_model = None
     if taught is not None:
         check_teacher(*taught, corpus, record, taught_by)
@@ -744,60 +749,6 @@ def train(
     if world is not None:  # every rank returns once the model is saved
         world.barrier("waiting for rank 0 to save the model")
     return Checkpoint(model, corpus.vocab, meta), corpus
-
-
-def train_adapted(background: Checkpoint, corpus: Corpus, record: dict[str, Any], train_config: TrainConfig,
-                  model_config: dict[str, Any] | None, *, out: str | Path | None = None,
-                  callback: TrainCallback | None = None, request: dict[str, Any] | None = None,
-                  prior: str | Path | None = None, where: dict[str, Any] | None = None,
-                  pull: float | None = None) -> tuple[Checkpoint, Corpus]:
-    """A model of the corpus' training words adapted from `background` (namesmith.adaptation.adapt), evaluated
-    on its split and saved like any other; `record` is its data record. Not resumable: the n-gram
-    is closed-form and fine-tuning on a short list takes seconds. `where`: a conditional background's
-    labels; `pull`: "more like these" (`adapt.more_like`), over the background's whole vocabulary
-    (so its tables need no remapping). The list's own characters are recorded (`alphabet`): the model
-    draws only those unless asked for the prior's letters (NameModel.generate)."""
-    words = [w for part in corpus.split.parts().values() for w in part]
-    alphabet = "".join(sorted(set("".join(words))))
-    vocab = (adapted_vocab(words, background.vocab) if pull is None
-             else Vocab.from_chars(set(background.vocab.chars) | set(alphabet)))
-    corpus = Corpus(corpus.split, vocab)
-    if out is not None:
-        check_writable(out)
-
-    def progress(step: int, loss: float) -> None:
-        if callback:
-            callback(step, step, {"loss": loss})
-
-    start = time.perf_counter()
-    with counting_threads(background.model):
-        model, adaptation = adapt(corpus.split.train, corpus.vocab, background, model_config or {},
-                                  seed=train_config.seed, callback=progress, where=where, pull=pull)
-    adaptation.update(prior=describe_background(background, prior), alphabet=alphabet)
-    if where:
-        adaptation["where"] = {k: list(v) for k, v in background.model.condition.check_where(where).items()}
-    history = TrainHistory(steps=adaptation.get("steps", 1), seconds=time.perf_counter() - start)
-    meta = _base_meta(record, train_config, train_config, model, request or {})
-    with counting_threads(model):
-        metrics = evaluate_splits(model, corpus)
-    meta.update(model_record(model, corpus.vocab), metrics=metrics, history=history.to_dict(),
-                complete=True, adaptation=adaptation, open_vocabulary={"unknown_char_log_prob": UNKNOWN_CHAR_LOG_PROB})
-    if out is not None:
-        save_checkpoint(out, model, corpus.vocab, meta)
-    return Checkpoint(model, corpus.vocab, meta), corpus
-
-
-def adapt_words(background: Checkpoint, words: list[str], casing: str, model_config: dict[str, Any] | None = None,
-                *, seed: int = 1337, out: str | Path | None = None, where: dict[str, Any] | None = None,
-                pull: float | None = None) -> tuple[Checkpoint, Corpus]:
-    """A model of `words` (as the background reads them: `casing`) adapted from a trained model, all
-    of them for training (namesmith.namemodel.NameModel.adapt, and "more like these" with `pull`:
-    NameModel.more_like)."""
-    words = check_words(words)
-    corpus = Corpus.from_words(words, split=False)
-    record = data_record(DataConfig(split=False), corpus, casing, words)
-    return train_adapted(background, corpus, record, TrainConfig(seed=seed), model_config, out=out, where=where,
-                         pull=pull)
 
 
 def _resumable(out: str | Path | None, model_type: str, data: DataConfig, corpus: Corpus, casing: str,
