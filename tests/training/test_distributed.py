@@ -28,7 +28,10 @@ from namesmith.training.checkpoint import load_checkpoint
 from namesmith.training.train import train
 
 WORDS = load_words("builtin")[:2000]
-BASE = {"max_steps": 30, "eval_every": 10, "batch_size": 16, "seed": 3, "ngram_mix": 0, "device": "cpu"}
+# calibration (seconds a run, not what ranks must agree on: it runs after training, on rank 0's weights) is off
+BASE = {"max_steps": 30, "eval_every": 10, "batch_size": 16, "seed": 3, "ngram_mix": 0, "device": "cpu",
+        "calibrate": "none"}
+UNCALIBRATED = TrainConfig(device="cpu", calibrate="none")
 LSTM = {"n_embd": 8, "n_hidden": 16}
 RUNS = {  # name: (model type, training options, model options)
     "lstm": ("lstm", {}, LSTM),  # by-length batches and a weight average: the LSTM's defaults
@@ -93,7 +96,7 @@ def _rank_main(rank: int, size: int, port: int, tmp: str) -> None:
     checkpoint, _ = train("lstm", DataConfig(), config(), LSTM, words=WORDS, out=tmp_path / "taught",
                           teacher=tmp_path / "teacher")
     _record(tmp_path, rank, "taught", checkpoint)
-    checkpoint, _ = train("ngram", DataConfig(), TrainConfig(device="cpu"), {"order": 3}, words=WORDS,
+    checkpoint, _ = train("ngram", DataConfig(), UNCALIBRATED, {"order": 3}, words=WORDS,
                           out=tmp_path / "ngram")  # rank 0 counts, rank 1 waits and loads
     _record(tmp_path, rank, "ngram", checkpoint)
     stop = (lambda step, total, metrics: step >= STOP_AT) if rank == 1 else None  # as Ctrl-C on rank 1 would
@@ -101,7 +104,7 @@ def _rank_main(rank: int, size: int, port: int, tmp: str) -> None:
     _record(tmp_path, rank, "cut", checkpoint)
     if rank == 0:  # every rank returned: the interrupted run is saved; keep a copy to resume in one process
         shutil.copytree(tmp_path / "cut", tmp_path / "cut-copy")
-    checkpoint, _ = train("lstm", DataConfig(), TrainConfig(device="cpu"), words=WORDS, out=tmp_path / "cut",
+    checkpoint, _ = train("lstm", DataConfig(), UNCALIBRATED, words=WORDS, out=tmp_path / "cut",
                           resume=True)
     _record(tmp_path, rank, "resumed", checkpoint)
 
@@ -110,7 +113,7 @@ def _rank_main(rank: int, size: int, port: int, tmp: str) -> None:
 def two_ranks(tmp_path_factory) -> Path:
     """The results of `_rank_main` on 2 ranks."""
     tmp = tmp_path_factory.mktemp("ddp")
-    train("ngram", DataConfig(), TrainConfig(device="cpu"), {"order": 3}, words=WORDS, out=tmp / "teacher")
+    train("ngram", DataConfig(), UNCALIBRATED, {"order": 3}, words=WORDS, out=tmp / "teacher")
     context = torch.multiprocessing.get_context("spawn")
     port = free_port()
     ranks = [context.Process(target=_rank_main, args=(rank, 2, port, str(tmp))) for rank in range(2)]
@@ -170,7 +173,7 @@ def test_rank_zero_alone_writes_each_checkpoint_once(two_ranks):
 def test_a_count_model_is_fitted_by_rank_zero_and_loaded_by_the_others(two_ranks):
     rank0, rank1 = weights(two_ranks / "ngram-0.safetensors"), weights(two_ranks / "ngram-1.safetensors")
     assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
-    reference, _ = train("ngram", DataConfig(), TrainConfig(device="cpu"), {"order": 3}, words=WORDS)
+    reference, _ = train("ngram", DataConfig(), UNCALIBRATED, {"order": 3}, words=WORDS)
     assert all(torch.equal(rank0[k], v) for k, v in reference.model.state_dict().items())
     assert not list((two_ranks / "lstm").glob(".*.tmp"))
 
@@ -195,7 +198,7 @@ def test_resuming_on_as_many_ranks_is_exact(two_ranks):
 def test_a_run_of_two_ranks_resumes_in_one_process(two_ranks, tmp_path):
     out = tmp_path / "cut"
     shutil.copytree(two_ranks / "cut-copy", out)
-    resumed, _ = train("lstm", DataConfig(), TrainConfig(device="cpu"), words=WORDS, out=out, resume=True)
+    resumed, _ = train("lstm", DataConfig(), UNCALIBRATED, words=WORDS, out=out, resume=True)
     assert resumed.meta["history"]["steps"] == BASE["max_steps"]
     # the same batches and schedule; only the order of floating-point sums differs
     assert max_difference(resumed.model.state_dict(), weights(two_ranks / "lstm-0.safetensors")) < 1e-5
@@ -207,7 +210,7 @@ def _cli_ranks(tmp_path: Path, timeout: float) -> list[subprocess.Popen]:
     port = free_port()
     argv = [sys.executable, "-m", "namesmith", "train", "--model", "lstm", "--n-embd", "8", "--n-hidden", "16",
             "--max-steps", "1000000", "--eval-every", "20", "--device", "cpu", "--out", str(tmp_path / "out"),
-            "--samples", "0"]
+            "--samples", "0", "--calibrate", "none"]
     return [subprocess.Popen(argv, env={**os.environ, **rank_env(rank, 2, port, timeout), "PYTHONUNBUFFERED": "1"},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(2)]
 
@@ -257,7 +260,7 @@ def test_nproc_launches_ranks_that_stop_on_ctrl_c_and_resume(tmp_path):
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "namesmith", "train", "--model", "lstm", "--n-embd", "8", "--n-hidden", "16",
             "--max-steps", "1000000", "--time-budget", "4", "--eval-every", "20", "--device", "cpu",
-            "--out", str(out), "--samples", "0", "--nproc", "2"]
+            "--out", str(out), "--samples", "0", "--nproc", "2", "--calibrate", "none"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     launcher = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)  # its own process group, as a terminal's job
