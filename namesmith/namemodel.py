@@ -48,6 +48,7 @@ from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.ensemble import build_ensemble
 from namesmith.models.ngram import NGram
+from namesmith.models.nll import mean_nll_per_char, nll_per_char, target_counts
 from namesmith.scoring.classify import Classification, classify
 from namesmith.scoring.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
 from namesmith.scoring.report import Transition, strongest_transitions
@@ -606,9 +607,9 @@ class NameModel:
         if self.open_vocabulary:  # characters outside the vocabulary get the fallback of namesmith.adaptation.adapt
             unknown = [i for i, name in enumerate(prepared) if name and self.vocab.unknown_chars(name)]
             log_probs = open_word_log_probs(model, [prepared[i] for i in unknown], self.vocab)
-            for i, lp in zip(unknown, log_probs.tolist()):
-                scores[i] = NameScore(prepared[i], lp, -lp / (len(prepared[i]) + 1),
-                                      percentile(reference, -lp / (len(prepared[i]) + 1)))
+            nlls = nll_per_char(log_probs, [prepared[i] for i in unknown])
+            for i, lp, nll in zip(unknown, log_probs.tolist(), nlls.tolist()):
+                scores[i] = NameScore(prepared[i], lp, nll, percentile(reference, nll))
         return [s if s.name == name else dataclasses.replace(s, name=name) for s, name in zip(scores, names)]
 
     @property
@@ -667,9 +668,9 @@ class NameModel:
             words = self._prepare(words)
             unknown = sorted({c for w in words for c in self.vocab.unknown_chars(w)})
             if self.open_vocabulary:  # unknown characters cost the fallback of namesmith.adaptation.adapt
-                n_chars = sum(len(w) + 1 for w in words)
-                total = open_word_log_probs(self.model, words, self.vocab).sum().item()
-                result = Evaluation(-total / n_chars if words else None, len(words), n_chars).to_dict()
+                log_probs = open_word_log_probs(self.model, words, self.vocab)
+                result = Evaluation(mean_nll_per_char(log_probs, words), len(words),
+                                    int(target_counts(words).sum())).to_dict()
                 return {"all": {**result, "unknown_chars": sum(c not in self.vocab.stoi for w in words for c in w)}}
             if unknown:
                 raise DataError(f"{data or 'words'}: characters {''.join(unknown)!r} are not in the model's vocabulary")

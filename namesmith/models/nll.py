@@ -5,7 +5,8 @@ Every figure namesmith reports or optimises is built here from one primitive, `t
 real target tokens), the validation loss and held-out evaluation (`nll_sum`, `mean_nll`: the mean
 over every target token of every word, the end-of-name token included, in nats, as the makemore
 lecture quotes it), per-word and per-row log-probabilities (`word_log_probs`, `row_log_probs`:
-scores, classification, calibration) and the log-probabilities that the combining weights of several
+scores, classification, calibration), NLL per character from them (`nll_per_char`, `mean_nll_per_char`)
+and the log-probabilities that the combining weights of several
 models are fitted on (`position_log_probs`).
 
 A model is run over many words by `chunked_log_probs` alone, in chunks of `EVAL_BATCH` words, each
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -153,3 +155,23 @@ def batch_loss(logits: torch.Tensor, targets: torch.Tensor, tokens_per_batch: fl
     total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1, reduction="sum")
     return total / tokens_per_batch
 
+
+
+def target_counts(words: Sequence[str]) -> np.ndarray:
+    """Target tokens of each word, (len(words),) float64: its characters and its end token."""
+    return np.fromiter(map(len, words), dtype=np.float64, count=len(words)) + 1
+
+
+def nll_per_char(log_probs: torch.Tensor | np.ndarray, words: Sequence[str]) -> np.ndarray:
+    """Each word's NLL per character (end token included) from its total log-probability: the figure scores
+    rank by and percentiles compare."""
+    return -np.asarray(log_probs, dtype=np.float64) / target_counts(words)
+
+
+def mean_nll_per_char(log_probs: torch.Tensor | np.ndarray, words: Sequence[str]) -> float | None:
+    """The NLL per character of a word list from its words' total log-probabilities: -Σ log P(word) over
+    Σ (len(word) + 1), the mean over every target token (as `mean_nll`); None for no words."""
+    if not len(words):
+        return None
+    total = float(log_probs.sum()) if isinstance(log_probs, torch.Tensor) else float(np.sum(log_probs))
+    return -total / sum(len(word) + 1 for word in words)

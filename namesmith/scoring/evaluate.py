@@ -23,7 +23,13 @@ from namesmith.core.vocab import Vocab
 from namesmith.data.counting import PARTS, NGramFileCounts, StreamCounts, count_file, count_ngrams_file, count_pairs
 from namesmith.data.words import Corpus, DataConfig, fingerprint
 from namesmith.models.base import CharModel
-from namesmith.models.nll import calibrated, labelled_row_log_probs, word_log_probs
+from namesmith.models.nll import (
+    calibrated,
+    labelled_row_log_probs,
+    mean_nll_per_char,
+    target_counts,
+    word_log_probs,
+)
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,10 @@ def evaluate_labelled(model: CharModel, corpus: Any) -> dict[str, dict[str, Any]
 
 def evaluate(model: CharModel, words: list[str], vocab: Vocab) -> Evaluation:
     """Mean NLL per character of `words` under `model`."""
-    n_chars = sum(len(w) + 1 for w in words)
     if not words:
         return Evaluation(None, 0, 0)
-    total = word_log_probs(model, words, vocab).sum().item()
-    return Evaluation(-total / n_chars, len(words), n_chars)
+    return Evaluation(mean_nll_per_char(word_log_probs(model, words, vocab), words), len(words),
+                      int(target_counts(words).sum()))
 
 
 def pair_nll(log_probs: np.ndarray, counts: np.ndarray) -> float | None:

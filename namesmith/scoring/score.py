@@ -17,7 +17,7 @@ import numpy as np
 
 from namesmith.core.vocab import Vocab
 from namesmith.models.base import CharModel
-from namesmith.models.nll import word_log_probs
+from namesmith.models.nll import nll_per_char, word_log_probs
 
 MAX_REFERENCE = 20_000  # reference words scored for percentiles at most (a fixed sample of more)
 
@@ -40,12 +40,6 @@ class NameScore:
                 "percentile": self.percentile, "error": self.error}
 
 
-def nll_per_char(model: CharModel, names: Sequence[str], vocab: Vocab) -> np.ndarray:
-    """Mean NLL per character (end token included) of names that are all in the vocabulary."""
-    log_probs = word_log_probs(model, list(names), vocab).numpy()
-    return -log_probs / (np.fromiter(map(len, names), dtype=np.float64, count=len(names)) + 1)
-
-
 def reference_scores(model: CharModel, words: Sequence[str], vocab: Vocab) -> np.ndarray:
     """Sorted NLL per character of reference (training) words, for percentiles.
 
@@ -56,7 +50,7 @@ def reference_scores(model: CharModel, words: Sequence[str], vocab: Vocab) -> np
     if len(usable) > MAX_REFERENCE:
         keep = np.sort(np.random.default_rng(0).choice(len(usable), MAX_REFERENCE, replace=False))
         usable = [usable[i] for i in keep]
-    return np.sort(nll_per_char(model, usable, vocab))
+    return np.sort(nll_per_char(word_log_probs(model, usable, vocab), usable))
 
 
 def percentiles(reference: np.ndarray | None, nlls: np.ndarray) -> np.ndarray | None:
@@ -82,7 +76,7 @@ def score_names(model: CharModel, vocab: Vocab, names: Sequence[str],
     problems = {i: why for i, why in enumerate(map(vocab.unreadable, names)) if why is not None}
     good = [i for i in range(len(names)) if i not in problems]
     log_probs = word_log_probs(model, [names[i] for i in good], vocab).numpy() if good else np.zeros(0)
-    nlls = -log_probs / (np.fromiter((len(names[i]) for i in good), dtype=np.float64, count=len(good)) + 1)
+    nlls = nll_per_char(log_probs, [names[i] for i in good])
     ranks = percentiles(reference, nlls)
     pcts = [None] * len(good) if ranks is None else ranks.tolist()
     scores = {i: NameScore(names[i], lp, nll, pct)

@@ -44,7 +44,7 @@ from namesmith.generation.config import GenerateConfig
 from namesmith.generation.exact import MarkovChain, markov_chain
 from namesmith.generation.sample import plain_sampler
 from namesmith.models.base import CharModel
-from namesmith.models.nll import eval_mode, word_log_probs
+from namesmith.models.nll import eval_mode, mean_nll_per_char, word_log_probs
 
 log = logging.getLogger(__name__)
 
@@ -290,11 +290,10 @@ def calibrate(model: CharModel, vocab: Vocab, train_words: Sequence[str], val_wo
         val_base = word_log_probs(model, list(val_words), vocab) if val_words else None
     finally:
         model.calibration = saved
-    n_chars = sum(len(w) + 1 for w in val_words)
 
     def val_nll(calibration: Calibration | None) -> float:
         tilt = 0.0 if calibration is None else calibration.word_log_weights(val_words, vocab)
-        return float(-(val_base + tilt).sum()) / n_chars
+        return mean_nll_per_char(val_base + tilt, val_words)
 
     candidates: dict[str, Calibration | None] = {}
     for features in (("length",) if choice == "length" else FEATURES):
@@ -386,16 +385,16 @@ def calibrate_labels(model: Any, corpus: Any, *, choice: str = "auto", max_len: 
     calibrations = LabelCalibrations(dict(zip(nodes, fit_calibrations(
         cells, torch.stack(counts), root_calibration.features, root_calibration.sigma2, L))))
     scored = [w for node in nodes for w in val_words_of[node]]
-    base, n_chars = torch.cat(val_base), sum(len(w) + 1 for w in scored)
+    base = torch.cat(val_base)
     tilt = torch.cat([calibrations.of(node).word_log_weights(val_words_of[node], vocab) for node in nodes])
-    validation = {"none": float(-base.sum()) / max(n_chars, 1),
-                  report.choice: float(-(base + tilt).sum()) / max(n_chars, 1)}
+    validation = {"none": mean_nll_per_char(base, scored) or 0.0,
+                  report.choice: mean_nll_per_char(base + tilt, scored) or 0.0}
     method = "+".join(sorted({c.method for c in cells}))
     note = "; ".join([f"{len(nodes)} of {len(model.node_codes)} label nodes calibrated with the features and σ² "
                       f"chosen for the root (validation NLL of the root: none {report.validation.get('none', 0):.4f},"
                       f" {report.choice} {report.validation.get(report.choice, 0):.4f}); validation NLL of the "
                       f"{len(scored):,} of {len(val_words):,} validation rows of those nodes",
                       *sorted({c.note for c in cells if c.note})])
-    if choice == "auto" and n_chars and validation[report.choice] >= validation["none"]:
+    if choice == "auto" and scored and validation[report.choice] >= validation["none"]:
         return None, CalibrationReport("none", method, validation, note)
     return calibrations, CalibrationReport(report.choice, method, validation, note)
