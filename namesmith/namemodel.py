@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from namesmith.core.device import resolve_device
 from namesmith.core.errors import ConfigError, DataError, NamesmithError
 from namesmith.core.history import TrainCallback, TrainHistory
 from namesmith.core.version import __version__
-from namesmith.core.vocab import Vocab
+from namesmith.core.vocab import UnknownPolicy, Vocab
 from namesmith.data.counting import count_pairs
 from namesmith.data.labelled import LabelledCorpus
 from namesmith.data.sources import read_source, source_fingerprint
@@ -48,11 +49,11 @@ from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.ensemble import build_ensemble
 from namesmith.models.ngram import NGram
-from namesmith.models.nll import mean_nll_per_char, nll_per_char, target_counts
+from namesmith.models.nll import mean_nll_per_char, target_counts
 from namesmith.scoring.classify import Classification, classify
 from namesmith.scoring.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
 from namesmith.scoring.report import Transition, strongest_transitions
-from namesmith.scoring.score import NameScore, percentile, reference_scores, score_names
+from namesmith.scoring.score import NameScore, reference_scores, score_names
 from namesmith.training.checkpoint import (
     META_FILE,
     Checkpoint,
@@ -603,14 +604,15 @@ class NameModel:
                     self._reference[key] = reference_scores(model, self._reference_words(where), self.vocab)
         prepared = self._prepare(names)
         reference = self._reference.get(key)
-        scores = score_names(model, self.vocab, prepared, reference)
-        if self.open_vocabulary:  # characters outside the vocabulary get the fallback of namesmith.adaptation.adapt
-            unknown = [i for i, name in enumerate(prepared) if name and self.vocab.unknown_chars(name)]
-            log_probs = open_word_log_probs(model, [prepared[i] for i in unknown], self.vocab)
-            nlls = nll_per_char(log_probs, [prepared[i] for i in unknown])
-            for i, lp, nll in zip(unknown, log_probs.tolist(), nlls.tolist()):
-                scores[i] = NameScore(prepared[i], lp, nll, percentile(reference, nll))
+        # characters outside the vocabulary: an adapted model scores them with its fallback (adaptation.adapt)
+        scores = score_names(model, self.vocab, prepared, reference, unknown=self._unknown("fail"),
+                             fallback=functools.partial(open_word_log_probs, model, vocab=self.vocab))
         return [s if s.name == name else dataclasses.replace(s, name=name) for s, name in zip(scores, names)]
+
+    def _unknown(self, otherwise: UnknownPolicy) -> UnknownPolicy:
+        """The unknown-character policy (`Vocab.readable`) of this model's scores: "fallback" where it has an
+        open vocabulary (adapted models), else `otherwise`."""
+        return "fallback" if self.open_vocabulary else otherwise
 
     @property
     def open_vocabulary(self) -> bool:
@@ -666,14 +668,12 @@ class NameModel:
                 self._data_path = str(data)
         if words is not None:
             words = self._prepare(words)
-            unknown = sorted({c for w in words for c in self.vocab.unknown_chars(w)})
+            self.vocab.readable(words, self._unknown("raise"), source=str(data or "words"))
             if self.open_vocabulary:  # unknown characters cost the fallback of namesmith.adaptation.adapt
                 log_probs = open_word_log_probs(self.model, words, self.vocab)
                 result = Evaluation(mean_nll_per_char(log_probs, words), len(words),
                                     int(target_counts(words).sum())).to_dict()
                 return {"all": {**result, "unknown_chars": sum(c not in self.vocab.stoi for w in words for c in w)}}
-            if unknown:
-                raise DataError(f"{data or 'words'}: characters {''.join(unknown)!r} are not in the model's vocabulary")
             return {"all": evaluate(self.model, words, self.vocab).to_dict()}
         if self.meta["data"].get("streamed"):
             return evaluate_streamed(self.model, self.vocab, self.meta["data"], self._data_path)

@@ -7,12 +7,18 @@ notebook used '.', which breaks on names such as "st. john").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from namesmith.core.errors import DataError
 
 BOUNDARY = 0
+# What a caller does with a name holding a character outside the vocabulary (`Vocab.readable`): raise an error,
+# drop the name silently, fail that name alone (an error beside it, the batch goes on), or keep it for a model
+# with an open vocabulary to score with its fallback (namesmith.adaptation.adapt.open_word_log_probs).
+UnknownPolicy = Literal["raise", "drop", "fail", "fallback"]
+UNKNOWN_POLICIES: tuple[UnknownPolicy, ...] = ("raise", "drop", "fail", "fallback")
 # How the boundary is shown in plots and reports: the first of these not in the data.
 _BOUNDARY_LABELS = (".", "#", "$", "|", "^", "~", "·")
 
@@ -93,6 +99,26 @@ class Vocab:
             return "empty name"
         unknown = self.unknown_chars(word)
         return f"{describe_chars(unknown)} not in the model's vocabulary" if unknown else None
+
+    def readable(self, names: Sequence[str], unknown: UnknownPolicy,
+                 source: str = "names") -> tuple[list[int], dict[int, str]]:
+        """The one unknown-character rule: the positions of the `names` a model of this vocabulary scores, and
+        why each other one is not scored (`unreadable`), under the policy `unknown` (UNKNOWN_POLICIES): "raise"
+        a DataError naming `source` and the first such name, "drop" them silently, "fail" them (each with its
+        reason), or keep them for a "fallback". An empty name is never scored (a fallback fails it)."""
+        if unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got {unknown!r}")
+        kept: list[int] = []
+        problems: dict[int, str] = {}
+        for i, name in enumerate(names):
+            why = self.unreadable(name)
+            if why is None or (unknown == "fallback" and name):
+                kept.append(i)
+            elif unknown == "raise":
+                raise DataError(f"{source}: {name!r}: {why}", field=source)
+            elif unknown != "drop":
+                problems[i] = why
+        return kept, problems
 
 
 def describe_chars(chars: Iterable[str]) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from namesmith.core.errors import ConfigError, DataError
+from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import encode_words
 from namesmith.models.base import CharModel
@@ -74,12 +74,9 @@ def label_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[str], 
 def posteriors(model: CharModel, vocab: Vocab, names: Sequence[str]) -> dict[str, torch.Tensor]:
     """{label: (N, values) P(value | name)} for every conditioned label; each row sums to 1.
 
-    Every name must be readable (`vocab.unreadable`): `classify` sets the others apart."""
+    Every name must be readable (`Vocab.readable`, "raise"): `classify` sets the others apart ("fail")."""
     check_conditional(model)
-    for name in names:
-        why = vocab.unreadable(name)
-        if why is not None:
-            raise DataError(f"names: {name!r}: {why}", field="names")
+    vocab.readable(names, "raise")
     condition = model.condition
     combinations = [(codes, weight) for codes, weight in condition.joint if weight > 0]
     out = {}
@@ -108,14 +105,13 @@ def classify(model: CharModel, vocab: Vocab, names: Sequence[str]) -> list[Class
     """Each name's posterior over each label; a name the model cannot read gets an `error` instead, as in
     scoring (namesmith.scoring.score), so one such name never fails the batch."""
     check_conditional(model)
-    problems = [vocab.unreadable(name) for name in names]
-    readable = [name for name, why in zip(names, problems) if why is None]
-    posterior = posteriors(model, vocab, readable) if readable else {}
-    found = iter(range(len(readable)))
+    kept, problems = vocab.readable(names, "fail")
+    posterior = posteriors(model, vocab, [names[i] for i in kept]) if kept else {}
+    found = iter(range(len(kept)))
     result = []
-    for name, why in zip(names, problems):
-        if why is not None:
-            result.append(Classification(name, error=why))
+    for at, name in enumerate(names):
+        if at in problems:
+            result.append(Classification(name, error=problems[at]))
             continue
         i, row = next(found), {}
         for label, probs in posterior.items():

@@ -9,13 +9,14 @@ favour short names, so names are compared by the mean negative log-likelihood pe
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-from namesmith.core.vocab import Vocab
+from namesmith.core.vocab import UnknownPolicy, Vocab
 from namesmith.models.base import CharModel
 from namesmith.models.nll import nll_per_char, word_log_probs
 
@@ -46,7 +47,7 @@ def reference_scores(model: CharModel, words: Sequence[str], vocab: Vocab) -> np
     Of more than MAX_REFERENCE words, a fixed random sample of that many (seed 0): a percentile
     then has a standard error of at most 0.35 points, and the first score of a network trained on
     hundreds of thousands of names takes a second instead of tens (a server's first request)."""
-    usable = [w for w in words if w and not vocab.unknown_chars(w)]
+    usable = [words[i] for i in vocab.readable(words, "drop")[0]]
     if len(usable) > MAX_REFERENCE:
         keep = np.sort(np.random.default_rng(0).choice(len(usable), MAX_REFERENCE, replace=False))
         usable = [usable[i] for i in keep]
@@ -67,21 +68,33 @@ def percentile(reference: np.ndarray | None, nll: float) -> float | None:
     return None if ranks is None else float(ranks[0])
 
 
-def score_names(model: CharModel, vocab: Vocab, names: Sequence[str],
-                reference: np.ndarray | None = None) -> list[NameScore]:
-    """Score each name; names the model cannot read get an `error` instead of a crash.
+def score_names(model: CharModel, vocab: Vocab, names: Sequence[str], reference: np.ndarray | None = None, *,
+                unknown: UnknownPolicy = "fail",
+                fallback: Callable[[list[str]], torch.Tensor] | None = None) -> list[NameScore]:
+    """Score each name. A name holding a character outside the vocabulary (or empty) follows the policy
+    `unknown` (`Vocab.readable`): "fail" (the default) gives it an `error` instead of a score, so one such name
+    never fails the batch; "raise" raises; "drop" leaves it out; "fallback" scores it with `fallback`, the
+    log-probabilities of such names under a model with an open vocabulary (namesmith.adaptation.adapt).
 
     `reference` is `reference_scores(...)` of the training names; without it percentiles are None.
     """
-    problems = {i: why for i, why in enumerate(map(vocab.unreadable, names)) if why is not None}
-    good = [i for i in range(len(names)) if i not in problems]
-    log_probs = word_log_probs(model, [names[i] for i in good], vocab).numpy() if good else np.zeros(0)
-    nlls = nll_per_char(log_probs, [names[i] for i in good])
+    if unknown == "fallback" and fallback is None:
+        raise ValueError("unknown='fallback' needs the fallback that scores names outside the vocabulary")
+    kept, problems = vocab.readable(names, unknown)
+    opened = {i for i in kept if vocab.unknown_chars(names[i])}  # only under "fallback"
+    known = [i for i in kept if i not in opened]
+    log_probs = np.zeros(len(names))
+    if known:
+        log_probs[known] = word_log_probs(model, [names[i] for i in known], vocab).numpy()
+    if opened:
+        log_probs[sorted(opened)] = np.asarray(fallback([names[i] for i in sorted(opened)]), dtype=np.float64)
+    nlls = nll_per_char(log_probs[kept], [names[i] for i in kept])
     ranks = percentiles(reference, nlls)
-    pcts = [None] * len(good) if ranks is None else ranks.tolist()
+    pcts = [None] * len(kept) if ranks is None else ranks.tolist()
     scores = {i: NameScore(names[i], lp, nll, pct)
-              for i, lp, nll, pct in zip(good, log_probs.tolist(), nlls.tolist(), pcts)}
-    return [scores.get(i) or NameScore(names[i], error=problems[i]) for i in range(len(names))]
+              for i, lp, nll, pct in zip(kept, log_probs[kept].tolist(), nlls.tolist(), pcts)}
+    return [scores.get(i) or NameScore(names[i], error=problems[i]) for i in range(len(names))
+            if i in scores or i in problems]
 
 
 def rank(scores: Sequence[NameScore]) -> list[NameScore]:

@@ -14,6 +14,7 @@ from namesmith.data.words import Corpus, encode_words, load_words, read_builtin_
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
 from namesmith.models.nll import word_log_probs
 from namesmith.scoring.evaluate import evaluate
+from namesmith.scoring.score import score_names
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
 
@@ -35,6 +36,29 @@ def test_a_vocabulary_is_built_one_way():
     for bad in (("b", "a"), ("a", "a"), ("ab",)):
         with pytest.raises(namesmith.DataError):
             Vocab(bad)
+
+
+def test_one_unknown_character_policy():
+    """Every caller that meets a name with a character outside the vocabulary says what to do with it, in one
+    parameter (issue 28): raise, drop it, fail it alone, or keep it for an open vocabulary's fallback."""
+    vocab = Vocab.from_chars("abn")
+    names = ["ann", "anné", "", "bab"]
+    assert vocab.readable(names, "drop") == ([0, 3], {})
+    assert vocab.readable(names, "fail") == ([0, 3], {1: "'é' is not in the model's vocabulary", 2: "empty name"})
+    assert vocab.readable(names, "fallback") == ([0, 1, 3], {2: "empty name"})
+    with pytest.raises(namesmith.DataError, match="^words: 'anné': 'é' is not in the model's vocabulary$"):
+        vocab.readable(names, "raise", source="words")
+    with pytest.raises(ValueError):
+        vocab.readable(names, "ignore")
+    model = BigramCounts(vocab.size, BigramCountsConfig())
+    failed = score_names(model, vocab, names)
+    assert [s.name for s in failed] == names and [s.error is None for s in failed] == [True, False, False, True]
+    assert [s.name for s in score_names(model, vocab, names, unknown="drop")] == ["ann", "bab"]
+    opened = score_names(model, vocab, names, unknown="fallback", fallback=lambda w: torch.full((len(w),), -9.0))
+    assert opened[1].log_prob == -9.0 and opened[1].nll_per_char == 9.0 / 5 and opened[2].error == "empty name"
+    assert opened[0].log_prob == failed[0].log_prob
+    with pytest.raises(namesmith.DataError):
+        score_names(model, vocab, names, unknown="raise")
 
 
 def test_split_reproduces_the_lecture_series_split():
