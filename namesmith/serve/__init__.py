@@ -6,11 +6,21 @@
 See `app.py` for how the app is put together, `routers/` for the endpoints (`deps.py`: what they
 share), `limits.py` for what one request may ask, `registry.py` for which models are served, and
 `static/` for the page (no CDN, no build step).
+
+The names below are imported when first used (PEP 562), so the supervisor of `--workers N`, which
+imports only `server.py`, holds neither torch nor a model: its workers do.
 """
 
-from namesmith.serve.app import create_app
-from namesmith.serve.limits import Limits
-from namesmith.serve.registry import ModelRegistry, cache_dir
-from namesmith.serve.server import build_registry, run_server
+from importlib import import_module
+from typing import Any
+
+_WHERE = {"create_app": "app", "Limits": "limits", "ModelRegistry": "registry", "cache_dir": "registry",
+          "build_registry": "server", "run_server": "server"}
 
 __all__ = ["Limits", "ModelRegistry", "build_registry", "cache_dir", "create_app", "run_server"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"namesmith.serve.{_WHERE[name]}"), name)

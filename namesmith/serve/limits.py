@@ -38,7 +38,8 @@ class Limits:
     quick_slots: int = 1  # more slots, for plain generate requests only (no constraint, label or method: draws
     #                       alone), so that a flood of heavy requests holding every max_concurrent slot never
     #                       makes them wait (namesmith.serve.limits.Slots)
-    max_adapted_bytes: int = 256 * 2**20  # memory of the adapted models ("more like these") kept for reuse
+    max_adapted_bytes: int = 256 * 2**20  # memory of the adapted models ("more like these") kept for reuse, in all
+    #                                       (with --workers N, each worker keeps 1/N: `per_worker`)
     build_seconds: float = 300.0  # building one built-in model at start (in a worker process), at most;
     build_memory_mb: int = 2048  # its peak memory, at most: a model over either is not served (the log says why)
     # --- connections (what reaches the server before any request does: a reverse proxy can enforce these too)
@@ -49,8 +50,9 @@ class Limits:
     max_connections: int = 256  # connections open at once (per worker); one more gets a 503 and is closed
     max_client_connections: int = 64  # of those, from one address (behind a reverse proxy every client has the
     #                                   proxy's address: raise it to the proxy's pool and limit clients there)
-    # exact sampling's tables, for the whole server process (generation.exact_cache.TableBudget): a request whose
-    # constraints are new starts a build, beyond these it samples otherwise (rejection or guided) at once
+    # exact sampling's tables, for the whole server (generation.exact_cache.TableBudget; with --workers N each worker
+    # has 1/N of the builders and of the cache): a request whose constraints are new starts a build, beyond these it
+    # samples otherwise (rejection or guided) at once
     table_builders: int = 2  # builds at once
     table_bytes: int = 256 << 20  # estimated peak bytes of one build
     table_cache_bytes: int = 512 << 20  # bytes of built tables kept (least recently used leave first)
@@ -83,6 +85,17 @@ class Limits:
 
     def to_dict(self) -> dict[str, int | float]:
         return dataclasses.asdict(self)
+
+    def per_worker(self, workers: int) -> Limits:
+        """What one of `workers` server processes may hold: the memory kept across requests (exact tables and
+        their builders, adapted models) is budgeted for the whole server, so each worker gets its share (issue 31:
+        two workers each filling the budget of one took 2.7 GB under a flood of new constraint sets); the limits
+        of one request or connection stay as they are."""
+        if workers <= 1:
+            return self
+        return dataclasses.replace(self, table_builders=max(1, self.table_builders // workers),
+                                   table_cache_bytes=max(1, self.table_cache_bytes // workers),
+                                   max_adapted_bytes=max(1, self.max_adapted_bytes // workers))
 
 
 CLIENT: ContextVar[str] = ContextVar("namesmith_client", default="")  # the address of the request being served

@@ -16,14 +16,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from namesmith.core.errors import ConfigError, NamesmithError
-from namesmith.serve.build import BuildLimits
 from namesmith.serve.limits import Limits
-from namesmith.serve.registry import ModelRegistry
+
+if TYPE_CHECKING:  # the models' modules (and torch) are imported by the processes that serve, not the supervisor
+    from namesmith.serve.registry import ModelRegistry
 
 log = logging.getLogger("namesmith")
 
@@ -32,6 +31,7 @@ WORKER_CONFIG_ENV = "NAMESMITH_SERVE_CONFIG"  # how run_server(workers=N) tells 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 serves the network (then set an API key)
 DEFAULT_PORT = 8000
 WORKER_STOP_SECONDS = 30  # a stopped worker's time to finish its requests before it is killed
+SERVING = "namesmith serving on http://{host}:{port}/ (API at /api/v1, OpenAPI at /docs)"
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies (Linux)
 
 
@@ -43,6 +43,9 @@ def build_registry(model_dirs: Sequence[str | Path] = (), datasets: Sequence[str
     `preload`: build or load the built-in models now, before serving, rather than in the background
     while serving (the models over `limits`' build_seconds or build_memory_mb are left out either way).
     """
+    from namesmith.serve.build import BuildLimits
+    from namesmith.serve.registry import ModelRegistry
+
     if model_dirs:
         return ModelRegistry.from_directories(model_dirs)
     limits = limits or Limits()
@@ -106,8 +109,6 @@ def run_server(model_dirs: Sequence[str | Path] = (), *, host: str = DEFAULT_HOS
     """
     import uvicorn
 
-    from namesmith.serve.app import create_app
-
     if not 0 <= port <= 65535:
         raise ConfigError(f"port must be between 0 and 65535, got {port}", field="port")
     if workers < 1:
@@ -117,18 +118,22 @@ def run_server(model_dirs: Sequence[str | Path] = (), *, host: str = DEFAULT_HOS
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning(f"serving on {host} without an API key: anyone who can reach this address can use the server "
                     f"(set {API_KEY_ENV} or --api-key-file)")
-    torch.set_num_threads(threads)
-    registry = build_registry(model_dirs, datasets, cache, preload or workers > 1, limits)  # workers load the cache
-    log.info(f"namesmith serving on http://{host}:{port}/ (API at /api/v1, OpenAPI at /docs)")
     if workers == 1:
-        app = create_app(registry, limits=limits, api_key=api_key)
+        import torch
+
+        from namesmith.serve.app import create_app
+
+        torch.set_num_threads(threads)
+        app = create_app(build_registry(model_dirs, datasets, cache, preload, limits), limits=limits, api_key=api_key)
+        log.info(SERVING.format(host=host, port=port))
         uvicorn.Server(uvicorn_config(app, limits, host=host, port=port, log_level=log_level)).run()
         return
-    del registry  # the workers load their own; this process only supervises them
+    # the workers load the models (the first builds the built-in ones missing from the cache, the others then
+    # load them from it); this process only supervises them, holding no model and not even torch
     os.environ[WORKER_CONFIG_ENV] = json.dumps({
         "model_dirs": [str(Path(d).resolve()) for d in model_dirs], "datasets": None if datasets is None else
         list(datasets), "cache": None if cache is None else str(cache), "limits": limits.to_dict(), "threads": threads,
-        "log_level": log_level})
+        "workers": workers, "log_level": log_level})
     if api_key is not None:
         os.environ[API_KEY_ENV] = api_key  # the workers read it there (a command line shows in ps)
     run_workers(host, port, workers)
@@ -137,49 +142,74 @@ def run_server(model_dirs: Sequence[str | Path] = (), *, host: str = DEFAULT_HOS
 def run_workers(host: str, port: int, workers: int) -> None:
     """`workers` uvicorn servers in processes of their own, supervised: one that dies is started again.
 
-    The sockets are bound here, before any worker starts, and handed to the workers. On Linux each
-    worker has its own SO_REUSEPORT socket and the kernel spreads new connections evenly over them
-    (with one shared socket, whichever process wakes first accepts every connection waiting: eight
-    clients that connect at once were served 7 and 1, the 7 in line on one core while the other
-    idled); a worker that dies has its socket closed at once, so new connections go to the others
-    rather than wait seconds for its successor, which joins the port with a socket of its own once
-    its models are loaded. Elsewhere the workers share one socket. Workers stop when this
-    process stops, even when it is killed (`_die_with_parent`), so a restarted server never shares
-    the port with an old one's workers (which would serve with the old API key). SIGTERM or Ctrl-C
-    stops them all.
+    The port is bound here first, without SO_REUSEPORT, so a port that anything holds (an old
+    server's orphaned workers included) is refused in one line, and handed to the first worker. Its
+    models loaded (the built-in ones built into the cache if missing), the others start and load
+    them. On Linux each of the others joins the port with a SO_REUSEPORT socket of its own once its
+    models are loaded, and the kernel spreads new connections evenly over them (with one shared
+    socket, whichever process wakes first accepts every connection waiting: eight clients that
+    connect at once were served 7 and 1, the 7 in line on one core while the other idled). A worker
+    that dies has its socket closed at once, so new connections go to the workers serving rather than
+    wait seconds for its successor, which joins the same way. Elsewhere the workers share one socket.
+    Workers stop when this process stops, even when it is killed (`_die_with_parent`), so a restarted
+    server never shares the port with an old one's workers (which would serve with the old API key).
+    SIGTERM or Ctrl-C stops them all. A worker that cannot serve (a bad model directory, say) stops
+    the server with its one-line reason.
     """
-    sockets = worker_sockets(host, port, workers)
+    first = _listening_socket(host, port)
+    shared = not (hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux"))
+    if not shared:
+        first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # read when the others bind, so they may join
+    port = first.getsockname()[1]  # the port picked for port 0, which the others join
     context = multiprocessing.get_context("spawn")
-    processes: list[Any] = []
-    ready: list[Any] = []
+    processes: list[Any] = [None] * workers
+    reports: list[Any] = [None] * workers  # each worker's pipe until it reports: None (it serves) or why it cannot
+    owned: dict[int, socket.socket] = {}  # a worker's socket held here too (closed when the worker dies)
 
     def start(i: int, sock: socket.socket | None) -> None:
-        event = context.Event()  # set by the worker once its models are loaded and its app built
-        process = context.Process(target=_worker, args=(sock, event, host, port), name=f"namesmith-serve-{i}")
+        reader, writer = context.Pipe(duplex=False)
+        process = context.Process(target=_worker, args=(sock, writer, host, port), name=f"namesmith-serve-{i}")
         process.start()
-        processes[i:i + 1], ready[i:i + 1] = [process], [event]
+        writer.close()  # the worker's end: a worker that dies before it reports leaves the pipe at its end
+        processes[i], reports[i] = process, reader
+        if sock is not None and not shared:
+            owned[i] = sock
 
-    port = sockets[0].getsockname()[1]  # the port picked for port 0, which a replacement joins
+    def report(i: int) -> None:
+        """Read worker i's report: it serves, or the server stops with its reason."""
+        try:
+            reason = reports[i].recv()
+        except EOFError:
+            reason = f"server worker {i} exited with code {processes[i].exitcode} before it could serve"
+        reports[i].close()
+        reports[i] = None
+        if reason is not None:
+            raise NamesmithError(reason)
+
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        for i in range(workers):
-            processes.append(None)
-            ready.append(None)
-            start(i, sockets[i % len(sockets)])
+        start(0, first)
+        multiprocessing.connection.wait([reports[0]])
+        report(0)  # the first serves: the others find the built-in models in its cache
+        log.info(SERVING.format(host=host, port=port))
+        for i in range(1, workers):
+            start(i, first if shared else None)
         while True:
-            multiprocessing.connection.wait([p.sentinel for p in processes])
+            waiting = {reports[i]: i for i in range(workers) if reports[i] is not None}
+            for ready in multiprocessing.connection.wait([p.sentinel for p in processes] + list(waiting)):
+                if ready in waiting:
+                    report(waiting[ready])
             for i, process in enumerate(processes):
                 if process.is_alive():
                     continue
                 process.join()
-                if not ready[i].is_set():
-                    raise NamesmithError(f"server worker {i} exited with code {process.exitcode} before it could "
-                                         "serve; stopping the others")
+                if reports[i] is not None:
+                    report(i)  # it died before it could serve: its reason stops the server
                 log.warning(f"server worker {i} (pid {process.pid}) exited with code {process.exitcode}; "
                             "starting another")
-                if len(sockets) == workers and sockets[i].fileno() != -1:  # its own socket: no one else takes from it
-                    sockets[i].close()
-                start(i, None if len(sockets) == workers else sockets[0])
+                if i in owned:  # its own socket: what waits there would wait for the successor; closed, new
+                    owned.pop(i).close()  # connections go to the workers serving
+                start(i, first if shared else None)
     except KeyboardInterrupt:
         pass
     finally:
@@ -193,22 +223,7 @@ def run_workers(host: str, port: int, workers: int) -> None:
                 if process.is_alive():
                     process.kill()
                     process.join()
-        for sock in sockets:
-            sock.close()
-
-
-def worker_sockets(host: str, port: int, workers: int) -> list[socket.socket]:
-    """Listening sockets for `workers` processes: on Linux one SO_REUSEPORT socket each, elsewhere one for all.
-
-    The first is bound without SO_REUSEPORT, so a port that anything holds, an old server's
-    orphaned workers included, is refused; only then may the others join it on the port.
-    """
-    first = _listening_socket(host, port)
-    if not (hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")):
-        return [first]
-    first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # read when the next ones bind, so they may join
-    port = first.getsockname()[1]
-    return [first] + [_listening_socket(host, port, reuse_port=True) for _ in range(workers - 1)]
+        first.close()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -252,33 +267,40 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="namesmith-parent-watch", daemon=True).start()
 
 
-def _worker(sock: socket.socket | None, ready: Any, host: str, port: int) -> None:
-    """One worker process of `run_workers`: the app of `worker_app` on its socket (with none, a new
-    SO_REUSEPORT socket on the port, joining the others once the app is ready)."""
+def _worker(sock: socket.socket | None, report: Any, host: str, port: int) -> None:
+    """One worker process of `run_workers`: the app of `worker_app` on `sock` (with none, a new SO_REUSEPORT socket
+    on the port, joining the others once the app is ready). `report` gets None once it serves, else the one line
+    that says why it cannot."""
     import uvicorn
 
     _die_with_parent()
     config = json.loads(os.environ[WORKER_CONFIG_ENV])
     try:
         app = worker_app()
-    except NamesmithError as e:
-        sys.exit(f"namesmith: error: {e}")
-    if sock is None:
-        try:
+        if sock is None:
             sock = _listening_socket(host, port, reuse_port=True)
-        except NamesmithError as e:
-            sys.exit(f"namesmith: error: {e}")
-    ready.set()
+    except NamesmithError as e:
+        report.send(str(e))
+        sys.exit(1)
+    except ImportError as e:
+        report.send(f"serve needs the serve extra ({e.name} is missing): pip install 'namesmith[serve]'")
+        sys.exit(1)
+    report.send(None)
+    report.close()
     limits = Limits(**config["limits"])
     uvicorn.Server(uvicorn_config(app, limits, log_level=config["log_level"])).run(sockets=[sock])
 
 
 def worker_app():
-    """The app of one worker process of `run_server(workers=N)`, from the settings it left in the environment."""
+    """The app of one worker process of `run_server(workers=N)`, from the settings it left in the environment: the
+    models, and one worker's share of the server's limits (`Limits.per_worker`)."""
+    import torch
+
     from namesmith.serve.app import create_app
 
     config = json.loads(os.environ[WORKER_CONFIG_ENV])
     torch.set_num_threads(config["threads"])
     limits = Limits(**config["limits"])
     registry = build_registry(config["model_dirs"], config["datasets"], config["cache"], preload=True, limits=limits)
-    return create_app(registry, limits=limits, api_key=os.environ.get(API_KEY_ENV) or None)
+    return create_app(registry, limits=limits.per_worker(config.get("workers", 1)),
+                      api_key=os.environ.get(API_KEY_ENV) or None)

@@ -1,5 +1,6 @@
 """The server's generation slots: bounded, first come first served, and a wait that ends."""
 
+import json
 import threading
 import time
 
@@ -167,3 +168,30 @@ def test_a_plain_generate_is_answered_while_heavy_requests_hold_every_slot(tmp_p
     finally:
         TABLES.configure(**before)
 
+
+
+def test_each_worker_keeps_its_share_of_the_servers_memory_budgets(tmp_path, monkeypatch):
+    # issue 31: with --workers 2 each worker kept the whole server's tables and adapted models (2.7 GB under a flood
+    # of new constraint sets); the budgets kept across requests are the server's, shared by its workers
+    pytest.importorskip("fastapi")
+    from serve_support import train_bigram
+
+    from namesmith.generation.generate import TABLES
+    from namesmith.serve import server
+    from namesmith.serve.limits import Limits
+
+    limits = Limits(table_builders=3, table_cache_bytes=512 << 20, max_adapted_bytes=256 << 20)
+    share = limits.per_worker(2)
+    assert (share.table_builders, share.table_cache_bytes, share.max_adapted_bytes) == (1, 256 << 20, 128 << 20)
+    assert (share.max_names, share.table_bytes, share.max_concurrent) == \
+        (limits.max_names, limits.table_bytes, limits.max_concurrent)  # one request's limits stay
+    assert limits.per_worker(1) == limits
+    monkeypatch.setenv(server.WORKER_CONFIG_ENV, json.dumps({
+        "model_dirs": [str(train_bigram(tmp_path))], "datasets": None, "cache": None, "limits": limits.to_dict(),
+        "threads": 1, "workers": 2, "log_level": "warning"}))
+    before = {name: getattr(TABLES, name) for name in ("builders", "table_bytes", "cache_bytes", "build_seconds")}
+    try:
+        server.worker_app()
+        assert (TABLES.builders, TABLES.cache_bytes) == (1, 256 << 20)
+    finally:
+        TABLES.configure(**before)

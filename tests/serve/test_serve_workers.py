@@ -230,3 +230,29 @@ def test_a_dead_worker_is_replaced_while_the_other_serves(tmp_path):
         server.send_signal(signal.SIGTERM)
         server.wait(60)
     assert server.returncode == 0
+
+
+def test_a_directory_no_worker_can_load_stops_the_server_in_one_line(tmp_path):
+    # the workers load the models (the supervisor holds none): the first one's reason is the server's one line
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "namesmith.json").write_text("{")
+    server = serve(bad, free_port(), tmp_path)
+    out, err = server.communicate(timeout=120)
+    assert server.returncode != 0 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "namesmith.json: not valid JSON" in err, err
+
+
+def test_the_supervisor_holds_neither_torch_nor_a_model(tmp_path):
+    # issue 31: the parent of --workers 2 had loaded the models (to check them) and torch: 300 of the 1,050 MB
+    # that the server held before any request; its workers serve, it only supervises them
+    model, port = train_bigram(tmp_path), free_port()
+    server = serve(model, port, tmp_path)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server, port)
+        maps = Path(f"/proc/{server.pid}/maps").read_text()
+        assert "libtorch" not in maps
+        assert all("libtorch" in Path(f"/proc/{w}/maps").read_text() for w in workers_of(server.pid))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
