@@ -257,6 +257,8 @@ class BackoffTable(nn.Module):
             problem = "next (int32) and alpha must be vectors of the same length"
         elif M and (int(next_tokens.min()) < 0 or int(next_tokens.max()) >= vocab_size or float(alpha.min()) < 0):
             problem = f"next tokens must be in [0, {vocab_size}) and alpha not negative (vocabulary mismatch?)"
+        elif not _counted_contexts(keys, next_tokens, vocab_size + 1):
+            problem = f"keys are not contexts of counted n-grams over {vocab_size} tokens (was the vocabulary edited?)"
         else:
             owner = torch.repeat_interleave(torch.arange(R), offsets[1:] - offsets[:-1])
             mass = _sum_by(owner, alpha, R) + backoff.double() + to_base.double()
@@ -264,6 +266,29 @@ class BackoffTable(nn.Module):
                 problem = "a context's weights add up to more than 1"
         if problem:
             raise CheckpointError(f"{where}: {problem}")
+
+
+def _counted_contexts(keys: torch.Tensor, next_tokens: torch.Tensor, base: int) -> bool:
+    """Whether the keys are those of contexts of counted n-grams: each a whole context (no digit 0, "no token",
+    below its oldest token), stored with its suffix (the context without its oldest token), and made of tokens
+    that the table predicts somewhere (each was once a next token; the boundary aside). Keys saved over a
+    vocabulary that was then edited are read in another base: one character more breaks their digits and
+    suffixes, 20,000 more read them as single tokens the table never predicts, where their range alone
+    (checked before) still looks right (issue 31: such an old directory loaded and drew garbage)."""
+    rest, oldest_place = keys.clone(), torch.ones_like(keys)
+    used = torch.zeros(base, dtype=torch.bool)
+    while bool((rest > 0).any()):  # peel the least significant digit (the latest token) off every key
+        more = rest >= base
+        digit = rest % base
+        if bool((more & (digit == 0)).any()):
+            return False
+        used[digit[rest > 0]] = True
+        oldest_place = torch.where(more, oldest_place * base, oldest_place)
+        rest //= base
+    predicted = torch.zeros(base, dtype=torch.bool)
+    predicted[next_tokens.long() + 1] = True
+    used[:2] = False  # "no token", and the boundary (the start of every name, predicted only as its end)
+    return bool((predicted | ~used).all()) and bool(torch.isin(keys % oldest_place, keys).all())
 
 
 def kn_table(windows: torch.Tensor, vocab_size: int, discount: str | float = "modified-kn") -> BackoffTable:

@@ -538,3 +538,27 @@ def test_an_old_conditional_counts_model_with_more_characters_is_refused_in_one_
                             capture_output=True, text=True, timeout=120)
     assert served.returncode != 0 and "Traceback" not in served.stderr
     assert served.stderr.strip().count("\n") == 0 and "was the vocabulary edited?" in served.stderr
+
+
+def test_an_old_sparse_ngram_with_an_edited_vocabulary_is_refused_in_one_line(pristine, tmp_path, capsys):
+    # issue 31: an old sparse-ngram directory (the type of an adapted list) with characters added to its vocabulary
+    # loaded and drew garbage: its keys, read in another base, stayed in range
+    from namesmith.data.words import encode_words
+    from namesmith.models.sparse_ngram import SparseNGram, kn_table, ngram_windows
+
+    vocab = load_checkpoint(pristine).vocab
+    x, y = encode_words(NAMES, vocab)
+    model = SparseNGram.from_tables(vocab.size, 3, [], [kn_table(ngram_windows(x, y, 3), vocab.size)]).eval()
+    out = tmp_path / "model"
+    save_checkpoint(out, model, vocab, {k: v for k, v in meta_of(pristine).items()
+                                        if k not in ("weights", "train_state")})
+    replace_weights(out, ckpt_mod.load_file(weights_path(out)))  # as an old directory: no record in the header
+    assert load_checkpoint(out).model.model_type == "sparse-ngram"
+    meta = meta_of(out)
+    for added in (["ß"], [chr(c) for c in range(0x4E00, 0x4E00 + 20_000)]):
+        write_meta(out, {**meta, "vocab": sorted(meta["vocab"] + added)})
+        refused(out, "keys are not contexts of counted n-grams", "was the vocabulary edited?", capsys=capsys)
+    served = subprocess.run([sys.executable, "-m", "namesmith", "serve", "-m", str(out), "--port", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert served.returncode != 0 and "Traceback" not in served.stderr
+    assert served.stderr.strip().count("\n") == 0 and "was the vocabulary edited?" in served.stderr
