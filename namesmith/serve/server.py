@@ -150,11 +150,12 @@ def run_workers(host: str, port: int, workers: int) -> None:
     socket, whichever process wakes first accepts every connection waiting: eight clients that
     connect at once were served 7 and 1, the 7 in line on one core while the other idled). A worker
     that dies has its socket closed at once, so new connections go to the workers serving rather than
-    wait seconds for its successor, which joins the same way. Elsewhere the workers share one socket.
-    Workers stop when this process stops, even when it is killed (`_die_with_parent`), so a restarted
-    server never shares the port with an old one's workers (which would serve with the old API key).
-    SIGTERM or Ctrl-C stops them all. A worker that cannot serve (a bad model directory, say) stops
-    the server with its one-line reason.
+    wait seconds for its successor, which joins the same way (with no other worker serving yet, its
+    socket is kept for the successor: connections wait there rather than be refused). Elsewhere the
+    workers share one socket. Workers stop when this process stops, even when it is killed
+    (`_die_with_parent`), so a restarted server never shares the port with an old one's workers
+    (which would serve with the old API key). SIGTERM or Ctrl-C stops them all. A worker that cannot
+    serve (a bad model directory, say) stops the server with its one-line reason.
     """
     first = _listening_socket(host, port)
     shared = not (hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux"))
@@ -207,9 +208,14 @@ def run_workers(host: str, port: int, workers: int) -> None:
                     report(i)  # it died before it could serve: its reason stops the server
                 log.warning(f"server worker {i} (pid {process.pid}) exited with code {process.exitcode}; "
                             "starting another")
-                if i in owned:  # its own socket: what waits there would wait for the successor; closed, new
-                    owned.pop(i).close()  # connections go to the workers serving
-                start(i, first if shared else None)
+                serving = [j for j in range(workers) if j != i and reports[j] is None and processes[j].is_alive()]
+                sock = owned.pop(i, None)
+                if sock is not None and serving:  # what waits at its own socket would wait for the successor:
+                    sock.close()  # closed, new connections go to the workers serving
+                    sock = None
+                # with no other worker serving yet, the connections wait at its socket for the successor rather
+                # than be refused
+                start(i, first if shared else sock)
     except KeyboardInterrupt:
         pass
     finally:
