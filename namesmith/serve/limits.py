@@ -32,9 +32,9 @@ class Limits:
     time_budget: float = 2.0  # seconds of search per request, at most (a request may ask for less)
     max_tries: int = 1_000_000  # names drawn per generate request, at most
     max_adapt_words: int = 200  # names sent for "more like these"
-    max_concurrent: int = 2  # requests computing at once: generate, more-like-these (its adaptation too), score
-    #                          and classify (each may hold a model's tables); more wait for a slot up to time_budget,
-    #                          then get a 503
+    max_concurrent: int = 2  # requests computing at once (with --workers N, 1/N per worker, at least 1): generate,
+    #                          more-like-these (its adaptation too), score and classify (each may hold a model's
+    #                          tables); more wait for a slot up to time_budget, then get a 503
     quick_slots: int = 1  # more slots, for plain generate requests only (no constraint, label or method: draws
     #                       alone), so that a flood of heavy requests holding every max_concurrent slot never
     #                       makes them wait (namesmith.serve.limits.Slots)
@@ -42,6 +42,8 @@ class Limits:
     #                                       (with --workers N, each worker keeps 1/N: `per_worker`)
     build_seconds: float = 300.0  # building one built-in model at start (in a worker process), at most;
     build_memory_mb: int = 2048  # its peak memory, at most: a model over either is not served (the log says why)
+    server_memory_mb: int = 2048  # the server's memory with the built-in models loaded, a build worker beside it
+    #                               included, at most: a model that would not fit is not served (the log says why)
     # --- connections (what reaches the server before any request does: a reverse proxy can enforce these too)
     max_header_bytes: int = 16 * 1024  # bytes of a request line and headers; more get a 431 and the connection closed
     read_timeout: float = 10.0  # seconds a request's headers and body may take to arrive, from its first byte
@@ -87,13 +89,15 @@ class Limits:
         return dataclasses.asdict(self)
 
     def per_worker(self, workers: int) -> Limits:
-        """What one of `workers` server processes may hold: the memory kept across requests (exact tables and
-        their builders, adapted models) is budgeted for the whole server, so each worker gets its share (issue 31:
-        two workers each filling the budget of one took 2.7 GB under a flood of new constraint sets); the limits
-        of one request or connection stay as they are."""
+        """What one of `workers` server processes may hold: the requests computing at once and the memory kept
+        across requests (exact tables and their builders, adapted models) are budgeted for the whole server, so
+        each worker gets its share (issue 31: two workers each filling the budget of one took 2.7 GB under a flood
+        of new constraint sets, and four 1,000-name scores on two cores made a plain generate wait 210 ms); the
+        limits of one request or connection, and the fast lane (`quick_slots`), stay as they are."""
         if workers <= 1:
             return self
-        return dataclasses.replace(self, table_builders=max(1, self.table_builders // workers),
+        return dataclasses.replace(self, max_concurrent=max(1, self.max_concurrent // workers),
+                                   table_builders=max(1, self.table_builders // workers),
                                    table_cache_bytes=max(1, self.table_cache_bytes // workers),
                                    max_adapted_bytes=max(1, self.max_adapted_bytes // workers))
 

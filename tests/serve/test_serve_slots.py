@@ -172,7 +172,7 @@ def test_a_plain_generate_is_answered_while_heavy_requests_hold_every_slot(tmp_p
 
 def test_each_worker_keeps_its_share_of_the_servers_memory_budgets(tmp_path, monkeypatch):
     # issue 31: with --workers 2 each worker kept the whole server's tables and adapted models (2.7 GB under a flood
-    # of new constraint sets); the budgets kept across requests are the server's, shared by its workers
+    # of new constraint sets) and computed as many requests at once; those budgets are the server's, shared
     pytest.importorskip("fastapi")
     from serve_support import train_bigram
 
@@ -180,11 +180,12 @@ def test_each_worker_keeps_its_share_of_the_servers_memory_budgets(tmp_path, mon
     from namesmith.serve import server
     from namesmith.serve.limits import Limits
 
-    limits = Limits(table_builders=3, table_cache_bytes=512 << 20, max_adapted_bytes=256 << 20)
+    limits = Limits(max_concurrent=2, table_builders=3, table_cache_bytes=512 << 20, max_adapted_bytes=256 << 20)
     share = limits.per_worker(2)
-    assert (share.table_builders, share.table_cache_bytes, share.max_adapted_bytes) == (1, 256 << 20, 128 << 20)
-    assert (share.max_names, share.table_bytes, share.max_concurrent) == \
-        (limits.max_names, limits.table_bytes, limits.max_concurrent)  # one request's limits stay
+    assert (share.max_concurrent, share.table_builders, share.table_cache_bytes, share.max_adapted_bytes) == \
+        (1, 1, 256 << 20, 128 << 20)
+    assert (share.max_names, share.table_bytes, share.quick_slots) == \
+        (limits.max_names, limits.table_bytes, limits.quick_slots)  # one request's limits and the fast lane stay
     assert limits.per_worker(1) == limits
     monkeypatch.setenv(server.WORKER_CONFIG_ENV, json.dumps({
         "model_dirs": [str(train_bigram(tmp_path))], "datasets": None, "cache": None, "limits": limits.to_dict(),
