@@ -57,7 +57,8 @@ def create_app(registry: ModelRegistry | None = None, *, limits: Limits | None =
     if api_key is not None and not api_key.strip():
         raise ConfigError("api_key is empty: an empty key would let every request in", field="api_key")
     limits = limits or Limits()
-    registry = registry or ModelRegistry.builtin(limits=BuildLimits(limits.build_seconds, limits.build_memory_mb))
+    registry = registry or ModelRegistry.builtin(limits=BuildLimits(
+        limits.build_seconds, limits.build_memory_mb, limits.server_memory_mb))
     default_model = default_model or ("us-ngram" if "us-ngram" in registry else next(iter(registry)).id)
     registry.get(default_model)
     requests = request_models(limits)

@@ -4,10 +4,12 @@ A server must not do minutes of work inside a request, nor let one model's train
 down with it. So a built-in model that is not yet in the cache is trained once, before it is served,
 in a process of its own (spawned, so it shares no threads or locks with the server) that is watched:
 
-- past `build_seconds` it is killed, and past `build_memory_mb` of peak memory it stops itself
-  (a thread in the worker reads its peak RSS); the model is then not served and the log says why.
-  The worker also loads the model and warms it up as the server will (`warm_up`), so a model
-  whose tables would not fit is found there, not in the server;
+- past `build_seconds` it is killed, and past `build_memory_mb` of peak memory, or what
+  `server_memory_mb` leaves beside the server, it stops itself (a thread in the worker reads its
+  peak RSS); the model is then not served and the log says why. The worker also loads the model
+  and warms it up as the server will (`warm_up`), so a model whose tables would not fit is found
+  there, not in the server, and writes beside it what that took (LOAD_MEMORY_FILE), so that the
+  server loads it only where it fits beside the models it holds (issue 26: 2.48 GB at the peak).
   A note beside the cache keeps later starts with the same limits, data and version from trying again;
 - the worker writes to a folder of its own, renamed into the cache only when the model is complete,
   so a killed build leaves nothing half-written for the next start to load;
@@ -17,6 +19,7 @@ in a process of its own (spawned, so it shares no threads or locks with the serv
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -29,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from namesmith.core.memory import proc_bytes
+from namesmith.core.memory import proc_bytes, release_freed_memory
 
 if TYPE_CHECKING:
     from namesmith.namemodel import NameModel
@@ -40,16 +43,19 @@ POLL_SECONDS = 0.1  # how often the server looks at a worker (and at `stop`)
 MEMORY_EXIT = 3  # the worker's exit code when it stopped itself for using too much memory
 ERROR_EXIT = 4  # the worker's exit code when training raised (the message is in its ERROR_FILE)
 ERROR_FILE = "build-error.txt"
+LOAD_MEMORY_FILE = "serve-memory.json"  # what loading the model took, measured by the worker that built it
 FAILED_SUFFIX = ".failed.json"  # the note beside a cached model's folder when it could not be built
 WORKER = "import sys; from namesmith.serve.build import _train; _train(*sys.argv[1:4], *map(int, sys.argv[4:7]))"
 
 
 @dataclass(frozen=True)
 class BuildLimits:
-    """What building one built-in model may take (the server's `build_seconds` and `build_memory_mb`)."""
+    """What building one built-in model may take (the server's `build_seconds` and `build_memory_mb`), and what the
+    server may hold with its built-in models loaded, a build worker beside it included (`server_memory_mb`)."""
 
     seconds: float = 300.0
     memory_mb: int = 2048
+    server_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -109,8 +115,11 @@ def build(job: BuildJob, limits: BuildLimits, stop: threading.Event | None = Non
     staging.mkdir(parents=True)
     # a fresh interpreter (not multiprocessing, which re-imports the server's __main__): it shares no
     # threads or locks with the server, and its memory is its own
+    # the worker and the server together stay within server_mb
+    server_mb = (proc_bytes("/proc/self/status", "VmRSS") or 0) / (1 << 20)
+    memory_mb = int(min(limits.memory_mb, limits.server_mb - server_mb))
     command = [sys.executable, "-c", WORKER, job.dataset, job.model_type, str(staging),
-               str(limits.memory_mb), str(os.getpid()), str(log.getEffectiveLevel())]
+               str(memory_mb), str(os.getpid()), str(log.getEffectiveLevel())]
     start = time.monotonic()
     worker = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     try:
@@ -121,7 +130,10 @@ def build(job: BuildJob, limits: BuildLimits, stop: threading.Event | None = Non
                 return Failure(f"building it took more than build_seconds={limits.seconds:g} s")
             stop.wait(POLL_SECONDS)
         if worker.returncode == MEMORY_EXIT:
-            return Failure(f"building it took more than build_memory_mb={limits.memory_mb} MB of memory")
+            return Failure(f"building it took more than build_memory_mb={limits.memory_mb} MB of memory"
+                           if memory_mb == limits.memory_mb else
+                           f"building it took more than {memory_mb} MB of memory, what server_memory_mb="
+                           f"{limits.server_mb} MB left beside the server's {server_mb:.0f} MB")
         error = staging / ERROR_FILE
         if worker.returncode == ERROR_EXIT and error.exists():
             return Failure(error.read_text().strip())
@@ -168,11 +180,48 @@ def _train(dataset: str, model_type: str, out: str, memory_mb: int, server_pid: 
 
     try:
         NameModel.train(data=dataset, model=model_type, out=out, overwrite=True)
-        warm_up(NameModel.load(out))  # as the server will: its tables count against the memory bound too
+        _measure_loading(out)  # as the server will: its tables count against the memory bound too
     except Exception as e:  # noqa: BLE001 - the server logs the reason and serves the other models
         Path(out, ERROR_FILE).write_text(f"training failed: {type(e).__name__}: {e}")
         sys.stderr.flush()
         os._exit(ERROR_EXIT)
+
+
+def _measure_loading(out: str) -> None:
+    """Load `out` and warm it up as the server will, and write beside it the memory that took (LOAD_MEMORY_FILE:
+    what it holds once loaded, and at most while loading), so that a server can tell whether it fits before loading
+    it. Measured from what this process held before (training's freed memory given back to the system first)."""
+    from namesmith.namemodel import NameModel
+
+    gc.collect()
+    release_freed_memory()
+    before = proc_bytes("/proc/self/status", "VmRSS")
+    reset = _reset_peak()
+    warm_up(NameModel.load(out))
+    after, peak = proc_bytes("/proc/self/status", "VmRSS"), proc_bytes("/proc/self/status", "VmHWM")
+    if before is None or after is None:
+        return  # not Linux: nothing measured, the server loads it unchecked
+    held = max(0, after - before) / (1 << 20)
+    Path(out, LOAD_MEMORY_FILE).write_text(json.dumps(
+        {"held_mb": round(held), "peak_mb": round(max(held, (peak - before) / (1 << 20)) if reset and peak else held)}))
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak resident memory (VmHWM) to what it holds now (Linux 4.0+); False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def load_memory_mb(directory: Path) -> tuple[float, float] | None:
+    """(held, peak) MB that loading the model of `directory` took when it was built (`_measure_loading`), if known."""
+    try:
+        measured = json.loads((directory / LOAD_MEMORY_FILE).read_text())
+        return float(measured["held_mb"]), float(measured["peak_mb"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _watch(memory_mb: int, server_pid: int) -> None:

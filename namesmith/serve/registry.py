@@ -6,8 +6,11 @@ Two kinds of entry:
 - with no directory, one count model (the n-gram) per built-in data set: loaded from the user's
   cache directory in the background when the server starts, or, the first time, built there by a
   worker process bounded in time and memory (namesmith.serve.build; a model over the limits is not
-  listed and the log says why). A cached model of another namesmith version or other data is built
-  again. Requests for a model not yet ready get 503 with Retry-After: no request trains or waits.
+  listed and the log says why). Every missing model is built before any is loaded, one at a time,
+  and a model is loaded only where what loading it took in its build worker fits beside what the
+  server holds, within server_memory_mb (else it is not listed, and the log says why). A cached
+  model of another namesmith version or other data is built again. Requests for a model not yet
+  ready get 503 with Retry-After: no request trains or waits.
 
 Requests name a model only by its id (`us-ngram`, or a directory's name); no request names a path.
 A model is used read-only by the requests, so one object serves all of them at once; the parts a
@@ -28,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from namesmith.core.errors import CheckpointError, ConfigError, NamesmithError
+from namesmith.core.memory import proc_bytes
 from namesmith.core.version import __version__
 from namesmith.data.catalogue import DATASETS
 from namesmith.data.sources import source_fingerprint
 from namesmith.namemodel import NameModel
-from namesmith.serve.build import BuildJob, BuildLimits, build, limits_key, warm_up
+from namesmith.serve.build import BuildJob, BuildLimits, build, limits_key, load_memory_mb, warm_up
+from namesmith.training.checkpoint import read_meta
 
 log = logging.getLogger("namesmith")
 
@@ -161,53 +166,88 @@ class ModelRegistry:
             self._thread.join(5)
 
     def _prepare_all(self) -> None:
-        for entry in self.entries.values():
-            if self._stop.is_set():
-                return
-            if entry.model is None:
-                try:
-                    self._prepare(entry)
-                except Exception as e:  # noqa: BLE001 - one model's failure must not stop the others
-                    log.exception(f"{entry.id}: not served")
-                    entry.state, entry.reason = "failed", f"{type(e).__name__}: {e}"
+        # the builds first, one at a time, while this process holds no model: each build worker has the most room
+        # beside it within server_memory_mb; then the loads, each only where it fits
+        for load in (False, True):
+            for entry in self.entries.values():
+                if self._stop.is_set():
+                    return
+                if entry.model is None and entry.state != "failed":
+                    try:
+                        self._prepare(entry, load)
+                    except Exception as e:  # noqa: BLE001 - one model's failure must not stop the others
+                        log.exception(f"{entry.id}: not served")
+                        entry.state, entry.reason = "failed", f"{type(e).__name__}: {e}"
 
-    def _prepare(self, entry: ModelEntry) -> None:
+    def _prepare(self, entry: ModelEntry, load: bool = True) -> None:
+        """Build `entry`'s model into the cache unless it is current there; with `load`, then load it where it fits."""
         loader = entry.loader
         assert isinstance(loader, _Cached)
-        key = {"namesmith_version": __version__, "data_sha256": source_fingerprint(loader.dataset),
-               "model_type": loader.model_type, "limits": limits_key(self.limits)}
+        current = loader.current_in_cache()
+        if not current and not self._build(entry):
+            return
+        if not load:
+            return
+        if not self._fits(entry):
+            return
         model = loader.cached()
-        if model is None:
-            known = loader.job.known_failure(key)
-            if known is not None:
-                entry.state, entry.reason = "failed", known
-                log.warning(f"{entry.id}: not served: {known} (at an earlier start with the same limits; "
-                            f"delete {loader.job.note()} or raise the limit to try again)")
-                return
-            entry.state = "building"
-            log.info(f"{entry.id}: building a {loader.model_type} model of the {loader.dataset} data set in a "
-                     f"worker process (at most {self.limits.seconds:g} s and {self.limits.memory_mb} MB; "
-                     f"cached for later starts)")
-            start = time.monotonic()
-            failure = build(loader.job, self.limits, self._stop)
-            if failure is not None:
-                entry.state, entry.reason = "failed", str(failure)
-                if not self._stop.is_set():
-                    if failure.lasting:
-                        loader.job.remember_failure(key, str(failure))
-                    log.warning(f"{entry.id}: not served: {failure}")
-                return
-            loader.job.forget_failure()
-            log.info(f"{entry.id}: built in {time.monotonic() - start:.1f} s")
+        if model is None and current and self._build(entry):  # current, yet unusable: built again
             model = loader.cached()
-            if model is None:
-                entry.state, entry.reason = "failed", "the model just built could not be loaded"
-                log.warning(f"{entry.id}: not served: {entry.reason}")
-                return
+        if model is None:
+            entry.state, entry.reason = "failed", "the model just built could not be loaded"
+            log.warning(f"{entry.id}: not served: {entry.reason}")
+            return
         entry.state = "loading"
         entry.model = warm_up(model)
         entry.state = "ready"
         log.info(f"{entry.id}: ready")
+
+    def _build(self, entry: ModelEntry) -> bool:
+        """Build `entry`'s model into the cache in a watched worker: True when built, else False (`reason` says why)."""
+        loader = entry.loader
+        assert isinstance(loader, _Cached)
+        key = {"namesmith_version": __version__, "data_sha256": source_fingerprint(loader.dataset),
+               "model_type": loader.model_type, "limits": limits_key(self.limits)}
+        known = loader.job.known_failure(key)
+        if known is not None:
+            entry.state, entry.reason = "failed", known
+            log.warning(f"{entry.id}: not served: {known} (at an earlier start with the same limits; "
+                        f"delete {loader.job.note()} or raise the limit to try again)")
+            return False
+        entry.state = "building"
+        log.info(f"{entry.id}: building a {loader.model_type} model of the {loader.dataset} data set in a "
+                 f"worker process (at most {self.limits.seconds:g} s and {self.limits.memory_mb} MB; "
+                 f"cached for later starts)")
+        start = time.monotonic()
+        failure = build(loader.job, self.limits, self._stop)
+        if failure is not None:
+            entry.state, entry.reason = "failed", str(failure)
+            if not self._stop.is_set():
+                if failure.lasting:
+                    loader.job.remember_failure(key, str(failure))
+                log.warning(f"{entry.id}: not served: {failure}")
+            return False
+        loader.job.forget_failure()
+        log.info(f"{entry.id}: built in {time.monotonic() - start:.1f} s")
+        entry.state = "queued"
+        return True
+
+    def _fits(self, entry: ModelEntry) -> bool:
+        """Whether loading `entry`'s model keeps this process within server_memory_mb, by what loading it took in
+        the worker that built it (a cache of an older version has no figure: loaded unchecked)."""
+        loader = entry.loader
+        assert isinstance(loader, _Cached)
+        measured, held = load_memory_mb(loader.job.directory), proc_bytes("/proc/self/status", "VmRSS")
+        if measured is None or held is None:
+            return True
+        held_mb, peak_mb = held / (1 << 20), measured[1]
+        if held_mb + peak_mb <= self.limits.server_mb:
+            return True
+        entry.state = "failed"
+        entry.reason = (f"loading it takes up to {peak_mb:,.0f} MB, more than server_memory_mb="
+                        f"{self.limits.server_mb} MB leaves beside the {held_mb:,.0f} MB the server holds")
+        log.warning(f"{entry.id}: not served: {entry.reason}")
+        return False
 
     # --- making one ---------------------------------------------------------------------------------
     @classmethod
@@ -268,10 +308,18 @@ class _Cached:
         root = self.job.directory.parent
         return (str(root), str(root.resolve()))
 
-    def current(self, model: NameModel) -> bool:
-        asked = model.meta.get("request", {}).get("model_type")  # "ngram" stays asked for when it is conditioned
-        return (model.meta.get("namesmith_version") == __version__ and asked == self.model_type
-                and model.meta.get("data", {}).get("sha256") == source_fingerprint(self.dataset))
+    def current(self, meta: dict) -> bool:
+        """Whether a cached model's metadata is that of this version, model type and data."""
+        asked = meta.get("request", {}).get("model_type")  # "ngram" stays asked for when it is conditioned
+        return (meta.get("namesmith_version") == __version__ and asked == self.model_type
+                and meta.get("data", {}).get("sha256") == source_fingerprint(self.dataset))
+
+    def current_in_cache(self) -> bool:
+        """Whether the cache holds a current model (by its metadata alone: nothing is loaded)."""
+        try:
+            return self.current(read_meta(self.job.directory))
+        except NamesmithError:
+            return False
 
     def cached(self) -> NameModel | None:
         """The cached model when it is current; None (and the log says why) when it must be built."""
@@ -283,7 +331,7 @@ class _Cached:
         except (CheckpointError, NamesmithError) as e:
             log.warning(f"{self.dataset}: the cached model is unusable ({e}); building it again")
             return None
-        if self.current(model):
+        if self.current(model.meta):
             return model
         log.info(f"{self.dataset}: the cached {self.model_type} model is out of date; building it again")
         return None

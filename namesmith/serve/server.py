@@ -50,7 +50,8 @@ def build_registry(model_dirs: Sequence[str | Path] = (), datasets: Sequence[str
         return ModelRegistry.from_directories(model_dirs)
     limits = limits or Limits()
     registry = ModelRegistry.builtin(datasets, cache=cache,
-                                     limits=BuildLimits(limits.build_seconds, limits.build_memory_mb))
+                                     limits=BuildLimits(
+        limits.build_seconds, limits.build_memory_mb, limits.server_memory_mb))
     if preload:
         try:
             registry.wait()

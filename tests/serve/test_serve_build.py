@@ -208,3 +208,55 @@ def test_a_build_worker_measures_its_own_peak_memory_not_its_servers():
     # build_memory_mb read that as its own peak and stopped itself at once (seen in the full test suite)
     out = subprocess.run([sys.executable, "-c", PEAK_OF_A_CHILD], capture_output=True, text=True, check=True)
     assert float(out.stdout.split()[-1]) < 600  # its own: about 250 MB (torch); the parent holds 800 MB more
+
+
+# --- the server's memory with the built-in models (issue 26: 2.48 GB at its peak while preparing them) -------------
+def rss_mb() -> float:
+    return build_module.proc_bytes("/proc/self/status", "VmRSS") / (1 << 20)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_build_worker_measures_what_loading_the_model_takes(built_cache):
+    held, peak = build_module.load_memory_mb(built_cache / "models" / "builtin-ngram")
+    assert 0 < held <= peak < 1000  # the builtin n-gram holds tens of MB once loaded
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_model_that_would_not_fit_beside_the_others_is_not_listed_and_the_log_says_why(built_cache, caplog,
+                                                                                           no_training_here):
+    caplog.set_level(logging.INFO, logger="namesmith")
+    held, peak = build_module.load_memory_mb(built_cache / "models" / "builtin-ngram")
+    limits = BuildLimits(server_mb=int(rss_mb() + peak / 2))  # what this process holds, and less than the model
+    registry = ModelRegistry.builtin(["builtin"], cache=built_cache, limits=limits)
+    assert registry.wait(120) and "builtin-ngram" not in registry
+    entry = registry.entries["builtin-ngram"]
+    assert entry.state == "failed" and entry.model is None
+    assert f"builtin-ngram: not served: loading it takes up to {peak:,.0f} MB, more than " \
+           f"server_memory_mb={limits.server_mb} MB leaves" in caplog.text
+    assert not (built_cache / "models" / "builtin-ngram.failed.json").exists()  # the next start tries again
+    roomy = ModelRegistry.builtin(["builtin"], cache=built_cache)
+    assert roomy.wait(120) and roomy.get("builtin-ngram").state == "ready"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_build_worker_may_take_only_what_the_server_leaves_it(tmp_path, caplog, no_training_here):
+    caplog.set_level(logging.INFO, logger="namesmith")
+    limits = BuildLimits(server_mb=int(rss_mb() + 60))  # 60 MB beside this process: less than importing torch
+    registry = ModelRegistry.builtin(["builtin"], cache=tmp_path, limits=limits)
+    assert registry.wait(300) and "builtin-ngram" not in registry
+    assert f"what server_memory_mb={limits.server_mb} MB left beside the server's" in caplog.text
+
+
+def test_every_missing_model_is_built_before_any_is_loaded(built_cache, tmp_path, monkeypatch):
+    # a build worker has the most room beside a server that holds no model yet
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    NameModel.load(built_cache / "models" / "builtin-ngram").save(cache / "models" / "builtin-ngram")
+    events = []
+    monkeypatch.setattr(registry_module, "build", lambda job, limits, stop: events.append(("build", job.dataset))
+                        or build_module.Failure("not this time", lasting=False))
+    monkeypatch.setattr(registry_module, "warm_up", lambda model: events.append(("load", "builtin")) or model)
+    registry = ModelRegistry.builtin(["builtin", "israel"], cache=cache)
+    assert registry.wait(120)
+    assert events == [("build", "israel"), ("load", "builtin")]
+    assert [e.id for e in registry] == ["builtin-ngram"]
