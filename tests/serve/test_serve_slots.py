@@ -176,7 +176,7 @@ def test_each_worker_keeps_its_share_of_the_servers_memory_budgets(tmp_path, mon
     pytest.importorskip("fastapi")
     from serve_support import train_bigram
 
-    from namesmith.generation.generate import TABLES
+    from namesmith.generation.exact_cache import TABLES
     from namesmith.serve import server
     from namesmith.serve.limits import Limits
 
