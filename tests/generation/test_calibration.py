@@ -63,6 +63,19 @@ def test_the_dp_equals_enumeration_on_a_chain_with_short_names():
     assert torch.allclose(cells, expected, atol=1e-12)
 
 
+def test_the_dp_by_each_states_last_token_equals_the_dp_by_moves(tiny, monkeypatch):
+    """An n-gram's states know the token that led into them, so each step's endings are a bincount over states;
+    the same cells as summing P(c | s)·P(end | s·c) over every move (the path of chains whose states do not)."""
+    import namesmith.training.calibrate as fitting
+
+    model, corpus = tiny
+    chain = markov_chain(model, corpus.vocab.size, GenerateConfig())
+    assert fitting.state_last_tokens(chain) is not None
+    by_states = chain_cells(chain, 4)
+    monkeypatch.setattr(fitting, "state_last_tokens", lambda chain: None)
+    assert torch.allclose(chain_cells(chain, 4), by_states, atol=1e-12)
+
+
 def test_calibrated_probabilities_sum_to_one(tiny):
     """Σ P'(x) over every name up to 7 letters, plus the longer names' mass (one length weight for all of
     them), is 1; the calibration moved the model's lengths."""
@@ -310,6 +323,16 @@ def test_label_calibrations_are_saved_and_older_directories_load_untilted(by_sex
             NameModel.load(out)
     finally:
         meta_file.write_text(json.dumps(meta))
+
+
+def test_a_conditional_count_model_is_calibrated_per_node_by_default(tmp_path):
+    """train's default (--calibrate auto) calibrates a conditional count model per label node where that
+    lowers the validation NLL, as it does a plain model."""
+    path = tmp_path / "names.tsv"
+    path.write_text("name\tsex\tcount\n" + "".join(f"{n}\t{s}\t{c}\n" for n, s, c in long_and_short_rows(800)))
+    model = NameModel.train(path, "bigram-counts", condition=("sex",))  # 800 rows a sex: 100 or more to choose by
+    assert model.meta["calibration_report"]["choice"] != "none"
+    assert set(model.model.label_calibrations.nodes) == {(2,), (0,), (1,)}
 
 
 def test_label_nodes_are_bounded(by_sex, monkeypatch):
