@@ -432,6 +432,10 @@ class NameModel:
                     excludes: Sequence[str] = (), regex: str | None = None, novel: bool = False,
                     **options: Any) -> tuple[GenerateConfig, str | None, KnownWords | None]:
         """The generation config in the model's own case, and the training words (or why they are unavailable)."""
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(GenerateConfig)} | ({"num"} & set(options)))
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: not an option of generate (its options are GenerateConfig's fields; "
+                              "the number of names is n)", field=unknown[0])
         if folds(self.casing):  # the model knows lowercased names: constraints hold whatever their case
             starts_with, ends_with = starts_with.lower(), ends_with.lower()
             contains, excludes = [c.lower() for c in contains], [e.lower() for e in excludes]
@@ -471,35 +475,22 @@ class NameModel:
         casing = self.casing
         return [restore(name, casing) for name in names] if casing in ("title", "upper") else names
 
-    def generate(self, n: int = 20, *, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
-                 excludes: Sequence[str] = (), regex: str | None = None, min_len: int | None = None,
-                 max_len: int | None = None, syllables: str | int | tuple[int, int] | None = None,
-                 sounds_like: str = "", novel: bool = False, unique: bool = False, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None, max_tries: int | None = None, time_budget: float | None = None,
-                 method: str = "auto", where: Where | None = None, guidance: float = 0.0,
-                 prior_letters: bool = False, popularity: str | None = None, not_in_catalogue: bool = False,
-                 surname: str | None = None, alliteration: str = "any") -> Names:
+    def generate(self, n: int = 20, *, where: Where | None = None, guidance: float = 0.0, **options: Any) -> Names:
         """Draw `n` names meeting every constraint, within the budget (see namesmith.generation.generate).
 
-        Every returned name meets every constraint. If the budget ends the search first, the result
-        holds the names found and `complete` is False (`stats.message()` says why). `where` asks a
-        conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names of
-        both at once (see namesmith.core.conditional); labels left out are marginalised. `guidance` > 0
-        draws names more typical of those labels (classifier-free guidance; 0: P(name | where) itself).
-        A model adapted to a list draws only the list's own letters unless `prior_letters`.
-        `popularity` ("rare", "uncommon", "common", "top:N", ranks "A-B") and `not_in_catalogue` judge each name
-        by the built-in catalogue (choosing.popularity). `syllables` ("2-3", "2", 2 or (2, 3)) keeps names of that
-        many syllables (choosing.syllables, Latin script). `alliteration` "want" or "avoid" keeps or drops names
-        that start with the sound of `surname` (the names' fit with it: `facts`). `sounds_like` keeps names that share
-        a Double Metaphone key with it (namesmith.choosing.phonetic: the phonetic extra).
+        `options` are the fields of `GenerateConfig` (namesmith.generation.generate), each with its help
+        and bounds: starts_with, ends_with, contains, excludes, regex, min_len, max_len, syllables,
+        sounds_like, novel, unique, temperature, top_k, top_p, seed, max_tries, time_budget, method,
+        prior_letters, popularity, not_in_catalogue, surname, alliteration; an unknown one is a
+        `ConfigError`. Every returned name meets every constraint. If the budget ends the search first,
+        the result holds the names found and `complete` is False (`stats.message()` says why). `where`
+        asks a conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names
+        of both at once (see namesmith.core.conditional); labels left out are marginalised. `guidance`
+        > 0 draws names more typical of those labels (classifier-free guidance; 0: P(name | where)
+        itself). A model adapted to a list draws only the list's own letters unless `prior_letters`.
+        Constraints hold whatever their case for a model of lowercased names.
         """
-        config, why, known = self._generation(
-            n, starts_with, ends_with, contains, excludes, regex, novel, min_len=min_len, max_len=max_len,
-            syllables=syllables, sounds_like=sounds_like, unique=unique, temperature=temperature, top_k=top_k,
-            top_p=top_p, seed=seed, max_tries=max_tries, time_budget=time_budget, method=method,
-            prior_letters=prior_letters, popularity=popularity, not_in_catalogue=not_in_catalogue, surname=surname,
-            alliteration=alliteration)
+        config, why, known = self._generation(n, **options)
         model, cache = self._conditioned(where, guidance, config.prior_letters)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
                          known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))

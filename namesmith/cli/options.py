@@ -59,39 +59,6 @@ TRAIN_HELP = {
                  "endings (auto: where it lowers the validation NLL; docs/generation.md: Whole-name calibration)",
     "device": "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu)",
 }
-GENERATE_HELP = {
-    "num": "how many names",
-    "seed": "random seed (default: a new one each run); the same seed gives the same names",
-    "temperature": "<1 likelier names (towards greedy as it nears 0), >1 wilder ones",
-    "top_k": "draw only from the k likeliest next characters",
-    "top_p": "draw only from the likeliest next characters holding this much probability",
-    "starts_with": "every name begins with this",
-    "ends_with": "every name ends with this",
-    "contains": "every name contains this text (repeatable: all of them)",
-    "excludes": "no name contains this text (repeatable: none of them)",
-    "regex": "regular expression found in every name (anchor with ^ and $ to match the whole name); "
-             "its matching is bounded by the budget",
-    "min_len": "shortest name, in characters",
-    "max_len": "longest name (default: twice the longest training name, at least 32)",
-    "syllables": "names of this many syllables, e.g. 2 or 2-3 (spelling rules for the Latin script; exact for "
-                 "count models)",
-    "sounds_like": "names that sound like this one (sharing a Double Metaphone key; needs the phonetic extra)",
-    "novel": "never print a word of the training data (any split)",
-    "unique": "never print the same name twice",
-    "max_tries": "names drawn at most (default: 100 per requested name + 100,000)",
-    "time_budget": "stop searching after this many seconds",
-    "method": "exact conditioning (models with a bounded context), guided (networks steered by an n-gram, "
-              "importance weights corrected), rejection sampling, or auto",
-    "prior_letters": "a model adapted to a list draws only the list's own letters; this allows the prior's too",
-    "popularity": "names this popular in the catalogue (their best-known sex and decade): rare (under 10 births per "
-                  "million), uncommon (10-100), common (100 or more), top:N, or a rank range A-B (e.g. 100-500); "
-                  "invented names pass none",
-    "not_in_catalogue": "never print a name of any built-in list (the catalogue's first names and surnames, the "
-                        "built-in list, nicknames), whatever the model learned",
-    "surname": "score each name's fit with this surname (rhythm, a clash of sounds, alliteration, initials, "
-               "length), explain it, and print the best first",
-    "alliteration": "with --surname: want (only names starting with its sound), avoid (none), or any",
-}
 MODEL_HELP = {
     "smoothing": "k of add-k smoothing (0: maximum likelihood)",
     "init_seed": "seed of the initial weights W ~ N(0, 1)",
@@ -109,9 +76,7 @@ MODEL_HELP = {
     "tie_weights": "share the input embedding with the output layer",
 }
 SHORT_FLAGS = {"num": "-n", "models": "-m"}
-METAVARS = {"starts_with": "PREFIX", "ends_with": "SUFFIX", "contains": "TEXT", "excludes": "TEXT",
-            "regex": "PATTERN", "time_budget": "SECONDS", "condition": "LABEL", "popularity": "BAND",
-            "syllables": "LO-HI", "surname": "NAME", "sounds_like": "NAME"}
+METAVARS = {"time_budget": "SECONDS", "condition": "LABEL"}  # GenerateConfig's fields say their own (`Option`)
 WHERE_HELP = ("conditional models: names of these labels, LABEL=VALUE (repeatable: --where sex=F --where "
               "decade=1950s); LABEL=V1,V2 for names that fit both values (unisex: sex=F,M); labels left out are "
               "marginalised")
@@ -139,7 +104,7 @@ def parse_scalar(text: str) -> Any:
 
 def _choices(name: str) -> tuple[str, ...] | None:
     """The values an option accepts, from the module that defines them (imported for the option that has them:
-    namesmith.data.tables needs NumPy)."""
+    namesmith.data.tables needs NumPy). A field with an `Option` (GenerateConfig's) says its own."""
     from namesmith.core.casing import CASES
     from namesmith.core.config import BATCHINGS, BIGRAM_MODES
 
@@ -147,14 +112,6 @@ def _choices(name: str) -> tuple[str, ...] | None:
         from namesmith.data.tables import WEIGHTINGS
 
         return WEIGHTINGS
-    if name == "method":
-        from namesmith.generation.config import METHODS
-
-        return METHODS
-    if name == "alliteration":
-        from namesmith.choosing.surname import ALLITERATION
-
-        return ALLITERATION
     return {"mode": BIGRAM_MODES, "batching": BATCHINGS, "case": CASES}.get(name)
 
 
@@ -165,12 +122,15 @@ def _show(value: Any) -> str | None:
     return str(value)
 
 
-def add_field_options(group: argparse._ArgumentGroup, cls: type, help_text: dict[str, str], *, prefix: str = "",
+def add_field_options(group: argparse._ArgumentGroup, cls: type, help_text: dict[str, str] | None = None, *,
+                      prefix: str = "",
                       defaults: dict[str, Any] | None = None, required_default: bool = False,
                       skip: tuple[str, ...] = ()) -> list[str]:
     """One option per dataclass field of `cls`; returns the field names.
 
-    Options default to None ("not given") unless `required_default`, so the dataclass keeps its own
+    A field's help, choices and metavar come from its `Option` (namesmith.generation.config's `option`)
+    when it has one, else from `help_text`, `_choices` and METAVARS. Options default to None ("not given")
+    unless `required_default`, so the dataclass keeps its own
     defaults; `defaults` are shown in the help (e.g. a model type's real training defaults).
     """
     names = []
@@ -179,7 +139,10 @@ def add_field_options(group: argparse._ArgumentGroup, cls: type, help_text: dict
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = _show((defaults or {}).get(f.name, default))
-        text = help_text.get(f.name, "")
+        how = f.metadata.get("option")
+        text = how.help if how else (help_text or {}).get(f.name, "")
+        choices = how.choices if how and how.choices else _choices(f.name)
+        metavar = how.metavar if how and how.metavar else METAVARS.get(f.name)
         if shown is not None:
             text = f"{text} (default: {shown})".strip()
         flags = [flag(f.name)] + ([SHORT_FLAGS[f.name]] if f.name in SHORT_FLAGS else [])
@@ -189,17 +152,15 @@ def add_field_options(group: argparse._ArgumentGroup, cls: type, help_text: dict
             group.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction if default else "store_true",
                                default=default if required_default else None, help=text)
         elif "tuple" in kind:
-            group.add_argument(*flags, dest=dest, action="append", default=None, metavar=METAVARS.get(f.name, "TEXT"),
-                               help=text)
+            group.add_argument(*flags, dest=dest, action="append", default=None, metavar=metavar or "TEXT", help=text)
         else:
             convert = int if kind.startswith("int") else float if kind.startswith("float") else (
                 parse_scalar if "str" in kind and "float" in kind else str)
             if kind.startswith("str") and "float" not in kind:
                 convert = str
-            group.add_argument(*flags, dest=dest, type=convert, choices=_choices(f.name),
+            group.add_argument(*flags, dest=dest, type=convert, choices=choices,
                                default=default if required_default else None,
-                               metavar=None if _choices(f.name) else METAVARS.get(f.name, "N" if convert is int
-                                                                                  else "VALUE"), help=text)
+                               metavar=None if choices else metavar or ("N" if convert is int else "VALUE"), help=text)
         names.append(f.name)
     return names
 

@@ -7,7 +7,6 @@ import sys
 
 from namesmith.cli.common import load_model, print_json, warn_unfinished
 from namesmith.cli.options import (
-    GENERATE_HELP,
     WHERE_HELP,
     add_field_options,
     given,
@@ -30,7 +29,7 @@ def add_sample(sub: argparse._SubParsersAction, building: bool) -> None:
         from namesmith.generation.config import GenerateConfig
 
         g = s.add_argument_group("generation (constraints hold on every name printed; the budget ends the search)")
-        s.set_defaults(generate_fields=add_field_options(g, GenerateConfig, GENERATE_HELP, prefix="gen_"))
+        s.set_defaults(generate_fields=add_field_options(g, GenerateConfig, prefix="gen_"))
     moved_data_option(s, " (for --novel and the summary)")
     s.add_argument("--where", action="append", metavar="LABEL=VALUE", help=WHERE_HELP)
     s.add_argument("--guidance", type=float, default=0.0, metavar="G",

@@ -19,7 +19,7 @@ This module imports neither torch nor a model, so parsing a request or the CLI's
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,7 +27,7 @@ import regex as regex_engine
 
 from namesmith.choosing.phonetic import phonetic_keys
 from namesmith.choosing.popularity import parse_popularity
-from namesmith.choosing.surname import ALLITERATION, check_surname
+from namesmith.choosing.surname import ALLITERATION, MAX_SURNAME_LENGTH, check_surname
 from namesmith.choosing.syllables import parse_syllables
 from namesmith.core.errors import ConfigError
 
@@ -66,79 +66,104 @@ def check(condition: bool, field: str, message: str) -> None:
         raise ConfigError(f"{field} {message}", field=field)
 
 
+MAX_SEED = 2**53 - 1  # seeds stay exact in JavaScript numbers (the page keeps them in share links)
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a caller offers one `GenerateConfig` field: what it means, and the values it takes. The CLI's
+    options and help (namesmith.cli.options) and the API's request schema (namesmith.serve.schemas) are
+    made from these, so a new constraint is a new field here (and its automaton or predicate)."""
+
+    help: str
+    lo: float | None = None  # the least value, included
+    hi: float | None = None  # the greatest value, included
+    positive: bool = False  # greater than 0 (a float with no least value)
+    choices: tuple[str, ...] | None = None
+    max_length: int | None = None  # characters of a text, at most
+    metavar: str | None = None  # how the CLI shows its value
+
+
+def option(default: Any, help: str, **how: Any) -> Any:
+    """A `GenerateConfig` field: its default and its `Option`."""
+    return field(default=default, metadata={"option": Option(help, **how)})
+
+
+def options_of(cls: type) -> dict[str, Option]:
+    """Each field's `Option`, by field name, in the order of the fields."""
+    return {f.name: f.metadata["option"] for f in fields(cls) if "option" in f.metadata}
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
     """What to generate, for every model and every caller; validated when built (`ConfigError`,
-    its `field` the parameter at fault)."""
+    its `field` the parameter at fault). Each field's `option` says what it means and bounds it: the
+    CLI's flags and the API's request schema are made from them."""
 
-    num: int = 20
-    seed: int | None = None  # None: a fresh random seed each run
-    temperature: float = 1.0  # < 1 sharpens towards the likeliest names, > 1 flattens
-    top_k: int | None = None  # keep only the k likeliest next characters
-    top_p: float | None = None  # keep the smallest set of next characters with this much probability
-    starts_with: str = ""  # exact for every model: the chain is conditioned on the prefix
-    ends_with: str = ""
-    contains: tuple[str, ...] = ()  # every one of these substrings (a single string is one substring)
-    excludes: tuple[str, ...] = ()  # none of these substrings
-    regex: str | None = None  # `regex.search` on the whole name (anchor with ^ and $)
-    min_len: int | None = None  # None: 1 (an empty name is never printed)
-    max_len: int | None = None  # None: the length guard (see `length_limit`); at most MAX_NAME_LENGTH
+    num: int = option(20, "how many names", lo=0)
+    seed: int | None = option(None, "random seed (default: a new one each run); the same seed gives the same names",
+                              lo=0, hi=MAX_SEED)
+    # below 0.01 the softmax of logits / temperature overflows (uniform, not greedy, names)
+    temperature: float = option(1.0, "<1 likelier names (towards greedy as it nears 0), >1 wilder ones", lo=0.01,
+                                hi=10)
+    top_k: int | None = option(None, "draw only from the k likeliest next characters", lo=1, hi=100_000)
+    top_p: float | None = option(None, "draw only from the likeliest next characters holding this much probability",
+                                 lo=0.001, hi=1)
+    # exact for every model: the chain is conditioned on the prefix
+    starts_with: str = option("", "every name begins with this", metavar="PREFIX")
+    ends_with: str = option("", "every name ends with this", metavar="SUFFIX")
+    # a single string is one substring
+    contains: tuple[str, ...] = option((), "every name contains this text (repeatable: all of them)", metavar="TEXT")
+    excludes: tuple[str, ...] = option((), "no name contains this text (repeatable: none of them)", metavar="TEXT")
+    regex: str | None = option(None, "regular expression found in every name (anchor with ^ and $ to match the "
+                                     "whole name); its matching is bounded by the budget", metavar="PATTERN")
+    min_len: int | None = option(None, "shortest name, in characters", lo=0, hi=MAX_NAME_LENGTH)  # None: 1
+    # None: the length guard (see `length_limit`)
+    max_len: int | None = option(None, "longest name (default: twice the longest training name, at least 32)", lo=1,
+                                 hi=MAX_NAME_LENGTH)
     # (lo, hi): namesmith.choosing.syllables.count_syllables of every name in this range ("2-3", "2" and 2 are read too)
-    syllables: SyllableRange | None = None
-    sounds_like: str = ""  # names sharing a Double Metaphone key with this one (namesmith.choosing.phonetic; a filter)
-    novel: bool = False  # never a word of the training data (any split)
-    unique: bool = False  # no name twice
-    max_tries: int | None = None  # draws examined at most; None: 100 per requested name + 100,000
-    time_budget: float | None = None  # seconds at most
-    method: str = "auto"  # "exact" (fail if unavailable), "rejection", or "auto"
-    prior_letters: bool = False  # a model adapted to a list: draw its prior's letters too (NameModel.generate)
+    syllables: SyllableRange | None = option(None, "names of this many syllables, e.g. 2 or 2-3 (spelling rules for "
+                                                   "the Latin script; exact for count models)", metavar="LO-HI")
+    # names sharing a Double Metaphone key with this one (namesmith.choosing.phonetic; a filter)
+    sounds_like: str = option("", "names that sound like this one (sharing a Double Metaphone key; needs the phonetic "
+                                  "extra)", metavar="NAME")
+    novel: bool = option(False, "never print a word of the training data (any split)")
+    unique: bool = option(False, "never print the same name twice")
+    max_tries: int | None = option(None, "names drawn at most (default: 100 per requested name + 100,000)", lo=1)
+    time_budget: float | None = option(None, "stop searching after this many seconds", positive=True,
+                                       metavar="SECONDS")
+    method: str = option("auto", "exact conditioning (models with a bounded context), guided (networks steered by an "
+                                 "n-gram, importance weights corrected), rejection sampling, or auto", choices=METHODS)
+    # a model adapted to a list: draw its prior's letters too (NameModel.generate)
+    prior_letters: bool = option(False, "a model adapted to a list draws only the list's own letters; this allows "
+                                        "the prior's too")
     # choosing a name (namesmith.choosing.popularity, namesmith.choosing.surname): filters of the search loop
-    popularity: str | None = None  # "rare", "uncommon", "common", "top:N" or ranks "A-B" of the catalogue
-    not_in_catalogue: bool = False  # never a name of any built-in list (namesmith.choosing.popularity.is_known)
-    surname: str | None = None  # the names are scored against it (NameModel.facts), and `alliteration` filters
-    alliteration: str = "any"  # with a surname: "want" keeps names that start with its sound, "avoid" drops them
+    popularity: str | None = option(None, "names this popular in the catalogue (their best-known sex and decade): "
+                                          "rare (under 10 births per million), uncommon (10-100), common (100 or "
+                                          "more), top:N, or a rank range A-B (e.g. 100-500); invented names pass none",
+                                    max_length=32, metavar="BAND")
+    not_in_catalogue: bool = option(False, "never print a name of any built-in list (the catalogue's first names and "
+                                           "surnames, the built-in list, nicknames), whatever the model learned")
+    surname: str | None = option(None, "score each name's fit with this surname (rhythm, a clash of sounds, "
+                                       "alliteration, initials, length), explain it, and print the best first",
+                                 max_length=MAX_SURNAME_LENGTH, metavar="NAME")
+    alliteration: str = option("any", "with a surname: want (only names starting with its sound), avoid (none), or "
+                                      "any", choices=ALLITERATION)
 
     def __post_init__(self) -> None:
         for name in ("contains", "excludes"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
-        check(is_int(self.num), "num", f"must be an integer, got {self.num!r}")
-        check(self.num >= 0, "num", f"must not be negative, got {self.num}")
-        if self.seed is not None:
-            check(is_int(self.seed) and 0 <= self.seed < 2**63, "seed",
-                   f"must be an integer between 0 and 2**63 - 1, got {self.seed!r}")
-        check(is_number(self.temperature) and self.temperature > 0, "temperature",
-               f"must be positive, got {self.temperature!r}")
-        if self.top_k is not None:
-            check(is_int(self.top_k) and self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k!r}")
-        if self.top_p is not None:
-            check(is_number(self.top_p) and 0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p!r}")
-        for name in ("starts_with", "ends_with"):
-            check(isinstance(getattr(self, name), str), name, f"must be a string, got {getattr(self, name)!r}")
+        for f in fields(self):
+            check_option(f.name, getattr(self, f.name), f.metadata["option"], str(f.type))
         for name in ("contains", "excludes"):
             patterns = getattr(self, name)
             check(all(isinstance(p, str) and p for p in patterns), name,
                    f"needs non-empty strings, got {list(patterns)!r}")
-        for name in ("min_len", "max_len"):
-            value, least = getattr(self, name), 0 if name == "min_len" else 1
-            if value is not None:
-                check(is_int(value) and value >= least, name, f"must be at least {least}, got {value!r}")
-                check(value <= MAX_NAME_LENGTH, name,
-                       f"must be at most {MAX_NAME_LENGTH:,} (MAX_NAME_LENGTH), got {value:,}")
         if self.syllables is not None:
             object.__setattr__(self, "syllables", parse_syllables(self.syllables))
-        check(isinstance(self.sounds_like, str), "sounds_like", f"must be a string, got {self.sounds_like!r}")
         if self.sounds_like and not phonetic_keys(self.sounds_like):
             raise ConfigError(f"sounds_like {self.sounds_like!r}: no letters to sound out", field="sounds_like")
-        for name in ("novel", "unique", "prior_letters", "not_in_catalogue"):
-            check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
-        if self.max_tries is not None:
-            check(is_int(self.max_tries) and self.max_tries >= 1, "max_tries",
-                   f"must be at least 1, got {self.max_tries!r}")
-        if self.time_budget is not None:
-            check(is_number(self.time_budget) and self.time_budget > 0, "time_budget",
-                   f"must be positive, got {self.time_budget!r}")
-        check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.regex is not None:
             check(isinstance(self.regex, str), "regex", f"must be a string, got {self.regex!r}")
             compile_regex(self.regex)
@@ -147,8 +172,6 @@ class GenerateConfig:
             parse_popularity(self.popularity)
         if self.surname is not None:
             object.__setattr__(self, "surname", check_surname(self.surname))
-        check(self.alliteration in ALLITERATION, "alliteration",
-               f"must be one of {', '.join(ALLITERATION)}, got {self.alliteration!r}")
         check(self.alliteration == "any" or self.surname is not None, "alliteration",
                f"{self.alliteration!r} needs a surname to alliterate with")
 
@@ -161,6 +184,32 @@ class GenerateConfig:
     def decoding(self) -> dict[str, Any]:
         """How logits become the sampling distribution: temperature, top_k, top_p."""
         return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+
+
+def check_option(name: str, value: Any, how: Option, annotation: str) -> None:
+    """A value against its field's type (`annotation`: bool, int, float or str, or None) and its `Option`'s
+    bounds and choices. None passes: an unset optional field."""
+    if value is None:
+        return
+    kind = annotation.split("|")[0].strip()
+    if kind == "bool":
+        check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
+    elif kind == "str":
+        check(isinstance(value, str), name, f"must be a string, got {value!r}")
+    elif kind == "int":
+        check(is_int(value), name, f"must be an integer, got {value!r}")
+    elif kind == "float":
+        check(is_number(value), name, f"must be a number, got {value!r}")
+    check(not how.positive or value > 0, name, f"must be positive, got {value!r}")
+    if how.lo is not None:
+        check(value >= how.lo, name, f"must not be negative, got {value!r}" if how.lo == 0 else
+               f"must be at least {how.lo:g}, got {value!r}")
+    if how.hi is not None:
+        check(value <= how.hi, name, f"must be at most {how.hi:,}, got {value:,}")
+    if how.max_length is not None:
+        check(len(value) <= how.max_length, name, f"is {len(value):,} characters long, more than {how.max_length}")
+    if how.choices is not None:
+        check(value in how.choices, name, f"must be one of {', '.join(how.choices)}, got {value!r}")
 
 
 SyllableRange = tuple[int, int]  # a GenerateConfig's `syllables`: (lowest, highest), both included

@@ -2,19 +2,21 @@
 
 Requests forbid unknown fields and take values strictly (a number sent as a string is a 422, not a
 guess). Their bounds come from the server's `Limits`, so request models are made per app by
-`request_models(limits)`; responses do not depend on the limits and are plain classes.
+`request_models(limits)`; responses do not depend on the limits and are plain classes. The generate
+request is made from `GenerateConfig`'s fields: their names, defaults, bounds, choices and help
+(`generate_fields`), narrowed by the limits; tests/test_generate_options.py checks they agree.
 """
 
-from dataclasses import dataclass
-from typing import Annotated, Literal
+import math
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 
-from namesmith.choosing.surname import MAX_SURNAME_LENGTH
 from namesmith.choosing.syllables import MAX_SYLLABLES
+from namesmith.generation.config import GenerateConfig
 from namesmith.serve.limits import Limits
 
-MAX_SEED = 2**53 - 1  # seeds stay exact in JavaScript numbers (the page keeps them in share links)
 Number = float | Literal["inf", "-inf"]  # JSON has no infinity: a name of probability 0 has log_prob "-inf"
 
 
@@ -194,6 +196,57 @@ class SimilarityResponse(BaseModel):
 
 
 # --- requests (bounded by the server's limits) ------------------------------------------------------
+API_NAMES = {"num": "n"}  # GenerateConfig fields the API names otherwise (the page's share links say n)
+LEAST = {"num": 1}  # a request asks for at least one name
+# the request's text fields are as long as a pattern at most (max_pattern_length), these as long as a name
+NAME_FIELDS = {"sounds_like": "max_name_length"}
+
+
+def _limit_of(name: str, limits: Limits) -> float | None:
+    """The server's own bound on a GenerateConfig field (below the config's), or None."""
+    return {"num": limits.max_names, "min_len": limits.max_name_length, "max_len": limits.max_name_length,
+            "max_tries": limits.max_tries, "time_budget": limits.time_budget}.get(name)
+
+
+def generate_fields(limits: Limits, pattern: Any, where: Any) -> dict[str, tuple[Any, Any]]:
+    """The generate request's fields, for `create_model`: one per GenerateConfig field (its type from the
+    field's, its default, bounds, choices and help from its `Option`, bounds narrowed by `limits`), then
+    `where` (NameModel.generate's conditions) and `filter_offensive`."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for f in fields(GenerateConfig):
+        how, kind = f.metadata["option"], str(f.type).split("|")[0].strip()
+        optional = f.default is None
+        lo = max(how.lo, LEAST.get(f.name, how.lo)) if how.lo is not None else None
+        cap = _limit_of(f.name, limits)
+        hi = how.hi if cap is None else cap if how.hi is None else min(how.hi, cap)
+        described = {"description": how.help}
+        if f.name == "syllables":  # "2-3" or 2: read by namesmith.choosing.syllables.parse_syllables
+            value: Any = Annotated[str, StringConstraints(max_length=16)] | whole(1, MAX_SYLLABLES)
+        elif kind == "bool":
+            value = bool
+        elif kind == "int":
+            value = whole(int(lo or 0), int(hi if hi is not None else 2**63 - 1))
+        elif kind == "float":
+            value = float
+            described.update({"ge": lo, "le": hi, "gt": 0 if how.positive else None})
+        elif how.choices is not None:
+            value = Literal[how.choices]
+        elif kind.startswith("tuple"):
+            value = list[pattern]
+            described["max_length"] = limits.max_patterns
+        else:  # text
+            value = str
+            described["max_length"] = min(how.max_length or math.inf,
+                                          getattr(limits, NAME_FIELDS.get(f.name, "max_pattern_length")))
+        if optional:
+            value = value | None
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        out[API_NAMES.get(f.name, f.name)] = (value, Field(default, **{k: v for k, v in described.items()
+                                                                        if v is not None}))
+    out["where"] = (where, Field({}))
+    out["filter_offensive"] = (bool, Field(True, description="hide names that hold an offensive word"))
+    return out
+
 @dataclass(frozen=True)
 class RequestModels:
     Generate: type[BaseModel]
@@ -210,45 +263,9 @@ def request_models(limits: Limits) -> RequestModels:
     Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
     Where = Annotated[dict[Label, Label], Field(max_length=16, description="{label: value} of a conditional model")]
 
-    class GenerateRequest(Strict):
-        """Every option of `namesmith sample`; names come back with their scores."""
-
-        n: whole(1, limits.max_names) = Field(20, description="how many names")
-        where: Where = {}
-        starts_with: str = Field("", max_length=limits.max_pattern_length)
-        ends_with: str = Field("", max_length=limits.max_pattern_length)
-        contains: list[Pattern] = Field([], max_length=limits.max_patterns, description="every one of these")
-        excludes: list[Pattern] = Field([], max_length=limits.max_patterns, description="none of these")
-        regex: str | None = Field(None, max_length=limits.max_pattern_length,
-                                  description="Python regular expression searched in each name (time-limited)")
-        min_len: whole(0, limits.max_name_length) | None = None
-        max_len: whole(1, limits.max_name_length) | None = None
-        syllables: Annotated[str, StringConstraints(max_length=16)] | whole(1, MAX_SYLLABLES) | None = Field(
-            None, description='"2-3" or 2: names of that many syllables (spelling rules, Latin script only)')
-        sounds_like: str = Field("", max_length=limits.max_name_length,
-                                 description="names that sound like this one (a shared Double Metaphone key), the "
-                                             "closest first")
-        novel: bool = Field(False, description="never a word of the training data")
-        unique: bool = Field(False, description="no name twice")
-        # below 0.01 the library's softmax of logits / temperature overflows (uniform, not greedy, names)
-        temperature: float = Field(1.0, ge=0.01, le=10)
-        top_k: whole(1, 100_000) | None = None
-        top_p: float | None = Field(None, ge=0.001, le=1)
-        seed: whole(0, MAX_SEED) | None = Field(None, description="same seed, same names; drawn when absent")
-        max_tries: whole(1, limits.max_tries) | None = None
-        time_budget: float | None = Field(None, gt=0, le=limits.time_budget,
-                                          description=f"seconds of search, at most {limits.time_budget}")
-        method: Literal["auto", "exact", "rejection"] = "auto"
-        filter_offensive: bool = Field(True, description="hide names that hold an offensive word")
-        prior_letters: bool = Field(False, description="a model adapted to a list (more like these) draws only "
-                                                        "the list's own letters unless this is true")
-        popularity: str | None = Field(None, max_length=32, description="rare, uncommon, common, top:N or a rank "
-                                       "range A-B of the catalogue (choosing.popularity); new names pass none")
-        not_in_catalogue: bool = Field(False, description="never a name of any built-in list")
-        surname: str | None = Field(None, min_length=1, max_length=MAX_SURNAME_LENGTH,
-                                    description="score each name's fit with this surname; names come best first")
-        alliteration: Literal["any", "want", "avoid"] = Field("any", description="with a surname: keep only names "
-                                                              "that start with its sound (want), or none (avoid)")
+    GenerateRequest = create_model("GenerateRequest", __base__=Strict, __doc__="Every option of `namesmith sample` "
+                                   "(GenerateConfig's fields); names come back with their scores.",
+                                   **generate_fields(limits, Pattern, Where))
 
     class MoreLikeTheseRequest(GenerateRequest):
         """Names in the style of `words` (the shortlist): the model adapted to them, then generate."""

@@ -29,11 +29,11 @@ from namesmith.choosing.syllables import count_syllables
 from namesmith.core.casing import fold
 from namesmith.core.errors import ConfigError
 from namesmith.data.offensive import default_filter
+from namesmith.generation.config import MAX_SEED
 from namesmith.generation.generate import Generation
 from namesmith.generation.novelty import NoveltySummary
 from namesmith.namemodel import NameModel
 from namesmith.serve.limits import Limits
-from namesmith.serve.schemas import MAX_SEED
 
 MAX_ROUNDS = 8  # generate calls per request when offensive names were hidden and more are needed
 HEATMAP_CHARS = 40  # a heat map of a larger vocabulary shows its most frequent characters only

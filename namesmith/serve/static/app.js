@@ -199,7 +199,7 @@ function applySettings(params) {
   if (params.has("temperature")) $("temperature").value = params.get("temperature");
   $("temperature-value").textContent = Number($("temperature").value).toFixed(2);
   if (params.has("sort")) $("sort").value = params.get("sort");
-  state.linkMethod = ["exact", "rejection"].includes(params.get("method")) ? params.get("method") : null;
+  state.linkMethod = ["exact", "guided", "rejection"].includes(params.get("method")) ? params.get("method") : null;
   if (params.has("similar_to")) $("similar_to").value = params.get("similar_to");
   document.querySelectorAll("#label-selects select").forEach((s) => {
     const v = params.get("where." + s.dataset.label);
@@ -234,7 +234,7 @@ async function generate() {
     const result = await api(`/models/${encodeURIComponent(state.model.id)}/generate`, request);
     request.seed = result.seed;  // the share link reproduces this list:
     // with the same method too (a constraint's exact table may be built meanwhile: "auto" would then use it)
-    if (["exact", "rejection"].includes(result.generation.method)) request.method = result.generation.method;
+    if (["exact", "guided", "rejection"].includes(result.generation.method)) request.method = result.generation.method;
     $("seed").placeholder = String(result.seed);
     state.lastRequest = request;
     state.results = result.names.map((r, i) => ({ ...r, order: i }));
