@@ -42,11 +42,11 @@ def test_the_config_takes_its_bounds_and_refuses_beyond_them(name):
 fastapi = pytest.importorskip("fastapi")
 
 from namesmith.serve.limits import Limits  # noqa: E402
-from namesmith.serve.schemas import API_NAMES, request_models  # noqa: E402
+from namesmith.serve.schemas import API_NAMES, DEFAULTS, request_models  # noqa: E402
 
 LIMITS = Limits()
 REQUEST = request_models(LIMITS).Generate
-API_ONLY = {"where", "filter_offensive"}  # NameModel.generate's conditions; the server's offensive-name filter
+API_ONLY = {"where"}  # NameModel.generate's conditions
 
 
 def schema_of(api_name: str) -> dict:
@@ -60,9 +60,10 @@ def test_the_request_has_every_config_field_with_its_default():
     api = {API_NAMES.get(name, name): name for name in CONFIG}
     assert set(REQUEST.model_fields) == set(api) | API_ONLY
     for api_name, name in api.items():
-        default = CONFIG[name].default
+        default = DEFAULTS.get(name, CONFIG[name].default)
         assert REQUEST.model_fields[api_name].get_default() == (list(default) if isinstance(default, tuple)
                                                                 else default), name
+    assert DEFAULTS == {"filter_offensive": True}  # the server's one default of its own: a public page hides them
 
 
 def test_the_request_offers_every_method_and_the_configs_seed_range():
@@ -75,7 +76,10 @@ def test_the_request_offers_every_method_and_the_configs_seed_range():
             assert tuple(schema_of(API_NAMES.get(name, name))["enum"]) == choices, name
 
 
-@pytest.mark.parametrize("name", [n for n, f in CONFIG.items() if str(f.type).split("|")[0].strip() in ("int", "float")])
+NUMBERS = [n for n, f in CONFIG.items() if str(f.type).split("|")[0].strip() in ("int", "float")]
+
+
+@pytest.mark.parametrize("name", NUMBERS)
 def test_every_number_the_request_takes_the_config_takes(name):
     """The API's bounds lie within the config's (the server may narrow them by its limits, never widen them):
     its least and greatest values build a config."""

@@ -149,6 +149,9 @@ class GenerateConfig:
                                  max_length=MAX_SURNAME_LENGTH, metavar="NAME")
     alliteration: str = option("any", "with a surname: want (only names starting with its sound), avoid (none), or "
                                       "any", choices=ALLITERATION)
+    # what a public page needs hidden (namesmith.data.offensive); the API asks for it by default
+    filter_offensive: bool = option(False, "never print a name that holds an offensive word (the built-in list of "
+                                           "namesmith/builtin/offensive_words.txt)")
 
     def __post_init__(self) -> None:
         for name in ("contains", "excludes"):

@@ -42,6 +42,7 @@ from namesmith.choosing.popularity import parse_popularity, popularity_index
 from namesmith.choosing.surname import alliterates
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
+from namesmith.data.offensive import default_filter
 from namesmith.generation.calibration import tilted_draws
 from namesmith.generation.config import (
     GUARD_AT_LEAST,
@@ -358,6 +359,10 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
     # a calibrated model's draws are filtered too (namesmith.generation.calibration.tilted_draws), except exact ones
     filtering = test is not None or matches is not None or config.unique or bool(filters) or (
         model.calibration is not None and gen.method != "exact")
+    # offensive names are rare: hiding one draws another in the next batch, and the batches stay those of the
+    # search without it (so the names before it are the same for the same seed)
+    offensive = default_filter().is_offensive if config.filter_offensive else None
+    hide = [] if offensive is None else [("filter_offensive", lambda name: not offensive(name))]
     max_tries = config.max_tries or DEFAULT_TRIES_PER_NAME * config.num + MIN_TRIES
     largest = batch_limit(max_len)
     cap = min(MIN_BATCH, largest)
@@ -390,7 +395,8 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
                         examined += 1
                         if (test is None or test(name)) and not (config.unique and name in seen) \
                                 and _passes(filters, name, gen.rejected) \
-                                and (matches is None or matches(name, deadline)):
+                                and (matches is None or matches(name, deadline)) \
+                                and _passes(hide, name, gen.rejected):  # last: counts names it alone hides
                             names.append(name)
                             if config.unique:
                                 seen.add(name)
@@ -398,6 +404,8 @@ def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] |
                                 break
                 except OutOfTime:
                     gen.stop_reason = "time-budget"
+            elif hide:
+                names = [name for name in names if _passes(hide, name, gen.rejected)]
             # the draws examined: up to the last name looked at (all of them if every name was)
             draws = len(drawn.finished)
             if examined < len(drawn.names):

@@ -198,6 +198,7 @@ class SimilarityResponse(BaseModel):
 # --- requests (bounded by the server's limits) ------------------------------------------------------
 API_NAMES = {"num": "n"}  # GenerateConfig fields the API names otherwise (the page's share links say n)
 LEAST = {"num": 1}  # a request asks for at least one name
+DEFAULTS = {"filter_offensive": True}  # a public page hides offensive names unless the request asks otherwise
 # the request's text fields are as long as a pattern at most (max_pattern_length), these as long as a name
 NAME_FIELDS = {"sounds_like": "max_name_length"}
 
@@ -210,8 +211,8 @@ def _limit_of(name: str, limits: Limits) -> float | None:
 
 def generate_fields(limits: Limits, pattern: Any, where: Any) -> dict[str, tuple[Any, Any]]:
     """The generate request's fields, for `create_model`: one per GenerateConfig field (its type from the
-    field's, its default, bounds, choices and help from its `Option`, bounds narrowed by `limits`), then
-    `where` (NameModel.generate's conditions) and `filter_offensive`."""
+    field's, its default (or DEFAULTS'), bounds, choices and help from its `Option`, bounds narrowed by
+    `limits`), then `where` (NameModel.generate's conditions)."""
     out: dict[str, tuple[Any, Any]] = {}
     for f in fields(GenerateConfig):
         how, kind = f.metadata["option"], str(f.type).split("|")[0].strip()
@@ -240,11 +241,10 @@ def generate_fields(limits: Limits, pattern: Any, where: Any) -> dict[str, tuple
                                           getattr(limits, NAME_FIELDS.get(f.name, "max_pattern_length")))
         if optional:
             value = value | None
-        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        default = list(f.default) if isinstance(f.default, tuple) else DEFAULTS.get(f.name, f.default)
         out[API_NAMES.get(f.name, f.name)] = (value, Field(default, **{k: v for k, v in described.items()
                                                                         if v is not None}))
     out["where"] = (where, Field({}))
-    out["filter_offensive"] = (bool, Field(True, description="hide names that hold an offensive word"))
     return out
 
 @dataclass(frozen=True)

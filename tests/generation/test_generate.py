@@ -288,3 +288,17 @@ def test_cli_sample_with_constraints_json_and_summary(tmp_path, capsys):
     assert "stopped at the --max-tries limit" in capsys.readouterr()[1]
     assert main(["sample", "-m", str(out), "--starts-with", "é"]) == 1
     assert "not in the model's vocabulary" in capsys.readouterr()[1]
+
+
+def test_offensive_names_are_a_filter_of_the_one_pipeline(tmp_path):
+    """filter_offensive (the server's default) hides them inside the search: its statistics count them, the
+    names before the first one hidden are the unfiltered names of the same seed, and more are drawn after."""
+    from namesmith.data.offensive import is_offensive
+
+    words = ["shitake", "shita", "ashit", "fuckle", "fucka", "anna", "emma", "hannah", "bella", "ella"] * 5
+    model = NameModel.train(words=words, model="bigram-counts", out=tmp_path / "rude")
+    raw, shown = model.generate(60, seed=0), model.generate(60, seed=0, filter_offensive=True)
+    first = next(i for i, name in enumerate(raw.names) if is_offensive(name))
+    assert shown.stats.complete and len(shown.names) == 60 and not any(map(is_offensive, shown.names))
+    assert shown.names[:first] == raw.names[:first] and shown.stats.rejected["filter_offensive"] > 0
+    assert shown.novelty.total == 60 and shown.stats.tries > raw.stats.tries
