@@ -277,8 +277,6 @@ def syllables_section(model_dir: Path, repeats: int) -> dict[str, Any]:
 
     from namesmith import NameModel
     from namesmith.choosing.syllables import count_syllables
-    from namesmith.generation.config import GenerateConfig
-    from namesmith.generation.generate import generate
 
     reference = cmu_syllables()
     tune, held = halves(sorted(reference))
@@ -295,12 +293,11 @@ def syllables_section(model_dir: Path, repeats: int) -> dict[str, Any]:
     model = NameModel.train(model="bigram-counts", condition="none", calibrate="none")
     draws = {}
     for method in ("exact", "rejection"):
-        config = GenerateConfig(num=20_000, seed=7, syllables=(3, 3), max_len=12, method=method)
         began = time.perf_counter()
-        result = generate(model.model, model.vocab, config, max_word_length=model.max_word_length)
-        assert result.complete and all(count_syllables(n) == 3 for n in result.names)
+        result = model.generate(20_000, seed=7, syllables=(3, 3), max_len=12, method=method)
+        assert result.stats.complete and all(count_syllables(n) == 3 for n in result.names)
         draws[method] = {"names": result.names, "seconds": round(time.perf_counter() - began, 2),
-                         "tries": result.tries, "acceptance": round(result.acceptance, 4)}
+                         "tries": result.stats.tries, "acceptance": round(result.stats.acceptance, 4)}
     stat, dof, p = two_sample_chi_square(draws["exact"]["names"], draws["rejection"]["names"])
     exactness = {"model": "bigram-counts (built-in names)", "syllables": "3", "max_len": 12, "names": 20_000,
                  "chi_square": stat, "dof": dof, "p_value": round(p, 4),

@@ -37,8 +37,6 @@ from pathlib import Path
 import torch
 from bench_ensemble import nll_and_error  # benchmarks/ is on sys.path when run as a script
 
-from namesmith.generation.config import GenerateConfig
-from namesmith.generation.generate import generate
 from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.namemodel import NameModel
 from namesmith.training.checkpoint import META_FILE, read_meta
@@ -66,10 +64,9 @@ def train(out: Path, data: Path, options: list[str]) -> float:
 
 
 def names_per_second(model: NameModel, n: int = 20_000, repeats: int = 3) -> float:
-    """Names per second of `namesmith sample -n n` (namesmith.generation.generate), the median of `repeats` runs."""
+    """Names per second of `namesmith sample -n n` (NameModel.generate), the median of `repeats` runs."""
     def draw(seed: int) -> int:
-        config = GenerateConfig(num=n, seed=seed)
-        return generate(model.model, model.vocab, config, max_word_length=model.max_word_length).tries
+        return model.generate(n, seed=seed).stats.tries
 
     draw(0)
     rates = []
