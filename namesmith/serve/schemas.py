@@ -4,7 +4,7 @@ Requests forbid unknown fields and take values strictly (a number sent as a stri
 guess). Their bounds come from the server's `Limits`, so request models are made per app by
 `request_models(limits)`; responses do not depend on the limits and are plain classes. The generate
 request is made from `GenerateConfig`'s fields: their names, defaults, bounds, choices and help
-(`generate_fields`), narrowed by the limits; tests/test_generate_options.py checks they agree.
+(`generate_fields`), narrowed by the limits; tests/generation/test_generate_options.py checks they agree.
 """
 
 import math
