@@ -18,7 +18,7 @@ included) of
 
 All three read the same vocabulary: the k names' characters and the prior's characters of the
 same scripts (namesmith.adaptation.adapt.adapted_vocab); a held-out character outside it costs the same
-documented fallback under each (namesmith.adaptation.adapt.open_word_log_probs: UNKNOWN_CHAR_LOG_PROB, and what
+documented fallback under each (namesmith.scoring.open_vocabulary.open_word_log_probs: UNKNOWN_CHAR_LOG_PROB, and what
 follows it read as after the known characters of its script), so its cost does not differ between
 columns (the `unk` column counts such characters per draw).
 
@@ -52,13 +52,14 @@ from pathlib import Path
 
 import torch
 
-from namesmith.adaptation.adapt import adapt_neural, adapt_ngram, adapted_vocab, background_model, open_word_log_probs
+from namesmith.adaptation.adapt import adapt_neural, adapt_ngram, adapted_vocab, background_model
 from namesmith.adaptation.prior import build_ngram_prior, catalogue_groups, catalogue_prior
 from namesmith.core.config import TrainConfig
 from namesmith.data.catalogue import load_dataset
 from namesmith.data.words import Corpus, Split
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram
+from namesmith.scoring.open_vocabulary import open_word_log_probs
 
 LISTS = ("world:tr_TR", "world:ru_RU", "world:ar_AA", "world:ne_NP", "world:zh_TW", "world:he_IL", "surnames:en_US")
 SIZES = (30, 100, 300)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from namesmith.adaptation.adapt import MORE_LIKE_PULL, OwnLetters, open_word_log_probs
+from namesmith.adaptation.adapt import MORE_LIKE_PULL, OwnLetters
 from namesmith.adaptation.pipeline import adapt_words, train
 from namesmith.choosing.facts import NameFacts, name_facts
 from namesmith.choosing.phonetic import catalogue_index
@@ -52,6 +52,7 @@ from namesmith.models.ngram import NGram
 from namesmith.models.nll import mean_nll_per_char, target_counts
 from namesmith.scoring.classify import Classification, classify
 from namesmith.scoring.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
+from namesmith.scoring.open_vocabulary import open_word_log_probs
 from namesmith.scoring.report import Transition, strongest_transitions
 from namesmith.scoring.score import NameScore, reference_scores, score_names
 from namesmith.training.checkpoint import (

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 
 from namesmith.adaptation.adapt import (
-    UNKNOWN_CHAR_LOG_PROB,
     adapt,
     adapted_vocab,
     choose_background,
@@ -30,6 +29,7 @@ from namesmith.core.history import TrainCallback, TrainHistory
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import Corpus, DataConfig, check_words
 from namesmith.scoring.evaluate import evaluate_splits
+from namesmith.scoring.open_vocabulary import UNKNOWN_CHAR_LOG_PROB
 from namesmith.training.checkpoint import Checkpoint, check_writable, model_record, save_checkpoint
 from namesmith.training.train import base_meta, counting_threads, data_record
 from namesmith.training.train import train as train_pipeline

@@ -7,6 +7,7 @@ notebook used '.', which breaks on names such as "st. john").
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -16,7 +17,7 @@ from namesmith.core.errors import DataError
 BOUNDARY = 0
 # What a caller does with a name holding a character outside the vocabulary (`Vocab.readable`): raise an error,
 # drop the name silently, fail that name alone (an error beside it, the batch goes on), or keep it for a model
-# with an open vocabulary to score with its fallback (namesmith.adaptation.adapt.open_word_log_probs).
+# with an open vocabulary to score with its fallback (namesmith.scoring.open_vocabulary.open_word_log_probs).
 UnknownPolicy = Literal["raise", "drop", "fail", "fallback"]
 UNKNOWN_POLICIES: tuple[UnknownPolicy, ...] = ("raise", "drop", "fail", "fallback")
 # How the boundary is shown in plots and reports: the first of these not in the data.
@@ -126,3 +127,16 @@ def describe_chars(chars: Iterable[str]) -> str:
     chars = sorted(set(chars))
     shown = ", ".join(repr(c) if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}" for c in chars)
     return f"{shown} {'is' if len(chars) == 1 else 'are'}"
+
+
+def script_of(char: str) -> str:
+    """The script of a letter or mark (first word of its Unicode name: LATIN, CYRILLIC, CJK...);
+    "FORMAT" for invisible format characters (zero-width joiners, direction marks: Persian and Indic
+    names have them, other scripts' names should not get them); "COMMON" for punctuation, spaces,
+    digits and other characters shared by every script."""
+    if unicodedata.category(char) == "Cf":
+        return "FORMAT"
+    if unicodedata.category(char)[0] not in "LM":
+        return "COMMON"
+    word = unicodedata.name(char, "UNKNOWN").split(" ")[0]
+    return "COMMON" if word in ("COMBINING", "MODIFIER") else word

@@ -19,8 +19,6 @@ import torch
 
 from namesmith import NameModel
 from namesmith.adaptation.adapt import (
-    STAND_INS,
-    UNKNOWN_CHAR_LOG_PROB,
     _adapted_prob,
     _bagged_table,
     _folds,
@@ -30,7 +28,6 @@ from namesmith.adaptation.adapt import (
     background_model,
     held_out_class_shares,
     list_levels,
-    open_word_log_probs,
     remap_table,
     resize_vocab,
     token_classes,
@@ -43,6 +40,7 @@ from namesmith.data.catalogue import load_dataset
 from namesmith.data.words import Corpus, encode_words
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram, kn_table, ngram_windows
+from namesmith.scoring.open_vocabulary import STAND_INS, UNKNOWN_CHAR_LOG_PROB, open_word_log_probs
 from namesmith.training.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
