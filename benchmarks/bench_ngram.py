@@ -27,8 +27,8 @@ from namesmith.core.config import TrainConfig
 from namesmith.core.vocab import BOUNDARY
 from namesmith.data.words import Corpus, load_words
 from namesmith.generation.config import GenerateConfig
+from namesmith.generation.draws import decode_batch
 from namesmith.generation.generate import generate
-from namesmith.generation.sample import decode_batch
 from namesmith.models.ngram import NGram, NGramConfig
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names.txt"

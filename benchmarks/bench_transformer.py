@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from namesmith.core.config import TrainConfig
 from namesmith.data.words import Corpus, load_words
 from namesmith.generation.config import GenerateConfig
+from namesmith.generation.draws import CHUNK
 from namesmith.generation.generate import generate
-from namesmith.generation.sample import CHUNK, ModelSampler
+from namesmith.generation.sample import ModelSampler
 from namesmith.models.base import CharModel
 from namesmith.models.rnn import LSTM, RNNConfig
 from namesmith.models.transformer import Transformer, TransformerConfig

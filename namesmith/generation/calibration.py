@@ -40,7 +40,7 @@ import torch
 
 from namesmith.core.errors import CheckpointError
 from namesmith.core.vocab import BOUNDARY, Vocab
-from namesmith.generation.sample import Batch
+from namesmith.generation.draws import Batch
 
 FEATURES = ("length", "length+end")  # what a calibration's features are
 

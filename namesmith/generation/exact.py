@@ -43,8 +43,9 @@ from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.generation.calibration import chain_end_log_weights
 from namesmith.generation.config import GenerateConfig, NotAvailable, OutOfTime
 from namesmith.generation.constraints import MAX_AUTOMATON_STATES, Automaton, build_automaton
+from namesmith.generation.draws import Batch, finish_batch, token_dtype
 from namesmith.generation.exact_cache import TABLES, ExactCache, TableBudget
-from namesmith.generation.sample import Batch, draw_numpy, finish_batch, next_token_probs, token_dtype
+from namesmith.generation.sample import draw_numpy, next_token_probs
 from namesmith.models.base import CharModel
 
 MAX_ENUMERATED_CONTEXTS = 20_000  # window models: contexts (V^k) up to which the model is tabulated as a chain

@@ -20,7 +20,7 @@ Budgets: `max_tries` (draws examined) and `time_budget` (seconds, checked betwee
 every sampler, while building the exact tables and inside each regex match) end any search; the
 result (`Generation`) then says how many names were found, the acceptance rate, and how many draws
 reached the length guard. Memory is bounded whatever the request: names are at most `MAX_NAME_LENGTH`
-characters, a batch's token buffer is at most `namesmith.generation.sample.MAX_BATCH_TOKENS`, the
+characters, a batch's token buffer is at most `namesmith.generation.draws.MAX_BATCH_TOKENS`, the
 exact tables by their own limits and a process's `TableBudget`; `unique` keeps the names found and
 `novel` the training words, nothing else grows with `num`. Constraints that are impossible before any
 sampling raise `ConfigError`, whose `field` names the parameter at fault.
@@ -53,8 +53,9 @@ from namesmith.generation.config import (
     length_limit,
 )
 from namesmith.generation.constraints import check_vocab, name_test, regex_test
+from namesmith.generation.draws import Batch, batch_limit
 from namesmith.generation.exact_cache import ExactCache
-from namesmith.generation.sample import Batch, batch_limit, plain_sampler
+from namesmith.generation.sample import plain_sampler
 from namesmith.generation.sound_draws import SoundDraws
 from namesmith.models.base import CharModel
 from namesmith.models.nll import eval_mode
@@ -238,7 +239,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
       available. Exact tables (and a guide's twist tables) are built here too (within the time budget).
     - Iterating yields non-empty lists of names, in order, as each batch is examined: the first
       batch is small (`MIN_BATCH` draws), later ones grow up to the sampler's limit, so the first
-      names come at once and memory is bounded by a batch (`namesmith.generation.sample.CHUNK` names,
+      names come at once and memory is bounded by a batch (`namesmith.generation.draws.CHUNK` names,
       `MAX_BATCH_TOKENS` tokens), not by `num`. At most `num` names in all; the same seed gives
       the same names however they are consumed.
     - The iteration ends when `num` names were yielded or a budget ran out; `stream.generation`

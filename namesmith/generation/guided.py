@@ -68,9 +68,10 @@ from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.data.ngram_keys import max_order
 from namesmith.data.words import Corpus
 from namesmith.generation.config import GenerateConfig
+from namesmith.generation.draws import Batch, finish_batch, token_dtype
 from namesmith.generation.exact import ExactSampler, exact_sampler
 from namesmith.generation.exact_cache import ExactCache
-from namesmith.generation.sample import Batch, ModelSampler, draw, finish_batch, token_dtype
+from namesmith.generation.sample import ModelSampler, draw
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts
 from namesmith.models.ngram import NGram, NGramConfig

@@ -5,60 +5,39 @@ distribution (after temperature, top-k and top-p), conditioned only on a prefix,
 names that reach the length guard without ending. Constraints and budgets live in
 `namesmith.generation.generate` (the one config in `namesmith.generation.config`), which calls the samplers made here.
 
-Each step asks the model for the next-token logits of every unfinished name (`CharModel.step`),
-draws one token per name by inverse-CDF lookup (`searchsorted` on the cumulative distribution),
-and drops the names that drew the end token. First-order Markov models (the bigram models)
-take a shortcut in NumPy: the (V, V) transition table (after temperature/top-k/top-p) becomes
-alias tables once (Walker 1977, "An efficient method for generating discrete random variables
-with general distributions"; Vose 1991), so drawing the next character of every name is a
-handful of O(1) array operations, and names are decoded to strings in one `bytes.decode`.
+`plain_sampler` picks the fastest sampler of a model, by what the model is:
 
-Memory: a batch holds a (names × longest name) token buffer, so a batch of names that may be
-long holds fewer names: `batch_limit` keeps every buffer under `MAX_BATCH_TOKENS` tokens.
+- a first-order Markov model (the bigram models): its (V, V) table, sampled in NumPy by alias tables
+  (`TableSampler`, namesmith.generation.draws);
+- a finite Markov chain of at most `MAX_CHAIN_BYTES` of tables (the n-gram, a count model's conditional
+  n-grams): its chain (`CharModel.markov_chain`) as `ChainTables`, sampled in NumPy (`ChainSampler`), the
+  same sampler that a count model's saved tables use, so a seed draws the same names either way;
+- any other model: `ModelSampler`, which asks the model for the next-token logits of every unfinished
+  name (`CharModel.step`) and draws one token per name by inverse-CDF lookup (`searchsorted` on the
+  cumulative distribution), in torch on the model's device.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+import weakref
 
 import numpy as np
 import torch
 
 from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.generation.draws import (
+    MAX_CHAIN_BYTES,
+    Batch,
+    ChainSampler,
+    ChainTables,
+    TableSampler,
+    chain_bytes,
+    finish_batch,
+    token_dtype,
+)
 from namesmith.models.base import CharModel
-
-CHUNK = 1 << 16  # names drawn together at most
-MAX_BATCH_TOKENS = 1 << 24  # (names × longest name) tokens in one batch's buffer at most, for any max length
-
-
-def batch_limit(max_length: int) -> int:
-    """The most names one batch may draw when each may be `max_length` characters long (at least 1)."""
-    return max(1, min(CHUNK, MAX_BATCH_TOKENS // (max_length + 1)))
-
-
-def token_dtype(vocab_size: int) -> type:
-    """The narrowest integer type that holds every token id."""
-    return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.int32
-
-
-@dataclass
-class Batch:
-    """One batch of draws: the names that ended within the length guard, and which draws they are."""
-
-    names: list[str]  # in draw order
-    finished: np.ndarray  # (batch,) bool, in draw order: True for the draws that became `names`
-    rejected: np.ndarray | None = None  # (batch,) bool: draws the sampler itself dropped (namesmith.generation.guided)
-    effective_sample_size: float | None = None  # of a weighted sampler's draws (namesmith.generation.guided)
-    # per parameter, (batch,) bool: `rejected` draws the sampler turned away for that parameter's filter
-    # (namesmith.generation.sound_draws: `sounds_like`), counted as the search loop's own filters' are
-    turned_away: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def unfinished(self) -> int:
-        """Draws that reached the length guard without ending (dropped)."""
-        dropped = 0 if self.rejected is None else int(self.rejected.sum())
-        return len(self.finished) - len(self.names) - dropped
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -89,116 +68,6 @@ def draw_numpy(cdf: np.ndarray, generator: torch.Generator) -> np.ndarray:
     (for the small batches of a request)."""
     u = torch.rand(len(cdf), 1, generator=generator).numpy() * cdf[:, -1:]
     return np.minimum((cdf <= u).sum(1), cdf.shape[1] - 1)  # searchsorted(right=True), row by row
-
-
-def _codec(vocab: Vocab) -> tuple[np.ndarray, str]:
-    """Token → code point lookup (the boundary becomes "\\n") in the narrowest dtype, and its codec."""
-    codes = [ord("\n")] + [ord(c) for c in vocab.chars]
-    if max(codes) < 0x100:
-        return np.array(codes, dtype=np.uint8), "latin-1"
-    if max(codes) < 0x10000:  # surrogates never reach a vocabulary (data.parse_words drops them)
-        return np.array(codes, dtype="<u2"), "utf-16-le"
-    return np.array(codes, dtype="<u4"), "utf-32-le"
-
-
-def _join_split(tokens: np.ndarray, keep: np.ndarray, vocab: Vocab) -> list[str]:
-    """Strings from the tokens where `keep` is set; each boundary token ends one string."""
-    lut, codec = _codec(vocab)
-    chosen = tokens[keep]
-    if codec == "latin-1" and len(lut) <= 256:  # one byte per token: bytes.translate maps them
-        text = chosen.astype(np.uint8, copy=False).tobytes().translate(lut.tobytes().ljust(256, b"\0"))
-    else:
-        text = lut[chosen].tobytes()
-    return text.decode(codec).split("\n")[:-1]
-
-
-def decode_batch(tokens: np.ndarray, lengths: np.ndarray, vocab: Vocab) -> list[str]:
-    """Names from a (B, L) token array and their lengths, without a Python loop per character."""
-    if len(lengths) == 0:
-        return []
-    padded = np.concatenate([tokens, np.zeros((len(lengths), 1), tokens.dtype)], 1)  # (B, L+1)
-    padded[np.arange(len(lengths)), lengths] = BOUNDARY  # one end token closes each name
-    keep = np.arange(padded.shape[1])[None, :] <= lengths[:, None]
-    return _join_split(padded, keep, vocab)
-
-
-def finish_batch(tokens: np.ndarray, lengths: np.ndarray, vocab: Vocab, prefix: str) -> Batch:
-    """The Batch of a sampler's (B, room) tokens and lengths (-1: did not end within the room)."""
-    finished = lengths >= 0
-    names = decode_batch(tokens[finished], lengths[finished], vocab)
-    return Batch([prefix + name for name in names] if prefix else names, finished)
-
-
-def alias_tables(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Walker/Vose alias tables of each row of `probs` (R, V): draw k uniformly, keep it with
-    probability accept[r, k], else take alias[r, k]. Exact up to float64 rounding.
-    """
-    rows, size = probs.shape
-    accept = np.zeros((rows, size))
-    alias = np.zeros((rows, size), dtype=np.int64)
-    for r in range(rows):
-        p = probs[r] / probs[r].sum() * size
-        small = [k for k in range(size) if p[k] < 1]
-        large = [k for k in range(size) if p[k] >= 1]
-        accept[r], alias[r] = 1.0, np.arange(size)
-        while small and large:
-            s, g = small.pop(), large.pop()
-            accept[r, s], alias[r, s] = p[s], g
-            p[g] -= 1 - p[s]
-            (small if p[g] < 1 else large).append(g)
-        for k in small + large:  # rounding leftovers keep themselves, never an impossible token
-            if probs[r, k] <= 0:
-                accept[r, k], alias[r, k] = 0.0, int(probs[r].argmax())
-    return accept, alias
-
-
-class TableSampler:
-    """First-order Markov models: every name advances one character per step in NumPy.
-
-    Memory per step is O(batch); the token buffer is (batch, max_length + 1) small integers.
-    """
-
-    def __init__(self, probs: np.ndarray, vocab: Vocab, prefix: str, max_length: int, seed: int):
-        self.vocab, self.prefix, self.max_length = vocab, prefix, max_length
-        self.size = probs.shape[0]
-        accept, alias = alias_tables(probs)
-        self.accept, self.alias = accept.ravel(), alias.ravel()  # cell = previous * V + k
-        self.dtype = token_dtype(self.size)
-        self.rng = np.random.default_rng(seed)
-
-    def run(self, batch: int, deadline: float | None = None) -> Batch | None:
-        """Draw `batch` names (None: the deadline passed first; the batch is dropped)."""
-        prefix = self.vocab.encode(self.prefix)
-        room = self.max_length - len(prefix)  # characters still allowed after the prefix
-        tokens = np.zeros((batch, room + 1), dtype=self.dtype)  # zeros after the end = boundary
-        lengths = np.full(batch, -1, dtype=np.intp)  # -1: not finished yet
-        rows = np.arange(batch)  # the unfinished names
-        prev = np.full(batch, prefix[-1] if prefix else BOUNDARY, dtype=np.intp)
-        for t in range(room + 1):
-            if deadline is not None and time.perf_counter() > deadline:
-                return None
-            x = self.rng.random(len(rows))
-            x *= self.size
-            k = x.astype(np.intp)  # uniform column, and x - k a fresh uniform in [0, 1)
-            x -= k
-            cell = prev * self.size + k
-            nxt = np.where(x < self.accept[cell], k, self.alias[cell])  # (n,)
-            ended = nxt == BOUNDARY
-            if ended.any():
-                lengths[rows[ended]] = t
-                going = ~ended
-                rows, nxt = rows[going], nxt[going]
-            if t == room or len(rows) == 0:
-                break
-            tokens[rows, t] = nxt
-            prev = nxt
-        finished = lengths >= 0
-        if not finished.all():
-            tokens, lengths = tokens[finished], lengths[finished]
-        keep = tokens != BOUNDARY
-        keep[np.arange(len(lengths)), lengths] = True  # the end token separates the names
-        names = _join_split(tokens, keep, self.vocab)
-        return Batch([self.prefix + name for name in names] if self.prefix else names, finished)
 
 
 class ModelSampler:
@@ -283,13 +152,60 @@ def _table_probs(model: CharModel, temperature: float, top_k: int | None, top_p:
         return next_token_probs(logits, temperature, top_k, top_p).double().cpu().numpy()
 
 
+# each chain's tables of its model's own distribution, by id of its logits tensor while that lives (`chain_tables`):
+# (a weak reference to it, the versions the tables were built from, the tables)
+_PLAIN_CHAINS: dict[int, tuple[weakref.ref, tuple[int, int, int], ChainTables]] = {}
+_PLAIN_CHAINS_LOCK = threading.Lock()
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """How often the tensor was changed in place (-1 for an inference tensor, which keeps no count: it is
+    changed only inside inference mode, which training never is)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1
+
+
+def chain_tables(model: CharModel, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None) -> ChainTables | None:
+    """The model's own finite chain (`CharModel.markov_chain`) ready to sample after temperature, top-k and top-p,
+    if it has one of at most `MAX_CHAIN_BYTES` (else None)."""
+    own_chain = model.markov_chain()
+    if own_chain is None:
+        return None
+    logits, next_state, start = own_chain
+    if chain_bytes(*logits.shape) > MAX_CHAIN_BYTES:
+        return None
+    # the model's own distribution is built once per chain (a server samples it on every plain request), while
+    # its tensors are unchanged; other decodings (any temperature) are built per sampler, so nothing grows with them
+    plain = temperature == 1.0 and top_k is None and top_p is None
+    versions = (_version(logits), _version(next_state), int(start))
+    with _PLAIN_CHAINS_LOCK:
+        kept = _PLAIN_CHAINS.get(id(logits)) if plain else None
+    if kept is not None and kept[0]() is logits and kept[1] == versions:
+        return kept[2]
+    with torch.inference_mode():
+        probs = next_token_probs(logits.float().cpu(), temperature, top_k, top_p)
+    tables = ChainTables.of(probs.numpy(), next_state.cpu().numpy(), int(start))
+    if plain:
+        with _PLAIN_CHAINS_LOCK:
+            for key in [key for key, (ref, _, _) in _PLAIN_CHAINS.items() if ref() is None]:
+                del _PLAIN_CHAINS[key]  # their models are gone
+            _PLAIN_CHAINS[id(logits)] = (weakref.ref(logits), versions, tables)
+    return tables
+
+
 def plain_sampler(model: CharModel, vocab: Vocab, *, prefix: str, max_length: int, seed: int,
                   temperature: float = 1.0, top_k: int | None = None,
-                  top_p: float | None = None) -> TableSampler | ModelSampler:
+                  top_p: float | None = None) -> TableSampler | ChainSampler | ModelSampler:
     """The fastest sampler of the model's names that start with `prefix` and have at most
     `max_length` characters (the caller checks the prefix fits and is in the vocabulary).
     Its `run(batch, deadline)` draws one batch; the model should be in eval mode."""
     table = _table_probs(model, temperature, top_k, top_p)
     if table is not None:
         return TableSampler(table, vocab, prefix, max_length, seed)
+    chain = chain_tables(model, temperature, top_k, top_p)
+    if chain is not None:
+        return ChainSampler(chain, vocab, prefix, max_length, seed)
     return ModelSampler(model, vocab, prefix, max_length, seed, temperature, top_k, top_p)

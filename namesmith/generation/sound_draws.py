@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from namesmith.choosing.phonetic import phonetic_keys
-from namesmith.generation.sample import Batch
+from namesmith.generation.draws import Batch
 
 DRAWS = 200_000  # draws an index holds, at most (the built-in n-gram: about 140,000 distinct names, 15 MB)
 CHUNK = 4096  # draws per batch while building (the deadline is checked between batches)

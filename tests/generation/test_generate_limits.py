@@ -22,9 +22,9 @@ from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.data.words import load_words
 from namesmith.generation.config import MAX_NAME_LENGTH, GenerateConfig
 from namesmith.generation.constraints import build_automaton
+from namesmith.generation.draws import CHUNK, MAX_BATCH_TOKENS, batch_limit
 from namesmith.generation.exact import markov_chain
 from namesmith.generation.generate import MIN_BATCH, generate, iter_generate
-from namesmith.generation.sample import CHUNK, MAX_BATCH_TOKENS, batch_limit
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
 from namesmith.models.nll import word_log_probs
 from namesmith.namemodel import NameModel
@@ -32,7 +32,7 @@ from namesmith.namemodel import NameModel
 config_module = sys.modules["namesmith.generation.config"]
 constraints_module = sys.modules["namesmith.generation.constraints"]
 exact_module = sys.modules["namesmith.generation.exact"]
-sample_module = sys.modules["namesmith.generation.sample"]
+draws_module = sys.modules["namesmith.generation.draws"]
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
 A_NAMES = ["a" * n for n in range(20, 41)]  # names made only of 'a', as in the issue
 
@@ -211,7 +211,7 @@ def test_long_names_draw_small_batches():
 def test_rejection_of_long_names_stays_in_bounded_memory(generic, monkeypatch):
     """Names that never end before max_len: every draw fills the longest buffer a batch may have."""
     tokens = 1 << 18
-    monkeypatch.setattr(sample_module, "MAX_BATCH_TOKENS", tokens)  # a smaller limit: a quicker test
+    monkeypatch.setattr(draws_module, "MAX_BATCH_TOKENS", tokens)  # a smaller limit: a quicker test
     model, vocab = long_name_model()
     if generic:
         model.transition_table = model.markov_chain = lambda: None  # the torch sampler over `step`, as a neural model

@@ -21,9 +21,10 @@ from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import Corpus
 from namesmith.generation.config import GenerateConfig
+from namesmith.generation.draws import Batch
 from namesmith.generation.generate import generate
 from namesmith.generation.guided import Guide, GuidedSampler, find_twist, fit_twist
-from namesmith.generation.sample import Batch, ModelSampler
+from namesmith.generation.sample import ModelSampler
 from namesmith.models.ensemble import Ensemble
 from namesmith.models.ngram import NGram
 from namesmith.models.transformer import Transformer, TransformerConfig

@@ -18,8 +18,9 @@ from sampling_support import chi_square_p
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.data.words import Corpus, load_words
 from namesmith.generation.config import GenerateConfig
+from namesmith.generation.draws import CHUNK, Batch, alias_tables, decode_batch
 from namesmith.generation.generate import generate
-from namesmith.generation.sample import CHUNK, Batch, alias_tables, decode_batch, next_token_probs, plain_sampler
+from namesmith.generation.sample import next_token_probs, plain_sampler
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
 
 
