@@ -108,7 +108,8 @@ def popularity_section(model_dir: Path, repeats: int) -> dict[str, Any]:
     _read_or_build()
     read_seconds = time.perf_counter() - start
     popularity_index()  # before the app, whose start reads it in the background
-    client = TestClient(create_app(ModelRegistry.from_directories([model_dir])))
+    registry = ModelRegistry.from_directories([model_dir])
+    client = TestClient(create_app(registry))
     model_id = model_dir.name
     url = f"/api/v1/models/{model_id}/generate"
     seconds: dict[str, list[float]] = {label: [] for label in POPULARITY_OPTIONS}
@@ -125,6 +126,8 @@ def popularity_section(model_dir: Path, repeats: int) -> dict[str, Any]:
                 seconds[label].append(took)
                 tries[label] += body["generation"]["tries"]
                 found[label] += body["generation"]["found"]
+        if i == 0:
+            wait_for_draw_pool(registry.get(model_id).get())
     rows = {}
     for label in POPULARITY_OPTIONS:
         rows[label] = {**percentiles(seconds[label]), "acceptance": round(found[label] / max(tries[label], 1), 4),
@@ -234,8 +237,8 @@ def api_latency(model_dir: Path, options: dict[str, dict[str, Any]], repeats: in
             if i:
                 seconds[label].append(took)
                 methods[label][response.json()["generation"]["method"]] += 1
-        if i == 0 and any("sounds_like" in extra for extra in options.values()):
-            wait_for_sound_index(registry.get(model_dir.name).get())
+        if i == 0:
+            wait_for_draw_pool(registry.get(model_dir.name).get())
         if i == 0:
             for label, extra in options.items():
                 if "syllables" in extra:
@@ -248,15 +251,15 @@ def api_latency(model_dir: Path, options: dict[str, dict[str, Any]], repeats: in
     return rows
 
 
-def wait_for_sound_index(model: Any, timeout: float = 120.0) -> None:
-    """Wait until the server's model walks its draws indexed by sound (built in the background on the first
-    sounds_like request): "warm" for sounds_like."""
+def wait_for_draw_pool(model: Any, timeout: float = 120.0) -> None:
+    """Wait until the server's model walks its draws made once (built in the background on the first request
+    that filters draws): "warm" for the filters."""
     began = time.perf_counter()
-    while not model.sound_index_ready():
+    while not model.draw_pool_ready():
         if time.perf_counter() - began > timeout:
             sys.exit(f"error: the sound index was not ready within {timeout:g} s")
         time.sleep(0.2)
-    print(f"  (sound index ready {time.perf_counter() - began:.1f} s after the first sounds_like request)", flush=True)
+    print(f"  (draw pool ready {time.perf_counter() - began:.1f} s after the first request that filters)", flush=True)
 
 
 def wait_for_exact_tables(client: Any, url: str, label: str, extra: dict[str, Any], timeout: float = 120.0) -> None:

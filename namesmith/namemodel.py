@@ -42,7 +42,7 @@ from namesmith.data.sources import read_source, source_fingerprint
 from namesmith.data.words import BUILTIN, Corpus, DataConfig, Split, check_words
 from namesmith.generation.config import IGNORE_CASE, GenerateConfig, NotAvailable
 from namesmith.generation.exact_cache import TABLES, ExactCache
-from namesmith.generation.generate import Generation, GenerationStream, generate, iter_generate, sound_draws
+from namesmith.generation.generate import Generation, GenerationStream, draw_pool, generate, iter_generate
 from namesmith.generation.guided import Guide, find_twist, fit_twist
 from namesmith.generation.novelty import KnownWords, NoveltySummary, known_words, novelty_summary
 from namesmith.models import model_class
@@ -536,12 +536,12 @@ class NameModel:
                                guide=self._guide(model))
         return NameStream(stream, self._printed, known, why)
 
-    def sound_index_ready(self, where: Where | None = None, guidance: float = 0.0) -> bool:
-        """Whether `sounds_like` requests of `where` (default decoding) walk the model's draws indexed by sound
-        (namesmith.generation.sound_draws) rather than filter fresh draws: a server builds the index in the
-        background on the first such request."""
+    def draw_pool_ready(self, where: Where | None = None, guidance: float = 0.0) -> bool:
+        """Whether requests of `where` (default decoding) that filter draws walk the model's draws made once
+        (namesmith.generation.draw_pool) rather than make fresh ones: a server makes them in the background on the
+        first such request."""
         _, cache = self._conditioned(where, guidance)
-        return sound_draws(self.model, self.vocab, GenerateConfig(), self.max_word_length, cache, build=False) \
+        return draw_pool(self.model, self.vocab, GenerateConfig(), self.max_word_length, cache, build=False) \
             is not None
 
     @staticmethod

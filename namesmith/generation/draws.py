@@ -51,7 +51,7 @@ class Batch:
     rejected: np.ndarray | None = None  # (batch,) bool: draws the sampler itself dropped (namesmith.generation.guided)
     effective_sample_size: float | None = None  # of a weighted sampler's draws (namesmith.generation.guided)
     # per parameter, (batch,) bool: `rejected` draws the sampler turned away for that parameter's filter
-    # (namesmith.generation.sound_draws: `sounds_like`), counted as the search loop's own filters' are
+    # (namesmith.generation.draw_pool: `sounds_like`), counted as the search loop's own filters' are
     turned_away: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property

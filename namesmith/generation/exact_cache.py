@@ -17,7 +17,7 @@ from typing import Any
 from namesmith.generation.config import GenerateConfig, NotAvailable, OutOfTime, check, is_int, is_number
 
 # an entry's tables: a namesmith.generation.exact.ExactSampler (which imports this module, so it is not named here),
-# or a model's draws indexed by sound (namesmith.generation.sound_draws.SoundDraws); each has `nbytes`
+# or a model's draws made once (namesmith.generation.draw_pool.DrawPool); each has `nbytes`
 ExactSampler = Any
 
 TABLE_BUILDERS = 2  # exact-table builds at once in a process, at most (more requests sample otherwise meanwhile)
@@ -115,6 +115,9 @@ class TableBudget:
 
 
 TABLES = TableBudget()  # the process's budget, shared by every cache unless given another (`NameModel.limit_tables`)
+# draw pools made at once in a process: one (a pool is made once per model, condition and decoding, and leaves the
+# exact tables' builders to them; what pools keep counts against their cache's budget)
+POOL_BUILDERS = TableBudget(builders=1)
 
 
 class ExactCache:
@@ -135,7 +138,7 @@ class ExactCache:
     burst of cold requests would otherwise build the same tables once each, every build starved of
     the CPU by the others, each given up at its deadline). Without it the asking thread builds them
     itself, within its deadline (a short-lived process would only be slowed by a build it does not
-    wait for). A background cache also keeps the model's draws indexed by sound (`sound_draws`), built the
+    wait for). A background cache also keeps the model's draws made once (`draw_pool`), built the
     same way.
     """
 
@@ -177,22 +180,25 @@ class ExactCache:
         with self._lock:
             self._entries.pop(key, None)
 
-    def build_and_wait(self, key: tuple, build: Callable[[float], ExactSampler],
-                       deadline: float | None) -> ExactSampler | NotAvailable | None:
+    def build_and_wait(self, key: tuple, build: Callable[[float], ExactSampler], deadline: float | None,
+                       builders: TableBudget | None = None,
+                       thread_name: str = "namesmith-exact-tables") -> ExactSampler | NotAvailable | None:
         """The key's entry, built in a daemon thread by `build(deadline on the budget's clock)` (once per key,
         however many wait for it); None if it is not ready by `deadline` (the build goes on), if every
-        builder of the budget is busy (no build is started), or if the build failed."""
+        builder of `builders` (the budget's by default) is busy (no build is started), or if the build failed."""
+        builders = builders if builders is not None else self.budget
         with self._lock:
             done = self._building.get(key)
-            if done is None and key not in self._entries and self.budget.start_build(timeout=0):
+            if done is None and key not in self._entries and builders.start_build(timeout=0):
                 done = self._building[key] = threading.Event()
-                threading.Thread(target=self._build, args=(key, build, done), name="namesmith-exact-tables",
+                threading.Thread(target=self._build, args=(key, build, done, builders), name=thread_name,
                                  daemon=True).start()
         if done is not None:
             done.wait(None if deadline is None else max(0.0, deadline - time.perf_counter()))
         return self.get(key)
 
-    def _build(self, key: tuple, build: Callable[[float], ExactSampler], done: threading.Event) -> None:
+    def _build(self, key: tuple, build: Callable[[float], ExactSampler], done: threading.Event,
+               builders: TableBudget) -> None:
         try:
             self.put(key, build(self.budget.clock() + self.budget.build_seconds))
         except NotAvailable as why:
@@ -202,7 +208,7 @@ class ExactCache:
         except Exception:  # noqa: BLE001 - a failed background build only means no cached tables
             pass
         finally:
-            self.budget.end_build()
+            builders.end_build()
             with self._lock:
                 self._building.pop(key, None)
             done.set()

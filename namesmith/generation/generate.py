@@ -53,10 +53,10 @@ from namesmith.generation.config import (
     length_limit,
 )
 from namesmith.generation.constraints import check_vocab, name_test, regex_test
+from namesmith.generation.draw_pool import DrawPool
 from namesmith.generation.draws import Batch, batch_limit
-from namesmith.generation.exact_cache import ExactCache
+from namesmith.generation.exact_cache import POOL_BUILDERS, ExactCache
 from namesmith.generation.sample import plain_sampler
-from namesmith.generation.sound_draws import SoundDraws
 from namesmith.models.base import CharModel
 from namesmith.models.nll import eval_mode
 
@@ -75,26 +75,27 @@ MIN_TRIES = 100_000
 Guide = Callable[..., Any]
 
 
-def sound_draws(model: CharModel, vocab: Vocab, config: GenerateConfig, max_word_length: int,
-                cache: ExactCache, build: bool = True) -> SoundDraws | None:
-    """The model's draws indexed by sound (namesmith.generation.sound_draws) under `config`'s decoding, if `cache`
-    holds them; a background cache (a server's) starts building them (with `build`), once, for the requests that
-    come after."""
-    key = ("sound draws", config.temperature, config.top_k, config.top_p)
+def draw_pool(model: CharModel, vocab: Vocab, config: GenerateConfig, max_word_length: int,
+              cache: ExactCache, build: bool = True) -> DrawPool | None:
+    """The model's draws made once (namesmith.generation.draw_pool) under `config`'s decoding, if `cache` holds
+    them; a background cache (a server's) starts making them (with `build`), once, for the requests that come
+    after."""
+    key = ("draw pool", config.temperature, config.top_k, config.top_p)
     if not (cache.background and build):
         entry = cache.get(key)
     else:
         guard = length_limit(model, None, max_word_length)
 
-        def make(until: float) -> SoundDraws:
+        def make(until: float) -> DrawPool:
             with eval_mode(model):
                 run = plain_sampler(model, vocab, prefix="", max_length=guard, seed=0, **config.decoding).run
                 if model.calibration is not None:
                     run = tilted_draws(run, model.calibration, vocab, 0)
-                return SoundDraws.build(run, guard, deadline=until, clock=cache.budget.clock)
+                return DrawPool.build(run, guard, deadline=until, clock=cache.budget.clock)
 
-        entry = cache.build_and_wait(key, make, deadline=time.perf_counter())
-    return entry if isinstance(entry, SoundDraws) else None
+        entry = cache.build_and_wait(key, make, deadline=time.perf_counter(), builders=POOL_BUILDERS,
+                                     thread_name="namesmith-draw-pool")
+    return entry if isinstance(entry, DrawPool) else None
 
 
 # --- what a generation found --------------------------------------------------------------------
@@ -107,7 +108,9 @@ class Generation:
     found: int = 0
     tries: int = 0  # draws examined, the rejected and the unfinished included
     seconds: float = 0.0
-    method: str = "plain"  # "exact", "guided", "rejection" or "plain" (the method that ended the search)
+    # "exact", "guided", "rejection", "pooled" (rejection over the draws made once: generation.draw_pool) or "plain"
+    # (the method that ended the search)
+    method: str = "plain"
     stop_reason: str | None = None  # None: every requested name was found; "max-tries", "time-budget", "closed"
     unfinished: int = 0  # draws that reached the length guard without ending (dropped, counted in tries)
     max_len: int | None = None  # the length guard in force (see `length_limit`)
@@ -323,12 +326,21 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
         gen.method = "rejection" if config.structural or config.regex is not None else "plain"
     if run is not None and model.calibration is not None and gen.method != "exact":  # the exact tables weigh it in
         run = tilted_draws(run, model.calibration, vocab, seed)
-    if run is not None and config.sounds_like and gen.method in ("plain", "rejection") and cache is not None:
-        index = sound_draws(model, vocab, config, max_word_length, cache)
-        if index is not None and max_len <= index.max_len:
-            fresh = run
-            run = index.walk(config.sounds_like, config.starts_with, max_len, seed, then=lambda: fresh)
     filters = choosing_filters(config)
+    # method "auto": a search that filters draws (rejection, or a filter of choosing a name) walks the model's draws
+    # made once, if a server made them (namesmith.generation.draw_pool; "pooled"); a prefix is conditioned exactly
+    # by fresh draws instead. "rejection" always draws afresh, so a share link that asks for it gets its names again.
+    if run is not None and cache is not None and config.method == "auto" and not config.starts_with and (
+            gen.method == "rejection" or (gen.method == "plain" and filters)):
+        pool = draw_pool(model, vocab, config, max_word_length, cache)
+        if pool is not None and max_len <= pool.max_len:
+            fresh, fresh_method, gen.method = run, gen.method, "pooled"
+
+            def then() -> Callable[[int, float | None], Batch | None]:
+                gen.method = fresh_method  # walked round the whole pool: fresh draws for the rest
+                return fresh
+
+            run = pool.walk(config.sounds_like, max_len, seed, then=then)
     batches = _search(model, run, config, gen, known, max_len, start_time, deadline, filters)
     return GenerationStream(batches, gen)
 

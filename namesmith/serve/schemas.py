@@ -123,7 +123,7 @@ class GenerationStats(BaseModel):
     tries: int
     acceptance: float | None
     seconds: float
-    method: str  # exact, guided, rejection or plain
+    method: str  # exact, guided, rejection, pooled (rejection over the draws made once) or plain
     complete: bool
     stop_reason: str | None  # max-tries or time-budget when the search stopped early
     unfinished: int = 0  # draws that reached the length guard without ending (dropped)
