@@ -31,6 +31,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from serve_support import running  # noqa: E402
 
 from namesmith.serve import ModelRegistry, create_app  # noqa: E402
+from namesmith.serve.build import BuildLimits  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -44,7 +45,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     cache = tmp_path_factory.mktemp("serve-browser-cache")
-    registry = ModelRegistry.builtin(["builtin"], cache=cache)
+    registry = ModelRegistry.builtin(["builtin"], cache=cache, limits=BuildLimits(server_mb=1 << 30))
     assert registry.wait(600)  # built in a worker process before the page asks for it
     app = create_app(registry)
     with running(app) as url:
@@ -466,7 +467,8 @@ def choosing(server):
     for line in builtin_path().read_text().splitlines()[1:]:
         name, female, male = line.split("\t")
         known[name] = int(female) + int(male)
-    registry = ModelRegistry.builtin(["builtin"], cache=Path(os.environ["NAMESMITH_CACHE"]) / "serve-browser")
+    registry = ModelRegistry.builtin(["builtin"], cache=Path(os.environ["NAMESMITH_CACHE"]) / "serve-browser",
+                                     limits=BuildLimits(server_mb=1 << 30))  # a test process may hold more
     assert registry.wait(600)
     stand_in = ChoosingStandIn(create_app(registry), known)
     with running(stand_in) as url:

@@ -33,6 +33,8 @@ from namesmith.serve.build import BuildLimits  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GENERATE = "/api/v1/models/builtin-ngram/generate"
+# the default limits but server_memory_mb: a test process (the whole suite's) may hold more than a server would
+ROOMY = BuildLimits(server_mb=1 << 30)
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def no_training_here(monkeypatch):
 def built_cache(tmp_path_factory):
     """A cache holding the builtin set's model, built by the server's worker process (once for the module)."""
     cache = tmp_path_factory.mktemp("serve-build-cache")
-    registry = ModelRegistry.builtin(["builtin"], cache=cache)
+    registry = ModelRegistry.builtin(["builtin"], cache=cache, limits=ROOMY)
     assert registry.wait(600) and registry.get("builtin-ngram").state == "ready"
     return cache
 
@@ -64,7 +66,7 @@ def test_a_model_being_built_gets_503_with_retry_after_and_no_request_trains(tmp
         return real_build(job, limits, stop)
 
     monkeypatch.setattr(registry_module, "build", held_build)
-    registry = ModelRegistry.builtin(["builtin"], cache=tmp_path)
+    registry = ModelRegistry.builtin(["builtin"], cache=tmp_path, limits=ROOMY)
     client = TestClient(create_app(registry))
     start = time.monotonic()
     response = client.post(GENERATE, json={"n": 3})
@@ -87,7 +89,7 @@ def test_a_cached_model_is_loaded_not_built_again(built_cache, monkeypatch, no_t
         raise AssertionError("built again instead of loading the cache")
 
     monkeypatch.setattr(registry_module, "build", no_build)
-    registry = ModelRegistry.builtin(["builtin"], cache=built_cache)
+    registry = ModelRegistry.builtin(["builtin"], cache=built_cache, limits=ROOMY)
     assert registry.wait(120) and registry.get("builtin-ngram").state == "ready"
     client = TestClient(create_app(registry))
     first = client.post(GENERATE, json={"n": 5, "seed": 2}).json()["names"]
@@ -100,13 +102,13 @@ def test_an_out_of_date_or_broken_cache_is_built_again(built_cache, tmp_path):
     model_dir = cache / "models" / "builtin-ngram"
     NameModel.load(built_cache / "models" / "builtin-ngram").save(model_dir)
     (model_dir / "namesmith.json").write_text("{not json")
-    registry = ModelRegistry.builtin(["builtin"], cache=cache)
+    registry = ModelRegistry.builtin(["builtin"], cache=cache, limits=ROOMY)
     assert registry.wait(600) and registry.get("builtin-ngram").state == "ready"
     assert json.loads((model_dir / "namesmith.json").read_text())["data"]["path"] == "builtin"
 
 
-@pytest.mark.parametrize("limits, why", [(BuildLimits(seconds=0.3), "build_seconds=0.3 s"),
-                                         (BuildLimits(memory_mb=40), "build_memory_mb=40 MB")])
+@pytest.mark.parametrize("limits, why", [(BuildLimits(seconds=0.3, server_mb=1 << 30), "build_seconds=0.3 s"),
+                                         (BuildLimits(memory_mb=40, server_mb=1 << 30), "build_memory_mb=40 MB")])
 def test_a_model_over_its_build_limits_is_not_listed_and_the_log_says_why(tmp_path, monkeypatch, caplog,
                                                                           no_training_here, limits, why):
     caplog.set_level(logging.INFO, logger="namesmith")
@@ -131,7 +133,8 @@ def test_a_model_over_its_build_limits_is_not_listed_and_the_log_says_why(tmp_pa
     monkeypatch.setattr(registry_module, "build", no_build)
     again = ModelRegistry.builtin(["builtin"], cache=tmp_path, limits=limits)
     assert again.wait(60) and "builtin-ngram" not in again and why in caplog.text
-    other = ModelRegistry.builtin(["builtin"], cache=tmp_path, limits=BuildLimits(seconds=0.2, memory_mb=30))
+    other = ModelRegistry.builtin(["builtin"], cache=tmp_path, limits=BuildLimits(seconds=0.2, memory_mb=30,
+                                                                                  server_mb=1 << 30))
     with pytest.raises(AssertionError, match="tried again"):
         other._prepare(other.entries["builtin-ngram"])
 
@@ -145,7 +148,7 @@ def test_closing_the_registry_kills_a_build_at_once(tmp_path, monkeypatch):
         return workers[-1]
 
     monkeypatch.setattr(build_module.subprocess, "Popen", recorded)
-    registry = ModelRegistry.builtin(["builtin"], cache=tmp_path)
+    registry = ModelRegistry.builtin(["builtin"], cache=tmp_path, limits=ROOMY)
     registry.start()
     deadline = time.monotonic() + 30
     while not workers and time.monotonic() < deadline:
@@ -234,7 +237,7 @@ def test_a_model_that_would_not_fit_beside_the_others_is_not_listed_and_the_log_
     assert f"builtin-ngram: not served: loading it takes up to {peak:,.0f} MB, more than " \
            f"server_memory_mb={limits.server_mb} MB leaves" in caplog.text
     assert not (built_cache / "models" / "builtin-ngram.failed.json").exists()  # the next start tries again
-    roomy = ModelRegistry.builtin(["builtin"], cache=built_cache)
+    roomy = ModelRegistry.builtin(["builtin"], cache=built_cache, limits=ROOMY)
     assert roomy.wait(120) and roomy.get("builtin-ngram").state == "ready"
 
 
@@ -256,7 +259,7 @@ def test_every_missing_model_is_built_before_any_is_loaded(built_cache, tmp_path
     monkeypatch.setattr(registry_module, "build", lambda job, limits, stop: events.append(("build", job.dataset))
                         or build_module.Failure("not this time", lasting=False))
     monkeypatch.setattr(registry_module, "warm_up", lambda model: events.append(("load", "builtin")) or model)
-    registry = ModelRegistry.builtin(["builtin", "israel"], cache=cache)
+    registry = ModelRegistry.builtin(["builtin", "israel"], cache=cache, limits=ROOMY)
     assert registry.wait(120)
     assert events == [("build", "israel"), ("load", "builtin")]
     assert [e.id for e in registry] == ["builtin-ngram"]
