@@ -16,11 +16,10 @@ import pytest
 import torch
 
 import namesmith.models.weighted_kn as weighted_kn
-import namesmith.scoring.evaluate as evaluate_module
 from namesmith import NameModel
 from namesmith.core.vocab import BOUNDARY
 from namesmith.models.conditional_counts import ConditionalCounts
-from namesmith.models.nll import row_log_probs
+from namesmith.models.nll import EVAL_CELLS, row_log_probs
 
 pytestmark = pytest.mark.slow  # 12-34 s each on the busy 2-core machine
 
@@ -81,7 +80,7 @@ def test_a_many_script_table_builds_no_dense_table_and_scores_in_bounded_batches
 
     assert max(dense_cells, default=0) <= DENSE_LIMIT  # the pooled model's table alone would be far larger
     assert aligned == []  # no label combination was mixed into a whole (contexts, V) table
-    assert batch_cells and max(batch_cells) <= evaluate_module.EVAL_CELLS  # every scored batch bounded
+    assert batch_cells and max(batch_cells) <= EVAL_CELLS  # every scored batch bounded
     # and it is a model of the data: Korean names for locale=ko, held-out names likelier than uniform
     hangul = ["\uac00" <= c <= "\ud7a3" for name in korean for c in name]
     assert sum(hangul) >= 0.5 * len(hangul)  # 240 of the 1,191 characters are Hangul
