@@ -3,6 +3,7 @@ the port (bound by the parent), replaced when they die and stopped when the pare
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,7 +32,12 @@ def workers_of(pid: int) -> list[int]:
 
 
 def sockets_of(pid: int) -> int:
-    return sum(os.readlink(fd).startswith("socket:") for fd in Path(f"/proc/{pid}/fd").iterdir())
+    """How many sockets the process holds open; a descriptor closed while we list them is not one."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed between listing and reading (a connection ended)
+            count += os.readlink(fd).startswith("socket:")
+    return count
 
 
 def serve(model: Path, port: int, tmp_path: Path, key: str | None = None) -> subprocess.Popen:
