@@ -5,7 +5,7 @@ modulo powers of the base, and sorting keys groups n-grams by context. Everythin
 (`NGramCounts`: a word list counted in memory by `namesmith.models.ngram.NGram.count`, or in shards by
 `namesmith.data.counting.count_ngrams_file`) and every count model that reads them shares these rules:
 the highest order whose keys fit in int64, the default order, and which training words are held out
-to tune an n-gram's discounts.
+to tune an n-gram's discounts, and how stored keys are checked to be whole n-grams of one vocabulary.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from namesmith.core.errors import ConfigError
+from namesmith.core.vocab import BOUNDARY
 
 MAX_KEY = 2**63 - 1  # n-gram keys are int64
 DEFAULT_ORDER = 6  # the n-gram's order unless the user sets one, or the vocabulary allows less (`default_order`)
@@ -104,3 +105,30 @@ class NGramCounts:
         counts[pos] -= subset.counts
         kept = counts > 0
         return NGramCounts(self.order, self.vocab_size, self.keys[kept], counts[kept], self.n_words - subset.n_words)
+
+
+def whole_grams(keys: torch.Tensor, base: int, order: int) -> bool:
+    """Whether every key holds exactly `order` tokens: `order` digits in base `base`, none of them 0 ("no token";
+    a token t is digit t+1). The keys of a vocabulary edited to more characters are read in a larger base, in
+    which they have fewer digits (20,000 more: a 3.4 GB table was built from them, then an IndexError)."""
+    rest = keys
+    for _ in range(order):
+        if bool((rest % base == 0).any()):
+            return False
+        rest = rest // base
+    return not bool(rest.any())
+
+
+def grams_follow_one_another(keys: torch.Tensor, offsets: torch.Tensor, base: int, order: int) -> bool:
+    """Whether, in each combination, every n-gram that does not start with the boundary follows one that ends with
+    its first order-1 tokens, as the n-grams of a name follow one another: keys read in another base (a vocabulary
+    edited by a character or two) break this almost surely, where their digits alone may still look whole."""
+    if order < 2:
+        return True
+    top = base ** (order - 1)  # the oldest token's place value
+    for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+        grams = keys[start:end]
+        inner = grams[grams // top != BOUNDARY + 1]  # n-grams whose oldest token is a character
+        if not bool(torch.isin(inner // base, grams % top).all()):  # its first order-1 tokens: some n-gram's last
+            return False
+    return True

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from namesmith import NameModel
+from namesmith.models import conditional_counts
 from namesmith.models.conditional_counts import ConditionalCounts
 from namesmith.models.nll import word_log_probs
 from namesmith.scoring.classify import combination_log_likelihoods
@@ -64,13 +65,13 @@ def test_a_second_classification_builds_no_table_again(model, monkeypatch):
     sexes = [result.labels["sex"] for result in first]
     assert max(sexes[0], key=sexes[0].get) == "F" and max(sexes[1], key=sexes[1].get) == "M"
     built = []
-    real = ConditionalCounts._component
+    real = conditional_counts.build_component
 
-    def counted(self, *args):
+    def counted(*args):
         built.append(args)
-        return real(self, *args)
+        return real(*args)
 
-    monkeypatch.setattr(ConditionalCounts, "_component", counted)
+    monkeypatch.setattr(conditional_counts, "build_component", counted)
     monkeypatch.setattr(ConditionalCounts, "given_codes", lambda *a, **k: pytest.fail("built a plain model"))
     again = model.classify(["davina", "marek"])
     assert built == [] and again == first
@@ -80,19 +81,19 @@ def test_a_few_names_are_classified_from_the_counts_as_the_tables_classify_them(
     counts = model.model
     names = ["davina", "kolette", "marek", "a", "tosino", "vvv"]
     nodes = [tuple(c) for c in counts.node_codes.tolist()]
-    counts._kept.clear()
+    counts.kept.clear()
     counts._kept_bytes = 0
     # a few names need only their own contexts' rows: no component table is built for them
-    monkeypatch.setattr(ConditionalCounts, "_component", lambda *a: pytest.fail("built a component table"))
+    monkeypatch.setattr(conditional_counts, "build_component", lambda *a: pytest.fail("built a component table"))
     from_counts = combination_log_likelihoods(counts, model.vocab, names, nodes)
     posterior = model.classify(names)
     monkeypatch.undo()
     model.keep_classification_tables()  # the tables' path, as a server warms it
-    assert len(counts._kept) == len(nodes)
-    monkeypatch.setattr(ConditionalCounts, "_rows_from_counts", lambda *a: pytest.fail("read rows off the counts"))
+    assert len(counts.kept) == len(nodes)
+    monkeypatch.setattr(ConditionalCounts, "counts_rows", lambda *a: pytest.fail("read rows off the counts"))
     from_tables = combination_log_likelihoods(counts, model.vocab, names, nodes)
     monkeypatch.undo()
-    counts._kept.clear()
+    counts.kept.clear()
     counts._kept_bytes = 0
     torch.testing.assert_close(from_counts, from_tables, atol=1e-9, rtol=0)
     assert posterior == model.classify(names)
