@@ -51,9 +51,10 @@ from namesmith.models.base import CharModel
 MAX_ENUMERATED_CONTEXTS = 20_000  # window models: contexts (V^k) up to which the model is tabulated as a chain
 MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: the exact sampler's step table
 MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float32), at most
-BUILD_CELLS = 1 << 21  # (state, token) cells the exact tables are built in at a time (the temporaries' size)
+BUILD_CELLS = 1 << 20  # (state, token) cells the exact tables are built in at a time (the temporaries' size)
 MAX_VISITED_FLAGS = 1 << 26  # (automaton × chain) states up to which the search for reachable ones flags each pair
 PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
+LOG_SMALLEST_NORMAL = math.log(np.finfo(np.float64).tiny)  # about -708: below it float64 loses digits
 
 
 # --- the model as a finite Markov chain --------------------------------------------------------
@@ -170,20 +171,28 @@ def _normalised_cdf(log_weights: torch.Tensor) -> torch.Tensor:
 def exact_table_bytes(states: int, vocab_size: int, room: int, chain_states: int) -> int:
     """An upper estimate of the memory an `ExactSampler` takes at the peak of its build, for `states`
     reachable (automaton, chain) states, `room` + 1 lengths and a chain of `chain_states`: the tables it
-    keeps (next state int64 and log-probabilities float32 per (state, token), β float32 per (length,
-    state), the CDFs float32 where tabulated), the (state, token) int64/float64 arrays of building them,
-    one block of `BUILD_CELLS` cells at a time (automaton and chain steps, their codes, the float64
-    log-probabilities and log-weights), the (state,) vectors, and the chain's own (S, V) probabilities,
-    next states and log-probabilities."""
+    keeps (next state int32 per (state, token), twice: `with_sentinel`'s copy; β float32 per (length,
+    state); the chain's log-probabilities float32 and its ending weights float64 per (chain state, token
+    or length); the CDFs float32 where tabulated), the temporaries of building them, one block of
+    `BUILD_CELLS` (state, token) cells at a time (at most six int64/float64 arrays of a block: the
+    automaton and chain steps, their codes, their places, the gathered probabilities and messages), the
+    (state,) vectors (codes, their automaton and chain parts, messages, end) and the chain's own (S, V)
+    probabilities, next states and log-probabilities."""
     cells = states * vocab_size
     cdfs = 4 * (room + 1) * cells if (room + 1) * cells <= PRECOMPUTE_CDFS else 0
-    kept = 12 * cells + 4 * (room + 2) * (states + 1) + cdfs
-    building = 8 * 8 * min(cells, BUILD_CELLS) + 8 * 8 * states  # a block's (row, token) arrays; (state,) vectors
+    kept = 8 * cells + 4 * (room + 2) * (states + 1) + cdfs + 4 * chain_states * vocab_size
+    kept += 8 * (room + 2) * chain_states  # a calibrated chain's ending weights
+    building = 6 * 8 * min(cells, BUILD_CELLS) + 8 * 8 * states  # a block's (row, token) arrays; (state,) vectors
     return kept + building + 24 * chain_states * vocab_size
 
 
 class ExactSampler:
-    """Samples the chain conditioned on the automaton accepting and min_len ≤ length ≤ max_len."""
+    """Samples the chain conditioned on the automaton accepting and min_len ≤ length ≤ max_len.
+
+    It keeps, per reachable product state, its next state per token (`step`, int32) and β per length;
+    what depends on the chain state alone (log-probabilities, a calibrated chain's ending weights) is kept
+    once per chain state and looked up through `chain_state`: a syllable range multiplies the chain's
+    states by about four, and these per-product copies were most of the tables."""
 
     def __init__(self, chain: MarkovChain, automaton: Automaton, vocab: Vocab, prefix: str, min_len: int,
                  max_len: int, seed: int, deadline: float | None = None, *, max_bytes: int | None = None,
@@ -210,56 +219,83 @@ class ExactSampler:
             raise NotAvailable(f"its tables would take about {needed / 1e6:,.0f} MB to build, more than the "
                                f"{max_bytes / 1e6:,.0f} MB one build may take (table_bytes)")
         q_of, s_of = codes // S, codes % S
+        self.chain_state = s_of.int()  # (N,) the chain state of each product state
         chain_log_probs = chain.probs.log()  # (S, V) float64
-        self.step = torch.empty(N, V, dtype=torch.long)  # next product state
-        self.log_probs = torch.empty(N, V)  # float32
+        self.chain_log_probs = chain_log_probs.float()  # (S, V): what `run` weighs tokens by
+        self.step = torch.empty(N, V, dtype=torch.int32)  # next product state; N (the sentinel): none
         rows = max(1, BUILD_CELLS // V)
         delta = torch.from_numpy(automaton.delta)
+        possible = chain.probs > 0  # (S, V)
         for lo in range(0, N, rows):  # a block of rows at a time: the build's temporaries are a block's
             if deadline is not None and clock() > deadline:
                 raise OutOfTime
             q, s = q_of[lo:lo + rows], s_of[lo:lo + rows]
-            nq, ns = delta[q], chain.next_state[s]  # (rows, V)
-            targets = (nq * S + ns).clamp_min(0)
-            step = torch.searchsorted(codes, targets).clamp_max(N - 1)
-            log_probs = chain_log_probs[s]
-            blocked = (nq < 0) | (log_probs == -math.inf)
+            nq = delta[q]  # (rows, V)
+            targets = (nq * S + chain.next_state[s]).clamp_min_(0)
+            step = torch.searchsorted(codes, targets).clamp_max_(N - 1)
+            blocked = (nq < 0) | ~possible[s]
             blocked[:, BOUNDARY] = True
             assert (codes[step] == targets)[~blocked].all(), "every possible step stays among the reachable states"
             step[blocked] = N  # the sentinel: the end token, impossible tokens, excluded patterns
-            self.step[lo:lo + rows], self.log_probs[lo:lo + rows] = step, log_probs
+            self.step[lo:lo + rows] = step
+        del targets, step, nq, blocked
         # end stays float64: it is shifted by log_scale
         end = torch.where(torch.from_numpy(automaton.accept)[q_of], chain_log_probs[s_of, BOUNDARY], -math.inf)  # (N,)
         self.z0 = int(torch.searchsorted(codes, torch.tensor(start[0] * S + start[1])))
         self.end = end
-        # a calibrated chain's weights on ending, (T + 1, N): ending at length ℓ weighs row min(ℓ, T)
-        self.end_weights = None if chain.end_log_weights is None else chain.end_log_weights[:, s_of]
+        del codes, q_of, s_of
+        # a calibrated chain's weights on ending, (room + 1, S): a name ending t characters after the prefix,
+        # at length |prefix| + t, weighs row min(|prefix| + t, T) of the chain's
+        self.end_weights = None
+        if chain.end_log_weights is not None:
+            T = chain.end_log_weights.size(0) - 1
+            self.end_weights = chain.end_log_weights[(torch.arange(room + 1) + self.p0).clamp_max(T)]
         self.generator = torch.Generator().manual_seed(seed)
         self.shared: dict[str, Any] = {}  # derived tables, shared with the copies (see `with_sentinel`)
-        self._backward(self.log_probs, end, room, deadline, clock)
-        kept = [self.step, self.log_probs, self.end, self.beta, self.log_scale, *([self.cdf] if self.cdf is not None
-                                                                                else [])]
+        self._backward(chain.probs, chain_log_probs, room, deadline, clock)
+        kept = [self.step, self.end, self.beta, self.log_scale, self.chain_state, self.chain_log_probs,
+                *(t for t in (self.cdf, self.end_weights) if t is not None)]
         self.nbytes = sum(t.nbytes for t in kept) + self.step.nbytes  # and room for `with_sentinel`'s copy
 
-    def _backward(self, log_probs: torch.Tensor, end: torch.Tensor, room: int, deadline: float | None,
-                  clock: Callable[[], float] = time.perf_counter) -> None:
+    def _backward(self, chain_probs: torch.Tensor, chain_log_probs: torch.Tensor, room: int,
+                  deadline: float | None, clock: Callable[[], float] = time.perf_counter) -> None:
         """β̃ (room + 2, N + 1) float32: row t holds log β at length |prefix| + t, shifted so its
-        largest entry is 0 (the shift in `log_scale`); the last row and column are the -inf sentinels."""
-        N = len(end)
+        largest entry is 0 (the shift in `log_scale`); the last row and column are the -inf sentinels.
+
+        Where no term P(c | s)·β̃_{ℓ+1} can fall below float64's normal range, a step sums them as
+        probabilities, β̃_{ℓ+1} ≤ 0 exponentiated once per state: a gather, a product and a sum per
+        (state, token), where the log-sum-exp of each row took 4-6 times as long (the order-6 n-gram's
+        4-5 syllables passed the 30 s a server's build may take). Other steps, and models small enough
+        to tabulate their CDFs, sum in log space."""
+        N = len(self.end)
         self.beta = torch.full((room + 2, N + 1), -math.inf)
         self.log_scale = torch.zeros(room + 2, dtype=torch.float64)
-        tabulate = (room + 1) * N * log_probs.size(1) <= PRECOMPUTE_CDFS
-        self.cdf = torch.empty(room + 1, *log_probs.shape) if tabulate else None
+        tabulate = (room + 1) * N * chain_probs.size(1) <= PRECOMPUTE_CDFS
+        self.cdf = torch.empty(room + 1, N, chain_probs.size(1)) if tabulate else None
+        least_prob = float(chain_probs[chain_probs > 0].min()) if bool((chain_probs > 0).any()) else 1.0
         beta_next = torch.full((N + 1,), -math.inf, dtype=torch.float64)
         beta = torch.empty(N, dtype=torch.float64)
-        rows = max(1, BUILD_CELLS // log_probs.size(1))
+        rows = max(1, BUILD_CELLS // chain_probs.size(1))
         for t in range(room, -1, -1):
             end = self.end_at(t) - self.log_scale[t + 1]  # relative to β_{ℓ+1}'s scale
+            can_end = self.p0 + t >= self.min_len
+            finite = beta_next[torch.isfinite(beta_next)]
+            lowest = float(finite.min()) if len(finite) else 0.0
+            as_probs = not tabulate and math.log(least_prob) + lowest > LOG_SMALLEST_NORMAL
+            if as_probs:
+                x_next = beta_next.exp()  # (N + 1,) in [0, 1]; 0 at the sentinel
             for lo in range(0, N, rows):  # a block of rows at a time: the temporaries are a block's
                 if deadline is not None and clock() > deadline:
                     raise OutOfTime
-                w = _log_weights(log_probs[lo:lo + rows], end[lo:lo + rows], self.step[lo:lo + rows], beta_next,
-                                 self.p0 + t >= self.min_len)
+                step, chain_state = self.step[lo:lo + rows], self.chain_state[lo:lo + rows]
+                if as_probs:  # the end token's column steps to the sentinel, so it adds 0 here
+                    terms = chain_probs.index_select(0, chain_state).mul_(
+                        x_next.index_select(0, step.view(-1)).view_as(step))
+                    going = terms.sum(1).log_()
+                    beta[lo:lo + rows] = torch.logaddexp(going, end[lo:lo + rows]) if can_end else going
+                    continue
+                w = _log_weights(chain_log_probs.index_select(0, chain_state), end[lo:lo + rows], step, beta_next,
+                                 can_end)
                 beta[lo:lo + rows] = torch.logsumexp(w, 1)
                 if self.cdf is not None:
                     self.cdf[t, lo:lo + rows] = _normalised_cdf(w).float()
@@ -269,18 +305,21 @@ class ExactSampler:
             self.beta[t, :N] = beta_next[:N].float()
             self.log_scale[t] = self.log_scale[t + 1] + shift
 
-    def end_at(self, t: int) -> torch.Tensor:
-        """(N,) float64: log P(end | state), weighted as a name of length |prefix| + t ends (calibration)."""
+    def end_at(self, t: int, states: torch.Tensor | None = None) -> torch.Tensor:
+        """float64 log P(end | state) of every product state (or of `states`), weighted as a name of length
+        |prefix| + t ends (calibration)."""
+        end = self.end if states is None else self.end[states]
         if self.end_weights is None:
-            return self.end
-        return self.end + self.end_weights[min(self.p0 + t, self.end_weights.size(0) - 1)]
+            return end
+        chain_state = self.chain_state if states is None else self.chain_state[states]
+        return end + self.end_weights[t].index_select(0, chain_state)
 
     def with_sentinel(self) -> tuple[torch.Tensor, torch.Tensor]:
         """`step` and `end` with a row for the sentinel state N (it leads to itself and never ends), for
         guided sampling; built once and shared by the copies a cache hands out."""
         if "sentinel" not in self.shared:
             N, V = self.step.shape
-            self.shared["sentinel"] = (torch.cat([self.step, torch.full((1, V), N)]),
+            self.shared["sentinel"] = (torch.cat([self.step, torch.full((1, V), N, dtype=self.step.dtype)]),
                                        torch.cat([self.end, torch.tensor([-math.inf], dtype=self.end.dtype)]))
         return self.shared["sentinel"]
 
@@ -300,7 +339,8 @@ class ExactSampler:
         lengths = np.full(batch, -1, dtype=np.int64)
         active = np.arange(batch)
         z = np.full(batch, self.z0, dtype=np.int64)
-        step, log_probs, beta = self.step.numpy(), self.log_probs.numpy(), self.beta.numpy()
+        step, beta = self.step.numpy(), self.beta.numpy()
+        chain_state, chain_log_probs = self.chain_state.numpy(), self.chain_log_probs.numpy()
         log_scale = self.log_scale.numpy()
         for t in range(room + 1):
             if deadline is not None and time.perf_counter() > deadline:
@@ -308,8 +348,8 @@ class ExactSampler:
             if self.cdf is not None:
                 cdf = self.cdf[t].numpy()[z]
             else:  # _log_weights and _normalised_cdf for these rows, in NumPy
-                w = log_probs[z] + beta[t + 1][step[z]]
-                w[:, BOUNDARY] = (self.end_at(t).numpy()[z] - log_scale[t + 1]).astype(np.float32) \
+                w = chain_log_probs[chain_state[z]] + beta[t + 1][step[z]]
+                w[:, BOUNDARY] = (self.end_at(t, torch.from_numpy(z)).numpy() - log_scale[t + 1]).astype(np.float32) \
                     if self.p0 + t >= self.min_len else -np.inf
                 top = w.max(1, keepdims=True)
                 top[~np.isfinite(top)] = 0.0

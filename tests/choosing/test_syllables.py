@@ -237,28 +237,73 @@ def test_the_search_for_reachable_states_keeps_to_the_deadline(small):
     assert len(generation.reachable_states(chain, automaton, start, 10**6)) > 10
 
 
-@pytest.mark.slow
-def test_exact_syllables_on_the_default_order_6_ngram_keep_within_the_table_limits():
-    """A 2-3 range on the order-6 n-gram of the built-in names reaches about 148,000 (automaton, context row)
-    states. Built whole, the tables were estimated at about 300 MiB, over the 256 MiB one build may take, so
-    `method="exact"` was refused; built a block of rows at a time they fit (about 240 MiB at the peak), and the
-    exact draws agree with rejection's (two-sample chi-square, as benchmarks/bench_choosing.py does)."""
+def test_the_default_ngrams_syllable_tables_fit_one_build():
+    """The order-6 n-gram of the built-in names (about 63,000 context rows, names up to 15 characters) reaches
+    about 148,000 (automaton, context row) states with a 2-3 range and 245,000 with 4-5. The 4-5 tables were
+    estimated at 273 MiB, over the 256 MiB one build may take, so they were never built and 4-5 was sampled
+    from the draw pool; with the per-chain-state rows kept once and smaller blocks they fit."""
     from namesmith.generation.exact import exact_table_bytes
     from namesmith.generation.exact_cache import TABLE_BYTES
 
-    model = NameModel.train(model="ngram", condition="none", calibrate="none")
-    assert exact_table_bytes(148_000, model.vocab.size, 32, 63_000) <= TABLE_BYTES
+    for states in (148_000, 250_000):
+        assert exact_table_bytes(states, 27, 15, 63_000) <= TABLE_BYTES
+
+
+@pytest.fixture(scope="module")
+def default_ngram(tmp_path_factory):
+    """The model `namesmith serve` and benchmarks/bench_choosing.py use: the order-6 n-gram of the built-in
+    names, calibrated as `train` does by default."""
+    out = tmp_path_factory.mktemp("ngram") / "ngram"
+    NameModel.train(model="ngram", condition="none", out=out)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("syllables", [(2, 3), (4, 5)])
+def test_exact_syllables_on_the_default_order_6_ngram_agree_with_rejection(default_ngram, syllables):
+    """Exact draws from the default n-gram agree with rejection's (two-sample chi-square, as
+    benchmarks/bench_choosing.py does), within the process's table limits (the library refuses
+    `method="exact"` past them)."""
+    model = NameModel.load(default_ngram)
+    lo, hi = syllables
     draws = {}
     for method, seed in (("exact", 5), ("rejection", 6)):
-        config = GenerateConfig(num=4000, seed=seed, syllables=(2, 3), method=method)
+        config = GenerateConfig(num=4000, seed=seed, syllables=syllables, method=method)
         result = generate(model.model, model.vocab, config, max_word_length=model.max_word_length)
-        assert result.complete and result.method == method and all(2 <= count_syllables(n) <= 3 for n in result.names)
+        assert result.complete and result.method == method
+        assert all(lo <= count_syllables(n) <= hi for n in result.names)
         draws[method] = result
     assert draws["exact"].tries == 4000 < draws["rejection"].tries
     # names this varied seldom repeat in 4,000 draws: compare what they are made of instead
     for feature in (lambda n: (count_syllables(n), len(n)), lambda n: n[0], lambda n: n[-2:]):
         exact, rejected = (Counter(map(feature, draws[m].names)) for m in ("exact", "rejection"))
         assert two_sample_p(exact, rejected) > 1e-3
+
+
+@pytest.mark.slow
+def test_the_cli_and_the_api_sample_4_to_5_syllables_exactly_on_the_default_ngram(default_ngram, capsys):
+    """Both report method "exact" (the API once its background build is done; it was "pooled")."""
+    pytest.importorskip("fastapi")
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from namesmith.serve import ModelRegistry, create_app
+
+    assert main(["sample", "-m", str(default_ngram), "-n", "20", "--seed", "1", "--syllables", "4-5", "--json"]) == 0
+    payload = json.loads(capsys.readouterr()[0])
+    assert payload["generation"]["method"] == "exact"
+    assert all(4 <= count_syllables(n) <= 5 for n in payload["names"])
+    client = TestClient(create_app(ModelRegistry.from_directories([default_ngram])))
+    url = f"/api/v1/models/{default_ngram.name}/generate"
+    began, method = time.monotonic(), None
+    while method != "exact" and time.monotonic() - began < 120:  # the tables are built in the background
+        response = client.post(url, json={"n": 20, "seed": 1, "syllables": "4-5"})
+        assert response.status_code == 200, response.text
+        method = response.json()["generation"]["method"]
+        time.sleep(0.5)
+    assert method == "exact"
+    assert all(4 <= n["syllables"] <= 5 for n in response.json()["names"])
 
 
 def test_the_automaton_is_built_once_then_read_from_the_cache(tmp_path, monkeypatch):

@@ -184,13 +184,19 @@ def test_tables_estimated_over_table_bytes_are_never_built(monkeypatch, model):
         generate(model.model, model.vocab, exact, max_word_length=8, cache=cache)
 
 
-def test_the_estimate_bounds_what_a_build_keeps(model):
+@pytest.mark.parametrize("tabulated", [True, False])
+def test_the_estimate_bounds_what_a_build_keeps(model, tabulated, monkeypatch):
+    from namesmith.generation import exact as generation
+
+    if not tabulated:
+        monkeypatch.setattr(generation, "PRECOMPUTE_CDFS", 0)
     cache = ExactCache()
     generate(model.model, model.vocab, GenerateConfig(num=1, seed=0, ends_with="ette"), max_word_length=8, cache=cache)
     (sampler,) = cache._entries.values()
+    assert (sampler.cdf is not None) == tabulated
     states, vocab_size = sampler.step.shape
     room = sampler.beta.shape[0] - 2
-    assert sampler.nbytes <= exact_table_bytes(states, vocab_size, room, 1)
+    assert sampler.nbytes <= exact_table_bytes(states, vocab_size, room, sampler.chain_log_probs.shape[0])
 
 
 def test_a_build_past_build_seconds_is_abandoned_and_not_retried(monkeypatch, model):

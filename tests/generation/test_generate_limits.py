@@ -275,6 +275,32 @@ def test_very_long_minimum_lengths_are_possible(builtin_bigram):
     assert expected < -500 and sampler.log_p_valid == pytest.approx(expected, rel=1e-6)
 
 
+def test_messages_summed_as_probabilities_equal_log_space_and_keep_tiny_ones(monkeypatch):
+    """A large chain's messages are summed as probabilities where no term can leave float64's normal range,
+    in log space elsewhere. Here state b reaches an ending only through two steps of probability 1e-200 each:
+    as a probability its message, 1e-400, would be 0 ("impossible"); the guard sums that step in log space."""
+    vocab = Vocab(("a", "b", "c"))
+    # states: 0 the start, 1 after a (ends at once), 2 after b, 3 after c; tokens: end, a, b, c
+    probs = torch.tensor([[0.0, 0.5, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1e-200],
+                          [1e-200, 0.0, 0.0, 1.0 - 1e-200]], dtype=torch.float64)
+    next_state = torch.tensor([[0, 1, 2, 3]]).expand(4, 4).clone()
+    chain = exact_module.MarkovChain(probs, next_state, 0)
+    automaton = build_automaton(vocab, GenerateConfig())
+    monkeypatch.setattr(exact_module, "PRECOMPUTE_CDFS", 0)  # as a large chain's: no CDFs, no log-space tables
+
+    def tables(max_len: int) -> torch.Tensor:
+        sampler = exact_module.ExactSampler(chain, automaton, vocab, "", 1, max_len, seed=0)
+        return sampler.beta.double() + sampler.log_scale.unsqueeze(1)
+
+    fast = tables(6)
+    monkeypatch.setattr(exact_module, "LOG_SMALLEST_NORMAL", math.inf)  # every step in log space
+    reference = tables(6)
+    assert torch.equal(torch.isfinite(fast), torch.isfinite(reference))
+    assert torch.allclose(fast[torch.isfinite(fast)], reference[torch.isfinite(reference)], rtol=1e-6)
+    # b at length 0: c (1e-200), then from length 1 to 6 end (1e-200) or go on with c: 6 × 1e-400
+    assert float(fast[0, 2]) == pytest.approx(math.log(6) + 2 * math.log(1e-200), rel=1e-6)
+
+
 @pytest.mark.parametrize("tabulated", [True, False], ids=["cdf-tables", "per-draw"])
 def test_both_ways_of_drawing_are_exact(monkeypatch, tabulated):
     """Whole-name frequencies match P(name | constraints) by enumeration, with the CDFs tabulated
