@@ -1,7 +1,7 @@
 """One word-cleaning rule (issue 28): counting's fast path cleans a block exactly as `parse_words` cleans its lines.
 
 namesmith.data.counting reads a large list in binary blocks, and a block with no character the line rules act
-on is cleaned by array operations (`_plain_codes`) instead of line by line. Over nasty inputs (spaces at the
+on is cleaned by array operations (`plain_codes`) instead of line by line. Over nasty inputs (spaces at the
 ends of lines, combining marks that NFC composes, letters whose lower case is longer or not NFC, tabs, controls,
 format characters, emoji, lines around the length limit, CR and CRLF) the words it keeps are `parse_words`'s, in
 order, with and without lowercasing. The inputs are drawn so that the fast path is taken for many of them,
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from namesmith.core.errors import DataError
-from namesmith.data.counting import _clean_block, _plain_codes
+from namesmith.data.blocks import clean_block, plain_codes
 from namesmith.data.words import DataConfig, decode_text, parse_words
 
 # Letters of names in several scripts; characters the fast path must handle as the rules do although no rule
@@ -44,9 +44,9 @@ def rule_words(raw: bytes, config: DataConfig) -> list[str] | str:
 
 
 def fast_words(raw: bytes, config: DataConfig) -> list[str] | str:
-    """The words counting keeps from a block (`_clean_block`: the fast path where it applies), or its error."""
+    """The words counting keeps from a block (`clean_block`: the fast path where it applies), or its error."""
     try:
-        codes, lengths, _ = _clean_block(raw.replace(b"\r\n", b"\n"), 0, "words.txt", config)
+        codes, lengths, _ = clean_block(raw.replace(b"\r\n", b"\n"), 0, "words.txt", config)
     except DataError as e:
         return str(e)
     words = "".join(map(chr, codes.tolist())).split("\n")[:-1]
@@ -67,7 +67,7 @@ def test_the_fast_path_keeps_the_words_parse_words_keeps(lines, end, lowercase, 
     else:
         assert fast == rule
     if b"\x00" not in raw:  # (a NUL byte: both raise the binary-file error)
-        fast = _plain_codes(raw.replace(b"\r\n", b"\n"), 0, "words.txt", config) is not None
+        fast = plain_codes(raw.replace(b"\r\n", b"\n"), 0, "words.txt", config) is not None
         event("fast path" if fast else "line by line")
 
 
@@ -75,7 +75,7 @@ def test_the_fast_path_keeps_the_words_parse_words_keeps(lines, end, lowercase, 
 def test_the_fast_path_is_taken_for_plain_blocks():
     """The property above tests the fast path, not only the line-by-line fallback."""
     config = DataConfig(path="words.txt", case="lower", max_line_length=5)
-    assert _plain_codes(b"emma\nOLIVIA\nmia\n", 0, "words.txt", config) is not None
-    assert _plain_codes("émile\nσοφία\nli na\n".encode(), 0, "words.txt", config) is not None
-    assert _plain_codes(b"emma\n mia\n", 0, "words.txt", config) is None  # a space at a line's end
-    assert _plain_codes("ipek\nİpek\n".encode(), 0, "words.txt", config) is None  # lower case one longer
+    assert plain_codes(b"emma\nOLIVIA\nmia\n", 0, "words.txt", config) is not None
+    assert plain_codes("émile\nσοφία\nli na\n".encode(), 0, "words.txt", config) is not None
+    assert plain_codes(b"emma\n mia\n", 0, "words.txt", config) is None  # a space at a line's end
+    assert plain_codes("ipek\nİpek\n".encode(), 0, "words.txt", config) is None  # lower case one longer

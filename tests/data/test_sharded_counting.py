@@ -17,16 +17,9 @@ import torch
 from namesmith.core.config import TrainConfig
 from namesmith.core.errors import ConfigError, DataError
 from namesmith.core.vocab import Vocab
-from namesmith.data import counting, ngram_keys
-from namesmith.data.counting import (
-    count_file,
-    count_ngrams_file,
-    count_pairs_file,
-    read_blocks,
-    read_shard,
-    shard_ranges,
-    streamed_split,
-)
+from namesmith.data import blocks, ngram_keys, process_pool
+from namesmith.data.blocks import read_blocks, read_shard, shard_ranges
+from namesmith.data.counting import count_file, count_ngrams_file, count_pairs_file, streamed_split
 from namesmith.data.words import Corpus, DataConfig, encode_words, load_words
 from namesmith.models.ngram import NGram, NGramConfig
 
@@ -116,13 +109,13 @@ def test_sharded_ngram_counts_equal_one_pass_and_in_memory_counts(words_file, or
 
 @pytest.mark.parametrize("dropped_every", [3, 97])
 def test_blank_and_long_lines_are_dropped_however_many_a_block_holds(tmp_path, dropped_every):
-    # every 3rd line dropped: more than counting.DROPPED_LOOP per block (the mask path); every 97th: fewer
+    # every 3rd line dropped: more than blocks.DROPPED_LOOP per block (the mask path); every 97th: fewer
     words = load_words("builtin")[:3000]
     lines = [("" if i % 2 else "y" * 70) if i % dropped_every == 0 else w for i, w in enumerate(words)]
     path = tmp_path / "holes.txt"
     path.write_text("\n".join(lines) + "\n")
     counts = count_ngrams_file(DataConfig(path=str(path)), 4, block_size=1 << 20)
-    assert (3000 // dropped_every + 1 > counting.DROPPED_LOOP) == (dropped_every == 3)
+    assert (3000 // dropped_every + 1 > blocks.DROPPED_LOOP) == (dropped_every == 3)
     split, vocab, parts = in_memory_counts(str(path), 4)
     assert counts.vocab == vocab and counts.n_words == {name: len(part) for name, part in split.parts().items()}
     for name, expected in parts.items():
@@ -214,7 +207,7 @@ def test_full_shared_memory_sends_the_counts_through_the_pipe(words_file, monkey
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", full)  # (forked workers inherit it)
-    shipped = counting._Shipped([(np.arange(5), np.ones(3))])
+    shipped = process_pool.Shipped([(np.arange(5), np.ones(3))])
     assert shipped.name is None and shipped.open()[0][0].tolist() == [0, 1, 2, 3, 4]
     config = DataConfig(path=words_file)
     same_counts(count_ngrams_file(config, 6, workers=2, block_size=5000), count_ngrams_file(config, 6))
@@ -295,15 +288,15 @@ def test_mistakes_are_clear_errors(tmp_path, words_file):
 
 
 def test_a_process_that_counted_no_word_of_a_part_merges_as_if_absent():
-    from namesmith.data.counting import _Layout, _merge_shards  # a worker can claim no piece, a piece lack a part
+    from namesmith.data.tally import KeyLayout, merge_shards  # a worker can claim no piece, a piece lack a part
 
-    layout = _Layout(6, 30, tuple(range(97, 126)))  # 30^6 keys: the sorted tallies, not a dense table
+    layout = KeyLayout(6, 30, tuple(range(97, 126)))  # 30^6 keys: the sorted tallies, not a dense table
     empty = (np.empty(0, layout.dtype), np.empty(0, np.int64))
     some = (np.array([7, 12345, 600_000_000], layout.dtype), np.array([3, 1, 2]))
     more = (np.array([7, 8], layout.dtype), np.array([1, 1]))
-    by_part, words = _merge_shards([([empty] * 4, np.zeros(4, np.int64)),
-                                    ([some, empty, more, empty], np.array([2, 0, 1, 0])),
-                                    ([more, empty, empty, empty], np.array([1, 0, 0, 0]))], layout)
+    by_part, words = merge_shards([([empty] * 4, np.zeros(4, np.int64)),
+                                   ([some, empty, more, empty], np.array([2, 0, 1, 0])),
+                                   ([more, empty, empty, empty], np.array([1, 0, 0, 0]))], layout)
     assert by_part[0][0].tolist() == [7, 8, 12345, 600_000_000] and by_part[0][1].tolist() == [4, 1, 1, 2]
     assert len(by_part[1][0]) == len(by_part[3][0]) == 0 and by_part[2][0].tolist() == [7, 8]
     assert words.tolist() == [3, 0, 1, 0]
