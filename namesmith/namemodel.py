@@ -18,57 +18,48 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from namesmith.adaptation.adapt import MORE_LIKE_PULL, OwnLetters
-from namesmith.adaptation.pipeline import adapt_words, train
 from namesmith.choosing.facts import NameFacts, name_facts
 from namesmith.choosing.phonetic import catalogue_index
 from namesmith.choosing.popularity import popularity_index
 from namesmith.choosing.syllables import syllable_machine
 from namesmith.core.casing import fold, folds, restore
-from namesmith.core.conditional import Where, where_key
 from namesmith.core.config import TrainConfig
-from namesmith.core.device import resolve_device
-from namesmith.core.errors import ConfigError, DataError, NamesmithError
+from namesmith.core.errors import CheckpointError, ConfigError, DataError, NamesmithError
 from namesmith.core.history import TrainCallback, TrainHistory
 from namesmith.core.version import __version__
 from namesmith.core.vocab import UnknownPolicy, Vocab
-from namesmith.data.counting import count_pairs
-from namesmith.data.labelled import LabelledCorpus
 from namesmith.data.sources import read_source, source_fingerprint
 from namesmith.data.words import BUILTIN, Corpus, DataConfig, Split, check_words
 from namesmith.generation.config import IGNORE_CASE, GenerateConfig, NotAvailable
 from namesmith.generation.exact_cache import TABLES, ExactCache
 from namesmith.generation.generate import Generation, GenerationStream, draw_pool, generate, iter_generate
-from namesmith.generation.guided import Guide, find_twist, fit_twist
 from namesmith.generation.novelty import KnownWords, NoveltySummary, known_words, novelty_summary
+from namesmith.generation.saved_tables import TABLES_KEY, PlainTables, read_tables
 from namesmith.models import model_class
-from namesmith.models.base import CharModel
-from namesmith.models.ensemble import build_ensemble
-from namesmith.models.ngram import NGram
-from namesmith.models.nll import mean_nll_per_char, target_counts
-from namesmith.scoring.classify import Classification, classify
-from namesmith.scoring.evaluate import Evaluation, evaluate, evaluate_splits, evaluate_streamed
-from namesmith.scoring.open_vocabulary import open_word_log_probs
-from namesmith.scoring.report import Transition, strongest_transitions
-from namesmith.scoring.score import NameScore, reference_scores, score_names
 from namesmith.training.checkpoint import (
     META_FILE,
     Checkpoint,
+    checked_without_model,
     load_checkpoint,
     model_record,
     read_meta,
     save_checkpoint,
 )
-from namesmith.training.train import (
-    calibrate_model,
-    corpus_for_checkpoint,
-    data_difference,
-    evaluate_corpus,
-)
+
+# The modules that use torch are imported in the methods that need them: a count model loads and draws its plain
+# names from its saved tables without torch (namesmith.generation.saved_tables, docs/startup.md).
+if TYPE_CHECKING:
+    import torch
+
+    from namesmith.core.conditional import Where
+    from namesmith.generation.guided import Guide
+    from namesmith.models.base import CharModel
+    from namesmith.models.ngram import NGram
+    from namesmith.scoring.classify import Classification
+    from namesmith.scoring.report import Transition
+    from namesmith.scoring.score import NameScore
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -158,6 +149,8 @@ def _check_same_data(first: NameModel, other: NameModel, position: int) -> None:
     if other.vocab != first.vocab:
         raise ConfigError(f"models: {name(other, position)} has another vocabulary than {name(first, 1)}; "
                           "ensemble members must share one", field="models")
+    from namesmith.training.train import data_difference
+
     key = data_difference(other.meta["data"], first.meta["data"])
     if key is not None:
         raise ConfigError(f"models: {name(other, position)} was trained on other data than {name(first, 1)} "
@@ -168,9 +161,13 @@ def _check_same_data(first: NameModel, other: NameModel, position: int) -> None:
 class NameModel:
     """A trained model with its vocabulary and everything recorded about it."""
 
-    def __init__(self, model: CharModel, vocab: Vocab, meta: dict[str, Any], *, corpus: Corpus | None = None,
+    def __init__(self, model: CharModel | None, vocab: Vocab, meta: dict[str, Any], *, corpus: Corpus | None = None,
                  directory: str | Path | None = None, data: str | None = None):
-        self.model = model.eval()
+        self._model = None if model is None else model.eval()  # None: loaded from `directory` on first use
+        self._model_lock = threading.Lock()
+        # the directory's tables of its plain names (namesmith.generation.saved_tables): their entry, read on first use
+        self._tables_entry: dict[str, Any] | None = None
+        self._plain: PlainTables | None = None
         self.vocab = vocab
         self.meta = meta
         self.directory = None if directory is None else Path(directory)
@@ -206,6 +203,8 @@ class NameModel:
         same word list, an ensemble say, whose next-character distributions a neural model learns from
         as well as from the words (knowledge distillation: namesmith.training.distill).
         """
+        from namesmith.adaptation.pipeline import train
+
         data_options, train_options, model_options = split_options(model, options)
         data_config = DataConfig(path=str(data), **data_options)
         if isinstance(teacher, NameModel):  # its directory, where it has one: a resumed run finds it there
@@ -230,14 +229,18 @@ class NameModel:
         """
         return self._adapted(words, where=where, order=order, seed=seed, out=out, overwrite=overwrite)
 
-    def more_like(self, words: Sequence[str], *, where: Where | None = None, pull: float = MORE_LIKE_PULL,
+    def more_like(self, words: Sequence[str], *, where: Where | None = None, pull: float | None = None,
                   out: str | Path | None = None, overwrite: bool = False) -> NameModel:
         """"More like these": a model of names that resemble `words` (a shortlist), drawn from this one
         pulled towards them (namesmith.adaptation.adapt.more_like: the shortlist's n-gram table with share `pull`
         over this model, no weight fitted, so it is ready in a fraction of a second). `where`: the labels
         of a conditional model the names are to have. Its names are scored (log-probability, percentile)
         by this model, under `where`: how name-like they are, not how like the shortlist. It draws only
-        the shortlist's letters unless `prior_letters` is asked for (see `generate`)."""
+        the shortlist's letters unless `prior_letters` is asked for (see `generate`). `pull` defaults to
+        namesmith.adaptation.adapt.MORE_LIKE_PULL."""
+        from namesmith.adaptation.adapt import MORE_LIKE_PULL
+
+        pull = MORE_LIKE_PULL if pull is None else pull
         tuned = self._adapted(words, where=where, pull=pull, out=out, overwrite=overwrite)
         tuned._scorer = (self, where)
         return tuned
@@ -251,6 +254,8 @@ class NameModel:
             self.model.given(where)  # says that this model has no labels
         if self.model.condition is not None:  # an adapted model of a conditional one is of `where`'s labels
             where = dict(self.model.condition.check_where(where))
+        from namesmith.adaptation.pipeline import adapt_words
+
         checkpoint, corpus = adapt_words(Checkpoint(self.model, self.vocab, self.meta), self._prepare(words),
                                          self.casing, {} if order is None else {"order": order}, seed=seed, out=out,
                                          where=where or None, pull=pull)
@@ -267,9 +272,37 @@ class NameModel:
     def load(cls, directory: str | Path, *, device: str = "cpu", data: str | None = None) -> NameModel:
         """Load a model directory (checked: format, hashes, vocabulary, weight shapes; nothing unpickled).
 
-        `data`: the training word list, if it moved since training (for novelty and percentiles).
+        `data`: the training word list, if it moved since training (for novelty and percentiles). A count
+        model's directory holds the tables of its plain names (namesmith.generation.saved_tables): on the CPU
+        they answer requests for plain names, and the model itself (and torch) is loaded for the first question
+        they cannot answer; each is read on first use (its hash and the weights' are checked here).
         """
+        meta = read_meta(directory)
+        if TABLES_KEY in meta and device == "cpu":
+            try:
+                vocab = Vocab(tuple(meta["vocab"]))
+            except NamesmithError as e:
+                raise CheckpointError(f"{Path(directory) / META_FILE}: {e}") from None
+            if checked_without_model(directory, meta, vocab):
+                loaded = cls(None, vocab, meta, directory=directory, data=data)
+                loaded._tables_entry = meta[TABLES_KEY]
+                return loaded
+        from namesmith.core.device import resolve_device
+
         return cls._from(load_checkpoint(directory, resolve_device(device)), directory=directory, data=data)
+
+    @property
+    def model(self) -> CharModel:
+        """The network or count model (a directory's is loaded on first use: see `load`)."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    checkpoint = load_checkpoint(self.directory)
+                    if checkpoint.meta.get("weights") != self.meta.get("weights"):
+                        raise CheckpointError(f"{self.directory}: holds another model than the one loaded from it; "
+                                              "load it again")
+                    self._model = checkpoint.model.eval()
+        return self._model
 
     @classmethod
     def _from(cls, checkpoint: Checkpoint, **kwargs: Any) -> NameModel:
@@ -292,6 +325,9 @@ class NameModel:
         for i, other in enumerate(members[1:], 2):
             _check_same_data(first, other, i)
         corpus = first.corpus
+        from namesmith.models.ensemble import build_ensemble
+        from namesmith.scoring.evaluate import evaluate_splits
+
         combined = build_ensemble([m.model.to(first.model.device) for m in members], corpus, combine)
         meta = {"namesmith_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "data": first.meta["data"], **model_record(combined, first.vocab),
@@ -312,6 +348,8 @@ class NameModel:
         if self.meta["data"].get("streamed"):
             raise ConfigError("calibrate: a model of a streamed word list is not calibrated (its words are not "
                               "kept)", field="calibrate")
+        from namesmith.training.train import calibrate_model, evaluate_corpus
+
         corpus = self.corpus
         report = calibrate_model(self.model, corpus, choice, self.meta.get("train_config", {}).get("seed", 1337))
         self.meta["calibration_report"] = report
@@ -320,6 +358,7 @@ class NameModel:
         self.meta.update({k: v for k, v in model_record(self.model, self.vocab).items()
                           if k in ("calibration", "label_calibrations")})
         self.meta["metrics"] = evaluate_corpus(self.model, corpus)
+        self._plain = self._tables_entry = None  # the saved tables are of the model as it was
         self._reference.clear()  # percentiles and exact tables of the model as it was
         self._exact.clear()
         return report
@@ -403,6 +442,8 @@ class NameModel:
             record = self.meta["data"]
             if record.get("streamed"):
                 raise DataError(f"{record['path']}: was streamed in training; its words are not held in memory")
+            from namesmith.training.train import corpus_for_checkpoint
+
             self._corpus = corpus_for_checkpoint(self.meta, self.vocab, self._data_path)
         return self._corpus
 
@@ -448,10 +489,14 @@ class NameModel:
             raise ConfigError(f"novel needs the training word list: {why}", field="novel")
         return config, why, known
 
-    def _guide(self, model: CharModel) -> Guide:
+    def _guide(self, model: CharModel | PlainTables) -> Guide | None:
         """Guided sampling of `model` (this model, or its plain model of a condition) steered by an n-gram
         (namesmith.generation.guided): the model's own, else one counted on its training words the first time it is
         needed (and kept)."""
+        if isinstance(model, PlainTables):  # plain draws only: nothing to guide
+            return None
+        from namesmith.generation.guided import Guide, find_twist, fit_twist
+
         def twist() -> NGram:
             if self._twist is None:
                 self._twist = find_twist(self.model)
@@ -492,15 +537,24 @@ class NameModel:
         Constraints hold whatever their case for a model of lowercased names.
         """
         config, why, known = self._generation(n, **options)
-        model, cache = self._conditioned(where, guidance, config.prior_letters)
+        model, cache = self._conditioned(where, guidance, config)
         stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
                          known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
         return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
 
-    def _conditioned(self, where: Where | None, guidance: float = 0.0,
-                     prior_letters: bool = False) -> tuple[CharModel, ExactCache]:
+    def _conditioned(self, where: Where | None, guidance: float,
+                     config: GenerateConfig) -> tuple[CharModel | PlainTables, ExactCache]:
         """The plain model of `where` (the model itself without conditions), guided, drawing only an
-        adapted model's own letters unless `prior_letters`, and its exact tables' cache."""
+        adapted model's own letters unless `config.prior_letters`, and its exact tables' cache. A request
+        for the plain names of a model loaded with its saved tables gets those tables (the same draws, no torch)."""
+        if self._tables_entry is not None and not where and guidance == 0 and config.plain_draws:
+            if self._plain is None:
+                self._plain = read_tables(self.directory, self._tables_entry, self.vocab)
+            return self._plain, self._exact.setdefault(((), 0.0, False), ExactCache(background=self.background_tables))
+        from namesmith.adaptation.adapt import OwnLetters
+        from namesmith.core.conditional import where_key
+
+        prior_letters = config.prior_letters
         model = self.model.given(self._own_where(where), guidance)
         key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
         alphabet = self.meta.get("adaptation", {}).get("alphabet")
@@ -530,7 +584,7 @@ class NameModel:
         a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
         options as `generate`; `close()` (or a `with` block) stops early."""
         config, why, known = self._generation(n, **options)
-        model, cache = self._conditioned(where, guidance, config.prior_letters)
+        model, cache = self._conditioned(where, guidance, config)
         stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
                                known_words=None if known is None else known.all, cache=cache,
                                guide=self._guide(model))
@@ -540,7 +594,7 @@ class NameModel:
         """Whether requests of `where` (default decoding) that filter draws walk the model's draws made once
         (namesmith.generation.draw_pool) rather than make fresh ones: a server makes them in the background on the
         first such request."""
-        _, cache = self._conditioned(where, guidance)
+        _, cache = self._conditioned(where, guidance, GenerateConfig())
         return draw_pool(self.model, self.vocab, GenerateConfig(), self.max_word_length, cache, build=False) \
             is not None
 
@@ -583,6 +637,10 @@ class NameModel:
         """
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
+        from namesmith.core.conditional import where_key
+        from namesmith.scoring.open_vocabulary import open_word_log_probs
+        from namesmith.scoring.score import reference_scores, score_names
+
         where = self._own_where(where)
         if self._scorer is not None:  # "more like these": scored by the model the names were drawn from
             scorer, scorer_where = self._scorer
@@ -613,6 +671,10 @@ class NameModel:
 
     def _reference_words(self, where: Where | None) -> list[str]:
         """The training names of the labels `where` asks for (all of them without `where`)."""
+        import torch
+
+        from namesmith.data.labelled import LabelledCorpus
+
         corpus = self.corpus
         if not where or not isinstance(corpus, LabelledCorpus):
             return corpus.split.train
@@ -644,6 +706,8 @@ class NameModel:
         """
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
+        from namesmith.scoring.classify import classify
+
         results = classify(self.model, self.vocab, self._prepare(names))
         return [r if r.name == name else dataclasses.replace(r, name=name) for r, name in zip(results, names)]
 
@@ -652,6 +716,11 @@ class NameModel:
         """NLL per character and perplexity: on the split the model was trained with by default, on
         `words`, or on the word list `data` (its own split when it is the training list; `data_options`
         are DataConfig fields for reading it, e.g. encoding)."""
+        from namesmith.models.nll import mean_nll_per_char, target_counts
+        from namesmith.scoring.evaluate import Evaluation, evaluate, evaluate_streamed
+        from namesmith.scoring.open_vocabulary import open_word_log_probs
+        from namesmith.training.train import evaluate_corpus
+
         if words is None and data is not None:
             record = self.meta["data"]
             if source_fingerprint(data) != record["sha256"]:
@@ -682,12 +751,16 @@ class NameModel:
 
     def pair_counts(self) -> torch.Tensor:
         """(V, V) counts of (previous, next) pairs in the training split."""
+        from namesmith.data.counting import count_pairs
+
         return count_pairs(*self.corpus.word_tensors("train"), self.vocab.size)
 
     def transitions(self, top: int = 10) -> list[Transition]:
         """The seed's sanity check: the strongest transitions beside their training frequency."""
         if top < 1:
             raise ConfigError(f"top must be at least 1, got {top}", field="top")
+        from namesmith.scoring.report import strongest_transitions
+
         return strongest_transitions(self.transition_table(), self.pair_counts(), self.vocab, top)
 
     def __repr__(self) -> str:

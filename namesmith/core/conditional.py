@@ -30,11 +30,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from namesmith.core.errors import ConfigError
+
+if TYPE_CHECKING:  # imported by the methods that make tensors: parsing and checking labels needs no torch
+    import torch
 
 Where = Mapping[str, "str | Sequence[str]"]
 MAX_SHOWN_VALUES = 20  # values listed in an error message about an unknown value
@@ -81,6 +82,8 @@ class Condition:
     # --- start tokens --------------------------------------------------------------------------
     def start_tokens(self, codes: torch.Tensor, vocab_size: int) -> torch.Tensor:
         """(N,) start token of each row from its label codes (N, k); see the module docstring."""
+        import torch
+
         index = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
         for j, r in enumerate(self.radix):
             index = index * r + codes[:, j]
@@ -88,6 +91,8 @@ class Condition:
 
     def codes_of(self, start: torch.Tensor, vocab_size: int) -> torch.Tensor:
         """(N, k) label codes from the tokens (N,) that start rows; the boundary token means all unknown."""
+        import torch
+
         index = start - vocab_size
         plain = index < 0
         index = index.clamp(min=0)
@@ -148,6 +153,8 @@ class Condition:
 
     def prior(self, label: str) -> torch.Tensor:
         """P(value) of one label (float64, sums to 1): its values' share of the training weight."""
+        import torch
+
         weights = torch.tensor(self.priors[label], dtype=torch.float64)
         total = weights.sum()
         return weights / total if total > 0 else torch.full_like(weights, 1.0 / len(weights))

@@ -33,14 +33,16 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from namesmith.core.errors import CheckpointError
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.generation.draws import Batch
+
+if TYPE_CHECKING:
+    import torch
 
 FEATURES = ("length", "length+end")  # what a calibration's features are
 
@@ -61,34 +63,50 @@ class Calibration:
         return "length+end" if self.end_weights else "length"
 
     @functools.cached_property
-    def log_weights(self) -> torch.Tensor:
-        """(T + 1, V) float64: λ·f - log Z of a name of length min(ℓ, T) ending in each token."""
-        lengths = torch.tensor(self.length_weights, dtype=torch.float64)
-        ends = torch.tensor(self.end_weights, dtype=torch.float64) if self.end_weights else torch.zeros(1, 1)
+    def log_weight_table(self) -> np.ndarray:
+        """(T + 1, V) float64: λ·f - log Z of a name of length min(ℓ, T) ending in each token (NumPy: a
+        calibrated count model samples without torch, docs/startup.md)."""
+        lengths = np.array(self.length_weights, dtype=np.float64)
+        ends = np.array(self.end_weights, dtype=np.float64) if self.end_weights else np.zeros((1, 1))
         T = max(len(lengths), len(ends)) - 1
-        ell = torch.arange(T + 1)
-        table = lengths[ell.clamp(max=len(lengths) - 1)].unsqueeze(1) + ends[ell.clamp(max=len(ends) - 1)]
-        return table.expand(T + 1, ends.size(1) if self.end_weights else 1) - self.log_z
+        ell = np.arange(T + 1)
+        table = lengths[np.minimum(ell, len(lengths) - 1)][:, None] + ends[np.minimum(ell, len(ends) - 1)]
+        return np.broadcast_to(table, (T + 1, ends.shape[1] if self.end_weights else 1)) - self.log_z
+
+    @functools.cached_property
+    def log_weights(self) -> torch.Tensor:
+        """`log_weight_table` as a tensor."""
+        import torch
+
+        return torch.from_numpy(self.log_weight_table)
 
     @property
     def longest_cell(self) -> int:
         """T: names of this length or longer share their cells."""
-        return self.log_weights.size(0) - 1
+        return self.log_weight_table.shape[0] - 1
 
     @functools.cached_property
     def bound(self) -> float:
         """The largest λ·f - log Z of any name (rejection keeps a draw with exp(its own - bound))."""
-        return float(self.log_weights.max())
+        return float(self.log_weight_table.max())
 
     def cell_log_weights(self, lengths: torch.Tensor, last_tokens: torch.Tensor) -> torch.Tensor:
         """λ·f - log Z of names with these lengths and last tokens (both (N,) long)."""
         table = self.log_weights
         return table[lengths.clamp(max=self.longest_cell), last_tokens.clamp(max=table.size(1) - 1)]
 
-    def word_log_weights(self, words: Sequence[str], vocab: Vocab) -> torch.Tensor:
+    def word_tilts(self, words: Sequence[str], vocab: Vocab) -> np.ndarray:
         """λ·f(x) - log Z of each word, float64 (N,): what calibration adds to its log-probability."""
-        lengths, last = word_cells(words, vocab)
-        return self.cell_log_weights(lengths, last)
+        table = self.log_weight_table
+        lengths = np.minimum(np.array([len(w) for w in words], dtype=np.intp), self.longest_cell)
+        last = np.array([vocab.stoi.get(w[-1], BOUNDARY) if w else BOUNDARY for w in words], dtype=np.intp)
+        return table[lengths, np.minimum(last, table.shape[1] - 1)]
+
+    def word_log_weights(self, words: Sequence[str], vocab: Vocab) -> torch.Tensor:
+        """`word_tilts` as a tensor."""
+        import torch
+
+        return torch.from_numpy(self.word_tilts(words, vocab))
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": self.features, "length_weights": list(self.length_weights),
@@ -125,6 +143,8 @@ class LabelCalibrations:
     def row_log_weights(self, codes: torch.Tensor, words: Sequence[str], vocab: Vocab) -> torch.Tensor:
         """λ·f(x) - log Z of each row's word under its own node's tilt (codes (N, k)), 0 for a node without
         one: what calibration adds to a labelled row's log-probability (float64 (N,))."""
+        import torch
+
         out = torch.zeros(len(words), dtype=torch.float64)
         groups, group_of = torch.unique(codes.cpu(), dim=0, return_inverse=True)
         for g, node in enumerate(groups.tolist()):
@@ -137,6 +157,8 @@ class LabelCalibrations:
     def combination_log_weights(self, words: Sequence[str], vocab: Vocab,
                                 combinations: Sequence[tuple[int, ...]]) -> torch.Tensor:
         """(N, C) λ·f - log Z of each word under each combination's tilt (0 for one without)."""
+        import torch
+
         out = torch.zeros(len(words), len(combinations), dtype=torch.float64)
         for c, codes in enumerate(combinations):
             calibration = self.of(codes)
@@ -169,6 +191,8 @@ class LabelCalibrations:
 def word_cells(words: Sequence[str], vocab: Vocab) -> tuple[torch.Tensor, torch.Tensor]:
     """Each word's length and last token ((N,) long each): the boundary for the empty word, and for a
     character outside the vocabulary (an adapted model's open vocabulary: no end weight of its own)."""
+    import torch
+
     lengths = torch.tensor([len(w) for w in words], dtype=torch.long)
     last = torch.tensor([vocab.stoi.get(w[-1], BOUNDARY) if w else BOUNDARY for w in words], dtype=torch.long)
     return lengths, last
@@ -177,6 +201,8 @@ def word_cells(words: Sequence[str], vocab: Vocab) -> tuple[torch.Tensor, torch.
 def last_tokens(next_state: torch.Tensor, possible: torch.Tensor, start: int) -> torch.Tensor | None:
     """The token every step into each state of a chain is taken by ((S,) long; the boundary for the start
     state and states never entered), or None when some state is entered by two different tokens."""
+    import torch
+
     S, V = next_state.shape
     tokens = torch.arange(V).expand(S, V)
     moves = possible.clone()
@@ -213,7 +239,7 @@ def tilted_draws(run: Callable[[int, float | None], Batch | None], calibration: 
         if drawn is None or not drawn.names:
             return drawn
         keep = np.log(generator.random(len(drawn.names))) < (
-            calibration.word_log_weights(drawn.names, vocab).numpy() - calibration.bound)
+            calibration.word_tilts(drawn.names, vocab) - calibration.bound)
         finished = drawn.finished.copy()
         rejected = np.zeros(len(finished), dtype=bool) if drawn.rejected is None else drawn.rejected.copy()
         rows = np.flatnonzero(finished)

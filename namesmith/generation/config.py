@@ -184,6 +184,14 @@ class GenerateConfig:
         return bool(self.ends_with or self.contains or self.excludes or self.min_len or self.syllables)
 
     @property
+    def plain_draws(self) -> bool:
+        """Whether the names are the model's own draws, filtered at most: its own distribution (no temperature,
+        top-k or top-p), no constraint that exact or guided sampling meets (so a count model's saved tables can
+        draw them: namesmith.generation.saved_tables)."""
+        return (not self.structural and self.method in ("auto", "rejection") and self.temperature == 1.0
+                and self.top_k is None and self.top_p is None)
+
+    @property
     def decoding(self) -> dict[str, Any]:
         """How logits become the sampling distribution: temperature, top_k, top_p."""
         return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}

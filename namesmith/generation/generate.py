@@ -28,14 +28,15 @@ sampling raise `ConfigError`, whose `field` names the parameter at fault.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from namesmith.choosing.phonetic import sounds_alike
 from namesmith.choosing.popularity import parse_popularity, popularity_index
@@ -56,9 +57,10 @@ from namesmith.generation.constraints import check_vocab, name_test, regex_test
 from namesmith.generation.draw_pool import DrawPool
 from namesmith.generation.draws import Batch, batch_limit
 from namesmith.generation.exact_cache import POOL_BUILDERS, ExactCache
-from namesmith.generation.sample import plain_sampler
-from namesmith.models.base import CharModel
-from namesmith.models.nll import eval_mode
+from namesmith.generation.saved_tables import PlainTables
+
+if TYPE_CHECKING:
+    from namesmith.models.base import CharModel
 
 EXACT_BUILD_SHARE = 0.5  # of the time budget, that method "auto" may spend building exact tables
 GUIDE_BELOW = 0.05  # method "auto" guides a network when the n-gram gives valid names less probability than this
@@ -68,6 +70,28 @@ BATCH_GROWTH = 16  # each batch may be this many times the previous one, up to t
 # large batches: the model sampler shares the states of common prefixes, cheaper per name the more names share)
 DEFAULT_TRIES_PER_NAME = 100  # default max_tries: this many per requested name, plus MIN_TRIES
 MIN_TRIES = 100_000
+
+
+def plain_sampler(model: CharModel | PlainTables, vocab: Vocab, *, prefix: str, max_length: int, seed: int,
+                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> Any:
+    """The sampler of the model's own names (namesmith.generation.sample.plain_sampler), or of its saved tables
+    (namesmith.generation.saved_tables: the same tables, so the same names, without torch)."""
+    if isinstance(model, PlainTables):
+        assert temperature == 1.0 and top_k is None and top_p is None, "saved tables hold the plain decoding only"
+        return model.sampler(vocab, prefix=prefix, max_length=max_length, seed=seed)
+    from namesmith.generation.sample import plain_sampler as model_sampler
+
+    return model_sampler(model, vocab, prefix=prefix, max_length=max_length, seed=seed, temperature=temperature,
+                         top_k=top_k, top_p=top_p)
+
+
+def eval_mode(model: CharModel | PlainTables) -> contextlib.AbstractContextManager:
+    """The model in eval mode for the block (namesmith.models.nll.eval_mode); saved tables have no mode."""
+    if isinstance(model, PlainTables):
+        return contextlib.nullcontext()
+    from namesmith.models.nll import eval_mode as model_eval_mode
+
+    return model_eval_mode(model)
 
 
 # What `iter_generate` calls to steer a model that is not a finite chain (namesmith.generation.guided.Guide):
@@ -266,7 +290,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
                                        f"{GUARD_AT_LEAST}; set max_len)")
     elif max_len < config.max_len:
         check_lengths(config, max_len, f"the longest name a {model.model_type} model can read")
-    seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, ()).item())
+    seed = config.seed if config.seed is not None else secrets.randbits(62)
     gen = Generation([], config.num, method="plain", max_len=max_len)
     run: Callable[[int, float | None], Batch | None] | None = None
 

@@ -142,7 +142,7 @@ class ModelSampler:
         return finish_batch(tokens, lengths, self.vocab, self.prefix)
 
 
-def _table_probs(model: CharModel, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray | None:
+def table_probs(model: CharModel, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray | None:
     """The (V, V) next-token table of a first-order model after temperature/top-k/top-p, else None."""
     table = model.transition_table()
     if table is None or model.context_size != 1:
@@ -202,7 +202,7 @@ def plain_sampler(model: CharModel, vocab: Vocab, *, prefix: str, max_length: in
     """The fastest sampler of the model's names that start with `prefix` and have at most
     `max_length` characters (the caller checks the prefix fits and is in the vocabulary).
     Its `run(batch, deadline)` draws one batch; the model should be in eval mode."""
-    table = _table_probs(model, temperature, top_k, top_p)
+    table = table_probs(model, temperature, top_k, top_p)
     if table is not None:
         return TableSampler(table, vocab, prefix, max_length, seed)
     chain = chain_tables(model, temperature, top_k, top_p)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 from namesmith.core.errors import ConfigError
-from namesmith.models.base import CharModel
+
+if TYPE_CHECKING:  # the registry itself needs no torch: a model directory's JSON is checked without it
+    from namesmith.models.base import CharModel
 
 # name → (module, class). One model per file; a new model is one line here.
 MODEL_TYPES: dict[str, tuple[str, str]] = {
@@ -40,4 +43,4 @@ def trainable_types() -> list[str]:
     return [name for name in MODEL_TYPES if not model_class(name).wrapper]
 
 
-__all__ = ["CharModel", "MODEL_TYPES", "model_class", "trainable_types"]
+__all__ = ["MODEL_TYPES", "model_class", "trainable_types"]

@@ -23,24 +23,28 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+from namesmith.core.conditional import Condition
 from namesmith.core.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.core.io import atomic_write_bytes, sha256_file, write_content_addressed
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import has_bad_chars
 from namesmith.generation.calibration import Calibration, LabelCalibrations
+from namesmith.generation.saved_tables import TABLES_KEY, PlainTables, tables_of, write_tables
 from namesmith.models import MODEL_TYPES, model_class
-from namesmith.models.base import CharModel
+
+if TYPE_CHECKING:  # torch is imported where tensors are read or written: a directory's JSON is read without it
+    import torch
+
+    from namesmith.models.base import CharModel
 
 FORMAT = "namesmith-model"
 FORMAT_VERSION = 2  # 2: the n-gram mix is its own model type, "ngram-mix" (format 1 is read too)
@@ -144,6 +148,15 @@ def model_record(model: CharModel, vocab: Vocab) -> dict[str, Any]:
     return record
 
 
+def plain_tables(model: CharModel, meta: dict[str, Any]) -> PlainTables | None:
+    """The tables the model's plain names are drawn from, saved beside its weights so that sampling them needs no
+    torch (namesmith.generation.saved_tables): those of a conditional model's unconditioned model. None for a
+    model without them, and for an adapted model, which draws only its list's letters (adaptation.adapt)."""
+    if meta.get("adaptation", {}).get("alphabet") is not None:
+        return None
+    return tables_of(model.given(None) if model.condition is not None else model)
+
+
 def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta: dict[str, Any],
                     train_state: dict[str, Any] | None = None) -> Path:
     """Write a model directory atomically (see the module docstring); returns its path.
@@ -174,6 +187,11 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
             **model_record(model, vocab),
             "weights": {"file": weights_file, "sha256": weights_sha},
         }
+        record.pop(TABLES_KEY, None)  # a loaded model's meta names the tables of the model as it was
+        tables = plain_tables(model, meta)
+        if tables is not None:
+            record[TABLES_KEY] = write_tables(directory, tables)
+            written += [record[TABLES_KEY]["file"]] if record[TABLES_KEY]["file"] not in existed else []
         if train_state is not None:
             state_file, state_sha = _write_tensors(directory, "train_state", train_state["tensors"])
             written += [state_file] if state_file not in existed else []
@@ -190,9 +208,10 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
             free = f"; free at least {needed / 1e6 + 1:,.0f} MB on the disk that holds it (or pass another out)"
         raise CheckpointError(f"{directory}: could not save the model ({getattr(e, 'strerror', None) or e}){free}; "
                               "the previous checkpoint, if any, is intact") from None
-    keep = {weights_file, record.get("train_state", {}).get("file")}
+    keep = {weights_file, record.get("train_state", {}).get("file"), record.get(TABLES_KEY, {}).get("file")}
     stale_files = [*directory.glob("weights-*.safetensors"), *directory.glob("train_state-*.safetensors"),
-                   *directory.glob(".weights.*.tmp"), *directory.glob(".train_state.*.tmp")]  # killed saves
+                   *directory.glob("tables-*.safetensors"), *directory.glob(".weights.*.tmp"),
+                   *directory.glob(".train_state.*.tmp"), *directory.glob(".tables.*.tmp")]  # killed saves
     for stale in stale_files:
         if stale.name not in keep:
             with contextlib.suppress(OSError):
@@ -200,9 +219,22 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
     return directory
 
 
-def _load_tensors(directory: Path, entry: Any, what: str,
-                  check: Callable[[Path, dict[str, Any]], None] | None = None) -> dict[str, torch.Tensor]:
-    """The tensors of a file `entry` names, after its hash and `check(path, header)` (the header's JSON) pass."""
+def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' writer of tensors (imported here, with torch, when tensors are written)."""
+    from safetensors.torch import save_file as write
+
+    write(tensors, filename, metadata=metadata)
+
+
+def load_file(path: Path) -> dict[str, torch.Tensor]:
+    """safetensors' reader of tensors (imported here, with torch, when tensors are read)."""
+    from safetensors.torch import load_file as read
+
+    return read(path)
+
+
+def _checked_file(directory: Path, entry: Any, what: str) -> Path:
+    """The file an entry of namesmith.json names, after its name and hash are checked."""
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
         raise CheckpointError(f"{directory / META_FILE}: the {what} entry is malformed")
     path = directory / entry["file"]
@@ -210,6 +242,38 @@ def _load_tensors(directory: Path, entry: Any, what: str,
         raise CheckpointError(f"{directory}: {what} file {entry['file']!r} is missing")
     if sha256_file(path) != entry["sha256"]:
         raise CheckpointError(f"{path}: does not match its recorded sha256 (truncated or corrupted)")
+    return path
+
+
+def checked_without_model(directory: str | Path, meta: dict[str, Any], vocab: Vocab) -> bool:
+    """The checks of `load_checkpoint` that need neither torch nor the model's class, for a model loaded on first
+    use (NameModel.load): the weights file's name and hash, the model record its header keeps (`_check_header`),
+    and the calibrations. False (nothing wrong found, but the rest needs the model's class: load it now) for a
+    weights file saved before its header held that record, and for label calibrations of a model type that has
+    none."""
+    directory = Path(directory)
+    path = _checked_file(directory, meta.get("weights"), "weights")
+    header = _read_header(path)
+    if not isinstance(header.get("__metadata__"), dict) or RECORD_KEY not in header["__metadata__"]:
+        return False
+    _check_header(path, header, meta)
+    try:
+        if "calibration" in meta:
+            Calibration.from_dict(meta["calibration"], vocab.size)
+        if "label_calibrations" in meta:
+            if meta["model_type"] != "conditional-counts":
+                return False
+            condition = Condition.from_dict(meta["model_config"].get("condition"))
+            LabelCalibrations.from_dict(meta["label_calibrations"], vocab.size, condition)
+    except (NamesmithError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{directory / META_FILE}: {e}") from None
+    return True
+
+
+def _load_tensors(directory: Path, entry: Any, what: str,
+                  check: Callable[[Path, dict[str, Any]], None] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a file `entry` names, after its hash and `check(path, header)` (the header's JSON) pass."""
+    path = _checked_file(directory, entry, what)
     if check is not None:
         check(path, _read_header(path))
     try:

@@ -1,0 +1,98 @@
+"""A count model's plain draws saved beside its weights (namesmith.generation.saved_tables): loaded and sampled
+without torch, the same names as the model draws itself, checked like the weights, and older directories without
+them still load and sample through the model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from namesmith import NameModel
+from namesmith.core.errors import CheckpointError
+from namesmith.data.words import load_words
+from namesmith.generation.saved_tables import TABLES_KEY
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Directories of a bigram, an n-gram (calibrated) and a conditional n-gram (calibrated per label node)."""
+    tmp = tmp_path_factory.mktemp("tables")
+    words = load_words("builtin")[:2000]
+    plain = tmp / "names.txt"
+    plain.write_text("\n".join(words) + "\n", encoding="utf-8")
+    labelled = tmp / "names.tsv"
+    labelled.write_text("name\tsex\n" + "".join(f"{w}\t{'FM'[len(w) % 2]}\n" for w in words), encoding="utf-8")
+    dirs = {}
+    for name, data, options in (("bigram", plain, {"model": "bigram-counts", "calibrate": "none"}),
+                                ("ngram", plain, {"order": 4, "calibrate": "length"}),
+                                ("conditional", labelled, {"order": 3, "condition": ("sex",), "calibrate": "length"})):
+        trained = NameModel.train(data, out=tmp / name, **options)
+        dirs[name] = (tmp / name, trained)
+    return dirs
+
+
+@pytest.mark.parametrize("kind", ["bigram", "ngram", "conditional"])
+def test_saved_tables_draw_the_names_the_model_draws(models, kind):
+    directory, trained = models[kind]
+    assert TABLES_KEY in json.loads((directory / "namesmith.json").read_text())
+    for options in ({"seed": 3}, {"seed": 4, "starts_with": "ma"}, {"seed": 5, "regex": ".*[aeiou]$", "unique": True}):
+        loaded = NameModel.load(directory)
+        names = loaded.generate(30, **options).names
+        assert loaded._model is None  # drawn from the tables alone
+        assert names == trained.generate(30, **options).names  # the model itself, in memory
+    if kind == "conditional":  # a request the tables cannot answer loads the model, and draws what it draws
+        girls = {"seed": 1, "where": {"sex": "F"}}
+        assert loaded.generate(10, **girls).names == trained.generate(10, **girls).names
+        assert loaded._model is not None
+
+
+def test_an_older_directory_without_tables_loads_the_model_and_draws_the_same_names(models, tmp_path):
+    directory, trained = models["ngram"]
+    old = tmp_path / "old"
+    old.mkdir()
+    meta = json.loads((directory / "namesmith.json").read_text())
+    (old / meta["weights"]["file"]).write_bytes((directory / meta["weights"]["file"]).read_bytes())
+    del meta[TABLES_KEY]
+    (old / "namesmith.json").write_text(json.dumps(meta))
+    loaded = NameModel.load(old)
+    assert loaded._tables_entry is None and loaded._model is not None
+    assert loaded.generate(25, seed=9).names == trained.generate(25, seed=9).names
+
+
+def test_a_corrupted_tables_file_is_refused_in_one_line(models, tmp_path):
+    directory, _ = models["bigram"]
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in directory.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    meta = json.loads((copy / "namesmith.json").read_text())
+    tables = copy / meta[TABLES_KEY]["file"]
+    tables.write_bytes(tables.read_bytes()[:-8])
+    with pytest.raises(CheckpointError, match="sha256") as error:
+        NameModel.load(copy).generate(3)
+    assert "\n" not in str(error.value)
+
+
+def test_calibrating_a_loaded_model_draws_from_the_model_again(models):
+    directory, _ = models["ngram"]
+    loaded = NameModel.load(directory)
+    before = loaded.generate(20, seed=2).names
+    loaded.calibrate("none")
+    assert loaded._tables_entry is None  # its tables were of the calibrated model
+    untilted = loaded.generate(20, seed=2).names
+    assert untilted != before
+
+
+@pytest.mark.parametrize("kind", ["bigram", "ngram", "conditional"])
+def test_the_cli_samples_a_count_model_without_importing_torch(models, kind):
+    directory, _ = models[kind]
+    code = ("import sys; from namesmith.cli import main; "
+            f"code = main(['-q', 'sample', '-m', {str(directory)!r}, '-n', '3', '--seed', '1']); "
+            "print('torch' in sys.modules, code)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    *names, last = out.stdout.split("\n")[:-1]
+    assert len(names) == 3 and last == "False 0"
