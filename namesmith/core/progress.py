@@ -2,8 +2,10 @@
 
 A count model is fitted in one step, so the trainer's step bar says nothing for as long as it
 counts, fits its weights and evaluates. Each such phase counts its units of work through a `Phase`,
-which logs `what: done/total unit (rate/s, about N s left)` every `every` seconds once it has run
-that long; a phase shorter than that says nothing.
+which logs `what: done/total unit (rate/s, about N s left)` once `every` seconds have passed since
+the last progress line of any phase (of the same clock): a phase that follows another does not wait
+`every` seconds of its own before its first line, so the wait between two lines is at most `every`
+plus one unit of work. The first phase of a run that is shorter than that says nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from collections.abc import Callable
 
 log = logging.getLogger("namesmith")
 
-EVERY = 5.0  # seconds between progress lines of one phase
+EVERY = 5.0  # seconds between progress lines
+
+# When the last progress line was logged, by clock: the phases of one run (one clock) share it. Phases that
+# follow each other used to wait `every` seconds each from their own start, so the end of one and the start of
+# the next went quiet for up to twice that (13.8 s between lines on a busy machine, for a target of 10 s).
+_last_line: dict[Callable[[], float], float] = {}
 
 
 class Phase:
@@ -24,16 +31,27 @@ class Phase:
                  clock: Callable[[], float] = time.monotonic):
         self.what, self.total, self.unit, self.every, self.clock = what, total, unit, every, clock
         self.done = 0
-        self.start = self.last = clock()
+        self.start = clock()
         self.lines = 0  # progress lines logged
+        if len(_last_line) > 64:  # clocks of tests come and go; the process's own clock stays
+            _last_line.clear()
+        _last_line.setdefault(clock, self.start)
+
+    @property
+    def last(self) -> float:
+        """When the last progress line (of this phase or any other of its clock) was logged."""
+        return _last_line.get(self.clock, self.start)
 
     def advance(self, n: float = 1) -> None:
         self.done += n
         now = self.clock()
         if now - self.last < self.every:
             return
-        self.last = now
+        _last_line[self.clock] = now
         self.lines += 1
+        if self.done <= 0:  # nothing done yet (`advance(0)` at the start of a slow unit): no rate to give
+            log.info(f"{self.what}: 0/{self.total:,.0f} {self.unit}")
+            return
         rate = self.done / max(now - self.start, 1e-9)
         left = (self.total - self.done) / rate if rate > 0 else float("inf")
         log.info(f"{self.what}: {self.done:,.0f}/{self.total:,.0f} {self.unit} ({rate:,.0f} {self.unit}/s, "

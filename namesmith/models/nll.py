@@ -31,7 +31,9 @@ from namesmith.data.words import encode_words
 from namesmith.models.base import CharModel
 
 EVAL_BATCH = 4096  # words per forward pass...
-EVAL_CELLS = 1 << 24  # ...or fewer: a chunk's (B, T, V) log-probabilities stay within 64 MB (large vocabularies)
+# ...or fewer: a chunk's (B, T, V) log-probabilities stay within 16 MB (large vocabularies). A chunk's rows, their
+# logarithm and log-softmax are held at once: at 64 MB a chunk, scoring in a 1,187-character vocabulary took 0.3 GB.
+EVAL_CELLS = 1 << 22
 
 
 @contextmanager

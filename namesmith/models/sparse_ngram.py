@@ -57,7 +57,10 @@ from namesmith.data.ngram_keys import DEFAULT_ORDER, check_order
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, count_numbered, dim
 from namesmith.models.ngram import modified_kn_discounts
 
-ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)
+ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)...
+# ...or fewer: each (rows, V) buffer of assembling them stays within 8 MB of float32. Assembling takes about ten
+# such buffers at once, so 8,192 rows of a vocabulary of 1,187 characters (surnames) took 0.8 GB at the peak.
+ROW_CELLS = 1 << 21
 TOKEN_CHUNK = 1 << 16  # n-grams whose own probability is found at once (`BackoffTable.token_probs`)
 MAX_CHAIN_CELLS = 1 << 23  # states × tokens up to which the model gives itself as a Markov chain
 TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
@@ -77,6 +80,11 @@ class SparseNGramConfig:
             value = getattr(self, name)
             check_config(isinstance(value, int) and not isinstance(value, bool) and value >= least,
                          f"{name} must be an integer of at least {least}, got {value!r}")
+
+
+def rows_at_once(vocab_size: int) -> int:
+    """How many contexts' (V,) distributions are assembled at once: ROWS_CHUNK, fewer for a large vocabulary."""
+    return max(1, min(ROWS_CHUNK, ROW_CELLS // vocab_size))
 
 
 def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -363,9 +371,9 @@ class SparseNGram(CharModel):
     # --- the distributions ------------------------------------------------------------------
     def next_token_probs(self, contexts: torch.Tensor) -> torch.Tensor:
         """(N, V) P(next | the last order-1 tokens) for contexts (N, order-1)."""
-        out = []
-        for i in range(0, len(contexts), ROWS_CHUNK):
-            chunk = contexts[i : i + ROWS_CHUNK]
+        out, at_once = [], rows_at_once(self.vocab_size)
+        for i in range(0, len(contexts), at_once):
+            chunk = contexts[i : i + at_once]
             rows = self._probs(suffix_keys(chunk, self.base), chunk[:, -1] if self.context_size else None)
             out.append(rows if self.classes is None else self.by_class(rows, self.class_of[chunk]))
         return torch.cat(out) if out else torch.zeros(0, self.vocab_size, device=contexts.device)
@@ -466,8 +474,9 @@ class SparseNGram(CharModel):
                 self._chain_cache[3] = False
                 return None
         classes = codes.unsqueeze(1) // C ** torch.arange(K - 1, -1, -1, device=device) % C  # (P, K), oldest first
-        rows = torch.cat([self.by_class(log_probs[codes[i : i + ROWS_CHUNK] // Q].exp(), classes[i : i + ROWS_CHUNK])
-                          for i in range(0, len(codes), ROWS_CHUNK)])
+        at_once = rows_at_once(V)
+        rows = torch.cat([self.by_class(log_probs[codes[i : i + at_once] // Q].exp(), classes[i : i + at_once])
+                          for i in range(0, len(codes), at_once)])
         pair_next = torch.searchsorted(codes, after(codes).clamp(max=int(codes[-1])))
         pair_next[:, 0] = 0  # after the end token: never read
         chain = (rows.log(), pair_next, int(torch.searchsorted(codes, torch.tensor(start * Q, device=device))))
@@ -498,8 +507,9 @@ class SparseNGram(CharModel):
         place = B ** lengths  # the suffix of i tokens of a key is key % B^i
         keys = torch.where(lengths <= length.unsqueeze(1), states.unsqueeze(1) % place, -1)  # (S, K+1): -1 never found
         last = (states % B - 1).clamp(min=0)
-        log_probs = torch.cat([self._probs(keys[i : i + ROWS_CHUNK], last[i : i + ROWS_CHUNK]).log()
-                               for i in range(0, S, ROWS_CHUNK)])
+        at_once = rows_at_once(V)
+        log_probs = torch.cat([self._probs(keys[i : i + at_once], last[i : i + at_once]).log()
+                               for i in range(0, S, at_once)])
         next_state = torch.zeros(S, V, dtype=torch.long, device=device)
         digits = torch.arange(1, V + 1, device=device)  # token c is digit c + 1
         for j in range(K + 1):

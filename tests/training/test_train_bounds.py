@@ -32,6 +32,26 @@ def test_a_long_phase_logs_its_rate_and_the_time_left(caplog):
                      "fitting: 80/100 nodes (8 nodes/s, about 2 s left)"]
 
 
+def test_a_phase_that_follows_another_says_how_far_it_is_without_waiting_its_own_interval(caplog):
+    now, said = [0.0], []
+    clock = lambda: now[0]  # noqa: E731 - one clock for both phases, as in a run
+
+    def work(phase: Phase, units: int, seconds: float) -> None:
+        for _ in range(units):
+            now[0] += seconds
+            phase.advance()
+            if len(caplog.records) > len(said):
+                said.append(now[0])
+
+    with caplog.at_level(logging.INFO, logger="namesmith"):
+        work(Phase("counting", 79, "MB", every=5.0, clock=clock), 79, 0.125)  # a line at 5 s, then 4.875 s of work
+        work(Phase("tuning the discounts", 20, "evaluations", every=5.0, clock=clock), 20, 0.5)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("counting: 40/79 MB") and lines[1].startswith("tuning the discounts: 1/20")
+    gaps = [b - a for a, b in zip([0.0, *said], [*said, now[0]])]
+    assert max(gaps) <= 5.0 + 0.5 + 1e-9  # `every` and one unit of work (was 9.875 s: 4.875 of counting, 5 of tuning)
+
+
 def test_ctrl_c_stops_a_count_model_at_once_and_saves_nothing(tmp_path, monkeypatch, caplog):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(["anna", "bob", "carla", "dan"] * 50) + "\n")
