@@ -16,7 +16,6 @@ import functools
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +33,10 @@ from namesmith.data.sources import read_source, source_fingerprint
 from namesmith.data.words import BUILTIN, Corpus, DataConfig, Split, check_words
 from namesmith.generation.config import IGNORE_CASE, GenerateConfig, NotAvailable
 from namesmith.generation.exact_cache import TABLES, ExactCache
-from namesmith.generation.generate import Generation, GenerationStream, draw_pool, generate, iter_generate
-from namesmith.generation.novelty import KnownWords, NoveltySummary, known_words, novelty_summary
+from namesmith.generation.generate import draw_pool, generate, iter_generate
+from namesmith.generation.names import Names, NameStream
+from namesmith.generation.novelty import KnownWords, known_words, novelty_summary
 from namesmith.generation.saved_tables import TABLES_KEY, PlainTables, read_tables
-from namesmith.models import model_class
 from namesmith.training.checkpoint import (
     META_FILE,
     Checkpoint,
@@ -47,6 +46,7 @@ from namesmith.training.checkpoint import (
     read_meta,
     save_checkpoint,
 )
+from namesmith.training.records import check_same_data, describe, split_options
 
 # The modules that use torch are imported in the methods that need them: a count model loads and draws its plain
 # names from its saved tables without torch (namesmith.generation.saved_tables, docs/startup.md).
@@ -60,103 +60,6 @@ if TYPE_CHECKING:
     from namesmith.scoring.classify import Classification
     from namesmith.scoring.report import Transition
     from namesmith.scoring.score import NameScore
-
-_DATA_FIELDS = {f.name for f in dataclasses.fields(DataConfig)} - {"path"}
-_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-
-
-@dataclass
-class Names:
-    """What `NameModel.generate` found: the names, where they come from, and how hard the search was."""
-
-    names: list[str]
-    novelty: NoveltySummary  # how many are training, held-out or new words
-    stats: Generation  # tries, acceptance, method, why it stopped early (if it did)
-
-    @property
-    def complete(self) -> bool:
-        return self.stats.complete
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"names": self.names, "summary": self.novelty.to_dict(), "generation": self.stats.to_dict()}
-
-
-class NameStream:
-    """Names of one generation as they are found (see `NameModel.iter_generate`).
-
-    Iterating yields lists of names (in the list's casing); `novelty` counts them as they pass
-    (nothing is kept), and `stats` is the search's `Generation` (final once the iteration ends).
-    """
-
-    def __init__(self, stream: GenerationStream, printed: Any, known: KnownWords | None, why: str | None):
-        self._stream, self._printed, self._known = stream, printed, known
-        self.novelty = NoveltySummary(0, *((0, 0, 0) if known is not None else ()), unavailable=why)
-
-    @property
-    def stats(self) -> Generation:
-        return self._stream.generation
-
-    def __iter__(self) -> NameStream:
-        return self
-
-    def __next__(self) -> list[str]:
-        names = next(self._stream)
-        if self._known is not None:
-            self._known.add(self.novelty, names)
-        else:
-            self.novelty.total += len(names)
-        return self._printed(names)
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def __enter__(self) -> NameStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def split_options(model_type: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """`NameModel.train`'s keyword options sorted into data, training and model options."""
-    model_fields = {f.name for f in dataclasses.fields(model_class(model_type).config_class)}
-    data, training, model = {}, {}, {}
-    for name, value in options.items():
-        if name in _DATA_FIELDS:
-            data[name] = value
-        elif name in _TRAIN_FIELDS:
-            training[name] = value
-        elif name in model_fields:
-            model[name] = value
-        else:
-            known = sorted(_DATA_FIELDS | _TRAIN_FIELDS | model_fields)
-            raise ConfigError(f"unknown option {name!r} for model {model_type} (options: {', '.join(known)})",
-                              field=name)
-    return data, training, model
-
-
-def describe(model_type: str, config: dict[str, Any]) -> str:
-    """'lstm', 'lstm + 6-gram' (a network combined with an n-gram) or 'ensemble of [lstm, ...]'."""
-    if model_type == "ngram-mix":
-        return f"{config['model_type']} + {config['ngram'].get('order', '?')}-gram"
-    if model_type == "ensemble":
-        return f"ensemble of [{', '.join(describe(m['model_type'], m['model']) for m in config['members'])}]"
-    return model_type
-
-
-def _check_same_data(first: NameModel, other: NameModel, position: int) -> None:
-    name = lambda m, i: str(m.directory) if m.directory is not None else f"model {i}"
-    if other.vocab != first.vocab:
-        raise ConfigError(f"models: {name(other, position)} has another vocabulary than {name(first, 1)}; "
-                          "ensemble members must share one", field="models")
-    from namesmith.training.train import data_difference
-
-    key = data_difference(other.meta["data"], first.meta["data"])
-    if key is not None:
-        raise ConfigError(f"models: {name(other, position)} was trained on other data than {name(first, 1)} "
-                          f"({key} differs); ensemble members must share their training data and split",
-                          field="models")
-
 
 class NameModel:
     """A trained model with its vocabulary and everything recorded about it."""
@@ -321,9 +224,11 @@ class NameModel:
         members = [m if isinstance(m, NameModel) else cls.load(m, device=device, data=data) for m in models]
         if len(members) < 2:
             raise ConfigError("models: an ensemble needs at least two trained models", field="models")
+        known = [(str(m.directory) if m.directory is not None else f"model {i}", m.vocab, m.meta)
+                 for i, m in enumerate(members, 1)]
+        for other in known[1:]:
+            check_same_data(known[0], other)
         first = members[0]
-        for i, other in enumerate(members[1:], 2):
-            _check_same_data(first, other, i)
         corpus = first.corpus
         from namesmith.models.ensemble import build_ensemble
         from namesmith.scoring.evaluate import evaluate_splits
@@ -671,23 +576,12 @@ class NameModel:
 
     def _reference_words(self, where: Where | None) -> list[str]:
         """The training names of the labels `where` asks for (all of them without `where`)."""
-        import torch
-
         from namesmith.data.labelled import LabelledCorpus
 
         corpus = self.corpus
         if not where or not isinstance(corpus, LabelledCorpus):
             return corpus.split.train
-        codes, wanted = corpus.codes["train"], self.model.condition.where_codes(where)
-        unknown = self.model.condition.unknown()
-        keep = torch.zeros(len(codes), dtype=torch.bool)
-        for combination in wanted:
-            match = torch.ones(len(codes), dtype=torch.bool)
-            for j, (code, missing) in enumerate(zip(combination, unknown)):
-                if code != missing:
-                    match &= codes[:, j] == code
-            keep |= match
-        return [w for w, k in zip(corpus.split.train, keep.tolist()) if k]
+        return corpus.train_words_where(self.model.condition, where)
 
     def keep_classification_tables(self) -> None:
         """Build and keep what classifies many names fastest (a conditional count model's component tables,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from namesmith.core.conditional import Condition
+from namesmith.core.conditional import Condition, Where
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.tables import PARTS, WEIGHTINGS, Table, aggregate, split_by_name, weights
@@ -67,6 +67,19 @@ class LabelledCorpus(Corpus):
             x[:, 0] = self.condition.start_tokens(self.codes[part], self.vocab.size)
             self._tensors[key] = (x, y)
         return self._tensors[key]
+
+    def train_words_where(self, condition: Condition, where: Where) -> list[str]:
+        """The training words of the rows of the labels `where` asks for, read under `condition` (a model's: a
+        label `where` leaves out matches every value)."""
+        codes, unknown = self.codes["train"], condition.unknown()
+        keep = torch.zeros(len(codes), dtype=torch.bool)
+        for combination in condition.where_codes(where):
+            match = torch.ones(len(codes), dtype=torch.bool)
+            for j, (code, missing) in enumerate(zip(combination, unknown)):
+                if code != missing:
+                    match &= codes[:, j] == code
+            keep |= match
+        return [w for w, k in zip(self.split.train, keep.tolist()) if k]
 
     def row_weights(self, part: str) -> torch.Tensor | None:
         """Training weight of each row (float64), or None when every row weighs the same."""
