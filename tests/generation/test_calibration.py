@@ -351,3 +351,58 @@ def test_label_nodes_are_bounded(by_sex, monkeypatch):
     assert fitting.label_nodes(conditional, codes, weights) == [(2,), (0,), (1,)]
     monkeypatch.setattr(fitting, "LABEL_DP_CELLS", 1)
     assert fitting.label_nodes(conditional, codes, weights) == [(2,)]
+
+
+def test_a_sparse_conditional_model_calibrates_its_root_from_its_draws(tmp_path, monkeypatch):
+    """A conditional model held sparsely (a vocabulary of many scripts: world, surnames) is no finite chain: its
+    root alone is calibrated under the default --calibrate auto, from its own draws, and the names drawn without
+    labels then follow the training lengths."""
+    import namesmith.training.calibrate as fitting
+
+    path = tmp_path / "names.tsv"
+    path.write_text("name\tsex\tcount\n" + "".join(f"{n}\t{s}\t{c}\n" for n, s, c in long_and_short_rows(800)))
+    monkeypatch.setattr("namesmith.models.conditional_counts.DENSE_CELLS", 100)  # held sparsely
+    monkeypatch.setattr(fitting, "MAX_DP_CELLS", 1)  # world's root: 150,000 contexts × 1,004 characters
+    monkeypatch.setattr(fitting, "DRAWS", 20_000)
+    model = NameModel.train(path, "ngram", condition=("sex",), order=2)
+    assert model.model.sparse
+    report = model.meta["calibration_report"]
+    assert report["choice"] != "none" and report["method"] == "sampled" and "root alone" in report["note"]
+    assert set(model.model.label_calibrations.nodes) == {(2,)}  # the root: every label marginalised
+    root = model.model.label_calibrations.of((2,))
+    assert root.method == "sampled" and 0 < root.log_z_error < 0.05
+    assert model.model.given({"sex": "F"}).calibration is None
+
+    corpus = model.corpus
+    wanted = Counter(len(w) for w in corpus.words("train"))  # every row counts its births' share: compare shapes
+    train_lengths = torch.tensor([len(w) for w in corpus.words("train")])
+    weights = torch.from_numpy(corpus.weights["train"]).double()
+    wanted = {ell: float(weights[train_lengths == ell].sum() / weights.sum()) for ell in wanted}
+
+    def length_tv(names: list[str]) -> float:
+        drawn = Counter(len(n) for n in names)
+        return 0.5 * sum(abs(drawn[ell] / len(names) - wanted.get(ell, 0.0)) for ell in set(drawn) | set(wanted))
+
+    tilted = length_tv(model.generate(20_000, seed=3, max_len=30).names)
+    model.model.set_label_calibrations(None)
+    untilted = length_tv(model.generate(20_000, seed=3, max_len=30).names)
+    assert tilted < 0.05 < untilted
+
+
+def test_a_sampled_model_with_too_few_draws_for_its_end_cells_tries_the_length_alone(monkeypatch):
+    """A cell no draw reached adds nothing to the sampled Z, so an end weight there would buy validation
+    likelihood the tilted model does not have: below MIN_DRAWS_PER_CELL draws a cell, the length alone."""
+    import namesmith.training.calibrate as fitting
+    from namesmith.training.train import build_model
+
+    rows = long_and_short_rows(700)  # 140 validation words: enough to choose by
+    corpus = Corpus.from_words([n for n, _, _ in rows], seed=0)
+    network = build_model("rnn", corpus.vocab.size, {}, corpus).eval()
+    monkeypatch.setattr(fitting, "DRAWS", 5000)
+    args = (network, corpus.vocab, corpus.words("train"), corpus.words("val"))
+    _, report = fitting.calibrate(*args, choice="auto", max_len=20, seed=0)
+    assert any(key.startswith("length+end") for key in report.validation)  # 5,000 draws for (E + 1) × 16 cells
+    monkeypatch.setattr(fitting, "MIN_DRAWS_PER_CELL", 1000)
+    _, report = fitting.calibrate(*args, choice="auto", max_len=20, seed=0)
+    assert not any(key.startswith("length+end") for key in report.validation)
+    assert "the length alone: 5,000 draws" in report.note
