@@ -40,13 +40,16 @@ pytestmark = [
                        "(apt-get install -y chromium chromium-driver)"),
     pytest.mark.usefixtures("one_thread"),
 ]
+# Chromium costs seconds of CPU a page: the fast set (-m "not slow") keeps one page, the first test below, which
+# drives every control of the form end to end; the whole suite runs them all
+SLOW = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("serve-browser-cache")
-    registry = ModelRegistry.builtin(["builtin"], cache=cache, limits=BuildLimits(server_mb=1 << 30))
-    assert registry.wait(600)  # built in a worker process before the page asks for it
+def server(builtin_ngram_cache):
+    # built in a worker process before the page asks for it (once for the run: conftest.builtin_ngram_cache)
+    registry = ModelRegistry.builtin(["builtin"], cache=builtin_ngram_cache, limits=BuildLimits(server_mb=1 << 30))
+    assert registry.wait(600) and registry.get("builtin-ngram").state == "ready"
     app = create_app(registry)
     with running(app) as url:
         yield url
@@ -201,6 +204,7 @@ def test_generate_shortlist_export_share_score_and_model(browser, server, downlo
     assert unlabelled == []
 
 
+@SLOW
 def test_readable_on_a_phone_and_saves_the_screenshot(browser, server):
     browser.set_window_size(1280, 1400)
     open_page(browser, server + "/#model=builtin-ngram&ends_with=lyn&n=12&seed=7&temperature=0.8&unique=1")
@@ -231,6 +235,7 @@ def test_readable_on_a_phone_and_saves_the_screenshot(browser, server):
     browser.set_window_size(1280, 1400)
 
 
+@SLOW
 def test_the_page_asks_for_the_api_key_when_one_is_set(browser, tmp_path_factory):
     from serve_support import train_bigram
 
@@ -269,6 +274,7 @@ def at_size(driver, width, height):
     wait(driver, lambda d: d.execute_script("return window.innerWidth") <= width, 5)
 
 
+@SLOW
 def test_a_phone_shows_the_results_and_never_scrolls_sideways(browser, server, artefacts):
     """390 x 844: after Generate the names are in sight (the form is above them) and focused; long names and
     the score tab's labels wrap in their cells."""
@@ -325,6 +331,7 @@ def contrast(foreground: str, background: str) -> float:
     return (high + 0.05) / (low + 0.05)
 
 
+@SLOW
 def test_controls_have_edges_of_3_to_1_and_screens_are_kept(browser, server, artefacts):
     at_size(browser, 1280, 800)
     try:
@@ -349,6 +356,7 @@ def test_controls_have_edges_of_3_to_1_and_screens_are_kept(browser, server, art
         at_size(browser, 1280, 1400)
 
 
+@SLOW
 def test_the_api_docs_work_offline(browser, server, artefacts):
     """/docs (the page's footer links there) shows every endpoint with no network: the browser resolves no
     host but this one, and every file the docs load comes from this server."""
@@ -459,7 +467,7 @@ class ChoosingStandIn:
 
 
 @pytest.fixture(scope="module")
-def choosing(server):
+def choosing(server, builtin_ngram_cache):
     """A server answering with issue 30's fields (ChoosingStandIn) over the built-in model."""
     from namesmith.data.words import builtin_path
 
@@ -467,7 +475,7 @@ def choosing(server):
     for line in builtin_path().read_text().splitlines()[1:]:
         name, female, male = line.split("\t")
         known[name] = int(female) + int(male)
-    registry = ModelRegistry.builtin(["builtin"], cache=Path(os.environ["NAMESMITH_CACHE"]) / "serve-browser",
+    registry = ModelRegistry.builtin(["builtin"], cache=builtin_ngram_cache,
                                      limits=BuildLimits(server_mb=1 << 30))  # a test process may hold more
     assert registry.wait(600)
     stand_in = ChoosingStandIn(create_app(registry), known)
@@ -484,6 +492,7 @@ def results_table(driver) -> tuple[list[str], list[dict[str, str]]]:
     return titles, [dict(zip(titles, row)) for row in rows]
 
 
+@SLOW
 def test_the_page_asks_and_shows_what_helps_choose_a_name(browser, choosing, artefacts, downloads):
     """Syllables, popularity, sounds-like, surname (+ alliteration) and invented-only reach the API; each name
     shows its syllables, real or new, popularity with a trend sparkline (inline SVG), nicknames and its fit
@@ -580,6 +589,7 @@ def test_the_page_asks_and_shows_what_helps_choose_a_name(browser, choosing, art
         at_size(browser, 1280, 1400)
 
 
+@SLOW
 def test_a_model_of_sex_decade_and_origin_offers_them_as_selects(browser, tmp_path_factory, artefacts):
     """A model conditioned on sex, decade and locale shows three selects, titled for a person, values in words
     (F: female, en_GB: British English), decades in time order; the chosen ones steer the names. A
@@ -621,6 +631,7 @@ def test_a_model_of_sex_decade_and_origin_offers_them_as_selects(browser, tmp_pa
         browser.save_screenshot(str(artefacts / "desktop-labels.png"))
 
 
+@SLOW
 def test_real_names_show_their_popularity_trend_and_nicknames_from_the_catalogue(browser, server, artefacts):
     """Against the server's own facts (choosing.syllables, choosing.popularity), from a share link asking for
     2 syllables: each name's syllables, a real name's rank of its best-known use, its sparkline from GET
@@ -669,6 +680,7 @@ def test_real_names_show_their_popularity_trend_and_nicknames_from_the_catalogue
         at_size(browser, 1280, 1400)
 
 
+@SLOW
 def test_the_keyboard_reaches_every_control_and_the_text_is_readable(browser, choosing):
     """Tab alone reaches every visible control of the generate view (the choosing inputs, the results' names
     and the fit's reasons included); every text on it has a contrast of at least 4.5:1 (WCAG AA)."""
@@ -706,6 +718,7 @@ def test_the_keyboard_reaches_every_control_and_the_text_is_readable(browser, ch
         at_size(browser, 1280, 1400)
 
 
+@SLOW
 def test_a_surname_scores_each_name_and_sorts_by_the_fit(browser, server, artefacts):
     """Against the server's own scores (namesmith.choosing.surname): with a surname, each name's fit and its reasons in
     words, best first; alliteration avoided reaches the server."""
@@ -732,6 +745,7 @@ def test_a_surname_scores_each_name_and_sorts_by_the_fit(browser, server, artefa
         at_size(browser, 1280, 1400)
 
 
+@SLOW
 def test_sounds_like_shows_names_of_that_sound_closest_first(browser, server):
     """Against the server's own keys (namesmith.choosing.phonetic, the phonetic extra): each name shares a Double
     Metaphone key with the name typed, in the server's order, which the sort names for what it is."""
@@ -750,6 +764,7 @@ def test_sounds_like_shows_names_of_that_sound_closest_first(browser, server):
     assert "sounds_like=Aiden" in browser.find_element(By.ID, "share-link").get_attribute("value")
 
 
+@SLOW
 def test_sounds_like_shows_the_known_spellings_of_the_name(browser, server):
     """The line of known names that sound like the name typed, closest first, as GET /api/v1/variants ranks them
     (namesmith.choosing.phonetic.sounds_like); gone once no name is given to sound like."""

@@ -46,6 +46,9 @@ AGREE = {  # runs whose end each rank could see differently: its own clock, its 
 TIMEOUT = 3.0  # NAMESMITH_DIST_TIMEOUT for the hung-rank test
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+# Each launch starts processes that import torch (seconds of CPU each): the fast set (-m "not slow") keeps one, two
+# CLI ranks over gloo that train and lose one rank; the whole suite runs every launch
+SLOW = pytest.mark.slow
 
 
 def free_port() -> int:
@@ -138,6 +141,7 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+@SLOW
 @pytest.mark.parametrize("name", [*RUNS, "taught"])
 def test_two_ranks_end_with_the_weights_of_one_process_on_the_same_batches(two_ranks, name):
     model_type, options, model_options = RUNS.get(name, RUNS["lstm"])
@@ -151,6 +155,7 @@ def test_two_ranks_end_with_the_weights_of_one_process_on_the_same_batches(two_r
     assert saved.meta["metrics"]["val"]["nll"] == pytest.approx(reference.meta["metrics"]["val"]["nll"], abs=1e-5)
 
 
+@SLOW
 def test_ranks_agree_when_the_time_budget_or_early_stopping_ends_the_run(two_ranks):
     reference, _ = train("lstm", DataConfig(), config(**AGREE["patience"]), LSTM, words=WORDS)
     for name, stop_reason in (("budget", "time budget"), ("patience", "early stopping")):
@@ -161,6 +166,7 @@ def test_ranks_agree_when_the_time_budget_or_early_stopping_ends_the_run(two_ran
     assert records[0]["steps"] == reference.meta["history"]["steps"] == 6
 
 
+@SLOW
 def test_rank_zero_alone_writes_each_checkpoint_once(two_ranks):
     assert not (two_ranks / "saves-1.txt").exists()
     saves = (two_ranks / "saves-0.txt").read_text().split()
@@ -170,6 +176,7 @@ def test_rank_zero_alone_writes_each_checkpoint_once(two_ranks):
     assert saves.count("ngram") == 1
 
 
+@SLOW
 def test_a_count_model_is_fitted_by_rank_zero_and_loaded_by_the_others(two_ranks):
     rank0, rank1 = weights(two_ranks / "ngram-0.safetensors"), weights(two_ranks / "ngram-1.safetensors")
     assert rank0.keys() == rank1.keys() and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
@@ -178,6 +185,7 @@ def test_a_count_model_is_fitted_by_rank_zero_and_loaded_by_the_others(two_ranks
     assert not list((two_ranks / "lstm").glob(".*.tmp"))
 
 
+@SLOW
 def test_an_interrupt_on_one_rank_stops_every_rank_after_the_same_step(two_ranks):
     for rank in (0, 1):
         record = json.loads((two_ranks / f"cut-{rank}.json").read_text())
@@ -187,6 +195,7 @@ def test_an_interrupt_on_one_rank_stops_every_rank_after_the_same_step(two_ranks
     assert saved.train_state["meta"]["step"] == STOP_AT + 1
 
 
+@SLOW
 def test_resuming_on_as_many_ranks_is_exact(two_ranks):
     uninterrupted = weights(two_ranks / "lstm-0.safetensors")
     for rank in (0, 1):
@@ -195,6 +204,7 @@ def test_resuming_on_as_many_ranks_is_exact(two_ranks):
     assert load_checkpoint(two_ranks / "cut").meta["complete"] is True
 
 
+@SLOW
 def test_a_run_of_two_ranks_resumes_in_one_process(two_ranks, tmp_path):
     out = tmp_path / "cut"
     shutil.copytree(two_ranks / "cut-copy", out)
@@ -227,7 +237,7 @@ def _read_until_checkpoint(process: subprocess.Popen, out: Path) -> list[tuple[f
     return lines
 
 
-@pytest.mark.parametrize("fate", ["dies", "hangs"])
+@pytest.mark.parametrize("fate", ["dies", pytest.param("hangs", marks=SLOW)])
 def test_a_rank_that_dies_or_hangs_makes_the_other_exit_with_a_clear_message(tmp_path, fate):
     rank0, rank1 = _cli_ranks(tmp_path, TIMEOUT)
     try:
@@ -256,6 +266,7 @@ def test_a_rank_that_dies_or_hangs_makes_the_other_exit_with_a_clear_message(tmp
 
 # --- `namesmith train --nproc 2`: torchrun's agent, Ctrl-C, --resume -----------------------------
 
+@SLOW
 def test_nproc_launches_ranks_that_stop_on_ctrl_c_and_resume(tmp_path):
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "namesmith", "train", "--model", "lstm", "--n-embd", "8", "--n-hidden", "16",
