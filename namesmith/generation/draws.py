@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -199,14 +198,6 @@ class ChainTables:
         for t in tokens:
             state = int(self.next_state[state, t])
         return state
-
-    def save(self, path: str | Path) -> None:
-        np.savez(path, cdf=self.cdf, next_state=self.next_state, start=np.int64(self.start))
-
-    @classmethod
-    def load(cls, path: str | Path) -> ChainTables:
-        with np.load(path) as saved:
-            return cls(saved["cdf"], saved["next_state"], int(saved["start"]))
 
 
 def chain_bytes(states: int, vocab_size: int) -> int:

@@ -8,6 +8,7 @@ from sampling_support import chi_square_pvalue, exact_distribution
 
 from namesmith.generation.draws import ChainSampler, ChainTables
 from namesmith.generation.sample import chain_tables, plain_sampler
+from namesmith.generation.saved_tables import PlainTables, read_tables, write_tables
 from namesmith.namemodel import NameModel
 
 TINY = ["abc", "ba", "cab", "acca", "b", "bbc", "cabba", "ac", "aab", "cc"]
@@ -44,8 +45,8 @@ def test_the_same_seed_draws_the_same_names_and_a_prefix_holds(trigram):
 
 def test_saved_tables_load_as_they_were(tmp_path, trigram):
     tables = tables_of(trigram.model)
-    tables.save(tmp_path / "chain.npz")
-    loaded = ChainTables.load(tmp_path / "chain.npz")
+    entry = write_tables(tmp_path, PlainTables("ngram", chain=tables))
+    loaded = read_tables(tmp_path, entry, trigram.vocab).chain
     assert loaded.start == tables.start and np.array_equal(loaded.cdf, tables.cdf)
     assert np.array_equal(loaded.next_state, tables.next_state) and loaded.next_state.dtype == np.int32
     assert np.allclose(loaded.cdf[:, -1], 1.0, atol=1e-5)  # every row a distribution
