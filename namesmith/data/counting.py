@@ -62,7 +62,7 @@ from namesmith.data.process_pool import (
     rank_and_world,
     worker_pool,
 )
-from namesmith.data.tally import KeyLayout, Tally, block_ngram_keys, merge_shards
+from namesmith.data.tally import CELL_LENGTHS, KeyLayout, Tally, block_ngram_keys, merge_shards
 from namesmith.data.words import BUILTIN, DataConfig, Split
 
 if TYPE_CHECKING:
@@ -134,10 +134,18 @@ class NGramFileCounts:
     seconds: float
     skipped_long: int = 0
     shards: int = 1
+    # (4, CELL_LENGTHS + 1, V) the words of FIT (every training word), HELD_OUT, VAL and TEST by length (that many
+    # or more in the last row) and last token: what whole-name calibration needs of them (training.calibrate)
+    cells: torch.Tensor | None = None
 
     @property
     def n_words(self) -> dict[str, int]:
         return {part: self.part(part).n_words for part in PARTS}
+
+    def word_cells(self, name: str) -> torch.Tensor:
+        """(CELL_LENGTHS + 1, V) the words of part "train", "val", "test" or "held_out" by length and last token."""
+        self.part(name)  # checks the name
+        return self.cells[{"train": FIT, "held_out": HELD_OUT, "val": VAL, "test": TEST}[name]]
 
     def part(self, name: str) -> NGramCounts:
         """The counts of "train", "val", "test" or "held_out"."""
@@ -225,7 +233,7 @@ class _Counter:
         self.part_offset = np.arange(4, dtype=layout.dtype) * layout.dtype(self.top) if layout.parts_in_key else None
         self.tallies = [Tally(layout.space, layout.dtype)] if layout.parts_in_key else \
             [Tally(self.top, layout.dtype) for _ in range(4)]
-        self.n_words = np.zeros(4, np.int64)
+        self.cells = np.zeros((4, CELL_LENGTHS + 1, layout.base), np.int64)  # words by part, length, last digit
         self.checked_at = 1 << 16  # distinct n-grams when memory was last checked (fewer: not checked)
 
     def add(self, path: str, start: int, end: int, config: DataConfig, first_word: int, first_train: int,
@@ -244,7 +252,7 @@ class _Counter:
             parts = _word_parts(word, train, len(lengths), config, every)
             counted = np.bincount(parts, minlength=4)
             word, train = word + len(lengths), train + int(counted[FIT] + counted[HELD_OUT])
-            self.n_words += counted
+            self._add_cells(codes, lengths, parts)
             if len(codes) > BLOCK_CHECKED:  # a line far longer than a block (a raised --max-line-length)
                 check_fits(streamed_ngram_bytes(sum(tally.size for tally in self.tallies)) + BLOCK_BYTES * len(codes),
                            f"{path}: counting a line of {int(lengths.max()):,} characters", "lower --max-line-length",
@@ -260,6 +268,13 @@ class _Counter:
             del keys, token_parts, held_out
             self._check_memory(path, offset + len(raw) - start, end - start)
 
+    def _add_cells(self, codes: np.ndarray, lengths: np.ndarray, parts: np.ndarray) -> None:
+        """Tally each word's cell: its part, its length (CELL_LENGTHS or longer as CELL_LENGTHS), its last digit."""
+        last = self.digit_of[codes[np.cumsum(lengths + 1) - 2]].astype(np.int64)  # the character before each newline
+        length = np.minimum(lengths, CELL_LENGTHS)
+        cell = (parts.astype(np.int64) * (CELL_LENGTHS + 1) + length) * self.layout.base + last
+        self.cells += np.bincount(cell, minlength=self.cells.size).reshape(self.cells.shape)
+
     def _check_memory(self, path: str, done: int, total: int) -> None:
         """Refuse to go on once the n-grams counted so far (a lower bound of the list's) would not fit in
         memory when fitted (namesmith.core.memory), rather than fail later, gigabytes on."""
@@ -272,10 +287,10 @@ class _Counter:
                    f"{total / 1e6:,.0f} MB), counted and fitted,", "use a lower --order, or a smaller list", "--order")
 
     def result(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-        """(int64 keys, counts) of each part and the number of words in each part."""
+        """(int64 keys, counts) of each part and the words' cells of each part (`_add_cells`)."""
         if not self.layout.parts_in_key:
-            return [tally.result()[0] for tally in self.tallies], self.n_words
-        return self.tallies[0].result(tuple(part * self.top for part in range(4))), self.n_words
+            return [tally.result()[0] for tally in self.tallies], self.cells
+        return self.tallies[0].result(tuple(part * self.top for part in range(4))), self.cells
 
 
 def _count_pieces(claims: Any, layout: KeyLayout, tasks: list[tuple]
@@ -357,11 +372,11 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
         tasks = [(path, *piece_ranges[p], config, first_word[p], first_train[p], every, block_size) for p in my_pieces]
         # every rank gets every rank's counts (its processes' merged first), and merges them as this one does
         gathered = gather(lambda: merge_shards(last_of_pool(pool, _count_pieces, layout, tasks), layout), group)
-    by_part, words_by_part = merge_shards(gathered, layout)
+    by_part, cells = merge_shards(gathered, layout)
     del gathered
-    words_by_part[FIT] += words_by_part[HELD_OUT]  # FIT's n-grams are every training word's (see _Counter.add)
-    parts = [NGramCounts(order, vocab.size, torch.from_numpy(keys), torch.from_numpy(counts), int(n_words))
-             for (keys, counts), n_words in zip(by_part, words_by_part)]  # int64 arrays of their own: not copied
+    cells[FIT] += cells[HELD_OUT]  # FIT's n-grams are every training word's (see _Counter.add)
+    parts = [NGramCounts(order, vocab.size, torch.from_numpy(keys), torch.from_numpy(counts), int(part_cells.sum()))
+             for (keys, counts), part_cells in zip(by_part, cells)]  # int64 arrays of their own: not copied
     train, held_out, val, test = parts
     del by_part, parts
     release_freed_memory()  # the tallies' small arrays
@@ -370,7 +385,8 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
         log.warning(f"{path}: skipped {skipped_long} line(s) longer than --max-line-length={config.max_line_length}")
     return NGramFileCounts(vocab, order, train, held_out, val, test,
                            max(scan.max_word_length for scan in scans), sum(scan.n_bytes for scan in scans),
-                           time.perf_counter() - start_time, skipped_long, shards)
+                           time.perf_counter() - start_time, skipped_long, shards,
+                           torch.from_numpy(cells[:, :, 1:].copy()))  # digit d is token d - 1: the end token's 0
 
 
 def _check_arguments(config: DataConfig, order: int | None, workers: int) -> None:

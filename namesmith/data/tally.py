@@ -182,6 +182,11 @@ class Tally:
         return pieces
 
 
+# Beside its n-grams, each word's cell is tallied: its length (this or longer counted as this) and its last token, per
+# part: what whole-name calibration is fitted and chosen on (namesmith.training.calibrate), without the words.
+CELL_LENGTHS = 64
+
+
 @dataclass(frozen=True)
 class KeyLayout:
     """How the keys of one count are built: N-gram key + part × base^N, int32 where that fits."""
@@ -212,14 +217,15 @@ class KeyLayout:
 
 def merge_shards(results: Iterable[tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]], layout: KeyLayout
                  ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """The (keys, counts) of each part and the words of each part, summed over shards' results."""
+    """The (keys, counts) of each part and the words' cells of each part ((4, CELL_LENGTHS + 1, base): words by
+    length and last digit), summed over shards' results."""
     results = iter(results)
     first, second = next(results, None), next(results, None)
     if second is None:  # nothing to merge
         empty = (np.empty(0, layout.dtype), np.empty(0, np.int64))
-        return first if first is not None else ([empty] * 4, np.zeros(4, np.int64))
+        return first if first is not None else ([empty] * 4, np.zeros((4, CELL_LENGTHS + 1, layout.base), np.int64))
     tallies = [Tally(layout.base**layout.order, layout.dtype) for _ in range(4)]
-    words_by_part = np.zeros(4, np.int64)
+    words_by_part = np.zeros_like(first[1])
     for by_part, counted in itertools.chain([first, second], results):
         for tally, (keys, counts) in zip(tallies, by_part):
             tally.add_counts(keys, counts)

@@ -95,6 +95,13 @@ class Calibration:
         table = self.log_weights
         return table[lengths.clamp(max=self.longest_cell), last_tokens.clamp(max=table.size(1) - 1)]
 
+    def counted_log_weight(self, cells: torch.Tensor | np.ndarray) -> float:
+        """Σ λ·f - log Z over words counted by cell: `cells` (ℓ, V) the words by length (that many or more in the
+        last row, at least T) and last token."""
+        T, counts = self.longest_cell, np.asarray(cells, dtype=np.float64)
+        folded = np.concatenate([counts[:T], counts[T:].sum(0, keepdims=True)])
+        return float((folded * self.log_weight_table).sum())  # a length-only tilt's one column: the same for any token
+
     def word_tilts(self, words: Sequence[str], vocab: Vocab) -> np.ndarray:
         """λ·f(x) - log Z of each word, float64 (N,): what calibration adds to its log-probability."""
         table = self.log_weight_table

@@ -131,13 +131,31 @@ def count_metrics(model: CharModel, counts: StreamCounts) -> dict[str, dict[str,
 
 
 def ngram_count_metrics(model: Any, counts: NGramFileCounts) -> dict[str, dict[str, Any]]:
-    """NLL per character and perplexity of each part of a streamed list, from its n-gram counts."""
+    """NLL per character and perplexity of each part of a streamed list, from its n-gram counts (and, where the
+    model is calibrated, its words' cells: `tilted_count_metrics`)."""
     metrics = {}
     for part in PARTS:
         part_counts = counts.part(part)
         nll = model.nll_counts(part_counts) if part_counts.n_tokens else None
         metrics[part] = Evaluation(nll, part_counts.n_words, int(part_counts.n_tokens)).to_dict()
+    if model.calibration is not None and counts.cells is not None:
+        return tilted_count_metrics(model.calibration, {part: counts.word_cells(part) for part in PARTS}, metrics)
     return metrics
+
+
+def tilted_count_metrics(calibration: Any, cells: dict[str, torch.Tensor], metrics: dict[str, dict[str, Any]]
+                         ) -> dict[str, dict[str, Any]]:
+    """`metrics` of a model's n-grams alone, each part's NLL under the model's whole-name `calibration` (a
+    namesmith.generation.calibration.Calibration): the words' tilt λ·f - log Z depends on their cells alone
+    (`cells[part]`: `NGramFileCounts.word_cells`), so it adds -Σ over cells of count × tilt to the part's total
+    NLL (the words themselves are not held)."""
+    tilted = {}
+    for part, evaluation in metrics.items():
+        nll, n_chars = evaluation["nll"], evaluation["n_chars"]
+        if nll is not None and n_chars:
+            nll -= calibration.counted_log_weight(cells[part]) / n_chars
+        tilted[part] = Evaluation(nll, evaluation["n_words"], n_chars).to_dict()
+    return tilted
 
 
 def evaluate_streamed(model: CharModel, vocab: Vocab, data: dict[str, Any], path: str | None = None) -> dict[str, Any]:

@@ -107,6 +107,18 @@ def length_bins(words: Sequence[str]) -> int:
     return int(min(np.quantile(lengths, LENGTH_QUANTILE) + 2, MAX_LENGTH_BINS))
 
 
+def counted_length_bins(length_counts: np.ndarray) -> int:
+    """`length_bins` of words counted by length (`length_counts[ℓ]`: the words of length ℓ; the last entry, at least
+    MAX_LENGTH_BINS - 2, may hold longer ones too): the same quantile, NumPy's linear interpolation between ranks."""
+    below = np.cumsum(length_counts)
+    if not below[-1]:
+        return length_bins([])
+    rank = (below[-1] - 1) * LENGTH_QUANTILE
+    low = int(np.searchsorted(below, int(rank), side="right"))  # the length of the word of that rank
+    high = int(np.searchsorted(below, int(rank) + 1, side="right")) if rank > int(rank) else low
+    return int(min(low + (rank - int(rank)) * (high - low) + 2, MAX_LENGTH_BINS))
+
+
 # --- the model's distribution over cells ---------------------------------------------------------
 # The moves of the last chain's states sorted by the state they lead to (next_state, order, row starts):
 # the label nodes of a conditional model share one (their models' states are the root's contexts).
@@ -348,6 +360,56 @@ def calibrate(model: CharModel, vocab: Vocab, train_words: Sequence[str], val_wo
     note = "; ".join(filter(None, [cells.note, few_draws and f"the length alone: {cells.draws:,} draws, fewer than "
                                    f"{MIN_DRAWS_PER_CELL} for each of the end feature's {end_cells:,} cells"]))
     return candidates[key], CalibrationReport(key, cells.method, scores, note)
+
+
+def calibrate_counted(model: CharModel, vocab: Vocab, train_cells: torch.Tensor, val_cells: torch.Tensor,
+                      val_log_prob: float, val_tokens: int, *, choice: str = "auto", max_len: int, seed: int = 1337
+                      ) -> tuple[Calibration | None, CalibrationReport]:
+    """`calibrate` from words counted by cell, not held: a streamed list (namesmith.data.counting tallies its words
+    by length and last token, `NGramFileCounts.cells`). `train_cells`, `val_cells`: (ℓ, V) words by length (that
+    many or more in the last row, at least MAX_LENGTH_BINS) and last token; `val_log_prob`: the validation words'
+    total log-probability under the model, uncalibrated, and `val_tokens` their tokens (Σ len + 1). The features
+    depend on a word's cell alone, so the fit and the validation NLL of each candidate are those `calibrate` finds
+    from the words themselves."""
+    if choice not in CALIBRATIONS:
+        raise ConfigError(f"calibrate must be one of {', '.join(CALIBRATIONS)}; got {choice!r}", field="calibrate")
+    n_train, n_val = int(train_cells.sum()), int(val_cells.sum())
+    if choice == "none" or not n_train:
+        return None, CalibrationReport("none", "", note="" if choice == "none" else "no training words")
+    if choice == "auto" and n_val < MIN_VALIDATION:
+        return None, CalibrationReport("none", "", note=f"{n_val} validation words, fewer than {MIN_VALIDATION} to "
+                                                        f"choose by")
+    assert train_cells.size(0) > MAX_LENGTH_BINS
+    L = counted_length_bins(train_cells.sum(1).numpy())
+    T = max(L, END_BINS)
+    saved, model.calibration = model.calibration, None  # the model's own distribution, untilted
+    try:
+        cells = model_cells(model, vocab, T, max_len, seed)
+    finally:
+        model.calibration = saved
+
+    def folded(counts: torch.Tensor) -> torch.Tensor:  # (T + 1, V): lengths T and longer in the last row
+        return torch.cat([counts[:T], counts[T:].sum(0, keepdim=True)]).double()
+
+    train = folded(train_cells)
+
+    def val_nll(calibration: Calibration | None) -> float:
+        tilt = 0.0 if calibration is None else calibration.counted_log_weight(val_cells)
+        return -(val_log_prob + tilt) / val_tokens
+
+    candidates: dict[str, Calibration | None] = {}
+    for features in (("length",) if choice == "length" else FEATURES):
+        for sigma2 in SIGMA2:
+            candidates[f"{features} σ²={sigma2:g}"] = fit_calibrations([cells], train.unsqueeze(0), features,
+                                                                       sigma2, L)[0]
+    if not n_val:  # "length" without validation words: the middle prior
+        return candidates[f"length σ²={SIGMA2[2]:g}"], CalibrationReport("length", cells.method, note=cells.note)
+    if choice == "auto":
+        candidates["none"] = None
+    scores = {key: val_nll(c) for key, c in candidates.items()}
+    key = min(scores, key=scores.get)
+    scores.setdefault("none", val_nll(None))  # for the record
+    return candidates[key], CalibrationReport(key, cells.method, scores, cells.note)
 
 
 # --- conditional models: a calibration per label node -----------------------------------------------

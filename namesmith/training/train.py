@@ -41,7 +41,8 @@ from namesmith.core.memory import (
 )
 from namesmith.core.progress import Phase
 from namesmith.core.version import __version__
-from namesmith.data.counting import count_file, count_ngrams_file, count_pairs_file, scan_file
+from namesmith.core.vocab import Vocab
+from namesmith.data.counting import PARTS, count_file, count_ngrams_file, count_pairs_file, scan_file
 from namesmith.data.labelled import LabelledCorpus, labelled_corpus
 from namesmith.data.ngram_keys import NGramCounts, check_order, default_order, held_out_every
 from namesmith.data.sources import is_catalogue, is_table_file, read_labelled_source, read_source, source_fingerprint
@@ -65,8 +66,14 @@ from namesmith.models.ngram_mix import mix_with_ngram
 from namesmith.models.nll import mean_nll
 from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.models.weighted_kn import distinct_contexts, sparse_table
-from namesmith.scoring.evaluate import count_metrics, evaluate_labelled, evaluate_splits, ngram_count_metrics
-from namesmith.training.calibrate import calibrate, calibrate_labels
+from namesmith.scoring.evaluate import (
+    count_metrics,
+    evaluate_labelled,
+    evaluate_splits,
+    ngram_count_metrics,
+    tilted_count_metrics,
+)
+from namesmith.training.calibrate import CalibrationReport, calibrate, calibrate_counted, calibrate_labels
 from namesmith.training.checkpoint import (
     META_FILE,
     Checkpoint,
@@ -170,11 +177,15 @@ def calibrate_model(model: CharModel, corpus: Corpus, choice: str, seed: int) ->
         calibration, report = calibrate(model, corpus.vocab, corpus.words("train"), corpus.words("val"),
                                         choice=choice, max_len=max_len, seed=seed)
         model.calibration = calibration
+    _log_calibrated(calibration, report, started)
+    return report.to_dict()
+
+
+def _log_calibrated(calibration: Any, report: CalibrationReport, started: float) -> None:
     if calibration is not None:
         log.info(f"calibrated ({report.choice}, {report.method}) in {time.perf_counter() - started:.1f} s: "
                  f"validation NLL {report.validation.get('none', float('nan')):.4f} -> "
                  f"{report.validation.get(report.choice, 0):.4f}")
-    return report.to_dict()
 
 
 def evaluate_corpus(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any]]:
@@ -537,14 +548,35 @@ def train_streamed(model_type: str, data: DataConfig, train_config: TrainConfig,
               "split_method": "hash of word index" if data.split else "none",
               "n_words": counts.n_words, "max_word_length": counts.max_word_length}
     meta = base_meta(record, train_config, config, model, request or {})
-    meta.update(model_record(model, counts.vocab), metrics=metrics, history=history.to_dict(),
-                complete=history.stop_reason != "interrupted")  # not resumable: train again to finish
-    vocab = counts.vocab
-    del counts  # the counts of a long list (18M n-grams: 0.4 GB) are not held while the model is saved
+    complete = history.stop_reason != "interrupted"
+    vocab, max_word_length = counts.vocab, counts.max_word_length
+    cells = {part: counts.word_cells(part) for part in PARTS} if getattr(counts, "cells", None) is not None else None
+    del counts  # the counts of a long list (18M n-grams: 0.4 GB) are not held while it is calibrated and saved
     release_freed_memory()
+    if complete and cells is not None:
+        with one_thread():
+            meta["calibration_report"] = _calibrate_streamed(model, vocab, cells, metrics, max_word_length,
+                                                             train_config)
+        metrics = tilted_count_metrics(model.calibration, cells, metrics) if model.calibration is not None else metrics
+    meta.update(model_record(model, vocab), metrics=metrics, history=history.to_dict(),
+                complete=complete)  # not resumable: train again to finish
     if out is not None:
         save_checkpoint(out, model, vocab, meta)
     return Checkpoint(model, vocab, meta)
+
+
+def _calibrate_streamed(model: CharModel, vocab: Vocab, cells: dict[str, torch.Tensor], metrics: dict[str, Any],
+                        max_word_length: int, train_config: TrainConfig) -> dict[str, Any]:
+    """`calibrate_model` for a streamed list: fitted to its words' `cells` (`NGramFileCounts.word_cells` of each
+    part) and chosen on its validation words' NLL (namesmith.training.calibrate.calibrate_counted), as the words in
+    memory would be; set on the model."""
+    started, val = time.perf_counter(), metrics["val"]
+    calibration, report = calibrate_counted(model, vocab, cells["train"], cells["val"], -(val["nll"] or 0.0) *
+                                            val["n_chars"], val["n_chars"], choice=train_config.calibrate,
+                                            max_len=length_limit(model, None, max_word_length), seed=train_config.seed)
+    model.calibration = calibration
+    _log_calibrated(calibration, report, started)
+    return report.to_dict()
 
 
 def _counted_by_rank_zero(train_fn: Any) -> Any:
