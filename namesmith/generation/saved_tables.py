@@ -29,7 +29,7 @@ from namesmith.core.errors import CheckpointError
 from namesmith.core.io import sha256_file, write_content_addressed
 from namesmith.core.vocab import Vocab
 from namesmith.generation.calibration import Calibration
-from namesmith.generation.draws import ChainSampler, ChainTables, TableSampler
+from namesmith.generation.draws import MAX_CHAIN_BYTES, ChainSampler, ChainTables, TableSampler, chain_bytes
 
 if TYPE_CHECKING:
     from namesmith.models.base import CharModel
@@ -69,6 +69,9 @@ def tables_of(model: CharModel) -> PlainTables | None:
     """The tables the model's plain names are drawn from (None: it samples through the model itself)."""
     from namesmith.generation.sample import chain_tables, table_probs  # torch: only where a model is at hand
 
+    states = model.chain_states()
+    if states is not None and chain_bytes(states, model.vocab_size) > MAX_CHAIN_BYTES:
+        return None  # a long list's n-gram: its transitions alone (int64) would take gigabytes to build
     table = table_probs(model, 1.0, None, None)
     chain = None if table is not None else chain_tables(model)
     if table is None and chain is None:

@@ -132,6 +132,11 @@ class CharModel(nn.Module):
         the boundary that starts a name. None for other models (see namesmith.generation.exact)."""
         return None
 
+    def chain_states(self) -> int | None:
+        """S, the states of `markov_chain`, where the model knows it without building the chain (None: unknown),
+        so that a chain too large to keep is never built for nothing (namesmith.generation.saved_tables)."""
+        return None
+
     # --- conditions (namesmith.core.conditional) -----------------------------------------------------
     condition: Any = None  # a conditional model's `namesmith.core.conditional.Condition` (labels, values, priors)
     calibration: Any = None  # a `generation.calibration.Calibration`: its names tilted as a whole (None: as they are)

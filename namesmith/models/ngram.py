@@ -251,6 +251,9 @@ class NGram(CharModel):
         start = self._transitions()[self.init_state(1), 0]  # token 0: the boundary
         return self.next_token_logprobs, self._transitions(), int(start)
 
+    def chain_states(self) -> int:
+        return self.next_token_logprobs.size(0)  # one state per stored row
+
     def init_state(self, batch_size: int) -> State:
         """(B,) the row of the boundary padding, before the boundary token that starts a name."""
         K = self.context_size

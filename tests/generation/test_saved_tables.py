@@ -96,3 +96,16 @@ def test_the_cli_samples_a_count_model_without_importing_torch(models, kind):
     assert out.returncode == 0, out.stderr
     *names, last = out.stdout.split("\n")[:-1]
     assert len(names) == 3 and last == "False 0"
+
+
+def test_a_chain_too_large_to_keep_is_neither_built_nor_saved(models, monkeypatch, tmp_path):
+    """A long list's n-gram: its transitions would take gigabytes to build (8 bytes per state and token), so
+    saving it checks the chain's size first, and samples through the model."""
+    import namesmith.generation.saved_tables as saved_tables
+    from namesmith.models.ngram import NGram
+
+    _, trained = models["ngram"]
+    monkeypatch.setattr(saved_tables, "MAX_CHAIN_BYTES", 8 * trained.model.chain_states() * trained.vocab.size - 1)
+    monkeypatch.setattr(NGram, "markov_chain", lambda self: pytest.fail("the chain was built"))
+    trained.save(tmp_path / "big")
+    assert TABLES_KEY not in json.loads((tmp_path / "big" / "namesmith.json").read_text())
