@@ -327,3 +327,23 @@ def test_a_list_of_many_characters_trains_at_the_order_that_fits_unless_one_is_a
         with pytest.raises(ConfigError, match="6 is too high for a vocabulary of 1601 tokens .* use at most 5"):
             NameModel.train(words, prior="none", out=out, **options)  # before training: nothing saved
         assert not out.exists()
+
+
+def test_a_long_lists_orders_are_made_unique_a_piece_at_a_time_with_progress(monkeypatch):
+    import random
+
+    import namesmith.models.ngram as ngram_module
+
+    rng = random.Random(2)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 9))) for _ in range(3000)]
+    vocab = Vocab.from_words(words)
+    model = NGram(vocab.size, NGramConfig(order=5))
+    counts = model.count(*encode_words(words, vocab))
+    whole_ticks, pieced_ticks = [], []
+    keys, continuations = model.orders(counts, whole_ticks.append)
+    monkeypatch.setattr(ngram_module, "UNIQUE_PIECE", 500)  # a long list's orders: sorted in pieces
+    pieced_keys, pieced_continuations = model.orders(counts, pieced_ticks.append)
+    assert all(torch.equal(a, b) for a, b in zip(keys, pieced_keys))
+    assert all(torch.equal(a, b) for a, b in zip(continuations, pieced_continuations))
+    assert whole_ticks == [1] * 4
+    assert len(pieced_ticks) >= len(counts.keys) // 500 and math.isclose(sum(pieced_ticks), 4)
