@@ -180,8 +180,12 @@ class NameModel:
         they answer requests for plain names, and the model itself (and torch) is loaded for the first question
         they cannot answer; each is read on first use (its hash and the weights' are checked here).
         """
+        if device != "cpu":  # checked first: a device this machine lacks is refused before the directory is read
+            from namesmith.core.device import resolve_device
+
+            return cls._from(load_checkpoint(directory, resolve_device(device)), directory=directory, data=data)
         meta = read_meta(directory)
-        if TABLES_KEY in meta and device == "cpu":
+        if TABLES_KEY in meta:
             try:
                 vocab = Vocab(tuple(meta["vocab"]))
             except NamesmithError as e:
@@ -190,9 +194,7 @@ class NameModel:
                 loaded = cls(None, vocab, meta, directory=directory, data=data)
                 loaded._tables_entry = meta[TABLES_KEY]
                 return loaded
-        from namesmith.core.device import resolve_device
-
-        return cls._from(load_checkpoint(directory, resolve_device(device)), directory=directory, data=data)
+        return cls._from(load_checkpoint(directory), directory=directory, data=data)
 
     @property
     def model(self) -> CharModel:
