@@ -359,7 +359,7 @@ class NGram(CharModel):
                          counts_by_order: list[torch.Tensor] | None = None) -> torch.Tensor:
         """(N, 3) the discounts `fit_counts` uses: tuned on `held_out` under a model of the rest, or the formulas'."""
         if self.config.discount == "tuned" and held_out is not None and train.n_words >= MIN_TUNING_WORDS:
-            return self._tuned_discounts(train.without(held_out), held_out)
+            return self._tuned_discounts(train, held_out)
         return self._estimated_discounts(counts_by_order if counts_by_order is not None else self.orders(train)[1])
 
     @torch.no_grad()
@@ -466,10 +466,13 @@ class NGram(CharModel):
         # keys of contexts of j tokens lie in [B^(j-1), B^j), so concatenating by order keeps them sorted
         return torch.cat([context_keys for context_keys, _ in contexts]), logprobs
 
-    def _tuned_discounts(self, rest: NGramCounts, held_out: NGramCounts) -> torch.Tensor:
-        """(N, 3) discounts maximising the likelihood of the held-out words under a model counted on the rest."""
+    def _tuned_discounts(self, train: NGramCounts, held_out: NGramCounts) -> torch.Tensor:
+        """(N, 3) discounts maximising the likelihood of the held-out words under a model counted on the rest of
+        `train`."""
         what = f"tuning the discounts on {held_out.n_words:,} held-out words"
-        reading = Phase(f"{what}: their n-grams, order by order", 2 * self.config.order - 1, "steps")
+        reading = Phase(f"{what}: their n-grams, order by order", 2 * self.config.order, "steps")
+        rest = train.without(held_out)  # a step of its own: a long list's 28M n-grams take seconds
+        reading.advance()
         keys_by_order, counts_by_order = self.orders(rest, reading.advance)
         start = self._estimated_discounts(counts_by_order)
         features = self._held_out_features(keys_by_order, counts_by_order, held_out, reading.advance)

@@ -347,3 +347,23 @@ def test_a_long_lists_orders_are_made_unique_a_piece_at_a_time_with_progress(mon
     assert all(torch.equal(a, b) for a, b in zip(continuations, pieced_continuations))
     assert whole_ticks == [1] * 4
     assert len(pieced_ticks) >= len(counts.keys) // 500 and math.isclose(sum(pieced_ticks), 4)
+
+
+def test_tuning_the_discounts_takes_out_the_held_out_words_as_a_step_of_its_own(monkeypatch):
+    import random
+
+    from namesmith.core.progress import Phase
+
+    rng = random.Random(3)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 9))) for _ in range(3000)]
+    vocab = Vocab.from_words(words)
+    model = NGram(vocab.size, NGramConfig(order=4))
+    x, y = encode_words(words, vocab)
+    seen = []
+    advance, orders = Phase.advance, NGram.orders
+    monkeypatch.setattr(Phase, "advance", lambda self, n=1: seen.append(self.what) or advance(self, n))
+    monkeypatch.setattr(NGram, "orders", lambda self, counts, progress=None: seen.append("orders") or
+                        orders(self, counts, progress))
+    model.fitted_discounts(model.count(x, y), model.count(x[::10], y[::10]))
+    before = seen[: seen.index("orders")]  # a long list's held-out words take seconds to take out of its counts
+    assert any("order by order" in what for what in before)
