@@ -17,7 +17,7 @@ included) of
   weights chosen by cross-validation on the k names.
 
 All three read the same vocabulary: the k names' characters and the prior's characters of the
-same scripts (namesmith.adaptation.adapt.adapted_vocab); a held-out character outside it costs the same
+same scripts (namesmith.adaptation.background.adapted_vocab); a held-out character outside it costs the same
 documented fallback under each (namesmith.scoring.open_vocabulary.open_word_log_probs: UNKNOWN_CHAR_LOG_PROB, and what
 follows it read as after the known characters of its script), so its cost does not differ between
 columns (the `unk` column counts such characters per draw).
@@ -52,7 +52,9 @@ from pathlib import Path
 
 import torch
 
-from namesmith.adaptation.adapt import adapt_neural, adapt_ngram, adapted_vocab, background_model
+from namesmith.adaptation.adapt import adapt_ngram
+from namesmith.adaptation.background import adapted_vocab, background_model
+from namesmith.adaptation.fine_tune import adapt_neural
 from namesmith.adaptation.prior import build_ngram_prior, catalogue_groups, catalogue_prior
 from namesmith.core.config import TrainConfig
 from namesmith.data.catalogue import load_dataset

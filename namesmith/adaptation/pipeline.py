@@ -18,12 +18,8 @@ from typing import Any
 
 import torch
 
-from namesmith.adaptation.adapt import (
-    adapt,
-    adapted_vocab,
-    choose_background,
-    describe_background,
-)
+from namesmith.adaptation.adapt import adapt, choose_background, describe_background
+from namesmith.adaptation.background import adapted_vocab
 from namesmith.core.config import TrainConfig
 from namesmith.core.history import TrainCallback, TrainHistory
 from namesmith.core.vocab import Vocab

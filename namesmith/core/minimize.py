@@ -3,11 +3,14 @@
 A dense inverse-Hessian estimate and a backtracking (Armijo) line search (Nocedal & Wright 2006,
 ch. 6). `torch.optim.LBFGS` would do as well, but constructing any torch optimizer imports torch's
 compiler the first time (1.4 s here), a third of what `namesmith train` may take end to end.
+`with_autograd` lets such fits (and adaptation's: namesmith.adaptation) run under a caller's no_grad.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -45,3 +48,14 @@ def minimize(loss_and_grad: LossAndGrad, x: torch.Tensor, iterations: int = 40) 
         if improvement < 1e-10 or float(grad.abs().max()) < 1e-7:
             break
     return x
+
+
+def with_autograd(fit: Callable) -> Callable:
+    """Run `fit` with autograd on: adapting fits weights by gradient, and may be asked for under
+    torch.inference_mode or no_grad (a server answering a request)."""
+    @functools.wraps(fit)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.enable_grad():
+            return fit(*args, **kwargs)
+
+    return run

@@ -18,19 +18,16 @@ import pytest
 import torch
 
 from namesmith import NameModel
-from namesmith.adaptation.adapt import (
+from namesmith.adaptation.background import adapted_vocab, background_model, remap_table
+from namesmith.adaptation.class_table import held_out_class_shares, token_classes
+from namesmith.adaptation.fine_tune import resize_vocab
+from namesmith.adaptation.list_table import (
     _adapted_prob,
     _bagged_table,
-    _folds,
-    _table,
-    _weights,
-    adapted_vocab,
-    background_model,
-    held_out_class_shares,
+    backoff_table,
+    level_weights,
     list_levels,
-    remap_table,
-    resize_vocab,
-    token_classes,
+    word_folds,
 )
 from namesmith.adaptation.prior import build_ngram_prior, cache_dir, catalogue_groups, catalogue_prior, catalogue_words
 from namesmith.core.config import TrainConfig
@@ -106,14 +103,14 @@ def test_cross_validation_equals_refitting_without_each_name(prior_dir):
     x, y = encode_words(words, vocab)
     windows = ngram_windows(x, y, 4)
     word_of = torch.arange(len(words)).unsqueeze(1).expand_as(y)[y >= 0]
-    fold_of_word, k = _folds(len(words), seed=0)
+    fold_of_word, k = word_folds(len(words), seed=0)
     assert k == len(words)  # leave-one-out for a short list
     with torch.no_grad():
         background_prob = bg.next_token_probs(windows[:, :-1]).gather(1, windows[:, -1:]).squeeze(1).double()
     base = vocab.size + 1
     levels = list_levels(windows, fold_of_word[word_of], k, base, max_levels=3)
     theta = torch.randn(9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    weights = _weights(theta, 3)
+    weights = level_weights(theta, 3)
     held_out = _adapted_prob(background_prob, levels, *weights)
     # affine in the background's probability, a + b · P: what re-fitting the mixture to it relies on
     offset = _adapted_prob(torch.zeros_like(background_prob), levels, *weights)
@@ -122,8 +119,9 @@ def test_cross_validation_equals_refitting_without_each_name(prior_dir):
     for i, word in enumerate(words):
         others = [w for j, w in enumerate(words) if j != i]
         xo, yo = encode_words(others, vocab)
-        table = _table(list_levels(ngram_windows(xo, yo, 4), torch.zeros(int((yo >= 0).sum()), dtype=torch.long), 1,
-                                   base, max_levels=3), *weights, base)
+        other_levels = list_levels(ngram_windows(xo, yo, 4), torch.zeros(int((yo >= 0).sum()), dtype=torch.long), 1,
+                                   base, max_levels=3)
+        table = backoff_table(other_levels, *weights, base)
         model = SparseNGram.from_tables(vocab.size, 4, [table], list(bg.components), bg.mixture)
         xi, yi = encode_words([word], vocab)
         expected = model(xi)[0].exp().gather(1, yi[0].clamp(min=0).unsqueeze(1)).squeeze(1)[yi[0] >= 0]
@@ -140,7 +138,7 @@ def test_bagged_table_is_the_shared_mean_of_its_tables(prior_dir, monkeypatch):
     windows, base = ngram_windows(x, y, 4), vocab.size + 1
     levels = list_levels(windows, torch.zeros(len(windows), dtype=torch.long), 1, base, max_levels=3)
     generator = torch.Generator().manual_seed(0)
-    tables = [_table(levels, *_weights(torch.randn(9, generator=generator, dtype=torch.float64), 3), base)
+    tables = [backoff_table(levels, *level_weights(torch.randn(9, generator=generator, dtype=torch.float64), 3), base)
               for _ in range(3)]
 
     def over_background(table):
@@ -151,7 +149,7 @@ def test_bagged_table_is_the_shared_mean_of_its_tables(prior_dir, monkeypatch):
         expected = 0.7 * sum(over_background(t).next_token_probs(contexts) for t in tables) / 3 + (
             0.3 * bg.next_token_probs(contexts))
         bagged = over_background(_bagged_table(tables, base, 0.7)).next_token_probs(contexts)
-        monkeypatch.setattr("namesmith.adaptation.adapt.BAGGING_CELLS", 3 * vocab.size)  # 3 rows at a time
+        monkeypatch.setattr("namesmith.adaptation.list_table.BAGGING_CELLS", 3 * vocab.size)  # 3 rows at a time
         in_pieces = over_background(_bagged_table(tables, base, 0.7)).next_token_probs(contexts)
     assert torch.allclose(bagged, expected, atol=1e-5)
     assert torch.equal(in_pieces, bagged)
@@ -167,14 +165,14 @@ def test_held_out_rows_give_the_held_out_probabilities(prior_dir):
     x, y = encode_words(LIST[:12], vocab)
     windows, base = ngram_windows(x, y, 4), vocab.size + 1
     word_of = torch.arange(12).unsqueeze(1).expand_as(y)[y >= 0]
-    fold_of_word, k = _folds(12, seed=0)
+    fold_of_word, k = word_folds(12, seed=0)
     fold_of = fold_of_word[word_of]
     with torch.no_grad():
         background_prob = bg.next_token_probs(windows[:, :-1]).gather(1, windows[:, -1:]).squeeze(1).double()
     theta = torch.randn(9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     rows = held_out_class_shares(windows, fold_of, k, bg, torch.arange(vocab.size), 3, theta, 0.6)
     held_out = _adapted_prob(background_prob, list_levels(windows, fold_of, k, base, max_levels=3),
-                             *_weights(theta, 3))
+                             *level_weights(theta, 3))
     assert torch.allclose(rows.sum(1), torch.ones(len(rows), dtype=torch.float64), atol=1e-5)
     assert torch.allclose(rows.gather(1, windows[:, -1:]).squeeze(1), 0.6 * held_out + 0.4 * background_prob,
                           rtol=1e-4)
@@ -199,7 +197,7 @@ def test_class_table_learns_how_long_the_names_are(prior_dir, four_letters, monk
     adapted, held_out = four_letters
     assert adapted.meta["adaptation"]["classes"]["kept"] and adapted.model.config.classes == 2
     assert adapted.meta["adaptation"]["classes"]["names"] == ["END", "LATIN"]
-    monkeypatch.setattr("namesmith.adaptation.adapt.CLASS_MIN_GAIN", math.inf)  # the same adaptation, no class table
+    monkeypatch.setattr("namesmith.adaptation.class_table.CLASS_MIN_GAIN", math.inf)  # the same, no class table
     without = NameModel.train(words=list(adapted.meta["data"]["words"]), model="ngram", prior=prior_dir, split=False)
     assert without.model.config.classes == 0 and not without.meta["adaptation"]["classes"]["kept"]
     assert nll(adapted, held_out) < nll(without, held_out) - 0.05
@@ -247,7 +245,7 @@ def test_exact_constraints_with_a_class_table(four_letters):
 def test_class_chain_at_short_orders(prior_dir, order, monkeypatch):
     """At order 1 the class context is empty and at order 2 one class long: the chain's pairs still
     give the model's rows after any history."""
-    monkeypatch.setattr("namesmith.adaptation.adapt.CLASS_MIN_GAIN", -math.inf)  # kept, helpful or not
+    monkeypatch.setattr("namesmith.adaptation.class_table.CLASS_MIN_GAIN", -math.inf)  # kept, helpful or not
     words = [a + b for a in "kortn" for b in "aeiou"][:24]  # two letters each
     adapted = NameModel.train(words=words, model="ngram", order=order, prior=prior_dir, split=False)
     assert adapted.model.config.classes
@@ -486,7 +484,7 @@ def test_more_like_these(prior_dir, tmp_path):
 
 @pytest.mark.slow  # 13-33 s on the busy 2-core machine
 def test_fine_tuning_a_pretrained_network(tmp_path, monkeypatch):
-    monkeypatch.setattr("namesmith.adaptation.adapt.NEURAL_MAX_STEPS", 100)
+    monkeypatch.setattr("namesmith.adaptation.fine_tune.NEURAL_MAX_STEPS", 100)
     pretrained = tmp_path / "gru"
     NameModel.train(words=BACKGROUND, model="gru", n_embd=8, n_hidden=32, max_steps=150, eval_every=50,
                     ngram_mix=0, prior="none", out=pretrained)
