@@ -25,7 +25,7 @@ from namesmith.core.config import TrainConfig  # noqa: E402
 from namesmith.data.words import Corpus, load_words  # noqa: E402
 from namesmith.models import model_class  # noqa: E402
 from namesmith.scoring.evaluate import evaluate  # noqa: E402
-from namesmith.training.train import fit_model, resolve_train_config  # noqa: E402
+from namesmith.training.fitting import fit_model, resolve_train_config  # noqa: E402
 
 DEFAULT_DATA = "/work/shared/data/names.txt"
 

@@ -16,7 +16,7 @@ embeddings, 256 hidden units), which has no naive baseline. Each figure is names
 wall time and, in brackets, per second of this process's CPU time (`time.process_time`: the
 fairer figure on a machine shared with other work; with several threads it adds theirs up).
 
-`--train` uses namesmith's trainer (`namesmith.training.train.fit_model`) unless `--own-loop` asks for a
+`--train` uses namesmith's trainer (`namesmith.training.fitting.fit_model`) unless `--own-loop` asks for a
 small loop of its own (AdamW, warm-up + cosine, gradient clipping, best-by-validation, early stopping,
 time budget), then reports the train/val/test NLL per character of the best weights.
 """
@@ -42,7 +42,7 @@ from namesmith.generation.sample import ModelSampler
 from namesmith.models.base import CharModel
 from namesmith.models.rnn import LSTM, RNNConfig
 from namesmith.models.transformer import Transformer, TransformerConfig
-from namesmith.training.train import fit_model, resolve_train_config
+from namesmith.training.fitting import fit_model, resolve_train_config
 
 NAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
 COMPACT_BELOW = 0.75  # the baseline compacts its state once fewer than this share of its slots are in use

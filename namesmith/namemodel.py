@@ -255,7 +255,7 @@ class NameModel:
         if self.meta["data"].get("streamed"):
             raise ConfigError("calibrate: a model of a streamed word list is not calibrated (its words are not "
                               "kept)", field="calibrate")
-        from namesmith.training.train import calibrate_model, evaluate_corpus
+        from namesmith.training.fitting import calibrate_model, evaluate_corpus
 
         corpus = self.corpus
         report = calibrate_model(self.model, corpus, choice, self.meta.get("train_config", {}).get("seed", 1337))
@@ -349,7 +349,7 @@ class NameModel:
             record = self.meta["data"]
             if record.get("streamed"):
                 raise DataError(f"{record['path']}: was streamed in training; its words are not held in memory")
-            from namesmith.training.train import corpus_for_checkpoint
+            from namesmith.training.provenance import corpus_for_checkpoint
 
             self._corpus = corpus_for_checkpoint(self.meta, self.vocab, self._data_path)
         return self._corpus
@@ -615,7 +615,7 @@ class NameModel:
         from namesmith.models.nll import mean_nll_per_char, target_counts
         from namesmith.scoring.evaluate import Evaluation, evaluate, evaluate_streamed
         from namesmith.scoring.open_vocabulary import open_word_log_probs
-        from namesmith.training.train import evaluate_corpus
+        from namesmith.training.fitting import evaluate_corpus
 
         if words is None and data is not None:
             record = self.meta["data"]

@@ -27,7 +27,8 @@ from namesmith.data.words import Corpus, DataConfig, check_words
 from namesmith.scoring.evaluate import evaluate_splits
 from namesmith.scoring.open_vocabulary import UNKNOWN_CHAR_LOG_PROB
 from namesmith.training.checkpoint import Checkpoint, check_writable, model_record, save_checkpoint
-from namesmith.training.train import base_meta, counting_threads, data_record
+from namesmith.training.fitting import counting_threads
+from namesmith.training.provenance import base_meta, data_record
 from namesmith.training.train import train as train_pipeline
 
 

@@ -2,7 +2,7 @@
 
 A field left as None takes the model type's own default (`CharModel.train_defaults`: its
 `default_train_config` over `TRAIN_DEFAULTS`), so `TrainConfig()` means "train this model the way
-its row in docs/models.md says". `namesmith.training.train.resolve_train_config` is the one place that fills them.
+its row in docs/models.md says". `namesmith.training.fitting.resolve_train_config` is the one place that fills them.
 """
 
 from __future__ import annotations

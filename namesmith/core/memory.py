@@ -44,7 +44,7 @@ STREAMED_BYTES_PER_NGRAM = 72
 # A network's activations per token of a batch, per unit of width (embedding or hidden size) and layer:
 # float32 values of the gates, states and their gradients (an LSTM keeps 4 gates and 2 states a step).
 NETWORK_BYTES_PER_WIDTH = 4 * 12
-# Where a list is trained by default (namesmith.training.train.should_stream): held in memory while what that is
+# Where a list is trained by default (namesmith.training.streamed.should_stream): held in memory while what that is
 # estimated to take stays within both bounds, else streamed (whose memory grows with the distinct n-grams, not the
 # list). Half the 2 GB a default run keeps to, and the minute the first hour allows a training run.
 IN_MEMORY_BYTES = 1_000_000_000

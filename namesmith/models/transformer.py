@@ -19,7 +19,7 @@ temporaries and the MLP's hidden layer stay in the cache instead of streaming th
 between operations.
 
 `block_size` is the longest sequence the model can read: the boundary token plus the longest
-word. `Transformer.make_config(overrides, corpus)` (used by namesmith.training.train.build_model) sets it
+word. `Transformer.make_config(overrides, corpus)` (used by namesmith.training.fitting.build_model) sets it
 to `block_size_for(corpus)` = corpus.max_word_length + 1 when the user does not choose one.
 """
 

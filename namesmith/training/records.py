@@ -51,7 +51,7 @@ def check_same_data(first: tuple[str, Vocab, dict[str, Any]], other: tuple[str, 
     if vocab != first_vocab:
         raise ConfigError(f"models: {name} has another vocabulary than {first_name}; ensemble members must share one",
                           field="models")
-    from namesmith.training.train import data_difference  # torch: only where an ensemble is built
+    from namesmith.training.provenance import data_difference  # torch: only where an ensemble is built
 
     key = data_difference(meta["data"], first_meta["data"])
     if key is not None:

@@ -192,7 +192,7 @@ class TrainState:
 class Trainer:
     """One training run of a neural model (already on its device) on a corpus' train split.
 
-    `config` must be resolved (every field set: see namesmith.training.train.resolve_train_config).
+    `config` must be resolved (every field set: see namesmith.training.fitting.resolve_train_config).
     """
 
     def __init__(self, model: torch.nn.Module, corpus: Any, config: TrainConfig, callback: TrainCallback | None = None,

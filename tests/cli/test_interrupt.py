@@ -52,7 +52,7 @@ from namesmith.cli import main
 sys.exit(main(rest[split + 1:]))
 """
 
-SPARSE = "namesmith.training.train.DENSE_CELLS=1000"  # a small list's n-gram held sparsely, as a long list's
+SPARSE = "namesmith.training.fitting.DENSE_CELLS=1000"  # a small list's n-gram held sparsely, as a long list's
 DRAWN = "namesmith.training.calibrate.MAX_DP_CELLS=1"  # calibrated from the model's draws, not its chain
 
 

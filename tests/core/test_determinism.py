@@ -11,7 +11,7 @@ import torch
 
 from namesmith.core.config import TrainConfig
 from namesmith.data.words import Corpus, load_words
-from namesmith.training.train import build_model, fit_model
+from namesmith.training.fitting import build_model, fit_model
 from namesmith.training.trainer import learning_rate
 
 WORDS = load_words("builtin")[:600]

@@ -90,7 +90,7 @@ def test_the_held_out_totals_of_each_context_are_those_counted_by_hand(one_threa
 def test_a_streamed_sparse_fit_says_how_far_its_long_phases_are(tmp_path, monkeypatch, caplog):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(random_words(3000, seed=6)) + "\n")
-    monkeypatch.setattr("namesmith.training.train.DENSE_CELLS", 1000)
+    monkeypatch.setattr("namesmith.training.fitting.DENSE_CELLS", 1000)
     monkeypatch.setattr(Phase.__init__, "__defaults__", (0.0, time.monotonic))  # every advance logs
     with caplog.at_level(logging.INFO, logger="namesmith"):
         assert main(["train", "--data", str(words), "--stream", "--prior", "none", "--samples", "0",
@@ -106,7 +106,7 @@ def test_a_streamed_sparse_fit_says_how_far_its_long_phases_are(tmp_path, monkey
 def test_a_sparse_fit_in_memory_says_how_far_its_calibration_and_evaluation_are(tmp_path, monkeypatch, caplog):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(random_words(3000, seed=6)) + "\n")
-    monkeypatch.setattr("namesmith.training.train.DENSE_CELLS", 1000)  # held sparsely
+    monkeypatch.setattr("namesmith.training.fitting.DENSE_CELLS", 1000)  # held sparsely
     monkeypatch.setattr("namesmith.training.calibrate.MAX_DP_CELLS", 1)  # a chain too large: calibrated by drawing
     monkeypatch.setattr(Phase.__init__, "__defaults__", (0.0, time.monotonic))  # every advance logs
     with caplog.at_level(logging.INFO, logger="namesmith"):
@@ -186,7 +186,7 @@ def test_counting_a_streamed_list_stops_once_its_n_grams_would_not_fit(tmp_path,
     words.write_text("\n".join(random_words(40_000, seed=7, letters="abcdefghijklmnopqrstuvwxyz")) + "\n")
     monkeypatch.setattr("namesmith.data.counting.NGRAM_BLOCK", 1 << 14)  # many blocks: checked as it goes
     fitted = []
-    monkeypatch.setattr("namesmith.training.train.fit_ngram_counts", lambda *a, **k: fitted.append(1))
+    monkeypatch.setattr("namesmith.training.streamed.fit_ngram_counts", lambda *a, **k: fitted.append(1))
     monkeypatch.setenv(LIMIT, str(memory.streamed_ngram_bytes(70_000)))
     rc, err = run_cli(["train", "--data", str(words), "--stream", "--prior", "none", "--samples", "0"], capsys,
                       tmp_path)
@@ -197,18 +197,21 @@ def test_counting_a_streamed_list_stops_once_its_n_grams_would_not_fit(tmp_path,
 def test_a_count_model_is_calibrated_and_evaluated_on_one_torch_thread(tmp_path, monkeypatch):
     """Beside a busy core OpenMP's spinning threads scored a sparse n-gram 10x slower (0.22 s of CPU a chunk of
     4,096 names on one thread, 2.15 s on two): a count model's calibration and evaluation run on one."""
+    import namesmith.training.fitting as fitting
     import namesmith.training.train as train_module
 
     seen = {}
 
-    def recording(name, function):
+    def recording(module, name):
+        function = getattr(module, name)
+
         def wrapper(*args, **kwargs):
             seen[name] = torch.get_num_threads()
             return function(*args, **kwargs)
-        monkeypatch.setattr(train_module, name, wrapper)
+        monkeypatch.setattr(module, name, wrapper)
 
-    recording("calibrate", train_module.calibrate)
-    recording("evaluate_corpus", train_module.evaluate_corpus)
+    recording(fitting, "calibrate")  # called by fitting.calibrate_model
+    recording(train_module, "evaluate_corpus")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

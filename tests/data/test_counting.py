@@ -12,7 +12,7 @@ from namesmith.data.counting import count_file, count_pairs, split_parts
 from namesmith.data.words import Corpus, DataConfig, load_words
 from namesmith.namemodel import NameModel
 from namesmith.scoring.evaluate import evaluate_streamed, pair_nll
-from namesmith.training.train import should_stream, train_streamed
+from namesmith.training.streamed import should_stream, train_streamed
 
 PLAIN = "\n".join(load_words("builtin")[:3000]) + "\n"
 TRICKY = ("emma\r\nOlivia\n\n  ava  \nzoë\nzoe\u0308\nmary\tann\nx" + "y" * 80 + "\nbad\x07line\n"

@@ -110,7 +110,7 @@ def test_a_sparse_conditional_model_predicts_what_the_dense_one_does(one_thread,
 
 def labelled_corpus_of(path: Path):
     from namesmith.data.words import DataConfig
-    from namesmith.training.train import read_corpus
+    from namesmith.training.provenance import read_corpus
 
     return read_corpus(DataConfig(path=str(path)))[0]
 
@@ -133,7 +133,7 @@ def test_a_plain_list_too_large_for_dense_tables_trains_sparse_and_equals_the_de
     assert sparse.vocab.size > 1000 and sparse.model_type == "sparse-ngram"
     assert max(dense_cells, default=0) <= DENSE_LIMIT
     assert len(NameModel.load(tmp_path / "sparse").generate(5, seed=2).names) == 5
-    monkeypatch.setattr("namesmith.training.train.DENSE_CELLS", 1 << 40)  # the same list, held densely: the same model
+    monkeypatch.setattr("namesmith.training.fitting.DENSE_CELLS", 1 << 40)  # the same list, held densely: same model
     dense = NameModel.train(words, "ngram", prior="none")
     assert dense.model_type == "ngram"
     for part in ("val", "test"):
@@ -146,7 +146,7 @@ def test_a_streamed_list_too_large_for_dense_tables_is_counted_into_a_sparse_mod
     words.write_text("\n".join("".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 8)))
                                for _ in range(3000)) + "\n")
     dense = NameModel.train(words, "ngram", stream=True, prior="none")
-    monkeypatch.setattr("namesmith.training.train.DENSE_CELLS", 1000)
+    monkeypatch.setattr("namesmith.training.fitting.DENSE_CELLS", 1000)
     sparse = NameModel.train(words, "ngram", stream=True, prior="none")
     assert (dense.model_type, sparse.model_type) == ("ngram", "sparse-ngram")
     for part in ("train", "val", "test"):

@@ -189,7 +189,7 @@ def test_a_network_is_calibrated_from_its_own_draws(tiny, monkeypatch):
     """A network is no finite chain: its cells come from its draws (self-normalised importance sampling), log Z
     with a standard error; its calibrated names are drawn by rejection."""
     import namesmith.training.calibrate as fitting
-    from namesmith.training.train import build_model
+    from namesmith.training.fitting import build_model
 
     monkeypatch.setattr(fitting, "DRAWS", 3000)
     _, corpus = tiny
@@ -393,7 +393,7 @@ def test_a_sampled_model_with_too_few_draws_for_its_end_cells_tries_the_length_a
     """A cell no draw reached adds nothing to the sampled Z, so an end weight there would buy validation
     likelihood the tilted model does not have: below MIN_DRAWS_PER_CELL draws a cell, the length alone."""
     import namesmith.training.calibrate as fitting
-    from namesmith.training.train import build_model
+    from namesmith.training.fitting import build_model
 
     rows = long_and_short_rows(700)  # 140 validation words: enough to choose by
     corpus = Corpus.from_words([n for n, _, _ in rows], seed=0)

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-import namesmith.training.train as train_module
+import namesmith.training.provenance as provenance
 from namesmith import NameModel
 from namesmith.generation.novelty import cache_path
 
@@ -31,7 +31,7 @@ def _no_reading(monkeypatch):
     def refuse(*args, **kwargs):
         pytest.fail("the training list was read again")
 
-    monkeypatch.setattr(train_module, "corpus_for_checkpoint", refuse)  # NameModel imports it when it reads the list
+    monkeypatch.setattr(provenance, "corpus_for_checkpoint", refuse)  # NameModel imports it when it reads the list
 
 
 def test_a_second_process_finds_the_training_words_in_the_cache(trained, monkeypatch):

@@ -102,8 +102,7 @@ def test_count_model_rows_are_add_k_estimates(corpus):
 
 @pytest.mark.parametrize("model_type", ["bigram", "bigram-counts"])
 def test_evaluation_from_pair_counts_equals_word_evaluation(corpus, model_type):
-    from namesmith.scoring.evaluate import evaluate
-    from namesmith.training.train import evaluate_splits
+    from namesmith.scoring.evaluate import evaluate, evaluate_splits
 
     model = (BigramLinear(corpus.vocab.size) if model_type == "bigram"
              else BigramCounts(corpus.vocab.size, BigramCountsConfig(smoothing=0.5)))

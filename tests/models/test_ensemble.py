@@ -19,7 +19,7 @@ from namesmith.models.nll import mean_nll
 from namesmith.models.rnn import GRU, RNNConfig
 from namesmith.models.transformer import Transformer, TransformerConfig
 from namesmith.namemodel import NameModel
-from namesmith.training.train import fit_model
+from namesmith.training.fitting import fit_model
 
 QUICK = dict(max_steps=40, batch_size=16, eval_every=20, time_budget=1e9, seed=0, device="cpu", ngram_mix=0)
 

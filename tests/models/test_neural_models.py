@@ -16,7 +16,7 @@ from namesmith.data.words import Corpus
 from namesmith.models import model_class
 from namesmith.models.nll import mean_nll
 from namesmith.training.checkpoint import load_checkpoint, save_checkpoint
-from namesmith.training.train import fit_model
+from namesmith.training.fitting import fit_model
 
 TINY = {
     "mlp": {"block_size": 3, "n_embd": 8, "n_hidden": 64},

@@ -18,7 +18,7 @@ from namesmith.models.ngram_mix import NGramMix, fit_weights, mix_with_ngram
 from namesmith.models.nll import mean_nll, word_log_probs
 from namesmith.models.transformer import Transformer, TransformerConfig
 from namesmith.training.checkpoint import META_FILE, load_checkpoint, read_meta, save_checkpoint
-from namesmith.training.train import fit_model
+from namesmith.training.fitting import fit_model
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
          "abigail", "emily", "elizabeth", "mila", "ella", "avery", "sofia", "camila", "aria", "scarlett",

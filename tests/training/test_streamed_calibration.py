@@ -21,7 +21,7 @@ from namesmith.data.words import DataConfig
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.nll import word_log_probs
 from namesmith.training.calibrate import calibrate, calibrate_counted, counted_length_bins, length_bins
-from namesmith.training.train import fit_ngram_counts
+from namesmith.training.fitting import fit_ngram_counts
 
 
 def odd_lengths(n: int, seed: int = 5) -> list[str]:

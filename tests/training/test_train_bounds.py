@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 
-import namesmith.training.train as train_module
+import namesmith.training.streamed as streamed
 from namesmith.cli import EXIT_INTERRUPTED, main
 from namesmith.core import memory
 from namesmith.core.progress import Phase
@@ -78,16 +78,16 @@ def test_a_list_whose_training_in_memory_would_pass_its_bounds_is_streamed_and_s
     words = tmp_path / "words.txt"
     words.write_text("\n".join(f"name{i}" for i in range(3000)) + "\n")
     data = DataConfig(path=str(words))
-    held, seconds = train_module.in_memory_estimate("ngram", data)
-    monkeypatch.setattr(train_module, "IN_MEMORY_BYTES", held - 1)
+    held, seconds = streamed.in_memory_estimate("ngram", data)
+    monkeypatch.setattr(streamed, "IN_MEMORY_BYTES", held - 1)
     with caplog.at_level(logging.INFO, logger="namesmith"):
-        assert train_module.should_stream("ngram", data, None)
-        assert not train_module.should_stream("lstm", data, None)
+        assert streamed.should_stream("ngram", data, None)
+        assert not streamed.should_stream("lstm", data, None)
     assert any("streaming" in r.getMessage() and "--no-stream" in r.getMessage() for r in caplog.records)
-    monkeypatch.setattr(train_module, "IN_MEMORY_BYTES", held)
-    assert not train_module.should_stream("ngram", data, None)
-    monkeypatch.setattr(train_module, "IN_MEMORY_SECONDS", seconds * 0.99)  # the time it would take binds too
-    assert train_module.should_stream("ngram", data, None)
+    monkeypatch.setattr(streamed, "IN_MEMORY_BYTES", held)
+    assert not streamed.should_stream("ngram", data, None)
+    monkeypatch.setattr(streamed, "IN_MEMORY_SECONDS", seconds * 0.99)  # the time it would take binds too
+    assert streamed.should_stream("ngram", data, None)
 
 
 def test_the_estimate_of_training_in_memory_grows_with_words_length_and_vocabulary(tmp_path):
@@ -101,16 +101,16 @@ def test_the_estimate_of_training_in_memory_grows_with_words_length_and_vocabula
     short.write_text("ab\ncd\n" * 500)
     longer = tmp_path / "longer.txt"
     longer.write_text("ab\ncd\n" * 499 + "abcdefghijklmnopqrstuvwxyz" * 2 + "\n")  # one long word pads them all
-    assert train_module.in_memory_estimate("ngram", DataConfig(path=str(longer)))[0] > \
-        train_module.in_memory_estimate("ngram", DataConfig(path=str(short)))[0]
-    assert train_module.in_memory_estimate("ngram", DataConfig(path=str(longer)), order=2)[0] < \
-        train_module.in_memory_estimate("ngram", DataConfig(path=str(longer)), order=6)[0]
+    assert streamed.in_memory_estimate("ngram", DataConfig(path=str(longer)))[0] > \
+        streamed.in_memory_estimate("ngram", DataConfig(path=str(short)))[0]
+    assert streamed.in_memory_estimate("ngram", DataConfig(path=str(longer)), order=2)[0] < \
+        streamed.in_memory_estimate("ngram", DataConfig(path=str(longer)), order=6)[0]
 
 
 def test_a_streamed_default_run_says_so_in_one_line(tmp_path, monkeypatch, caplog):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(["anna", "bob", "carla", "dan", "eve"] * 400) + "\n")
-    monkeypatch.setattr(train_module, "IN_MEMORY_BYTES", 1000)
+    monkeypatch.setattr(streamed, "IN_MEMORY_BYTES", 1000)
     with caplog.at_level(logging.INFO, logger="namesmith"):
         rc = main(["train", "--data", str(words), "--out", str(tmp_path / "m"), "--samples", "0"])
     assert rc == 0

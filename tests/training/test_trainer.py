@@ -15,7 +15,7 @@ from namesmith.core.config import TrainConfig
 from namesmith.data.words import Corpus
 from namesmith.models.mlp import MLP, MLPConfig
 from namesmith.models.nll import batch_loss, mean_nll
-from namesmith.training.train import fit_model, resolve_train_config
+from namesmith.training.fitting import fit_model, resolve_train_config
 from namesmith.training.trainer import LengthBuckets, Trainer, WeightAverage, learning_rate, make_optimizer
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn",
