@@ -18,17 +18,17 @@ from serve_support import train_bigram  # noqa: E402
 
 from namesmith.serve import Limits, ModelRegistry, create_app  # noqa: E402
 
-EXAMPLES = 25  # per endpoint and mode, in the whole suite
-BRIEF = 3  # per endpoint and mode, in the fast set (-m "not slow"): every endpoint gets valid and invalid requests
+EXAMPLES = 25  # per endpoint and mode
 
 
-def schema_of_a_small_server(folder, examples: int):
-    model_dir = train_bigram(folder)
+@pytest.fixture(scope="module")
+def api_schema(tmp_path_factory):
+    model_dir = train_bigram(tmp_path_factory.mktemp("serve-schema"))
     app = create_app(ModelRegistry.from_directories([model_dir]),
                      limits=Limits(max_names=20, max_score_names=50, time_budget=0.2, max_tries=20_000))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
-                                    max_examples=examples, deterministic=True)
+                                    max_examples=EXAMPLES, deterministic=True)
     # a request can fit the schema and still ask the impossible (a character the model does not know,
     # conditions on a model without labels): the API answers that with a documented 400
     schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
@@ -36,39 +36,18 @@ def schema_of_a_small_server(folder, examples: int):
     return schema
 
 
-@pytest.fixture(scope="module")
-def api_schema(tmp_path_factory):
-    return schema_of_a_small_server(tmp_path_factory.mktemp("serve-schema"), EXAMPLES)
-
-
-@pytest.fixture(scope="module")
-def brief_api_schema(tmp_path_factory):
-    return schema_of_a_small_server(tmp_path_factory.mktemp("serve-schema-brief"), BRIEF)
-
-
 schema = schemathesis.pytest.from_fixture("api_schema")
-brief_schema = schemathesis.pytest.from_fixture("brief_api_schema")
 
 
-def call_and_validate(case) -> None:
-    positive = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
-    if positive and "model_id" in (case.path_parameters or {}):
-        case.path_parameters["model_id"] = "bigram"  # a served model, so requests reach the model
-    case.call_and_validate()
-
-
-@pytest.mark.slow  # 25 examples per endpoint and mode: about 10 s of CPU
+# 10-13 s of CPU, most of it making the strategies from the schema (3 examples per endpoint cost 8 s): the fast set
+# (-m "not slow") reaches the same endpoints in-process through test_serve_api.py and test_serve_security.py
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                  HealthCheck.function_scoped_fixture])
 def test_every_endpoint_against_its_schema(case):
-    call_and_validate(case)
-
-
-@brief_schema.parametrize()
-@settings(max_examples=BRIEF, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
-def test_every_endpoint_against_its_schema_briefly(case):
-    call_and_validate(case)
+    positive = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
+    if positive and "model_id" in (case.path_parameters or {}):
+        case.path_parameters["model_id"] = "bigram"  # a served model, so requests reach the model
+    case.call_and_validate()
