@@ -52,6 +52,8 @@ log = logging.getLogger("namesmith")
 
 VOWELS = "aeiouy"
 MAX_SYLLABLES = 20  # the largest count `parse_syllables` accepts (a range beyond it would mean nothing for names)
+# the form of a syllable range in text: "2", "2-3", or empty/blank for any (the API's schema says it with this too)
+SYLLABLES_PATTERN = r"^\s*(?:(\d{1,3})\s*(?:-\s*(\d{1,3})\s*)?)?$"
 _HIATUS = ("ia", "io", "iu", "eo", "ua", "uo", "ue")  # vowel pairs read as two syllables
 _SOFTENED = ("ia", "io", "iu")  # ... but one after a consonant that softens the i (Patricia, William)
 _FINAL_TWO = ("ia", "io", "ea")  # two at the end of a word (Maria, Mario, Leah... Andrea)
@@ -341,8 +343,8 @@ def build_machine() -> SyllableMachine:
 def parse_syllables(value: str | int | tuple[int, int] | list[int]) -> tuple[int, int]:
     """A syllable range from "2-3", "2", 2 or (2, 3) (`ConfigError` naming "syllables" otherwise)."""
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d{1,3})\s*(?:-\s*(\d{1,3})\s*)?", value)
-        if match is None:
+        match = re.fullmatch(SYLLABLES_PATTERN, value)
+        if match is None or match[1] is None:
             raise ConfigError(f"syllables must be a count or a range such as 2-3, got {value!r}", field="syllables")
         lo = int(match[1])
         hi = int(match[2]) if match[2] else lo

@@ -122,8 +122,9 @@ class GenerateConfig:
     max_len: int | None = option(None, "longest name (default: twice the longest training name, at least 32)", lo=1,
                                  hi=MAX_NAME_LENGTH)
     # (lo, hi): namesmith.choosing.syllables.count_syllables of every name in this range ("2-3", "2" and 2 are read too)
-    syllables: SyllableRange | None = option(None, "names of this many syllables, e.g. 2 or 2-3 (spelling rules for "
-                                                   "the Latin script; exact for count models)", metavar="LO-HI")
+    syllables: SyllableRange | None = option(None, "names of this many syllables, e.g. 2 or 2-3, empty for any "
+                                                   "(spelling rules for the Latin script; exact for count models)",
+                                             metavar="LO-HI")
     # names sharing a Double Metaphone key with this one (namesmith.choosing.phonetic; a filter)
     sounds_like: str = option("", "names that sound like this one (sharing a Double Metaphone key; needs the phonetic "
                                   "extra)", metavar="NAME")
@@ -163,6 +164,8 @@ class GenerateConfig:
             patterns = getattr(self, name)
             check(all(isinstance(p, str) and p for p in patterns), name,
                    f"needs non-empty strings, got {list(patterns)!r}")
+        if isinstance(self.syllables, str) and not self.syllables.strip():
+            object.__setattr__(self, "syllables", None)  # "": no range, as the page's empty field
         if self.syllables is not None:
             object.__setattr__(self, "syllables", parse_syllables(self.syllables))
         if self.sounds_like and not phonetic_keys(self.sounds_like):

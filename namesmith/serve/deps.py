@@ -8,7 +8,7 @@ and turns a registry entry into the summary the API shows.
 import hmac
 from typing import Annotated, Any  # no `from __future__ import annotations`: FastAPI reads these
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException
 
@@ -23,6 +23,12 @@ API_KEY_HEADER = "X-API-Key"
 # a generate request that sets no option but these asks for plain draws: quick work, whatever the others'
 # (options added later, new constraints among them, are not quick until listed here)
 DRAW_OPTIONS = {"n", "seed", "temperature", "top_k", "top_p", "time_budget", "max_tries", "filter_offensive"}
+
+
+def name_query(limits: Limits) -> Any:
+    """The `name` query parameter of the endpoints that look one name up (trend, variants): 1 to the server's
+    `max_name_length` characters."""
+    return Annotated[str, Query(min_length=1, max_length=limits.max_name_length, description="a name, in any case")]
 
 
 class Server:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 
-from namesmith.choosing.syllables import MAX_SYLLABLES
+from namesmith.choosing.syllables import MAX_SYLLABLES, SYLLABLES_PATTERN
 from namesmith.generation.config import GenerateConfig
 from namesmith.serve.limits import Limits
 
@@ -222,7 +222,8 @@ def generate_fields(limits: Limits, pattern: Any, where: Any) -> dict[str, tuple
         hi = how.hi if cap is None else cap if how.hi is None else min(how.hi, cap)
         described = {"description": how.help}
         if f.name == "syllables":  # "2-3" or 2: read by namesmith.choosing.syllables.parse_syllables
-            value: Any = Annotated[str, StringConstraints(max_length=16)] | whole(1, MAX_SYLLABLES)
+            value: Any = Annotated[str, StringConstraints(max_length=16, pattern=SYLLABLES_PATTERN)] | \
+                whole(1, MAX_SYLLABLES)
         elif kind == "bool":
             value = bool
         elif kind == "int":

@@ -10,17 +10,18 @@ from fastapi import APIRouter, Query
 
 from namesmith.choosing.popularity import is_known, trend
 from namesmith.core.errors import ConfigError
+from namesmith.serve.deps import name_query
 from namesmith.serve.limits import Limits
 from namesmith.serve.schemas import TrendResponse
 
 
 def trend_router(limits: Limits) -> APIRouter:
     router = APIRouter()
+    NameQuery = name_query(limits)  # the `name` parameter, one definition for trend and variants
 
     @router.get("/trend", response_model=TrendResponse,
                 summary="A name's births and rank by decade and sex (US 1880-2017, Israel 1949-2024)")
-    def name_trend(name: Annotated[str, Query(min_length=1, max_length=limits.max_name_length,
-                                              description="a name, in any case")],
+    def name_trend(name: NameQuery,
                    sex: Annotated[Literal["F", "M"] | None, Query(description="only this sex")] = None,
                    ) -> dict[str, Any]:
         if not name.strip():

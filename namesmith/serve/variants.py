@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 
 from namesmith.choosing.phonetic import phonetic_keys, spelling_variants
 from namesmith.core.errors import ConfigError
+from namesmith.serve.deps import name_query
 from namesmith.serve.limits import Limits
 from namesmith.serve.schemas import VariantsResponse
 
@@ -19,11 +20,11 @@ MAX_VARIANTS = 50  # variants one request may ask for
 
 def variants_router(limits: Limits) -> APIRouter:
     router = APIRouter()
+    NameQuery = name_query(limits)  # the `name` parameter, one definition for trend and variants
 
     @router.get("/variants", response_model=VariantsResponse,
                 summary="Known names that sound like a name, closest first (spelling variants)")
-    def name_variants(name: Annotated[str, Query(min_length=1, max_length=limits.max_name_length,
-                                                 description="a name, in any case")],
+    def name_variants(name: NameQuery,
                       n: Annotated[int, Query(ge=1, le=MAX_VARIANTS, description="how many, at most")] = 10,
                       ) -> dict[str, Any]:
         keys = phonetic_keys(name)

@@ -16,6 +16,7 @@ from rapidfuzz.distance import DamerauLevenshtein  # noqa: E402
 from serve_support import train_bigram  # noqa: E402
 
 from namesmith import NameModel  # noqa: E402
+from namesmith.choosing.syllables import SYLLABLES_PATTERN  # noqa: E402
 from namesmith.core.errors import ConfigError  # noqa: E402
 from namesmith.data.offensive import is_offensive  # noqa: E402
 from namesmith.serve import Limits, ModelRegistry, create_app  # noqa: E402
@@ -288,3 +289,21 @@ def test_more_like_these_on_a_conditional_model_keeps_the_condition(tmp_path):
     assert wider.status_code == 200 and any(set(e["name"]) - set("aureliaoram") for e in wider.json()["names"])
     bidi = labelled.post("/api/v1/models/sexed/more-like-these", json={**body, "words": ["au\u202erelia", "amara"]})
     assert bidi.status_code == 200 and not any("\u202e" in e["name"] for e in bidi.json()["names"])  # issue 31.12
+
+
+def test_the_name_lookups_declare_one_name_parameter_and_the_syllables_form(client):
+    """/trend and /variants take the same `name` (one definition, serve/deps.name_query), bounded by the server's
+    max_name_length; generate's `syllables` says its form ("2", "2-3" or empty) in the schema, and answers it."""
+    schema = client.get("/openapi.json").json()
+    trend, variants = ([p for p in schema["paths"][f"/api/v1/{path}"]["get"]["parameters"] if p["name"] == "name"]
+                       for path in ("trend", "variants"))
+    assert trend == variants and trend[0]["schema"]["maxLength"] == Limits().max_name_length
+    too_long = "a" * (Limits().max_name_length + 1)
+    for path in ("trend", "variants"):
+        response = client.get(f"/api/v1/{path}", params={"name": too_long})
+        assert 400 <= response.status_code < 500 and "name" in response.text, (path, response.text)
+    assert SYLLABLES_PATTERN in json.dumps(schema["components"]["schemas"]["GenerateRequest"], ensure_ascii=False) \
+        .replace("\\\\", "\\")
+    for syllables, ok in (("", True), (" 2 - 3 ", True), ("2-3x", False), ("3-1", False)):
+        response = client.post("/api/v1/models/bigram/generate", json={"n": 2, "syllables": syllables})
+        assert (response.status_code == 200) == ok and (ok or "syllables" in response.text), (syllables, response.text)
