@@ -20,8 +20,9 @@ Sections (each writes its own key of benchmarks/results/choosing.json, keeping t
   beside syllapy's and pyphen's (en_US hyphenation points + 1) measured the same way, on the random
   half the rules were tuned on and on the other half (seed 0); exactness of `--syllables`: a
   bigram-counts model of the built-in names sampled exactly and by rejection (20,000 names each),
-  compared by a two-sample chi-square test of their name frequencies; and the API latency of
-  `syllables` beside the baseline, as in `popularity`.
+  compared by a two-sample chi-square test of their name frequencies, and `--syllables 4-5` on the
+  served model (its tables' build time; exact and rejection draws compared on what the names are made of);
+  and the API latency of `syllables` beside the baseline, as in `popularity`.
 - `sounds_like`: recall@10 of `namesmith.choosing.phonetic`'s ranking among every name of the us catalogue, on
   spelling-variant groups built from it by a rule independent of any phonetic key: names with at
   least 1,000 births that CMU pronounces identically (stress ignored), kept within two edits of the
@@ -203,7 +204,8 @@ def two_sample_chi_square(a: list[str], b: list[str], least: int = 5) -> tuple[f
         else:
             pooled[0] += ca[name]
             pooled[1] += cb[name]
-    cells.append(tuple(pooled))
+    if sum(pooled):  # (0, 0) when every value is frequent: no cell
+        cells.append(tuple(pooled))
     na, nb = len(a), len(b)
     stat = 0.0
     for x, y in cells:
@@ -306,10 +308,41 @@ def syllables_section(model_dir: Path, repeats: int) -> dict[str, Any]:
                  "chi_square": stat, "dof": dof, "p_value": round(p, 4),
                  **{f"{m}_{k}": v for m in draws for k, v in draws[m].items() if k != "names"}}
     print(f"  exact vs rejection: chi-square {stat} on {dof} dof, p = {p:.3f}; {exactness}", flush=True)
+    ngram = ngram_exactness(model_dir)
     latency = api_latency(model_dir, {"syllables=2-3": {"syllables": "2-3"}, "syllables=1": {"syllables": 1},
                                       "syllables=4-5": {"syllables": "4-5"}}, repeats)
-    return {"names_in_cmu": len(reference), "agreement": agreement, "exactness": exactness, "api": latency,
-            "target_agreement": 0.92}
+    return {"names_in_cmu": len(reference), "agreement": agreement, "exactness": exactness,
+            "exactness_ngram": ngram, "api": latency, "target_agreement": 0.92}
+
+
+def ngram_exactness(model_dir: Path, syllables: tuple[int, int] = (4, 5), names: int = 20_000) -> dict[str, Any]:
+    """`--syllables 4-5` on the served model (by default the order-6 n-gram of the built-in names): the time its
+    exact tables take to build (`method="exact"` is refused past the process's table limits, so a build is one
+    within them), then exact and rejection draws compared by two-sample chi-squares on what the names are made
+    of, as they seldom repeat: (syllables, length), first letter, last two letters."""
+    from namesmith import NameModel
+    from namesmith.choosing.syllables import count_syllables
+
+    model = NameModel.load(model_dir)
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.generate(1, seed=0, syllables=syllables, method="exact")
+    row: dict[str, Any] = {"model": model_dir.name, "syllables": "-".join(map(str, syllables)), "names": names,
+                           "build_seconds": round(time.perf_counter() - wall, 2),
+                           "build_cpu_seconds": round(time.process_time() - cpu, 2)}
+    draws = {}
+    for method, seed in (("exact", 8), ("rejection", 9)):
+        began = time.perf_counter()
+        result = model.generate(names, seed=seed, syllables=syllables, method=method)
+        assert result.stats.complete and result.stats.method == method
+        assert all(syllables[0] <= count_syllables(n) <= syllables[1] for n in result.names)
+        draws[method] = result.names
+        row.update({f"{method}_seconds": round(time.perf_counter() - began, 2), f"{method}_tries": result.stats.tries})
+    for label, feature in (("syllables_and_length", lambda n: f"{count_syllables(n)}:{len(n)}"),
+                           ("first_letter", lambda n: n[0]), ("last_two_letters", lambda n: n[-2:])):
+        stat, dof, p = two_sample_chi_square(*(list(map(feature, draws[m])) for m in ("exact", "rejection")))
+        row[label] = {"chi_square": stat, "dof": dof, "p_value": round(p, 4)}
+    print(f"  exact vs rejection on {row['model']}, syllables {row['syllables']}: {row}", flush=True)
+    return row
 
 
 # --- sounds like ------------------------------------------------------------------------------------

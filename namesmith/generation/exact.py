@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import copy
 import math
+import mmap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -49,9 +49,9 @@ from namesmith.generation.sample import draw_numpy, next_token_probs
 from namesmith.models.base import CharModel
 
 MAX_ENUMERATED_CONTEXTS = 20_000  # window models: contexts (V^k) up to which the model is tabulated as a chain
-MAX_EXACT_CELLS = 1 << 23  # reachable (automaton, chain) states × V, at most: the exact sampler's step table
+MAX_EXACT_CELLS = 1 << 24  # reachable (automaton, chain) states × V, at most: the exact sampler's step table
 MAX_EXACT_TABLE = 1 << 25  # (length, reachable state) log-messages kept (float32), at most
-BUILD_CELLS = 1 << 20  # (state, token) cells the exact tables are built in at a time (the temporaries' size)
+BUILD_CELLS = 1 << 18  # (state, token) cells the exact tables are built in at a time (the temporaries' size)
 MAX_VISITED_FLAGS = 1 << 26  # (automaton × chain) states up to which the search for reachable ones flags each pair
 PRECOMPUTE_CDFS = 1 << 22  # (length, state, token) entries up to which the sampling CDFs are tabulated
 LOG_SMALLEST_NORMAL = math.log(np.finfo(np.float64).tiny)  # about -708: below it float64 loses digits
@@ -115,40 +115,55 @@ def reachable_states(chain: MarkovChain, automaton: Automaton, start: tuple[int,
     """Sorted codes q·S + s of the (automaton, chain) states reachable from `start` by tokens of
     non-zero probability that no excluded pattern forbids (None: more than max_states). `OutOfTime`
     once `deadline` (on `clock`) passes: with a syllable range, the order-6 n-gram has about 150,000
-    such states, and the search took over a minute on a busy machine, past any time budget."""
+    such states, and the search took over a minute on a busy machine, past any time budget. A level's
+    states are stepped `BUILD_CELLS` (state, token) pairs at a time: whole, the us model's widest level
+    with a 4-5 range took 200 MiB of temporaries."""
     S = chain.probs.size(0)
     possible = chain.probs[:, 1:] > 0  # (S, V-1): the end token leads nowhere
     delta = torch.from_numpy(automaton.delta)
     frontier = torch.tensor([start[0] * S + start[1]])
     # the states seen, as one flag per (q, s) pair where that fits (a lookup per step, where testing each level
-    # against the sorted list of all states seen so far cost the order-6 n-gram's syllable ranges 18 s), else a list
-    visited = torch.zeros(len(automaton.delta) * S, dtype=torch.bool) \
-        if len(automaton.delta) * S <= MAX_VISITED_FLAGS else None
+    # against the sorted list of all states seen so far cost the order-6 n-gram's syllable ranges 18 s), else a list.
+    # The flags get a mapping of their own, which goes back to the system when the search ends: from the heap, the
+    # us model's 21 MB stayed with the process while the tables were built.
+    flags = mmap.mmap(-1, len(automaton.delta) * S) if len(automaton.delta) * S <= MAX_VISITED_FLAGS else None
+    visited = None if flags is None else torch.from_numpy(np.frombuffer(flags, dtype=np.bool_))
     seen = frontier
     if visited is not None:
         visited[frontier] = True
-        level = torch.zeros_like(visited)
-    found = 1
+    found, rows = 1, max(1, BUILD_CELLS // delta.size(1))
     while len(frontier):
-        if deadline is not None and clock() > deadline:
-            raise OutOfTime
-        q, s = frontier // S, frontier % S
-        nq, ns = delta[q, 1:], chain.next_state[s, 1:]  # (F, V-1)
-        nxt = (nq * S + ns)[(nq >= 0) & possible[s]]
-        if visited is not None:  # the new states, each once, in order: flagged in a second map, then read off it
-            fresh = nxt[~visited[nxt]]
-            visited[fresh] = True
-            level[fresh] = True
-            frontier = level.nonzero().squeeze(1)
-            level[frontier] = False
+        new = []
+        for lo in range(0, len(frontier), rows):
+            if deadline is not None and clock() > deadline:
+                raise OutOfTime
+            q, s = frontier[lo:lo + rows] // S, frontier[lo:lo + rows] % S
+            nq, ns = delta[q, 1:], chain.next_state[s, 1:]  # (rows, V-1)
+            nxt = (nq * S + ns)[(nq >= 0) & possible[s]]
+            if visited is not None:  # the new states, flagged as they are found
+                fresh = nxt[~visited[nxt]]
+                visited[fresh] = True
+                new.append(torch.unique(fresh))
+            else:
+                new.append(torch.unique(nxt))
+        nxt = torch.unique(torch.cat(new))  # each state once, in order
+        if visited is not None:
+            frontier = nxt
         else:
-            nxt = torch.unique(nxt)
             frontier = nxt[~torch.isin(nxt, seen)]
             seen = torch.cat([seen, frontier])
         found += len(frontier)
         if found > max_states:
+            if flags is not None:
+                del visited
+                flags.close()
             return None
-    return visited.nonzero().squeeze(1) if visited is not None else seen.sort().values
+    if visited is None:
+        return seen.sort().values
+    codes = visited.nonzero().squeeze(1)
+    del visited
+    flags.close()
+    return codes
 
 
 def _log_weights(log_probs: torch.Tensor, end: torch.Tensor, step: torch.Tensor, beta_next: torch.Tensor,
@@ -168,22 +183,28 @@ def _normalised_cdf(log_weights: torch.Tensor) -> torch.Tensor:
     return (log_weights - top).exp_().cumsum(1)
 
 
-def exact_table_bytes(states: int, vocab_size: int, room: int, chain_states: int) -> int:
+def exact_table_bytes(states: int, vocab_size: int, room: int, chain_states: int,
+                      ending_rows: int | None = None, automaton_states: int = 1) -> int:
     """An upper estimate of the memory an `ExactSampler` takes at the peak of its build, for `states`
     reachable (automaton, chain) states, `room` + 1 lengths and a chain of `chain_states`: the tables it
-    keeps (next state int32 per (state, token), twice: `with_sentinel`'s copy; β float32 per (length,
-    state); the chain's log-probabilities float32 and its ending weights float64 per (chain state, token
-    or length); the CDFs float32 where tabulated), the temporaries of building them, one block of
-    `BUILD_CELLS` (state, token) cells at a time (at most six int64/float64 arrays of a block: the
-    automaton and chain steps, their codes, their places, the gathered probabilities and messages), the
-    (state,) vectors (codes, their automaton and chain parts, messages, end) and the chain's own (S, V)
-    probabilities, next states and log-probabilities."""
+    keeps (next state int32 per (state, token); β float32 per (length, state); the chain's
+    log-probabilities float32 and its ending weights float64 per (chain state, token or length); the
+    CDFs float32 where tabulated), the temporaries of building them, one block of `BUILD_CELLS` (state,
+    token) cells at a time (at most six int64/float64 arrays of a block: the automaton and chain steps,
+    their codes, their places, the gathered probabilities and messages), the (state,) vectors (codes,
+    their automaton and chain parts, messages, end) and the chain's own (S, V) probabilities and next
+    states. `ending_rows`: the rows of a calibrated chain's ending weights kept (0: none; None: one per
+    length, the most there can be). The search for the reachable states comes first, and its memory is
+    gone when the tables are built: its flag per (automaton, chain) pair, one block's temporaries and
+    the states found (`automaton_states`: how many the automaton has)."""
     cells = states * vocab_size
     cdfs = 4 * (room + 1) * cells if (room + 1) * cells <= PRECOMPUTE_CDFS else 0
-    kept = 8 * cells + 4 * (room + 2) * (states + 1) + cdfs + 4 * chain_states * vocab_size
-    kept += 8 * (room + 2) * chain_states  # a calibrated chain's ending weights
+    kept = 4 * cells + 4 * (room + 2) * (states + 1) + cdfs + 4 * chain_states * vocab_size
+    kept += 8 * (room + 1 if ending_rows is None else ending_rows) * chain_states  # a calibrated chain's
     building = 6 * 8 * min(cells, BUILD_CELLS) + 8 * 8 * states  # a block's (row, token) arrays; (state,) vectors
-    return kept + building + 24 * chain_states * vocab_size
+    pairs = automaton_states * chain_states
+    search = (pairs if pairs <= MAX_VISITED_FLAGS else 0) + 6 * 8 * min(cells, BUILD_CELLS) + 3 * 8 * states
+    return max(kept + building, search) + 16 * chain_states * vocab_size
 
 
 class ExactSampler:
@@ -214,14 +235,13 @@ class ExactSampler:
         if (room + 2) * (N + 1) > MAX_EXACT_TABLE:
             raise NotAvailable(f"{N:,} states × {room + 1} lengths is more than {MAX_EXACT_TABLE:,} "
                             "(namesmith.generation.exact.MAX_EXACT_TABLE)")
-        needed = exact_table_bytes(N, V, room, S)
+        needed = exact_table_bytes(N, V, room, S, _ending_rows(chain, self.p0, room), len(automaton.delta))
         if max_bytes is not None and needed > max_bytes:
             raise NotAvailable(f"its tables would take about {needed / 1e6:,.0f} MB to build, more than the "
                                f"{max_bytes / 1e6:,.0f} MB one build may take (table_bytes)")
         q_of, s_of = codes // S, codes % S
         self.chain_state = s_of.int()  # (N,) the chain state of each product state
-        chain_log_probs = chain.probs.log()  # (S, V) float64
-        self.chain_log_probs = chain_log_probs.float()  # (S, V): what `run` weighs tokens by
+        self.chain_log_probs = chain.probs.log().float()  # (S, V): what `run` weighs tokens by
         self.step = torch.empty(N, V, dtype=torch.int32)  # next product state; N (the sentinel): none
         rows = max(1, BUILD_CELLS // V)
         delta = torch.from_numpy(automaton.delta)
@@ -240,25 +260,26 @@ class ExactSampler:
             self.step[lo:lo + rows] = step
         del targets, step, nq, blocked
         # end stays float64: it is shifted by log_scale
-        end = torch.where(torch.from_numpy(automaton.accept)[q_of], chain_log_probs[s_of, BOUNDARY], -math.inf)  # (N,)
+        accept = torch.from_numpy(automaton.accept)[q_of]
+        end = torch.where(accept, chain.probs[s_of, BOUNDARY].log(), -math.inf)  # (N,)
         self.z0 = int(torch.searchsorted(codes, torch.tensor(start[0] * S + start[1])))
         self.end = end
         del codes, q_of, s_of
-        # a calibrated chain's weights on ending, (room + 1, S): a name ending t characters after the prefix,
-        # at length |prefix| + t, weighs row min(|prefix| + t, T) of the chain's
+        # a calibrated chain's weights on ending, (rows, S): a name ending t characters after the prefix, at length
+        # |prefix| + t, weighs row min(|prefix| + t, T) of the chain's (T + 1, S): row min(t, rows - 1) here
         self.end_weights = None
         if chain.end_log_weights is not None:
             T = chain.end_log_weights.size(0) - 1
-            self.end_weights = chain.end_log_weights[(torch.arange(room + 1) + self.p0).clamp_max(T)]
+            rows = _ending_rows(chain, self.p0, room)
+            self.end_weights = chain.end_log_weights[(torch.arange(rows) + self.p0).clamp_max(T)]
         self.generator = torch.Generator().manual_seed(seed)
-        self.shared: dict[str, Any] = {}  # derived tables, shared with the copies (see `with_sentinel`)
-        self._backward(chain.probs, chain_log_probs, room, deadline, clock)
+        self._backward(chain.probs, room, deadline, clock)
         kept = [self.step, self.end, self.beta, self.log_scale, self.chain_state, self.chain_log_probs,
                 *(t for t in (self.cdf, self.end_weights) if t is not None)]
-        self.nbytes = sum(t.nbytes for t in kept) + self.step.nbytes  # and room for `with_sentinel`'s copy
+        self.nbytes = sum(t.nbytes for t in kept)
 
-    def _backward(self, chain_probs: torch.Tensor, chain_log_probs: torch.Tensor, room: int,
-                  deadline: float | None, clock: Callable[[], float] = time.perf_counter) -> None:
+    def _backward(self, chain_probs: torch.Tensor, room: int, deadline: float | None,
+                  clock: Callable[[], float] = time.perf_counter) -> None:
         """β̃ (room + 2, N + 1) float32: row t holds log β at length |prefix| + t, shifted so its
         largest entry is 0 (the shift in `log_scale`); the last row and column are the -inf sentinels.
 
@@ -272,10 +293,11 @@ class ExactSampler:
         self.log_scale = torch.zeros(room + 2, dtype=torch.float64)
         tabulate = (room + 1) * N * chain_probs.size(1) <= PRECOMPUTE_CDFS
         self.cdf = torch.empty(room + 1, N, chain_probs.size(1)) if tabulate else None
-        least_prob = float(chain_probs[chain_probs > 0].min()) if bool((chain_probs > 0).any()) else 1.0
+        rows = max(1, BUILD_CELLS // chain_probs.size(1))
+        # a block at a time: a copy of the chain's positive probabilities would be the size of its table
+        least_prob = min((float(b[b > 0].min()) for b in chain_probs.split(rows) if bool((b > 0).any())), default=1.0)
         beta_next = torch.full((N + 1,), -math.inf, dtype=torch.float64)
         beta = torch.empty(N, dtype=torch.float64)
-        rows = max(1, BUILD_CELLS // chain_probs.size(1))
         for t in range(room, -1, -1):
             end = self.end_at(t) - self.log_scale[t + 1]  # relative to β_{ℓ+1}'s scale
             can_end = self.p0 + t >= self.min_len
@@ -294,7 +316,7 @@ class ExactSampler:
                     going = terms.sum(1).log_()
                     beta[lo:lo + rows] = torch.logaddexp(going, end[lo:lo + rows]) if can_end else going
                     continue
-                w = _log_weights(chain_log_probs.index_select(0, chain_state), end[lo:lo + rows], step, beta_next,
+                w = _log_weights(chain_probs.index_select(0, chain_state).log_(), end[lo:lo + rows], step, beta_next,
                                  can_end)
                 beta[lo:lo + rows] = torch.logsumexp(w, 1)
                 if self.cdf is not None:
@@ -312,16 +334,20 @@ class ExactSampler:
         if self.end_weights is None:
             return end
         chain_state = self.chain_state if states is None else self.chain_state[states]
-        return end + self.end_weights[t].index_select(0, chain_state)
+        return end + self.end_weights[min(t, len(self.end_weights) - 1)].index_select(0, chain_state)
 
-    def with_sentinel(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """`step` and `end` with a row for the sentinel state N (it leads to itself and never ends), for
-        guided sampling; built once and shared by the copies a cache hands out."""
-        if "sentinel" not in self.shared:
-            N, V = self.step.shape
-            self.shared["sentinel"] = (torch.cat([self.step, torch.full((1, V), N, dtype=self.step.dtype)]),
-                                       torch.cat([self.end, torch.tensor([-math.inf], dtype=self.end.dtype)]))
-        return self.shared["sentinel"]
+    def steps_from(self, states: torch.Tensor) -> torch.Tensor:
+        """(n, V) next states of `states` (n,), which may hold the sentinel N: it leads to itself (guided
+        sampling parks finished names and invalid prefixes there)."""
+        N = len(self.end)
+        steps = self.step.index_select(0, states.clamp_max(N - 1))
+        steps[states == N] = N
+        return steps
+
+    def ends_from(self, states: torch.Tensor) -> torch.Tensor:
+        """`end` of `states` (n,), -inf at the sentinel N (it never ends)."""
+        N = len(self.end)
+        return torch.where(states < N, self.end.index_select(0, states.clamp_max(N - 1)), -math.inf)
 
     @property
     def log_p_valid(self) -> float:
@@ -365,6 +391,13 @@ class ExactSampler:
             z = step[z, nxt]
         assert (lengths >= 0).all(), "the last step can only end the name"
         return finish_batch(tokens, lengths, self.vocab, self.prefix)
+
+
+def _ending_rows(chain: MarkovChain, p0: int, room: int) -> int:
+    """Rows of the chain's ending weights a sampler keeps: lengths p0 .. p0 + room, those from T on sharing row T."""
+    if chain.end_log_weights is None:
+        return 0
+    return min(room, max(chain.end_log_weights.size(0) - 1 - p0, 0)) + 1
 
 
 def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,

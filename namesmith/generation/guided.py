@@ -154,9 +154,6 @@ class GuidedSampler(ModelSampler):
         assert twist.max_len == max_length and twist.prefix == prefix, "the twist is for these limits"
         assert 0 < share < 1, "a share of the particles is drawn from the network alone"
         self.twist, self.share = twist, share
-        # the twist's step table and end weights with a row for the sentinel state N (where the slots
-        # of finished names and invalid prefixes go): it leads to itself and never ends
-        self.step_table, self.end = twist.with_sentinel()
         self.cpu_generator = torch.Generator().manual_seed(seed)  # the twist's tables live on the CPU
         self.log_bound = -math.inf  # the largest log-weight seen so far
 
@@ -166,8 +163,9 @@ class GuidedSampler(ModelSampler):
         end here."""
         tw = self.twist
         beta_next = tw.beta[t + 1]  # log β_{t+1} - log_scale[t+1], (N + 1,) with the -inf sentinel last
-        psi = beta_next.index_select(0, self.step_table.index_select(0, z).view(-1)).view(len(z), -1)  # (slots, V)
-        can_end = torch.isfinite(self.end.index_select(0, z)) & (tw.p0 + t >= tw.min_len)
+        # the slots of finished names and invalid prefixes are in the sentinel state N: it leads to itself, never ends
+        psi = beta_next.index_select(0, tw.steps_from(z).view(-1)).view(len(z), -1)  # (slots, V)
+        can_end = torch.isfinite(tw.ends_from(z)) & (tw.p0 + t >= tw.min_len)
         psi[:, BOUNDARY] = torch.where(can_end, -tw.log_scale[t + 1], -math.inf).float()  # ending validly: ψ = 1
         probs = probs / probs.sum(1, keepdim=True)
         log_w = probs.log() + psi  # log p(c | x) + log ψ(x c) - log_scale[t+1]
@@ -212,7 +210,7 @@ class GuidedSampler(ModelSampler):
             tokens[rows.numpy(), t] = nxt.numpy()
             state, probs, new_slot, origin, fed = self.advance(state, slot.to(device), nxt.to(device), len(z))
             origin, fed, slot = origin.cpu(), fed.cpu(), new_slot.cpu()
-            z = self.step_table[z[origin], fed]  # finished names' slots (fed the boundary) go to the sentinel
+            z = tw.steps_from(z[origin]).gather(1, fed.long().unsqueeze(1)).squeeze(1)  # fed the boundary: the sentinel
             slot_log_weight = slot_log_weight[origin]
         return self._correct(tokens, lengths, self._log_weights(log_w_twisted))
 
