@@ -261,15 +261,18 @@ def test_the_search_for_reachable_states_keeps_to_the_deadline(small):
 
 
 def test_the_default_ngrams_syllable_tables_fit_one_build():
-    """The order-6 n-gram of the built-in names (about 63,000 context rows, names up to 15 characters) reaches
-    about 148,000 (automaton, context row) states with a 2-3 range and 245,000 with 4-5. The 4-5 tables were
-    estimated at 273 MiB, over the 256 MiB one build may take, so they were never built and 4-5 was sampled
-    from the draw pool; with the per-chain-state rows kept once and smaller blocks they fit."""
-    from namesmith.generation.exact import exact_table_bytes
+    """The order-6 n-gram of the built-in names (62,758 context rows) reaches 147,632 (automaton, context row)
+    states with a 2-3 range and 244,444 with 4-5; the us model's (133,174 rows) 319,801 and 534,757, with names up
+    to 32 characters (the default max_len) and 14 rows of ending weights (calibrated). Their tables were estimated
+    at 241, 289, 370 and 478 MiB, so all but the first were refused and sampled otherwise; each now fits the
+    256 MiB one build may take."""
+    from namesmith.generation.exact import MAX_EXACT_CELLS, exact_table_bytes
     from namesmith.generation.exact_cache import TABLE_BYTES
 
-    for states in (148_000, 250_000):
-        assert exact_table_bytes(states, 27, 15, 63_000) <= TABLE_BYTES
+    for states, rows, automaton in ((147_632, 62_758, 107), (244_444, 62_758, 159), (319_801, 133_174, 107),
+                                    (534_757, 133_174, 159)):
+        assert states * 27 <= MAX_EXACT_CELLS
+        assert exact_table_bytes(states, 27, 32, rows, 14, automaton) <= TABLE_BYTES
 
 
 @pytest.fixture(scope="module")
