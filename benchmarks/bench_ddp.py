@@ -38,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from namesmith.core.config import TrainConfig  # noqa: E402
 from namesmith.data.words import Corpus, load_words  # noqa: E402
 from namesmith.training.distributed import setup  # noqa: E402
+from namesmith.training.distributed_trainer import DistributedTrainer  # noqa: E402
 from namesmith.training.fitting import build_model, resolve_train_config  # noqa: E402
-from namesmith.training.trainer import DistributedTrainer, Trainer  # noqa: E402
+from namesmith.training.trainer import Trainer  # noqa: E402
 
 # ../shared/data/names.txt beside the checkout (a worktree sits one level deeper)
 NAMES = next((p for p in (Path(__file__).resolve().parents[i] / "shared" / "data" / "names.txt" for i in (2, 3))

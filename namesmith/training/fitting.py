@@ -38,7 +38,8 @@ from namesmith.models.weighted_kn import distinct_contexts, sparse_table
 from namesmith.scoring.evaluate import evaluate_labelled, evaluate_splits
 from namesmith.training.calibrate import CalibrationReport, calibrate, calibrate_labels
 from namesmith.training.distributed import World
-from namesmith.training.trainer import DistributedTrainer, Trainer
+from namesmith.training.distributed_trainer import DistributedTrainer
+from namesmith.training.trainer import Trainer
 
 log = logging.getLogger("namesmith")
 
