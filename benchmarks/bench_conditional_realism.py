@@ -4,7 +4,7 @@
     python benchmarks/bench_conditional_realism.py --data israel --label sex --draws 50000
 
 Trains the default model of a built-in table (an n-gram conditioned on every label column, calibrated per
-label node: namesmith.training.calibrate.calibrate_labels), then, with its label calibrations and without them:
+label node: namesmith.training.calibrate_labels), then, with its label calibrations and without them:
 
 - per value of `--label`: total variation between the lengths of `--draws` names drawn given that value
   and the lengths of the training rows of that value, weighted as the model counts them (the target is

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ from namesmith.core.config import CALIBRATIONS
 from namesmith.core.errors import ConfigError
 from namesmith.core.progress import Phase
 from namesmith.core.vocab import BOUNDARY, Vocab
-from namesmith.generation.calibration import FEATURES, Calibration, LabelCalibrations, last_tokens, word_cells
+from namesmith.generation.calibration import FEATURES, Calibration, last_tokens, word_cells
 from namesmith.generation.config import GenerateConfig
 from namesmith.generation.exact import MarkovChain, markov_chain
 from namesmith.generation.sample import plain_sampler
@@ -58,10 +58,6 @@ DP_TIME_BUDGET = 120.0  # seconds the DP may take before the model is sampled in
 DRAWS = 50_000  # a network's own draws for the importance-sampling estimate
 DRAW_BATCH = 4096  # names drawn at a time (a sparse n-gram's 4,096: about 2 s of CPU)
 SAMPLE_TIME_BUDGET = 300.0  # seconds of drawing at most (fewer draws then, and a larger standard error)
-# A sparse conditional model (a vocabulary of many scripts: `world`, `surnames`) calibrates its root alone (its 164
-# label nodes would be sampled one by one), chosen on this many validation words at most (its root scores about
-# 800 a second of CPU; its DRAWS take about 4 s), so that `train --data world` keeps within a minute.
-ROOT_VALIDATION = 2000
 SIGMA2 = (0.1, 0.3, 1.0, 3.0, 30.0)  # the prior variances tried on validation
 # A sampled model tries the end feature only with this many draws per (length, last token) cell of it at least: a
 # cell no draw reached counts nothing towards the estimate of Z, so its λ buys validation likelihood that the tilted
@@ -69,13 +65,15 @@ SIGMA2 = (0.1, 0.3, 1.0, 3.0, 30.0)  # the prior variances tried on validation
 # against 2.287 with the length alone). names.txt's networks have 13 × 27 cells, 142 draws each.
 MIN_DRAWS_PER_CELL = 20
 MIN_VALIDATION = 100  # auto calibrates only where the validation split has at least this many words
+# Plain draws of a calibrated model are kept with probability exp(λ·f - log Z - bound) (rejection sampling,
+# namesmith.generation.calibration.tilted_draws), exp(-bound) of them on average: a candidate that would keep fewer
+# than this share is not chosen, since one cell the model rarely reaches can take a large λ that buys validation
+# likelihood while it makes every name cost thousands of draws (a product of three networks chose length+end at
+# σ²=30 and its calibrated draws came back nearly empty within --max-tries).
+MIN_ACCEPTANCE = 0.02
 LENGTH_QUANTILE = 0.995  # L: the training lengths' quantile past which lengths share one weight (at least 2 more)
 MAX_LENGTH_BINS = 64
 END_BINS = 12  # E: the end feature's lengths (fewer where L is smaller)
-# A conditional model's label nodes calibrated at most: their DPs' cells (states × vocabulary) in all
-# (us, sex × decade: 45 nodes of 133,174 × 27 cells), and the training weight a node needs for its own.
-LABEL_DP_CELLS = 1 << 28
-MIN_NODE_WEIGHT = 50.0
 
 
 @dataclass
@@ -354,11 +352,9 @@ def calibrate(model: CharModel, vocab: Vocab, train_words: Sequence[str], val_wo
         return best, CalibrationReport("length", cells.method, note=cells.note)
     if choice == "auto":
         candidates["none"] = None
-    scores = {key: val_nll(c) for key, c in candidates.items()}
-    key = min(scores, key=scores.get)
-    scores.setdefault("none", val_nll(None))  # for the record
+    key, scores, costly = choose(candidates, val_nll)
     note = "; ".join(filter(None, [cells.note, few_draws and f"the length alone: {cells.draws:,} draws, fewer than "
-                                   f"{MIN_DRAWS_PER_CELL} for each of the end feature's {end_cells:,} cells"]))
+                                   f"{MIN_DRAWS_PER_CELL} for each of the end feature's {end_cells:,} cells", costly]))
     return candidates[key], CalibrationReport(key, cells.method, scores, note)
 
 
@@ -406,112 +402,20 @@ def calibrate_counted(model: CharModel, vocab: Vocab, train_cells: torch.Tensor,
         return candidates[f"length σ²={SIGMA2[2]:g}"], CalibrationReport("length", cells.method, note=cells.note)
     if choice == "auto":
         candidates["none"] = None
+    key, scores, costly = choose(candidates, val_nll)
+    return candidates[key], CalibrationReport(key, cells.method, scores, "; ".join(filter(None, [cells.note, costly])))
+
+
+def choose(candidates: dict[str, Calibration | None], val_nll: Callable[[Calibration | None], float]
+           ) -> tuple[str, dict[str, float], str]:
+    """The candidate of lowest validation NLL among those whose draws rejection keeps at least MIN_ACCEPTANCE of
+    (the least costly one where none does), every candidate's validation NLL ("none" too, for the record) and a
+    note naming those left out for their cost."""
     scores = {key: val_nll(c) for key, c in candidates.items()}
-    key = min(scores, key=scores.get)
-    scores.setdefault("none", val_nll(None))  # for the record
-    return candidates[key], CalibrationReport(key, cells.method, scores, cells.note)
-
-
-# --- conditional models: a calibration per label node -----------------------------------------------
-def label_nodes(model: Any, codes: torch.Tensor, weights: torch.Tensor) -> list[tuple[int, ...]]:
-    """The nodes of a conditional count model that get their own calibration: the root, then nodes of one
-    label, two, ... (its nodes' order), each with at least MIN_NODE_WEIGHT of training weight, while their
-    DP's cells (states × vocabulary each) stay within LABEL_DP_CELLS."""
-    nodes = [tuple(node) for node in model.node_codes.tolist()]
-    chain = markov_chain(model.given_codes([nodes[0]]), model.vocab_size, GenerateConfig())
-    per_node = chain.probs.numel() if chain is not None else MAX_DP_CELLS
-    chosen, unknown = [], model.condition.unknown()
-    for node in nodes:
-        if chosen and (len(chosen) + 1) * per_node > LABEL_DP_CELLS:
-            break
-        if node == nodes[0] or float(weights[node_rows(node, codes, unknown)].sum()) >= MIN_NODE_WEIGHT:
-            chosen.append(node)
-    # a node's model mixes its ancestors' components, cached a few at a time: the nodes of one value of the
-    # last label (decade=1950s, then sex=F and sex=M of the 1950s), then the next, reuse the most
-    return sorted(chosen, key=lambda node: [-1 if c == u else c for c, u in zip(node[::-1], unknown[::-1])])
-
-
-def node_rows(node: tuple[int, ...], codes: torch.Tensor, unknown: tuple[int, ...]) -> torch.Tensor:
-    """(N,) bool: the rows (label codes (N, k)) a node's model was counted on: those agreeing with each label
-    the node fixes."""
-    rows = torch.ones(len(codes), dtype=torch.bool)
-    for j, (c, u) in enumerate(zip(node, unknown)):
-        if c != u:
-            rows &= codes[:, j] == c
-    return rows
-
-
-def calibrate_labels(model: Any, corpus: Any, *, choice: str = "auto", max_len: int, seed: int = 1337
-                     ) -> tuple[LabelCalibrations | None, CalibrationReport]:
-    """`calibrate` for a conditional count model and its labelled corpus. The features and σ² are chosen as
-    `calibrate` chooses them for the root (every label marginalised) on every validation row; then each of
-    the `label_nodes` is tilted with them towards the training rows it was counted on (weighted as it counted
-    them). The report's validation NLL is that of the validation rows of those nodes, each scored by its own
-    node's model; auto keeps the calibrations where they lower it. A sparse model (a vocabulary of many
-    scripts) gets the root's alone (`calibrate_root`). The model is not changed: the caller sets
-    `model.set_label_calibrations`."""
-    vocab, unknown = corpus.vocab, model.condition.unknown()
-    train_words, val_words = corpus.words("train"), corpus.words("val")
-    codes, weights = corpus.codes["train"].cpu(), torch.from_numpy(corpus.weights["train"])
-    saved = model.label_calibrations
-    model.set_label_calibrations(None)  # the model's own distributions, untilted
-    try:
-        if model.sparse:
-            return calibrate_root(model, corpus, choice=choice, max_len=max_len, seed=seed)
-        root_calibration, report = calibrate(model.given_codes([unknown]), vocab, train_words, val_words,
-                                             choice=choice, max_len=max_len, seed=seed, weights=weights)
-        if root_calibration is None:
-            return None, report
-        L = length_bins(train_words)
-        T = max(L, END_BINS)
-        lengths, last = word_cells(train_words, vocab)
-        val_codes = corpus.codes["val"].cpu()
-        nodes = label_nodes(model, codes, weights)
-        cells, counts, val_words_of, val_base = [], [], {}, []
-        phase = Phase("calibration: the label nodes", len(nodes), "nodes")
-        for node in nodes:
-            phase.advance(0)  # a line when one took long
-            given = model.given_codes([node])
-            cells.append(model_cells(given, vocab, T, max_len, seed))
-            rows = node_rows(node, codes, unknown)
-            count = torch.zeros(T + 1, vocab.size, dtype=torch.float64)
-            counts.append(count.index_put_((lengths[rows].clamp(max=T), last[rows]), weights[rows].double(),
-                                           accumulate=True))
-            at = (val_codes == torch.tensor(node)).all(1).nonzero().squeeze(1).tolist()  # the rows it scores
-            val_words_of[node] = [val_words[i] for i in at]
-            val_base.append(word_log_probs(given, val_words_of[node], vocab))
-            phase.advance()
-    finally:
-        model.set_label_calibrations(saved)
-    calibrations = LabelCalibrations(dict(zip(nodes, fit_calibrations(
-        cells, torch.stack(counts), root_calibration.features, root_calibration.sigma2, L))))
-    scored = [w for node in nodes for w in val_words_of[node]]
-    base = torch.cat(val_base)
-    tilt = torch.cat([calibrations.of(node).word_log_weights(val_words_of[node], vocab) for node in nodes])
-    validation = {"none": mean_nll_per_char(base, scored) or 0.0,
-                  report.choice: mean_nll_per_char(base + tilt, scored) or 0.0}
-    method = "+".join(sorted({c.method for c in cells}))
-    note = "; ".join([f"{len(nodes)} of {len(model.node_codes)} label nodes calibrated with the features and σ² "
-                      f"chosen for the root (validation NLL of the root: none {report.validation.get('none', 0):.4f},"
-                      f" {report.choice} {report.validation.get(report.choice, 0):.4f}); validation NLL of the "
-                      f"{len(scored):,} of {len(val_words):,} validation rows of those nodes",
-                      *sorted({c.note for c in cells if c.note})])
-    if choice == "auto" and scored and validation[report.choice] >= validation["none"]:
-        return None, CalibrationReport("none", method, validation, note)
-    return calibrations, CalibrationReport(report.choice, method, validation, note)
-
-
-def calibrate_root(model: Any, corpus: Any, *, choice: str, max_len: int, seed: int
-                   ) -> tuple[LabelCalibrations | None, CalibrationReport]:
-    """`calibrate_labels` of a sparse conditional model (a vocabulary of many scripts): its label nodes are no
-    finite chain, and sampling each would take minutes, so the root alone (the names drawn without `where`) is
-    calibrated, from its own draws, chosen on ROOT_VALIDATION of the validation words at most."""
-    unknown, val_words = model.condition.unknown(), corpus.words("val")
-    val_words = val_words[::max(1, -(-len(val_words) // ROOT_VALIDATION))]  # every k-th: ROOT_VALIDATION at most
-    calibration, report = calibrate(model.given_codes([unknown]), corpus.vocab, corpus.words("train"), val_words,
-                                    choice=choice, max_len=max_len, seed=seed,
-                                    weights=torch.from_numpy(corpus.weights["train"]))
-    note = "; ".join(filter(None, ["the root alone calibrated (a vocabulary of many scripts: its label nodes are "
-                                   "no finite chain, and sampling each would take minutes)", report.note]))
-    report = CalibrationReport(report.choice, report.method, report.validation, note)
-    return (None if calibration is None else LabelCalibrations({unknown: calibration})), report
+    cheap = [key for key, c in candidates.items() if c is None or math.exp(-c.bound) >= MIN_ACCEPTANCE]
+    key = min(cheap, key=scores.get) if cheap else min(candidates, key=lambda k: candidates[k].bound)
+    scores.setdefault("none", val_nll(None))
+    costly = [k for k in candidates if k not in cheap]
+    note = costly and (f"not chosen, as sampling would keep fewer than {MIN_ACCEPTANCE:.0%} of draws: "
+                       + ", ".join(costly))
+    return key, scores, note or ""

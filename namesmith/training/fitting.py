@@ -36,7 +36,8 @@ from namesmith.models.nll import mean_nll
 from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.models.weighted_kn import distinct_contexts, sparse_table
 from namesmith.scoring.evaluate import evaluate_labelled, evaluate_splits
-from namesmith.training.calibrate import CalibrationReport, calibrate, calibrate_labels
+from namesmith.training.calibrate import CalibrationReport, calibrate
+from namesmith.training.calibrate_labels import calibrate_labels
 from namesmith.training.distributed import World
 from namesmith.training.distributed_trainer import DistributedTrainer
 from namesmith.training.trainer import Trainer
@@ -220,7 +221,7 @@ def fit_ngram(model: NGram, corpus: Corpus, config: TrainConfig, callback: Train
 def calibrate_model(model: CharModel, corpus: Corpus, choice: str, seed: int) -> dict[str, Any]:
     """Fit the whole-name calibration `choice` asks for (namesmith.training.calibrate) and set it on the model (None
     where it is not kept); what was tried and chosen, for the model directory. A conditional count model
-    gets a calibration per label node (namesmith.training.calibrate.calibrate_labels)."""
+    gets a calibration per label node (namesmith.training.calibrate_labels)."""
     max_len = length_limit(model, None, corpus.max_word_length)
     started = time.perf_counter()
     if model.labels:

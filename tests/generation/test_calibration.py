@@ -157,6 +157,35 @@ def test_auto_keeps_no_calibration_without_enough_validation_words(tiny):
         calibrate(model, corpus.vocab, WORDS, WORDS, choice="full", max_len=10)
 
 
+def test_a_calibration_that_rejection_would_rarely_keep_is_not_chosen(tiny, monkeypatch):
+    """Plain draws of a calibrated model are kept by rejection with probability exp(-bound) on average: a candidate
+    below MIN_ACCEPTANCE is passed over for the best of the others (the least costly one where none is cheap),
+    and the report says so."""
+    import namesmith.training.calibrate as fitting
+
+    model, corpus = tiny
+    fitted = {}
+    choose = fitting.choose
+
+    def spy(candidates, val_nll):
+        fitted.update(candidates)
+        return choose(candidates, val_nll)
+
+    monkeypatch.setattr(fitting, "choose", spy)
+    free, free_report = calibrate(model, corpus.vocab, WORDS, WORDS, choice="length", max_len=10)
+    acceptance = {key: math.exp(-c.bound) for key, c in fitted.items()}
+    threshold = acceptance[free_report.choice] + 0.01  # the free choice is now too costly
+    cheap = [key for key, a in acceptance.items() if a >= threshold]
+    assert cheap and len(cheap) < len(acceptance)
+    monkeypatch.setattr(fitting, "MIN_ACCEPTANCE", threshold)
+    calibration, report = calibrate(model, corpus.vocab, WORDS, WORDS, choice="length", max_len=10)
+    assert report.choice == min(cheap, key=report.validation.get) != free_report.choice
+    assert math.exp(-calibration.bound) >= threshold and "not chosen" in report.note
+    monkeypatch.setattr(fitting, "MIN_ACCEPTANCE", 1.01)  # none is cheap: the least costly
+    _, report = calibrate(model, corpus.vocab, WORDS, WORDS, choice="length", max_len=10)
+    assert report.choice == max(acceptance, key=acceptance.get)
+
+
 def test_a_bad_calibrate_option_is_one_line(tmp_path, capsys):
     data = tmp_path / "names.txt"
     data.write_text("\n".join(WORDS) + "\n")
@@ -344,7 +373,7 @@ def test_a_conditional_count_model_is_calibrated_per_node_by_default(tmp_path):
 
 def test_label_nodes_are_bounded(by_sex, monkeypatch):
     """Past LABEL_DP_CELLS of DP cells in all, only the root keeps its own calibration."""
-    import namesmith.training.calibrate as fitting
+    import namesmith.training.calibrate_labels as fitting
 
     conditional, corpus = by_sex[0].model, by_sex[0].corpus
     codes, weights = corpus.codes["train"], torch.from_numpy(corpus.weights["train"])
