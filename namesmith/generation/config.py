@@ -69,6 +69,11 @@ def check(condition: bool, field: str, message: str) -> None:
 MAX_SEED = 2**53 - 1  # seeds stay exact in JavaScript numbers (the page keeps them in share links)
 
 
+def asked(value: Any) -> Any:
+    """None for a text option given as "" or blank (a field left empty, as the page sends it: not asked for)."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 @dataclass(frozen=True)
 class Option:
     """How a caller offers one `GenerateConfig` field: what it means, and the values it takes. The CLI's
@@ -164,8 +169,8 @@ class GenerateConfig:
             patterns = getattr(self, name)
             check(all(isinstance(p, str) and p for p in patterns), name,
                    f"needs non-empty strings, got {list(patterns)!r}")
-        if isinstance(self.syllables, str) and not self.syllables.strip():
-            object.__setattr__(self, "syllables", None)  # "": no range, as the page's empty field
+        for name in ("syllables", "popularity", "surname"):
+            object.__setattr__(self, name, asked(getattr(self, name)))
         if self.syllables is not None:
             object.__setattr__(self, "syllables", parse_syllables(self.syllables))
         if self.sounds_like and not phonetic_keys(self.sounds_like):

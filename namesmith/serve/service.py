@@ -26,7 +26,7 @@ from namesmith.choosing.facts import fit_order
 from namesmith.choosing.phonetic import SoundIndex, catalogue_births, phonetic_keys
 from namesmith.choosing.syllables import count_syllables
 from namesmith.core.errors import ConfigError
-from namesmith.generation.config import MAX_SEED
+from namesmith.generation.config import MAX_SEED, asked
 from namesmith.generation.generate import Generation
 from namesmith.generation.novelty import NoveltySummary
 from namesmith.namemodel import NameModel
@@ -79,9 +79,10 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
                                                                                             len(names)))}
         names = sorted(names, key=lambda name: order.get(name, len(order)))
     scores = model.score(names, **condition(model, labels, where, "score")) if names else []
-    facts = model.facts(names, surname=options["surname"], alliteration=options["alliteration"]) if names else []
+    surname = asked(options["surname"])  # "" as GenerateConfig reads it: none
+    facts = model.facts(names, surname=surname, alliteration=options["alliteration"]) if names else []
     results = [{**score_dict(s), **f.to_dict()} for s, f in zip(scores, facts)]
-    if options["surname"] is not None:
+    if surname is not None:
         results = [results[i] for i in fit_order(facts)]
     return {"seed": seed, "names": results, "complete": stats.complete,
             "message": None if stats.complete else stats.message(), "generation": stats.to_dict(),

@@ -307,3 +307,14 @@ def test_the_name_lookups_declare_one_name_parameter_and_the_syllables_form(clie
     for syllables, ok in (("", True), (" 2 - 3 ", True), ("2-3x", False), ("3-1", False)):
         response = client.post("/api/v1/models/bigram/generate", json={"n": 2, "syllables": syllables})
         assert (response.status_code == 200) == ok and (ok or "syllables" in response.text), (syllables, response.text)
+
+
+def test_empty_choosing_fields_ask_for_nothing(client):
+    """The schema allows `popularity: ""` and `surname: ""` (the page's empty fields), and they answered 400
+    (schemathesis): empty or blank means not asked for, as for `syllables`; alliteration still needs a surname."""
+    base = client.post("/api/v1/models/bigram/generate", json={"n": 5, "seed": 3})
+    for extra in ({"popularity": ""}, {"surname": " "}, {"popularity": " ", "surname": "", "syllables": ""}):
+        response = client.post("/api/v1/models/bigram/generate", json={"n": 5, "seed": 3, **extra})
+        assert response.status_code == 200 and response.json()["names"] == base.json()["names"], (extra, response.text)
+    response = client.post("/api/v1/models/bigram/generate", json={"n": 5, "surname": "", "alliteration": "want"})
+    assert response.status_code == 400 and "alliteration" in response.text
