@@ -91,11 +91,16 @@ def test_popularity_options_parse(text, expected):
     assert (parsed.per_million if kind == "band" else parsed.ranks) == value
 
 
-@pytest.mark.parametrize("text", ["popular", "top:0", "500-100", "0-5", "top:", "1-", "top:123456789", "", 5])
+@pytest.mark.parametrize("text", ["popular", "top:0", "500-100", "0-5", "top:", "1-", "top:123456789", 5])
 def test_bad_popularity_is_one_line_naming_the_option(text):
     with pytest.raises(ConfigError) as error:
         GenerateConfig(popularity=text)
     assert error.value.field == "popularity" and "\n" not in str(error.value)
+
+
+def test_an_empty_popularity_asks_for_none():
+    """"" or blank is a field left empty (the page's, the API's): no popularity filter, as for syllables."""
+    assert GenerateConfig(popularity="").popularity is None and GenerateConfig(popularity="  ").popularity is None
 
 
 def test_bands_partition_the_shares():
