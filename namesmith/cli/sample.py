@@ -45,12 +45,13 @@ def add_sample(sub: argparse._SubParsersAction, building: bool) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from namesmith.core.conditional import parse_where_args
+    from namesmith.generation.config import asked
 
     model = load_model(args)
     options = given(args, args.generate_fields, "gen_")
     n = options.pop("num", 20)
     where = parse_where_args(args.where)
-    surname, alliteration = options.get("surname"), options.get("alliteration", "any")
+    surname, alliteration = asked(options.get("surname")), options.get("alliteration", "any")  # "": none
     if args.json or surname is not None:  # every name is held: one JSON object, or names sorted by their fit
         from namesmith.choosing.facts import by_fit
 

@@ -150,3 +150,16 @@ def test_the_api_sorts_by_fit_and_explains_it(model, tmp_path):
         refused = client.post(url, json=request)
         assert 400 <= refused.status_code < 500 and refused.json()["field"] == field, refused.text
         assert "\n" not in refused.json()["error"]
+
+
+def test_an_empty_surname_or_popularity_on_the_cli_asks_for_none(tmp_path, capsys):
+    """`--surname ""` and `--popularity " "` are fields left empty: the same names as without them (they were a
+    one-line error on the CLI while the API took them as none)."""
+    from serve_support import train_bigram
+
+    out = train_bigram(tmp_path)
+    printed = []
+    for extra in ([], ["--surname", "", "--popularity", " "]):
+        assert main(["sample", "-m", str(out), "-n", "5", "--seed", "4", "--json", *extra]) == 0
+        printed.append(json.loads(capsys.readouterr()[0])["names"])
+    assert printed[0] == printed[1]
