@@ -13,6 +13,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from namesmith.core.errors import CheckpointError
 
 
 def cache_dir() -> Path:
@@ -31,6 +34,19 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def checked_file(directory: Path, entry: Any, what: str, meta_file: str, strings: tuple[str, ...] = ()) -> Path:
+    """The file an entry of a model directory's metadata (`meta_file`) names, after its name and sha256 are checked
+    (`CheckpointError` otherwise); `strings`: more fields the entry must hold as text."""
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in ("file", "sha256", *strings)):
+        raise CheckpointError(f"{directory / meta_file}: the {what} entry is malformed")
+    path = directory / entry["file"]
+    if Path(entry["file"]).name != entry["file"] or not path.is_file():
+        raise CheckpointError(f"{directory}: {what} file {entry['file']!r} is missing")
+    if sha256_file(path) != entry["sha256"]:
+        raise CheckpointError(f"{path}: does not match its recorded sha256 (truncated or corrupted)")
+    return path
 
 
 def fsync_dir(directory: Path) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from namesmith.core.errors import CheckpointError
-from namesmith.core.io import sha256_file, write_content_addressed
+from namesmith.core.io import checked_file, write_content_addressed
 from namesmith.core.vocab import Vocab
 from namesmith.generation.calibration import Calibration
 from namesmith.generation.draws import MAX_CHAIN_BYTES, ChainSampler, ChainTables, TableSampler, chain_bytes
@@ -97,14 +97,7 @@ def read_tables(directory: Path, entry: Any, vocab: Vocab) -> PlainTables:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not isinstance(
-            entry.get("sha256"), str) or not isinstance(entry.get("model_type"), str):
-        raise CheckpointError(f"{directory}: the {TABLES_KEY} entry of namesmith.json is malformed")
-    path = directory / entry["file"]
-    if Path(entry["file"]).name != entry["file"] or not path.is_file():
-        raise CheckpointError(f"{directory}: tables file {entry['file']!r} is missing")
-    if sha256_file(path) != entry["sha256"]:
-        raise CheckpointError(f"{path}: does not match its recorded sha256 (truncated or corrupted)")
+    path = checked_file(directory, entry, TABLES_KEY, "namesmith.json", strings=("model_type",))
     try:
         arrays = load_file(path)
     except (SafetensorError, OSError, ValueError) as e:

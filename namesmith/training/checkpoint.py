@@ -34,7 +34,7 @@ except ImportError:  # Windows
 
 from namesmith.core.conditional import Condition
 from namesmith.core.errors import CheckpointError, ConfigError, NamesmithError
-from namesmith.core.io import atomic_write_bytes, sha256_file, write_content_addressed
+from namesmith.core.io import atomic_write_bytes, checked_file, write_content_addressed
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import has_bad_chars
 from namesmith.generation.calibration import Calibration, LabelCalibrations
@@ -233,18 +233,6 @@ def load_file(path: Path) -> dict[str, torch.Tensor]:
     return read(path)
 
 
-def _checked_file(directory: Path, entry: Any, what: str) -> Path:
-    """The file an entry of namesmith.json names, after its name and hash are checked."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "sha256" not in entry:
-        raise CheckpointError(f"{directory / META_FILE}: the {what} entry is malformed")
-    path = directory / entry["file"]
-    if Path(entry["file"]).name != entry["file"] or not path.is_file():
-        raise CheckpointError(f"{directory}: {what} file {entry['file']!r} is missing")
-    if sha256_file(path) != entry["sha256"]:
-        raise CheckpointError(f"{path}: does not match its recorded sha256 (truncated or corrupted)")
-    return path
-
-
 def checked_without_model(directory: str | Path, meta: dict[str, Any], vocab: Vocab) -> bool:
     """The checks of `load_checkpoint` that need neither torch nor the model's class, for a model loaded on first
     use (NameModel.load): the weights file's name and hash, the model record its header keeps (`_check_header`),
@@ -252,7 +240,7 @@ def checked_without_model(directory: str | Path, meta: dict[str, Any], vocab: Vo
     weights file saved before its header held that record, and for label calibrations of a model type that has
     none."""
     directory = Path(directory)
-    path = _checked_file(directory, meta.get("weights"), "weights")
+    path = checked_file(directory, meta.get("weights"), "weights", META_FILE)
     header = _read_header(path)
     if not isinstance(header.get("__metadata__"), dict) or RECORD_KEY not in header["__metadata__"]:
         return False
@@ -273,7 +261,7 @@ def checked_without_model(directory: str | Path, meta: dict[str, Any], vocab: Vo
 def _load_tensors(directory: Path, entry: Any, what: str,
                   check: Callable[[Path, dict[str, Any]], None] | None = None) -> dict[str, torch.Tensor]:
     """The tensors of a file `entry` names, after its hash and `check(path, header)` (the header's JSON) pass."""
-    path = _checked_file(directory, entry, what)
+    path = checked_file(directory, entry, what, META_FILE)
     if check is not None:
         check(path, _read_header(path))
     try:
