@@ -34,9 +34,10 @@ import torch
 
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import BOUNDARY, Vocab, script_of
+from namesmith.models.backoff_table import BackoffTable, suffix_keys
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts
-from namesmith.models.sparse_ngram import BackoffTable, SparseNGram, suffix_keys
+from namesmith.models.sparse_ngram import SparseNGram
 
 log = logging.getLogger("namesmith")
 

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 
 from namesmith.adaptation.background import EM_STEPS, fit_mixture
-from namesmith.models.sparse_ngram import BackoffTable
+from namesmith.models.backoff_table import BackoffTable
 
 log = logging.getLogger("namesmith")
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from namesmith.models.backoff_table import BackoffTable
 from namesmith.models.ngram import DISCOUNT_LIMITS, FALLBACK_DISCOUNTS, NGram, modified_kn_discounts
-from namesmith.models.sparse_ngram import BackoffTable
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from namesmith.cli import main
 from namesmith.core import memory
 from namesmith.core.errors import ConfigError
 from namesmith.core.progress import Phase
+from namesmith.models.backoff_table import suffix_keys
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.models.sparse_ngram import SparseNGram, suffix_keys
+from namesmith.models.sparse_ngram import SparseNGram
 
 LIMIT = memory.LIMIT_VARIABLE
 

@@ -12,11 +12,12 @@ import random
 
 import torch
 
-import namesmith.models.sparse_ngram as sparse_ngram
+import namesmith.models.backoff_table as backoff_table
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import encode_words
+from namesmith.models.backoff_table import kn_table
 from namesmith.models.nll import word_log_probs
-from namesmith.models.sparse_ngram import SparseNGram, kn_table, ngram_windows
+from namesmith.models.sparse_ngram import SparseNGram, ngram_windows
 
 MB = 1 << 20
 
@@ -53,11 +54,11 @@ def test_scoring_a_large_vocabulary_assembles_bounded_blocks(monkeypatch):
     assert blocks and max(blocks) <= 8 * MB  # each (rows, V) block assembled: was 8,192 × 1,201 (38 MB)
     assert chunks and max(chunks) <= 16 * MB  # each (B, T, V) chunk scored: was up to 64 MB
     assert torch.allclose(scores[:50], reference)  # the same scores, however they are cut
-    monkeypatch.setattr(sparse_ngram, "ROW_CELLS", 1 << 30)  # one block per chunk: the same scores again
+    monkeypatch.setattr(backoff_table, "ROW_CELLS", 1 << 30)  # one block per chunk: the same scores again
     assert torch.allclose(word_log_probs(model, words[:50], vocab), scores[:50])
 
 
 def test_a_small_vocabulary_keeps_its_blocks_of_8192_contexts():
-    assert sparse_ngram.rows_at_once(27) == sparse_ngram.ROWS_CHUNK == 8192
-    assert sparse_ngram.rows_at_once(1201) * 1201 * 4 <= 8 * MB
-    assert sparse_ngram.rows_at_once(10**9) == 1
+    assert backoff_table.rows_at_once(27) == backoff_table.ROWS_CHUNK == 8192
+    assert backoff_table.rows_at_once(1201) * 1201 * 4 <= 8 * MB
+    assert backoff_table.rows_at_once(10**9) == 1

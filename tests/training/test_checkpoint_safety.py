@@ -544,7 +544,8 @@ def test_an_old_sparse_ngram_with_an_edited_vocabulary_is_refused_in_one_line(pr
     # issue 31: an old sparse-ngram directory (the type of an adapted list) with characters added to its vocabulary
     # loaded and drew garbage: its keys, read in another base, stayed in range
     from namesmith.data.words import encode_words
-    from namesmith.models.sparse_ngram import SparseNGram, kn_table, ngram_windows
+    from namesmith.models.backoff_table import kn_table
+    from namesmith.models.sparse_ngram import SparseNGram, ngram_windows
 
     vocab = load_checkpoint(pristine).vocab
     x, y = encode_words(NAMES, vocab)
