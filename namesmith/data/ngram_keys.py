@@ -107,6 +107,12 @@ class NGramCounts:
         return NGramCounts(self.order, self.vocab_size, self.keys[kept], counts[kept], self.n_words - subset.n_words)
 
 
+def find_sorted(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of `queries` in `sorted_keys` (not empty) and whether each is there."""
+    pos = torch.searchsorted(sorted_keys, queries.contiguous()).clamp_(max=len(sorted_keys) - 1)
+    return pos, sorted_keys[pos] == queries
+
+
 def whole_grams(keys: torch.Tensor, base: int, order: int) -> bool:
     """Whether every key holds exactly `order` tokens: `order` digits in base `base`, none of them 0 ("no token";
     a token t is digit t+1). The keys of a vocabulary edited to more characters are read in a larger base, in

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from namesmith.core.errors import CheckpointError
-from namesmith.models.ngram import modified_kn_discounts
+from namesmith.models.kneser_ney import modified_kn_discounts
 
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)...
 # ...or fewer: each (rows, V) buffer of assembling them stays within 8 MB of float32. Assembling takes about ten

@@ -26,7 +26,8 @@ from namesmith.data.ngram_keys import grams_follow_one_another, whole_grams
 from namesmith.models.base import CharModel
 from namesmith.models.bigram import BigramCounts, BigramLinear
 from namesmith.models.conditioned import log_probs_after
-from namesmith.models.ngram import DISCOUNT_LIMITS, MIN_TUNING_WORDS, NGram, NGramConfig
+from namesmith.models.kneser_ney import DISCOUNT_LIMITS, MIN_TUNING_WORDS
+from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.models.weighted_kn import (
     WeightedCounts,

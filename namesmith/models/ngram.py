@@ -8,37 +8,13 @@ Goodman, "An empirical study of smoothing techniques for language modeling", 199
     P_k(w | h) = max(c_k(h w) - D_k(c_k(h w)), 0) / c_k(h)  +  γ_k(h) · P_{k-1}(w | h[1:])
     γ_k(h)     = (D1·N1(h•) + D2·N2(h•) + D3+·N3+(h•)) / c_k(h)    (exactly the mass discounted)
 
-- c_N are raw counts. Lower orders use *continuation* counts, c_k(g) = |{x : x g was seen}|: a
-  lower order is consulted when the longer context was not decisive, so what matters there is
-  in how many contexts a character follows g, not how often. The boundary padding is treated
-  as ordinary tokens, so a lower-order n-gram at the very start of names has continuation count
-  1 (only the boundary precedes it). On names.txt this is slightly better (validation NLL 1.9740
-  against 1.9746) than KenLM's convention: raw counts for n-grams that start at the boundary, and
-  contexts with several boundaries merged into one.
-- Three discounts per order from the counts-of-counts n1..n4 of that order's counts:
-  Y = n1/(n1+2 n2), D1 = 1 - 2Y n2/n1, D2 = 2 - 3Y n3/n2, D3+ = 3 - 4Y n4/n3,
-  each clamped to its valid range 0 ≤ D_i ≤ i. On tiny data some n_i are 0 and the formulas
-  break down (n2 = 0 gives D1 = 1: every n-gram seen once is discounted away), so an order with
-  a zero among n1..n4 uses KenLM's fallback discounts D = (0.5, 1, 1.5) instead.
+- c_N are raw counts, lower orders use *continuation* counts (c_k(g) = |{x : x g was seen}|), and
+  the discounts D1, D2, D3+ of each order come from the counts-of-counts or are tuned on held-out
+  words (`discount`: "tuned", the default, "modified-kn", "kn" or a fixed number):
+  namesmith.models.kneser_ney says how, and why.
 - P_0 is uniform over all V tokens, the end token (0) included: token 0 is a valid *next* token
   (it ends the name), so every name has probability > 0. A context h never seen at order k
   passes straight through: P_k(w | h) = P_{k-1}(w | h[1:]).
-
-`discount` chooses how the D's are set:
-- "tuned" (the default): start from the formulas, then maximise (L-BFGS) the likelihood of every
-  10th training word under a model counted on the other nine tenths (Chen & Goodman also report
-  discounts optimised on held-out data); the tuned D's are then used with the counts of all
-  training words. "Every 10th" is by position in the training list: words 0, 10, 20, ... of the
-  shuffled split in memory, of the training words in file order when a file is streamed; above a
-  million training words the step grows so that 100,000 words are held out (`held_out_every`),
-  which is plenty to set 3 numbers per order and keeps tuning seconds long on any size. With
-  fewer than 1,000 training words there is too little to tune on, and the formulas are used. On
-  names.txt (order 6) it lowers validation NLL from 1.9740 to 1.9704 for a tenth of a second more
-  fitting.
-- "modified-kn": the formulas above.
-- "kn": one discount per order, D = Y.
-- a number 0 ≤ D ≤ 1 for every count: absolute discounting with Kneser-Ney lower orders. D = 0 is
-  maximum likelihood, which for order 2 is the `bigram-counts` table with smoothing 0.
 
 Training is counting with tensor ops: every n-gram becomes an int64 key whose digits, base V+1,
 are its tokens + 1 (so keys of different lengths never collide), counted with `torch.unique`.
@@ -59,9 +35,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 
@@ -74,14 +49,12 @@ from namesmith.data.ngram_keys import (
     check_order,
     check_order_value,
     default_order,
+    find_sorted,
     held_out_every,
 )
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, dim
+from namesmith.models.kneser_ney import DISCOUNT_METHODS, continuation_counts, fitted_discounts
 
-DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
-MIN_TUNING_WORDS = 1000  # "tuned" with fewer training words uses the formulas (too little to tune on)
-FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # KenLM's discount_fallback, when some n_i is 0
-DISCOUNT_LIMITS = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # 0 ≤ D1 ≤ 1, D2 ≤ 2, D3+ ≤ 3
 EVAL_CHUNK = 1 << 18  # distinct n-grams scored at a time by `nll_counts` (bounds its memory)
 ROW_CHUNK = 1 << 16  # contexts whose distributions are built at a time when fitting (bounds its memory)
 
@@ -108,15 +81,6 @@ class NGramConfig:
         object.__setattr__(self, "discount", discount)
 
 
-def modified_kn_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[float, float, float]:
-    """D1, D2, D3+ of Chen & Goodman from counts-of-counts, with KenLM's fallback for tiny data."""
-    if min(n1, n2, n3, n4) == 0:
-        return FALLBACK_DISCOUNTS
-    y = n1 / (n1 + 2 * n2)
-    d1, d2, d3 = 1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3
-    return min(max(d1, 0.0), 1.0), min(max(d2, 0.0), 2.0), min(max(d3, 0.0), 3.0)
-
-
 def _discount_of(counts: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
     """The discount (D1, D2 or D3+) that applies to each count (all counts ≥ 1)."""
     return discounts[(counts - 1).clamp(max=2)]
@@ -125,64 +89,6 @@ def _discount_of(counts: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
 def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
     """Sums (size, ...) of `values` (n, ...) by group index (n,), in float64."""
     return torch.zeros(size, *values.shape[1:], dtype=torch.float64).index_add_(0, group, values.double())
-
-
-def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of `queries` in `sorted_keys` and whether each is there."""
-    pos = torch.searchsorted(sorted_keys, queries.contiguous()).clamp_(max=len(sorted_keys) - 1)
-    return pos, sorted_keys[pos] == queries
-
-
-SUFFIX_CHUNK = 1 << 22  # keys reduced to their suffixes at a time (bounds the int64 temporaries)
-UNIQUE_PIECE = 1 << 22  # keys made unique at a time, between progress lines (`_unique_counts`)
-
-
-def _suffixes(keys: torch.Tensor, place: int) -> torch.Tensor:
-    """`keys % place`: the suffixes of fewer tokens, as int32 where they fit (half the memory to sort a
-    long list's 18M keys), computed a chunk at a time."""
-    out = torch.empty(len(keys), dtype=torch.int32 if place <= 2**31 else torch.long)
-    for start in range(0, len(keys), SUFFIX_CHUNK):
-        out[start : start + SUFFIX_CHUNK] = keys[start : start + SUFFIX_CHUNK] % place
-    return out
-
-
-def _unique_counts(values: torch.Tensor, progress: Callable[[float], None] | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`torch.unique(values, return_counts=True)`, a range of values of about UNIQUE_PIECE values at a time (ranges
-    in order, so the result is sorted as one), `progress(share)` after each: one order of a long list's n-grams
-    (28M) is seconds of sorting, 14 s without a progress line on a busy machine."""
-    pieces = -(-len(values) // UNIQUE_PIECE)
-    if pieces <= 1:
-        unique = torch.unique(values, return_counts=True)
-        if progress:
-            progress(1)
-        return unique
-    sample = values[:: max(1, len(values) // (64 * pieces))].sort().values  # edges at its quantiles
-    edges = torch.unique(sample[torch.linspace(0, len(sample) - 1, pieces + 1).long()[1:-1]]).tolist()
-    keys, counts = [], []
-    for lo, hi in zip([None, *edges], [*edges, None]):
-        inside = (values >= lo) if hi is None else (values < hi) if lo is None else (values >= lo) & (values < hi)
-        piece_keys, piece_counts = torch.unique(values[inside], return_counts=True)
-        keys.append(piece_keys)
-        counts.append(piece_counts)
-        del inside
-        if progress:
-            progress(1 / (len(edges) + 1))
-    return torch.cat(keys), torch.cat(counts)
-
-
-def _run_sums(values: torch.Tensor, first: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """(Q,) int64 sums of values[first:end] for each query's range, from one running sum."""
-    running = torch.zeros(len(values) + 1, dtype=torch.long)
-    torch.cumsum(values, 0, out=running[1:])
-    return running[end] - running[first]
-
-
-class HeldOut(NamedTuple):
-    """What "tuned" discounts are scored on: per distinct held-out n-gram, its weight and its features by order."""
-
-    weights: torch.Tensor  # (M,) float64: how often each held-out n-gram occurs
-    features: list[tuple[torch.Tensor, ...]]
 
 
 class NGram(CharModel):
@@ -223,7 +129,7 @@ class NGram(CharModel):
         """Rows of `next_token_logprobs` for contexts (..., L ≤ K): those of their longest seen suffixes."""
         digits = (contexts.flip(-1) + 1) * self._place[: contexts.size(-1)]  # (..., L)
         suffix_keys = torch.cat([contexts.new_zeros(*contexts.shape[:-1], 1), digits.cumsum(-1)], -1)  # (..., L+1)
-        pos, found = _lookup(self.context_keys, suffix_keys)  # the empty suffix (key 0) is always found
+        pos, found = find_sorted(self.context_keys, suffix_keys)  # the empty suffix (key 0) is always found
         lengths = torch.arange(suffix_keys.size(-1), device=contexts.device)
         longest = torch.where(found, lengths, 0).amax(-1, keepdim=True)
         return pos.gather(-1, longest).squeeze(-1)
@@ -261,9 +167,9 @@ class NGram(CharModel):
             if j == 0:
                 fallback = torch.zeros(len(contexts), V, dtype=torch.long, device=keys.device)
             else:
-                fallback = table[_lookup(keys, contexts % B ** (j - 1))[0]]  # the parent's transitions
+                fallback = table[find_sorted(keys, contexts % B ** (j - 1))[0]]  # the parent's transitions
             if j < K:
-                pos, found = _lookup(keys, contexts[:, None] * B + digits)  # (C, V): context + w, one token longer
+                pos, found = find_sorted(keys, contexts[:, None] * B + digits)  # (C, V): context + w, one token longer
                 table[rows] = torch.where(found, pos, fallback)
             else:
                 table[rows] = fallback  # a full context drops its oldest token: the parent's transition
@@ -348,19 +254,12 @@ class NGram(CharModel):
                                  f"order-{self.config.order} n-gram over {self.vocab_size} tokens")
         if not len(train.keys):
             raise DataError("no training words to fit the n-gram on (the training part of the split is empty)")
-        keys_by_order, counts_by_order = self.orders(train)
-        discounts = self.fitted_discounts(train, held_out, counts_by_order)
+        keys_by_order, counts_by_order = continuation_counts(train)
+        discounts = fitted_discounts(train, held_out, self.config.discount, counts_by_order)
         keys, logprobs = self._distributions(keys_by_order, counts_by_order, discounts)
         self.context_keys = keys.to(self.device)
         self.next_token_logprobs = logprobs.to(self.device)
         self.discounts = discounts.to(self.device, torch.float32)
-
-    def fitted_discounts(self, train: NGramCounts, held_out: NGramCounts | None = None,
-                         counts_by_order: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """(N, 3) the discounts `fit_counts` uses: tuned on `held_out` under a model of the rest, or the formulas'."""
-        if self.config.discount == "tuned" and held_out is not None and train.n_words >= MIN_TUNING_WORDS:
-            return self._tuned_discounts(train, held_out)
-        return self._estimated_discounts(counts_by_order if counts_by_order is not None else self.orders(train)[1])
 
     @torch.no_grad()
     def nll_counts(self, counts: NGramCounts) -> float:
@@ -392,40 +291,6 @@ class NGram(CharModel):
         """(M, N): column k-1 is the key of the k-gram ending at each target."""
         N = self.config.order
         return ((windows.flip(1) + 1) * self.base ** torch.arange(N, device=windows.device)).cumsum(1)
-
-    def orders(self, counts: NGramCounts, progress: Callable[[float], None] | None = None
-               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per order k = 1..N (index k-1): the sorted k-gram keys seen and their counts (`progress` told of each
-        order done, a share at a time: a long list's take seconds each).
-
-        The top order keeps raw counts; lower orders get continuation counts, the number of
-        distinct tokens seen before the k-gram (= distinct (k+1)-grams that end with it).
-        """
-        N, B = self.config.order, self.base
-        keys_by_order: list[torch.Tensor] = [torch.empty(0)] * N
-        counts_by_order: list[torch.Tensor] = [torch.empty(0)] * N
-        keys = counts.keys
-        keys_by_order[N - 1], counts_by_order[N - 1] = counts.keys, counts.counts
-        for k in range(N - 1, 0, -1):
-            # every k-gram seen ends some (k+1)-gram seen (the padding sees to that): dropping the
-            # first token of each distinct (k+1)-gram and counting gives the continuation counts
-            keys, continuation = _unique_counts(_suffixes(keys, B**k), progress)
-            keys_by_order[k - 1], counts_by_order[k - 1] = keys.long(), continuation
-        return keys_by_order, counts_by_order
-
-    def _estimated_discounts(self, counts_by_order: list[torch.Tensor]) -> torch.Tensor:
-        """(N, 3) D1, D2, D3+ per order from the counts-of-counts (or the fixed discount)."""
-        method = self.config.discount
-        discounts = torch.zeros(self.config.order, 3, dtype=torch.float64)
-        for k, counts in enumerate(counts_by_order):
-            n1, n2, n3, n4 = (int((counts == i).sum()) for i in (1, 2, 3, 4))
-            if method in ("modified-kn", "tuned"):
-                discounts[k] = torch.tensor(modified_kn_discounts(n1, n2, n3, n4))
-            elif method == "kn":
-                discounts[k] = n1 / (n1 + 2 * n2) if n1 > 0 and n2 > 0 else FALLBACK_DISCOUNTS[0]
-            else:
-                discounts[k] = method
-        return discounts
 
     def _distributions(self, keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor],
                        discounts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -465,69 +330,6 @@ class NGram(CharModel):
             lower_keys, lower_probs = context_keys, probs
         # keys of contexts of j tokens lie in [B^(j-1), B^j), so concatenating by order keeps them sorted
         return torch.cat([context_keys for context_keys, _ in contexts]), logprobs
-
-    def _tuned_discounts(self, train: NGramCounts, held_out: NGramCounts) -> torch.Tensor:
-        """(N, 3) discounts maximising the likelihood of the held-out words under a model counted on the rest of
-        `train`."""
-        what = f"tuning the discounts on {held_out.n_words:,} held-out words"
-        reading = Phase(f"{what}: their n-grams, order by order", 2 * self.config.order, "steps")
-        rest = train.without(held_out)  # a step of its own: a long list's 28M n-grams take seconds
-        reading.advance()
-        keys_by_order, counts_by_order = self.orders(rest, reading.advance)
-        start = self._estimated_discounts(counts_by_order)
-        features = self._held_out_features(keys_by_order, counts_by_order, held_out, reading.advance)
-        # D = limit · sigmoid(θ) keeps every discount inside its valid range
-        theta = torch.logit((start / DISCOUNT_LIMITS).clamp(0.01, 0.99)).requires_grad_()
-        optimizer = torch.optim.LBFGS([theta], max_iter=50, line_search_fn="strong_wolfe")
-        phase = Phase(what, optimizer.defaults["max_eval"], "evaluations")
-
-        def closure() -> torch.Tensor:
-            phase.advance()
-            optimizer.zero_grad()
-            loss = self._held_out_nll(DISCOUNT_LIMITS * theta.sigmoid(), features)
-            loss.backward()
-            return loss
-
-        with torch.enable_grad():
-            optimizer.step(closure)
-        tuned = (DISCOUNT_LIMITS * theta.sigmoid()).detach()
-        # LBFGS can only go downhill from the start, but keep the formulas if it found nothing better
-        with torch.no_grad():
-            better = self._held_out_nll(tuned, features) < self._held_out_nll(start, features)
-        return tuned if better else start
-
-    def _held_out_features(self, keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor],
-                           held_out: NGramCounts, progress: Callable[[float], None] | None = None) -> HeldOut:
-        """Per order, for each distinct held-out n-gram: its count in the rest, which discount applies to
-        it (one-hot), whether its context was seen, and the context's total and numbers of tokens seen
-        after it once, twice and 3+ times; each n-gram weighs as often as it was held out."""
-        B = self.base
-        features = []
-        for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
-            gram_keys = held_out.keys % B**k  # the k-gram ending at each held-out target
-            pos, found = _lookup(keys, gram_keys)
-            # the k-grams of context h are the sorted run h·B + 1 .. h·B + V: its totals are differences of
-            # running sums at the run's ends (exact integers), so nothing per context is held
-            context = gram_keys // B
-            first, end = torch.searchsorted(keys, context * B), torch.searchsorted(keys, context * B + B)
-            totals = torch.stack([_run_sums(counts, first, end), _run_sums(counts == 1, first, end),
-                                  _run_sums(counts == 2, first, end), _run_sums(counts >= 3, first, end)], 1)
-            gram_count = torch.where(found, counts[pos], 0)
-            count_class = torch.stack([gram_count == 1, gram_count == 2, gram_count >= 3], 1).double()  # (M, 3)
-            features.append((gram_count.double(), count_class, end > first, totals.double()))
-            if progress:
-                progress(1)
-        return HeldOut(held_out.counts.double(), features)
-
-    def _held_out_nll(self, discounts: torch.Tensor, held_out: HeldOut) -> torch.Tensor:
-        """Mean -log P of the held-out tokens under the interpolated model with these discounts (differentiable)."""
-        prob = torch.full(held_out.weights.shape, 1.0 / self.vocab_size, dtype=torch.float64)
-        for d, (gram_count, count_class, context_seen, totals) in zip(discounts, held_out.features):
-            kept = gram_count - count_class @ d  # 0 for n-grams not seen
-            discounted = totals[:, 1:] @ d  # D1·N1(h•) + D2·N2(h•) + D3+·N3+(h•)
-            interpolated = (kept + discounted * prob) / totals[:, 0].clamp(min=1)
-            prob = torch.where(context_seen, interpolated, prob)
-        return -(held_out.weights * prob.log()).sum() / held_out.weights.sum()
 
     # --- saving -----------------------------------------------------------------------------
     @classmethod

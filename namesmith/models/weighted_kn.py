@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from namesmith.models.backoff_table import BackoffTable
-from namesmith.models.ngram import DISCOUNT_LIMITS, FALLBACK_DISCOUNTS, NGram, modified_kn_discounts
+from namesmith.models.kneser_ney import DISCOUNT_LIMITS, FALLBACK_DISCOUNTS, modified_kn_discounts
+from namesmith.models.ngram import NGram
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from namesmith.models import model_class
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import DENSE_CELLS, ConditionalCounts, ConditionalCountsConfig
 from namesmith.models.conditional_network import DEFAULT_LABEL_DROPOUT, ConditionalNetwork
+from namesmith.models.kneser_ney import continuation_counts, fitted_discounts
 from namesmith.models.ngram import NGram
 from namesmith.models.nll import mean_nll
 from namesmith.models.sparse_ngram import SparseNGram
@@ -174,16 +175,16 @@ def fit_ngram_counts(model: NGram, train: NGramCounts, held_out: NGramCounts | N
     B = model.base
     contexts = distinct_contexts(train.keys, B)  # the top order's: the others' are fewer (see below)
     if contexts * model.vocab_size <= DENSE_CELLS:
-        contexts = sum(distinct_contexts(keys, B) for keys in model.orders(train)[0])  # every order's
+        contexts = sum(distinct_contexts(keys, B) for keys in continuation_counts(train)[0])  # every order's
     if contexts * model.vocab_size <= DENSE_CELLS:
         model.fit_counts(train, held_out)
         return model
     log.info(f"the n-gram has at least {contexts:,} contexts × {model.vocab_size:,} tokens: held sparsely (its dense "
              f"table would take {contexts * model.vocab_size * 4 / 1e9:,.1f} GB or more)")
     with large_arrays_mapped():  # their work, freed, goes back to the system
-        discounts = model.fitted_discounts(train, held_out)
-        by_order = model.orders(train, Phase("building the n-gram's tables: their orders", model.config.order - 1,
-                                             "orders").advance)
+        discounts = fitted_discounts(train, held_out, model.config.discount)
+        orders = Phase("building the n-gram's tables: their orders", model.config.order - 1, "orders")
+        by_order = continuation_counts(train, orders.advance)
         phase = Phase("building the n-gram's tables", sum(len(keys) for keys in by_order[0]), "n-grams")
         table = sparse_table(None, discounts.double(), by_order, vocab_size=model.vocab_size,
                              progress=phase.advance)

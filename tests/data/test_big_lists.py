@@ -19,6 +19,7 @@ from namesmith.core import memory
 from namesmith.core.errors import ConfigError
 from namesmith.core.progress import Phase
 from namesmith.models.backoff_table import suffix_keys
+from namesmith.models.kneser_ney import continuation_counts, held_out_features
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram
 
@@ -43,7 +44,7 @@ def test_the_sparse_table_built_in_small_chunks_equals_the_dense_n_gram(one_thre
     dense = NGram(model.vocab_size, model.config)
     dense.fit_counts(counts)
     monkeypatch.setattr(weighted_kn, "TABLE_CHUNK", 7)  # many chunks, each of whole contexts
-    by_order = model.orders(counts)
+    by_order = continuation_counts(counts)
     table = weighted_kn.sparse_table(None, dense.discounts.double(), by_order, vocab_size=model.vocab_size)
     assert all(len(keys) == 0 for keys in by_order[0][:-1])  # each order dropped once written
     sparse = SparseNGram.from_tables(model.vocab_size, model.config.order, [], [table]).eval()
@@ -57,7 +58,7 @@ def test_scoring_one_token_at_a_time_equals_the_whole_rows(one_thread):
     model, counts, _ = fitted_counts(random_words(300, seed=8))
     dense = NGram(model.vocab_size, model.config)
     dense.fit_counts(counts)
-    table = weighted_kn.sparse_table(None, dense.discounts.double(), model.orders(counts),
+    table = weighted_kn.sparse_table(None, dense.discounts.double(), continuation_counts(counts),
                                      vocab_size=model.vocab_size)
     sparse = SparseNGram.from_tables(model.vocab_size, model.config.order, [], [table]).eval()
     rng = torch.Generator().manual_seed(0)
@@ -73,8 +74,8 @@ def test_scoring_one_token_at_a_time_equals_the_whole_rows(one_thread):
 def test_the_held_out_totals_of_each_context_are_those_counted_by_hand(one_thread):
     model, counts, _ = fitted_counts(random_words(200, seed=4), order=3)
     held = model.count(*fitted_counts(random_words(40, seed=5), order=3)[2].tensors("train"))
-    keys_by_order, counts_by_order = model.orders(counts)
-    features = model._held_out_features(keys_by_order, counts_by_order, held).features
+    keys_by_order, counts_by_order = continuation_counts(counts)
+    features = held_out_features(keys_by_order, counts_by_order, held).features
     B = model.base
     for k, (keys, order_counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
         by_context: dict[int, list[int]] = {}

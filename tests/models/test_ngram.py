@@ -15,6 +15,7 @@ from namesmith.core.vocab import Vocab
 from namesmith.data.words import Corpus, Split, encode_words, load_words
 from namesmith.generation.config import GenerateConfig
 from namesmith.generation.generate import generate
+from namesmith.models.kneser_ney import continuation_counts, held_out_features, held_out_nll
 from namesmith.models.ngram import NGram, NGramConfig
 
 TEN = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]
@@ -187,11 +188,11 @@ def test_tuned_discounts_score_held_out_words_as_the_fitted_tables_do(builtin):
     vocab = Vocab.from_words(builtin)
     model = NGram(vocab.size, NGramConfig(order=4))
     rest, held_out = encode_words(builtin[:1500], vocab), encode_words(builtin[1500:], vocab)
-    keys_by_order, counts_by_order = model.orders(model.count(*rest))
+    keys_by_order, counts_by_order = continuation_counts(model.count(*rest))
     discounts = torch.tensor([[0.3, 0.9, 1.7]] * 4, dtype=torch.float64)
     model.context_keys, model.next_token_logprobs = model._distributions(keys_by_order, counts_by_order, discounts)
-    features = model._held_out_features(keys_by_order, counts_by_order, model.count(*held_out))
-    assert model._held_out_nll(discounts, features).item() == pytest.approx(model.nll(*held_out), abs=1e-5)
+    features = held_out_features(keys_by_order, counts_by_order, model.count(*held_out))
+    assert held_out_nll(discounts, features, vocab.size).item() == pytest.approx(model.nll(*held_out), abs=1e-5)
     assert model.nll_counts(model.count(*held_out)) == pytest.approx(model.nll(*held_out), abs=1e-6)
 
 
@@ -332,7 +333,7 @@ def test_a_list_of_many_characters_trains_at_the_order_that_fits_unless_one_is_a
 def test_a_long_lists_orders_are_made_unique_a_piece_at_a_time_with_progress(monkeypatch):
     import random
 
-    import namesmith.models.ngram as ngram_module
+    import namesmith.models.kneser_ney as kneser_ney
 
     rng = random.Random(2)
     words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 9))) for _ in range(3000)]
@@ -340,9 +341,9 @@ def test_a_long_lists_orders_are_made_unique_a_piece_at_a_time_with_progress(mon
     model = NGram(vocab.size, NGramConfig(order=5))
     counts = model.count(*encode_words(words, vocab))
     whole_ticks, pieced_ticks = [], []
-    keys, continuations = model.orders(counts, whole_ticks.append)
-    monkeypatch.setattr(ngram_module, "UNIQUE_PIECE", 500)  # a long list's orders: sorted in pieces
-    pieced_keys, pieced_continuations = model.orders(counts, pieced_ticks.append)
+    keys, continuations = continuation_counts(counts, whole_ticks.append)
+    monkeypatch.setattr(kneser_ney, "UNIQUE_PIECE", 500)  # a long list's orders: sorted in pieces
+    pieced_keys, pieced_continuations = continuation_counts(counts, pieced_ticks.append)
     assert all(torch.equal(a, b) for a, b in zip(keys, pieced_keys))
     assert all(torch.equal(a, b) for a, b in zip(continuations, pieced_continuations))
     assert whole_ticks == [1] * 4
@@ -352,6 +353,7 @@ def test_a_long_lists_orders_are_made_unique_a_piece_at_a_time_with_progress(mon
 def test_tuning_the_discounts_takes_out_the_held_out_words_as_a_step_of_its_own(monkeypatch):
     import random
 
+    import namesmith.models.kneser_ney as kneser_ney
     from namesmith.core.progress import Phase
 
     rng = random.Random(3)
@@ -360,10 +362,10 @@ def test_tuning_the_discounts_takes_out_the_held_out_words_as_a_step_of_its_own(
     model = NGram(vocab.size, NGramConfig(order=4))
     x, y = encode_words(words, vocab)
     seen = []
-    advance, orders = Phase.advance, NGram.orders
+    advance, orders = Phase.advance, kneser_ney.continuation_counts
     monkeypatch.setattr(Phase, "advance", lambda self, n=1: seen.append(self.what) or advance(self, n))
-    monkeypatch.setattr(NGram, "orders", lambda self, counts, progress=None: seen.append("orders") or
-                        orders(self, counts, progress))
-    model.fitted_discounts(model.count(x, y), model.count(x[::10], y[::10]))
+    monkeypatch.setattr(kneser_ney, "continuation_counts", lambda counts, progress=None: seen.append("orders") or
+                        orders(counts, progress))
+    kneser_ney.fitted_discounts(model.count(x, y), model.count(x[::10], y[::10]), model.config.discount)
     before = seen[: seen.index("orders")]  # a long list's held-out words take seconds to take out of its counts
     assert any("order by order" in what for what in before)
