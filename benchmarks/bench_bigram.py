@@ -4,7 +4,7 @@ The seed (notes on part 1 of the makemore lecture series) trains W (27×27) by f
 descent on one_hot(every pair) @ W in torch float32, lr 100 → 10 over 10,000 epochs, and samples
 one character at a time with np.random.choice. Both are reimplemented faithfully below and timed
 beside namesmith's sufficient-statistics loop (models/bigram.py), its alias-table sampler
-(sample.py) and its streaming counter (counting.py).
+(sample.py) and its streaming counter (pair_counts.py).
 
     python3 benchmarks/bench_bigram.py [--data PATH] [--seed-epochs 100] [--synthetic-chars 200e6]
 
@@ -33,7 +33,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "names.txt"
 sys.path.insert(0, str(REPO))
 
 from namesmith.core.config import TrainConfig  # noqa: E402
-from namesmith.data.counting import count_file, count_pairs  # noqa: E402
+from namesmith.data.pair_counts import count_file, count_pairs  # noqa: E402
 from namesmith.data.words import Corpus, DataConfig, load_words  # noqa: E402
 from namesmith.generation.config import GenerateConfig  # noqa: E402
 from namesmith.generation.generate import generate  # noqa: E402
@@ -124,7 +124,7 @@ def ours_train(corpus: Corpus, epochs: int) -> tuple[BigramLinear, float]:
 
 RSS_CHILD = """
 import json, sys, time
-from namesmith.data.counting import count_file
+from namesmith.data.pair_counts import count_file
 base = int(next(l.split()[1] for l in open("/proc/self/status").read().splitlines() if l.startswith("VmHWM")))
 from namesmith.data.words import DataConfig
 start = time.perf_counter()

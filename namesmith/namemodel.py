@@ -647,7 +647,7 @@ class NameModel:
 
     def pair_counts(self) -> torch.Tensor:
         """(V, V) counts of (previous, next) pairs in the training split."""
-        from namesmith.data.counting import count_pairs
+        from namesmith.data.pair_counts import count_pairs
 
         return count_pairs(*self.corpus.word_tensors("train"), self.vocab.size)
 

@@ -1,13 +1,7 @@
-"""Counting: pair and n-gram counts of words in memory and of word lists too large to hold as strings.
+"""Counting: n-gram counts of word lists too large to hold as strings, and the split of a streamed list.
 
 This module only counts; training from the counts is in namesmith.training.train, evaluating from them
-in namesmith.scoring.evaluate.
-
-A bigram model needs only its sufficient statistics, the (V, V) counts of (previous, next)
-character pairs (see models/bigram.py), so a file of any size is read in binary blocks cut at
-newlines and each block is counted with NumPy (`np.bincount` of previous × V + next pair ids).
-One pass: the vocabulary grows as new characters appear and the table is re-indexed into
-sorted vocabulary order at the end. Memory is O(block + V²), whatever the file size.
+in namesmith.scoring.evaluate. A bigram's pair counts are counted in namesmith.data.pair_counts.
 
 Blocks are read and cleaned by the line rules of `data.parse_words` in namesmith.data.blocks.
 
@@ -22,8 +16,8 @@ each range owns the lines that start in it (`read_shard`), so ranges can be coun
 worker processes, on the ranks of torch.distributed) and their counts merged exactly: integer sums
 of sorted n-gram keys, the same whatever the cuts. A first pass counts the words and collects the
 characters of each shard, so the split is the one above (word i of the file, whichever shard
-reads it) and every shard counts in the same vocabulary. `count_pairs_file` gives `count_file`'s
-pair counts that way, and `streamed_split` gives the same split of a word list in memory.
+reads it) and every shard counts in the same vocabulary; `streamed_split` gives the same split of a word
+list in memory.
 """
 
 from __future__ import annotations
@@ -32,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,14 +35,13 @@ import torch
 from namesmith.core.errors import ConfigError, DataError
 from namesmith.core.memory import check_fits, release_freed_memory, streamed_ngram_bytes
 from namesmith.core.progress import Phase
-from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.core.vocab import Vocab
 from namesmith.data.blocks import (
     BLOCK,
     NEWLINE,
     clean_block,
     distinct_codes,
     file_size,
-    read_blocks,
     read_shard,
     shard_ranges,
 )
@@ -71,13 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("namesmith")
 
 PARTS = ("train", "val", "test")
-
-
-def count_pairs(x: torch.Tensor, y: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Pair counts (V, V) from `encode_words` tensors: row = previous token, column = next."""
-    mask = y >= 0
-    flat = x[mask] * vocab_size + y[mask]
-    return torch.bincount(flat, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size)
 
 
 def split_parts(first: int, count: int, seed: int) -> np.ndarray:
@@ -355,21 +341,8 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
     piece_ranges = shard_ranges(size, shards * pieces)  # shard s is pieces s × pieces ... (s + 1) × pieces - 1
     my_pieces = [s * pieces + j for s in mine for j in range(pieces)]
     with worker_pool(workers) as pool:
-        scans = every_shard(pool, group, my_pieces, _scan_shard,
-                            [(path, *piece_ranges[p], config, block_size) for p in my_pieces],
-                            f"reading {path} for its words and characters" if len(my_pieces) > 1 else "")
-        n_words, chars = _words_and_characters(scans, path, size)
-        vocab = Vocab.from_chars(map(chr, chars))
-        if order is None:
-            order = default_order(vocab.size)
-        check_order(order, vocab.size)
-        first_word = np.cumsum([0, *n_words]).tolist()
-        train_words = every_shard(pool, group, my_pieces, _train_words,
-                                  [(first_word[p], n_words[p], config) for p in my_pieces])
-        first_train = np.cumsum([0, *train_words]).tolist()
-        layout = KeyLayout(order, vocab.size + 1, chars)
-        every = held_out_every(first_train[-1])  # the training words held out to tune the discounts
-        tasks = [(path, *piece_ranges[p], config, first_word[p], first_train[p], every, block_size) for p in my_pieces]
+        scans, vocab, layout, tasks = _first_pass(pool, group, my_pieces, piece_ranges, config, order, block_size)
+        order = layout.order
         # every rank gets every rank's counts (its processes' merged first), and merges them as this one does
         gathered = gather(lambda: merge_shards(last_of_pool(pool, _count_pieces, layout, tasks), layout), group)
     by_part, cells = merge_shards(gathered, layout)
@@ -387,6 +360,31 @@ def count_ngrams_file(config: DataConfig, order: int | None, *, workers: int = 1
                            max(scan.max_word_length for scan in scans), sum(scan.n_bytes for scan in scans),
                            time.perf_counter() - start_time, skipped_long, shards,
                            torch.from_numpy(cells[:, :, 1:].copy()))  # digit d is token d - 1: the end token's 0
+
+
+def _first_pass(pool: Any, group: ProcessGroup | None, my_pieces: list[int], piece_ranges: list[tuple[int, int]],
+                config: DataConfig, order: int | None, block_size: int
+                ) -> tuple[list[WordScan], Vocab, KeyLayout, list[tuple]]:
+    """`count_ngrams_file`'s first pass: every piece's words and characters, so the vocabulary, the keys' layout
+    (the default order where `order` is None) and the second pass's tasks (`_Counter.add` arguments): each piece
+    with its first word and first training word."""
+    path = str(config.path)
+    scans = every_shard(pool, group, my_pieces, _scan_shard,
+                        [(path, *piece_ranges[p], config, block_size) for p in my_pieces],
+                        f"reading {path} for its words and characters" if len(my_pieces) > 1 else "")
+    n_words, chars = _words_and_characters(scans, path, file_size(path))
+    vocab = Vocab.from_chars(map(chr, chars))
+    if order is None:
+        order = default_order(vocab.size)
+    check_order(order, vocab.size)
+    first_word = np.cumsum([0, *n_words]).tolist()
+    train_words = every_shard(pool, group, my_pieces, _train_words,
+                              [(first_word[p], n_words[p], config) for p in my_pieces])
+    first_train = np.cumsum([0, *train_words]).tolist()
+    layout = KeyLayout(order, vocab.size + 1, chars)
+    every = held_out_every(first_train[-1])  # the training words held out to tune the discounts
+    tasks = [(path, *piece_ranges[p], config, first_word[p], first_train[p], every, block_size) for p in my_pieces]
+    return scans, vocab, layout, tasks
 
 
 def _check_arguments(config: DataConfig, order: int | None, workers: int) -> None:
@@ -408,99 +406,3 @@ def _words_and_characters(scans: list[WordScan], path: str, size: int) -> tuple[
         raise DataError(f"{path}: has no usable names (every line was blank or skipped)" if size
                         else f"{path}: is empty (no names in it)")
     return n_words, tuple(sorted(set().union(*(scan.chars for scan in scans))))
-
-
-def count_pairs_file(config: DataConfig, *, workers: int = 1, shards: int | None = None,
-                     group: ProcessGroup | None = None, block_size: int = NGRAM_BLOCK) -> StreamCounts:
-    """`count_file`'s pair counts (bigram), counted in shards, worker processes or ranks: equal to its, exactly.
-
-    The pairs are the n-grams of order 2 (`count_ngrams_file`); the split is the same.
-    """
-    counts = count_ngrams_file(config, 2, workers=workers, shards=shards, group=group, block_size=block_size)
-    V = counts.vocab.size
-    pairs = np.zeros((3, V, V), dtype=np.int64)
-    for table, part in zip(pairs, PARTS):
-        keys = counts.part(part).keys.numpy()
-        table[keys // (V + 1) - 1, keys % (V + 1) - 1] = counts.part(part).counts.numpy()  # digits are token + 1
-    return StreamCounts(counts.vocab, pairs, counts.n_words, counts.max_word_length, counts.n_bytes,
-                        counts.seconds, counts.skipped_long)
-
-
-@dataclass
-class StreamCounts:
-    """Pair counts of a streamed word list, per part of its split."""
-
-    vocab: Vocab
-    pairs: np.ndarray  # (3, V, V) int64: train/val/test; row = previous token, column = next
-    n_words: dict[str, int]
-    max_word_length: int
-    n_bytes: int  # size of the file read
-    seconds: float
-    skipped_long: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def part(self, name: str) -> np.ndarray:
-        return self.pairs[PARTS.index(name)]
-
-
-def _block_table(codes: np.ndarray, lengths: np.ndarray, parts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Pair counts (3, A, A) of one cleaned block over its own alphabet A (code points, sorted).
-
-    ASCII blocks count in the 128 × 128 byte space with 16-bit keys (part << 14 | previous << 7 |
-    next), so nothing per character is wider than 2 bytes; others map code points to a local alphabet.
-    """
-    if codes.dtype == np.uint8:
-        alphabet, ids, shift = np.arange(128), codes.astype(np.uint16), 7
-    else:
-        alphabet, ids = np.unique(codes, return_inverse=True)
-        shift = max(int(len(alphabet) - 1).bit_length(), 1)
-    size = 1 << shift
-    dtype = np.uint16 if 3 * size * size <= 1 << 16 else np.int64
-    ids = ids.astype(dtype, copy=False)
-    keys = np.empty(len(ids), dtype=dtype)  # previous << shift | next; the first previous is a newline
-    keys[0] = int(np.searchsorted(alphabet, NEWLINE)) << shift
-    np.left_shift(ids[:-1], shift, out=keys[1:])
-    keys |= ids
-    if parts is not None:
-        keys |= np.repeat(parts, lengths + 1).astype(dtype) << (2 * shift)
-    table = np.bincount(keys, minlength=3 * size * size).reshape(3, size, size)
-    return table[:, : len(alphabet), : len(alphabet)], alphabet
-
-
-def count_file(config: DataConfig, block_size: int = BLOCK) -> StreamCounts:
-    """Stream `config.path` once and count its character pairs (train/val/test by word hash)."""
-    start = time.perf_counter()
-    path = str(config.path)
-    index = {NEWLINE: BOUNDARY}  # code point → row of `counts` (insertion order)
-    counts = np.zeros((3, 1, 1), dtype=np.int64)
-    n_words = np.zeros(3, dtype=np.int64)
-    max_len = skipped_long = n_bytes = 0
-    for offset, raw in read_blocks(path, block_size):
-        n_bytes += len(raw)
-        codes, lengths, skipped = clean_block(raw, offset, path, config)
-        skipped_long += skipped
-        if not len(lengths):
-            continue
-        max_len = max(max_len, int(lengths.max()))
-        parts = split_parts(int(n_words.sum()), len(lengths), config.split_seed) if config.split else None
-        n_words += np.bincount(parts, minlength=3) if parts is not None else [len(lengths), 0, 0]
-        table, alphabet = _block_table(codes, lengths, parts)
-        present = np.flatnonzero(table.sum((0, 1)) + table.sum((0, 2)))  # characters of this block
-        for c in alphabet[present].tolist():
-            index.setdefault(c, len(index))
-        if len(index) > counts.shape[1]:
-            grown = np.zeros((3, len(index), len(index)), dtype=np.int64)
-            grown[:, : counts.shape[1], : counts.shape[1]] = counts
-            counts = grown
-        rows = np.array([index[c] for c in alphabet[present].tolist()])
-        counts[:, rows[:, None], rows[None, :]] += table[:, present[:, None], present[None, :]]
-    if not n_words.sum():
-        raise DataError(f"{path}: has no usable names (every line was blank or skipped)" if n_bytes
-                        else f"{path}: is empty (no names in it)")
-    if skipped_long:
-        log.warning(f"{path}: skipped {skipped_long} line(s) longer than --max-line-length={config.max_line_length}")
-    vocab = Vocab.from_chars(chr(c) for c in index if c != NEWLINE)
-    order = [BOUNDARY] + [index[ord(c)] for c in vocab.chars]  # sorted vocabulary order
-    pairs = counts[:, order][:, :, order]
-    return StreamCounts(vocab, pairs, dict(zip(PARTS, n_words.tolist())), max_len, n_bytes,
-                        time.perf_counter() - start, skipped_long)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from namesmith.core.history import TrainHistory
 from namesmith.core.vocab import BOUNDARY
-from namesmith.data.counting import count_pairs
+from namesmith.data.pair_counts import count_pairs
 from namesmith.models.base import CharModel, Shapes, Sizes, State, check_config, dim
 
 LOG_EVERY = 10  # full-batch epochs between loss-curve points

@@ -20,7 +20,8 @@ import torch
 
 from namesmith.core.errors import DataError
 from namesmith.core.vocab import Vocab
-from namesmith.data.counting import PARTS, NGramFileCounts, StreamCounts, count_file, count_ngrams_file, count_pairs
+from namesmith.data.counting import PARTS, NGramFileCounts, count_ngrams_file
+from namesmith.data.pair_counts import StreamCounts, count_file, count_pairs
 from namesmith.data.words import Corpus, DataConfig, fingerprint
 from namesmith.models.base import CharModel
 from namesmith.models.nll import (

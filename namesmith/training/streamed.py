@@ -29,8 +29,9 @@ from namesmith.core.memory import (
     words_in_memory,
 )
 from namesmith.core.vocab import Vocab
-from namesmith.data.counting import PARTS, count_file, count_ngrams_file, count_pairs_file, scan_file
+from namesmith.data.counting import PARTS, count_ngrams_file, scan_file
 from namesmith.data.ngram_keys import default_order
+from namesmith.data.pair_counts import count_file, count_pairs_file
 from namesmith.data.sources import is_catalogue, is_table_file
 from namesmith.data.words import DataConfig, fingerprint
 from namesmith.generation.config import length_limit

@@ -9,7 +9,7 @@ import torch
 import namesmith
 from namesmith import NameModel
 from namesmith.core.vocab import BOUNDARY, Vocab
-from namesmith.data.counting import count_pairs
+from namesmith.data.pair_counts import count_pairs
 from namesmith.data.words import Corpus, encode_words, load_words, read_builtin_table, split_words
 from namesmith.models.bigram import BigramCounts, BigramCountsConfig
 from namesmith.models.nll import word_log_probs

@@ -8,7 +8,8 @@ import torch
 
 from namesmith.core.config import TrainConfig
 from namesmith.core.errors import ConfigError
-from namesmith.data.counting import count_file, count_pairs, split_parts
+from namesmith.data.counting import split_parts
+from namesmith.data.pair_counts import count_file, count_pairs
 from namesmith.data.words import Corpus, DataConfig, load_words
 from namesmith.namemodel import NameModel
 from namesmith.scoring.evaluate import evaluate_streamed, pair_nll

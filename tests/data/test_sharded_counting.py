@@ -19,7 +19,8 @@ from namesmith.core.errors import ConfigError, DataError
 from namesmith.core.vocab import Vocab
 from namesmith.data import blocks, ngram_keys, process_pool
 from namesmith.data.blocks import read_blocks, read_shard, shard_ranges
-from namesmith.data.counting import count_file, count_ngrams_file, count_pairs_file, streamed_split
+from namesmith.data.counting import count_ngrams_file, streamed_split
+from namesmith.data.pair_counts import count_file, count_pairs_file
 from namesmith.data.words import Corpus, DataConfig, encode_words, load_words
 from namesmith.models.ngram import NGram, NGramConfig
 

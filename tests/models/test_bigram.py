@@ -8,8 +8,9 @@ import torch
 
 from namesmith.core.config import TrainConfig
 from namesmith.core.history import TrainHistory
+from namesmith.data.pair_counts import count_pairs
 from namesmith.data.words import Corpus, load_words
-from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear, count_pairs
+from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear
 
 
 @pytest.fixture(scope="module")
