@@ -1,12 +1,58 @@
-"""Shared test fixtures."""
+"""Shared test fixtures.
 
+The suite runs in parallel under pytest-xdist (`-n auto`, docs/testing.md): each worker is a process of its own with
+its own temporary folders and caches; what takes seconds to build and is only read (the catalogue's prior, the
+server's built-in model) is built once for the whole run by `once_per_run` and copied into each worker's folders."""
+
+import contextlib
 import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+try:
+    import fcntl
+except ImportError:  # Windows: each worker builds its own copy
+    fcntl = None
+
 SCREENSHOTS = pytest.StashKey()  # the folder where the browser tests saved the page's screenshots
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # one core per worker (xdist starts as many as there are cores): a second torch/OpenMP thread would only
+        # contend with the other workers, and OpenMP spin-waits for a thread that shares a busy core
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # the CLI runs and servers the tests start, likewise
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder `build(folder)` filled, built once for the whole run: under pytest-xdist the first worker to ask builds
+    it (under a file lock, in the run's temporary folder that all workers share) and the others wait for it. Callers
+    copy it before anything may write into it. A build that fails leaves nothing; the next worker to ask tries again."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER") and fcntl is not None:
+        root = root.parent  # pytest-of-USER/pytest-N: the run's, above each worker's popen-gwN
+    done = root / f"once-{name}"
+    with _locked(root / f"once-{name}.lock"):
+        if not done.is_dir():
+            building = root / f".once-{name}.building"
+            shutil.rmtree(building, ignore_errors=True)
+            building.mkdir()
+            build(building)
+            os.replace(building, done)
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +64,25 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def _build_prior(folder: Path) -> None:
+    from namesmith.adaptation.prior import load_prior
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NAMESMITH_CACHE", str(folder))
+        load_prior("catalogue")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prior_cache(tmp_path_factory):
     """Priors (namesmith.adaptation.prior) are built into a temporary cache, shared by the session (and by the
-    CLI runs it starts), never into the user's ~/.cache."""
+    CLI runs it starts), never into the user's ~/.cache. Under pytest-xdist each worker has a cache of its own,
+    which starts with the catalogue's n-gram prior built once for the run (about 5 s of CPU a build); alone, the
+    session builds it when a test first asks."""
     previous = os.environ.get("NAMESMITH_CACHE")
-    os.environ["NAMESMITH_CACHE"] = str(tmp_path_factory.mktemp("namesmith-cache"))
+    cache = tmp_path_factory.mktemp("namesmith-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.copytree(once_per_run(tmp_path_factory, "prior", _build_prior), cache, dirs_exist_ok=True)
+    os.environ["NAMESMITH_CACHE"] = str(cache)
     yield os.environ["NAMESMITH_CACHE"]
     if previous is None:
         os.environ.pop("NAMESMITH_CACHE", None)
@@ -41,13 +100,17 @@ def builtin_ngram_cache(tmp_path_factory) -> Path:
     from namesmith.serve import ModelRegistry
     from namesmith.serve.build import BuildLimits
 
-    cache = tmp_path_factory.mktemp("serve-builtin-cache")
-    # the default limits but server_memory_mb: the test process (the whole suite's) may hold more than a server would
-    registry = ModelRegistry.builtin(["builtin"], cache=cache, limits=BuildLimits(server_mb=1 << 30))
-    try:
-        assert registry.wait(600) and registry.get("builtin-ngram").state == "ready"
-    finally:
-        registry.close()
+    def build(cache: Path) -> None:
+        # the default limits but server_memory_mb: the test process (the whole suite's) may hold more than a server
+        # would
+        registry = ModelRegistry.builtin(["builtin"], cache=cache, limits=BuildLimits(server_mb=1 << 30))
+        try:
+            assert registry.wait(600) and registry.get("builtin-ngram").state == "ready"
+        finally:
+            registry.close()
+
+    cache = tmp_path_factory.mktemp("serve-builtin-cache")  # this worker's copy: its servers may write into it
+    shutil.copytree(once_per_run(tmp_path_factory, "serve-builtin-cache", build), cache, dirs_exist_ok=True)
     return cache
 
 
