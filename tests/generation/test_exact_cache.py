@@ -18,7 +18,7 @@ WORDS = ["anna", "annette", "bella", "colette", "danielle", "emma", "juliette", 
 
 
 def test_cached_tables_give_the_names_a_fresh_build_gives():
-    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    model = NameModel.train(model="ngram", words=WORDS, order=3, prior="none")
     cache = ExactCache(size=2)
     args = {"max_word_length": 8}
     config = GenerateConfig(num=30, seed=4, ends_with="ette")
@@ -33,7 +33,7 @@ def test_cached_tables_give_the_names_a_fresh_build_gives():
 
 
 def test_concurrent_requests_share_tables_but_not_random_state():
-    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    model = NameModel.train(model="ngram", words=WORDS, order=3, prior="none")
     expected = {seed: model.generate(50, ends_with="a", seed=seed).names for seed in range(6)}
     results: dict[int, list[str]] = {}
 
@@ -58,7 +58,7 @@ def test_tables_too_slow_for_the_budget_fall_back_to_rejection_and_are_built_for
         return build(*args, **kwargs)
 
     monkeypatch.setattr(generation, "_build_exact_sampler", slow)
-    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    model = NameModel.train(model="ngram", words=WORDS, order=3, prior="none")
     model.background_tables = True  # as a server's models
     first = model.generate(10, ends_with="a", seed=1, time_budget=1.0)
     # (how many names rejection finds in the rest of the budget depends on the machine's speed: not asserted)
@@ -81,7 +81,7 @@ def test_a_burst_of_cold_requests_builds_the_tables_once(monkeypatch):
         return build(*args, **kwargs)
 
     monkeypatch.setattr(generation, "_build_exact_sampler", counted)
-    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    model = NameModel.train(model="ngram", words=WORDS, order=3, prior="none")
     model.background_tables = True
     results: dict[int, object] = {}
 
@@ -104,7 +104,7 @@ def test_a_cached_not_available_is_raised_afresh_each_time():
     # raising the cached exception again chained every raise's traceback onto it: a server's memory grew per request
     from namesmith.generation import exact as generation
 
-    model = NameModel.train(model="ngram", words=WORDS, order=3)
+    model = NameModel.train(model="ngram", words=WORDS, order=3, prior="none")
     cache = ExactCache()
     cache.put(ExactCache.key(GenerateConfig(ends_with="a"), 8), generation.NotAvailable("no chain here"))
     messages, depths = [], []
