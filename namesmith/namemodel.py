@@ -37,14 +37,17 @@ from namesmith.generation.generate import draw_pool, generate, iter_generate
 from namesmith.generation.names import Names, NameStream
 from namesmith.generation.novelty import KnownWords, known_words, novelty_summary
 from namesmith.generation.saved_tables import TABLES_KEY, PlainTables, read_tables
+from namesmith.scoring.classify import Classification, classify
 from namesmith.training.checkpoint import (
     META_FILE,
     Checkpoint,
+    SavedClassifier,
     checked_without_model,
     load_checkpoint,
     model_record,
     read_meta,
     save_checkpoint,
+    saved_classifier,
 )
 from namesmith.training.records import check_same_data, describe, split_options
 
@@ -57,7 +60,6 @@ if TYPE_CHECKING:
     from namesmith.generation.guided import Guide
     from namesmith.models.base import CharModel
     from namesmith.models.ngram import NGram
-    from namesmith.scoring.classify import Classification
     from namesmith.scoring.report import Transition
     from namesmith.scoring.score import NameScore
 
@@ -71,6 +73,7 @@ class NameModel:
         # the directory's tables of its plain names (namesmith.generation.saved_tables): their entry, read on first use
         self._tables_entry: dict[str, Any] | None = None
         self._plain: PlainTables | None = None
+        self._classify_tables: SavedClassifier | None = None  # see `load` and `classify`
         self.vocab = vocab
         self.meta = meta
         self.directory = None if directory is None else Path(directory)
@@ -176,10 +179,9 @@ class NameModel:
         """Load a model directory (checked: format, hashes, vocabulary, weight shapes; nothing unpickled).
 
         `data`: the training word list, if it moved since training (for novelty and percentiles). A count
-        model's directory holds the tables of its plain names (namesmith.generation.saved_tables): on the CPU
-        they answer requests for plain names, and the model itself (and torch) is loaded for the first question
-        they cannot answer; each is read on first use (its hash and the weights' are checked here).
-        """
+        model's directory holds the tables of its plain names (generation.saved_tables) and of classification
+        (scoring.classify_tables): on the CPU they answer those requests, and the model itself (and torch) is
+        loaded for the first question they cannot answer; each is read on first use (the weights' hash here)."""
         if device != "cpu":  # checked first: a device this machine lacks is refused before the directory is read
             from namesmith.core.device import resolve_device
 
@@ -193,6 +195,7 @@ class NameModel:
             if checked_without_model(directory, meta, vocab):
                 loaded = cls(None, vocab, meta, directory=directory, data=data)
                 loaded._tables_entry = meta[TABLES_KEY]
+                loaded._classify_tables = saved_classifier(directory, meta, vocab)
                 return loaded
         return cls._from(load_checkpoint(directory), directory=directory, data=data)
 
@@ -265,7 +268,7 @@ class NameModel:
         self.meta.update({k: v for k, v in model_record(self.model, self.vocab).items()
                           if k in ("calibration", "label_calibrations")})
         self.meta["metrics"] = evaluate_corpus(self.model, corpus)
-        self._plain = self._tables_entry = None  # the saved tables are of the model as it was
+        self._plain = self._tables_entry = self._classify_tables = None  # the saved tables are of the model as it was
         self._reference.clear()  # percentiles and exact tables of the model as it was
         self._exact.clear()
         return report
@@ -328,7 +331,7 @@ class NameModel:
     @property
     def labels(self) -> dict[str, list[str]]:
         """The labels the model is conditioned on, each with its values ({} for a plain model)."""
-        return self.model.labels
+        return self._classify_tables.labels if self._model is None and self._classify_tables else self.model.labels
 
     def info(self) -> dict[str, Any]:
         """What the model is, what it was trained on, and how well it does (JSON-able)."""
@@ -586,9 +589,8 @@ class NameModel:
         return corpus.train_words_where(self.model.condition, where)
 
     def keep_classification_tables(self) -> None:
-        """Build and keep what classifies many names fastest (a conditional count model's component tables,
-        within its memory bound), as a server does before its first request; without it, a few names at a time
-        are classified from the counts (same posteriors; namesmith.models.conditional_counts)."""
+        """Build and keep what classifies many names fastest (a conditional count model's component tables, within
+        its memory bound), as a server does before its first request (same posteriors: models.conditional_counts)."""
         keep = getattr(self.model, "keep_component_tables", None)
         if keep is not None:
             keep()
@@ -596,15 +598,13 @@ class NameModel:
     def classify(self, names: Sequence[str]) -> list[Classification]:
         """Per name, the posterior over each conditioned label: `.labels` = {label: {value: P(value | name)}}.
 
-        P(value | name) ∝ P(name | value) · P(value) (see namesmith.scoring.classify); values from most to
-        least likely, each label's probabilities summing to 1. A ConfigError for a model without
-        labels; a name it cannot read gets an `error` instead, as in `score`.
-        """
+        P(value | name) ∝ P(name | value) · P(value) (see namesmith.scoring.classify); values from most to least
+        likely, each label's probabilities summing to 1. A ConfigError for a model without labels; a name it
+        cannot read gets an `error` instead, as in `score`."""
         if isinstance(names, str):
             raise ConfigError("names must be a list of names, not one string", field="names")
-        from namesmith.scoring.classify import classify
-
-        results = classify(self.model, self.vocab, self._prepare(names))
+        tables = self._classify_tables if self._model is None else None  # saved: no torch (scoring.classify_tables)
+        results = classify(tables.tables if tables else self.model, self.vocab, self._prepare(names))
         return [r if r.name == name else dataclasses.replace(r, name=name) for r, name in zip(results, names)]
 
     def evaluate(self, words: Sequence[str] | None = None, *, data: str | Path | None = None,

@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from namesmith.core.errors import ConfigError
 
 if TYPE_CHECKING:  # imported by the methods that make tensors: parsing and checking labels needs no torch
@@ -151,13 +153,11 @@ class Condition:
         """The `where` of a combination of codes (unknown codes left out)."""
         return {label: values[c] for (label, values), c in zip(self.labels.items(), codes) if c < len(values)}
 
-    def prior(self, label: str) -> torch.Tensor:
+    def prior(self, label: str) -> np.ndarray:
         """P(value) of one label (float64, sums to 1): its values' share of the training weight."""
-        import torch
-
-        weights = torch.tensor(self.priors[label], dtype=torch.float64)
+        weights = np.array(self.priors[label], dtype=np.float64)
         total = weights.sum()
-        return weights / total if total > 0 else torch.full_like(weights, 1.0 / len(weights))
+        return weights / total if total > 0 else np.full_like(weights, 1.0 / len(weights))
 
     # --- saving --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

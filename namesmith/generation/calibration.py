@@ -162,15 +162,13 @@ class LabelCalibrations:
         return out
 
     def combination_log_weights(self, words: Sequence[str], vocab: Vocab,
-                                combinations: Sequence[tuple[int, ...]]) -> torch.Tensor:
-        """(N, C) λ·f - log Z of each word under each combination's tilt (0 for one without)."""
-        import torch
-
-        out = torch.zeros(len(words), len(combinations), dtype=torch.float64)
+                                combinations: Sequence[tuple[int, ...]]) -> np.ndarray:
+        """(N, C) λ·f - log Z of each word under each combination's tilt (0 for one without), float64."""
+        out = np.zeros((len(words), len(combinations)))
         for c, codes in enumerate(combinations):
             calibration = self.of(codes)
             if calibration is not None:
-                out[:, c] = calibration.word_log_weights(words, vocab)
+                out[:, c] = calibration.word_tilts(words, vocab)
         return out
 
     def to_dict(self, condition: Any) -> dict[str, Any]:

@@ -168,7 +168,7 @@ class ConditionalCounts(CharModel):
     def sparse(self) -> bool:
         """Whether components and conditioned models are held sparsely (namesmith.models.conditioned)."""
         if self._sparse is None:
-            self._sparse = self.too_large_for_tables(self._node_counts(0))
+            self._sparse = self.too_large_for_tables(self.node_counts(0))
         return self._sparse
 
     def too_large_for_tables(self, root_counts: WeightedCounts) -> bool:
@@ -210,7 +210,8 @@ class ConditionalCounts(CharModel):
         return history
 
     # --- components and conditioned models ----------------------------------------------------------
-    def _node_counts(self, node: int) -> WeightedCounts:
+    def node_counts(self, node: int) -> WeightedCounts:
+        """The n-gram counts of one node's rows: those of every full combination it is an ancestor of."""
         combos = [c for c, combo in enumerate(self.combo_codes.tolist())
                   if is_ancestor(tuple(self.node_codes[node].tolist()), tuple(combo), self.condition.unknown())]
         offsets = self.combo_offsets.tolist()
@@ -225,7 +226,7 @@ class ConditionalCounts(CharModel):
             return self._components[node]
         if not len(self.gram_keys):
             raise ConfigError("this conditional model has not been fitted", field="model")
-        model = build_component(self, self._node_counts(node), self.node_discounts[node].cpu(), self.sparse)
+        model = build_component(self, self.node_counts(node), self.node_discounts[node].cpu(), self.sparse)
         model = model.to(self.device)
         self._components[node] = model
         self._component_bytes[node] = model_bytes(model)

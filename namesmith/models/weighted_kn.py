@@ -137,6 +137,21 @@ def _interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Te
     return context_keys, context_of, kept / context_total[context_of], backoff_weight, run.cumsum(0) - run
 
 
+def backoff_orders(counts: WeightedCounts, discounts: torch.Tensor
+                   ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """These counts' interpolated Kneser-Ney as a back-off table: per order k = 1..N, the sorted keys of the
+    contexts seen (k-1 tokens), each one's γ, and the sorted k-gram keys seen with their α, so that
+    P_k(c | h) = γ(h) · P_{k-1}(c | h') + α(h c) after a context seen and P_{k-1}(c | h') after any other (h' is h
+    without its oldest token): the rows `distributions` and `rows_after` build. `discounts`: (N, 3)."""
+    keys_by_order, counts_by_order = orders(counts)
+    tables = []
+    for k, (keys, values) in enumerate(zip(keys_by_order, counts_by_order), start=1):
+        context_keys, _, alpha, backoff_weight, _ = _interpolation(keys, values, discounts[k - 1],
+                                                                   counts.vocab_size + 1)
+        tables.append((context_keys, backoff_weight, keys, alpha))
+    return tables
+
+
 def distributions(keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor], discounts: torch.Tensor,
                   vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Context keys (R,) and next-token log-probabilities (R, V) float32 of every context seen, all orders."""

@@ -13,23 +13,47 @@ boy's by the 1950s' names). P(combination) is its share of the training weight (
 `none`, of the distinct training rows; with `share`, of the distinct names; with `count`, of the
 births). With more than MAX_JOINT combinations each label is judged alone, by the model with that
 one label given (`model.given({label: value})`) and the value's share of the training weight.
+
+The likelihoods come from the model, or, for a conditional count model loaded from its directory, from the
+tables saved beside it (namesmith.scoring.classify_tables), without torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
+import numpy as np
 
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
-from namesmith.data.words import encode_words
-from namesmith.models.base import CharModel
-from namesmith.models.nll import word_log_probs
+
+if TYPE_CHECKING:  # torch is imported where a model classifies (a model's saved tables need none)
+    import torch
+
+    from namesmith.core.conditional import Condition
+    from namesmith.models.base import CharModel
 
 MAX_JOINT = 64  # combinations of values up to which names are classified by the joint posterior
+
+
+class LabelTilts(Protocol):
+    """The calibrations of a conditional model's label nodes (namesmith.generation.calibration.LabelCalibrations)."""
+
+    def combination_log_weights(self, words: Sequence[str], vocab: Vocab,
+                                combinations: Sequence[tuple[int, ...]]) -> np.ndarray: ...
+
+
+class SavedScores(Protocol):
+    """What classifies without the model: a conditional count model's saved tables
+    (namesmith.scoring.classify_tables.ClassifyTables)."""
+
+    condition: Condition
+    labels: dict[str, list[str]]
+
+    def saved_log_likelihoods(self, vocab: Vocab, names: list[str], combinations: list[tuple[int, ...]]
+                              ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -53,55 +77,73 @@ def combination_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[
     likelihoods tilted by its calibration where it has one (namesmith.generation.calibration.LabelCalibrations);
     otherwise each combination's plain model scores the names (calibrated as it samples).
     """
+    import torch
+
+    from namesmith.data.words import encode_words
+    from namesmith.models.nll import word_log_probs
+
     if hasattr(model, "combination_log_likelihoods"):
         x, y = encode_words(list(names), vocab)
         log_likelihoods = model.combination_log_likelihoods(x, y, combinations)
         if model.label_calibrations is not None:
-            log_likelihoods = log_likelihoods + model.label_calibrations.combination_log_weights(
-                list(names), vocab, combinations)
+            log_likelihoods = log_likelihoods + torch.from_numpy(model.label_calibrations.combination_log_weights(
+                list(names), vocab, combinations))
         return log_likelihoods
     where_of = model.condition.where_of
     return torch.stack([word_log_probs(model.given(where_of(codes)), list(names), vocab) for codes in combinations], 1)
 
 
-def label_log_likelihoods(model: CharModel, vocab: Vocab, names: Sequence[str], label: str) -> torch.Tensor:
-    """(N, values) log P(name | label=value) of each name under each value of one label (float64)."""
-    values = model.condition.labels[label]
-    combinations = [model.condition.where_codes({label: value})[0] for value in values]
-    return combination_log_likelihoods(model, vocab, names, combinations)
+def asked_combinations(condition: Condition) -> tuple[list[tuple[int, ...]], np.ndarray | None]:
+    """The combinations of codes whose likelihoods classification compares, with their prior weights: the
+    joint combinations the training rows have, up to MAX_JOINT of them; else (weights None) every value of
+    every label alone, label by label."""
+    joint = [(codes, weight) for codes, weight in condition.joint if weight > 0]
+    if 0 < len(joint) <= MAX_JOINT:
+        return [codes for codes, _ in joint], np.array([weight for _, weight in joint], dtype=np.float64)
+    return [condition.where_codes({label: value})[0] for label, values in condition.labels.items()
+            for value in values], None
 
 
-def posteriors(model: CharModel, vocab: Vocab, names: Sequence[str]) -> dict[str, torch.Tensor]:
+def posteriors(model: CharModel | SavedScores, vocab: Vocab, names: Sequence[str]) -> dict[str, np.ndarray]:
     """{label: (N, values) P(value | name)} for every conditioned label; each row sums to 1.
 
     Every name must be readable (`Vocab.readable`, "raise"): `classify` sets the others apart ("fail")."""
     check_conditional(model)
     vocab.readable(names, "raise")
     condition = model.condition
-    combinations = [(codes, weight) for codes, weight in condition.joint if weight > 0]
+    combinations, weights = asked_combinations(condition)
+    if hasattr(model, "saved_log_likelihoods"):  # namesmith.scoring.classify_tables: no torch
+        log_likelihoods = model.saved_log_likelihoods(vocab, list(names), combinations)
+    else:
+        log_likelihoods = combination_log_likelihoods(model, vocab, names, combinations).numpy()
     out = {}
-    if 0 < len(combinations) <= MAX_JOINT:
-        weights = torch.tensor([weight for _, weight in combinations], dtype=torch.float64)
-        joint = combination_log_likelihoods(model, vocab, names, [codes for codes, _ in combinations]) + weights.log()
-        posterior = torch.softmax(joint, 1)  # (N, combinations)
+    if weights is not None:
+        posterior = _softmax(log_likelihoods + np.log(weights))  # (N, combinations)
         for j, (label, values) in enumerate(condition.labels.items()):
-            of = torch.tensor([codes[j] for codes, _ in combinations])
-            out[label] = torch.zeros(len(names), len(values), dtype=torch.float64).index_add_(1, of, posterior)
+            out[label] = np.zeros((len(names), len(values)))
+            np.add.at(out[label].T, np.array([codes[j] for codes in combinations]), posterior.T)
         return out
-    for label in model.labels:
-        joint = label_log_likelihoods(model, vocab, names, label) + condition.prior(label).log()
-        out[label] = torch.softmax(joint, 1)
+    start = 0
+    for label, values in condition.labels.items():
+        joint = log_likelihoods[:, start : start + len(values)] + np.log(condition.prior(label))
+        out[label], start = _softmax(joint), start + len(values)
     return out
 
 
-def check_conditional(model: CharModel) -> None:
+def _softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (float64)."""
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def check_conditional(model: CharModel | SavedScores) -> None:
     """A ConfigError unless the model is conditioned on some label (only then is there anything to classify)."""
     if model.condition is None or not model.labels:
         raise ConfigError("classify needs a conditional model: this one is not conditioned on any label "
                           "(train it on a table with condition=..., --condition LABEL)", field="model")
 
 
-def classify(model: CharModel, vocab: Vocab, names: Sequence[str]) -> list[Classification]:
+def classify(model: CharModel | SavedScores, vocab: Vocab, names: Sequence[str]) -> list[Classification]:
     """Each name's posterior over each label; a name the model cannot read gets an `error` instead, as in
     scoring (namesmith.scoring.score), so one such name never fails the batch."""
     check_conditional(model)
@@ -116,7 +158,7 @@ def classify(model: CharModel, vocab: Vocab, names: Sequence[str]) -> list[Class
         i, row = next(found), {}
         for label, probs in posterior.items():
             values = model.condition.labels[label]
-            order = torch.argsort(probs[i], descending=True, stable=True).tolist()
+            order = np.argsort(-probs[i], kind="stable").tolist()
             row[label] = {values[j]: float(probs[i, j]) for j in order}
         result.append(Classification(name, row))
     return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import tempfile
@@ -40,6 +41,7 @@ from namesmith.data.words import has_bad_chars
 from namesmith.generation.calibration import Calibration, LabelCalibrations
 from namesmith.generation.saved_tables import TABLES_KEY, PlainTables, tables_of, write_tables
 from namesmith.models import MODEL_TYPES, model_class
+from namesmith.scoring.classify_tables import CLASSIFY_KEY, ClassifyTables, read_classify_tables, write_classify_tables
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written: a directory's JSON is read without it
     import torch
@@ -188,10 +190,15 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
             "weights": {"file": weights_file, "sha256": weights_sha},
         }
         record.pop(TABLES_KEY, None)  # a loaded model's meta names the tables of the model as it was
+        record.pop(CLASSIFY_KEY, None)
         tables = plain_tables(model, meta)
         if tables is not None:
             record[TABLES_KEY] = write_tables(directory, tables)
             written += [record[TABLES_KEY]["file"]] if record[TABLES_KEY]["file"] not in existed else []
+            classify_entry = write_classify_tables(directory, model)  # a conditional count model's (no torch)
+            if classify_entry is not None:
+                record[CLASSIFY_KEY] = classify_entry
+                written += [classify_entry["file"]] if classify_entry["file"] not in existed else []
         if train_state is not None:
             state_file, state_sha = _write_tensors(directory, "train_state", train_state["tensors"])
             written += [state_file] if state_file not in existed else []
@@ -208,10 +215,10 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
             free = f"; free at least {needed / 1e6 + 1:,.0f} MB on the disk that holds it (or pass another out)"
         raise CheckpointError(f"{directory}: could not save the model ({getattr(e, 'strerror', None) or e}){free}; "
                               "the previous checkpoint, if any, is intact") from None
-    keep = {weights_file, record.get("train_state", {}).get("file"), record.get(TABLES_KEY, {}).get("file")}
-    stale_files = [*directory.glob("weights-*.safetensors"), *directory.glob("train_state-*.safetensors"),
-                   *directory.glob("tables-*.safetensors"), *directory.glob(".weights.*.tmp"),
-                   *directory.glob(".train_state.*.tmp"), *directory.glob(".tables.*.tmp")]  # killed saves
+    keep = {weights_file, record.get("train_state", {}).get("file"), record.get(TABLES_KEY, {}).get("file"),
+            record.get(CLASSIFY_KEY, {}).get("file")}
+    stale_files = [path for stem in ("weights", "train_state", "tables", "classify")  # and killed saves' temporaries
+                   for path in (*directory.glob(f"{stem}-*.safetensors"), *directory.glob(f".{stem}.*.tmp"))]
     for stale in stale_files:
         if stale.name not in keep:
             with contextlib.suppress(OSError):
@@ -256,6 +263,31 @@ def checked_without_model(directory: str | Path, meta: dict[str, Any], vocab: Vo
     except (NamesmithError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{directory / META_FILE}: {e}") from None
     return True
+
+
+class SavedClassifier:
+    """A directory's classification tables (scoring.classify_tables), read and checked with the label calibrations
+    namesmith.json holds on first use (`tables`), and its labels, read from namesmith.json alone."""
+
+    def __init__(self, directory: str | Path, meta: dict[str, Any], vocab: Vocab):
+        self.directory, self.meta, self.vocab = Path(directory), meta, vocab
+        try:
+            self.condition = Condition.from_dict(meta["model_config"]["condition"])
+            self.calibrations = None if "label_calibrations" not in meta else LabelCalibrations.from_dict(
+                meta["label_calibrations"], vocab.size, self.condition)
+        except (NamesmithError, TypeError, ValueError, KeyError, AttributeError) as e:
+            raise CheckpointError(f"{self.directory / META_FILE}: {e}") from None
+        self.labels = dict(self.condition.labels)
+
+    @functools.cached_property
+    def tables(self) -> ClassifyTables:
+        return read_classify_tables(self.directory, self.meta, self.vocab, self.calibrations)
+
+
+def saved_classifier(directory: str | Path, meta: dict[str, Any], vocab: Vocab) -> SavedClassifier | None:
+    """The directory's `SavedClassifier`; None without tables (saved before them, not a conditional count model,
+    or over the tables' bound)."""
+    return SavedClassifier(directory, meta, vocab) if CLASSIFY_KEY in meta else None
 
 
 def _load_tensors(directory: Path, entry: Any, what: str,

@@ -319,7 +319,7 @@ def test_score_eval_and_classify_use_each_nodes_calibrated_likelihood(by_sex):
                          for c, w in zip(val_codes, val_words)], dtype=torch.float64)
     chars = sum(len(w) + 1 for w in val_words)
     assert model.metrics["val"]["nll"] == pytest.approx(float(-(rows + tilt).sum()) / chars, rel=1e-6)
-    prior = conditional.condition.prior("sex")
+    prior = torch.from_numpy(conditional.condition.prior("sex"))
     joint = torch.stack([tilted["F"], tilted["M"]], 1) + prior.log()
     expected = torch.softmax(joint, 1)
     for name, result, p in zip(names, model.classify(names), expected):
