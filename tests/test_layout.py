@@ -21,8 +21,6 @@ MODULES_OVER = {
 }
 FUNCTIONS_OVER = {
     "namesmith/generation/generate.py:iter_generate": 120,
-    "namesmith/serve/connections.py:bounded_protocol": 103,
-    "namesmith/serve/server.py:run_workers": 91,
 }
 
 

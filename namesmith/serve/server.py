@@ -163,74 +163,96 @@ def run_workers(host: str, port: int, workers: int) -> None:
     if not shared:
         first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # read when the others bind, so they may join
     port = first.getsockname()[1]  # the port picked for port 0, which the others join
-    context = multiprocessing.get_context("spawn")
-    processes: list[Any] = [None] * workers
-    reports: list[Any] = [None] * workers  # each worker's pipe until it reports: None (it serves) or why it cannot
-    owned: dict[int, socket.socket] = {}  # a worker's socket held here too (closed when the worker dies)
-
-    def start(i: int, sock: socket.socket | None) -> None:
-        reader, writer = context.Pipe(duplex=False)
-        process = context.Process(target=_worker, args=(sock, writer, host, port), name=f"namesmith-serve-{i}")
-        process.start()
-        writer.close()  # the worker's end: a worker that dies before it reports leaves the pipe at its end
-        processes[i], reports[i] = process, reader
-        if sock is not None and not shared:
-            owned[i] = sock
-
-    def report(i: int) -> None:
-        """Read worker i's report: it serves, or the server stops with its reason."""
-        try:
-            reason = reports[i].recv()
-        except EOFError:
-            reason = f"server worker {i} exited with code {processes[i].exitcode} before it could serve"
-        reports[i].close()
-        reports[i] = None
-        if reason is not None:
-            raise NamesmithError(reason)
-
+    pool = _Workers(host, port, workers, first, shared)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        start(0, first)
-        multiprocessing.connection.wait([reports[0]])
-        report(0)  # the first serves: the others find the built-in models in its cache
+        pool.start(0, first)
+        multiprocessing.connection.wait([pool.reports[0]])
+        pool.report(0)  # the first serves: the others find the built-in models in its cache
         log.info(SERVING.format(host=host, port=port))
         for i in range(1, workers):
-            start(i, first if shared else None)
-        while True:
-            waiting = {reports[i]: i for i in range(workers) if reports[i] is not None}
-            for ready in multiprocessing.connection.wait([p.sentinel for p in processes] + list(waiting)):
-                if ready in waiting:
-                    report(waiting[ready])
-            for i, process in enumerate(processes):
-                if process.is_alive():
-                    continue
-                process.join()
-                if reports[i] is not None:
-                    report(i)  # it died before it could serve: its reason stops the server
-                log.warning(f"server worker {i} (pid {process.pid}) exited with code {process.exitcode}; "
-                            "starting another")
-                serving = [j for j in range(workers) if j != i and reports[j] is None and processes[j].is_alive()]
-                sock = owned.pop(i, None)
-                if sock is not None and serving:  # what waits at its own socket would wait for the successor:
-                    sock.close()  # closed, new connections go to the workers serving
-                    sock = None
-                # with no other worker serving yet, the connections wait at its socket for the successor rather
-                # than be refused
-                start(i, first if shared else sock)
+            pool.start(i, first if shared else None)
+        pool.supervise()
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for process in processes:
+        pool.stop()
+        first.close()
+
+
+class _Workers:
+    """The worker processes of `run_workers`, each with its pipe until it reports and, where workers join the port
+    with sockets of their own, the socket it was given (held here too: closed when the worker dies)."""
+
+    def __init__(self, host: str, port: int, workers: int, first: socket.socket, shared: bool):
+        self.host, self.port, self.workers, self.first, self.shared = host, port, workers, first, shared
+        self.context = multiprocessing.get_context("spawn")
+        self.processes: list[Any] = [None] * workers
+        self.reports: list[Any] = [None] * workers  # each worker's pipe until it reports: None (it serves) or why not
+        self.owned: dict[int, socket.socket] = {}  # a worker's socket held here too (closed when the worker dies)
+
+    def start(self, i: int, sock: socket.socket | None) -> None:
+        reader, writer = self.context.Pipe(duplex=False)
+        process = self.context.Process(target=_worker, args=(sock, writer, self.host, self.port),
+                                       name=f"namesmith-serve-{i}")
+        process.start()
+        writer.close()  # the worker's end: a worker that dies before it reports leaves the pipe at its end
+        self.processes[i], self.reports[i] = process, reader
+        if sock is not None and not self.shared:
+            self.owned[i] = sock
+
+    def report(self, i: int) -> None:
+        """Read worker i's report: it serves, or the server stops with its reason."""
+        try:
+            reason = self.reports[i].recv()
+        except EOFError:
+            reason = f"server worker {i} exited with code {self.processes[i].exitcode} before it could serve"
+        self.reports[i].close()
+        self.reports[i] = None
+        if reason is not None:
+            raise NamesmithError(reason)
+
+    def supervise(self) -> None:
+        """Read the workers' reports as they come and start a worker again where one died, until interrupted."""
+        while True:
+            waiting = {self.reports[i]: i for i in range(self.workers) if self.reports[i] is not None}
+            for ready in multiprocessing.connection.wait([p.sentinel for p in self.processes] + list(waiting)):
+                if ready in waiting:
+                    self.report(waiting[ready])
+            for i, process in enumerate(self.processes):
+                if not process.is_alive():
+                    self.replace(i)
+
+    def replace(self, i: int) -> None:
+        """Start worker i again, after it died."""
+        process = self.processes[i]
+        process.join()
+        if self.reports[i] is not None:
+            self.report(i)  # it died before it could serve: its reason stops the server
+        log.warning(f"server worker {i} (pid {process.pid}) exited with code {process.exitcode}; starting another")
+        serving = [j for j in range(self.workers)
+                   if j != i and self.reports[j] is None and self.processes[j].is_alive()]
+        sock = self.owned.pop(i, None)
+        if sock is not None and serving:  # what waits at its own socket would wait for the successor:
+            sock.close()  # closed, new connections go to the workers serving
+            sock = None
+        # with no other worker serving yet, the connections wait at its socket for the successor rather
+        # than be refused
+        self.start(i, self.first if self.shared else sock)
+
+    def stop(self) -> None:
+        """Stop every worker: uvicorn finishes the requests in flight, then exits; one that does not within
+        WORKER_STOP_SECONDS is killed."""
+        for process in self.processes:
             if process is not None and process.is_alive():
-                process.terminate()  # uvicorn finishes the requests in flight, then exits
-        for process in processes:
+                process.terminate()
+        for process in self.processes:
             if process is not None:
                 process.join(WORKER_STOP_SECONDS)
                 if process.is_alive():
                     process.kill()
                     process.join()
-        first.close()
 
 
 def _interrupt(signum: int, frame: object) -> None:
