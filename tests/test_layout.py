@@ -20,7 +20,6 @@ MODULES_OVER = {
     "namesmith/namemodel.py": 666,  # the door: being made torch-free (issue 26)
 }
 FUNCTIONS_OVER = {
-    "namesmith/generation/generate.py:iter_generate": 120,
 }
 
 

@@ -33,7 +33,6 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,6 +56,7 @@ from namesmith.generation.constraints import check_vocab, name_test, regex_test
 from namesmith.generation.draw_pool import DrawPool
 from namesmith.generation.draws import Batch, batch_limit
 from namesmith.generation.exact_cache import POOL_BUILDERS, ExactCache
+from namesmith.generation.result import Generation, GenerationStream
 from namesmith.generation.saved_tables import PlainTables
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ def eval_mode(model: CharModel | PlainTables) -> contextlib.AbstractContextManag
 # What `iter_generate` calls to steer a model that is not a finite chain (namesmith.generation.guided.Guide):
 # guide(vocab, config, max_len, seed, deadline) -> a sampler with `run` and `twist` (its ExactSampler).
 Guide = Callable[..., Any]
+Run = Callable[[int, float | None], Batch | None]  # a sampler: run(size, deadline) -> a batch of draws, or None
 
 
 def draw_pool(model: CharModel, vocab: Vocab, config: GenerateConfig, max_word_length: int,
@@ -120,73 +121,6 @@ def draw_pool(model: CharModel, vocab: Vocab, config: GenerateConfig, max_word_l
         entry = cache.build_and_wait(key, make, deadline=time.perf_counter(), builders=POOL_BUILDERS,
                                      thread_name="namesmith-draw-pool")
     return entry if isinstance(entry, DrawPool) else None
-
-
-# --- what a generation found --------------------------------------------------------------------
-@dataclass
-class Generation:
-    """Names found, and how hard they were to find."""
-
-    names: list[str]  # from `generate`; a stream's statistics keep none (its names were yielded)
-    requested: int
-    found: int = 0
-    tries: int = 0  # draws examined, the rejected and the unfinished included
-    seconds: float = 0.0
-    # "exact", "guided", "rejection", "pooled" (rejection over the draws made once: generation.draw_pool) or "plain"
-    # (the method that ended the search)
-    method: str = "plain"
-    stop_reason: str | None = None  # None: every requested name was found; "max-tries", "time-budget", "closed"
-    unfinished: int = 0  # draws that reached the length guard without ending (dropped, counted in tries)
-    max_len: int | None = None  # the length guard in force (see `length_limit`)
-    particles: int = 0  # guided sampling: draws made (see namesmith.generation.guided)
-    effective_sample_size: float | None = None  # guided sampling: Kish's ESS of their importance weights
-    # draws turned away by each filter of choosing a name (`choosing_filters`: popularity, not_in_catalogue, ...)
-    rejected: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        return self.stop_reason is None and self.found == self.requested
-
-    @property
-    def acceptance(self) -> float | None:
-        return self.found / self.tries if self.tries else None
-
-    def message(self, option: Callable[[str], str] = str) -> str:
-        """One line on the search; `option` spells a parameter as the caller's user knows it
-        (the CLI passes its flags)."""
-        rate = "n/a" if self.acceptance is None else f"{100 * self.acceptance:.3g}%"
-        text = (f"found {self.found} of {self.requested} names in {self.tries:,} tries "
-                f"({self.seconds:.2f} s, acceptance {rate}, {self.method} sampling")
-        if self.effective_sample_size is not None and self.method == "guided":
-            text += f", effective sample size {self.effective_sample_size:,.0f} of {self.particles:,} particles"
-        elif self.effective_sample_size is not None:  # "auto" guided first, then found rejection faster
-            text += (f" after {self.particles:,} guided particles, effective sample size "
-                     f"{self.effective_sample_size:,.0f}: rejection keeps more names per draw here")
-        text += ")"
-        if self.rejected:
-            text += "; turned away: " + ", ".join(f"{n:,} by {option(f)}" for f, n in self.rejected.items())
-        if self.stop_reason == "closed":
-            text += "; stopped early by its caller"
-        elif self.stop_reason:
-            what = option("max_tries" if self.stop_reason == "max-tries" else "time_budget")
-            text += (f"; stopped at the {what} limit: the constraints are impossible or too rare under this "
-                     f"model; loosen them or raise {what}")
-        return text
-
-    def unfinished_message(self, option: Callable[[str], str] = str) -> str | None:
-        """One line on the draws that hit the length guard, if any (None: there were none)."""
-        if not self.unfinished:
-            return None
-        return (f"{self.unfinished:,} of {self.tries:,} draws reached the length limit ({option('max_len')} "
-                f"{self.max_len}) without ending and were dropped")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"requested": self.requested, "found": self.found, "tries": self.tries,
-                "acceptance": self.acceptance, "seconds": self.seconds, "method": self.method,
-                "complete": self.complete, "stop_reason": self.stop_reason, "unfinished": self.unfinished,
-                "max_len": self.max_len, "particles": self.particles,
-                "effective_sample_size": self.effective_sample_size, "rejected": dict(self.rejected)}
-
 
 
 def choosing_filters(config: GenerateConfig) -> list[tuple[str, Callable[[str], bool]]]:
@@ -217,34 +151,6 @@ def _passes(filters: list[tuple[str, Callable[[str], bool]]], name: str, rejecte
             rejected[field_] = rejected.get(field_, 0) + 1
             return False
     return True
-
-
-
-class GenerationStream:
-    """The names of one generation as they are found, batch by batch (see `iter_generate`).
-
-    Iterate it for lists of names; `generation` holds the statistics so far (final once the
-    iteration ends). `close()` (or leaving a `with` block) stops the search early.
-    """
-
-    def __init__(self, batches: Iterator[list[str]], generation: Generation):
-        self._batches = batches
-        self.generation = generation
-
-    def __iter__(self) -> GenerationStream:
-        return self
-
-    def __next__(self) -> list[str]:
-        return next(self._batches)
-
-    def close(self) -> None:
-        self._batches.close()
-
-    def __enter__(self) -> GenerationStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,
@@ -292,59 +198,24 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
         check_lengths(config, max_len, f"the longest name a {model.model_type} model can read")
     seed = config.seed if config.seed is not None else secrets.randbits(62)
     gen = Generation([], config.num, method="plain", max_len=max_len)
-    run: Callable[[int, float | None], Batch | None] | None = None
+    run: Run | None = None
 
-    def draws() -> Callable[[int, float | None], Batch | None]:
+    def draws() -> Run:
         """The model's own draws (the prefix conditioned exactly): rejection sampling, or plain."""
         return plain_sampler(model, vocab, prefix=config.starts_with, max_length=max_len, seed=seed,
                              **config.decoding).run
 
-    exact_too_slow = False
     # "auto" spends at most half the budget building exact (or a guide's) tables, then samples by rejection in
     # the rest (with a background cache, the tables go on being built for the next request)
     build_deadline = deadline if deadline is None or config.method != "auto" else \
         start_time + EXACT_BUILD_SHARE * config.time_budget
     if config.method == "exact" or (config.method == "auto" and config.structural):
-        try:
-            from namesmith.generation.exact import exact_sampler  # torch, and only when constraints ask for it
-
-            with eval_mode(model):
-                exact = exact_sampler(model, vocab, config, max_len, seed, build_deadline, cache)
-            if exact.log_p_valid == -math.inf:
-                raise ConfigError("no name satisfies these constraints with non-zero probability under this model "
-                                  "(at this temperature, top-k and top-p)")
-            run, gen.method = exact.run, "exact"
-        except NotAvailable as why:
-            if config.method == "exact":
-                raise ConfigError(f"method 'exact' is not available here: {why}; use 'auto' or 'rejection'",
-                                  field="method") from None
-        except OutOfTime:
-            exact_too_slow = True  # a finite chain after all: rejection, not guidance, for the rest of the budget
-            if config.method == "exact":
-                gen.method, gen.stop_reason = "exact", "time-budget"
+        run, exact_too_slow = _exact_run(model, vocab, config, max_len, seed, build_deadline, cache, gen)
+    else:
+        exact_too_slow = False
     if run is None and gen.stop_reason is None and (config.method == "guided" or (
             config.method == "auto" and config.structural and guide is not None and not exact_too_slow)):
-        if guide is None:
-            raise ConfigError("method 'guided' needs an n-gram to steer by (the model's training words or an n-gram "
-                              "inside it); use 'auto' or 'rejection'", field="method")
-        try:
-            with eval_mode(model):
-                guided = guide(vocab, config, max_len, seed, build_deadline)
-            if guided.twist.log_p_valid == -math.inf:
-                raise ConfigError("no name satisfies these constraints (within the length limits)")
-            # rejection keeps about P(valid) of its draws; guided sampling about as many whatever P(valid) is
-            # (namesmith.generation.guided): "auto" guides only constraints the n-gram finds rare
-            if config.method == "guided" or guided.twist.log_p_valid < math.log(GUIDE_BELOW):
-                run, gen.method, gen.effective_sample_size = guided.run, "guided", 0.0
-                if config.method == "auto":
-                    run = _GuidedWhileFaster(guided, draws, gen)
-        except NotAvailable as why:
-            if config.method == "guided":
-                raise ConfigError(f"method 'guided' is not available here: {why}; use 'auto' or 'rejection'",
-                                  field="method") from None
-        except OutOfTime:
-            if config.method == "guided":
-                gen.method, gen.stop_reason = "guided", "time-budget"
+        run = _guided_run(model, guide, vocab, config, max_len, seed, build_deadline, gen, draws)
     if run is None and gen.stop_reason is None:
         run = draws()
         gen.method = "rejection" if config.structural or config.regex is not None else "plain"
@@ -356,17 +227,76 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
     # by fresh draws instead. "rejection" always draws afresh, so a share link that asks for it gets its names again.
     if run is not None and cache is not None and config.method == "auto" and not config.starts_with and (
             gen.method == "rejection" or (gen.method == "plain" and filters)):
-        pool = draw_pool(model, vocab, config, max_word_length, cache)
-        if pool is not None and max_len <= pool.max_len:
-            fresh, fresh_method, gen.method = run, gen.method, "pooled"
-
-            def then() -> Callable[[int, float | None], Batch | None]:
-                gen.method = fresh_method  # walked round the whole pool: fresh draws for the rest
-                return fresh
-
-            run = pool.walk(config.sounds_like, max_len, seed, then=then)
+        run = _pooled_run(run, model, vocab, config, max_word_length, max_len, seed, cache, gen)
     batches = _search(model, run, config, gen, known, max_len, start_time, deadline, filters)
     return GenerationStream(batches, gen)
+
+
+def _exact_run(model: CharModel, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
+               build_deadline: float | None, cache: ExactCache | None, gen: Generation) -> tuple[Run | None, bool]:
+    """`iter_generate`'s exact sampler (method "exact", or "auto" with constraints), if the model is a finite chain
+    whose tables are built by `build_deadline`; and whether it was one but they were not (too slow)."""
+    try:
+        from namesmith.generation.exact import exact_sampler  # torch, and only when constraints ask for it
+
+        with eval_mode(model):
+            exact = exact_sampler(model, vocab, config, max_len, seed, build_deadline, cache)
+        if exact.log_p_valid == -math.inf:
+            raise ConfigError("no name satisfies these constraints with non-zero probability under this model "
+                              "(at this temperature, top-k and top-p)")
+        gen.method = "exact"
+        return exact.run, False
+    except NotAvailable as why:
+        if config.method == "exact":
+            raise ConfigError(f"method 'exact' is not available here: {why}; use 'auto' or 'rejection'",
+                              field="method") from None
+    except OutOfTime:
+        if config.method == "exact":
+            gen.method, gen.stop_reason = "exact", "time-budget"
+        return None, True  # a finite chain after all: rejection, not guidance, for the rest of the budget
+    return None, False
+
+
+def _guided_run(model: CharModel, guide: Guide | None, vocab: Vocab, config: GenerateConfig, max_len: int, seed: int,
+                build_deadline: float | None, gen: Generation, draws: Callable[[], Run]) -> Run | None:
+    """`iter_generate`'s guided sampler (method "guided", or "auto" with constraints the guide's n-gram finds rare),
+    if `guide` can steer the model and builds its tables by `build_deadline`; `draws` makes the model's own."""
+    if guide is None:
+        raise ConfigError("method 'guided' needs an n-gram to steer by (the model's training words or an n-gram "
+                          "inside it); use 'auto' or 'rejection'", field="method")
+    try:
+        with eval_mode(model):
+            guided = guide(vocab, config, max_len, seed, build_deadline)
+        if guided.twist.log_p_valid == -math.inf:
+            raise ConfigError("no name satisfies these constraints (within the length limits)")
+        # rejection keeps about P(valid) of its draws; guided sampling about as many whatever P(valid) is
+        # (namesmith.generation.guided): "auto" guides only constraints the n-gram finds rare
+        if config.method == "guided" or guided.twist.log_p_valid < math.log(GUIDE_BELOW):
+            gen.method, gen.effective_sample_size = "guided", 0.0
+            return _GuidedWhileFaster(guided, draws, gen) if config.method == "auto" else guided.run
+    except NotAvailable as why:
+        if config.method == "guided":
+            raise ConfigError(f"method 'guided' is not available here: {why}; use 'auto' or 'rejection'",
+                              field="method") from None
+    except OutOfTime:
+        if config.method == "guided":
+            gen.method, gen.stop_reason = "guided", "time-budget"
+    return None
+
+
+def _pooled_run(run: Run, model: CharModel, vocab: Vocab, config: GenerateConfig, max_word_length: int, max_len: int,
+                seed: int, cache: ExactCache, gen: Generation) -> Run:
+    """`run`, or a walk over the model's draws made once where the cache holds them (then `run` for the rest)."""
+    pool = draw_pool(model, vocab, config, max_word_length, cache)
+    if pool is None or max_len > pool.max_len:
+        return run
+    fresh_method, gen.method = gen.method, "pooled"
+
+    def then() -> Run:
+        gen.method = fresh_method  # walked round the whole pool: fresh draws for the rest
+        return run
+
+    return pool.walk(config.sounds_like, max_len, seed, then=then)
 
 
 class _GuidedWhileFaster:
@@ -375,10 +305,10 @@ class _GuidedWhileFaster:
     only grows; generation.guided), rejection P(valid) of its draws, so guidance pays while B < 1 / GUIDED_COST.
     Both draw names from the model conditioned on the constraints, so a search may use one and then the other."""
 
-    def __init__(self, guided: Any, rejection: Callable[[], Callable[[int, float | None], Batch | None]],
+    def __init__(self, guided: Any, rejection: Callable[[], Run],
                  gen: Generation):
         self.guided, self.rejection, self.gen = guided, rejection, gen
-        self.run: Callable[[int, float | None], Batch | None] = guided.run
+        self.run: Run = guided.run
 
     def __call__(self, size: int, deadline: float | None) -> Batch | None:
         drawn = self.run(size, deadline)
@@ -387,7 +317,7 @@ class _GuidedWhileFaster:
         return drawn
 
 
-def _search(model: CharModel, run: Callable[[int, float | None], Batch | None] | None, config: GenerateConfig,
+def _search(model: CharModel, run: Run | None, config: GenerateConfig,
             gen: Generation, known: Collection[str] | None, max_len: int, start_time: float,
             deadline: float | None, filters: list[tuple[str, Callable[[str], bool]]]) -> Iterator[list[str]]:
     """The search loop behind `iter_generate`: draw, examine, yield, until done or out of budget."""

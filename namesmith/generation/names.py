@@ -1,5 +1,5 @@
 """What a user gets from a generation: the names in the list's casing, with how many are training, held-out or
-new words (namesmith.generation.novelty) and how hard the search was (namesmith.generation.generate's
+new words (namesmith.generation.novelty) and how hard the search was (namesmith.generation.result's
 `Generation`), all at once (`Names`) or streamed (`NameStream`). `NameModel.generate` and `iter_generate`
 return them."""
 
@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from namesmith.generation.generate import Generation, GenerationStream
 from namesmith.generation.novelty import KnownWords, NoveltySummary
+from namesmith.generation.result import Generation, GenerationStream
 
 
 @dataclass

@@ -27,8 +27,8 @@ from namesmith.choosing.phonetic import SoundIndex, catalogue_births, phonetic_k
 from namesmith.choosing.syllables import count_syllables
 from namesmith.core.errors import ConfigError
 from namesmith.generation.config import MAX_SEED, asked
-from namesmith.generation.generate import Generation
 from namesmith.generation.novelty import NoveltySummary
+from namesmith.generation.result import Generation
 from namesmith.namemodel import NameModel
 from namesmith.serve.limits import Limits
 
