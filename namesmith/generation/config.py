@@ -19,6 +19,7 @@ This module imports neither torch nor a model, so parsing a request or the CLI's
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,12 @@ def check(condition: bool, field: str, message: str) -> None:
 
 
 MAX_SEED = 2**53 - 1  # seeds stay exact in JavaScript numbers (the page keeps them in share links)
+
+
+def fresh_seed() -> int:
+    """The seed of a generation asked with none: one of the seeds a user may give (0 to MAX_SEED), so it can be
+    given back for the same names."""
+    return secrets.randbelow(MAX_SEED + 1)
 
 
 def asked(value: Any) -> Any:

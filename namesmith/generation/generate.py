@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
@@ -50,6 +49,7 @@ from namesmith.generation.config import (
     NotAvailable,
     OutOfTime,
     check_lengths,
+    fresh_seed,
     length_limit,
 )
 from namesmith.generation.constraints import check_vocab, name_test, regex_test
@@ -196,7 +196,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
                                        f"{GUARD_AT_LEAST}; set max_len)")
     elif max_len < config.max_len:
         check_lengths(config, max_len, f"the longest name a {model.model_type} model can read")
-    seed = config.seed if config.seed is not None else secrets.randbits(62)
+    seed = config.seed if config.seed is not None else fresh_seed()
     gen = Generation([], config.num, method="plain", max_len=max_len)
     run: Run | None = None
 

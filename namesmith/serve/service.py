@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import secrets
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -26,7 +25,7 @@ from namesmith.choosing.facts import fit_order
 from namesmith.choosing.phonetic import SoundIndex, catalogue_births, phonetic_keys
 from namesmith.choosing.syllables import count_syllables
 from namesmith.core.errors import ConfigError
-from namesmith.generation.config import MAX_SEED, asked
+from namesmith.generation.config import asked, fresh_seed
 from namesmith.generation.novelty import NoveltySummary
 from namesmith.generation.result import Generation
 from namesmith.namemodel import NameModel
@@ -70,7 +69,7 @@ def generate(model: NameModel, options: dict[str, Any], limits: Limits, labels: 
     options = dict(options)
     n, where = options.pop("n"), options.pop("where")
     seed = options.pop("seed")
-    seed = secrets.randbelow(MAX_SEED + 1) if seed is None else seed
+    seed = fresh_seed() if seed is None else seed
     options["time_budget"] = min(options["time_budget"] or limits.time_budget, limits.time_budget)
     found = model.generate(n, seed=seed, **options, **condition(model, labels, where, "generate"))
     names, stats = found.names, found.stats
@@ -93,7 +92,7 @@ def adapting(n: int, words: int, seconds: float, seed: int | None) -> dict[str, 
     """The generate answer of a "more like these" request whose adaptation outlasted its time budget: no names
     yet (as when a search runs out of its budget), the adaptation going on for the next request."""
     stats = Generation([], n, seconds=seconds, method="adapting", stop_reason="time-budget")
-    return {"seed": secrets.randbelow(MAX_SEED + 1) if seed is None else seed, "names": [], "complete": False,
+    return {"seed": fresh_seed() if seed is None else seed, "names": [], "complete": False,
             "message": f"found 0 of {n} names: adapting the model to these {words} names takes longer than the "
                        f"time budget; it goes on: ask again in a few seconds", "generation": stats.to_dict(),
             "summary": NoveltySummary(0).to_dict(), "offensive_hidden": 0}

@@ -104,3 +104,21 @@ def test_the_sample_command_has_an_option_per_field_with_its_help_and_choices():
         how = CONFIG[name].metadata["option"]
         assert action.help.startswith(how.help), name
         assert tuple(action.choices or ()) == tuple(how.choices or ()), name
+
+
+def test_a_generation_given_no_seed_draws_one_a_user_may_give(monkeypatch):
+    """One seed range (issue 28): the seed drawn for a generation asked with none is one of the seeds a user may
+    give, so its names are those of a seed that can be given back (it was drawn from 62 bits, beyond MAX_SEED)."""
+    import secrets
+
+    from namesmith.core.vocab import Vocab
+    from namesmith.generation.generate import generate
+    from namesmith.models.bigram import BigramCounts, BigramCountsConfig
+
+    vocab = Vocab(("a", "b", "c"))
+    model = BigramCounts(vocab.size, BigramCountsConfig(smoothing=1)).eval()
+    # the largest seed each way of drawing one can give
+    monkeypatch.setattr(secrets, "randbits", lambda bits: 2**bits - 1)
+    monkeypatch.setattr(secrets, "randbelow", lambda n: n - 1)
+    unseeded = generate(model, vocab, GenerateConfig(num=20), max_word_length=8).names
+    assert unseeded == generate(model, vocab, GenerateConfig(num=20, seed=MAX_SEED), max_word_length=8).names
