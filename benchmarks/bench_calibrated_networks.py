@@ -54,9 +54,24 @@ def nll_and_error(logp: torch.Tensor, chars: torch.Tensor) -> tuple[float, float
     return nll, math.sqrt(len(chars)) * (-logp - nll * chars).std().item() / chars.sum().item()
 
 
-def draws_tv(model: NameModel, draws: int, seed: int) -> float:
-    names = model.generate(draws, seed=seed, max_tries=draws * 50).names
-    return total_variation([len(n) for n in names], [len(n) for n in model.corpus.split.train])
+def draws_tv(model: NameModel, draws: int, seed: int) -> tuple[float, dict]:
+    """The length TV of `draws` draws against the training names, and how the draws came back (a calibrated
+    model's are kept by rejection: too few back would make the TV a figure of a handful of names)."""
+    drawn = model.generate(draws, seed=seed, max_tries=draws * 50)
+    stats = drawn.stats
+    search = {"found": stats.found, "tries": stats.tries, "acceptance": stats.acceptance,
+              "stop_reason": stats.stop_reason}
+    if not drawn.names:
+        return math.nan, search
+    return total_variation([len(n) for n in drawn.names], [len(n) for n in model.corpus.split.train]), search
+
+
+def calibration_record(model: NameModel, report: dict, seconds: float) -> dict:
+    """The calibration's choice, log Z with its standard error, and the share of draws rejection keeps (exp(-bound))."""
+    tilt = model.model.calibration
+    return {**report, "seconds": round(seconds, 1), "log_z": None if tilt is None else tilt.log_z,
+            "log_z_error": None if tilt is None else tilt.log_z_error,
+            "expected_acceptance": None if tilt is None else math.exp(-tilt.bound)}
 
 
 def run_one(model_type: str, seed: int, args: argparse.Namespace, scratch: Path) -> dict:
@@ -65,7 +80,7 @@ def run_one(model_type: str, seed: int, args: argparse.Namespace, scratch: Path)
                             seed=seed, time_budget=args.time_budget, calibrate="none", device="cpu")
     trained = time.perf_counter() - started
     base_logp, chars = test_log_probs(model)
-    base_tv = draws_tv(model, args.draws, seed)
+    base_tv, base_draws = draws_tv(model, args.draws, seed)
     started = time.perf_counter()
     report = model.calibrate("auto")
     calibrated = time.perf_counter() - started
@@ -74,15 +89,14 @@ def run_one(model_type: str, seed: int, args: argparse.Namespace, scratch: Path)
     base_nll, base_err = nll_and_error(base_logp, chars)
     gain = (base_logp - logp) / chars.sum().item()  # per word: its share of the NLL difference
     tilt = model.model.calibration
+    tv, drawn = draws_tv(model, args.draws, seed) if tilt is not None else (base_tv, base_draws)
     result = {
         "model": model_type, "seed": seed, "steps": model.history.steps, "train_seconds": round(trained, 1),
-        "test_nll": base_nll, "test_nll_error": base_err, "length_tv": base_tv,
+        "test_nll": base_nll, "test_nll_error": base_err, "length_tv": base_tv, "draws": base_draws,
         "calibrated_test_nll": nll, "calibrated_test_nll_error": err,
         "difference": nll - base_nll, "difference_error": math.sqrt(len(chars)) * gain.std().item(),
-        "calibrated_length_tv": draws_tv(model, args.draws, seed) if tilt is not None else base_tv,
-        "calibration": {**report, "seconds": round(calibrated, 1),
-                        "log_z": None if tilt is None else tilt.log_z,
-                        "log_z_error": None if tilt is None else tilt.log_z_error},
+        "calibrated_length_tv": tv, "calibrated_draws": drawn,
+        "calibration": calibration_record(model, report, calibrated),
     }
     print(json.dumps(result), flush=True)
     return result

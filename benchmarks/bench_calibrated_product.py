@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_calibrated_networks import draws_tv, nll_and_error, test_log_probs
+from bench_calibrated_networks import calibration_record, draws_tv, nll_and_error, test_log_probs
 
 from namesmith.namemodel import NameModel
 
@@ -41,22 +41,22 @@ def main() -> None:
         m.model.calibration = None  # each member as trained: the product is calibrated as a whole
     product = NameModel.ensemble(members)
     base_logp, chars = test_log_probs(product)
-    base_tv = draws_tv(product, args.draws, args.seed)
+    base_tv, base_draws = draws_tv(product, args.draws, args.seed)
     started = time.perf_counter()
     report = product.calibrate("auto")
     seconds = time.perf_counter() - started
     logp, _ = test_log_probs(product)
     (base_nll, base_err), (nll, err) = nll_and_error(base_logp, chars), nll_and_error(logp, chars)
     tilt = product.model.calibration
+    tv, drawn = draws_tv(product, args.draws, args.seed) if tilt is not None else (base_tv, base_draws)
     result = {
         "members": [{"directory": d, "description": m.describe(), "test_nll": m.metrics["test"]["nll"]}
                     for d, m in zip(args.members, members)],
-        "test_nll": base_nll, "test_nll_error": base_err, "length_tv": base_tv,
+        "test_nll": base_nll, "test_nll_error": base_err, "length_tv": base_tv, "draws": base_draws,
         "calibrated_test_nll": nll, "calibrated_test_nll_error": err, "difference": nll - base_nll,
         "difference_error": math.sqrt(len(chars)) * ((base_logp - logp) / chars.sum().item()).std().item(),
-        "calibrated_length_tv": draws_tv(product, args.draws, args.seed) if tilt is not None else base_tv,
-        "calibration": {**report, "seconds": round(seconds, 1), "log_z": None if tilt is None else tilt.log_z,
-                        "log_z_error": None if tilt is None else tilt.log_z_error},
+        "calibrated_length_tv": tv, "calibrated_draws": drawn,
+        "calibration": calibration_record(product, report, seconds),
     }
     print(json.dumps(result), flush=True)
     out = Path(args.out)
