@@ -2,9 +2,11 @@
 
     python benchmarks/bench_calibrated_networks.py                  # 5 types x 2 seeds, 90 s each
     python benchmarks/bench_calibrated_networks.py --models lstm --seeds 1337 --time-budget 60
+    python benchmarks/bench_calibrated_networks.py --models gru --max-steps 1500   # steps bind, not seconds
 
 For each network type and training seed, `NameModel.train` fits it on the lecture's split of names.txt
-(80/10/10, split seed 42) for `--time-budget` seconds on one torch thread, with its 6-gram as by default
+(80/10/10, split seed 42) for `--time-budget` seconds (or `--max-steps` steps, with no time limit: the same
+network however busy the machine) on one torch thread, with its 6-gram as by default
 and `--calibrate none`; then `NameModel.calibrate("auto")` (namesmith.training.calibrate: the model's
 cells from 50,000 of its own draws, self-normalised importance sampling) fits and chooses the tilt on
 validation. Reported, uncalibrated and calibrated: test NLL per character with its standard error (words
@@ -75,9 +77,11 @@ def calibration_record(model: NameModel, report: dict, seconds: float) -> dict:
 
 
 def run_one(model_type: str, seed: int, args: argparse.Namespace, scratch: Path) -> dict:
+    budget = ({"time_budget": args.time_budget} if args.max_steps is None
+              else {"max_steps": args.max_steps})
     started = time.perf_counter()
     model = NameModel.train(args.data, model_type, out=scratch / f"{model_type}-{seed}", overwrite=True,
-                            seed=seed, time_budget=args.time_budget, calibrate="none", device="cpu")
+                            seed=seed, calibrate="none", device="cpu", **budget)
     trained = time.perf_counter() - started
     base_logp, chars = test_log_probs(model)
     base_tv, base_draws = draws_tv(model, args.draws, seed)
@@ -108,12 +112,13 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=list(NETWORKS), choices=NETWORKS)
     p.add_argument("--seeds", type=int, nargs="+", default=[1337, 1])
     p.add_argument("--time-budget", type=float, default=90.0, help="training seconds of each network")
+    p.add_argument("--max-steps", type=int, help="train this many steps instead, however long they take")
     p.add_argument("--draws", type=int, default=200_000)
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
     torch.set_num_threads(1)
     results: dict = {"data": Path(args.data).name, "split_seed": 42, "time_budget": args.time_budget,
-                     "draws": args.draws, "threads": 1, "runs": []}
+                     "max_steps": args.max_steps, "draws": args.draws, "threads": 1, "runs": []}
     with tempfile.TemporaryDirectory(prefix="bench-calibrated-") as scratch:
         for model_type in args.models:
             for seed in args.seeds:
