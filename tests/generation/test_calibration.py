@@ -103,6 +103,30 @@ def test_calibration_matches_the_training_lengths(tiny):
     assert shares.tolist() == pytest.approx([lengths[n] / len(WORDS) for n in range(5)], abs=1e-5)
 
 
+def test_a_weight_whose_cells_no_draw_reached_stays_zero_so_log_z_stays_true(tiny):
+    """A cell of a training name that the model reaches once in 10⁸ names, which none of 100,000 draws did:
+    its free λ would grow to the training count × σ² and the true Z (over the model's true cells) would dwarf the
+    sampled one. That cell's end weight stays 0, and log Z stays true."""
+    model, corpus = tiny
+    exact = chain_cells(markov_chain(model, corpus.vocab.size, GenerateConfig()), 4)
+    train = corpus.words("train")
+    occupied = {(len(w), corpus.vocab.stoi[w[-1]]) for w in train if 0 < len(w) < 2}  # cells of end row 1 alone
+    missed = min(occupied, key=lambda cell: float(exact[cell]))
+    true = exact.clone()
+    true[missed] = 1e-8 * float(true.sum() - true[missed])  # the model's true cells: this one rare
+    true /= true.sum()
+    drawn = true.clone()
+    drawn[missed] = 0.0  # none of the draws ended there
+    cells = CellDistribution(drawn / drawn.sum(), "sampled", draws=100_000)
+    calibration = fit_calibration(cells, train, corpus.vocab, "length+end", sigma2=30.0, L=3, E=2)
+    assert calibration.end_weights[missed[0]][missed[1]] == 0.0
+    T = calibration.longest_cell  # longer names share its weights
+    folded = torch.cat([true[:T], true[T:].sum(0, keepdim=True)])
+    true_log_z = float(torch.logsumexp(folded.log() + calibration.log_weights + calibration.log_z, (0, 1)))
+    assert true_log_z == pytest.approx(calibration.log_z, abs=0.01)
+    assert any(abs(w) > 0.1 for row in calibration.end_weights for w in row)  # the cells drawn are fitted
+
+
 @pytest.mark.parametrize("constraints", [dict(), dict(ends_with="a"), dict(contains=("b",), min_len=2)])
 @pytest.mark.parametrize("method", ["exact", "rejection", "exact, untabulated"])
 def test_samplers_draw_from_the_calibrated_model(tiny, constraints, method, monkeypatch):
