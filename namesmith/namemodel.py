@@ -457,18 +457,18 @@ class NameModel:
         """The plain model of `where` (the model itself without conditions), guided, drawing only an
         adapted model's own letters unless `config.prior_letters`, and its exact tables' cache. A request
         for the plain names of a model loaded with its saved tables gets those tables (the same draws, no torch)."""
-        if self._tables_entry is not None and not where and guidance == 0 and config.plain_draws:
-            if self._plain is None:
-                self._plain = read_tables(self.directory, self._tables_entry, self.vocab)
-            return self._plain, self._exact.setdefault(((), 0.0, False), ExactCache(background=self.background_tables))
-        from namesmith.adaptation.adapt import OwnLetters
+        alphabet = self.meta.get("adaptation", {}).get("alphabet")
+        own_letters = alphabet is not None and not config.prior_letters  # what an adapted model's tables draw
+        plain = not where and guidance == 0 and config.plain_draws and own_letters == (alphabet is not None)
+        if self._tables_entry is not None and plain:
+            self._plain = self._plain or read_tables(self.directory, self._tables_entry, self.vocab)
+            cache = ExactCache(background=self.background_tables)
+            return self._plain, self._exact.setdefault(((), 0.0, own_letters), cache)
         from namesmith.core.conditional import where_key
+        from namesmith.models.own_letters import OwnLetters
 
-        prior_letters = config.prior_letters
         model = self.model.given(self._own_where(where), guidance)
         key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
-        alphabet = self.meta.get("adaptation", {}).get("alphabet")
-        own_letters = alphabet is not None and not prior_letters
         if own_letters:
             model = OwnLetters.of(model, self.vocab, alphabet)
         return model, self._exact.setdefault((key, float(guidance), own_letters),

@@ -31,9 +31,10 @@ model predicts held-out names best but which names resemble these; the shortlist
 the background with fixed weights (no cross-validation), in a fraction of a second. A conditional
 background lends its plain model of the labels asked for (`where`).
 
-**Own letters.** A model adapted to a list draws only the list's own characters (`OwnLetters`, unless
-`prior_letters`): the background's other letters stay in the vocabulary, for scoring and for the
-background's probabilities, but a list of 30 elvish names should not make names with `ľ` or `ə`.
+**Own letters.** A model adapted to a list draws only the list's own characters (`OwnLetters` of
+namesmith.models.own_letters, unless `prior_letters`): the background's other letters stay in the
+vocabulary, for scoring and for the background's probabilities, but a list of 30 elvish names should
+not make names with `ľ` or `ə`.
 
 **When.** `NameModel.train(..., prior="auto")` (the default; `--prior auto`) adapts an ngram of
 fewer than `ADAPT_BELOW` training names onto the catalogue's n-gram prior (built in seconds);
@@ -45,14 +46,12 @@ in DIR; `prior="none"` never adapts. A table conditioned on labels or weighted i
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from namesmith.adaptation.background import background_model, component_probs, fit_mixture
 from namesmith.adaptation.class_table import fit_class_table, held_out_class_shares, token_classes
@@ -61,10 +60,10 @@ from namesmith.adaptation.list_table import backoff_table, fit_list_table, list_
 from namesmith.adaptation.prior import load_prior
 from namesmith.core.errors import ConfigError
 from namesmith.core.minimize import with_autograd
-from namesmith.core.vocab import BOUNDARY, Vocab
+from namesmith.core.vocab import Vocab
 from namesmith.data.ngram_keys import DEFAULT_ORDER, default_order
 from namesmith.data.words import encode_words
-from namesmith.models.base import CharModel, DelegatingModel
+from namesmith.models.base import CharModel
 from namesmith.models.sparse_ngram import SparseNGram, ngram_windows
 from namesmith.training.checkpoint import Checkpoint
 
@@ -261,52 +260,3 @@ def more_like(words: Sequence[str], vocab: Vocab, background: CharModel, backgro
     record = {"method": "more-like", "order": order, "pull": pull, "discount": MORE_LIKE_DISCOUNT,
               "strength": MORE_LIKE_STRENGTH, "seconds": round(time.perf_counter() - start, 3)}
     return model, record
-
-
-class OwnLetters(DelegatingModel):
-    """A model that draws only some characters (an adapted model's list's own, `alphabet`) and the end:
-    the other tokens' logits are -inf, so the rest share their probability in proportion. Sampling
-    only: the background still shapes which of the list's letters follow which, and scoring keeps the
-    open vocabulary (a name with other letters is scored by the model itself). A Markov chain stays
-    one, so exact constraints work as before."""
-
-    model_type: ClassVar[str] = "own-letters"
-    config_class: ClassVar[type] = dict
-
-    def __init__(self, model: CharModel, allowed: torch.Tensor):
-        super().__init__(model.vocab_size, {})
-        self.model = model
-        self.neural = model.neural
-        self.training = model.training
-        self.register_buffer("blocked", ~allowed.to(torch.bool))
-
-    @classmethod
-    def of(cls, model: CharModel, vocab: Vocab, alphabet: str) -> OwnLetters:
-        """`model` (vocabulary `vocab`) drawing only the characters of `alphabet`."""
-        allowed = torch.zeros(vocab.size, dtype=torch.bool, device=model.device)
-        allowed[BOUNDARY] = True
-        allowed[[vocab.stoi[c] for c in set(alphabet) if c in vocab.stoi]] = True
-        return cls(model, allowed)
-
-    def _only(self, logits: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(logits.float().masked_fill(self.blocked, -math.inf), -1)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self._only(self.model(idx))
-
-    def init_state(self, batch_size: int) -> Any:
-        return self.model.init_state(batch_size)
-
-    def step(self, state: Any, token: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        logits, state = self.model.step(state, token)
-        return self._only(logits), state
-
-    def select_state(self, state: Any, rows: torch.Tensor) -> Any:
-        return self.model.select_state(state, rows)
-
-    def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
-        chain = self.model.markov_chain()
-        if chain is None:
-            return None
-        log_probs, next_state, start = chain
-        return self._only(log_probs.to(self.blocked.device)), next_state, start

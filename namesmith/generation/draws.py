@@ -14,6 +14,9 @@ Two samplers run on tables alone, every name advancing one character per step:
   match"; see `CharModel.markov_chain`): next-token CDFs (S, V) and next states (S, V) in
   `ChainTables`, made from the model's own chain by namesmith.generation.sample, one inverse-CDF lookup
   per name and step.
+- `RowSampler`, for a model whose next token depends on its last K tokens but whose chain is too large to
+  build (an adapted list's sparse n-gram): the row of each distinct context is assembled in NumPy when a
+  step needs it (namesmith.models.sparse_rows), then the same inverse-CDF lookup.
 
 This module imports no torch: tables saved beside a count model sample without it (docs/startup.md).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -235,4 +239,50 @@ class ChainSampler:
             rows, nxt, state = rows[going], nxt[going], state[going]
             tokens[rows, t] = nxt
             state = next_state[state, nxt]
+        return finish_batch(tokens, lengths, self.vocab, self.prefix)
+
+
+class ContextRows(Protocol):
+    """Next-token rows assembled on demand (namesmith.models.sparse_rows.SparseRows)."""
+
+    context_size: int  # K: the next token depends on the last K tokens
+    base: int  # V + 1: token t is digit t + 1 of a context's key
+
+    def probs(self, contexts: np.ndarray) -> np.ndarray: ...  # (N, K) contexts -> (N, V) float32 rows
+
+
+class RowSampler:
+    """Draws names from `ContextRows` in NumPy, each step assembling the row of each distinct context once and
+    drawing by inverse CDF as `ChainSampler` does; the same seed draws the same names."""
+
+    def __init__(self, rows: ContextRows, vocab: Vocab, prefix: str, max_length: int, seed: int):
+        self.rows, self.vocab, self.prefix, self.max_length = rows, vocab, prefix, max_length
+        self.rng = np.random.default_rng(seed)
+
+    def run(self, batch: int, deadline: float | None = None) -> Batch | None:
+        """Draw `batch` names (None: the deadline passed first; the batch is dropped)."""
+        prefix = self.vocab.encode(self.prefix)
+        room = self.max_length - len(prefix)  # characters still allowed after the prefix
+        K, V = self.rows.context_size, self.vocab.size
+        place = self.rows.base ** np.arange(K - 1, -1, -1, dtype=np.int64)  # the latest token least significant
+        tokens = np.zeros((batch, max(room, 0)), dtype=token_dtype(V))
+        lengths = np.full(batch, -1, dtype=np.int64)  # -1: did not end within the room
+        rows = np.arange(batch)  # the output row of each name still going
+        start = ([BOUNDARY] * K + prefix)[len(prefix) :]  # the last K tokens: boundaries before a name, then its prefix
+        window = np.tile(np.array(start, dtype=np.int64), (batch, 1))  # (n, K)
+        for t in range(room + 1):
+            if deadline is not None and time.perf_counter() > deadline:
+                return None
+            _, first, inverse = np.unique((window + 1) @ place, return_index=True, return_inverse=True)
+            row_cdf = np.cumsum(self.rows.probs(window[first]), axis=1, dtype=np.float32)[inverse.ravel()]  # (n, V)
+            u = self.rng.random(len(rows), dtype=np.float32)[:, None] * row_cdf[:, -1:]
+            nxt = np.minimum((row_cdf <= u).sum(1), V - 1)  # searchsorted(right=True), row by row
+            ended = nxt == BOUNDARY
+            lengths[rows[ended]] = t
+            going = np.flatnonzero(~ended)
+            if t == room or len(going) == 0:
+                break
+            rows, nxt, window = rows[going], nxt[going], window[going]
+            tokens[rows, t] = nxt
+            window = np.concatenate([window[:, 1:], nxt[:, None]], 1) if K else window
         return finish_batch(tokens, lengths, self.vocab, self.prefix)

@@ -12,6 +12,8 @@ names that reach the length guard without ending. Constraints and budgets live i
 - a finite Markov chain of at most `MAX_CHAIN_BYTES` of tables (the n-gram, a count model's conditional
   n-grams): its chain (`CharModel.markov_chain`) as `ChainTables`, sampled in NumPy (`ChainSampler`), the
   same sampler that a count model's saved tables use, so a seed draws the same names either way;
+- a model that assembles its rows in NumPy (`CharModel.sampling_rows`: an adapted list's model whose chain
+  is too large), with plain decoding: `RowSampler` (namesmith.generation.draws), as its directory's entry does;
 - any other model: `ModelSampler`, which asks the model for the next-token logits of every unfinished
   name (`CharModel.step`) and draws one token per name by inverse-CDF lookup (`searchsorted` on the
   cumulative distribution), in torch on the model's device.
@@ -32,6 +34,7 @@ from namesmith.generation.draws import (
     Batch,
     ChainSampler,
     ChainTables,
+    RowSampler,
     TableSampler,
     chain_bytes,
     finish_batch,
@@ -198,7 +201,7 @@ def chain_tables(model: CharModel, temperature: float = 1.0, top_k: int | None =
 
 def plain_sampler(model: CharModel, vocab: Vocab, *, prefix: str, max_length: int, seed: int,
                   temperature: float = 1.0, top_k: int | None = None,
-                  top_p: float | None = None) -> TableSampler | ChainSampler | ModelSampler:
+                  top_p: float | None = None) -> TableSampler | RowSampler | ChainSampler | ModelSampler:
     """The fastest sampler of the model's names that start with `prefix` and have at most
     `max_length` characters (the caller checks the prefix fits and is in the vocabulary).
     Its `run(batch, deadline)` draws one batch; the model should be in eval mode."""
@@ -208,4 +211,7 @@ def plain_sampler(model: CharModel, vocab: Vocab, *, prefix: str, max_length: in
     chain = chain_tables(model, temperature, top_k, top_p)
     if chain is not None:
         return ChainSampler(chain, vocab, prefix, max_length, seed)
+    rows = model.sampling_rows() if temperature == 1.0 and top_k is None and top_p is None else None
+    if rows is not None:
+        return RowSampler(rows, vocab, prefix, max_length, seed)
     return ModelSampler(model, vocab, prefix, max_length, seed, temperature, top_k, top_p)

@@ -29,12 +29,20 @@ from namesmith.core.errors import CheckpointError
 from namesmith.core.io import checked_file, write_content_addressed
 from namesmith.core.vocab import Vocab
 from namesmith.generation.calibration import Calibration
-from namesmith.generation.draws import MAX_CHAIN_BYTES, ChainSampler, ChainTables, TableSampler, chain_bytes
+from namesmith.generation.draws import (
+    MAX_CHAIN_BYTES,
+    ChainSampler,
+    ChainTables,
+    RowSampler,
+    TableSampler,
+    chain_bytes,
+)
+from namesmith.models.sparse_rows import SparseRows, own_letters
 
 if TYPE_CHECKING:
     from namesmith.models.base import CharModel
 
-TABLES_KEY = "plain_tables"  # namesmith.json's entry: {"file", "sha256", "model_type", "calibration"?}
+TABLES_KEY = "plain_tables"  # namesmith.json's entry: {"file", "sha256", "model_type", "calibration"?, "rows"?}
 TABLES_STEM = "tables"
 
 
@@ -49,11 +57,15 @@ class PlainTables:
     calibration: Calibration | None = None  # the whole-name tilt of these draws (generation.calibration)
     max_length: int | None = None  # count models read names of any length
     condition: None = None  # no labels: a labelled request needs the model itself
+    rows: SparseRows | None = None  # an adapted model's rows, assembled as they are needed (from its weights file)
 
-    def sampler(self, vocab: Vocab, *, prefix: str, max_length: int, seed: int) -> TableSampler | ChainSampler:
+    def sampler(self, vocab: Vocab, *, prefix: str, max_length: int,
+                seed: int) -> TableSampler | RowSampler | ChainSampler:
         """The sampler `namesmith.generation.sample.plain_sampler` makes of the model with plain decoding."""
         if self.table is not None:
             return TableSampler(self.table, vocab, prefix, max_length, seed)
+        if self.rows is not None:
+            return RowSampler(self.rows, vocab, prefix, max_length, seed)
         assert self.chain is not None
         return ChainSampler(self.chain, vocab, prefix, max_length, seed)
 
@@ -66,7 +78,8 @@ class PlainTables:
 
 
 def tables_of(model: CharModel) -> PlainTables | None:
-    """The tables the model's plain names are drawn from (None: it samples through the model itself)."""
+    """The tables the model's plain names are drawn from, as `namesmith.generation.sample.plain_sampler` picks them
+    (None: it samples through the model itself)."""
     from namesmith.generation.sample import chain_tables, table_probs  # torch: only where a model is at hand
 
     states = model.chain_states()
@@ -74,9 +87,18 @@ def tables_of(model: CharModel) -> PlainTables | None:
         return None  # a long list's n-gram: its transitions alone (int64) would take gigabytes to build
     table = table_probs(model, 1.0, None, None)
     chain = None if table is not None else chain_tables(model)
-    if table is None and chain is None:
+    rows = None if table is not None or chain is not None else model.sampling_rows()
+    if table is None and chain is None and rows is None:
         return None
-    return PlainTables(model.model_type, table, chain, model.calibration, model.max_length)
+    return PlainTables(model.model_type, table=table, chain=chain, calibration=model.calibration,
+                       max_length=model.max_length, rows=rows)
+
+
+def rows_entry(tables: PlainTables, weights: dict[str, str], config: dict[str, Any], alphabet: str) -> dict[str, Any]:
+    """The namesmith.json entry of an adapted model's rows: nothing is written, they are read from its `weights` file
+    (the entry names it), with the model's `config` and the list's `alphabet`."""
+    return {**weights, "model_type": tables.model_type, "max_length": tables.max_length,
+            "rows": {"config": config, "alphabet": alphabet}}
 
 
 def write_tables(directory: Path, tables: PlainTables) -> dict[str, Any]:
@@ -105,6 +127,14 @@ def read_tables(directory: Path, entry: Any, vocab: Vocab) -> PlainTables:
     calibration = None if "calibration" not in entry else Calibration.from_dict(entry["calibration"], vocab.size)
     max_length = entry.get("max_length")
     V = vocab.size
+    if "rows" in entry:
+        rows = entry["rows"]
+        if (not isinstance(rows, dict) or not isinstance(rows.get("config"), dict)
+                or not isinstance(rows.get("alphabet"), str)
+                or not all(isinstance(rows["config"].get(k), int) for k in ("order", "tables", "components"))):
+            raise CheckpointError(f"{directory / 'namesmith.json'}: {TABLES_KEY}.rows is malformed")
+        sparse = SparseRows(arrays, rows["config"], V, own_letters(vocab, rows["alphabet"]), where=str(path))
+        return PlainTables(entry["model_type"], rows=sparse, max_length=max_length)
     if set(arrays) == {"probs"}:
         table = arrays["probs"]
         if table.shape != (V, V) or table.dtype != np.float64 or not np.isfinite(table).all() or (table < 0).any():

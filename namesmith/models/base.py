@@ -132,6 +132,11 @@ class CharModel(nn.Module):
         the boundary that starts a name. None for other models (see namesmith.generation.exact)."""
         return None
 
+    def sampling_rows(self) -> Any | None:
+        """Next-token rows assembled in NumPy as sampling needs them (namesmith.generation.draws.RowSampler), for a
+        model that samples that way (an adapted list's model: namesmith.models.sparse_rows); None for the others."""
+        return None
+
     def chain_states(self) -> int | None:
         """S, the states of `markov_chain`, where the model knows it without building the chain (None: unknown),
         so that a chain too large to keep is never built for nothing (namesmith.generation.saved_tables)."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -52,6 +53,7 @@ from namesmith.models.backoff_table import (
     suffix_keys,
 )
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, count_numbered, dim
+from namesmith.models.sparse_rows import SparseRows, as_arrays
 
 MAX_CHAIN_CELLS = 1 << 23  # states × tokens up to which the model gives itself as a Markov chain
 
@@ -92,6 +94,7 @@ class SparseNGram(CharModel):
             self.register_buffer("class_of", torch.zeros(vocab_size, dtype=torch.long))  # (V,) each token's class
             self.classes = BackoffTable()  # over the classes: tokens are classes, contexts class sequences
         self._chain_cache: list | None = None  # see `markov_chain`
+        self._rows_cache: tuple | None = None  # see `numpy_rows`
 
     @classmethod
     def from_tables(cls, vocab_size: int, order: int, tables: list[BackoffTable], components: list[BackoffTable],
@@ -175,6 +178,17 @@ class SparseNGram(CharModel):
             total -= (probs.double().log().cpu() * counts.counts[i : i + chunk]).sum()
             phase.advance(len(keys))
         return (total / counts.counts.sum()).item()
+
+    def numpy_rows(self, allowed: np.ndarray | None = None) -> SparseRows:
+        """Its rows in NumPy (namesmith.models.sparse_rows), restricted to the tokens `allowed` (None: all), made of
+        its own tensors; kept until the tables change."""
+        buffers, letters = list(self.buffers()), None if allowed is None else allowed.tobytes()
+        kept = self._rows_cache
+        if (kept is None or kept[0] != letters or len(kept[1]) != len(buffers)
+                or any(a is not b for a, b in zip(kept[1], buffers))):
+            rows = SparseRows(as_arrays(self.state_dict()), self.config_dict(), self.vocab_size, allowed)
+            kept = self._rows_cache = (letters, buffers, rows)
+        return kept[2]
 
     # --- the model as a finite Markov chain (exact constraints: namesmith.generation.exact) ---------------
     def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:

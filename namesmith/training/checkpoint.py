@@ -39,7 +39,7 @@ from namesmith.core.io import atomic_write_bytes, checked_file, write_content_ad
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import has_bad_chars
 from namesmith.generation.calibration import Calibration, LabelCalibrations
-from namesmith.generation.saved_tables import TABLES_KEY, PlainTables, tables_of, write_tables
+from namesmith.generation.saved_tables import TABLES_KEY, PlainTables, rows_entry, tables_of, write_tables
 from namesmith.models import MODEL_TYPES, model_class
 from namesmith.scoring.classify_tables import CLASSIFY_KEY, ClassifyTables, read_classify_tables, write_classify_tables
 
@@ -150,12 +150,15 @@ def model_record(model: CharModel, vocab: Vocab) -> dict[str, Any]:
     return record
 
 
-def plain_tables(model: CharModel, meta: dict[str, Any]) -> PlainTables | None:
+def plain_tables(model: CharModel, vocab: Vocab, meta: dict[str, Any]) -> PlainTables | None:
     """The tables the model's plain names are drawn from, saved beside its weights so that sampling them needs no
-    torch (namesmith.generation.saved_tables): those of a conditional model's unconditioned model. None for a
-    model without them, and for an adapted model, which draws only its list's letters (adaptation.adapt)."""
-    if meta.get("adaptation", {}).get("alphabet") is not None:
-        return None
+    torch (namesmith.generation.saved_tables): those of a conditional model's unconditioned model, or of an adapted
+    model drawing only its list's letters (namesmith.models.own_letters). None for a model without them."""
+    alphabet = meta.get("adaptation", {}).get("alphabet")
+    if alphabet is not None:
+        from namesmith.models.own_letters import OwnLetters  # torch: a model is at hand
+
+        return tables_of(OwnLetters.of(model, vocab, alphabet))
     return tables_of(model.given(None) if model.condition is not None else model)
 
 
@@ -191,10 +194,11 @@ def save_checkpoint(directory: str | Path, model: CharModel, vocab: Vocab, meta:
         }
         record.pop(TABLES_KEY, None)  # a loaded model's meta names the tables of the model as it was
         record.pop(CLASSIFY_KEY, None)
-        tables = plain_tables(model, meta)
+        tables = plain_tables(model, vocab, meta)
         if tables is not None:
-            record[TABLES_KEY] = write_tables(directory, tables)
-            written += [record[TABLES_KEY]["file"]] if record[TABLES_KEY]["file"] not in existed else []
+            record[TABLES_KEY] = write_tables(directory, tables) if tables.rows is None else \
+                rows_entry(tables, record["weights"], record["model_config"], meta["adaptation"]["alphabet"])
+            written += [record[TABLES_KEY]["file"]] if record[TABLES_KEY]["file"] not in {*existed, *written} else []
             classify_entry = write_classify_tables(directory, model)  # a conditional count model's (no torch)
             if classify_entry is not None:
                 record[CLASSIFY_KEY] = classify_entry
