@@ -151,12 +151,16 @@ class Tally:
         keys less its start: the parts of a `KeyLayout`), every array its own. Each range of keys is freed as it
         is copied and the freed heap handed back every few ranges (`release_freed_memory`): the tally is never
         held twice (counting 1 GB of names ended at 1.97 GB when it was: the ranges, freed, stayed resident)."""
+        # each range's last merge and then its copy are a step each: the merges of a long list's pending runs
+        # (up to half its keys) were one silent unit before the first step
+        phase = Phase("gathering the counted n-grams", 1 if self.dense is not None else 2 * PARTITIONS, "steps")
         if self.dense is not None:
             keys = np.flatnonzero(self.dense)
             ranges = [(keys, self.dense[keys])]
             self.dense = None
         else:
             for i in range(PARTITIONS):
+                phase.advance()
                 if self.pending[i]:
                     self._flush(i)
             ranges, self.totals = self.totals, []
@@ -165,7 +169,6 @@ class Tally:
         sizes = np.sum([np.diff(ends, prepend=0) for ends in at], 0) if at else np.zeros(len(cuts), np.int64)
         pieces = [(np.empty(size, np.int64), np.empty(size, np.int64)) for size in sizes.tolist()]
         filled = [0] * len(pieces)
-        phase = Phase("gathering the counted n-grams", len(at), "key ranges")
         for i, ends in enumerate(at):
             phase.advance()
             keys, counts = ranges[i]

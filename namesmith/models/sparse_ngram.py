@@ -203,8 +203,9 @@ class SparseNGram(CharModel):
         closed under taking suffixes. Built by context length, as the dense n-gram's transitions.
         With a class table, the state is a pair (`_class_chain`).
         """
-        if len(self._states()) * self.vocab_size > MAX_CHAIN_CELLS:
-            return None
+        largest = max(len(t.keys) for t in (*self.tables, *self.components))  # the union has at least as many
+        if largest * self.vocab_size > MAX_CHAIN_CELLS or len(self._states()) * self.vocab_size > MAX_CHAIN_CELLS:
+            return None  # (a long list's 9M contexts: their union is not built for nothing when it is saved)
         return self._chain() if self.classes is None else self._class_chain()
 
     def _class_chain(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
