@@ -202,13 +202,18 @@ def held_out_features(keys_by_order: list[torch.Tensor], counts_by_order: list[t
         # running sums at the run's ends (exact integers), so nothing per context is held
         context = gram_keys // B
         first, end = torch.searchsorted(keys, context * B), torch.searchsorted(keys, context * B + B)
-        totals = torch.stack([_run_sums(counts, first, end), _run_sums(counts == 1, first, end),
-                              _run_sums(counts == 2, first, end), _run_sums(counts >= 3, first, end)], 1)
+        # each running sum goes over every k-gram seen (28M of a long list's): a step of progress each
+        sums = []
+        for values in (counts, counts == 1, counts == 2, counts >= 3):
+            sums.append(_run_sums(values, first, end))
+            if progress:
+                progress(1 / 5)
+        totals = torch.stack(sums, 1)
         gram_count = torch.where(found, counts[pos], 0)
         count_class = torch.stack([gram_count == 1, gram_count == 2, gram_count >= 3], 1).double()  # (M, 3)
         features.append((gram_count.double(), count_class, end > first, totals.double()))
         if progress:
-            progress(1)
+            progress(1 / 5)
     return HeldOut(held_out.counts.double(), features)
 
 

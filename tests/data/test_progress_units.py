@@ -77,3 +77,30 @@ def test_a_chain_too_large_is_known_without_building_its_states(monkeypatch, tab
     monkeypatch.setattr(sparse_ngram, "MAX_CHAIN_CELLS", 5 * len(model.components[0].keys) - 1)
     monkeypatch.setattr(SparseNGram, "_states", lambda self: pytest.fail("the states were built"))
     assert model.markov_chain() is None
+
+
+def test_the_held_out_features_take_one_running_sum_per_step(monkeypatch):
+    """Tuning the discounts reads, per order, four running sums over every k-gram seen (28M of a long list's)."""
+    from namesmith.data.words import Corpus
+    from namesmith.models import kneser_ney
+    from namesmith.models.ngram import NGram, NGramConfig
+
+    rng = random.Random(2)
+    words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 9))) for _ in range(600)]
+    corpus = Corpus.from_words(words, split=False)
+    model = NGram(corpus.vocab.size, NGramConfig(order=4))
+    counts = held = model.count(*corpus.tensors("train"))  # (held out or not: the same features to count)
+    keys_by_order, counts_by_order = kneser_ney.continuation_counts(counts)
+    steps: list[int] = [0]
+    run_sums = kneser_ney._run_sums
+
+    def counted(*args):
+        steps[-1] += 1
+        return run_sums(*args)
+
+    monkeypatch.setattr(kneser_ney, "_run_sums", counted)
+    shares: list[float] = []
+    kneser_ney.held_out_features(keys_by_order, counts_by_order, held, lambda share: (shares.append(share),
+                                                                                     steps.append(0)))
+    assert sum(steps) == 4 * 4 and max(steps) == 1  # 4 orders, 4 sums each, one per step (was: 4 per step)
+    assert sum(shares) == pytest.approx(4)  # a step per order in all, as the phase counts them
