@@ -151,13 +151,12 @@ def model_record(model: CharModel, vocab: Vocab) -> dict[str, Any]:
 
 
 def plain_tables(model: CharModel, vocab: Vocab, meta: dict[str, Any]) -> PlainTables | None:
-    """The tables the model's plain names are drawn from, saved beside its weights so that sampling them needs no
-    torch (namesmith.generation.saved_tables): those of a conditional model's unconditioned model, or of an adapted
-    model drawing only its list's letters (namesmith.models.own_letters). None for a model without them."""
+    """The tables the model's plain names are drawn from, saved beside its weights so that sampling them needs no torch
+    (generation.saved_tables): a conditional model's unconditioned model's, an adapted model's of its own letters."""
+    from namesmith.models.own_letters import OwnLetters  # torch: a model is at hand
+
     alphabet = meta.get("adaptation", {}).get("alphabet")
     if alphabet is not None:
-        from namesmith.models.own_letters import OwnLetters  # torch: a model is at hand
-
         return tables_of(OwnLetters.of(model, vocab, alphabet))
     return tables_of(model.given(None) if model.condition is not None else model)
 
