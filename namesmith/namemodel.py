@@ -188,10 +188,7 @@ class NameModel:
             return cls._from(load_checkpoint(directory, resolve_device(device)), directory=directory, data=data)
         meta = read_meta(directory)
         if TABLES_KEY in meta:
-            try:
-                vocab = Vocab(tuple(meta["vocab"]))
-            except NamesmithError as e:
-                raise CheckpointError(f"{Path(directory) / META_FILE}: {e}") from None
+            vocab = Vocab.saved(meta["vocab"], Path(directory) / META_FILE)
             if checked_without_model(directory, meta, vocab):
                 loaded = cls(None, vocab, meta, directory=directory, data=data)
                 loaded._tables_entry = meta[TABLES_KEY]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from namesmith.core.errors import DataError
+from namesmith.core.errors import CheckpointError, DataError, NamesmithError
 
 BOUNDARY = 0
 # What a caller does with a name holding a character outside the vocabulary (`Vocab.readable`): raise an error,
@@ -36,7 +36,7 @@ class UnknownCharacterError(DataError):
 @dataclass(frozen=True)
 class Vocab:
     """Sorted data characters; `stoi`/`itos` map them to token ids 1..len(chars). Build one with
-    `from_chars` or `from_words` (a saved vocabulary is read back as it was written, and checked)."""
+    `from_chars` or `from_words` (a saved vocabulary is read back as it was written, and checked: `saved`)."""
 
     chars: tuple[str, ...]
     stoi: dict[str, int] = field(init=False, repr=False, compare=False)
@@ -56,6 +56,15 @@ class Vocab:
     def from_chars(cls, chars: Iterable[str]) -> Vocab:
         """The vocabulary of these characters (any order, repeats allowed): how every vocabulary is built."""
         return cls(tuple(sorted(set(chars))))
+
+    @classmethod
+    def saved(cls, chars: Sequence[str], source: object) -> Vocab:
+        """A model directory's vocabulary as its namesmith.json (`source`) records it, or a CheckpointError naming
+        that file."""
+        try:
+            return cls(tuple(chars))
+        except NamesmithError as e:
+            raise CheckpointError(f"{source}: {e}") from None
 
     @classmethod
     def from_words(cls, words: Iterable[str]) -> Vocab:

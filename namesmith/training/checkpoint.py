@@ -471,10 +471,7 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu", *
     """Load a model directory, checking format, hashes, vocabulary and weight shapes."""
     directory = Path(directory)
     meta = read_meta(directory)
-    try:
-        vocab = Vocab(tuple(meta["vocab"]))
-    except NamesmithError as e:
-        raise CheckpointError(f"{directory / META_FILE}: {e}") from None
+    vocab = Vocab.saved(meta["vocab"], directory / META_FILE)
     cls = model_class(meta["model_type"])
     tensors = _load_tensors(directory, meta.get("weights"), "weights",
                             lambda path, header: _check_model_record(path, header, meta, vocab.size))
