@@ -17,7 +17,6 @@ MAX_FUNCTION_LINES = 80  # from its `def` line to its last line
 
 # Still over, at their size today: each is to be split (issue 28), never to grow.
 MODULES_OVER = {
-    "namesmith/namemodel.py": 666,  # the door: being made torch-free (issue 26)
 }
 FUNCTIONS_OVER = {
 }

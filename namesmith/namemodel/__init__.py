@@ -6,38 +6,30 @@ configs, data record, metrics, history); the training words, needed only for nov
 percentiles, are read lazily the first time they are needed (and checked against the recorded
 fingerprint). The CLI, the web server and the benchmarks are thin callers of this object, so each
 rule — the length guard, how novelty is checked, which split is evaluated — lives in one place.
+Its generating and scoring methods are written in namesmith.namemodel.generating and namesmith.namemodel.scoring,
+as mixins it inherits: one file per concern of the door.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from namesmith.choosing.facts import NameFacts, name_facts
-from namesmith.choosing.phonetic import catalogue_index
-from namesmith.choosing.popularity import popularity_index
-from namesmith.choosing.syllables import syllable_machine
-from namesmith.core.casing import fold, folds, restore
+from namesmith.core.casing import fold
 from namesmith.core.config import TrainConfig
 from namesmith.core.errors import CheckpointError, ConfigError, DataError, NamesmithError
 from namesmith.core.history import TrainCallback, TrainHistory
 from namesmith.core.version import __version__
-from namesmith.core.vocab import UnknownPolicy, Vocab
-from namesmith.data.sources import read_source, source_fingerprint
+from namesmith.core.vocab import Vocab
 from namesmith.data.words import BUILTIN, Corpus, DataConfig, Split, check_words
-from namesmith.generation.config import IGNORE_CASE, GenerateConfig, NotAvailable
 from namesmith.generation.exact_cache import TABLES, ExactCache
-from namesmith.generation.generate import draw_pool, generate, iter_generate
-from namesmith.generation.names import Names, NameStream
-from namesmith.generation.novelty import KnownWords, known_words, novelty_summary
-from namesmith.generation.saved_tables import TABLES_KEY, PlainTables, read_tables
-from namesmith.scoring.classify import Classification, classify
+from namesmith.generation.novelty import KnownWords, known_words
+from namesmith.generation.saved_tables import TABLES_KEY, PlainTables
+from namesmith.namemodel.generating import Generating
+from namesmith.namemodel.scoring import Scoring
 from namesmith.training.checkpoint import (
     META_FILE,
     Checkpoint,
@@ -57,13 +49,12 @@ if TYPE_CHECKING:
     import torch
 
     from namesmith.core.conditional import Where
-    from namesmith.generation.guided import Guide
     from namesmith.models.base import CharModel
     from namesmith.models.ngram import NGram
     from namesmith.scoring.report import Transition
-    from namesmith.scoring.score import NameScore
 
-class NameModel:
+
+class NameModel(Generating, Scoring):
     """A trained model with its vocabulary and everything recorded about it."""
 
     def __init__(self, model: CharModel | None, vocab: Vocab, meta: dict[str, Any], *, corpus: Corpus | None = None,
@@ -376,154 +367,7 @@ class NameModel:
         except NamesmithError as e:
             return None, str(e)
 
-    # --- generating ------------------------------------------------------------------------------
-    def _generation(self, n: int, starts_with: str = "", ends_with: str = "", contains: Sequence[str] = (),
-                    excludes: Sequence[str] = (), regex: str | None = None, novel: bool = False,
-                    **options: Any) -> tuple[GenerateConfig, str | None, KnownWords | None]:
-        """The generation config in the model's own case, and the training words (or why they are unavailable)."""
-        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(GenerateConfig)} | ({"num"} & set(options)))
-        if unknown:
-            raise ConfigError(f"{unknown[0]}: not an option of generate (its options are GenerateConfig's fields; "
-                              "the number of names is n)", field=unknown[0])
-        if folds(self.casing):  # the model knows lowercased names: constraints hold whatever their case
-            starts_with, ends_with = starts_with.lower(), ends_with.lower()
-            contains, excludes = [c.lower() for c in contains], [e.lower() for e in excludes]
-            regex = None if regex is None else IGNORE_CASE + regex
-        config = GenerateConfig(num=n, starts_with=starts_with, ends_with=ends_with, contains=tuple(contains),
-                                excludes=tuple(excludes), regex=regex, novel=novel, **options)
-        known, why = self._novelty_words()
-        if novel and known is None:
-            raise ConfigError(f"novel needs the training word list: {why}", field="novel")
-        return config, why, known
-
-    def _guide(self, model: CharModel | PlainTables) -> Guide | None:
-        """Guided sampling of `model` (this model, or its plain model of a condition) steered by an n-gram
-        (namesmith.generation.guided): the model's own, else one counted on its training words the first time it is
-        needed (and kept)."""
-        if isinstance(model, PlainTables):  # plain draws only: nothing to guide
-            return None
-        from namesmith.generation.guided import Guide, find_twist, fit_twist
-
-        def twist() -> NGram:
-            if self._twist is None:
-                self._twist = find_twist(self.model)
-            if self._twist is None:
-                split, why = self.training_split()
-                if split is None:
-                    raise NotAvailable(f"no n-gram to steer by: the model holds none and {why}")
-                self._twist = fit_twist(self.corpus)
-            return self._twist
-
-        if self._twists is None:
-            self._twists = ExactCache(background=self.background_tables)
-        return Guide(model, twist, self._twists)
-
-    def shown(self, names: Sequence[str]) -> list[str]:
-        """Names as this model prints them, as `generate` does (Title Case for a model of title-cased names):
-        the names as it reads them, in its casing."""
-        return self._printed(self._prepare(names))
-
-    def _printed(self, names: list[str]) -> list[str]:
-        """Model-space names in the casing the list uses."""
-        casing = self.casing
-        return [restore(name, casing) for name in names] if casing in ("title", "upper") else names
-
-    def generate(self, n: int = 20, *, where: Where | None = None, guidance: float = 0.0, **options: Any) -> Names:
-        """Draw `n` names meeting every constraint, within the budget (see namesmith.generation.generate).
-
-        `options` are the fields of `GenerateConfig` (namesmith.generation.generate), each with its help
-        and bounds: starts_with, ends_with, contains, excludes, regex, min_len, max_len, syllables,
-        sounds_like, novel, unique, temperature, top_k, top_p, seed, max_tries, time_budget, method,
-        prior_letters, popularity, not_in_catalogue, surname, alliteration; an unknown one is a
-        `ConfigError`. Every returned name meets every constraint. If the budget ends the search first,
-        the result holds the names found and `complete` is False (`stats.message()` says why). `where`
-        asks a conditional model for names of some labels: {"sex": "F"}, {"sex": ["F", "M"]} for names
-        of both at once (see namesmith.core.conditional); labels left out are marginalised. `guidance`
-        > 0 draws names more typical of those labels (classifier-free guidance; 0: P(name | where)
-        itself). A model adapted to a list draws only the list's own letters unless `prior_letters`.
-        Constraints hold whatever their case for a model of lowercased names.
-        """
-        config, why, known = self._generation(n, **options)
-        model, cache = self._conditioned(where, guidance, config)
-        stats = generate(model, self.vocab, config, max_word_length=self.max_word_length,
-                         known_words=None if known is None else known.all, cache=cache, guide=self._guide(model))
-        return Names(self._printed(stats.names), novelty_summary(stats.names, known, why), stats)
-
-    def _conditioned(self, where: Where | None, guidance: float,
-                     config: GenerateConfig) -> tuple[CharModel | PlainTables, ExactCache]:
-        """The plain model of `where` (the model itself without conditions), guided, drawing only an
-        adapted model's own letters unless `config.prior_letters`, and its exact tables' cache. A request
-        for the plain names of a model loaded with its saved tables gets those tables (the same draws, no torch)."""
-        alphabet = self.meta.get("adaptation", {}).get("alphabet")
-        own_letters = alphabet is not None and not config.prior_letters  # what an adapted model's tables draw
-        plain = not where and guidance == 0 and config.plain_draws and own_letters == (alphabet is not None)
-        if self._tables_entry is not None and plain:
-            self._plain = self._plain or read_tables(self.directory, self._tables_entry, self.vocab)
-            cache = ExactCache(background=self.background_tables)
-            return self._plain, self._exact.setdefault(((), 0.0, own_letters), cache)
-        from namesmith.core.conditional import where_key
-        from namesmith.models.own_letters import OwnLetters
-
-        model = self.model.given(self._own_where(where), guidance)
-        key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
-        if own_letters:
-            model = OwnLetters.of(model, self.vocab, alphabet)
-        return model, self._exact.setdefault((key, float(guidance), own_letters),
-                                             ExactCache(background=self.background_tables))
-
-    def _own_where(self, where: Where | None) -> Where | None:
-        """`where` as this model reads it: a model adapted under some labels (`adapt(where=...)`) is a
-        plain model of those labels, so a `where` asking for them again is honoured (and dropped), and
-        any other is refused."""
-        adapted_under = self.meta.get("adaptation", {}).get("where")
-        if not where or adapted_under is None or self.model.condition is not None:
-            return where
-        asked = {label: sorted([values] if isinstance(values, str) else values) for label, values in where.items()}
-        if asked != {label: sorted(values) for label, values in adapted_under.items()}:
-            shown = ", ".join(f"{label}={','.join(values)}" for label, values in adapted_under.items())
-            raise ConfigError(f"where: this model was adapted to its list under {shown}; it draws and scores names "
-                              "of those labels only", field="where")
-        return None
-
-    def iter_generate(self, n: int = 20, *, where: Where | None = None, guidance: float = 0.0,
-                      **options: Any) -> NameStream:
-        """`generate`, streamed: iterate the result for lists of names as they are found (memory bounded by
-        a batch, not by `n`); its `novelty` and `stats` are final once the iteration ends. Takes the same
-        options as `generate`; `close()` (or a `with` block) stops early."""
-        config, why, known = self._generation(n, **options)
-        model, cache = self._conditioned(where, guidance, config)
-        stream = iter_generate(model, self.vocab, config, max_word_length=self.max_word_length,
-                               known_words=None if known is None else known.all, cache=cache,
-                               guide=self._guide(model))
-        return NameStream(stream, self._printed, known, why)
-
-    def draw_pool_ready(self, where: Where | None = None, guidance: float = 0.0) -> bool:
-        """Whether requests of `where` (default decoding) that filter draws walk the model's draws made once
-        (namesmith.generation.draw_pool) rather than make fresh ones: a server makes them in the background on the
-        first such request."""
-        _, cache = self._conditioned(where, guidance, GenerateConfig())
-        return draw_pool(self.model, self.vocab, GenerateConfig(), self.max_word_length, cache, build=False) \
-            is not None
-
-    @staticmethod
-    def read_catalogue() -> None:
-        """Read the built-in catalogue now (about a second) rather than on the first `facts` or popularity filter
-        (a server does it at start, in the background), its index by sound if the phonetic extra is installed, and
-        the syllable counter's automaton (choosing.syllables)."""
-        popularity_index()
-        syllable_machine()
-        with contextlib.suppress(ConfigError):  # no phonetic extra: no sounds_like, nothing to index
-            catalogue_index()
-
-    @staticmethod
-    def facts(names: Sequence[str], *, surname: str | None = None, alliteration: str = "any") -> list[NameFacts]:
-        """What a person choosing among `names` wants to know of each, from the built-in catalogue (not from this
-        model): known or new, popularity, nicknames, and with a `surname` the fit with it (namesmith.choosing.facts)."""
-        if isinstance(names, str):
-            raise ConfigError("names must be a list of names, not one string", field="names")
-        return name_facts(names, surname=surname, alliteration=alliteration)
-
-    # --- scoring and evaluating --------------------------------------------------------------------
+    # --- how it reads and prints names (its generating and scoring methods: namesmith.namemodel.generating, .scoring)
     @property
     def casing(self) -> str:
         """How names were learned and are printed (see namesmith.core.casing): lower, title, upper or exact."""
@@ -533,105 +377,6 @@ class NameModel:
     def _prepare(self, names: Sequence[str]) -> list[str]:
         """Names as the model reads them (lowercased when it learned lowercased names)."""
         return fold(list(names), self.casing)
-
-    def score(self, names: Sequence[str], *, where: Where | None = None) -> list[NameScore]:
-        """Each name's log-probability, NLL per character and percentile among the training names.
-
-        A name the model cannot read gets an `error` instead; percentiles are None when the training
-        words are unavailable (`training_split()` says why). `where` scores under some labels of a
-        conditional model, P(name | where), and places each name among the training names of those
-        labels.
-        """
-        if isinstance(names, str):
-            raise ConfigError("names must be a list of names, not one string", field="names")
-        from namesmith.core.conditional import where_key
-        from namesmith.scoring.open_vocabulary import open_word_log_probs
-        from namesmith.scoring.score import reference_scores, score_names
-
-        where = self._own_where(where)
-        if self._scorer is not None:  # "more like these": scored by the model the names were drawn from
-            scorer, scorer_where = self._scorer
-            return scorer.score(names, where=scorer_where)
-        model = self.model.given(where)
-        key = where_key(self.model.condition.check_where(where)) if self.model.condition is not None else ()
-        if key not in self._reference:
-            with self._reference_lock:
-                split, _ = self.training_split()
-                if key not in self._reference and split is not None:
-                    self._reference[key] = reference_scores(model, self._reference_words(where), self.vocab)
-        prepared = self._prepare(names)
-        reference = self._reference.get(key)
-        # characters outside the vocabulary: an adapted model scores them with its fallback (adaptation.adapt)
-        scores = score_names(model, self.vocab, prepared, reference, unknown=self._unknown("fail"),
-                             fallback=functools.partial(open_word_log_probs, model, vocab=self.vocab))
-        return [s if s.name == name else dataclasses.replace(s, name=name) for s, name in zip(scores, names)]
-
-    def _unknown(self, otherwise: UnknownPolicy) -> UnknownPolicy:
-        """The unknown-character policy (`Vocab.readable`) of this model's scores: "fallback" where it has an
-        open vocabulary (adapted models), else `otherwise`."""
-        return "fallback" if self.open_vocabulary else otherwise
-
-    @property
-    def open_vocabulary(self) -> bool:
-        """Whether names with characters outside the vocabulary are scored (adapted models: adaptation.adapt)."""
-        return "open_vocabulary" in self.meta
-
-    def _reference_words(self, where: Where | None) -> list[str]:
-        """The training names of the labels `where` asks for (all of them without `where`)."""
-        from namesmith.data.labelled import LabelledCorpus
-
-        corpus = self.corpus
-        if not where or not isinstance(corpus, LabelledCorpus):
-            return corpus.split.train
-        return corpus.train_words_where(self.model.condition, where)
-
-    def keep_classification_tables(self) -> None:
-        """Build and keep what classifies many names fastest (a conditional count model's component tables, within
-        its memory bound), as a server does before its first request (same posteriors: models.conditional_counts)."""
-        keep = getattr(self.model, "keep_component_tables", None)
-        if keep is not None:
-            keep()
-
-    def classify(self, names: Sequence[str]) -> list[Classification]:
-        """Per name, the posterior over each conditioned label: `.labels` = {label: {value: P(value | name)}}.
-
-        P(value | name) ∝ P(name | value) · P(value) (see namesmith.scoring.classify); values from most to least
-        likely, each label's probabilities summing to 1. A ConfigError for a model without labels; a name it
-        cannot read gets an `error` instead, as in `score`."""
-        if isinstance(names, str):
-            raise ConfigError("names must be a list of names, not one string", field="names")
-        tables = self._classify_tables if self._model is None else None  # saved: no torch (scoring.classify_tables)
-        results = classify(tables.tables if tables else self.model, self.vocab, self._prepare(names))
-        return [r if r.name == name else dataclasses.replace(r, name=name) for r, name in zip(results, names)]
-
-    def evaluate(self, words: Sequence[str] | None = None, *, data: str | Path | None = None,
-                 data_options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """NLL per character and perplexity: on the split the model was trained with by default, on
-        `words`, or on the word list `data` (its own split when it is the training list; `data_options`
-        are DataConfig fields for reading it, e.g. encoding)."""
-        from namesmith.models.nll import mean_nll_per_char, target_counts
-        from namesmith.scoring.evaluate import Evaluation, evaluate, evaluate_streamed
-        from namesmith.scoring.open_vocabulary import open_word_log_probs
-        from namesmith.training.fitting import evaluate_corpus
-
-        if words is None and data is not None:
-            record = self.meta["data"]
-            if source_fingerprint(data) != record["sha256"]:
-                words = read_source(DataConfig(path=str(data), case="exact", **(data_options or {})))[0]
-            else:
-                self._data_path = str(data)
-        if words is not None:
-            words = self._prepare(words)
-            self.vocab.readable(words, self._unknown("raise"), source=str(data or "words"))
-            if self.open_vocabulary:  # unknown characters cost the fallback of namesmith.adaptation.adapt
-                log_probs = open_word_log_probs(self.model, words, self.vocab)
-                result = Evaluation(mean_nll_per_char(log_probs, words), len(words),
-                                    int(target_counts(words).sum())).to_dict()
-                return {"all": {**result, "unknown_chars": sum(c not in self.vocab.stoi for w in words for c in w)}}
-            return {"all": evaluate(self.model, words, self.vocab).to_dict()}
-        if self.meta["data"].get("streamed"):
-            return evaluate_streamed(self.model, self.vocab, self.meta["data"], self._data_path)
-        return evaluate_corpus(self.model, self.corpus)
 
     # --- the first-order table (bigram models) -----------------------------------------------------
     def transition_table(self) -> torch.Tensor:
@@ -659,5 +404,3 @@ class NameModel:
     def __repr__(self) -> str:
         where = f", directory={str(self.directory)!r}" if self.directory else ""
         return f"NameModel({self.describe()}, vocab={self.vocab.size}{where})"
-
-
