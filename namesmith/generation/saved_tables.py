@@ -27,6 +27,7 @@ import numpy as np
 
 from namesmith.core.errors import CheckpointError
 from namesmith.core.io import checked_file, write_content_addressed
+from namesmith.core.threads import one_thread
 from namesmith.core.vocab import Vocab
 from namesmith.generation.calibration import Calibration
 from namesmith.generation.draws import (
@@ -85,9 +86,10 @@ def tables_of(model: CharModel) -> PlainTables | None:
     states = model.chain_states()
     if states is not None and chain_bytes(states, model.vocab_size) > MAX_CHAIN_BYTES:
         return None  # a long list's n-gram: its transitions alone (int64) would take gigabytes to build
-    table = table_probs(model, 1.0, None, None)
-    chain = None if table is not None else chain_tables(model)
-    rows = None if table is not None or chain is not None else model.sampling_rows()
+    with one_thread():  # many small tensor operations (namesmith.core.threads)
+        table = table_probs(model, 1.0, None, None)
+        chain = None if table is not None else chain_tables(model)
+        rows = None if table is not None or chain is not None else model.sampling_rows()
     if table is None and chain is None and rows is None:
         return None
     return PlainTables(model.model_type, table=table, chain=chain, calibration=model.calibration,

@@ -33,6 +33,7 @@ import numpy as np
 from namesmith.core.conditional import Condition
 from namesmith.core.errors import CheckpointError
 from namesmith.core.io import checked_file, write_content_addressed
+from namesmith.core.threads import one_thread
 from namesmith.core.vocab import BOUNDARY, Vocab
 
 if TYPE_CHECKING:
@@ -171,7 +172,8 @@ def classify_arrays(model: CharModel) -> dict[str, np.ndarray] | None:
 def write_classify_tables(directory: Path, model: CharModel) -> dict[str, Any] | None:
     """Save the model's classification tables under their content's name; returns the namesmith.json entry that
     names them (None: it has none, see `classify_arrays`)."""
-    arrays = classify_arrays(model)
+    with one_thread():  # many small tensor operations (namesmith.core.threads)
+        arrays = classify_arrays(model)
     if arrays is None:
         return None
     from safetensors.numpy import save_file

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ from namesmith.core.errors import ConfigError, NamesmithError
 from namesmith.core.history import TrainCallback, TrainHistory
 from namesmith.core.memory import check_fits, large_arrays_mapped, release_freed_memory, training_bytes
 from namesmith.core.progress import Phase
+from namesmith.core.threads import one_thread
 from namesmith.data.labelled import LabelledCorpus
 from namesmith.data.ngram_keys import NGramCounts, held_out_every
 from namesmith.data.words import Corpus, DataConfig
@@ -143,20 +143,6 @@ def fit_model(model: CharModel, corpus: Corpus, config: TrainConfig, callback: T
         return Trainer(model, corpus, config, callback, on_checkpoint, teacher).fit(resume)
     with one_thread():
         return model.fit(corpus, config, callback, resume=resume, on_checkpoint=on_checkpoint)
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one thread inside, as before after. Count models fit through thousands of small
-    tensor operations: a second thread saves nothing on them (the default `namesmith train`: 2.6 s
-    on 2 threads, 2.8 s on one, here), and when another process holds a core, OpenMP's threads spin
-    waiting for a partner that is not running, 10-15x slower (41 s instead of 3 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def counting_threads(model: CharModel) -> contextlib.AbstractContextManager[None]:

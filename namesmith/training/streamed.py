@@ -28,6 +28,7 @@ from namesmith.core.memory import (
     release_freed_memory,
     words_in_memory,
 )
+from namesmith.core.threads import one_thread
 from namesmith.core.vocab import Vocab
 from namesmith.data.counting import PARTS, count_ngrams_file, scan_file
 from namesmith.data.ngram_keys import default_order
@@ -40,7 +41,7 @@ from namesmith.models.ngram import NGramConfig
 from namesmith.scoring.evaluate import count_metrics, ngram_count_metrics, tilted_count_metrics
 from namesmith.training.calibrate import calibrate_counted
 from namesmith.training.checkpoint import Checkpoint, model_record, save_checkpoint
-from namesmith.training.fitting import build_model, fit_ngram_counts, log_calibrated, one_thread, resolve_train_config
+from namesmith.training.fitting import build_model, fit_ngram_counts, log_calibrated, resolve_train_config
 from namesmith.training.provenance import base_meta
 
 log = logging.getLogger("namesmith")
