@@ -24,6 +24,7 @@ This module imports no torch: tables saved beside a count model sample without i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -209,6 +210,34 @@ def chain_bytes(states: int, vocab_size: int) -> int:
     return 8 * states * vocab_size
 
 
+def inverse_cdf_draws(rng: np.random.Generator, vocab: Vocab, prefix: str, max_length: int, deadline: float | None,
+                      state: np.ndarray, row_cdf: Callable[[np.ndarray], np.ndarray],
+                      advance: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Batch | None:
+    """Names drawn one token at a time by inverse CDF, a name per row of `state` (each name's state after
+    `prefix`): `row_cdf(state)` gives the (n, V) cumulative next-token weights of n states, `advance(state, next)`
+    their states after those tokens. None: the deadline passed first (the batch is dropped)."""
+    room = max_length - len(vocab.encode(prefix))  # characters still allowed after the prefix
+    batch = len(state)
+    tokens = np.zeros((batch, max(room, 0)), dtype=token_dtype(vocab.size))
+    lengths = np.full(batch, -1, dtype=np.int64)  # -1: did not end within the room
+    rows = np.arange(batch)  # the output row of each name still going
+    for t in range(room + 1):
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
+        cdf = row_cdf(state)  # (n, V)
+        u = rng.random(len(rows), dtype=np.float32)[:, None] * cdf[:, -1:]
+        nxt = np.minimum((cdf <= u).sum(1), cdf.shape[1] - 1)  # searchsorted(right=True), row by row
+        ended = nxt == BOUNDARY
+        lengths[rows[ended]] = t
+        going = np.flatnonzero(~ended)
+        if t == room or len(going) == 0:
+            break
+        rows, nxt, state = rows[going], nxt[going], state[going]
+        tokens[rows, t] = nxt
+        state = advance(state, nxt)
+    return finish_batch(tokens, lengths, vocab, prefix)
+
+
 class ChainSampler:
     """Draws names from `ChainTables` in NumPy; the same seed draws the same names."""
 
@@ -218,28 +247,10 @@ class ChainSampler:
 
     def run(self, batch: int, deadline: float | None = None) -> Batch | None:
         """Draw `batch` names (None: the deadline passed first; the batch is dropped)."""
-        prefix = self.vocab.encode(self.prefix)
-        room = self.max_length - len(prefix)  # characters still allowed after the prefix
         cdf, next_state = self.tables.cdf, self.tables.next_state
-        tokens = np.zeros((batch, max(room, 0)), dtype=token_dtype(self.vocab.size))
-        lengths = np.full(batch, -1, dtype=np.int64)  # -1: did not end within the room
-        rows = np.arange(batch)  # the output row of each name still going
-        state = np.full(batch, self.tables.state_after(prefix), dtype=np.int64)
-        for t in range(room + 1):
-            if deadline is not None and time.perf_counter() > deadline:
-                return None
-            row_cdf = cdf[state]  # (n, V)
-            u = self.rng.random(len(rows), dtype=np.float32)[:, None] * row_cdf[:, -1:]
-            nxt = np.minimum((row_cdf <= u).sum(1), cdf.shape[1] - 1)  # searchsorted(right=True), row by row
-            ended = nxt == BOUNDARY
-            lengths[rows[ended]] = t
-            going = np.flatnonzero(~ended)
-            if t == room or len(going) == 0:
-                break
-            rows, nxt, state = rows[going], nxt[going], state[going]
-            tokens[rows, t] = nxt
-            state = next_state[state, nxt]
-        return finish_batch(tokens, lengths, self.vocab, self.prefix)
+        state = np.full(batch, self.tables.state_after(self.vocab.encode(self.prefix)), dtype=np.int64)
+        return inverse_cdf_draws(self.rng, self.vocab, self.prefix, self.max_length, deadline, state,
+                                 lambda state: cdf[state], lambda state, nxt: next_state[state, nxt])
 
 
 class ContextRows(Protocol):
@@ -261,28 +272,17 @@ class RowSampler:
 
     def run(self, batch: int, deadline: float | None = None) -> Batch | None:
         """Draw `batch` names (None: the deadline passed first; the batch is dropped)."""
-        prefix = self.vocab.encode(self.prefix)
-        room = self.max_length - len(prefix)  # characters still allowed after the prefix
-        K, V = self.rows.context_size, self.vocab.size
+        prefix, K = self.vocab.encode(self.prefix), self.rows.context_size
         place = self.rows.base ** np.arange(K - 1, -1, -1, dtype=np.int64)  # the latest token least significant
-        tokens = np.zeros((batch, max(room, 0)), dtype=token_dtype(V))
-        lengths = np.full(batch, -1, dtype=np.int64)  # -1: did not end within the room
-        rows = np.arange(batch)  # the output row of each name still going
         start = ([BOUNDARY] * K + prefix)[len(prefix) :]  # the last K tokens: boundaries before a name, then its prefix
-        window = np.tile(np.array(start, dtype=np.int64), (batch, 1))  # (n, K)
-        for t in range(room + 1):
-            if deadline is not None and time.perf_counter() > deadline:
-                return None
+        window = np.tile(np.array(start, dtype=np.int64), (batch, 1))  # (n, K): each name's state
+
+        def row_cdf(window: np.ndarray) -> np.ndarray:  # each distinct context's row assembled once
             _, first, inverse = np.unique((window + 1) @ place, return_index=True, return_inverse=True)
-            row_cdf = np.cumsum(self.rows.probs(window[first]), axis=1, dtype=np.float32)[inverse.ravel()]  # (n, V)
-            u = self.rng.random(len(rows), dtype=np.float32)[:, None] * row_cdf[:, -1:]
-            nxt = np.minimum((row_cdf <= u).sum(1), V - 1)  # searchsorted(right=True), row by row
-            ended = nxt == BOUNDARY
-            lengths[rows[ended]] = t
-            going = np.flatnonzero(~ended)
-            if t == room or len(going) == 0:
-                break
-            rows, nxt, window = rows[going], nxt[going], window[going]
-            tokens[rows, t] = nxt
-            window = np.concatenate([window[:, 1:], nxt[:, None]], 1) if K else window
-        return finish_batch(tokens, lengths, self.vocab, self.prefix)
+            return np.cumsum(self.rows.probs(window[first]), axis=1, dtype=np.float32)[inverse.ravel()]
+
+        def advance(window: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+            return np.concatenate([window[:, 1:], nxt[:, None]], 1) if K else window
+
+        return inverse_cdf_draws(self.rng, self.vocab, self.prefix, self.max_length, deadline, window, row_cdf,
+                                 advance)
