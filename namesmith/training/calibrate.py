@@ -20,7 +20,7 @@ token) only, so the model enters the fit through its distribution over cells, m(
 λ maximises the training names' log-likelihood under the tilted model, Σ λ·f(x) - N log Z(λ), with
 a Gaussian prior (Chen & Rosenfeld 2000) of variance σ² on each λ: at the optimum the model's
 expected features match the training list's up to the prior's pull (moment matching). Z is a sum
-over the (T+1, V) cells, so each L-BFGS step is exact and costs microseconds. The features and σ²
+over the (T+1, V) cells, so each Newton step is exact and costs microseconds. The features and σ²
 are chosen on the validation split: `--calibrate auto` keeps a calibration only where it lowers the
 validation NLL.
 """
@@ -270,52 +270,108 @@ def fit_calibration(cells: CellDistribution, train_words: Sequence[str], vocab: 
 def fit_calibrations(cells: Sequence[CellDistribution], counts: torch.Tensor, features: str, sigma2: float,
                      L: int, E: int = END_BINS) -> list[Calibration]:
     """`fit_calibration` of K models at once (the label nodes of a conditional model): their cells and their
-    training words' `cell_counts` (K, T + 1, V). The K objectives are independent, so one L-BFGS on their
-    sum (each divided by its training weight, as alone) finds each one's optimum, in one batched pass."""
+    training words' `cell_counts` (K, T + 1, V). The K objectives are independent and each is solved by Newton's
+    method in one batched pass (`_newton`)."""
     assert features in FEATURES
     K, T1, V = counts.shape
     E = min(E, L)
     groups = _feature_index(features, L, E, T1 - 1, V)
+    index = torch.stack([i for i, _ in groups], -1).view(T1 * V, -1)  # each cell's feature in each group
+    index = index + torch.tensor([0] + [size for _, size in groups[:-1]]).cumsum(0)  # into one vector of D
+    fitted = torch.cat([sampled_weights(cells, i, size) for i, size in groups], 1)  # (K, D): 1 for a λ fitted
+    log_m = torch.stack([c.probs for c in cells]).clamp_min(1e-300).log().view(K, -1)  # (K, cells)
     n = counts.sum((1, 2)).clamp_min(1.0)  # (K,)
-    log_m = torch.stack([c.probs for c in cells]).clamp_min(1e-300).log()  # (K, T + 1, V)
-    lambdas = [torch.zeros(K, size, dtype=torch.float64, requires_grad=True) for _, size in groups]
-    free = [sampled_weights(cells, index, size) for index, size in groups]  # (K, size): the weights fitted
-
-    def tilt() -> torch.Tensor:  # (K, T + 1, V)
-        return sum((lam * fitted)[:, index] for lam, fitted, (index, _) in zip(lambdas, free, groups))
-
-    def loss() -> torch.Tensor:
-        g = tilt()
-        log_z = torch.logsumexp((log_m + g).view(K, -1), 1)
-        prior = sum((lam**2).sum(1) for lam in lambdas) / (2 * sigma2)
-        return ((-(counts * g).sum((1, 2)) + n * log_z + prior) / n).sum()
-
-    optimiser = torch.optim.LBFGS(lambdas, max_iter=200, tolerance_grad=1e-9, tolerance_change=1e-12,
-                                  line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        value = loss()
-        value.backward()
-        return value
-
-    optimiser.step(closure)
+    lam = _newton(index, groups[0][1], log_m, counts.view(K, -1) / n[:, None], fitted, 1.0 / (sigma2 * n))
     out = []
-    with torch.no_grad():
-        tilts = tilt()
-        for k, cell in enumerate(cells):
-            g = tilts[k]
-            log_z = float(torch.logsumexp((log_m[k] + g).view(-1), 0))
-            error = 0.0
-            if cell.method == "sampled":  # delta method: sd(exp g) / (sqrt(n) · mean(exp g))
-                w = (g - g.max()).exp()
-                mean, second = float((cell.probs * w).sum()), float((cell.probs * w**2).sum())
-                error = math.sqrt(max(second - mean**2, 0.0) / max(cell.draws, 1)) / mean
-            weights = [lam[k] * fitted[k] for lam, fitted in zip(lambdas, free)]
-            length_weights = tuple(weights[0].tolist())
-            end_weights = tuple(tuple(row) for row in weights[1].view(E + 1, V).tolist()) if len(weights) > 1 else ()
-            out.append(Calibration(length_weights, end_weights, log_z, error, cell.method, sigma2))
+    g = lam[:, index].sum(-1).view(K, T1, V)
+    for k, cell in enumerate(cells):
+        log_z = float(torch.logsumexp(log_m[k] + g[k].view(-1), 0))
+        error = 0.0
+        if cell.method == "sampled":  # delta method: sd(exp g) / (sqrt(n) · mean(exp g))
+            w = (g[k] - g[k].max()).exp()
+            mean, second = float((cell.probs * w).sum()), float((cell.probs * w**2).sum())
+            error = math.sqrt(max(second - mean**2, 0.0) / max(cell.draws, 1)) / mean
+        weights = lam[k].split([size for _, size in groups])
+        length_weights = tuple(weights[0].tolist())
+        end_weights = tuple(tuple(row) for row in weights[1].view(E + 1, V).tolist()) if len(weights) > 1 else ()
+        out.append(Calibration(length_weights, end_weights, log_z, error, cell.method, sigma2))
     return out
+
+
+NEWTON_STEPS = 100  # Newton's method on these smooth convex objectives converges in about 10
+NEWTON_DECREMENT = 1e-20  # half the Newton decrement at which λ is taken as the optimum (J within this of its minimum)
+
+
+def _newton(index: torch.Tensor, La: int, log_m: torch.Tensor, data: torch.Tensor, fitted: torch.Tensor,
+            ridge: torch.Tensor) -> torch.Tensor:
+    """λ (K, D) minimising, for each k, J(λ) = -E_data[f]·λ + log Σ_cells m·exp(λ·f) + ridge·|λ|²/2 over the λ
+    `fitted` marks (the others stay 0): the per-word objective of `fit_calibration` (data: the training words'
+    shares of the cells; ridge: 1 / (σ² N)). Each cell has one length feature (the first La λ) and at most one end
+    feature (the rest), 1 at its `index` (cells, groups), 0 elsewhere. J is strictly convex with gradient
+    E_p[f] - E_data[f] + ridge·λ and Hessian Cov_p[f] + ridge·I (p: the tilted model's cells), both exact sums over
+    the cells, so Newton's method with a backtracking line search reaches the optimum to rounding in about 10
+    steps (L-BFGS took about 130). `_newton_step` solves with that Hessian's structure in O(D·La²)."""
+    K, D = fitted.shape
+    lam = torch.zeros(K, D, dtype=torch.float64)
+    flat = index.T.reshape(-1)
+
+    def by_feature(weight: torch.Tensor) -> torch.Tensor:  # (K, cells) -> (K, D): Σ over the cells having each f
+        return torch.zeros(K, D, dtype=torch.float64).index_add_(1, flat, weight.repeat(1, index.size(1)))
+
+    target = by_feature(data)
+
+    def objective(lam: torch.Tensor) -> torch.Tensor:
+        return -(target * lam).sum(1) + torch.logsumexp(log_m + lam[:, index].sum(-1), 1) + ridge * (lam**2).sum(1) / 2
+
+    value = objective(lam)
+    for _ in range(NEWTON_STEPS):
+        p = torch.softmax(log_m + lam[:, index].sum(-1), 1)  # (K, cells)
+        mean = by_feature(p)
+        grad = (mean - target + ridge[:, None] * lam) * fitted
+        joint = None  # (K, La, D - La): p of the cells having each length feature and each end feature
+        if index.size(1) > 1:
+            joint = torch.zeros(K, La * (D - La), dtype=torch.float64).index_add_(
+                1, index[:, 0] * (D - La) + index[:, 1] - La, p).view(K, La, D - La)
+        step = _newton_step(mean, joint, fitted, ridge, grad)
+        decrement = (grad * step).sum(1) / 2
+        if float(decrement.max()) < NEWTON_DECREMENT:
+            break
+        t = torch.ones(K, dtype=torch.float64)
+        for _ in range(60):  # halve the step of each k whose objective it does not lower enough (Armijo)
+            trial = objective(lam - t[:, None] * step)
+            short = trial > value - 1e-4 * t * 2 * decrement
+            if not bool(short.any()):
+                break
+            t = torch.where(short, t / 2, t)
+        lam = lam - t[:, None] * step
+        value = objective(lam)
+    return lam
+
+
+def _newton_step(mean: torch.Tensor, joint: torch.Tensor | None, fitted: torch.Tensor, ridge: torch.Tensor,
+                 grad: torch.Tensor) -> torch.Tensor:
+    """H⁻¹·grad for H = Cov_p[f] + ridge·I over the fitted features (identity on the others), without forming H:
+    Cov_p[f] = B - μμᵀ where B, the second moments, is diagonal within the length block and within the end block
+    (a cell has one feature of each) and the cells' joint p between them. B is solved by the Schur complement of its
+    diagonal end block (an La x La system) and μμᵀ by Sherman-Morrison."""
+    La = joint.size(1) if joint is not None else mean.size(1)
+    mu = mean * fitted
+    diag = torch.where(fitted > 0, mean + ridge[:, None], 1.0)
+    if joint is not None:
+        joint = joint * fitted[:, :La, None] * fitted[:, None, La:]
+
+    def solve_b(y: torch.Tensor) -> torch.Tensor:  # (K, D, R) -> B⁻¹ y
+        if joint is None:
+            return y / diag[:, :, None]
+        y_a, y_c = y[:, :La], y[:, La:]
+        c = diag[:, La:, None]
+        schur = torch.diag_embed(diag[:, :La]) - joint @ (joint.transpose(1, 2) / c)
+        x_a = torch.linalg.solve(schur, y_a - joint @ (y_c / c))
+        return torch.cat([x_a, (y_c - joint.transpose(1, 2) @ x_a) / c], 1)
+
+    both = solve_b(torch.stack([grad, mu], -1))
+    x, u = both[..., 0], both[..., 1]  # B⁻¹ grad, B⁻¹ μ
+    return x + u * ((mu * x).sum(1) / (1 - (mu * u).sum(1)))[:, None]
 
 
 def sampled_weights(cells: Sequence[CellDistribution], index: torch.Tensor, size: int) -> torch.Tensor:
