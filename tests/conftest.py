@@ -55,6 +55,12 @@ def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, build: Cal
     return done
 
 
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path]:
+    """`once_per_run` for a test module: `built_once(name, build)` is the folder `build` filled, once for the run."""
+    return lambda name, build: once_per_run(tmp_path_factory, name, build)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models on a shared 2-core machine: extra torch threads only contend."""

@@ -21,6 +21,8 @@ The blocks, by kind:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 import shlex
@@ -96,7 +98,9 @@ def test_the_readme_is_a_five_minute_read():
 
 
 # --- Python blocks ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("block", PYTHON, ids=[b.id for b in PYTHON])
+# the README's quick start in the fast set, docs/'s blocks (each trains its own models) in the whole suite
+@pytest.mark.parametrize("block", [pytest.param(b, marks=[] if b.path.name == "README.md" else pytest.mark.slow)
+                                   for b in PYTHON], ids=[b.id for b in PYTHON])
 def test_a_python_block_runs(one_thread, tmp_path, monkeypatch, block):
     monkeypatch.chdir(tmp_path)
     exec(compile(block.text, str(block.path), "exec"), {"__name__": "__docs__"})
@@ -131,18 +135,22 @@ def test_the_console_examples_name_the_model_they_run_against():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A folder holding `out` as each command trains it, trained once per module."""
+def trained(tmp_path_factory, built_once):
+    """A folder holding `out` as each command trains it, trained once per run (every worker copies it)."""
     folders: dict[str, Path] = {}
+
+    def build(command: str, folder: Path) -> None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(folder)
+            from namesmith.cli import main
+
+            assert main(shlex.split(command)[1:] + ["-q"]) == 0
 
     def folder(command: str) -> Path:
         if command not in folders:
+            name = "docs-" + hashlib.sha256(command.encode()).hexdigest()[:12]
             folders[command] = tmp_path_factory.mktemp("docs-examples")
-            with pytest.MonkeyPatch.context() as patch:
-                patch.chdir(folders[command])
-                from namesmith.cli import main
-
-                assert main(shlex.split(command)[1:] + ["-q"]) == 0
+            shutil.copytree(built_once(name, functools.partial(build, command)), folders[command], dirs_exist_ok=True)
         return folders[command]
     return folder
 

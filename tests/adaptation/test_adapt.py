@@ -221,6 +221,7 @@ def test_token_classes_are_the_end_and_each_script_capitals_and_marks_apart():
     assert token_classes(tamil, ["கடா", "கட", "டக"])[1] == ["END", "TAMIL"]  # in 1 of 3: with the letters
 
 
+@pytest.mark.slow  # builds a class table; test_class_chain_at_short_orders keeps its chain fast
 def test_exact_constraints_with_a_class_table(four_letters):
     """With a class table the chain's state is (the tables' state, the last classes): its rows are the
     model's after any history, and exact sampling matches sampling and filtering."""

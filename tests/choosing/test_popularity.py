@@ -220,6 +220,7 @@ def test_the_api_filters_and_gives_each_names_facts(model, tmp_path):
         assert "\n" not in refused.json()["error"]
 
 
+@pytest.mark.slow  # matplotlib's first plot; the other popularity tests keep the path fast
 def test_trend_command_draws_a_png_and_never_overwrites(tmp_path, capsys, caplog):
     out = tmp_path / "trend.png"
     assert main(["trend", "Leslie", "Zorblaxiel", "-o", str(out)]) == 0
@@ -259,6 +260,7 @@ def test_the_trend_endpoint(model, tmp_path):
         assert 400 <= refused.status_code < 500 and "\n" not in refused.json()["error"], refused.text
 
 
+@pytest.mark.slow  # builds the index twice; test_counts_ranks_and_shares_agree_with_the_table keeps it fast
 def test_the_index_kept_in_the_cache_is_the_one_built(tmp_path, monkeypatch, caplog):
     from namesmith.choosing import popularity
 

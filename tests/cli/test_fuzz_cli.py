@@ -75,6 +75,7 @@ def test_random_file_in_process(tmp_path, capsys, gen, seed):
         check(rc, capsys.readouterr().err, path)
 
 
+@pytest.mark.slow  # a process each; test_random_file_in_process runs the same inputs fast
 @pytest.mark.parametrize("gen, seed", [(random_bytes, 100), (random_text, 101)])
 def test_random_file_subprocess(tmp_path, gen, seed):
     path = tmp_path / "fuzz.txt"

@@ -95,6 +95,7 @@ class Uncorrected(GuidedSampler):
         return Batch(batch.names, batch.finished, batch.rejected, batch.effective_sample_size)
 
 
+@pytest.mark.slow  # checks the test above, not the code
 def test_the_test_catches_a_proposal_without_the_correction(network, twist, monkeypatch):
     import namesmith.generation.guided as guided
 

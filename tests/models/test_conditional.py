@@ -356,6 +356,7 @@ def test_label_dropout_hides_labels_in_training_only(one_thread, table_path):
 
 
 # --- the default and checkpoints ----------------------------------------------------------------------------
+@pytest.mark.slow  # trains the default model; test_cli and the README's console example keep that fast
 def test_the_default_model_is_an_ngram_conditioned_on_the_builtin_sex(one_thread):
     model = NameModel.train()
     assert model.describe() == "ngram | sex" and model.labels == {"sex": ["F", "M"]}

@@ -154,6 +154,7 @@ def test_similarity_is_damerau_levenshtein_case_insensitive(client):
     assert results["emily"]["similarity"] == pytest.approx(DamerauLevenshtein.normalized_similarity("emma", "emily"))
 
 
+@pytest.mark.slow  # matplotlib's first plot; test_cli's plot keeps the path fast
 def test_heatmap_png_for_a_bigram_and_for_a_model_without_a_table(client, tmp_path):
     png = client.get("/api/v1/models/bigram/heatmap.png")
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
@@ -275,6 +276,7 @@ def test_novelty_summary_counts_title_case_names_as_the_model_does(tmp_path):
     assert served["summary"] == direct.novelty.to_dict() and served["summary"]["in_train"] > 0
 
 
+@pytest.mark.slow  # test_adapt's same check through the library keeps it fast
 def test_more_like_these_on_a_conditional_model_keeps_the_condition(tmp_path):
     """Issue 27: the page sends the condition with the shortlist; the names are of those labels."""
     NameModel.train(data="builtin", model="bigram-counts", out=tmp_path / "sexed")  # conditioned on sex

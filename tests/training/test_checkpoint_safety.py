@@ -515,6 +515,7 @@ def test_every_declared_size_is_checked_against_the_tensors_before_anything_is_b
     assert built == []
 
 
+@pytest.mark.slow  # trains a conditional model; the other old-directory refusals keep the path fast
 def test_an_old_conditional_counts_model_with_more_characters_is_refused_in_one_line(tmp_path, capsys):
     # issue 31: 20,000 characters added to the vocabulary of a conditional-counts model (the default type) saved
     # before the weights' header kept a record: 3.4 GB, then an IndexError traceback, in the CLI and at serve start-up
@@ -540,6 +541,7 @@ def test_an_old_conditional_counts_model_with_more_characters_is_refused_in_one_
     assert served.stderr.strip().count("\n") == 0 and "was the vocabulary edited?" in served.stderr
 
 
+@pytest.mark.slow  # adapts a sparse n-gram; the other old-directory refusals keep the path fast
 def test_an_old_sparse_ngram_with_an_edited_vocabulary_is_refused_in_one_line(pristine, tmp_path, capsys):
     # issue 31: an old sparse-ngram directory (the type of an adapted list) with characters added to its vocabulary
     # loaded and drew garbage: its keys, read in another base, stayed in range

@@ -237,7 +237,7 @@ def _read_until_checkpoint(process: subprocess.Popen, out: Path) -> list[tuple[f
     return lines
 
 
-@pytest.mark.parametrize("fate", ["dies", pytest.param("hangs", marks=SLOW)])
+@pytest.mark.parametrize("fate", [pytest.param("dies", marks=SLOW), pytest.param("hangs", marks=SLOW)])
 def test_a_rank_that_dies_or_hangs_makes_the_other_exit_with_a_clear_message(tmp_path, fate):
     rank0, rank1 = _cli_ranks(tmp_path, TIMEOUT)
     try:

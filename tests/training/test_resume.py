@@ -127,6 +127,7 @@ def _train_argv(tmp_path: Path, steps: int) -> list[str]:
             "--max-steps", str(steps), "--seed", "7", "--samples", "0", "--device", "cpu"]
 
 
+@pytest.mark.slow  # a subprocess trained twice; test_cli_sigterm_saves_a_resumable_checkpoint keeps the path fast
 def test_cli_sigint_saves_and_resume_matches_uninterrupted(tmp_path):
     """A real SIGINT to a real `namesmith train`: exit 130, a resumable checkpoint, an exact resume."""
     steps = 50_000  # ~1 s of full-batch epochs: long enough to be interrupted mid-way
@@ -152,6 +153,7 @@ def test_cli_sigterm_saves_a_resumable_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "model", with_train_state=True).train_state is not None
 
 
+@pytest.mark.slow  # a subprocess; the SIGTERM test keeps the path fast
 def test_second_sigint_aborts(tmp_path):
     """Ctrl-C twice: the second one aborts at once (exit 130), no traceback."""
     data = tmp_path / "names.txt"
