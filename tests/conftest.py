@@ -70,26 +70,37 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _build_prior(folder: Path) -> None:
-    from namesmith.adaptation.prior import load_prior
-
+def _build_prior(folder: Path, catalogue_prior: Callable) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NAMESMITH_CACHE", str(folder))
-        load_prior("catalogue")
+        catalogue_prior("ngram")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prior_cache(tmp_path_factory):
     """Priors (namesmith.adaptation.prior) are built into a temporary cache, shared by the session (and by the
     CLI runs it starts), never into the user's ~/.cache. Under pytest-xdist each worker has a cache of its own,
-    which starts with the catalogue's n-gram prior built once for the run (about 5 s of CPU a build); alone, the
-    session builds it when a test first asks."""
+    which gets the catalogue's n-gram prior, built once for the run (about 5 s of CPU a build), when a test of
+    the worker first asks for it (most never do: no worker waits for the build at its start); a process a test
+    starts builds its own. Alone, the session builds it when a test first asks."""
     previous = os.environ.get("NAMESMITH_CACHE")
     cache = tmp_path_factory.mktemp("namesmith-cache")
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shutil.copytree(once_per_run(tmp_path_factory, "prior", _build_prior), cache, dirs_exist_ok=True)
     os.environ["NAMESMITH_CACHE"] = str(cache)
-    yield os.environ["NAMESMITH_CACHE"]
+    with pytest.MonkeyPatch.context() as patch:
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            from namesmith.adaptation import prior
+
+            build = prior.catalogue_prior
+
+            def catalogue_prior(*args, **kwargs):
+                if not (cache / ".prior-copied").exists():
+                    built = once_per_run(tmp_path_factory, "prior", lambda folder: _build_prior(folder, build))
+                    shutil.copytree(built, cache, dirs_exist_ok=True)
+                    (cache / ".prior-copied").touch()
+                return build(*args, **kwargs)
+
+            patch.setattr(prior, "catalogue_prior", catalogue_prior)
+        yield os.environ["NAMESMITH_CACHE"]
     if previous is None:
         os.environ.pop("NAMESMITH_CACHE", None)
     else:
