@@ -97,9 +97,8 @@ class NGramCounts:
     def without(self, subset: NGramCounts) -> NGramCounts:
         """These counts less those of a subset of the same words: the counts of the other words."""
         self._check_fits(subset)
-        pos = torch.searchsorted(self.keys, subset.keys).clamp_(max=max(len(self.keys) - 1, 0))
-        if len(subset.keys) and not (len(self.keys) and bool((self.keys[pos] == subset.keys).all()
-                                                             and (self.counts[pos] >= subset.counts).all())):
+        pos, found = find_sorted(self.keys, subset.keys)
+        if not bool(found.all() and (self.counts[pos] >= subset.counts).all()):
             raise ValueError("subset: holds n-grams these counts do not (not counted from a subset of the words)")
         counts = self.counts.clone()
         counts[pos] -= subset.counts
@@ -108,7 +107,11 @@ class NGramCounts:
 
 
 def find_sorted(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of `queries` in `sorted_keys` (not empty) and whether each is there."""
+    """Positions of `queries` (any shape) in `sorted_keys` and whether each is there: the one lookup of keys in
+    a sorted table (contexts, n-grams, states). A query that is not there gets some valid position (0 in an
+    empty table), so its position can index the table; mask it with the second tensor."""
+    if not len(sorted_keys):
+        return torch.zeros_like(queries), torch.zeros_like(queries, dtype=torch.bool)
     pos = torch.searchsorted(sorted_keys, queries.contiguous()).clamp_(max=len(sorted_keys) - 1)
     return pos, sorted_keys[pos] == queries
 

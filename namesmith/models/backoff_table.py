@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from namesmith.core.errors import CheckpointError
+from namesmith.data.ngram_keys import find_sorted
 from namesmith.models.kneser_ney import modified_kn_discounts
 
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)...
@@ -36,12 +37,6 @@ TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
 def rows_at_once(vocab_size: int) -> int:
     """How many contexts' (V,) distributions are assembled at once: ROWS_CHUNK, fewer for a large vocabulary."""
     return max(1, min(ROWS_CHUNK, ROW_CELLS // vocab_size))
-
-
-def lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of `queries` in `sorted_keys` and whether each is there."""
-    pos = torch.searchsorted(sorted_keys, queries.contiguous()).clamp_(max=len(sorted_keys) - 1)
-    return pos, sorted_keys[pos] == queries
 
 
 def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
@@ -105,7 +100,7 @@ class BackoffTable(nn.Module):
         few tokens each, are scattered in. A table of whole distributions (a dense n-gram's: every
         context holds all V tokens and passes nothing down) is read as rows of a (contexts, V) matrix:
         the longest stored context's row."""
-        pos, found = lookup(self.keys, keys)
+        pos, found = find_sorted(self.keys, keys)
         if self._whole_rows(out.size(1)):
             longest = (found * torch.arange(1, found.size(1) + 1, device=found.device)).argmax(-1)  # (N,)
             rows = self.alpha.view(-1, out.size(1))[pos.gather(1, longest.unsqueeze(1)).squeeze(1)]
@@ -162,7 +157,7 @@ class BackoffTable(nn.Module):
         keys (N, L), shortest first: each stored suffix's α of that token, weighted by the γ's of the longer
         stored suffixes, plus what they leave the base, each row normalised as `add_rows` normalises it.
         The α of a token is found by a binary search in its context's run of `next` (sorted tokens)."""
-        pos, found = lookup(self.keys, keys)
+        pos, found = find_sorted(self.keys, keys)
         gamma = torch.where(found, self.backoff[pos], 1.0)  # unseen contexts pass everything down
         weight_below = gamma.flip(-1).cumprod(-1).flip(-1)  # (N, L): product of γ over this suffix and longer
         weight = torch.where(found, torch.cat([weight_below[:, 1:], torch.ones_like(gamma[:, :1])], -1), 0.0)

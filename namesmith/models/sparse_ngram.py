@@ -42,13 +42,12 @@ from torch import nn
 
 from namesmith.core.errors import CheckpointError
 from namesmith.core.progress import Phase
-from namesmith.data.ngram_keys import DEFAULT_ORDER, check_order
+from namesmith.data.ngram_keys import DEFAULT_ORDER, check_order, find_sorted
 from namesmith.models.backoff_table import (
     ROWS_CHUNK,
     TABLE_FIELDS,
     TOKEN_CHUNK,
     BackoffTable,
-    lookup,
     rows_at_once,
     suffix_keys,
 )
@@ -277,14 +276,14 @@ class SparseNGram(CharModel):
             if j == 0:
                 fallback = torch.zeros(len(rows), V, dtype=torch.long, device=device)
             else:
-                fallback = next_state[lookup(states, states[rows] % B ** (j - 1))[0]]  # the parent's
+                fallback = next_state[find_sorted(states, states[rows] % B ** (j - 1))[0]]  # the parent's
             if j < K:
-                pos, found = lookup(states, states[rows, None] * B + digits)  # one token longer
+                pos, found = find_sorted(states, states[rows, None] * B + digits)  # one token longer
                 next_state[rows] = torch.where(found, pos, fallback)
             else:
                 next_state[rows] = fallback  # a full context drops its oldest token: the parent's transition
         boundary = suffix_keys(boundary_context(1, K, device), B)  # K boundary tokens before a name
-        pos, found = lookup(states, boundary)
+        pos, found = find_sorted(states, boundary)
         before = int(pos[0, int(torch.where(found[0], lengths, 0).max())])
         chain = (log_probs, next_state, int(next_state[before, 0]))
         self._chain_cache[2] = chain

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from namesmith.data.ngram_keys import find_sorted
 from namesmith.models.backoff_table import BackoffTable
 from namesmith.models.kneser_ney import DISCOUNT_LIMITS, FALLBACK_DISCOUNTS, modified_kn_discounts
 from namesmith.models.ngram import NGram
@@ -64,8 +65,8 @@ class WeightedCounts:
         """These counts less those of a subset of the same words (what is left is at least 0)."""
         if not len(subset.keys):
             return self
-        pos = torch.searchsorted(self.keys, subset.keys).clamp_(max=max(len(self.keys) - 1, 0))
-        assert bool((self.keys[pos] == subset.keys).all()), "subset: n-grams these counts do not hold"
+        pos, found = find_sorted(self.keys, subset.keys)
+        assert bool(found.all()), "subset: n-grams these counts do not hold"
         counts = self.counts.clone()
         counts[pos] -= subset.counts
         kept = counts > 1e-9 * self.counts.clamp(min=1)  # what rounding leaves of a removed n-gram is 0
@@ -194,7 +195,7 @@ def rows_after(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor
     if not len(keys):
         return lower
     context_keys, context_of, alpha, backoff_weight, _ = _interpolation(keys, counts, discounts, vocab_size + 1)
-    pos, found = _lookup(context_keys, contexts)
+    pos, found = find_sorted(context_keys, contexts)
     used, inverse = torch.unique(pos[found], return_inverse=True)  # the contexts asked for, each once
     seen = torch.zeros(len(context_keys), dtype=torch.bool)
     seen[used] = True
@@ -318,8 +319,8 @@ def tune_discounts(rest: WeightedCounts, held: WeightedCounts,
     for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
         context_keys, context_of = torch.unique(keys // B, return_inverse=True)
         grams = held.keys % B**k  # the k-gram ending at each held-out target
-        pos, found = _lookup(keys, grams)
-        context_pos, context_seen = _lookup(context_keys, grams // B)
+        pos, found = find_sorted(keys, grams)
+        context_pos, context_seen = find_sorted(context_keys, grams // B)
         gram_count = torch.where(found, counts[pos], torch.zeros((), dtype=torch.float64))
         # only the contexts the held-out n-grams use matter for their discounted mass
         used = torch.zeros(len(context_keys), dtype=torch.bool)
@@ -350,10 +351,3 @@ def tune_discounts(rest: WeightedCounts, held: WeightedCounts,
     tuned = DISCOUNT_LIMITS * theta.view(-1, 3).sigmoid()
     with torch.no_grad():
         return tuned if held_out_nll(tuned) < held_out_nll(start) else start
-
-
-def _lookup(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if not len(sorted_keys):
-        return torch.zeros_like(queries), torch.zeros(queries.shape, dtype=torch.bool)
-    pos = torch.searchsorted(sorted_keys, queries.contiguous()).clamp_(max=len(sorted_keys) - 1)
-    return pos, sorted_keys[pos] == queries
