@@ -116,6 +116,14 @@ def find_sorted(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch
     return pos, sorted_keys[pos] == queries
 
 
+def sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-group sums, float64 (a scatter-add): `values` (n, ...) summed by their group index (n,) into
+    (size, ...). Sorted keys group n-grams by context, so with each n-gram's context as its group (the inverse
+    of `torch.unique(keys // base, return_inverse=True)`) this gives every context's total, c(h) = Σ_w c(h w),
+    its kept and discounted masses and the like: the sums Kneser-Ney's weights are made of."""
+    return torch.zeros(size, *values.shape[1:], dtype=torch.float64).index_add_(0, group, values.double())
+
+
 def whole_grams(keys: torch.Tensor, base: int, order: int) -> bool:
     """Whether every key holds exactly `order` tokens: `order` digits in base `base`, none of them 0 ("no token";
     a token t is digit t+1). The keys of a vocabulary edited to more characters are read in a larger base, in

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from namesmith.core.errors import CheckpointError
-from namesmith.data.ngram_keys import find_sorted
+from namesmith.data.ngram_keys import find_sorted, sum_by
 from namesmith.models.kneser_ney import modified_kn_discounts
 
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)...
@@ -37,10 +37,6 @@ TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
 def rows_at_once(vocab_size: int) -> int:
     """How many contexts' (V,) distributions are assembled at once: ROWS_CHUNK, fewer for a large vocabulary."""
     return max(1, min(ROWS_CHUNK, ROW_CELLS // vocab_size))
-
-
-def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.zeros(size, dtype=torch.float64).index_add_(0, group, values.double())
 
 
 def suffix_keys(contexts: torch.Tensor, base: int) -> torch.Tensor:
@@ -215,7 +211,7 @@ class BackoffTable(nn.Module):
             problem = f"keys are not contexts of counted n-grams over {vocab_size} tokens (was the vocabulary edited?)"
         else:
             owner = torch.repeat_interleave(torch.arange(R), offsets[1:] - offsets[:-1])
-            mass = _sum_by(owner, alpha, R) + backoff.double() + to_base.double()
+            mass = sum_by(owner, alpha, R) + backoff.double() + to_base.double()
             if not bool((mass <= 1 + 1e-3).all()):
                 problem = "a context's weights add up to more than 1"
         if problem:
@@ -264,9 +260,9 @@ def kn_table(windows: torch.Tensor, vocab_size: int, discount: str | float = "mo
             discounts = torch.full((3,), float(discount), dtype=torch.float64)
         contexts, context_of = torch.unique(keys // B, return_inverse=True)
         kept = (counts - discounts[(counts - 1).clamp(max=2)]).clamp(min=0)
-        total = _sum_by(context_of, counts, len(contexts))
+        total = sum_by(context_of, counts, len(contexts))
         context_keys.append(contexts)
-        backoffs.append((total - _sum_by(context_of, kept, len(contexts))) / total)
+        backoffs.append((total - sum_by(context_of, kept, len(contexts))) / total)
         all_gram_keys.append(keys)
         alphas.append(kept / total[context_of])
     return BackoffTable.from_parts(torch.cat(context_keys), torch.cat(backoffs), torch.cat(all_gram_keys),

@@ -51,6 +51,7 @@ from namesmith.data.ngram_keys import (
     default_order,
     find_sorted,
     held_out_every,
+    sum_by,
 )
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, dim
 from namesmith.models.kneser_ney import DISCOUNT_METHODS, continuation_counts, fitted_discounts
@@ -84,11 +85,6 @@ class NGramConfig:
 def _discount_of(counts: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
     """The discount (D1, D2 or D3+) that applies to each count (all counts ≥ 1)."""
     return discounts[(counts - 1).clamp(max=2)]
-
-
-def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
-    """Sums (size, ...) of `values` (n, ...) by group index (n,), in float64."""
-    return torch.zeros(size, *values.shape[1:], dtype=torch.float64).index_add_(0, group, values.double())
 
 
 class NGram(CharModel):
@@ -309,8 +305,8 @@ class NGram(CharModel):
                 zip(keys_by_order, counts_by_order, contexts), start=1):
             target = keys % B - 1
             kept = (counts - _discount_of(counts, discounts[k - 1])).clamp(min=0)
-            context_total = _sum_by(context_of, counts, len(context_keys))
-            context_kept = _sum_by(context_of, kept, len(context_keys))
+            context_total = sum_by(context_of, counts, len(context_keys))
+            context_kept = sum_by(context_of, kept, len(context_keys))
             backoff_weight = (context_total - context_kept) / context_total  # γ(h): the mass discounted
             # the lower order's context is this one without its first (oldest) token
             parent = torch.searchsorted(lower_keys, context_keys % B ** max(k - 2, 0))

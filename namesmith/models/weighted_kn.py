@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from namesmith.data.ngram_keys import find_sorted
+from namesmith.data.ngram_keys import find_sorted, sum_by
 from namesmith.models.backoff_table import BackoffTable
 from namesmith.models.kneser_ney import DISCOUNT_LIMITS, FALLBACK_DISCOUNTS, modified_kn_discounts
 from namesmith.models.ngram import NGram
@@ -117,10 +117,6 @@ def estimated_discounts(counts_by_order: list[torch.Tensor], method: str | float
     return discounts
 
 
-def _sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.zeros(size, *values.shape[1:], dtype=values.dtype).index_add_(0, group, values)
-
-
 def _interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor, base: int
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One order's k-gram `keys` and counts as interpolated Kneser-Ney: the sorted context keys (C,), each
@@ -132,8 +128,8 @@ def _interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Te
     discounts = discounts.double()
     discount = discounts[classes] if discounts.dim() == 1 else discounts.gather(1, classes.unsqueeze(1)).squeeze(1)
     kept = (counts - discount).clamp(min=0)
-    context_total = _sum_by(context_of, counts, len(context_keys))
-    context_kept = _sum_by(context_of, kept, len(context_keys))
+    context_total = sum_by(context_of, counts, len(context_keys))
+    context_kept = sum_by(context_of, kept, len(context_keys))
     backoff_weight = (context_total - context_kept) / context_total  # the mass discounted
     return context_keys, context_of, kept / context_total[context_of], backoff_weight, run.cumsum(0) - run
 
@@ -327,7 +323,7 @@ def tune_discounts(rest: WeightedCounts, held: WeightedCounts,
         used[context_pos[context_seen]] = True
         in_used = used[context_of]
         features.append((gram_count, discount_class(gram_count.clamp(min=1e-12)), context_seen,
-                         _sum_by(context_of, counts, len(context_keys))[context_pos], context_pos,
+                         sum_by(context_of, counts, len(context_keys))[context_pos], context_pos,
                          context_of[in_used], counts[in_used], discount_class(counts[in_used]), len(context_keys)))
     weights = held.counts / held.counts.sum()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from namesmith.data.ngram_keys import find_sorted
+from namesmith.data.ngram_keys import find_sorted, sum_by
 
 
 def test_find_sorted_agrees_with_a_dict_in_any_shape_and_in_an_empty_table():
@@ -20,3 +20,15 @@ def test_find_sorted_agrees_with_a_dict_in_any_shape_and_in_an_empty_table():
             if f:
                 assert p == where[query]
             assert 0 <= p < max(len(table), 1)  # a valid index even for what is not there
+
+
+def test_sum_by_adds_each_row_into_its_group_in_float64():
+    group = torch.tensor([2, 0, 2, 2, 3])
+    values = torch.tensor([[1.0, 0.5], [2.0, 0.0], [3.0, 0.25], [0.5, 1.0], [4.0, 2.0]])  # float32 in, float64 out
+    sums = sum_by(group, values, 5)
+    assert sums.dtype == torch.float64 and sums.shape == (5, 2)
+    expected = [[0.0, 0.0] for _ in range(5)]
+    for g, row in zip(group.tolist(), values.tolist()):
+        expected[g] = [a + b for a, b in zip(expected[g], row)]
+    assert sums.tolist() == expected  # group 1 and 4: no rows, zeros
+    assert sum_by(torch.tensor([1, 1]), torch.tensor([3, 4]), 2).tolist() == [0.0, 7.0]  # whole counts too
