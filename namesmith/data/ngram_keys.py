@@ -116,6 +116,13 @@ def find_sorted(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch
     return pos, sorted_keys[pos] == queries
 
 
+def gram_tokens(keys: torch.Tensor, base: int, context_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens of n-gram keys (M,) of context_size + 1 tokens: their contexts (M, context_size), oldest token
+    first, and their last tokens (M,)."""
+    place = base ** torch.arange(context_size - 1, -1, -1, device=keys.device)  # oldest context token first
+    return (keys[:, None] // base // place) % base - 1, keys % base - 1
+
+
 def sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
     """Per-group sums, float64 (a scatter-add): `values` (n, ...) summed by their group index (n,) into
     (size, ...). Sorted keys group n-grams by context, so with each n-gram's context as its group (the inverse

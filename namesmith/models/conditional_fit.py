@@ -22,7 +22,7 @@ import torch
 from namesmith.core.config import TrainConfig
 from namesmith.core.minimize import minimize
 from namesmith.core.progress import Phase
-from namesmith.data.ngram_keys import grams_follow_one_another, whole_grams
+from namesmith.data.ngram_keys import gram_tokens, grams_follow_one_another, whole_grams
 from namesmith.models.base import CharModel
 from namesmith.models.bigram import BigramCounts, BigramLinear
 from namesmith.models.conditioned import log_probs_after
@@ -183,12 +183,10 @@ def node_discounts(model: CharModel, all_counts: WeightedCounts, rest: WeightedC
 @torch.no_grad()
 def context_log_probs(model: CharModel, component: CharModel, keys: torch.Tensor) -> torch.Tensor:
     """(M, V) log P(· | context) under `component` of the context of each order-N n-gram key (float32)."""
-    B, K = model.base, model.context_size
-    place = B ** torch.arange(K - 1, -1, -1)  # oldest context token first
     out = []
     chunk = max(1, ROW_CELLS // model.vocab_size)
     for i in range(0, len(keys), chunk):
-        contexts = (keys[i : i + chunk, None] // B // place) % B - 1  # (M, K)
+        contexts, _ = gram_tokens(keys[i : i + chunk], model.base, model.context_size)  # (M, K)
         out.append(torch.log_softmax(log_probs_after(component, contexts).float(), -1))
     return torch.cat(out) if out else torch.zeros(0, model.vocab_size)
 

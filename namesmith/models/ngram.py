@@ -42,7 +42,6 @@ import torch
 
 from namesmith.core.errors import CheckpointError, ConfigError, DataError
 from namesmith.core.history import TrainHistory
-from namesmith.core.progress import Phase
 from namesmith.data.ngram_keys import (
     DEFAULT_ORDER,
     NGramCounts,
@@ -55,6 +54,7 @@ from namesmith.data.ngram_keys import (
 )
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, dim
 from namesmith.models.kneser_ney import DISCOUNT_METHODS, continuation_counts, fitted_discounts
+from namesmith.models.nll import counted_grams_nll
 
 EVAL_CHUNK = 1 << 18  # distinct n-grams scored at a time by `nll_counts` (bounds its memory)
 ROW_CHUNK = 1 << 16  # contexts whose distributions are built at a time when fitting (bounds its memory)
@@ -264,19 +264,10 @@ class NGram(CharModel):
         Each distinct n-gram is scored once and weighted by its count, so a word list of any size
         is evaluated from its counts (a streamed validation or test part).
         """
-        if not len(counts.keys):
-            return float("nan")
-        B, K = self.base, self.context_size
-        place = self.base ** torch.arange(K - 1, -1, -1, device=self.device)  # oldest context token first
-        total = torch.zeros((), dtype=torch.float64)
-        phase = Phase(f"scoring {len(counts.keys):,} distinct n-grams", len(counts.keys), "n-grams")
-        for chunk in range(0, len(counts.keys), EVAL_CHUNK):
-            keys = counts.keys[chunk : chunk + EVAL_CHUNK].to(self.device)
-            contexts = (keys[:, None] // B // place) % B - 1  # (M, K) tokens: the digits of the key
-            logprobs = self.next_token_logprobs[self._rows(contexts), keys % B - 1].cpu().double()
-            total -= (logprobs * counts.counts[chunk : chunk + EVAL_CHUNK]).sum()
-            phase.advance(len(keys))
-        return (total / counts.counts.sum()).item()
+        def log_probs(contexts: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return self.next_token_logprobs[self._rows(contexts), targets].cpu().double()
+
+        return counted_grams_nll(counts, self.base, self.context_size, log_probs, EVAL_CHUNK, self.device)
 
     def _windows(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(M, N) every n-gram of `encode_words` tensors: N-1 context tokens, then the target."""

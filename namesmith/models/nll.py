@@ -7,7 +7,9 @@ over every target token of every word, the end-of-name token included, in nats, 
 lecture quotes it), per-word and per-row log-probabilities (`word_log_probs`, `row_log_probs`:
 scores, classification, calibration), NLL per character from them (`nll_per_char`, `mean_nll_per_char`)
 and the log-probabilities that the combining weights of several
-models are fitted on (`position_log_probs`).
+models are fitted on (`position_log_probs`). Words that are held only as counts of what they are made of
+(a first-order model's pair counts, an n-gram's counts of a streamed list) are scored from those counts
+(`counted_nll`, and `counted_grams_nll` for n-gram counts): the same mean over target tokens.
 
 A model is run over many words by `chunked_log_probs` alone, in chunks of `EVAL_BATCH` words, each
 cropped to its longest word, so memory stays bounded whatever the list. Where a model is calibrated
@@ -18,7 +20,7 @@ their own weights on it: the n-gram mix, the ensemble and the conditional count 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 
 from namesmith.core.progress import Phase
 from namesmith.core.vocab import Vocab
+from namesmith.data.ngram_keys import NGramCounts, gram_tokens
 from namesmith.data.words import encode_words
 from namesmith.models.base import CharModel
 
@@ -177,3 +180,36 @@ def mean_nll_per_char(log_probs: torch.Tensor | np.ndarray, words: Sequence[str]
         return None
     total = float(log_probs.sum()) if isinstance(log_probs, torch.Tensor) else float(np.sum(log_probs))
     return -total / sum(len(word) + 1 for word in words)
+
+
+def counted_nll(scored: Iterable[tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray]]) -> float | None:
+    """The mean NLL per target token of words given by the counts of what they are made of (pairs, n-grams),
+    each distinct one scored once: -Σ count · log P / Σ count, from (log P, count) tensors or arrays of one
+    shape, a chunk at a time. Such counts are the sufficient statistics of a model that looks no further back
+    than they do, so this equals `mean_nll` on the words they were counted from. None when nothing was counted."""
+    total, n = 0.0, 0.0
+    for log_probs, counts in scored:
+        used = counts > 0  # 0 × log 0 would be nan
+        total -= float((counts[used] * log_probs[used]).sum())
+        n += float(counts.sum())
+    return total / n if n else None
+
+
+def counted_grams_nll(counts: NGramCounts, base: int, context_size: int,
+                      gram_log_probs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], chunk: int,
+                      device: torch.device | str = "cpu") -> float:
+    """`counted_nll` of the words some `NGramCounts` counted (a streamed part of a list of any size), under an
+    n-gram model whose `gram_log_probs(contexts (M, K), targets (M,))` gives log P of each target after its
+    context (float64, on the CPU): each distinct n-gram scored once, `chunk` at a time on `device`. nan when
+    nothing was counted."""
+    if not len(counts.keys):
+        return float("nan")
+    phase = Phase(f"scoring {len(counts.keys):,} distinct n-grams", len(counts.keys), "n-grams")
+
+    def scored() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(counts.keys), chunk):
+            keys = counts.keys[start : start + chunk].to(device)
+            yield gram_log_probs(*gram_tokens(keys, base, context_size)), counts.counts[start : start + chunk]
+            phase.advance(len(keys))
+
+    return counted_nll(scored())

@@ -41,7 +41,6 @@ import torch
 from torch import nn
 
 from namesmith.core.errors import CheckpointError
-from namesmith.core.progress import Phase
 from namesmith.data.ngram_keys import DEFAULT_ORDER, check_order, find_sorted
 from namesmith.models.backoff_table import (
     ROWS_CHUNK,
@@ -52,6 +51,7 @@ from namesmith.models.backoff_table import (
     suffix_keys,
 )
 from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, count_numbered, dim
+from namesmith.models.nll import counted_grams_nll
 from namesmith.models.sparse_rows import SparseRows, as_arrays
 
 MAX_CHAIN_CELLS = 1 << 23  # states × tokens up to which the model gives itself as a Markov chain
@@ -158,25 +158,17 @@ class SparseNGram(CharModel):
         n-gram's `nll_counts`): each distinct n-gram scored once, weighted by its count. A plain
         Kneser-Ney table (what a long list is fitted as) scores each n-gram's own token only
         (`BackoffTable.token_probs`), not its whole row: 18M distinct n-grams in seconds, not minutes."""
-        if not len(counts.keys):
-            return float("nan")
-        B, K = self.base, self.context_size
-        place = B ** torch.arange(K - 1, -1, -1)  # oldest context token first
-        total = torch.zeros((), dtype=torch.float64)
         plain = not len(self.tables) and len(self.components) == 1 and self.classes is None
-        chunk = TOKEN_CHUNK if plain else max(1, ROWS_CHUNK * 64 // self.vocab_size)
-        phase = Phase(f"scoring {len(counts.keys):,} distinct n-grams", len(counts.keys), "n-grams")
-        for i in range(0, len(counts.keys), chunk):
-            keys = counts.keys[i : i + chunk].to(self.device)
-            contexts = (keys[:, None] // B // place) % B - 1  # (M, K) tokens: the digits of the key
-            targets = keys % B - 1
+
+        def log_probs(contexts: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             if plain:
-                probs = self.components[0].token_probs(suffix_keys(contexts, B), targets, self.vocab_size)
+                probs = self.components[0].token_probs(suffix_keys(contexts, self.base), targets, self.vocab_size)
             else:
                 probs = self.next_token_probs(contexts).gather(1, targets.unsqueeze(1)).squeeze(1)
-            total -= (probs.double().log().cpu() * counts.counts[i : i + chunk]).sum()
-            phase.advance(len(keys))
-        return (total / counts.counts.sum()).item()
+            return probs.double().log().cpu()
+
+        chunk = TOKEN_CHUNK if plain else max(1, ROWS_CHUNK * 64 // self.vocab_size)
+        return counted_grams_nll(counts, self.base, self.context_size, log_probs, chunk, self.device)
 
     def numpy_rows(self, allowed: np.ndarray | None = None) -> SparseRows:
         """Its rows in NumPy (namesmith.models.sparse_rows), restricted to the tokens `allowed` (None: all), made of

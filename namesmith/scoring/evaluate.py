@@ -5,8 +5,8 @@ word, the end-of-name token included, in nats. Perplexity is its exponential.
 
 The log-probabilities come from the one NLL path (namesmith.models.nll): this module turns them into
 the figures reported per split and per part of a labelled table. First-order models are evaluated
-from pair counts instead (`pair_nll`: the counts are their sufficient statistics), and streamed word
-lists from the counts of the file (`evaluate_streamed`).
+from their (V, V) table and pair counts instead (`counted_nll`: the counts are their sufficient statistics,
+O(V²) whatever the words), and streamed word lists from the counts of the file (`evaluate_streamed`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from namesmith.data.words import Corpus, DataConfig, fingerprint
 from namesmith.models.base import CharModel
 from namesmith.models.nll import (
     calibrated,
+    counted_nll,
     labelled_row_log_probs,
     mean_nll_per_char,
     target_counts,
@@ -87,19 +88,6 @@ def evaluate(model: CharModel, words: list[str], vocab: Vocab) -> Evaluation:
                       int(target_counts(words).sum()))
 
 
-def pair_nll(log_probs: np.ndarray, counts: np.ndarray) -> float | None:
-    """Mean NLL per character of a bigram table from pair counts: -Σ N ∘ log P / Σ N.
-
-    The counts are the sufficient statistics of a first-order model, so this equals `evaluate`
-    on the words they were counted from, in O(V²). None when there are no pairs.
-    """
-    n = counts.sum()
-    if not n:
-        return None
-    used = counts > 0  # 0 × log 0 would be nan
-    return float(-(counts[used] * log_probs[used]).sum() / n)
-
-
 def _table_log_probs(model: CharModel) -> np.ndarray | None:
     """log P(next | previous) (V, V) in float64 for first-order models, else None."""
     table = model.transition_table()
@@ -118,7 +106,8 @@ def evaluate_splits(model: CharModel, corpus: Corpus) -> dict[str, dict[str, Any
             metrics[part] = evaluate(model, corpus.words(part), corpus.vocab).to_dict()
             continue
         counts = count_pairs(*corpus.tensors(part), model.vocab_size).double().numpy()
-        metrics[part] = Evaluation(pair_nll(log_probs, counts), len(corpus.words(part)), int(counts.sum())).to_dict()
+        nll = counted_nll([(log_probs, counts)])
+        metrics[part] = Evaluation(nll, len(corpus.words(part)), int(counts.sum())).to_dict()
     return metrics
 
 
@@ -127,7 +116,7 @@ def count_metrics(model: CharModel, counts: StreamCounts) -> dict[str, dict[str,
     log_probs = _table_log_probs(model)
     if log_probs is None:
         raise DataError(f"a {model.model_type} model cannot be evaluated from pair counts")
-    return {part: Evaluation(pair_nll(log_probs, counts.part(part)), counts.n_words[part],
+    return {part: Evaluation(counted_nll([(log_probs, counts.part(part))]), counts.n_words[part],
                              int(counts.part(part).sum())).to_dict() for part in PARTS}
 
 

@@ -11,8 +11,9 @@ from namesmith.core.errors import ConfigError
 from namesmith.data.counting import split_parts
 from namesmith.data.pair_counts import count_file, count_pairs
 from namesmith.data.words import Corpus, DataConfig, load_words
+from namesmith.models.nll import counted_nll
 from namesmith.namemodel import NameModel
-from namesmith.scoring.evaluate import evaluate_streamed, pair_nll
+from namesmith.scoring.evaluate import evaluate_streamed
 from namesmith.training.streamed import should_stream, train_streamed
 
 PLAIN = "\n".join(load_words("builtin")[:3000]) + "\n"
@@ -53,7 +54,7 @@ def test_streamed_split_is_a_deterministic_partition(tmp_path):
     np.testing.assert_allclose(shares, [0.8, 0.1, 0.1], atol=0.01)
 
 
-def test_pair_nll_equals_word_evaluation(tmp_path):
+def test_nll_from_pair_counts_equals_word_evaluation(tmp_path):
     from namesmith.models.bigram import BigramCounts
     from namesmith.scoring.evaluate import evaluate
 
@@ -62,7 +63,7 @@ def test_pair_nll_equals_word_evaluation(tmp_path):
     counts, corpus = reference(path)
     model = BigramCounts(corpus.vocab.size)
     model.fit(corpus, None)
-    nll = pair_nll(model.log_probs().double().numpy(), counts)
+    nll = counted_nll([(model.log_probs().double().numpy(), counts)])
     assert nll == pytest.approx(evaluate(model, corpus.split.train, corpus.vocab).nll, rel=1e-6)
 
 
