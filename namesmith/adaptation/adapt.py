@@ -63,8 +63,8 @@ from namesmith.core.minimize import with_autograd
 from namesmith.core.vocab import Vocab
 from namesmith.data.ngram_keys import DEFAULT_ORDER, default_order
 from namesmith.data.words import encode_words
-from namesmith.models.base import CharModel
-from namesmith.models.sparse_ngram import SparseNGram, ngram_windows
+from namesmith.models.base import CharModel, ngram_windows
+from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.training.checkpoint import Checkpoint
 
 log = logging.getLogger("namesmith")

@@ -34,7 +34,8 @@ import torch
 
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import BOUNDARY, Vocab, script_of
-from namesmith.models.backoff_table import BackoffTable, suffix_keys
+from namesmith.data.ngram_keys import suffix_keys
+from namesmith.models.backoff_table import BackoffTable
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_counts import ConditionalCounts
 from namesmith.models.sparse_ngram import SparseNGram

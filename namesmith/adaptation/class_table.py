@@ -27,7 +27,8 @@ import torch
 
 from namesmith.adaptation.list_table import STRENGTH_RANGE, backoff_table, level_weights, list_levels
 from namesmith.core.vocab import Vocab, script_of
-from namesmith.models.backoff_table import ROWS_CHUNK, BackoffTable, suffix_keys
+from namesmith.data.ngram_keys import suffix_keys
+from namesmith.models.backoff_table import ROWS_CHUNK, BackoffTable
 from namesmith.models.sparse_ngram import SparseNGram
 
 log = logging.getLogger("namesmith")

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from namesmith.adaptation.background import EM_STEPS, fit_mixture
+from namesmith.data.ngram_keys import suffix_keys
 from namesmith.models.backoff_table import BackoffTable
 
 log = logging.getLogger("namesmith")
@@ -161,7 +162,7 @@ def list_levels(windows: torch.Tensor, fold_of: torch.Tensor, k: int, base: int,
     (MIN_EVIDENCE) and those above them are left out, or all beyond `max_levels`. Below the longest
     level the counts are continuation counts, as Kneser-Ney's."""
     order = windows.size(1)
-    gram_keys = ((windows.flip(1) + 1) * base ** torch.arange(order)).cumsum(1)  # column j: j context tokens
+    gram_keys = suffix_keys(windows, base)[:, 1:]  # column j: j context tokens
     counts = []
     for j in range(order if max_levels is None else min(order, max_levels)):
         level = _level_counts(gram_keys[:, j], base, fold_of, k)

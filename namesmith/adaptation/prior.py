@@ -50,7 +50,8 @@ from namesmith.data.catalogue import DATASETS, load_dataset
 from namesmith.data.words import Corpus, check_words, encode_words, words_fingerprint
 from namesmith.models import model_class
 from namesmith.models.backoff_table import BackoffTable, kn_table
-from namesmith.models.sparse_ngram import SparseNGram, ngram_windows
+from namesmith.models.base import ngram_windows
+from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.scoring.evaluate import evaluate_splits
 from namesmith.training.checkpoint import Checkpoint, load_checkpoint, model_record, save_checkpoint
 from namesmith.training.trainer import Trainer

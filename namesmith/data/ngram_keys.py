@@ -116,6 +116,15 @@ def find_sorted(sorted_keys: torch.Tensor, queries: torch.Tensor) -> tuple[torch
     return pos, sorted_keys[pos] == queries
 
 
+def suffix_keys(tokens: torch.Tensor, base: int) -> torch.Tensor:
+    """(..., L+1) the keys of the suffixes of length 0..L of token windows (..., L), oldest token first: the empty
+    one (key 0) first, then the last token's, the last two tokens', ... So for a window of n-gram tokens (context,
+    then target), column k is the key of the k-gram that ends it."""
+    place = base ** torch.arange(tokens.size(-1), device=tokens.device)
+    digits = (tokens.flip(-1) + 1) * place  # the latest token is the least significant digit
+    return torch.cat([tokens.new_zeros(*tokens.shape[:-1], 1), digits.cumsum(-1)], -1)
+
+
 def gram_tokens(keys: torch.Tensor, base: int, context_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The tokens of n-gram keys (M,) of context_size + 1 tokens: their contexts (M, context_size), oldest token
     first, and their last tokens (M,)."""

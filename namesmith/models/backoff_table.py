@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from namesmith.core.errors import CheckpointError
-from namesmith.data.ngram_keys import find_sorted, sum_by
+from namesmith.data.ngram_keys import find_sorted, suffix_keys, sum_by
 from namesmith.models.kneser_ney import modified_kn_discounts
 
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)...
@@ -37,14 +37,6 @@ TABLE_FIELDS = ("keys", "backoff", "to_base", "offsets", "next", "alpha")
 def rows_at_once(vocab_size: int) -> int:
     """How many contexts' (V,) distributions are assembled at once: ROWS_CHUNK, fewer for a large vocabulary."""
     return max(1, min(ROWS_CHUNK, ROW_CELLS // vocab_size))
-
-
-def suffix_keys(contexts: torch.Tensor, base: int) -> torch.Tensor:
-    """(N, K+1) keys of the suffixes of length 0..K of contexts (N, K): the empty one (key 0) first."""
-    K = contexts.size(-1)
-    place = base ** torch.arange(K, device=contexts.device)
-    digits = (contexts.flip(-1) + 1) * place  # the latest token is the least significant digit
-    return torch.cat([contexts.new_zeros(contexts.size(0), 1), digits.cumsum(-1)], -1)
 
 
 class BackoffTable(nn.Module):
@@ -245,8 +237,7 @@ def kn_table(windows: torch.Tensor, vocab_size: int, discount: str | float = "mo
     """Interpolated (modified) Kneser-Ney from every n-gram (M, N) of the data: N-1 tokens of context
     (boundary-padded), then the target. Raw counts at the top order, continuation counts below."""
     B, N = vocab_size + 1, windows.size(1)
-    gram_keys = ((windows.flip(1) + 1) * B ** torch.arange(N)).cumsum(1)  # column k-1: the k-gram's key
-    keys, counts = torch.unique(gram_keys[:, N - 1], return_counts=True)
+    keys, counts = torch.unique(suffix_keys(windows, B)[:, N], return_counts=True)  # the n-grams' keys
     by_order = [(keys, counts)]
     for k in range(N - 1, 0, -1):  # drop the oldest token of each distinct (k+1)-gram: continuation counts
         keys, counts = torch.unique(keys % B**k, return_counts=True)

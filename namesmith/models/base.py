@@ -274,6 +274,19 @@ def boundary_context(batch_size: int, length: int, device: torch.device) -> torc
     return torch.full((batch_size, length), BOUNDARY, dtype=torch.long, device=device)
 
 
+def context_windows(idx: torch.Tensor, K: int) -> torch.Tensor:
+    """(B, T, K): the K tokens up to and including each position of idx (B, T), left-padded with the boundary:
+    what a model of order K + 1 predicts the next token from."""
+    padded = torch.cat([boundary_context(len(idx), max(K - 1, 0), idx.device), idx], 1)  # (B, T+K-1)
+    return padded.unsqueeze(-1)[..., :0] if K == 0 else padded.unfold(1, K, 1)
+
+
+def ngram_windows(x: torch.Tensor, y: torch.Tensor, order: int) -> torch.Tensor:
+    """(M, order) every n-gram of `encode_words` tensors: order-1 boundary-padded context tokens, then the target."""
+    mask = y >= 0
+    return torch.cat([context_windows(x, order - 1), y.unsqueeze(-1)], -1)[mask]
+
+
 def dim(shapes: Shapes, name: str, axis: int) -> int | None:
     """Size `axis` of the saved tensor `name` (None when there is no such tensor or axis)."""
     shape = shapes.get(name)

@@ -63,14 +63,13 @@ from namesmith.core.conditional import Condition, Where, check_guidance
 from namesmith.core.errors import CheckpointError, ConfigError, DataError
 from namesmith.core.history import TrainHistory
 from namesmith.core.vocab import BOUNDARY
-from namesmith.models.base import CharModel, Shapes, Sizes, State, dim
+from namesmith.models.base import CharModel, Shapes, Sizes, State, context_windows, dim
 from namesmith.models.bigram import BigramConfig, BigramCounts, BigramCountsConfig, BigramLinear
 from namesmith.models.conditional_fit import build_component, fit_nodes, fitted_problem, is_ancestor, merge_counts
 from namesmith.models.conditional_rows import CountsIndex, combination_log_likelihoods
 from namesmith.models.conditioned import (
     BigramTableModel,
     ConditionedNGram,
-    context_windows,
     log_probs_after,
     model_bytes,
 )

@@ -22,12 +22,12 @@ import torch
 from namesmith.core.config import TrainConfig
 from namesmith.core.minimize import minimize
 from namesmith.core.progress import Phase
-from namesmith.data.ngram_keys import gram_tokens, grams_follow_one_another, whole_grams
-from namesmith.models.base import CharModel
+from namesmith.data.ngram_keys import gram_tokens, grams_follow_one_another, suffix_keys, whole_grams
+from namesmith.models.base import CharModel, ngram_windows
 from namesmith.models.bigram import BigramCounts, BigramLinear
 from namesmith.models.conditioned import log_probs_after
 from namesmith.models.kneser_ney import DISCOUNT_LIMITS, MIN_TUNING_WORDS
-from namesmith.models.ngram import NGram, NGramConfig
+from namesmith.models.ngram import NGram
 from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.models.weighted_kn import (
     WeightedCounts,
@@ -74,9 +74,8 @@ def count_rows(order: int, vocab_size: int, x: torch.Tensor, y: torch.Tensor, we
     x, y, weights = x[keep], y[keep], weights[keep]
     if not len(x):
         return WeightedCounts.empty(order, vocab_size)
-    template = NGram(vocab_size, NGramConfig(order=order))  # it turns rows into n-gram keys
-    row_of_target = (y >= 0).nonzero()[:, 0]  # the row of each target, in the order _windows lists them
-    keys = template._gram_keys(template._windows(x, y))[:, -1]
+    row_of_target = (y >= 0).nonzero()[:, 0]  # the row of each target, in the order ngram_windows lists them
+    keys = suffix_keys(ngram_windows(x, y, order), vocab_size + 1)[:, -1]
     return WeightedCounts.of(order, vocab_size, keys, weights[row_of_target], len(x))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from namesmith.data.ngram_keys import suffix_keys
 from namesmith.models.base import CharModel
 from namesmith.models.conditional_fit import is_ancestor
 from namesmith.models.conditioned import live_context_windows
@@ -57,8 +58,7 @@ class CountsIndex:
                                          return_inverse=True)
         first = torch.zeros(len(distinct), dtype=torch.long).scatter_(0, inverse, torch.arange(len(windows)))
         windows = windows[first]  # (P, K): each distinct context once
-        suffixes = torch.cat([windows.new_zeros(len(windows), 1),  # (P, K+1): keys of the last 0..K tokens
-                              ((windows.flip(-1) + 1) * B ** torch.arange(K)).cumsum(-1)], -1)
+        suffixes = suffix_keys(windows, B)  # (P, K+1): keys of the last 0..K tokens
         node_ids = torch.tensor(nodes)
         levels = 2 if model.node_low_probs.size(1) == B else 3  # the saved rows: contexts of fewer tokens than this
         rows = model.node_low_probs[node_ids[:, None], suffixes[None, :, min(K, levels - 1)]]  # (S', P, V) float64

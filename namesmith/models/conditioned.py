@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from namesmith.core.vocab import BOUNDARY
-from namesmith.models.base import CharModel, State, boundary_context
+from namesmith.models.base import CharModel, State, boundary_context, context_windows
 from namesmith.models.bigram import BigramTable
 from namesmith.models.ngram import NGram
 from namesmith.models.sparse_ngram import SparseNGram
@@ -98,12 +98,6 @@ def model_bytes(model: CharModel) -> int:
     if isinstance(model, SparseNGram):
         size += len(model.components) * (model.vocab_size + 1) * model.vocab_size * 4
     return size
-
-
-def context_windows(idx: torch.Tensor, K: int) -> torch.Tensor:
-    """(B, T, K): the K tokens up to and including each position, left-padded with the boundary."""
-    padded = torch.cat([boundary_context(len(idx), max(K - 1, 0), idx.device), idx], 1)  # (B, T+K-1)
-    return padded.unsqueeze(-1)[..., :0] if K == 0 else padded.unfold(1, K, 1)
 
 
 def live_context_windows(idx: torch.Tensor, K: int) -> torch.Tensor:

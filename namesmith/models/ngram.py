@@ -50,9 +50,20 @@ from namesmith.data.ngram_keys import (
     default_order,
     find_sorted,
     held_out_every,
+    suffix_keys,
     sum_by,
 )
-from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, dim
+from namesmith.models.base import (
+    CharModel,
+    Shapes,
+    Sizes,
+    State,
+    boundary_context,
+    check_config,
+    context_windows,
+    dim,
+    ngram_windows,
+)
 from namesmith.models.kneser_ney import DISCOUNT_METHODS, continuation_counts, fitted_discounts
 from namesmith.models.nll import counted_grams_nll
 
@@ -112,8 +123,6 @@ class NGram(CharModel):
         self.register_buffer("next_token_logprobs", torch.full((1, vocab_size), -math.log(vocab_size)))  # (R, V)
         # (N, 3) D1, D2, D3+ per order, for the record (float32: MPS has no float64)
         self.register_buffer("discounts", torch.zeros(order, 3))
-        # place value of each context digit, counted from the last token backwards
-        self.register_buffer("_place", self.base ** torch.arange(order - 1), persistent=False)
         self._transition_cache: tuple[torch.Tensor, torch.Tensor] | None = None  # see `_transitions`
 
     @property
@@ -123,23 +132,14 @@ class NGram(CharModel):
     # --- lookup -----------------------------------------------------------------------------
     def _rows(self, contexts: torch.Tensor) -> torch.Tensor:
         """Rows of `next_token_logprobs` for contexts (..., L ≤ K): those of their longest seen suffixes."""
-        digits = (contexts.flip(-1) + 1) * self._place[: contexts.size(-1)]  # (..., L)
-        suffix_keys = torch.cat([contexts.new_zeros(*contexts.shape[:-1], 1), digits.cumsum(-1)], -1)  # (..., L+1)
-        pos, found = find_sorted(self.context_keys, suffix_keys)  # the empty suffix (key 0) is always found
-        lengths = torch.arange(suffix_keys.size(-1), device=contexts.device)
+        suffixes = suffix_keys(contexts, self.base)  # (..., L+1)
+        pos, found = find_sorted(self.context_keys, suffixes)  # the empty suffix (key 0) is always found
+        lengths = torch.arange(suffixes.size(-1), device=contexts.device)
         longest = torch.where(found, lengths, 0).amax(-1, keepdim=True)
         return pos.gather(-1, longest).squeeze(-1)
 
-    def _contexts(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, T, K): the K tokens up to and including each position, left-padded with the boundary."""
-        K = self.context_size
-        padded = torch.cat([boundary_context(len(idx), max(K - 1, 0), idx.device), idx], 1)  # (B, T+K-1)
-        if K == 0:
-            return padded.unsqueeze(-1)[..., :0]
-        return padded.unfold(1, K, 1)
-
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.next_token_logprobs[self._rows(self._contexts(idx))]  # (B, T, V)
+        return self.next_token_logprobs[self._rows(context_windows(idx, self.context_size))]  # (B, T, V)
 
     # --- incremental generation: the state is a row, as KenLM's state is its longest match ---
     def _transitions(self) -> torch.Tensor:
@@ -199,7 +199,7 @@ class NGram(CharModel):
         mask = y >= 0
         if not mask.any():
             return float("nan")
-        rows = self._rows(self._contexts(x)[mask])
+        rows = self._rows(context_windows(x, self.context_size)[mask])
         return -self.next_token_logprobs[rows, y[mask]].cpu().double().mean().item()
 
     # --- fitting: count, merge counts, fit from counts -----------------------------------------
@@ -231,7 +231,8 @@ class NGram(CharModel):
 
     def count(self, x: torch.Tensor, y: torch.Tensor) -> NGramCounts:
         """Raw counts of the order-N n-grams of `encode_words` tensors: one n-gram per target token."""
-        keys, counts = torch.unique(self._gram_keys(self._windows(x.cpu(), y.cpu()))[:, -1], return_counts=True)
+        windows = ngram_windows(x.cpu(), y.cpu(), self.config.order)
+        keys, counts = torch.unique(suffix_keys(windows, self.base)[:, -1], return_counts=True)
         return NGramCounts(self.config.order, self.vocab_size, keys, counts, len(x))
 
     def fit_counts(self, train: NGramCounts, held_out: NGramCounts | None = None) -> None:
@@ -268,16 +269,6 @@ class NGram(CharModel):
             return self.next_token_logprobs[self._rows(contexts), targets].cpu().double()
 
         return counted_grams_nll(counts, self.base, self.context_size, log_probs, EVAL_CHUNK, self.device)
-
-    def _windows(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(M, N) every n-gram of `encode_words` tensors: N-1 context tokens, then the target."""
-        mask = y >= 0
-        return torch.cat([self._contexts(x), y.unsqueeze(-1)], -1)[mask]
-
-    def _gram_keys(self, windows: torch.Tensor) -> torch.Tensor:
-        """(M, N): column k-1 is the key of the k-gram ending at each target."""
-        N = self.config.order
-        return ((windows.flip(1) + 1) * self.base ** torch.arange(N, device=windows.device)).cumsum(1)
 
     def _distributions(self, keys_by_order: list[torch.Tensor], counts_by_order: list[torch.Tensor],
                        discounts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,16 +41,25 @@ import torch
 from torch import nn
 
 from namesmith.core.errors import CheckpointError
-from namesmith.data.ngram_keys import DEFAULT_ORDER, check_order, find_sorted
+from namesmith.data.ngram_keys import DEFAULT_ORDER, check_order, find_sorted, suffix_keys
 from namesmith.models.backoff_table import (
     ROWS_CHUNK,
     TABLE_FIELDS,
     TOKEN_CHUNK,
     BackoffTable,
     rows_at_once,
-    suffix_keys,
 )
-from namesmith.models.base import CharModel, Shapes, Sizes, State, boundary_context, check_config, count_numbered, dim
+from namesmith.models.base import (
+    CharModel,
+    Shapes,
+    Sizes,
+    State,
+    boundary_context,
+    check_config,
+    context_windows,
+    count_numbered,
+    dim,
+)
 from namesmith.models.nll import counted_grams_nll
 from namesmith.models.sparse_rows import SparseRows, as_arrays
 
@@ -281,14 +290,8 @@ class SparseNGram(CharModel):
         self._chain_cache[2] = chain
         return chain
 
-    def _contexts(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, T, K): the K tokens up to and including each position, left-padded with the boundary."""
-        K = self.context_size
-        padded = torch.cat([boundary_context(len(idx), max(K - 1, 0), idx.device), idx], 1)
-        return padded.unsqueeze(-1)[..., :0] if K == 0 else padded.unfold(1, K, 1)
-
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        contexts = self._contexts(idx)  # (B, T, K)
+        contexts = context_windows(idx, self.context_size)  # (B, T, K)
         probs = self.next_token_probs(contexts.reshape(idx.numel(), contexts.size(-1)))
         return probs.log().view(*idx.shape, self.vocab_size)  # (B, T, V) log-probabilities
 
@@ -348,12 +351,3 @@ class SparseNGram(CharModel):
             self.class_of = class_of.to(self.device)
             self.classes.set(*(tensors[f"classes.{name}"] for name in TABLE_FIELDS))
             self.classes.check(C, self.config.order, "sparse-ngram classes")
-
-
-def ngram_windows(x: torch.Tensor, y: torch.Tensor, order: int) -> torch.Tensor:
-    """(M, order) every n-gram of `encode_words` tensors: order-1 boundary-padded context tokens, then the target."""
-    K = order - 1
-    padded = torch.cat([boundary_context(len(x), max(K - 1, 0), x.device), x], 1)
-    contexts = padded.unsqueeze(-1)[..., :0] if K == 0 else padded.unfold(1, K, 1)  # (B, T, K)
-    mask = y >= 0
-    return torch.cat([contexts, y.unsqueeze(-1)], -1)[mask]

@@ -36,8 +36,9 @@ from namesmith.core.vocab import Vocab
 from namesmith.data.catalogue import load_dataset
 from namesmith.data.words import Corpus, encode_words
 from namesmith.models.backoff_table import kn_table
+from namesmith.models.base import ngram_windows
 from namesmith.models.ngram import NGram, NGramConfig
-from namesmith.models.sparse_ngram import SparseNGram, ngram_windows
+from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.scoring.open_vocabulary import STAND_INS, UNKNOWN_CHAR_LOG_PROB, open_word_log_probs
 from namesmith.training.checkpoint import save_checkpoint
 

@@ -18,7 +18,7 @@ from namesmith.cli import main
 from namesmith.core import memory
 from namesmith.core.errors import ConfigError
 from namesmith.core.progress import Phase
-from namesmith.models.backoff_table import suffix_keys
+from namesmith.data.ngram_keys import suffix_keys
 from namesmith.models.kneser_ney import continuation_counts, held_out_features
 from namesmith.models.ngram import NGram, NGramConfig
 from namesmith.models.sparse_ngram import SparseNGram

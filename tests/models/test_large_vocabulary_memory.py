@@ -16,8 +16,9 @@ import namesmith.models.backoff_table as backoff_table
 from namesmith.core.vocab import Vocab
 from namesmith.data.words import encode_words
 from namesmith.models.backoff_table import kn_table
+from namesmith.models.base import ngram_windows
 from namesmith.models.nll import word_log_probs
-from namesmith.models.sparse_ngram import SparseNGram, ngram_windows
+from namesmith.models.sparse_ngram import SparseNGram
 
 MB = 1 << 20
 

@@ -13,7 +13,8 @@ from namesmith.core.vocab import Vocab
 from namesmith.data.words import encode_words
 from namesmith.generation.draws import RowSampler
 from namesmith.models.backoff_table import BackoffTable, kn_table
-from namesmith.models.sparse_ngram import SparseNGram, ngram_windows
+from namesmith.models.base import ngram_windows
+from namesmith.models.sparse_ngram import SparseNGram
 from namesmith.models.sparse_rows import own_letters
 
 ORDER = 4

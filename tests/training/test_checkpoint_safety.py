@@ -547,7 +547,8 @@ def test_an_old_sparse_ngram_with_an_edited_vocabulary_is_refused_in_one_line(pr
     # loaded and drew garbage: its keys, read in another base, stayed in range
     from namesmith.data.words import encode_words
     from namesmith.models.backoff_table import kn_table
-    from namesmith.models.sparse_ngram import SparseNGram, ngram_windows
+    from namesmith.models.base import ngram_windows
+    from namesmith.models.sparse_ngram import SparseNGram
 
     vocab = load_checkpoint(pristine).vocab
     x, y = encode_words(NAMES, vocab)
