@@ -140,6 +140,32 @@ def sum_by(group: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor
     return torch.zeros(size, *values.shape[1:], dtype=torch.float64).index_add_(0, group, values.double())
 
 
+def longest_match_transitions(keys: torch.Tensor, base: int, context_size: int, vocab_size: int) -> torch.Tensor:
+    """(S, V) the next state of a chain whose states are sorted context keys (S,) of at most `context_size`
+    tokens, every stored context's suffixes stored too (the empty one, key 0, first): after token w, state s goes
+    to the longest stored suffix of (s's context + w), KenLM's "longest match". That is (s + w) where it is
+    stored, else the state its parent (s without its oldest token) goes to: a stored u w means u is stored, so u
+    is a suffix of s. Built by context length, shortest first, so a parent's row is there before its children."""
+    B, K, V = base, context_size, vocab_size
+    smallest_keys = torch.tensor([sum(B**i for i in range(j)) for j in range(K + 2)], device=keys.device)
+    starts = torch.searchsorted(keys, smallest_keys).tolist()  # keys of j tokens lie in rows starts[j]..
+    table = torch.zeros(len(keys), V, dtype=torch.long, device=keys.device)
+    digits = torch.arange(1, V + 1, device=keys.device)  # token w is digit w+1
+    for j in range(K + 1):
+        rows = slice(starts[j], starts[j + 1])
+        contexts = keys[rows]  # (C,) contexts of j tokens
+        if j == 0:
+            fallback = torch.zeros(len(contexts), V, dtype=torch.long, device=keys.device)
+        else:
+            fallback = table[find_sorted(keys, contexts % B ** (j - 1))[0]]  # the parent's transitions
+        if j < K:
+            pos, found = find_sorted(keys, contexts[:, None] * B + digits)  # (C, V): context + w, one token longer
+            table[rows] = torch.where(found, pos, fallback)
+        else:
+            table[rows] = fallback  # a full context drops its oldest token: the parent's transition
+    return table
+
+
 def whole_grams(keys: torch.Tensor, base: int, order: int) -> bool:
     """Whether every key holds exactly `order` tokens: `order` digits in base `base`, none of them 0 ("no token";
     a token t is digit t+1). The keys of a vocabulary edited to more characters are read in a larger base, in

@@ -50,6 +50,7 @@ from namesmith.data.ngram_keys import (
     default_order,
     find_sorted,
     held_out_every,
+    longest_match_transitions,
     suffix_keys,
     sum_by,
 )
@@ -143,33 +144,13 @@ class NGram(CharModel):
 
     # --- incremental generation: the state is a row, as KenLM's state is its longest match ---
     def _transitions(self) -> torch.Tensor:
-        """(R, V) the row after token w follows row r's context, built on first use after fitting.
-
-        The longest seen suffix of (history + w) is the longest seen suffix of (r's context + w),
-        since a seen context u w means u was seen too, so u is a suffix of r's context. Built by
-        context length: (context + w) if it was seen, else the parent's (context[1:]) transition.
-        """
+        """(R, V) the row after token w follows row r's context (`longest_match_transitions`: the longest seen
+        suffix of (history + w) is the longest seen suffix of (r's context + w)), built on first use after fitting."""
         cache = self._transition_cache
         if cache is not None and cache[0] is self.context_keys:
             return cache[1]
-        keys, B, V, K = self.context_keys, self.base, self.vocab_size, self.context_size
-        smallest_keys = torch.tensor([sum(B**i for i in range(j)) for j in range(K + 2)], device=keys.device)
-        starts = torch.searchsorted(keys, smallest_keys).tolist()  # rows of contexts of j tokens: starts[j]..
-        table = torch.zeros(len(keys), V, dtype=torch.long, device=keys.device)
-        digits = torch.arange(1, V + 1, device=keys.device)  # token w is digit w+1
-        for j in range(K + 1):
-            rows = slice(starts[j], starts[j + 1])
-            contexts = keys[rows]  # (C,) contexts of j tokens
-            if j == 0:
-                fallback = torch.zeros(len(contexts), V, dtype=torch.long, device=keys.device)
-            else:
-                fallback = table[find_sorted(keys, contexts % B ** (j - 1))[0]]  # the parent's transitions
-            if j < K:
-                pos, found = find_sorted(keys, contexts[:, None] * B + digits)  # (C, V): context + w, one token longer
-                table[rows] = torch.where(found, pos, fallback)
-            else:
-                table[rows] = fallback  # a full context drops its oldest token: the parent's transition
-        self._transition_cache = (keys, table)
+        table = longest_match_transitions(self.context_keys, self.base, self.context_size, self.vocab_size)
+        self._transition_cache = (self.context_keys, table)
         return table
 
     def markov_chain(self) -> tuple[torch.Tensor, torch.Tensor, int]:

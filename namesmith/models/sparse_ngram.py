@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from namesmith.core.errors import CheckpointError
-from namesmith.data.ngram_keys import DEFAULT_ORDER, check_order, find_sorted, suffix_keys
+from namesmith.data.ngram_keys import DEFAULT_ORDER, check_order, find_sorted, longest_match_transitions, suffix_keys
 from namesmith.models.backoff_table import (
     ROWS_CHUNK,
     TABLE_FIELDS,
@@ -270,19 +270,7 @@ class SparseNGram(CharModel):
         at_once = rows_at_once(V)
         log_probs = torch.cat([self._probs(keys[i : i + at_once], last[i : i + at_once]).log()
                                for i in range(0, S, at_once)])
-        next_state = torch.zeros(S, V, dtype=torch.long, device=device)
-        digits = torch.arange(1, V + 1, device=device)  # token c is digit c + 1
-        for j in range(K + 1):
-            rows = (length == j).nonzero().squeeze(1)
-            if j == 0:
-                fallback = torch.zeros(len(rows), V, dtype=torch.long, device=device)
-            else:
-                fallback = next_state[find_sorted(states, states[rows] % B ** (j - 1))[0]]  # the parent's
-            if j < K:
-                pos, found = find_sorted(states, states[rows, None] * B + digits)  # one token longer
-                next_state[rows] = torch.where(found, pos, fallback)
-            else:
-                next_state[rows] = fallback  # a full context drops its oldest token: the parent's transition
+        next_state = longest_match_transitions(states, B, K, V)
         boundary = suffix_keys(boundary_context(1, K, device), B)  # K boundary tokens before a name
         pos, found = find_sorted(states, boundary)
         before = int(pos[0, int(torch.where(found[0], lengths, 0).max())])
