@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from namesmith.data.ngram_keys import find_sorted, sum_by
+from namesmith.data.ngram_keys import find_sorted, longest_match_transitions, sum_by
 
 
 def test_find_sorted_agrees_with_a_dict_in_any_shape_and_in_an_empty_table():
@@ -32,3 +32,22 @@ def test_sum_by_adds_each_row_into_its_group_in_float64():
         expected[g] = [a + b for a, b in zip(expected[g], row)]
     assert sums.tolist() == expected  # group 1 and 4: no rows, zeros
     assert sum_by(torch.tensor([1, 1]), torch.tensor([3, 4]), 2).tolist() == [0.0, 7.0]  # whole counts too
+
+
+def test_longest_match_transitions_go_to_the_longest_stored_suffix():
+    """Every (state, token) of a small set of contexts closed under suffixes, against a search by hand."""
+    base, K, V = 4, 3, 3  # tokens 0..2 are digits 1..3
+
+    def key(tokens: tuple[int, ...]) -> int:
+        return sum((t + 1) * base**i for i, t in enumerate(reversed(tokens)))
+
+    stored = {(), (0,), (1,), (2,), (0, 1), (1, 1), (2, 0, 1), (0, 1, 1), (2, 1), (1, 2, 1)}
+    stored |= {s[i:] for s in stored for i in range(len(s))}  # closed under suffixes
+    contexts = sorted(stored, key=key)
+    keys = torch.tensor([key(c) for c in contexts])
+    table = longest_match_transitions(keys, base, K, V)
+    for s, context in enumerate(contexts):
+        for w in range(V):
+            history = (context + (w,))[-K:]
+            longest = next(history[i:] for i in range(len(history) + 1) if history[i:] in stored)
+            assert contexts[int(table[s, w])] == longest, (context, w)
