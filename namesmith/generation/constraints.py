@@ -18,13 +18,13 @@ NumPy only: a generation without exact constraints never imports torch for them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
 
 from namesmith.choosing.syllables import check_alphabet, count_syllables, syllable_automaton
+from namesmith.core.clock import now
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.generation.config import REGEX_TIMEOUT, GenerateConfig, OutOfTime, compile_regex, shown_pattern
@@ -170,7 +170,7 @@ def regex_test(pattern: str) -> Callable[[str, float | None], bool]:
     def matches(name: str, deadline: float | None) -> bool:
         timeout = REGEX_TIMEOUT
         if deadline is not None:
-            timeout = min(timeout, deadline - time.perf_counter())
+            timeout = min(timeout, deadline - now())
             if timeout <= 0:
                 raise OutOfTime
         try:

@@ -32,13 +32,13 @@ from __future__ import annotations
 import atexit
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from namesmith.choosing.phonetic import phonetic_keys
+from namesmith.core.clock import now
 from namesmith.core.errors import ConfigError
 from namesmith.generation.draws import Batch
 
@@ -75,7 +75,7 @@ class DrawPool:
 
     @classmethod
     def build(cls, run: Run, max_len: int, draws: int = DRAWS, deadline: float | None = None,
-              clock: Callable[[], float] = time.perf_counter) -> DrawPool:
+              clock: Callable[[], float] = now) -> DrawPool:
         """Draw with `run` (a sampler of the model's own names, up to `max_len` characters, no prefix) until
         `draws` draws or `deadline` (on `clock`), whichever comes first; keep and index them."""
         global _active

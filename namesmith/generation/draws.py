@@ -23,13 +23,13 @@ This module imports no torch: tables saved beside a count model sample without i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from namesmith.core.clock import now
 from namesmith.core.vocab import BOUNDARY, Vocab
 
 CHUNK = 1 << 16  # names drawn together at most
@@ -149,7 +149,7 @@ class TableSampler:
         rows = np.arange(batch)  # the unfinished names
         prev = np.full(batch, prefix[-1] if prefix else BOUNDARY, dtype=np.intp)
         for t in range(room + 1):
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and now() > deadline:
                 return None
             x = self.rng.random(len(rows))
             x *= self.size
@@ -222,7 +222,7 @@ def inverse_cdf_draws(rng: np.random.Generator, vocab: Vocab, prefix: str, max_l
     lengths = np.full(batch, -1, dtype=np.int64)  # -1: did not end within the room
     rows = np.arange(batch)  # the output row of each name still going
     for t in range(room + 1):
-        if deadline is not None and time.perf_counter() > deadline:
+        if deadline is not None and now() > deadline:
             return None
         cdf = row_cdf(state)  # (n, V)
         u = rng.random(len(rows), dtype=np.float32)[:, None] * cdf[:, -1:]

@@ -32,13 +32,13 @@ from __future__ import annotations
 import copy
 import math
 import mmap
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from namesmith.core.clock import now
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.generation.calibration import chain_end_log_weights
 from namesmith.generation.config import GenerateConfig, NotAvailable, OutOfTime
@@ -111,7 +111,7 @@ def markov_chain(model: CharModel, vocab_size: int, config: GenerateConfig) -> M
 
 def reachable_states(chain: MarkovChain, automaton: Automaton, start: tuple[int, int], max_states: int,
                      deadline: float | None = None,
-                     clock: Callable[[], float] = time.perf_counter) -> torch.Tensor | None:
+                     clock: Callable[[], float] = now) -> torch.Tensor | None:
     """Sorted codes q·S + s of the (automaton, chain) states reachable from `start` by tokens of
     non-zero probability that no excluded pattern forbids (None: more than max_states). `OutOfTime`
     once `deadline` (on `clock`) passes: with a syllable range, the order-6 n-gram has about 150,000
@@ -217,7 +217,7 @@ class ExactSampler:
 
     def __init__(self, chain: MarkovChain, automaton: Automaton, vocab: Vocab, prefix: str, min_len: int,
                  max_len: int, seed: int, deadline: float | None = None, *, max_bytes: int | None = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = now):
         """`deadline` is on `clock`; `max_bytes` bounds `exact_table_bytes` (NotAvailable beyond it, before
         the tables are allocated)."""
         self.vocab, self.prefix, self.min_len, self.max_len = vocab, prefix, min_len, max_len
@@ -279,7 +279,7 @@ class ExactSampler:
         self.nbytes = sum(t.nbytes for t in kept)
 
     def _backward(self, chain_probs: torch.Tensor, room: int, deadline: float | None,
-                  clock: Callable[[], float] = time.perf_counter) -> None:
+                  clock: Callable[[], float] = now) -> None:
         """β̃ (room + 2, N + 1) float32: row t holds log β at length |prefix| + t, shifted so its
         largest entry is 0 (the shift in `log_scale`); the last row and column are the -inf sentinels.
 
@@ -369,7 +369,7 @@ class ExactSampler:
         chain_state, chain_log_probs = self.chain_state.numpy(), self.chain_log_probs.numpy()
         log_scale = self.log_scale.numpy()
         for t in range(room + 1):
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and now() > deadline:
                 return None
             if self.cdf is not None:
                 cdf = self.cdf[t].numpy()[z]
@@ -414,11 +414,11 @@ def exact_sampler(model: CharModel, vocab: Vocab, config: GenerateConfig, max_le
         if entry is None:
             raise OutOfTime
     if entry is None:
-        if not budget.start_build(None if deadline is None else max(0.0, deadline - time.perf_counter())):
+        if not budget.start_build(None if deadline is None else max(0.0, deadline - now())):
             raise OutOfTime  # every builder stayed busy until the deadline
         # the caller waits for this build, so its own deadline bounds it (`build_seconds` bounds the builds
         # that outlive their request); `OutOfTime` passes up, and a later request may build them
-        until = None if deadline is None else budget.clock() + deadline - time.perf_counter()  # on the budget's clock
+        until = None if deadline is None else budget.clock() + deadline - now()  # on the budget's clock
         try:
             entry = _build_exact_sampler(model, vocab, config, max_len, seed, until, budget)
         except NotAvailable as why:

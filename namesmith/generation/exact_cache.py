@@ -10,10 +10,10 @@ a `NameModel` holds a cache from the start, and only a request with exact constr
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
+from namesmith.core.clock import now
 from namesmith.generation.config import GenerateConfig, NotAvailable, OutOfTime, check, is_int, is_number
 
 # an entry's tables: a namesmith.generation.exact.ExactSampler (which imports this module, so it is not named here),
@@ -43,7 +43,7 @@ class TableBudget:
 
     def __init__(self, builders: int = TABLE_BUILDERS, table_bytes: int = TABLE_BYTES,
                  cache_bytes: int = TABLE_CACHE_BYTES, build_seconds: float = TABLE_BUILD_SECONDS,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = now):
         self._changed = threading.Condition()  # guards everything below; notified when a builder is freed
         self._building = 0
         self._held: dict[tuple[int, tuple], tuple[ExactCache, int]] = {}  # (cache, key) -> bytes, oldest use first
@@ -194,7 +194,7 @@ class ExactCache:
                 threading.Thread(target=self._build, args=(key, build, done, builders), name=thread_name,
                                  daemon=True).start()
         if done is not None:
-            done.wait(None if deadline is None else max(0.0, deadline - time.perf_counter()))
+            done.wait(None if deadline is None else max(0.0, deadline - now()))
         return self.get(key)
 
     def _build(self, key: tuple, build: Callable[[float], ExactSampler], done: threading.Event,

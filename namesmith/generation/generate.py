@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ import numpy as np
 from namesmith.choosing.phonetic import sounds_alike
 from namesmith.choosing.popularity import parse_popularity, popularity_index
 from namesmith.choosing.surname import alliterates
+from namesmith.core.clock import now
 from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import Vocab
 from namesmith.data.offensive import default_filter
@@ -118,7 +118,7 @@ def draw_pool(model: CharModel, vocab: Vocab, config: GenerateConfig, max_word_l
                     run = tilted_draws(run, model.calibration, vocab, 0)
                 return DrawPool.build(run, guard, deadline=until, clock=cache.budget.clock)
 
-        entry = cache.build_and_wait(key, make, deadline=time.perf_counter(), builders=POOL_BUILDERS,
+        entry = cache.build_and_wait(key, make, deadline=now(), builders=POOL_BUILDERS,
                                      thread_name="namesmith-draw-pool")
     return entry if isinstance(entry, DrawPool) else None
 
@@ -184,7 +184,7 @@ def iter_generate(model: CharModel, vocab: Vocab, config: GenerateConfig = Gener
       `stream.close()` or use `with iter_generate(...) as stream:`; nothing else is needed. The
       model is in eval mode while the stream runs and its mode is restored when it ends or closes.
     """
-    start_time = time.perf_counter()
+    start_time = now()
     deadline = None if config.time_budget is None else start_time + config.time_budget
     check_vocab(vocab, config)
     if config.novel and known_words is None:
@@ -339,7 +339,7 @@ def _search(model: CharModel, run: Run | None, config: GenerateConfig,
             if gen.tries >= max_tries:
                 gen.stop_reason = "max-tries"
                 break
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and now() > deadline:
                 gen.stop_reason = "time-budget"
                 break
             need = config.num - gen.found
@@ -385,7 +385,7 @@ def _search(model: CharModel, run: Run | None, config: GenerateConfig,
                 gen.particles += len(drawn.finished)
                 gen.effective_sample_size += drawn.effective_sample_size
             gen.found += len(names)
-            gen.seconds = time.perf_counter() - start_time
+            gen.seconds = now() - start_time
             if names:
                 try:
                     yield names
@@ -395,7 +395,7 @@ def _search(model: CharModel, run: Run | None, config: GenerateConfig,
                     raise
             if gen.stop_reason:
                 break
-    gen.seconds = time.perf_counter() - start_time
+    gen.seconds = now() - start_time
 
 
 def generate(model: CharModel, vocab: Vocab, config: GenerateConfig = GenerateConfig(), *,

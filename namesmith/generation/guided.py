@@ -58,12 +58,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from namesmith.core.clock import now
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.data.ngram_keys import max_order
 from namesmith.data.words import Corpus
@@ -190,7 +190,7 @@ class GuidedSampler(ModelSampler):
         z = torch.tensor([tw.z0])  # each slot's (constraint, n-gram) product state
         slot_log_weight = torch.zeros(1, dtype=torch.float64)
         for t in range(room + 1):
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and now() > deadline:
                 return None
             cdf_plain, cdf_twisted, increment, can_end = self._steer(probs.cpu(), z, t)
             slot_log_weight = slot_log_weight + increment

@@ -22,12 +22,12 @@ names that reach the length guard without ending. Constraints and budgets live i
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 
 import numpy as np
 import torch
 
+from namesmith.core.clock import now
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.generation.draws import (
     MAX_CHAIN_BYTES,
@@ -130,7 +130,7 @@ class ModelSampler:
         slot = torch.zeros(batch, dtype=torch.long, device=device)  # its state slot
         state, probs = self.first(prefix)
         for t in range(room + 1):
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline is not None and now() > deadline:
                 return None
             nxt = draw(probs.cumsum(1).index_select(0, slot), self.generator)
             ended = (nxt == BOUNDARY).cpu()

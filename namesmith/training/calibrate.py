@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from namesmith.core.clock import now
 from namesmith.core.config import CALIBRATIONS
 from namesmith.core.errors import ConfigError
 from namesmith.core.progress import Phase
@@ -178,7 +178,7 @@ def chain_cells(chain: MarkovChain, T: int, deadline: float | None = None) -> to
     flow = chain_flow(chain)
     phase = Phase("calibration: following the model's chain", MAX_DP_STEPS, "lengths at most")
     for length in range(1, MAX_DP_STEPS + 1):
-        if deadline is not None and time.perf_counter() > deadline:
+        if deadline is not None and now() > deadline:
             return None
         phase.advance()
         if last is None:
@@ -203,10 +203,10 @@ def sampled_cells(model: CharModel, vocab: Vocab, T: int, max_len: int, seed: in
     reaching the length guard count as ending there, in the longest cells)."""
     sampler = plain_sampler(model, vocab, prefix="", max_length=max_len, seed=seed)
     counts = torch.zeros(T + 1, vocab.size, dtype=torch.float64)
-    deadline, done = time.perf_counter() + time_budget, 0
+    deadline, done = now() + time_budget, 0
     phase = Phase("calibration: drawing the model's names", draws, "names")
     with eval_mode(model):
-        while done < draws and time.perf_counter() < deadline:
+        while done < draws and now() < deadline:
             batch = sampler.run(min(DRAW_BATCH, draws - done), deadline)
             if batch is None:
                 break
@@ -228,7 +228,7 @@ def model_cells(model: CharModel, vocab: Vocab, T: int, max_len: int, seed: int)
     if chain is not None:
         S, V = chain.probs.shape
         if S * V <= MAX_DP_CELLS:
-            exact = chain_cells(chain, T, time.perf_counter() + DP_TIME_BUDGET)
+            exact = chain_cells(chain, T, now() + DP_TIME_BUDGET)
             if exact is not None:
                 return CellDistribution(exact, "exact")
             note = "its names run too long for the DP"

@@ -50,12 +50,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from namesmith.core.clock import now
 from namesmith.core.config import TrainConfig
 from namesmith.core.history import TrainCallback, TrainHistory
 from namesmith.models.base import CharModel
@@ -214,10 +214,10 @@ class Trainer:
         self.average = WeightAverage(model, config.ema) if config.ema else None
         self.best: dict[str, torch.Tensor] | None = None  # weights of the best validation loss
         self.state = TrainState()
-        self._start = time.perf_counter()
+        self._start = now()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self._start
+        return now() - self._start
 
     # --- resumable state -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -285,7 +285,7 @@ class Trainer:
         """Validation loss now; keeps the best weights and counts evaluations without progress."""
         if not self.has_val:
             return None
-        state, t0 = self.state, time.perf_counter()
+        state, t0 = self.state, now()
         if self.average is not None:
             self.average.swap()
         val = self.val_loss()
@@ -296,7 +296,7 @@ class Trainer:
             state.bad_evals += 1
         if self.average is not None:
             self.average.swap()
-        state.eval_seconds += time.perf_counter() - t0
+        state.eval_seconds += now() - t0
         state.history.val_loss.append((state.step, self.elapsed(), val))
         return val
 
@@ -361,7 +361,7 @@ class Trainer:
             self.load_state_dict(resume)
         state = self.state
         model.train()
-        self._start = time.perf_counter() - state.seconds
+        self._start = now() - state.seconds
         stop_reason = "finished"
         last_eval = state.history.val_loss[-1][0] if state.history.val_loss else -1
         buckets, tokens_per_batch = None, None

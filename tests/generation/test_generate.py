@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 import torch
+from clock_support import fake_clock
 from sampling_support import PositionModel, chi_square_pvalue, exact_distribution
 
 from namesmith.cli import main
@@ -216,14 +217,16 @@ def test_constraints_the_model_cannot_meet(tiny):
     assert e.value.field == "novel"
 
 
-def test_budget_stops_a_hopeless_search_with_a_message(tiny):
+def test_budget_stops_a_hopeless_search_with_a_message(tiny, monkeypatch):
     out = generate(tiny.model, tiny.vocab, GenerateConfig(num=5, seed=0, regex="^z", max_tries=3000),
                    max_word_length=5)
     assert not out.complete and out.stop_reason == "max-tries" and out.names == [] and out.tries == 3000
     assert "found 0 of 5 names in 3,000 tries" in out.message() and "acceptance 0%" in out.message()
+    clock = fake_clock(monkeypatch, tick=0.01)  # the budget passes after 20 of its checks, however fast they come
     out = generate(tiny.model, tiny.vocab, GenerateConfig(num=5, seed=0, regex="^z", time_budget=0.2,
-                                                          max_tries=10**12), max_word_length=5)
-    assert out.stop_reason == "time-budget" and out.seconds < 5
+                                                          max_tries=10**6), max_word_length=5)
+    assert out.stop_reason == "time-budget" and 0 < out.tries < 10**6 and clock.readings >= 20
+    monkeypatch.undo()
     # --unique asks for more distinct names than exist: stops too
     out = generate(tiny.model, tiny.vocab, GenerateConfig(num=10, seed=0, unique=True, max_len=1, max_tries=10_000),
                    max_word_length=5)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import time
 
 import pytest
 
 pytest.importorskip("fastapi")
+from clock_support import fake_clock  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from serve_support import train_bigram  # noqa: E402
 
@@ -115,16 +115,15 @@ def test_unknown_fields_and_malformed_json_are_422(client):
 
 
 PATHOLOGICAL = """
-import sys, time
+import sys
 from fastapi.testclient import TestClient
 from namesmith.serve import ModelRegistry, create_app
 client = TestClient(create_app(ModelRegistry.from_directories([sys.argv[1]])))
 # Python's re backtracks exponentially on ^(a+)+$ against a long run of a's that then fails to match;
 # the prefix and the suffix force such a run into every name drawn
 request = {"n": 5, "starts_with": "a" * 26, "ends_with": "b", "regex": "^(a+)+$", "time_budget": 0.5}
-start = time.perf_counter()
 response = client.post("/api/v1/models/bigram/generate", json=request)
-print(response.status_code, round(time.perf_counter() - start, 2), response.json().get("complete"))
+print(response.status_code, response.json().get("complete"))
 """
 
 
@@ -141,17 +140,18 @@ def test_a_pathological_regex_cannot_hang_the_server(model_dir):
     except subprocess.TimeoutExpired:
         pytest.fail("a regex with exponential backtracking held a request for over 60 s")
     assert run.returncode == 0, run.stderr[-2000:]
-    status, seconds, complete = run.stdout.split()
-    assert status in ("200", "400") and float(seconds) < 10
+    status, complete = run.stdout.split()  # the regex refused (400), or the budget ended the search
+    assert status in ("200", "400")
     assert status == "400" or complete == "False"
 
 
-def test_the_time_budget_binds(client):
-    start = time.perf_counter()
+def test_the_time_budget_binds(client, monkeypatch):
+    """The request's budget reaches the search: on a clock that moves 10 ms per reading, 0.3 s pass after about 30
+    of its checks, long before the tries run out (how fast the machine is does not enter)."""
+    fake_clock(monkeypatch, tick=0.01)
     response = client.post(GENERATE, json={"n": 200, "regex": "^zq", "time_budget": 0.3, "unique": True})
     assert response.status_code == 200 and not response.json()["complete"]
-    assert response.json()["generation"]["stop_reason"] in ("time-budget", "max-tries")
-    assert time.perf_counter() - start < 5
+    assert response.json()["generation"]["stop_reason"] == "time-budget"
 
 
 def test_an_api_key_when_set_is_needed_for_every_api_call(model_dir):

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from clock_support import fake_clock
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -53,12 +54,19 @@ def test_max_steps_and_history(corpus):
     assert history.seconds > 0
 
 
-def test_time_budget_stops():
+def test_time_budget_stops(monkeypatch):
+    """The budgets' clock stands still until step 7 moves it past the budget: training stops after that step,
+    however fast the machine runs the steps."""
     corpus = Corpus.from_words(WORDS * 4, seed=1)
-    history = fit_model(tiny_mlp(), corpus, base_config(max_steps=10**9, time_budget=0.3, eval_every=50))
-    assert history.stop_reason == "time budget"
-    assert 0 < history.steps < 10**9
-    assert history.seconds < 10  # generous: the machine may be busy
+    clock = fake_clock(monkeypatch)
+
+    def callback(step, total, metrics):
+        if step == 7:
+            clock.now += 0.5
+
+    history = fit_model(tiny_mlp(), corpus, base_config(max_steps=100, time_budget=0.3, eval_every=50), callback)
+    assert history.stop_reason == "time budget" and history.steps == 7
+    assert history.seconds == pytest.approx(0.5)
 
 
 def test_callback_stops_and_sees_metrics(corpus):

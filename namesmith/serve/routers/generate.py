@@ -1,6 +1,5 @@
 """POST /api/v1/models/{id}/generate and /more-like-these: names meeting every constraint, with their scores."""
 
-import time
 from typing import Any  # no `from __future__ import annotations`: FastAPI reads these
 
 from fastapi import APIRouter
@@ -8,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 import namesmith.serve.service as service
+from namesmith.core.clock import now
 from namesmith.serve.adapted import Busy, StillAdapting
 from namesmith.serve.deps import Server, ServerState, model_id_path
 from namesmith.serve.schemas import ErrorResponse, GenerateResponse, RequestModels
@@ -52,14 +52,14 @@ def more_like(state: Server, model_id: str, options: dict[str, Any]) -> dict[str
            tuple(sorted((label, str(values)) for label, values in where.items())))
     # the adaptation and the generation share the request's budget, each in a slot
     budget = min(options["time_budget"] or limits.time_budget, limits.time_budget)
-    deadline = time.monotonic() + budget
+    deadline = now() + budget
     try:
         tuned = state.adapted.get(key, lambda: model.more_like(list(key[1]), where=where or None), timeout=budget)
     except Busy as e:
         raise state.busy(str(e)) from None
     except StillAdapting:
         return service.adapting(options["n"], len(key[1]), budget, options["seed"])
-    left = deadline - time.monotonic()
+    left = deadline - now()
     if left < 0.25 * budget:  # adapted just in time, too late to search: the next request finds it ready
         return service.adapting(options["n"], len(key[1]), budget, options["seed"])
     options["time_budget"] = left
