@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from namesmith.core.memory import proc_bytes, release_freed_memory
+from namesmith.core.progress import check_stop
 
 if TYPE_CHECKING:
     from namesmith.namemodel import NameModel
@@ -96,10 +97,13 @@ def warm_up(model: NameModel) -> NameModel:
     model.background_tables = True
     model.training_split()
     if model.vocab.chars:
+        check_stop()  # a server that is stopping (namesmith.serve.registry) ends here, and in each phase's units
         model.score([model.vocab.chars[0]])
         if model.labels:  # classification's tables: a server classifies many names, so it keeps them
+            check_stop()
             model.keep_classification_tables()
             model.classify([model.vocab.chars[0]])
+    check_stop()
     model.generate(1, seed=0)
     return model
 

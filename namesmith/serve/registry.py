@@ -32,6 +32,7 @@ from typing import Any
 
 from namesmith.core.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.core.memory import proc_bytes
+from namesmith.core.progress import Stopped, stops_on
 from namesmith.core.version import __version__
 from namesmith.data.catalogue import DATASETS
 from namesmith.data.sources import source_fingerprint
@@ -160,7 +161,8 @@ class ModelRegistry:
         return True
 
     def close(self) -> None:
-        """Stop preparing models: a build in progress is killed at once (the server is stopping)."""
+        """Stop preparing models (the server is stopping): a build in progress is killed at once, and a model being
+        loaded or warmed up stops at its next unit of work (namesmith.core.progress.stops_on)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -174,7 +176,10 @@ class ModelRegistry:
                     return
                 if entry.model is None and entry.state != "failed":
                     try:
-                        self._prepare(entry, load)
+                        with stops_on(self._stop):  # loading and warming up end between units of work
+                            self._prepare(entry, load)
+                    except Stopped:  # the server is stopping (`close`)
+                        return
                     except Exception as e:  # noqa: BLE001 - one model's failure must not stop the others
                         log.exception(f"{entry.id}: not served")
                         entry.state, entry.reason = "failed", f"{type(e).__name__}: {e}"

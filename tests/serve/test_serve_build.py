@@ -25,6 +25,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 from serve_support import free_port  # noqa: E402
 
+import namesmith.models.nll as nll_module  # noqa: E402
 import namesmith.serve.build as build_module  # noqa: E402
 import namesmith.serve.registry as registry_module  # noqa: E402
 import namesmith.training.train  # noqa: E402
@@ -68,9 +69,8 @@ def test_a_model_being_built_gets_503_with_retry_after_and_no_request_trains(tmp
     monkeypatch.setattr(registry_module, "build", held_build)
     registry = ModelRegistry.builtin(["builtin"], cache=tmp_path, limits=ROOMY)
     client = TestClient(create_app(registry))
-    start = time.monotonic()
+    # answered while the build is held (a request that waited for it would get 200, 60 s later), however fast
     response = client.post(GENERATE, json={"n": 3})
-    assert time.monotonic() - start < 5  # answered at once, not after the build
     assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
     assert "being built" in response.json()["error"] and response.json()["field"] == "model_id"
     assert client.get("/api/v1/models/builtin-ngram").status_code == 503
@@ -154,10 +154,33 @@ def test_closing_the_registry_kills_a_build_at_once(tmp_path, monkeypatch):
     while not workers and time.monotonic() < deadline:
         time.sleep(0.05)
     assert workers and registry.get("builtin-ngram").state == "building"
-    start = time.monotonic()
     registry.close()
-    assert time.monotonic() - start < 2 and workers[0].poll() is not None
+    assert workers[0].wait(60) == -signal.SIGKILL  # killed by the stop, not ended by a build that finished
     assert "builtin-ngram" not in registry and not list(tmp_path.glob("models/.*"))
+
+
+def test_closing_the_registry_stops_a_model_warming_up_at_its_next_chunk(built_cache, monkeypatch, no_training_here):
+    """SIGTERM while a built model was warmed up waited for its percentile scoring (the world set's 20,000 names:
+    6.9 s to stop, session 16). Counted, not timed: the scoring is held in its first chunk until the registry
+    closes; no chunk is scored after that, and the loading thread has ended when `close` returns."""
+    chunks, scoring = [], threading.Event()
+    real_chunks = nll_module.chunked_log_probs
+
+    def held(*args, **kwargs):
+        for chunk in real_chunks(*args, **kwargs):
+            chunks.append(len(chunk[1]))
+            if len(chunks) == 1:
+                scoring.set()
+                registry._stop.wait(60)  # held until the server stops
+            yield chunk
+
+    monkeypatch.setattr(nll_module, "chunked_log_probs", held)
+    registry = ModelRegistry.builtin(["builtin"], cache=built_cache, limits=ROOMY)
+    registry.start()
+    assert scoring.wait(120), "the model was not warmed up"
+    registry.close()
+    assert len(chunks) == 1 and chunks[0] <= nll_module.EVAL_BATCH  # stopped at the next chunk of at most 4,096
+    assert not registry._thread.is_alive() and registry.get("builtin-ngram").model is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the build process in /proc")
@@ -184,10 +207,11 @@ def test_sigterm_stops_a_served_process_within_seconds_whatever_is_building(tmp_
         children = [pid for task in Path(f"/proc/{server.pid}/task").iterdir()  # started by the builder thread
                     for pid in (task / "children").read_text().split()]
         assert children  # the build's worker process
-        start = time.monotonic()
         server.send_signal(signal.SIGTERM)
-        server.wait(15)
-        assert time.monotonic() - start < 10
+        try:  # the limit only catches a hang: the build's stop is counted in the tests of the registry above
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("SIGTERM did not stop a server that was building a model, in 60 s")
         time.sleep(0.5)
         assert not [pid for pid in children if Path(f"/proc/{pid}").exists()
                     and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
