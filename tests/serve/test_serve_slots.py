@@ -5,14 +5,16 @@ import threading
 import time
 
 import pytest
+from clock_support import fake_clock
 
 from namesmith.serve.limits import Slots
 
 
-def wait_until(condition, seconds=10.0):
+def wait_until(condition, seconds=60.0):
+    """Wait for `condition`; the limit only catches a hang (no test here asserts a duration)."""
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
+        assert time.monotonic() < deadline, f"still not true after {seconds:g} s: the thread it waits for is stuck"
         time.sleep(0.001)
 
 
@@ -22,7 +24,7 @@ def test_a_freed_slot_goes_to_the_longest_waiter_not_a_newcomer():
     order: list[str] = []
 
     def waiter(name: str) -> None:
-        assert slots.acquire(timeout=10)
+        assert slots.acquire(timeout=60)
         order.append(name)
         slots.release()
 
@@ -53,7 +55,7 @@ def test_a_freed_slot_goes_to_the_client_holding_fewest():
     order: list[str] = []
 
     def waiter(client: str) -> None:
-        assert slots.acquire(timeout=10, client=client)
+        assert slots.acquire(timeout=60, client=client)
         order.append(client)
 
     threads = []
@@ -109,7 +111,7 @@ def test_a_freed_reserved_slot_goes_to_quick_work_waiting_behind_other_work():
     order: list[str] = []
 
     def waiter(client: str, quick: bool) -> None:
-        assert slots.acquire(timeout=10, client=client, quick=quick)
+        assert slots.acquire(timeout=60, client=client, quick=quick)
         order.append(client)
 
     threads = []
@@ -149,6 +151,7 @@ def test_a_plain_generate_is_answered_while_heavy_requests_hold_every_slot(tmp_p
         return real_generate(model, options, *args, **kwargs)
 
     monkeypatch.setattr(service, "generate", generate)
+    fake_clock(monkeypatch)  # the budgets' clock stands still: the plain request's 0.5 s cannot run out when busy
     before = {name: getattr(TABLES, name) for name in ("builders", "table_bytes", "cache_bytes", "build_seconds")}
     try:
         app = create_app(registry, limits=Limits(max_concurrent=1, time_budget=0.5))
