@@ -202,7 +202,7 @@ def test_sigterm_stops_a_served_process_within_seconds_whatever_is_building(tmp_
         assert models is not None and models[0]["state"] == "building"
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{GENERATE}", data=b'{"n": 2}',
-                                                          headers={"Content-Type": "application/json"}), timeout=5)
+                                                          headers={"Content-Type": "application/json"}), timeout=60)
         assert refused.value.code == 503 and refused.value.headers["Retry-After"]
         children = [pid for task in Path(f"/proc/{server.pid}/task").iterdir()  # started by the builder thread
                     for pid in (task / "children").read_text().split()]

@@ -239,12 +239,15 @@ def _read_until_checkpoint(process: subprocess.Popen, out: Path) -> list[tuple[f
 
 @pytest.mark.parametrize("fate", [pytest.param("dies", marks=SLOW), pytest.param("hangs", marks=SLOW)])
 def test_a_rank_that_dies_or_hangs_makes_the_other_exit_with_a_clear_message(tmp_path, fate):
-    rank0, rank1 = _cli_ranks(tmp_path, TIMEOUT)
+    # a rank that dies is noticed at once, so its test sets a timeout it must not wait for; one that hangs, after
+    # the timeout. Only lower bounds and a hang's limit: a busy machine makes every wait longer
+    timeout = 60.0 if fate == "dies" else TIMEOUT
+    rank0, rank1 = _cli_ranks(tmp_path, timeout)
     try:
         lines = _read_until_checkpoint(rank0, tmp_path / "out")
         start = time.perf_counter()
         rank1.send_signal(signal.SIGKILL if fate == "dies" else signal.SIGSTOP)
-        code = rank0.wait(timeout=TIMEOUT + 60)  # no hang
+        code = rank0.wait(timeout=timeout + 60)  # no hang
     finally:
         for process in (rank0, rank1):
             process.kill()
@@ -258,9 +261,9 @@ def test_a_rank_that_dies_or_hangs_makes_the_other_exit_with_a_clear_message(tmp
     assert "rank 0 of 2: lost contact with the other ranks while training step" in error
     assert "NAMESMITH_DIST_TIMEOUT" in error and "can be resumed" in error
     if fate == "dies":
-        assert waited < TIMEOUT  # a closed connection fails at once, not after the timeout
+        assert waited < timeout  # a closed connection fails at once, not after the timeout
     else:
-        assert TIMEOUT - 1 < waited < TIMEOUT + 30
+        assert waited > TIMEOUT - 1  # it waited for the timeout
     assert load_checkpoint(tmp_path / "out", with_train_state=True).train_state is not None
 
 
