@@ -21,7 +21,7 @@ from clock_support import fake_clock
 from namesmith.core.errors import ConfigError, NamesmithError
 from namesmith.core.vocab import BOUNDARY, Vocab
 from namesmith.data.words import load_words
-from namesmith.generation.config import MAX_NAME_LENGTH, GenerateConfig
+from namesmith.generation.config import MAX_NAME_LENGTH, GenerateConfig, compile_regex
 from namesmith.generation.constraints import build_automaton
 from namesmith.generation.draws import CHUNK, MAX_BATCH_TOKENS, batch_limit
 from namesmith.generation.exact import markov_chain
@@ -98,6 +98,31 @@ def test_a_regex_that_backtracks_too_long_is_refused_naming_the_field(a_model, m
     with pytest.raises(ConfigError, match=r"regex '\^\(a\|a\)\+b\$' took more than 0.1 s \(CPU\)") as e:
         generate(a_model.model, a_model.vocab, config, max_word_length=40)
     assert e.value.field == "regex"
+
+
+def test_a_match_whose_time_other_threads_used_is_run_again(monkeypatch):
+    """The engine's timeout counts the whole process's CPU: where it stops a match this thread hardly ran (a
+    server's build or a suite's pool used the time), the name is matched again, not refused as backtracking;
+    a match that does spend the time is refused after at most REGEX_TRIES tries."""
+    from namesmith.generation.constraints import regex_test
+
+    calls = []
+
+    class Busy:  # the engine timing out twice with this thread idle, then answering
+        def search(self, name, timeout):
+            calls.append(timeout)
+            if len(calls) <= 2:
+                raise TimeoutError
+            return compile_regex("^[a-z]+$").search(name, timeout=timeout)
+
+    monkeypatch.setattr(constraints_module, "compile_regex", lambda pattern: Busy())
+    assert regex_test("^[a-z]+$")("maraja", None) and len(calls) == 3
+    cpu = iter(range(100))  # this thread's CPU clock: 1 s a call, so every try spent the time itself
+    monkeypatch.setattr(constraints_module.time, "thread_time", lambda: next(cpu))
+    calls.clear()
+    with pytest.raises(ConfigError, match="took more than"):
+        regex_test("^[a-z]+$")("maraja", None)
+    assert len(calls) == 1
 
 
 def test_a_bad_regex_is_quoted_as_written_on_a_model_of_lowercased_names():
