@@ -8,6 +8,7 @@ import that goes back up is a cycle too, and a sign that a piece lives in the wr
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -21,7 +22,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports() -> list[tuple[str, int, str]]:
+@functools.cache  # every module parsed once a run
+def imports() -> tuple[tuple[str, int, str], ...]:
     """(module, line, imported module) for every import of a namesmith module by a module of the package."""
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     found = []
@@ -33,7 +35,7 @@ def imports() -> list[tuple[str, int, str]]:
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
             found += [(name, node.lineno, target) for target in targets if target in modules and target != name]
-    return found
+    return tuple(found)
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -66,6 +66,7 @@ def test_without_the_extra_sounds_like_is_refused_in_one_line(monkeypatch):
         phonetic._double_metaphone.cache_clear()
 
 
+@pytest.mark.slow  # trains a served model; the API's spelling variants test keeps the path fast
 def test_the_api_ranks_names_that_sound_like_the_target(tmp_path):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient

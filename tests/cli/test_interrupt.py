@@ -94,7 +94,7 @@ PHASES = [  # (phase, its step to signal at, thresholds, options)
                  STREAMED, marks=SLOW),
     pytest.param("scoring", 1, [SPARSE, "namesmith.models.sparse_ngram.TOKEN_CHUNK=256"], STREAMED, marks=SLOW),
     pytest.param("calibration: following the model's chain", 3, [], IN_MEMORY, marks=SLOW),
-    pytest.param("calibration: drawing the model's names", 1, [SPARSE, DRAWN], IN_MEMORY),
+    pytest.param("calibration: drawing the model's names", 1, [SPARSE, DRAWN], IN_MEMORY, marks=SLOW),
     pytest.param("scoring", 2, [], IN_MEMORY, marks=SLOW),  # the training part's (the first: calibration's)
 ]
 
@@ -108,6 +108,7 @@ def test_ctrl_c_stops_train_in_each_phase_and_leaves_no_half_written_directory(
     assert_stopped_cleanly(done, steps, out)
 
 
+@SLOW  # test_resume's SIGTERM keeps a SIGTERM of train in the fast set
 def test_sigterm_stops_the_discount_fit_of_a_streamed_list(tmp_path, words_file):
     done, steps, out = interrupted(tmp_path, words_file, "tuning the discounts", 2, [SPARSE], STREAMED, "SIGTERM")
     assert_stopped_cleanly(done, steps, out)

@@ -71,7 +71,8 @@ def test_listing_matches_the_data_card_and_files():
     assert total <= 10 * 1024 * 1024  # the package-data budget
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+# us (2 s of CPU) in the whole suite: the other three sets take the same path
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "us" else n for n in SHIPPED])
 def test_fast_loader_equals_the_strict_parser(name):
     """The split-based reader of shipped files gives exactly what parse_table gives."""
     text = gzip.decompress(DATASETS[name].path().read_bytes()).decode("utf-8")

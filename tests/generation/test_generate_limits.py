@@ -58,6 +58,7 @@ def long_name_model(end_count: float = 1.0) -> tuple[BigramCounts, Vocab]:
 
 
 # --- 1. a pathological regex cannot outlast the budgets ---------------------------------------------
+@pytest.mark.slow  # a process; test_serve_security's pathological regex keeps the path fast
 def test_pathological_regex_respects_the_time_budget_in_a_fresh_process(tmp_path):
     """The issue's case: `^(a+)+b$` on long runs of 'a' (Python's re backtracks for hours)."""
     script = textwrap.dedent(f"""
