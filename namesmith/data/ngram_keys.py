@@ -18,6 +18,7 @@ from namesmith.core.errors import ConfigError
 from namesmith.core.vocab import BOUNDARY
 
 MAX_KEY = 2**63 - 1  # n-gram keys are int64
+CONTEXT_CHUNK = 1 << 21  # sorted keys read at a time by `distinct_contexts` (bounds the memory of the quotients)
 DEFAULT_ORDER = 6  # the n-gram's order unless the user sets one, or the vocabulary allows less (`default_order`)
 
 
@@ -164,6 +165,15 @@ def longest_match_transitions(keys: torch.Tensor, base: int, context_size: int, 
         else:
             table[rows] = fallback  # a full context drops its oldest token: the parent's transition
     return table
+
+
+def distinct_contexts(sorted_keys: torch.Tensor, base: int) -> int:
+    """How many contexts (the key less its last token) sorted n-gram keys have: where the context changes."""
+    count = 0
+    for start in range(0, len(sorted_keys), CONTEXT_CHUNK):  # (chunks bound the memory of the quotients)
+        contexts = sorted_keys[max(start - 1, 0) : start + CONTEXT_CHUNK] // base
+        count += int((contexts[1:] != contexts[:-1]).sum()) + (start == 0)
+    return count
 
 
 def whole_grams(keys: torch.Tensor, base: int, order: int) -> bool:

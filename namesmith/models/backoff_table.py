@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from namesmith.core.errors import CheckpointError
-from namesmith.data.ngram_keys import find_sorted, suffix_keys, sum_by
-from namesmith.models.kneser_ney import modified_kn_discounts
+from namesmith.data.ngram_keys import NGramCounts, find_sorted, suffix_keys, sum_by
+from namesmith.models.kneser_ney import continuation_counts, interpolation, modified_kn_discounts
 
 ROWS_CHUNK = 8192  # contexts whose distributions are assembled at once (bounds memory)...
 # ...or fewer: each (rows, V) buffer of assembling them stays within 8 MB of float32. Assembling takes about ten
@@ -238,23 +238,17 @@ def kn_table(windows: torch.Tensor, vocab_size: int, discount: str | float = "mo
     (boundary-padded), then the target. Raw counts at the top order, continuation counts below."""
     B, N = vocab_size + 1, windows.size(1)
     keys, counts = torch.unique(suffix_keys(windows, B)[:, N], return_counts=True)  # the n-grams' keys
-    by_order = [(keys, counts)]
-    for k in range(N - 1, 0, -1):  # drop the oldest token of each distinct (k+1)-gram: continuation counts
-        keys, counts = torch.unique(keys % B**k, return_counts=True)
-        by_order.append((keys, counts))
-    context_keys, backoffs, all_gram_keys, alphas = [], [], [], []
-    for keys, counts in reversed(by_order):  # order 1 (the empty context) first: keys stay sorted
+    keys_by_order, counts_by_order = continuation_counts(NGramCounts(N, vocab_size, keys, counts, 0))
+    context_keys, backoffs, alphas = [], [], []
+    for keys, counts in zip(keys_by_order, counts_by_order):  # order 1 (the empty context) first: keys stay sorted
         if discount == "modified-kn":
             n1, n2, n3, n4 = (int((counts == i).sum()) for i in (1, 2, 3, 4))
             discounts = torch.tensor(modified_kn_discounts(n1, n2, n3, n4), dtype=torch.float64)
         else:
             discounts = torch.full((3,), float(discount), dtype=torch.float64)
-        contexts, context_of = torch.unique(keys // B, return_inverse=True)
-        kept = (counts - discounts[(counts - 1).clamp(max=2)]).clamp(min=0)
-        total = sum_by(context_of, counts, len(contexts))
+        contexts, _, alpha, backoff, _ = interpolation(keys, counts, discounts, B)
         context_keys.append(contexts)
-        backoffs.append((total - sum_by(context_of, kept, len(contexts))) / total)
-        all_gram_keys.append(keys)
-        alphas.append(kept / total[context_of])
-    return BackoffTable.from_parts(torch.cat(context_keys), torch.cat(backoffs), torch.cat(all_gram_keys),
+        backoffs.append(backoff)
+        alphas.append(alpha)
+    return BackoffTable.from_parts(torch.cat(context_keys), torch.cat(backoffs), torch.cat(keys_by_order),
                                    torch.cat(alphas), B)

@@ -42,7 +42,7 @@ from typing import NamedTuple
 import torch
 
 from namesmith.core.progress import Phase
-from namesmith.data.ngram_keys import NGramCounts, find_sorted
+from namesmith.data.ngram_keys import NGramCounts, find_sorted, sum_by
 
 DISCOUNT_METHODS = ("tuned", "modified-kn", "kn")
 MIN_TUNING_WORDS = 1000  # "tuned" with fewer training words uses the formulas (too little to tune on)
@@ -141,7 +141,31 @@ def fitted_discounts(train: NGramCounts, held_out: NGramCounts | None, method: s
                                method)
 
 
-# --- tuning them on held-out words ------------------------------------------------------------------
+# --- the interpolated weights ----------------------------------------------------------------------
+def discount_class(counts: torch.Tensor) -> torch.Tensor:
+    """0, 1 or 2: which of D1, D2, D3+ applies to each count (> 0)."""
+    return (torch.ceil(counts) - 1).clamp(0, 2).long()
+
+
+def interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor, base: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One order's k-gram `keys` and counts, whole or weighted, as interpolated Kneser-Ney (the formulas of
+    the module docstring; every model of counts builds its weights here): the sorted context keys (C,), each
+    k-gram's context (M,) and α (its discounted count over its context's total, (M,)), each context's γ (C,)
+    and, where the keys are sorted (a context's k-grams one run), the index of its first k-gram (C,).
+    `discounts`: D1, D2, D3+ (3,), or a row of them per k-gram (M, 3)."""
+    context_keys, context_of, run = torch.unique(keys // base, return_inverse=True, return_counts=True)
+    classes = discount_class(counts)
+    discounts = discounts.double()
+    discount = discounts[classes] if discounts.dim() == 1 else discounts.gather(1, classes.unsqueeze(1)).squeeze(1)
+    kept = (counts - discount).clamp(min=0)
+    context_total = sum_by(context_of, counts, len(context_keys))
+    context_kept = sum_by(context_of, kept, len(context_keys))
+    backoff_weight = (context_total - context_kept) / context_total  # the mass discounted
+    return context_keys, context_of, kept / context_total[context_of], backoff_weight, run.cumsum(0) - run
+
+
+# --- tuning the discounts on held-out words---------------------------------------------------------------
 def _run_sums(values: torch.Tensor, first: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
     """(Q,) int64 sums of values[first:end] for each query's range, from one running sum."""
     running = torch.zeros(len(values) + 1, dtype=torch.long)

@@ -48,11 +48,11 @@ from namesmith.data.ngram_keys import (
     check_order,
     check_order_value,
     default_order,
+    distinct_contexts,
     find_sorted,
     held_out_every,
     longest_match_transitions,
     suffix_keys,
-    sum_by,
 )
 from namesmith.models.base import (
     CharModel,
@@ -65,7 +65,7 @@ from namesmith.models.base import (
     dim,
     ngram_windows,
 )
-from namesmith.models.kneser_ney import DISCOUNT_METHODS, continuation_counts, fitted_discounts
+from namesmith.models.kneser_ney import DISCOUNT_METHODS, continuation_counts, fitted_discounts, interpolation
 from namesmith.models.nll import counted_grams_nll
 
 EVAL_CHUNK = 1 << 18  # distinct n-grams scored at a time by `nll_counts` (bounds its memory)
@@ -92,11 +92,6 @@ class NGramConfig:
                          and 0 <= discount <= 1, message)
             discount = float(discount)
         object.__setattr__(self, "discount", discount)
-
-
-def _discount_of(counts: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
-    """The discount (D1, D2 or D3+) that applies to each count (all counts ≥ 1)."""
-    return discounts[(counts - 1).clamp(max=2)]
 
 
 class NGram(CharModel):
@@ -259,21 +254,17 @@ class NGram(CharModel):
         float64 probabilities are kept whole only while the next order needs them (its parents).
         """
         V, B, N = self.vocab_size, self.base, self.config.order
-        contexts = [torch.unique(keys // B, return_inverse=True) for keys in keys_by_order]  # contexts: k-1 tokens
-        logprobs = torch.empty(sum(len(context_keys) for context_keys, _ in contexts), V)  # (R, V), order by order
-        row = 0
+        logprobs = torch.empty(sum(distinct_contexts(keys, B) for keys in keys_by_order), V)  # (R, V), order by order
+        row, all_context_keys = 0, []
         lower_keys = torch.zeros(1, dtype=torch.long)  # order 0: the empty context, uniform
         lower_probs = torch.full((1, V), 1.0 / V, dtype=torch.float64)
-        for k, (keys, counts, (context_keys, context_of)) in enumerate(
-                zip(keys_by_order, counts_by_order, contexts), start=1):
+        for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
             target = keys % B - 1
-            kept = (counts - _discount_of(counts, discounts[k - 1])).clamp(min=0)
-            context_total = sum_by(context_of, counts, len(context_keys))
-            context_kept = sum_by(context_of, kept, len(context_keys))
-            backoff_weight = (context_total - context_kept) / context_total  # γ(h): the mass discounted
+            # each k-gram's share α and each context's γ(h), the mass discounted (contexts: k-1 tokens)
+            context_keys, context_of, share, backoff_weight, _ = interpolation(keys, counts, discounts[k - 1], B)
+            all_context_keys.append(context_keys)
             # the lower order's context is this one without its first (oldest) token
             parent = torch.searchsorted(lower_keys, context_keys % B ** max(k - 2, 0))
-            share = kept / context_total[context_of]
             probs = torch.empty(len(context_keys), V, dtype=torch.float64) if k < N else None
             # keys are sorted, so each chunk of contexts has a contiguous run of n-grams
             starts = torch.arange(0, len(context_keys) + ROW_CHUNK, ROW_CHUNK).clamp_(max=len(context_keys))
@@ -288,7 +279,7 @@ class NGram(CharModel):
             row += len(context_keys)
             lower_keys, lower_probs = context_keys, probs
         # keys of contexts of j tokens lie in [B^(j-1), B^j), so concatenating by order keeps them sorted
-        return torch.cat([context_keys for context_keys, _ in contexts]), logprobs
+        return torch.cat(all_context_keys), logprobs
 
     # --- saving -----------------------------------------------------------------------------
     @classmethod

@@ -26,9 +26,15 @@ from dataclasses import dataclass
 
 import torch
 
-from namesmith.data.ngram_keys import find_sorted, sum_by
+from namesmith.data.ngram_keys import distinct_contexts, find_sorted, sum_by
 from namesmith.models.backoff_table import BackoffTable
-from namesmith.models.kneser_ney import DISCOUNT_LIMITS, FALLBACK_DISCOUNTS, modified_kn_discounts
+from namesmith.models.kneser_ney import (
+    DISCOUNT_LIMITS,
+    FALLBACK_DISCOUNTS,
+    discount_class,
+    interpolation,
+    modified_kn_discounts,
+)
 from namesmith.models.ngram import NGram
 
 
@@ -74,11 +80,6 @@ class WeightedCounts:
                               self.n_words - subset.n_words)
 
 
-def discount_class(counts: torch.Tensor) -> torch.Tensor:
-    """0, 1 or 2: which of D1, D2, D3+ applies to each count (> 0)."""
-    return (torch.ceil(counts) - 1).clamp(0, 2).long()
-
-
 def orders(counts: WeightedCounts) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per order k = 1..N (index k-1): the sorted k-gram keys seen and their (continuation) counts."""
     N, B = counts.order, counts.vocab_size + 1
@@ -117,23 +118,6 @@ def estimated_discounts(counts_by_order: list[torch.Tensor], method: str | float
     return discounts
 
 
-def _interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor, base: int
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One order's k-gram `keys` and counts as interpolated Kneser-Ney: the sorted context keys (C,), each
-    k-gram's context (M,) and α (its discounted count over its context's total, (M,)), each context's γ (C,)
-    and, where the keys are sorted (a context's k-grams one run), the index of its first k-gram (C,).
-    `discounts`: D1, D2, D3+ (3,), or a row of them per k-gram (M, 3)."""
-    context_keys, context_of, run = torch.unique(keys // base, return_inverse=True, return_counts=True)
-    classes = discount_class(counts)
-    discounts = discounts.double()
-    discount = discounts[classes] if discounts.dim() == 1 else discounts.gather(1, classes.unsqueeze(1)).squeeze(1)
-    kept = (counts - discount).clamp(min=0)
-    context_total = sum_by(context_of, counts, len(context_keys))
-    context_kept = sum_by(context_of, kept, len(context_keys))
-    backoff_weight = (context_total - context_kept) / context_total  # the mass discounted
-    return context_keys, context_of, kept / context_total[context_of], backoff_weight, run.cumsum(0) - run
-
-
 def backoff_orders(counts: WeightedCounts, discounts: torch.Tensor
                    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """These counts' interpolated Kneser-Ney as a back-off table: per order k = 1..N, the sorted keys of the
@@ -143,7 +127,7 @@ def backoff_orders(counts: WeightedCounts, discounts: torch.Tensor
     keys_by_order, counts_by_order = orders(counts)
     tables = []
     for k, (keys, values) in enumerate(zip(keys_by_order, counts_by_order), start=1):
-        context_keys, _, alpha, backoff_weight, _ = _interpolation(keys, values, discounts[k - 1],
+        context_keys, _, alpha, backoff_weight, _ = interpolation(keys, values, discounts[k - 1],
                                                                    counts.vocab_size + 1)
         tables.append((context_keys, backoff_weight, keys, alpha))
     return tables
@@ -157,7 +141,7 @@ def distributions(keys_by_order: list[torch.Tensor], counts_by_order: list[torch
     lower_keys = torch.zeros(1, dtype=torch.long)  # order 0: the empty context, uniform
     lower_probs = torch.full((1, V), 1.0 / V, dtype=torch.float64)
     for k, (keys, counts) in enumerate(zip(keys_by_order, counts_by_order), start=1):
-        context_keys, context_of, alpha, backoff_weight, _ = _interpolation(keys, counts, discounts[k - 1], B)
+        context_keys, context_of, alpha, backoff_weight, _ = interpolation(keys, counts, discounts[k - 1], B)
         parent = torch.searchsorted(lower_keys, context_keys % B ** max(k - 2, 0))
         probs = backoff_weight[:, None] * lower_probs[parent]  # (C, V)
         probs[context_of, keys % B - 1] += alpha
@@ -190,7 +174,7 @@ def rows_after(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Tensor
     models' rows at once), as long as the contexts carry it too."""
     if not len(keys):
         return lower
-    context_keys, context_of, alpha, backoff_weight, _ = _interpolation(keys, counts, discounts, vocab_size + 1)
+    context_keys, context_of, alpha, backoff_weight, _ = interpolation(keys, counts, discounts, vocab_size + 1)
     pos, found = find_sorted(context_keys, contexts)
     used, inverse = torch.unique(pos[found], return_inverse=True)  # the contexts asked for, each once
     seen = torch.zeros(len(context_keys), dtype=torch.bool)
@@ -248,7 +232,7 @@ def sparse_table(counts: WeightedCounts | None, discounts: torch.Tensor,
         keys, order_counts = keys_by_order[k], counts_by_order[k]
         for start, end in _context_chunks(keys, B):
             chunk_keys = keys[start:end]
-            contexts, _, chunk_alpha, chunk_backoff, starts = _interpolation(
+            contexts, _, chunk_alpha, chunk_backoff, starts = interpolation(
                 chunk_keys, order_counts[start:end].double(), discounts[k], B)
             rows = slice(row, row + len(contexts))
             context_keys[rows], backoff[rows], offsets[rows] = contexts, chunk_backoff, starts + entry + start
@@ -261,15 +245,6 @@ def sparse_table(counts: WeightedCounts | None, discounts: torch.Tensor,
         keys_by_order[k] = counts_by_order[k] = torch.empty(0)  # this order is in the table: free its counts
     offsets[R] = M
     return BackoffTable().set(context_keys, backoff, None, offsets, next_tokens, alpha)
-
-
-def distinct_contexts(sorted_keys: torch.Tensor, base: int) -> int:
-    """How many contexts (the key less its last token) sorted n-gram keys have: where the context changes."""
-    count = 0
-    for start in range(0, len(sorted_keys), TABLE_CHUNK):  # (chunks bound the memory of the quotients)
-        contexts = sorted_keys[max(start - 1, 0) : start + TABLE_CHUNK] // base
-        count += int((contexts[1:] != contexts[:-1]).sum()) + (start == 0)
-    return count
 
 
 def _context_chunks(sorted_keys: torch.Tensor, base: int) -> list[tuple[int, int]]:

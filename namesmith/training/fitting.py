@@ -24,7 +24,7 @@ from namesmith.core.memory import check_fits, large_arrays_mapped, release_freed
 from namesmith.core.progress import Phase
 from namesmith.core.threads import one_thread
 from namesmith.data.labelled import LabelledCorpus
-from namesmith.data.ngram_keys import NGramCounts, held_out_every
+from namesmith.data.ngram_keys import NGramCounts, distinct_contexts, held_out_every
 from namesmith.data.words import Corpus, DataConfig
 from namesmith.generation.config import length_limit
 from namesmith.models import model_class
@@ -35,7 +35,7 @@ from namesmith.models.kneser_ney import continuation_counts, fitted_discounts
 from namesmith.models.ngram import NGram
 from namesmith.models.nll import mean_nll
 from namesmith.models.sparse_ngram import SparseNGram
-from namesmith.models.weighted_kn import distinct_contexts, sparse_table
+from namesmith.models.weighted_kn import sparse_table
 from namesmith.scoring.evaluate import evaluate_labelled, evaluate_splits
 from namesmith.training.calibrate import CalibrationReport, calibrate
 from namesmith.training.calibrate_labels import calibrate_labels
