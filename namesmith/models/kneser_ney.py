@@ -165,7 +165,7 @@ def interpolation(keys: torch.Tensor, counts: torch.Tensor, discounts: torch.Ten
     return context_keys, context_of, kept / context_total[context_of], backoff_weight, run.cumsum(0) - run
 
 
-# --- tuning the discounts on held-out words---------------------------------------------------------------
+# --- tuning the discounts on held-out words --------------------------------------------------------
 def _run_sums(values: torch.Tensor, first: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
     """(Q,) int64 sums of values[first:end] for each query's range, from one running sum."""
     running = torch.zeros(len(values) + 1, dtype=torch.long)
