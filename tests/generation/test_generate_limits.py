@@ -153,10 +153,10 @@ def test_the_time_budget_ends_a_regex_match(a_model, monkeypatch):
 
     compile_regex = constraints_module.compile_regex
     monkeypatch.setattr(constraints_module, "compile_regex", Recorded)
-    config = GenerateConfig(num=5, seed=0, regex="^(a|a)+b$", max_len=60, time_budget=0.1)
+    config = GenerateConfig(num=5, seed=0, regex="^(a|a)+b$", max_len=60, time_budget=0.02)
     out = generate(a_model.model, a_model.vocab, config, max_word_length=40)
     assert out.stop_reason == "time-budget" and out.names == []
-    assert timeouts and timeouts == [pytest.approx(0.1)] * len(timeouts)  # what was left of the budget, each time
+    assert timeouts and timeouts == [pytest.approx(0.02)] * len(timeouts)  # what was left of the budget, each time
 
 
 def test_a_normal_regex_filters_as_before(builtin_bigram):
