@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -43,6 +44,18 @@ def app_with(model_dir, **limits):
     return create_app(ModelRegistry.from_directories([model_dir]), limits=Limits(**limits))
 
 
+OPEN: dict[int, Counter] = {}  # port -> the server's open connections by client address
+
+
+def wait_until_open(port: int, count: int, *addresses: str) -> None:
+    """Wait until the server on `port` counts `count` open connections from `addresses` (not a sleep that a busy
+    machine can outlast; 60 s only catches a hang)."""
+    deadline = time.monotonic() + 60
+    while sum(OPEN[port].get(address, 0) for address in addresses) != count:
+        assert time.monotonic() < deadline, f"the server never counted {count} connections from {addresses}"
+        time.sleep(0.01)
+
+
 @contextlib.contextmanager
 def served(app, limits: Limits):
     """The app on a real uvicorn with namesmith's connection limits, on 127.0.0.1; yields the port."""
@@ -50,6 +63,7 @@ def served(app, limits: Limits):
 
     port = free_port()
     server = uvicorn.Server(uvicorn_config(app, limits, host="127.0.0.1", port=port, log_level="warning"))
+    OPEN[port] = server.config.http.per_client  # the protocol class of this server counts its open connections
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -196,7 +210,7 @@ def test_connections_are_limited_per_client_and_in_all(model_dir):
     limits = Limits(max_connections=6, max_client_connections=3)
     with served(app_with(model_dir), limits) as port:
         mine = [connect(port) for _ in range(3)]
-        time.sleep(0.3)
+        wait_until_open(port, 3, "127.0.0.1")
         extra = connect(port)
         answer = reply(extra)
         assert answer == b"" or (answer.startswith(b"HTTP/1.1 503") and b"max_client_connections" in answer)
@@ -204,13 +218,14 @@ def test_connections_are_limited_per_client_and_in_all(model_dir):
         other.sendall(GET + b"Connection: close\r\n\r\n")
         assert reply(other).startswith(b"HTTP/1.1 200")
         more = [connect(port, f"127.0.0.{i}") for i in (3, 4, 5)]
-        time.sleep(0.3)
+        clients = [f"127.0.0.{i}" for i in range(1, 6)]
+        wait_until_open(port, 6, *clients)  # mine, more and none other (`other` was closed after its answer)
         over = connect(port, "127.0.0.6")
         answer = reply(over)
         assert answer == b"" or (answer.startswith(b"HTTP/1.1 503") and b"max_connections" in answer)
         for conn in mine + more:
             conn.close()
-        time.sleep(0.3)
+        wait_until_open(port, 0, *clients, "127.0.0.6")
         again = connect(port)  # closed connections are counted out
         again.sendall(GET + b"Connection: close\r\n\r\n")
         assert reply(again).startswith(b"HTTP/1.1 200")
