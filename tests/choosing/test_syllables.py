@@ -201,6 +201,7 @@ def test_cli_syllables(tmp_path, capsys):
     assert "syllables" in stderr and "\n" not in stderr
 
 
+@pytest.mark.slow  # a served model; test_cli_syllables and the API's other options keep the path fast
 def test_the_api_takes_syllables_and_gives_each_name_its_count(tmp_path):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient

@@ -27,7 +27,7 @@ def train_once(model_type: str, **options) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("model_type", ["gru", "transformer"])
+@pytest.mark.parametrize("model_type", [pytest.param("gru", marks=pytest.mark.slow), "transformer"])  # one fast
 def test_same_seed_gives_identical_weights_with_a_budget_that_does_not_bind(one_thread, model_type):
     # 60 tiny steps take well under a second; a 20 s budget does not end the run, so the schedule
     # must not follow the clock (it used to at the end of warm-up, where the step-based progress is 0)

@@ -150,8 +150,8 @@ def test_a_key_space_too_large_for_a_part_digit_counts_each_part_apart(tmp_path)
 
 
 # --- the fitted model ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("discount, max_held_out", [("tuned", None), ("tuned", 150), ("modified-kn", None),
-                                                     (0.5, None)])
+@pytest.mark.parametrize("discount, max_held_out", [pytest.param("tuned", None, marks=pytest.mark.slow), ("tuned", 150),
+                                                     ("modified-kn", None), (0.5, None)])  # tuned: also with 150
 def test_fit_from_merged_counts_equals_fit_in_memory(words_file, discount, max_held_out, one_thread, monkeypatch):
     if max_held_out:  # as on a list of millions of words: fewer than every 10th training word held out
         monkeypatch.setattr(ngram_keys, "MAX_HELD_OUT", max_held_out)

@@ -207,6 +207,7 @@ def test_huge_num_streams_small_batches_first_and_stops_when_closed(builtin_bigr
     model.eval()
 
 
+@pytest.mark.slow  # 400,000 names under tracemalloc; test_generate_is_the_stream_collected keeps streaming fast
 def test_streaming_memory_is_bounded_by_the_batch_not_by_num(builtin_bigram):
     """400,000 names pass through in batches; what is alive at once is one batch."""
     config = GenerateConfig(num=400_000, seed=1)

@@ -43,8 +43,9 @@ pytestmark = [
                        "(apt-get install -y chromium chromium-driver)"),
     pytest.mark.usefixtures("one_thread"),
 ]
-# Chromium costs seconds of CPU a page: the fast set (-m "not slow") keeps one page, the first test below, which
-# drives every control of the form end to end; the whole suite runs them all
+# Chromium costs seconds of CPU a page (the first test below, which drives every control of the form end to end,
+# about 9 s with the browser's own processes): they run in the whole suite, the fast set (-m "not slow") checks the
+# page's files in-process (test_serve_api)
 SLOW = pytest.mark.slow
 
 
@@ -119,6 +120,7 @@ def fill(driver, field, value):
     return element
 
 
+@SLOW
 def test_generate_shortlist_export_share_score_and_model(browser, server, downloads, tmp_path):
     open_page(browser, server + "/")
     browser.execute_script("localStorage.clear()")
