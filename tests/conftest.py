@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 try:
     import fcntl
@@ -23,6 +22,8 @@ SCREENSHOTS = pytest.StashKey()  # the folder where the browser tests saved the 
 
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch  # here, not above: xdist's controller process runs no test and need not import it (1.4 s)
+
         # one core per worker (xdist starts as many as there are cores): a second torch/OpenMP thread would only
         # contend with the other workers, and OpenMP spin-waits for a thread that shares a busy core
         torch.set_num_threads(1)
@@ -64,6 +65,8 @@ def built_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models on a shared 2-core machine: extra torch threads only contend."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -33,6 +33,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+from namesmith.core.bounded_json import loads_bounded
 from namesmith.core.conditional import Condition
 from namesmith.core.errors import CheckpointError, ConfigError, NamesmithError
 from namesmith.core.io import atomic_write_bytes, checked_file, write_content_addressed
@@ -351,22 +352,10 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
 
 
 def _parse_json(path: Path, data: bytes) -> Any:
-    """JSON nested at most MAX_JSON_DEPTH deep (the parser recurses: 100,000 levels was a RecursionError)."""
     try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    except RecursionError:
-        value = None
-    stack, deepest = [(value, 1)], 0
-    while stack and deepest <= MAX_JSON_DEPTH:  # without recursion, as the code that reads it may recurse
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    if value is None and data.strip() != b"null" or deepest > MAX_JSON_DEPTH:
-        raise CheckpointError(f"{path}: JSON nested more than {MAX_JSON_DEPTH} levels deep; not a namesmith file")
-    return value
+        return loads_bounded(data, MAX_JSON_DEPTH)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 def _read_header(path: Path) -> dict[str, Any]:
