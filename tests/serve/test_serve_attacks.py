@@ -164,25 +164,25 @@ def test_a_huge_header_is_431_and_never_read_whole(model_dir):
 
 def test_slow_headers_and_slow_bodies_are_cut_at_the_read_timeout(model_dir):
     """The read timeout bounds a request's whole head and body, not the gap between two bytes: a client that sends a
-    byte of its headers every 0.2 s, for ever, is cut (a timer that each byte restarted never would). No duration is
+    byte of its headers every 0.1 s, for ever, is cut (a timer that each byte restarted never would). No duration is
     asserted: the 60 s limit only catches a connection that is never cut."""
-    limits = Limits(read_timeout=0.6)
+    limits = Limits(read_timeout=0.3)
     with served(app_with(model_dir), limits) as port:
         silent = connect(port)  # connects, sends nothing
-        dripping = connect(port)  # sends a byte of its headers every 0.2 s, for ever
+        dripping = connect(port)  # sends a byte of its headers every 0.1 s, for ever
         body = connect(port)  # headers whole, then half its body
         body.sendall(b"POST " + GENERATE.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{\"n\":")
         drip = itertools.chain(GET + b"X-Drip: ", itertools.repeat(ord("a")))
         deadline, sent = time.monotonic() + 60, 0
         while True:
-            assert time.monotonic() < deadline, f"a client sending a byte every 0.2 s was not cut ({sent} bytes)"
+            assert time.monotonic() < deadline, f"a client sending a byte every 0.1 s was not cut ({sent} bytes)"
             try:
                 dripping.send(bytes([next(drip)]))
             except OSError:
                 break
             sent += 1
-            time.sleep(0.2)
+            time.sleep(0.1)
         for conn in (silent, dripping):
             answer = reply(conn)
             assert answer.startswith(b"HTTP/1.1 408") and b"read_timeout" in answer, answer
@@ -192,8 +192,8 @@ def test_slow_headers_and_slow_bodies_are_cut_at_the_read_timeout(model_dir):
 def test_an_idle_kept_alive_connection_is_closed(model_dir):
     """Kept alive after its answer, then closed by the server once idle (uvicorn's keep-alive timeout is the
     server's `idle_timeout`). An order of events, not a duration: the 60 s limit only catches one never closed."""
-    limits = Limits(idle_timeout=0.5)
-    assert uvicorn_config(app_with(model_dir), limits, host="127.0.0.1", port=0).timeout_keep_alive == 0.5
+    limits = Limits(idle_timeout=0.2)
+    assert uvicorn_config(app_with(model_dir), limits, host="127.0.0.1", port=0).timeout_keep_alive == 0.2
     with served(app_with(model_dir), limits) as port:
         conn = connect(port)
         conn.sendall(GET + b"\r\n")
@@ -255,7 +255,7 @@ def test_score_and_classify_wait_for_a_slot(model_dir, monkeypatch):
     deadline = time.monotonic() + 60
     while (status := client.post("/api/v1/models/bigram/score", json={"names": ["emma"]}).status_code) == 503:
         assert time.monotonic() < deadline
-        time.sleep(0.2)
+        time.sleep(0.02)
     assert status == 200
 
 

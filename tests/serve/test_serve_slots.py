@@ -151,10 +151,10 @@ def test_a_plain_generate_is_answered_while_heavy_requests_hold_every_slot(tmp_p
         return real_generate(model, options, *args, **kwargs)
 
     monkeypatch.setattr(service, "generate", generate)
-    fake_clock(monkeypatch)  # the budgets' clock stands still: the plain request's 0.5 s cannot run out when busy
+    fake_clock(monkeypatch)  # the budgets' clock stands still: the plain request's budget cannot run out when busy
     before = {name: getattr(TABLES, name) for name in ("builders", "table_bytes", "cache_bytes", "build_seconds")}
     try:
-        app = create_app(registry, limits=Limits(max_concurrent=1, time_budget=0.5))
+        app = create_app(registry, limits=Limits(max_concurrent=1, time_budget=0.05))  # a 503 waits 0.05 s for a slot
         url = "/api/v1/models/bigram/generate"
         with TestClient(app) as client:
             heavy = threading.Thread(target=lambda: client.post(url, json={"n": 2, "ends_with": "a"}))
