@@ -125,24 +125,31 @@ def test_the_graph_sees_lazy_imports():
     assert "namesmith.namemodel" in graph["namesmith.cli.common"]  # imported inside functions only
 
 
-def heavy_modules_after(code: str) -> dict[str, bool]:
-    """Which of torch and NumPy a fresh interpreter has imported after running `code`."""
-    probe = code + "\nimport json, sys\nprint(json.dumps({m: m in sys.modules for m in ('torch', 'numpy')}))"
+HEAVY = "import json, sys\nprint('heavy:', json.dumps({m: m in sys.modules for m in ('torch', 'numpy')}))"
+
+
+def heavy_modules_after_each(steps: list[str]) -> list[dict[str, bool]]:
+    """Which of torch and NumPy one fresh interpreter has imported after each of `steps`, run in turn. Imports only
+    add up, so a step after which torch is not there did not import it, nor did any step before it (one interpreter,
+    not one a step: each start costs a fifth of a second)."""
+    probe = "".join(f"{step}\n{HEAVY}\n" for step in steps)
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return [json.loads(line[len("heavy: "):]) for line in result.stdout.splitlines() if line.startswith("heavy: ")]
 
 
 def test_import_namesmith_and_help_need_no_torch():
     # torch takes seconds to import; `import namesmith` and `namesmith --help` take a fraction of that without it
-    assert heavy_modules_after("import namesmith") == {"torch": False, "numpy": False}
     help_only = "from namesmith.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
-    assert heavy_modules_after(help_only) == {"torch": False, "numpy": False}
     # a command's parser imports what its own options need, not what the other commands' need
-    for argv in (["-q", "score", "-m", "dir", "emma"], ["ensemble", "-m", "a", "-m", "b", "--out", "c"], ["data"],
-                 ["serve", "--port", "8001"]):
-        assert not heavy_modules_after(f"from namesmith.cli import parse\nparse({argv!r})")["torch"], argv
-    assert heavy_modules_after("from namesmith.cli import parse\nparse(['train', '--model', 'bigram'])")["torch"]
+    light = (["-q", "score", "-m", "dir", "emma"], ["ensemble", "-m", "a", "-m", "b", "--out", "c"], ["data"],
+             ["serve", "--port", "8001"])
+    parses = [f"from namesmith.cli import parse\nparse({argv!r})" for argv in light]
+    after = heavy_modules_after_each(["import namesmith", help_only, *parses, "import numpy"])
+    assert len(after) == 3 + len(parses)
+    assert after[0] == after[1] == {"torch": False, "numpy": False}
+    assert [argv for argv, found in zip(light, after[2:]) if found["torch"]] == []
+    assert after[-1]["numpy"]  # the probe sees what was imported
 
 
 def test_the_lazy_names_of_the_package_resolve():

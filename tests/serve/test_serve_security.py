@@ -127,6 +127,9 @@ print(response.status_code, response.json().get("complete"))
 """
 
 
+# a process that imports torch (3 s of CPU): the fast set (-m "not slow") refuses a backtracking regex in-process
+# (test_generate_limits: the field named), and the server answers such errors with a 400 (test_serve_api: impossible)
+@pytest.mark.slow
 def test_a_pathological_regex_cannot_hang_the_server(model_dir):
     # in a child process: a regex stuck in C holds the GIL, and would freeze this test process too
     import os
