@@ -5,7 +5,11 @@ its own temporary folders and caches; what takes seconds to build and is only re
 server's built-in model) is built once for the whole run by `once_per_run` and copied into each worker's folders."""
 
 import contextlib
+import functools
+import hashlib
+import io
 import os
+import shlex
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +64,26 @@ def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, build: Cal
 def built_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path]:
     """`once_per_run` for a test module: `built_once(name, build)` is the folder `build` filled, once for the run."""
     return lambda name, build: once_per_run(tmp_path_factory, name, build)
+
+
+@pytest.fixture(scope="session")
+def cli_trained(built_once) -> Callable[[str], Path]:
+    """`cli_trained(command)`: a folder where `command` (a `namesmith train ... --out out`) ran, what it printed in
+    `printout.txt` beside `out`; run once for the whole run (the README's `namesmith train --out out` takes seconds,
+    and the docs' examples and the CLI's tests read it). Only read it: copy it before anything writes there."""
+    def build(command: str, folder: Path) -> None:
+        from namesmith.cli import main
+
+        printed = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+            patch.chdir(folder)
+            assert main(shlex.split(command)[1:]) == 0
+        (folder / "printout.txt").write_text(printed.getvalue(), encoding="utf-8")
+
+    def folder(command: str) -> Path:
+        name = "cli-" + hashlib.sha256(command.encode()).hexdigest()[:12]
+        return built_once(name, functools.partial(build, command))
+    return folder
 
 
 @pytest.fixture(scope="module")

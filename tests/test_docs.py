@@ -21,8 +21,6 @@ The blocks, by kind:
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import re
 import shlex
@@ -135,22 +133,14 @@ def test_the_console_examples_name_the_model_they_run_against():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, built_once):
-    """A folder holding `out` as each command trains it, trained once per run (every worker copies it)."""
+def trained(tmp_path_factory, cli_trained):
+    """A folder holding `out` as each command trains it, trained once per run (conftest.cli_trained), copied."""
     folders: dict[str, Path] = {}
-
-    def build(command: str, folder: Path) -> None:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.chdir(folder)
-            from namesmith.cli import main
-
-            assert main(shlex.split(command)[1:] + ["-q"]) == 0
 
     def folder(command: str) -> Path:
         if command not in folders:
-            name = "docs-" + hashlib.sha256(command.encode()).hexdigest()[:12]
             folders[command] = tmp_path_factory.mktemp("docs-examples")
-            shutil.copytree(built_once(name, functools.partial(build, command)), folders[command], dirs_exist_ok=True)
+            shutil.copytree(cli_trained(command), folders[command], dirs_exist_ok=True)
         return folders[command]
     return folder
 
