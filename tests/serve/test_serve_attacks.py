@@ -241,7 +241,7 @@ def test_score_and_classify_wait_for_a_slot(model_dir, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service, "generate", held)
-    client = TestClient(app_with(model_dir, max_concurrent=1, time_budget=0.3), raise_server_exceptions=False)
+    client = TestClient(app_with(model_dir, max_concurrent=1, time_budget=0.1), raise_server_exceptions=False)
     with ThreadPoolExecutor(1) as pool:
         holder = pool.submit(client.post, GENERATE, json={"n": 2, "unique": True})  # not plain: no quick slot
         assert entered.wait(30)

@@ -250,7 +250,7 @@ def test_generation_slots_bound_concurrent_work(model_dir, monkeypatch, quick_sl
         return real(*args, **kwargs)
 
     monkeypatch.setattr(service, "generate", held)
-    limits = Limits(max_concurrent=1, quick_slots=quick_slots, time_budget=0.3)
+    limits = Limits(max_concurrent=1, quick_slots=quick_slots, time_budget=0.1)  # the 503 waits 0.1 s for a slot
     client = TestClient(create_app(ModelRegistry.from_directories([model_dir]), limits=limits))
     seeds = list(range(1, quick_slots + 3))
     with ThreadPoolExecutor(len(seeds)) as pool:  # no clock decides who waits: the slot holders wait on `gate`
