@@ -28,6 +28,19 @@ def train_bigram(folder: Path) -> Path:
     return out
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (any of its threads), on Linux (/proc)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs, on Linux (/proc): a zombie, dead and not yet reaped, does not."""
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,13 +17,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
-from serve_support import free_port  # noqa: E402
+from serve_support import alive, children, free_port  # noqa: E402
 
 import namesmith.models.nll as nll_module  # noqa: E402
 import namesmith.serve.build as build_module  # noqa: E402
@@ -183,14 +182,6 @@ def test_closing_the_registry_stops_a_model_warming_up_at_its_next_chunk(built_c
     assert not registry._thread.is_alive() and registry.get("builtin-ngram").model is None
 
 
-def running(pid: str) -> bool:
-    """Whether process `pid` runs (a zombie, dead and not yet reaped, does not)."""
-    try:
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the build process in /proc")
 def test_sigterm_stops_a_served_process_within_seconds_whatever_is_building(tmp_path):
     port = free_port()
@@ -212,9 +203,8 @@ def test_sigterm_stops_a_served_process_within_seconds_whatever_is_building(tmp_
             urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{GENERATE}", data=b'{"n": 2}',
                                                           headers={"Content-Type": "application/json"}), timeout=60)
         assert refused.value.code == 503 and refused.value.headers["Retry-After"]
-        children = [pid for task in Path(f"/proc/{server.pid}/task").iterdir()  # started by the builder thread
-                    for pid in (task / "children").read_text().split()]
-        assert children  # the build's worker process
+        started = children(server.pid)  # by the builder thread
+        assert started  # the build's worker process
         server.send_signal(signal.SIGTERM)
         try:  # the limit only catches a hang: the build's stop is counted in the tests of the registry above
             server.wait(60)
@@ -222,8 +212,8 @@ def test_sigterm_stops_a_served_process_within_seconds_whatever_is_building(tmp_
             pytest.fail("SIGTERM did not stop a server that was building a model, in 60 s")
         # the worker goes with the server (killed, not left to finish: a build takes seconds more than this waits)
         deadline = time.monotonic() + 1
-        while alive := [pid for pid in children if running(pid)]:
-            assert time.monotonic() < deadline, f"the build worker {alive} outlived the server"
+        while running := [pid for pid in started if alive(pid)]:
+            assert time.monotonic() < deadline, f"the build worker {running} outlived the server"
             time.sleep(0.01)
     finally:
         if server.poll() is None:

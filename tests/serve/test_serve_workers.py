@@ -17,13 +17,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from serve_support import free_port, train_bigram
+from serve_support import alive, children, free_port, train_bigram
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT")]
-
-
-def children(pid: int) -> list[int]:
-    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
 
 
 def workers_of(pid: int) -> list[int]:
@@ -106,8 +102,7 @@ def test_connections_are_spread_over_the_workers_and_all_stop_together(tmp_path)
         server.wait(60)
     assert server.returncode == 0
     time.sleep(0.5)
-    assert not [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in
-                Path(f"/proc/{w}/stat").read_text().split()[2]], "a worker outlived the server"
+    assert not [w for w in workers if alive(w)], "a worker outlived the server"
 
 
 def test_a_port_in_use_is_one_clear_error(tmp_path):
@@ -130,10 +125,6 @@ def status_of(url: str, key: str | None = None) -> int:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
-
-
-def alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
 def test_workers_die_with_a_killed_server_and_a_new_key_binds_on_the_port(tmp_path):
